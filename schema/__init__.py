@@ -1,0 +1,1 @@
+"""The database schema (installed as ``syncd.schema``) and its Alembic migrations."""

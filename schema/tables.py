@@ -1,0 +1,183 @@
+"""Tables of syncd.  SQLAlchemy Core: capture inserts thousands of rows a second in bulk.
+
+Idempotence lives in the unique constraints: ``records.key`` (one record per message
+or meeting across every mailbox), ``sources`` (mailbox, folder, UIDVALIDITY, UID),
+``participants`` (record, address, role).  Inserts use ON CONFLICT DO NOTHING, so a
+batch replayed after a crash, or by a second daemon, changes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from syncd.schema.types import UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(300), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+customer_domains = Table(
+    "customer_domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    # Not unique: two customers claiming one domain is a fact to report, not to hide.
+    Column("domain", String(255), nullable=False, index=True),
+    UniqueConstraint("customer_id", "domain"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL"), index=True),
+    Column("name", String(300), nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+contact_addresses = Table(
+    "contact_addresses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "contact_id",
+        Integer,
+        ForeignKey("contacts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("address", String(320), nullable=False, unique=True),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # "email:<Message-ID>" (later "meeting:<UID>|<RECURRENCE-ID>"): the identity across mailboxes.
+    Column("key", String(1100), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("subject", Text, nullable=False, default=""),
+    Column("snippet", Text),
+    Column("occurred_at", UtcDateTime, nullable=False, index=True),
+    Column("message_id", String(1000), index=True),
+    Column("thread_key", String(1000), index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("record_id", Integer, ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False, index=True),
+    Column("name", String(300), nullable=False, default=""),
+    Column("role", String(16), nullable=False),
+    Column("external", Integer, nullable=False, default=1),
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="SET NULL"), index=True),
+    UniqueConstraint("record_id", "address", "role"),
+)
+
+record_customers = Table(
+    "record_customers",
+    metadata,
+    Column("record_id", Integer, ForeignKey("records.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("link", String(16), nullable=False),  # contact | domain | manual
+    Index("ix_record_customers_customer_id", "customer_id"),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "record_id",
+        Integer,
+        ForeignKey("records.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("mailbox", String(200), nullable=False),
+    Column("folder", String(1000), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+)
+
+folder_states = Table(
+    "folder_states",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String(200), nullable=False),
+    Column("folder", String(1000), nullable=False),
+    Column("uidvalidity", BigInteger),
+    Column("last_uid", BigInteger, nullable=False, default=0),
+    Column("highestmodseq", BigInteger),
+    Column("messages_captured", Integer, nullable=False, default=0),
+    Column("messages_skipped", Integer, nullable=False, default=0),
+    Column("last_success_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UtcDateTime),
+    UniqueConstraint("mailbox", "folder"),
+)
+
+mailbox_states = Table(
+    "mailbox_states",
+    metadata,
+    Column("mailbox", String(200), primary_key=True),
+    Column("last_attempt_at", UtcDateTime),
+    Column("last_success_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("last_error_kind", String(32)),
+    Column("last_error_at", UtcDateTime),
+)
+
+unmatched_addresses = Table(
+    "unmatched_addresses",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("name", String(300), nullable=False, default=""),
+    Column("count", Integer, nullable=False, default=0),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String(200), nullable=False),
+    Column("folder", String(1000), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+)

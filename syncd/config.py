@@ -1,0 +1,205 @@
+"""The configuration file: one TOML document, validated all at once.
+
+Every problem is reported with its key path (``mailbox[1].port``) in one error,
+so an admin fixes the file in one go.  Secrets stay in ``SecretStr`` and are
+never written back anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from syncd.domain.addresses import normalize_address, normalize_domain
+from syncd.errors import ConfigError
+
+DEFAULT_PATH = "syncd.toml"
+ENV_VAR = "SYNCD_CONFIG"
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///syncd.db"
+
+
+class OrganizationConfig(_Strict):
+    internal_domains: list[str] = Field(default_factory=list)
+
+    @field_validator("internal_domains")
+    @classmethod
+    def _normalize(cls, value: list[str]) -> list[str]:
+        return [normalize_domain(d.lstrip("@")) for d in value]
+
+
+class CaptureConfig(_Strict):
+    max_message_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_MESSAGE_BYTES
+    batch_size: Annotated[int, Field(gt=0, le=5000)] = 500
+
+
+class SecretSourceConfig(_Strict):
+    """Where a secret comes from; exactly one of the four must be set."""
+
+    password: SecretStr | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    password_command: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSourceConfig:
+        given = [
+            k
+            for k in ("password", "password_file", "password_env", "password_command")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            which = ", ".join(given) if given else "none"
+            raise ValueError(
+                "set exactly one of password_file, password_env, password_command, password "
+                f"(found: {which})"
+            )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class MailboxConfig(SecretSourceConfig):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
+    owner: str
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 993
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    allow_plaintext: bool = False
+    ca_file: str | None = None
+    username: str
+    auth: Literal["password", "xoauth2"] = "password"
+    folders: list[str] | None = None
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_is_address(cls, value: str) -> str:
+        normalized = normalize_address(value)
+        if normalized is None:
+            raise ValueError(f"{value!r} is not an email address")
+        return normalized
+
+    @model_validator(mode="after")
+    def _plaintext_only_on_loopback(self) -> MailboxConfig:
+        if self.security == "plain" and not (self.allow_plaintext or is_loopback_host(self.host)):
+            raise ValueError(
+                f'security = "plain" sends the password in clear to {self.host}; use "tls" or '
+                '"starttls", or set allow_plaintext = true if you really mean it'
+            )
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file {self.ca_file} does not exist")
+        return self
+
+
+class Config(_Strict):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    organization: OrganizationConfig = Field(default_factory=OrganizationConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    mailbox: list[MailboxConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for box in self.mailbox:
+            if box.name in seen:
+                raise ValueError(f"mailbox name {box.name!r} is used twice; names must be unique")
+            seen.add(box.name)
+        return self
+
+    @property
+    def internal_domains(self) -> frozenset[str]:
+        return frozenset(self.organization.internal_domains)
+
+    def mailbox_named(self, name: str) -> MailboxConfig:
+        for box in self.mailbox:
+            if box.name == name:
+                return box
+        raise ConfigError([f"no [[mailbox]] named {name!r}"])
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part in ("function-after", "function-before"):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _problems(err: ValidationError) -> list[str]:
+    problems = []
+    for item in err.errors(include_url=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (misspelt?)"
+        problems.append(f"{_key_path(tuple(item['loc']))}: {message}")
+    return problems
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    return Path(path or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def _anchor_sqlite(url: str, base: Path) -> str:
+    """A relative SQLite path is relative to the config file, not to wherever syncd was started."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
+def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str = "") -> Config:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_problems(err), path=source or None) from None
+    if base is not None:
+        url = _anchor_sqlite(config.database.url, base)
+        config = config.model_copy(update={"database": DatabaseConfig(url=url)})
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    file = resolve_path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: no such file"], path=str(file)) from None
+    except OSError as err:
+        raise ConfigError([f"{file}: cannot read ({err.strerror})"], path=str(file)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError([f"not valid TOML: {err}"], path=str(file)) from None
+    return parse_config(data, base=file.resolve().parent, source=str(file))

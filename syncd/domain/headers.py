@@ -1,0 +1,112 @@
+"""Decoding of raw RFC 5322 header sections.
+
+We split headers ourselves instead of running ``email.parser`` on every message:
+capture needs a dozen fields, and the stdlib parser is the slowest step of a
+backfill.  Everything here tolerates broken input: unknown charsets, raw 8-bit
+bytes, malformed encoded words.  It degrades to replacement characters, never raises.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+# Fields capture uses; anything else is never decoded.
+WANTED = frozenset(
+    {
+        "message-id", "subject", "date", "from", "sender", "to", "cc", "bcc",
+        "references", "in-reply-to", "list-id", "list-unsubscribe", "precedence",
+        "auto-submitted", "x-autoreply", "x-autorespond", "return-path",
+        "content-type", "content-transfer-encoding", "mime-version",
+    }
+)  # fmt: skip
+_UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def decode_bytes(raw: bytes, charset: str | None = "utf-8") -> str:
+    """Bytes to text with a declared charset, falling back to UTF-8, then Latin-1."""
+    for cs in (charset, "utf-8"):
+        if not cs:
+            continue
+        try:
+            return raw.decode(cs)
+        except (LookupError, UnicodeDecodeError, ValueError):
+            continue
+    return raw.decode("latin-1")
+
+
+def split_header_section(raw: bytes) -> dict[str, list[str]]:
+    """Unfold and split a header section into {lower-case name: [values]}.
+
+    Only fields in WANTED are kept.  Values are decoded from raw bytes (UTF-8 with
+    a Latin-1 fallback) but encoded words are left for ``decode_words``.
+    """
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    section = raw if end < 0 else raw[:end]
+    out: dict[str, list[str]] = {}
+    for line in _UNFOLD.sub(b"", section).split(b"\n"):
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        key = name.strip().lower().decode("ascii", "replace")
+        if key in WANTED:
+            out.setdefault(key, []).append(decode_bytes(value.strip()))
+    return out
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words; unknown charsets and bad encodings degrade, never raise."""
+    if "=?" not in value:
+        return value
+    try:
+        parts = email.header.decode_header(value)
+    except (ValueError, LookupError, AssertionError):
+        return value
+    out: list[str] = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        else:
+            out.append(decode_bytes(chunk, charset))
+    return "".join(out)
+
+
+def parse_addresses(values: Iterable[str]) -> list[tuple[str, str]]:
+    """Address headers to [(display name, address)] with names decoded.
+
+    Names are decoded only after splitting: an encoded word may hide a comma.
+    """
+    pairs = email.utils.getaddresses(list(values))
+    return [(decode_words(name).strip(), addr) for name, addr in pairs if addr]
+
+
+def parse_message_ids(value: str | None) -> list[str]:
+    if not value:
+        return []
+    found = _MSGID.findall(value)
+    if found:
+        return found
+    bare = value.strip()
+    return [bare] if bare and " " not in bare else []
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """RFC 5322 date to aware UTC; None when missing or unparseable."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": the sender did not know its zone; RFC 5322 means UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None

@@ -1,0 +1,1 @@
+"""The engine: runs sync passes over sources and checkpoints them."""

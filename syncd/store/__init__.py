@@ -1,0 +1,1 @@
+"""The store owns the schema, the transactions and every query."""
