@@ -1,0 +1,275 @@
+"""IMAP over imapclient: read-only, peek-only, bounded, with failures classified.
+
+Never changes a mailbox: folders are opened with EXAMINE and bodies fetched with
+BODY.PEEK, so no \\Seen flag is ever set.  Bodies are fetched partially (the first
+``BODY_BYTES``), which bounds memory whatever the size of a message; messages over
+the configured size limit are captured from their headers only.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import imapclient
+from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from syncd.config import MailboxConfig
+from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
+from syncd.errors import (
+    CredentialsError,
+    RefusedError,
+    RemoteConfigError,
+    RemoteError,
+    TransientError,
+)
+
+# Enough of a body for a 500-character snippet of new text, even behind HTML or MIME headers.
+BODY_BYTES = 32 * 1024
+_HEADER = b"BODY[HEADER]"
+_TEXT = b"BODY[TEXT]<0>"
+_IDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+
+
+def classify(err: BaseException, where: str) -> RemoteError:
+    """Turn a library or socket failure into the error that says what to do next."""
+    if isinstance(err, RemoteError):
+        return err
+    if isinstance(err, LoginError):
+        return CredentialsError(
+            f"{where}: the server refused the login",
+            hint="check username and password (or token) for this mailbox",
+        )
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return RemoteConfigError(
+            f"{where}: the server's TLS certificate is not trusted ({err.verify_message})",
+            hint="set ca_file to the CA that signed the server certificate",
+        )
+    if isinstance(err, CapabilityError) and "STARTTLS" in str(err):
+        return RemoteConfigError(
+            f"{where}: the server does not offer STARTTLS",
+            hint='use security = "tls" on the TLS port (usually 993); syncd never falls back to plain text',
+        )
+    if isinstance(err, ssl.SSLError):
+        return RemoteConfigError(
+            f"{where}: TLS failed ({err.reason or err})",
+            hint='check port and security ("tls" on 993, "starttls" on 143)',
+        )
+    if isinstance(err, ConnectionRefusedError):
+        return RefusedError(
+            f"{where}: connection refused", hint="check host and port, and that the server is up"
+        )
+    if isinstance(err, socket.gaierror):
+        return RemoteConfigError(f"{where}: cannot resolve the host name", hint="check host")
+    if isinstance(err, (TimeoutError, socket.timeout)):
+        return TransientError(f"{where}: timed out")
+    if isinstance(err, (ConnectionError, imaplib.IMAP4.abort, EOFError)):
+        return TransientError(f"{where}: connection lost ({type(err).__name__})")
+    if isinstance(err, OSError):
+        return RefusedError(f"{where}: network error ({err.strerror or type(err).__name__})")
+    if isinstance(err, IMAPClientError):
+        return RemoteConfigError(f"{where}: the server said no ({err})")
+    return TransientError(f"{where}: {type(err).__name__}")
+
+
+@contextmanager
+def _classified(where: str) -> Iterator[None]:
+    try:
+        yield
+    except RemoteError:
+        raise
+    except (OSError, IMAPClientError, imaplib.IMAP4.error, EOFError) as err:
+        raise classify(err, where) from None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificates are always verified; ``ca_file`` only adds a private CA."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class ImapSession:
+    """A logged-in, read-only connection to one mailbox."""
+
+    def __init__(self, client: imapclient.IMAPClient, config: MailboxConfig) -> None:
+        self._client = client
+        self._config = config
+        self._max_bytes = 0
+        self._folder: str | None = None
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, config: MailboxConfig, secret: Callable[[], str], *, max_bytes: int
+    ) -> ImapSession:
+        """Connect and log in, retrying transient failures a few times with backoff."""
+        session = _open_with_retry(config, secret)
+        session._max_bytes = max_bytes
+        return session
+
+    # --- MailSession ------------------------------------------------------------------------
+
+    def capabilities(self) -> frozenset[str]:
+        with _classified(self._where()):
+            caps = self._client.capabilities()
+        return frozenset(c.decode("ascii", "replace").upper() for c in caps)
+
+    def folders(self) -> list[FolderInfo]:
+        with _classified(self._where()):
+            listing = self._client.list_folders()
+        return [
+            FolderInfo(name, frozenset(f.decode("ascii", "replace") for f in flags))
+            for flags, _delim, name in listing
+        ]
+
+    def default_folders(self) -> list[str]:
+        """INBOX and the folder with the \\Sent special use (RFC 6154), when there is one."""
+        out = ["INBOX"]
+        for info in self.folders():
+            if "\\Sent" in info.flags and info.name not in out:
+                out.append(info.name)
+        return out
+
+    def examine(self, folder: str) -> FolderStatus:
+        with _classified(self._where(folder)):
+            try:
+                info = self._client.select_folder(folder, readonly=True)
+            except IMAPClientError as err:
+                raise RemoteConfigError(
+                    f"{self._where(folder)}: cannot open the folder ({err})",
+                    hint="check the folder name; `syncd check` lists the folders of each mailbox",
+                ) from None
+        self._folder = folder
+        modseq = info.get(b"HIGHESTMODSEQ")
+        uidnext = info.get(b"UIDNEXT")
+        return FolderStatus(
+            name=folder,
+            uidvalidity=int(info[b"UIDVALIDITY"]),
+            uidnext=int(uidnext) if uidnext is not None else None,
+            highestmodseq=int(modseq) if modseq is not None else None,
+            exists=int(info.get(b"EXISTS", 0)),
+        )
+
+    def uids_from(self, first_uid: int) -> list[int]:
+        """UIDs >= first_uid in the open folder, ascending."""
+        with _classified(self._where(self._folder)):
+            found = self._client.search(["UID", f"{max(first_uid, 1)}:*"])
+        # "n:*" also matches the highest UID when it is below n (RFC 3501 6.4.8).
+        return sorted(uid for uid in found if uid >= first_uid)
+
+    def fetch(self, uids: list[int]) -> list[FetchedMessage]:
+        if not uids:
+            return []
+        items = ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{BODY_BYTES}>"]
+        with _classified(self._where(self._folder)):
+            response = self._client.fetch(uids, items)
+        out: list[FetchedMessage] = []
+        for uid in uids:
+            data = response.get(uid)
+            if data is None:
+                continue  # expunged between SEARCH and FETCH: nothing to capture
+            size = int(data.get(b"RFC822.SIZE", 0))
+            header = data.get(_HEADER) or b""
+            headers_only = size > self._max_bytes
+            raw = header if headers_only else header + (data.get(_TEXT) or b"")
+            out.append(
+                FetchedMessage(
+                    uid=uid,
+                    size=size,
+                    internal_date=_aware(data.get(b"INTERNALDATE")),
+                    raw=raw,
+                    headers_only=headers_only,
+                )
+            )
+        return out
+
+    def fetch_message_ids(self, uids: list[int]) -> dict[int, bytes]:
+        """The Message-ID header field of each UID, to re-identify messages cheaply."""
+        if not uids:
+            return {}
+        with _classified(self._where(self._folder)):
+            response = self._client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        return {uid: data.get(_IDS) or b"" for uid, data in response.items()}
+
+    def close(self) -> None:
+        try:
+            self._client.logout()
+        except Exception:  # noqa: BLE001 - closing a dead connection must never mask the real error
+            try:
+                self._client.shutdown()
+            except Exception:  # noqa: BLE001, S110
+                pass
+
+    def __enter__(self) -> ImapSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _where(self, folder: str | None = None) -> str:
+        return f"mailbox {self._config.name}" + (f" folder {folder}" if folder else "")
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
+    where = f"mailbox {config.name} ({config.host}:{config.port})"
+    timeout = imapclient.SocketTimeout(connect=config.timeout, read=config.timeout)
+    client: imapclient.IMAPClient | None = None
+    try:
+        with _classified(where):
+            if config.security == "tls":
+                client = imapclient.IMAPClient(
+                    config.host, config.port, ssl=True, ssl_context=tls_context(config.ca_file),
+                    timeout=timeout,
+                )  # fmt: skip
+            else:
+                client = imapclient.IMAPClient(config.host, config.port, ssl=False, timeout=timeout)
+                if config.security == "starttls":
+                    client.starttls(tls_context(config.ca_file))
+            client.normalise_times = False
+            password = secret()
+            try:
+                if config.auth == "xoauth2":
+                    client.oauth2_login(config.username, password)
+                else:
+                    client.login(config.username, password)
+            finally:
+                del password
+            caps = client.capabilities()
+            if b"CONDSTORE" in caps and b"ENABLE" in caps:
+                client.enable("CONDSTORE")  # so EXAMINE reports HIGHESTMODSEQ
+    except BaseException:
+        if client is not None:
+            try:
+                client.shutdown()
+            except Exception:  # noqa: BLE001, S110 - the original error is the one to report
+                pass
+        raise
+    return ImapSession(client, config)
+
+
+_open_with_retry = retry(
+    retry=retry_if_exception_type(TransientError),
+    stop=stop_after_attempt(3),
+    wait=wait_random_exponential(multiplier=0.5, max=5),
+    reraise=True,
+)(_connect)

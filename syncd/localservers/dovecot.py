@@ -1,0 +1,220 @@
+"""A throw-away Dovecot on loopback with its own users and Maildirs.
+
+Used by the test suite, the benchmark and the demo.  Mail is seeded by writing
+files into the Maildirs (much faster than APPEND) before or between logins.
+Needs Debian's ``dovecot-imapd`` (``scripts/bootstrap.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.localservers.ports import free_port, wait_listening
+
+DOVECOT = shutil.which("dovecot", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
+
+_CONFIG = """\
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+first_valid_uid = 1
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{root}/mail/%u/Maildir
+mail_fsync = never
+ssl = {ssl}
+{ssl_files}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={mail_uid} gid={mail_gid} home={root}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = create
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+"""
+
+
+@dataclass
+class Dovecot:
+    """One Dovecot instance under ``root``; ``port`` is plain IMAP, ``tls_port`` implicit TLS."""
+
+    root: Path
+    users: dict[str, str]
+    tls: bool = False
+    port: int = 0
+    tls_port: int = 0
+    cert_file: Path | None = None
+    _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        if DOVECOT is None:
+            raise RuntimeError(
+                "dovecot is not installed: run scripts/bootstrap.sh (apt-get install dovecot-imapd)"
+            )
+        self.root = self.root.resolve()
+        if os.geteuid() == 0:
+            self._mail_user = pwd.getpwnam("mail")
+            self._login_user, self._internal_user, self._internal_group = "dovenull", "dovecot", "dovecot"
+        else:  # an unprivileged developer: everything runs as themselves
+            self._mail_user = pwd.getpwuid(os.geteuid())
+            name = self._mail_user.pw_name
+            self._login_user = self._internal_user = name
+            self._internal_group = name
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> Dovecot:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        for sub in ("run", "state", "mail"):
+            (self.root / sub).mkdir(exist_ok=True)
+        (self.root / "passwd").write_text(
+            "".join(f"{user}:{{PLAIN}}{password}\n" for user, password in self.users.items())
+        )
+        for user in self.users:
+            self.maildir(user)  # created now so the mail uid owns it
+        self.port = self.port or free_port()
+        self.tls_port = self.tls_port or free_port()
+        ssl_files = ""
+        if self.tls:
+            self.cert_file, key = self._self_signed()
+            ssl_files = f"ssl_cert = <{self.cert_file}\nssl_key = <{key}\nssl_dh = </usr/share/dovecot/dh.pem"
+        conf = self.root / "dovecot.conf"
+        conf.write_text(
+            _CONFIG.format(
+                root=self.root, port=self.port, tls_port=self.tls_port,
+                ssl="yes" if self.tls else "no", ssl_files=ssl_files,
+                mail_uid=self._mail_user.pw_uid, mail_gid=self._mail_user.pw_gid,
+                login_user=self._login_user, internal_user=self._internal_user,
+                internal_group=self._internal_group,
+            )  # fmt: skip
+        )
+        log = (self.root / "start.log").open("ab")
+        # The master daemonises but keeps our stdout: send it to a file or we would wait forever.
+        subprocess.run([str(DOVECOT), "-c", str(conf)], stdout=log, stderr=log, check=True)
+        log.close()
+        wait_listening(self.port)
+        if self.tls:
+            wait_listening(self.tls_port)
+        return self
+
+    def stop(self) -> None:
+        pid_file = self.root / "run" / "master.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        wait_listening(self.port, up=False, timeout=10)
+
+    def __enter__(self) -> Dovecot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- mail ---------------------------------------------------------------------------------
+
+    def maildir(self, user: str, folder: str = "INBOX") -> Path:
+        base = self.root / "mail" / user / "Maildir"
+        path = base if folder == "INBOX" else base / f".{folder.replace('/', '.')}"
+        for sub in ("cur", "new", "tmp"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self._own(self.root / "mail" / user)
+        return path
+
+    def deliver(self, user: str, raw: bytes, *, folder: str = "INBOX", seen: bool = False) -> Path:
+        """Put one message into a folder, as unread unless ``seen``."""
+        return self.deliver_many(user, [raw], folder=folder, seen=seen)[0]
+
+    def deliver_many(
+        self, user: str, messages: list[bytes], *, folder: str = "INBOX", seen: bool = False
+    ) -> list[Path]:
+        target = self.maildir(user, folder)
+        uid, gid = self._mail_user.pw_uid, self._mail_user.pw_gid
+        flags = "S" if seen else ""
+        stamp = int(time.time())
+        out: list[Path] = []
+        for raw in messages:
+            name = f"{stamp}.M{next(self._counter)}P{os.getpid()}.syncd:2,{flags}"
+            tmp = target / "tmp" / name
+            tmp.write_bytes(raw)
+            os.chown(tmp, uid, gid)
+            final = target / "cur" / name
+            tmp.rename(final)  # atomic: Dovecot never sees half a message
+            out.append(final)
+        return out
+
+    def reset_uidvalidity(self, user: str, folder: str = "INBOX") -> None:
+        """Make Dovecot assign a new UIDVALIDITY, as a server rebuild or migration does."""
+        target = self.maildir(user, folder)
+        for name in ("dovecot-uidlist", "dovecot.index", "dovecot.index.cache", "dovecot.index.log"):
+            (target / name).unlink(missing_ok=True)
+
+    def _own(self, path: Path) -> None:
+        uid, gid = self._mail_user.pw_uid, self._mail_user.pw_gid
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, uid, gid)
+            for name in filenames:
+                os.chown(Path(dirpath) / name, uid, gid)
+
+    def _self_signed(self) -> tuple[Path, Path]:
+        cert, key = self.root / "cert.pem", self.root / "key.pem"
+        if not cert.exists():
+            subprocess.run(
+                [
+                    "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                ],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            key.chmod(0o600)
+        return cert, key

@@ -1,0 +1,281 @@
+"""Writing one batch of a folder: records, participants, links, sources and the cursor.
+
+Everything for a batch commits in one transaction together with the folder cursor,
+so after a crash the batch is either wholly there or wholly fetched again, and
+replaying it inserts nothing twice (unique keys + ON CONFLICT DO NOTHING).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
+from syncd.domain.capture import Participant
+from syncd.domain.matching import LinkKind, Match
+from syncd.domain.threads import thread_key
+from syncd.schema.tables import (
+    folder_states,
+    participants,
+    quarantine,
+    record_customers,
+    records,
+    sources,
+    unmatched_addresses,
+)
+from syncd.store.sql import chunks, insert_ignore, upsert
+
+_LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
+
+
+def email_key(message_id: str) -> str:
+    return f"email:{message_id}"
+
+
+@dataclass(slots=True)
+class CapturedMessage:
+    uid: int
+    message_id: str
+    direction: str
+    subject: str
+    snippet: str | None
+    occurred_at: datetime
+    in_reply_to: str | None
+    references: list[str]
+    participants: list[tuple[Participant, Match]]
+
+    @property
+    def key(self) -> str:
+        return email_key(self.message_id)
+
+
+@dataclass(slots=True)
+class FolderBatch:
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    last_uid: int
+    highestmodseq: int | None
+    captured: list[CapturedMessage] = field(default_factory=list)
+    known: list[tuple[int, str]] = field(default_factory=list)  # (uid, record key) already stored
+    skipped: int = 0
+    quarantined: list[tuple[int, str]] = field(default_factory=list)
+
+
+def record_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in chunks(sorted(set(keys))):
+        out.update(conn.execute(select(records.c.key, records.c.id).where(records.c.key.in_(part))).tuples())
+    return out
+
+
+def _known_threads(conn: Connection, message_ids: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in chunks(sorted(message_ids)):
+        rows = conn.execute(
+            select(records.c.message_id, records.c.thread_key).where(records.c.message_id.in_(part))
+        )
+        out.update((mid, thread) for mid, thread in rows if thread)
+    return out
+
+
+def _new_records(
+    conn: Connection, batch: FolderBatch, existing: dict[str, int], now: datetime
+) -> list[CapturedMessage]:
+    """Insert records not stored yet; return the messages whose records this batch created."""
+    fresh: dict[str, CapturedMessage] = {}
+    for msg in batch.captured:
+        if msg.key not in existing and msg.key not in fresh:
+            fresh[msg.key] = msg
+    if not fresh:
+        return []
+    wanted: set[str] = set()
+    for msg in fresh.values():
+        wanted.update(msg.references)
+        if msg.in_reply_to:
+            wanted.add(msg.in_reply_to)
+        wanted.add(msg.message_id)
+    known = _known_threads(conn, wanted)
+    rows: list[dict[str, Any]] = []
+    for msg in sorted(fresh.values(), key=lambda m: m.occurred_at):
+        thread = thread_key(msg.message_id, msg.in_reply_to, msg.references, known)
+        known[msg.message_id] = thread  # later messages of this batch join the same thread
+        rows.append(
+            {
+                "key": msg.key,
+                "kind": "email",
+                "direction": msg.direction,
+                "subject": msg.subject,
+                "snippet": msg.snippet,
+                "occurred_at": msg.occurred_at,
+                "message_id": msg.message_id,
+                "thread_key": thread,
+                "created_at": now,
+            }
+        )
+    insert_ignore(conn, records, rows, ["key"])
+    existing.update(record_ids(conn, fresh))
+    return list(fresh.values())
+
+
+def _participants_and_links(
+    conn: Connection, created: list[CapturedMessage], ids: dict[str, int]
+) -> None:
+    people: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    for msg in created:
+        record_id = ids[msg.key]
+        best: dict[int, LinkKind] = {}
+        for person, match in msg.participants:
+            people.append(
+                {
+                    "record_id": record_id,
+                    "address": person.address,
+                    "name": person.name[:300],
+                    "role": person.role,
+                    "external": int(person.external),
+                    "contact_id": match.contact_id,
+                }
+            )
+            if match.customer_id is not None and match.link is not None:
+                current = best.get(match.customer_id)
+                if current is None or _LINK_RANK[match.link] > _LINK_RANK[current]:
+                    best[match.customer_id] = match.link
+        links.extend(
+            {"record_id": record_id, "customer_id": cid, "link": link} for cid, link in best.items()
+        )
+    insert_ignore(conn, participants, people, ["record_id", "address", "role"])
+    insert_ignore(conn, record_customers, links, ["record_id", "customer_id"])
+
+
+def _queue_unmatched(conn: Connection, created: list[CapturedMessage]) -> None:
+    """Count each unknown external address once per new record, for reconciliation."""
+    queue: dict[str, dict[str, Any]] = {}
+    for msg in created:
+        seen: set[str] = set()
+        for person, match in msg.participants:
+            if not person.external or match.customer_id is not None or person.address in seen:
+                continue
+            seen.add(person.address)
+            entry = queue.get(person.address)
+            if entry is None:
+                queue[person.address] = {
+                    "address": person.address,
+                    "name": person.name[:300],
+                    "count": 1,
+                    "first_seen": msg.occurred_at,
+                    "last_seen": msg.occurred_at,
+                }
+            else:
+                entry["count"] += 1
+                entry["first_seen"] = min(entry["first_seen"], msg.occurred_at)
+                entry["last_seen"] = max(entry["last_seen"], msg.occurred_at)
+                entry["name"] = entry["name"] or person.name[:300]
+    t = unmatched_addresses.c
+    upsert(
+        conn,
+        unmatched_addresses,
+        queue.values(),
+        ["address"],
+        lambda ex: {
+            "count": t.count + ex.count,
+            "first_seen": case((ex.first_seen < t.first_seen, ex.first_seen), else_=t.first_seen),
+            "last_seen": case((ex.last_seen > t.last_seen, ex.last_seen), else_=t.last_seen),
+            "name": case((ex.name != "", ex.name), else_=t.name),
+        },
+    )
+
+
+def save_batch(conn: Connection, batch: FolderBatch) -> int:
+    """Persist a batch and advance the folder cursor; returns how many sources were added."""
+    now = datetime.now(UTC)
+    keys = [m.key for m in batch.captured] + [key for _, key in batch.known]
+    ids = record_ids(conn, keys)
+    created = _new_records(conn, batch, ids, now)
+    if created:
+        _participants_and_links(conn, created, ids)
+        _queue_unmatched(conn, created)
+    source_rows = [
+        {
+            "record_id": ids[key],
+            "mailbox": batch.mailbox,
+            "folder": batch.folder,
+            "uidvalidity": batch.uidvalidity,
+            "uid": uid,
+        }
+        for uid, key in [(m.uid, m.key) for m in batch.captured] + batch.known
+        if key in ids
+    ]
+    insert_ignore(conn, sources, source_rows, ["mailbox", "folder", "uidvalidity", "uid"])
+    insert_ignore(
+        conn,
+        quarantine,
+        [
+            {
+                "mailbox": batch.mailbox,
+                "folder": batch.folder,
+                "uidvalidity": batch.uidvalidity,
+                "uid": uid,
+                "reason": reason[:2000],
+                "created_at": now,
+            }
+            for uid, reason in batch.quarantined
+        ],
+        ["mailbox", "folder", "uidvalidity", "uid"],
+    )
+    advance_cursor(
+        conn,
+        batch.mailbox,
+        batch.folder,
+        uidvalidity=batch.uidvalidity,
+        last_uid=batch.last_uid,
+        highestmodseq=batch.highestmodseq,
+        captured=len(source_rows),
+        skipped=batch.skipped,
+    )
+    return len(source_rows)
+
+
+def advance_cursor(
+    conn: Connection,
+    mailbox: str,
+    folder: str,
+    *,
+    uidvalidity: int,
+    last_uid: int,
+    highestmodseq: int | None,
+    captured: int = 0,
+    skipped: int = 0,
+) -> None:
+    t = folder_states.c
+    upsert(
+        conn,
+        folder_states,
+        [
+            {
+                "mailbox": mailbox,
+                "folder": folder,
+                "uidvalidity": uidvalidity,
+                "last_uid": last_uid,
+                "highestmodseq": highestmodseq,
+                "messages_captured": captured,
+                "messages_skipped": skipped,
+            }
+        ],
+        ["mailbox", "folder"],
+        lambda ex: {
+            "uidvalidity": ex.uidvalidity,
+            # A replayed or concurrent older batch must never move the cursor backwards.
+            "last_uid": case(
+                (t.uidvalidity != ex.uidvalidity, ex.last_uid),
+                (ex.last_uid > t.last_uid, ex.last_uid),
+                else_=t.last_uid,
+            ),
+            "highestmodseq": func.coalesce(ex.highestmodseq, t.highestmodseq),
+            "messages_captured": t.messages_captured + ex.messages_captured,
+            "messages_skipped": t.messages_skipped + ex.messages_skipped,
+        },
+    )

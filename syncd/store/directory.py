@@ -1,0 +1,139 @@
+"""Customers, their domains, contacts and their addresses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, select
+
+from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
+from syncd.domain.matching import Directory
+from syncd.errors import UserError
+from syncd.schema.tables import contact_addresses, contacts, customer_domains, customers
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: int
+    name: str
+
+
+def load_directory(conn: Connection) -> Directory:
+    directory = Directory()
+    rows = conn.execute(
+        select(contact_addresses.c.address, contacts.c.id, contacts.c.customer_id).join(
+            contacts, contacts.c.id == contact_addresses.c.contact_id
+        )
+    )
+    for address, contact_id, customer_id in rows:
+        directory.add_contact(address, contact_id, customer_id)
+    for domain, customer_id in conn.execute(
+        select(customer_domains.c.domain, customer_domains.c.customer_id)
+    ):
+        directory.add_domain(domain, customer_id)
+    return directory
+
+
+def find_customer(conn: Connection, ref: str) -> Customer:
+    """A customer by id or by name (case-insensitive); UserError naming the choices if none."""
+    row = None
+    if ref.isdigit():
+        row = conn.execute(select(customers.c.id, customers.c.name).where(customers.c.id == int(ref))).first()
+    if row is None:
+        row = conn.execute(
+            select(customers.c.id, customers.c.name).where(func.lower(customers.c.name) == ref.lower())
+        ).first()
+    if row is None:
+        raise UserError(
+            f"no customer {ref!r}",
+            hint="`syncd customers list` shows the customers; `syncd customers add` creates one",
+        )
+    return Customer(row.id, row.name)
+
+
+def clean_domain(domain: str) -> str:
+    value = normalize_domain(domain.strip().lstrip("@"))
+    if not value or registrable_domain(value) is None:
+        raise UserError(
+            f"{domain!r} is not a domain a customer can own (a public suffix such as co.uk is not)",
+            hint="give the customer's own domain, e.g. acme.co.uk",
+        )
+    return value
+
+
+def clean_address(address: str) -> str:
+    value = normalize_address(address)
+    if value is None:
+        raise UserError(f"{address!r} is not an email address")
+    return value
+
+
+def ensure_customer(conn: Connection, name: str, domains: list[str]) -> tuple[int, bool]:
+    """The id of customer ``name`` with at least ``domains``; True if anything was added."""
+    name = name.strip()
+    if not name:
+        raise UserError("a customer needs a name")
+    cleaned = [clean_domain(d) for d in domains if d.strip()]
+    changed = False
+    row = conn.execute(
+        select(customers.c.id).where(func.lower(customers.c.name) == name.lower())
+    ).first()
+    if row is None:
+        customer_id = conn.execute(
+            customers.insert().values(name=name, created_at=datetime.now(UTC))
+        ).inserted_primary_key[0]
+        changed = True
+    else:
+        customer_id = row.id
+    have = set(
+        conn.scalars(
+            select(customer_domains.c.domain).where(customer_domains.c.customer_id == customer_id)
+        )
+    )
+    for domain in cleaned:
+        if domain not in have:
+            conn.execute(customer_domains.insert().values(customer_id=customer_id, domain=domain))
+            have.add(domain)
+            changed = True
+    return int(customer_id), changed
+
+
+def ensure_contact(
+    conn: Connection, address: str, *, customer_id: int | None, name: str = ""
+) -> tuple[int, bool]:
+    """The contact owning ``address``, created or moved to ``customer_id``; True if changed."""
+    address = clean_address(address)
+    row = conn.execute(
+        select(contacts.c.id, contacts.c.customer_id, contacts.c.name)
+        .join(contact_addresses, contact_addresses.c.contact_id == contacts.c.id)
+        .where(contact_addresses.c.address == address)
+    ).first()
+    if row is None:
+        contact_id = conn.execute(
+            contacts.insert().values(
+                customer_id=customer_id, name=name.strip(), created_at=datetime.now(UTC)
+            )
+        ).inserted_primary_key[0]
+        conn.execute(contact_addresses.insert().values(contact_id=contact_id, address=address))
+        return int(contact_id), True
+    updates: dict[str, object] = {}
+    if customer_id is not None and row.customer_id != customer_id:
+        updates["customer_id"] = customer_id
+    if name.strip() and row.name != name.strip():
+        updates["name"] = name.strip()
+    if updates:
+        conn.execute(contacts.update().where(contacts.c.id == row.id).values(**updates))
+    return int(row.id), bool(updates)
+
+
+def list_customers(conn: Connection) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    domains: dict[int, list[str]] = {}
+    for cid, domain in conn.execute(
+        select(customer_domains.c.customer_id, customer_domains.c.domain).order_by(customer_domains.c.domain)
+    ):
+        domains.setdefault(cid, []).append(domain)
+    for row in conn.execute(select(customers.c.id, customers.c.name).order_by(customers.c.name)):
+        out.append({"id": row.id, "name": row.name, "domains": domains.get(row.id, [])})
+    return out
