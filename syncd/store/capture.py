@@ -68,7 +68,8 @@ class FolderBatch:
 def record_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in chunks(sorted(set(keys))):
-        out.update(conn.execute(select(records.c.key, records.c.id).where(records.c.key.in_(part))).tuples())
+        rows = conn.execute(select(records.c.key, records.c.id).where(records.c.key.in_(part)))
+        out.update((key, record_id) for key, record_id in rows)
     return out
 
 

@@ -1,0 +1,173 @@
+"""init, db, sync, status, check."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from syncd.cli.app import App, json_option, pass_app, print_json
+from syncd.cli.example_config import EXAMPLE
+from syncd.config import parse_config
+from syncd.engine.mail_sync import MailSync, open_imap
+from syncd.errors import RemoteError, UserError
+from syncd.store import database
+from syncd.store.queries import sync_status
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@pass_app
+def init(app: App, force: bool) -> None:
+    """Write a commented example configuration to the --config path."""
+    path = app.config_path
+    if path.exists() and not force:
+        raise UserError(f"{path} exists", hint="pass --force to overwrite it, or --config another path")
+    import tomllib
+
+    parse_config(tomllib.loads(EXAMPLE))  # the example must always be valid
+    path.write_text(EXAMPLE, encoding="utf-8")
+    click.echo(f"wrote {path}; edit it, then run: syncd check")
+
+
+@click.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Apply pending schema migrations (syncd also does this at start)."""
+    engine = database.make_engine(app.config.database.url)
+    before = database.current_revision(engine)
+    database.upgrade(engine)
+    after = database.current_revision(engine)
+    click.echo(f"schema at {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@click.command()
+@click.option("--mailbox", "names", multiple=True, metavar="NAME", help="Only these mailboxes.")
+@pass_app
+def sync(app: App, names: tuple[str, ...]) -> None:
+    """Run one pass over every mailbox and exit (non-zero if any failed)."""
+    for name in names:
+        app.config.mailbox_named(name)
+    selected = list(names) or None
+    if sys.stderr.isatty():
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            transient=True,
+        ) as bar:  # fmt: skip
+            tasks: dict[str, Any] = {}
+
+            def progress(where: str, done: int, total: int) -> None:
+                if where not in tasks:
+                    tasks[where] = bar.add_task(where, total=total)
+                bar.update(tasks[where], completed=done)
+
+            results = MailSync(app.engine, app.config, progress=progress).run_once(selected)
+    else:
+        results = MailSync(app.engine, app.config).run_once(selected)
+    failed = 0
+    for result in results:
+        captured = sum(f.captured for f in result.folders)
+        skipped = sum(f.skipped for f in result.folders)
+        held = sum(f.quarantined for f in result.folders)
+        line = f"{result.mailbox}: {captured} captured, {skipped} skipped, {held} quarantined"
+        if result.error is not None:
+            failed += 1
+            line = f"{result.mailbox}: FAILED: {result.error.message}"
+            if result.error.hint:
+                line += f" (fix: {result.error.hint})"
+        for folder in result.folders:
+            if folder.error:
+                failed += 1 if result.error is None else 0
+                line += f"\n  {folder.folder}: FAILED: {folder.error}"
+        click.echo(line)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@json_option
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Per mailbox and folder: state, last success, last error, messages captured.
+
+    Exits 0 when all is well, 1 when degraded, 2 when a mailbox is failing.
+    """
+    with app.engine.connect() as conn:
+        rows = sync_status(conn, [b.name for b in app.config.mailbox])
+    if as_json:
+        print_json(rows)
+    else:
+        table = Table("mailbox", "folder", "state", "last success", "captured", "last error")
+        for box in rows:
+            table.add_row(
+                box["mailbox"], "", box["state"], box["last_success_at"] or "-",
+                str(box["messages_captured"]), box["last_error"] or "",
+            )  # fmt: skip
+            for f in box["folders"]:
+                table.add_row(
+                    "", f["folder"], "error" if f["last_error"] else "ok", f["last_success_at"] or "-",
+                    str(f["messages_captured"]), f["last_error"] or "",
+                )  # fmt: skip
+        app.out.print(table)
+        for box in rows:
+            for item in box["quarantined"]:
+                app.out.print(
+                    f"quarantined: {box['mailbox']}/{item['folder']} uid {item['uid']}: {item['reason']}"
+                )
+    # For monitoring scripts: 0 all ok, 1 degraded, 2 failing.
+    states = {box["state"] for box in rows}
+    if "failing" in states:
+        raise click.exceptions.Exit(2)
+    if "degraded" in states:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@pass_app
+def check(app: App) -> None:
+    """Connect to every mailbox, log in, list folders and capabilities; capture nothing."""
+    problems = 0
+    for box in app.config.mailbox:
+        click.echo(f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username})")
+        try:
+            session = open_imap(box, app.config.capture.max_message_bytes)
+        except RemoteError as err:
+            problems += 1
+            click.echo(f"  PROBLEM: {err.message}")
+            if err.hint:
+                click.echo(f"  fix: {err.hint}")
+            continue
+        try:
+            caps = session.capabilities()
+            folders = session.folders()
+            names = [f.name for f in folders]
+            wanted = box.folders or session.default_folders()
+            click.echo("  login: ok")
+            for cap in ("IDLE", "CONDSTORE"):
+                click.echo(f"  {cap}: {'yes' if cap in caps else 'no'}")
+            click.echo(f"  folders: {', '.join(names)}")
+            click.echo(f"  will capture: {', '.join(wanted)}")
+            for folder in wanted:
+                if folder not in names:
+                    problems += 1
+                    click.echo(f"  PROBLEM: folder {folder!r} does not exist")
+                    click.echo(f"  fix: set folders to names from the list above (found: {', '.join(names)})")
+            if not box.folders and len(wanted) == 1:
+                click.echo("  note: no folder is marked \\Sent; add your sent folder to `folders` to capture outbound mail")
+        except RemoteError as err:
+            problems += 1
+            click.echo(f"  PROBLEM: {err.message}")
+        finally:
+            session.close()
+    if problems:
+        click.echo(f"{problems} problem(s) found")
+        raise click.exceptions.Exit(1)
+    click.echo("all mailboxes ok")

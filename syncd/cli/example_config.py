@@ -1,0 +1,35 @@
+"""The commented example that ``syncd init`` writes."""
+
+EXAMPLE = """\
+# syncd configuration.  Every key is documented in README.md.
+
+[database]
+# Any SQLAlchemy URL.  A relative SQLite path is relative to this file.
+# PostgreSQL: "postgresql+psycopg://syncd@127.0.0.1/syncd"
+url = "sqlite:///syncd.db"
+
+[organization]
+# Mail only among these domains is internal and never captured.
+internal_domains = ["example.com"]
+
+[capture]
+# Messages larger than this are captured from their headers only.
+max_message_bytes = 26214400
+# Messages per transaction; each batch commits with the folder's cursor.
+batch_size = 500
+
+# One [[mailbox]] per rep.
+[[mailbox]]
+name = "alice"                          # unique
+owner = "alice@example.com"             # the rep who owns the mailbox
+host = "imap.example.com"
+port = 993
+security = "tls"                        # tls | starttls | plain (plain only on loopback or with allow_plaintext = true)
+# ca_file = "/etc/ssl/private-ca.pem"   # optional private CA; certificates are always verified
+username = "alice@example.com"
+# Exactly one of password_file, password_env, password_command, password.
+# A relative password_file is read from $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
+password_file = "/run/credentials/syncd.service/alice"
+# folders = ["INBOX", "Sent"]           # default: INBOX and the folder marked \\Sent
+# timeout = 30                          # seconds, for every socket operation
+"""
