@@ -47,6 +47,8 @@ def classify(err: BaseException, where: str) -> RemoteError:
     if isinstance(err, RemoteError):
         return err
     if isinstance(err, LoginError):
+        if "UNAVAILABLE" in str(err).upper():  # RFC 5530: the server's auth backend is down
+            return TransientError(f"{where}: the server cannot check logins right now")
         return CredentialsError(
             f"{where}: the server refused the login",
             hint="check username and password (or token) for this mailbox",

@@ -105,11 +105,10 @@ def body_text(raw_message: bytes, content_type: str, transfer_encoding: str) -> 
     if found is None:
         return ""
     kind, part = found
-    payload = part.get_payload(decode=False)
-    if not isinstance(payload, str):
+    # decode=True undoes the transfer encoding leniently (bad base64 padding included)
+    # and returns the raw bytes of 8-bit parts, so the charset is ours to apply.
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
         return ""
-    data = decode_transfer(
-        payload.encode("ascii", "surrogateescape"), part.get("Content-Transfer-Encoding", "")
-    )
     text = decode_text(data, part.get_content_charset())
     return html_to_text(text) if kind == "html" else text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -62,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         passwords[rep] = secrets / rep.split("@")[0]
         passwords[rep].write_text(f"demo-secret-{n}-{rep.split('@')[0]}\n")
         passwords[rep].chmod(0o600)
-    dovecot = Dovecot(
-        root / "dovecot", {rep: passwords[rep].read_text().strip() for rep in REPS}
-    ).start()
+    # Dovecot's unprivileged users must reach its files: keep them out of a private home folder.
+    server_root = Path(tempfile.mkdtemp(prefix="syncd-demo-dovecot-"))
+    dovecot = Dovecot(server_root, {rep: passwords[rep].read_text().strip() for rep in REPS}).start()
     try:
         mail = generate(400)
         by_box: dict[tuple[str, str], list[bytes]] = defaultdict(list)
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(*base, "timeline", "Acme Corp", "--limit", "8")
     finally:
         dovecot.stop()
+        shutil.rmtree(server_root, ignore_errors=True)
     return 0
 
 

@@ -160,6 +160,20 @@ class Dovecot:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def add_user(self, user: str, password: str) -> None:
+        """Add a login while running.
+
+        Dovecot looks at its passwd-file at most once a second, so this waits a second
+        for the change to be seen; create users up front in ``users`` where speed matters.
+        """
+        self.users[user] = password
+        passwd = self.root / "passwd"
+        tmp = passwd.with_suffix(".tmp")
+        tmp.write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.users.items()))
+        tmp.rename(passwd)
+        self.maildir(user)
+        time.sleep(1.1)
+
     # --- mail ---------------------------------------------------------------------------------
 
     def maildir(self, user: str, folder: str = "INBOX") -> Path:

@@ -1,0 +1,115 @@
+"""Fixtures: a real Dovecot, SQLite and PostgreSQL databases, and a test's world of reps."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from syncd.localservers.dovecot import Dovecot
+from syncd.localservers.postgres import admin_url, scratch_database
+
+_USER_IDS = itertools.count(0)
+LOGINS = 300
+INTERNAL = ["example.com"]
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    # Not under pytest's tmp_path: that is private to root, and Dovecot's own users must read it.
+    root = Path(tempfile.mkdtemp(prefix="syncd-test-dovecot-"))
+    # Logins are made up front: Dovecot reads its passwd-file at most once a second.
+    users = {f"user{n}": f"pw-user{n}-s3cr3t" for n in range(LOGINS)}
+    server = Dovecot(root, users, tls=True).start()
+    yield server
+    server.stop()
+    if not os.environ.get("SYNCD_KEEP_TEST_SERVERS"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with admin_url(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'syncd.db'}"
+    else:
+        with scratch_database(request.getfixturevalue("pg_admin")) as url:
+            yield url
+
+
+class World:
+    """Reps with real mailboxes on the shared Dovecot, a config file and a database."""
+
+    def __init__(self, dovecot: Dovecot, tmp_path: Path, db_url: str) -> None:
+        self.dovecot = dovecot
+        self.tmp = tmp_path
+        self.db_url = db_url
+        self.logins: dict[str, str] = {}
+        self.passwords: dict[str, str] = {}
+        self.config_path = tmp_path / "syncd.toml"
+        self.runner = CliRunner()
+
+    def rep(self, name: str) -> str:
+        """Create rep ``name`` (owner name@example.com) with a fresh Dovecot login."""
+        login = f"user{next(_USER_IDS)}"
+        password = self.dovecot.users[login]
+        self.logins[name] = login
+        self.passwords[name] = password
+        (self.tmp / f"{name}.pass").write_text(password + "\n")
+        return login
+
+    def deliver(self, rep: str, raw: bytes, folder: str = "INBOX", *, seen: bool = False) -> None:
+        self.dovecot.deliver(self.logins[rep], raw, folder=folder, seen=seen)
+
+    def write_config(self, *, capture: str = "", mailbox: dict[str, dict[str, object]] | None = None) -> Path:
+        """Write syncd.toml; ``mailbox`` overrides keys per rep (None removes a key)."""
+        boxes = []
+        for name, login in self.logins.items():
+            keys: dict[str, object] = {
+                "name": name, "owner": f"{name}@example.com", "host": "127.0.0.1",
+                "port": self.dovecot.port, "security": "plain", "username": login,
+                "password_file": str(self.tmp / f"{name}.pass"),
+            }  # fmt: skip
+            keys.update((mailbox or {}).get(name, {}))
+            boxes.append("[[mailbox]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items() if v is not None))
+        self.config_path.write_text(
+            f'[database]\nurl = "{self.db_url}"\n\n[organization]\ninternal_domains = {json.dumps(INTERNAL)}\n\n'
+            + (f"[capture]\n{capture}\n\n" if capture else "")
+            + "\n".join(boxes)
+        )
+        return self.config_path
+
+    def cli(self, *args: str, expect: int | None = 0) -> Result:
+        if not self.config_path.exists():
+            self.write_config()
+        result = self.runner.invoke(cli, ["--config", str(self.config_path), *args], catch_exceptions=False)
+        if expect is not None:
+            assert result.exit_code == expect, f"exit {result.exit_code}: {result.output}"
+        return result
+
+    def records(self, *args: str) -> list[dict[str, Any]]:
+        return json.loads(self.cli("records", "list", "--json", *args).stdout)  # type: ignore[no-any-return]
+
+    def customers(self, csv_text: str) -> None:
+        path = self.tmp / "customers.csv"
+        path.write_text(csv_text)
+        self.cli("customers", "import", str(path))
+
+
+@pytest.fixture
+def world(dovecot: Dovecot, tmp_path: Path, db_url: str) -> World:
+    return World(dovecot, tmp_path, db_url)
