@@ -8,6 +8,7 @@ bytes, malformed encoded words.  It degrades to replacement characters, never ra
 
 from __future__ import annotations
 
+import email.errors
 import email.header
 import email.utils
 import re
@@ -66,7 +67,7 @@ def decode_words(value: str) -> str:
         return value
     try:
         parts = email.header.decode_header(value)
-    except (ValueError, LookupError, AssertionError):
+    except (ValueError, LookupError, AssertionError, email.errors.HeaderParseError):
         return value
     out: list[str] = []
     for chunk, charset in parts:

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncd.domain.addresses import (
+    domain_and_parents,
+    is_free_mail,
+    is_internal,
+    normalize_address,
+    registrable_domain,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Wile@ACME.com", "wile@acme.com"),
+        (" <wile@acme.com.> ", "wile@acme.com"),
+        ("jo@xn--mller-kva.de", "jo@müller.de"),
+        ("not an address", None),
+        ("@acme.com", None),
+        ("wile@", None),
+        ("wile@localhost", "wile@localhost"),
+        ("wile@intranet", None),
+    ],
+)
+def test_normalize_address(raw: str, expected: str | None) -> None:
+    assert normalize_address(raw) == expected
+
+
+def test_registrable_domain_uses_the_public_suffix_list() -> None:
+    assert registrable_domain("mail.acme.co.uk") == "acme.co.uk"
+    assert registrable_domain("acme.com") == "acme.com"
+    assert registrable_domain("co.uk") is None
+    assert domain_and_parents("a.b.acme.co.uk") == ["a.b.acme.co.uk", "b.acme.co.uk", "acme.co.uk"]
+    assert domain_and_parents("co.uk") == []
+
+
+def test_free_mail_and_internal() -> None:
+    assert is_free_mail("gmail.com") and is_free_mail("yahoo.co.uk")
+    assert not is_free_mail("acme.com")
+    internal = frozenset({"example.com"})
+    assert is_internal("a@example.com", internal) and is_internal("a@eu.example.com", internal)
+    assert not is_internal("a@example.com.evil.io", internal)
+
+
+_local = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", min_size=1, max_size=20)
+_label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+
+
+@given(_local, st.lists(_label, min_size=1, max_size=3), st.sampled_from(["com", "co.uk", "de", "io"]))
+def test_normalization_is_idempotent_and_case_blind(local: str, labels: list[str], tld: str) -> None:
+    address = f"{local}@{'.'.join(labels)}.{tld}"
+    once = normalize_address(address)
+    assert once is not None
+    assert normalize_address(once) == once
+    assert normalize_address(address.upper()) == once
+    assert once == once.lower()

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from syncd.cli.example_config import EXAMPLE
+from syncd.config import load_config, parse_config
+from syncd.errors import ConfigError
+
+
+def test_example_is_valid() -> None:
+    config = parse_config(tomllib.loads(EXAMPLE))
+    assert config.mailbox[0].name == "alice"
+    assert config.internal_domains == frozenset({"example.com"})
+
+
+def test_every_problem_is_reported_with_its_key_path() -> None:
+    data = {
+        "database": {"url": "sqlite:///x.db", "colour": "blue"},
+        "mailbox": [
+            {"name": "a", "owner": "not-an-address", "host": "imap.acme.com", "username": "a", "password": "x", "port": 0},
+            {"name": "b", "owner": "b@x.com", "host": "imap.acme.com", "username": "b"},
+            {"name": "c", "owner": "c@x.com", "host": "imap.acme.com", "username": "c", "password": "x", "security": "plain"},
+        ],
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    problems = "\n".join(err.value.problems)
+    assert "database.colour: unknown key" in problems
+    assert "mailbox[0].owner: 'not-an-address' is not an email address" in problems
+    assert "mailbox[0].port" in problems
+    assert "mailbox[1]: set exactly one of password_file" in problems
+    assert 'mailbox[2]: security = "plain" sends the password in clear to imap.acme.com' in problems
+    assert len(err.value.problems) == 5
+    assert "x" not in [p.split(": ", 1)[-1] for p in err.value.problems]  # no secret echoed
+
+
+def test_plain_is_fine_on_loopback_and_names_are_unique() -> None:
+    box = {"owner": "a@x.com", "host": "127.0.0.1", "username": "a", "password": "x", "security": "plain"}
+    parse_config({"mailbox": [{"name": "a", **box}]})
+    with pytest.raises(ConfigError, match="used twice"):
+        parse_config({"mailbox": [{"name": "a", **box}, {"name": "a", **box}]})
+
+
+def test_relative_sqlite_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text('[database]\nurl = "sqlite:///data/syncd.db"\n')
+    assert load_config(path).database.url == f"sqlite:///{tmp_path}/data/syncd.db"
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[database\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
