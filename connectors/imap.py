@@ -8,6 +8,7 @@ the configured size limit are captured from their headers only.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import socket
 import ssl
@@ -18,6 +19,7 @@ from typing import Any
 
 import imapclient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -26,7 +28,6 @@ from tenacity import (
 )
 
 from syncd.config import MailboxConfig
-from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
 from syncd.errors import (
     CredentialsError,
     RefusedError,
@@ -176,7 +177,12 @@ class ImapSession:
     def fetch(self, uids: list[int]) -> list[FetchedMessage]:
         if not uids:
             return []
-        items = ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{BODY_BYTES}>"]
+        items = [
+            "RFC822.SIZE",
+            "INTERNALDATE",
+            "BODY.PEEK[HEADER]",
+            f"BODY.PEEK[TEXT]<0.{BODY_BYTES}>",
+        ]
         with _classified(self._where(self._folder)):
             response = self._client.fetch(uids, items)
         out: list[FetchedMessage] = []
@@ -210,11 +216,9 @@ class ImapSession:
     def close(self) -> None:
         try:
             self._client.logout()
-        except Exception:  # noqa: BLE001 - closing a dead connection must never mask the real error
-            try:
+        except Exception:
+            with contextlib.suppress(Exception):
                 self._client.shutdown()
-            except Exception:  # noqa: BLE001, S110
-                pass
 
     def __enter__(self) -> ImapSession:
         return self
@@ -240,9 +244,12 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
         with _classified(where):
             if config.security == "tls":
                 client = imapclient.IMAPClient(
-                    config.host, config.port, ssl=True, ssl_context=tls_context(config.ca_file),
+                    config.host,
+                    config.port,
+                    ssl=True,
+                    ssl_context=tls_context(config.ca_file),
                     timeout=timeout,
-                )  # fmt: skip
+                )
             else:
                 client = imapclient.IMAPClient(config.host, config.port, ssl=False, timeout=timeout)
                 if config.security == "starttls":
@@ -261,10 +268,8 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
                 client.enable("CONDSTORE")  # so EXAMINE reports HIGHESTMODSEQ
     except BaseException:
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # the original error is the one to report
                 client.shutdown()
-            except Exception:  # noqa: BLE001, S110 - the original error is the one to report
-                pass
         raise
     return ImapSession(client, config)
 

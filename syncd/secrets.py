@@ -42,13 +42,13 @@ def read_secret(source: SecretSourceConfig, *, what: str) -> str:
             ) from None
         return value
     if source.password_env is not None:
-        value = os.environ.get(source.password_env)
-        if value is None:
+        from_env = os.environ.get(source.password_env)
+        if from_env is None:
             raise CredentialsError(
                 f"{what}: environment variable {source.password_env} is not set",
                 hint=f"export {source.password_env} before starting syncd",
             )
-        return value
+        return from_env
     assert source.password_command is not None  # the config guarantees one source
     try:
         done = subprocess.run(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import os
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -75,17 +75,26 @@ class World:
     def deliver(self, rep: str, raw: bytes, folder: str = "INBOX", *, seen: bool = False) -> None:
         self.dovecot.deliver(self.logins[rep], raw, folder=folder, seen=seen)
 
-    def write_config(self, *, capture: str = "", mailbox: dict[str, dict[str, object]] | None = None) -> Path:
+    def write_config(
+        self, *, capture: str = "", mailbox: dict[str, dict[str, object]] | None = None
+    ) -> Path:
         """Write syncd.toml; ``mailbox`` overrides keys per rep (None removes a key)."""
         boxes = []
         for name, login in self.logins.items():
             keys: dict[str, object] = {
-                "name": name, "owner": f"{name}@example.com", "host": "127.0.0.1",
-                "port": self.dovecot.port, "security": "plain", "username": login,
+                "name": name,
+                "owner": f"{name}@example.com",
+                "host": "127.0.0.1",
+                "port": self.dovecot.port,
+                "security": "plain",
+                "username": login,
                 "password_file": str(self.tmp / f"{name}.pass"),
-            }  # fmt: skip
+            }
             keys.update((mailbox or {}).get(name, {}))
-            boxes.append("[[mailbox]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items() if v is not None))
+            boxes.append(
+                "[[mailbox]]\n"
+                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items() if v is not None)
+            )
         self.config_path.write_text(
             f'[database]\nurl = "{self.db_url}"\n\n[organization]\ninternal_domains = {json.dumps(INTERNAL)}\n\n'
             + (f"[capture]\n{capture}\n\n" if capture else "")
@@ -96,7 +105,9 @@ class World:
     def cli(self, *args: str, expect: int | None = 0) -> Result:
         if not self.config_path.exists():
             self.write_config()
-        result = self.runner.invoke(cli, ["--config", str(self.config_path), *args], catch_exceptions=False)
+        result = self.runner.invoke(
+            cli, ["--config", str(self.config_path), *args], catch_exceptions=False
+        )
         if expect is not None:
             assert result.exit_code == expect, f"exit {result.exit_code}: {result.output}"
         return result

@@ -42,7 +42,9 @@ pass_app = click.make_pass_decorator(App)
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
 
 
 def print_json(data: Any) -> None:
@@ -59,7 +61,9 @@ def parse_day(value: str | None) -> datetime | None:
         try:
             parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
         except ValueError:
-            raise UserError(f"{value!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 time") from None
+            raise UserError(
+                f"{value!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 time"
+            ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -56,7 +56,10 @@ def customers_import(app: App, file: Path) -> None:
                 touched = changed
                 if row["contact_email"]:
                     _, contact_changed = ensure_contact(
-                        conn, row["contact_email"], customer_id=customer_id, name=row["contact_name"]
+                        conn,
+                        row["contact_email"],
+                        customer_id=customer_id,
+                        name=row["contact_name"],
                     )
                     counts["contacts"] += contact_changed
                     touched = touched or contact_changed
@@ -66,7 +69,8 @@ def customers_import(app: App, file: Path) -> None:
         if problems:
             conn.rollback()
             raise UserError(
-                f"{file}: nothing imported, {len(problems)} bad row(s):\n  " + "\n  ".join(problems),
+                f"{file}: nothing imported, {len(problems)} bad row(s):\n  "
+                + "\n  ".join(problems),
                 hint="fix these rows and import again",
             )
     click.echo(
@@ -77,7 +81,13 @@ def customers_import(app: App, file: Path) -> None:
 
 @customers.command("add")
 @click.argument("name")
-@click.option("--domain", "domains", multiple=True, metavar="DOMAIN", help="A domain the customer owns (repeatable).")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    metavar="DOMAIN",
+    help="A domain the customer owns (repeatable).",
+)
 @pass_app
 def customers_add(app: App, name: str, domains: tuple[str, ...]) -> None:
     """Add a customer, or add domains to an existing one."""
@@ -109,7 +119,9 @@ def contacts() -> None:
 
 @contacts.command("add")
 @click.argument("email")
-@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID", help="The contact's customer.")
+@click.option(
+    "--customer", "customer_ref", required=True, metavar="NAME|ID", help="The contact's customer."
+)
 @click.option("--name", default="", help="The contact's name.")
 @pass_app
 def contacts_add(app: App, email: str, customer_ref: str, name: str) -> None:
@@ -117,4 +129,6 @@ def contacts_add(app: App, email: str, customer_ref: str, name: str) -> None:
     with app.engine.begin() as conn:
         customer = find_customer(conn, customer_ref)
         contact_id, changed = ensure_contact(conn, email, customer_id=customer.id, name=name)
-    click.echo(f"contact {contact_id} {email} at {customer.name}: {'saved' if changed else 'unchanged'}")
+    click.echo(
+        f"contact {contact_id} {email} at {customer.name}: {'saved' if changed else 'unchanged'}"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from syncd.cli.app import App, json_option, pass_app, parse_day, print_json
+from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
 from syncd.domain.addresses import normalize_address
 from syncd.errors import UserError
 from syncd.store.directory import find_customer
@@ -18,7 +18,9 @@ def records() -> None:
 
 
 @records.command("list")
-@click.option("--customer", "customer_ref", metavar="NAME|ID", help="Only records linked to this customer.")
+@click.option(
+    "--customer", "customer_ref", metavar="NAME|ID", help="Only records linked to this customer."
+)
 @click.option("--contact", "contact", metavar="EMAIL", help="Only records with this participant.")
 @click.option("--since", metavar="DATE", help="Only records on or after this date (YYYY-MM-DD).")
 @click.option("--kind", type=click.Choice(["email", "meeting"]), help="Only this kind.")
@@ -43,18 +45,26 @@ def records_list(
     with app.engine.connect() as conn:
         customer_id = find_customer(conn, customer_ref).id if customer_ref else None
         rows = list_records(
-            conn, customer_id=customer_id, contact_address=address, since=parse_day(since),
-            kind=kind, limit=limit,
-        )  # fmt: skip
+            conn,
+            customer_id=customer_id,
+            contact_address=address,
+            since=parse_day(since),
+            kind=kind,
+            limit=limit,
+        )
     if as_json:
         print_json(rows)
         return
     table = Table("id", "when", "kind", "dir", "customers", "subject")
     for row in rows:
         table.add_row(
-            str(row["id"]), row["occurred_at"][:16].replace("T", " "), row["kind"], row["direction"][:3],
-            ", ".join(c["name"] for c in row["customers"]) or "-", row["subject"],
-        )  # fmt: skip
+            str(row["id"]),
+            row["occurred_at"][:16].replace("T", " "),
+            row["kind"],
+            row["direction"][:3],
+            ", ".join(c["name"] for c in row["customers"]) or "-",
+            row["subject"],
+        )
     app.out.print(table)
 
 
@@ -71,9 +81,11 @@ def timeline(app: App, customer_ref: str, limit: int) -> None:
     for row in rows:
         when = row["occurred_at"][:16].replace("T", " ")
         arrow = "<-" if row["direction"] == "inbound" else "->"
-        externals = [p for p in row["participants"] if p["role"] == "from"] if row["direction"] == "inbound" else [
-            p for p in row["participants"] if p["role"] in ("to", "cc")
-        ]
+        externals = (
+            [p for p in row["participants"] if p["role"] == "from"]
+            if row["direction"] == "inbound"
+            else [p for p in row["participants"] if p["role"] in ("to", "cc")]
+        )
         who = ", ".join(p["name"] or p["address"] for p in externals[:3])
         app.out.print(f"{when}  {row['kind']:7} {arrow} {who}", markup=False)
         app.out.print(f"    {row['subject'] or '(no subject)'}", markup=False)

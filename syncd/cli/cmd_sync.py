@@ -25,7 +25,9 @@ def init(app: App, force: bool) -> None:
     """Write a commented example configuration to the --config path."""
     path = app.config_path
     if path.exists() and not force:
-        raise UserError(f"{path} exists", hint="pass --force to overwrite it, or --config another path")
+        raise UserError(
+            f"{path} exists", hint="pass --force to overwrite it, or --config another path"
+        )
     import tomllib
 
     parse_config(tomllib.loads(EXAMPLE))  # the example must always be valid
@@ -59,9 +61,12 @@ def sync(app: App, names: tuple[str, ...]) -> None:
     selected = list(names) or None
     if sys.stderr.isatty():
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
             transient=True,
-        ) as bar:  # fmt: skip
+        ) as bar:
             tasks: dict[str, Any] = {}
 
             def progress(where: str, done: int, total: int) -> None:
@@ -108,14 +113,22 @@ def status(app: App, as_json: bool) -> None:
         table = Table("mailbox", "folder", "state", "last success", "captured", "last error")
         for box in rows:
             table.add_row(
-                box["mailbox"], "", box["state"], box["last_success_at"] or "-",
-                str(box["messages_captured"]), box["last_error"] or "",
-            )  # fmt: skip
+                box["mailbox"],
+                "",
+                box["state"],
+                box["last_success_at"] or "-",
+                str(box["messages_captured"]),
+                box["last_error"] or "",
+            )
             for f in box["folders"]:
                 table.add_row(
-                    "", f["folder"], "error" if f["last_error"] else "ok", f["last_success_at"] or "-",
-                    str(f["messages_captured"]), f["last_error"] or "",
-                )  # fmt: skip
+                    "",
+                    f["folder"],
+                    "error" if f["last_error"] else "ok",
+                    f["last_success_at"] or "-",
+                    str(f["messages_captured"]),
+                    f["last_error"] or "",
+                )
         app.out.print(table)
         for box in rows:
             for item in box["quarantined"]:
@@ -159,9 +172,13 @@ def check(app: App) -> None:
                 if folder not in names:
                     problems += 1
                     click.echo(f"  PROBLEM: folder {folder!r} does not exist")
-                    click.echo(f"  fix: set folders to names from the list above (found: {', '.join(names)})")
+                    click.echo(
+                        f"  fix: set folders to names from the list above (found: {', '.join(names)})"
+                    )
             if not box.folders and len(wanted) == 1:
-                click.echo("  note: no folder is marked \\Sent; add your sent folder to `folders` to capture outbound mail")
+                click.echo(
+                    "  note: no folder is marked \\Sent; add your sent folder to `folders` to capture outbound mail"
+                )
         except RemoteError as err:
             problems += 1
             click.echo(f"  PROBLEM: {err.message}")

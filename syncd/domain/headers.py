@@ -18,12 +18,28 @@ from datetime import UTC, datetime
 # Fields capture uses; anything else is never decoded.
 WANTED = frozenset(
     {
-        "message-id", "subject", "date", "from", "sender", "to", "cc", "bcc",
-        "references", "in-reply-to", "list-id", "list-unsubscribe", "precedence",
-        "auto-submitted", "x-autoreply", "x-autorespond", "return-path",
-        "content-type", "content-transfer-encoding", "mime-version",
+        "message-id",
+        "subject",
+        "date",
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "references",
+        "in-reply-to",
+        "list-id",
+        "list-unsubscribe",
+        "precedence",
+        "auto-submitted",
+        "x-autoreply",
+        "x-autorespond",
+        "return-path",
+        "content-type",
+        "content-transfer-encoding",
+        "mime-version",
     }
-)  # fmt: skip
+)
 _UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 

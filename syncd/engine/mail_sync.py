@@ -111,10 +111,14 @@ class MailSync:
                 kind=failed.kind if failed else None,
             )
         if result.error:
-            log.error("mailbox.failed", mailbox=box.name, kind=result.error.kind, error=str(result.error))
+            log.error(
+                "mailbox.failed", mailbox=box.name, kind=result.error.kind, error=str(result.error)
+            )
         return result
 
-    def _sync_folders(self, box: MailboxConfig, directory: Directory, result: MailboxResult) -> None:
+    def _sync_folders(
+        self, box: MailboxConfig, directory: Directory, result: MailboxResult
+    ) -> None:
         session = self._opener(box, self._config.capture.max_message_bytes)
         try:
             folders = box.folders or session.default_folders()
@@ -157,9 +161,12 @@ class MailSync:
         elif cursor is not None and cursor.uidvalidity is not None:
             reidentify = True
             log.warning(
-                "folder.uidvalidity_changed", mailbox=box.name, folder=folder,
-                old=cursor.uidvalidity, new=status.uidvalidity,
-            )  # fmt: skip
+                "folder.uidvalidity_changed",
+                mailbox=box.name,
+                folder=folder,
+                old=cursor.uidvalidity,
+                new=status.uidvalidity,
+            )
             with self._engine.begin() as conn:
                 state.reset_folder(conn, box.name, folder, status.uidvalidity)
 
@@ -179,12 +186,20 @@ class MailSync:
             if reidentify:
                 to_fetch = self._reidentify(session, list(uid_batch), batch)
             for fetched in session.fetch(to_fetch):
-                result = process(fetched, owner=box.owner, internal_domains=internal, directory=directory)
+                result = process(
+                    fetched, owner=box.owner, internal_domains=internal, directory=directory
+                )
                 if isinstance(result, Skipped):
                     batch.skipped += 1
                 elif isinstance(result, Quarantined):
                     batch.quarantined.append((result.uid, result.reason))
-                    log.warning("message.quarantined", mailbox=box.name, folder=folder, uid=result.uid, reason=result.reason)
+                    log.warning(
+                        "message.quarantined",
+                        mailbox=box.name,
+                        folder=folder,
+                        uid=result.uid,
+                        reason=result.reason,
+                    )
                 else:
                     batch.captured.append(result)
             with self._engine.begin() as conn:
@@ -192,20 +207,32 @@ class MailSync:
             outcome.skipped += batch.skipped
             outcome.quarantined += len(batch.quarantined)
             if self._progress:
-                self._progress(f"{box.name}/{folder}", min(total, (index + 1) * self._config.capture.batch_size), total)
+                self._progress(
+                    f"{box.name}/{folder}",
+                    min(total, (index + 1) * self._config.capture.batch_size),
+                    total,
+                )
         # Every UID below UIDNEXT at EXAMINE time was covered by the SEARCH that followed it,
         # so the cursor may jump past expunged tail UIDs and the next pass takes the fast path.
         seen_up_to = max(uids[-1] if uids else 0, (status.uidnext or 1) - 1)
         with self._engine.begin() as conn:
             advance_cursor(
-                conn, box.name, folder, uidvalidity=status.uidvalidity,
-                last_uid=seen_up_to, highestmodseq=status.highestmodseq,
-            )  # fmt: skip
+                conn,
+                box.name,
+                folder,
+                uidvalidity=status.uidvalidity,
+                last_uid=seen_up_to,
+                highestmodseq=status.highestmodseq,
+            )
             state.folder_ok(conn, box.name, folder)
         log.info(
-            "folder.synced", mailbox=box.name, folder=folder, captured=outcome.captured,
-            skipped=outcome.skipped, quarantined=outcome.quarantined,
-        )  # fmt: skip
+            "folder.synced",
+            mailbox=box.name,
+            folder=folder,
+            captured=outcome.captured,
+            skipped=outcome.skipped,
+            quarantined=outcome.quarantined,
+        )
 
     def _reidentify(self, session: MailSession, uids: list[int], batch: FolderBatch) -> list[int]:
         """After a UIDVALIDITY change, attach known messages by Message-ID without refetching them."""

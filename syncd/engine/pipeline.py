@@ -39,7 +39,7 @@ def process(
         )
     except UnparseableMessage as err:
         return Quarantined(fetched.uid, f"unparseable: {err}")
-    except Exception as err:  # noqa: BLE001 - one bad message must never stop its folder
+    except Exception as err:
         return Quarantined(fetched.uid, f"parser failed: {type(err).__name__}: {err}"[:500])
     decision = decide(msg, owner, internal_domains)
     if not decision.capture:

@@ -33,7 +33,7 @@ def write_config(root: Path, dovecot: Dovecot, passwords: dict[str, Path]) -> Pa
     boxes = "".join(
         f"""
 [[mailbox]]
-name = "{rep.split('@')[0]}"
+name = "{rep.split("@")[0]}"
 owner = "{rep}"
 host = "127.0.0.1"
 port = {dovecot.port}
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         passwords[rep].chmod(0o600)
     # Dovecot's unprivileged users must reach its files: keep them out of a private home folder.
     server_root = Path(tempfile.mkdtemp(prefix="syncd-demo-dovecot-"))
-    dovecot = Dovecot(server_root, {rep: passwords[rep].read_text().strip() for rep in REPS}).start()
+    dovecot = Dovecot(
+        server_root, {rep: passwords[rep].read_text().strip() for rep in REPS}
+    ).start()
     try:
         mail = generate(400)
         by_box: dict[tuple[str, str], list[bytes]] = defaultdict(list)
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             by_box[(item.owner, item.folder)].append(item.raw)
         for (owner, folder), raws in by_box.items():
             dovecot.deliver_many(owner, raws, folder=folder)
-        print(f"Dovecot on 127.0.0.1:{dovecot.port} with {len(mail)} sample messages for {', '.join(REPS)}")
+        print(
+            f"Dovecot on 127.0.0.1:{dovecot.port} with {len(mail)} sample messages for {', '.join(REPS)}"
+        )
         config = write_config(root, dovecot, passwords)
         (root / "customers.csv").write_text(CUSTOMERS_CSV)
         base = ["--config", str(config)]

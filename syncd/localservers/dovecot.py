@@ -93,7 +93,11 @@ class Dovecot:
         self.root = self.root.resolve()
         if os.geteuid() == 0:
             self._mail_user = pwd.getpwnam("mail")
-            self._login_user, self._internal_user, self._internal_group = "dovenull", "dovecot", "dovecot"
+            self._login_user, self._internal_user, self._internal_group = (
+                "dovenull",
+                "dovecot",
+                "dovecot",
+            )
         else:  # an unprivileged developer: everything runs as themselves
             self._mail_user = pwd.getpwuid(os.geteuid())
             name = self._mail_user.pw_name
@@ -121,12 +125,17 @@ class Dovecot:
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _CONFIG.format(
-                root=self.root, port=self.port, tls_port=self.tls_port,
-                ssl="yes" if self.tls else "no", ssl_files=ssl_files,
-                mail_uid=self._mail_user.pw_uid, mail_gid=self._mail_user.pw_gid,
-                login_user=self._login_user, internal_user=self._internal_user,
+                root=self.root,
+                port=self.port,
+                tls_port=self.tls_port,
+                ssl="yes" if self.tls else "no",
+                ssl_files=ssl_files,
+                mail_uid=self._mail_user.pw_uid,
+                mail_gid=self._mail_user.pw_gid,
+                login_user=self._login_user,
+                internal_user=self._internal_user,
                 internal_group=self._internal_group,
-            )  # fmt: skip
+            )
         )
         log = (self.root / "start.log").open("ab")
         # The master daemonises but keeps our stdout: send it to a file or we would wait forever.
@@ -216,12 +225,17 @@ class Dovecot:
     def reset_uidvalidity(self, user: str, folder: str = "INBOX") -> None:
         """Make Dovecot assign a new UIDVALIDITY, as a server rebuild or migration does."""
         target = self.maildir(user, folder)
-        for name in ("dovecot-uidlist", "dovecot.index", "dovecot.index.cache", "dovecot.index.log"):
+        for name in (
+            "dovecot-uidlist",
+            "dovecot.index",
+            "dovecot.index.cache",
+            "dovecot.index.log",
+        ):
             (target / name).unlink(missing_ok=True)
 
     def _own(self, path: Path) -> None:
         uid, gid = self._mail_user.pw_uid, self._mail_user.pw_gid
-        for dirpath, dirnames, filenames in os.walk(path):
+        for dirpath, _dirs, filenames in os.walk(path):
             os.chown(dirpath, uid, gid)
             for name in filenames:
                 os.chown(Path(dirpath) / name, uid, gid)
@@ -231,11 +245,25 @@ class Dovecot:
         if not cert.exists():
             subprocess.run(
                 [
-                    "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-keyout",
+                    str(key),
+                    "-out",
+                    str(cert),
+                    "-subj",
+                    "/CN=localhost",
+                    "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
                 ],
-                check=True, capture_output=True,
-            )  # fmt: skip
+                check=True,
+                capture_output=True,
+            )
             key.chmod(0o600)
         return cert, key

@@ -7,7 +7,6 @@ otherwise a throw-away cluster made with ``initdb`` on a free loopback port.
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -32,17 +31,19 @@ def _answers(url: str) -> bool:
             conn.execute(text("SELECT 1"))
         engine.dispose()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable", and we try the next way
+    except Exception:
         return False
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    found = sorted(str(p) for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
     if found:
         return found[-1]
     path = shutil.which(name)
     if path is None:
-        raise RuntimeError(f"{name} not found: run scripts/bootstrap.sh (apt-get install postgresql)")
+        raise RuntimeError(
+            f"{name} not found: run scripts/bootstrap.sh (apt-get install postgresql)"
+        )
     return path
 
 
@@ -60,21 +61,34 @@ def private_cluster(root: Path) -> Iterator[str]:
         as_user = ["runuser", "-u", user, "--"]
     subprocess.run(
         [*as_user, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", user, "--no-sync"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
     subprocess.run(
-        [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "pg.log"), "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            *as_user,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(root / "pg.log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         wait_listening(port)
         yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-            check=False, capture_output=True,
-        )  # fmt: skip
+            check=False,
+            capture_output=True,
+        )
 
 
 @contextmanager

@@ -30,15 +30,59 @@ EXTERNALS = [
     ("stranger@unknown-startup.com", "Sam Stranger"),
 ]
 _TOPICS = [
-    "Renewal of the annual licence", "Quote for 40 seats", "Onboarding call next week",
-    "Invoice 2024-117", "Security questionnaire", "Pilot results", "Contract redlines",
+    "Renewal of the annual licence",
+    "Quote for 40 seats",
+    "Onboarding call next week",
+    "Invoice 2024-117",
+    "Security questionnaire",
+    "Pilot results",
+    "Contract redlines",
     "Pricing for the enterprise tier",
-]  # fmt: skip
-_WORDS = (
-    "thanks for the quick answer we reviewed the proposal with the team and would like to "
-    "move forward next quarter could you send the updated figures and the draft agreement "
-    "our legal department needs two more weeks please confirm the delivery dates"
-).split()
+]
+_WORDS = [
+    "thanks",
+    "for",
+    "the",
+    "quick",
+    "answer",
+    "we",
+    "reviewed",
+    "the",
+    "proposal",
+    "with",
+    "the",
+    "team",
+    "and",
+    "would",
+    "like",
+    "to",
+    "move",
+    "forward",
+    "next",
+    "quarter",
+    "could",
+    "you",
+    "send",
+    "the",
+    "updated",
+    "figures",
+    "and",
+    "the",
+    "draft",
+    "agreement",
+    "our",
+    "legal",
+    "department",
+    "needs",
+    "two",
+    "more",
+    "weeks",
+    "please",
+    "confirm",
+    "the",
+    "delivery",
+    "dates",
+]
 _FILLER = (
     "This message and any attachments are confidential and intended solely for the addressee. "
     "If you received it in error, please notify the sender and delete it. "
@@ -56,7 +100,11 @@ def _body(rng: random.Random, quote: str | None, size: int) -> str:
     text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(20, 60))).capitalize() + "."
     lines = [text, "", "Best regards", "-- ", "Sent from the office", _FILLER * 2]
     if quote:
-        lines += ["", "On Mon, 3 Jun 2024 at 10:00, Someone <someone@example.com> wrote:", f"> {quote}"]
+        lines += [
+            "",
+            "On Mon, 3 Jun 2024 at 10:00, Someone <someone@example.com> wrote:",
+            f"> {quote}",
+        ]
     body = "\r\n".join(lines)
     while len(body) < size:
         body += "\r\n> " + " ".join(rng.choice(_WORDS) for _ in range(14))
@@ -64,9 +112,16 @@ def _body(rng: random.Random, quote: str | None, size: int) -> str:
 
 
 def _message(
-    *, sender: tuple[str, str], to: tuple[str, str], subject: str, when: datetime, msgid: str,
-    refs: list[str], body: str, extra: str = "",
-) -> bytes:  # fmt: skip
+    *,
+    sender: tuple[str, str],
+    to: tuple[str, str],
+    subject: str,
+    when: datetime,
+    msgid: str,
+    refs: list[str],
+    body: str,
+    extra: str = "",
+) -> bytes:
     headers = [
         f"From: {sender[1]} <{sender[0]}>",
         f"To: {to[1]} <{to[0]}>",
@@ -85,15 +140,19 @@ def _message(
     return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode("utf-8")
 
 
-def generate(count: int, *, seed: int = 7, size: int = 3300, start: datetime | None = None) -> list[SampleMessage]:
+def generate(
+    count: int, *, seed: int = 7, size: int = 3300, start: datetime | None = None
+) -> list[SampleMessage]:
     """``count`` messages over the two reps' INBOX and Sent folders, in threads.
 
     About 1 in 12 is a newsletter and 1 in 15 internal mail (both skipped by capture).
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
     start = start or datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
     out: list[SampleMessage] = []
-    threads: list[tuple[str, list[str], str, tuple[str, str], str]] = []  # subject, refs, rep, ext, last text
+    threads: list[
+        tuple[str, list[str], str, tuple[str, str], str]
+    ] = []  # subject, refs, rep, ext, last text
     for n in range(count):
         when = start + timedelta(minutes=7 * n)
         rep = rng.choice(list(REPS))
@@ -102,18 +161,28 @@ def generate(count: int, *, seed: int = 7, size: int = 3300, start: datetime | N
         roll = rng.random()
         if roll < 1 / 12:
             raw = _message(
-                sender=("news@vendor-news.com", "Vendor News"), to=rep_pair, subject="This week's digest",
-                when=when, msgid=msgid, refs=[], body=_body(rng, None, size),
+                sender=("news@vendor-news.com", "Vendor News"),
+                to=rep_pair,
+                subject="This week's digest",
+                when=when,
+                msgid=msgid,
+                refs=[],
+                body=_body(rng, None, size),
                 extra="List-Id: <digest.vendor-news.com>\r\nList-Unsubscribe: <mailto:leave@vendor-news.com>",
-            )  # fmt: skip
+            )
             out.append(SampleMessage(raw, "INBOX", rep))
             continue
         if roll < 1 / 12 + 1 / 15:
             other = next(r for r in REPS if r != rep)
             raw = _message(
-                sender=rep_pair, to=(other, REPS[other]), subject="Lunch?", when=when, msgid=msgid,
-                refs=[], body=_body(rng, None, size),
-            )  # fmt: skip
+                sender=rep_pair,
+                to=(other, REPS[other]),
+                subject="Lunch?",
+                when=when,
+                msgid=msgid,
+                refs=[],
+                body=_body(rng, None, size),
+            )
             out.append(SampleMessage(raw, "Sent", rep))
             continue
         if threads and rng.random() < 0.6:
@@ -121,9 +190,14 @@ def generate(count: int, *, seed: int = 7, size: int = 3300, start: datetime | N
             rep_pair = (rep, REPS[rep])
             inbound = rng.random() < 0.5
             raw = _message(
-                sender=ext if inbound else rep_pair, to=rep_pair if inbound else ext,
-                subject=f"Re: {subject}", when=when, msgid=msgid, refs=refs[-5:], body=_body(rng, last, size),
-            )  # fmt: skip
+                sender=ext if inbound else rep_pair,
+                to=rep_pair if inbound else ext,
+                subject=f"Re: {subject}",
+                when=when,
+                msgid=msgid,
+                refs=refs[-5:],
+                body=_body(rng, last, size),
+            )
             refs.append(msgid)
             out.append(SampleMessage(raw, "INBOX" if inbound else "Sent", rep))
             continue
@@ -132,9 +206,14 @@ def generate(count: int, *, seed: int = 7, size: int = 3300, start: datetime | N
         inbound = rng.random() < 0.6
         body = _body(rng, None, size)
         raw = _message(
-            sender=ext if inbound else rep_pair, to=rep_pair if inbound else ext, subject=subject,
-            when=when, msgid=msgid, refs=[], body=body,
-        )  # fmt: skip
+            sender=ext if inbound else rep_pair,
+            to=rep_pair if inbound else ext,
+            subject=subject,
+            when=when,
+            msgid=msgid,
+            refs=[],
+            body=body,
+        )
         threads.append((subject, [msgid], rep, ext, body.split("\r\n", 1)[0][:80]))
         out.append(SampleMessage(raw, "INBOX" if inbound else "Sent", rep))
     return out

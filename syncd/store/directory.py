@@ -39,10 +39,14 @@ def find_customer(conn: Connection, ref: str) -> Customer:
     """A customer by id or by name (case-insensitive); UserError naming the choices if none."""
     row = None
     if ref.isdigit():
-        row = conn.execute(select(customers.c.id, customers.c.name).where(customers.c.id == int(ref))).first()
+        row = conn.execute(
+            select(customers.c.id, customers.c.name).where(customers.c.id == int(ref))
+        ).first()
     if row is None:
         row = conn.execute(
-            select(customers.c.id, customers.c.name).where(func.lower(customers.c.name) == ref.lower())
+            select(customers.c.id, customers.c.name).where(
+                func.lower(customers.c.name) == ref.lower()
+            )
         ).first()
     if row is None:
         raise UserError(
@@ -80,9 +84,11 @@ def ensure_customer(conn: Connection, name: str, domains: list[str]) -> tuple[in
         select(customers.c.id).where(func.lower(customers.c.name) == name.lower())
     ).first()
     if row is None:
-        customer_id = conn.execute(
-            customers.insert().values(name=name, created_at=datetime.now(UTC))
-        ).inserted_primary_key[0]
+        customer_id = conn.scalar(
+            customers.insert()
+            .values(name=name, created_at=datetime.now(UTC))
+            .returning(customers.c.id)
+        )
         changed = True
     else:
         customer_id = row.id
@@ -110,11 +116,11 @@ def ensure_contact(
         .where(contact_addresses.c.address == address)
     ).first()
     if row is None:
-        contact_id = conn.execute(
-            contacts.insert().values(
-                customer_id=customer_id, name=name.strip(), created_at=datetime.now(UTC)
-            )
-        ).inserted_primary_key[0]
+        contact_id = conn.scalar(
+            contacts.insert()
+            .values(customer_id=customer_id, name=name.strip(), created_at=datetime.now(UTC))
+            .returning(contacts.c.id)
+        )
         conn.execute(contact_addresses.insert().values(contact_id=contact_id, address=address))
         return int(contact_id), True
     updates: dict[str, object] = {}
@@ -131,7 +137,9 @@ def list_customers(conn: Connection) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     domains: dict[int, list[str]] = {}
     for cid, domain in conn.execute(
-        select(customer_domains.c.customer_id, customer_domains.c.domain).order_by(customer_domains.c.domain)
+        select(customer_domains.c.customer_id, customer_domains.c.domain).order_by(
+            customer_domains.c.domain
+        )
     ):
         domains.setdefault(cid, []).append(domain)
     for row in conn.execute(select(customers.c.id, customers.c.name).order_by(customers.c.name)):

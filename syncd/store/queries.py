@@ -40,7 +40,9 @@ def list_records(
     if customer_id is not None:
         query = query.where(
             records.c.id.in_(
-                select(record_customers.c.record_id).where(record_customers.c.customer_id == customer_id)
+                select(record_customers.c.record_id).where(
+                    record_customers.c.customer_id == customer_id
+                )
             )
         )
     if contact_address is not None:
@@ -62,22 +64,38 @@ def list_records(
     where: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for part in chunks(ids):
         for rid, cid, name, link in conn.execute(
-            select(record_customers.c.record_id, customers.c.id, customers.c.name, record_customers.c.link)
+            select(
+                record_customers.c.record_id,
+                customers.c.id,
+                customers.c.name,
+                record_customers.c.link,
+            )
             .join(customers, customers.c.id == record_customers.c.customer_id)
             .where(record_customers.c.record_id.in_(part))
             .order_by(customers.c.name)
         ):
             linked[rid].append({"id": cid, "name": name, "link": link})
         for p in conn.execute(
-            select(participants).where(participants.c.record_id.in_(part)).order_by(participants.c.id)
+            select(participants)
+            .where(participants.c.record_id.in_(part))
+            .order_by(participants.c.id)
         ).mappings():
             people[p["record_id"]].append(
-                {"address": p["address"], "name": p["name"], "role": p["role"], "contact_id": p["contact_id"]}
+                {
+                    "address": p["address"],
+                    "name": p["name"],
+                    "role": p["role"],
+                    "contact_id": p["contact_id"],
+                }
             )
         for s in conn.execute(
-            select(sources).where(sources.c.record_id.in_(part)).order_by(sources.c.mailbox, sources.c.folder)
+            select(sources)
+            .where(sources.c.record_id.in_(part))
+            .order_by(sources.c.mailbox, sources.c.folder)
         ).mappings():
-            where[s["record_id"]].append({"mailbox": s["mailbox"], "folder": s["folder"], "uid": s["uid"]})
+            where[s["record_id"]].append(
+                {"mailbox": s["mailbox"], "folder": s["folder"], "uid": s["uid"]}
+            )
     return [
         {
             "id": row["id"],
@@ -98,7 +116,9 @@ def list_records(
 
 def contact_exists(conn: Connection, address: str) -> bool:
     return (
-        conn.execute(select(contact_addresses.c.id).where(contact_addresses.c.address == address)).first()
+        conn.execute(
+            select(contact_addresses.c.id).where(contact_addresses.c.address == address)
+        ).first()
         is not None
     )
 
@@ -124,7 +144,12 @@ def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, An
     held: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in conn.execute(select(quarantine).order_by(quarantine.c.id)).mappings():
         held[row["mailbox"]].append(
-            {"folder": row["folder"], "uid": row["uid"], "reason": row["reason"], "at": _iso(row["created_at"])}
+            {
+                "folder": row["folder"],
+                "uid": row["uid"],
+                "reason": row["reason"],
+                "at": _iso(row["created_at"]),
+            }
         )
     out = []
     for name in mailbox_names:

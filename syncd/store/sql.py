@@ -50,4 +50,3 @@ def upsert(
     stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=update(stmt.excluded))
     conn.execute(stmt, rows)
-

@@ -92,4 +92,6 @@ def mailbox_done(conn: Connection, mailbox: str, *, error: str | None, kind: str
         if error is None
         else {"last_error": error, "last_error_kind": kind, "last_error_at": now}
     )
-    conn.execute(mailbox_states.update().where(mailbox_states.c.mailbox == mailbox).values(**values))
+    conn.execute(
+        mailbox_states.update().where(mailbox_states.c.mailbox == mailbox).values(**values)
+    )

@@ -24,7 +24,11 @@ def test_sync_captures_links_and_never_duplicates(world: World) -> None:
     world.deliver("alice", _inbound(3, sender="Stranger <who@unknown-startup.com>"))
     world.deliver(
         "alice",
-        make_message(sender="Alice <alice@example.com>", to="Wile <wile@acme.com>", message_id="<out1@example.com>"),
+        make_message(
+            sender="Alice <alice@example.com>",
+            to="Wile <wile@acme.com>",
+            message_id="<out1@example.com>",
+        ),
         folder="Sent",
     )
 
@@ -54,13 +58,25 @@ def test_records_json_contract(world: World) -> None:
     world.cli("sync")
     (record,) = world.records()
     assert set(record) >= {
-        "id", "kind", "direction", "subject", "occurred_at", "customers", "participants",
-        "thread_id", "message_id", "sources",
-    }  # fmt: skip
+        "id",
+        "kind",
+        "direction",
+        "subject",
+        "occurred_at",
+        "customers",
+        "participants",
+        "thread_id",
+        "message_id",
+        "sources",
+    }
     assert record["kind"] == "email"
     assert record["occurred_at"] == "2024-06-03T09:00:00Z"
     roles = {(p["address"], p["role"]) for p in record["participants"]}
-    assert roles == {("wile@acme.com", "from"), ("alice@example.com", "to"), ("road.runner@acme.com", "cc")}
+    assert roles == {
+        ("wile@acme.com", "from"),
+        ("alice@example.com", "to"),
+        ("road.runner@acme.com", "cc"),
+    }
     wile = next(p for p in record["participants"] if p["address"] == "wile@acme.com")
     assert wile["contact_id"] is not None and wile["name"] == "Wile Coyote"
     assert record["sources"] == [{"mailbox": "alice", "folder": "INBOX", "uid": 1}]
@@ -76,14 +92,19 @@ def test_same_message_in_two_mailboxes_is_one_record_with_two_sources(world: Wor
     world.rep("bob")
     world.customers(CUSTOMERS_CSV)
     raw = make_message(
-        sender="Alice <alice@example.com>", to="Wile <wile@acme.com>", cc="Bob <bob@example.com>",
+        sender="Alice <alice@example.com>",
+        to="Wile <wile@acme.com>",
+        cc="Bob <bob@example.com>",
         message_id="<shared@example.com>",
-    )  # fmt: skip
+    )
     world.deliver("alice", raw, folder="Sent")
     world.deliver("bob", raw)
     world.cli("sync")
     (record,) = world.records()
-    assert sorted((s["mailbox"], s["folder"]) for s in record["sources"]) == [("alice", "Sent"), ("bob", "INBOX")]
+    assert sorted((s["mailbox"], s["folder"]) for s in record["sources"]) == [
+        ("alice", "Sent"),
+        ("bob", "INBOX"),
+    ]
 
 
 def test_threads_follow_references_even_when_incomplete(world: World) -> None:
@@ -92,17 +113,24 @@ def test_threads_follow_references_even_when_incomplete(world: World) -> None:
     world.deliver(
         "alice",
         make_message(
-            sender="alice@example.com", to="wile@acme.com", message_id="<r1@example.com>",
-            in_reply_to="<in1@acme.com>", references="<in1@acme.com>",
+            sender="alice@example.com",
+            to="wile@acme.com",
+            message_id="<r1@example.com>",
+            in_reply_to="<in1@acme.com>",
+            references="<in1@acme.com>",
         ),
         folder="Sent",
-    )  # fmt: skip
+    )
     world.cli("sync")
     # A client that sends only In-Reply-To still joins the thread, through its parent.
     world.deliver("alice", make_message(message_id="<r2@acme.com>", in_reply_to="<r1@example.com>"))
     world.cli("sync")
     threads = {r["message_id"]: r["thread_id"] for r in world.records()}
-    assert threads == {"in1@acme.com": "in1@acme.com", "r1@example.com": "in1@acme.com", "r2@acme.com": "in1@acme.com"}
+    assert threads == {
+        "in1@acme.com": "in1@acme.com",
+        "r1@example.com": "in1@acme.com",
+        "r2@acme.com": "in1@acme.com",
+    }
 
 
 def test_skips_internal_and_bulk_mail(world: World) -> None:
@@ -137,10 +165,11 @@ def test_bad_messages_are_captured_or_quarantined_never_block(world: World) -> N
     world.customers(CUSTOMERS_CSV)
     no_id_no_date = make_message(message_id=None, date=None, subject="No id, no date")
     broken_mime = make_message(
-        message_id="<mime@acme.com>", subject="=?x-unknown-charset?Q?Caf=E9?=",
+        message_id="<mime@acme.com>",
+        subject="=?x-unknown-charset?Q?Caf=E9?=",
         headers={"Content-Type": 'multipart/mixed; boundary="never-closed"'},
         body="--never-closed\r\nContent-Type: text/plain; charset=bogus\r\n\r\nHello \xe9t\xe9\r\n",
-    )  # fmt: skip
+    )
     junk = b"\x00\x01 this is not a message at all \xff\xfe\r\n\r\n\x00"
     world.deliver("alice", no_id_no_date)
     world.deliver("alice", junk)
@@ -209,7 +238,9 @@ def test_dead_server_and_missing_folder_are_reported(world: World) -> None:
     world.rep("alice")
     world.rep("bob")
     world.deliver("bob", _inbound(1))
-    world.write_config(mailbox={"alice": {"port": free_port()}, "bob": {"folders": ["INBOX", "Nope"]}})
+    world.write_config(
+        mailbox={"alice": {"port": free_port()}, "bob": {"folders": ["INBOX", "Nope"]}}
+    )
     out = world.cli("sync", expect=1)
     assert "alice: FAILED" in out.stdout and "connection refused" in out.stdout
     assert "bob: 1 captured" in out.stdout and "Nope: FAILED" in out.stdout
@@ -220,12 +251,17 @@ def test_customers_import_is_idempotent_and_validated(world: World) -> None:
     again = world.tmp / "again.csv"
     again.write_text(CUSTOMERS_CSV)
     out = world.cli("customers", "import", str(again))
-    assert "customers added or changed: 0, contacts added or changed: 0, rows unchanged: 5" in out.stdout
+    assert (
+        "customers added or changed: 0, contacts added or changed: 0, rows unchanged: 5"
+        in out.stdout
+    )
     listed = __import__("json").loads(world.cli("customers", "list", "--json").stdout)
     assert [c["name"] for c in listed] == ["Acme Corp", "Globex", "Initech", "Umbrella"]
     assert listed[0]["domains"] == ["acme-corp.de", "acme.com"]
     bad = world.tmp / "bad.csv"
-    bad.write_text("customer,domains,contact_name,contact_email\nX,co.uk,,\n,x.com,,\nY,y.com,Y,not-an-address\n")
+    bad.write_text(
+        "customer,domains,contact_name,contact_email\nX,co.uk,,\n,x.com,,\nY,y.com,Y,not-an-address\n"
+    )
     out = world.cli("customers", "import", str(bad), expect=2)
     assert "nothing imported, 3 bad row(s)" in out.stderr
     assert "line 2" in out.stderr and "line 3" in out.stderr and "line 4" in out.stderr

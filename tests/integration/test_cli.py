@@ -40,7 +40,11 @@ def test_every_command_has_help_and_a_readme_entry(name: str, command: click.Com
 def test_config_errors_are_listed_without_traceback(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(cli, ["--config", str(tmp_path / "nope.toml"), "status"])
-    assert missing.exit_code == 2 and "no such file" in missing.stderr and "syncd init" in missing.stderr
+    assert (
+        missing.exit_code == 2
+        and "no such file" in missing.stderr
+        and "syncd init" in missing.stderr
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text('[[mailbox]]\nname = "a"\nhost = "x"\npasword = "typo"\n')
     result = runner.invoke(cli, ["--config", str(bad), "status"])
@@ -76,7 +80,9 @@ def test_db_upgrade(tmp_path: Path) -> None:
 
 
 @pytest.mark.dovecot
-def test_passwords_never_leak(world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_passwords_never_leak(
+    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     world.rep("alice")
     world.rep("bob")
     world.rep("carol")
@@ -84,16 +90,22 @@ def test_passwords_never_leak(world: World, monkeypatch: pytest.MonkeyPatch, cap
     world.write_config(
         mailbox={
             "bob": {"password_file": None, "password_env": "BOB_IMAP_PASSWORD"},
-            "carol": {"password_file": None, "password_command": f"{sys.executable} -c \"print('{world.passwords['carol']}x')\""},
+            "carol": {
+                "password_file": None,
+                "password_command": f"{sys.executable} -c \"print('{world.passwords['carol']}x')\"",
+            },
         }
     )
     world.customers(CUSTOMERS_CSV)
     for rep in ("alice", "bob", "carol"):
         world.deliver(rep, make_message(message_id=f"<{rep}@acme.com>"))
     outputs = [
-        world.cli("-vv", "sync", expect=1), world.cli("check", expect=1), world.cli("status", expect=2),
-        world.cli("status", "--json", expect=2), world.cli("records", "list", "--json"),
-    ]  # fmt: skip
+        world.cli("-vv", "sync", expect=1),
+        world.cli("check", expect=1),
+        world.cli("status", expect=2),
+        world.cli("status", "--json", expect=2),
+        world.cli("records", "list", "--json"),
+    ]
     assert "bob: 1 captured" in outputs[0].stdout and "alice: 1 captured" in outputs[0].stdout
     assert "carol: FAILED" in outputs[0].stdout  # the command printed a wrong password
     engine = create_engine(world.db_url)
@@ -101,7 +113,13 @@ def test_passwords_never_leak(world: World, monkeypatch: pytest.MonkeyPatch, cap
         dump = json.dumps(
             [
                 [list(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {table}"))]
-                for table in ("records", "participants", "folder_states", "mailbox_states", "quarantine")
+                for table in (
+                    "records",
+                    "participants",
+                    "folder_states",
+                    "mailbox_states",
+                    "quarantine",
+                )
             ]
         )
     engine.dispose()

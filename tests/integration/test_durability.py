@@ -8,12 +8,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
+from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
 
 from syncd.config import load_config
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import MailSync
 from syncd.localservers.sample import CUSTOMERS_CSV, generate
-from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
 from syncd.store import database
 from syncd.store.capture import save_batch
 from tests.conftest import World
@@ -45,7 +45,9 @@ def test_crash_mid_backfill_then_restart_equals_uninterrupted_run(
     world.rep("bob")
     world.customers(CUSTOMERS_CSV)
     for item in generate(120, seed=3):
-        world.deliver("alice" if item.owner.startswith("alice") else "bob", item.raw, folder=item.folder)
+        world.deliver(
+            "alice" if item.owner.startswith("alice") else "bob", item.raw, folder=item.folder
+        )
     world.write_config(capture="batch_size = 7")
     config = load_config(world.config_path)
     engine = database.open_database(config.database.url)
@@ -71,7 +73,9 @@ def test_crash_mid_backfill_then_restart_equals_uninterrupted_run(
     crashed = _counts(world)
 
     # The same mail into a fresh database, without a crash.
-    clean_world = World(world.dovecot, world.tmp / "clean", world.db_url.replace("syncd.db", "clean.db"))
+    clean_world = World(
+        world.dovecot, world.tmp / "clean", world.db_url.replace("syncd.db", "clean.db")
+    )
     if not world.db_url.startswith("sqlite"):
         return  # one reference run is enough; PostgreSQL is checked against the invariants below
     (world.tmp / "clean").mkdir()
@@ -84,7 +88,9 @@ def test_crash_mid_backfill_then_restart_equals_uninterrupted_run(
     assert _counts(clean_world) == crashed
 
 
-def test_replaying_a_committed_batch_changes_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replaying_a_committed_batch_changes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a second daemon, or a retry after an ambiguous commit, would do."""
     world.rep("alice")
     world.customers(CUSTOMERS_CSV)

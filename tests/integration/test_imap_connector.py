@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from syncd.connectors.imap import ImapSession
 
 from syncd.config import MailboxConfig
-from syncd.connectors.imap import ImapSession
 from syncd.errors import CredentialsError, RefusedError, RemoteConfigError, TransientError
 from syncd.localservers.dovecot import Dovecot
 from syncd.localservers.ports import free_port
@@ -23,22 +23,32 @@ LOGIN, PASSWORD = "user299", "pw-user299-s3cr3t"  # the last login of the shared
 
 def _box(dovecot: Dovecot, **overrides: object) -> MailboxConfig:
     values: dict[str, object] = {
-        "name": "alice", "owner": "alice@example.com", "host": "127.0.0.1", "port": dovecot.port,
-        "security": "plain", "username": LOGIN, "password": PASSWORD, "timeout": 5,
-    }  # fmt: skip
+        "name": "alice",
+        "owner": "alice@example.com",
+        "host": "127.0.0.1",
+        "port": dovecot.port,
+        "security": "plain",
+        "username": LOGIN,
+        "password": PASSWORD,
+        "timeout": 5,
+    }
     values.update(overrides)
     return MailboxConfig.model_validate(values)
 
 
 def _open(box: MailboxConfig, max_bytes: int = 10_000_000) -> ImapSession:
-    return ImapSession.open(box, lambda: box.password.get_secret_value() if box.password else "", max_bytes=max_bytes)
+    return ImapSession.open(
+        box, lambda: box.password.get_secret_value() if box.password else "", max_bytes=max_bytes
+    )
 
 
 def test_tls_certificate_is_verified(dovecot: Dovecot) -> None:
     with pytest.raises(RemoteConfigError, match="not trusted") as err:
         _open(_box(dovecot, port=dovecot.tls_port, security="tls"))
     assert err.value.hint and "ca_file" in err.value.hint
-    with _open(_box(dovecot, port=dovecot.tls_port, security="tls", ca_file=str(dovecot.cert_file))) as s:
+    with _open(
+        _box(dovecot, port=dovecot.tls_port, security="tls", ca_file=str(dovecot.cert_file))
+    ) as s:
         assert "IMAP4REV1" in s.capabilities()
 
 
@@ -78,12 +88,18 @@ def test_a_silent_server_times_out() -> None:
     thread.start()
     box = MailboxConfig.model_validate(
         {
-            "name": "x", "owner": "x@example.com", "host": "127.0.0.1", "port": listener.getsockname()[1],
-            "security": "plain", "username": "x", "password": "x", "timeout": 0.3,
-        }  # fmt: skip
+            "name": "x",
+            "owner": "x@example.com",
+            "host": "127.0.0.1",
+            "port": listener.getsockname()[1],
+            "security": "plain",
+            "username": "x",
+            "password": "x",
+            "timeout": 0.3,
+        }
     )
     try:
-        with pytest.raises(TransientError, match="timed out|connection lost"):
+        with pytest.raises(TransientError, match=r"timed out|connection lost"):
             _open(box)
     finally:
         for conn in accepted:
@@ -102,7 +118,9 @@ def test_examine_fetch_and_defaults(dovecot: Dovecot) -> None:
         uids = session.uids_from(1)
         assert session.uids_from(uids[-1] + 1) == []  # "n:*" past the end is not the last message
         small, big = session.fetch(uids[-2:])
-        assert not small.headers_only and small.raw.endswith(b"Could you send the updated quote?\r\n")
+        assert not small.headers_only and small.raw.endswith(
+            b"Could you send the updated quote?\r\n"
+        )
         assert big.headers_only and big.size > 5000 and len(big.raw) < 1000
         assert b"c2@acme.com" in session.fetch_message_ids([big.uid])[big.uid]
         with pytest.raises(RemoteConfigError, match="cannot open the folder"):

@@ -46,12 +46,20 @@ def test_free_mail_and_internal() -> None:
     assert not is_internal("a@example.com.evil.io", internal)
 
 
-_local = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", min_size=1, max_size=20)
+_local = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-",
+    min_size=1,
+    max_size=20,
+)
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
 
 
-@given(_local, st.lists(_label, min_size=1, max_size=3), st.sampled_from(["com", "co.uk", "de", "io"]))
-def test_normalization_is_idempotent_and_case_blind(local: str, labels: list[str], tld: str) -> None:
+@given(
+    _local, st.lists(_label, min_size=1, max_size=3), st.sampled_from(["com", "co.uk", "de", "io"])
+)
+def test_normalization_is_idempotent_and_case_blind(
+    local: str, labels: list[str], tld: str
+) -> None:
     address = f"{local}@{'.'.join(labels)}.{tld}"
     once = normalize_address(address)
     assert once is not None

@@ -20,14 +20,18 @@ def test_direction_and_participants() -> None:
     inbound = _decide(cc="bob@example.com")
     assert inbound.capture and inbound.direction == "inbound"
     assert [(p.address, p.role, p.external) for p in inbound.participants] == [
-        ("wile@acme.com", "from", True), ("alice@example.com", "to", False), ("bob@example.com", "cc", False),
-    ]  # fmt: skip
+        ("wile@acme.com", "from", True),
+        ("alice@example.com", "to", False),
+        ("bob@example.com", "cc", False),
+    ]
     outbound = _decide(sender="alice@example.com", to="wile@acme.com")
     assert outbound.capture and outbound.direction == "outbound"
 
 
 def test_owner_outside_internal_domains_is_still_us() -> None:
-    msg = parse_message(make_message(sender="alice@gmail.com", to="wile@acme.com"), internal_date=None)
+    msg = parse_message(
+        make_message(sender="alice@gmail.com", to="wile@acme.com"), internal_date=None
+    )
     decision = decide(msg, "alice@gmail.com", INTERNAL)
     assert decision.direction == "outbound"
 

@@ -20,9 +20,23 @@ def test_every_problem_is_reported_with_its_key_path() -> None:
     data = {
         "database": {"url": "sqlite:///x.db", "colour": "blue"},
         "mailbox": [
-            {"name": "a", "owner": "not-an-address", "host": "imap.acme.com", "username": "a", "password": "x", "port": 0},
+            {
+                "name": "a",
+                "owner": "not-an-address",
+                "host": "imap.acme.com",
+                "username": "a",
+                "password": "x",
+                "port": 0,
+            },
             {"name": "b", "owner": "b@x.com", "host": "imap.acme.com", "username": "b"},
-            {"name": "c", "owner": "c@x.com", "host": "imap.acme.com", "username": "c", "password": "x", "security": "plain"},
+            {
+                "name": "c",
+                "owner": "c@x.com",
+                "host": "imap.acme.com",
+                "username": "c",
+                "password": "x",
+                "security": "plain",
+            },
         ],
     }
     with pytest.raises(ConfigError) as err:
@@ -38,7 +52,13 @@ def test_every_problem_is_reported_with_its_key_path() -> None:
 
 
 def test_plain_is_fine_on_loopback_and_names_are_unique() -> None:
-    box = {"owner": "a@x.com", "host": "127.0.0.1", "username": "a", "password": "x", "security": "plain"}
+    box = {
+        "owner": "a@x.com",
+        "host": "127.0.0.1",
+        "username": "a",
+        "password": "x",
+        "security": "plain",
+    }
     parse_config({"mailbox": [{"name": "a", **box}]})
     with pytest.raises(ConfigError, match="used twice"):
         parse_config({"mailbox": [{"name": "a", **box}, {"name": "a", **box}]})

@@ -31,7 +31,9 @@ def test_raw_utf8_and_latin1_headers() -> None:
 
 
 def test_folded_and_repeated_headers() -> None:
-    fields = split_header_section(b"To: a@x.com,\r\n b@x.com\r\nReferences: <1@x>\r\nReferences: <2@x>\r\n\r\nbody")
+    fields = split_header_section(
+        b"To: a@x.com,\r\n b@x.com\r\nReferences: <1@x>\r\nReferences: <2@x>\r\n\r\nbody"
+    )
     assert fields["to"] == ["a@x.com, b@x.com"]
     assert fields["references"] == ["<1@x>", "<2@x>"]
 
@@ -75,7 +77,9 @@ def test_multipart_prefers_plain_and_skips_attachments() -> None:
 
 
 def test_html_only_drops_quoted_history() -> None:
-    html = "<html><style>p{}</style><p>New text &amp; more</p><blockquote>old text</blockquote></html>"
+    html = (
+        "<html><style>p{}</style><p>New text &amp; more</p><blockquote>old text</blockquote></html>"
+    )
     raw = b"Content-Type: text/html\r\n\r\n" + html.encode()
     text = body_text(raw, "text/html; charset=utf-8", "")
     assert "New text & more" in text and "old text" not in text and "p{}" not in text
