@@ -13,7 +13,7 @@ import email.header
 import email.utils
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # Fields capture uses; anything else is never decoded.
 WANTED = frozenset(
@@ -94,12 +94,40 @@ def decode_words(value: str) -> str:
     return "".join(out)
 
 
+# "Name <local@domain>" or "local@domain": what nearly every address header holds.
+_SIMPLE_ADDRESS = re.compile(
+    r"""^\s*(?:([^"<>,;:\\()@]*?)\s*<([^<>\s,;:"()\\]+@[^<>\s,;:"()\\]+)>|([^<>\s,;:"()\\]+@[^<>\s,;:"()\\]+))\s*$"""
+)
+_NEEDS_FULL_PARSER = re.compile(r'["(\\;:]')
+
+
+def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
+    """The common forms without the stdlib's character-by-character parser; None if unusual."""
+    if _NEEDS_FULL_PARSER.search(value):
+        return None
+    out: list[tuple[str, str]] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        found = _SIMPLE_ADDRESS.match(part)
+        if found is None:
+            return None
+        if found.group(2):
+            out.append((found.group(1) or "", found.group(2)))
+        else:
+            out.append(("", found.group(3)))
+    return out
+
+
 def parse_addresses(values: Iterable[str]) -> list[tuple[str, str]]:
     """Address headers to [(display name, address)] with names decoded.
 
     Names are decoded only after splitting: an encoded word may hide a comma.
     """
-    pairs = email.utils.getaddresses(list(values))
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        simple = _simple_addresses(value)
+        pairs.extend(simple if simple is not None else email.utils.getaddresses([value]))
     return [(decode_words(name).strip(), addr) for name, addr in pairs if addr]
 
 
@@ -113,10 +141,39 @@ def parse_message_ids(value: str | None) -> list[str]:
     return [bare] if bare and " " not in bare else []
 
 
+_MONTHS = {m: n for n, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+_RFC5322_DATE = re.compile(
+    r"^\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+    r"\s*([+-])(\d{2})(\d{2})\b"
+)
+
+
+def _fast_date(value: str) -> datetime | None:
+    """The RFC 5322 form nearly all mail uses, without the stdlib's general parser."""
+    found = _RFC5322_DATE.match(value)
+    if found is None:
+        return None
+    day, mon, year, hour, minute, second, sign, off_h, off_m = found.groups()
+    month = _MONTHS.get(mon.lower())
+    if month is None:
+        return None
+    try:
+        local = datetime(
+            int(year), month, int(day), int(hour), int(minute), int(second or 0), tzinfo=UTC
+        )
+    except ValueError:
+        return None
+    offset = timedelta(hours=int(off_h), minutes=int(off_m))
+    return local - offset if sign == "+" else local + offset
+
+
 def parse_date(value: str | None) -> datetime | None:
     """RFC 5322 date to aware UTC; None when missing or unparseable."""
     if not value:
         return None
+    fast = _fast_date(value)
+    if fast is not None:
+        return fast
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

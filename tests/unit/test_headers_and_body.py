@@ -101,3 +101,34 @@ def test_any_bytes_parse_or_quarantine(data: bytes) -> None:
     except UnparseableMessage:
         return
     assert msg.snippet is not None and len(msg.snippet) <= 500
+
+
+_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC .'-", max_size=20)
+_addr = st.from_regex(
+    r"[a-z0-9][a-z0-9._+-]{0,10}@[a-z0-9-]{1,10}\.(com|co\.uk|de)", fullmatch=True
+)
+
+
+@given(st.lists(st.tuples(_name, _addr), min_size=1, max_size=4), st.booleans())
+def test_fast_address_path_agrees_with_the_stdlib(
+    people: list[tuple[str, str]], angle: bool
+) -> None:
+    import email.utils
+
+    value = ", ".join(f"{n} <{a}>" if angle or n.strip() else a for n, a in people)
+    expected = [(n.strip(), a) for n, a in email.utils.getaddresses([value]) if a]
+    assert parse_addresses([value]) == expected
+
+
+@given(
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)),
+    st.integers(-720, 840),
+)
+def test_fast_date_path_agrees_with_the_stdlib(when: datetime, offset_minutes: int) -> None:
+    from datetime import timedelta, timezone
+
+    import email.utils
+
+    zone = timezone(timedelta(minutes=offset_minutes))
+    text = email.utils.format_datetime(when.replace(microsecond=0, tzinfo=zone))
+    assert parse_date(text) == email.utils.parsedate_to_datetime(text).astimezone(UTC)
