@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -92,6 +93,7 @@ def syncd_child(port: int, work: Path) -> dict[str, float]:
         {
             "database": {"url": f"sqlite:///{work / 'bench.db'}"},
             "organization": {"internal_domains": ["example.com"]},
+            "capture": {"batch_size": int(os.environ.get("SYNCD_BENCH_BATCH", "500"))},
             "mailbox": [
                 {
                     "name": "bench",

@@ -23,19 +23,25 @@ _HISTORY = re.compile(
 )
 # "On Tue, 3 Jan 2023 ... \n Alice <a@x> wrote:" split over two lines by wrapping.
 _WRAPPED_ON = re.compile(r"^On\ [^\n]{1,200}\n[^\n]{0,200}wrote:\s*$", re.MULTILINE)
-_SPACE = re.compile(r"\s+")
+
+
+# New text sits at the top; past this much, what follows is history or attachments.
+_SCAN_LIMIT = 16_000
 
 
 def new_text(body: str) -> str:
     """Body text without quoted replies, history or signature, whitespace collapsed."""
-    body = body.replace("\r\n", "\n").replace("\r", "\n")
-    cut = len(body)
-    for pattern in (_HISTORY, _WRAPPED_ON):
-        found = pattern.search(body)
-        if found:
-            cut = min(cut, found.start())
-    kept = [line for line in body[:cut].split("\n") if not line.lstrip().startswith(">")]
-    return _SPACE.sub(" ", " ".join(kept)).strip()
+    body = body[:_SCAN_LIMIT]
+    found = _HISTORY.search(body)
+    cut = found.start() if found else len(body)
+    if (
+        "On " in body
+    ):  # the wrapped form is rare and its pattern the slow one: look only when it can match
+        wrapped = _WRAPPED_ON.search(body, 0, cut + 400)
+        if wrapped:
+            cut = min(cut, wrapped.start())
+    kept = [line for line in body[:cut].splitlines() if not line.lstrip().startswith(">")]
+    return " ".join(" ".join(kept).split())
 
 
 def snippet(body: str, limit: int = SNIPPET_MAX) -> str:

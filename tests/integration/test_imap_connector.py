@@ -125,3 +125,24 @@ def test_examine_fetch_and_defaults(dovecot: Dovecot) -> None:
         assert b"c2@acme.com" in session.fetch_message_ids([big.uid])[big.uid]
         with pytest.raises(RemoteConfigError, match="cannot open the folder"):
             session.examine("Does-Not-Exist")
+
+
+def test_fast_fetch_path_agrees_with_imapclient(
+    dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncd.connectors.imap as imap_module
+
+    for n in range(3):
+        dovecot.deliver(LOGIN, make_message(message_id=f"<fast{n}@acme.com>", body=f"body {n}\r\n"))
+    with _open(_box(dovecot)) as session:
+        session.examine("INBOX")
+        uids = session.uids_from(1)
+        fast = session._fetch_prefixes(uids)
+        reference = session._client.fetch(
+            uids, ["RFC822.SIZE", f"BODY.PEEK[]<0.{imap_module.PREFIX_BYTES}>"]
+        )
+        assert fast == {u: (d[b"RFC822.SIZE"], d[b"BODY[]<0>"]) for u, d in reference.items()}
+        assert len(fast) == len(uids) >= 3
+        # A server answering in another shape still gets every message, through imapclient.
+        monkeypatch.setattr(imap_module, "_FETCH_HEAD", __import__("re").compile(rb"^never$"))
+        assert session._fetch_prefixes(uids) == fast
