@@ -125,9 +125,8 @@ def test_fast_address_path_agrees_with_the_stdlib(
     st.integers(-720, 840),
 )
 def test_fast_date_path_agrees_with_the_stdlib(when: datetime, offset_minutes: int) -> None:
-    from datetime import timedelta, timezone
-
     import email.utils
+    from datetime import timedelta, timezone
 
     zone = timezone(timedelta(minutes=offset_minutes))
     text = email.utils.format_datetime(when.replace(microsecond=0, tzinfo=zone))
