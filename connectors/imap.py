@@ -173,12 +173,15 @@ class ImapSession:
             exists=int(info.get(b"EXISTS", 0)),
         )
 
-    def uids_from(self, first_uid: int) -> list[int]:
-        """UIDs >= first_uid in the open folder, ascending."""
+    def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:
+        """UIDs in [first_uid, last_uid] (to the end when last_uid is None) of the open folder, ascending."""
+        upper = "*" if last_uid is None else str(last_uid)
         with _classified(self._where(self._folder)):
-            found = self._client.search(["UID", f"{max(first_uid, 1)}:*"])
+            found = self._client.search(["UID", f"{max(first_uid, 1)}:{upper}"])
         # "n:*" also matches the highest UID when it is below n (RFC 3501 6.4.8).
-        return sorted(uid for uid in found if uid >= first_uid)
+        return sorted(
+            uid for uid in found if uid >= first_uid and (last_uid is None or uid <= last_uid)
+        )
 
     def fetch(self, uids: list[int]) -> list[FetchedMessage]:
         """The first PREFIX_BYTES of each message (header and start of body) in one literal.

@@ -7,7 +7,7 @@ nothing twice.  A failing mailbox or folder is recorded and the others carry on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -33,6 +33,8 @@ from syncd.store.directory import load_directory
 from syncd.store.sql import chunks
 
 log = structlog.get_logger("syncd.sync")
+# UIDs searched at a time; a window of the UID space, not of messages (UIDs have gaps).
+UID_WINDOW = 10_000
 
 Progress = Callable[[str, int, int], None]  # (mailbox/folder, done, total)
 SessionOpener = Callable[[MailboxConfig, int], MailSession]
@@ -170,51 +172,30 @@ class MailSync:
             with self._engine.begin() as conn:
                 state.reset_folder(conn, box.name, folder, status.uidvalidity)
 
-        uids = session.uids_from(first_uid)
-        total = len(uids)
-        batches = list(chunks(uids, self._config.capture.batch_size))
-        internal = self._config.internal_domains
-        for index, uid_batch in enumerate(batches):
-            batch = FolderBatch(
-                mailbox=box.name,
-                folder=folder,
-                uidvalidity=status.uidvalidity,
-                last_uid=uid_batch[-1],
-                highestmodseq=None,  # set with the final cursor, once the whole folder is read
-            )
-            to_fetch = list(uid_batch)
-            if reidentify:
-                to_fetch = self._reidentify(session, list(uid_batch), batch)
-            for fetched in session.fetch(to_fetch):
-                result = process(
-                    fetched, owner=box.owner, internal_domains=internal, directory=directory
+        where = f"{box.name}/{folder}"
+        expected = (
+            status.exists
+            if status.uidnext is None
+            else min(status.exists, status.uidnext - first_uid)
+        )
+        done = 0
+        last_seen = 0
+        for uids in self._uid_windows(session, first_uid, status.uidnext):
+            for uid_batch in chunks(uids, self._config.capture.batch_size):
+                batch = self._read_batch(
+                    session, box, folder, status.uidvalidity, list(uid_batch), directory, reidentify
                 )
-                if isinstance(result, Skipped):
-                    batch.skipped += 1
-                elif isinstance(result, Quarantined):
-                    batch.quarantined.append((result.uid, result.reason))
-                    log.warning(
-                        "message.quarantined",
-                        mailbox=box.name,
-                        folder=folder,
-                        uid=result.uid,
-                        reason=result.reason,
-                    )
-                else:
-                    batch.captured.append(result)
-            with self._engine.begin() as conn:
-                outcome.captured += save_batch(conn, batch)
-            outcome.skipped += batch.skipped
-            outcome.quarantined += len(batch.quarantined)
-            if self._progress:
-                self._progress(
-                    f"{box.name}/{folder}",
-                    min(total, (index + 1) * self._config.capture.batch_size),
-                    total,
-                )
+                with self._engine.begin() as conn:
+                    outcome.captured += save_batch(conn, batch)
+                outcome.skipped += batch.skipped
+                outcome.quarantined += len(batch.quarantined)
+                done += len(uid_batch)
+                last_seen = uid_batch[-1]
+                if self._progress:
+                    self._progress(where, done, max(done, expected))
         # Every UID below UIDNEXT at EXAMINE time was covered by the SEARCH that followed it,
         # so the cursor may jump past expunged tail UIDs and the next pass takes the fast path.
-        seen_up_to = max(uids[-1] if uids else 0, (status.uidnext or 1) - 1)
+        seen_up_to = max(last_seen, (status.uidnext or 1) - 1)
         with self._engine.begin() as conn:
             advance_cursor(
                 conn,
@@ -233,6 +214,58 @@ class MailSync:
             skipped=outcome.skipped,
             quarantined=outcome.quarantined,
         )
+
+    @staticmethod
+    def _uid_windows(
+        session: MailSession, first_uid: int, uidnext: int | None
+    ) -> Iterator[list[int]]:
+        """New UIDs, a window of the UID space at a time: memory stays flat however big the folder."""
+        if uidnext is None:  # a server without UIDNEXT: one search to the end
+            yield session.uids_from(first_uid)
+            return
+        for low in range(first_uid, uidnext, UID_WINDOW):
+            found = session.uids_from(low, min(low + UID_WINDOW, uidnext) - 1)
+            if found:
+                yield found
+
+    def _read_batch(
+        self,
+        session: MailSession,
+        box: MailboxConfig,
+        folder: str,
+        uidvalidity: int,
+        uids: list[int],
+        directory: Directory,
+        reidentify: bool,
+    ) -> FolderBatch:
+        """Fetch and process one batch of UIDs; nothing is written yet."""
+        batch = FolderBatch(
+            mailbox=box.name,
+            folder=folder,
+            uidvalidity=uidvalidity,
+            last_uid=uids[-1],
+            highestmodseq=None,  # set with the final cursor, once the whole folder is read
+        )
+        to_fetch = self._reidentify(session, uids, batch) if reidentify else uids
+        internal = self._config.internal_domains
+        for fetched in session.fetch(to_fetch):
+            result = process(
+                fetched, owner=box.owner, internal_domains=internal, directory=directory
+            )
+            if isinstance(result, Skipped):
+                batch.skipped += 1
+            elif isinstance(result, Quarantined):
+                batch.quarantined.append((result.uid, result.reason))
+                log.warning(
+                    "message.quarantined",
+                    mailbox=box.name,
+                    folder=folder,
+                    uid=result.uid,
+                    reason=result.reason,
+                )
+            else:
+                batch.captured.append(result)
+        return batch
 
     def _reidentify(self, session: MailSession, uids: list[int], batch: FolderBatch) -> list[int]:
         """After a UIDVALIDITY change, attach known messages by Message-ID without refetching them."""

@@ -116,11 +116,22 @@ def ensure_contact(
         .where(contact_addresses.c.address == address)
     ).first()
     if row is None:
-        contact_id = conn.scalar(
-            contacts.insert()
-            .values(customer_id=customer_id, name=name.strip(), created_at=datetime.now(UTC))
-            .returning(contacts.c.id)
-        )
+        # A second address of a person already known at this customer belongs to that
+        # contact: unmatched secondary addresses are a top complaint about CRM capture.
+        contact_id = None
+        if name.strip() and customer_id is not None:
+            contact_id = conn.scalar(
+                select(contacts.c.id)
+                .where(contacts.c.customer_id == customer_id, contacts.c.name == name.strip())
+                .order_by(contacts.c.id)
+                .limit(1)
+            )
+        if contact_id is None:
+            contact_id = conn.scalar(
+                contacts.insert()
+                .values(customer_id=customer_id, name=name.strip(), created_at=datetime.now(UTC))
+                .returning(contacts.c.id)
+            )
         conn.execute(contact_addresses.insert().values(contact_id=contact_id, address=address))
         return int(contact_id), True
     updates: dict[str, object] = {}

@@ -270,3 +270,55 @@ def test_customers_import_is_idempotent_and_validated(world: World) -> None:
     world.cli("contacts", "add", "Gavin@Hooli.xyz", "--customer", "Hooli", "--name", "Gavin")
     out = world.cli("contacts", "add", "g@x.com", "--customer", "Nobody", expect=2)
     assert "no customer 'Nobody'" in out.stderr
+
+
+def test_a_contact_matches_by_any_of_its_addresses(world: World) -> None:
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV + "Acme Corp,,Wile Coyote,w.coyote@gmail.com\n")
+    contacts = {r["address"]: r["contact_id"] for r in _participants_after_sync(world)}
+    assert contacts["w.coyote@gmail.com"] == contacts["wile@acme.com"] is not None
+
+
+def _participants_after_sync(world: World) -> list[dict[str, object]]:
+    world.deliver("alice", _inbound(1))
+    world.deliver("alice", _inbound(2, sender="Wile <W.Coyote@gmail.com>"))
+    world.cli("sync")
+    records = world.records()
+    assert all(
+        r["customers"] == [{"id": 1, "name": "Acme Corp", "link": "contact"}] for r in records
+    )
+    return [p for r in records for p in r["participants"] if p["role"] == "from"]
+
+
+def test_check_reports_capabilities_folders_and_problems(world: World) -> None:
+    world.rep("alice")
+    world.write_config(mailbox={"alice": {"folders": ["INBOX", "Archive"]}})
+    out = world.cli("check", expect=1)
+    assert (
+        "login: ok" in out.stdout and "IDLE: yes" in out.stdout and "CONDSTORE: yes" in out.stdout
+    )
+    assert "folders: " in out.stdout and "Sent" in out.stdout
+    assert (
+        "PROBLEM: folder 'Archive' does not exist" in out.stdout
+        and "fix: set folders" in out.stdout
+    )
+    world.write_config()
+    assert "all mailboxes ok" in world.cli("check").stdout
+    assert world.records() == []  # check captures nothing
+
+
+def test_large_folders_are_read_a_uid_window_at_a_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.engine import mail_sync
+
+    monkeypatch.setattr(mail_sync, "UID_WINDOW", 4)
+    world.rep("alice")
+    world.write_config(capture="batch_size = 3")
+    for n in range(10):
+        world.deliver("alice", _inbound(n))
+    assert "10 captured" in world.cli("sync").stdout
+    for n in range(10, 13):
+        world.deliver("alice", _inbound(n))
+    assert "3 captured" in world.cli("sync").stdout
+    assert sorted(r["sources"][0]["uid"] for r in world.records()) == list(range(1, 14))
