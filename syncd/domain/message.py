@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from syncd.domain.addresses import normalize_address
 from syncd.domain.body import body_text
@@ -42,6 +43,7 @@ class ParsedMessage:
     references: list[str]
     fields: dict[str, list[str]]
     snippet: str | None
+    body: str | None = None
 
 
 def _addresses(fields: dict[str, list[str]], name: str) -> list[Address]:
@@ -84,6 +86,7 @@ def parse_message(
     *,
     internal_date: datetime | None,
     with_body: bool = True,
+    keep: Literal["metadata", "snippet", "full"] = "snippet",
 ) -> ParsedMessage:
     """Parse a message (header section, optionally followed by a possibly truncated body).
 
@@ -107,14 +110,16 @@ def parse_message(
     references = parse_message_ids(" ".join(fields.get("references", [])))
 
     text: str | None = None
-    if with_body:
-        text = make_snippet(
-            body_text(
-                raw,
-                _first(fields, "content-type") or "text/plain",
-                _first(fields, "content-transfer-encoding") or "",
-            )
+    full: str | None = None
+    if with_body and keep != "metadata":
+        body = body_text(
+            raw,
+            _first(fields, "content-type") or "text/plain",
+            _first(fields, "content-transfer-encoding") or "",
         )
+        text = make_snippet(body)
+        if keep == "full":
+            full = body.strip()
     return ParsedMessage(
         message_id=message_id,
         message_id_generated=generated,
@@ -128,4 +133,5 @@ def parse_message(
         references=references,
         fields=fields,
         snippet=text,
+        body=full,
     )

@@ -18,7 +18,7 @@ from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.headers import parse_message_ids, split_header_section
 from syncd.domain.matching import Directory
-from syncd.engine.pipeline import Quarantined, Skipped, process
+from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, TransientError
 from syncd.secrets import read_secret
 from syncd.store import state
@@ -84,7 +84,7 @@ class MailSync:
 
     def run_once(self, names: list[str] | None = None) -> list[MailboxResult]:
         with self._engine.connect() as conn:
-            directory = load_directory(conn)
+            directory = load_directory(conn, self._config.capture)
         boxes = [b for b in self._config.mailbox if names is None or b.name in names]
         return [self.sync_mailbox(box, directory) for box in boxes]
 
@@ -247,13 +247,17 @@ class MailSync:
             highestmodseq=None,  # set with the final cursor, once the whole folder is read
         )
         to_fetch = self._reidentify(session, uids, batch) if reidentify else uids
-        internal = self._config.internal_domains
+        capture = self._config.capture
+        policy = Policy(
+            box.owner, self._config.internal_domains, capture.store, capture.only_matched
+        )
+        batch.plus_addressing = capture.plus_addressing
         for fetched in session.fetch(to_fetch):
-            result = process(
-                fetched, owner=box.owner, internal_domains=internal, directory=directory
-            )
+            result = process(fetched, policy, directory)
             if isinstance(result, Skipped):
                 batch.skipped += 1
+                if result.queued is not None:
+                    batch.queued_only.append(result.queued)
             elif isinstance(result, Quarantined):
                 batch.quarantined.append((result.uid, result.reason))
                 log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from syncd.connectors.base import FetchedMessage
 from syncd.domain.capture import decide
@@ -15,6 +16,8 @@ from syncd.store.capture import CapturedMessage
 class Skipped:
     uid: int
     reason: str
+    # With only_matched, mail with no customer is not kept, but its unknown addresses are queued.
+    queued: CapturedMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,38 +26,49 @@ class Quarantined:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Policy:
+    owner: str
+    internal_domains: frozenset[str]
+    keep: Literal["metadata", "snippet", "full"] = "snippet"
+    only_matched: bool = False
+
+
 Outcome = CapturedMessage | Skipped | Quarantined
 
 
-def process(
-    fetched: FetchedMessage,
-    *,
-    owner: str,
-    internal_domains: frozenset[str],
-    directory: Directory,
-) -> Outcome:
+def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Outcome:
     try:
         msg = parse_message(
-            fetched.raw, internal_date=fetched.internal_date, with_body=not fetched.headers_only
+            fetched.raw,
+            internal_date=fetched.internal_date,
+            with_body=not fetched.headers_only,
+            keep=policy.keep,
         )
     except UnparseableMessage as err:
         return Quarantined(fetched.uid, f"unparseable: {err}")
     except Exception as err:
         return Quarantined(fetched.uid, f"parser failed: {type(err).__name__}: {err}"[:500])
-    decision = decide(msg, owner, internal_domains)
+    decision = decide(msg, policy.owner, policy.internal_domains)
     if not decision.capture:
         return Skipped(fetched.uid, decision.reason)
-    return CapturedMessage(
+    matches = [
+        (p, match_address(p.address, directory, external=p.external)) for p in decision.participants
+    ]
+    if all(m.reason == "excluded" for p, m in matches if p.external):
+        return Skipped(fetched.uid, "only excluded external participants")
+    captured = CapturedMessage(
         uid=fetched.uid,
         message_id=msg.message_id,
         direction=decision.direction,
         subject=msg.subject,
         snippet=msg.snippet,
+        body=msg.body,
         occurred_at=msg.occurred_at,
         in_reply_to=msg.in_reply_to,
         references=msg.references,
-        participants=[
-            (p, match_address(p.address, directory, external=p.external))
-            for p in decision.participants
-        ],
+        participants=matches,
     )
+    if policy.only_matched and not any(m.customer_id is not None for _, m in matches):
+        return Skipped(fetched.uid, "no customer link (only_matched)", queued=captured)
+    return captured

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
+from syncd.domain.addresses import match_key
 from syncd.domain.capture import Participant
 from syncd.domain.matching import LinkKind, Match
 from syncd.domain.threads import thread_key
@@ -25,6 +26,7 @@ from syncd.schema.tables import (
     records,
     sources,
     unmatched_addresses,
+    unmatched_sightings,
 )
 from syncd.store.sql import chunks, insert_ignore, upsert
 
@@ -42,6 +44,7 @@ class CapturedMessage:
     direction: str
     subject: str
     snippet: str | None
+    body: str | None
     occurred_at: datetime
     in_reply_to: str | None
     references: list[str]
@@ -63,6 +66,9 @@ class FolderBatch:
     known: list[tuple[int, str]] = field(default_factory=list)  # (uid, record key) already stored
     skipped: int = 0
     quarantined: list[tuple[int, str]] = field(default_factory=list)
+    # Messages kept as no record ([capture] only_matched) whose unknown addresses are still queued.
+    queued_only: list[CapturedMessage] = field(default_factory=list)
+    plus_addressing: bool = True
 
 
 def record_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
@@ -111,6 +117,7 @@ def _new_records(
                 "direction": msg.direction,
                 "subject": msg.subject,
                 "snippet": msg.snippet,
+                "body": msg.body,
                 "occurred_at": msg.occurred_at,
                 "message_id": msg.message_id,
                 "thread_key": thread,
@@ -152,42 +159,79 @@ def _participants_and_links(
     insert_ignore(conn, record_customers, links, ["record_id", "customer_id"])
 
 
-def _queue_unmatched(conn: Connection, created: list[CapturedMessage]) -> None:
-    """Count each unknown external address once per new record, for reconciliation."""
-    queue: dict[str, dict[str, Any]] = {}
-    for msg in created:
-        seen: set[str] = set()
+def _queue_unmatched(conn: Connection, batch: FolderBatch) -> None:
+    """Record where each unknown external address was seen, then refresh its queue entry.
+
+    Sightings are keyed by (address, message, mailbox), so counts stay exact however
+    often a batch is replayed and whichever mailboxes hold the same message.
+    """
+    sightings: dict[tuple[str, str], dict[str, Any]] = {}
+    names: dict[str, str] = {}
+    for msg in [*batch.captured, *batch.queued_only]:
         for person, match in msg.participants:
-            if not person.external or match.customer_id is not None or person.address in seen:
+            if not person.external or not match.queued:
                 continue
-            seen.add(person.address)
-            entry = queue.get(person.address)
-            if entry is None:
-                queue[person.address] = {
-                    "address": person.address,
-                    "name": person.name[:300],
-                    "count": 1,
-                    "first_seen": msg.occurred_at,
-                    "last_seen": msg.occurred_at,
+            key = match_key(person.address, batch.plus_addressing)
+            sightings[(key, msg.key)] = {
+                "address": key,
+                "message_key": msg.key,
+                "mailbox": batch.mailbox,
+                "occurred_at": msg.occurred_at,
+            }
+            if person.name:
+                names[key] = person.name[:300]
+    if not sightings:
+        return
+    insert_ignore(
+        conn, unmatched_sightings, sightings.values(), ["address", "message_key", "mailbox"]
+    )
+    refresh_queue(conn, sorted({key for key, _ in sightings}), names)
+
+
+def refresh_queue(conn: Connection, addresses: list[str], names: dict[str, str]) -> None:
+    """Recompute the queue entries of ``addresses`` from their sightings."""
+    s = unmatched_sightings.c
+    rows: list[dict[str, Any]] = []
+    for part in chunks(addresses):
+        for address, count, first, last in conn.execute(
+            select(
+                s.address,
+                func.count(func.distinct(s.message_key)),
+                func.min(s.occurred_at),
+                func.max(s.occurred_at),
+            )
+            .where(s.address.in_(part))
+            .group_by(s.address)
+        ):
+            rows.append(
+                {
+                    "address": address,
+                    "name": names.get(address, ""),
+                    "count": count,
+                    "first_seen": _utc(first),
+                    "last_seen": _utc(last),
                 }
-            else:
-                entry["count"] += 1
-                entry["first_seen"] = min(entry["first_seen"], msg.occurred_at)
-                entry["last_seen"] = max(entry["last_seen"], msg.occurred_at)
-                entry["name"] = entry["name"] or person.name[:300]
+            )
     t = unmatched_addresses.c
     upsert(
         conn,
         unmatched_addresses,
-        queue.values(),
+        rows,
         ["address"],
         lambda ex: {
-            "count": t.count + ex.count,
-            "first_seen": case((ex.first_seen < t.first_seen, ex.first_seen), else_=t.first_seen),
-            "last_seen": case((ex.last_seen > t.last_seen, ex.last_seen), else_=t.last_seen),
+            "count": ex.count,
+            "first_seen": ex.first_seen,
+            "last_seen": ex.last_seen,
             "name": case((ex.name != "", ex.name), else_=t.name),
         },
     )
+
+
+def _utc(value: Any) -> datetime:
+    """Aggregates skip the column type on some engines: make sure we hand back aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
 def save_batch(conn: Connection, batch: FolderBatch) -> int:
@@ -198,7 +242,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
     created = _new_records(conn, batch, ids, now)
     if created:
         _participants_and_links(conn, created, ids)
-        _queue_unmatched(conn, created)
+    _queue_unmatched(conn, batch)
     source_rows = [
         {
             "record_id": ids[key],

@@ -7,10 +7,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
+from syncd.config import CaptureConfig
 from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
 from syncd.domain.matching import Directory
 from syncd.errors import UserError
-from syncd.schema.tables import contact_addresses, contacts, customer_domains, customers
+from syncd.schema.tables import (
+    contact_addresses,
+    contacts,
+    customer_domains,
+    customers,
+    exclusions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +26,12 @@ class Customer:
     name: str
 
 
-def load_directory(conn: Connection) -> Directory:
-    directory = Directory()
+def load_directory(conn: Connection, capture: CaptureConfig | None = None) -> Directory:
+    """Who is who now: contacts, customer domains, and exclusions from the config and the CLI."""
+    capture = capture or CaptureConfig()
+    directory = Directory(plus_addressing=capture.plus_addressing)
+    for entry in [*capture.exclude, *conn.scalars(select(exclusions.c.entry))]:
+        directory.exclusions.add(entry, plus_addressing=capture.plus_addressing)
     rows = conn.execute(
         select(contact_addresses.c.address, contacts.c.id, contacts.c.customer_id).join(
             contacts, contacts.c.id == contact_addresses.c.contact_id
