@@ -7,6 +7,7 @@ import click
 from syncd import __version__, logs
 from syncd.cli.app import App, ErrorHandlingGroup
 from syncd.cli.cmd_directory import contacts, customers
+from syncd.cli.cmd_reconcile import audit, forget, ignore, reconcile
 from syncd.cli.cmd_records import records, timeline
 from syncd.cli.cmd_sync import check, db, init, status, sync
 
@@ -31,7 +32,21 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.obj = App(config_path)
 
 
-for command in (init, db, sync, status, check, customers, contacts, records, timeline):
+for command in (
+    init,
+    db,
+    sync,
+    status,
+    check,
+    customers,
+    contacts,
+    records,
+    timeline,
+    reconcile,
+    ignore,
+    audit,
+    forget,
+):
     cli.add_command(command)
 
 

@@ -1,0 +1,245 @@
+"""reconcile, ignore, audit, forget, and records explain/link/unlink."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from syncd.cli.app import App, json_option, pass_app, print_json
+from syncd.cli.cmd_records import records
+from syncd.store import audit as audit_store
+from syncd.store import reconcile as rec
+from syncd.store.directory import find_customer, load_directory
+from syncd.store.explain import explain
+
+
+@click.group()
+def reconcile() -> None:
+    """The queue of unknown external addresses: link, create, ignore."""
+
+
+@reconcile.command("list")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
+@json_option
+@pass_app
+def reconcile_list(app: App, limit: int | None, as_json: bool) -> None:
+    """Unknown addresses, most seen first, with a suggested customer and why."""
+    with app.engine.connect() as conn:
+        entries = rec.queue(conn, load_directory(conn, app.config.capture), limit=limit)
+    if as_json:
+        print_json([e.as_dict() for e in entries])
+        return
+    table = Table("address", "name", "seen", "last seen", "mailboxes", "suggestion")
+    for e in entries:
+        best = e.suggestions[0] if e.suggestions else None
+        table.add_row(
+            e.address,
+            e.name,
+            str(e.count),
+            e.last_seen.date().isoformat(),
+            ", ".join(e.mailboxes),
+            f"{best.customer} ({best.confidence:.2f}: {best.reason})" if best else "-",
+        )
+    app.out.print(table)
+
+
+@reconcile.command("assign")
+@click.argument("address")
+@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID", help="The customer.")
+@click.option("--name", default="", help="The contact's name (default: the name seen in mail).")
+@pass_app
+def reconcile_assign(app: App, address: str, customer_ref: str, name: str) -> None:
+    """Make ADDRESS a contact of a customer and link its past records and threads."""
+    with app.engine.begin() as conn:
+        customer = find_customer(conn, customer_ref)
+        done = rec.assign(
+            conn,
+            address,
+            customer.id,
+            name=name,
+            plus_addressing=app.config.capture.plus_addressing,
+        )
+    click.echo(
+        f"{address} -> {customer.name}: contact {done['contact_id']}, {done['records_linked']} record(s) linked"
+    )
+
+
+@reconcile.command("create-customer")
+@click.argument("address")
+@click.option("--name", required=True, help="The new customer's name.")
+@pass_app
+def reconcile_create_customer(app: App, address: str, name: str) -> None:
+    """Create a customer owning ADDRESS's domain, then assign ADDRESS to it."""
+    with app.engine.begin() as conn:
+        done = rec.create_customer(
+            conn, address, name, plus_addressing=app.config.capture.plus_addressing
+        )
+    click.echo(
+        f"customer {done['customer_id']} {name}: {done['records_linked']} record(s) linked, "
+        f"{done['queue_entries_removed']} queue entr(y/ies) cleared"
+    )
+
+
+@reconcile.command("ignore")
+@click.argument("entry", metavar="ADDRESS|@DOMAIN")
+@pass_app
+def reconcile_ignore(app: App, entry: str) -> None:
+    """Exclude an address or @domain from now on and drop its queue entries."""
+    _ignore(app, entry)
+
+
+def _ignore(app: App, entry: str) -> None:
+    with app.engine.begin() as conn:
+        done = rec.add_exclusion(conn, entry, plus_addressing=app.config.capture.plus_addressing)
+    state = "added" if done["added"] else "already excluded"
+    click.echo(f"{entry}: {state}, {done['queue_entries_removed']} queue entr(y/ies) dropped")
+
+
+@reconcile.command("accept")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print what would be done, change nothing.")
+@pass_app
+def reconcile_accept(app: App, min_confidence: float, dry_run: bool) -> None:
+    """Apply every suggestion at or above a confidence, printing each."""
+    applied = 0
+    with app.engine.begin() as conn:
+        entries = rec.queue(conn, load_directory(conn, app.config.capture))
+        for entry in entries:
+            best = entry.suggestions[0] if entry.suggestions else None
+            if best is None or best.confidence < min_confidence:
+                continue
+            applied += 1
+            click.echo(f"{entry.address} -> {best.customer} ({best.confidence:.2f}: {best.reason})")
+            if not dry_run:
+                rec.assign(
+                    conn,
+                    entry.address,
+                    best.customer_id,
+                    plus_addressing=app.config.capture.plus_addressing,
+                )
+        if dry_run:
+            conn.rollback()
+    click.echo(f"{applied} suggestion(s) {'would be ' if dry_run else ''}applied")
+
+
+@click.group()
+def ignore() -> None:
+    """The exclusion list: addresses and @domains never linked or queued."""
+
+
+@ignore.command("add")
+@click.argument("entry", metavar="ADDRESS|@DOMAIN")
+@pass_app
+def ignore_add(app: App, entry: str) -> None:
+    """Exclude an address or @domain (subdomains included)."""
+    _ignore(app, entry)
+
+
+@ignore.command("list")
+@json_option
+@pass_app
+def ignore_list(app: App, as_json: bool) -> None:
+    """Exclusions from the config ([capture] exclude) and from the CLI."""
+    with app.engine.connect() as conn:
+        stored = rec.list_exclusions(conn)
+    rows = [{"entry": e, "source": "config"} for e in app.config.capture.exclude] + [
+        {"entry": e, "source": "cli"} for e in stored
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['entry']}  ({row['source']})")
+
+
+@ignore.command("remove")
+@click.argument("entry", metavar="ADDRESS|@DOMAIN")
+@pass_app
+def ignore_remove(app: App, entry: str) -> None:
+    """Remove an exclusion added with the CLI (config entries live in the config)."""
+    with app.engine.begin() as conn:
+        removed = rec.remove_exclusion(conn, entry)
+    if not removed and entry in app.config.capture.exclude:
+        click.echo(f"{entry} comes from [capture] exclude in the config: remove it there")
+    else:
+        click.echo(f"{entry}: {'removed' if removed else 'was not excluded'}")
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_app
+def audit(app: App, limit: int, as_json: bool) -> None:
+    """Who changed what and when, newest first."""
+    with app.engine.connect() as conn:
+        rows = audit_store.entries(conn, limit)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        detail = ", ".join(f"{k}={v}" for k, v in row["detail"].items())
+        click.echo(f"{row['at']}  {row['actor']:12} {row['action']:16} {row['target']}  {detail}")
+
+
+@click.command()
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def forget(app: App, address: str, yes: bool) -> None:
+    """Erase a person: contact, participant rows, queue entries, and records with no other customer party."""
+    if not yes:
+        click.confirm(f"Erase everything syncd holds about {address}?", abort=True)
+    with app.engine.begin() as conn:
+        done = rec.forget(conn, address, load_directory(conn, app.config.capture))
+    click.echo(
+        f"removed {done['contacts']} contact(s), {done['participants']} participant row(s), "
+        f"{done['records']} record(s), {done['queue_entries']} queue entr(y/ies)"
+    )
+
+
+@records.command("explain")
+@click.argument("record_id", type=int, metavar="ID")
+@json_option
+@pass_app
+def records_explain(app: App, record_id: int, as_json: bool) -> None:
+    """Why each participant of a record is or is not linked, and which rule decided."""
+    with app.engine.connect() as conn:
+        found = explain(conn, record_id, load_directory(conn, app.config.capture))
+    if as_json:
+        print_json(found)
+        return
+    click.echo(f"record {found['id']}: {found['subject']}")
+    for p in found["participants"]:
+        click.echo(f"  {p['role']:4} {p['address']}: {p['explanation']}")
+    for link in found["links"]:
+        click.echo(f"  linked to {link['customer']} ({link['link']})")
+    for gone in found["unlinked"]:
+        click.echo(f"  unlinked from {gone['customer']} by a person (kept off on every re-sync)")
+
+
+@records.command("link")
+@click.argument("record_id", type=int, metavar="ID")
+@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
+@pass_app
+def records_link(app: App, record_id: int, customer_ref: str) -> None:
+    """Link a record to a customer by hand (survives every re-sync)."""
+    with app.engine.begin() as conn:
+        customer = find_customer(conn, customer_ref)
+        changed = rec.set_link(conn, record_id, customer.id, linked=True)
+    click.echo(
+        f"record {record_id} -> {customer.name}: {'linked' if changed else 'already linked'}"
+    )
+
+
+@records.command("unlink")
+@click.argument("record_id", type=int, metavar="ID")
+@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
+@pass_app
+def records_unlink(app: App, record_id: int, customer_ref: str) -> None:
+    """Remove a record's link to a customer; no rule will add it back."""
+    with app.engine.begin() as conn:
+        customer = find_customer(conn, customer_ref)
+        changed = rec.set_link(conn, record_id, customer.id, linked=False)
+    click.echo(
+        f"record {record_id} -x- {customer.name}: {'unlinked' if changed else 'was not linked'}"
+    )

@@ -1,0 +1,53 @@
+"""Who did what, when: every change an admin makes from the CLI."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from syncd.schema.tables import audit_log
+
+
+def current_actor() -> str:
+    """The person behind the command: the sudo caller if any, else the login name."""
+    for var in ("SUDO_USER", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def record(conn: Connection, action: str, target: str, **detail: Any) -> None:
+    conn.execute(
+        audit_log.insert().values(
+            at=datetime.now(UTC),
+            actor=current_actor(),
+            action=action,
+            target=target,
+            detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
+        )
+    )
+
+
+def entries(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    query = select(audit_log).order_by(audit_log.c.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return [
+        {
+            "id": row.id,
+            "at": row.at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "actor": row.actor,
+            "action": row.action,
+            "target": row.target,
+            "detail": json.loads(row.detail) if row.detail else {},
+        }
+        for row in conn.execute(query)
+    ]

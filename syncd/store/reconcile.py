@@ -1,0 +1,420 @@
+"""The reconciliation queue and the admin's corrections: assign, create, ignore, link, forget.
+
+Every change is one transaction and one audit entry, and every command is idempotent:
+running it twice leaves the same state and says it changed nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, distinct, func, or_, select
+
+from syncd.domain.addresses import (
+    domain_and_parents,
+    domain_of,
+    is_free_mail,
+    match_key,
+    registrable_domain,
+)
+from syncd.domain.matching import Directory, match_address
+from syncd.domain.suggestions import CustomerFacts, Suggestion, suggest
+from syncd.errors import UserError
+from syncd.schema.tables import (
+    contact_addresses,
+    contacts,
+    customer_domains,
+    customers,
+    exclusions,
+    participants,
+    record_customers,
+    record_unlinks,
+    records,
+    unmatched_addresses,
+    unmatched_sightings,
+)
+from syncd.store import audit
+from syncd.store.directory import clean_address, ensure_contact, ensure_customer
+from syncd.store.sql import chunks, insert_ignore
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    address: str
+    name: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    mailboxes: list[str]
+    suggestions: list[Suggestion]
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.suggestions[0] if self.suggestions else None
+        return {
+            "address": self.address,
+            "name": self.name,
+            "count": self.count,
+            "first_seen": _iso(self.first_seen),
+            "last_seen": _iso(self.last_seen),
+            "mailboxes": self.mailboxes,
+            "suggestion": None
+            if best is None
+            else {
+                "customer_id": best.customer_id,
+                "customer": best.customer,
+                "confidence": best.confidence,
+                "reason": best.reason,
+            },
+        }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def customer_facts(conn: Connection) -> list[CustomerFacts]:
+    domains: dict[int, list[str]] = {}
+    for cid, domain in conn.execute(
+        select(customer_domains.c.customer_id, customer_domains.c.domain)
+    ):
+        domains.setdefault(cid, []).append(domain)
+    return [
+        CustomerFacts(cid, name, tuple(sorted(domains.get(cid, []))))
+        for cid, name in conn.execute(select(customers.c.id, customers.c.name))
+    ]
+
+
+def _record_ids_of(conn: Connection, key: str, plus_addressing: bool) -> list[int]:
+    """Records where an address with match key ``key`` took part (any spelling of it)."""
+    domain = domain_of(key)
+    domains = ["gmail.com", "googlemail.com"] if domain == "gmail.com" else [domain]
+    rows = conn.execute(
+        select(participants.c.record_id, participants.c.address).where(
+            or_(*(participants.c.address.like(f"%@{d}") for d in domains))
+        )
+    )
+    return sorted({rid for rid, address in rows if match_key(address, plus_addressing) == key})
+
+
+def _thread_records(conn: Connection, record_ids: list[int]) -> list[int]:
+    """The records of every thread the given records belong to."""
+    threads: set[str] = set()
+    for part in chunks(record_ids):
+        threads.update(
+            t for t in conn.scalars(select(records.c.thread_key).where(records.c.id.in_(part))) if t
+        )
+    out: set[int] = set(record_ids)
+    for keys in chunks(sorted(threads)):
+        out.update(conn.scalars(select(records.c.id).where(records.c.thread_key.in_(keys))))
+    return sorted(out)
+
+
+def _thread_customers(conn: Connection, record_ids: list[int]) -> Counter[int]:
+    linked: Counter[int] = Counter()
+    threads = _thread_records(conn, record_ids)
+    for part in chunks(threads):
+        for (cid,) in conn.execute(
+            select(record_customers.c.customer_id).where(record_customers.c.record_id.in_(part))
+        ):
+            linked[cid] += 1
+    return linked
+
+
+def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -> list[QueueEntry]:
+    """Unknown external addresses with counts, mailboxes and suggestions, most seen first."""
+    facts = customer_facts(conn)
+    query = select(unmatched_addresses).order_by(
+        unmatched_addresses.c.count.desc(), unmatched_addresses.c.address
+    )
+    if limit:
+        query = query.limit(limit)
+    out: list[QueueEntry] = []
+    for row in conn.execute(query).mappings():
+        key = row["address"]
+        mailboxes = sorted(
+            conn.scalars(
+                select(distinct(unmatched_sightings.c.mailbox)).where(
+                    unmatched_sightings.c.address == key
+                )
+            )
+        )
+        match = match_address(key, directory)
+        threads = _thread_customers(conn, _record_ids_of(conn, key, directory.plus_addressing))
+        out.append(
+            QueueEntry(
+                address=key,
+                name=row["name"],
+                count=row["count"],
+                first_seen=row["first_seen"],
+                last_seen=row["last_seen"],
+                mailboxes=mailboxes,
+                suggestions=suggest(
+                    key,
+                    row["name"],
+                    facts,
+                    thread_customers=threads,
+                    ambiguous_owners=match.suggestions,
+                ),
+            )
+        )
+    return out
+
+
+def _drop_from_queue(conn: Connection, keys: list[str]) -> int:
+    dropped = 0
+    for part in chunks(keys):
+        conn.execute(delete(unmatched_sightings).where(unmatched_sightings.c.address.in_(part)))
+        dropped += conn.execute(
+            delete(unmatched_addresses).where(unmatched_addresses.c.address.in_(part))
+        ).rowcount
+    return dropped
+
+
+def _link(conn: Connection, record_ids: list[int], customer_id: int, link: str) -> int:
+    """Link records to a customer, never over a person's unlink; returns links added."""
+    if not record_ids:
+        return 0
+    blocked: set[int] = set()
+    for part in chunks(record_ids):
+        blocked.update(
+            conn.scalars(
+                select(record_unlinks.c.record_id).where(
+                    record_unlinks.c.customer_id == customer_id,
+                    record_unlinks.c.record_id.in_(part),
+                )
+            )
+        )
+    before = _count_links(conn, customer_id)
+    insert_ignore(
+        conn,
+        record_customers,
+        [
+            {"record_id": r, "customer_id": customer_id, "link": link}
+            for r in record_ids
+            if r not in blocked
+        ],
+        ["record_id", "customer_id"],
+    )
+    return _count_links(conn, customer_id) - before
+
+
+def _count_links(conn: Connection, customer_id: int) -> int:
+    return int(
+        conn.scalar(
+            select(func.count())
+            .select_from(record_customers)
+            .where(record_customers.c.customer_id == customer_id)
+        )
+        or 0
+    )
+
+
+def assign(
+    conn: Connection,
+    address: str,
+    customer_id: int,
+    *,
+    name: str = "",
+    plus_addressing: bool = True,
+) -> dict[str, int]:
+    """Make ``address`` a contact of the customer and link its past records and threads."""
+    address = clean_address(address)
+    key = match_key(address, plus_addressing)
+    if not name:
+        name = (
+            conn.scalar(
+                select(unmatched_addresses.c.name).where(unmatched_addresses.c.address == key)
+            )
+            or ""
+        )
+    contact_id, contact_changed = ensure_contact(conn, address, customer_id=customer_id, name=name)
+    own = _record_ids_of(conn, key, plus_addressing)
+    for part in chunks(own):
+        conn.execute(
+            participants.update()
+            .where(participants.c.record_id.in_(part), participants.c.contact_id.is_(None))
+            .where(participants.c.address.in_(_spellings(conn, part, key, plus_addressing)))
+            .values(contact_id=contact_id)
+        )
+    linked = _link(conn, _thread_records(conn, own), customer_id, "contact")
+    dropped = _drop_from_queue(conn, [key])
+    result = {"contact_id": contact_id, "records_linked": linked, "queue_entries_removed": dropped}
+    if contact_changed or linked or dropped:
+        audit.record(conn, "assign", key, customer_id=customer_id, **result)
+    return result
+
+
+def _spellings(conn: Connection, record_ids: Any, key: str, plus_addressing: bool) -> list[str]:
+    found = conn.scalars(
+        select(distinct(participants.c.address)).where(participants.c.record_id.in_(record_ids))
+    )
+    return [a for a in found if match_key(a, plus_addressing) == key]
+
+
+def create_customer(
+    conn: Connection, address: str, name: str, *, plus_addressing: bool = True
+) -> dict[str, int]:
+    """A new customer owning the address's registrable domain, then ``assign``; the other
+    queued addresses of that domain are linked by domain and leave the queue too."""
+    address = clean_address(address)
+    domain = domain_of(address)
+    if is_free_mail(domain):
+        raise UserError(
+            f"{domain} is a free-mail domain: it cannot belong to a customer",
+            hint=f"use `syncd reconcile assign {address} --customer NAME` to make the person a contact",
+        )
+    owned = registrable_domain(domain)
+    if owned is None:
+        raise UserError(f"{domain} is a public suffix, not a company's domain")
+    customer_id, created = ensure_customer(conn, name, [owned])
+    result = dict(assign(conn, address, customer_id, plus_addressing=plus_addressing))
+    same_domain = [
+        key
+        for key in conn.scalars(select(unmatched_addresses.c.address))
+        if owned in domain_and_parents(domain_of(key))
+    ]
+    by_domain = 0
+    for key in same_domain:
+        by_domain += _link(conn, _record_ids_of(conn, key, plus_addressing), customer_id, "domain")
+    result["customer_id"] = customer_id
+    result["records_linked"] += by_domain
+    result["queue_entries_removed"] += _drop_from_queue(conn, same_domain)
+    if created or by_domain:
+        audit.record(conn, "create-customer", owned, name=name, **result)
+    return result
+
+
+def add_exclusion(conn: Connection, entry: str, *, plus_addressing: bool = True) -> dict[str, int]:
+    """Exclude an address or @domain from now on and drop its queue entries."""
+    entry = normalize_entry(entry)
+    exists = conn.scalar(select(exclusions.c.id).where(exclusions.c.entry == entry))
+    if exists is None:
+        conn.execute(exclusions.insert().values(entry=entry, created_at=datetime.now(UTC)))
+    rule = Directory(plus_addressing=plus_addressing)
+    rule.exclusions.add(entry, plus_addressing=plus_addressing)
+    covered = [
+        key
+        for key in conn.scalars(select(unmatched_addresses.c.address))
+        if rule.exclusions.rule_for(key, key) is not None
+    ]
+    dropped = _drop_from_queue(conn, covered)
+    result = {"added": int(exists is None), "queue_entries_removed": dropped}
+    if exists is None or dropped:
+        audit.record(conn, "ignore", entry, **result)
+    return result
+
+
+def remove_exclusion(conn: Connection, entry: str) -> bool:
+    entry = normalize_entry(entry)
+    removed = conn.execute(delete(exclusions).where(exclusions.c.entry == entry)).rowcount > 0
+    if removed:
+        audit.record(conn, "unignore", entry)
+    return removed
+
+
+def list_exclusions(conn: Connection) -> list[str]:
+    return list(conn.scalars(select(exclusions.c.entry).order_by(exclusions.c.entry)))
+
+
+def normalize_entry(entry: str) -> str:
+    entry = entry.strip()
+    if entry.startswith("@"):
+        domain = entry[1:].lower().strip(".")
+        if "." not in domain:
+            raise UserError(f"{entry!r} is not an @domain", hint="write it as @acme.com")
+        return "@" + domain
+    return clean_address(entry)
+
+
+def set_link(conn: Connection, record_id: int, customer_id: int, *, linked: bool) -> bool:
+    """A person's link (kept as ``manual``) or unlink (remembered, so no rule brings it back)."""
+    if conn.scalar(select(records.c.id).where(records.c.id == record_id)) is None:
+        raise UserError(f"no record {record_id}", hint="`syncd records list` shows record ids")
+    now = datetime.now(UTC)
+    where = (record_customers.c.record_id == record_id) & (
+        record_customers.c.customer_id == customer_id
+    )
+    current = conn.scalar(select(record_customers.c.link).where(where))
+    if linked:
+        conn.execute(
+            delete(record_unlinks).where(
+                record_unlinks.c.record_id == record_id, record_unlinks.c.customer_id == customer_id
+            )
+        )
+        if current == "manual":
+            return False
+        if current is None:
+            conn.execute(
+                record_customers.insert().values(
+                    record_id=record_id, customer_id=customer_id, link="manual"
+                )
+            )
+        else:
+            conn.execute(record_customers.update().where(where).values(link="manual"))
+        audit.record(conn, "link", f"record {record_id}", customer_id=customer_id)
+        return True
+    removed = conn.execute(delete(record_customers).where(where)).rowcount
+    insert_ignore(
+        conn,
+        record_unlinks,
+        [{"record_id": record_id, "customer_id": customer_id, "created_at": now}],
+        ["record_id", "customer_id"],
+    )
+    if removed:
+        audit.record(conn, "unlink", f"record {record_id}", customer_id=customer_id)
+    return bool(removed)
+
+
+def forget(conn: Connection, address: str, directory: Directory) -> dict[str, int]:
+    """Erase a person: contact address, participant rows, queue entries, and the records
+    in which no other customer participant remains."""
+    address = clean_address(address)
+    key = match_key(address, directory.plus_addressing)
+    counts = {"contacts": 0, "participants": 0, "records": 0, "queue_entries": 0}
+    for contact_id, addr in conn.execute(
+        select(contact_addresses.c.contact_id, contact_addresses.c.address)
+    ).all():
+        if match_key(addr, directory.plus_addressing) != key:
+            continue
+        conn.execute(delete(contact_addresses).where(contact_addresses.c.address == addr))
+        left = conn.scalar(
+            select(func.count())
+            .select_from(contact_addresses)
+            .where(contact_addresses.c.contact_id == contact_id)
+        )
+        if not left:
+            conn.execute(delete(contacts).where(contacts.c.id == contact_id))
+            counts["contacts"] += 1
+    directory.contacts.pop(key, None)
+    touched = _record_ids_of(conn, key, directory.plus_addressing)
+    for part in chunks(touched):
+        spellings = _spellings(conn, part, key, directory.plus_addressing)
+        counts["participants"] += conn.execute(
+            delete(participants).where(
+                participants.c.record_id.in_(part), participants.c.address.in_(spellings)
+            )
+        ).rowcount
+    doomed = []
+    for record_id in touched:
+        others = conn.execute(
+            select(participants.c.address, participants.c.contact_id).where(
+                participants.c.record_id == record_id, participants.c.external == 1
+            )
+        ).all()
+        if not any(
+            contact_id is not None or match_address(addr, directory).customer_id is not None
+            for addr, contact_id in others
+        ):
+            doomed.append(record_id)
+    for part in chunks(doomed):
+        counts["records"] += conn.execute(delete(records).where(records.c.id.in_(part))).rowcount
+    counts["queue_entries"] = _drop_from_queue(conn, [key])
+    if any(counts.values()):
+        # The audit keeps a fingerprint, not the erased address itself.
+        fingerprint = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        audit.record(conn, "forget", fingerprint, **counts)
+    return counts
