@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from syncd.domain.addresses import normalize_address
+from syncd.domain.addresses import normalize_address, normalize_name
 from syncd.domain.body import body_text
 from syncd.domain.headers import (
     decode_words,
@@ -54,7 +54,7 @@ def _addresses(fields: dict[str, list[str]], name: str) -> list[Address]:
     for display, raw in parse_addresses(values):
         addr = normalize_address(raw)
         if addr is not None:
-            out.append(Address(addr, display))
+            out.append(Address(addr, normalize_name(display)))
     return out
 
 
@@ -119,7 +119,7 @@ def parse_message(
         )
         text = make_snippet(body)
         if keep == "full":
-            full = body.strip()
+            full = body.replace("\r\n", "\n").strip()
     return ParsedMessage(
         message_id=message_id,
         message_id_generated=generated,

@@ -76,6 +76,8 @@ def suggest(
     label = _label(domain)
     for customer in customers:
         for owned in customer.domains:
+            if owned == domain:
+                continue  # the domain itself: a match, or an ambiguity offered below
             if domain.endswith("." + owned) or owned.endswith("." + domain):
                 offer(
                     customer.id,

@@ -22,7 +22,7 @@ _SAYS = {
 
 
 def _names(conn: Connection) -> dict[int, str]:
-    return dict(conn.execute(select(customers.c.id, customers.c.name)).tuples().all())
+    return {cid: name for cid, name in conn.execute(select(customers.c.id, customers.c.name))}
 
 
 def describe(match: Match, names: dict[int, str]) -> str:

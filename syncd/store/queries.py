@@ -103,6 +103,7 @@ def list_records(
             "direction": row["direction"],
             "subject": row["subject"],
             "snippet": row["snippet"],
+            "body": row["body"],
             "occurred_at": _iso(row["occurred_at"]),
             "customers": linked.get(row["id"], []),
             "participants": people.get(row["id"], []),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, distinct, func, or_, select
+from sqlalchemy import Connection, delete, func, or_, select
 
 from syncd.domain.addresses import (
     domain_and_parents,
@@ -137,9 +137,9 @@ def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -
         key = row["address"]
         mailboxes = sorted(
             conn.scalars(
-                select(distinct(unmatched_sightings.c.mailbox)).where(
-                    unmatched_sightings.c.address == key
-                )
+                select(unmatched_sightings.c.mailbox)
+                .where(unmatched_sightings.c.address == key)
+                .distinct()
             )
         )
         match = match_address(key, directory)
@@ -250,7 +250,7 @@ def assign(
 
 def _spellings(conn: Connection, record_ids: Any, key: str, plus_addressing: bool) -> list[str]:
     found = conn.scalars(
-        select(distinct(participants.c.address)).where(participants.c.record_id.in_(record_ids))
+        select(participants.c.address).where(participants.c.record_id.in_(record_ids)).distinct()
     )
     return [a for a in found if match_key(a, plus_addressing) == key]
 
