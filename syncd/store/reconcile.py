@@ -143,6 +143,8 @@ def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -
             )
         )
         match = match_address(key, directory)
+        if not match.queued:  # excluded in the config since it was queued, or now a contact
+            continue
         threads = _thread_customers(conn, _record_ids_of(conn, key, directory.plus_addressing))
         out.append(
             QueueEntry(
