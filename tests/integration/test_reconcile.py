@@ -122,7 +122,9 @@ def test_ignore_drops_entries_and_future_mail(world: World) -> None:
     out = world.cli("sync")
     assert "0 captured, 1 skipped" in out.stdout  # its only external party is excluded
     assert "@shared.io  (cli)" in world.cli("ignore", "list").stdout
-    world.write_config(capture='exclude = ["@gmail.com"]')  # config exclusions hide queue entries too
+    world.write_config(
+        capture='exclude = ["@gmail.com"]'
+    )  # config exclusions hide queue entries too
     assert "someone@gmail.com" not in _queue(world)
     assert "@gmail.com  (config)" in world.cli("ignore", "list").stdout
     assert "removed" in world.cli("ignore", "remove", "@shared.io").stdout
