@@ -1,0 +1,185 @@
+"""Calendar objects -> meeting occurrences.  No I/O.
+
+One VCALENDAR resource may hold a recurring master and its overrides; every
+occurrence inside the capture window becomes one ``Occurrence`` whose identity is
+(UID, RECURRENCE-ID), never the resource's href (RFC 5545; servers move resources).
+Times are UTC; TZIDs resolve through icalendar, Windows zone names included
+("W. Europe Standard Time"); floating times are read in the organisation's zone;
+all-day events span whole days in that zone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any, Literal
+
+import icalendar
+import recurring_ical_events
+
+from syncd.domain.addresses import normalize_address, normalize_name
+
+Status = Literal["scheduled", "cancelled", "declined"]
+# Properties that change without the meeting changing: stamps, not content.
+_NOT_CONTENT = frozenset({"DTSTAMP", "LAST-MODIFIED", "CREATED", "SEQUENCE", "X-MOZ-GENERATION"})
+
+
+class BrokenCalendar(ValueError):
+    """The object cannot be read, or its recurrence cannot be expanded: quarantine it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    address: str
+    name: str
+    partstat: str  # ACCEPTED, DECLINED, TENTATIVE, NEEDS-ACTION, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    uid: str
+    recurrence_id: str  # "" for a single event; the original start (UTC ISO, or a date) otherwise
+    summary: str
+    starts_at: datetime
+    ends_at: datetime
+    all_day: bool
+    status: Status
+    sequence: int
+    organizer: Attendee | None
+    attendees: tuple[Attendee, ...]
+    fingerprint: str  # changes exactly when the occurrence's content does
+
+    @property
+    def key(self) -> str:
+        return f"meeting:{self.uid}|{self.recurrence_id}"
+
+
+def _to_utc(value: Any, zone: tzinfo, *, end_of_day: bool = False) -> tuple[datetime, bool]:
+    """(UTC datetime, is a whole day) of a DTSTART/DTEND/RECURRENCE-ID value."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # floating: the wall clock of wherever the people are
+            value = value.replace(tzinfo=zone)
+        return value.astimezone(UTC), False
+    if isinstance(value, date):
+        return datetime.combine(value, time.min, tzinfo=zone).astimezone(UTC), True
+    raise BrokenCalendar(f"not a date or time: {value!r}")
+
+
+def _recurrence_id(value: Any, zone: tzinfo) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return _to_utc(value, zone)[0].strftime("%Y%m%dT%H%M%SZ")
+    if isinstance(value, date):
+        return value.strftime("%Y%m%d")
+    raise BrokenCalendar(f"bad RECURRENCE-ID: {value!r}")
+
+
+def _person(prop: Any) -> Attendee | None:
+    raw = str(prop)
+    address = normalize_address(raw[7:] if raw.lower().startswith("mailto:") else raw)
+    if address is None:
+        return None
+    params = getattr(prop, "params", {})
+    return Attendee(
+        address,
+        normalize_name(str(params.get("CN", ""))),
+        str(params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
+    )
+
+
+def _fingerprint(event: Any, start: datetime, end: datetime) -> str:
+    lines = [f"{start.isoformat()}|{end.isoformat()}"]
+    for name, value in event.property_items(recursive=False):
+        if name in _NOT_CONTENT or name in ("BEGIN", "END"):
+            continue
+        rendered = value.to_ical() if hasattr(value, "to_ical") else str(value)
+        lines.append(f"{name}:{rendered!r}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:32]
+
+
+def parse_calendar(text: str | bytes) -> Any:
+    try:
+        return icalendar.Calendar.from_ical(text)
+    except Exception as err:  # icalendar raises ValueError, KeyError, IndexError... for bad input
+        raise BrokenCalendar(f"not iCalendar: {type(err).__name__}: {err}"[:300]) from None
+
+
+def occurrences(
+    text: str | bytes,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    zone: tzinfo = UTC,
+) -> list[Occurrence]:
+    """Every VEVENT occurrence of a calendar object that overlaps the window."""
+    calendar = parse_calendar(text)
+    # The expander stamps a RECURRENCE-ID on every event; only recurring ones really have one.
+    recurring = {
+        str(c.get("UID", "")).strip()
+        for c in calendar.walk("VEVENT")
+        if "RRULE" in c or "RDATE" in c or "RECURRENCE-ID" in c
+    }
+    try:
+        events = list(recurring_ical_events.of(calendar).between(window_start, window_end))
+    except Exception as err:  # a broken RRULE, an unknown zone, an override of nothing...
+        raise BrokenCalendar(
+            f"cannot expand recurrence: {type(err).__name__}: {err}"[:300]
+        ) from None
+    out: list[Occurrence] = []
+    for event in events:
+        if event.name != "VEVENT":
+            continue
+        uid = str(event.get("UID", "")).strip()
+        if not uid or "DTSTART" not in event:
+            raise BrokenCalendar("an event without UID or DTSTART")
+        start, all_day = _to_utc(event["DTSTART"].dt, zone)
+        if "DTEND" in event:
+            end, _ = _to_utc(event["DTEND"].dt, zone)
+        elif "DURATION" in event:
+            end = start + event["DURATION"].dt
+        else:
+            end = start + (timedelta(days=1) if all_day else timedelta())
+        organizer = _person(event["ORGANIZER"]) if "ORGANIZER" in event else None
+        attendees_raw = event.get("ATTENDEE", [])
+        if not isinstance(attendees_raw, list):
+            attendees_raw = [attendees_raw]
+        attendees = tuple(a for a in (_person(p) for p in attendees_raw) if a is not None)
+        cancelled = str(event.get("STATUS", "")).upper() == "CANCELLED"
+        out.append(
+            Occurrence(
+                uid=uid,
+                recurrence_id=_recurrence_id(
+                    event["RECURRENCE-ID"].dt
+                    if uid in recurring and "RECURRENCE-ID" in event
+                    else None,
+                    zone,
+                ),
+                summary=str(event.get("SUMMARY", "")).strip(),
+                starts_at=start,
+                ends_at=end,
+                all_day=all_day,
+                status="cancelled" if cancelled else "scheduled",
+                sequence=int(event.get("SEQUENCE", 0) or 0),
+                organizer=organizer,
+                attendees=attendees,
+                fingerprint=_fingerprint(event, start, end),
+            )
+        )
+    return out
+
+
+def meeting_status(occurrence: Occurrence, external: set[str]) -> Status:
+    """Cancelled wins; a meeting every external attendee declined is declined."""
+    if occurrence.status == "cancelled":
+        return "cancelled"
+    outside = [a for a in occurrence.attendees if a.address in external]
+    if outside and all(a.partstat == "DECLINED" for a in outside):
+        return "declined"
+    return "scheduled"
+
+
+def shown_status(status: str, ends_at: datetime, now: datetime) -> str:
+    """Scheduled until it ends, then held."""
+    return "held" if status == "scheduled" and ends_at <= now else status

@@ -1,0 +1,130 @@
+"""Calendar objects to meeting occurrences: recurrence, overrides, zones, changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from syncd.domain.meetings import BrokenCalendar, meeting_status, occurrences, shown_status
+
+WINDOW = {
+    "window_start": datetime(2024, 6, 1, tzinfo=UTC),
+    "window_end": datetime(2024, 7, 1, tzinfo=UTC),
+}
+
+
+def ics(*events: str) -> str:
+    body = "".join(f"BEGIN:VEVENT\r\n{e.strip()}\r\nEND:VEVENT\r\n" for e in events)
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n"
+
+
+WEEKLY = """UID:weekly-1
+DTSTAMP:20240101T000000Z
+DTSTART;TZID=W. Europe Standard Time:20240603T100000
+DTEND;TZID=W. Europe Standard Time:20240603T110000
+RRULE:FREQ=WEEKLY;COUNT=4
+EXDATE;TZID=W. Europe Standard Time:20240610T100000
+SUMMARY:Weekly sync
+ORGANIZER;CN=Alice:mailto:alice@example.com
+ATTENDEE;CN=Wile;PARTSTAT=ACCEPTED:mailto:Wile@Acme.com"""
+MOVED = """UID:weekly-1
+DTSTAMP:20240101T000000Z
+RECURRENCE-ID;TZID=W. Europe Standard Time:20240617T100000
+DTSTART;TZID=W. Europe Standard Time:20240617T140000
+DTEND;TZID=W. Europe Standard Time:20240617T150000
+SUMMARY:Weekly sync (moved)
+ATTENDEE;PARTSTAT=ACCEPTED:mailto:wile@acme.com"""
+
+
+def test_recurrence_with_exception_and_override_in_windows_zone() -> None:
+    found = occurrences(ics(WEEKLY, MOVED), **WINDOW)
+    assert [(o.recurrence_id, o.starts_at.isoformat(), o.summary) for o in found] == [
+        ("20240603T080000Z", "2024-06-03T08:00:00+00:00", "Weekly sync"),
+        ("20240617T080000Z", "2024-06-17T12:00:00+00:00", "Weekly sync (moved)"),
+        ("20240624T080000Z", "2024-06-24T08:00:00+00:00", "Weekly sync"),
+    ]
+    first = found[0]
+    assert first.key == "meeting:weekly-1|20240603T080000Z"
+    assert first.organizer is not None and first.organizer.address == "alice@example.com"
+    assert [(a.address, a.name, a.partstat) for a in first.attendees] == [
+        ("wile@acme.com", "Wile", "ACCEPTED")
+    ]
+
+
+def test_window_bounds_what_is_kept() -> None:
+    found = occurrences(
+        ics(WEEKLY),
+        window_start=datetime(2024, 6, 15, tzinfo=UTC),
+        window_end=datetime(2024, 6, 20, tzinfo=UTC),
+    )
+    assert [o.recurrence_id for o in found] == ["20240617T080000Z"]
+
+
+def test_single_all_day_and_floating_events() -> None:
+    single = occurrences(
+        ics("UID:s1\nDTSTAMP:20240101T000000Z\nDTSTART:20240605T090000Z\nDURATION:PT30M"), **WINDOW
+    )
+    assert single[0].recurrence_id == "" and single[0].ends_at == datetime(
+        2024, 6, 5, 9, 30, tzinfo=UTC
+    )
+    paris = ZoneInfo("Europe/Paris")
+    all_day = occurrences(
+        ics("UID:d1\nDTSTART;VALUE=DATE:20240610\nDTEND;VALUE=DATE:20240611"), zone=paris, **WINDOW
+    )
+    assert all_day[0].all_day and all_day[0].starts_at == datetime(2024, 6, 9, 22, 0, tzinfo=UTC)
+    floating = occurrences(
+        ics("UID:f1\nDTSTART:20240612T150000\nDTEND:20240612T160000"), zone=paris, **WINDOW
+    )
+    assert (
+        floating[0].starts_at == datetime(2024, 6, 12, 13, 0, tzinfo=UTC)
+        and not floating[0].all_day
+    )
+
+
+def test_dtstamp_only_changes_are_not_changes() -> None:
+    before = occurrences(ics(WEEKLY), **WINDOW)[0]
+    stamped = occurrences(
+        ics(WEEKLY.replace("DTSTAMP:20240101T000000Z", "DTSTAMP:20240301T000000Z")), **WINDOW
+    )[0]
+    assert stamped.fingerprint == before.fingerprint
+    renamed = occurrences(
+        ics(WEEKLY.replace("SUMMARY:Weekly sync", "SUMMARY:Weekly review") + "\nSEQUENCE:2"),
+        **WINDOW,
+    )[0]
+    assert renamed.fingerprint != before.fingerprint and renamed.sequence == 2
+
+
+def test_cancelled_and_declined() -> None:
+    cancelled = occurrences(ics(WEEKLY + "\nSTATUS:CANCELLED"), **WINDOW)[0]
+    assert (
+        cancelled.status == "cancelled"
+        and meeting_status(cancelled, {"wile@acme.com"}) == "cancelled"
+    )
+    declined = occurrences(ics(WEEKLY.replace("PARTSTAT=ACCEPTED", "PARTSTAT=DECLINED")), **WINDOW)[
+        0
+    ]
+    assert meeting_status(declined, {"wile@acme.com"}) == "declined"
+    accepted = occurrences(ics(WEEKLY), **WINDOW)[0]
+    assert meeting_status(accepted, {"wile@acme.com"}) == "scheduled"
+    assert shown_status("scheduled", accepted.ends_at, datetime(2024, 7, 1, tzinfo=UTC)) == "held"
+    assert (
+        shown_status("scheduled", accepted.ends_at, datetime(2024, 6, 1, tzinfo=UTC)) == "scheduled"
+    )
+    assert (
+        shown_status("cancelled", accepted.ends_at, datetime(2024, 7, 1, tzinfo=UTC)) == "cancelled"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this is not a calendar",
+        ics("UID:b1\nDTSTART:20240603T100000Z\nRRULE:FREQ=SOMETIMES"),
+        ics("DTSTART:20240603T100000Z\nSUMMARY:no uid"),
+    ],
+)
+def test_broken_objects_are_reported(text: str) -> None:
+    with pytest.raises(BrokenCalendar):
+        occurrences(text, **WINDOW)
