@@ -12,6 +12,8 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -41,6 +43,17 @@ class DatabaseConfig(_Strict):
 
 class OrganizationConfig(_Strict):
     internal_domains: list[str] = Field(default_factory=list)
+    # The zone of floating times and all-day events in calendars.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+        return value
 
     @field_validator("internal_domains")
     @classmethod
@@ -59,6 +72,9 @@ class CaptureConfig(_Strict):
     plus_addressing: bool = True
     # Addresses and @domains (subdomains included) never linked, queued, or captured alone.
     exclude: list[str] = Field(default_factory=list)
+    # The window of meeting occurrences kept, around now.
+    past_days: Annotated[int, Field(ge=0, le=3650)] = 90
+    future_days: Annotated[int, Field(ge=0, le=3650)] = 30
 
     @field_validator("exclude")
     @classmethod
@@ -144,19 +160,53 @@ class MailboxConfig(SecretSourceConfig):
         return self
 
 
+class CalendarConfig(SecretSourceConfig):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
+    owner: str
+    url: str
+    username: str
+    calendars: list[str] | None = None  # display names; default: every event calendar
+    ca_file: str | None = None
+    allow_plaintext: bool = False
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_is_address(cls, value: str) -> str:
+        normalized = normalize_address(value)
+        if normalized is None:
+            raise ValueError(f"{value!r} is not an email address")
+        return normalized
+
+    @model_validator(mode="after")
+    def _url_is_safe(self) -> CalendarConfig:
+        parsed = urlsplit(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"url {self.url!r} is not an http(s) URL")
+        if parsed.scheme == "http" and not (self.allow_plaintext or is_loopback_host(parsed.hostname)):
+            raise ValueError(
+                f"url {self.url!r} sends the password in clear; use https, or set allow_plaintext = true"
+            )
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file {self.ca_file} does not exist")
+        return self
+
+
 class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     organization: OrganizationConfig = Field(default_factory=OrganizationConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     mailbox: list[MailboxConfig] = Field(default_factory=list)
+    calendar: list[CalendarConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        seen: set[str] = set()
-        for box in self.mailbox:
-            if box.name in seen:
-                raise ValueError(f"mailbox name {box.name!r} is used twice; names must be unique")
-            seen.add(box.name)
+        for kind, items in (("mailbox", self.mailbox), ("calendar", self.calendar)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"{kind} name {item.name!r} is used twice; names must be unique")
+                seen.add(item.name)
         return self
 
     @property

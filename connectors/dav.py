@@ -1,0 +1,293 @@
+"""CalDAV: discovery with python-caldav, incremental sync written against RFC 6578.
+
+Requests are few by construction: an unchanged calendar costs one sync-collection
+REPORT that returns no event; changes come with their calendar data in the same
+answer.  A server without sync tokens, a token it rejects, or a truncated answer
+(507) falls back to comparing ETags from one listing and fetching only what
+changed (calendar-multiget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+from xml.sax.saxutils import escape
+
+from caldav.davclient import DAVClient
+from caldav.lib import error as dav_error
+
+from syncd.config import CalendarConfig
+from syncd.errors import (
+    CredentialsError,
+    RefusedError,
+    RemoteConfigError,
+    RemoteError,
+    TransientError,
+)
+
+NS = {"D": "DAV:", "C": "urn:ietf:params:xml:ns:caldav"}
+MULTIGET_BATCH = 200
+_XML = {"Content-Type": "application/xml; charset=utf-8"}
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarInfo:
+    url: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarObject:
+    href: str
+    etag: str
+    data: str
+
+
+@dataclass(slots=True)
+class Changes:
+    token: str | None  # the new sync token, None when the server has none
+    changed: list[CalendarObject]
+    deleted: list[str]  # hrefs
+    method: str  # "token", "full-token" (token rejected or first sync) or "etag"
+
+
+def _sync_body(token: str | None, with_data: bool) -> str:
+    data = "<C:calendar-data/>" if with_data else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<D:sync-collection xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+        f"<D:sync-token>{escape(token or '')}</D:sync-token><D:sync-level>1</D:sync-level>"
+        f"<D:prop><D:getetag/>{data}</D:prop></D:sync-collection>"
+    )
+
+
+_ETAGS = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/></D:prop></D:propfind>'
+)
+
+
+def _multiget_body(hrefs: list[str]) -> str:
+    refs = "".join(f"<D:href>{escape(h)}</D:href>" for h in hrefs)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+        f"<D:prop><D:getetag/><C:calendar-data/></D:prop>{refs}</C:calendar-multiget>"
+    )
+
+
+class TokenRejected(Exception):
+    """The server no longer knows our sync token (RFC 6578 3.2): list everything again."""
+
+
+@contextmanager
+def _classified(where: str) -> Iterator[None]:
+    try:
+        yield
+    except RemoteError:
+        raise
+    except dav_error.AuthorizationError as err:
+        raise CredentialsError(
+            f"{where}: the server refused the credentials ({getattr(err, 'reason', '')})".rstrip(
+                " ()"
+            ),
+            hint="check username and password for this calendar",
+        ) from None
+    except dav_error.NotFoundError:
+        raise RemoteConfigError(
+            f"{where}: not found", hint="check url; `syncd check` lists the calendars"
+        ) from None
+    except ConnectionRefusedError:
+        raise RefusedError(
+            f"{where}: connection refused", hint="check url and that the server is up"
+        ) from None
+    except (TimeoutError, ConnectionError) as err:
+        raise TransientError(f"{where}: connection failed ({type(err).__name__})") from None
+    except dav_error.DAVError as err:
+        raise TransientError(f"{where}: the server failed ({type(err).__name__})") from None
+    except OSError as err:
+        text = str(err)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            raise RemoteConfigError(
+                f"{where}: the server's TLS certificate is not trusted",
+                hint="set ca_file to the CA that signed the server certificate",
+            ) from None
+        if "refused" in text.lower():
+            raise RefusedError(
+                f"{where}: connection refused", hint="check url and that the server is up"
+            ) from None
+        raise TransientError(f"{where}: network error ({type(err).__name__})") from None
+    except (
+        Exception
+    ) as err:  # niquests/urllib3 raise their own families; anything else is the network
+        text = f"{type(err).__name__}: {err}"
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            raise RemoteConfigError(
+                f"{where}: the server's TLS certificate is not trusted",
+                hint="set ca_file to the CA that signed the server certificate",
+            ) from None
+        if "refused" in text.lower():
+            raise RefusedError(
+                f"{where}: connection refused", hint="check url and that the server is up"
+            ) from None
+        raise TransientError(f"{where}: {type(err).__name__}") from None
+
+
+class CalDavSession:
+    """One account on a CalDAV server; counts the requests it makes."""
+
+    def __init__(self, config: CalendarConfig, secret: Callable[[], str]) -> None:
+        self._config = config
+        self._where = f"calendar {config.name}"
+        verify: bool | str = config.ca_file or True
+        self._client = DAVClient(
+            url=config.url,
+            username=config.username,
+            password=secret(),
+            timeout=int(max(1, config.timeout)),
+            ssl_verify_cert=verify,
+            enable_rfc6764=False,  # no DNS lookups of service records: talk to the URL we were given
+            require_tls=urlsplit(config.url).scheme != "http",
+        )
+        self.requests = 0
+
+    def close(self) -> None:
+        with _classified(self._where):
+            self._client.close()
+
+    def __enter__(self) -> CalDavSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- discovery ------------------------------------------------------------------------
+
+    def discover(self) -> list[CalendarInfo]:
+        """The event calendars of the principal (or the collection the URL names)."""
+        with _classified(self._where):
+            principal = self._client.principal()  # type: ignore[no-untyped-call]
+            found = principal.get_calendars()
+            out = []
+            for cal in found:
+                name = cal.get_display_name() if hasattr(cal, "get_display_name") else cal.name
+                out.append(CalendarInfo(str(cal.url), str(name or "")))
+        self.requests += 3  # principal, home set, calendar listing (at least)
+        wanted = self._config.calendars
+        if wanted:
+            missing = set(wanted) - {c.name for c in out}
+            if missing:
+                raise RemoteConfigError(
+                    f"{self._where}: no calendar named {', '.join(sorted(missing))}",
+                    hint=f"found: {', '.join(c.name for c in out) or 'none'}",
+                )
+            out = [c for c in out if c.name in wanted]
+        return out
+
+    # --- changes ----------------------------------------------------------------------------
+
+    def changes(self, url: str, token: str | None, known: dict[str, str]) -> Changes:
+        """What changed in a calendar since ``token`` (or since the ETags in ``known``)."""
+        if token:
+            try:
+                return self._sync(url, token, known, with_data=True, method="token")
+            except TokenRejected:
+                pass
+        try:
+            # First sync: ask for the data with the listing, one request for everything.
+            # Otherwise list ETags only and fetch what differs.
+            return self._sync(url, None, known, with_data=not known, method="full-token")
+        except TokenRejected:
+            return self._etag_diff(url, known)
+
+    def _report(self, url: str, body: str, depth: str, *, with_token: bool = False) -> Any:
+        self.requests += 1
+        with _classified(self._where):
+            try:
+                return self._client.request(url, "REPORT", body, {**_XML, "Depth": depth})
+            except dav_error.AuthorizationError:
+                # Radicale and others answer a stale token with 403 <valid-sync-token/>; python-caldav
+                # reports every 403 as an authorization error.  Listing again without the token
+                # tells the two apart: a real credentials problem fails there too.
+                if with_token:
+                    raise TokenRejected from None
+                raise
+
+    def _sync(
+        self, url: str, token: str | None, known: dict[str, str], *, with_data: bool, method: str
+    ) -> Changes:
+        response = self._report(url, _sync_body(token, with_data), "1", with_token=bool(token))
+        if response.status in (400, 403, 405, 409, 412, 501):
+            raise TokenRejected
+        if response.status == 507:  # truncated: the listing is incomplete, compare ETags instead
+            raise TokenRejected
+        if response.status >= 500:
+            raise TransientError(f"{self._where}: server error {response.status}")
+        tree = response.tree
+        if tree is None:
+            raise TokenRejected
+        if tree.find(".//D:sync-token", NS) is None and tree.find("D:sync-token", NS) is None:
+            raise TokenRejected  # a server without RFC 6578
+        new_token = (tree.findtext("D:sync-token", namespaces=NS) or "").strip() or None
+        listed: dict[str, tuple[str, str | None]] = {}
+        deleted: list[str] = []
+        for item in tree.findall("D:response", NS):
+            href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
+            status = item.findtext("D:status", namespaces=NS) or ""
+            if "404" in status:
+                deleted.append(href)
+                continue
+            if href.rstrip("/") == url.rstrip("/") or href.endswith("/"):
+                continue
+            etag = item.findtext(".//D:getetag", namespaces=NS) or ""
+            data = item.findtext(".//C:calendar-data", namespaces=NS)
+            listed[href] = (etag, data)
+        if token is None:  # a full listing: whatever we knew and is not listed was deleted
+            deleted = sorted(set(known) - set(listed))
+        changed_meta = {h: v for h, v in listed.items() if known.get(h) != v[0]}
+        return Changes(new_token, self._with_data(url, changed_meta), deleted, method)
+
+    def _etag_diff(self, url: str, known: dict[str, str]) -> Changes:
+        self.requests += 1
+        with _classified(self._where):
+            response = self._client.request(url, "PROPFIND", _ETAGS, {**_XML, "Depth": "1"})
+        tree = response.tree
+        if tree is None:
+            raise TransientError(f"{self._where}: the server answered PROPFIND without XML")
+        listed: dict[str, tuple[str, str | None]] = {}
+        for item in tree.findall("D:response", NS):
+            href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
+            if href.rstrip("/") == url.rstrip("/") or href.endswith("/"):
+                continue
+            listed[href] = (item.findtext(".//D:getetag", namespaces=NS) or "", None)
+        changed_meta = {h: v for h, v in listed.items() if known.get(h) != v[0]}
+        return Changes(
+            None, self._with_data(url, changed_meta), sorted(set(known) - set(listed)), "etag"
+        )
+
+    def _with_data(self, url: str, meta: dict[str, tuple[str, str | None]]) -> list[CalendarObject]:
+        out = [
+            CalendarObject(h, etag, data) for h, (etag, data) in meta.items() if data is not None
+        ]
+        missing = sorted(h for h, (_, data) in meta.items() if data is None)
+        for start in range(0, len(missing), MULTIGET_BATCH):
+            response = self._report(
+                url, _multiget_body(missing[start : start + MULTIGET_BATCH]), "1"
+            )
+            for item in response.tree.findall("D:response", NS):
+                data = item.findtext(".//C:calendar-data", namespaces=NS)
+                if data is None:
+                    continue  # deleted since the listing: the next sync reports it
+                href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
+                out.append(
+                    CalendarObject(href, item.findtext(".//D:getetag", namespaces=NS) or "", data)
+                )
+        return sorted(out, key=lambda o: o.href)
+
+    @staticmethod
+    def _href(base: str, href: str) -> str:
+        """Hrefs as absolute paths, so the same resource always has the same name."""
+        return unquote(urlsplit(urljoin(base, href.strip())).path)
