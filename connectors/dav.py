@@ -87,7 +87,7 @@ class TokenRejected(Exception):
 def _classified(where: str) -> Iterator[None]:
     try:
         yield
-    except RemoteError:
+    except (RemoteError, TokenRejected):
         raise
     except dav_error.AuthorizationError as err:
         raise CredentialsError(

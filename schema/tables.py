@@ -88,6 +88,15 @@ records = Table(
     Column("message_id", String(1000), index=True),
     Column("thread_key", String(1000), index=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # Meetings only: one record per occurrence, identified by (ical_uid, recurrence_id).
+    Column("status", String(16)),  # scheduled | cancelled | declined ("held" is derived)
+    Column("starts_at", UtcDateTime),
+    Column("ends_at", UtcDateTime),
+    Column("ical_uid", String(1000), index=True),
+    Column("recurrence_id", String(32)),
+    Column("organizer", String(320)),
+    Column("sequence", Integer),
+    Column("fingerprint", String(64)),
 )
 
 participants = Table(
@@ -222,4 +231,63 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", Text, nullable=False),
     Column("detail", Text, nullable=False, default=""),
+)
+
+# Per calendar collection of a [[calendar]] source: its sync token and health.  The row
+# with url "" holds account-level errors (login, discovery).
+calendar_states = Table(
+    "calendar_states",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("calendar", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("display_name", String(300), nullable=False, default=""),
+    Column("sync_token", Text),
+    Column("discovered_at", UtcDateTime),
+    Column("last_success_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UtcDateTime),
+    Column("meetings_captured", Integer, nullable=False, default=0),
+    UniqueConstraint("calendar", "url"),
+)
+
+# What we last saw of each calendar resource, for ETag comparison and deletions.
+calendar_objects = Table(
+    "calendar_objects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("calendar", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("href", String(2000), nullable=False),
+    Column("etag", String(300), nullable=False),
+    UniqueConstraint("calendar", "url", "href"),
+)
+
+# Which calendar resources a meeting record came from (one per rep's calendar).
+meeting_sources = Table(
+    "meeting_sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "record_id", Integer, ForeignKey("records.id", ondelete="CASCADE"), nullable=False,
+        index=True,
+    ),
+    Column("calendar", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("href", String(2000), nullable=False),
+    UniqueConstraint("record_id", "calendar", "url", "href"),
+    Index("ix_meeting_sources_calendar_url_href", "calendar", "url", "href"),
+)
+
+calendar_quarantine = Table(
+    "calendar_quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("calendar", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("href", String(2000), nullable=False),
+    Column("etag", String(300), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("calendar", "url", "href"),
 )

@@ -52,7 +52,9 @@ class OrganizationConfig(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
+            ) from None
         return value
 
     @field_validator("internal_domains")
@@ -183,7 +185,9 @@ class CalendarConfig(SecretSourceConfig):
         parsed = urlsplit(self.url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"url {self.url!r} is not an http(s) URL")
-        if parsed.scheme == "http" and not (self.allow_plaintext or is_loopback_host(parsed.hostname)):
+        if parsed.scheme == "http" and not (
+            self.allow_plaintext or is_loopback_host(parsed.hostname)
+        ):
             raise ValueError(
                 f"url {self.url!r} sends the password in clear; use https, or set allow_plaintext = true"
             )
@@ -205,7 +209,9 @@ class Config(_Strict):
             seen: set[str] = set()
             for item in items:
                 if item.name in seen:
-                    raise ValueError(f"{kind} name {item.name!r} is used twice; names must be unique")
+                    raise ValueError(
+                        f"{kind} name {item.name!r} is used twice; names must be unique"
+                    )
                 seen.add(item.name)
         return self
 

@@ -12,10 +12,11 @@ from rich.table import Table
 from syncd.cli.app import App, json_option, pass_app, print_json
 from syncd.cli.example_config import EXAMPLE
 from syncd.config import parse_config
+from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.mail_sync import MailSync, open_imap
 from syncd.errors import RemoteError, UserError
 from syncd.store import database
-from syncd.store.queries import sync_status
+from syncd.store.queries import calendar_status, sync_status
 
 
 @click.command()
@@ -53,12 +54,21 @@ def db_upgrade(app: App) -> None:
 
 @click.command()
 @click.option("--mailbox", "names", multiple=True, metavar="NAME", help="Only these mailboxes.")
+@click.option(
+    "--calendar", "calendars", multiple=True, metavar="NAME", help="Only these calendars."
+)
 @pass_app
-def sync(app: App, names: tuple[str, ...]) -> None:
-    """Run one pass over every mailbox and exit (non-zero if any failed)."""
+def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
+    """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     for name in names:
         app.config.mailbox_named(name)
-    selected = list(names) or None
+    known = {c.name for c in app.config.calendar}
+    for name in calendars:
+        if name not in known:
+            raise UserError(f"no [[calendar]] named {name!r}")
+    # Naming only mailboxes (or only calendars) syncs only those.
+    selected = list(names) or ([] if calendars else None)
+    selected_calendars = list(calendars) or ([] if names else None)
     if sys.stderr.isatty():
         with Progress(
             TextColumn("{task.description}"),
@@ -77,6 +87,7 @@ def sync(app: App, names: tuple[str, ...]) -> None:
             results = MailSync(app.engine, app.config, progress=progress).run_once(selected)
     else:
         results = MailSync(app.engine, app.config).run_once(selected)
+    calendar_results = CalendarSync(app.engine, app.config).run_once(selected_calendars)
     failed = 0
     for result in results:
         captured = sum(f.captured for f in result.folders)
@@ -93,6 +104,18 @@ def sync(app: App, names: tuple[str, ...]) -> None:
                 failed += 1 if result.error is None else 0
                 line += f"\n  {folder.folder}: FAILED: {folder.error}"
         click.echo(line)
+    for cal in calendar_results:
+        created = sum(c["created"] for c in cal.calendars.values())
+        updated = sum(c["updated"] for c in cal.calendars.values())
+        cancelled = sum(c["cancelled"] for c in cal.calendars.values())
+        held = sum(c["quarantined"] for c in cal.calendars.values())
+        click.echo(
+            f"{cal.source}: {created} meetings new, {updated} updated, {cancelled} cancelled, "
+            f"{held} quarantined ({cal.requests} requests)"
+        )
+        for where, error in cal.errors.items():
+            failed += 1
+            click.echo(f"  {where or 'account'}: FAILED: {error}")
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -107,8 +130,9 @@ def status(app: App, as_json: bool) -> None:
     """
     with app.engine.connect() as conn:
         rows = sync_status(conn, [b.name for b in app.config.mailbox])
+        calendars = calendar_status(conn, [c.name for c in app.config.calendar])
     if as_json:
-        print_json(rows)
+        print_json(rows + calendars)
     else:
         table = Table("mailbox", "folder", "state", "last success", "captured", "last error")
         for box in rows:
@@ -135,8 +159,37 @@ def status(app: App, as_json: bool) -> None:
                 app.out.print(
                     f"quarantined: {box['mailbox']}/{item['folder']} uid {item['uid']}: {item['reason']}"
                 )
+        if calendars:
+            table = Table(
+                "calendar", "collection", "state", "last success", "meetings", "last error"
+            )
+            for cal in calendars:
+                table.add_row(
+                    cal["calendar"],
+                    "",
+                    cal["state"],
+                    cal["last_success_at"] or "-",
+                    str(cal["meetings_captured"]),
+                    cal["last_error"] or "",
+                )
+                for c in cal["calendars"]:
+                    table.add_row(
+                        "",
+                        c["calendar"],
+                        "error" if c["last_error"] else "ok",
+                        c["last_success_at"] or "-",
+                        str(c["meetings_captured"]),
+                        c["last_error"] or "",
+                    )
+            app.out.print(table)
+            for cal in calendars:
+                for item in cal["quarantined"]:
+                    app.out.print(
+                        f"quarantined: {cal['calendar']} {item['href']}: {item['reason']}",
+                        markup=False,
+                    )
     # For monitoring scripts: 0 all ok, 1 degraded, 2 failing.
-    states = {box["state"] for box in rows}
+    states = {box["state"] for box in rows + calendars}
     if "failing" in states:
         raise click.exceptions.Exit(2)
     if "degraded" in states:
@@ -146,7 +199,7 @@ def status(app: App, as_json: bool) -> None:
 @click.command()
 @pass_app
 def check(app: App) -> None:
-    """Connect to every mailbox, log in, list folders and capabilities; capture nothing."""
+    """Connect to every mailbox and calendar, log in, list folders, calendars and capabilities; capture nothing."""
     problems = 0
     for box in app.config.mailbox:
         click.echo(f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username})")
@@ -184,7 +237,19 @@ def check(app: App) -> None:
             click.echo(f"  PROBLEM: {err.message}")
         finally:
             session.close()
+    for source in app.config.calendar:
+        click.echo(f"{source.name} ({source.url} as {source.username})")
+        try:
+            with open_caldav(source) as dav:
+                found = dav.discover()
+            click.echo("  login: ok")
+            click.echo(f"  calendars: {', '.join(c.name for c in found) or 'none'}")
+        except RemoteError as err:
+            problems += 1
+            click.echo(f"  PROBLEM: {err.message}")
+            if err.hint:
+                click.echo(f"  fix: {err.hint}")
     if problems:
         click.echo(f"{problems} problem(s) found")
         raise click.exceptions.Exit(1)
-    click.echo("all mailboxes ok")
+    click.echo("all mailboxes and calendars ok")

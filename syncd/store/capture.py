@@ -129,15 +129,19 @@ def _new_records(
     return list(fresh.values())
 
 
-def _participants_and_links(
-    conn: Connection, created: list[CapturedMessage], ids: dict[str, int]
+def write_people(
+    conn: Connection,
+    items: Iterable[tuple[int, list[tuple[Participant, Match]]]],
+    *,
+    unlinked: frozenset[tuple[int, int]] = frozenset(),
 ) -> None:
+    """Participants of records and the customer links their matches imply (best kind wins),
+    never a link a person removed (``unlinked``: (record, customer) pairs)."""
     people: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
-    for msg in created:
-        record_id = ids[msg.key]
+    for record_id, matched in items:
         best: dict[int, LinkKind] = {}
-        for person, match in msg.participants:
+        for person, match in matched:
             people.append(
                 {
                     "record_id": record_id,
@@ -153,30 +157,37 @@ def _participants_and_links(
                 if current is None or _LINK_RANK[match.link] > _LINK_RANK[current]:
                     best[match.customer_id] = match.link
         links.extend(
-            {"record_id": record_id, "customer_id": cid, "link": link} for cid, link in best.items()
+            {"record_id": record_id, "customer_id": cid, "link": link}
+            for cid, link in best.items()
+            if (record_id, cid) not in unlinked
         )
     insert_ignore(conn, participants, people, ["record_id", "address", "role"])
     insert_ignore(conn, record_customers, links, ["record_id", "customer_id"])
 
 
-def _queue_unmatched(conn: Connection, batch: FolderBatch) -> None:
+Sighting = tuple[str, datetime, list[tuple[Participant, Match]]]  # record key, when, people
+
+
+def queue_sightings(
+    conn: Connection, source: str, items: Iterable[Sighting], *, plus_addressing: bool
+) -> None:
     """Record where each unknown external address was seen, then refresh its queue entry.
 
-    Sightings are keyed by (address, message, mailbox), so counts stay exact however
-    often a batch is replayed and whichever mailboxes hold the same message.
+    Sightings are keyed by (address, message or meeting, source), so counts stay exact
+    however often a batch is replayed and whichever mailboxes or calendars hold the item.
     """
     sightings: dict[tuple[str, str], dict[str, Any]] = {}
     names: dict[str, str] = {}
-    for msg in [*batch.captured, *batch.queued_only]:
-        for person, match in msg.participants:
+    for record_key, occurred_at, people in items:
+        for person, match in people:
             if not person.external or not match.queued:
                 continue
-            key = match_key(person.address, batch.plus_addressing)
-            sightings[(key, msg.key)] = {
+            key = match_key(person.address, plus_addressing)
+            sightings[(key, record_key)] = {
                 "address": key,
-                "message_key": msg.key,
-                "mailbox": batch.mailbox,
-                "occurred_at": msg.occurred_at,
+                "message_key": record_key,
+                "mailbox": source,
+                "occurred_at": occurred_at,
             }
             if person.name:
                 names[key] = person.name[:300]
@@ -241,8 +252,13 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
     ids = record_ids(conn, keys)
     created = _new_records(conn, batch, ids, now)
     if created:
-        _participants_and_links(conn, created, ids)
-    _queue_unmatched(conn, batch)
+        write_people(conn, ((ids[m.key], m.participants) for m in created))
+    queue_sightings(
+        conn,
+        batch.mailbox,
+        ((m.key, m.occurred_at, m.participants) for m in [*batch.captured, *batch.queued_only]),
+        plus_addressing=batch.plus_addressing,
+    )
     source_rows = [
         {
             "record_id": ids[key],

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from syncd.domain.meetings import shown_status
 from syncd.schema.tables import (
+    calendar_quarantine,
+    calendar_states,
     contact_addresses,
     customers,
     folder_states,
     mailbox_states,
+    meeting_sources,
     participants,
     quarantine,
     record_customers,
@@ -58,6 +62,7 @@ def list_records(
     if limit is not None:
         query = query.limit(limit)
     rows = conn.execute(query).mappings().all()
+    now = datetime.now(UTC)
     ids = [row["id"] for row in rows]
     linked: dict[int, list[dict[str, Any]]] = defaultdict(list)
     people: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -88,6 +93,14 @@ def list_records(
                     "contact_id": p["contact_id"],
                 }
             )
+        for m in conn.execute(
+            select(meeting_sources)
+            .where(meeting_sources.c.record_id.in_(part))
+            .order_by(meeting_sources.c.id)
+        ).mappings():
+            where[m["record_id"]].append(
+                {"calendar": m["calendar"], "url": m["url"], "href": m["href"]}
+            )
         for s in conn.execute(
             select(sources)
             .where(sources.c.record_id.in_(part))
@@ -110,9 +123,21 @@ def list_records(
             "thread_id": row["thread_key"],
             "message_id": row["message_id"],
             "sources": where.get(row["id"], []),
+            **(_meeting_fields(row, now) if row["kind"] == "meeting" else {}),
         }
         for row in rows
     ]
+
+
+def _meeting_fields(row: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "status": shown_status(row["status"] or "scheduled", row["ends_at"], now),
+        "starts_at": _iso(row["starts_at"]),
+        "ends_at": _iso(row["ends_at"]),
+        "ical_uid": row["ical_uid"],
+        "recurrence_id": row["recurrence_id"] or None,
+        "organizer": row["organizer"],
+    }
 
 
 def contact_exists(conn: Connection, address: str) -> bool:
@@ -181,3 +206,54 @@ def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, An
 
 def record_count(conn: Connection) -> int:
     return int(conn.scalar(select(func.count()).select_from(records)) or 0)
+
+
+def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
+    """Per configured [[calendar]]: account state, and per calendar its last sync and errors."""
+    rows: dict[str, list[Any]] = defaultdict(list)
+    for row in conn.execute(
+        select(calendar_states).order_by(calendar_states.c.display_name)
+    ).mappings():
+        rows[row["calendar"]].append(row)
+    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in conn.execute(
+        select(calendar_quarantine).order_by(calendar_quarantine.c.id)
+    ).mappings():
+        held[row["calendar"]].append(
+            {"url": row["url"], "href": row["href"], "reason": row["reason"]}
+        )
+    out = []
+    for name in names:
+        account = next((r for r in rows[name] if r["url"] == ""), None)
+        calendars = [
+            {
+                "calendar": r["display_name"],
+                "url": r["url"],
+                "last_success_at": _iso(r["last_success_at"]),
+                "last_error": r["last_error"],
+                "meetings_captured": r["meetings_captured"],
+                "sync_token": bool(r["sync_token"]),
+            }
+            for r in rows[name]
+            if r["url"] != ""
+        ]
+        if account is None:
+            state = "never synced"
+        elif account["last_error"]:
+            state = "failing"
+        elif any(c["last_error"] for c in calendars):
+            state = "degraded"
+        else:
+            state = "ok"
+        out.append(
+            {
+                "calendar": name,
+                "state": state,
+                "last_success_at": _iso(account["last_success_at"]) if account else None,
+                "last_error": account["last_error"] if account else None,
+                "meetings_captured": sum(c["meetings_captured"] for c in calendars),
+                "calendars": calendars,
+                "quarantined": held.get(name, []),
+            }
+        )
+    return out

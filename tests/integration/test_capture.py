@@ -303,7 +303,7 @@ def test_check_reports_capabilities_folders_and_problems(world: World) -> None:
         and "fix: set folders" in out.stdout
     )
     world.write_config()
-    assert "all mailboxes ok" in world.cli("check").stdout
+    assert "all mailboxes and calendars ok" in world.cli("check").stdout
     assert world.records() == []  # check captures nothing
 
 

@@ -1,0 +1,224 @@
+"""A sync pass over calendars: changed calendar objects -> meeting records, per calendar.
+
+Each calendar's changes commit in one transaction with its new sync token, so a crash
+repeats the sync and nothing is lost or doubled.  A broken object is quarantined and
+never stops its calendar; a failing calendar or account never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import Engine
+
+from syncd.config import CalendarConfig, Config
+from syncd.connectors.dav import CalDavSession, CalendarInfo
+from syncd.domain.addresses import is_internal
+from syncd.domain.capture import Participant
+from syncd.domain.matching import Directory, match_address
+from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, occurrences
+from syncd.errors import RemoteConfigError, RemoteError
+from syncd.secrets import read_secret
+from syncd.store import meetings as store
+from syncd.store.directory import load_directory
+
+log = structlog.get_logger("syncd.calendar")
+# Calendars are listed again (PROPFIND) at most this often; in between, one REPORT per calendar.
+REDISCOVER_AFTER = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class CalendarResult:
+    source: str
+    calendars: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # calendar display name (or "") -> error
+    requests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def open_caldav(config: CalendarConfig) -> CalDavSession:
+    return CalDavSession(config, lambda: read_secret(config, what=f"calendar {config.name}"))
+
+
+class CalendarSync:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        *,
+        opener: Callable[[CalendarConfig], CalDavSession] = open_caldav,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._opener = opener
+        self._now = now or (lambda: datetime.now(UTC))
+
+    def run_once(self, names: list[str] | None = None) -> list[CalendarResult]:
+        with self._engine.connect() as conn:
+            directory = load_directory(conn, self._config.capture)
+        sources = [c for c in self._config.calendar if names is None or c.name in names]
+        return [self.sync_source(source, directory) for source in sources]
+
+    def sync_source(self, source: CalendarConfig, directory: Directory) -> CalendarResult:
+        result = CalendarResult(source.name)
+        try:
+            session = self._opener(source)
+        except RemoteError as err:
+            return self._account_failed(result, err)
+        try:
+            calendars = self._calendars(session, source)
+            with self._engine.begin() as conn:
+                store.calendar_ok(conn, source.name)
+            for calendar in calendars:
+                try:
+                    result.calendars[calendar.name] = self._sync_calendar(
+                        session, source, calendar, directory
+                    )
+                except RemoteConfigError as err:
+                    result.errors[calendar.name] = _describe(err)
+                    with self._engine.begin() as conn:
+                        store.calendar_failed(conn, source.name, calendar.url, _describe(err))
+        except RemoteError as err:
+            self._account_failed(result, err)
+        finally:
+            result.requests = session.requests
+            session.close()
+        return result
+
+    def _account_failed(self, result: CalendarResult, err: RemoteError) -> CalendarResult:
+        result.errors[""] = _describe(err)
+        with self._engine.begin() as conn:
+            store.calendar_failed(conn, result.source, "", _describe(err))
+        log.error("calendar.failed", calendar=result.source, kind=err.kind, error=str(err))
+        return result
+
+    def _calendars(self, session: CalDavSession, source: CalendarConfig) -> list[CalendarInfo]:
+        """Discovered calendars, from the database while the last discovery is recent."""
+        with self._engine.connect() as conn:
+            stored = store.stored_calendars(conn, source.name)
+        now = self._now()
+        fresh = [
+            s
+            for s in stored
+            if s["discovered_at"] and now - _aware(s["discovered_at"]) < REDISCOVER_AFTER
+        ]
+        if fresh and len(fresh) == len(stored):
+            found = [CalendarInfo(s["url"], s["display_name"]) for s in fresh]
+            wanted = source.calendars
+            return [c for c in found if not wanted or c.name in wanted]
+        found = session.discover()
+        with self._engine.begin() as conn:
+            store.remember_calendars(conn, source.name, [(c.url, c.name) for c in found])
+        return found
+
+    def _sync_calendar(
+        self,
+        session: CalDavSession,
+        source: CalendarConfig,
+        calendar: CalendarInfo,
+        directory: Directory,
+    ) -> dict[str, int]:
+        with self._engine.connect() as conn:
+            known = store.known_etags(conn, source.name, calendar.url)
+            token = next(
+                (
+                    s["sync_token"]
+                    for s in store.stored_calendars(conn, source.name)
+                    if s["url"] == calendar.url
+                ),
+                None,
+            )
+        changes = session.changes(calendar.url, token, known)
+        now = self._now()
+        capture = self._config.capture
+        batch = store.CalendarBatch(
+            calendar=source.name,
+            url=calendar.url,
+            token=changes.token,
+            window_start=now - timedelta(days=capture.past_days),
+            window_end=now + timedelta(days=capture.future_days),
+            deleted=changes.deleted,
+            plus_addressing=capture.plus_addressing,
+        )
+        zone = ZoneInfo(self._config.organization.timezone)
+        for obj in changes.changed:
+            try:
+                found = occurrences(
+                    obj.data,
+                    window_start=batch.window_start,
+                    window_end=batch.window_end,
+                    zone=zone,
+                )
+            except BrokenCalendar as err:
+                batch.broken[obj.href] = (obj.etag, str(err))
+                log.warning(
+                    "calendar.quarantined", calendar=source.name, href=obj.href, reason=str(err)
+                )
+                continue
+            batch.objects[obj.href] = (
+                obj.etag,
+                [i for o in found if (i := self._item(o, source, directory))],
+            )
+        with self._engine.begin() as conn:
+            counts = store.save_calendar_batch(conn, batch)
+        log.info(
+            "calendar.synced",
+            calendar=source.name,
+            collection=calendar.name,
+            method=changes.method,
+            **counts,
+        )
+        return counts
+
+    def _item(
+        self, occurrence: Occurrence, source: CalendarConfig, directory: Directory
+    ) -> store.MeetingItem | None:
+        internal = self._config.internal_domains
+        people: dict[str, Participant] = {}
+        for person in ([occurrence.organizer] if occurrence.organizer else []) + list(
+            occurrence.attendees
+        ):
+            external = person.address != source.owner and not is_internal(person.address, internal)
+            people.setdefault(
+                person.address, Participant(person.address, person.name, "attendee", external)
+            )
+        people.setdefault(source.owner, Participant(source.owner, "", "attendee", False))
+        externals = {a for a, p in people.items() if p.external}
+        if not externals:
+            return None  # internal meetings are not customer history
+        matched = [
+            (p, match_address(p.address, directory, external=p.external)) for p in people.values()
+        ]
+        if all(m.reason == "excluded" for p, m in matched if p.external):
+            return None
+        organizer = occurrence.organizer.address if occurrence.organizer else None
+        return store.MeetingItem(
+            key=occurrence.key,
+            uid=occurrence.uid,
+            recurrence_id=occurrence.recurrence_id,
+            summary=occurrence.summary,
+            starts_at=occurrence.starts_at,
+            ends_at=occurrence.ends_at,
+            status=meeting_status(occurrence, externals),
+            sequence=occurrence.sequence,
+            organizer=organizer,
+            direction="inbound" if organizer in externals else "outbound",
+            fingerprint=occurrence.fingerprint,
+            participants=matched,
+        )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _describe(err: RemoteError) -> str:
+    return f"{err.message} (fix: {err.hint})" if err.hint else err.message
