@@ -269,7 +269,10 @@ meeting_sources = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column(
-        "record_id", Integer, ForeignKey("records.id", ondelete="CASCADE"), nullable=False,
+        "record_id",
+        Integer,
+        ForeignKey("records.id", ondelete="CASCADE"),
+        nullable=False,
         index=True,
     ),
     Column("calendar", String(200), nullable=False),

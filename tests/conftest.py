@@ -17,8 +17,10 @@ from click.testing import CliRunner, Result
 from syncd.cli.main import cli
 from syncd.localservers.dovecot import Dovecot
 from syncd.localservers.postgres import admin_url, scratch_database
+from syncd.localservers.radicale import Radicale
 
 _USER_IDS = itertools.count(0)
+_CAL_IDS = itertools.count(0)
 LOGINS = 300
 INTERNAL = ["example.com"]
 
@@ -30,6 +32,16 @@ def dovecot() -> Iterator[Dovecot]:
     # Logins are made up front: Dovecot reads its passwd-file at most once a second.
     users = {f"user{n}": f"pw-user{n}-s3cr3t" for n in range(LOGINS)}
     server = Dovecot(root, users, tls=True).start()
+    yield server
+    server.stop()
+    if not os.environ.get("SYNCD_KEEP_TEST_SERVERS"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def radicale() -> Iterator[Radicale]:
+    root = Path(tempfile.mkdtemp(prefix="syncd-test-radicale-"))
+    server = Radicale(root, {f"cal{n}": f"pw-cal{n}-s3cr3t" for n in range(LOGINS)}).start()
     yield server
     server.stop()
     if not os.environ.get("SYNCD_KEEP_TEST_SERVERS"):
@@ -59,6 +71,8 @@ class World:
         self.tmp = tmp_path
         self.db_url = db_url
         self.logins: dict[str, str] = {}
+        self.cal_logins: dict[str, str] = {}
+        self.radicale: Radicale | None = None
         self.passwords: dict[str, str] = {}
         self.config_path = tmp_path / "syncd.toml"
         self.runner = CliRunner()
@@ -71,6 +85,23 @@ class World:
         self.passwords[name] = password
         (self.tmp / f"{name}.pass").write_text(password + "\n")
         return login
+
+    def cal_rep(self, name: str, radicale: Radicale, *, display_name: str = "Work") -> str:
+        """Give rep ``name`` a Radicale account with one calendar; returns the calendar's folder name."""
+        login = f"cal{next(_CAL_IDS)}"
+        self.radicale = radicale
+        self.cal_logins[name] = login
+        radicale.make_calendar(login, "work", display_name)
+        (self.tmp / f"{name}.calpass").write_text(radicale.users[login] + "\n")
+        return login
+
+    def put_event(self, rep: str, name: str, text: str) -> None:
+        assert self.radicale is not None
+        self.radicale.put(self.cal_logins[rep], "work", name, text)
+
+    def seed_events(self, rep: str, objects: dict[str, str]) -> None:
+        assert self.radicale is not None
+        self.radicale.seed(self.cal_logins[rep], "work", objects)
 
     def deliver(self, rep: str, raw: bytes, folder: str = "INBOX", *, seen: bool = False) -> None:
         self.dovecot.deliver(self.logins[rep], raw, folder=folder, seen=seen)
@@ -95,8 +126,23 @@ class World:
                 "[[mailbox]]\n"
                 + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items() if v is not None)
             )
+        for name, login in self.cal_logins.items():
+            assert self.radicale is not None
+            keys = {
+                "name": f"{name}-cal",
+                "owner": f"{name}@example.com",
+                "url": self.radicale.url,
+                "username": login,
+                "password_file": str(self.tmp / f"{name}.calpass"),
+            }
+            keys.update((mailbox or {}).get(f"{name}-cal", {}))
+            boxes.append(
+                "[[calendar]]\n"
+                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items() if v is not None)
+            )
         self.config_path.write_text(
-            f'[database]\nurl = "{self.db_url}"\n\n[organization]\ninternal_domains = {json.dumps(INTERNAL)}\n\n'
+            f'[database]\nurl = "{self.db_url}"\n\n[organization]\ninternal_domains = {json.dumps(INTERNAL)}\n'
+            f'timezone = "Europe/Berlin"\n\n'
             + (f"[capture]\n{capture}\n\n" if capture else "")
             + "\n".join(boxes)
         )

@@ -1,0 +1,297 @@
+"""Meeting capture against a real Radicale: recurrence, changes, cancellations, sharing, tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from syncd.localservers.radicale import Radicale
+from tests.conftest import World
+
+pytestmark = pytest.mark.radicale
+
+CUSTOMERS = (
+    "customer,domains,contact_name,contact_email\nAcme Corp,acme.com,Wile Coyote,wile@acme.com\n"
+)
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def stamp(day: datetime, hour: int = 10) -> str:
+    return (day + timedelta(hours=hour)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def ics(*events: str) -> str:
+    body = "".join(f"BEGIN:VEVENT\r\n{e.strip()}\r\nEND:VEVENT\r\n" for e in events)
+    return (
+        f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n".replace(
+            "\n\n", "\n"
+        )
+    )
+
+
+def event(
+    uid: str,
+    start: datetime,
+    *,
+    extra: str = "",
+    attendee: str = "wile@acme.com",
+    summary: str = "Review",
+) -> str:
+    return "\r\n".join(
+        line
+        for line in [
+            f"UID:{uid}",
+            "DTSTAMP:20240101T000000Z",
+            f"DTSTART:{stamp(start)}",
+            f"DTEND:{stamp(start, 11)}",
+            f"SUMMARY:{summary}",
+            "ORGANIZER;CN=Alice:mailto:alice@example.com",
+            f"ATTENDEE;CN=Wile;PARTSTAT=ACCEPTED:mailto:{attendee}",
+            extra.strip(),
+        ]
+        if line
+    )
+
+
+def meetings(world: World, *args: str) -> list[dict[str, object]]:
+    return sorted(world.records("--kind", "meeting", *args), key=lambda r: str(r["starts_at"]))
+
+
+@pytest.fixture
+def alice(world: World, radicale: Radicale) -> World:
+    world.cal_rep("alice", radicale)
+    world.write_config()
+    world.customers(CUSTOMERS)
+    return world
+
+
+def test_recurring_meeting_with_override_and_exception(alice: World) -> None:
+    start = TODAY - timedelta(days=14)
+    weekly = event(
+        "weekly-1",
+        start,
+        extra=f"RRULE:FREQ=WEEKLY;COUNT=5\r\nEXDATE:{stamp(start + timedelta(days=7))}",
+    )
+    moved = "\r\n".join(
+        [
+            "UID:weekly-1",
+            "DTSTAMP:20240101T000000Z",
+            f"RECURRENCE-ID:{stamp(start + timedelta(days=14))}",
+            f"DTSTART:{stamp(start + timedelta(days=14), 15)}",
+            f"DTEND:{stamp(start + timedelta(days=14), 16)}",
+            "SUMMARY:Review (moved)",
+            "ORGANIZER:mailto:alice@example.com",
+            "ATTENDEE;PARTSTAT=ACCEPTED:mailto:wile@acme.com",
+        ]
+    )
+    alice.seed_events(
+        "alice",
+        {
+            "weekly.ics": ics(weekly, moved),
+            "internal.ics": ics(event("int-1", TODAY, attendee="bob@example.com")),
+        },
+    )
+    out = alice.cli("sync")
+    assert "alice-cal: 4 meetings new" in out.stdout
+    found = meetings(alice)
+    assert [m["summary"] if "summary" in m else m["subject"] for m in found] == [
+        "Review",
+        "Review (moved)",
+        "Review",
+        "Review",
+    ]
+    assert [m["starts_at"] for m in found][1] == (start + timedelta(days=14, hours=15)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    assert {m["ical_uid"] for m in found} == {"weekly-1"}
+    assert found[0]["status"] == "held" and found[-1]["status"] == "scheduled"
+    assert found[0]["customers"] == [{"id": 1, "name": "Acme Corp", "link": "contact"}]
+    assert found[0]["recurrence_id"] == stamp(start)
+    assert found[0]["direction"] == "outbound" and found[0]["organizer"] == "alice@example.com"
+
+
+def test_unchanged_resync_is_one_request_and_downloads_nothing(alice: World) -> None:
+    alice.seed_events(
+        "alice", {f"e{n}.ics": ics(event(f"e{n}", TODAY + timedelta(days=n))) for n in range(5)}
+    )
+    assert "5 meetings new" in alice.cli("sync").stdout
+    again = alice.cli("sync").stdout
+    assert "alice-cal: 0 meetings new, 0 updated, 0 cancelled, 0 quarantined (1 requests)" in again
+
+
+def test_changes_cancellations_and_deletions(alice: World) -> None:
+    alice.seed_events(
+        "alice",
+        {
+            "a.ics": ics(event("a", TODAY + timedelta(days=1))),
+            "b.ics": ics(event("b", TODAY + timedelta(days=2))),
+            "c.ics": ics(event("c", TODAY + timedelta(days=3))),
+            "r.ics": ics(event("r", TODAY + timedelta(days=1), extra="RRULE:FREQ=DAILY;COUNT=3")),
+        },
+    )
+    alice.cli("sync")
+    ids_before = {(m["ical_uid"], m["recurrence_id"]): m["id"] for m in meetings(alice)}
+    alice.put_event(
+        "alice",
+        "a.ics",
+        ics(
+            event("a", TODAY + timedelta(days=1)).replace(
+                "DTSTAMP:20240101T000000Z", "DTSTAMP:20250101T000000Z"
+            )
+        ),
+    )
+    alice.put_event(
+        "alice",
+        "b.ics",
+        ics(event("b", TODAY + timedelta(days=2), summary="Review v2", extra="SEQUENCE:1")),
+    )
+    alice.put_event(
+        "alice", "c.ics", ics(event("c", TODAY + timedelta(days=3), extra="STATUS:CANCELLED"))
+    )
+    day2 = stamp(TODAY + timedelta(days=2))
+    alice.put_event(
+        "alice",
+        "r.ics",
+        ics(
+            event(
+                "r", TODAY + timedelta(days=1), extra=f"RRULE:FREQ=DAILY;COUNT=3\r\nEXDATE:{day2}"
+            )
+        ),
+    )
+    out = alice.cli("sync").stdout
+    # a: a DTSTAMP-only change is no change; b and c changed; one occurrence of r was removed
+    assert "0 meetings new, 2 updated, 1 cancelled" in out
+    by_uid = {(m["ical_uid"], m["recurrence_id"]): m for m in meetings(alice)}
+    assert {
+        k: m["id"] for k, m in by_uid.items()
+    } == ids_before  # updated in place, never duplicated
+    assert by_uid[("b", None)]["subject"] == "Review v2"
+    assert by_uid[("c", None)]["status"] == "cancelled"
+    assert by_uid[("r", day2)]["status"] == "cancelled"
+    assert alice.radicale is not None
+    alice.radicale.delete(alice.cal_logins["alice"], "work", "b.ics")
+    alice.cli("sync")
+    assert {(m["ical_uid"], m["status"]) for m in meetings(alice) if m["ical_uid"] == "b"} == {
+        ("b", "cancelled")
+    }
+
+
+def test_declined_by_every_external_attendee(alice: World) -> None:
+    declined = event("d", TODAY + timedelta(days=1)).replace(
+        "PARTSTAT=ACCEPTED", "PARTSTAT=DECLINED"
+    )
+    alice.seed_events("alice", {"d.ics": ics(declined)})
+    alice.cli("sync")
+    assert [m["status"] for m in meetings(alice)] == ["declined"]
+
+
+def test_two_reps_sharing_a_meeting_make_one_record(world: World, radicale: Radicale) -> None:
+    world.cal_rep("alice", radicale)
+    world.cal_rep("bob", radicale)
+    world.write_config()
+    world.customers(CUSTOMERS)
+    shared = ics(
+        event(
+            "shared-1",
+            TODAY + timedelta(days=2),
+            extra="ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com",
+        )
+    )
+    world.seed_events("alice", {"s.ics": shared})
+    world.seed_events("bob", {"copy.ics": shared})
+    world.cli("sync")
+    (meeting,) = meetings(world)
+    assert {p["address"] for p in meeting["participants"]} == {
+        "alice@example.com",
+        "bob@example.com",
+        "wile@acme.com",
+    }
+    assert sorted(s["calendar"] for s in meeting["sources"]) == ["alice-cal", "bob-cal"]
+    # Bob deletes his copy: the meeting still stands in Alice's calendar.
+    assert world.radicale is not None
+    world.radicale.delete(world.cal_logins["bob"], "work", "copy.ics")
+    world.cli("sync")
+    (meeting,) = meetings(world)
+    assert meeting["status"] == "scheduled" and [s["calendar"] for s in meeting["sources"]] == [
+        "alice-cal"
+    ]
+
+
+def test_rejected_token_falls_back_without_duplicates(alice: World) -> None:
+    alice.seed_events(
+        "alice", {f"t{n}.ics": ics(event(f"t{n}", TODAY + timedelta(days=n))) for n in range(3)}
+    )
+    alice.cli("sync")
+    engine = create_engine(alice.db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE calendar_states SET sync_token = 'http://radicale.org/ns/sync/forgotten' WHERE url != ''"
+            )
+        )
+    engine.dispose()
+    alice.put_event("alice", "t3.ics", ics(event("t3", TODAY + timedelta(days=3))))
+    out = alice.cli("sync").stdout
+    assert "1 meetings new, 0 updated" in out  # only the new event is downloaded again
+    assert len(meetings(alice)) == 4
+
+
+def test_windows_zones_and_all_day_events(alice: World) -> None:
+    day = TODAY + timedelta(days=5)
+    windows_zone = "\r\n".join(
+        [
+            "UID:tz-1",
+            "DTSTAMP:20240101T000000Z",
+            f"DTSTART;TZID=W. Europe Standard Time:{day:%Y%m%d}T100000",
+            f"DTEND;TZID=W. Europe Standard Time:{day:%Y%m%d}T110000",
+            "SUMMARY:Zoned",
+            "ATTENDEE:mailto:wile@acme.com",
+        ]
+    )
+    all_day = (
+        f"UID:ad-1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART;VALUE=DATE:{day:%Y%m%d}\r\n"
+        "SUMMARY:Offsite\r\nATTENDEE:mailto:wile@acme.com"
+    )
+    alice.seed_events("alice", {"tz.ics": ics(windows_zone), "allday.ics": ics(all_day)})
+    assert "2 meetings new" in alice.cli("sync").stdout
+    found = {m["ical_uid"]: m for m in meetings(alice)}
+    berlin = ZoneInfo("Europe/Berlin")
+    ten = datetime(day.year, day.month, day.day, 10, tzinfo=berlin).astimezone(UTC)
+    assert found["tz-1"]["starts_at"] == ten.strftime("%Y-%m-%dT%H:%M:%SZ")
+    midnight = datetime(day.year, day.month, day.day, tzinfo=berlin).astimezone(
+        UTC
+    )  # the org's zone
+    assert found["ad-1"]["starts_at"] == midnight.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert found["ad-1"]["ends_at"] == (midnight + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_timeline_interleaves_meetings_and_mail(world: World, radicale: Radicale) -> None:
+    from tests.mail import make_message
+
+    world.rep("alice")
+    world.cal_rep("alice", radicale)
+    world.write_config()
+    world.customers(CUSTOMERS)
+    world.deliver(
+        "alice", make_message(date=TODAY - timedelta(days=2), subject="Before the meeting")
+    )
+    world.seed_events(
+        "alice", {"m.ics": ics(event("m", TODAY - timedelta(days=1), summary="Kick-off"))}
+    )
+    world.cli("sync")
+    timeline = world.cli("timeline", "Acme Corp").stdout
+    assert timeline.index("Kick-off") < timeline.index("Before the meeting")
+    assert "meeting" in timeline and "email" in timeline
+
+
+def test_wrong_calendar_password_fails_that_source_only(world: World, radicale: Radicale) -> None:
+    world.cal_rep("alice", radicale)
+    world.cal_rep("bob", radicale)
+    world.write_config(mailbox={"alice-cal": {"password_file": None, "password": "wrong"}})
+    world.seed_events("bob", {"b.ics": ics(event("b1", TODAY))})
+    out = world.cli("sync", expect=1).stdout
+    assert "alice-cal" in out and "refused the credentials" in out and "wrong" not in out
+    assert "bob-cal: 1 meetings new" in out
