@@ -11,6 +11,7 @@ all-day events span whole days in that zone.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
@@ -106,6 +107,28 @@ def parse_calendar(text: str | bytes) -> Any:
         raise BrokenCalendar(f"not iCalendar: {type(err).__name__}: {err}"[:300]) from None
 
 
+_RECURS = re.compile(r"^(RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE)
+_DTSTART = re.compile(r"^DTSTART(?:;[^:\r\n]*)?:(\d{8})", re.MULTILINE)
+
+
+def clearly_outside(text: str, window_start: datetime, window_end: datetime) -> bool:
+    """A single, non-recurring event whose day is far outside the window: no need to parse it.
+
+    Parsing is most of the cost of a first sync, and most of a long-lived calendar lies
+    outside the window.  A day of margin covers every time zone offset.
+    """
+    if _RECURS.search(text):
+        return False
+    starts = _DTSTART.findall(text)
+    if len(starts) != 1:
+        return False
+    try:
+        day = datetime.strptime(starts[0], "%Y%m%d").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return day > window_end + timedelta(days=1) or day < window_start - timedelta(days=400)
+
+
 def occurrences(
     text: str | bytes,
     *,
@@ -114,6 +137,8 @@ def occurrences(
     zone: tzinfo = UTC,
 ) -> list[Occurrence]:
     """Every VEVENT occurrence of a calendar object that overlaps the window."""
+    if isinstance(text, str) and clearly_outside(text, window_start, window_end):
+        return []
     calendar = parse_calendar(text)
     # The expander stamps a RECURRENCE-ID on every event; only recurring ones really have one.
     recurring = {

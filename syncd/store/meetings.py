@@ -108,6 +108,26 @@ def _sources_of(conn: Connection, calendar: str, url: str, href: str) -> dict[in
     return {rid: key for rid, key in rows}
 
 
+def _sources_by_href(
+    conn: Connection, calendar: str, url: str, hrefs: list[str]
+) -> dict[str, dict[int, str]]:
+    """{href: {record id: record key}} for many resources in a few queries."""
+    out: dict[str, dict[int, str]] = {}
+    for part in chunks(hrefs):
+        rows = conn.execute(
+            select(meeting_sources.c.href, records.c.id, records.c.key)
+            .join(records, records.c.id == meeting_sources.c.record_id)
+            .where(
+                meeting_sources.c.calendar == calendar,
+                meeting_sources.c.url == url,
+                meeting_sources.c.href.in_(part),
+            )
+        )
+        for href, rid, key in rows:
+            out.setdefault(href, {})[rid] = key
+    return out
+
+
 def _cancel_orphans(conn: Connection, record_ids_: list[int], now: datetime) -> int:
     """Records with no calendar resource left are cancelled, never deleted."""
     cancelled = 0
@@ -183,8 +203,9 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
         ),
     )
 
+    previous = _sources_by_href(conn, batch.calendar, batch.url, list(batch.objects))
     for href, (etag, found) in batch.objects.items():
-        before = _sources_of(conn, batch.calendar, batch.url, href)
+        before = previous.get(href, {})
         keys_now = {i.key for i in found}
         insert_ignore(
             conn,

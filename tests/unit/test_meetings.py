@@ -128,3 +128,14 @@ def test_cancelled_and_declined() -> None:
 def test_broken_objects_are_reported(text: str) -> None:
     with pytest.raises(BrokenCalendar):
         occurrences(text, **WINDOW)
+
+
+def test_far_away_single_events_are_skipped_without_parsing() -> None:
+    from syncd.domain.meetings import clearly_outside
+
+    far = ics("UID:far\nDTSTART:20250101T090000Z\nDTEND:20250101T100000Z")
+    assert clearly_outside(far, **WINDOW) and occurrences(far, **WINDOW) == []
+    near = ics("UID:near\nDTSTART:20240701T230000Z")  # a day of margin for time zones
+    assert not clearly_outside(near, **WINDOW)
+    recurring = ics("UID:r\nDTSTART:20230101T090000Z\nRRULE:FREQ=WEEKLY")
+    assert not clearly_outside(recurring, **WINDOW) and occurrences(recurring, **WINDOW)
