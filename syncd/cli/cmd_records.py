@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
-from syncd.domain.addresses import normalize_address
+from syncd.domain.addresses import is_internal, normalize_address
 from syncd.errors import UserError
 from syncd.store.directory import find_customer
 from syncd.store.queries import list_records
@@ -78,15 +78,18 @@ def timeline(app: App, customer_ref: str, limit: int) -> None:
         customer = find_customer(conn, customer_ref)
         rows = list_records(conn, customer_id=customer.id, limit=limit)
     app.out.print(f"[bold]{customer.name}[/bold]: {len(rows)} record(s)")
+    internal = app.config.internal_domains
     for row in rows:
         when = row["occurred_at"][:16].replace("T", " ")
         arrow = "<-" if row["direction"] == "inbound" else "->"
-        externals = (
-            [p for p in row["participants"] if p["role"] == "from"]
-            if row["direction"] == "inbound"
-            else [p for p in row["participants"] if p["role"] in ("to", "cc")]
-        )
-        who = ", ".join(p["name"] or p["address"] for p in externals[:3])
+        if row["kind"] == "meeting":
+            people = [p for p in row["participants"] if not is_internal(p["address"], internal)]
+            arrow = f"[{row['status']}]"
+        elif row["direction"] == "inbound":
+            people = [p for p in row["participants"] if p["role"] == "from"]
+        else:
+            people = [p for p in row["participants"] if p["role"] in ("to", "cc")]
+        who = ", ".join(p["name"] or p["address"] for p in people[:3])
         app.out.print(f"{when}  {row['kind']:7} {arrow} {who}", markup=False)
         app.out.print(f"    {row['subject'] or '(no subject)'}", markup=False)
         if row["snippet"]:

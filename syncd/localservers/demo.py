@@ -1,4 +1,5 @@
-"""The quick-start demo: a local Dovecot with two reps' sample mail, then syncd end to end.
+"""The quick-start demo: a local Dovecot with two reps' sample mail and a Radicale with
+customer meetings, then syncd end to end.
 
     python -m syncd.localservers.demo [WORKDIR]
 
@@ -13,10 +14,12 @@ import shutil
 import sys
 import tempfile
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syncd.cli.main import cli
 from syncd.localservers.dovecot import Dovecot
+from syncd.localservers.radicale import Radicale
 from syncd.localservers.sample import CUSTOMERS_CSV, REPS, generate
 
 
@@ -27,6 +30,35 @@ def _run(*args: str) -> None:
     except SystemExit as done:  # click's Exit for non-zero codes; the demo keeps going
         if done.code:
             print(f"(exit status {done.code})")
+
+
+def sample_meetings(now: datetime) -> dict[str, str]:
+    """A few customer meetings around now in Alice's calendar, one of them weekly."""
+
+    def event(uid: str, start: datetime, summary: str, attendee: str, extra: str = "") -> str:
+        return (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//syncd demo//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}@demo.example.com\r\nDTSTAMP:20240101T000000Z\r\n"
+            f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{start + timedelta(hours=1):%Y%m%dT%H%M%SZ}\r\n"
+            f"SUMMARY:{summary}\r\nORGANIZER;CN=Alice Rep:mailto:alice@example.com\r\n"
+            f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{attendee}\r\n{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+
+    day = now.replace(hour=9, minute=0, second=0, microsecond=0)
+    return {
+        "kickoff.ics": event("kickoff", day - timedelta(days=10), "Acme kick-off", "wile@acme.com"),
+        "weekly.ics": event(
+            "weekly",
+            day - timedelta(days=14),
+            "Acme weekly",
+            "road.runner@acme.com",
+            "RRULE:FREQ=WEEKLY;COUNT=6\r\n",
+        ),
+        "globex.ics": event(
+            "globex", day + timedelta(days=2), "Globex pricing review", "hank@globex.co.uk"
+        ),
+        "lunch.ics": event("lunch", day + timedelta(days=1), "Team lunch", "bob@example.com"),
+    }
 
 
 def write_config(root: Path, dovecot: Dovecot, passwords: dict[str, Path]) -> Path:
@@ -51,6 +83,14 @@ password_file = "{passwords[rep]}"
     return config
 
 
+def add_calendar(config: Path, radicale: Radicale, password_file: Path) -> None:
+    with config.open("a") as out:
+        out.write(
+            f'\n[[calendar]]\nname = "alice-cal"\nowner = "alice@example.com"\nurl = "{radicale.url}"\n'
+            f'username = "alice"\npassword_file = "{password_file}"\n'
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[0] if argv else "demo").resolve()
@@ -68,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     dovecot = Dovecot(
         server_root, {rep: passwords[rep].read_text().strip() for rep in REPS}
     ).start()
+    dav_password = secrets / "alice-dav"
+    dav_password.write_text("demo-secret-dav\n")
+    dav_password.chmod(0o600)
+    radicale = Radicale(root / "radicale", {"alice": "demo-secret-dav"}).start()
     try:
+        radicale.make_calendar("alice", "work", "Work")
+        radicale.seed("alice", "work", sample_meetings(datetime.now(UTC)))
         mail = generate(400)
         by_box: dict[tuple[str, str], list[bytes]] = defaultdict(list)
         for item in mail:
@@ -79,16 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             f"Dovecot on 127.0.0.1:{dovecot.port} with {len(mail)} sample messages for {', '.join(REPS)}"
         )
         config = write_config(root, dovecot, passwords)
+        add_calendar(config, radicale, dav_password)
+        print(f"Radicale on 127.0.0.1:{radicale.port} with Alice's calendar of customer meetings")
         (root / "customers.csv").write_text(CUSTOMERS_CSV)
         base = ["--config", str(config)]
         _run(*base, "check")
         _run(*base, "customers", "import", str(root / "customers.csv"))
         _run(*base, "sync")
-        _run(*base, "sync")  # nothing new: one EXAMINE per folder
+        _run(*base, "sync")  # nothing new: one EXAMINE per folder, one request per calendar
         _run(*base, "status")
         _run(*base, "records", "list", "--customer", "Globex", "--limit", "5")
-        _run(*base, "timeline", "Acme Corp", "--limit", "8")
+        _run(*base, "records", "list", "--kind", "meeting")
+        _run(*base, "timeline", "Acme Corp", "--limit", "12")
     finally:
+        radicale.stop()
         dovecot.stop()
         shutil.rmtree(server_root, ignore_errors=True)
     return 0
