@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,8 +100,15 @@ def admin_url(scratch: Path) -> Iterator[str]:
     elif _answers(LOCAL_URL):
         yield LOCAL_URL
     else:
-        with private_cluster(scratch / "pg") as url:
-            yield url
+        # Not under the caller's scratch folder: that may be private to root, and the cluster
+        # runs as the postgres user.
+        root = Path(tempfile.mkdtemp(prefix="syncd-test-pg-"))
+        root.chmod(0o755)
+        try:
+            with private_cluster(root / "pg") as url:
+                yield url
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
