@@ -108,40 +108,25 @@ def _classified(where: str) -> Iterator[None]:
         raise RemoteConfigError(
             f"{where}: not found", hint="check url; `syncd check` lists the calendars"
         ) from None
-    except ConnectionRefusedError:
-        raise RefusedError(
-            f"{where}: connection refused", hint="check url and that the server is up"
-        ) from None
-    except (TimeoutError, ConnectionError) as err:
-        raise TransientError(f"{where}: connection failed ({type(err).__name__})") from None
     except dav_error.DAVError as err:
         raise TransientError(f"{where}: the server failed ({type(err).__name__})") from None
-    except OSError as err:
-        text = str(err)
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            raise RemoteConfigError(
-                f"{where}: the server's TLS certificate is not trusted",
-                hint="set ca_file to the CA that signed the server certificate",
-            ) from None
-        if "refused" in text.lower():
-            raise RefusedError(
-                f"{where}: connection refused", hint="check url and that the server is up"
-            ) from None
-        raise TransientError(f"{where}: network error ({type(err).__name__})") from None
-    except (
-        Exception
-    ) as err:  # niquests/urllib3 raise their own families; anything else is the network
-        text = f"{type(err).__name__}: {err}"
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            raise RemoteConfigError(
-                f"{where}: the server's TLS certificate is not trusted",
-                hint="set ca_file to the CA that signed the server certificate",
-            ) from None
-        if "refused" in text.lower():
-            raise RefusedError(
-                f"{where}: connection refused", hint="check url and that the server is up"
-            ) from None
-        raise TransientError(f"{where}: {type(err).__name__}") from None
+    except Exception as err:  # sockets, urllib3 and niquests each raise their own families
+        raise _network_error(where, err) from None
+
+
+def _network_error(where: str, err: Exception) -> RemoteError:
+    """What a failed HTTP exchange means for the caller, whatever library raised it."""
+    text = f"{type(err).__name__}: {err}"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return RemoteConfigError(
+            f"{where}: the server's TLS certificate is not trusted",
+            hint="set ca_file to the CA that signed the server certificate",
+        )
+    if isinstance(err, ConnectionRefusedError) or "refused" in text.lower():
+        return RefusedError(
+            f"{where}: connection refused", hint="check url and that the server is up"
+        )
+    return TransientError(f"{where}: connection failed ({type(err).__name__})")
 
 
 class CalDavSession:

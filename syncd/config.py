@@ -129,17 +129,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-class MailboxConfig(SecretSourceConfig):
+class _SourceConfig(SecretSourceConfig):
+    """What every mailbox and calendar has: a name, the rep who owns it, a way in."""
+
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
     owner: str
-    host: str
-    port: Annotated[int, Field(gt=0, lt=65536)] = 993
-    security: Literal["tls", "starttls", "plain"] = "tls"
+    username: str
     allow_plaintext: bool = False
     ca_file: str | None = None
-    username: str
-    auth: Literal["password", "xoauth2"] = "password"
-    folders: list[str] | None = None
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
 
     @field_validator("owner")
@@ -151,34 +148,32 @@ class MailboxConfig(SecretSourceConfig):
         return normalized
 
     @model_validator(mode="after")
+    def _ca_file_exists(self) -> _SourceConfig:
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file {self.ca_file} does not exist")
+        return self
+
+
+class MailboxConfig(_SourceConfig):
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 993
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    auth: Literal["password", "xoauth2"] = "password"
+    folders: list[str] | None = None
+
+    @model_validator(mode="after")
     def _plaintext_only_on_loopback(self) -> MailboxConfig:
         if self.security == "plain" and not (self.allow_plaintext or is_loopback_host(self.host)):
             raise ValueError(
                 f'security = "plain" sends the password in clear to {self.host}; use "tls" or '
                 '"starttls", or set allow_plaintext = true if you really mean it'
             )
-        if self.ca_file is not None and not Path(self.ca_file).is_file():
-            raise ValueError(f"ca_file {self.ca_file} does not exist")
         return self
 
 
-class CalendarConfig(SecretSourceConfig):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
-    owner: str
+class CalendarConfig(_SourceConfig):
     url: str
-    username: str
     calendars: list[str] | None = None  # display names; default: every event calendar
-    ca_file: str | None = None
-    allow_plaintext: bool = False
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
-
-    @field_validator("owner")
-    @classmethod
-    def _owner_is_address(cls, value: str) -> str:
-        normalized = normalize_address(value)
-        if normalized is None:
-            raise ValueError(f"{value!r} is not an email address")
-        return normalized
 
     @model_validator(mode="after")
     def _url_is_safe(self) -> CalendarConfig:
@@ -191,8 +186,6 @@ class CalendarConfig(SecretSourceConfig):
             raise ValueError(
                 f"url {self.url!r} sends the password in clear; use https, or set allow_plaintext = true"
             )
-        if self.ca_file is not None and not Path(self.ca_file).is_file():
-            raise ValueError(f"ca_file {self.ca_file} does not exist")
         return self
 
 
