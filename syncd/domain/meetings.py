@@ -146,53 +146,56 @@ def occurrences(
         for c in calendar.walk("VEVENT")
         if "RRULE" in c or "RDATE" in c or "RECURRENCE-ID" in c
     }
-    try:
-        events = list(recurring_ical_events.of(calendar).between(window_start, window_end))
-    except Exception as err:  # a broken RRULE, an unknown zone, an override of nothing...
-        raise BrokenCalendar(
-            f"cannot expand recurrence: {type(err).__name__}: {err}"[:300]
-        ) from None
-    out: list[Occurrence] = []
-    for event in events:
-        if event.name != "VEVENT":
-            continue
-        uid = str(event.get("UID", "")).strip()
-        if not uid or "DTSTART" not in event:
-            raise BrokenCalendar("an event without UID or DTSTART")
-        start, all_day = _to_utc(event["DTSTART"].dt, zone)
-        if "DTEND" in event:
-            end, _ = _to_utc(event["DTEND"].dt, zone)
-        elif "DURATION" in event:
-            end = start + event["DURATION"].dt
-        else:
-            end = start + (timedelta(days=1) if all_day else timedelta())
-        organizer = _person(event["ORGANIZER"]) if "ORGANIZER" in event else None
-        attendees_raw = event.get("ATTENDEE", [])
-        if not isinstance(attendees_raw, list):
-            attendees_raw = [attendees_raw]
-        attendees = tuple(a for a in (_person(p) for p in attendees_raw) if a is not None)
-        cancelled = str(event.get("STATUS", "")).upper() == "CANCELLED"
-        out.append(
-            Occurrence(
-                uid=uid,
-                recurrence_id=_recurrence_id(
-                    event["RECURRENCE-ID"].dt
-                    if uid in recurring and "RECURRENCE-ID" in event
-                    else None,
-                    zone,
-                ),
-                summary=str(event.get("SUMMARY", "")).strip(),
-                starts_at=start,
-                ends_at=end,
-                all_day=all_day,
-                status="cancelled" if cancelled else "scheduled",
-                sequence=int(event.get("SEQUENCE", 0) or 0),
-                organizer=organizer,
-                attendees=attendees,
-                fingerprint=_fingerprint(event, start, end),
-            )
-        )
-    return out
+    if recurring:
+        try:
+            events = list(recurring_ical_events.of(calendar).between(window_start, window_end))
+        except Exception as err:  # a broken RRULE, an unknown zone, an override of nothing...
+            raise BrokenCalendar(
+                f"cannot expand recurrence: {type(err).__name__}: {err}"[:300]
+            ) from None
+        return [_occurrence(e, recurring, zone) for e in events if e.name == "VEVENT"]
+    # Single events need no expander, which is most of the cost of reading them.
+    found = [_occurrence(e, recurring, zone) for e in calendar.walk("VEVENT")]
+    return [
+        o
+        for o in found
+        if o.starts_at < window_end and (o.ends_at > window_start or o.starts_at >= window_start)
+    ]
+
+
+def _occurrence(event: Any, recurring: set[str], zone: tzinfo) -> Occurrence:
+    uid = str(event.get("UID", "")).strip()
+    if not uid or "DTSTART" not in event:
+        raise BrokenCalendar("an event without UID or DTSTART")
+    start, all_day = _to_utc(event["DTSTART"].dt, zone)
+    if "DTEND" in event:
+        end, _ = _to_utc(event["DTEND"].dt, zone)
+    elif "DURATION" in event:
+        end = start + event["DURATION"].dt
+    else:
+        end = start + (timedelta(days=1) if all_day else timedelta())
+    organizer = _person(event["ORGANIZER"]) if "ORGANIZER" in event else None
+    attendees_raw = event.get("ATTENDEE", [])
+    if not isinstance(attendees_raw, list):
+        attendees_raw = [attendees_raw]
+    attendees = tuple(a for a in (_person(p) for p in attendees_raw) if a is not None)
+    cancelled = str(event.get("STATUS", "")).upper() == "CANCELLED"
+    return Occurrence(
+        uid=uid,
+        recurrence_id=_recurrence_id(
+            event["RECURRENCE-ID"].dt if uid in recurring and "RECURRENCE-ID" in event else None,
+            zone,
+        ),
+        summary=str(event.get("SUMMARY", "")).strip(),
+        starts_at=start,
+        ends_at=end,
+        all_day=all_day,
+        status="cancelled" if cancelled else "scheduled",
+        sequence=int(event.get("SEQUENCE", 0) or 0),
+        organizer=organizer,
+        attendees=attendees,
+        fingerprint=_fingerprint(event, start, end),
+    )
 
 
 def meeting_status(occurrence: Occurrence, external: set[str]) -> Status:

@@ -204,25 +204,21 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     )
 
     previous = _sources_by_href(conn, batch.calendar, batch.url, list(batch.objects))
-    for href, (etag, found) in batch.objects.items():
-        before = previous.get(href, {})
+    insert_ignore(
+        conn,
+        meeting_sources,
+        [
+            {"record_id": ids[i.key], "calendar": batch.calendar, "url": batch.url, "href": href}
+            for href, (_, found) in batch.objects.items()
+            for i in found
+        ],
+        ["record_id", "calendar", "url", "href"],
+    )
+    for href, (_, found) in batch.objects.items():
         keys_now = {i.key for i in found}
-        insert_ignore(
-            conn,
-            meeting_sources,
-            [
-                {
-                    "record_id": ids[i.key],
-                    "calendar": batch.calendar,
-                    "url": batch.url,
-                    "href": href,
-                }
-                for i in found
-            ],
-            ["record_id", "calendar", "url", "href"],
-        )
-        gone = [rid for rid, key in before.items() if key not in keys_now]
-        for rid in gone:
+        for rid, key in previous.get(href, {}).items():
+            if key in keys_now:
+                continue
             # An occurrence that vanished from its resource inside the window was cancelled
             # (an added EXDATE, a shortened rule); outside the window it merely left our view.
             starts = conn.scalar(select(records.c.starts_at).where(records.c.id == rid))
@@ -236,12 +232,13 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
             )
             if starts is not None and batch.window_start <= _aware(starts) <= batch.window_end:
                 counts["cancelled"] += _cancel_orphans(conn, [rid], now)
-        _remember(conn, batch, href, etag)
+    _remember(conn, batch, {href: etag for href, (etag, _) in batch.objects.items()})
+    for hrefs in chunks(list(batch.objects)):
         conn.execute(
             delete(calendar_quarantine).where(
                 calendar_quarantine.c.calendar == batch.calendar,
                 calendar_quarantine.c.url == batch.url,
-                calendar_quarantine.c.href == href,
+                calendar_quarantine.c.href.in_(hrefs),
             )
         )
 
@@ -263,8 +260,8 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
         )
         counts["cancelled"] += _cancel_orphans(conn, list(before), now)
 
-    for href, (etag, reason) in batch.broken.items():
-        _remember(conn, batch, href, etag)  # not fetched again until it changes
+    _remember(conn, batch, {href: etag for href, (etag, _) in batch.broken.items()})
+    for href, (etag, reason) in batch.broken.items():  # not fetched again until it changes
         upsert(
             conn,
             calendar_quarantine,
@@ -319,11 +316,14 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _remember(conn: Connection, batch: CalendarBatch, href: str, etag: str) -> None:
+def _remember(conn: Connection, batch: CalendarBatch, etags: dict[str, str]) -> None:
     upsert(
         conn,
         calendar_objects,
-        [{"calendar": batch.calendar, "url": batch.url, "href": href, "etag": etag}],
+        [
+            {"calendar": batch.calendar, "url": batch.url, "href": h, "etag": e}
+            for h, e in etags.items()
+        ],
         ["calendar", "url", "href"],
         lambda ex: {"etag": ex.etag},
     )
