@@ -306,3 +306,41 @@ def test_wrong_calendar_password_fails_that_source_only(world: World, radicale: 
     out = world.cli("sync", expect=1).stdout
     assert "alice-cal" in out and "refused the credentials" in out and "wrong" not in out
     assert "bob-cal: 1 meetings new" in out
+
+
+def test_server_without_sync_tokens_is_synced_by_etags(
+    alice: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server with no RFC 6578 (or one that truncates with 507) answers sync-collection
+    with an error; the connector then compares ETags and fetches only what changed."""
+    from syncd.connectors import dav
+
+    def no_sync_collection(self: dav.CalDavSession, *args: object, **kwargs: object) -> dav.Changes:
+        self.requests += 1
+        raise dav.TokenRejected
+
+    monkeypatch.setattr(dav.CalDavSession, "_sync", no_sync_collection)
+    alice.seed_events(
+        "alice", {f"x{n}.ics": ics(event(f"x{n}", TODAY + timedelta(days=n + 1))) for n in range(3)}
+    )
+    assert "3 meetings new" in alice.cli("sync").stdout
+    unchanged = alice.cli("sync").stdout
+    assert (
+        "0 meetings new, 0 updated, 0 cancelled, 0 quarantined (2 requests)" in unchanged
+    )  # try + PROPFIND
+    alice.put_event(
+        "alice",
+        "x1.ics",
+        ics(event("x1", TODAY + timedelta(days=2), summary="Moved", extra="SEQUENCE:1")),
+    )
+    assert alice.radicale is not None
+    alice.radicale.delete(alice.cal_logins["alice"], "work", "x2.ics")
+    out = alice.cli("sync").stdout
+    assert (
+        "0 meetings new, 1 updated, 1 cancelled" in out and "(3 requests)" in out
+    )  # try, PROPFIND, multiget
+    assert {m["ical_uid"]: m["status"] for m in meetings(alice)} == {
+        "x0": "scheduled",
+        "x1": "scheduled",
+        "x2": "cancelled",
+    }
