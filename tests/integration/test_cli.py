@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from syncd.cli.main import cli
+from syncd.localservers.radicale import Radicale
 from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
@@ -81,11 +83,25 @@ def test_db_upgrade(tmp_path: Path) -> None:
 
 @pytest.mark.dovecot
 def test_passwords_never_leak(
-    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    world: World,
+    radicale: Radicale,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     world.rep("alice")
     world.rep("bob")
     world.rep("carol")
+    calendar_login = world.cal_rep("alice", radicale)
+    radicale.seed(
+        calendar_login,
+        "work",
+        {
+            "m.ics": "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:m1\r\n"
+            f"DTSTAMP:20240101T000000Z\r\nDTSTART:{datetime.now(UTC) + timedelta(days=2):%Y%m%dT090000Z}\r\n"
+            "SUMMARY:x\r\n"
+            "ATTENDEE:mailto:wile@acme.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        },
+    )
     monkeypatch.setenv("BOB_IMAP_PASSWORD", world.passwords["bob"])
     world.write_config(
         mailbox={
@@ -108,6 +124,7 @@ def test_passwords_never_leak(
     ]
     assert "bob: 1 captured" in outputs[0].stdout and "alice: 1 captured" in outputs[0].stdout
     assert "carol: FAILED" in outputs[0].stdout  # the command printed a wrong password
+    assert "alice-cal: 1 meetings new" in outputs[0].stdout
     engine = create_engine(world.db_url)
     with engine.connect() as conn:
         dump = json.dumps(
@@ -125,5 +142,6 @@ def test_passwords_never_leak(
     engine.dispose()
     captured = capfd.readouterr()
     everything = dump + captured.out + captured.err + "".join(o.output for o in outputs)
-    for password in world.passwords.values():
+    for password in [*world.passwords.values(), radicale.users[calendar_login]]:
         assert password not in everything
+    assert "Authorization" not in everything
