@@ -20,6 +20,8 @@ import icalendar
 import recurring_ical_events
 
 from syncd.domain.addresses import normalize_address, normalize_name
+from syncd.domain.simple_ical import SimpleProperty, read_simple_event, simple_time, text_of
+from syncd.domain.simple_ical import fingerprint as simple_fingerprint
 
 Status = Literal["scheduled", "cancelled", "declined"]
 # Properties that change without the meeting changing: stamps, not content.
@@ -137,8 +139,17 @@ def occurrences(
     zone: tzinfo = UTC,
 ) -> list[Occurrence]:
     """Every VEVENT occurrence of a calendar object that overlaps the window."""
-    if isinstance(text, str) and clearly_outside(text, window_start, window_end):
-        return []
+    if isinstance(text, str):
+        if clearly_outside(text, window_start, window_end):
+            return []
+        simple = _simple(text, zone)
+        if simple is not None:
+            return [
+                o
+                for o in simple
+                if o.starts_at < window_end
+                and (o.ends_at > window_start or o.starts_at >= window_start)
+            ]
     calendar = parse_calendar(text)
     # The expander stamps a RECURRENCE-ID on every event; only recurring ones really have one.
     recurring = {
@@ -196,6 +207,61 @@ def _occurrence(event: Any, recurring: set[str], zone: tzinfo) -> Occurrence:
         attendees=attendees,
         fingerprint=_fingerprint(event, start, end),
     )
+
+
+def _simple_person(prop: SimpleProperty) -> Attendee | None:
+    raw = prop.value.strip()
+    address = normalize_address(raw[7:] if raw.lower().startswith("mailto:") else raw)
+    if address is None:
+        return None
+    return Attendee(
+        address,
+        normalize_name(prop.params.get("CN", "")),
+        prop.params.get("PARTSTAT", "NEEDS-ACTION").upper(),
+    )
+
+
+def _simple(text: str, zone: tzinfo) -> list[Occurrence] | None:
+    """The one occurrence of a plain single event, without icalendar; None to use icalendar."""
+    read = read_simple_event(text)
+    if read is None:
+        return None
+    props, content = read
+    start = simple_time(props["DTSTART"][0], zone)
+    if start is None:
+        return None
+    starts_at, all_day = start
+    if "DTEND" in props:
+        end = simple_time(props["DTEND"][0], zone)
+        if end is None:
+            return None
+        ends_at = end[0]
+    else:
+        ends_at = starts_at + (timedelta(days=1) if all_day else timedelta())
+    try:
+        sequence = int(props["SEQUENCE"][0].value) if "SEQUENCE" in props else 0
+    except ValueError:
+        return None
+    organizer = _simple_person(props["ORGANIZER"][0]) if "ORGANIZER" in props else None
+    attendees = tuple(
+        a for a in (_simple_person(p) for p in props.get("ATTENDEE", [])) if a is not None
+    )
+    status = props["STATUS"][0].value.strip().upper() if "STATUS" in props else ""
+    return [
+        Occurrence(
+            uid=text_of(props["UID"][0]).strip(),
+            recurrence_id="",
+            summary=text_of(props["SUMMARY"][0]).strip() if "SUMMARY" in props else "",
+            starts_at=starts_at,
+            ends_at=ends_at,
+            all_day=all_day,
+            status="cancelled" if status == "CANCELLED" else "scheduled",
+            sequence=sequence,
+            organizer=organizer,
+            attendees=attendees,
+            fingerprint=simple_fingerprint(content, starts_at, ends_at),
+        )
+    ]
 
 
 def meeting_status(occurrence: Occurrence, external: set[str]) -> Status:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -139,3 +140,57 @@ def test_far_away_single_events_are_skipped_without_parsing() -> None:
     assert not clearly_outside(near, **WINDOW)
     recurring = ics("UID:r\nDTSTART:20230101T090000Z\nRRULE:FREQ=WEEKLY")
     assert not clearly_outside(recurring, **WINDOW) and occurrences(recurring, **WINDOW)
+
+
+SIMPLE_CASES = [
+    "UID:s1\nDTSTAMP:20240101T000000Z\nDTSTART:20240605T090000Z\nDTEND:20240605T100000Z\nSUMMARY:Plain",
+    "UID:s2\nDTSTART;TZID=Europe/Berlin:20240605T090000\nDTEND;TZID=Europe/Berlin:20240605T100000\n"
+    "SUMMARY:Zoned\\, with escapes\\; and a\\nnewline\nSTATUS:CANCELLED\nSEQUENCE:3",
+    "UID:s3\nDTSTART;VALUE=DATE:20240610\nSUMMARY:All day",
+    "UID:s4\nDTSTART:20240612T150000\nDTEND:20240612T160000\nSUMMARY:Floating",
+    'UID:s5\nDTSTART:20240605T090000Z\nORGANIZER;CN="Rep, Alice":mailto:Alice@Example.com\n'
+    "ATTENDEE;CN=Wile;PARTSTAT=DECLINED;RSVP=TRUE:mailto:wile@acme.com\n"
+    "ATTENDEE;PARTSTAT=ACCEPTED:MAILTO:road@acme.com\nSUMMARY:Long summary folded over\n  two lines",
+]
+
+
+@pytest.mark.parametrize("body", SIMPLE_CASES)
+def test_fast_reader_agrees_with_icalendar(body: str) -> None:
+    text = ics(body)
+    paris = ZoneInfo("Europe/Paris")
+    fast = occurrences(text, zone=paris, **WINDOW)
+    slow = occurrences(text.encode(), zone=paris, **WINDOW)  # bytes take the icalendar path
+    assert len(fast) == len(slow) == 1
+    assert dataclasses.replace(fast[0], fingerprint="") == dataclasses.replace(
+        slow[0], fingerprint=""
+    )
+
+
+def test_fast_reader_fingerprint_ignores_stamps_only() -> None:
+    base = SIMPLE_CASES[0]
+    first = occurrences(ics(base), **WINDOW)[0]
+    assert (
+        occurrences(ics(base.replace("20240101T000000Z", "20250101T000000Z")), **WINDOW)[
+            0
+        ].fingerprint
+        == first.fingerprint
+    )
+    assert (
+        occurrences(ics(base.replace("Plain", "Changed")), **WINDOW)[0].fingerprint
+        != first.fingerprint
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "UID:w\nDTSTART;TZID=W. Europe Standard Time:20240605T090000",  # Windows zone: icalendar's job
+        "UID:r\nDTSTART:20240605T090000Z\nRRULE:FREQ=DAILY;COUNT=2",
+        "UID:d\nDTSTART:20240605T090000Z\nDURATION:PT1H",
+    ],
+)
+def test_fast_reader_hands_other_shapes_to_icalendar(body: str) -> None:
+    from syncd.domain.meetings import _simple
+
+    assert _simple(ics(body), UTC) is None
+    assert occurrences(ics(body), **WINDOW)  # and icalendar reads them

@@ -1,0 +1,95 @@
+"""A fast reader for the most common calendar object: one plain, non-recurring VEVENT.
+
+Parsing with icalendar costs more than everything else in a first calendar sync.  Most
+objects hold one event with UTC, IANA-zoned, floating or all-day times and no recurrence;
+those are read here line by line.  Anything else (recurrence, several events, nested
+components, Windows zone names, DURATION) returns None and goes to icalendar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_UNFOLD = re.compile(r"\r?\n[ \t]")
+_LINE = re.compile(
+    r'^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+=(?:"[^"]*"|[^";:]*)(?:,(?:"[^"]*"|[^";:,]*))*)*):(.*)$'
+)
+_PARAM = re.compile(r';([A-Za-z0-9-]+)=("[^"]*"|[^";:]*)')
+_UNSAFE = ("RRULE", "RDATE", "EXDATE", "RECURRENCE-ID", "DURATION", "EXRULE")
+_NOT_CONTENT = frozenset({"DTSTAMP", "LAST-MODIFIED", "CREATED", "SEQUENCE", "X-MOZ-GENERATION"})
+_ESCAPES = re.compile(r"\\([\\;,nN])")
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleProperty:
+    value: str
+    params: dict[str, str]
+
+
+def _unescape(value: str) -> str:
+    return _ESCAPES.sub(lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
+
+
+def read_simple_event(text: str) -> tuple[dict[str, list[SimpleProperty]], list[str]] | None:
+    """The properties of the one VEVENT, and its content lines; None if not a simple event."""
+    if text.count("BEGIN:VEVENT") != 1 or "BEGIN:VALARM" in text:
+        return None
+    props: dict[str, list[SimpleProperty]] = {}
+    content: list[str] = []
+    inside = False
+    for line in _UNFOLD.sub("", text).splitlines():
+        if line == "BEGIN:VEVENT":
+            inside = True
+            continue
+        if line == "END:VEVENT":
+            inside = False
+            continue
+        if not inside:
+            continue
+        found = _LINE.match(line)
+        if found is None:
+            return None
+        name = found.group(1).upper()
+        if name in _UNSAFE or name.startswith("BEGIN"):
+            return None
+        params = {k.upper(): v.strip('"') for k, v in _PARAM.findall(found.group(2))}
+        props.setdefault(name, []).append(SimpleProperty(found.group(3), params))
+        if name not in _NOT_CONTENT:
+            content.append(line)
+    if inside or "UID" not in props or "DTSTART" not in props:
+        return None
+    return props, content
+
+
+def simple_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:
+    """(UTC time, whole day) of a DTSTART/DTEND; None when the zone needs icalendar."""
+    value = prop.value.strip()
+    try:
+        if prop.params.get("VALUE", "").upper() == "DATE" or len(value) == 8:
+            day = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+            return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC), True
+        moment = datetime.strptime(value.rstrip("Z"), "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+    if value.endswith("Z"):
+        return moment.replace(tzinfo=UTC), False
+    tzid = prop.params.get("TZID")
+    if tzid is None:
+        return moment.replace(tzinfo=zone).astimezone(UTC), False
+    try:
+        return moment.replace(tzinfo=ZoneInfo(tzid)).astimezone(UTC), False
+    except (ZoneInfoNotFoundError, ValueError):
+        return None  # a Windows or custom zone: icalendar knows those
+
+
+def fingerprint(content: list[str], start: datetime, end: datetime) -> str:
+    lines = [f"{start.isoformat()}|{end.isoformat()}", *sorted(content)]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
+
+
+def text_of(prop: SimpleProperty) -> str:
+    return _unescape(prop.value)
