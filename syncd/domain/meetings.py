@@ -20,7 +20,13 @@ import icalendar
 import recurring_ical_events
 
 from syncd.domain.addresses import normalize_address, normalize_name
-from syncd.domain.simple_ical import SimpleProperty, read_simple_event, simple_time, text_of
+from syncd.domain.simple_ical import (
+    SimpleProperty,
+    expand_rule,
+    local_time,
+    read_simple_event,
+    text_of,
+)
 from syncd.domain.simple_ical import fingerprint as simple_fingerprint
 
 Status = Literal["scheduled", "cancelled", "declined"]
@@ -142,7 +148,7 @@ def occurrences(
     if isinstance(text, str):
         if clearly_outside(text, window_start, window_end):
             return []
-        simple = _simple(text, zone)
+        simple = _simple(text, zone, window_start, window_end)
         if simple is not None:
             return [
                 o
@@ -221,47 +227,80 @@ def _simple_person(prop: SimpleProperty) -> Attendee | None:
     )
 
 
-def _simple(text: str, zone: tzinfo) -> list[Occurrence] | None:
-    """The one occurrence of a plain single event, without icalendar; None to use icalendar."""
+def _simple(
+    text: str, zone: tzinfo, window_start: datetime, window_end: datetime
+) -> list[Occurrence] | None:
+    """Occurrences of a plain event, single or with one RRULE, without icalendar; None to
+    hand the object to icalendar."""
     read = read_simple_event(text)
     if read is None:
         return None
     props, content = read
-    start = simple_time(props["DTSTART"][0], zone)
-    if start is None:
+    first = local_time(props["DTSTART"][0], zone)
+    if first is None:
         return None
-    starts_at, all_day = start
+    first_local, all_day = first
     if "DTEND" in props:
-        end = simple_time(props["DTEND"][0], zone)
+        end = local_time(props["DTEND"][0], zone)
         if end is None:
             return None
-        ends_at = end[0]
+        duration = end[0].astimezone(UTC) - first_local.astimezone(UTC)
     else:
-        ends_at = starts_at + (timedelta(days=1) if all_day else timedelta())
+        duration = timedelta(days=1) if all_day else timedelta()
     try:
         sequence = int(props["SEQUENCE"][0].value) if "SEQUENCE" in props else 0
     except ValueError:
         return None
+    starts: list[datetime] = [first_local]
+    recurring = "RRULE" in props
+    if recurring:
+        exdates: set[datetime] = set()
+        for prop in props.get("EXDATE", []):
+            for value in prop.value.split(","):
+                when = local_time(SimpleProperty(value, prop.params), zone)
+                if when is None:
+                    return None
+                exdates.add(when[0].astimezone(UTC))
+        expanded = expand_rule(
+            "RRULE:" + props["RRULE"][0].value,
+            first_local,
+            exdates,
+            window_start,
+            window_end,
+            duration,
+        )
+        if expanded is None:
+            return None
+        starts = expanded
     organizer = _simple_person(props["ORGANIZER"][0]) if "ORGANIZER" in props else None
     attendees = tuple(
         a for a in (_simple_person(p) for p in props.get("ATTENDEE", [])) if a is not None
     )
     status = props["STATUS"][0].value.strip().upper() if "STATUS" in props else ""
-    return [
-        Occurrence(
-            uid=text_of(props["UID"][0]).strip(),
-            recurrence_id="",
-            summary=text_of(props["SUMMARY"][0]).strip() if "SUMMARY" in props else "",
-            starts_at=starts_at,
-            ends_at=ends_at,
-            all_day=all_day,
-            status="cancelled" if status == "CANCELLED" else "scheduled",
-            sequence=sequence,
-            organizer=organizer,
-            attendees=attendees,
-            fingerprint=simple_fingerprint(content, starts_at, ends_at),
+    uid = text_of(props["UID"][0]).strip()
+    summary = text_of(props["SUMMARY"][0]).strip() if "SUMMARY" in props else ""
+    out = []
+    for local in starts:
+        starts_at = local.astimezone(UTC)
+        ends_at = starts_at + duration
+        out.append(
+            Occurrence(
+                uid=uid,
+                recurrence_id=_recurrence_id(local.date() if all_day else local, zone)
+                if recurring
+                else "",
+                summary=summary,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                all_day=all_day,
+                status="cancelled" if status == "CANCELLED" else "scheduled",
+                sequence=sequence,
+                organizer=organizer,
+                attendees=attendees,
+                fingerprint=simple_fingerprint(content, starts_at, ends_at),
+            )
         )
-    ]
+    return out
 
 
 def meeting_status(occurrence: Occurrence, external: set[str]) -> Status:

@@ -11,16 +11,23 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrulestr
 
 _UNFOLD = re.compile(r"\r?\n[ \t]")
 _LINE = re.compile(
     r'^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+=(?:"[^"]*"|[^";:]*)(?:,(?:"[^"]*"|[^";:,]*))*)*):(.*)$'
 )
 _PARAM = re.compile(r';([A-Za-z0-9-]+)=("[^"]*"|[^";:]*)')
-_UNSAFE = ("RRULE", "RDATE", "EXDATE", "RECURRENCE-ID", "DURATION", "EXRULE")
-_NOT_CONTENT = frozenset({"DTSTAMP", "LAST-MODIFIED", "CREATED", "SEQUENCE", "X-MOZ-GENERATION"})
+# RRULE and EXDATE are read (see expand_rule); the rest needs icalendar.
+_UNSAFE = ("RDATE", "RECURRENCE-ID", "DURATION", "EXRULE")
+# Not part of an occurrence's content: stamps, and the rule lines (an added EXDATE must not
+# count as a change to every other occurrence of the series).
+_NOT_CONTENT = frozenset(
+    {"DTSTAMP", "LAST-MODIFIED", "CREATED", "SEQUENCE", "X-MOZ-GENERATION", "RRULE", "EXDATE"}
+)
 _ESCAPES = re.compile(r"\\([\\;,nN])")
 
 
@@ -62,16 +69,40 @@ def read_simple_event(text: str) -> tuple[dict[str, list[SimpleProperty]], list[
             content.append(line)
     if inside or "UID" not in props or "DTSTART" not in props:
         return None
+    if len(props.get("RRULE", [])) > 1:
+        return None
     return props, content
 
 
-def simple_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:
-    """(UTC time, whole day) of a DTSTART/DTEND; None when the zone needs icalendar."""
+def expand_rule(
+    rule: str,
+    first: datetime,
+    exdates: set[datetime],
+    window_start: datetime,
+    window_end: datetime,
+    duration: timedelta,
+) -> list[datetime] | None:
+    """Starts of the occurrences of ``rule`` that overlap the window, as local aware times.
+
+    ``first`` carries the event's own zone, so the rule steps in wall-clock time across DST
+    changes (RFC 5545 3.3.10).  None for a rule dateutil cannot read.
+    """
+    try:
+        recurrence = rrulestr(rule, dtstart=first, ignoretz=False)
+    except (ValueError, TypeError):
+        return None
+    starts = recurrence.between(window_start - duration, window_end, inc=True)
+    return [s for s in starts if s.astimezone(UTC) not in exdates]
+
+
+def local_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:
+    """(aware time in its own zone, whole day) of a DTSTART/DTEND/EXDATE value; None when the
+    zone needs icalendar."""
     value = prop.value.strip()
     try:
         if prop.params.get("VALUE", "").upper() == "DATE" or len(value) == 8:
             day = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
-            return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC), True
+            return datetime.combine(day, time.min, tzinfo=zone), True
         moment = datetime.strptime(value.rstrip("Z"), "%Y%m%dT%H%M%S")
     except ValueError:
         return None
@@ -79,11 +110,17 @@ def simple_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | N
         return moment.replace(tzinfo=UTC), False
     tzid = prop.params.get("TZID")
     if tzid is None:
-        return moment.replace(tzinfo=zone).astimezone(UTC), False
+        return moment.replace(tzinfo=zone), False
     try:
-        return moment.replace(tzinfo=ZoneInfo(tzid)).astimezone(UTC), False
+        return moment.replace(tzinfo=ZoneInfo(tzid)), False
     except (ZoneInfoNotFoundError, ValueError):
         return None  # a Windows or custom zone: icalendar knows those
+
+
+def simple_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:
+    """(UTC time, whole day) of a DTSTART/DTEND; None when the zone needs icalendar."""
+    found = local_time(prop, zone)
+    return None if found is None else (found[0].astimezone(UTC), found[1])
 
 
 def fingerprint(content: list[str], start: datetime, end: datetime) -> str:

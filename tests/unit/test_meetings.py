@@ -185,12 +185,34 @@ def test_fast_reader_fingerprint_ignores_stamps_only() -> None:
     "body",
     [
         "UID:w\nDTSTART;TZID=W. Europe Standard Time:20240605T090000",  # Windows zone: icalendar's job
-        "UID:r\nDTSTART:20240605T090000Z\nRRULE:FREQ=DAILY;COUNT=2",
+        "UID:r\nDTSTART:20240605T090000Z\nRDATE:20240606T090000Z",
         "UID:d\nDTSTART:20240605T090000Z\nDURATION:PT1H",
     ],
 )
 def test_fast_reader_hands_other_shapes_to_icalendar(body: str) -> None:
     from syncd.domain.meetings import _simple
 
-    assert _simple(ics(body), UTC) is None
+    assert _simple(ics(body), UTC, WINDOW["window_start"], WINDOW["window_end"]) is None
     assert occurrences(ics(body), **WINDOW)  # and icalendar reads them
+
+
+RULES = [
+    "DTSTART:20240520T090000Z\nDTEND:20240520T100000Z\nRRULE:FREQ=WEEKLY;COUNT=8",
+    "DTSTART;TZID=Europe/Berlin:20240301T090000\nDTEND;TZID=Europe/Berlin:20240301T093000\n"
+    "RRULE:FREQ=WEEKLY;BYDAY=MO,TH;UNTIL=20240710T000000Z",  # across a DST change
+    "DTSTART;VALUE=DATE:20240601\nRRULE:FREQ=DAILY;COUNT=5\nEXDATE;VALUE=DATE:20240603",
+    "DTSTART:20240501T090000Z\nRRULE:FREQ=MONTHLY;BYDAY=1WE;COUNT=6\nEXDATE:20240501T090000Z",
+    "DTSTART:20240611T150000\nRRULE:FREQ=DAILY;INTERVAL=3;COUNT=9\nEXDATE:20240614T150000,20240620T150000",
+]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_fast_recurrence_agrees_with_recurring_ical_events(rule: str) -> None:
+    text = ics(f"UID:rule-1\nDTSTAMP:20240101T000000Z\nSUMMARY:Series\n{rule}")
+    paris = ZoneInfo("Europe/Paris")
+    fast = occurrences(text, zone=paris, **WINDOW)
+    slow = occurrences(text.encode(), zone=paris, **WINDOW)  # bytes take the icalendar path
+    assert fast, "the rule has occurrences in the window"
+    assert [dataclasses.replace(o, fingerprint="") for o in fast] == [
+        dataclasses.replace(o, fingerprint="") for o in slow
+    ]
