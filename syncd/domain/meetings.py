@@ -130,8 +130,9 @@ def clearly_outside(text: str, window_start: datetime, window_end: datetime) -> 
     starts = _DTSTART.findall(text)
     if len(starts) != 1:
         return False
+    value = starts[0]
     try:
-        day = datetime.strptime(starts[0], "%Y%m%d").replace(tzinfo=UTC)
+        day = datetime(int(value[:4]), int(value[4:6]), int(value[6:8]), tzinfo=UTC)
     except ValueError:
         return False
     return day > window_end + timedelta(days=1) or day < window_start - timedelta(days=400)
