@@ -11,12 +11,25 @@ url = "sqlite:///syncd.db"
 [organization]
 # Mail only among these domains is internal and never captured.
 internal_domains = ["example.com"]
+# The zone of floating times and all-day events in calendars.
+timezone = "UTC"
 
 [capture]
 # Messages larger than this are captured from their headers only.
 max_message_bytes = 26214400
 # Messages per transaction; each batch commits with the folder's cursor.
 batch_size = 500
+# What of a message body is kept: "metadata", "snippet" (first 500 characters of new text) or "full".
+store = "snippet"
+# true: keep no record of mail with no customer link (its unknown addresses are still queued).
+only_matched = false
+# jo+crm@acme.com is jo@acme.com.
+plus_addressing = true
+# Addresses and @domains (subdomains included) never linked, queued, or captured alone.
+exclude = []
+# Meeting occurrences kept: from now - past_days to now + future_days.
+past_days = 90
+future_days = 30
 
 # One [[mailbox]] per rep.
 [[mailbox]]
@@ -32,4 +45,13 @@ username = "alice@example.com"
 password_file = "/run/credentials/syncd.service/alice"
 # folders = ["INBOX", "Sent"]           # default: INBOX and the folder marked \\Sent
 # timeout = 30                          # seconds, for every socket operation
+
+# One [[calendar]] per rep (CalDAV); calendars are discovered from the URL.
+# [[calendar]]
+# name = "alice-cal"
+# owner = "alice@example.com"
+# url = "https://dav.example.com/"
+# username = "alice"
+# password_file = "alice-dav"
+# calendars = ["Work"]                  # optional: display names; default every event calendar
 """
