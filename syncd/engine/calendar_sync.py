@@ -19,7 +19,7 @@ from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
-from syncd.domain.matching import Directory, match_address
+from syncd.domain.matching import Directory, Match, match_address
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, occurrences
 from syncd.errors import RemoteConfigError, RemoteError
 from syncd.secrets import read_secret
@@ -60,8 +60,10 @@ class CalendarSync:
         self._config = config
         self._opener = opener
         self._now = now or (lambda: datetime.now(UTC))
+        self._match_cache: dict[tuple[Participant, ...], list[tuple[Participant, Match]]] = {}
 
     def run_once(self, names: list[str] | None = None) -> list[CalendarResult]:
+        self._match_cache.clear()  # the directory may have changed since the last pass
         with self._engine.connect() as conn:
             directory = load_directory(conn, self._config.capture)
         sources = [c for c in self._config.calendar if names is None or c.name in names]
@@ -178,6 +180,16 @@ class CalendarSync:
         )
         return counts
 
+    def _matched(
+        self, people: tuple[Participant, ...], directory: Directory
+    ) -> list[tuple[Participant, Match]]:
+        """Matches per distinct list of people: every occurrence of a series shares one."""
+        found = self._match_cache.get(people)
+        if found is None:
+            found = [(p, match_address(p.address, directory, external=p.external)) for p in people]
+            self._match_cache[people] = found
+        return found
+
     def _item(
         self, occurrence: Occurrence, source: CalendarConfig, directory: Directory
     ) -> store.MeetingItem | None:
@@ -194,9 +206,7 @@ class CalendarSync:
         externals = {a for a, p in people.items() if p.external}
         if not externals:
             return None  # internal meetings are not customer history
-        matched = [
-            (p, match_address(p.address, directory, external=p.external)) for p in people.values()
-        ]
+        matched = self._matched(tuple(people.values()), directory)
         if all(m.reason == "excluded" for p, m in matched if p.external):
             return None
         organizer = occurrence.organizer.address if occurrence.organizer else None
