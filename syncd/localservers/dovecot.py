@@ -73,6 +73,15 @@ service imap-login {{
 """
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (killed, not yet reaped) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 @dataclass
 class Dovecot:
     """One Dovecot instance under ``root``; ``port`` is plain IMAP, ``tls_port`` implicit TLS."""
@@ -155,20 +164,20 @@ class Dovecot:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
+            pid_file.unlink(missing_ok=True)
             return
         # The master lingers for seconds waiting on its log process; nothing here is worth
         # a graceful wait, so after a moment the whole process group goes.
         deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
+        while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.02)
-        else:
+        if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         wait_listening(self.port, up=False, timeout=10)
+        # A killed master may linger as a zombie whose pid Dovecot would take for a running
+        # instance: the pid file goes, so the same folder can be started again.
+        pid_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Dovecot:
         return self.start()

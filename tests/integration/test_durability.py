@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
+from syncd.connectors.imap import ImapSession
 from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
 
-from syncd.config import load_config
+from syncd.config import load_config, parse_config
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import MailSync
+from syncd.localservers.dovecot import Dovecot
 from syncd.localservers.sample import CUSTOMERS_CSV, generate
 from syncd.store import database
 from syncd.store.capture import save_batch
 from tests.conftest import World
+from tests.mail import make_message
 
 pytestmark = pytest.mark.dovecot
 
@@ -125,3 +130,51 @@ def test_migrations_match_the_tables(db_url: str) -> None:
     database.upgrade(engine)  # a second upgrade is a no-op
     engine.dispose()
     assert diff == []
+
+
+def test_server_restart_mid_backfill_is_resumed_from_the_cursor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The IMAP server goes away between two batches and comes back: the pass reconnects,
+    resumes from the committed cursor, and ends with every message exactly once."""
+    server = Dovecot(Path(tempfile.mkdtemp(prefix="syncd-test-restart-")), {"rep": "pw"}).start()
+    try:
+        server.deliver_many(
+            "rep", [make_message(message_id=f"<r{n}@acme.com>", subject=f"m{n}") for n in range(60)]
+        )
+        config = parse_config(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'restart.db'}"},
+                "organization": {"internal_domains": ["example.com"]},
+                "capture": {"batch_size": 10},
+                "mailbox": [
+                    {
+                        "name": "rep", "owner": "alice@example.com", "host": "127.0.0.1",
+                        "port": server.port, "security": "plain", "username": "rep",
+                        "password": "pw", "folders": ["INBOX"],
+                    }
+                ],
+            }
+        )  # fmt: skip
+        engine = database.open_database(config.database.url)
+        fetches = {"n": 0}
+        real_fetch = ImapSession.fetch
+
+        def fetch_then_outage(self: ImapSession, uids: list[int]) -> Any:
+            fetches["n"] += 1
+            if fetches["n"] == 3:  # two batches are committed; the server restarts now
+                server.stop()
+                server.start()
+            return real_fetch(self, uids)
+
+        monkeypatch.setattr(ImapSession, "fetch", fetch_then_outage)
+        (result,) = MailSync(engine, config).run_once()
+        assert result.ok, result.error
+        with engine.connect() as conn:
+            keys = list(conn.scalars(select(records.c.key)))
+            source_count = conn.scalar(select(func.count()).select_from(sources))
+        engine.dispose()
+        assert len(keys) == len(set(keys)) == 60 and source_count == 60
+        assert fetches["n"] > 6  # the interrupted batch was fetched again after reconnecting
+    finally:
+        server.stop()
