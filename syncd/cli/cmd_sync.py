@@ -134,54 +134,19 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         print_json(rows + calendars)
     else:
-        table = Table("mailbox", "folder", "state", "last success", "captured", "last error")
-        for box in rows:
-            table.add_row(
-                box["mailbox"],
-                "",
-                box["state"],
-                box["last_success_at"] or "-",
-                str(box["messages_captured"]),
-                box["last_error"] or "",
-            )
-            for f in box["folders"]:
-                table.add_row(
-                    "",
-                    f["folder"],
-                    "error" if f["last_error"] else "ok",
-                    f["last_success_at"] or "-",
-                    str(f["messages_captured"]),
-                    f["last_error"] or "",
-                )
-        app.out.print(table)
+        app.out.print(_status_table(rows, ("mailbox", "folder"), "folders", "messages_captured"))
         for box in rows:
             for item in box["quarantined"]:
                 app.out.print(
-                    f"quarantined: {box['mailbox']}/{item['folder']} uid {item['uid']}: {item['reason']}"
+                    f"quarantined: {box['mailbox']}/{item['folder']} uid {item['uid']}: {item['reason']}",
+                    markup=False,
                 )
         if calendars:
-            table = Table(
-                "calendar", "collection", "state", "last success", "meetings", "last error"
-            )
-            for cal in calendars:
-                table.add_row(
-                    cal["calendar"],
-                    "",
-                    cal["state"],
-                    cal["last_success_at"] or "-",
-                    str(cal["meetings_captured"]),
-                    cal["last_error"] or "",
+            app.out.print(
+                _status_table(
+                    calendars, ("calendar", "collection"), "calendars", "meetings_captured"
                 )
-                for c in cal["calendars"]:
-                    table.add_row(
-                        "",
-                        c["calendar"],
-                        "error" if c["last_error"] else "ok",
-                        c["last_success_at"] or "-",
-                        str(c["meetings_captured"]),
-                        c["last_error"] or "",
-                    )
-            app.out.print(table)
+            )
             for cal in calendars:
                 for item in cal["quarantined"]:
                     app.out.print(
@@ -194,6 +159,28 @@ def status(app: App, as_json: bool) -> None:
         raise click.exceptions.Exit(2)
     if "degraded" in states:
         raise click.exceptions.Exit(1)
+
+
+def _status_table(
+    sources: list[dict[str, Any]], columns: tuple[str, str], children: str, count: str
+) -> Table:
+    """One row per source (mailbox or calendar account), then one per folder or calendar.
+
+    ``columns`` names the source's key and its children's key, which are also the headers.
+    """
+    source_key, child_key = columns
+    table = Table(source_key, child_key, "state", "last success", "captured", "last error")
+    for source in sources:
+        table.add_row(
+            source[source_key], "", source["state"], source["last_success_at"] or "-",
+            str(source[count]), source["last_error"] or "",
+        )  # fmt: skip
+        for child in source[children]:
+            table.add_row(
+                "", child[child_key], "error" if child["last_error"] else "ok",
+                child["last_success_at"] or "-", str(child[count]), child["last_error"] or "",
+            )  # fmt: skip
+    return table
 
 
 @click.command()

@@ -10,12 +10,20 @@ customers links to neither: it goes to review with both as suggestions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from syncd.domain.addresses import domain_and_parents, domain_of, is_free_mail, match_key
 
 LinkKind = Literal["contact", "domain", "manual"]
+
+
+class _External(Protocol):
+    @property
+    def external(self) -> bool: ...
+
+
 Reason = Literal[
     "contact", "domain", "free-mail", "ambiguous-domain", "no-match", "internal", "excluded"
 ]
@@ -83,6 +91,11 @@ class Directory:
 
 
 _INTERNAL = Match(None, None, None, "internal")
+
+
+def only_excluded(matched: Iterable[tuple[_External, Match]]) -> bool:
+    """Whether every external party is excluded: such mail or meetings are not kept at all."""
+    return all(m.reason == "excluded" for p, m in matched if p.external)
 
 
 def match_address(address: str, directory: Directory, *, external: bool = True) -> Match:

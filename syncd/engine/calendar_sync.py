@@ -19,7 +19,7 @@ from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
-from syncd.domain.matching import Directory, Match, match_address
+from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, occurrences
 from syncd.errors import RemoteConfigError, RemoteError
 from syncd.secrets import read_secret
@@ -207,7 +207,7 @@ class CalendarSync:
         if not externals:
             return None  # internal meetings are not customer history
         matched = self._matched(tuple(people.values()), directory)
-        if all(m.reason == "excluded" for p, m in matched if p.external):
+        if only_excluded(matched):
             return None
         organizer = occurrence.organizer.address if occurrence.organizer else None
         return store.MeetingItem(

@@ -7,7 +7,7 @@ from typing import Literal
 
 from syncd.connectors.base import FetchedMessage
 from syncd.domain.capture import decide
-from syncd.domain.matching import Directory, match_address
+from syncd.domain.matching import Directory, match_address, only_excluded
 from syncd.domain.message import UnparseableMessage, parse_message
 from syncd.store.capture import CapturedMessage
 
@@ -55,7 +55,7 @@ def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Ou
     matches = [
         (p, match_address(p.address, directory, external=p.external)) for p in decision.participants
     ]
-    if all(m.reason == "excluded" for p, m in matches if p.external):
+    if only_excluded(matches):
         return Skipped(fetched.uid, "only excluded external participants")
     captured = CapturedMessage(
         uid=fetched.uid,

@@ -227,7 +227,7 @@ def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
         account = next((r for r in rows[name] if r["url"] == ""), None)
         calendars = [
             {
-                "calendar": r["display_name"],
+                "collection": r["display_name"],
                 "url": r["url"],
                 "last_success_at": _iso(r["last_success_at"]),
                 "last_error": r["last_error"],
