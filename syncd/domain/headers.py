@@ -119,7 +119,8 @@ def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
         if found is None:
             return None
         if found.group(2):
-            out.append((found.group(1) or "", found.group(2)))
+            # An unquoted name is a phrase of words: runs of white space mean one space.
+            out.append((" ".join((found.group(1) or "").split()), found.group(2)))
         else:
             out.append(("", found.group(3)))
     return out

@@ -276,7 +276,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
                 }
             ],
             ["calendar", "url", "href"],
-            lambda ex: {"etag": ex.etag, "reason": ex.reason, "created_at": ex.created_at},
+            ["etag", "reason", "created_at"],
         )
 
     queue_sightings(
@@ -325,7 +325,7 @@ def _remember(conn: Connection, batch: CalendarBatch, etags: dict[str, str]) -> 
             for h, e in etags.items()
         ],
         ["calendar", "url", "href"],
-        lambda ex: {"etag": ex.etag},
+        ["etag"],
     )
 
 
@@ -365,7 +365,7 @@ def remember_calendars(conn: Connection, calendar: str, found: Iterable[tuple[st
             for url, name in found
         ],
         ["calendar", "url"],
-        lambda ex: {"display_name": ex.display_name, "discovered_at": ex.discovered_at},
+        ["display_name", "discovered_at"],
     )
 
 
@@ -385,7 +385,7 @@ def calendar_failed(conn: Connection, calendar: str, url: str, error: str) -> No
             }
         ],
         ["calendar", "url"],
-        lambda ex: {"last_error": ex.last_error, "last_error_at": ex.last_error_at},
+        ["last_error", "last_error_at"],
     )
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 T = TypeVar("T")
 # Both engines accept far more bound parameters, but IN lists this long stay fast everywhere.
@@ -19,9 +22,86 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 
 def _insert(conn: Connection, table: Table) -> Any:
-    if conn.dialect.name == "postgresql":
+    return _insert_for(conn.dialect, table)
+
+
+def _insert_for(dialect: Dialect, table: Table) -> Any:
+    if dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+@dataclass(frozen=True, slots=True)
+class _InsertPlan:
+    sql: str
+    names: tuple[str, ...]  # bound parameters, in the order the statement wants them
+    positional: bool
+    keys: tuple[str, ...]  # what each row gives
+    defaults: tuple[Any, ...]  # scalar defaults of the other columns, in ``names``' terms
+    order: tuple[int, ...]  # positions in keys + defaults, in the statement's order
+    convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # column types' own conversions
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        # Straight to the driver: SQLAlchemy's per-row parameter handling costs more than
+        # SQLite spends storing a row, and a first sync inserts tens of thousands of them.
+        keys, defaults, order, convert = self.keys, self.defaults, self.order, self.convert
+        values: list[tuple[Any, ...]] = []
+        for row in rows:
+            given = tuple(row.get(k) for k in keys) + defaults
+            ordered = [given[i] for i in order]
+            for i, f in convert:
+                ordered[i] = f(ordered[i])
+            values.append(tuple(ordered))
+        if self.positional:
+            conn.exec_driver_sql(self.sql, values)
+        else:
+            conn.exec_driver_sql(self.sql, [dict(zip(self.names, v, strict=True)) for v in values])
+
+
+@lru_cache(maxsize=256)
+def _insert_plan(
+    dialect: Dialect,
+    table: Table,
+    keys: tuple[str, ...],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...] | None,
+) -> _InsertPlan | None:
+    """The compiled INSERT ... ON CONFLICT for rows with these keys (DO NOTHING, or DO UPDATE
+    of the ``update`` columns to the proposed values); None when a column default must be
+    computed per row, which SQLAlchemy's own path handles."""
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.key in keys or column.default is None:
+            continue
+        if not getattr(column.default, "is_scalar", False):
+            return None
+        defaults[column.key] = column.default.arg  # type: ignore[attr-defined]
+    every = keys + tuple(defaults)
+    stmt = _insert_for(dialect, table)
+    if update is None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update}
+        )
+    compiled = stmt.compile(dialect=dialect, column_keys=list(every))
+    names = tuple(compiled.positiontup or ()) if compiled.positional else every
+    if sorted(names) != sorted(every):
+        return None  # bound names that are not plain column keys: let SQLAlchemy map them
+    convert = tuple(
+        (i, f)
+        for i, n in enumerate(names)
+        if (f := table.c[n].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    )
+    return _InsertPlan(
+        sql=compiled.string,
+        names=names,
+        positional=compiled.positional,
+        keys=keys,
+        defaults=tuple(defaults.values()),
+        order=tuple(every.index(n) for n in names),
+        convert=convert,
+    )
 
 
 def insert_ignore(
@@ -30,6 +110,10 @@ def insert_ignore(
     """INSERT ... ON CONFLICT DO NOTHING: replaying a batch changes nothing."""
     rows = list(rows)
     if not rows:
+        return
+    plan = _insert_plan(conn.dialect, table, tuple(rows[0]), tuple(conflict), None)
+    if plan is not None:
+        plan.run(conn, rows)
         return
     stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=list(conflict))
     conn.execute(stmt, rows)
@@ -40,13 +124,21 @@ def upsert(
     table: Table,
     rows: Iterable[dict[str, Any]],
     conflict: Sequence[str],
-    update: Callable[[Any], dict[str, Any]],
+    update: Callable[[Any], dict[str, Any]] | Sequence[str],
 ) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE; ``update(excluded)`` gives the new column values
-    as expressions over the stored row and ``excluded`` (the proposed one)."""
+    """INSERT ... ON CONFLICT DO UPDATE.  ``update`` names the columns that take the proposed
+    values, or is ``update(excluded)`` giving the new column values as expressions over the
+    stored row and ``excluded`` (the proposed one)."""
     rows = list(rows)
     if not rows:
         return
+    if not callable(update):
+        plan = _insert_plan(conn.dialect, table, tuple(rows[0]), tuple(conflict), tuple(update))
+        if plan is not None:
+            plan.run(conn, rows)
+            return
+        columns = list(update)
+        update = lambda excluded: {c: excluded[c] for c in columns}  # noqa: E731
     stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=update(stmt.excluded))
     conn.execute(stmt, rows)

@@ -71,7 +71,7 @@ def folder_failed(conn: Connection, mailbox: str, folder: str, error: str) -> No
             }
         ],
         ["mailbox", "folder"],
-        lambda ex: {"last_error": ex.last_error, "last_error_at": ex.last_error_at},
+        ["last_error", "last_error_at"],
     )
 
 
@@ -81,7 +81,7 @@ def mailbox_attempt(conn: Connection, mailbox: str) -> None:
         mailbox_states,
         [{"mailbox": mailbox, "last_attempt_at": datetime.now(UTC)}],
         ["mailbox"],
-        lambda ex: {"last_attempt_at": ex.last_attempt_at},
+        ["last_attempt_at"],
     )
 
 
