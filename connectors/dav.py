@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
@@ -39,6 +41,22 @@ _HREF = "{DAV:}href"
 _ETAG = "{DAV:}getetag"
 _DATA = "{urn:ietf:params:xml:ns:caldav}calendar-data"
 _LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header (seconds or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +236,8 @@ class CalDavSession:
     def _query_all(self, url: str) -> Changes:
         response = self._report(url, _QUERY_ALL, "1")
         tree = response.tree
+        if response.status == 429 or response.status >= 500:
+            raise self._busy(response)
         if response.status >= 400 or tree is None:
             raise TransientError(f"{self._where}: calendar-query failed ({response.status})")
         out = []
@@ -261,8 +281,8 @@ class CalDavSession:
             raise TokenRejected
         if response.status == 507:  # truncated: the listing is incomplete, compare ETags instead
             raise TokenRejected
-        if response.status >= 500:
-            raise TransientError(f"{self._where}: server error {response.status}")
+        if response.status == 429 or response.status >= 500:
+            raise self._busy(response)
         tree = response.tree
         if tree is None:
             raise TokenRejected
@@ -325,6 +345,13 @@ class CalDavSession:
                     CalendarObject(href, item.findtext(".//D:getetag", namespaces=NS) or "", data)
                 )
         return sorted(out, key=lambda o: o.href)
+
+    def _busy(self, response: Any) -> TransientError:
+        """429 or 5xx: transient, with the wait the server asked for (Retry-After)."""
+        return TransientError(
+            f"{self._where}: server busy or failing ({response.status})",
+            retry_after=retry_after_seconds((response.headers or {}).get("Retry-After")),
+        )
 
     @staticmethod
     def _href(base: str, href: str) -> str:

@@ -274,6 +274,34 @@ class ImapSession:
             response = self._client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
         return {uid: data.get(_IDS) or b"" for uid, data in response.items()}
 
+    # --- push (IDLE, RFC 2177) -------------------------------------------------------------
+
+    def idle_start(self, folder: str = "INBOX") -> bool:
+        """Open ``folder`` and enter IDLE; False when the server has no IDLE."""
+        if "IDLE" not in self.capabilities():
+            return False
+        self.examine(folder)
+        with _classified(self._where(folder)):
+            self._client.idle()
+        return True
+
+    def idle_wait(self, timeout: float) -> bool:
+        """Wait in IDLE up to ``timeout`` seconds; True when the folder got new messages."""
+        with _classified(self._where(self._folder)):
+            responses = self._client.idle_check(timeout=timeout)
+        for response in responses:
+            if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
+                return True
+            if response and response[0] == b"BYE":
+                raise TransientError(f"{self._where(self._folder)}: the server closed IDLE (BYE)")
+        return False
+
+    def idle_done(self) -> None:
+        """Leave IDLE and make one round trip: a connection that died silently fails here."""
+        with _classified(self._where(self._folder)):
+            self._client.idle_done()
+            self._client.noop()
+
     def close(self) -> None:
         try:
             self._client.logout()

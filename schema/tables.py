@@ -294,3 +294,32 @@ calendar_quarantine = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("calendar", "url", "href"),
 )
+
+# Running daemons: a heartbeat for `syncd status`, and the owner id of source leases.
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(300), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime, nullable=True),
+    Column("summary", Text, nullable=False, default=""),
+)
+
+# What the daemon knows about each mailbox and calendar right now, and which daemon holds it
+# (a lease, so that daemons sharing one PostgreSQL never sync the same source at once).
+source_health = Table(
+    "source_health",
+    metadata,
+    Column("kind", String(20), primary_key=True),  # mailbox | calendar
+    Column("name", String(200), primary_key=True),
+    Column("state", String(20), nullable=False),  # ok | syncing | backoff | attention
+    Column("reason", Text, nullable=True),
+    Column("retry_at", UtcDateTime, nullable=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("daemon_id", String(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

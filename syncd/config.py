@@ -96,6 +96,42 @@ class CaptureConfig(_Strict):
         return out
 
 
+class SyncConfig(_Strict):
+    """How `syncd run` schedules sources."""
+
+    # Seconds between polls of each mailbox and calendar; IDLE delivers INBOX mail sooner.
+    interval: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    # Each poll is moved by up to this fraction of the interval, so 200 mailboxes configured
+    # at once do not all hit the server in the same second.
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # Sources synced at the same time; the rest wait their turn.
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    idle: bool = True  # IMAP IDLE on INBOX where the server offers it
+    # Backoff after transient failures: doubling from `interval`, capped here (seconds).
+    max_backoff: Annotated[float, Field(ge=1, le=86400)] = 1800.0
+
+
+class MetricsConfig(_Strict):
+    # host:port of the Prometheus endpoint (/metrics, /healthz); off when unset.
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'{value!r} is not host:port (e.g. "127.0.0.1:9464")')
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.listen is not None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class SecretSourceConfig(_Strict):
     """Where a secret comes from; exactly one of the four must be set."""
 
@@ -193,6 +229,8 @@ class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     organization: OrganizationConfig = Field(default_factory=OrganizationConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     mailbox: list[MailboxConfig] = Field(default_factory=list)
     calendar: list[CalendarConfig] = Field(default_factory=list)
 

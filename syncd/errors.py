@@ -53,6 +53,10 @@ class TransientError(RemoteError):
 
     kind = "transient"
 
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None):
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after  # seconds, when the server said (HTTP Retry-After)
+
 
 class CredentialsError(RemoteError):
     """Login refused: retrying would only lock the account. A person must act."""

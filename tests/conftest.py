@@ -107,7 +107,11 @@ class World:
         self.dovecot.deliver(self.logins[rep], raw, folder=folder, seen=seen)
 
     def write_config(
-        self, *, capture: str = "", mailbox: dict[str, dict[str, object]] | None = None
+        self,
+        *,
+        capture: str = "",
+        mailbox: dict[str, dict[str, object]] | None = None,
+        extra: str = "",
     ) -> Path:
         """Write syncd.toml; ``mailbox`` overrides keys per rep (None removes a key)."""
         boxes = []
@@ -144,6 +148,7 @@ class World:
             f'[database]\nurl = "{self.db_url}"\n\n[organization]\ninternal_domains = {json.dumps(INTERNAL)}\n'
             f'timezone = "Europe/Berlin"\n\n'
             + (f"[capture]\n{capture}\n\n" if capture else "")
+            + (f"{extra}\n\n" if extra else "")
             + "\n".join(boxes)
         )
         return self.config_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ from syncd.config import parse_config
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.mail_sync import MailSync, open_imap
 from syncd.errors import RemoteError, UserError
-from syncd.store import database
+from syncd.store import database, health
 from syncd.store.queries import calendar_status, sync_status
 
 
@@ -124,17 +125,50 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
 @json_option
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Per mailbox and folder: state, last success, last error, messages captured.
+    """The daemon's heartbeat; per mailbox, folder and calendar: state, last success, errors.
 
-    Exits 0 when all is well, 1 when degraded, 2 when a mailbox is failing.
+    Exits 0 when all is well, 1 when degraded, 2 when a source is failing or needs
+    attention, 3 when no daemon (`syncd run`) is running.
     """
     with app.engine.connect() as conn:
         rows = sync_status(conn, [b.name for b in app.config.mailbox])
         calendars = calendar_status(conn, [c.name for c in app.config.calendar])
+        daemons = health.live_daemons(conn)
+        activity = health.health_rows(conn)
+    now = datetime.now(UTC)
+    for kind, items in (("mailbox", rows), ("calendar", calendars)):
+        for item in items:
+            _merge_activity(item, activity.get((kind, item[kind])), running=bool(daemons))
+    daemon = (
+        {
+            "id": daemons[0].id,
+            "host": daemons[0].host,
+            "pid": daemons[0].pid,
+            "started_at": daemons[0].started_at.isoformat(),
+            "heartbeat_at": daemons[0].heartbeat_at.isoformat(),
+            "heartbeat_age_seconds": round((now - daemons[0].heartbeat_at).total_seconds(), 1),
+            "summary": daemons[0].summary,
+            "others": len(daemons) - 1,
+        }
+        if daemons
+        else None
+    )
     if as_json:
-        print_json(rows + calendars)
+        print_json({"daemon": daemon, "sources": rows + calendars})
     else:
+        if daemon is None:
+            app.out.print("daemon: NOT RUNNING (start it: systemctl start syncd, or syncd run)")
+        else:
+            app.out.print(
+                f"daemon: running, pid {daemon['pid']} on {daemon['host']}, heartbeat "
+                f"{daemon['heartbeat_age_seconds']:.0f}s ago: {daemon['summary']}"
+                + (f" (+{daemon['others']} more daemons)" if daemon["others"] else ""),
+                markup=False,
+            )
         app.out.print(_status_table(rows, ("mailbox", "folder"), "folders", "messages_captured"))
+        for kind, item in [("mailbox", r) for r in rows] + [("calendar", c) for c in calendars]:
+            if item.get("shown") and item["shown"] != "syncing":
+                app.out.print(f"{kind} {item[kind]}: {item['shown']}", markup=False)
         for box in rows:
             for item in box["quarantined"]:
                 app.out.print(
@@ -153,12 +187,32 @@ def status(app: App, as_json: bool) -> None:
                         f"quarantined: {cal['calendar']} {item['href']}: {item['reason']}",
                         markup=False,
                     )
-    # For monitoring scripts: 0 all ok, 1 degraded, 2 failing.
+    # For monitoring scripts: 0 all ok, 1 degraded, 2 failing, 3 daemon not running.
+    if daemon is None:
+        raise click.exceptions.Exit(3)
     states = {box["state"] for box in rows + calendars}
     if "failing" in states:
         raise click.exceptions.Exit(2)
     if "degraded" in states:
         raise click.exceptions.Exit(1)
+
+
+def _merge_activity(item: dict[str, Any], row: dict[str, Any] | None, *, running: bool) -> None:
+    """What the daemon is doing with a source, shown beside what the last sync left."""
+    item["activity"] = None
+    if row is None or not running:
+        return
+    retry_at = row["retry_at"].isoformat() if row["retry_at"] else None
+    item["activity"] = {"state": row["state"], "reason": row["reason"], "retry_at": retry_at}
+    if row["state"] == "attention":
+        item["state"] = "failing"
+        item["shown"] = f"needs attention: {row['reason']}"
+    elif row["state"] == "backoff":
+        if item["state"] == "ok":
+            item["state"] = "degraded"
+        item["shown"] = f"backing off until {retry_at}"
+    elif row["state"] == "syncing":
+        item["shown"] = "syncing"
 
 
 def _status_table(
@@ -172,7 +226,8 @@ def _status_table(
     table = Table(source_key, child_key, "state", "last success", "captured", "last error")
     for source in sources:
         table.add_row(
-            source[source_key], "", source["state"], source["last_success_at"] or "-",
+            source[source_key], "", source.get("shown") or source["state"],
+            source["last_success_at"] or "-",
             str(source[count]), source["last_error"] or "",
         )  # fmt: skip
         for child in source[children]:

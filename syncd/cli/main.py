@@ -9,6 +9,7 @@ from syncd.cli.app import App, ErrorHandlingGroup
 from syncd.cli.cmd_directory import contacts, customers
 from syncd.cli.cmd_reconcile import audit, forget, ignore, reconcile
 from syncd.cli.cmd_records import records, timeline
+from syncd.cli.cmd_run import run
 from syncd.cli.cmd_sync import check, db, init, status, sync
 
 
@@ -36,6 +37,7 @@ for command in (
     init,
     db,
     sync,
+    run,
     status,
     check,
     customers,

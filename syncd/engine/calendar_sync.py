@@ -37,6 +37,7 @@ class CalendarResult:
     calendars: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # calendar display name (or "") -> error
     requests: int = 0
+    error: RemoteError | None = None  # what failed the whole account, if anything
 
     @property
     def ok(self) -> bool:
@@ -96,6 +97,7 @@ class CalendarSync:
         return result
 
     def _account_failed(self, result: CalendarResult, err: RemoteError) -> CalendarResult:
+        result.error = err
         result.errors[""] = _describe(err)
         with self._engine.begin() as conn:
             store.calendar_failed(conn, result.source, "", _describe(err))

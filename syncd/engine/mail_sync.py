@@ -76,11 +76,15 @@ class MailSync:
         *,
         opener: SessionOpener = open_imap,
         progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._engine = engine
         self._config = config
         self._opener = opener
         self._progress = progress
+        # Asked between batches: a daemon told to stop commits the batch in hand and leaves;
+        # the cursor already says where the next run picks up.
+        self._should_stop = should_stop
 
     def run_once(self, names: list[str] | None = None) -> list[MailboxResult]:
         with self._engine.connect() as conn:
@@ -128,6 +132,8 @@ class MailSync:
             for folder in folders:
                 if folder in done:
                     continue
+                if self._should_stop():
+                    return
                 outcome = FolderResult(folder)
                 try:
                     self._sync_folder(session, box, folder, directory, outcome)
@@ -193,6 +199,9 @@ class MailSync:
                 last_seen = uid_batch[-1]
                 if self._progress:
                     self._progress(where, done, max(done, expected))
+                if self._should_stop():
+                    log.info("folder.interrupted", mailbox=box.name, folder=folder, done=done)
+                    return
         # Every UID below UIDNEXT at EXAMINE time was covered by the SEARCH that followed it,
         # so the cursor may jump past expunged tail UIDs and the next pass takes the fast path.
         seen_up_to = max(last_seen, (status.uidnext or 1) - 1)

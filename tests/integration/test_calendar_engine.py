@@ -76,7 +76,7 @@ def test_broken_objects_are_quarantined_and_never_stop_the_calendar(
         and result.calendars["Work"]["created"] == 1
         and result.calendars["Work"]["quarantined"] == 1
     )
-    status = json.loads(world.cli("status", "--json").stdout)
+    status = json.loads(world.cli("status", "--json", expect=3).stdout)["sources"]
     (cal,) = [s for s in status if s.get("calendar") == "alice-cal"]
     assert cal["quarantined"][0]["href"] == "/alice/work/bad.ics"
     assert (

@@ -182,10 +182,10 @@ def test_bad_messages_are_captured_or_quarantined_never_block(world: World) -> N
     assert undated["message_id"].endswith("@generated.invalid")
     assert undated["occurred_at"] is not None
     assert records["Café"]["snippet"] == "Hello été"
-    status = world.cli("status", "--json")
-    held = __import__("json").loads(status.stdout)[0]["quarantined"]
+    status = world.cli("status", "--json", expect=3)  # 3: no daemon is running
+    held = __import__("json").loads(status.stdout)["sources"][0]["quarantined"]
     assert len(held) == 1 and held[0]["uid"] == 2 and "no From" in held[0]["reason"]
-    assert "quarantined: alice/INBOX uid 2" in world.cli("status").stdout
+    assert "quarantined: alice/INBOX uid 2" in world.cli("status", expect=3).stdout
     # The stable id is stable: syncing again (and re-identifying) creates nothing new.
     world.cli("sync")
     assert len(world.records()) == 3
@@ -227,7 +227,7 @@ def test_wrong_password_fails_that_mailbox_only(world: World) -> None:
     assert "bob: 1 captured" in out.stdout
     assert "not-the-password" not in out.output
     assert [r["message_id"] for r in world.records()] == ["in2@acme.com"]
-    status = __import__("json").loads(world.cli("status", "--json", expect=2).stdout)
+    status = __import__("json").loads(world.cli("status", "--json", expect=3).stdout)["sources"]
     assert status[0]["state"] == "failing" and status[0]["last_error_kind"] == "credentials"
     assert status[1]["state"] == "ok"
 

@@ -118,8 +118,8 @@ def test_passwords_never_leak(
     outputs = [
         world.cli("-vv", "sync", expect=1),
         world.cli("check", expect=1),
-        world.cli("status", expect=2),
-        world.cli("status", "--json", expect=2),
+        world.cli("status", expect=3),
+        world.cli("status", "--json", expect=3),
         world.cli("records", "list", "--json"),
     ]
     assert "bob: 1 captured" in outputs[0].stdout and "alice: 1 captured" in outputs[0].stdout

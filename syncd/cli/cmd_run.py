@@ -1,0 +1,25 @@
+"""run: the long-running daemon."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from syncd.cli.app import App, pass_app
+from syncd.engine.daemon import Daemon
+
+
+@click.command()
+@pass_app
+def run(app: App) -> None:
+    """Run as a daemon: poll every mailbox and calendar, IDLE on INBOX, until SIGTERM.
+
+    SIGHUP reloads the configuration (a config with errors is refused and the running
+    one kept).  Logs are JSON lines when stderr is not a terminal.
+    """
+    root = logging.getLogger()
+    root.setLevel(min(root.level, logging.INFO))  # a daemon says what it does; -vv for debug
+    app.config  # noqa: B018 - fail here, with the config's own message, before starting
+    code = Daemon(app.config_path).run()
+    raise click.exceptions.Exit(code)

@@ -1,0 +1,402 @@
+"""`syncd run`: every mailbox and calendar on its own schedule, for months, unattended.
+
+The main thread only schedules: it hands due sources to a bounded pool of workers,
+wakes at once when IDLE reports new mail, answers signals and beats the heart (database,
+systemd, metrics).  A worker syncs one source at a time with the same engines as
+`syncd sync`, so a stop between two batches loses nothing: each batch commits with its
+cursor.  One failing source only ever occupies its own worker, for at most its timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from sqlalchemy import Engine
+
+from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
+from syncd.domain.matching import Directory
+from syncd.engine.calendar_sync import CalendarSync
+from syncd.engine.instance_lock import InstanceLock
+from syncd.engine.mail_sync import MailSync
+from syncd.engine.push import IdleWatcher
+from syncd.engine.schedule import Outcome, next_run
+from syncd.errors import ConfigError, RemoteError, TransientError
+from syncd.metrics import Metrics, MetricsServer
+from syncd.notify import Notifier
+from syncd.store import health
+from syncd.store.database import open_database
+from syncd.store.directory import load_directory
+
+log = structlog.get_logger("syncd.daemon")
+
+HEARTBEAT_EVERY = 5.0  # seconds
+STOP_WITHIN = 8.0  # seconds a stop waits for workers; systemd's TimeoutStopSec is above this
+DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
+
+
+@dataclass(slots=True)
+class Source:
+    kind: str  # mailbox | calendar
+    config: MailboxConfig | CalendarConfig
+    due: float  # time.monotonic() of the next sync
+    failures: int = 0
+    state: str = "ok"  # ok | syncing | backoff | attention
+    reason: str | None = None
+    running: bool = False
+    retired: bool = False  # removed from the config while a sync was running
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.config.name)
+
+
+@dataclass(slots=True)
+class _Counters:
+    records: int = 0
+    syncs: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Daemon:
+    def __init__(self, config_path: Path, *, notifier: Notifier | None = None) -> None:
+        self._config_path = config_path
+        self._config = load_config(config_path)
+        self._notifier = notifier or Notifier()
+        self.id = uuid.uuid4().hex
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._sources: dict[tuple[str, str], Source] = {}
+        self._watchers: dict[str, IdleWatcher] = {}
+        self._futures: set[Future[None]] = set()
+        self._directory: tuple[float, Directory] | None = None
+        self._counters = _Counters()
+        self._metrics = Metrics()
+        self._last_loop = time.monotonic()
+        self._instance = InstanceLock.for_database(self._config.database.url)
+        self._engine: Engine | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._server: MetricsServer | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        if self._instance is not None:
+            self._instance.acquire()
+        try:
+            return self._run()
+        finally:
+            if self._instance is not None:
+                self._instance.release()
+
+    def _run(self) -> int:
+        self._engine = open_database(self._config.database.url)
+        with self._engine.begin() as conn:
+            health.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
+        self._pool = ThreadPoolExecutor(self._config.sync.concurrency, thread_name_prefix="sync")
+        self._install_signals()
+        if self._config.metrics.listen:
+            self._server = MetricsServer(
+                self._config.metrics.address, self._metrics, self._healthy
+            ).start()
+            log.info("metrics.listening", port=self._server.port)
+        self._apply(self._config, first=True)
+        log.info(
+            "daemon.started",
+            daemon=self.id,
+            mailboxes=len(self._config.mailbox),
+            calendars=len(self._config.calendar),
+        )
+        self._notifier.ready(self._summary())
+        next_beat = 0.0
+        try:
+            while not self._stop.is_set():
+                self._last_loop = time.monotonic()
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reload_config()
+                self._dispatch()
+                if time.monotonic() >= next_beat:
+                    self._beat()
+                    next_beat = time.monotonic() + HEARTBEAT_EVERY
+                self._wake.wait(self._sleep_for(next_beat))
+                self._wake.clear()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            self._stop.set()
+            self._wake.set()
+
+        def reload(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+            self._wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def _shutdown(self) -> None:
+        self._notifier.stopping()
+        for watcher in self._watchers.values():
+            watcher.stop()
+        assert self._pool is not None and self._engine is not None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + STOP_WITHIN
+        for future in list(self._futures):
+            # A worker reports its own failures; here we only wait for it, within the deadline.
+            with contextlib.suppress(Exception):
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+        for watcher in self._watchers.values():
+            watcher.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        if self._server is not None:
+            self._server.stop()
+        with self._engine.begin() as conn:
+            health.daemon_stopped(conn, self.id)
+        log.info("daemon.stopped", daemon=self.id, records=self._counters.records)
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def _reload_config(self) -> None:
+        try:
+            config = load_config(self._config_path)
+        except ConfigError as err:
+            log.error("config.reload_refused", problems=err.problems, kept="the running config")
+            return
+        if config.database.url != self._config.database.url:
+            log.error("config.reload_refused", problems=["database.url changed: restart syncd"])
+            return
+        if (
+            config.metrics != self._config.metrics
+            or config.sync.concurrency != self._config.sync.concurrency
+        ):
+            log.warning("config.restart_needed", keys="metrics, sync.concurrency")
+        self._config = config
+        self._directory = None
+        self._apply(config, first=False)
+        log.info("config.reloaded", mailboxes=len(config.mailbox), calendars=len(config.calendar))
+
+    def _apply(self, config: Config, *, first: bool) -> None:
+        """Start new sources, stop removed ones, restart changed ones."""
+        wanted: dict[tuple[str, str], MailboxConfig | CalendarConfig] = {
+            **{("mailbox", b.name): b for b in config.mailbox},
+            **{("calendar", c.name): c for c in config.calendar},
+        }
+        now = time.monotonic()
+        # Spread the first syncs a little so that a restart does not log in everywhere at once.
+        spread = min(5.0, config.sync.interval * config.sync.jitter)
+        with self._lock:
+            for key, source in list(self._sources.items()):
+                if key not in wanted:
+                    source.retired = True
+                    del self._sources[key]
+                    self._stop_watcher(source.name if source.kind == "mailbox" else None)
+                    log.info("source.removed", source=source.name, kind=source.kind)
+            for key, item in wanted.items():
+                current = self._sources.get(key)
+                if current is not None and current.config == item:
+                    continue
+                due = now + (self._rng.uniform(0, spread) if first else 0.0)
+                self._sources[key] = Source(kind=key[0], config=item, due=due)
+                if key[0] == "mailbox":
+                    self._stop_watcher(item.name)
+                    self._start_watcher(item)  # type: ignore[arg-type]
+                if not first:
+                    log.info(
+                        "source.added" if current is None else "source.changed", source=item.name
+                    )
+
+    def _start_watcher(self, box: MailboxConfig) -> None:
+        if self._config.sync.idle:
+            self._watchers[box.name] = IdleWatcher(box, self.wake).start()
+
+    def _stop_watcher(self, name: str | None) -> None:
+        watcher = self._watchers.pop(name, None) if name else None
+        if watcher is not None:
+            watcher.stop()
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def wake(self, mailbox: str) -> None:
+        """New mail (IDLE): sync this mailbox now, or right after the sync in progress."""
+        with self._lock:
+            source = self._sources.get(("mailbox", mailbox))
+            if source is not None and source.state in ("ok", "syncing"):
+                source.due = time.monotonic()
+        self._wake.set()
+
+    def _dispatch(self) -> None:
+        assert self._pool is not None
+        now = time.monotonic()
+        with self._lock:
+            due = [s for s in self._sources.values() if not s.running and s.due <= now]
+            for source in sorted(due, key=lambda s: s.due):
+                source.running = True
+                future = self._pool.submit(self._sync, source)
+                self._futures.add(future)
+                future.add_done_callback(self._futures.discard)
+
+    def _sleep_for(self, next_beat: float) -> float:
+        with self._lock:
+            waiting = [s.due for s in self._sources.values() if not s.running]
+        soonest = min([next_beat, *waiting])
+        return max(0.05, min(soonest - time.monotonic(), HEARTBEAT_EVERY))
+
+    # --- one sync ---------------------------------------------------------------------------
+
+    def _sync(self, source: Source) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**{source.kind: source.name})
+        assert self._engine is not None
+        config = self._config
+        started = time.monotonic()
+        lease = timedelta(seconds=max(300.0, 3 * config.sync.interval))
+        outcome = Outcome()
+        created = 0
+        reason: str | None = None
+        try:
+            with self._engine.begin() as conn:
+                if not health.claim(conn, source.kind, source.name, self.id, lease):
+                    log.debug("source.held_elsewhere")
+                    self._finish(source, Outcome(), "held by another daemon", record=False)
+                    return
+                health.set_health(conn, source.kind, source.name, self.id, state="syncing")
+            source.state = "syncing"
+            directory = self._current_directory()
+            error: RemoteError | None
+            if isinstance(source.config, MailboxConfig):
+                result = MailSync(self._engine, config, should_stop=self._stop.is_set).sync_mailbox(
+                    source.config, directory
+                )
+                error = result.error
+                created = sum(f.captured for f in result.folders)
+                failed = [f"{f.folder}: {f.error}" for f in result.folders if f.error]
+                reason = "; ".join(failed) or None
+            else:
+                cal = CalendarSync(self._engine, config).sync_source(source.config, directory)
+                error = cal.error
+                created = sum(c["created"] for c in cal.calendars.values())
+                reason = "; ".join(f"{k}: {v}" for k, v in cal.errors.items() if k) or None
+            if error is not None:
+                reason = f"{error.message} (fix: {error.hint})" if error.hint else error.message
+                outcome = Outcome(
+                    error.kind,
+                    error.retry_after if isinstance(error, TransientError) else None,
+                )
+        except Exception as err:  # a bug or a database outage must not kill the worker
+            log.error("source.crashed", error=f"{type(err).__name__}: {str(err)[:300]}")
+            outcome = Outcome("transient")
+            reason = f"internal error: {type(err).__name__}"
+        record_kind = "email" if source.kind == "mailbox" else "meeting"
+        self._metrics.synced(
+            source.name, record_kind, created, time.monotonic() - started, outcome.error_kind
+        )
+        with self._lock:
+            self._counters.records += created
+            self._counters.syncs += 1
+        self._finish(source, outcome, reason)
+
+    def _finish(
+        self, source: Source, outcome: Outcome, reason: str | None, *, record: bool = True
+    ) -> None:
+        config = self._config.sync
+        nxt = next_run(
+            outcome,
+            datetime.now(UTC),
+            interval=config.interval,
+            jitter=config.jitter,
+            max_backoff=config.max_backoff,
+            failures=source.failures,
+            rng=self._rng,
+        )
+        delay = (nxt.at - datetime.now(UTC)).total_seconds()
+        if record and self._engine is not None and not source.retired:
+            try:
+                with self._engine.begin() as conn:
+                    health.set_health(
+                        conn, source.kind, source.name, self.id,
+                        state=nxt.state, reason=reason,
+                        retry_at=nxt.at if nxt.state != "ok" else None, failures=nxt.failures,
+                    )  # fmt: skip
+            except Exception as err:  # the database may be the thing that is down
+                log.warning("health.not_saved", error=type(err).__name__)
+        restart_watcher = (
+            source.kind == "mailbox" and nxt.state == "ok" and source.state == "attention"
+        )
+        with self._lock:
+            source.state, source.failures, source.reason = nxt.state, nxt.failures, reason
+            source.due = time.monotonic() + max(0.0, delay)
+            source.running = False
+            if restart_watcher and not source.retired:
+                watcher = self._watchers.get(source.name)
+                if watcher is None or not watcher.alive:
+                    self._start_watcher(source.config)  # type: ignore[arg-type]
+        if nxt.state != "ok":
+            log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
+        self._wake.set()
+
+    def _current_directory(self) -> Directory:
+        cached = self._directory
+        if cached is not None and time.monotonic() - cached[0] < DIRECTORY_TTL:
+            return cached[1]
+        assert self._engine is not None
+        with self._engine.connect() as conn:
+            directory = load_directory(conn, self._config.capture)
+        self._directory = (time.monotonic(), directory)
+        return directory
+
+    # --- heartbeat ----------------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        with self._lock:
+            states = [s.state for s in self._sources.values()]
+        parts = [f"{len(states)} sources"]
+        for state, label in (
+            ("syncing", "syncing"),
+            ("backoff", "backing off"),
+            ("attention", "need attention"),
+        ):
+            if n := states.count(state):
+                parts.append(f"{n} {label}")
+        parts.append(f"{self._counters.records} records captured")
+        return ", ".join(parts)
+
+    def _beat(self) -> None:
+        summary = self._summary()
+        assert self._engine is not None
+        try:
+            with self._engine.begin() as conn:
+                health.heartbeat(conn, self.id, summary)
+        except Exception as err:  # keep running; status shows us stale
+            log.warning("heartbeat.failed", error=type(err).__name__)
+        with self._lock:
+            states = [s.state for s in self._sources.values()]
+        for state in ("ok", "syncing", "backoff", "attention"):
+            self._metrics.sources.labels(state).set(states.count(state))
+        self._notifier.status(summary)
+        self._notifier.watchdog()
+
+    def _healthy(self) -> bool:
+        return time.monotonic() - self._last_loop < 3 * HEARTBEAT_EVERY

@@ -1,0 +1,107 @@
+"""IMAP IDLE on INBOX: a thread per mailbox that wakes the scheduler when mail arrives.
+
+The watcher only listens; the sync itself runs on the scheduler's connection, so a
+message is read, matched and committed exactly as on a poll.  IDLE is left and entered
+again every few minutes: servers drop IDLE after 30 minutes (RFC 2177 asks clients to
+renew within 29), and a NOOP round trip is how a connection that died silently is found.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+
+import structlog
+
+from syncd.config import MailboxConfig
+from syncd.connectors.imap import ImapSession
+from syncd.errors import CredentialsError, RemoteError
+from syncd.secrets import read_secret
+
+log = structlog.get_logger("syncd.push")
+
+RENEW_EVERY = 5 * 60.0  # seconds in IDLE before DONE + NOOP + IDLE again
+WAIT_STEP = 5.0  # how long one wait lasts: the watcher notices a stop request this quickly
+RECONNECT_MAX = 300.0
+
+
+class IdleWatcher:
+    def __init__(
+        self,
+        box: MailboxConfig,
+        on_new_mail: Callable[[str], None],
+        *,
+        renew_every: float = RENEW_EVERY,
+    ) -> None:
+        self.box = box
+        self._on_new_mail = on_new_mail
+        self._renew_every = renew_every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"idle-{box.name}", daemon=True)
+        self.supported: bool | None = None  # unknown until the first connection
+
+    def start(self) -> IdleWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        structlog.contextvars.bind_contextvars(mailbox=self.box.name, folder="INBOX")
+        delay = 1.0
+        first = True
+        while not self._stop.is_set():
+            try:
+                session = ImapSession.open(
+                    self.box, lambda: read_secret(self.box, what=f"mailbox {self.box.name}"),
+                    max_bytes=0,
+                )  # fmt: skip
+            except CredentialsError:
+                # The scheduler owns retries of a refused login (at most hourly); the watcher
+                # starts again once a sync succeeds.
+                log.info("idle.stopped", reason="login refused")
+                return
+            except RemoteError as err:
+                log.warning("idle.connect_failed", error=str(err), retry_in=round(delay, 1))
+                self._stop.wait(delay)
+                delay = min(RECONNECT_MAX, delay * 2) * random.uniform(0.8, 1.0)  # noqa: S311 - jitter
+                continue
+            try:
+                self.supported = session.idle_start()
+                if not self.supported:
+                    log.info("idle.unsupported")
+                    return
+                delay = 1.0
+                if not first:
+                    self._on_new_mail(self.box.name)  # mail may have come while we were away
+                first = False
+                log.debug("idle.started")
+                self._listen(session)
+            except RemoteError as err:
+                log.warning("idle.lost", error=str(err))
+            finally:
+                session.close()
+
+    def _listen(self, session: ImapSession) -> None:
+        waited = 0.0
+        while not self._stop.is_set():
+            if session.idle_wait(WAIT_STEP):
+                session.idle_done()
+                self._on_new_mail(self.box.name)
+                session.idle_start()
+                waited = 0.0
+                continue
+            waited += WAIT_STEP
+            if waited >= self._renew_every:
+                session.idle_done()
+                session.idle_start()
+                waited = 0.0

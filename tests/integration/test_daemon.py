@@ -1,0 +1,293 @@
+"""`syncd run` as a real subprocess against Dovecot (and Radicale): push, signals, outages."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from syncd.schema.tables import mailbox_states, participants, records, sources
+
+from syncd.localservers.dovecot import Dovecot
+from syncd.localservers.ports import free_port
+from syncd.localservers.sample import CUSTOMERS_CSV
+from tests.conftest import World
+from tests.daemon import DaemonProcess, wait_until
+from tests.mail import make_message
+
+pytestmark = [pytest.mark.dovecot, pytest.mark.daemon]
+
+QUICK = "[sync]\ninterval = 2\njitter = 0.1\n"
+
+
+def _counts(db_url: str) -> dict[str, Any]:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        out = {
+            "records": conn.scalar(select(func.count()).select_from(records)),
+            "participants": conn.scalar(select(func.count()).select_from(participants)),
+            "sources": conn.scalar(select(func.count()).select_from(sources)),
+            "keys": sorted(conn.scalars(select(records.c.key))),
+        }
+    engine.dispose()
+    return out
+
+
+def _record_count(db_url: str) -> int:
+    return int(_counts(db_url)["records"])
+
+
+@pytest.fixture
+def sqlite_world(dovecot: Dovecot, tmp_path: Path) -> World:
+    return World(dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Any:
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, name: str = "daemon") -> DaemonProcess:
+        proc = DaemonProcess(config, tmp_path / f"{name}.log").start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+def test_idle_turns_a_delivered_message_into_a_record_within_seconds(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    # A poll every 10 minutes: only IDLE can explain a record within seconds.
+    config = world.write_config(extra="[sync]\ninterval = 600\n")
+    daemon = daemons(config)
+    wait_until(
+        lambda: "0 syncing" not in daemon.log.read_text() and _first_sync_done(world),
+        20,
+        "first sync",
+    )
+    time.sleep(0.5)  # the watcher enters IDLE right after its login
+    latencies = []
+    for n in range(3):
+        world.deliver("alice", make_message(message_id=f"<idle{n}@acme.com>"))
+        latencies.append(
+            wait_until(lambda n=n: _record_count(world.db_url) == n + 1, 30, "IDLE push")
+        )
+    assert max(latencies) < 30
+    code, took = daemon.stop()
+    assert code == 0 and took < 10
+    log = daemon.log.read_text()
+    assert "daemon.stopped" in log
+    # Every line of the daemon's log is JSON (stderr is not a terminal), with its source.
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(line.get("mailbox") == "alice" and line.get("folder") == "INBOX" for line in lines)
+    assert world.passwords["alice"] not in log
+
+
+def _first_sync_done(world: World) -> bool:
+    engine = create_engine(world.db_url)
+    try:
+        with engine.connect() as conn:
+            return bool(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(mailbox_states)
+                    .where(mailbox_states.c.last_success_at.is_not(None))
+                )
+            )
+    except Exception:  # the daemon may not have created the schema yet
+        return False
+    finally:
+        engine.dispose()
+
+
+def _backfill_world(world: World, messages: int) -> None:
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    world.dovecot.deliver_many(
+        world.logins["alice"],
+        [
+            make_message(message_id=f"<bulk{n}@acme.com>", subject=f"Bulk {n}")
+            for n in range(messages)
+        ],
+    )
+
+
+def _reference(world: World, tmp: Path) -> dict[str, Any]:
+    """The same mailbox into a fresh database by one uninterrupted `syncd sync`."""
+    clean = World(world.dovecot, tmp, f"sqlite:///{tmp / 'clean.db'}")
+    tmp.mkdir()
+    clean.logins, clean.passwords = dict(world.logins), dict(world.passwords)
+    for name, pw in world.passwords.items():
+        (tmp / f"{name}.pass").write_text(pw)
+    clean.customers(CUSTOMERS_CSV)
+    clean.cli("sync")
+    return _counts(clean.db_url)
+
+
+def test_sigterm_mid_backfill_exits_promptly_and_a_restart_finishes_exactly(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    _backfill_world(world, 3000)
+    config = world.write_config(capture="batch_size = 50", extra=QUICK)
+    daemon = daemons(config)
+    wait_until(lambda: _record_count(world.db_url) >= 100, 60, "backfill under way")
+    code, took = daemon.stop()
+    assert code == 0, daemon.log.read_text()[-2000:]
+    assert took < 10
+    partial = _record_count(world.db_url)
+    assert 0 < partial < 3000  # really interrupted
+    again = daemons(config, "restart")
+    wait_until(lambda: _record_count(world.db_url) == 3000, 120, "backfill finished")
+    again.stop()
+    assert _counts(world.db_url) == _reference(world, world.tmp / "clean")
+
+
+def test_kill_9_at_random_points_loses_and_doubles_nothing(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    _backfill_world(world, 2000)
+    config = world.write_config(capture="batch_size = 40", extra=QUICK)
+    rng = random.Random(7)
+    for round_ in range(3):
+        daemon = daemons(config, f"kill{round_}")
+        time.sleep(rng.uniform(0.1, 1.5))
+        daemon.kill()
+    final = daemons(config, "final")
+    wait_until(lambda: _record_count(world.db_url) == 2000, 120, "backfill finished")
+    final.stop()
+    assert _counts(world.db_url) == _reference(world, world.tmp / "clean")
+
+
+def test_imap_outage_is_recovered_without_a_restart(tmp_path: Path, daemons: Any) -> None:
+    server = Dovecot(
+        Path(tempfile.mkdtemp(prefix="syncd-test-outage-")), {"rep": "pw-outage"}
+    ).start()
+    try:
+        db_url = f"sqlite:///{tmp_path / 'outage.db'}"
+        config = tmp_path / "syncd.toml"
+        config.write_text(
+            f'[database]\nurl = "{db_url}"\n[organization]\ninternal_domains = ["example.com"]\n'
+            f'{QUICK}\n[[mailbox]]\nname = "rep"\nowner = "alice@example.com"\n'
+            f'host = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\nusername = "rep"\n'
+            'password = "pw-outage"\nfolders = ["INBOX"]\n'
+        )
+        server.deliver("rep", make_message(message_id="<before@acme.com>"))
+        daemon = daemons(config)
+        wait_until(lambda: _record_count(db_url) == 1, 30, "first message")
+        server.stop()
+        time.sleep(3)  # at least one poll fails: the daemon backs off, it does not exit
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        server.deliver("rep", make_message(message_id="<during@acme.com>"))
+        server.start()
+        wait_until(lambda: _record_count(db_url) == 2, 60, "recovery after the outage")
+        code, _ = daemon.stop()
+        assert code == 0
+        assert "source.deferred" in daemon.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_a_wrong_password_needs_attention_and_the_others_keep_syncing(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    world.rep("bob")
+    world.customers(CUSTOMERS_CSV)
+    world.write_config(
+        extra=QUICK, mailbox={"alice": {"password_file": None, "password": "not-the-password"}}
+    )
+    daemon = daemons(world.config_path)
+    world.deliver("bob", make_message(message_id="<b1@acme.com>"))
+    wait_until(lambda: _record_count(world.db_url) == 1, 30, "bob's first message")
+    world.deliver("bob", make_message(message_id="<b2@acme.com>"))
+    wait_until(lambda: _record_count(world.db_url) == 2, 30, "bob's second message")
+
+    def alice_needs_attention() -> bool:
+        result = world.cli("status", "--json", expect=None)
+        status = json.loads(result.stdout)
+        alice = next(s for s in status["sources"] if s.get("mailbox") == "alice")
+        return alice["activity"] is not None and alice["activity"]["state"] == "attention"
+
+    wait_until(alice_needs_attention, 30, "alice marked as needing attention")
+    result = world.cli("status", expect=2)
+    assert "needs attention" in result.stdout and "refused the login" in result.stdout
+    assert "daemon: running" in result.stdout
+    # One login attempt, then nothing for an hour: the account is never locked by us.
+    attempts = daemon.log.read_text().count("refused the login")
+    time.sleep(3)
+    assert daemon.log.read_text().count("refused the login") == attempts
+    daemon.stop()
+    assert "not-the-password" not in daemon.log.read_text()
+    assert world.cli("status", expect=3).stdout.startswith("daemon: NOT RUNNING")
+
+
+def test_sighup_adds_a_mailbox_and_refuses_a_broken_config(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    world.deliver("alice", make_message(message_id="<a1@acme.com>"))
+    config = world.write_config(extra=QUICK)
+    daemon = daemons(config)
+    wait_until(lambda: _record_count(world.db_url) == 1, 30, "alice's message")
+
+    good = config.read_text()
+    config.write_text(good + "\n[[mailbox]]\nname = 1\n")  # a config with errors
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "config.reload_refused" in daemon.log.read_text(), 10, "refusal")
+
+    world.rep("bob")
+    world.deliver("bob", make_message(message_id="<b1@acme.com>"))
+    world.write_config(extra=QUICK)
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: _record_count(world.db_url) == 2, 30, "bob added without a restart")
+    assert "config.reloaded" in daemon.log.read_text()
+    assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def test_a_second_daemon_on_the_same_sqlite_database_refuses_to_start(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    config = world.write_config(extra=QUICK)
+    daemons(config)
+    result = world.cli("run", expect=2)
+    assert "already using this database" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_metrics_and_healthz(sqlite_world: World, daemons: Any) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    world.deliver("alice", make_message(message_id="<m1@acme.com>"))
+    port = free_port()
+    config = world.write_config(extra=QUICK + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    daemons(config)
+    wait_until(lambda: _record_count(world.db_url) == 1, 30, "the message")
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:  # noqa: S310 - loopback
+        assert response.status == 200
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    assert 'syncd_records_captured_total{kind="email",source="alice"} 1.0' in text
+    assert 'syncd_last_success_timestamp_seconds{source="alice"}' in text
+    assert "syncd_sync_duration_seconds_bucket" in text
+    assert world.passwords["alice"] not in text
