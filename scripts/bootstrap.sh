@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the demo, the tests and the benchmark need, on Debian, as root:
-# Debian packages (Dovecot, mbsync, PostgreSQL, OpenSSL, Python venv) and a virtualenv
+# Debian packages (Dovecot, mbsync, PostgreSQL, OpenSSL, systemd-analyze, Python venv) and a virtualenv
 # in .venv with syncd and its test tools.  Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 have dovecot || missing+=(dovecot-imapd)
 have mbsync || missing+=(isync)
 have openssl || missing+=(openssl)
+have systemd-analyze || missing+=(systemd)  # the unit file is checked by the tests
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || have initdb || missing+=(postgresql)
 
 if [ "${#missing[@]}" -gt 0 ]; then
