@@ -169,8 +169,10 @@ class Daemon:
             # A worker reports its own failures; here we only wait for it, within the deadline.
             with contextlib.suppress(Exception):
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
+        # Watchers only listen (nothing to commit): give them a second in all, then leave.
+        watchers_deadline = min(deadline, time.monotonic() + 1.0)
         for watcher in self._watchers.values():
-            watcher.join(max(0.0, min(1.0, deadline - time.monotonic())))
+            watcher.join(max(0.0, watchers_deadline - time.monotonic()))
         if self._server is not None:
             self._server.stop()
         with self._engine.begin() as conn:
