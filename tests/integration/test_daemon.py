@@ -8,15 +8,18 @@ import signal
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import mailbox_states, participants, records, sources
+from syncd.schema.tables import mailbox_states, participants, records, source_health, sources
 
 from syncd.localservers.dovecot import Dovecot
 from syncd.localservers.ports import free_port
+from syncd.localservers.postgres import scratch_database
+from syncd.localservers.radicale import Radicale
 from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
@@ -291,3 +294,60 @@ def test_metrics_and_healthz(sqlite_world: World, daemons: Any) -> None:
     assert 'syncd_last_success_timestamp_seconds{source="alice"}' in text
     assert "syncd_sync_duration_seconds_bucket" in text
     assert world.passwords["alice"] not in text
+
+
+@pytest.mark.postgres
+@pytest.mark.radicale
+def test_two_daemons_share_one_postgresql_without_doubling_anything(
+    dovecot: Dovecot, radicale: Radicale, pg_admin: str, tmp_path: Path, daemons: Any
+) -> None:
+    """Several daemons on one PostgreSQL: each source is held by one daemon at a time
+    (a lease), and mail and meetings are captured once, whoever captures them."""
+    with scratch_database(pg_admin) as db_url:
+        world = World(dovecot, tmp_path, db_url)
+        for rep in ("alice", "bob", "carol"):
+            world.rep(rep)
+        world.cal_rep("alice", radicale)
+        world.customers(CUSTOMERS_CSV)
+        world.put_event("alice", "m.ics", MEETING)
+        config = world.write_config(extra=QUICK)
+        first, second = daemons(config, "one"), daemons(config, "two")
+        for n, rep in enumerate(("alice", "bob", "carol") * 4):
+            world.deliver(rep, make_message(message_id=f"<shared{n}@acme.com>"))
+        wait_until(lambda: _record_count(db_url) == 13, 60, "12 emails and 1 meeting")
+        status = json.loads(world.cli("status", "--json").stdout)
+        assert status["daemon"]["others"] == 1
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            holders = {
+                name: holder
+                for name, holder in conn.execute(
+                    select(source_health.c.name, source_health.c.daemon_id)
+                )
+            }
+        engine.dispose()
+        assert set(holders) == {"alice", "bob", "carol", "alice-cal"}
+        assert all(holders.values())
+        # A clean stop frees the stopped daemon's leases; the other one takes them over.
+        first.stop()
+        world.deliver("alice", make_message(message_id="<after-stop@acme.com>"))
+        world.deliver("bob", make_message(message_id="<after-stop-b@acme.com>"))
+        wait_until(lambda: _record_count(db_url) == 15, 60, "mail after one daemon stopped")
+        second.stop()
+        counts = _counts(db_url)
+        assert counts["records"] == len(set(counts["keys"])) == 15
+        logs = first.log.read_text() + second.log.read_text()
+        for secret in [*world.passwords.values(), *radicale.users.values()]:
+            assert secret not in logs
+        assert counts["sources"] == 14  # one source row per message copy, never two
+
+
+MEETING = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:shared-meeting\r\n"
+    "DTSTAMP:20240101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\nSUMMARY:Quarterly review\r\n"
+    "ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:wile@acme.com\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+).format(
+    start=(datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%dT%H0000Z"),
+    end=(datetime.now(UTC) + timedelta(days=2, hours=1)).strftime("%Y%m%dT%H0000Z"),
+)
