@@ -323,3 +323,28 @@ source_health = Table(
     Column("lease_until", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Follow-up tasks: made by the rules (one per rule and triggering record) or by a person.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule", String(40), nullable=True),  # None: added by a person
+    Column("record_id", Integer, ForeignKey("records.id", ondelete="SET NULL"), nullable=True),
+    Column("title", Text, nullable=False),
+    Column("owner", String(320), nullable=False, index=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL"), index=True),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # open | done | dismissed | snoozed
+    Column("snoozed_until", UtcDateTime, nullable=True),
+    Column("closed_by_record_id", Integer, ForeignKey("records.id", ondelete="SET NULL")),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("closed_by", String(16), nullable=True),  # rule | person | calendar
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Where the task lives as a VTODO in the owner's CalDAV task list, if anywhere.
+    Column("vtodo_href", String(2000), nullable=True),
+    Column("vtodo_etag", String(300), nullable=True),
+    UniqueConstraint("rule", "record_id"),
+    Index("ix_tasks_status_due_at", "status", "due_at"),
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from syncd.domain.addresses import normalize_address, normalize_domain
+from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
 from syncd.errors import ConfigError
 
 DEFAULT_PATH = "syncd.toml"
@@ -41,21 +43,61 @@ class DatabaseConfig(_Strict):
     url: str = "sqlite:///syncd.db"
 
 
-class OrganizationConfig(_Strict):
-    internal_domains: list[str] = Field(default_factory=list)
-    # The zone of floating times and all-day events in calendars.
-    timezone: str = "UTC"
+def _known_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
+        ) from None
+    return value
 
-    @field_validator("timezone")
+
+class _WorkingWeekConfig(_Strict):
+    """Working days and hours: for the organization, and overridable per mailbox (per rep)."""
+
+    timezone: str | None = None
+    workdays: list[str] | None = None  # ["mon", "tue", "wed", "thu", "fri"]
+    hours: str | None = None  # "09:00-17:00"
+
+    _zone = field_validator("timezone")(_known_zone)
+
+    @field_validator("workdays")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
-            ) from None
+    def _days(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            parse_workdays(value)
         return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hours(value)
+        return value
+
+
+class OrganizationConfig(_WorkingWeekConfig):
+    internal_domains: list[str] = Field(default_factory=list)
+    # The zone of floating times and all-day events, and of working hours.
+    timezone: str = "UTC"
+    workdays: list[str] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    hours: str = "09:00-17:00"
+    holidays: list[date] = Field(default_factory=list)
+
+    def working_week(self, override: _WorkingWeekConfig | None = None) -> WorkingWeek:
+        """The working week of a rep: the organization's, with the rep's own settings on top."""
+        zone = (override and override.timezone) or self.timezone
+        opens, closes = parse_hours((override and override.hours) or self.hours)
+        return WorkingWeek(
+            zone=ZoneInfo(zone),
+            workdays=parse_workdays((override and override.workdays) or self.workdays),
+            opens=opens,
+            closes=closes,
+            holidays=frozenset(self.holidays),
+        )
 
     @field_validator("internal_domains")
     @classmethod
@@ -94,6 +136,41 @@ class CaptureConfig(_Strict):
                     raise ValueError(f"{entry!r} is neither an address nor an @domain")
                 out.append(address)
         return out
+
+
+FollowupRule = Literal["unanswered_inbound", "no_response", "after_meeting"]
+DEFAULT_AFTER: dict[str, str] = {
+    "unanswered_inbound": "1 business day",
+    "no_response": "3 business days",
+    "after_meeting": "1 business day",
+}
+
+
+class FollowupConfig(_Strict):
+    """One [[followup]] entry: switches a rule off or tunes it; unlisted rules keep defaults."""
+
+    rule: FollowupRule
+    enabled: bool = True
+    after: str | None = None  # default per rule, see DEFAULT_AFTER
+
+    @field_validator("after")
+    @classmethod
+    def _span(cls, value: str | None) -> str | None:
+        if value is not None:
+            Span.parse(value)
+        return value
+
+    @property
+    def span(self) -> Span:
+        return Span.parse(self.after or DEFAULT_AFTER[self.rule])
+
+
+class TasksConfig(_Strict):
+    # Rules look at records of the last N days only: a first backfill of years of mail must
+    # not bury reps under stale tasks.
+    lookback_days: Annotated[int, Field(ge=1, le=365)] = 14
+    # How often the daemon evaluates the rules between syncs (seconds).
+    interval: Annotated[float, Field(ge=10, le=86400)] = 300.0
 
 
 class SyncConfig(_Strict):
@@ -165,7 +242,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-class _SourceConfig(SecretSourceConfig):
+class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     """What every mailbox and calendar has: a name, the rep who owns it, a way in."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
@@ -210,6 +287,9 @@ class MailboxConfig(_SourceConfig):
 class CalendarConfig(_SourceConfig):
     url: str
     calendars: list[str] | None = None  # display names; default: every event calendar
+    # A CalDAV task list (created when missing) that receives the owner's follow-up tasks
+    # as VTODOs; completing or deleting one there is read back as done or dismissed.
+    tasks_calendar: str | None = None
 
     @model_validator(mode="after")
     def _url_is_safe(self) -> CalendarConfig:
@@ -231,6 +311,8 @@ class Config(_Strict):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    followup: list[FollowupConfig] = Field(default_factory=list)
     mailbox: list[MailboxConfig] = Field(default_factory=list)
     calendar: list[CalendarConfig] = Field(default_factory=list)
 
@@ -245,6 +327,23 @@ class Config(_Strict):
                     )
                 seen.add(item.name)
         return self
+
+    def followup_rules(self) -> dict[str, Span]:
+        """The enabled rules and their delays: the three defaults, as [[followup]] tunes them."""
+        rules = {name: Span.parse(after) for name, after in DEFAULT_AFTER.items()}
+        for entry in self.followup:
+            if entry.enabled:
+                rules[entry.rule] = entry.span
+            else:
+                rules.pop(entry.rule, None)
+        return rules
+
+    def working_week_of(self, owner: str) -> WorkingWeek:
+        """A rep's working week: the first mailbox (or calendar) they own may override it."""
+        for source in [*self.mailbox, *self.calendar]:
+            if source.owner == owner:
+                return self.organization.working_week(source)
+        return self.organization.working_week()
 
     @property
     def internal_domains(self) -> frozenset[str]:

@@ -14,6 +14,7 @@ from syncd.cli.app import App, json_option, pass_app, print_json
 from syncd.cli.example_config import EXAMPLE
 from syncd.config import parse_config
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
+from syncd.engine.followups import evaluate_followups
 from syncd.engine.mail_sync import MailSync, open_imap
 from syncd.errors import RemoteError, UserError
 from syncd.store import database, health
@@ -89,6 +90,7 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
     else:
         results = MailSync(app.engine, app.config).run_once(selected)
     calendar_results = CalendarSync(app.engine, app.config).run_once(selected_calendars)
+    evaluate_followups(app.engine, app.config)
     failed = 0
     for result in results:
         captured = sum(f.captured for f in result.folders)

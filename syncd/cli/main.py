@@ -11,6 +11,7 @@ from syncd.cli.cmd_reconcile import audit, forget, ignore, reconcile
 from syncd.cli.cmd_records import records, timeline
 from syncd.cli.cmd_run import run
 from syncd.cli.cmd_sync import check, db, init, status, sync
+from syncd.cli.cmd_tasks import tasks
 
 
 @click.group(
@@ -44,6 +45,7 @@ for command in (
     contacts,
     records,
     timeline,
+    tasks,
     reconcile,
     ignore,
     audit,

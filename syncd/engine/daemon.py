@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
 from syncd.domain.matching import Directory
 from syncd.engine.calendar_sync import CalendarSync
+from syncd.engine.followups import evaluate_followups
 from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import IdleWatcher
@@ -89,6 +90,9 @@ class Daemon:
         self._watchers: dict[str, IdleWatcher] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
+        # Follow-up rules run after syncs that captured something, and on their own timer.
+        self._tasks_due = 0.0
+        self._tasks_running = False
         self._counters = _Counters()
         self._metrics = Metrics()
         self._last_loop = time.monotonic()
@@ -253,16 +257,34 @@ class Daemon:
         assert self._pool is not None
         now = time.monotonic()
         with self._lock:
+            if not self._tasks_running and self._tasks_due <= now:
+                self._tasks_running = True
+                self._track(self._pool.submit(self._evaluate_tasks))
             due = [s for s in self._sources.values() if not s.running and s.due <= now]
             for source in sorted(due, key=lambda s: s.due):
                 source.running = True
-                future = self._pool.submit(self._sync, source)
-                self._futures.add(future)
-                future.add_done_callback(self._futures.discard)
+                self._track(self._pool.submit(self._sync, source))
+
+    def _track(self, future: Future[None]) -> None:
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+
+    def _evaluate_tasks(self) -> None:
+        assert self._engine is not None
+        try:
+            evaluate_followups(self._engine, self._config)
+        except Exception as err:  # the database may be down; the next round tries again
+            log.warning("tasks.evaluation_failed", error=f"{type(err).__name__}: {str(err)[:200]}")
+        with self._lock:
+            self._tasks_running = False
+            self._tasks_due = time.monotonic() + self._config.tasks.interval
+        self._wake.set()
 
     def _sleep_for(self, next_beat: float) -> float:
         with self._lock:
             waiting = [s.due for s in self._sources.values() if not s.running]
+            if not self._tasks_running:
+                waiting.append(self._tasks_due)
         soonest = min([next_beat, *waiting])
         return max(0.05, min(soonest - time.monotonic(), HEARTBEAT_EVERY))
 
@@ -318,6 +340,8 @@ class Daemon:
         with self._lock:
             self._counters.records += created
             self._counters.syncs += 1
+            if created:
+                self._tasks_due = min(self._tasks_due, time.monotonic())
         self._finish(source, outcome, reason)
 
     def _finish(

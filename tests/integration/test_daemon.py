@@ -351,3 +351,20 @@ MEETING = (
     start=(datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%dT%H0000Z"),
     end=(datetime.now(UTC) + timedelta(days=2, hours=1)).strftime("%Y%m%dT%H0000Z"),
 )
+
+
+def test_the_daemon_evaluates_follow_ups_after_capturing(sqlite_world: World, daemons: Any) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    world.deliver("alice", make_message(message_id="<unanswered@acme.com>", date=week_ago))
+    daemons(world.write_config(extra=QUICK))
+
+    def task_titles() -> list[str]:
+        result = world.cli("tasks", "list", "--json", expect=None)
+        return [t["title"] for t in json.loads(result.stdout)] if result.exit_code == 0 else []
+
+    wait_until(
+        lambda: task_titles() == ["Reply to Wile Coyote: Quote for 40 seats"], 30, "the task"
+    )

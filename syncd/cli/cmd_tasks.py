@@ -1,0 +1,135 @@
+"""tasks: follow-ups the rules made (and closed), and the ones people add."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
+from syncd.domain.addresses import normalize_address
+from syncd.errors import UserError
+from syncd.store import tasks as store
+from syncd.store.directory import find_customer
+
+STATUSES = ("open", "done", "dismissed", "snoozed")
+
+
+@click.group()
+def tasks() -> None:
+    """Follow-up tasks: list, done, dismiss, snooze, add."""
+
+
+@tasks.command("list")
+@click.option("--owner", metavar="EMAIL", help="Only this rep's tasks.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only tasks in this state.")
+@click.option("--due-before", metavar="DATE", help="Only tasks due before this date.")
+@click.option("--customer", "customer_ref", metavar="NAME|ID", help="Only this customer's tasks.")
+@json_option
+@pass_app
+def list_cmd(
+    app: App,
+    owner: str | None,
+    status: str | None,
+    due_before: str | None,
+    customer_ref: str | None,
+    as_json: bool,
+) -> None:
+    """Tasks, soonest due first."""
+    with app.engine.connect() as conn:
+        customer_id = find_customer(conn, customer_ref).id if customer_ref else None
+        rows = store.list_tasks(
+            conn,
+            owner=_owner(owner) if owner else None,
+            status=status,
+            due_before=parse_day(due_before),
+            customer_id=customer_id,
+        )
+    out = [_public(r) for r in rows]
+    if as_json:
+        print_json(out)
+        return
+    table = Table("id", "due", "status", "owner", "customer", "title")
+    for task in out:
+        table.add_row(
+            str(task["id"]), task["due_at"][:16].replace("T", " "), task["status"],
+            task["owner"], task["customer"] or "-", task["title"],
+        )  # fmt: skip
+    app.out.print(table)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "owner": row["owner"],
+        "customer": row["customer"],
+        "due_at": row["due_at"].isoformat(),
+        "status": row["status"],
+        "rule": row["rule"],
+        "record_id": row["record_id"],
+        "closed_by_record_id": row["closed_by_record_id"],
+        "snoozed_until": row["snoozed_until"].isoformat() if row["snoozed_until"] else None,
+    }
+
+
+def _owner(value: str) -> str:
+    address = normalize_address(value)
+    if address is None:
+        raise UserError(
+            f"{value!r} is not an email address", hint="--owner takes the rep's address"
+        )
+    return address
+
+
+@tasks.command("done")
+@click.argument("task_id", type=int)
+@pass_app
+def done(app: App, task_id: int) -> None:
+    """Mark a task done."""
+    with app.engine.begin() as conn:
+        store.set_status(conn, task_id, "done")
+    click.echo(f"task {task_id}: done")
+
+
+@tasks.command("dismiss")
+@click.argument("task_id", type=int)
+@pass_app
+def dismiss(app: App, task_id: int) -> None:
+    """Dismiss a task: the rules never bring it back."""
+    with app.engine.begin() as conn:
+        store.set_status(conn, task_id, "dismissed")
+    click.echo(f"task {task_id}: dismissed")
+
+
+@tasks.command("snooze")
+@click.argument("task_id", type=int)
+@click.option("--until", "until", required=True, metavar="DATE", help="When it comes back.")
+@pass_app
+def snooze(app: App, task_id: int, until: str) -> None:
+    """Hide a task until DATE; it comes back open then."""
+    when = parse_day(until)
+    with app.engine.begin() as conn:
+        store.set_status(conn, task_id, "snoozed", until=when)
+    click.echo(f"task {task_id}: snoozed until {when.isoformat() if when else until}")
+
+
+@tasks.command("add")
+@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
+@click.option("--owner", required=True, metavar="EMAIL")
+@click.option("--title", required=True)
+@click.option("--due", required=True, metavar="DATE")
+@pass_app
+def add(app: App, customer_ref: str, owner: str, title: str, due: str) -> None:
+    """Add a task by hand."""
+    due_at = parse_day(due)
+    assert due_at is not None
+    if not title.strip():
+        raise UserError("the title is empty", hint='give --title "what to do"')
+    with app.engine.begin() as conn:
+        customer = find_customer(conn, customer_ref)
+        task_id = store.add_task(
+            conn, title=title.strip(), owner=_owner(owner), customer_id=customer.id, due_at=due_at
+        )
+    click.echo(f"task {task_id}: added for {customer.name}")

@@ -1,0 +1,235 @@
+"""Follow-up rules: which tasks should exist, and which tasks the mail has since settled.
+
+Pure: captured emails and meetings in, wanted tasks and closings out.  The store makes
+both idempotent (one task per rule and triggering record; only open or snoozed tasks
+close), so the rules may run after every sync and on a timer without doubling anything.
+
+- unanswered_inbound: a customer contact wrote and nobody on our side answered in the
+  thread within ``after``: "Reply to <contact>: <subject>", for the rep who received it.
+  Settled by any later outbound email in the thread, from any rep.
+- no_response: we wrote to a customer and the customer did not answer in the thread within
+  ``after``: "Follow up with <contact>: <subject>", for the sender.  Settled by the
+  customer's answer, or by the rep's next email in the thread (which starts its own wait).
+- after_meeting: a customer meeting was held: "Follow up on <meeting>", for the organiser
+  (or the first internal attendee), due ``after`` its end.  Settled by an email to one of
+  its external attendees sent after it ended.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from syncd.domain.business_time import Span, WorkingWeek
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    address: str
+    name: str
+    role: str  # from | to | cc | attendee
+    external: bool
+    contact_id: int | None
+    customer_id: int | None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.address
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    id: int
+    thread: str
+    occurred_at: datetime
+    direction: str  # inbound | outbound | internal
+    subject: str
+    people: tuple[Person, ...]
+    owners: tuple[str, ...]  # owners of the mailboxes it was captured from, first first
+
+    @property
+    def sender(self) -> Person | None:
+        return next((p for p in self.people if p.role == "from"), None)
+
+    @property
+    def recipients(self) -> list[Person]:
+        return [p for p in self.people if p.role in ("to", "cc")]
+
+
+@dataclass(frozen=True, slots=True)
+class Meeting:
+    id: int
+    summary: str
+    ends_at: datetime
+    status: str  # scheduled | cancelled | declined
+    organizer: str | None
+    people: tuple[Person, ...]
+    customer_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    rule: str
+    record_id: int
+    owner: str
+    customer_id: int | None
+    title: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    rule: str
+    record_id: int  # the record that triggered the task
+    closed_by: int  # the record that settled it
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    after: dict[str, Span]  # enabled rules only
+    lookback_start: datetime  # records before this create no task
+    week_of: Callable[[str], WorkingWeek]  # a rep's working week
+
+
+def evaluate(
+    emails: Iterable[Email], meetings: Iterable[Meeting], rules: Rules, now: datetime
+) -> tuple[list[Wanted], list[Closing]]:
+    wanted: list[Wanted] = []
+    closings: list[Closing] = []
+    threads: dict[str, list[Email]] = defaultdict(list)
+    mail = sorted(emails, key=lambda e: (e.occurred_at, e.id))
+    for email in mail:
+        threads[email.thread].append(email)
+    for thread in threads.values():
+        for index, email in enumerate(thread):
+            later = thread[index + 1 :]
+            if email.direction == "inbound":
+                _unanswered(email, later, rules, now, wanted, closings)
+            elif email.direction == "outbound":
+                _no_response(email, later, rules, now, wanted, closings)
+    outbound = [e for e in mail if e.direction == "outbound"]
+    for meeting in meetings:
+        _after_meeting(meeting, outbound, rules, now, wanted, closings)
+    return wanted, closings
+
+
+def _customer_contact(email: Email) -> Person | None:
+    """The sender, when they speak for a customer (a contact, or at a customer's domain)."""
+    sender = email.sender
+    if sender is None or not sender.external or sender.customer_id is None:
+        return None
+    return sender
+
+
+def _unanswered(
+    email: Email,
+    later: list[Email],
+    rules: Rules,
+    now: datetime,
+    wanted: list[Wanted],
+    closings: list[Closing],
+) -> None:
+    rule = "unanswered_inbound"
+    contact = _customer_contact(email)
+    if contact is None:
+        return
+    reply = next((e for e in later if e.direction == "outbound"), None)
+    if reply is not None:
+        closings.append(Closing(rule, email.id, reply.id))
+        return
+    if rule not in rules.after or not email.owners or email.occurred_at < rules.lookback_start:
+        return
+    owner = email.owners[0]
+    due = rules.week_of(owner).add(email.occurred_at, rules.after[rule])
+    if now >= due:
+        wanted.append(
+            Wanted(rule, email.id, owner, contact.customer_id, f"Reply to {contact.label}: {email.subject}", due)
+        )  # fmt: skip
+
+
+def _no_response(
+    email: Email,
+    later: list[Email],
+    rules: Rules,
+    now: datetime,
+    wanted: list[Wanted],
+    closings: list[Closing],
+) -> None:
+    rule = "no_response"
+    customers = {p.customer_id for p in email.recipients if p.external and p.customer_id}
+    sender = email.sender
+    if not customers or sender is None or sender.external:
+        return
+    for following in later:
+        answer = _customer_contact(following)
+        if (
+            following.direction == "inbound"
+            and answer is not None
+            and answer.customer_id in customers
+        ):
+            closings.append(Closing(rule, email.id, following.id))
+            return
+        if following.direction == "outbound" and any(
+            p.customer_id in customers for p in following.recipients
+        ):
+            closings.append(Closing(rule, email.id, following.id))  # the rep followed up
+            return
+    if rule not in rules.after or email.occurred_at < rules.lookback_start:
+        return
+    due = rules.week_of(sender.address).add(email.occurred_at, rules.after[rule])
+    if now >= due:
+        contact = next(
+            (p for p in email.recipients if p.external and p.customer_id in customers),
+            email.recipients[0],
+        )
+        wanted.append(
+            Wanted(
+                rule,
+                email.id,
+                sender.address,
+                contact.customer_id,
+                f"Follow up with {contact.label}: {email.subject}",
+                due,
+            )
+        )
+
+
+def _after_meeting(
+    meeting: Meeting,
+    outbound: list[Email],
+    rules: Rules,
+    now: datetime,
+    wanted: list[Wanted],
+    closings: list[Closing],
+) -> None:
+    rule = "after_meeting"
+    if meeting.status != "scheduled" or meeting.ends_at > now or not meeting.customer_ids:
+        return  # cancelled, declined or not held yet
+    attendees = {p.address for p in meeting.people if p.external}
+    follow_up = next(
+        (
+            e
+            for e in outbound
+            if e.occurred_at >= meeting.ends_at and attendees & {p.address for p in e.recipients}
+        ),
+        None,
+    )
+    if follow_up is not None:
+        closings.append(Closing(rule, meeting.id, follow_up.id))
+        return
+    if rule not in rules.after or meeting.ends_at < rules.lookback_start:
+        return
+    internal = [p.address for p in meeting.people if not p.external]
+    if not internal:
+        return
+    owner = meeting.organizer if meeting.organizer in internal else internal[0]
+    due = rules.week_of(owner).add(meeting.ends_at, rules.after[rule])
+    wanted.append(
+        Wanted(rule, meeting.id, owner, meeting.customer_ids[0], f"Follow up on {meeting.summary}", due)
+    )  # fmt: skip
+
+
+def lookback_start(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)

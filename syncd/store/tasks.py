@@ -1,0 +1,254 @@
+"""Tasks: what the rules want, what people decided, and the facts the rules read.
+
+Rules only ever add a task that does not exist yet (one per rule and triggering record)
+and close tasks that are open or snoozed: a task a person closed or dismissed stays so,
+and a snoozed one comes back at its time, whatever the rules say.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from syncd.domain.followups import Closing, Email, Meeting, Person, Wanted
+from syncd.errors import UserError
+from syncd.schema.tables import (
+    contacts,
+    customers,
+    participants,
+    record_customers,
+    records,
+    sources,
+    tasks,
+)
+from syncd.store.sql import chunks, insert_ignore
+
+ACTIVE = ("open", "snoozed")
+
+
+def apply(
+    conn: Connection,
+    wanted: Iterable[Wanted],
+    closings: Iterable[Closing],
+    now: datetime | None = None,
+) -> dict[str, int]:
+    now = now or datetime.now(UTC)
+    counts = {"created": 0, "closed": 0, "woken": 0}
+    rows = [
+        {
+            "rule": w.rule, "record_id": w.record_id, "title": w.title[:500], "owner": w.owner,
+            "customer_id": w.customer_id, "due_at": w.due_at, "status": "open",
+            "created_at": now, "updated_at": now,
+        }
+        for w in wanted
+    ]  # fmt: skip
+    before = conn.scalar(select(func.count()).select_from(tasks)) or 0
+    insert_ignore(conn, tasks, rows, ["rule", "record_id"])
+    counts["created"] = (conn.scalar(select(func.count()).select_from(tasks)) or 0) - before
+    for closing in closings:
+        counts["closed"] += conn.execute(
+            update(tasks)
+            .where(
+                tasks.c.rule == closing.rule,
+                tasks.c.record_id == closing.record_id,
+                tasks.c.status.in_(ACTIVE),
+            )
+            .values(
+                status="done",
+                closed_by_record_id=closing.closed_by,
+                closed_at=now,
+                closed_by="rule",
+                snoozed_until=None,
+                updated_at=now,
+            )
+        ).rowcount
+    counts["woken"] = conn.execute(
+        update(tasks)
+        .where(tasks.c.status == "snoozed", tasks.c.snoozed_until <= now)
+        .values(status="open", snoozed_until=None, updated_at=now)
+    ).rowcount
+    return counts
+
+
+def oldest_active_trigger(conn: Connection) -> datetime | None:
+    """When the oldest record behind an open or snoozed rule task happened: closings must
+    still see the mail after it, even beyond the lookback."""
+    value = conn.scalar(
+        select(func.min(records.c.occurred_at))
+        .select_from(tasks.join(records, tasks.c.record_id == records.c.id))
+        .where(tasks.c.status.in_(ACTIVE), tasks.c.rule.is_not(None))
+    )
+    if value is None:
+        return None
+    return _aware(value)
+
+
+def facts(
+    conn: Connection, since: datetime, mailbox_owners: dict[str, str]
+) -> tuple[list[Email], list[Meeting]]:
+    """Emails and meetings since ``since``, with their people, matches and mailbox owners."""
+    rows = conn.execute(
+        select(
+            records.c.id, records.c.kind, records.c.direction, records.c.subject,
+            records.c.occurred_at, records.c.thread_key, records.c.message_id, records.c.status,
+            records.c.ends_at, records.c.organizer,
+        ).where(
+            or_(
+                and_(records.c.kind == "email", records.c.occurred_at >= since),
+                and_(records.c.kind == "meeting", records.c.ends_at >= since),
+            )
+        )
+    ).all()  # fmt: skip
+    ids = [r.id for r in rows]
+    people: dict[int, list[Person]] = defaultdict(list)
+    linked: dict[int, list[int]] = defaultdict(list)
+    owners: dict[int, list[str]] = defaultdict(list)
+    for part in chunks(ids):
+        contact_customer = select(contacts.c.id, contacts.c.customer_id).subquery()
+        for p in conn.execute(
+            select(
+                participants.c.record_id, participants.c.address, participants.c.name,
+                participants.c.role, participants.c.external, participants.c.contact_id,
+                contact_customer.c.customer_id,
+            )
+            .select_from(
+                participants.outerjoin(
+                    contact_customer, participants.c.contact_id == contact_customer.c.id
+                )
+            )
+            .where(participants.c.record_id.in_(part))
+            .order_by(participants.c.id)
+        ):  # fmt: skip
+            people[p.record_id].append(
+                Person(p.address, p.name, p.role, bool(p.external), p.contact_id, p.customer_id)
+            )
+        for link in conn.execute(
+            select(record_customers.c.record_id, record_customers.c.customer_id)
+            .where(record_customers.c.record_id.in_(part))
+            .order_by(record_customers.c.customer_id)
+        ):
+            linked[link.record_id].append(link.customer_id)
+        for source in conn.execute(
+            select(sources.c.record_id, sources.c.mailbox)
+            .where(sources.c.record_id.in_(part))
+            .order_by(sources.c.id)
+        ):
+            owner = mailbox_owners.get(source.mailbox)
+            if owner and owner not in owners[source.record_id]:
+                owners[source.record_id].append(owner)
+    # Someone at a customer's domain who is not a contact yet still speaks for the customer.
+    for record_id, found in people.items():
+        if linked.get(record_id):
+            found[:] = [
+                p if p.customer_id or not p.external
+                else Person(p.address, p.name, p.role, p.external, p.contact_id, linked[record_id][0])
+                for p in found
+            ]  # fmt: skip
+    emails: list[Email] = []
+    meetings: list[Meeting] = []
+    for r in rows:
+        if r.kind == "email":
+            emails.append(
+                Email(
+                    r.id,
+                    r.thread_key or r.message_id or str(r.id),
+                    _aware(r.occurred_at),
+                    r.direction,
+                    r.subject,
+                    tuple(people[r.id]),
+                    tuple(owners[r.id]),
+                )
+            )
+        elif r.ends_at is not None:
+            meetings.append(
+                Meeting(
+                    r.id,
+                    r.subject,
+                    _aware(r.ends_at),
+                    r.status or "scheduled",
+                    r.organizer,
+                    tuple(people[r.id]),
+                    tuple(linked[r.id]),
+                )
+            )
+    return emails, meetings
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- what people do ----------------------------------------------------------------------
+
+
+def list_tasks(
+    conn: Connection,
+    *,
+    owner: str | None = None,
+    status: str | None = None,
+    due_before: datetime | None = None,
+    customer_id: int | None = None,
+) -> list[dict[str, Any]]:
+    query = (
+        select(tasks, customers.c.name.label("customer"))
+        .select_from(tasks.outerjoin(customers, tasks.c.customer_id == customers.c.id))
+        .order_by(tasks.c.due_at, tasks.c.id)
+    )
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
+    if status is not None:
+        query = query.where(tasks.c.status == status)
+    if due_before is not None:
+        query = query.where(tasks.c.due_at < due_before)
+    if customer_id is not None:
+        query = query.where(tasks.c.customer_id == customer_id)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def set_status(
+    conn: Connection,
+    task_id: int,
+    status: str,
+    *,
+    until: datetime | None = None,
+    by: str = "person",
+) -> None:
+    now = datetime.now(UTC)
+    if conn.scalar(select(tasks.c.id).where(tasks.c.id == task_id)) is None:
+        raise UserError(f"no task {task_id}", hint="`syncd tasks list` shows the task ids")
+    closing = status in ("done", "dismissed")
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(
+            status=status,
+            snoozed_until=until if status == "snoozed" else None,
+            closed_at=now if closing else None,
+            closed_by=by if closing else None,
+            updated_at=now,
+        )
+    )
+
+
+def add_task(
+    conn: Connection, *, title: str, owner: str, customer_id: int | None, due_at: datetime
+) -> int:
+    now = datetime.now(UTC)
+    result = conn.execute(
+        tasks.insert().values(
+            rule=None,
+            record_id=None,
+            title=title,
+            owner=owner,
+            customer_id=customer_id,
+            due_at=due_at,
+            status="open",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
