@@ -9,6 +9,7 @@ changed (calendar-multiget).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +98,8 @@ _QUERY_ALL = (
     '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"/></C:comp-filter></C:filter>'
     "</C:calendar-query>"
 )
+
+_QUERY_TODOS = _QUERY_ALL.replace('name="VEVENT"', 'name="VTODO"')
 
 _ETAGS = (
     '<?xml version="1.0" encoding="utf-8"?>'
@@ -233,8 +236,48 @@ class CalDavSession:
         except TokenRejected:
             return self._etag_diff(url, known)
 
-    def _query_all(self, url: str) -> Changes:
-        response = self._report(url, _QUERY_ALL, "1")
+    # --- task lists (VTODO) ------------------------------------------------------------------
+
+    def task_list(self, name: str) -> str:
+        """The URL of the principal's task list named ``name``, created when missing."""
+        with _classified(self._where):
+            principal = self._client.principal()  # type: ignore[no-untyped-call]
+            for cal in principal.get_calendars():
+                if (cal.get_display_name() or "") == name:
+                    self.requests += 3
+                    return str(cal.url)
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tasks"
+            created = principal.make_calendar(
+                name=name, cal_id=slug, supported_calendar_component_set=["VTODO"]
+            )
+        self.requests += 4
+        return str(created.url)
+
+    def todos(self, url: str) -> dict[str, tuple[str, str]]:
+        """Every VTODO of a task list: href -> (ETag, iCalendar text)."""
+        found = self._query_all(url, _QUERY_TODOS).changed
+        return {o.href: (o.etag, o.data) for o in found}
+
+    def put(self, url: str, href: str, text: str) -> str:
+        """Store an object at ``href`` of the collection ``url``; its new ETag ("" if not told)."""
+        self.requests += 1
+        with _classified(self._where):
+            response = self._client.put(
+                urljoin(url, href), text, {"Content-Type": "text/calendar; charset=utf-8"}
+            )
+        if response.status >= 400:
+            raise TransientError(f"{self._where}: storing {href} failed ({response.status})")
+        return str((response.headers or {}).get("ETag") or "")
+
+    def delete(self, url: str, href: str) -> None:
+        self.requests += 1
+        with _classified(self._where):
+            response = self._client.delete(urljoin(url, href))
+        if response.status >= 400 and response.status != 404:
+            raise TransientError(f"{self._where}: deleting {href} failed ({response.status})")
+
+    def _query_all(self, url: str, body: str = _QUERY_ALL) -> Changes:
+        response = self._report(url, body, "1")
         tree = response.tree
         if response.status == 429 or response.status >= 500:
             raise self._busy(response)

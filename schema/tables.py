@@ -345,6 +345,7 @@ tasks = Table(
     # Where the task lives as a VTODO in the owner's CalDAV task list, if anywhere.
     Column("vtodo_href", String(2000), nullable=True),
     Column("vtodo_etag", String(300), nullable=True),
+    Column("vtodo_synced_at", UtcDateTime, nullable=True),  # when the VTODO last matched
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
 )

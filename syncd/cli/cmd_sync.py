@@ -16,6 +16,7 @@ from syncd.config import parse_config
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.mail_sync import MailSync, open_imap
+from syncd.engine.task_sync import sync_task_list
 from syncd.errors import RemoteError, UserError
 from syncd.store import database, health
 from syncd.store.queries import calendar_status, sync_status
@@ -91,6 +92,19 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
         results = MailSync(app.engine, app.config).run_once(selected)
     calendar_results = CalendarSync(app.engine, app.config).run_once(selected_calendars)
     evaluate_followups(app.engine, app.config)
+    task_errors = 0
+    for source in app.config.calendar:
+        if source.tasks_calendar and source.name in {c.source for c in calendar_results}:
+            try:
+                with open_caldav(source) as session:
+                    done = sync_task_list(app.engine, source, session)
+                click.echo(
+                    f"{source.name}: tasks {done['written']} written, {done['done']} done and "
+                    f"{done['dismissed']} dismissed in the calendar"
+                )
+            except RemoteError as err:
+                task_errors += 1
+                click.echo(f"{source.name}: tasks FAILED: {err.message}")
     failed = 0
     for result in results:
         captured = sum(f.captured for f in result.folders)
@@ -119,7 +133,7 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
         for where, error in cal.errors.items():
             failed += 1
             click.echo(f"  {where or 'account'}: FAILED: {error}")
-    if failed:
+    if failed or task_errors:
         raise click.exceptions.Exit(1)
 
 

@@ -28,12 +28,13 @@ from sqlalchemy import Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
 from syncd.domain.matching import Directory
-from syncd.engine.calendar_sync import CalendarSync
+from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import IdleWatcher
 from syncd.engine.schedule import Outcome, next_run
+from syncd.engine.task_sync import sync_task_list
 from syncd.errors import ConfigError, RemoteError, TransientError
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
@@ -323,6 +324,8 @@ class Daemon:
                 error = cal.error
                 created = sum(c["created"] for c in cal.calendars.values())
                 reason = "; ".join(f"{k}: {v}" for k, v in cal.errors.items() if k) or None
+                if error is None and source.config.tasks_calendar:
+                    error = self._sync_tasks(source.config)
             if error is not None:
                 reason = f"{error.message} (fix: {error.hint})" if error.hint else error.message
                 outcome = Outcome(
@@ -382,6 +385,16 @@ class Daemon:
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
         self._wake.set()
+
+    def _sync_tasks(self, source: CalendarConfig) -> RemoteError | None:
+        assert self._engine is not None
+        try:
+            with open_caldav(source) as session:
+                sync_task_list(self._engine, source, session)
+        except RemoteError as err:
+            log.warning("tasks.calendar_failed", error=str(err))
+            return err
+        return None
 
     def _current_directory(self) -> Directory:
         cached = self._directory

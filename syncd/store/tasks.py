@@ -252,3 +252,35 @@ def add_task(
         )
     )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+# --- VTODO bookkeeping --------------------------------------------------------------------
+
+
+def vtodo_tasks(conn: Connection, owner: str) -> list[dict[str, Any]]:
+    return [
+        {**row, "due_at": _aware(row["due_at"]), "updated_at": _aware(row["updated_at"]),
+         "closed_at": row["closed_at"] and _aware(row["closed_at"]),
+         "vtodo_synced_at": row["vtodo_synced_at"] and _aware(row["vtodo_synced_at"])}
+        for row in list_tasks(conn, owner=owner)
+    ]  # fmt: skip
+
+
+def vtodo_written(conn: Connection, task_id: int, href: str, etag: str, at: datetime) -> None:
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(vtodo_href=href, vtodo_etag=etag or None, vtodo_synced_at=at)
+    )
+
+
+def vtodo_seen(conn: Connection, task_id: int, etag: str) -> None:
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(vtodo_etag=etag))
+
+
+def vtodo_gone(conn: Connection, task_id: int) -> None:
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(vtodo_href=None, vtodo_etag=None, vtodo_synced_at=datetime.now(UTC))
+    )

@@ -156,3 +156,54 @@ def test_a_held_meeting_asks_for_a_follow_up_until_the_attendees_get_an_email(
     (task,) = tasks(world)
     notes = {r["message_id"]: r["id"] for r in world.records()}["notes@example.com"]
     assert task["status"] == "done" and task["closed_by_record_id"] == notes
+
+
+@pytest.mark.radicale
+def test_tasks_reach_the_reps_task_list_and_come_back_done_or_dismissed(
+    world: World, radicale: Radicale
+) -> None:
+    world.rep("alice")
+    login = world.cal_rep("alice", radicale)
+    world.customers(CUSTOMERS_CSV)
+    world.write_config(
+        mailbox={
+            "alice": {"folders": ["INBOX", "Sent"]},
+            "alice-cal": {"tasks_calendar": "Follow-ups"},
+        }
+    )
+    for n in range(3):
+        world.deliver(
+            "alice", make_message(message_id=f"<q{n}@acme.com>", subject=f"Q{n}", date=MON_9)
+        )
+    with time_machine.travel(MON_9 + timedelta(days=2), tick=False):
+        world.cli("sync")
+    ids = {t["title"][-2:]: t["id"] for t in tasks(world)}
+    folder = radicale.calendar_dir(login, "follow-ups")
+    written = {p.name: p.read_text() for p in folder.glob("syncd-task-*.ics")}
+    assert set(written) == {f"syncd-task-{i}.ics" for i in ids.values()}
+    first = written[f"syncd-task-{ids['Q0']}.ics"]
+    assert "BEGIN:VTODO" in first and "STATUS:NEEDS-ACTION" in first
+    assert "SUMMARY:Reply to Wile Coyote: Q0" in first and "DUE:20260303T080000Z" in first
+
+    # In the rep's app: Q0 completed, Q1 deleted; Q2 answered by mail.
+    radicale.put(
+        login, "follow-ups", f"syncd-task-{ids['Q0']}.ics",
+        first.replace("STATUS:NEEDS-ACTION", "STATUS:COMPLETED"),
+    )  # fmt: skip
+    radicale.delete(login, "follow-ups", f"syncd-task-{ids['Q1']}.ics")
+    answer = make_message(
+        sender="Alice Rep <alice@example.com>", to="wile@acme.com", subject="Re: Q2",
+        message_id="<a2@example.com>", in_reply_to="<q2@acme.com>", date=MON_9 + timedelta(days=2),
+    )  # fmt: skip
+    world.deliver("alice", answer, folder="Sent")
+    with time_machine.travel(MON_9 + timedelta(days=2, hours=1), tick=False):
+        world.cli("sync")
+        world.cli("sync")  # a second pass changes nothing more
+    assert {t["title"][-2:]: t["status"] for t in tasks(world)} == {
+        "Q0": "done",
+        "Q1": "dismissed",
+        "Q2": "done",
+    }
+    # Closed by the rule: the rep's list shows it completed too; the deleted one stays deleted.
+    assert "STATUS:COMPLETED" in (folder / f"syncd-task-{ids['Q2']}.ics").read_text()
+    assert not (folder / f"syncd-task-{ids['Q1']}.ics").exists()

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("updated_at", syncd.schema.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("vtodo_href", sa.String(length=2000), nullable=True),
         sa.Column("vtodo_etag", sa.String(length=300), nullable=True),
+        sa.Column("vtodo_synced_at", syncd.schema.types.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["closed_by_record_id"], ["records.id"],
             name=op.f("fk_tasks_closed_by_record_id_records"), ondelete="SET NULL",

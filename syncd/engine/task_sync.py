@@ -1,0 +1,73 @@
+"""Follow-up tasks in the rep's own CalDAV task list ([[calendar]] tasks_calendar).
+
+Each pass first reads back what the rep did in their app (a completed VTODO is a done
+task, a cancelled or deleted one a dismissed task), then writes what changed on our side.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy import Engine
+
+from syncd.config import CalendarConfig
+from syncd.connectors.dav import CalDavSession
+from syncd.domain.todos import render_todo, todo_status
+from syncd.store import tasks as store
+
+log = structlog.get_logger("syncd.tasks")
+
+
+def sync_task_list(
+    engine: Engine, source: CalendarConfig, session: CalDavSession
+) -> dict[str, int]:
+    assert source.tasks_calendar is not None
+    url = session.task_list(source.tasks_calendar)
+    remote = session.todos(url)
+    counts = {"written": 0, "done": 0, "dismissed": 0}
+    with engine.begin() as conn:
+        for task in store.vtodo_tasks(conn, source.owner):
+            href = task["vtodo_href"]
+            if href is None:
+                continue
+            if href not in remote:  # deleted in the app
+                if task["status"] in store.ACTIVE:
+                    store.set_status(conn, task["id"], "dismissed", by="calendar")
+                    counts["dismissed"] += 1
+                store.vtodo_gone(conn, task["id"])
+                continue
+            etag, data = remote[href]
+            if etag == task["vtodo_etag"]:
+                continue
+            status = todo_status(data)
+            if task["status"] in store.ACTIVE and status in ("COMPLETED", "CANCELLED"):
+                new = "done" if status == "COMPLETED" else "dismissed"
+                store.set_status(conn, task["id"], new, by="calendar")
+                counts[new] += 1
+            store.vtodo_seen(conn, task["id"], etag)
+    base = urlsplit(url).path
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        pending = [t for t in store.vtodo_tasks(conn, source.owner) if _needs_writing(t)]
+    for task in pending:
+        href = task["vtodo_href"] or f"{base.rstrip('/')}/syncd-task-{task['id']}.ics"
+        text = render_todo(
+            task_id=task["id"], title=task["title"], due_at=task["due_at"], status=task["status"],
+            customer=task["customer"], closed_at=task["closed_at"], now=now,
+        )  # fmt: skip
+        etag = session.put(url, href, text)
+        with engine.begin() as conn:
+            store.vtodo_written(conn, task["id"], href, etag, now)
+        counts["written"] += 1
+    if any(counts.values()):
+        log.info("tasks.calendar_synced", calendar=source.name, **counts)
+    return counts
+
+
+def _needs_writing(task: dict[str, object]) -> bool:
+    if task["vtodo_href"] is None:
+        return task["status"] in store.ACTIVE  # closed before it ever reached the calendar: skip
+    synced = task["vtodo_synced_at"]
+    return synced is None or task["updated_at"] > synced  # type: ignore[operator]
