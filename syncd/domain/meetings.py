@@ -125,7 +125,8 @@ def clearly_outside(text: str, window_start: datetime, window_end: datetime) -> 
     Parsing is most of the cost of a first sync, and most of a long-lived calendar lies
     outside the window.  A day of margin covers every time zone offset.
     """
-    if _RECURS.search(text):
+    # Substring tests first: a C scan of the text, far cheaper than the anchored regex.
+    if ("RRULE" in text or "RDATE" in text or "RECURRENCE-ID" in text) and _RECURS.search(text):
         return False
     starts = _DTSTART.findall(text)
     if len(starts) != 1:

@@ -20,6 +20,7 @@ _UNFOLD = re.compile(r"\r?\n[ \t]")
 _LINE = re.compile(
     r'^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+=(?:"[^"]*"|[^";:]*)(?:,(?:"[^"]*"|[^";:,]*))*)*):(.*)$'
 )
+_NAME = re.compile(r"[A-Za-z0-9-]+")
 _PARAM = re.compile(r';([A-Za-z0-9-]+)=("[^"]*"|[^";:]*)')
 # RRULE and EXDATE are read (see expand_rule); the rest needs icalendar.
 _UNSAFE = ("RDATE", "RECURRENCE-ID", "DURATION", "EXRULE")
@@ -57,14 +58,19 @@ def read_simple_event(text: str) -> tuple[dict[str, list[SimpleProperty]], list[
             continue
         if not inside:
             continue
-        found = _LINE.match(line)
-        if found is None:
-            return None
-        name = found.group(1).upper()
+        head, colon, value = line.partition(":")
+        if colon and ";" not in head and '"' not in head and _NAME.fullmatch(head):
+            # Most lines carry no parameters: no need for the full line grammar.
+            name, params = head.upper(), {}
+        else:
+            found = _LINE.match(line)
+            if found is None:
+                return None
+            name, value = found.group(1).upper(), found.group(3)
+            params = {k.upper(): v.strip('"') for k, v in _PARAM.findall(found.group(2))}
         if name in _UNSAFE or name.startswith("BEGIN"):
             return None
-        params = {k.upper(): v.strip('"') for k, v in _PARAM.findall(found.group(2))}
-        props.setdefault(name, []).append(SimpleProperty(found.group(3), params))
+        props.setdefault(name, []).append(SimpleProperty(value, params))
         if name not in _NOT_CONTENT:
             content.append(line)
     if inside or "UID" not in props or "DTSTART" not in props:
