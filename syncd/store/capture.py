@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, bindparam, case, func, select
 
 from syncd.domain.addresses import match_key
 from syncd.domain.capture import Participant
@@ -71,10 +71,19 @@ class FolderBatch:
     plus_addressing: bool = True
 
 
+# Built once: an expanding IN parameter compiles once instead of coercing every element.
+_IDS_BY_KEY = select(records.c.key, records.c.id).where(
+    records.c.key.in_(bindparam("keys", expanding=True))
+)
+_THREADS_BY_MESSAGE_ID = select(records.c.message_id, records.c.thread_key).where(
+    records.c.message_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def record_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in chunks(sorted(set(keys))):
-        rows = conn.execute(select(records.c.key, records.c.id).where(records.c.key.in_(part)))
+        rows = conn.execute(_IDS_BY_KEY, {"keys": list(part)})
         out.update((key, record_id) for key, record_id in rows)
     return out
 
@@ -82,9 +91,7 @@ def record_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
 def _known_threads(conn: Connection, message_ids: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in chunks(sorted(message_ids)):
-        rows = conn.execute(
-            select(records.c.message_id, records.c.thread_key).where(records.c.message_id.in_(part))
-        )
+        rows = conn.execute(_THREADS_BY_MESSAGE_ID, {"ids": list(part)})
         out.update((mid, thread) for mid, thread in rows if thread)
     return out
 

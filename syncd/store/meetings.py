@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
@@ -80,17 +80,34 @@ def _record_values(item: MeetingItem, now: datetime) -> dict[str, Any]:
     }
 
 
+# Statements built once: an IN list given as an expanding parameter costs one compile,
+# where a literal list is coerced element by element on every call.
+_UNLINKS_OF = select(record_unlinks.c.record_id, record_unlinks.c.customer_id).where(
+    record_unlinks.c.record_id.in_(bindparam("ids", expanding=True))
+)
+_SOURCES_BY_HREF = (
+    select(meeting_sources.c.href, records.c.id, records.c.key)
+    .join(records, records.c.id == meeting_sources.c.record_id)
+    .where(
+        meeting_sources.c.calendar == bindparam("calendar"),
+        meeting_sources.c.url == bindparam("url"),
+        meeting_sources.c.href.in_(bindparam("hrefs", expanding=True)),
+    )
+)
+_RECORDS_BY_KEY = select(
+    records.c.id, records.c.key, records.c.fingerprint, records.c.sequence
+).where(records.c.key.in_(bindparam("keys", expanding=True)))
+_UNQUARANTINE = delete(calendar_quarantine).where(
+    calendar_quarantine.c.calendar == bindparam("calendar"),
+    calendar_quarantine.c.url == bindparam("url"),
+    calendar_quarantine.c.href.in_(bindparam("hrefs", expanding=True)),
+)
+
+
 def _unlinked(conn: Connection, ids: list[int]) -> frozenset[tuple[int, int]]:
     out: set[tuple[int, int]] = set()
     for part in chunks(ids):
-        out.update(
-            (rid, cid)
-            for rid, cid in conn.execute(
-                select(record_unlinks.c.record_id, record_unlinks.c.customer_id).where(
-                    record_unlinks.c.record_id.in_(part)
-                )
-            )
-        )
+        out.update((rid, cid) for rid, cid in conn.execute(_UNLINKS_OF, {"ids": list(part)}))
     return frozenset(out)
 
 
@@ -115,13 +132,7 @@ def _sources_by_href(
     out: dict[str, dict[int, str]] = {}
     for part in chunks(hrefs):
         rows = conn.execute(
-            select(meeting_sources.c.href, records.c.id, records.c.key)
-            .join(records, records.c.id == meeting_sources.c.record_id)
-            .where(
-                meeting_sources.c.calendar == calendar,
-                meeting_sources.c.url == url,
-                meeting_sources.c.href.in_(part),
-            )
+            _SOURCES_BY_HREF, {"calendar": calendar, "url": url, "hrefs": list(part)}
         )
         for href, rid, key in rows:
             out.setdefault(href, {})[rid] = key
@@ -153,11 +164,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     existing = {
         row.key: row
         for part in chunks([i.key for i in items])
-        for row in conn.execute(
-            select(records.c.id, records.c.key, records.c.fingerprint, records.c.sequence).where(
-                records.c.key.in_(part)
-            )
-        )
+        for row in conn.execute(_RECORDS_BY_KEY, {"keys": list(part)})
     }
     fresh = {i.key: i for i in items if i.key not in existing}
     insert_ignore(conn, records, [_record_values(i, now) for i in fresh.values()], ["key"])
@@ -235,11 +242,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.objects.items()})
     for hrefs in chunks(list(batch.objects)):
         conn.execute(
-            delete(calendar_quarantine).where(
-                calendar_quarantine.c.calendar == batch.calendar,
-                calendar_quarantine.c.url == batch.url,
-                calendar_quarantine.c.href.in_(hrefs),
-            )
+            _UNQUARANTINE, {"calendar": batch.calendar, "url": batch.url, "hrefs": list(hrefs)}
         )
 
     for href in batch.deleted:

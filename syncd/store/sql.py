@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table
@@ -44,13 +45,20 @@ class _InsertPlan:
     def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         # Straight to the driver: SQLAlchemy's per-row parameter handling costs more than
         # SQLite spends storing a row, and a first sync inserts tens of thousands of them.
-        keys, defaults, order, convert = self.keys, self.defaults, self.order, self.convert
+        keys, defaults, convert = self.keys, self.defaults, self.convert
+        take = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
+        reorder = itemgetter(*self.order) if len(self.order) > 1 else (lambda v: (v[0],))
         values: list[tuple[Any, ...]] = []
         for row in rows:
-            given = tuple(row.get(k) for k in keys) + defaults
-            ordered = [given[i] for i in order]
-            for i, f in convert:
-                ordered[i] = f(ordered[i])
+            try:
+                given = take(row) + defaults
+            except KeyError:  # a row without some keys: those columns are NULL
+                given = tuple(row.get(k) for k in keys) + defaults
+            ordered = reorder(given)
+            if convert:
+                ordered = list(ordered)
+                for i, f in convert:
+                    ordered[i] = f(ordered[i])
             values.append(tuple(ordered))
         if self.positional:
             conn.exec_driver_sql(self.sql, values)
