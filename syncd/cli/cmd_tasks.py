@@ -88,9 +88,7 @@ def _owner(value: str) -> str:
 @pass_app
 def done(app: App, task_id: int) -> None:
     """Mark a task done."""
-    with app.engine.begin() as conn:
-        store.set_status(conn, task_id, "done")
-    click.echo(f"task {task_id}: done")
+    _close(app, task_id, "done")
 
 
 @tasks.command("dismiss")
@@ -98,9 +96,13 @@ def done(app: App, task_id: int) -> None:
 @pass_app
 def dismiss(app: App, task_id: int) -> None:
     """Dismiss a task: the rules never bring it back."""
+    _close(app, task_id, "dismissed")
+
+
+def _close(app: App, task_id: int, status: str) -> None:
     with app.engine.begin() as conn:
-        store.set_status(conn, task_id, "dismissed")
-    click.echo(f"task {task_id}: dismissed")
+        store.set_status(conn, task_id, status)
+    click.echo(f"task {task_id}: {status}")
 
 
 @tasks.command("snooze")

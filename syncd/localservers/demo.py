@@ -3,16 +3,21 @@ customer meetings, then syncd end to end.
 
     python -m syncd.localservers.demo [WORKDIR]
 
-Everything stays under WORKDIR (default ./demo) and on 127.0.0.1.  It ends by printing
-a customer timeline.
+Everything stays under WORKDIR (default ./demo) and on 127.0.0.1.  It prints a customer
+timeline and the follow-up tasks, then runs the daemon (`syncd run`) long enough to show a
+delivered message captured through IMAP IDLE, and stops it with SIGTERM.
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
+import signal
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,6 +96,42 @@ def add_calendar(config: Path, radicale: Radicale, password_file: Path) -> None:
         )
 
 
+def _daemon_demo(config: Path, dovecot: Dovecot, db: Path) -> None:
+    """`syncd run` for a few seconds: a message delivered while it waits in IDLE is captured."""
+    print(
+        f"\n$ syncd --config {config} run   # in the background; its log: demo/daemon.log",
+        flush=True,
+    )
+    log = config.parent / "daemon.log"
+    syncd = str(Path(sys.executable).parent / "syncd")
+    with log.open("wb") as out:
+        daemon = subprocess.Popen([syncd, "--config", str(config), "run"], stdout=out, stderr=out)
+    try:
+        time.sleep(3)  # first round of syncs, then IDLE
+        before = _count(db)
+        raw = (
+            "From: Wile Coyote <wile@acme.com>\r\nTo: Alice Rep <alice@example.com>\r\n"
+            "Subject: Can we talk today?\r\nMessage-ID: <demo-push@acme.com>\r\n"
+            f"Date: {datetime.now(UTC):%a, %d %b %Y %H:%M:%S +0000}\r\n\r\nCall me.\r\n"
+        ).encode()
+        delivered = time.monotonic()
+        dovecot.deliver("alice@example.com", raw)
+        while _count(db) == before and time.monotonic() - delivered < 30:
+            time.sleep(0.05)
+        took = time.monotonic() - delivered
+        print(f"delivered a message to alice's INBOX: a record {took:.1f}s later (IMAP IDLE)")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        code = daemon.wait(20)
+        print(f"SIGTERM: the daemon exited {code} after {time.monotonic() - stopped:.1f}s")
+
+
+def _count(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[0] if argv else "demo").resolve()
@@ -115,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         radicale.make_calendar("alice", "work", "Work")
         radicale.seed("alice", "work", sample_meetings(datetime.now(UTC)))
-        mail = generate(400)
+        # Last week's mail, so that the follow-up rules (which look 14 days back) have work.
+        mail = generate(400, start=datetime.now(UTC) - timedelta(days=9))
         by_box: dict[tuple[str, str], list[bytes]] = defaultdict(list)
         for item in mail:
             by_box[(item.owner, item.folder)].append(item.raw)
@@ -137,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         _run(*base, "records", "list", "--customer", "Globex", "--limit", "5")
         _run(*base, "records", "list", "--kind", "meeting")
         _run(*base, "timeline", "Acme Corp", "--limit", "12")
+        _run(*base, "tasks", "list", "--owner", "alice@example.com", "--customer", "Acme Corp")
+        _daemon_demo(config, dovecot, root / "syncd.db")
     finally:
         radicale.stop()
         dovecot.stop()
