@@ -33,10 +33,13 @@ class IdleWatcher:
         on_new_mail: Callable[[str], None],
         *,
         renew_every: float = RENEW_EVERY,
+        wait_step: float = WAIT_STEP,
     ) -> None:
         self.box = box
         self._on_new_mail = on_new_mail
         self._renew_every = renew_every
+        self._wait_step = wait_step
+        self.renewals = 0  # IDLE left and entered again with a NOOP in between
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"idle-{box.name}", daemon=True)
         self.supported: bool | None = None  # unknown until the first connection
@@ -94,14 +97,15 @@ class IdleWatcher:
     def _listen(self, session: ImapSession) -> None:
         waited = 0.0
         while not self._stop.is_set():
-            if session.idle_wait(WAIT_STEP):
+            if session.idle_wait(self._wait_step):
                 session.idle_done()
                 self._on_new_mail(self.box.name)
                 session.idle_start()
                 waited = 0.0
                 continue
-            waited += WAIT_STEP
+            waited += self._wait_step
             if waited >= self._renew_every:
                 session.idle_done()
                 session.idle_start()
+                self.renewals += 1
                 waited = 0.0

@@ -77,3 +77,51 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     bad.write_text("[database\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_working_weeks_per_rep_and_follow_up_rules() -> None:
+    from datetime import time
+
+    config = parse_config(
+        {
+            "organization": {"timezone": "Europe/Berlin", "holidays": ["2026-12-24"]},
+            "followup": [
+                {"rule": "no_response", "after": "2 business days"},
+                {"rule": "after_meeting", "enabled": False},
+            ],
+            "mailbox": [
+                {
+                    "name": "kim", "owner": "kim@example.com", "host": "imap.example.com",
+                    "username": "kim", "password": "x", "timezone": "Asia/Seoul",
+                    "workdays": ["mon", "tue", "wed", "thu"], "hours": "10:00-19:00",
+                }
+            ],
+        }
+    )  # fmt: skip
+    assert set(config.followup_rules()) == {"unanswered_inbound", "no_response"}
+    assert str(config.followup_rules()["no_response"]) == "2 business days"
+    kim = config.working_week_of("kim@example.com")
+    assert (str(kim.zone), kim.opens, kim.closes, sorted(kim.workdays)) == (
+        "Asia/Seoul", time(10), time(19), [0, 1, 2, 3],
+    )  # fmt: skip
+    other = config.working_week_of("bob@example.com")
+    assert str(other.zone) == "Europe/Berlin" and sorted(other.workdays) == [0, 1, 2, 3, 4]
+    assert len(other.holidays) == 1 == len(kim.holidays)
+
+
+def test_follow_up_and_working_hours_mistakes_are_reported_by_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {
+                "organization": {"workdays": ["mon", "someday"], "hours": "9-5"},
+                "followup": [{"rule": "no_response", "after": "soon"}],
+                "metrics": {"listen": "9464"},
+                "sync": {"interval": 0},
+            }
+        )
+    text = str(caught.value)
+    for key in (
+        "organization.workdays", "organization.hours", "followup[0].after",
+        "metrics.listen", "sync.interval",
+    ):  # fmt: skip
+        assert key in text, key

@@ -54,3 +54,15 @@ def test_a_refused_login_waits_an_hour_and_needs_attention() -> None:
 def test_a_config_problem_needs_attention_and_is_looked_at_again_later() -> None:
     delay, state, _ = _next(Outcome("config"))
     assert state == "attention" and timedelta(seconds=delay) == CONFIG_RETRY
+
+
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    from syncd.connectors.dav import retry_after_seconds
+
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert 290 <= (retry_after_seconds(format_datetime(later, usegmt=True)) or 0) <= 300
+    assert retry_after_seconds("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0  # already past

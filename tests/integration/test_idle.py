@@ -1,0 +1,71 @@
+"""The IDLE watcher against a real Dovecot: push, renewal, and a server that goes away."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from syncd.config import MailboxConfig
+from syncd.engine.push import IdleWatcher
+from syncd.localservers.dovecot import Dovecot
+from tests.daemon import wait_until
+from tests.mail import make_message
+
+pytestmark = pytest.mark.dovecot
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, _mailbox: str) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def test_new_mail_renewal_and_reconnection_after_the_server_restarts() -> None:
+    server = Dovecot(Path(tempfile.mkdtemp(prefix="syncd-test-idle-")), {"rep": "pw-idle"}).start()
+    calls = Calls()
+    box = MailboxConfig(
+        name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
+        security="plain", username="rep", password="pw-idle", timeout=5,
+    )  # fmt: skip
+    watcher = IdleWatcher(box, calls, renew_every=0.6, wait_step=0.2).start()
+    try:
+        wait_until(lambda: watcher.supported is True, 10, "IDLE to start")
+        server.deliver("rep", make_message(message_id="<one@acme.com>"))
+        wait_until(lambda: calls.count == 1, 10, "the push for the first message")
+        # DONE + NOOP + IDLE again, as a 29-minute renewal does: nothing is reported.
+        wait_until(lambda: watcher.renewals >= 2, 10, "two renewals")
+        assert calls.count == 1
+        # The server goes away and comes back: the watcher reconnects by itself and says so
+        # (mail may have arrived meanwhile), then pushes again.
+        server.stop()
+        server.deliver("rep", make_message(message_id="<during@acme.com>"))
+        server.start()
+        wait_until(lambda: calls.count == 2, 30, "the reconnection")
+        server.deliver("rep", make_message(message_id="<after@acme.com>"))
+        wait_until(lambda: calls.count == 3, 10, "the push after reconnecting")
+    finally:
+        watcher.stop()
+        watcher.join(5)
+        server.stop()
+    assert not watcher.alive
+
+
+def test_a_refused_login_stops_the_watcher_instead_of_retrying() -> None:
+    server = Dovecot(Path(tempfile.mkdtemp(prefix="syncd-test-idle-")), {"rep": "pw-idle"}).start()
+    try:
+        box = MailboxConfig(
+            name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
+            security="plain", username="rep", password="wrong", timeout=5,
+        )  # fmt: skip
+        watcher = IdleWatcher(box, Calls(), wait_step=0.2).start()
+        watcher.join(15)
+        assert not watcher.alive  # the scheduler owns the hourly retry of a refused login
+    finally:
+        server.stop()
