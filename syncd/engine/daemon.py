@@ -116,6 +116,10 @@ class Daemon:
     def _run(self) -> int:
         self._engine = open_database(self._config.database.url)
         with self._engine.begin() as conn:
+            if self._instance is not None:
+                # The lock file says no other daemon uses this database: whatever a killed
+                # predecessor still holds is free.
+                health.release_all(conn)
             health.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
         self._pool = ThreadPoolExecutor(self._config.sync.concurrency, thread_name_prefix="sync")
         self._install_signals()

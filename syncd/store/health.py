@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, exists, or_, select, update
 
 from syncd.schema.tables import daemons, source_health
 from syncd.store.sql import insert_ignore
@@ -89,6 +89,12 @@ def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
                 source_health.c.daemon_id.is_(None),
                 source_health.c.daemon_id == daemon_id,
                 source_health.c.lease_until < now,
+                # A holder that stopped or stopped beating (kill -9, a lost host) holds nothing.
+                ~exists().where(
+                    daemons.c.id == source_health.c.daemon_id,
+                    daemons.c.stopped_at.is_(None),
+                    daemons.c.heartbeat_at > now - HEARTBEAT_STALE,
+                ),
             ),
         )
         .values(daemon_id=daemon_id, lease_until=now + lease)
@@ -124,6 +130,11 @@ def set_health(
             updated_at=datetime.now(UTC),
         )
     )
+
+
+def release_all(conn: Connection) -> None:
+    """Free every lease: for a daemon that knows it is the only one (SQLite's lock file)."""
+    conn.execute(update(source_health).values(daemon_id=None, lease_until=None))
 
 
 def release(conn: Connection, kind: str, name: str, daemon_id: str) -> None:
