@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import socket
 import tempfile
 import time
 import urllib.request
@@ -210,9 +211,18 @@ def test_a_wrong_password_needs_attention_and_the_others_keep_syncing(
     world = sqlite_world
     world.rep("alice")
     world.rep("bob")
+    world.rep("carol")
     world.customers(CUSTOMERS_CSV)
+    # carol's server accepts connections and never says a word.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
     world.write_config(
-        extra=QUICK, mailbox={"alice": {"password_file": None, "password": "not-the-password"}}
+        extra=QUICK,
+        mailbox={
+            "alice": {"password_file": None, "password": "not-the-password"},
+            "carol": {"port": silent.getsockname()[1], "timeout": 3},
+        },
     )
     daemon = daemons(world.config_path)
     world.deliver("bob", make_message(message_id="<b1@acme.com>"))
@@ -234,7 +244,10 @@ def test_a_wrong_password_needs_attention_and_the_others_keep_syncing(
     attempts = daemon.log.read_text().count("refused the login")
     time.sleep(3)
     assert daemon.log.read_text().count("refused the login") == attempts
+    # carol's silent server costs her own worker its timeout, nobody else anything.
+    wait_until(lambda: "timed out" in daemon.log.read_text(), 30, "carol's timeout")
     daemon.stop()
+    silent.close()
     assert "not-the-password" not in daemon.log.read_text()
     assert world.cli("status", expect=3).stdout.startswith("daemon: NOT RUNNING")
 

@@ -207,3 +207,33 @@ def test_tasks_reach_the_reps_task_list_and_come_back_done_or_dismissed(
     # Closed by the rule: the rep's list shows it completed too; the deleted one stays deleted.
     assert "STATUS:COMPLETED" in (folder / f"syncd-task-{ids['Q2']}.ics").read_text()
     assert not (folder / f"syncd-task-{ids['Q1']}.ics").exists()
+
+
+def test_our_unanswered_email_asks_the_sender_to_follow_up_until_the_customer_answers(
+    world: World,
+) -> None:
+    setup_alice(world)
+    pitch = make_message(
+        sender="Alice Rep <alice@example.com>", to="Hank Scorpio <hank@globex.co.uk>",
+        subject="Our proposal", message_id="<pitch@example.com>", date=MON_9,
+    )  # fmt: skip
+    world.deliver("alice", pitch, folder="Sent")
+    with time_machine.travel(MON_9 + timedelta(days=2), tick=False):  # Wednesday: not yet
+        world.cli("sync")
+        assert tasks(world) == []
+    with time_machine.travel(MON_9 + timedelta(days=3, hours=1), tick=False):  # Thursday 10:00
+        world.cli("sync")
+        (task,) = tasks(world)
+    assert (task["rule"], task["owner"], task["customer"], task["title"]) == (
+        "no_response", "alice@example.com", "Globex", "Follow up with Hank Scorpio: Our proposal",
+    )  # fmt: skip
+    answer = make_message(
+        sender="Hank Scorpio <hank@globex.co.uk>", to="Alice Rep <alice@example.com>",
+        subject="Re: Our proposal", message_id="<yes@globex.co.uk>",
+        in_reply_to="<pitch@example.com>", date=MON_9 + timedelta(days=3, hours=2),
+    )  # fmt: skip
+    world.deliver("alice", answer)
+    with time_machine.travel(MON_9 + timedelta(days=3, hours=3), tick=False):
+        world.cli("sync")
+    statuses = {t["rule"]: t["status"] for t in tasks(world)}
+    assert statuses == {"no_response": "done"}  # and Hank's answer is not due for a reply yet
