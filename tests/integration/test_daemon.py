@@ -144,7 +144,8 @@ def test_sigterm_mid_backfill_exits_promptly_and_a_restart_finishes_exactly(
     sqlite_world: World, daemons: Any
 ) -> None:
     world = sqlite_world
-    _backfill_world(world, 3000)
+    # Enough mail that the backfill is still running when SIGTERM comes, on a fast machine too.
+    _backfill_world(world, 8000)
     config = world.write_config(capture="batch_size = 50", extra=QUICK)
     daemon = daemons(config)
     wait_until(lambda: _record_count(world.db_url) >= 100, 60, "backfill under way")
@@ -152,9 +153,9 @@ def test_sigterm_mid_backfill_exits_promptly_and_a_restart_finishes_exactly(
     assert code == 0, daemon.log.read_text()[-2000:]
     assert took < 10
     partial = _record_count(world.db_url)
-    assert 0 < partial < 3000  # really interrupted
+    assert 0 < partial < 8000  # really interrupted
     again = daemons(config, "restart")
-    wait_until(lambda: _record_count(world.db_url) == 3000, 120, "backfill finished")
+    wait_until(lambda: _record_count(world.db_url) == 8000, 120, "backfill finished")
     again.stop()
     assert _counts(world.db_url) == _reference(world, world.tmp / "clean")
 
@@ -301,9 +302,15 @@ def test_metrics_and_healthz(sqlite_world: World, daemons: Any) -> None:
     base = f"http://127.0.0.1:{port}"
     with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:  # noqa: S310 - loopback
         assert response.status == 200
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:  # noqa: S310 - loopback
-        text = response.read().decode()
-    assert 'syncd_records_captured_total{kind="email",source="alice"} 1.0' in text
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:  # noqa: S310
+            return str(response.read().decode())
+
+    # The record commits with its batch; the counter moves when the whole sync is done.
+    captured = 'syncd_records_captured_total{kind="email",source="alice"} 1.0'
+    wait_until(lambda: captured in metrics(), 10, "the counter")
+    text = metrics()
     assert 'syncd_last_success_timestamp_seconds{source="alice"}' in text
     assert "syncd_sync_duration_seconds_bucket" in text
     assert world.passwords["alice"] not in text
