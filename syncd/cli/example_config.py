@@ -11,8 +11,34 @@ url = "sqlite:///syncd.db"
 [organization]
 # Mail only among these domains is internal and never captured.
 internal_domains = ["example.com"]
-# The zone of floating times and all-day events in calendars.
+# The zone of floating times and all-day events in calendars, and of working hours.
 timezone = "UTC"
+# Business time for follow-up deadlines; a [[mailbox]] may override all three for its owner.
+workdays = ["mon", "tue", "wed", "thu", "fri"]
+hours = "09:00-17:00"
+# holidays = [2026-12-24, 2026-12-25]
+
+[sync]
+# `syncd run`: seconds between polls of each mailbox and calendar (IDLE brings INBOX mail sooner).
+interval = 60
+jitter = 0.1                            # each poll moves by up to this fraction of the interval
+concurrency = 8                         # sources synced at once
+idle = true                             # IMAP IDLE on INBOX where the server offers it
+max_backoff = 1800                      # seconds: the longest wait after transient failures
+
+# [metrics]
+# listen = "127.0.0.1:9464"             # Prometheus /metrics and /healthz
+
+[tasks]
+lookback_days = 14                      # only records this recent create follow-up tasks
+interval = 300                          # seconds between rule evaluations in the daemon
+
+# The follow-up rules unanswered_inbound (1 business day), no_response (3 business days) and
+# after_meeting (1 business day) are on; an entry tunes or switches one off:
+# [[followup]]
+# rule = "no_response"
+# after = "2 business days"             # "N business days|hours" or "N days|hours"
+# enabled = true
 
 [capture]
 # Messages larger than this are captured from their headers only.
@@ -54,4 +80,5 @@ password_file = "/run/credentials/syncd.service/alice"
 # username = "alice"
 # password_file = "alice-dav"
 # calendars = ["Work"]                  # optional: display names; default every event calendar
+# tasks_calendar = "Follow-ups"         # optional: the owner's follow-up tasks as VTODOs there
 """
