@@ -46,17 +46,26 @@ def apply(
         }
         for w in wanted
     ]  # fmt: skip
-    before = conn.scalar(select(func.count()).select_from(tasks)) or 0
-    insert_ignore(conn, tasks, rows, ["rule", "record_id"])
-    counts["created"] = (conn.scalar(select(func.count()).select_from(tasks)) or 0) - before
+    # The tasks the rules made before: most wanted tasks exist already and most closings
+    # concern no live task, so both are settled here instead of one statement each.
+    known: dict[tuple[str, int], tuple[int, str]] = {
+        (row.rule, row.record_id): (row.id, row.status)
+        for row in conn.execute(
+            select(tasks.c.id, tasks.c.rule, tasks.c.record_id, tasks.c.status).where(
+                tasks.c.rule.is_not(None), tasks.c.record_id.is_not(None)
+            )
+        )
+    }
+    fresh = [r for r in rows if (r["rule"], r["record_id"]) not in known]
+    insert_ignore(conn, tasks, fresh, ["rule", "record_id"])  # another daemon may race us
+    counts["created"] = len(fresh)
     for closing in closings:
+        task_id, status = known.get((closing.rule, closing.record_id), (None, None))
+        if task_id is None or status not in ACTIVE:
+            continue
         counts["closed"] += conn.execute(
             update(tasks)
-            .where(
-                tasks.c.rule == closing.rule,
-                tasks.c.record_id == closing.record_id,
-                tasks.c.status.in_(ACTIVE),
-            )
+            .where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE))
             .values(
                 status="done",
                 closed_by_record_id=closing.closed_by,
