@@ -140,6 +140,17 @@ def test_far_away_single_events_are_skipped_without_parsing() -> None:
     assert not clearly_outside(near, **WINDOW)
     recurring = ics("UID:r\nDTSTART:20230101T090000Z\nRRULE:FREQ=WEEKLY")
     assert not clearly_outside(recurring, **WINDOW) and occurrences(recurring, **WINDOW)
+    # A series cannot start before its DTSTART: one that starts after the window is skipped...
+    later = ics("UID:l\nDTSTART:20240801T090000Z\nRRULE:FREQ=WEEKLY;COUNT=5")
+    assert clearly_outside(later, **WINDOW) and occurrences(later, **WINDOW) == []
+    # ... unless an RDATE or an override may bring an occurrence into it.
+    with_rdate = ics("UID:d\nDTSTART:20240801T090000Z\nRRULE:FREQ=WEEKLY\nRDATE:20240610T090000Z")
+    moved = ics(
+        "UID:m\nDTSTART:20240801T090000Z\nRRULE:FREQ=WEEKLY;COUNT=3",
+        "UID:m\nRECURRENCE-ID:20240808T090000Z\nDTSTART:20240612T090000Z",
+    )
+    for text in (with_rdate, moved):
+        assert not clearly_outside(text, **WINDOW) and occurrences(text, **WINDOW)
 
 
 SIMPLE_CASES = [
