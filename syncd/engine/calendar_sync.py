@@ -61,10 +61,10 @@ class CalendarSync:
         self._config = config
         self._opener = opener
         self._now = now or (lambda: datetime.now(UTC))
-        self._match_cache: dict[tuple[Participant, ...], list[tuple[Participant, Match]]] = {}
+        self._people_cache: dict[tuple[object, ...], _People | None] = {}
 
     def run_once(self, names: list[str] | None = None) -> list[CalendarResult]:
-        self._match_cache.clear()  # the directory may have changed since the last pass
+        self._people_cache.clear()  # the directory may have changed since the last pass
         with self._engine.connect() as conn:
             directory = load_directory(conn, self._config.capture)
         sources = [c for c in self._config.calendar if names is None or c.name in names]
@@ -182,19 +182,15 @@ class CalendarSync:
         )
         return counts
 
-    def _matched(
-        self, people: tuple[Participant, ...], directory: Directory
-    ) -> list[tuple[Participant, Match]]:
-        """Matches per distinct list of people: every occurrence of a series shares one."""
-        found = self._match_cache.get(people)
-        if found is None:
-            found = [(p, match_address(p.address, directory, external=p.external)) for p in people]
-            self._match_cache[people] = found
-        return found
-
-    def _item(
+    def _people(
         self, occurrence: Occurrence, source: CalendarConfig, directory: Directory
-    ) -> store.MeetingItem | None:
+    ) -> _People | None:
+        """Who takes part and how they match, per distinct organizer and attendee list:
+        every occurrence of a series shares one answer.  None for a meeting that is not
+        customer history (internal only, or only excluded parties)."""
+        key = (occurrence.organizer, occurrence.attendees, source.owner)
+        if key in self._people_cache:
+            return self._people_cache[key]
         internal = self._config.internal_domains
         people: dict[str, Participant] = {}
         for person in ([occurrence.organizer] if occurrence.organizer else []) + list(
@@ -205,11 +201,23 @@ class CalendarSync:
                 person.address, Participant(person.address, person.name, "attendee", external)
             )
         people.setdefault(source.owner, Participant(source.owner, "", "attendee", False))
-        externals = {a for a, p in people.items() if p.external}
-        if not externals:
-            return None  # internal meetings are not customer history
-        matched = self._matched(tuple(people.values()), directory)
-        if only_excluded(matched):
+        externals = frozenset(a for a, p in people.items() if p.external)
+        found: _People | None = None
+        if externals:
+            matched = [
+                (p, match_address(p.address, directory, external=p.external))
+                for p in people.values()
+            ]
+            if not only_excluded(matched):
+                found = _People(externals, matched)
+        self._people_cache[key] = found
+        return found
+
+    def _item(
+        self, occurrence: Occurrence, source: CalendarConfig, directory: Directory
+    ) -> store.MeetingItem | None:
+        people = self._people(occurrence, source, directory)
+        if people is None:
             return None
         organizer = occurrence.organizer.address if occurrence.organizer else None
         return store.MeetingItem(
@@ -219,13 +227,19 @@ class CalendarSync:
             summary=occurrence.summary,
             starts_at=occurrence.starts_at,
             ends_at=occurrence.ends_at,
-            status=meeting_status(occurrence, externals),
+            status=meeting_status(occurrence, set(people.externals)),
             sequence=occurrence.sequence,
             organizer=organizer,
-            direction="inbound" if organizer in externals else "outbound",
+            direction="inbound" if organizer in people.externals else "outbound",
             fingerprint=occurrence.fingerprint,
-            participants=matched,
+            participants=people.matched,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _People:
+    externals: frozenset[str]
+    matched: list[tuple[Participant, Match]]
 
 
 def _aware(value: datetime) -> datetime:
