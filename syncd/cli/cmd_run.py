@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -21,5 +22,11 @@ def run(app: App) -> None:
     root = logging.getLogger()
     root.setLevel(min(root.level, logging.INFO))  # a daemon says what it does; -vv for debug
     app.config  # noqa: B018 - fail here, with the config's own message, before starting
-    code = Daemon(app.config_path).run()
+    daemon = Daemon(app.config_path)
+    code = daemon.run()
+    if daemon.lingering:
+        # A sync stuck on a dead connection must not hold the exit past systemd's stop
+        # timeout.  What it had not committed is rolled back; its batch is fetched again.
+        logging.shutdown()
+        os._exit(code)
     raise click.exceptions.Exit(code)

@@ -184,9 +184,17 @@ class Daemon:
             watcher.join(max(0.0, watchers_deadline - time.monotonic()))
         if self._server is not None:
             self._server.stop()
-        with self._engine.begin() as conn:
-            health.daemon_stopped(conn, self.id)
+        try:
+            with self._engine.begin() as conn:
+                health.daemon_stopped(conn, self.id)
+        except Exception as err:  # the database may be down: our leases then simply expire
+            log.warning("daemon.stop_not_recorded", error=type(err).__name__)
         log.info("daemon.stopped", daemon=self.id, records=self._counters.records)
+
+    @property
+    def lingering(self) -> bool:
+        """A worker is still inside a sync after the stop deadline (stuck on the network)."""
+        return any(not f.done() for f in self._futures)
 
     # --- configuration ----------------------------------------------------------------------
 

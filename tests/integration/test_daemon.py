@@ -388,3 +388,23 @@ def test_the_daemon_evaluates_follow_ups_after_capturing(sqlite_world: World, da
     wait_until(
         lambda: task_titles() == ["Reply to Wile Coyote: Quote for 40 seats"], 30, "the task"
     )
+
+
+def test_sigterm_exits_within_10_seconds_even_when_a_sync_hangs(
+    sqlite_world: World, daemons: Any
+) -> None:
+    world = sqlite_world
+    world.rep("alice")
+    silent = socket.socket()  # accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        config = world.write_config(
+            extra=QUICK, mailbox={"alice": {"port": silent.getsockname()[1], "timeout": 60}}
+        )
+        daemon = daemons(config)
+        time.sleep(1)  # the sync is now waiting for a greeting that never comes
+        code, took = daemon.stop()
+        assert code == 0 and took < 10
+    finally:
+        silent.close()
