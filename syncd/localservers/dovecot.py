@@ -33,7 +33,7 @@ default_internal_user = {internal_user}
 default_internal_group = {internal_group}
 first_valid_uid = 1
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u/Maildir
 mail_fsync = never
@@ -43,7 +43,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={mail_uid} gid={mail_gid} home={root}/mail/%u
 }}
@@ -89,6 +89,9 @@ class Dovecot:
     root: Path
     users: dict[str, str]
     tls: bool = False
+    # An OAuth2 token introspection endpoint (RFC 7662): XOAUTH2 and OAUTHBEARER logins are
+    # then checked there, as Gmail- and Microsoft-365-style deployments do.
+    oauth2_introspection_url: str | None = None
     port: int = 0
     tls_port: int = 0
     cert_file: Path | None = None
@@ -131,6 +134,20 @@ class Dovecot:
         if self.tls:
             self.cert_file, key = self._self_signed()
             ssl_files = f"ssl_cert = <{self.cert_file}\nssl_key = <{key}\nssl_dh = </usr/share/dovecot/dh.pem"
+        oauth2_passdb = ""
+        if self.oauth2_introspection_url:
+            (self.root / "oauth2.conf").write_text(
+                "introspection_mode = post\n"
+                f"introspection_url = {self.oauth2_introspection_url}\n"
+                "force_introspection = yes\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+            )
+            oauth2_passdb = (
+                f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {self.root}/oauth2.conf\n}}\n"
+            )
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _CONFIG.format(
@@ -144,6 +161,8 @@ class Dovecot:
                 login_user=self._login_user,
                 internal_user=self._internal_user,
                 internal_group=self._internal_group,
+                oauth2_mechanisms=" xoauth2 oauthbearer" if self.oauth2_introspection_url else "",
+                oauth2_passdb=oauth2_passdb,
             )
         )
         log = (self.root / "start.log").open("ab")
