@@ -370,6 +370,10 @@ class CalDavSession:
             None, self._with_data(url, changed_meta), sorted(set(known) - set(listed)), "etag"
         )
 
+    def fetch(self, url: str, hrefs: list[str]) -> list[CalendarObject]:
+        """These objects of a calendar, with their data (calendar-multiget)."""
+        return self._with_data(url, {h: ("", None) for h in hrefs})
+
     def _with_data(self, url: str, meta: dict[str, tuple[str, str | None]]) -> list[CalendarObject]:
         out = [
             CalendarObject(h, etag, data) for h, (etag, data) in meta.items() if data is not None

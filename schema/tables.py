@@ -260,7 +260,12 @@ calendar_objects = Table(
     Column("url", String(2000), nullable=False),
     Column("href", String(2000), nullable=False),
     Column("etag", String(300), nullable=False),
+    # The object's first occurrence after the capture window: when the window reaches it,
+    # the object is read again though it did not change (a series' next occurrences, a
+    # meeting booked months ahead).  None: nothing more to come.
+    Column("next_start_at", UtcDateTime, nullable=True),
     UniqueConstraint("calendar", "url", "href"),
+    Index("ix_calendar_objects_calendar_url_next_start_at", "calendar", "url", "next_start_at"),
 )
 
 # Which calendar resources a meeting record came from (one per rep's calendar).

@@ -143,6 +143,16 @@ def clearly_outside(text: str, window_start: datetime, window_end: datetime) -> 
     return not recurring and day < window_start - timedelta(days=400)
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectView:
+    """What one calendar object means for the capture window."""
+
+    occurrences: list[Occurrence]
+    # The first occurrence start (UTC) after the window: when the object matters again as
+    # the window moves on, though nothing in it changes.  None: never again.
+    next_start: datetime | None
+
+
 def occurrences(
     text: str | bytes,
     *,
@@ -151,17 +161,32 @@ def occurrences(
     zone: tzinfo = UTC,
 ) -> list[Occurrence]:
     """Every VEVENT occurrence of a calendar object that overlaps the window."""
+    return read_object(
+        text, window_start=window_start, window_end=window_end, zone=zone
+    ).occurrences
+
+
+def read_object(
+    text: str | bytes,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    zone: tzinfo = UTC,
+) -> ObjectView:
+    """The occurrences of a calendar object that overlap the window, and its next start."""
+
+    def inside(o: Occurrence) -> bool:
+        return o.starts_at < window_end and (
+            o.ends_at > window_start or o.starts_at >= window_start
+        )
+
     if isinstance(text, str):
         if clearly_outside(text, window_start, window_end):
-            return []
+            return ObjectView([], _first_day_after(text, window_end))
         simple = _simple(text, zone, window_start, window_end)
         if simple is not None:
-            return [
-                o
-                for o in simple
-                if o.starts_at < window_end
-                and (o.ends_at > window_start or o.starts_at >= window_start)
-            ]
+            found, following = simple
+            return ObjectView([o for o in found if inside(o)], following)
     calendar = parse_calendar(text)
     # The expander stamps a RECURRENCE-ID on every event; only recurring ones really have one.
     recurring = {
@@ -171,19 +196,31 @@ def occurrences(
     }
     if recurring:
         try:
-            events = list(recurring_ical_events.of(calendar).between(window_start, window_end))
+            expander = recurring_ical_events.of(calendar)
+            events = list(expander.between(window_start, window_end))
+            later = next((e for e in expander.after(window_end) if e.name == "VEVENT"), None)
         except Exception as err:  # a broken RRULE, an unknown zone, an override of nothing...
             raise BrokenCalendar(
                 f"cannot expand recurrence: {type(err).__name__}: {err}"[:300]
             ) from None
-        return [_occurrence(e, recurring, zone) for e in events if e.name == "VEVENT"]
+        following = _to_utc(later["DTSTART"].dt, zone)[0] if later is not None else None
+        found = [_occurrence(e, recurring, zone) for e in events if e.name == "VEVENT"]
+        return ObjectView(found, following if following and following >= window_end else None)
     # Single events need no expander, which is most of the cost of reading them.
     found = [_occurrence(e, recurring, zone) for e in calendar.walk("VEVENT")]
-    return [
-        o
-        for o in found
-        if o.starts_at < window_end and (o.ends_at > window_start or o.starts_at >= window_start)
-    ]
+    future = [o.starts_at for o in found if o.starts_at >= window_end]
+    return ObjectView([o for o in found if inside(o)], min(future) if future else None)
+
+
+def _first_day_after(text: str, window_end: datetime) -> datetime | None:
+    """For an object skipped unparsed: the day it starts, if after the window (a day early,
+    for time zones: looking again a little early costs nothing)."""
+    found = _DTSTART.findall(text)
+    if len(found) != 1:
+        return None
+    value = found[0]
+    day = datetime(int(value[:4]), int(value[4:6]), int(value[6:8]), tzinfo=UTC)
+    return day - timedelta(days=1) if day > window_end else None
 
 
 def _occurrence(event: Any, recurring: set[str], zone: tzinfo) -> Occurrence:
@@ -235,9 +272,9 @@ def _simple_person(prop: SimpleProperty) -> Attendee | None:
 
 def _simple(
     text: str, zone: tzinfo, window_start: datetime, window_end: datetime
-) -> list[Occurrence] | None:
-    """Occurrences of a plain event, single or with one RRULE, without icalendar; None to
-    hand the object to icalendar."""
+) -> tuple[list[Occurrence], datetime | None] | None:
+    """Occurrences of a plain event, single or with one RRULE, without icalendar, and its
+    next start after the window; None to hand the object to icalendar."""
     read = read_simple_event(text)
     if read is None:
         return None
@@ -277,7 +314,11 @@ def _simple(
         )
         if expanded is None:
             return None
-        starts = expanded
+        starts, following = expanded
+        next_start = following.astimezone(UTC) if following is not None else None
+    else:
+        first_utc = first_local.astimezone(UTC)
+        next_start = first_utc if first_utc >= window_end else None
     organizer = _simple_person(props["ORGANIZER"][0]) if "ORGANIZER" in props else None
     attendees = tuple(
         a for a in (_simple_person(p) for p in props.get("ATTENDEE", [])) if a is not None
@@ -306,7 +347,7 @@ def _simple(
                 fingerprint=simple_fingerprint(content, starts_at, ends_at),
             )
         )
-    return out
+    return out, next_start
 
 
 def meeting_status(occurrence: Occurrence, external: set[str]) -> Status:

@@ -87,8 +87,9 @@ def expand_rule(
     window_start: datetime,
     window_end: datetime,
     duration: timedelta,
-) -> list[datetime] | None:
-    """Starts of the occurrences of ``rule`` that overlap the window, as local aware times.
+) -> tuple[list[datetime], datetime | None] | None:
+    """Starts of the occurrences of ``rule`` that overlap the window, as local aware times,
+    and the first start after the window (None when the series ends before).
 
     ``first`` carries the event's own zone, so the rule steps in wall-clock time across DST
     changes (RFC 5545 3.3.10).  None for a rule dateutil cannot read.
@@ -98,7 +99,12 @@ def expand_rule(
     except (ValueError, TypeError):
         return None
     starts = recurrence.between(window_start - duration, window_end, inc=True)
-    return [s for s in starts if s.astimezone(UTC) not in exdates]
+    following = recurrence.after(window_end)
+    for _ in range(1000):  # past EXDATEs; a thousand excluded in a row is not a real series
+        if following is None or following.astimezone(UTC) not in exdates:
+            break
+        following = recurrence.after(following)
+    return [s for s in starts if s.astimezone(UTC) not in exdates], following
 
 
 def local_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:

@@ -20,7 +20,7 @@ from syncd.connectors.dav import CalDavSession, CalendarInfo
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
-from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, occurrences
+from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
 from syncd.errors import RemoteConfigError, RemoteError
 from syncd.secrets import read_secret
 from syncd.store import meetings as store
@@ -152,15 +152,24 @@ class CalendarSync:
             deleted=changes.deleted,
             plus_addressing=capture.plus_addressing,
         )
+        # Unchanged objects the moving window has reached: a series' next occurrences, a
+        # meeting booked months ahead.  Read again, in one multiget, only when there are any.
+        with self._engine.connect() as conn:
+            due = store.due_again(conn, source.name, calendar.url, batch.window_end)
+        changed_hrefs = {o.href for o in changes.changed}
+        again = sorted(h for h in due if h not in changed_hrefs and h not in changes.deleted)
+        objects = changes.changed + (session.fetch(calendar.url, again) if again else [])
         zone = ZoneInfo(self._config.organization.timezone)
-        for obj in changes.changed:
+        for obj in objects:
             try:
-                found = occurrences(
+                view = read_object(
                     obj.data,
                     window_start=batch.window_start,
                     window_end=batch.window_end,
                     zone=zone,
                 )
+                found = view.occurrences
+                batch.next_starts[obj.href] = view.next_start
             except BrokenCalendar as err:
                 batch.broken[obj.href] = (obj.etag, str(err))
                 log.warning(

@@ -56,6 +56,7 @@ class CalendarBatch:
         default_factory=dict
     )  # href -> etag, items
     broken: dict[str, tuple[str, str]] = field(default_factory=dict)  # href -> etag, reason
+    next_starts: dict[str, datetime | None] = field(default_factory=dict)  # href -> after window
     deleted: list[str] = field(default_factory=list)
     plus_addressing: bool = True
 
@@ -324,12 +325,30 @@ def _remember(conn: Connection, batch: CalendarBatch, etags: dict[str, str]) -> 
         conn,
         calendar_objects,
         [
-            {"calendar": batch.calendar, "url": batch.url, "href": h, "etag": e}
+            {
+                "calendar": batch.calendar,
+                "url": batch.url,
+                "href": h,
+                "etag": e,
+                "next_start_at": batch.next_starts.get(h),
+            }
             for h, e in etags.items()
         ],
         ["calendar", "url", "href"],
-        ["etag"],
+        ["etag", "next_start_at"],
     )
+
+
+def due_again(conn: Connection, calendar: str, url: str, window_end: datetime) -> dict[str, str]:
+    """{href: ETag} of unchanged objects whose next occurrence the window now reaches."""
+    rows = conn.execute(
+        select(calendar_objects.c.href, calendar_objects.c.etag).where(
+            calendar_objects.c.calendar == calendar,
+            calendar_objects.c.url == url,
+            calendar_objects.c.next_start_at <= window_end,
+        )
+    )
+    return {href: etag for href, etag in rows}
 
 
 def known_etags(conn: Connection, calendar: str, url: str) -> dict[str, str]:

@@ -344,3 +344,34 @@ def test_server_without_sync_tokens_is_synced_by_etags(
         "x1": "scheduled",
         "x2": "cancelled",
     }
+
+
+def test_the_moving_window_reaches_unchanged_meetings_and_series(alice: World) -> None:
+    """Nothing changes on the server, yet time passes: a meeting booked 45 days ahead and
+    the later occurrences of a weekly series are captured as the window reaches them."""
+    import time_machine
+
+    alice.seed_events(
+        "alice",
+        {
+            "ahead.ics": ics(event("ahead", TODAY + timedelta(days=45), summary="Renewal")),
+            "weekly.ics": ics(
+                event("weekly", TODAY - timedelta(days=3), extra="RRULE:FREQ=WEEKLY")
+            ),
+        },
+    )
+    alice.cli("sync")
+    alice.cli("sync")  # the sync token
+    first = meetings(alice)
+    assert {m["ical_uid"] for m in first} == {"weekly"}  # 30 days ahead at most
+    weekly_then = len(first)
+    unchanged = alice.cli("sync").stdout
+    assert "(1 requests)" in unchanged  # nothing is due yet: one request, nothing downloaded
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=20), tick=False):
+        later = alice.cli("sync").stdout
+        found = meetings(alice)
+    # Discovery again (it was 20 days ago), the token, then one multiget of what the window
+    # reached: 3 + 1 + 1 requests.
+    assert "4 meetings new" in later and "(5 requests)" in later
+    assert "ahead" in {m["ical_uid"] for m in found}
+    assert sum(m["ical_uid"] == "weekly" for m in found) == weekly_then + 3
