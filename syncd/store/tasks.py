@@ -117,17 +117,14 @@ def facts(
     linked: dict[int, list[int]] = defaultdict(list)
     owners: dict[int, list[str]] = defaultdict(list)
     for part in chunks(ids):
-        contact_customer = select(contacts.c.id, contacts.c.customer_id).subquery()
         for p in conn.execute(
             select(
                 participants.c.record_id, participants.c.address, participants.c.name,
                 participants.c.role, participants.c.external, participants.c.contact_id,
-                contact_customer.c.customer_id,
+                contacts.c.customer_id,
             )
             .select_from(
-                participants.outerjoin(
-                    contact_customer, participants.c.contact_id == contact_customer.c.id
-                )
+                participants.outerjoin(contacts, participants.c.contact_id == contacts.c.id)
             )
             .where(participants.c.record_id.in_(part))
             .order_by(participants.c.id)
