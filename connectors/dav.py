@@ -99,7 +99,9 @@ _QUERY_ALL = (
     "</C:calendar-query>"
 )
 
-_QUERY_TODOS = _QUERY_ALL.replace('name="VEVENT"', 'name="VTODO"')
+_QUERY_TODO_ETAGS = _QUERY_ALL.replace('name="VEVENT"', 'name="VTODO"').replace(
+    "<C:calendar-data/>", ""
+)
 
 _ETAGS = (
     '<?xml version="1.0" encoding="utf-8"?>'
@@ -253,10 +255,17 @@ class CalDavSession:
         self.requests += 4
         return str(created.url)
 
-    def todos(self, url: str) -> dict[str, tuple[str, str]]:
-        """Every VTODO of a task list: href -> (ETag, iCalendar text)."""
-        found = self._query_all(url, _QUERY_TODOS).changed
-        return {o.href: (o.etag, o.data) for o in found}
+    def todo_etags(self, url: str) -> dict[str, str]:
+        """href -> ETag of every VTODO in a task list; no data (fetch() what changed)."""
+        response = self._report(url, _QUERY_TODO_ETAGS, "1")
+        if response.status >= 400 or response.tree is None:
+            raise TransientError(f"{self._where}: listing the task list failed ({response.status})")
+        return {
+            self._href(url, item.findtext("D:href", namespaces=NS) or ""): (
+                item.findtext(_ETAG_PATH, namespaces=NS) or ""
+            )
+            for item in response.tree.iterfind("D:response", NS)
+        }
 
     def put(self, url: str, href: str, text: str) -> str:
         """Store an object at ``href`` of the collection ``url``; its new ETag ("" if not told)."""

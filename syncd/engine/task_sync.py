@@ -25,22 +25,30 @@ def sync_task_list(
 ) -> dict[str, int]:
     assert source.tasks_calendar is not None
     url = session.task_list(source.tasks_calendar)
-    remote = session.todos(url)
+    etags = session.todo_etags(url)
+    with engine.connect() as conn:
+        mine = store.vtodo_tasks(conn, source.owner)
+    # Only what changed in the app since we last looked is downloaded.
+    changed = [
+        t["vtodo_href"] for t in mine
+        if t["vtodo_href"] in etags and etags[t["vtodo_href"]] != t["vtodo_etag"]
+    ]  # fmt: skip
+    remote = {o.href: (o.etag, o.data) for o in session.fetch(url, changed)} if changed else {}
     counts = {"written": 0, "done": 0, "dismissed": 0}
     with engine.begin() as conn:
-        for task in store.vtodo_tasks(conn, source.owner):
+        for task in mine:
             href = task["vtodo_href"]
             if href is None:
                 continue
-            if href not in remote:  # deleted in the app
+            if href not in etags:  # deleted in the app
                 if task["status"] in store.ACTIVE:
                     store.set_status(conn, task["id"], "dismissed", by="calendar")
                     counts["dismissed"] += 1
                 store.vtodo_gone(conn, task["id"])
                 continue
+            if href not in remote:
+                continue  # unchanged
             etag, data = remote[href]
-            if etag == task["vtodo_etag"]:
-                continue
             status = todo_status(data)
             if task["status"] in store.ACTIVE and status in ("COMPLETED", "CANCELLED"):
                 new = "done" if status == "COMPLETED" else "dismissed"
