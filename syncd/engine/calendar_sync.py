@@ -182,7 +182,8 @@ class CalendarSync:
             )
         with self._engine.begin() as conn:
             counts = store.save_calendar_batch(conn, batch)
-        log.info(
+        # An unchanged calendar every minute is not news: only changes are logged at info.
+        (log.info if any(counts.values()) else log.debug)(
             "calendar.synced",
             calendar=source.name,
             collection=calendar.name,
