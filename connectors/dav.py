@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -79,6 +79,9 @@ class Changes:
     changed: list[CalendarObject]
     deleted: list[str]  # hrefs
     method: str  # "query" (first sync), "token", "full-token" (no or rejected token) or "etag"
+    # Objects listed but not downloaded: all their occurrences lie before the window, which
+    # only moves forward (href -> ETag).  Remembered, so a change to one still shows.
+    unread: dict[str, str] = field(default_factory=dict)
 
 
 def _sync_body(token: str | None, with_data: bool) -> str:
@@ -98,6 +101,24 @@ _QUERY_ALL = (
     '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"/></C:comp-filter></C:filter>'
     "</C:calendar-query>"
 )
+
+
+def _events_between(start: datetime | None, end: datetime | None, *, with_data: bool) -> str:
+    """A calendar-query of the events that have an occurrence in [start, end) (RFC 4791 9.9;
+    either end open), with their data or ETags only."""
+    body = _QUERY_ALL if with_data else _QUERY_ALL.replace("<C:calendar-data/>", "")
+    if start is None and end is None:
+        return body
+    bounds = "".join(
+        f' {name}="{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}"'
+        for name, moment in (("start", start), ("end", end))
+        if moment is not None
+    )
+    return body.replace(
+        '<C:comp-filter name="VEVENT"/>',
+        f'<C:comp-filter name="VEVENT"><C:time-range{bounds}/></C:comp-filter>',
+    )
+
 
 _QUERY_TODO_ETAGS = _QUERY_ALL.replace('name="VEVENT"', 'name="VTODO"').replace(
     "<C:calendar-data/>", ""
@@ -221,22 +242,42 @@ class CalDavSession:
 
     # --- changes ----------------------------------------------------------------------------
 
-    def changes(self, url: str, token: str | None, known: dict[str, str]) -> Changes:
-        """What changed in a calendar since ``token`` (or since the ETags in ``known``)."""
+    def changes(
+        self,
+        url: str,
+        token: str | None,
+        known: dict[str, str],
+        *,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> Changes:
+        """What changed in a calendar since ``token`` (or since the ETags in ``known``).
+
+        With a ``window``, history is never downloaded: the first sync asks only for the
+        events in the window, and a full listing fetches only the unknown objects that have
+        an occurrence after the window's start (the window only moves forward).
+        """
         if token:
             try:
                 return self._sync(url, token, known, with_data=True, method="token")
             except TokenRejected:
                 pass
         if not known:
-            # First sync: one calendar-query for every event with its data.  Servers answer it
-            # far faster than a first sync-collection (Radicale writes history for every item
-            # then); the token comes with the next sync, which lists ETags only.
-            return self._query_all(url)
+            # First sync: one calendar-query for the events in the window, with their data.
+            # Servers answer it far faster than a first sync-collection (Radicale writes
+            # history for every item then); the token comes with the next sync, which lists
+            # ETags and reads the rest of what may still matter.
+            margin = timedelta(days=1)  # floating and all-day times: the server's zone may differ
+            body = _events_between(
+                window[0] - margin if window else None,
+                window[1] + margin if window else None,
+                with_data=True,
+            )
+            return self._query_all(url, body)
+        since = window[0] - timedelta(days=1) if window else None
         try:
-            return self._sync(url, None, known, with_data=False, method="full-token")
+            return self._sync(url, None, known, with_data=False, method="full-token", since=since)
         except TokenRejected:
-            return self._etag_diff(url, known)
+            return self._etag_diff(url, known, since=since)
 
     # --- task lists (VTODO) ------------------------------------------------------------------
 
@@ -326,7 +367,14 @@ class CalDavSession:
                 raise
 
     def _sync(
-        self, url: str, token: str | None, known: dict[str, str], *, with_data: bool, method: str
+        self,
+        url: str,
+        token: str | None,
+        known: dict[str, str],
+        *,
+        with_data: bool,
+        method: str,
+        since: datetime | None = None,
     ) -> Changes:
         response = self._report(url, _sync_body(token, with_data), "1", with_token=bool(token))
         if response.status in (400, 403, 405, 409, 412, 501):
@@ -357,9 +405,12 @@ class CalDavSession:
         if token is None:  # a full listing: whatever we knew and is not listed was deleted
             deleted = sorted(set(known) - set(listed))
         changed_meta = {h: v for h, v in listed.items() if known.get(h) != v[0]}
-        return Changes(new_token, self._with_data(url, changed_meta), deleted, method)
+        wanted, unread = self._still_relevant(url, changed_meta, known, since)
+        return Changes(new_token, self._with_data(url, wanted), deleted, method, unread)
 
-    def _etag_diff(self, url: str, known: dict[str, str]) -> Changes:
+    def _etag_diff(
+        self, url: str, known: dict[str, str], *, since: datetime | None = None
+    ) -> Changes:
         self.requests += 1
         with _classified(self._where):
             response = self._client.request(
@@ -375,9 +426,33 @@ class CalDavSession:
                 continue
             listed[href] = (item.findtext(".//D:getetag", namespaces=NS) or "", None)
         changed_meta = {h: v for h, v in listed.items() if known.get(h) != v[0]}
+        wanted, unread = self._still_relevant(url, changed_meta, known, since)
         return Changes(
-            None, self._with_data(url, changed_meta), sorted(set(known) - set(listed)), "etag"
+            None, self._with_data(url, wanted), sorted(set(known) - set(listed)), "etag", unread
         )
+
+    def _still_relevant(
+        self,
+        url: str,
+        meta: dict[str, tuple[str, str | None]],
+        known: dict[str, str],
+        since: datetime | None,
+    ) -> tuple[dict[str, tuple[str, str | None]], dict[str, str]]:
+        """Split objects to download from history not worth downloading: an object never
+        seen whose every occurrence ends before ``since`` is only remembered (one
+        calendar-query of ETags asks the server which objects reach past ``since``)."""
+        unseen = [h for h, (_, data) in meta.items() if h not in known and data is None]
+        if since is None or not unseen:
+            return meta, {}
+        response = self._report(url, _events_between(since, None, with_data=False), "1")
+        if response.status >= 400 or response.tree is None:
+            return meta, {}  # a server that cannot filter by time: download them all
+        reaching = {
+            self._href(url, item.findtext("D:href", namespaces=NS) or "")
+            for item in response.tree.iterfind("D:response", NS)
+        }
+        unread = {h: meta[h][0] for h in unseen if h not in reaching}
+        return {h: v for h, v in meta.items() if h not in unread}, unread
 
     def fetch(self, url: str, hrefs: list[str]) -> list[CalendarObject]:
         """These objects of a calendar, with their data (calendar-multiget)."""

@@ -140,16 +140,21 @@ class CalendarSync:
                 ),
                 None,
             )
-        changes = session.changes(calendar.url, token, known)
         now = self._now()
         capture = self._config.capture
+        window = (
+            now - timedelta(days=capture.past_days),
+            now + timedelta(days=capture.future_days),
+        )
+        changes = session.changes(calendar.url, token, known, window=window)
         batch = store.CalendarBatch(
             calendar=source.name,
             url=calendar.url,
             token=changes.token,
-            window_start=now - timedelta(days=capture.past_days),
-            window_end=now + timedelta(days=capture.future_days),
+            window_start=window[0],
+            window_end=window[1],
             deleted=changes.deleted,
+            unread=changes.unread,
             plus_addressing=capture.plus_addressing,
         )
         # Unchanged objects the moving window has reached: a series' next occurrences, a

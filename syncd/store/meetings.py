@@ -57,6 +57,7 @@ class CalendarBatch:
     )  # href -> etag, items
     broken: dict[str, tuple[str, str]] = field(default_factory=dict)  # href -> etag, reason
     next_starts: dict[str, datetime | None] = field(default_factory=dict)  # href -> after window
+    unread: dict[str, str] = field(default_factory=dict)  # href -> etag: history, not downloaded
     deleted: list[str] = field(default_factory=list)
     plus_addressing: bool = True
 
@@ -241,6 +242,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
             if starts is not None and batch.window_start <= _aware(starts) <= batch.window_end:
                 counts["cancelled"] += _cancel_orphans(conn, [rid], now)
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.objects.items()})
+    _remember(conn, batch, batch.unread)
     for hrefs in chunks(list(batch.objects)):
         conn.execute(
             _UNQUARANTINE, {"calendar": batch.calendar, "url": batch.url, "hrefs": list(hrefs)}

@@ -39,7 +39,9 @@ class ServingSession:
     def discover(self) -> list[CalendarInfo]:
         return [CalendarInfo("https://dav.invalid/alice/work/", "Work")]
 
-    def changes(self, url: str, token: str | None, known: dict[str, str]) -> Changes:
+    def changes(
+        self, url: str, token: str | None, known: dict[str, str], *, window: object = None
+    ) -> Changes:
         self.requests += 1
         changed = [o for o in self.objects if known.get(o.href) != o.etag]
         return Changes("token-1", changed, [], "token")

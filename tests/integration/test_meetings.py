@@ -375,3 +375,44 @@ def test_the_moving_window_reaches_unchanged_meetings_and_series(alice: World) -
     assert "4 meetings new" in later and "(5 requests)" in later
     assert "ahead" in {m["ical_uid"] for m in found}
     assert sum(m["ical_uid"] == "weekly" for m in found) == weekly_then + 3
+
+
+def test_history_outside_the_window_is_never_downloaded(alice: World) -> None:
+    alice.seed_events(
+        "alice",
+        {
+            "old.ics": ics(event("old", TODAY - timedelta(days=200))),
+            "old-series.ics": ics(
+                event("old-series", TODAY - timedelta(days=300), extra="RRULE:FREQ=WEEKLY;COUNT=3")
+            ),
+            "now.ics": ics(event("now", TODAY + timedelta(days=2))),
+            "ahead.ics": ics(event("ahead", TODAY + timedelta(days=60))),
+            "ongoing.ics": ics(
+                event("ongoing", TODAY - timedelta(days=400), extra="RRULE:FREQ=MONTHLY")
+            ),
+        },
+    )
+    first = alice.cli("sync").stdout
+    # Discovery (3) and one calendar-query of the window: only "now" and "ongoing" come back.
+    assert "(4 requests)" in first
+    assert {m["ical_uid"] for m in meetings(alice)} == {"now", "ongoing"}
+    second = alice.cli("sync").stdout
+    # The listing (and the token), which objects reach past the window's start, and one
+    # multiget of the only unknown one that does ("ahead"): the history stays on the server.
+    assert "0 meetings new" in second and "(3 requests)" in second
+    third = alice.cli("sync").stdout
+    assert "(1 requests)" in third
+    engine = create_engine(alice.db_url)
+    with engine.connect() as conn:
+        rows = dict(
+            conn.execute(text("SELECT href, next_start_at IS NOT NULL FROM calendar_objects")).all()
+        )
+    engine.dispose()
+    names = {href.rsplit("/", 1)[-1]: bool(later) for href, later in rows.items()}
+    assert names == {
+        "old.ics": False,  # remembered by ETag only
+        "old-series.ics": False,
+        "now.ics": False,
+        "ahead.ics": True,  # read again when the window reaches it
+        "ongoing.ics": True,
+    }
