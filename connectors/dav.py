@@ -331,6 +331,10 @@ class CalDavSession:
         tree = response.tree
         if response.status == 429 or response.status >= 500:
             raise self._busy(response)
+        if response.status in (400, 403, 422, 501) and body != _QUERY_ALL:
+            # A server that cannot filter by time (RFC 4791 makes it mandatory, yet): ask for
+            # everything instead; the window is applied here anyway.
+            return self._query_all(url, _QUERY_ALL)
         if response.status >= 400 or tree is None:
             raise TransientError(f"{self._where}: calendar-query failed ({response.status})")
         out = []
