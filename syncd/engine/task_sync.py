@@ -15,17 +15,27 @@ from sqlalchemy import Engine
 from syncd.config import CalendarConfig
 from syncd.connectors.dav import CalDavSession
 from syncd.domain.todos import render_todo, todo_status
+from syncd.errors import RemoteError
 from syncd.store import tasks as store
 
 log = structlog.get_logger("syncd.tasks")
+# Task list URLs found so far, so that a daemon's polls skip discovery: (source, url, login,
+# list name) -> URL.
+_task_lists: dict[tuple[str, str, str, str], str] = {}
 
 
 def sync_task_list(
     engine: Engine, source: CalendarConfig, session: CalDavSession
 ) -> dict[str, int]:
     assert source.tasks_calendar is not None
-    url = session.task_list(source.tasks_calendar)
-    etags = session.todo_etags(url)
+    key = (source.name, source.url, source.username, source.tasks_calendar)
+    url = _task_lists.get(key) or session.task_list(source.tasks_calendar)
+    try:
+        etags = session.todo_etags(url)
+    except RemoteError:
+        _task_lists.pop(key, None)  # deleted or moved on the server: look it up again next time
+        raise
+    _task_lists[key] = url
     with engine.connect() as conn:
         mine = store.vtodo_tasks(conn, source.owner)
     # Only what changed in the app since we last looked is downloaded.
