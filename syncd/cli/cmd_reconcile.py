@@ -11,6 +11,8 @@ from syncd.store import audit as audit_store
 from syncd.store import reconcile as rec
 from syncd.store.directory import find_customer, load_directory
 from syncd.store.explain import explain
+from syncd.store.privacy import forget as forget_person
+from syncd.store.privacy import reclaim_freed_pages
 
 
 @click.group()
@@ -186,15 +188,34 @@ def audit(app: App, limit: int, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def forget(app: App, address: str, yes: bool) -> None:
-    """Erase a person: contact, participant rows, queue entries, and records with no other customer party."""
+    """Erase a person and never capture ADDRESS again.
+
+    Deletes the contact, participant rows, queue entries, the records with no other
+    customer party and their tasks; redacts the address and display name everywhere else
+    (subjects, snippets, bodies, task titles, audit); keeps only a keyed fingerprint so
+    that later mail and meetings naming the address never store it.
+    """
     if not yes:
         click.confirm(f"Erase everything syncd holds about {address}?", abort=True)
     with app.engine.begin() as conn:
-        done = rec.forget(conn, address, load_directory(conn, app.config.capture))
+        done = forget_person(conn, address, load_directory(conn, app.config.capture))
+    with app.engine.connect() as conn:
+        on_file = reclaim_freed_pages(conn)
     click.echo(
         f"removed {done['contacts']} contact(s), {done['participants']} participant row(s), "
-        f"{done['records']} record(s), {done['queue_entries']} queue entr(y/ies)"
+        f"{done['records']} record(s), {done['queue_entries']} queue entr(y/ies), "
+        f"{done['tasks']} task(s); redacted {done['redacted']} row(s); "
+        + (
+            "future mail and meetings naming the address will not be captured"
+            if done["suppressed"]
+            else "the address was already suppressed"
+        )
     )
+    if not on_file:
+        click.echo(
+            "PostgreSQL keeps erased rows in its table files until VACUUM reuses the space, "
+            "and in WAL archives and backups: see README, Privacy"
+        )
 
 
 @records.command("explain")

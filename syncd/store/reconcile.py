@@ -1,4 +1,6 @@
-"""The reconciliation queue and the admin's corrections: assign, create, ignore, link, forget.
+"""The reconciliation queue and the admin's corrections: assign, create, ignore, link.
+
+`forget` lives in store/privacy.py.
 
 Every change is one transaction and one audit entry, and every command is idempotent:
 running it twice leaves the same state and says it changed nothing.
@@ -6,7 +8,6 @@ running it twice leaves the same state and says it changed nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -369,54 +370,3 @@ def set_link(conn: Connection, record_id: int, customer_id: int, *, linked: bool
     if removed:
         audit.record(conn, "unlink", f"record {record_id}", customer_id=customer_id)
     return bool(removed)
-
-
-def forget(conn: Connection, address: str, directory: Directory) -> dict[str, int]:
-    """Erase a person: contact address, participant rows, queue entries, and the records
-    in which no other customer participant remains."""
-    address = clean_address(address)
-    key = match_key(address, directory.plus_addressing)
-    counts = {"contacts": 0, "participants": 0, "records": 0, "queue_entries": 0}
-    for contact_id, addr in conn.execute(
-        select(contact_addresses.c.contact_id, contact_addresses.c.address)
-    ).all():
-        if match_key(addr, directory.plus_addressing) != key:
-            continue
-        conn.execute(delete(contact_addresses).where(contact_addresses.c.address == addr))
-        left = conn.scalar(
-            select(func.count())
-            .select_from(contact_addresses)
-            .where(contact_addresses.c.contact_id == contact_id)
-        )
-        if not left:
-            conn.execute(delete(contacts).where(contacts.c.id == contact_id))
-            counts["contacts"] += 1
-    directory.contacts.pop(key, None)
-    touched = _record_ids_of(conn, key, directory.plus_addressing)
-    for part in chunks(touched):
-        spellings = _spellings(conn, part, key, directory.plus_addressing)
-        counts["participants"] += conn.execute(
-            delete(participants).where(
-                participants.c.record_id.in_(part), participants.c.address.in_(spellings)
-            )
-        ).rowcount
-    doomed = []
-    for record_id in touched:
-        others = conn.execute(
-            select(participants.c.address, participants.c.contact_id).where(
-                participants.c.record_id == record_id, participants.c.external == 1
-            )
-        ).all()
-        if not any(
-            contact_id is not None or match_address(addr, directory).customer_id is not None
-            for addr, contact_id in others
-        ):
-            doomed.append(record_id)
-    for part in chunks(doomed):
-        counts["records"] += conn.execute(delete(records).where(records.c.id.in_(part))).rowcount
-    counts["queue_entries"] = _drop_from_queue(conn, [key])
-    if any(counts.values()):
-        # The audit keeps a fingerprint, not the erased address itself.
-        fingerprint = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-        audit.record(conn, "forget", fingerprint, **counts)
-    return counts
