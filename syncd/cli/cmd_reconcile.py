@@ -31,7 +31,7 @@ def reconcile_list(app: App, limit: int | None, as_json: bool) -> None:
     if as_json:
         print_json([e.as_dict() for e in entries])
         return
-    table = Table("address", "name", "seen", "last seen", "mailboxes", "suggestion")
+    table = Table("address", "name", "seen", "last seen", "mailboxes", "suggestion", "candidates")
     for e in entries:
         best = e.suggestions[0] if e.suggestions else None
         table.add_row(
@@ -41,6 +41,8 @@ def reconcile_list(app: App, limit: int | None, as_json: bool) -> None:
             e.last_seen.date().isoformat(),
             ", ".join(e.mailboxes),
             f"{best.customer} ({best.confidence:.2f}: {best.reason})" if best else "-",
+            # Every owner of an ambiguous domain, with the id `reconcile assign` accepts.
+            ", ".join(f"{c['name']} (id {c['id']})" for c in e.candidates) or "-",
         )
     app.out.print(table)
 

@@ -26,8 +26,6 @@ from syncd.domain.matching import Directory, match_address
 from syncd.domain.suggestions import CustomerFacts, Suggestion, suggest
 from syncd.errors import UserError
 from syncd.schema.tables import (
-    contact_addresses,
-    contacts,
     customer_domains,
     customers,
     exclusions,
@@ -52,6 +50,8 @@ class QueueEntry:
     last_seen: datetime
     mailboxes: list[str]
     suggestions: list[Suggestion]
+    # Every customer owning the address's domain when several do: the admin picks one.
+    candidates: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
         best = self.suggestions[0] if self.suggestions else None
@@ -70,6 +70,7 @@ class QueueEntry:
                 "confidence": best.confidence,
                 "reason": best.reason,
             },
+            "candidates": self.candidates,
         }
 
 
@@ -125,9 +126,27 @@ def _thread_customers(conn: Connection, record_ids: list[int]) -> Counter[int]:
     return linked
 
 
+def _thread_evidence(conn: Connection, record_ids: list[int]) -> tuple[Counter[int], Counter[int]]:
+    """Customers of the address's threads: (threads where our side wrote to it, threads it
+    joined only by its own In-Reply-To/References, which any sender can forge)."""
+    confirmed: list[int] = []
+    headers_only: list[int] = []
+    for part in chunks(record_ids):
+        for record_id, direction in conn.execute(
+            select(records.c.id, records.c.direction).where(records.c.id.in_(part))
+        ):
+            (confirmed if direction == "outbound" else headers_only).append(record_id)
+    strong = _thread_customers(conn, confirmed) if confirmed else Counter[int]()
+    confirmed_threads = set(_thread_records(conn, confirmed)) if confirmed else set()
+    weak_records = [r for r in headers_only if r not in confirmed_threads]
+    weak = _thread_customers(conn, weak_records) if weak_records else Counter[int]()
+    return strong, weak
+
+
 def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -> list[QueueEntry]:
     """Unknown external addresses with counts, mailboxes and suggestions, most seen first."""
     facts = customer_facts(conn)
+    names = {f.id: f.name for f in facts}
     query = select(unmatched_addresses).order_by(
         unmatched_addresses.c.count.desc(), unmatched_addresses.c.address
     )
@@ -146,7 +165,9 @@ def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -
         match = match_address(key, directory)
         if not match.queued:  # excluded in the config since it was queued, or now a contact
             continue
-        threads = _thread_customers(conn, _record_ids_of(conn, key, directory.plus_addressing))
+        threads, header_threads = _thread_evidence(
+            conn, _record_ids_of(conn, key, directory.plus_addressing)
+        )
         out.append(
             QueueEntry(
                 address=key,
@@ -160,8 +181,12 @@ def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -
                     row["name"],
                     facts,
                     thread_customers=threads,
+                    header_thread_customers=header_threads,
                     ambiguous_owners=match.suggestions,
                 ),
+                candidates=[
+                    {"id": cid, "name": names[cid]} for cid in match.suggestions if cid in names
+                ],
             )
         )
     return out
