@@ -116,6 +116,7 @@ def test_forget_leaves_no_trace_and_the_address_is_never_captured_again(
     } <= before, before  # fmt: skip
 
     out = world.cli("forget", ADDRESS, "--yes").stdout
+    assert _traces(world.db_url, world.tmp) == []
     assert "1 record(s)" in out and "will not be captured" in out
     assert ADDRESS not in world.cli("audit").stdout
 
