@@ -12,6 +12,7 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 REDACTED = "[forgotten]"
 # Display names shorter than this are too common to redact from free text ("Al", "Jo")
@@ -65,6 +66,13 @@ class Redactor:
         ]
         pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
         return cls(pattern, tuple(sorted({*addrs, *(n.lower() for n in people)})))
+
+    @classmethod
+    def of_suppressed(cls, matched: Iterable[tuple[Any, Any]]) -> Redactor:
+        """For the forgotten people among a message's matched participants (their address
+        and the display name the message gives them)."""
+        gone = [p for p, m in matched if m.reason == "suppressed"]
+        return cls.build([p.address for p in gone], [p.name for p in gone])
 
     def redact(self, text: str) -> str:
         if self.pattern is None or not text:

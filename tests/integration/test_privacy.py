@@ -131,7 +131,10 @@ def test_forget_leaves_no_trace_and_the_address_is_never_captured_again(
     # She writes again, copies Wile again, and the folder's UIDVALIDITY is reset: the
     # whole INBOX is read anew.  Nothing of hers may come back.
     world.deliver("alice", _from_zora("<z2@mail.test>", "Still there?"))
-    world.deliver("alice", _wile_copying_zora("<w2@acme.com>", "Seats", "40 seats.\r\n"))
+    world.deliver(
+        "alice",
+        _wile_copying_zora("<w2@acme.com>", f"Seats for {NAME}", f"{NAME} <{ADDRESS}> agrees.\r\n"),
+    )
     world.dovecot.reset_uidvalidity(login)
     with time_machine.travel(LATER + timedelta(hours=2), tick=False):
         world.cli("sync")
