@@ -136,9 +136,16 @@ def test_forget_leaves_no_trace_and_the_address_is_never_captured_again(
         _wile_copying_zora("<w2@acme.com>", f"Seats for {NAME}", f"{NAME} <{ADDRESS}> agrees.\r\n"),
     )
     world.dovecot.reset_uidvalidity(login)
+    # And she invites again: with Wile (kept, without her), and alone (not kept at all).
+    world.put_event("alice", "demo2.ics", _MEETING.replace("demo-1", "demo-2"))
+    alone = _MEETING.replace("demo-1", "demo-3").replace("Renewal demo", "Private chat")
+    world.put_event(
+        "alice", "demo3.ics", alone.replace("mailto:wile@acme.com", "mailto:alice@example.com")
+    )
     with time_machine.travel(LATER + timedelta(hours=2), tick=False):
         world.cli("sync")
-    kept = {r["message_id"]: r for r in world.records()}
+    kept = {r["message_id"] or r["subject"]: r for r in world.records()}
+    assert [r["subject"] for r in world.records() if r["kind"] == "meeting"] == ["Renewal demo"] * 2
     assert "z1@mail.test" not in kept and "z2@mail.test" not in kept
     assert {"w1@acme.com", "w2@acme.com"} <= set(kept)
     assert all(p["address"] != ADDRESS for r in kept.values() for p in r["participants"])
