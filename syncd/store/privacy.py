@@ -92,10 +92,11 @@ def forget(conn: Connection, address: str, directory: Directory) -> dict[str, in
         conn.execute(update(records).where(records.c.organizer.in_(addrs)).values(organizer=None))
         conn.execute(delete(exclusions).where(exclusions.c.entry.in_(addrs)))
     counts["queue_entries"] = _drop_from_queue(conn, [key])
-    # Audit rows of earlier forgets named the address by an unkeyed, guessable hash.
+    # Audit rows about the address (an assign, an ignore, an earlier forget's unkeyed and
+    # guessable hash) keep their place in the history under the keyed fingerprint.
     conn.execute(
         update(audit_log)
-        .where(audit_log.c.target == legacy_fingerprint(key))
+        .where(audit_log.c.target.in_([*sorted(spellings), legacy_fingerprint(key)]))
         .values(target=audit_label(digest))
     )
     counts["redacted"] = sweep(conn, redactor)
