@@ -354,3 +354,22 @@ tasks = Table(
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
 )
+
+# One row per installation-wide setting; ``installation_secret`` keys the HMAC fingerprints of
+# forgotten addresses, so that a copy of the table alone cannot be reversed with a list of
+# guessed addresses.  Made on first use, never printed.
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Forgotten addresses, kept only as HMAC-SHA256(installation secret, match key): mail and
+# meetings naming one of them never store it again (see domain/matching.py).
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)

@@ -11,6 +11,8 @@ from syncd.store import audit as audit_store
 from syncd.store import reconcile as rec
 from syncd.store.directory import find_customer, load_directory
 from syncd.store.explain import explain
+from syncd.store.privacy import forget as forget_person
+from syncd.store.privacy import reclaim_freed_pages
 
 
 @click.group()
@@ -29,7 +31,7 @@ def reconcile_list(app: App, limit: int | None, as_json: bool) -> None:
     if as_json:
         print_json([e.as_dict() for e in entries])
         return
-    table = Table("address", "name", "seen", "last seen", "mailboxes", "suggestion")
+    table = Table("address", "name", "seen", "last seen", "mailboxes", "suggestion", "candidates")
     for e in entries:
         best = e.suggestions[0] if e.suggestions else None
         table.add_row(
@@ -39,6 +41,8 @@ def reconcile_list(app: App, limit: int | None, as_json: bool) -> None:
             e.last_seen.date().isoformat(),
             ", ".join(e.mailboxes),
             f"{best.customer} ({best.confidence:.2f}: {best.reason})" if best else "-",
+            # Every owner of an ambiguous domain, with the id `reconcile assign` accepts.
+            ", ".join(f"{c['name']} (id {c['id']})" for c in e.candidates) or "-",
         )
     app.out.print(table)
 
@@ -186,15 +190,34 @@ def audit(app: App, limit: int, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def forget(app: App, address: str, yes: bool) -> None:
-    """Erase a person: contact, participant rows, queue entries, and records with no other customer party."""
+    """Erase a person and never capture ADDRESS again.
+
+    Deletes the contact, participant rows, queue entries, the records with no other
+    customer party and their tasks; redacts the address and display name everywhere else
+    (subjects, snippets, bodies, task titles, audit); keeps only a keyed fingerprint so
+    that later mail and meetings naming the address never store it.
+    """
     if not yes:
         click.confirm(f"Erase everything syncd holds about {address}?", abort=True)
     with app.engine.begin() as conn:
-        done = rec.forget(conn, address, load_directory(conn, app.config.capture))
+        done = forget_person(conn, address, load_directory(conn, app.config.capture))
+    with app.engine.connect() as conn:
+        on_file = reclaim_freed_pages(conn)
     click.echo(
         f"removed {done['contacts']} contact(s), {done['participants']} participant row(s), "
-        f"{done['records']} record(s), {done['queue_entries']} queue entr(y/ies)"
+        f"{done['records']} record(s), {done['queue_entries']} queue entr(y/ies), "
+        f"{done['tasks']} task(s); redacted {done['redacted']} row(s); "
+        + (
+            "future mail and meetings naming the address will not be captured"
+            if done["suppressed"]
+            else "the address was already suppressed"
+        )
     )
+    if not on_file:
+        click.echo(
+            "PostgreSQL keeps erased rows in its table files until VACUUM reuses the space, "
+            "and in WAL archives and backups: see README, Privacy"
+        )
 
 
 @records.command("explain")

@@ -18,7 +18,7 @@ close), so the rules may run after every sync and on a timer without doubling an
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -229,6 +229,21 @@ def _after_meeting(
     wanted.append(
         Wanted(rule, meeting.id, owner, meeting.customer_ids[0], f"Follow up on {meeting.summary}", due)
     )  # fmt: skip
+
+
+def speaker_customer(domain_owners: Collection[int], linked: Sequence[int]) -> int | None:
+    """The customer a non-contact external person speaks for: the one owning their domain.
+
+    A domain owned by several customers is settled by the record's own links (the lowest id
+    among the owners it is linked to, so every run agrees); a person at no customer's domain
+    speaks for none, whatever else the record is linked to.
+    """
+    through_sender = sorted(set(domain_owners) & set(linked))
+    if through_sender:
+        return through_sender[0]
+    if len(domain_owners) == 1:
+        return next(iter(domain_owners))
+    return None
 
 
 def lookback_start(now: datetime, days: int) -> datetime:

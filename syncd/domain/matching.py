@@ -6,17 +6,23 @@ plus-addressing and Gmail dots do not hide a contact); otherwise the domain of t
 address, or a parent domain up to the registrable one, owned by exactly one
 customer.  Free-mail domains never link by domain, and a domain owned by two
 customers links to neither: it goes to review with both as suggestions.
+
+Before all of these, an address someone asked syncd to forget is *suppressed*: it is
+recognised by its keyed fingerprint only, never stored again, and mail or meetings whose
+only external party is suppressed are not kept at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from syncd.domain.addresses import domain_and_parents, domain_of, is_free_mail, match_key
+from syncd.domain.privacy import Suppressions
 
 LinkKind = Literal["contact", "domain", "manual"]
+_P = TypeVar("_P")
 
 
 class _External(Protocol):
@@ -25,7 +31,14 @@ class _External(Protocol):
 
 
 Reason = Literal[
-    "contact", "domain", "free-mail", "ambiguous-domain", "no-match", "internal", "excluded"
+    "contact",
+    "domain",
+    "free-mail",
+    "ambiguous-domain",
+    "no-match",
+    "internal",
+    "excluded",
+    "suppressed",
 ]
 
 
@@ -41,7 +54,11 @@ class Match:
     @property
     def queued(self) -> bool:
         """Whether the address belongs in the reconciliation queue."""
-        return self.customer_id is None and self.reason not in ("internal", "excluded")
+        return self.customer_id is None and self.reason not in (
+            "internal",
+            "excluded",
+            "suppressed",
+        )
 
 
 @dataclass(slots=True)
@@ -82,6 +99,7 @@ class Directory:
     domains: dict[str, set[int]] = field(default_factory=dict)
     exclusions: Exclusions = field(default_factory=Exclusions)
     plus_addressing: bool = True
+    suppressions: Suppressions = field(default_factory=Suppressions)
 
     def add_contact(self, address: str, contact_id: int, customer_id: int | None) -> None:
         self.contacts[match_key(address, self.plus_addressing)] = (contact_id, customer_id)
@@ -93,15 +111,27 @@ class Directory:
 _INTERNAL = Match(None, None, None, "internal")
 
 
+_SILENT = ("excluded", "suppressed")
+_SUPPRESSED = Match(None, None, None, "suppressed")
+
+
 def only_excluded(matched: Iterable[tuple[_External, Match]]) -> bool:
-    """Whether every external party is excluded: such mail or meetings are not kept at all."""
-    return all(m.reason == "excluded" for p, m in matched if p.external)
+    """Whether every external party is excluded or forgotten: such mail or meetings are not
+    kept at all."""
+    return all(m.reason in _SILENT for p, m in matched if p.external)
+
+
+def without_suppressed(matched: Iterable[tuple[_P, Match]]) -> list[tuple[_P, Match]]:
+    """The participants to store: a forgotten address is never written again."""
+    return [(p, m) for p, m in matched if m.reason != "suppressed"]
 
 
 def match_address(address: str, directory: Directory, *, external: bool = True) -> Match:
     if not external:
         return _INTERNAL
     key = match_key(address, directory.plus_addressing)
+    if directory.suppressions.covers(key):
+        return _SUPPRESSED
     excluded = directory.exclusions.rule_for(address, key)
     if excluded is not None:
         return Match(None, None, None, "excluded", excluded)

@@ -235,6 +235,9 @@ class CalendarSync:
         if people is None:
             return None
         organizer = occurrence.organizer.address if occurrence.organizer else None
+        forgotten = (
+            bool(organizer) and match_address(organizer or "", directory).reason == "suppressed"
+        )
         return store.MeetingItem(
             key=occurrence.key,
             uid=occurrence.uid,
@@ -244,7 +247,7 @@ class CalendarSync:
             ends_at=occurrence.ends_at,
             status=meeting_status(occurrence, set(people.externals)),
             sequence=occurrence.sequence,
-            organizer=organizer,
+            organizer=None if forgotten else organizer,  # a forgotten organizer is not stored
             direction="inbound" if organizer in people.externals else "outbound",
             fingerprint=occurrence.fingerprint,
             participants=people.matched,

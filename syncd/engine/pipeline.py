@@ -9,6 +9,7 @@ from syncd.connectors.base import FetchedMessage
 from syncd.domain.capture import decide
 from syncd.domain.matching import Directory, match_address, only_excluded
 from syncd.domain.message import UnparseableMessage, parse_message
+from syncd.domain.privacy import Redactor
 from syncd.store.capture import CapturedMessage
 
 
@@ -57,13 +58,14 @@ def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Ou
     ]
     if only_excluded(matches):
         return Skipped(fetched.uid, "only excluded external participants")
+    forgotten = Redactor.of_suppressed(matches)  # people `syncd forget` erased: not named again
     captured = CapturedMessage(
         uid=fetched.uid,
         message_id=msg.message_id,
         direction=decision.direction,
-        subject=msg.subject,
-        snippet=msg.snippet,
-        body=msg.body,
+        subject=forgotten.redact(msg.subject),
+        snippet=msg.snippet and forgotten.redact(msg.snippet),
+        body=msg.body and forgotten.redact(msg.body),
         occurred_at=msg.occurred_at,
         in_reply_to=msg.in_reply_to,
         references=msg.references,

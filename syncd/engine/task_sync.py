@@ -1,6 +1,7 @@
 """Follow-up tasks in the rep's own CalDAV task list ([[calendar]] tasks_calendar).
 
-Each pass first reads back what the rep did in their app (a completed VTODO is a done
+Each pass first deletes the VTODOs of tasks about forgotten people, then reads back what
+the rep did in their app (a completed VTODO is a done
 task, a cancelled or deleted one a dismissed task), then writes what changed on our side.
 """
 
@@ -36,6 +37,8 @@ def sync_task_list(
         _task_lists.pop(key, None)  # deleted or moved on the server: look it up again next time
         raise
     _task_lists[key] = url
+    counts = {"written": 0, "done": 0, "dismissed": 0, "erased": 0}
+    counts["erased"] = _erase_forgotten(engine, source.owner, session, url)
     with engine.connect() as conn:
         mine = store.vtodo_tasks(conn, source.owner)
     # Only what changed in the app since we last looked is downloaded.
@@ -44,7 +47,6 @@ def sync_task_list(
         if t["vtodo_href"] in etags and etags[t["vtodo_href"]] != t["vtodo_etag"]
     ]  # fmt: skip
     remote = {o.href: (o.etag, o.data) for o in session.fetch(url, changed)} if changed else {}
-    counts = {"written": 0, "done": 0, "dismissed": 0}
     with engine.begin() as conn:
         for task in mine:
             href = task["vtodo_href"]
@@ -82,6 +84,18 @@ def sync_task_list(
     if any(counts.values()):
         log.info("tasks.calendar_synced", calendar=source.name, **counts)
     return counts
+
+
+def _erase_forgotten(engine: Engine, owner: str, session: CalDavSession, url: str) -> int:
+    """Delete from the rep's list the VTODOs of tasks about people syncd was told to forget,
+    then the tasks themselves: nothing syncd pushed may keep naming them."""
+    with engine.connect() as conn:
+        gone = store.forgotten_vtodos(conn, owner)
+    for task_id, href in gone:
+        session.delete(url, href)  # a VTODO the rep already deleted answers 404: fine
+        with engine.begin() as conn:
+            store.drop_task(conn, task_id)
+    return len(gone)
 
 
 def _needs_writing(task: dict[str, object]) -> bool:

@@ -149,6 +149,8 @@ def write_people(
     for record_id, matched in items:
         best: dict[int, LinkKind] = {}
         for person, match in matched:
+            if match.reason == "suppressed":
+                continue  # a forgotten address is never written again
             people.append(
                 {
                     "record_id": record_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, func, select
 from syncd.config import CaptureConfig
 from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
 from syncd.domain.matching import Directory
+from syncd.domain.privacy import Suppressions
 from syncd.errors import UserError
 from syncd.schema.tables import (
     contact_addresses,
@@ -17,7 +19,12 @@ from syncd.schema.tables import (
     customer_domains,
     customers,
     exclusions,
+    settings,
+    suppressions,
 )
+from syncd.store.sql import insert_ignore
+
+_HMAC_KEY_ROW = "installation_secret"  # the row's name; its value is the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +50,33 @@ def load_directory(conn: Connection, capture: CaptureConfig | None = None) -> Di
         select(customer_domains.c.domain, customer_domains.c.customer_id)
     ):
         directory.add_domain(domain, customer_id)
+    directory.suppressions = load_suppressions(conn)
     return directory
+
+
+def load_suppressions(conn: Connection) -> Suppressions:
+    """The keyed fingerprints of forgotten addresses, with the key that makes them."""
+    digests = set(conn.scalars(select(suppressions.c.digest)))
+    if not digests:
+        return Suppressions()
+    secret = conn.scalar(select(settings.c.value).where(settings.c.name == _HMAC_KEY_ROW))
+    return Suppressions(digests, bytes.fromhex(secret or ""))
+
+
+def installation_secret(conn: Connection) -> bytes:
+    """This installation's HMAC key, made on first use: random, stored once, never shown.
+
+    Two daemons may race to make it; the insert that loses is ignored and both read the
+    one that won.
+    """
+    query = select(settings.c.value).where(settings.c.name == _HMAC_KEY_ROW)
+    value = conn.scalar(query)
+    if value is None:
+        insert_ignore(
+            conn, settings, [{"name": _HMAC_KEY_ROW, "value": secrets.token_hex(32)}], ["name"]
+        )
+        value = conn.scalar(query)
+    return bytes.fromhex(str(value))
 
 
 def find_customer(conn: Connection, ref: str) -> Customer:

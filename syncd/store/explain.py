@@ -18,6 +18,7 @@ _SAYS = {
     "no-match": "no match: no contact has this address and no customer owns its domain",
     "internal": "internal: our own side of the conversation is never linked",
     "excluded": "excluded by the exclusion entry {detail}",
+    "suppressed": "forgotten with `syncd forget`: never linked, queued or stored again",
 }
 
 

@@ -1,4 +1,6 @@
-"""The reconciliation queue and the admin's corrections: assign, create, ignore, link, forget.
+"""The reconciliation queue and the admin's corrections: assign, create, ignore, link.
+
+`forget` lives in store/privacy.py.
 
 Every change is one transaction and one audit entry, and every command is idempotent:
 running it twice leaves the same state and says it changed nothing.
@@ -6,7 +8,6 @@ running it twice leaves the same state and says it changed nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +26,6 @@ from syncd.domain.matching import Directory, match_address
 from syncd.domain.suggestions import CustomerFacts, Suggestion, suggest
 from syncd.errors import UserError
 from syncd.schema.tables import (
-    contact_addresses,
-    contacts,
     customer_domains,
     customers,
     exclusions,
@@ -51,6 +50,8 @@ class QueueEntry:
     last_seen: datetime
     mailboxes: list[str]
     suggestions: list[Suggestion]
+    # Every customer owning the address's domain when several do: the admin picks one.
+    candidates: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
         best = self.suggestions[0] if self.suggestions else None
@@ -69,6 +70,7 @@ class QueueEntry:
                 "confidence": best.confidence,
                 "reason": best.reason,
             },
+            "candidates": self.candidates,
         }
 
 
@@ -124,9 +126,27 @@ def _thread_customers(conn: Connection, record_ids: list[int]) -> Counter[int]:
     return linked
 
 
+def _thread_evidence(conn: Connection, record_ids: list[int]) -> tuple[Counter[int], Counter[int]]:
+    """Customers of the address's threads: (threads where our side wrote to it, threads it
+    joined only by its own In-Reply-To/References, which any sender can forge)."""
+    confirmed: list[int] = []
+    headers_only: list[int] = []
+    for part in chunks(record_ids):
+        for record_id, direction in conn.execute(
+            select(records.c.id, records.c.direction).where(records.c.id.in_(part))
+        ):
+            (confirmed if direction == "outbound" else headers_only).append(record_id)
+    strong = _thread_customers(conn, confirmed) if confirmed else Counter[int]()
+    confirmed_threads = set(_thread_records(conn, confirmed)) if confirmed else set()
+    weak_records = [r for r in headers_only if r not in confirmed_threads]
+    weak = _thread_customers(conn, weak_records) if weak_records else Counter[int]()
+    return strong, weak
+
+
 def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -> list[QueueEntry]:
     """Unknown external addresses with counts, mailboxes and suggestions, most seen first."""
     facts = customer_facts(conn)
+    names = {f.id: f.name for f in facts}
     query = select(unmatched_addresses).order_by(
         unmatched_addresses.c.count.desc(), unmatched_addresses.c.address
     )
@@ -145,7 +165,9 @@ def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -
         match = match_address(key, directory)
         if not match.queued:  # excluded in the config since it was queued, or now a contact
             continue
-        threads = _thread_customers(conn, _record_ids_of(conn, key, directory.plus_addressing))
+        threads, header_threads = _thread_evidence(
+            conn, _record_ids_of(conn, key, directory.plus_addressing)
+        )
         out.append(
             QueueEntry(
                 address=key,
@@ -159,8 +181,12 @@ def queue(conn: Connection, directory: Directory, *, limit: int | None = None) -
                     row["name"],
                     facts,
                     thread_customers=threads,
+                    header_thread_customers=header_threads,
                     ambiguous_owners=match.suggestions,
                 ),
+                candidates=[
+                    {"id": cid, "name": names[cid]} for cid in match.suggestions if cid in names
+                ],
             )
         )
     return out
@@ -369,54 +395,3 @@ def set_link(conn: Connection, record_id: int, customer_id: int, *, linked: bool
     if removed:
         audit.record(conn, "unlink", f"record {record_id}", customer_id=customer_id)
     return bool(removed)
-
-
-def forget(conn: Connection, address: str, directory: Directory) -> dict[str, int]:
-    """Erase a person: contact address, participant rows, queue entries, and the records
-    in which no other customer participant remains."""
-    address = clean_address(address)
-    key = match_key(address, directory.plus_addressing)
-    counts = {"contacts": 0, "participants": 0, "records": 0, "queue_entries": 0}
-    for contact_id, addr in conn.execute(
-        select(contact_addresses.c.contact_id, contact_addresses.c.address)
-    ).all():
-        if match_key(addr, directory.plus_addressing) != key:
-            continue
-        conn.execute(delete(contact_addresses).where(contact_addresses.c.address == addr))
-        left = conn.scalar(
-            select(func.count())
-            .select_from(contact_addresses)
-            .where(contact_addresses.c.contact_id == contact_id)
-        )
-        if not left:
-            conn.execute(delete(contacts).where(contacts.c.id == contact_id))
-            counts["contacts"] += 1
-    directory.contacts.pop(key, None)
-    touched = _record_ids_of(conn, key, directory.plus_addressing)
-    for part in chunks(touched):
-        spellings = _spellings(conn, part, key, directory.plus_addressing)
-        counts["participants"] += conn.execute(
-            delete(participants).where(
-                participants.c.record_id.in_(part), participants.c.address.in_(spellings)
-            )
-        ).rowcount
-    doomed = []
-    for record_id in touched:
-        others = conn.execute(
-            select(participants.c.address, participants.c.contact_id).where(
-                participants.c.record_id == record_id, participants.c.external == 1
-            )
-        ).all()
-        if not any(
-            contact_id is not None or match_address(addr, directory).customer_id is not None
-            for addr, contact_id in others
-        ):
-            doomed.append(record_id)
-    for part in chunks(doomed):
-        counts["records"] += conn.execute(delete(records).where(records.c.id.in_(part))).rowcount
-    counts["queue_entries"] = _drop_from_queue(conn, [key])
-    if any(counts.values()):
-        # The audit keeps a fingerprint, not the erased address itself.
-        fingerprint = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-        audit.record(conn, "forget", fingerprint, **counts)
-    return counts

@@ -14,10 +14,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from syncd.domain.followups import Closing, Email, Meeting, Person, Wanted
+from syncd.domain.addresses import domain_and_parents, domain_of
+from syncd.domain.followups import Closing, Email, Meeting, Person, Wanted, speaker_customer
 from syncd.errors import UserError
 from syncd.schema.tables import (
     contacts,
+    customer_domains,
     customers,
     participants,
     record_customers,
@@ -28,6 +30,10 @@ from syncd.schema.tables import (
 from syncd.store.sql import chunks, insert_ignore
 
 ACTIVE = ("open", "snoozed")
+# A task about a forgotten person whose VTODO must still leave the rep's task list: kept,
+# with a redacted title, only until the next task sync deletes the VTODO, and shown nowhere.
+FORGOTTEN = "forget"
+_NOT_FORGOTTEN = or_(tasks.c.closed_by.is_(None), tasks.c.closed_by != FORGOTTEN)
 
 
 def apply(
@@ -146,12 +152,17 @@ def facts(
             owner = mailbox_owners.get(source.mailbox)
             if owner and owner not in owners[source.record_id]:
                 owners[source.record_id].append(owner)
-    # Someone at a customer's domain who is not a contact yet still speaks for the customer.
+    # Someone at a customer's domain who is not a contact yet still speaks for the customer:
+    # the customer owning their domain, not whichever customer the record is linked to first.
+    domain_owners = _domain_owners(conn)
     for record_id, found in people.items():
         if linked.get(record_id):
             found[:] = [
                 p if p.customer_id or not p.external
-                else Person(p.address, p.name, p.role, p.external, p.contact_id, linked[record_id][0])
+                else Person(
+                    p.address, p.name, p.role, p.external, p.contact_id,
+                    speaker_customer(_owners_of(p.address, domain_owners), linked[record_id]),
+                )
                 for p in found
             ]  # fmt: skip
     emails: list[Email] = []
@@ -184,6 +195,23 @@ def facts(
     return emails, meetings
 
 
+def _domain_owners(conn: Connection) -> dict[str, set[int]]:
+    owners: dict[str, set[int]] = defaultdict(set)
+    for domain, customer_id in conn.execute(
+        select(customer_domains.c.domain, customer_domains.c.customer_id)
+    ):
+        owners[domain].add(customer_id)
+    return owners
+
+
+def _owners_of(address: str, owners: dict[str, set[int]]) -> set[int]:
+    """The customers owning the address's domain or its nearest owned parent domain."""
+    for domain in domain_and_parents(domain_of(address)):
+        if domain in owners:
+            return owners[domain]
+    return set()
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -202,6 +230,7 @@ def list_tasks(
     query = (
         select(tasks, customers.c.name.label("customer"))
         .select_from(tasks.outerjoin(customers, tasks.c.customer_id == customers.c.id))
+        .where(_NOT_FORGOTTEN)
         .order_by(tasks.c.due_at, tasks.c.id)
     )
     if owner is not None:
@@ -290,3 +319,41 @@ def vtodo_gone(conn: Connection, task_id: int) -> None:
         .where(tasks.c.id == task_id)
         .values(vtodo_href=None, vtodo_etag=None, vtodo_synced_at=datetime.now(UTC))
     )
+
+
+def forgotten_vtodos(conn: Connection, owner: str) -> list[tuple[int, str]]:
+    """(task id, VTODO href) of the owner's tasks about forgotten people still on the server."""
+    return [
+        (row.id, row.vtodo_href)
+        for row in conn.execute(
+            select(tasks.c.id, tasks.c.vtodo_href).where(
+                tasks.c.owner == owner,
+                tasks.c.closed_by == FORGOTTEN,
+                tasks.c.vtodo_href.is_not(None),
+            )
+        )
+    ]
+
+
+def drop_task(conn: Connection, task_id: int) -> None:
+    conn.execute(tasks.delete().where(tasks.c.id == task_id))
+
+
+def forget_tasks(conn: Connection, record_ids: list[int], title: str) -> int:
+    """Tasks about records being erased: gone now, or, when their VTODO is in a rep's task
+    list, a redacted tombstone that the next task sync deletes there and here."""
+    now = datetime.now(UTC)
+    erased = 0
+    for part in chunks(record_ids):
+        erased += conn.execute(
+            tasks.delete().where(tasks.c.record_id.in_(part), tasks.c.vtodo_href.is_(None))
+        ).rowcount
+        erased += conn.execute(
+            update(tasks)
+            .where(tasks.c.record_id.in_(part))
+            .values(
+                title=title, status="dismissed", closed_by=FORGOTTEN, closed_at=now,
+                record_id=None, closed_by_record_id=None, snoozed_until=None, updated_at=now,
+            )
+        ).rowcount  # fmt: skip
+    return erased

@@ -1,0 +1,235 @@
+"""`syncd forget`: erase a person, redact what must stay, and suppress their address.
+
+After a forget nothing syncd stores or pushes names the address or the person's display
+names: the records only they took part in are deleted with their tasks; kept records,
+task titles, audit rows and error texts are redacted; the address is remembered only as a
+keyed fingerprint, so that later mail and meetings naming it never store it again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, String, Table, delete, func, or_, select, update
+
+from syncd.domain.addresses import match_key
+from syncd.domain.matching import Directory, match_address
+from syncd.domain.privacy import (
+    Redactor,
+    address_digest,
+    audit_label,
+    legacy_fingerprint,
+)
+from syncd.schema.tables import (
+    audit_log,
+    calendar_quarantine,
+    contact_addresses,
+    contacts,
+    exclusions,
+    folder_states,
+    mailbox_states,
+    metadata,
+    participants,
+    quarantine,
+    records,
+    settings,
+    source_health,
+    suppressions,
+    tasks,
+    unmatched_addresses,
+)
+from syncd.store import audit
+from syncd.store import tasks as task_store
+from syncd.store.directory import clean_address, installation_secret
+from syncd.store.reconcile import _drop_from_queue, _record_ids_of, _spellings
+from syncd.store.sql import chunks, insert_ignore
+
+# Free text, where the person's display name is redacted as well as the address.  Elsewhere
+# (keys, hrefs, owners, mailbox names) only the address is: a name such as "Sam" must not
+# rewrite a rep's sam@ address or a mailbox called sam.
+_FREE_TEXT = {
+    f"{c.table.name}.{c.name}"
+    for c in (
+        records.c.subject, records.c.snippet, records.c.body,
+        tasks.c.title, audit_log.c.target, audit_log.c.detail,
+        participants.c.name, contacts.c.name, unmatched_addresses.c.name,
+        quarantine.c.reason, calendar_quarantine.c.reason, folder_states.c.last_error,
+        mailbox_states.c.last_error, source_health.c.reason,
+    )
+}  # fmt: skip
+_NOT_SWEPT = {settings.name, suppressions.name}  # the secret and the fingerprints
+TASK_TITLE = "Follow-up about a forgotten person"
+
+
+def forget(conn: Connection, address: str, directory: Directory) -> dict[str, int]:
+    """Erase a person; idempotent (a second run finds nothing and says so)."""
+    address = clean_address(address)
+    plus = directory.plus_addressing
+    key = match_key(address, plus)
+    digest = address_digest(installation_secret(conn), key)
+    counts = {
+        "contacts": 0, "participants": 0, "records": 0, "queue_entries": 0, "tasks": 0,
+        "redacted": 0, "suppressed": 0,
+    }  # fmt: skip
+    touched = _record_ids_of(conn, key, plus)
+    spellings, names = _who(conn, key, plus, touched)
+    redactor = Redactor.build({address, key, *spellings}, names)
+
+    counts["contacts"] = _drop_contacts(conn, key, plus)
+    directory.contacts.pop(key, None)
+    for part in chunks(touched):
+        counts["participants"] += conn.execute(
+            delete(participants).where(
+                participants.c.record_id.in_(part), participants.c.address.in_(spellings)
+            )
+        ).rowcount
+    doomed = _records_left_without_customer(conn, touched, directory)
+    counts["tasks"] = task_store.forget_tasks(conn, doomed, TASK_TITLE)
+    for ids in chunks(doomed):
+        counts["records"] += conn.execute(delete(records).where(records.c.id.in_(ids))).rowcount
+    for addrs in chunks(sorted(spellings)):
+        conn.execute(update(records).where(records.c.organizer.in_(addrs)).values(organizer=None))
+        conn.execute(delete(exclusions).where(exclusions.c.entry.in_(addrs)))
+    counts["queue_entries"] = _drop_from_queue(conn, [key])
+    # Audit rows about the address (an assign, an ignore, an earlier forget's unkeyed and
+    # guessable hash) keep their place in the history under the keyed fingerprint.
+    conn.execute(
+        update(audit_log)
+        .where(audit_log.c.target.in_([*sorted(spellings), legacy_fingerprint(key)]))
+        .values(target=audit_label(digest))
+    )
+    counts["redacted"] = sweep(conn, redactor)
+    exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
+    if exists is None:
+        insert_ignore(
+            conn, suppressions, [{"digest": digest, "created_at": datetime.now(UTC)}], ["digest"]
+        )
+        counts["suppressed"] = 1
+    if any(counts.values()):
+        audit.record(conn, "forget", audit_label(digest), **counts)
+    return counts
+
+
+def _who(conn: Connection, key: str, plus: bool, touched: list[int]) -> tuple[set[str], set[str]]:
+    """Every spelling of the address syncd stored, and every display name it was seen with."""
+    spellings = {key}
+    names: set[str] = set()
+    for part in chunks(touched):
+        found = _spellings(conn, part, key, plus)
+        spellings.update(found)
+        names.update(
+            conn.scalars(
+                select(participants.c.name).where(
+                    participants.c.record_id.in_(part), participants.c.address.in_(found)
+                )
+            )
+        )
+    for contact_id, addr in conn.execute(
+        select(contact_addresses.c.contact_id, contact_addresses.c.address)
+    ).all():
+        if match_key(addr, plus) == key:
+            spellings.add(addr)
+            names.update(conn.scalars(select(contacts.c.name).where(contacts.c.id == contact_id)))
+    names.update(
+        conn.scalars(select(unmatched_addresses.c.name).where(unmatched_addresses.c.address == key))
+    )
+    for entry in conn.scalars(select(exclusions.c.entry)):
+        if "@" in entry and not entry.startswith("@") and match_key(entry, plus) == key:
+            spellings.add(entry)
+    return spellings, {n for n in names if n}
+
+
+def _drop_contacts(conn: Connection, key: str, plus: bool) -> int:
+    """The address's contact rows; a contact left with no address goes too."""
+    dropped = 0
+    for contact_id, addr in conn.execute(
+        select(contact_addresses.c.contact_id, contact_addresses.c.address)
+    ).all():
+        if match_key(addr, plus) != key:
+            continue
+        conn.execute(delete(contact_addresses).where(contact_addresses.c.address == addr))
+        left = conn.scalar(
+            select(func.count())
+            .select_from(contact_addresses)
+            .where(contact_addresses.c.contact_id == contact_id)
+        )
+        if not left:
+            conn.execute(delete(contacts).where(contacts.c.id == contact_id))
+            dropped += 1
+    return dropped
+
+
+def _records_left_without_customer(
+    conn: Connection, touched: list[int], directory: Directory
+) -> list[int]:
+    """Records in which no other external party is a contact or at a customer's domain."""
+    doomed = []
+    for record_id in touched:
+        others = conn.execute(
+            select(participants.c.address, participants.c.contact_id).where(
+                participants.c.record_id == record_id, participants.c.external == 1
+            )
+        ).all()
+        if not any(
+            contact_id is not None or match_address(addr, directory).customer_id is not None
+            for addr, contact_id in others
+        ):
+            doomed.append(record_id)
+    return doomed
+
+
+def sweep(conn: Connection, redactor: Redactor) -> int:
+    """Redact the person from every text column of every table; returns rows changed.
+
+    The database narrows the search (a case-insensitive substring match per needle); the
+    redactor decides, so a name only counts as a whole word.
+    """
+    changed = 0
+    now = datetime.now(UTC)
+    address_only = Redactor.build([n for n in redactor.needles if "@" in n], ())
+    for table in metadata.sorted_tables:
+        if table.name in _NOT_SWEPT:
+            continue
+        columns = {
+            c.name: redactor if f"{table.name}.{c.name}" in _FREE_TEXT else address_only
+            for c in table.columns
+            if isinstance(c.type, String)
+        }
+        for row in _candidates(conn, table, columns):
+            new: dict[str, object] = {
+                name: fixed
+                for name, rule in columns.items()
+                if isinstance(row[name], str) and (fixed := rule.redact(row[name])) != row[name]
+            }
+            if not new:
+                continue
+            if table is tasks:
+                new["updated_at"] = now  # so that the next task sync rewrites the VTODO
+            where = [pk == row[pk.name] for pk in table.primary_key.columns]
+            changed += conn.execute(update(table).where(*where).values(**new)).rowcount
+    return changed
+
+
+def _candidates(conn: Connection, table: Table, columns: dict[str, Redactor]) -> list[Any]:
+    tests = [
+        func.lower(table.c[name]).contains(needle, autoescape=True)
+        for name, rule in columns.items()
+        for needle in rule.needles
+    ]
+    if not tests:
+        return []
+    keys = [c.name for c in table.primary_key.columns]
+    wanted = [table.c[n] for n in dict.fromkeys([*keys, *columns])]
+    return list(conn.execute(select(*wanted).where(or_(*tests))).mappings())
+
+
+def reclaim_freed_pages(conn: Connection) -> bool:
+    """After a forget on SQLite: move the zeroed pages (``secure_delete`` is on for every
+    connection) from the write-ahead log into the file and empty the log, so that neither
+    file holds the erased text.  Best effort: a reader holding the log open delays it to
+    the next checkpoint.  PostgreSQL keeps dead rows until VACUUM: returns False there."""
+    if conn.dialect.name != "sqlite":
+        return False
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return True
