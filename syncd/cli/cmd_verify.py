@@ -15,8 +15,13 @@ def selected_sources(
 ) -> tuple[list[str] | None, list[str] | None]:
     """Which mailboxes and calendars a command covers; an unknown name is a user error.
     Naming only mailboxes (or only calendars) selects only those, as `syncd sync` does."""
+    boxes = {b.name for b in app.config.mailbox}
     for name in names:
-        app.config.mailbox_named(name)
+        if name not in boxes:
+            raise UserError(
+                f"no [[mailbox]] named {name!r}",
+                hint=f"mailboxes in the config: {', '.join(sorted(boxes)) or 'none'}",
+            )
     known = {c.name for c in app.config.calendar}
     for name in calendars:
         if name not in known:

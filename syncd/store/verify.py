@@ -65,11 +65,10 @@ def calendar_known(
 ) -> tuple[dict[str, str], frozenset[str]]:
     """({href: ETag} remembered by calendar sync, hrefs in the calendar quarantine)."""
     where_objects = [calendar_objects.c.calendar == calendar, calendar_objects.c.url == url]
-    known = dict(
-        conn.execute(
-            select(calendar_objects.c.href, calendar_objects.c.etag).where(*where_objects)
-        ).tuples()
+    rows = conn.execute(
+        select(calendar_objects.c.href, calendar_objects.c.etag).where(*where_objects)
     )
+    known = {str(href): str(etag) for href, etag in rows}
     held = frozenset(
         conn.scalars(
             select(calendar_quarantine.c.href).where(
