@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, func, select, update
-
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.schema.tables import (
     calendar_objects,
     calendar_quarantine,
@@ -24,6 +21,9 @@ from syncd.schema.tables import (
     skipped_messages,
     sources,
 )
+
+from syncd.localservers.radicale import Radicale
+from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
 
