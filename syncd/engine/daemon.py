@@ -287,7 +287,10 @@ class Daemon:
         """Submit the verifies that are due (called with the lock held); never waits on one."""
         assert self._pool is not None
         every = self._config.sync.verify_interval
+        for gone in set(self._verify_due) - set(self._sources):  # removed by a reload
+            del self._verify_due[gone]
         if not every:
+            self._verify_due.clear()
             return
         for key, source in self._sources.items():
             # The first verify comes soon after start (a daemon restarted daily must still
