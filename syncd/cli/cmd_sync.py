@@ -149,7 +149,7 @@ def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) 
         )
         click.echo(line + "".join(f"\n  FAILED: {e}" for e in item.errors))
     after = Verifier(app.engine, app.config).run(mailboxes, calendars)
-    for line in report_lines(after):
+    for line in report_lines(after, details=False):
         click.echo(line)
     left = sum(r.missing for r in after) + sum(1 for r in after if r.failed)
     click.echo(

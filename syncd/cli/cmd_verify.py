@@ -72,7 +72,7 @@ def verify(app: App, names: tuple[str, ...], calendars: tuple[str, ...], as_json
 
 def report_table(reports: list[SourceReport]) -> Table:
     table = Table(
-        "source", "folder / calendar", "server", "recorded", "skipped", "quarantined",
+        "source", "folder/calendar", "server", "recorded", "skipped", "quarantined",
         "pending", "missing",
     )  # fmt: skip
     for report in reports:
@@ -83,26 +83,30 @@ def report_table(reports: list[SourceReport]) -> Table:
                 table.add_row(report.source, place.place, "-", "-", "-", "-", "-", "error")
                 continue
             counts = place.counts()
-            by_rule = counts.get("skipped_by_rule") or {}
-            skipped = str(counts["skipped"]) + (
-                f" ({', '.join(f'{k} {v}' for k, v in by_rule.items())})" if by_rule else ""
-            )
             table.add_row(
                 report.source, place.place, str(counts["server"]), str(counts["recorded"]),
-                skipped, str(counts["quarantined"]), str(counts["pending"]),
-                str(len(place.missing)) + (" (unchanged)" if place.unchanged else ""),
+                str(counts["skipped"]), str(counts["quarantined"]), str(counts["pending"]),
+                str(len(place.missing)),
             )  # fmt: skip
     return table
 
 
-def report_lines(reports: list[SourceReport]) -> list[str]:
-    """The missing items and the errors, for people."""
+def report_lines(reports: list[SourceReport], *, details: bool = True) -> list[str]:
+    """The missing items and the errors, for people; with ``details``, also the skip rules
+    and which places were unchanged."""
     lines = []
+    unchanged = []
     for report in reports:
         if report.error:
             lines.append(f"{report.kind} {report.source}: NOT VERIFIED: {report.error}")
         for place in report.places:
             where = f"{report.source}/{place.place}"
+            by_rule = place.counts().get("skipped_by_rule") if not place.error else None
+            if by_rule and details:
+                rules = ", ".join(f"{rule} {n}" for rule, n in by_rule.items())
+                lines.append(f"skipped in {where} by rule: {rules}")
+            if place.unchanged and details:
+                unchanged.append(where)
             if place.error:
                 lines.append(f"{where}: NOT VERIFIED: {place.error}")
             if place.missing:
@@ -110,4 +114,6 @@ def report_lines(reports: list[SourceReport]) -> list[str]:
                 shown = ", ".join(str(m) for m in place.missing[:100])
                 more = f" and {len(place.missing) - 100} more" if len(place.missing) > 100 else ""
                 lines.append(f"missing in {where}: {what} {shown}{more}")
+    if unchanged:
+        lines.append(f"unchanged since the last clean verify: {', '.join(unchanged)}")
     return lines

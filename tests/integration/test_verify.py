@@ -109,6 +109,7 @@ def test_verify_accounts_for_every_uid_and_repair_fetches_what_is_missing(world:
     assert _place(report, "alice", "INBOX")["missing_items"] == [3]
     assert report["sources"][0]["missing"] == 1
     table = world.cli("verify", expect=1)
+    assert "skipped in alice/INBOX by rule: auto-submitted 1, bulk 1, internal 1" in table.stdout
     assert "missing in alice/INBOX: UIDs 3" in table.stdout
     assert "NOT COMPLETE: 1 missing (fetch them: syncd sync --repair)" in table.stderr
 
@@ -116,7 +117,9 @@ def test_verify_accounts_for_every_uid_and_repair_fetches_what_is_missing(world:
     assert "repair alice/INBOX: 1 missing, 1 captured, 0 skipped, 0 quarantined" in repaired
     assert "repair: every message and event is accounted for" in repaired
     assert _place(_verify(world), "alice", "INBOX")["recorded"] == 3
-    assert "complete: every message" in world.cli("verify").stdout
+    people = world.cli("verify").stdout
+    assert "complete: every message" in people
+    assert "unchanged since the last clean verify: alice/INBOX" in people
 
 
 @pytest.mark.dovecot
