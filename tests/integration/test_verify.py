@@ -172,6 +172,22 @@ def test_unknown_names_are_refused_without_a_traceback(world: World) -> None:
     )
 
 
+@pytest.mark.dovecot
+def test_a_source_that_cannot_be_verified_fails_with_its_reason(world: World) -> None:
+    world.rep("alice")
+    world.deliver("alice", _inbound(1))
+    wrong = world.tmp / "wrong.pass"
+    wrong.write_text("not-the-password\n")
+    world.write_config(mailbox={"alice": {"password_file": str(wrong)}})
+    result = world.cli("verify", expect=1)
+    assert "mailbox alice: NOT VERIFIED: mailbox alice" in result.stdout
+    assert "refused the login" in result.stdout
+    assert "1 source(s) could not be verified" in result.stderr
+    assert "Traceback" not in result.output and "not-the-password" not in result.output
+    (source,) = _verify(world, expect=1)["sources"]
+    assert source["error"] and source["missing"] == 0 and source["places"] == []
+
+
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from syncd.config import parse_config
 from syncd.domain.accounting import account_hrefs, account_uids, skip_rule
 from syncd.domain.capture import decide
 from syncd.domain.message import parse_message
+from syncd.errors import ConfigError
 from tests.mail import make_message
 
 
@@ -78,3 +80,13 @@ def test_hrefs_changed_since_the_last_sync_are_pending_and_the_rest_missing() ->
         ).pending
         == 5
     )
+
+
+def test_verify_interval_defaults_to_daily_and_refuses_nonsense() -> None:
+    base: dict[str, object] = {"database": {"url": "sqlite:///x.db"}}
+    assert parse_config(base).sync.verify_interval == 86400
+    assert parse_config({**base, "sync": {"verify_interval": 0}}).sync.verify_interval == 0
+    for bad in (-1, 10**9, "daily"):
+        with pytest.raises(ConfigError) as err:
+            parse_config({**base, "sync": {"verify_interval": bad}})
+        assert any("sync.verify_interval" in p for p in err.value.problems)
