@@ -130,6 +130,14 @@ _ETAGS = (
 )
 
 
+_CALSERVER = "http://calendarserver.org/ns/"
+_VERSION = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<D:propfind xmlns:D="DAV:" xmlns:CS="{_CALSERVER}">'
+    "<D:prop><D:sync-token/><CS:getctag/></D:prop></D:propfind>"
+)
+
+
 def _multiget_body(hrefs: list[str]) -> str:
     refs = "".join(f"<D:href>{escape(h)}</D:href>" for h in hrefs)
     return (
@@ -278,6 +286,57 @@ class CalDavSession:
             return self._sync(url, None, known, with_data=False, method="full-token", since=since)
         except TokenRejected:
             return self._etag_diff(url, known, since=since)
+
+    # --- verify ---------------------------------------------------------------------------------
+
+    def collection_version(self, url: str) -> str | None:
+        """The calendar's sync-token or CTag: changes whenever an object is added, changed or
+        removed, so an unchanged value lets verify skip the listing.  None when it has neither."""
+        response = self._propfind(url, _VERSION, "0")
+        tree = response.tree
+        if response.status >= 400 or tree is None:
+            return None
+        token = tree.findtext(".//D:sync-token", namespaces=NS) or ""
+        ctag = tree.findtext(".//CS:getctag", namespaces={"CS": _CALSERVER}) or ""
+        return f"{token}|{ctag}" if token or ctag else None
+
+    def window_etags(self, url: str, start: datetime, end: datetime) -> dict[str, str]:
+        """href -> ETag of every event with an occurrence in [start, end); no data."""
+        response = self._report(url, _events_between(start, end, with_data=False), "1")
+        if response.status in (400, 403, 422, 501):
+            # A server that cannot filter by time: every event (a superset is still honest,
+            # the caller only asks about what it has not seen).
+            response = self._report(url, _events_between(None, None, with_data=False), "1")
+        if response.status == 429 or response.status >= 500:
+            raise self._busy(response)
+        if response.status >= 400 or response.tree is None:
+            raise TransientError(f"{self._where}: listing the calendar failed ({response.status})")
+        return {
+            self._href(url, item.findtext("D:href", namespaces=NS) or ""): (
+                item.findtext(_ETAG_PATH, namespaces=NS) or ""
+            )
+            for item in response.tree.iterfind("D:response", NS)
+        }
+
+    def changed_since(self, url: str, token: str) -> set[str] | None:
+        """hrefs added or changed since ``token`` (RFC 6578, no data); None when the server
+        no longer accepts the token."""
+        try:
+            response = self._report(url, _sync_body(token, False), "1", with_token=True)
+        except TokenRejected:
+            return None
+        if response.status >= 400 or response.tree is None:
+            return None
+        return {
+            self._href(url, item.findtext("D:href", namespaces=NS) or "")
+            for item in response.tree.iterfind("D:response", NS)
+            if "404" not in (item.findtext("D:status", namespaces=NS) or "")
+        }
+
+    def _propfind(self, url: str, body: str, depth: str) -> Any:
+        self.requests += 1
+        with _classified(self._where):
+            return self._client.request(url, "PROPFIND", body, {**self._headers, "Depth": depth})
 
     # --- task lists (VTODO) ------------------------------------------------------------------
 

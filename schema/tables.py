@@ -373,3 +373,33 @@ suppressions = Table(
     Column("digest", String(64), primary_key=True),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Which message of a folder a capture rule skipped, and by which rule: `syncd verify` accounts
+# for every UID the server lists, and "skipped" must name the rule, not be a bare count.
+skipped_messages = Table(
+    "skipped_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String(200), nullable=False),
+    Column("folder", String(1000), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("rule", String(40), nullable=False),  # bulk | internal | auto-submitted | ...
+    UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+)
+
+# The last clean `syncd verify` of a folder or calendar: what the server and the store looked
+# like then (``fingerprint``) and what was counted.  While both still look the same, the
+# listing is skipped and these counts are reported again.
+verify_states = Table(
+    "verify_states",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # mailbox | calendar
+    Column("source", String(200), nullable=False),
+    Column("place", String(2000), nullable=False),  # folder name or calendar URL
+    Column("fingerprint", Text, nullable=False),
+    Column("counts", Text, nullable=False),  # JSON
+    Column("verified_at", UtcDateTime, nullable=False),
+    UniqueConstraint("kind", "source", "place"),
+)

@@ -186,6 +186,9 @@ class SyncConfig(_Strict):
     idle: bool = True  # IMAP IDLE on INBOX where the server offers it
     # Backoff after transient failures: doubling from `interval`, capped here (seconds).
     max_backoff: Annotated[float, Field(ge=1, le=86400)] = 1800.0
+    # Seconds between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
+    # unchanged folders: one EXAMINE each; a listing only where something changed.
+    verify_interval: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
 
 
 class MetricsConfig(_Strict):

@@ -45,6 +45,12 @@ class Metrics:
         self.sources = Gauge(
             "syncd_sources", "Sources by state.", ["state"], registry=self.registry
         )
+        self.unaccounted = Gauge(
+            "syncd_unaccounted_messages",
+            "Messages and events on the server that the last verify could not account for.",
+            ["source"],
+            registry=self.registry,
+        )
 
     def synced(
         self, source: str, kind: str, created: int, seconds: float, error: str | None

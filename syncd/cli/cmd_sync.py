@@ -11,12 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from syncd.cli.app import App, json_option, pass_app, print_json
+from syncd.cli.cmd_verify import report_lines, selected_sources
 from syncd.cli.example_config import EXAMPLE
 from syncd.config import parse_config
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.mail_sync import MailSync, open_imap
+from syncd.engine.repair import repair as repair_missing
 from syncd.engine.task_sync import sync_task_list
+from syncd.engine.verify import Verifier
 from syncd.errors import RemoteError, UserError
 from syncd.store import database, health
 from syncd.store.queries import calendar_status, sync_status
@@ -60,18 +63,15 @@ def db_upgrade(app: App) -> None:
 @click.option(
     "--calendar", "calendars", multiple=True, metavar="NAME", help="Only these calendars."
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="After the pass, verify and fetch what is missing (see `syncd verify`).",
+)
 @pass_app
-def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
+def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: bool) -> None:
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
-    for name in names:
-        app.config.mailbox_named(name)
-    known = {c.name for c in app.config.calendar}
-    for name in calendars:
-        if name not in known:
-            raise UserError(f"no [[calendar]] named {name!r}")
-    # Naming only mailboxes (or only calendars) syncs only those.
-    selected = list(names) or ([] if calendars else None)
-    selected_calendars = list(calendars) or ([] if names else None)
+    selected, selected_calendars = selected_sources(app, names, calendars)
     if sys.stderr.isatty():
         with Progress(
             TextColumn("{task.description}"),
@@ -133,8 +133,29 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...]) -> None:
         for where, error in cal.errors.items():
             failed += 1
             click.echo(f"  {where or 'account'}: FAILED: {error}")
+    if repair:
+        failed += _repair(app, selected, selected_calendars)
     if failed or task_errors:
         raise click.exceptions.Exit(1)
+
+
+def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) -> int:
+    """Verify, fetch what is missing, verify again; the number of problems left."""
+    reports = Verifier(app.engine, app.config).run(mailboxes, calendars)
+    for item in repair_missing(app.engine, app.config, reports):
+        line = (
+            f"repair {item.source}/{item.place}: {item.asked} missing, {item.captured} captured, "
+            f"{item.skipped} skipped, {item.quarantined} quarantined"
+        )
+        click.echo(line + "".join(f"\n  FAILED: {e}" for e in item.errors))
+    after = Verifier(app.engine, app.config).run(mailboxes, calendars)
+    for line in report_lines(after, details=False):
+        click.echo(line)
+    left = sum(r.missing for r in after) + sum(1 for r in after if r.failed)
+    click.echo(
+        "repair: every message and event is accounted for" if not left else "repair: incomplete"
+    )
+    return left
 
 
 @click.command()

@@ -12,6 +12,7 @@ from syncd.cli.cmd_records import records, timeline
 from syncd.cli.cmd_run import run
 from syncd.cli.cmd_sync import check, db, init, status, sync
 from syncd.cli.cmd_tasks import tasks
+from syncd.cli.cmd_verify import verify
 
 
 @click.group(
@@ -41,6 +42,7 @@ for command in (
     run,
     status,
     check,
+    verify,
     customers,
     contacts,
     records,

@@ -35,6 +35,7 @@ from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import IdleWatcher
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.task_sync import sync_task_list
+from syncd.engine.verify import Verifier
 from syncd.errors import ConfigError, RemoteError, TransientError
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
@@ -95,6 +96,9 @@ class Daemon:
         self._tasks_due = 0.0
         self._tasks_running = False
         self._counters = _Counters()
+        # `syncd verify` per source on its own timer ([sync] verify_interval), in the pool.
+        self._verify_due: dict[tuple[str, str], float] = {}
+        self._verifying: set[tuple[str, str]] = set()
         self._metrics = Metrics()
         self._last_loop = time.monotonic()
         self._instance = InstanceLock.for_database(self._config.database.url)
@@ -277,6 +281,28 @@ class Daemon:
             for source in sorted(due, key=lambda s: s.due):
                 source.running = True
                 self._track(self._pool.submit(self._sync, source))
+            self._dispatch_verify(now)
+
+    def _dispatch_verify(self, now: float) -> None:
+        """Submit the verifies that are due (called with the lock held); never waits on one."""
+        assert self._pool is not None
+        every = self._config.sync.verify_interval
+        for gone in set(self._verify_due) - set(self._sources):  # removed by a reload
+            del self._verify_due[gone]
+        if not every:
+            self._verify_due.clear()
+            return
+        for key, source in self._sources.items():
+            # The first verify comes soon after start (a daemon restarted daily must still
+            # verify), after the first syncs have had their turn.
+            due = self._verify_due.setdefault(key, now + min(every, 600.0))
+            if due > now or key in self._verifying:
+                continue
+            self._verify_due[key] = now + every
+            if source.state in ("backoff", "attention"):
+                continue  # the sync's own error already says what is wrong
+            self._verifying.add(key)
+            self._track(self._pool.submit(self._verify, source))
 
     def _track(self, future: Future[None]) -> None:
         self._futures.add(future)
@@ -296,6 +322,7 @@ class Daemon:
     def _sleep_for(self, next_beat: float) -> float:
         with self._lock:
             waiting = [s.due for s in self._sources.values() if not s.running]
+            waiting += [d for k, d in self._verify_due.items() if k not in self._verifying]
             if not self._tasks_running:
                 waiting.append(self._tasks_due)
         soonest = min([next_beat, *waiting])
@@ -397,6 +424,29 @@ class Daemon:
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
         self._wake.set()
+
+    def _verify(self, source: Source) -> None:
+        """Account for every message or event of one source; export and log what is missing."""
+        assert self._engine is not None
+        try:
+            verifier = Verifier(self._engine, self._config)
+            if isinstance(source.config, MailboxConfig):
+                report = verifier.verify_mailbox(source.config)
+            else:
+                report = verifier.verify_calendar(source.config)
+            if not report.failed:
+                self._metrics.unaccounted.labels(source.name).set(report.missing)
+            log.info("verify.done", source=source.name, missing=report.missing)
+        except Exception as err:  # the next round tries again; the sync itself is unaffected
+            log.warning(
+                "verify.crashed",
+                source=source.name,
+                error=f"{type(err).__name__}: {str(err)[:200]}",
+            )
+        finally:
+            with self._lock:
+                self._verifying.discard(source.key)
+            self._wake.set()
 
     def _sync_tasks(self, source: CalendarConfig) -> RemoteError | None:
         assert self._engine is not None

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from syncd.config import Config, MailboxConfig
 from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
+from syncd.domain.accounting import skip_rule
 from syncd.domain.headers import parse_message_ids, split_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
@@ -224,6 +225,38 @@ class MailSync:
             quarantined=outcome.quarantined,
         )
 
+    def repair_folder(
+        self,
+        session: MailSession,
+        box: MailboxConfig,
+        folder: str,
+        uidvalidity: int,
+        uids: list[int],
+        directory: Directory,
+    ) -> FolderResult:
+        """Capture UIDs below the cursor that never made it (`syncd sync --repair`): the same
+        fetch, decision and save as a normal pass; the cursor never moves backwards."""
+        outcome = FolderResult(folder)
+        if session.examine(folder).uidvalidity != uidvalidity:
+            return outcome  # the folder was renumbered since verify: the next sync re-reads it
+        for uid_batch in chunks(sorted(uids), self._config.capture.batch_size):
+            batch = self._read_batch(
+                session, box, folder, uidvalidity, list(uid_batch), directory, False
+            )
+            with self._engine.begin() as conn:
+                outcome.captured += save_batch(conn, batch)
+            outcome.skipped += batch.skipped
+            outcome.quarantined += len(batch.quarantined)
+        log.info(
+            "folder.repaired",
+            mailbox=box.name,
+            folder=folder,
+            captured=outcome.captured,
+            skipped=outcome.skipped,
+            quarantined=outcome.quarantined,
+        )
+        return outcome
+
     @staticmethod
     def _uid_windows(
         session: MailSession, first_uid: int, uidnext: int | None
@@ -265,6 +298,7 @@ class MailSync:
             result = process(fetched, policy, directory)
             if isinstance(result, Skipped):
                 batch.skipped += 1
+                batch.skipped_uids.append((result.uid, skip_rule(result.reason)))
                 if result.queued is not None:
                     batch.queued_only.append(result.queued)
             elif isinstance(result, Quarantined):

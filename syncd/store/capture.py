@@ -24,6 +24,7 @@ from syncd.schema.tables import (
     quarantine,
     record_customers,
     records,
+    skipped_messages,
     sources,
     unmatched_addresses,
     unmatched_sightings,
@@ -65,6 +66,8 @@ class FolderBatch:
     captured: list[CapturedMessage] = field(default_factory=list)
     known: list[tuple[int, str]] = field(default_factory=list)  # (uid, record key) already stored
     skipped: int = 0
+    # (uid, rule) of each skipped message, so that `syncd verify` can name why it is not a record.
+    skipped_uids: list[tuple[int, str]] = field(default_factory=list)
     quarantined: list[tuple[int, str]] = field(default_factory=list)
     # Messages kept as no record ([capture] only_matched) whose unknown addresses are still queued.
     queued_only: list[CapturedMessage] = field(default_factory=list)
@@ -296,6 +299,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         ],
         ["mailbox", "folder", "uidvalidity", "uid"],
     )
+    record_skips(conn, batch.mailbox, batch.folder, batch.uidvalidity, batch.skipped_uids)
     advance_cursor(
         conn,
         batch.mailbox,
@@ -307,6 +311,27 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         skipped=batch.skipped,
     )
     return len(source_rows)
+
+
+def record_skips(
+    conn: Connection, mailbox: str, folder: str, uidvalidity: int, skips: list[tuple[int, str]]
+) -> None:
+    """Which UIDs a capture rule skipped, and by which rule (replays insert nothing twice)."""
+    insert_ignore(
+        conn,
+        skipped_messages,
+        [
+            {
+                "mailbox": mailbox,
+                "folder": folder,
+                "uidvalidity": uidvalidity,
+                "uid": uid,
+                "rule": rule,
+            }
+            for uid, rule in skips
+        ],
+        ["mailbox", "folder", "uidvalidity", "uid"],
+    )
 
 
 def advance_cursor(
