@@ -11,28 +11,39 @@ it); on broken input it only promises not to invent an address from pieces.
 
 from __future__ import annotations
 
-# Characters that end an atom (RFC 5322 specials that matter for splitting, and space).
-_BREAKS = frozenset('()<>,;:"\\ \t\r\n')
+import re
+
 _SPACE = frozenset(" \t\r\n")
+# Runs the scanner takes in one step, in C.  Each is a single character class with
+# nothing after it, so a match cannot backtrack: linear by construction.
+_SPACES = re.compile(r"[ \t\r\n]+")
+_ATOM = re.compile(r'[^()<>,;:"\\ \t\r\n]+')  # up to the next special or space
+_QUOTED_STOP = re.compile(r'["\\]')
+_COMMENT_STOP = re.compile(r"[()\\]")
+_ANGLE_ATOM = re.compile(r'[^<>,"( \t\r\n]+')
+_TO_SPECIAL = re.compile(r'[^()<>,;:"\\]+')  # words and spaces up to the next special
+# No display name or address has this many words: past it the words are skipped in one step.
+_MAX_WORDS = 64
 
 
 class _Mailbox:
     """The tokens of one mailbox while it is being read."""
 
-    __slots__ = ("angle", "comments", "phrase", "raw")
+    __slots__ = ("angle", "comments", "junk", "phrase", "raw")
 
     def __init__(self) -> None:
         self.phrase: list[str] = []  # words and quoted strings, for the display name
         self.raw: list[str] = []  # the same with specials and spacing, for a bare address
         self.angle: str | None = None
         self.comments: list[str] = []
+        self.junk = False  # more than _MAX_WORDS words: no bare address is made of them
 
     def result(self) -> tuple[str, str] | None:
         if self.angle is not None:
             name = " ".join(self.phrase) or " ".join(self.comments)
             return name, self.angle
         addr = "".join(self.raw).strip()
-        if not addr:
+        if not addr or self.junk:
             return None
         return " ".join(self.comments), addr
 
@@ -45,7 +56,8 @@ def _quoted(value: str, at: int) -> tuple[str, int]:
     out: list[str] = []
     pos = at + 1
     while pos < len(value):
-        stop = _find_any(value, pos, '"\\')
+        found = _QUOTED_STOP.search(value, pos)
+        stop = found.start() if found else len(value)
         out.append(value[pos:stop])
         if stop >= len(value):
             return "".join(out), stop
@@ -80,7 +92,8 @@ def _comment(value: str, at: int) -> tuple[str, int]:
                 return "".join(out), pos + 1
             out.append(char)
         else:
-            stop = _find_any(value, pos, "()\\")
+            found = _COMMENT_STOP.search(value, pos)
+            stop = found.start() if found else len(value)
             out.append(value[pos:stop])
             pos = stop
             continue
@@ -115,23 +128,16 @@ def _angle(value: str, at: int) -> tuple[str, int]:
         elif char == "(":
             _, pos = _comment(value, pos)
         elif char in _SPACE:
-            pos += 1
+            pos = _SPACES.match(value, pos).end()  # type: ignore[union-attr]
         else:
-            stop = _find_any(value, pos, '<>,"( \t\r\n')
+            atom = _ANGLE_ATOM.match(value, pos)
+            stop = atom.end() if atom else pos + 1
             out.append(value[pos:stop])
             pos = stop
     addr = "".join(out)
     if addr.startswith("@") and ":" in addr:
         addr = addr.rsplit(":", 1)[1]
     return addr, pos
-
-
-def _find_any(value: str, pos: int, chars: str) -> int:
-    """The first position at or after ``pos`` holding one of ``chars``, or len(value)."""
-    end = len(value)
-    while pos < end and value[pos] not in chars:
-        pos += 1
-    return pos
 
 
 def split_addresses(value: str) -> list[tuple[str, str]]:
@@ -153,7 +159,7 @@ def split_addresses(value: str) -> list[tuple[str, str]]:
             pos += 1
         elif char in _SPACE:
             spaced = True
-            pos += 1
+            pos = _SPACES.match(value, pos).end()  # type: ignore[union-attr]
         elif char == '"':
             text, pos = _quoted(value, pos)
             box.phrase.append(text)
@@ -169,10 +175,13 @@ def split_addresses(value: str) -> list[tuple[str, str]]:
                 box.angle = addr
         elif char in ")>":
             pos += 1  # a closer with no opener: noise
+        elif len(box.phrase) >= _MAX_WORDS:
+            box.junk = True
+            skip = _TO_SPECIAL.match(value, pos)
+            pos = skip.end() if skip else pos + 1
         else:
-            stop = pos + 1 if char == "\\" else pos
-            while stop < end and value[stop] not in _BREAKS:
-                stop += 1
+            atom = _ATOM.match(value, pos + 1 if char == "\\" else pos)
+            stop = atom.end() if atom else pos + 1
             word = value[pos:stop]
             box.phrase.append(word)
             _glue(box.raw, word, spaced)

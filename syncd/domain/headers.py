@@ -66,16 +66,17 @@ WANTED = frozenset(
     }
 )
 _ADDRESS_FIELDS = frozenset({"from", "sender", "to", "cc", "bcc", "return-path"})
-_UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 
 # One pass in C over the header section picks out only the wanted fields, folded
 # continuation lines included; the dozens of Received/DKIM lines are never split in Python.
 # Linear: anchored at line starts, and every quantifier is followed by a character it
-# cannot match ("[ \t]*" by ":", "[^\r\n]*" by a line end), so nothing is retried.
+# cannot match ("[ \t]*" by ":", "[^\r\n]*" by a line end), so nothing is retried.  The
+# continuation lines are matched possessively ("*+"): a plain "*" makes the engine keep
+# a backtracking frame per folded line, 25 MB for 100,000 of them.
 _WANTED_FIELD = re.compile(
     rb"^(" + b"|".join(re.escape(n.encode()) for n in sorted(WANTED)) + rb")[ \t]*:[ \t]*"
-    rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)",
+    rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*+)",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -152,7 +153,10 @@ def read_header_section(raw: bytes) -> HeaderSection:
             skipped[name] = skipped.get(name, 0) + 1
             continue
         if b"\n" in value:
-            value = _UNFOLD.sub(b"", value)
+            # Unfolding: the value's only line breaks are folds (the pattern above admits
+            # "\r" only before "\n"), so dropping them all is exact, and costs no list of
+            # pieces the way a regex substitution over 100,000 folds does.
+            value = value.replace(b"\r", b"").replace(b"\n", b"")
         if len(value) > MAX_FIELD_BYTES:
             out.cuts.append(f"{name}: {len(value)} bytes cut to {MAX_FIELD_BYTES}")
             value = _cut_field(name, value)

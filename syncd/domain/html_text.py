@@ -23,6 +23,8 @@ _DROPPED = ("style", "script", "head")
 _CLOSERS = {name: re.compile(f"</{name}", re.IGNORECASE) for name in _DROPPED}
 # Ends of elements that end a line.
 _BREAKS = frozenset({"br", "/p", "/div", "/tr", "/li", "/h1", "/h2", "/h3", "/h4", "/h5", "/h6"})
+# "<" that starts a tag; a "<" before anything else is text ("a < b").
+_TAG_START = re.compile(r"<[A-Za-z/!?]")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/!?-")
 # A numeric character reference too long to be a character: int() of thousands of digits is
 # slow (CPython refuses more than 4,300) and the result is out of range anyway.
@@ -66,16 +68,13 @@ def html_to_text(markup: str) -> str:
     missing: set[str] = set()
     pos, end = 0, len(markup)
     while pos < end:
-        at = markup.find("<", pos)
-        if at < 0:
+        start = _TAG_START.search(markup, pos)
+        if start is None:
             out.append(markup[pos:])
             break
+        at = start.start()
         out.append(markup[pos:at])
         name = _tag_name(markup, at)
-        if not name:  # "a < b": a lone "<" is text
-            out.append("<")
-            pos = at + 1
-            continue
         if name.startswith("!--"):
             close = markup.find("-->", at + 4)
             pos = end if close < 0 else close + 3
