@@ -47,7 +47,10 @@ _DATE_FIELD = re.compile(rb"(?im)^date[ \t]*:")
 _FETCH_HEAD = re.compile(
     rb"^\d+ \(UID (?P<uid>\d+) RFC822\.SIZE (?P<size>\d+) BODY\[\]<0> \{\d+\}$"
 )
-_IDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+# Message-ID lines only, and only the first 4 KB of them: a header repeating the field
+# 10,000 times costs 4 KB, not megabytes.  The first Message-ID is the one that counts.
+_IDS_ITEM = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]<0.4096>"
+_IDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]<0>"
 # A header that does not end within the prefix is fetched again on its own, up to the
 # parser's cap: an 18 MB header costs 256 KB, not 18 MB.
 _HEADER_ITEM = f"BODY.PEEK[HEADER]<0.{MAX_HEADER_BYTES}>"
@@ -316,7 +319,7 @@ class ImapSession:
         if not uids:
             return {}
         with _classified(self._where(self._folder)):
-            response = self._client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            response = self._client.fetch(uids, [_IDS_ITEM])
         return {uid: data.get(_IDS) or b"" for uid, data in response.items()}
 
     # --- push (IDLE, RFC 2177) -------------------------------------------------------------

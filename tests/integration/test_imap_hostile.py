@@ -112,3 +112,17 @@ def test_an_absurd_literal_is_a_classified_error_at_once(lying_server: _LyingSer
     assert peak < 10 * 1024 * 1024
     assert f"{MAX_LITERAL_BYTES:,}" in str(err.value)
     assert err.value.kind == "transient"
+
+
+@pytest.mark.dovecot
+def test_message_ids_are_fetched_within_a_bound(dovecot: Dovecot) -> None:
+    repeated = b"".join(b"Message-ID: <dup%05d@acme.com>\r\n" % n for n in range(5_000))
+    raw = b"From: wile@acme.com\r\nMessage-ID: <first@acme.com>\r\n" + repeated + b"\r\nbody\r\n"
+    dovecot.deliver(LOGIN, raw, folder="INBOX")
+    with _open(_box(dovecot)) as session:
+        session.examine("INBOX")
+        uid = session.uids_from(1)[-1]
+        ids = session.fetch_message_ids([uid])[uid]
+    # Before the bound: all 165 KB of Message-ID lines.
+    assert ids.startswith(b"Message-ID: <first@acme.com>")
+    assert len(ids) <= 4096
