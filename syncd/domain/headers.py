@@ -123,7 +123,12 @@ def _cut_field(name: str, value: bytes) -> bytes:
     if name in _ADDRESS_FIELDS:
         # Whole addresses only: half an address can look like a different, valid one.
         comma = value.rfind(b",", 0, MAX_FIELD_BYTES)
-        return value[:comma] if comma > 0 else _cut_utf8(value, MAX_FIELD_BYTES)
+        if comma > 0:
+            return value[:comma]
+        # One huge mailbox: keep it up to the end of its last whole token, never a
+        # "<x@acme.c" cut from "<x@acme.com>" or "<x@acme.community>".
+        edge = max(value.rfind(b">", 0, MAX_FIELD_BYTES) + 1, value.rfind(b" ", 0, MAX_FIELD_BYTES))
+        return value[: max(edge, 0)]
     if name == "references":
         # The root and the nearest ancestors are what threading needs; the middle is history.
         # A half id at either seam loses its "<" or ">" and is skipped by parse_message_ids.

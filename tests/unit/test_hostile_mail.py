@@ -192,6 +192,15 @@ def test_a_long_field_is_cut_between_addresses_never_inside_one() -> None:
     assert any("cut to" in cut for cut in fields.cuts)
 
 
+def test_a_long_mailbox_is_never_cut_into_another_address() -> None:
+    for tail in ("<x@acme.community>", "x@acme.community"):
+        pad = "w" * (MAX_FIELD_BYTES - len("To: ") - 6) + " "
+        fields = read_header_section(f"To: {pad}{tail}\r\n\r\n".encode())
+        assert not [a for _, a in parse_addresses(fields.fields["to"]) if "acme" in a]
+    fields = read_header_section(("To: x@acme.com" + " " * MAX_FIELD_BYTES + "\r\n\r\n").encode())
+    assert parse_addresses(fields.fields["to"]) == [("", "x@acme.com")]
+
+
 def test_references_keep_the_root_and_the_nearest_ancestors() -> None:
     refs = " ".join(f"<id{n}@acme.com>" for n in range(3_000))
     raw = f"From: wile@acme.com\r\nReferences: {refs}\r\nIn-Reply-To: <id2999@acme.com>\r\n\r\n"
