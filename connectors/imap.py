@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from syncd.config import MailboxConfig
+from syncd.domain.limits import MAX_HEADER_BYTES
 from syncd.errors import (
     CredentialsError,
     RefusedError,
@@ -46,13 +47,33 @@ _DATE_FIELD = re.compile(rb"(?im)^date[ \t]*:")
 _FETCH_HEAD = re.compile(
     rb"^\d+ \(UID (?P<uid>\d+) RFC822\.SIZE (?P<size>\d+) BODY\[\]<0> \{\d+\}$"
 )
-_IDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+# Message-ID lines only, and only the first 4 KB of them: a header repeating the field
+# 10,000 times costs 4 KB, not megabytes.  The first Message-ID is the one that counts.
+_IDS_ITEM = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]<0.4096>"
+_IDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]<0>"
+# A header that does not end within the prefix is fetched again on its own, up to the
+# parser's cap: an 18 MB header costs 256 KB, not 18 MB.
+_HEADER_ITEM = f"BODY.PEEK[HEADER]<0.{MAX_HEADER_BYTES}>"
+_HEADER_KEY = b"BODY[HEADER]<0>"
+# The largest literal (a "{n}" counted string) syncd reads from a server.  Every literal
+# it asks for is bounded by a partial fetch (at most MAX_HEADER_BYTES), so this only
+# leaves room for a server that ignores partial fetches on an ordinary message; a server
+# announcing "{3000000000}" is refused before anything is allocated.
+MAX_LITERAL_BYTES = 64 * 1024 * 1024
+
+
+class LiteralTooLarge(Exception):
+    """The server announced a literal over MAX_LITERAL_BYTES; the connection is unusable."""
 
 
 def classify(err: BaseException, where: str) -> RemoteError:
     """Turn a library or socket failure into the error that says what to do next."""
     if isinstance(err, RemoteError):
         return err
+    if isinstance(err, LiteralTooLarge):
+        return TransientError(f"{where}: {err}")
+    if isinstance(err, MemoryError):
+        return TransientError(f"{where}: a server response too large to hold in memory")
     if isinstance(err, LoginError):
         if "UNAVAILABLE" in str(err).upper():  # RFC 5530: the server's auth backend is down
             return TransientError(f"{where}: the server cannot check logins right now")
@@ -98,8 +119,37 @@ def _classified(where: str) -> Iterator[None]:
         yield
     except RemoteError:
         raise
-    except (OSError, IMAPClientError, imaplib.IMAP4.error, EOFError) as err:
+    except (
+        OSError,
+        IMAPClientError,
+        imaplib.IMAP4.error,
+        EOFError,
+        LiteralTooLarge,
+        MemoryError,
+    ) as err:
         raise classify(err, where) from None
+
+
+def _bound_literals(client: imapclient.IMAPClient) -> None:
+    """Refuse literals over MAX_LITERAL_BYTES before imaplib allocates a buffer for them.
+
+    imaplib reads every literal with ``self.read(size)``, trusting the server's size.
+    """
+    imap = getattr(client, "_imap", None)
+    if imap is None:
+        return
+    read = imap.read
+
+    def bounded_read(size: int) -> bytes:
+        if size > MAX_LITERAL_BYTES:
+            raise LiteralTooLarge(
+                f"the server announced a {size:,}-byte literal; syncd reads at most "
+                f"{MAX_LITERAL_BYTES:,} (a broken or hostile server)"
+            )
+        data: bytes = read(size)
+        return data
+
+    imap.read = bounded_read
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -248,13 +298,11 @@ class ImapSession:
     ) -> list[FetchedMessage]:
         with _classified(self._where(self._folder)):
             dates = self._client.fetch(undated, ["INTERNALDATE"]) if undated else {}
-            headers = (
-                self._client.fetch(long_headers, ["BODY.PEEK[HEADER]"]) if long_headers else {}
-            )
+            headers = self._client.fetch(long_headers, [_HEADER_ITEM]) if long_headers else {}
         out = []
         for item in fetched:
             when = dates.get(item.uid, {}).get(b"INTERNALDATE")
-            header = headers.get(item.uid, {}).get(b"BODY[HEADER]")
+            header = headers.get(item.uid, {}).get(_HEADER_KEY)
             out.append(
                 FetchedMessage(
                     item.uid,
@@ -271,7 +319,7 @@ class ImapSession:
         if not uids:
             return {}
         with _classified(self._where(self._folder)):
-            response = self._client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            response = self._client.fetch(uids, [_IDS_ITEM])
         return {uid: data.get(_IDS) or b"" for uid, data in response.items()}
 
     # --- push (IDLE, RFC 2177) -------------------------------------------------------------
@@ -353,6 +401,7 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
                 if config.security == "starttls":
                     client.starttls(tls_context(config.ca_file))
             client.normalise_times = False
+            _bound_literals(client)
             password = secret()
             try:
                 if config.auth == "xoauth2":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
+
+import structlog
 
 from syncd.domain.addresses import normalize_address, normalize_name
 from syncd.domain.body import body_text
@@ -14,9 +16,17 @@ from syncd.domain.headers import (
     parse_addresses,
     parse_date,
     parse_message_ids,
-    split_header_section,
+    read_header_section,
+)
+from syncd.domain.limits import (
+    MAX_ADDRESS_CHARS,
+    MAX_ADDRESSES,
+    MAX_SUBJECT_CHARS,
+    clip,
 )
 from syncd.domain.snippet import snippet as make_snippet
+
+log = structlog.get_logger("syncd.parse")
 
 
 class UnparseableMessage(ValueError):
@@ -44,18 +54,35 @@ class ParsedMessage:
     fields: dict[str, list[str]]
     snippet: str | None
     body: str | None = None
+    # What the caps in syncd.domain.limits left out, in words; empty for ordinary mail.
+    cuts: list[str] = field(default_factory=list)
 
 
-def _addresses(fields: dict[str, list[str]], name: str) -> list[Address]:
-    values = fields.get(name)
-    if not values:
-        return []
-    out: list[Address] = []
-    for display, raw in parse_addresses(values):
-        addr = normalize_address(raw)
-        if addr is not None:
-            out.append(Address(addr, normalize_name(display)))
-    return out
+class _AddressBudget:
+    """MAX_ADDRESSES per message, spent in field order (From first), cuts noted."""
+
+    def __init__(self, cuts: list[str]) -> None:
+        self.left = MAX_ADDRESSES
+        self.cuts = cuts
+
+    def read(self, fields: dict[str, list[str]], name: str) -> list[Address]:
+        values = fields.get(name)
+        if not values:
+            return []
+        pairs = parse_addresses(values, limit=self.left)
+        if pairs.dropped:
+            self.cuts.append(f"{name}: {pairs.dropped} addresses past {MAX_ADDRESSES} dropped")
+        if pairs.too_long:
+            self.cuts.append(
+                f"{name}: {pairs.too_long} addresses over {MAX_ADDRESS_CHARS} characters dropped"
+            )
+        self.left -= len(pairs)
+        out: list[Address] = []
+        for display, raw in pairs:
+            addr = normalize_address(raw)
+            if addr is not None:
+                out.append(Address(addr, normalize_name(display)))
+        return out
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str | None:
@@ -93,11 +120,14 @@ def parse_message(
     Raises UnparseableMessage only when the bytes carry no address header at all;
     everything else (broken MIME, unknown charsets, no Date) is captured as well as it can be.
     """
-    fields = split_header_section(raw)
-    senders = _addresses(fields, "from") or _addresses(fields, "sender")
-    to, cc, bcc = _addresses(fields, "to"), _addresses(fields, "cc"), _addresses(fields, "bcc")
+    section = read_header_section(raw)
+    fields, cuts = section.fields, section.cuts
+    budget = _AddressBudget(cuts)
+    senders = budget.read(fields, "from") or budget.read(fields, "sender")
+    to, cc, bcc = budget.read(fields, "to"), budget.read(fields, "cc"), budget.read(fields, "bcc")
     if not (senders or to or cc or bcc):
-        raise UnparseableMessage("no From, Sender, To, Cc or Bcc address in the header section")
+        reason = "no From, Sender, To, Cc or Bcc address in the header section"
+        raise UnparseableMessage(f"{reason} ({'; '.join(cuts)})" if cuts else reason)
 
     occurred_at = parse_date(_first(fields, "date"))
     if occurred_at is None:
@@ -120,10 +150,16 @@ def parse_message(
         text = make_snippet(body)
         if keep == "full":
             full = body.replace("\r\n", "\n").strip()
+    subject = decode_words(_first(fields, "subject") or "").strip()
+    if len(subject) > MAX_SUBJECT_CHARS:
+        cuts.append(f"subject: {len(subject)} characters cut to {MAX_SUBJECT_CHARS}")
+        subject = clip(subject, MAX_SUBJECT_CHARS)
+    if cuts:
+        log.info("message.cut", message_id=message_id[:200], cuts=cuts)
     return ParsedMessage(
         message_id=message_id,
         message_id_generated=generated,
-        subject=decode_words(_first(fields, "subject") or "").strip(),
+        subject=subject,
         occurred_at=occurred_at,
         senders=senders,
         to=to,
@@ -134,4 +170,5 @@ def parse_message(
         fields=fields,
         snippet=text,
         body=full,
+        cuts=cuts,
     )

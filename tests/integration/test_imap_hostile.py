@@ -1,0 +1,128 @@
+"""The IMAP connector against hostile servers and messages: every fetch stays bounded."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from syncd.connectors.imap import MAX_LITERAL_BYTES, ImapSession
+
+from syncd.config import MailboxConfig
+from syncd.domain.limits import MAX_HEADER_BYTES
+from syncd.errors import TransientError
+from syncd.localservers.dovecot import Dovecot
+from tests.integration.test_imap_connector import LOGIN, _box, _open
+
+
+@pytest.mark.dovecot
+def test_a_header_that_never_ends_is_fetched_up_to_the_cap(dovecot: Dovecot) -> None:
+    # 4 MB of header lines and no blank line: the header is the whole message.
+    filler = b"".join(
+        b"X-Filler-%06d: %s\r\n" % (n, b"f" * 60) for n in range(4 * 1024 * 1024 // 78)
+    )
+    raw = b"From: wile@acme.com\r\nTo: alice@example.com\r\nSubject: endless\r\n" + filler
+    dovecot.deliver(LOGIN, raw, folder="INBOX")
+    with _open(_box(dovecot)) as session:
+        session.examine("INBOX")
+        uid = session.uids_from(1)[-1]
+        (fetched,) = session.fetch([uid])
+    assert fetched.size == len(raw)
+    assert fetched.headers_only
+    assert len(fetched.raw) <= MAX_HEADER_BYTES
+    assert fetched.raw.startswith(b"From: wile@acme.com")
+
+
+class _LyingServer:
+    """A loopback IMAP server that answers the first FETCH with a {3000000000} literal."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            reader = conn.makefile("rb")
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1] lying server ready\r\n")
+            for line in reader:
+                tag, _, rest = line.decode().partition(" ")
+                command = rest.split(" ", 1)[0].upper().strip()
+                if command == "CAPABILITY":
+                    conn.sendall(f"* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n".encode())
+                elif command in ("SELECT", "EXAMINE"):
+                    conn.sendall(
+                        f"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
+                        f"{tag} OK [READ-ONLY] done\r\n".encode()
+                    )
+                elif command == "UID" and "FETCH" in rest.upper():
+                    # The size of the literal is a lie: a few bytes follow, then silence.
+                    conn.sendall(b"* 1 FETCH (UID 1 RFC822.SIZE 100 BODY[]<0> {3000000000}\r\nFrom")
+                    time.sleep(8)
+                    return
+                elif command == "LOGOUT":
+                    conn.sendall(f"* BYE bye\r\n{tag} OK done\r\n".encode())
+                    return
+                else:
+                    conn.sendall(f"{tag} OK done\r\n".encode())
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def lying_server() -> Iterator[_LyingServer]:
+    server = _LyingServer()
+    yield server
+    server.close()
+
+
+def test_an_absurd_literal_is_a_classified_error_at_once(lying_server: _LyingServer) -> None:
+    box = MailboxConfig.model_validate(
+        {
+            "name": "liar",
+            "owner": "alice@example.com",
+            "host": "127.0.0.1",
+            "port": lying_server.port,
+            "security": "plain",
+            "username": "rep",
+            "password": "pw",
+            "timeout": 5,
+        }
+    )
+    session = ImapSession.open(box, lambda: "pw", max_bytes=10_000_000)
+    session.examine("INBOX")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match="3,000,000,000-byte literal") as err:
+            session.fetch([1])
+        took = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        session.close()
+    # Refused before reading (no wait for the socket timeout) and before allocating.
+    assert took < 2.0
+    assert peak < 10 * 1024 * 1024
+    assert f"{MAX_LITERAL_BYTES:,}" in str(err.value)
+    assert err.value.kind == "transient"
+
+
+@pytest.mark.dovecot
+def test_message_ids_are_fetched_within_a_bound(dovecot: Dovecot) -> None:
+    repeated = b"".join(b"Message-ID: <dup%05d@acme.com>\r\n" % n for n in range(5_000))
+    raw = b"From: wile@acme.com\r\nMessage-ID: <first@acme.com>\r\n" + repeated + b"\r\nbody\r\n"
+    dovecot.deliver(LOGIN, raw, folder="INBOX")
+    with _open(_box(dovecot)) as session:
+        session.examine("INBOX")
+        uid = session.uids_from(1)[-1]
+        ids = session.fetch_message_ids([uid])[uid]
+    # Before the bound: all 165 KB of Message-ID lines.
+    assert ids.startswith(b"Message-ID: <first@acme.com>")
+    assert len(ids) <= 4096
