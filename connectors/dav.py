@@ -42,6 +42,7 @@ _HREF = "{DAV:}href"
 _ETAG = "{DAV:}getetag"
 _DATA = "{urn:ietf:params:xml:ns:caldav}calendar-data"
 _LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+_UNJOINABLE = re.compile(r"can't be joined with (\S+)")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -181,6 +182,51 @@ def _network_error(where: str, err: Exception) -> RemoteError:
     return TransientError(f"{where}: connection failed ({type(err).__name__})")
 
 
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+def _shown(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+class _SameOriginClient(DAVClient):
+    """A DAV client that sends nothing, credentials least of all, outside the origin of the
+    configured URL.  Discovery follows URLs the server names (principal, calendar home,
+    calendars); a server that names another host, port or scheme (plain http included)
+    must not receive the password there.  Every request passes through ``request``."""
+
+    def __init__(self, *args: Any, where: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._origin = origin_of(str(kwargs["url"]))
+        self._where = where
+
+    def request(self, url: Any, *args: Any, **kwargs: Any) -> Any:
+        target = urljoin(str(self.url), str(url))
+        if origin_of(target) != self._origin:
+            raise self.foreign(target)
+        return super().request(url, *args, **kwargs)
+
+    def foreign(self, url: str) -> RemoteConfigError:
+        """The refusal of a URL on another origin: named by its origin only (no path, no
+        user info), with what to do about it."""
+        return RemoteConfigError(
+            f"{self._where}: the server pointed to {_shown(origin_of(url))}, another "
+            f"origin than the configured {_shown(self._origin)}; syncd sends the "
+            "password only to the configured origin",
+            hint="set url to the calendar collection or principal on the server that "
+            "holds it (the same scheme, host and port as everything it names)",
+        )
+
+
 class CalDavSession:
     """One account on a CalDAV server; counts the requests it makes."""
 
@@ -188,7 +234,8 @@ class CalDavSession:
         self._config = config
         self._where = f"calendar {config.name}"
         verify: bool | str = config.ca_file or True
-        self._client = DAVClient(
+        self._client = _SameOriginClient(
+            where=self._where,
             url=config.url,
             username=config.username,
             password=secret(),
@@ -222,7 +269,14 @@ class CalDavSession:
     def discover(self) -> list[CalendarInfo]:
         """The event calendars of the principal (or the collection the URL names)."""
         with _classified(self._where):
-            principal = self._client.principal()  # type: ignore[no-untyped-call]
+            try:
+                principal = self._client.principal()  # type: ignore[no-untyped-call]
+            except ValueError as err:
+                # python-caldav refuses to join a principal URL on another origin; say why.
+                joined = _UNJOINABLE.search(str(err))
+                if joined is None:
+                    raise
+                raise self._client.foreign(joined.group(1)) from None
             found = principal.get_calendars()
             out = []
             for cal in found:
