@@ -161,6 +161,9 @@ class CalendarSync:
         # meeting booked months ahead.  Read again, in one multiget, only when there are any.
         with self._engine.connect() as conn:
             due = store.due_again(conn, source.name, calendar.url, batch.window_end)
+        for href, (etag, reason) in changes.oversized.items():  # never downloaded
+            batch.broken[href] = (etag, reason)
+            log.warning("calendar.quarantined", calendar=source.name, href=href, reason=reason)
         changed_hrefs = {o.href for o in changes.changed}
         again = sorted(h for h in due if h not in changed_hrefs and h not in changes.deleted)
         objects = changes.changed + (session.fetch(calendar.url, again) if again else [])
