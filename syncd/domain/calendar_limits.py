@@ -113,9 +113,11 @@ def bounded_sequence(raw: object) -> int:
     return min(max(value, 0), SEQUENCE_MAX)
 
 
-# Expanding a rule walks every step from DTSTART, including the ones before the window; a
-# rule whose walk to the window's end is longer than this is refused unexpanded (a
-# SECONDLY series from 1970 would otherwise hold a worker for hours between two checks).
+# Expanding a rule walks every step from DTSTART, including the ones before the window
+# (dateutil has no way to start later); a rule whose walk to the window's start is longer
+# than this is refused unexpanded (a SECONDLY series from 1970 would otherwise hold a
+# worker for hours inside dateutil, where no budget check can run).  Inside the window the
+# walk stops at the occurrence cap.
 MAX_RULE_STEPS = 300_000
 _STEP_SECONDS = {
     "SECONDLY": 1,
@@ -127,14 +129,19 @@ _STEP_SECONDS = {
     "YEARLY": 365 * 86400,
 }
 # BY parts that can multiply the candidates of each step (RFC 5545 3.3.10's expand column).
-_EXPANDING = ("BYSECOND", "BYMINUTE", "BYHOUR", "BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO")
+_EXPANDING = (
+    "BYSECOND", "BYMINUTE", "BYHOUR", "BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH",
+)  # fmt: skip
 
 
 def rule_steps(parts: dict[str, list[str]], span_seconds: float) -> float:
     """An upper estimate of the candidates a rule generates over ``span_seconds`` from its
     DTSTART: steps of its frequency and interval, times the values of expanding BY parts.
-    ``parts`` maps upper-case rule part names to their values."""
+    ``parts`` maps upper-case rule part names to their values.  An unknown frequency is
+    0: the rule's reader refuses it."""
     freq = (parts.get("FREQ") or ["DAILY"])[0].upper()
+    if freq not in _STEP_SECONDS:
+        return 0.0
     try:
         interval = max(1, int((parts.get("INTERVAL") or ["1"])[0]))
     except ValueError:

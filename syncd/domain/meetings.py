@@ -287,12 +287,13 @@ def _rule_parts(event: Any) -> list[dict[str, list[str]]]:
 
 
 def _chunk(frequencies: set[str]) -> timedelta:
-    """How much of the window to expand at once: a chunk holds at most about 1,500
-    occurrences, so neither memory nor the time between two budget checks can grow."""
+    """How much of the window to expand at once: a chunk holds at most about 1,000
+    occurrences (without BY parts), so neither memory nor the time between two budget
+    checks can grow much; sub-hourly chunks are small as only a few are kept."""
     if "SECONDLY" in frequencies:
-        return timedelta(minutes=20)
+        return timedelta(minutes=2)
     if "MINUTELY" in frequencies:
-        return timedelta(hours=24)
+        return timedelta(hours=2)
     if "HOURLY" in frequencies:
         return timedelta(days=45)
     return timedelta(days=3660)
@@ -313,11 +314,11 @@ def _expand(
             frequencies.update(p.upper() for p in parts.get("FREQ", []))
             if "DTSTART" in event:
                 first, _ = _to_utc(event["DTSTART"].dt, zone)
-                span = (window_end - first).total_seconds()
+                span = (window_start - first).total_seconds()
                 if rule_steps(parts, span) > MAX_RULE_STEPS:
                     raise BrokenCalendar(
                         f"recurrence too long to expand: over {MAX_RULE_STEPS:,} steps "
-                        "from DTSTART to the window's end"
+                        "from DTSTART to the window's start"
                     )
     cap = occurrence_cap(frequencies)
     step = _chunk(frequencies)
@@ -338,7 +339,9 @@ def _expand(
                     events.append(event)
             start = end
         budget.check()
-        later = next((e for e in expander.after(window_end) if e.name == "VEVENT"), None)
+        later = None
+        if len(events) <= cap:  # a capped object is not read again as the window moves
+            later = next((e for e in expander.after(window_end) if e.name == "VEVENT"), None)
         budget.check()
     except (BrokenCalendar, OverBudget):
         raise

@@ -123,11 +123,11 @@ def expand_rule(
     """
     budget = budget or Budget()
     parts = rule_parts(rule)
-    span = (window_end - first.astimezone(UTC)).total_seconds()
+    span = (window_start - first.astimezone(UTC)).total_seconds()
     if rule_steps(parts, span) > MAX_RULE_STEPS:
         raise OverBudget(
             f"recurrence too long to expand: over {MAX_RULE_STEPS:,} steps "
-            "from DTSTART to the window's end"
+            "from DTSTART to the window's start"
         )
     try:
         recurrence = rrulestr(rule, dtstart=first, ignoretz=False)
@@ -136,7 +136,6 @@ def expand_rule(
     cap = occurrence_cap(set(parts.get("FREQ", [])))
     earliest = window_start - duration
     starts: list[datetime] = []
-    cut = 0
     following: datetime | None = None
     for n, start in enumerate(recurrence):
         if n % 256 == 0:
@@ -151,11 +150,12 @@ def expand_rule(
             continue
         if excluded:
             continue
-        if len(starts) < cap:
-            starts.append(start)
-        else:
-            cut += 1
-    return starts, following, cut
+        if len(starts) == cap:
+            # Capped: the rest of the window is not walked, and the object is not read again
+            # as the window moves (what it would add is cut anyway).
+            return starts, None, 1
+        starts.append(start)
+    return starts, following, 0
 
 
 def local_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:
