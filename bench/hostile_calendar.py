@@ -94,6 +94,11 @@ def corpus() -> dict[str, str]:
             + ";BYMINUTE=" + ",".join(map(str, range(60)))
             + ";BYSECOND=" + ",".join(map(str, range(60))),
         ),
+        "daily-every-minute-override.ics": _ics(
+            "daily-m", at, "RRULE:FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24)))
+            + ";BYMINUTE=" + ",".join(map(str, range(60))),
+            extra_events=_override("daily-m", at),
+        ),
         "sequence-abc.ics": _ics("seq", at + timedelta(days=60), "SEQUENCE:abc"),
         "duration-bogus.ics": _ics("dur", at + timedelta(days=60), "DURATION:bogus").replace(
             f"DTEND:{_stamp(at + timedelta(days=60, minutes=30))}\r\n", ""
@@ -111,10 +116,15 @@ def corpus() -> dict[str, str]:
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from datetime import datetime
-sys.setrecursionlimit(10000)
-from syncd.domain.meetings import read_object
+tree = os.environ.get("HOSTILE_BENCH_TREE")
+if tree:  # that tree's syncd, not the editable install's
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path.insert(0, tree)
+import syncd.domain.meetings as meetings
+assert not tree or meetings.__file__.startswith(tree), meetings.__file__
+read_object = getattr(meetings, "read_object")
 text = open(sys.argv[1], newline="").read()
 start, end = datetime.fromisoformat(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
 before = resource.getrusage(resource.RUSAGE_SELF)
@@ -137,7 +147,7 @@ print(json.dumps({"cpu": seconds, "peak_mb": peak, "occurrences": count, "rows":
 def measure(path: Path, tree: Path | None, timeout: float, memory_mb: int) -> dict[str, object]:
     env = dict(os.environ)
     if tree is not None:
-        env["PYTHONPATH"] = str(tree)
+        env["HOSTILE_BENCH_TREE"] = str(tree)
     limit = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_mb << 20}, {memory_mb << 20}))\n"
     try:
         done = subprocess.run(

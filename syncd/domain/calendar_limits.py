@@ -153,3 +153,17 @@ def rule_steps(parts: dict[str, list[str]], span_seconds: float) -> float:
         with contextlib.suppress(ValueError):
             steps = min(steps, int(parts["COUNT"][0]) * 1.0)
     return steps
+
+
+def chunk_seconds(parts: dict[str, list[str]]) -> float:
+    """How much time to expand at once so that a chunk holds about 1,000 candidates: the
+    expander materialises a whole chunk, so this bounds memory and the time between two
+    budget checks (at least a minute, so a chunk always moves on)."""
+    per_step = rule_steps({k: v for k, v in parts.items() if k != "COUNT"}, 0)
+    freq = (parts.get("FREQ") or ["DAILY"])[0].upper()
+    try:
+        interval = max(1, int((parts.get("INTERVAL") or ["1"])[0]))
+    except ValueError:
+        interval = 1
+    step = _STEP_SECONDS.get(freq, 86400) * interval
+    return max(60.0, 1000 * step / max(per_step, 1.0))

@@ -34,6 +34,7 @@ from syncd.domain.calendar_limits import (
     OverBudget,
     bounded_sequence,
     bounded_uid,
+    chunk_seconds,
     clean_text,
     occurrence_cap,
     rule_steps,
@@ -286,19 +287,6 @@ def _rule_parts(event: Any) -> list[dict[str, list[str]]]:
     return out
 
 
-def _chunk(frequencies: set[str]) -> timedelta:
-    """How much of the window to expand at once: a chunk holds at most about 1,000
-    occurrences (without BY parts), so neither memory nor the time between two budget
-    checks can grow much; sub-hourly chunks are small as only a few are kept."""
-    if "SECONDLY" in frequencies:
-        return timedelta(minutes=2)
-    if "MINUTELY" in frequencies:
-        return timedelta(hours=2)
-    if "HOURLY" in frequencies:
-        return timedelta(days=45)
-    return timedelta(days=3660)
-
-
 def _expand(
     calendar: Any,
     window_start: datetime,
@@ -309,9 +297,12 @@ def _expand(
 ) -> tuple[list[Any], Any]:
     """The recurring object's VEVENTs in the window (capped), and its first one after."""
     frequencies: set[str] = set()
+    # The window is expanded in chunks of about 1,000 candidates of the densest rule.
+    step = timedelta(days=3660)
     for event in calendar.walk("VEVENT"):
         for parts in _rule_parts(event):
             frequencies.update(p.upper() for p in parts.get("FREQ", []))
+            step = min(step, timedelta(seconds=chunk_seconds(parts)))
             if "DTSTART" in event:
                 first, _ = _to_utc(event["DTSTART"].dt, zone)
                 span = (window_start - first).total_seconds()
@@ -321,7 +312,6 @@ def _expand(
                         "from DTSTART to the window's start"
                     )
     cap = occurrence_cap(frequencies)
-    step = _chunk(frequencies)
     try:
         expander = recurring_ical_events.of(calendar)
         events: list[Any] = []
