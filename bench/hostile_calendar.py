@@ -69,6 +69,11 @@ def corpus() -> dict[str, str]:
         f"EXDATE:{_stamp(datetime(1900, 1, 2, 9, tzinfo=UTC) + timedelta(days=n))}"
         for n in range(1000)
     ]
+    # EXDATEs right after the window: the first start after it lies 1,000 steps on.
+    beyond = [
+        f"EXDATE:{_stamp(datetime(WINDOW_END.year, WINDOW_END.month, WINDOW_END.day, 9, tzinfo=UTC) + timedelta(days=n))}"
+        for n in range(1000)
+    ]
     crowd = [f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:p{n}@acme.com" for n in range(2000)]
     nine = datetime(1900, 1, 1, 9, tzinfo=UTC)
     return {
@@ -84,6 +89,11 @@ def corpus() -> dict[str, str]:
         "daily-1900-exdates-override.ics": _ics(
             "daily-1900-o", nine, "RRULE:FREQ=DAILY", *exdates,
             extra_events=_override("daily-1900-o", datetime(2026, 10, 1, 9, tzinfo=UTC)),
+        ),
+        "daily-1900-exdates-after-window.ics": _ics("daily-1900-a", nine, "RRULE:FREQ=DAILY", *beyond),
+        "daily-1900-exdates-after-window-override.ics": _ics(
+            "daily-1900-ao", nine, "RRULE:FREQ=DAILY", *beyond,
+            extra_events=_override("daily-1900-ao", datetime(2026, 10, 1, 9, tzinfo=UTC)),
         ),
         "crowd-2000-daily.ics": _ics("crowd", at, "RRULE:FREQ=DAILY", *crowd),
         "yearly-every-second.ics": _ics(
