@@ -299,20 +299,20 @@ def _expand(
     frequencies: set[str] = set()
     # The window is expanded in chunks of about 1,000 candidates of the densest rule.
     step = timedelta(days=3660)
-    for event in calendar.walk("VEVENT"):
-        for parts in _rule_parts(event):
-            frequencies.update(p.upper() for p in parts.get("FREQ", []))
-            step = min(step, timedelta(seconds=chunk_seconds(parts)))
-            if "DTSTART" in event:
-                first, _ = _to_utc(event["DTSTART"].dt, zone)
-                span = (window_start - first).total_seconds()
-                if rule_steps(parts, span) > MAX_RULE_STEPS:
-                    raise BrokenCalendar(
-                        f"recurrence too long to expand: over {MAX_RULE_STEPS:,} steps "
-                        "from DTSTART to the window's start"
-                    )
-    cap = occurrence_cap(frequencies)
     try:
+        for event in calendar.walk("VEVENT"):
+            for parts in _rule_parts(event):
+                frequencies.update(p.upper() for p in parts.get("FREQ", []))
+                step = min(step, timedelta(seconds=chunk_seconds(parts)))
+                if "DTSTART" in event:
+                    first, _ = _to_utc(event["DTSTART"].dt, zone)
+                    span = (window_start - first).total_seconds()
+                    if rule_steps(parts, span) > MAX_RULE_STEPS:
+                        raise BrokenCalendar(
+                            f"recurrence too long to expand: over {MAX_RULE_STEPS:,} steps "
+                            "from DTSTART to the window's start"
+                        )
+        cap = occurrence_cap(frequencies)
         expander = recurring_ical_events.of(calendar)
         events: list[Any] = []
         seen: set[tuple[str, str]] = set()
