@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import StatementError
 
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
@@ -200,7 +200,7 @@ def save_isolating(engine: Engine, batch: CalendarBatch) -> dict[str, int]:
     try:
         with engine.begin() as conn:
             return save_calendar_batch(conn, batch)
-    except DBAPIError as err:
+    except StatementError as err:
         if not batch.objects:
             raise
         failure = err
@@ -239,14 +239,14 @@ def _trial(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> str | None
         transaction = conn.begin()
         try:
             save_calendar_batch(conn, trial)
-        except DBAPIError as err:
+        except StatementError as err:
             return _refusal(err)
         finally:
             transaction.rollback()
     return None
 
 
-def _refusal(err: DBAPIError) -> str:
+def _refusal(err: StatementError) -> str:
     """The driver's error without the statement or its parameters (they hold mail data)."""
     cause = err.orig if err.orig is not None else err
     first = (str(cause).strip().splitlines() or [""])[0]
