@@ -218,9 +218,12 @@ def read_object(
     Every failure to read it, and every limit it breaks beyond those that merely cut it
     (calendar_limits), raises BrokenCalendar: the caller quarantines the one object.
     """
-    if len(text) > MAX_OBJECT_BYTES:
+    size = len(text)
+    if isinstance(text, str) and size * 4 > MAX_OBJECT_BYTES:  # UTF-8: up to 4 bytes a char
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_OBJECT_BYTES:
         raise BrokenCalendar(
-            f"calendar-data of {len(text):,} bytes is over the limit of {MAX_OBJECT_BYTES:,}"
+            f"calendar-data of {size:,} bytes is over the limit of {MAX_OBJECT_BYTES:,}"
         )
     budget = budget or Budget()
     try:
