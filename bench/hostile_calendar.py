@@ -190,14 +190,14 @@ def main() -> None:
     trees: list[tuple[str, Path | None]] = [("now", None)]
     if args.old:
         trees.insert(0, ("old", args.old))
-    print(f"{'input':34} {'code':4} {'cpu s':>7} {'peak MB':>8} {'occ':>7} {'rows':>8}  outcome")
+    print(f"{'input':46} {'code':4} {'cpu s':>7} {'peak MB':>8} {'occ':>7} {'rows':>8}  outcome")
     for path in sorted(CORPUS.glob("*.ics"), key=lambda p: (not p.name.startswith("ref"), p.name)):
         for label, tree in trees:
             m = measure(path, tree, args.timeout, args.memory_mb)
             cpu = "-" if m["cpu"] is None else f"{m['cpu']:.3f}"
             peak = "-" if m["peak_mb"] is None else f"{m['peak_mb']:.0f}"
             print(
-                f"{path.name:34} {label:4} {cpu:>7} {peak:>8} {m['occurrences'] if m['occurrences'] is not None else '-':>7} "
+                f"{path.name:46} {label:4} {cpu:>7} {peak:>8} {m['occurrences'] if m['occurrences'] is not None else '-':>7} "
                 f"{m['rows'] if m['rows'] is not None else '-':>8}  {m['outcome']}",
                 flush=True,
             )
