@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -21,8 +21,10 @@ from xml.sax.saxutils import escape
 
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
+from lxml import etree
 
 from syncd.config import CalendarConfig
+from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
     RefusedError,
@@ -42,6 +44,26 @@ _HREF = "{DAV:}href"
 _ETAG = "{DAV:}getetag"
 _DATA = "{urn:ietf:params:xml:ns:caldav}calendar-data"
 _LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+_SIZE_PATH = ".//D:getcontentlength"
+
+
+class UnreadableAnswer(TransientError):
+    """The server's answer is not XML the parser accepts: most often one object too large
+    for it (lxml refuses text nodes over 10 MB).  Asked again in smaller pieces."""
+
+
+def _too_large(item: Any) -> str | None:
+    """Why a listed object is not downloaded, from its announced size; None to download."""
+    try:
+        size = int(item.findtext(_SIZE_PATH, namespaces=NS) or 0)
+    except ValueError:
+        return None
+    if size > MAX_OBJECT_BYTES:
+        return f"calendar-data of {size:,} bytes is over the limit of {MAX_OBJECT_BYTES:,}"
+    return None
+
+
+_UNJOINABLE = re.compile(r"can't be joined with (\S+)")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -78,14 +100,19 @@ class Changes:
     token: str | None  # the new sync token, None when the server has none
     changed: list[CalendarObject]
     deleted: list[str]  # hrefs
-    method: str  # "query" (first sync), "token", "full-token" (no or rejected token) or "etag"
+    # "query" (first sync), "query-unfiltered" (first sync, the server failed the time-range
+    # filter), "token", "full-token" (no or rejected token) or "etag"
+    method: str
     # Objects listed but not downloaded: all their occurrences lie before the window, which
     # only moves forward (href -> ETag).  Remembered, so a change to one still shows.
     unread: dict[str, str] = field(default_factory=dict)
+    # Objects not downloaded because they are larger than any calendar object syncd reads
+    # (MAX_OBJECT_BYTES), or than the XML parser takes: href -> (ETag, reason).
+    oversized: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _sync_body(token: str | None, with_data: bool) -> str:
-    data = "<C:calendar-data/>" if with_data else ""
+    data = "<C:calendar-data/>" if with_data else "<D:getcontentlength/>"
     return (
         '<?xml version="1.0" encoding="utf-8"?>'
         '<D:sync-collection xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
@@ -126,7 +153,8 @@ _QUERY_TODO_ETAGS = _QUERY_ALL.replace('name="VEVENT"', 'name="VTODO"').replace(
 
 _ETAGS = (
     '<?xml version="1.0" encoding="utf-8"?>'
-    '<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/></D:prop></D:propfind>'
+    '<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/>'
+    "<D:getcontentlength/></D:prop></D:propfind>"
 )
 
 
@@ -189,6 +217,51 @@ def _network_error(where: str, err: Exception) -> RemoteError:
     return TransientError(f"{where}: connection failed ({type(err).__name__})")
 
 
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+def _shown(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+class _SameOriginClient(DAVClient):
+    """A DAV client that sends nothing, credentials least of all, outside the origin of the
+    configured URL.  Discovery follows URLs the server names (principal, calendar home,
+    calendars); a server that names another host, port or scheme (plain http included)
+    must not receive the password there.  Every request passes through ``request``."""
+
+    def __init__(self, *args: Any, where: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._origin = origin_of(str(kwargs["url"]))
+        self._where = where
+
+    def request(self, url: Any, *args: Any, **kwargs: Any) -> Any:
+        target = urljoin(str(self.url), str(url))
+        if origin_of(target) != self._origin:
+            raise self.foreign(target)
+        return super().request(url, *args, **kwargs)
+
+    def foreign(self, url: str) -> RemoteConfigError:
+        """The refusal of a URL on another origin: named by its origin only (no path, no
+        user info), with what to do about it."""
+        return RemoteConfigError(
+            f"{self._where}: the server pointed to {_shown(origin_of(url))}, another "
+            f"origin than the configured {_shown(self._origin)}; syncd sends the "
+            "password only to the configured origin",
+            hint="set url to the calendar collection or principal on the server that "
+            "holds it (the same scheme, host and port as everything it names)",
+        )
+
+
 class CalDavSession:
     """One account on a CalDAV server; counts the requests it makes."""
 
@@ -196,7 +269,8 @@ class CalDavSession:
         self._config = config
         self._where = f"calendar {config.name}"
         verify: bool | str = config.ca_file or True
-        self._client = DAVClient(
+        self._client = _SameOriginClient(
+            where=self._where,
             url=config.url,
             username=config.username,
             password=secret(),
@@ -209,6 +283,7 @@ class CalDavSession:
             require_tls=urlsplit(config.url).scheme != "http",
         )
         self.requests = 0
+        self._listing_failed = False  # the last unfiltered calendar-query got a 500
         # Compression saves a network, not a loopback: on the same host it only costs CPU on
         # both sides (about a tenth of a first sync's listing with Radicale).
         host = urlsplit(config.url).hostname or ""
@@ -230,7 +305,14 @@ class CalDavSession:
     def discover(self) -> list[CalendarInfo]:
         """The event calendars of the principal (or the collection the URL names)."""
         with _classified(self._where):
-            principal = self._client.principal()  # type: ignore[no-untyped-call]
+            try:
+                principal = self._client.principal()  # type: ignore[no-untyped-call]
+            except ValueError as err:
+                # python-caldav refuses to join a principal URL on another origin; say why.
+                joined = _UNJOINABLE.search(str(err))
+                if joined is None:
+                    raise
+                raise self._client.foreign(joined.group(1)) from None
             found = principal.get_calendars()
             out = []
             for cal in found:
@@ -269,6 +351,13 @@ class CalDavSession:
                 return self._sync(url, token, known, with_data=True, method="token")
             except TokenRejected:
                 pass
+            except UnreadableAnswer:
+                # One changed object too large to read inline: list ETags and sizes, then
+                # fetch only what is small enough.
+                try:
+                    return self._sync(url, token, known, with_data=False, method="token")
+                except TokenRejected:
+                    pass
         if not known:
             # First sync: one calendar-query for the events in the window, with their data.
             # Servers answer it far faster than a first sync-collection (Radicale writes
@@ -280,7 +369,18 @@ class CalDavSession:
                 window[1] + margin if window else None,
                 with_data=True,
             )
-            return self._query_all(url, body)
+            try:
+                return self._query_all(url, body)
+            except TransientError as err:
+                unreadable = isinstance(err, UnreadableAnswer)
+                if err.retry_after is not None or not (self._listing_failed or unreadable):
+                    raise
+                # Even the unfiltered query fails (the server reads every object for it):
+                # a sync-collection lists without reading; multiget fetches the objects.
+                try:
+                    return self._sync(url, None, known, with_data=False, method="full-token")
+                except TokenRejected:
+                    raise err from None
         since = window[0] - timedelta(days=1) if window else None
         try:
             return self._sync(url, None, known, with_data=False, method="full-token", since=since)
@@ -388,12 +488,16 @@ class CalDavSession:
     def _query_all(self, url: str, body: str = _QUERY_ALL) -> Changes:
         response = self._report(url, body, "1")
         tree = response.tree
+        self._listing_failed = response.status == 500 and body == _QUERY_ALL
+        if response.status in (400, 403, 422, 500, 501) and body != _QUERY_ALL:
+            # A server that cannot filter by time (RFC 4791 makes it mandatory, yet), or that
+            # fails the filter on one object it cannot read itself (Xandikos answers 500,
+            # SabreDAV reportedly too): ask for everything, which needs no reading; the
+            # window is applied here anyway, and the broken object is quarantined here.
+            found = self._query_all(url, _QUERY_ALL)
+            return replace(found, method="query-unfiltered")
         if response.status == 429 or response.status >= 500:
             raise self._busy(response)
-        if response.status in (400, 403, 422, 501) and body != _QUERY_ALL:
-            # A server that cannot filter by time (RFC 4791 makes it mandatory, yet): ask for
-            # everything instead; the window is applied here anyway.
-            return self._query_all(url, _QUERY_ALL)
         if response.status >= 400 or tree is None:
             raise TransientError(f"{self._where}: calendar-query failed ({response.status})")
         out = []
@@ -421,6 +525,10 @@ class CalDavSession:
         with _classified(self._where):
             try:
                 return self._client.request(url, "REPORT", body, {**self._headers, "Depth": depth})
+            except etree.XMLSyntaxError:
+                raise UnreadableAnswer(
+                    f"{self._where}: the server's answer is not readable XML"
+                ) from None
             except dav_error.AuthorizationError:
                 # Radicale and others answer a stale token with 403 <valid-sync-token/>; python-caldav
                 # reports every 403 as an authorization error.  Listing again without the token
@@ -453,6 +561,7 @@ class CalDavSession:
             raise TokenRejected  # a server without RFC 6578
         new_token = (tree.findtext("D:sync-token", namespaces=NS) or "").strip() or None
         listed: dict[str, tuple[str, str | None]] = {}
+        oversized: dict[str, tuple[str, str]] = {}
         deleted: list[str] = []
         for item in tree.findall("D:response", NS):
             href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
@@ -465,11 +574,15 @@ class CalDavSession:
             etag = item.findtext(".//D:getetag", namespaces=NS) or ""
             data = item.findtext(".//C:calendar-data", namespaces=NS)
             listed[href] = (etag, data)
+            if data is None and known.get(href) != etag and (why := _too_large(item)):
+                oversized[href] = (etag, why)
         if token is None:  # a full listing: whatever we knew and is not listed was deleted
             deleted = sorted(set(known) - set(listed))
-        changed_meta = {h: v for h, v in listed.items() if known.get(h) != v[0]}
+        changed_meta = {
+            h: v for h, v in listed.items() if known.get(h) != v[0] and h not in oversized
+        }
         wanted, unread = self._still_relevant(url, changed_meta, known, since)
-        return Changes(new_token, self._with_data(url, wanted), deleted, method, unread)
+        return Changes(new_token, self._with_data(url, wanted), deleted, method, unread, oversized)
 
     def _etag_diff(
         self, url: str, known: dict[str, str], *, since: datetime | None = None
@@ -483,15 +596,27 @@ class CalDavSession:
         if tree is None:
             raise TransientError(f"{self._where}: the server answered PROPFIND without XML")
         listed: dict[str, tuple[str, str | None]] = {}
+        oversized: dict[str, tuple[str, str]] = {}
         for item in tree.findall("D:response", NS):
             href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
             if href.rstrip("/") == url.rstrip("/") or href.endswith("/"):
                 continue
-            listed[href] = (item.findtext(".//D:getetag", namespaces=NS) or "", None)
-        changed_meta = {h: v for h, v in listed.items() if known.get(h) != v[0]}
+            etag = item.findtext(".//D:getetag", namespaces=NS) or ""
+            listed[href] = (etag, None)
+            if known.get(href) != etag and (why := _too_large(item)):
+                oversized[href] = (etag, why)
+        changed_meta = {
+            h: v for h, v in listed.items() if known.get(h) != v[0] and h not in oversized
+        }
         wanted, unread = self._still_relevant(url, changed_meta, known, since)
+        objects = self._with_data(url, wanted, oversized)
         return Changes(
-            None, self._with_data(url, wanted), sorted(set(known) - set(listed)), "etag", unread
+            None,
+            objects,
+            sorted(set(known) - set(listed)),
+            "etag",
+            unread,
+            oversized,
         )
 
     def _still_relevant(
@@ -521,24 +646,55 @@ class CalDavSession:
         """These objects of a calendar, with their data (calendar-multiget)."""
         return self._with_data(url, {h: ("", None) for h in hrefs})
 
-    def _with_data(self, url: str, meta: dict[str, tuple[str, str | None]]) -> list[CalendarObject]:
+    def _with_data(
+        self,
+        url: str,
+        meta: dict[str, tuple[str, str | None]],
+        unreadable: dict[str, tuple[str, str]] | None = None,
+    ) -> list[CalendarObject]:
+        """The objects of ``meta`` with their data (calendar-multiget for those without).
+        An answer the XML parser refuses is asked again in halves; an object that cannot be
+        read even alone goes to ``unreadable`` (href -> ETag, reason) when given."""
         out = [
             CalendarObject(h, etag, data) for h, (etag, data) in meta.items() if data is not None
         ]
         missing = sorted(h for h, (_, data) in meta.items() if data is None)
         for start in range(0, len(missing), MULTIGET_BATCH):
-            response = self._report(
-                url, _multiget_body(missing[start : start + MULTIGET_BATCH]), "1"
-            )
-            for item in response.tree.findall("D:response", NS):
-                data = item.findtext(".//C:calendar-data", namespaces=NS)
-                if data is None:
-                    continue  # deleted since the listing: the next sync reports it
-                href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
-                out.append(
-                    CalendarObject(href, item.findtext(".//D:getetag", namespaces=NS) or "", data)
-                )
+            out += self._multiget(url, missing[start : start + MULTIGET_BATCH], meta, unreadable)
         return sorted(out, key=lambda o: o.href)
+
+    def _multiget(
+        self,
+        url: str,
+        hrefs: list[str],
+        meta: dict[str, tuple[str, str | None]],
+        unreadable: dict[str, tuple[str, str]] | None,
+    ) -> list[CalendarObject]:
+        try:
+            response = self._report(url, _multiget_body(hrefs), "1")
+        except UnreadableAnswer:
+            if len(hrefs) == 1 and unreadable is not None:
+                unreadable[hrefs[0]] = (
+                    meta[hrefs[0]][0],
+                    "the server's answer for this object is not readable XML (too large?)",
+                )
+                return []
+            if len(hrefs) == 1:
+                raise
+            half = len(hrefs) // 2
+            return self._multiget(url, hrefs[:half], meta, unreadable) + self._multiget(
+                url, hrefs[half:], meta, unreadable
+            )
+        out = []
+        for item in response.tree.findall("D:response", NS):
+            data = item.findtext(".//C:calendar-data", namespaces=NS)
+            if data is None:
+                continue  # deleted since the listing: the next sync reports it
+            href = self._href(url, item.findtext("D:href", namespaces=NS) or "")
+            out.append(
+                CalendarObject(href, item.findtext(".//D:getetag", namespaces=NS) or "", data)
+            )
+        return out
 
     def _busy(self, response: Any) -> TransientError:
         """429 or 5xx: transient, with the wait the server asked for (Retry-After)."""

@@ -16,6 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
 
+from syncd.domain.calendar_limits import (
+    MAX_RULE_STEPS,
+    SUB_HOURLY,
+    Budget,
+    OverBudget,
+    occurrence_cap,
+    rule_steps,
+)
+
 _UNFOLD = re.compile(r"\r?\n[ \t]")
 _LINE = re.compile(
     r'^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+=(?:"[^"]*"|[^";:]*)(?:,(?:"[^"]*"|[^";:,]*))*)*):(.*)$'
@@ -80,6 +89,19 @@ def read_simple_event(text: str) -> tuple[dict[str, list[SimpleProperty]], list[
     return props, content
 
 
+def rule_parts(rule: str) -> dict[str, list[str]]:
+    """``FREQ=DAILY;BYDAY=MO,TU`` -> {"FREQ": ["DAILY"], "BYDAY": ["MO", "TU"]}."""
+    out: dict[str, list[str]] = {}
+    for part in rule.removeprefix("RRULE:").split(";"):
+        name, _, values = part.partition("=")
+        out[name.strip().upper()] = values.split(",")
+    return out
+
+
+def is_sub_hourly(rule: str) -> bool:
+    return bool(set(rule_parts(rule).get("FREQ", [])) & SUB_HOURLY)
+
+
 def expand_rule(
     rule: str,
     first: datetime,
@@ -87,24 +109,53 @@ def expand_rule(
     window_start: datetime,
     window_end: datetime,
     duration: timedelta,
-) -> tuple[list[datetime], datetime | None] | None:
+    *,
+    budget: Budget | None = None,
+) -> tuple[list[datetime], datetime | None, int] | None:
     """Starts of the occurrences of ``rule`` that overlap the window, as local aware times,
-    and the first start after the window (None when the series ends before).
+    the first start after the window (None when the series ends before), and how many
+    occurrences in the window the cap cut (calendar_limits).
 
     ``first`` carries the event's own zone, so the rule steps in wall-clock time across DST
-    changes (RFC 5545 3.3.10).  None for a rule dateutil cannot read.
+    changes (RFC 5545 3.3.10).  None for a rule dateutil cannot read.  One lazy walk from
+    DTSTART, checking the CPU budget as it goes: never a list of the whole series, and
+    never a walk per EXDATE.  A rule whose walk is too long is refused before it starts.
     """
+    budget = budget or Budget()
+    parts = rule_parts(rule)
+    span = (window_start - first.astimezone(UTC)).total_seconds()
+    if rule_steps(parts, span) > MAX_RULE_STEPS:
+        raise OverBudget(
+            f"recurrence too long to expand: over {MAX_RULE_STEPS:,} steps "
+            "from DTSTART to the window's start"
+        )
     try:
         recurrence = rrulestr(rule, dtstart=first, ignoretz=False)
     except (ValueError, TypeError):
         return None
-    starts = recurrence.between(window_start - duration, window_end, inc=True)
-    following = recurrence.after(window_end)
-    for _ in range(1000):  # past EXDATEs; a thousand excluded in a row is not a real series
-        if following is None or following.astimezone(UTC) not in exdates:
-            break
-        following = recurrence.after(following)
-    return [s for s in starts if s.astimezone(UTC) not in exdates], following
+    cap = occurrence_cap(set(parts.get("FREQ", [])))
+    earliest = window_start - duration
+    starts: list[datetime] = []
+    following: datetime | None = None
+    for n, start in enumerate(recurrence):
+        if n % 256 == 0:
+            budget.check()
+        if start < earliest:
+            continue
+        excluded = start.astimezone(UTC) in exdates
+        if start > window_end:
+            if not excluded:
+                following = start
+                break
+            continue
+        if excluded:
+            continue
+        if len(starts) == cap:
+            # Capped: the rest of the window is not walked, and the object is not read again
+            # as the window moves (what it would add is cut anyway).
+            return starts, None, 1
+        starts.append(start)
+    return starts, following, 0
 
 
 def local_time(prop: SimpleProperty, zone: tzinfo) -> tuple[datetime, bool] | None:

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CalendarConfig, Config
-from syncd.connectors.dav import CalDavSession, CalendarInfo
+from syncd.connectors.dav import CalDavSession, CalendarInfo, CalendarObject
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
@@ -161,32 +161,18 @@ class CalendarSync:
         # meeting booked months ahead.  Read again, in one multiget, only when there are any.
         with self._engine.connect() as conn:
             due = store.due_again(conn, source.name, calendar.url, batch.window_end)
+        for href, (etag, reason) in changes.oversized.items():  # never downloaded
+            batch.broken[href] = (etag, reason)
+            log.warning("calendar.quarantined", calendar=source.name, href=href, reason=reason)
         changed_hrefs = {o.href for o in changes.changed}
         again = sorted(h for h in due if h not in changed_hrefs and h not in changes.deleted)
         objects = changes.changed + (session.fetch(calendar.url, again) if again else [])
         zone = ZoneInfo(self._config.organization.timezone)
         for obj in objects:
-            try:
-                view = read_object(
-                    obj.data,
-                    window_start=batch.window_start,
-                    window_end=batch.window_end,
-                    zone=zone,
-                )
-                found = view.occurrences
-                batch.next_starts[obj.href] = view.next_start
-            except BrokenCalendar as err:
-                batch.broken[obj.href] = (obj.etag, str(err))
-                log.warning(
-                    "calendar.quarantined", calendar=source.name, href=obj.href, reason=str(err)
-                )
-                continue
-            batch.objects[obj.href] = (
-                obj.etag,
-                [i for o in found if (i := self._item(o, source, directory))],
-            )
-        with self._engine.begin() as conn:
-            counts = store.save_calendar_batch(conn, batch)
+            self._read(obj, batch, source, directory, zone)
+        counts = store.save_isolating(self._engine, batch)
+        if batch.capped:  # only then: an unchanged calendar's counts stay all zero
+            counts["capped"] = len(batch.capped)
         # An unchanged calendar every minute is not news: only changes are logged at info.
         (log.info if any(counts.values()) else log.debug)(
             "calendar.synced",
@@ -196,6 +182,41 @@ class CalendarSync:
             **counts,
         )
         return counts
+
+    def _read(
+        self,
+        obj: CalendarObject,
+        batch: store.CalendarBatch,
+        source: CalendarConfig,
+        directory: Directory,
+        zone: ZoneInfo,
+    ) -> None:
+        """One object into the batch: its meetings, or its quarantine entry.  Whatever fails
+        while reading it (a value no reader accepts, a limit it breaks) stays with it."""
+        try:
+            view = read_object(
+                obj.data,
+                window_start=batch.window_start,
+                window_end=batch.window_end,
+                zone=zone,
+            )
+            items = [i for o in view.occurrences if (i := self._item(o, source, directory))]
+        except Exception as err:
+            reason = (
+                str(err)
+                if isinstance(err, BrokenCalendar)
+                else f"cannot read: {type(err).__name__}: {err}"[:300]
+            )
+            batch.broken[obj.href] = (obj.etag, reason)
+            log.warning("calendar.quarantined", calendar=source.name, href=obj.href, reason=reason)
+            return
+        batch.next_starts[obj.href] = view.next_start
+        batch.objects[obj.href] = (obj.etag, items)
+        if view.cut:
+            batch.capped[obj.href] = view.cut.reason()
+            log.warning(
+                "calendar.capped", calendar=source.name, href=obj.href, reason=view.cut.reason()
+            )
 
     def _people(
         self, occurrence: Occurrence, source: CalendarConfig, directory: Directory

@@ -6,12 +6,14 @@ new sync token and ETags, so a crash repeats the sync and replaying it changes n
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select
+from sqlalchemy.exc import StatementError
 
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
@@ -56,6 +58,9 @@ class CalendarBatch:
         default_factory=dict
     )  # href -> etag, items
     broken: dict[str, tuple[str, str]] = field(default_factory=dict)  # href -> etag, reason
+    # Objects stored with some of their content cut by the limits: href -> reason.  Listed
+    # with the quarantine (so `syncd status` shows them) though their meetings are kept.
+    capped: dict[str, str] = field(default_factory=dict)
     next_starts: dict[str, datetime | None] = field(default_factory=dict)  # href -> after window
     unread: dict[str, str] = field(default_factory=dict)  # href -> etag: history, not downloaded
     deleted: list[str] = field(default_factory=list)
@@ -95,6 +100,9 @@ _SOURCES_BY_HREF = (
         meeting_sources.c.url == bindparam("url"),
         meeting_sources.c.href.in_(bindparam("hrefs", expanding=True)),
     )
+)
+_ORGANIZERS_BY_KEY = select(records.c.key, records.c.organizer).where(
+    records.c.key.in_(bindparam("keys", expanding=True))
 )
 _RECORDS_BY_KEY = select(
     records.c.id, records.c.key, records.c.fingerprint, records.c.sequence
@@ -159,10 +167,97 @@ def _cancel_orphans(conn: Connection, record_ids_: list[int], now: datetime) -> 
     return cancelled
 
 
+def organizer_key(key: str, organizer: str | None) -> str:
+    """The record key of a copy of a meeting from an organizer other than the one who owns
+    ``key``: its own record, stable across syncs, within records.key's 1,100 characters."""
+    digest = hashlib.sha256((organizer or "").encode()).hexdigest()[:16]
+    return f"{key}|org:{digest}"
+
+
+def _claim_keys(conn: Connection, items: list[MeetingItem]) -> None:
+    """The first organizer seen for a meeting owns its record.  A copy naming a different
+    organizer (a reused or spoofed UID) becomes a record of its own and never rewrites the
+    owner's summary, time or participants.  A record without an organizer is claimed by
+    the first copy that names one."""
+    owner: dict[str, str | None] = {}
+    for part in chunks(sorted({i.key for i in items})):
+        owner.update(
+            (key, organizer)
+            for key, organizer in conn.execute(_ORGANIZERS_BY_KEY, {"keys": list(part)})
+        )
+    for item in items:
+        current = owner.get(item.key)
+        if current is None:  # unknown, or owned by nobody yet
+            owner[item.key] = item.organizer
+        elif current != item.organizer:
+            item.key = organizer_key(item.key, item.organizer)
+
+
+def save_isolating(engine: Engine, batch: CalendarBatch) -> dict[str, int]:
+    """Save a calendar's batch in one transaction; when the database refuses it, find the
+    objects it refuses (halving the batch in rolled-back trials), quarantine those, and
+    commit the rest.  A failure that no single object causes is raised as it was."""
+    try:
+        with engine.begin() as conn:
+            return save_calendar_batch(conn, batch)
+    except StatementError as err:
+        if not batch.objects:
+            raise
+        failure = err
+    bad = _refused(engine, batch, sorted(batch.objects))
+    if not bad:
+        raise failure
+    for href, reason in bad.items():
+        etag, _ = batch.objects.pop(href)
+        batch.broken[href] = (etag, f"the database refused it: {reason}")
+        batch.capped.pop(href, None)
+    with engine.begin() as conn:
+        return save_calendar_batch(conn, batch)
+
+
+def _refused(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> dict[str, str]:
+    reason = _trial(engine, batch, hrefs)
+    if reason is None:
+        return {}
+    if len(hrefs) == 1:
+        return {hrefs[0]: reason}
+    half = len(hrefs) // 2
+    return {**_refused(engine, batch, hrefs[:half]), **_refused(engine, batch, hrefs[half:])}
+
+
+def _trial(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> str | None:
+    """Why the database refuses these objects alone (rolled back either way), or None."""
+    trial = replace(
+        batch,
+        objects={h: batch.objects[h] for h in hrefs},
+        broken={},
+        capped={},
+        deleted=[],
+        unread={},
+    )
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            save_calendar_batch(conn, trial)
+        except StatementError as err:
+            return _refusal(err)
+        finally:
+            transaction.rollback()
+    return None
+
+
+def _refusal(err: StatementError) -> str:
+    """The driver's error without the statement or its parameters (they hold mail data)."""
+    cause = err.orig if err.orig is not None else err
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:300]
+
+
 def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int]:
     now = datetime.now(UTC)
     counts = {"created": 0, "updated": 0, "cancelled": 0, "quarantined": len(batch.broken)}
     items = [item for _, found in batch.objects.values() for item in found]
+    _claim_keys(conn, items)
     existing = {
         row.key: row
         for part in chunks([i.key for i in items])
@@ -267,7 +362,11 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
         counts["cancelled"] += _cancel_orphans(conn, list(before), now)
 
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.broken.items()})
-    for href, (etag, reason) in batch.broken.items():  # not fetched again until it changes
+    listed = {
+        **{href: (batch.objects[href][0], reason) for href, reason in batch.capped.items()},
+        **batch.broken,
+    }
+    for href, (etag, reason) in listed.items():  # not fetched again until it changes
         upsert(
             conn,
             calendar_quarantine,
