@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-
-from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_message_id
-from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.schema.tables import (
     folder_states,
     participants,
@@ -24,6 +21,9 @@ from syncd.schema.tables import (
     unmatched_addresses,
     unmatched_sightings,
 )
+
+from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_message_id
+from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.store import database
 from tests.conftest import World
 from tests.mail import make_message
