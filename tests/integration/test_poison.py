@@ -8,6 +8,7 @@ lone surrogate: the cursor never moved and the folder was stuck for good.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from syncd.schema.tables import (
 )
 
 from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_message_id
+from syncd.engine import pipeline
 from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.store import database
 from tests.conftest import World
@@ -67,7 +69,7 @@ def _hostile_folder() -> list[tuple[str, bytes]]:
                 message_id="<longfrom@acme.com>",
                 subject="Long sender",
                 sender=f"{'N' * 400} <{LONG_ADDRESS}>",
-                cc="Wile Coyote <wile@acme.com>",
+                cc=f"{'W' * 400} <wile@acme.com>",  # a name longer than any name column
             ),
         ),
         (
@@ -157,6 +159,15 @@ def test_hostile_values_are_bounded_and_the_folder_moves_on(world: World) -> Non
     assert stored["Long sender"]["direction"] == "inbound"  # an outsider wrote it
     people = {(a, role) for rid, a, _, role in seen["participants"] if rid == long_sender}
     assert ("wile@acme.com", "cc") in people
+    assert ("W" * 300, "cc") in {
+        (n, r) for rid, _, n, r in seen["participants"] if rid == long_sender
+    }
+    explained = json.loads(world.cli("records", "explain", str(long_sender), "--json").stdout)
+    assert [p["address"] for p in explained["participants"]] == [
+        "alice@example.com",
+        "wile@acme.com",
+    ]
+    assert [link["customer"] for link in explained["links"]] == ["Acme Corp"]
     assert all(len(a) <= ADDRESS_MAX for _, a, _, _ in seen["participants"])
     assert all(len(name) <= 300 for _, _, name, _ in seen["participants"])
     assert all(LONG_ADDRESS not in str(row) for row in seen["queue"] + seen["sightings"])
@@ -193,3 +204,35 @@ def test_a_long_id_is_reidentified_after_uidvalidity_changes(world: World) -> No
         s: r["id"] for s, r in before["records"].items()
     }
     assert len(after["sources"]) == 2
+
+
+def test_without_bounds_the_store_split_still_frees_the_folder(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The net under the bounds: with bounding switched off, whatever the database refuses
+    is quarantined one message at a time and the good mail around it still commits."""
+    monkeypatch.setattr(pipeline, "bounded", lambda msg: msg)
+    monkeypatch.setattr(pipeline, "storable_participants", list)
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    folder = _hostile_folder()
+    for _, raw in folder:
+        world.deliver("alice", raw)
+
+    world.cli("sync")
+    seen = _snapshot(world)
+    assert {"Before", "After"} <= set(seen["records"])
+    assert seen["cursor"] == len(folder)
+    held = {uid: reason for uid, reason in seen["quarantine"]}
+    stored = {uid for _, uid in seen["sources"]}
+    assert stored.isdisjoint(held)
+    # Every message but the one with no storable outsider (still stored unbounded here)
+    # is either a record or quarantined with the database's reason.
+    assert len(stored) + len(held) == len(folder)
+    assert held and all(r.startswith("store refused: ") for r in held.values())
+    surrogate_uid = next(n for n, (s, _) in enumerate(folder, 1) if s == "Surrogate")
+    assert "UnicodeEncodeError" in held[surrogate_uid]  # refused by SQLite and PostgreSQL
+
+    again = world.cli("sync")
+    assert "alice: 0 captured, 0 skipped, 0 quarantined" in again.stdout
+    assert _snapshot(world) == seen
