@@ -92,10 +92,6 @@ def bound_id(value: str) -> str:
     return hashed_id(value)
 
 
-def bound_message_id(value: str) -> str:
-    return bound_id(value)
-
-
 def bound_optional_id(value: str | None) -> str | None:
     return None if value is None else bound_id(value)
 

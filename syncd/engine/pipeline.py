@@ -14,7 +14,6 @@ from syncd.connectors.base import FetchedMessage
 from syncd.domain.bounds import (
     bound_id,
     bound_name,
-    bound_optional_id,
     bound_reason,
     bound_references,
     bound_subject,
@@ -97,16 +96,22 @@ def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Ou
 
 def bounded(msg: ParsedMessage) -> ParsedMessage:
     """``msg`` with every value the store keeps made to fit (addresses are left to
-    ``storable_participants``, after the capture decision)."""
-    return replace(
-        msg,
-        message_id=bound_id(msg.message_id),
-        subject=bound_subject(msg.subject),
-        in_reply_to=bound_optional_id(msg.in_reply_to),
-        references=bound_references(msg.references),
-        snippet=None if msg.snippet is None else clean_text(msg.snippet),
-        body=None if msg.body is None else clean_text(msg.body),
-    )
+    ``storable_participants``, after the capture decision).
+
+    Changed in place: the parsed message belongs to ``process`` alone, and a copy per
+    message would cost more than all the checks together.
+    """
+    msg.message_id = bound_id(msg.message_id)
+    msg.subject = bound_subject(msg.subject)
+    if msg.in_reply_to is not None:
+        msg.in_reply_to = bound_id(msg.in_reply_to)
+    if msg.references:
+        msg.references = bound_references(msg.references)
+    if msg.snippet is not None:
+        msg.snippet = clean_text(msg.snippet)
+    if msg.body is not None:
+        msg.body = clean_text(msg.body)
+    return msg
 
 
 def storable_participants(people: Iterable[Participant]) -> list[Participant]:

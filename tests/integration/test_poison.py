@@ -23,7 +23,7 @@ from syncd.schema.tables import (
     unmatched_sightings,
 )
 
-from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_message_id
+from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_id
 from syncd.engine import pipeline
 from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.store import database
@@ -147,11 +147,11 @@ def test_hostile_values_are_bounded_and_the_folder_moves_on(world: World) -> Non
     # A long id is stored as its hash, and every mention of it maps to the same value:
     # the reply joins the long-id message's thread.
     long_id = stored["Long id"]
-    assert long_id["message_id"] == bound_message_id(LONG_ID)
+    assert long_id["message_id"] == bound_id(LONG_ID)
     assert long_id["message_id"].startswith(HASHED_ID_PREFIX)
     assert long_id["key"] == f"email:{long_id['message_id']}"
     assert stored["Re: Long id"]["thread_key"] == long_id["thread_key"] == long_id["message_id"]
-    assert stored["Long reference"]["thread_key"] == bound_message_id(LONG_REF)
+    assert stored["Long reference"]["thread_key"] == bound_id(LONG_REF)
 
     # An address no mail system can deliver to is not a participant; the rest of the
     # message (its Cc) still is, and the address never reaches the reconciliation queue.
