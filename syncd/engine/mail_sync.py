@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors.base import MailSession
@@ -303,7 +303,9 @@ class SavedBatch:
     quarantined: list[tuple[int, str]] = field(default_factory=list)  # (uid, reason)
 
 
-def save_or_split(engine: Engine, batch: FolderBatch) -> SavedBatch:
+def save_or_split(
+    engine: Engine, batch: FolderBatch, *, fence: Callable[[Connection], None] | None = None
+) -> SavedBatch:
     """Commit ``batch`` with its cursor; if the database refuses its values, split it.
 
     Values are bounded before they get here, so this is the net for what bounding did
@@ -313,10 +315,15 @@ def save_or_split(engine: Engine, batch: FolderBatch) -> SavedBatch:
     message that is neither stored nor quarantined; a crash between parts leaves it at
     the last committed part, and the replay inserts nothing twice.  Errors that are not
     about the values (a lost connection, a lock, a bug) propagate and quarantine nothing.
+
+    ``fence`` runs first in every transaction (a lease check): whatever it raises
+    propagates, so a part is never committed without it.
     """
     saved = SavedBatch()
     try:
         with engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
             saved.captured = save_batch(conn, batch)
         return saved
     except Exception as err:
@@ -328,6 +335,8 @@ def save_or_split(engine: Engine, batch: FolderBatch) -> SavedBatch:
     if halves is None:
         (uid,) = uids
         with engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
             save_batch(conn, batch.as_quarantined(uid, reason))
         saved.quarantined.append((uid, reason))
         log.warning(
@@ -347,7 +356,7 @@ def save_or_split(engine: Engine, batch: FolderBatch) -> SavedBatch:
         reason=reason,
     )
     for half in halves:
-        part = save_or_split(engine, half)
+        part = save_or_split(engine, half, fence=fence)
         saved.captured += part.captured
         saved.quarantined.extend(part.quarantined)
     return saved

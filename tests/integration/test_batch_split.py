@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import OperationalError
 from syncd.schema.tables import folder_states, quarantine, records, sources
 
@@ -109,12 +109,26 @@ def test_one_refused_message_is_quarantined_and_the_rest_commit(engine: Engine, 
     assert {**_state(engine), "skipped": 4} == state
 
 
-def test_every_refused_message_of_a_batch_is_found(engine: Engine) -> None:
-    saved = save_or_split(engine, _batch({1: _poison("not-null"), 25: _poison("surrogate")}))
+def test_every_refused_message_of_a_batch_is_found(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fenced: list[Connection] = []
+    saved_in: list[Connection] = []
+
+    def counting_save(conn: Connection, batch: FolderBatch) -> int:
+        saved_in.append(conn)
+        return save_batch(conn, batch)
+
+    monkeypatch.setattr(mail_sync, "save_batch", counting_save)
+    saved = save_or_split(
+        engine, _batch({1: _poison("not-null"), 25: _poison("surrogate")}), fence=fenced.append
+    )
     assert [uid for uid, _ in saved.quarantined] == [1, 25]
     state = _state(engine)
     assert state["sources"] == list(range(2, 25))
     assert state["cursor"] == LAST_UID
+    # Every transaction of the split ran the fence (a lease check) before it wrote.
+    assert len(saved_in) > 2 and fenced == saved_in
 
 
 def test_a_lost_connection_quarantines_nothing(
