@@ -2,7 +2,10 @@
 
 Everything for a batch commits in one transaction together with the folder cursor,
 so after a crash the batch is either wholly there or wholly fetched again, and
-replaying it inserts nothing twice (unique keys + ON CONFLICT DO NOTHING).
+replaying it inserts nothing twice (unique keys + ON CONFLICT DO NOTHING).  Values
+arrive bounded to the columns (``domain/bounds``); a batch the database refuses anyway
+is cut into smaller batches (``FolderBatch.halves``) by the caller until the refused
+message is alone and quarantined (``engine/mail_sync.save_or_split``).
 """
 
 from __future__ import annotations
