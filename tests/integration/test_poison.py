@@ -100,6 +100,12 @@ def _hostile_folder() -> list[tuple[str, bytes]]:
                 sender="=?utf-7?Q?Lone+2AA-?= <lone@unknown-startup.com>",
             ),
         ),
+        (
+            "Bad bytes",  # not UTF-8 at all
+            make_message(message_id="<bytes@acme.com>", subject="Bad BYTES").replace(
+                b"BYTES", b"\xff\xfe\xc0\x80"
+            ),
+        ),
         ("After", make_message(message_id="<after@acme.com>", subject="After")),
     ]
 
@@ -177,6 +183,8 @@ def test_hostile_values_are_bounded_and_the_folder_moves_on(world: World) -> Non
     assert nul["subject"] == "Nul" and "\x00" not in (nul["snippet"] or "")
     surrogate = next(r for s, r in stored.items() if s.startswith("Surrogate"))
     assert surrogate["subject"] == "Surrogate\ufffd"
+    bad_bytes = next(r for s, r in stored.items() if s.startswith("Bad "))
+    bad_bytes["subject"].encode("utf-8")  # stored as valid text, whatever the bytes were
     names = {a: name for _, a, name, _ in seen["participants"]}
     assert names["nul.sender@unknown-startup.com"] == "Nil"
     assert names["lone@unknown-startup.com"] == "Lone\ufffd"
