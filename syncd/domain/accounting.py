@@ -21,6 +21,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("no-reply sender", "no-reply"),
     ("only excluded", "only_excluded"),
     ("no customer link", "only_matched"),
+    ("no outside address that can be stored", "unstorable_address"),
 )
 
 

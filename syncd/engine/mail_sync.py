@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.accounting import skip_rule
+from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, split_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
@@ -28,6 +29,7 @@ from syncd.store.capture import (
     advance_cursor,
     email_key,
     record_ids,
+    refused_values,
     save_batch,
 )
 from syncd.store.directory import load_directory
@@ -192,10 +194,10 @@ class MailSync:
                 batch = self._read_batch(
                     session, box, folder, status.uidvalidity, list(uid_batch), directory, reidentify
                 )
-                with self._engine.begin() as conn:
-                    outcome.captured += save_batch(conn, batch)
+                saved = save_or_split(self._engine, batch)
+                outcome.captured += saved.captured
                 outcome.skipped += batch.skipped
-                outcome.quarantined += len(batch.quarantined)
+                outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
                 done += len(uid_batch)
                 last_seen = uid_batch[-1]
                 if self._progress:
@@ -243,10 +245,10 @@ class MailSync:
             batch = self._read_batch(
                 session, box, folder, uidvalidity, list(uid_batch), directory, False
             )
-            with self._engine.begin() as conn:
-                outcome.captured += save_batch(conn, batch)
+            saved = save_or_split(self._engine, batch)
+            outcome.captured += saved.captured
             outcome.skipped += batch.skipped
-            outcome.quarantined += len(batch.quarantined)
+            outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
         log.info(
             "folder.repaired",
             mailbox=box.name,
@@ -320,13 +322,78 @@ class MailSync:
         keys: dict[int, str] = {}
         for uid, raw in headers.items():
             ids = parse_message_ids((split_header_section(raw).get("message-id") or [""])[0])
-            if ids:
-                keys[uid] = email_key(ids[0])
+            if ids:  # bounded as capture bounds it, or a hashed long id would never match
+                keys[uid] = email_key(bound_id(ids[0]))
         with self._engine.connect() as conn:
             stored = record_ids(conn, keys.values())
         batch.known = [(uid, key) for uid, key in keys.items() if key in stored]
         known_uids = {uid for uid, _ in batch.known}
         return [uid for uid in uids if uid not in known_uids]
+
+
+@dataclass(slots=True)
+class SavedBatch:
+    captured: int = 0
+    quarantined: list[tuple[int, str]] = field(default_factory=list)  # (uid, reason)
+
+
+def save_or_split(
+    engine: Engine, batch: FolderBatch, *, fence: Callable[[Connection], None] | None = None
+) -> SavedBatch:
+    """Commit ``batch`` with its cursor; if the database refuses its values, split it.
+
+    Values are bounded before they get here, so this is the net for what bounding did
+    not foresee.  The halves are committed in UID order, each in its own transaction
+    with the cursor at its own end, until the message the database refuses is alone: it
+    is quarantined and everything else commits.  The cursor therefore never passes a
+    message that is neither stored nor quarantined; a crash between parts leaves it at
+    the last committed part, and the replay inserts nothing twice.  Errors that are not
+    about the values (a lost connection, a lock, a bug) propagate and quarantine nothing.
+
+    ``fence`` runs first in every transaction (a lease check): whatever it raises
+    propagates, so a part is never committed without it.
+    """
+    saved = SavedBatch()
+    try:
+        with engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
+            saved.captured = save_batch(conn, batch)
+        return saved
+    except Exception as err:
+        reason = refused_values(err)
+        uids = batch.uids()
+        if reason is None or not uids:  # not the values, or only the cursor was written
+            raise
+    halves = batch.halves()
+    if halves is None:
+        (uid,) = uids
+        with engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
+            save_batch(conn, batch.as_quarantined(uid, reason))
+        saved.quarantined.append((uid, reason))
+        log.warning(
+            "message.quarantined",
+            mailbox=batch.mailbox,
+            folder=batch.folder,
+            uid=uid,
+            reason=reason,
+        )
+        return saved
+    log.warning(
+        "batch.split",
+        mailbox=batch.mailbox,
+        folder=batch.folder,
+        first_uid=uids[0],
+        last_uid=uids[-1],
+        reason=reason,
+    )
+    for half in halves:
+        part = save_or_split(engine, half, fence=fence)
+        saved.captured += part.captured
+        saved.quarantined.extend(part.quarantined)
+    return saved
 
 
 def _describe(err: RemoteError) -> str:

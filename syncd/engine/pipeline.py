@@ -1,14 +1,28 @@
-"""One fetched message -> a captured message, a skip, or a quarantine entry.  No I/O."""
+"""One fetched message -> a captured message, a skip, or a quarantine entry.  No I/O.
+
+This is where parsed values are bounded to fit the schema (``domain/bounds``): whatever
+leaves here can be stored by SQLite and PostgreSQL alike.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from syncd.connectors.base import FetchedMessage
-from syncd.domain.capture import decide
+from syncd.domain.bounds import (
+    bound_id,
+    bound_name,
+    bound_reason,
+    bound_references,
+    bound_subject,
+    clean_text,
+    storable_address,
+)
+from syncd.domain.capture import Participant, decide
 from syncd.domain.matching import Directory, match_address, only_excluded
-from syncd.domain.message import UnparseableMessage, parse_message
+from syncd.domain.message import ParsedMessage, UnparseableMessage, parse_message
 from syncd.domain.privacy import Redactor
 from syncd.store.capture import CapturedMessage
 
@@ -47,15 +61,21 @@ def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Ou
             keep=policy.keep,
         )
     except UnparseableMessage as err:
-        return Quarantined(fetched.uid, f"unparseable: {err}")
+        return Quarantined(fetched.uid, bound_reason(f"unparseable: {err}"))
     except Exception as err:
-        return Quarantined(fetched.uid, f"parser failed: {type(err).__name__}: {err}"[:500])
+        return Quarantined(
+            fetched.uid, bound_reason(f"parser failed: {type(err).__name__}: {err}"[:500])
+        )
+    msg = bounded(msg)
+    # Decided on the addresses as written: an over-long sender is still an outsider, so
+    # the message stays inbound even though that address cannot be stored.
     decision = decide(msg, policy.owner, policy.internal_domains)
     if not decision.capture:
         return Skipped(fetched.uid, decision.reason)
-    matches = [
-        (p, match_address(p.address, directory, external=p.external)) for p in decision.participants
-    ]
+    people = storable_participants(decision.participants)
+    if not any(p.external for p in people):
+        return Skipped(fetched.uid, "no outside address that can be stored")
+    matches = [(p, match_address(p.address, directory, external=p.external)) for p in people]
     if only_excluded(matches):
         return Skipped(fetched.uid, "only excluded external participants")
     forgotten = Redactor.of_suppressed(matches)  # people `syncd forget` erased: not named again
@@ -74,3 +94,34 @@ def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Ou
     if policy.only_matched and not any(m.customer_id is not None for _, m in matches):
         return Skipped(fetched.uid, "no customer link (only_matched)", queued=captured)
     return captured
+
+
+def bounded(msg: ParsedMessage) -> ParsedMessage:
+    """``msg`` with every value the store keeps made to fit (addresses are left to
+    ``storable_participants``, after the capture decision).
+
+    Changed in place: the parsed message belongs to ``process`` alone, and a copy per
+    message would cost more than all the checks together.
+    """
+    msg.message_id = bound_id(msg.message_id)
+    msg.subject = bound_subject(msg.subject)
+    if msg.in_reply_to is not None:
+        msg.in_reply_to = bound_id(msg.in_reply_to)
+    if msg.references:
+        msg.references = bound_references(msg.references)
+    if msg.snippet is not None:
+        msg.snippet = clean_text(msg.snippet)
+    if msg.body is not None:
+        msg.body = clean_text(msg.body)
+    return msg
+
+
+def storable_participants(people: Iterable[Participant]) -> list[Participant]:
+    """Participants whose address fits the schema, names bounded; the others are left out."""
+    out: list[Participant] = []
+    for person in people:
+        if storable_address(person.address) is None:
+            continue
+        name = bound_name(person.name)
+        out.append(person if name is person.name else replace(person, name=name))
+    return out

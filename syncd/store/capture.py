@@ -2,7 +2,10 @@
 
 Everything for a batch commits in one transaction together with the folder cursor,
 so after a crash the batch is either wholly there or wholly fetched again, and
-replaying it inserts nothing twice (unique keys + ON CONFLICT DO NOTHING).
+replaying it inserts nothing twice (unique keys + ON CONFLICT DO NOTHING).  Values
+arrive bounded to the columns (``domain/bounds``); a batch the database refuses anyway
+is cut into smaller batches (``FolderBatch.halves``) by the caller until the refused
+message is alone and quarantined (``engine/mail_sync.save_or_split``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from syncd.domain.addresses import match_key
+from syncd.domain.bounds import bound_name, bound_reason
 from syncd.domain.capture import Participant
 from syncd.domain.matching import LinkKind, Match
 from syncd.domain.threads import thread_key
@@ -58,6 +63,8 @@ class CapturedMessage:
 
 @dataclass(slots=True)
 class FolderBatch:
+    """What one batch of UIDs writes, and the cursor it moves to (``last_uid``)."""
+
     mailbox: str
     folder: str
     uidvalidity: int
@@ -72,6 +79,81 @@ class FolderBatch:
     # Messages kept as no record ([capture] only_matched) whose unknown addresses are still queued.
     queued_only: list[CapturedMessage] = field(default_factory=list)
     plus_addressing: bool = True
+
+    def uids(self) -> list[int]:
+        """The UIDs this batch writes something for (skipped mail writes nothing)."""
+        found = {m.uid for m in self.captured}
+        found.update(m.uid for m in self.queued_only)
+        found.update(uid for uid, _ in self.known)
+        found.update(uid for uid, _ in self.quarantined)
+        return sorted(found)
+
+    def part(self, low: int, high: int, last_uid: int, skipped: int = 0) -> FolderBatch:
+        """The writes of UIDs ``low``..``high``, moving the cursor to ``last_uid``."""
+        return FolderBatch(
+            mailbox=self.mailbox,
+            folder=self.folder,
+            uidvalidity=self.uidvalidity,
+            last_uid=last_uid,
+            highestmodseq=self.highestmodseq,
+            captured=[m for m in self.captured if low <= m.uid <= high],
+            known=[(u, k) for u, k in self.known if low <= u <= high],
+            skipped=skipped,
+            skipped_uids=[(u, r) for u, r in self.skipped_uids if low <= u <= high],
+            quarantined=[(u, r) for u, r in self.quarantined if low <= u <= high],
+            queued_only=[m for m in self.queued_only if low <= m.uid <= high],
+            plus_addressing=self.plus_addressing,
+        )
+
+    def halves(self) -> tuple[FolderBatch, FolderBatch] | None:
+        """The batch cut in two by UID, each half moving the cursor to its own end, in
+        order; None when it writes for one UID only and cannot be cut."""
+        uids = self.uids()
+        if len(uids) < 2:
+            return None
+        mid = uids[len(uids) // 2 - 1]
+        # From 0: skipped messages below the first written UID keep their skip rows.
+        first = self.part(0, mid, last_uid=mid)
+        second = self.part(mid + 1, self.last_uid, self.last_uid, skipped=self.skipped)
+        return first, second
+
+    def as_quarantined(self, uid: int, reason: str) -> FolderBatch:
+        """This one-UID batch written as a quarantine entry instead."""
+        held = self.part(uid, uid, self.last_uid, skipped=self.skipped)
+        held.captured, held.known, held.queued_only = [], [], []
+        held.quarantined = [(uid, reason)]
+        return held
+
+
+# SQLSTATE classes that mean "these values", never "this connection": data exception,
+# integrity constraint violation, program limit exceeded (an index entry too large).
+_DATA_SQLSTATE = frozenset({"22", "23", "54"})
+
+
+def refused_values(err: BaseException) -> str | None:
+    """Why the database refused the values of a write, or None when ``err`` is anything else.
+
+    A lost connection, a timeout, a lock or a bug is not about one message: quarantining
+    would throw good mail away, so those return None and propagate.  The reason names the
+    error class and the first line of its message, never the SQL or the values.
+    """
+    orig: BaseException = err
+    if isinstance(err, StatementError) and err.orig is not None:
+        orig = err.orig
+    if isinstance(orig, UnicodeEncodeError):  # the driver cannot encode a value
+        return bound_reason(f"store refused: UnicodeEncodeError: {orig.encoding} {orig.reason}")
+    if not isinstance(err, DBAPIError) or err.connection_invalidated:
+        return None
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str) and len(state) == 5:
+        if state[:2] not in _DATA_SQLSTATE:
+            return None
+    elif not isinstance(err, (DataError, IntegrityError)):
+        return None
+    first_line = (str(orig).strip().splitlines() or [""])[0][:200]
+    kind, detail = type(err).__name__, type(orig).__name__
+    named = kind if kind == detail else f"{kind} ({detail})"  # IntegrityError (NotNullViolation)
+    return bound_reason(f"store refused: {named}: {first_line}")
 
 
 # Built once: an expanding IN parameter compiles once instead of coercing every element.
@@ -158,7 +240,7 @@ def write_people(
                 {
                     "record_id": record_id,
                     "address": person.address,
-                    "name": person.name[:300],
+                    "name": bound_name(person.name),
                     "role": person.role,
                     "external": int(person.external),
                     "contact_id": match.contact_id,
@@ -202,7 +284,7 @@ def queue_sightings(
                 "occurred_at": occurred_at,
             }
             if person.name:
-                names[key] = person.name[:300]
+                names[key] = bound_name(person.name)
     if not sightings:
         return
     insert_ignore(
@@ -292,7 +374,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
                 "folder": batch.folder,
                 "uidvalidity": batch.uidvalidity,
                 "uid": uid,
-                "reason": reason[:2000],
+                "reason": bound_reason(reason),
                 "created_at": now,
             }
             for uid, reason in batch.quarantined

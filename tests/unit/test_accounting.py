@@ -40,6 +40,7 @@ def test_every_reason_the_capture_decision_gives_has_a_rule_name(
 def test_pipeline_reasons_and_unknown_reasons() -> None:
     assert skip_rule("only excluded external participants") == "only_excluded"
     assert skip_rule("no customer link (only_matched)") == "only_matched"
+    assert skip_rule("no outside address that can be stored") == "unstorable_address"
     assert skip_rule("a rule added later") == "other"
 
 
