@@ -93,7 +93,7 @@ class AddressList(list[tuple[str, str]]):
     """[(display name, address)], with counts of what was left out."""
 
     dropped: int = 0  # over the cap on addresses per message
-    too_long: int = 0  # longer than any deliverable address
+    too_long: int = 0  # longer than any deliverable address: kept for the decision, never stored
 
 
 def header_end(raw: bytes, limit: int = MAX_HEADER_BYTES) -> int:
@@ -187,12 +187,14 @@ def parse_addresses(values: Iterable[str], limit: int = MAX_ADDRESSES) -> Addres
     out = AddressList()
     for value in values:
         for name, addr in split_addresses(value):
+            if len(out) >= limit:
+                out.dropped += 1
+                continue
+            # Kept, though no mail system delivers to it: the capture decision must still see
+            # an over-long sender as an outsider.  The store leaves it out (domain/bounds.py).
             if len(addr) > MAX_ADDRESS_CHARS:
                 out.too_long += 1
-            elif len(out) >= limit:
-                out.dropped += 1
-            else:
-                out.append((clip(decode_words(name).strip(), MAX_NAME_CHARS), addr))
+            out.append((clip(decode_words(name).strip(), MAX_NAME_CHARS), addr))
     return out
 
 

@@ -18,7 +18,7 @@ MAX_FIELD_REPEATS = 50
 # Addresses kept per message, over From, Sender, To, Cc and Bcc in that order.
 MAX_ADDRESSES = 500
 # RFC 5321 4.5.3.1.3: a path holds at most 256 octets, brackets included.  Longer is not
-# an address anyone can write back to; it is dropped and counted.
+# an address anyone can write back to; it is counted, and the store leaves it out.
 MAX_ADDRESS_CHARS = 254
 # Display names are cut here (the schema holds 300).
 MAX_NAME_CHARS = 200

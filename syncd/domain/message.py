@@ -74,7 +74,7 @@ class _AddressBudget:
             self.cuts.append(f"{name}: {pairs.dropped} addresses past {MAX_ADDRESSES} dropped")
         if pairs.too_long:
             self.cuts.append(
-                f"{name}: {pairs.too_long} addresses over {MAX_ADDRESS_CHARS} characters dropped"
+                f"{name}: {pairs.too_long} addresses over {MAX_ADDRESS_CHARS} characters not stored"
             )
         self.left -= len(pairs)
         out: list[Address] = []

@@ -24,6 +24,7 @@ from syncd.schema.tables import (
 )
 
 from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_id
+from syncd.domain.limits import MAX_NAME_CHARS
 from syncd.engine import pipeline
 from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.store import database
@@ -165,7 +166,7 @@ def test_hostile_values_are_bounded_and_the_folder_moves_on(world: World) -> Non
     assert stored["Long sender"]["direction"] == "inbound"  # an outsider wrote it
     people = {(a, role) for rid, a, _, role in seen["participants"] if rid == long_sender}
     assert ("wile@acme.com", "cc") in people
-    assert ("W" * 300, "cc") in {
+    assert ("W" * MAX_NAME_CHARS, "cc") in {
         (n, r) for rid, _, n, r in seen["participants"] if rid == long_sender
     }
     explained = json.loads(world.cli("records", "explain", str(long_sender), "--json").stdout)
