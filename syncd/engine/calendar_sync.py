@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo
@@ -56,8 +56,12 @@ class CalendarSync:
         *,
         opener: Callable[[CalendarConfig], CalDavSession] = open_caldav,
         now: Callable[[], datetime] | None = None,
+        fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
         self._engine = engine
+        # Called inside each batch's transaction: the daemon renews its lease there and
+        # raises (rolling the batch back) when another daemon took the source over.
+        self._fence = fence
         self._config = config
         self._opener = opener
         self._now = now or (lambda: datetime.now(UTC))
@@ -186,6 +190,7 @@ class CalendarSync:
                 [i for o in found if (i := self._item(o, source, directory))],
             )
         with self._engine.begin() as conn:
+            self._fence(conn)
             counts = store.save_calendar_batch(conn, batch)
         # An unchanged calendar every minute is not news: only changes are logged at info.
         (log.info if any(counts.values()) else log.debug)(

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
 from syncd.domain.matching import Directory
@@ -323,16 +323,22 @@ class Daemon:
             source.state = "syncing"
             directory = self._current_directory()
             error: RemoteError | None
+
+            def fence(conn: Connection) -> None:
+                health.fence(conn, source.kind, source.name, self.id, lease)
+
             if isinstance(source.config, MailboxConfig):
-                result = MailSync(self._engine, config, should_stop=self._stop.is_set).sync_mailbox(
-                    source.config, directory
-                )
+                result = MailSync(
+                    self._engine, config, should_stop=self._stop.is_set, fence=fence
+                ).sync_mailbox(source.config, directory)
                 error = result.error
                 created = sum(f.captured for f in result.folders)
                 failed = [f"{f.folder}: {f.error}" for f in result.folders if f.error]
                 reason = "; ".join(failed) or None
             else:
-                cal = CalendarSync(self._engine, config).sync_source(source.config, directory)
+                cal = CalendarSync(self._engine, config, fence=fence).sync_source(
+                    source.config, directory
+                )
                 error = cal.error
                 created = sum(c["created"] for c in cal.calendars.values())
                 reason = "; ".join(f"{k}: {v}" for k, v in cal.errors.items() if k) or None
@@ -344,6 +350,12 @@ class Daemon:
                     error.kind,
                     error.retry_after if isinstance(error, TransientError) else None,
                 )
+        except health.LeaseLost as err:
+            # Another daemon took the source over (we were too slow, or cut off from the
+            # database): its sync goes on from the committed cursor; ours stops here.
+            log.warning("source.lease_lost", error=str(err))
+            self._finish(source, Outcome(), "held by another daemon", record=False)
+            return
         except Exception as err:  # a bug or a database outage must not kill the worker
             log.error("source.crashed", error=f"{type(err).__name__}: {str(err)[:300]}")
             outcome = Outcome("transient")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors.base import MailSession
@@ -77,8 +77,12 @@ class MailSync:
         opener: SessionOpener = open_imap,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
         self._engine = engine
+        # Called inside each batch's transaction: the daemon renews its lease there and
+        # raises (rolling the batch back) when another daemon took the source over.
+        self._fence = fence
         self._config = config
         self._opener = opener
         self._progress = progress
@@ -192,6 +196,7 @@ class MailSync:
                     session, box, folder, status.uidvalidity, list(uid_batch), directory, reidentify
                 )
                 with self._engine.begin() as conn:
+                    self._fence(conn)
                     outcome.captured += save_batch(conn, batch)
                 outcome.skipped += batch.skipped
                 outcome.quarantined += len(batch.quarantined)
