@@ -32,7 +32,7 @@ from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import MailSync
-from syncd.engine.push import IdleWatcher
+from syncd.engine.push import RECONNECT_MAX, IdleWatcher
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.task_sync import sync_task_list
 from syncd.errors import ConfigError, RemoteError, TransientError
@@ -89,6 +89,8 @@ class Daemon:
         self._reload = threading.Event()
         self._sources: dict[tuple[str, str], Source] = {}
         self._watchers: dict[str, IdleWatcher] = {}
+        # Watchers that died of something they could not catch: (deaths, restart at).
+        self._watcher_deaths: dict[str, tuple[int, float]] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
         # Follow-up rules run after syncs that captured something, and on their own timer.
@@ -255,6 +257,33 @@ class Daemon:
         watcher = self._watchers.pop(name, None) if name else None
         if watcher is not None:
             watcher.stop()
+        if name:
+            self._watcher_deaths.pop(name, None)
+
+    def _revive_watchers(self) -> None:
+        """Restart, with backoff, watchers whose thread died instead of ending on purpose.
+
+        A watcher survives any exception by itself; this is for what it cannot catch.  Until
+        it is back, the mailbox is still polled every interval: only push is delayed.
+        """
+        now = time.monotonic()
+        with self._lock:
+            for name, watcher in list(self._watchers.items()):
+                if watcher.alive or watcher.ended is not None:
+                    continue
+                source = self._sources.get(("mailbox", name))
+                if source is None or source.retired or self._stop.is_set():
+                    continue
+                deaths, restart_at = self._watcher_deaths.get(name, (0, 0.0))
+                if restart_at <= 0.0:  # just found dead: wait, doubling with every death
+                    deaths += 1
+                    delay = min(RECONNECT_MAX, 2.0 ** (deaths - 1))
+                    self._watcher_deaths[name] = (deaths, now + delay)
+                    log.error("idle.watcher_died", mailbox=name, deaths=deaths, retry_in=delay)
+                elif now >= restart_at:
+                    self._watcher_deaths[name] = (deaths, 0.0)
+                    self._start_watcher(source.config)  # type: ignore[arg-type]
+                    log.info("idle.watcher_restarted", mailbox=name, deaths=deaths)
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -447,6 +476,7 @@ class Daemon:
         return ", ".join(parts)
 
     def _beat(self) -> None:
+        self._revive_watchers()
         summary = self._summary()
         assert self._engine is not None
         try:
