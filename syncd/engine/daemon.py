@@ -103,6 +103,8 @@ class Daemon:
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._server: MetricsServer | None = None
+        self._db_beat: threading.Thread | None = None  # the heartbeat's database write
+        self._db_beat_at = 0.0
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -478,18 +480,35 @@ class Daemon:
     def _beat(self) -> None:
         self._revive_watchers()
         summary = self._summary()
-        assert self._engine is not None
-        try:
-            with self._engine.begin() as conn:
-                health.heartbeat(conn, self.id, summary)
-        except Exception as err:  # keep running; status shows us stale
-            log.warning("heartbeat.failed", error=type(err).__name__)
+        # The database write runs on its own thread: a database that hangs (a host gone
+        # without a reset, a server that accepts and never answers) must not stop the main
+        # loop, whose watchdog pings tell systemd that syncd itself is alive.  At most one
+        # write is in flight; a slow one is reported and the next beat is skipped.
+        writer = self._db_beat
+        if writer is not None and writer.is_alive():
+            log.warning(
+                "heartbeat.database_slow", waiting=round(time.monotonic() - self._db_beat_at)
+            )
+        else:
+            self._db_beat = threading.Thread(
+                target=self._write_heartbeat, args=(summary,), name="heartbeat", daemon=True
+            )
+            self._db_beat_at = time.monotonic()
+            self._db_beat.start()
         with self._lock:
             states = [s.state for s in self._sources.values()]
         for state in ("ok", "syncing", "backoff", "attention"):
             self._metrics.sources.labels(state).set(states.count(state))
         self._notifier.status(summary)
         self._notifier.watchdog()
+
+    def _write_heartbeat(self, summary: str) -> None:
+        assert self._engine is not None
+        try:
+            with self._engine.begin() as conn:
+                health.heartbeat(conn, self.id, summary)
+        except Exception as err:  # keep running; status shows us stale
+            log.warning("heartbeat.failed", error=type(err).__name__)
 
     def _healthy(self) -> bool:
         return time.monotonic() - self._last_loop < 3 * HEARTBEAT_EVERY
