@@ -38,6 +38,7 @@ from syncd.engine.task_sync import sync_task_list
 from syncd.errors import ConfigError, RemoteError, TransientError
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
+from syncd.secrets import exposed_secrets
 from syncd.store import health
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
@@ -69,6 +70,11 @@ class Source:
         return (self.kind, self.config.name)
 
 
+def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
+    for problem in exposed_secrets(config, config_path):
+        log.warning("secrets.exposed", problem=problem)
+
+
 @dataclass(slots=True)
 class _Counters:
     records: int = 0
@@ -80,6 +86,7 @@ class Daemon:
     def __init__(self, config_path: Path, *, notifier: Notifier | None = None) -> None:
         self._config_path = config_path
         self._config = load_config(config_path)
+        _warn_exposed_secrets(self._config, config_path)
         self._notifier = notifier or Notifier()
         self.id = uuid.uuid4().hex
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
@@ -216,6 +223,7 @@ class Daemon:
             or config.sync.concurrency != self._config.sync.concurrency
         ):
             log.warning("config.restart_needed", keys="metrics, sync.concurrency")
+        _warn_exposed_secrets(config, self._config_path)
         self._config = config
         self._directory = None
         self._apply(config, first=False)
