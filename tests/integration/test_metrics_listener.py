@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
+from syncd import metrics
 from syncd.metrics import Metrics, MetricsServer
 from tests.daemon import wait_until
+from tests.recorder import Recorder
 
 IDLE_CONNECTIONS = 1100
 TIMEOUT = 1.5  # seconds, the server's per-connection deadline in this test
@@ -26,8 +27,10 @@ TIMEOUT = 1.5  # seconds, the server's per-connection deadline in this test
 _SERVER = f"""
 import resource, sys, threading
 resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+from syncd import metrics
 from syncd.metrics import Metrics, MetricsServer
 from tests.daemon import wait_until
+from tests.recorder import Recorder
 server = MetricsServer(("127.0.0.1", 0), Metrics(), lambda: True, timeout={TIMEOUT}).start()
 print(server.port, flush=True)
 threading.Event().wait()
@@ -127,12 +130,13 @@ def test_a_trickling_peer_is_cut_at_the_connection_deadline() -> None:
         server.stop()
 
 
-def test_a_non_loopback_bind_is_warned_about() -> None:
-    with structlog.testing.capture_logs() as logs:
-        public = MetricsServer(("0.0.0.0", 0), Metrics(), lambda: True)  # noqa: S104 - the case under test
-        public.stop()
-        local = MetricsServer(("127.0.0.1", 0), Metrics(), lambda: True)
-        local.stop()
-    warned = [e for e in logs if e["event"] == "metrics.public_listener"]
-    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
-    assert warned[0]["listen"].startswith("0.0.0.0:")
+def test_a_non_loopback_bind_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(metrics, "log", recorder)
+    public = MetricsServer(("0.0.0.0", 0), Metrics(), lambda: True)  # noqa: S104 - the case under test
+    public.stop()
+    local = MetricsServer(("127.0.0.1", 0), Metrics(), lambda: True)
+    local.stop()
+    warned = [e for e in recorder.events if e[1] == "metrics.public_listener"]
+    assert len(warned) == 1 and warned[0][0] == "warning"
+    assert str(warned[0][2]["listen"]).startswith("0.0.0.0:")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import structlog
 
 from syncd.config import load_config
+from syncd.engine import daemon as daemon_module
 from syncd.engine.daemon import Daemon
 from syncd.secrets import exposed_secrets
+from tests.recorder import Recorder
 
 SECRET = "pw-hunter2-s3cr3t"
 
@@ -60,11 +61,12 @@ def test_private_files_and_credentials_are_quiet(
     assert exposed_secrets(load_config(inline), inline) == []
 
 
-def test_the_daemon_warns_at_start(tmp_path: Path) -> None:
+def test_the_daemon_warns_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _config(tmp_path, f'password = "{SECRET}"')
     path.chmod(0o644)
-    with structlog.testing.capture_logs() as logs:
-        Daemon(path)
-    warned = [e for e in logs if e["event"] == "secrets.exposed"]
-    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
-    assert SECRET not in repr(logs)
+    recorder = Recorder()
+    monkeypatch.setattr(daemon_module, "log", recorder)
+    Daemon(path)
+    warned = [e for e in recorder.events if e[1] == "secrets.exposed"]
+    assert len(warned) == 1 and warned[0][0] == "warning"
+    assert SECRET not in repr(recorder.events)
