@@ -6,6 +6,7 @@ by default (1,024), so what the flood costs it is measured in /proc, as an admin
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import sys
@@ -17,8 +18,13 @@ from pathlib import Path
 import pytest
 
 from syncd import metrics
+from syncd.localservers.dovecot import Dovecot
+from syncd.localservers.ports import free_port
+from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.metrics import Metrics, MetricsServer
-from tests.daemon import wait_until
+from tests.conftest import World
+from tests.daemon import DaemonProcess, wait_until
+from tests.mail import make_message
 from tests.recorder import Recorder
 
 IDLE_CONNECTIONS = 1100
@@ -28,8 +34,13 @@ _SERVER = f"""
 import resource, sys, threading
 resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 from syncd import metrics
+from syncd.localservers.dovecot import Dovecot
+from syncd.localservers.ports import free_port
+from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.metrics import Metrics, MetricsServer
-from tests.daemon import wait_until
+from tests.conftest import World
+from tests.daemon import DaemonProcess, wait_until
+from tests.mail import make_message
 from tests.recorder import Recorder
 server = MetricsServer(("127.0.0.1", 0), Metrics(), lambda: True, timeout={TIMEOUT}).start()
 print(server.port, flush=True)
@@ -140,3 +151,47 @@ def test_a_non_loopback_bind_is_warned_about(monkeypatch: pytest.MonkeyPatch) ->
     warned = [e for e in recorder.events if e[1] == "metrics.public_listener"]
     assert len(warned) == 1 and warned[0][0] == "warning"
     assert str(warned[0][2]["listen"]).startswith("0.0.0.0:")
+
+
+@pytest.mark.dovecot
+@pytest.mark.daemon
+def test_syncd_run_keeps_answering_and_capturing_under_a_flood(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    world = World(dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    port = free_port()
+    config = world.write_config(
+        extra=f'[sync]\ninterval = 2\n\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    idle: list[socket.socket] = []
+    try:
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        # systemd's default without LimitNOFILE=: 1,024 descriptors.
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (1024, 1024))
+        fds_before, threads_before = _held(pid)
+        for _ in range(IDLE_CONNECTIONS):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        status, body, took = _get(port, "/healthz")
+        assert (status, body) == (200, b"ok\n") and took < 1.0
+        fds, threads = _held(pid)
+        assert fds - fds_before <= 20 and threads - threads_before <= 20, (fds, threads)
+        # The daemon still does its job: the watchdog is fed, and mail is captured.
+        pings = sum(1 for m in daemon.messages if m.get("WATCHDOG") == "1")
+        daemon.wait_for_message(
+            lambda m: (
+                m.get("WATCHDOG") == "1"
+                and sum(1 for x in daemon.messages if x.get("WATCHDOG") == "1") > pings
+            ),
+            10,
+        )
+        world.deliver("alice", make_message(message_id="<flood@acme.com>"))
+        wait_until(lambda: len(world.records()) == 1, 30, "the message, during the flood")
+        assert daemon.stop()[0] == 0
+    finally:
+        for sock in idle:
+            sock.close()
+        daemon.close()
