@@ -76,6 +76,15 @@ def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
 
 
 @dataclass(slots=True)
+class _Deaths:
+    """An IDLE watcher's unexpected deaths, for the backoff of its restarts."""
+
+    count: int = 0
+    restart_at: float | None = None  # monotonic time of the pending restart
+    restarted: float = 0.0  # monotonic time of the last restart
+
+
+@dataclass(slots=True)
 class _Counters:
     records: int = 0
     syncs: int = 0
@@ -96,8 +105,8 @@ class Daemon:
         self._reload = threading.Event()
         self._sources: dict[tuple[str, str], Source] = {}
         self._watchers: dict[str, IdleWatcher] = {}
-        # Watchers that died of something they could not catch: (deaths, restart at).
-        self._watcher_deaths: dict[str, tuple[int, float]] = {}
+        # Watchers that died of something they could not catch, for the restart backoff.
+        self._watcher_deaths: dict[str, _Deaths] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
         # Follow-up rules run after syncs that captured something, and on their own timer.
@@ -279,21 +288,27 @@ class Daemon:
         now = time.monotonic()
         with self._lock:
             for name, watcher in list(self._watchers.items()):
-                if watcher.alive or watcher.ended is not None:
+                deaths = self._watcher_deaths.get(name)
+                if watcher.alive:
+                    if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
+                        del self._watcher_deaths[name]  # up for a while: backoff starts over
                     continue
                 source = self._sources.get(("mailbox", name))
-                if source is None or source.retired or self._stop.is_set():
+                if watcher.ended is not None or source is None or self._stop.is_set():
                     continue
-                deaths, restart_at = self._watcher_deaths.get(name, (0, 0.0))
-                if restart_at <= 0.0:  # just found dead: wait, doubling with every death
-                    deaths += 1
-                    delay = min(RECONNECT_MAX, 2.0 ** (deaths - 1))
-                    self._watcher_deaths[name] = (deaths, now + delay)
-                    log.error("idle.watcher_died", mailbox=name, deaths=deaths, retry_in=delay)
-                elif now >= restart_at:
-                    self._watcher_deaths[name] = (deaths, 0.0)
+                if deaths is None:
+                    deaths = self._watcher_deaths[name] = _Deaths()
+                if deaths.restart_at is None:  # just found dead: wait, doubling each time
+                    deaths.count += 1
+                    delay = min(RECONNECT_MAX, 2.0 ** (deaths.count - 1))
+                    deaths.restart_at = now + delay
+                    log.error(
+                        "idle.watcher_died", mailbox=name, deaths=deaths.count, retry_in=delay
+                    )
+                elif now >= deaths.restart_at:
+                    deaths.restart_at, deaths.restarted = None, now
                     self._start_watcher(source.config)  # type: ignore[arg-type]
-                    log.info("idle.watcher_restarted", mailbox=name, deaths=deaths)
+                    log.info("idle.watcher_restarted", mailbox=name, deaths=deaths.count)
 
     # --- scheduling -------------------------------------------------------------------------
 
