@@ -262,13 +262,30 @@ class _SameOriginClient(DAVClient):
         )
 
 
+def _trusted_cas(config: CalendarConfig) -> bool | str:
+    """What the HTTP client verifies against: the system's CAs (True), plus ``ca_file``, or
+    ``ca_file`` alone with ``ca_only`` (a path is the only bundle trusted)."""
+    if config.ca_file is None:
+        return True
+    if config.ca_only:
+        return config.ca_file
+    # Imported here, not at the top: only a private CA needs them.
+    from pathlib import Path
+
+    import wassima  # the HTTP client's own source of the system's CAs
+
+    # PEM text is taken as the bundle itself: the system's (what True would load) and ours.
+    private = Path(config.ca_file).read_text(encoding="ascii", errors="replace")
+    return wassima.generate_ca_bundle() + "\n" + private
+
+
 class CalDavSession:
     """One account on a CalDAV server; counts the requests it makes."""
 
     def __init__(self, config: CalendarConfig, secret: Callable[[], str]) -> None:
         self._config = config
         self._where = f"calendar {config.name}"
-        verify: bool | str = config.ca_file or True
+        verify = _trusted_cas(config)
         self._client = _SameOriginClient(
             where=self._where,
             url=config.url,

@@ -152,9 +152,13 @@ def _bound_literals(client: imapclient.IMAPClient) -> None:
     imap.read = bounded_read
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Certificates are always verified; ``ca_file`` only adds a private CA."""
-    context = ssl.create_default_context(cafile=ca_file)
+def tls_context(ca_file: str | None, *, ca_only: bool = False) -> ssl.SSLContext:
+    """Certificates are always verified: against the system's CAs plus ``ca_file``, or
+    against ``ca_file`` alone with ``ca_only``."""
+    # create_default_context(cafile=...) skips the system store: load the two separately.
+    context = ssl.create_default_context(cafile=ca_file if ca_only else None)
+    if ca_file is not None and not ca_only:
+        context.load_verify_locations(cafile=ca_file)
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     return context
@@ -393,13 +397,13 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
                     config.host,
                     config.port,
                     ssl=True,
-                    ssl_context=tls_context(config.ca_file),
+                    ssl_context=tls_context(config.ca_file, ca_only=config.ca_only),
                     timeout=timeout,
                 )
             else:
                 client = imapclient.IMAPClient(config.host, config.port, ssl=False, timeout=timeout)
                 if config.security == "starttls":
-                    client.starttls(tls_context(config.ca_file))
+                    client.starttls(tls_context(config.ca_file, ca_only=config.ca_only))
             client.normalise_times = False
             _bound_literals(client)
             password = secret()

@@ -252,7 +252,10 @@ class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     owner: str
     username: str
     allow_plaintext: bool = False
+    # A private CA trusted in addition to the system's; ca_only = true trusts it alone
+    # (a server whose certificate must come from that CA and no other).
     ca_file: str | None = None
+    ca_only: bool = False
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
 
     @field_validator("owner")
@@ -267,6 +270,8 @@ class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     def _ca_file_exists(self) -> _SourceConfig:
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise ValueError(f"ca_file {self.ca_file} does not exist")
+        if self.ca_only and self.ca_file is None:
+            raise ValueError("ca_only = true needs ca_file (the only CA to trust)")
         return self
 
 

@@ -5,13 +5,21 @@ Labels are source names and error kinds only: never an address, a subject or a s
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from syncd.config import is_loopback_host
+
+log = structlog.get_logger("syncd.metrics")
 
 
 class Metrics:
@@ -64,13 +72,125 @@ class Metrics:
             self.errors.labels(source, error).inc()
 
 
+# Scrapers send one short request and read one short answer.  Anything slower is a stuck
+# peer or an attack: it gets this long in all, then its socket is closed under it.
+CONNECTION_TIMEOUT = 5.0  # seconds, for the whole connection
+# Concurrent connections served; more are closed as soon as they are accepted, so idle
+# sockets can never take the daemon's file descriptors or threads (one thread each).
+MAX_CONNECTIONS = 16
+THREAD_WAIT = 0.5  # seconds the accept loop waits for a thread to come free
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on live connections and a deadline for each.
+
+    When full, the oldest connection goes, not the new one.  A scrape takes milliseconds,
+    so whatever is oldest is idle; refusing newcomers instead would let a few idle sockets
+    lock Prometheus and the /healthz probe out until their deadline.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128  # the kernel's accept queue, not connections served
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        max_connections: int,
+        timeout: float,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+        self._max = max_connections
+        # Evicted connections' threads take a moment to end: threads are capped separately,
+        # with room for them, so the total stays bounded however fast peers connect.
+        self._thread_slots = threading.BoundedSemaphore(2 * max_connections)
+        self._deadline = timeout
+        self._live: dict[socket.socket, float] = {}  # connection -> monotonic deadline
+        self._live_lock = threading.Lock()
+        self.refused = 0  # closed at once: no thread came free in time
+        self.evicted = 0  # oldest connections closed to make room for a new one
+        self.timed_out = 0  # connections closed at their deadline
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        evict: socket.socket | None = None
+        with self._live_lock:
+            if len(self._live) >= self._max:
+                evict = min(self._live, key=self._live.__getitem__)
+                del self._live[evict]
+            self._live[request] = time.monotonic() + self._deadline
+        if evict is not None:
+            self.evicted += 1
+            _cut(evict)
+        if not self._thread_slots.acquire(timeout=THREAD_WAIT):
+            self.refused += 1
+            self._forget(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: give its place back
+            self._thread_slots.release()
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+            self._thread_slots.release()
+
+    def _forget(self, request: socket.socket) -> None:
+        with self._live_lock:
+            self._live.pop(request, None)
+
+    def service_actions(self) -> None:
+        # Runs between accepts (at least every poll interval): a peer that trickles bytes
+        # resets the per-read timeout forever, so the whole connection has a deadline too.
+        now = time.monotonic()
+        with self._live_lock:
+            late = [sock for sock, deadline in self._live.items() if deadline < now]
+            for sock in late:
+                del self._live[sock]
+        for sock in late:
+            self.timed_out += 1
+            _cut(sock)
+
+    @property
+    def connections(self) -> int:
+        with self._live_lock:
+            return len(self._live)
+
+
+def _cut(sock: socket.socket) -> None:
+    """End a connection under its handler: the handler's next read or write fails, its thread
+    ends and closes the socket (closing it here could hand the number to a new connection)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class MetricsServer:
     """/metrics in the Prometheus text format; /healthz answers 200 while ``healthy()``."""
 
-    def __init__(self, address: tuple[str, int], metrics: Metrics, healthy: Callable[[], bool]):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        metrics: Metrics,
+        healthy: Callable[[], bool],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        timeout: float = CONNECTION_TIMEOUT,
+    ):
         registry = metrics.registry
+        per_read = timeout
 
         class Handler(BaseHTTPRequestHandler):
+            # Per read and write: an idle peer is dropped after this long.
+            timeout = per_read
+
             def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     self._answer(200, CONTENT_TYPE_LATEST, generate_latest(registry))
@@ -90,17 +210,37 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # scrapes every 15 s would drown the log
 
-        self._server = ThreadingHTTPServer(address, Handler)
-        self._server.daemon_threads = True
+        host = address[0]
+        if not is_loopback_host(host):
+            # /metrics names every mailbox and calendar, /healthz says when syncd is down:
+            # worth a firewall rule or a reverse proxy, never the open internet.
+            log.warning(
+                "metrics.public_listener",
+                listen=f"{host or '*'}:{address[1]}",
+                hint="bind 127.0.0.1 (or ::1) and scrape through a proxy, or firewall the port",
+            )
+        self._server = _BoundedServer(
+            address, Handler, max_connections=max_connections, timeout=timeout
+        )
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
+            target=self._server.serve_forever, args=(0.25,), name="metrics", daemon=True
         )
+
+    @property
+    def connections(self) -> int:
+        """Connections being served right now (at most ``max_connections``)."""
+        return self._server.connections
+
+    @property
+    def refused(self) -> int:
+        return self._server.refused
 
     def start(self) -> MetricsServer:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must be running
+            self._server.shutdown()
         self._server.server_close()

@@ -13,7 +13,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from syncd.config import SecretSourceConfig
+from syncd.config import Config, SecretSourceConfig
 from syncd.errors import CredentialsError
 
 COMMAND_TIMEOUT = 30.0
@@ -69,3 +69,41 @@ def read_secret(source: SecretSourceConfig, *, what: str) -> str:
         )
     lines = done.stdout.decode("utf-8", "replace").splitlines()
     return lines[0] if lines else ""
+
+
+def _others_may_read(path: Path) -> int | None:
+    """The permission bits of ``path`` when its group or others may read it, else None."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None  # missing or unreadable: reading it reports that, with a hint
+    return mode if mode & 0o044 else None
+
+
+def exposed_secrets(config: Config, config_path: Path) -> list[str]:
+    """Secrets that users other than syncd's may read: an inline ``password`` in a config
+    file others can read, or a ``password_file`` others can read.  Names files, never values."""
+    problems: list[str] = []
+    sources: list[tuple[str, SecretSourceConfig]] = [
+        *((f"mailbox {b.name}", b) for b in config.mailbox),
+        *((f"calendar {c.name}", c) for c in config.calendar),
+    ]
+    inline = [what for what, source in sources if source.password is not None]
+    mode = _others_may_read(config_path) if inline else None
+    if mode is not None:
+        problems.append(
+            f"{config_path} holds an inline password ({', '.join(inline)}) and is readable by "
+            f"group or others (mode {mode:04o}): chmod 600 it, or move the password to a "
+            "password_file (a systemd credential)"
+        )
+    for what, source in sources:
+        if source.password_file is None:
+            continue
+        path = _credential_path(source.password_file)
+        mode = _others_may_read(path)
+        if mode is not None:
+            problems.append(
+                f"{what}: password_file {path} is readable by group or others "
+                f"(mode {mode:04o}): chmod 600 it"
+            )
+    return problems

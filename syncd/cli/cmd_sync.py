@@ -21,6 +21,7 @@ from syncd.engine.repair import repair as repair_missing
 from syncd.engine.task_sync import sync_task_list
 from syncd.engine.verify import Verifier
 from syncd.errors import RemoteError, UserError
+from syncd.secrets import exposed_secrets
 from syncd.store import database, health
 from syncd.store.queries import calendar_status, sync_status
 
@@ -280,6 +281,8 @@ def _status_table(
 def check(app: App) -> None:
     """Connect to every mailbox and calendar, log in, list folders, calendars and capabilities; capture nothing."""
     problems = 0
+    for exposed in exposed_secrets(app.config, app.config_path):
+        click.echo(f"WARNING: {exposed}")  # a risk to fix, not a reason the sync would fail
     for box in app.config.mailbox:
         click.echo(f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username})")
         try:

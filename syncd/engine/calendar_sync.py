@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo, CalendarObject
@@ -56,8 +56,12 @@ class CalendarSync:
         *,
         opener: Callable[[CalendarConfig], CalDavSession] = open_caldav,
         now: Callable[[], datetime] | None = None,
+        fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
         self._engine = engine
+        # Called inside each batch's transaction: the daemon renews its lease there and
+        # raises (rolling the batch back) when another daemon took the source over.
+        self._fence = fence
         self._config = config
         self._opener = opener
         self._now = now or (lambda: datetime.now(UTC))
@@ -170,7 +174,7 @@ class CalendarSync:
         zone = ZoneInfo(self._config.organization.timezone)
         for obj in objects:
             self._read(obj, batch, source, directory, zone)
-        counts = store.save_isolating(self._engine, batch)
+        counts = store.save_isolating(self._engine, batch, fence=self._fence)
         if batch.capped:  # only then: an unchanged calendar's counts stay all zero
             counts["capped"] = len(batch.capped)
         # An unchanged calendar every minute is not news: only changes are logged at info.

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
 from syncd.domain.matching import Directory
@@ -32,13 +32,14 @@ from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import MailSync
-from syncd.engine.push import IdleWatcher
+from syncd.engine.push import RECONNECT_MAX, IdleWatcher
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.task_sync import sync_task_list
 from syncd.engine.verify import Verifier
 from syncd.errors import ConfigError, RemoteError, TransientError
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
+from syncd.secrets import exposed_secrets
 from syncd.store import health
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
@@ -70,6 +71,20 @@ class Source:
         return (self.kind, self.config.name)
 
 
+def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
+    for problem in exposed_secrets(config, config_path):
+        log.warning("secrets.exposed", problem=problem)
+
+
+@dataclass(slots=True)
+class _Deaths:
+    """An IDLE watcher's unexpected deaths, for the backoff of its restarts."""
+
+    count: int = 0
+    restart_at: float | None = None  # monotonic time of the pending restart
+    restarted: float = 0.0  # monotonic time of the last restart
+
+
 @dataclass(slots=True)
 class _Counters:
     records: int = 0
@@ -81,6 +96,7 @@ class Daemon:
     def __init__(self, config_path: Path, *, notifier: Notifier | None = None) -> None:
         self._config_path = config_path
         self._config = load_config(config_path)
+        _warn_exposed_secrets(self._config, config_path)
         self._notifier = notifier or Notifier()
         self.id = uuid.uuid4().hex
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
@@ -90,6 +106,8 @@ class Daemon:
         self._reload = threading.Event()
         self._sources: dict[tuple[str, str], Source] = {}
         self._watchers: dict[str, IdleWatcher] = {}
+        # Watchers that died of something they could not catch, for the restart backoff.
+        self._watcher_deaths: dict[str, _Deaths] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
         # Follow-up rules run after syncs that captured something, and on their own timer.
@@ -105,6 +123,8 @@ class Daemon:
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._server: MetricsServer | None = None
+        self._db_beat: threading.Thread | None = None  # the heartbeat's database write
+        self._db_beat_at = 0.0
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -216,6 +236,7 @@ class Daemon:
             or config.sync.concurrency != self._config.sync.concurrency
         ):
             log.warning("config.restart_needed", keys="metrics, sync.concurrency")
+        _warn_exposed_secrets(config, self._config_path)
         self._config = config
         self._directory = None
         self._apply(config, first=False)
@@ -259,6 +280,39 @@ class Daemon:
         watcher = self._watchers.pop(name, None) if name else None
         if watcher is not None:
             watcher.stop()
+        if name:
+            self._watcher_deaths.pop(name, None)
+
+    def _revive_watchers(self) -> None:
+        """Restart, with backoff, watchers whose thread died instead of ending on purpose.
+
+        A watcher survives any exception by itself; this is for what it cannot catch.  Until
+        it is back, the mailbox is still polled every interval: only push is delayed.
+        """
+        now = time.monotonic()
+        with self._lock:
+            for name, watcher in list(self._watchers.items()):
+                deaths = self._watcher_deaths.get(name)
+                if watcher.alive:
+                    if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
+                        del self._watcher_deaths[name]  # up for a while: backoff starts over
+                    continue
+                source = self._sources.get(("mailbox", name))
+                if watcher.ended is not None or source is None or self._stop.is_set():
+                    continue
+                if deaths is None:
+                    deaths = self._watcher_deaths[name] = _Deaths()
+                if deaths.restart_at is None:  # just found dead: wait, doubling each time
+                    deaths.count += 1
+                    delay = min(RECONNECT_MAX, 2.0 ** (deaths.count - 1))
+                    deaths.restart_at = now + delay
+                    log.error(
+                        "idle.watcher_died", mailbox=name, deaths=deaths.count, retry_in=delay
+                    )
+                elif now >= deaths.restart_at:
+                    deaths.restart_at, deaths.restarted = None, now
+                    self._start_watcher(source.config)  # type: ignore[arg-type]
+                    log.info("idle.watcher_restarted", mailbox=name, deaths=deaths.count)
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -350,16 +404,22 @@ class Daemon:
             source.state = "syncing"
             directory = self._current_directory()
             error: RemoteError | None
+
+            def fence(conn: Connection) -> None:
+                health.fence(conn, source.kind, source.name, self.id, lease)
+
             if isinstance(source.config, MailboxConfig):
-                result = MailSync(self._engine, config, should_stop=self._stop.is_set).sync_mailbox(
-                    source.config, directory
-                )
+                result = MailSync(
+                    self._engine, config, should_stop=self._stop.is_set, fence=fence
+                ).sync_mailbox(source.config, directory)
                 error = result.error
                 created = sum(f.captured for f in result.folders)
                 failed = [f"{f.folder}: {f.error}" for f in result.folders if f.error]
                 reason = "; ".join(failed) or None
             else:
-                cal = CalendarSync(self._engine, config).sync_source(source.config, directory)
+                cal = CalendarSync(self._engine, config, fence=fence).sync_source(
+                    source.config, directory
+                )
                 error = cal.error
                 created = sum(c["created"] for c in cal.calendars.values())
                 reason = "; ".join(f"{k}: {v}" for k, v in cal.errors.items() if k) or None
@@ -371,6 +431,12 @@ class Daemon:
                     error.kind,
                     error.retry_after if isinstance(error, TransientError) else None,
                 )
+        except health.LeaseLost as err:
+            # Another daemon took the source over (we were too slow, or cut off from the
+            # database): its sync goes on from the committed cursor; ours stops here.
+            log.warning("source.lease_lost", error=str(err))
+            self._finish(source, Outcome(), "held by another daemon", record=False)
+            return
         except Exception as err:  # a bug or a database outage must not kill the worker
             log.error("source.crashed", error=f"{type(err).__name__}: {str(err)[:300]}")
             outcome = Outcome("transient")
@@ -485,19 +551,37 @@ class Daemon:
         return ", ".join(parts)
 
     def _beat(self) -> None:
+        self._revive_watchers()
         summary = self._summary()
-        assert self._engine is not None
-        try:
-            with self._engine.begin() as conn:
-                health.heartbeat(conn, self.id, summary)
-        except Exception as err:  # keep running; status shows us stale
-            log.warning("heartbeat.failed", error=type(err).__name__)
+        # The database write runs on its own thread: a database that hangs (a host gone
+        # without a reset, a server that accepts and never answers) must not stop the main
+        # loop, whose watchdog pings tell systemd that syncd itself is alive.  At most one
+        # write is in flight; a slow one is reported and the next beat is skipped.
+        writer = self._db_beat
+        if writer is not None and writer.is_alive():
+            log.warning(
+                "heartbeat.database_slow", waiting=round(time.monotonic() - self._db_beat_at)
+            )
+        else:
+            self._db_beat = threading.Thread(
+                target=self._write_heartbeat, args=(summary,), name="heartbeat", daemon=True
+            )
+            self._db_beat_at = time.monotonic()
+            self._db_beat.start()
         with self._lock:
             states = [s.state for s in self._sources.values()]
         for state in ("ok", "syncing", "backoff", "attention"):
             self._metrics.sources.labels(state).set(states.count(state))
         self._notifier.status(summary)
         self._notifier.watchdog()
+
+    def _write_heartbeat(self, summary: str) -> None:
+        assert self._engine is not None
+        try:
+            with self._engine.begin() as conn:
+                health.heartbeat(conn, self.id, summary)
+        except Exception as err:  # keep running; status shows us stale
+            log.warning("heartbeat.failed", error=type(err).__name__)
 
     def _healthy(self) -> bool:
         return time.monotonic() - self._last_loop < 3 * HEARTBEAT_EVERY

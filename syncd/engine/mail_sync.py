@@ -80,8 +80,12 @@ class MailSync:
         opener: SessionOpener = open_imap,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
         self._engine = engine
+        # Called inside each batch's transaction: the daemon renews its lease there and
+        # raises (rolling the batch back) when another daemon took the source over.
+        self._fence = fence
         self._config = config
         self._opener = opener
         self._progress = progress
@@ -194,7 +198,7 @@ class MailSync:
                 batch = self._read_batch(
                     session, box, folder, status.uidvalidity, list(uid_batch), directory, reidentify
                 )
-                saved = save_or_split(self._engine, batch)
+                saved = save_or_split(self._engine, batch, fence=self._fence)
                 outcome.captured += saved.captured
                 outcome.skipped += batch.skipped
                 outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
@@ -245,7 +249,7 @@ class MailSync:
             batch = self._read_batch(
                 session, box, folder, uidvalidity, list(uid_batch), directory, False
             )
-            saved = save_or_split(self._engine, batch)
+            saved = save_or_split(self._engine, batch, fence=self._fence)
             outcome.captured += saved.captured
             outcome.skipped += batch.skipped
             outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)

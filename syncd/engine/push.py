@@ -4,6 +4,11 @@ The watcher only listens; the sync itself runs on the scheduler's connection, so
 message is read, matched and committed exactly as on a poll.  IDLE is left and entered
 again every few minutes: servers drop IDLE after 30 minutes (RFC 2177 asks clients to
 renew within 29), and a NOOP round trip is how a connection that died silently is found.
+
+The server is a peer we do not control: whatever it sends, and whatever that raises
+(a MemoryError from a literal of 3 GB, a parser bug), the watcher drops the connection
+and reconnects with backoff.  It only ends on purpose (stop, login refused, no IDLE),
+and says why in ``ended``; the daemon restarts a watcher that ended any other way.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ class IdleWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"idle-{box.name}", daemon=True)
         self.supported: bool | None = None  # unknown until the first connection
+        # Why the thread ended on purpose ("stopped", "login refused", "no IDLE"); None
+        # while it runs, and if it died of something it could not catch.
+        self.ended: str | None = None
+        self.crashes = 0  # connections dropped after an unexpected exception
 
     def start(self) -> IdleWatcher:
         self._thread.start()
@@ -60,39 +69,47 @@ class IdleWatcher:
 
     def _run(self) -> None:
         structlog.contextvars.bind_contextvars(mailbox=self.box.name, folder="INBOX")
+        self.ended = self._watch()
+        log.info("idle.stopped", reason=self.ended)
+
+    def _watch(self) -> str:
+        """Connect, IDLE, reconnect, until told to stop; returns why it stopped."""
         delay = 1.0
         first = True
         while not self._stop.is_set():
+            session: ImapSession | None = None
             try:
                 session = ImapSession.open(
                     self.box, lambda: read_secret(self.box, what=f"mailbox {self.box.name}"),
                     max_bytes=0,
                 )  # fmt: skip
-            except CredentialsError:
-                # The scheduler owns retries of a refused login (at most hourly); the watcher
-                # starts again once a sync succeeds.
-                log.info("idle.stopped", reason="login refused")
-                return
-            except RemoteError as err:
-                log.warning("idle.connect_failed", error=str(err), retry_in=round(delay, 1))
-                self._stop.wait(delay)
-                delay = min(RECONNECT_MAX, delay * 2) * random.uniform(0.8, 1.0)  # noqa: S311 - jitter
-                continue
-            try:
                 self.supported = session.idle_start()
                 if not self.supported:
-                    log.info("idle.unsupported")
-                    return
+                    return "no IDLE"
                 delay = 1.0
                 if not first:
                     self._on_new_mail(self.box.name)  # mail may have come while we were away
                 first = False
                 log.debug("idle.started")
                 self._listen(session)
+                continue
+            except CredentialsError:
+                # The scheduler owns retries of a refused login (at most hourly); the watcher
+                # starts again once a sync succeeds.
+                return "login refused"
             except RemoteError as err:
-                log.warning("idle.lost", error=str(err))
+                log.warning("idle.lost", error=str(err), retry_in=round(delay, 1))
+            except Exception as err:
+                # The type only: the message of an exception raised on the server's data may
+                # quote that data.
+                self.crashes += 1
+                log.error("idle.crashed", error=type(err).__name__, retry_in=round(delay, 1))
             finally:
-                session.close()
+                if session is not None:
+                    session.close()
+            self._stop.wait(delay)
+            delay = min(RECONNECT_MAX, delay * 2) * random.uniform(0.8, 1.0)  # noqa: S311 - jitter
+        return "stopped"
 
     def _listen(self, session: ImapSession) -> None:
         waited = 0.0

@@ -15,12 +15,25 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from syncd.errors import StoreError
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock taken while migrating.
 _MIGRATION_LOCK = 0x5_9C_D0_01
+
+# libpq waits forever for a server that accepts the connection and never answers; the
+# daemon's heartbeat and every sync would wait with it.  Keepalives find a connection
+# whose server vanished mid-query (a host gone, a dropped route) in about a minute, not
+# the kernel's fifteen.  A URL may set any of these itself (?connect_timeout=...).
+POSTGRES_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +54,13 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            parsed = make_url(url)
+            connect_args = (
+                {k: v for k, v in POSTGRES_CONNECT_ARGS.items() if k not in parsed.query}
+                if parsed.get_backend_name() == "postgresql"
+                else {}
+            )
+            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (ArgumentError, NoSuchModuleError) as err:
         raise StoreError(
             f"database.url is not a usable SQLAlchemy URL ({err})",

@@ -4,6 +4,11 @@ A lease lets several daemons share one PostgreSQL: a daemon syncs a mailbox or c
 only while it holds the source's lease, taken and renewed in one UPDATE, so two daemons
 never sync the same source at once and a dead daemon's sources pass to another one when
 its leases run out.
+
+Every time that decides who holds what is the database's clock, never a host's: hosts
+drift, and one running 31 s fast would see every other daemon's heartbeat as stale.  Each
+batch renews the lease inside its own transaction (``fence``), so a daemon that lost its
+lease cannot commit for that source any more: the batch rolls back.
 """
 
 from __future__ import annotations
@@ -12,13 +17,44 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, literal_column, or_, select, update
 
+from syncd.errors import SyncdError
 from syncd.schema.tables import daemons, source_health
+from syncd.schema.types import UtcDateTime
 from syncd.store.sql import insert_ignore
 
 # A daemon whose heartbeat is older than this is not running.
 HEARTBEAT_STALE = timedelta(seconds=30)
+
+
+class LeaseLost(SyncdError):
+    """This daemon no longer holds the source's lease: another one may be syncing it.
+
+    Raised inside a batch's transaction, so the batch rolls back.  Nothing is lost: the
+    cursor did not move, and the new holder reads the same messages again.
+    """
+
+
+def db_now(conn: Connection, offset: timedelta = timedelta(0)) -> ColumnElement[datetime]:
+    """The database server's current time, plus ``offset``, as an SQL expression."""
+    seconds = float(offset.total_seconds())  # a float we made: safe to write into the SQL
+    if conn.dialect.name == "sqlite":
+        # SQLite has no timestamp type: UtcDateTime stores UTC text as
+        # "YYYY-MM-DD HH:MM:SS.ffffff", so the expression writes that very format (%f has
+        # milliseconds) and text comparison orders it correctly against stored values.
+        sql = f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '{seconds:+.3f} seconds') || '000')"
+    else:
+        # clock_timestamp(), not now(): the time of this statement, not of the transaction's
+        # start, which matters for a check made at the end of a long batch.
+        sql = f"(clock_timestamp() + make_interval(secs => {seconds:.6f}))"
+    return literal_column(sql, type_=UtcDateTime())
+
+
+def database_time(conn: Connection) -> datetime:
+    value = conn.execute(select(db_now(conn))).scalar_one()
+    assert isinstance(value, datetime)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +68,14 @@ class DaemonInfo:
 
 
 def register_daemon(conn: Connection, daemon_id: str, host: str, pid: int) -> None:
-    now = datetime.now(UTC)
     conn.execute(
         daemons.insert().values(
-            id=daemon_id, host=host, pid=pid, started_at=now, heartbeat_at=now, summary="starting"
+            id=daemon_id,
+            host=host,
+            pid=pid,
+            started_at=db_now(conn),
+            heartbeat_at=db_now(conn),
+            summary="starting",
         )
     )
 
@@ -44,7 +84,7 @@ def heartbeat(conn: Connection, daemon_id: str, summary: str) -> None:
     conn.execute(
         update(daemons)
         .where(daemons.c.id == daemon_id)
-        .values(heartbeat_at=datetime.now(UTC), summary=summary)
+        .values(heartbeat_at=db_now(conn), summary=summary)
     )
 
 
@@ -62,10 +102,12 @@ def daemon_stopped(conn: Connection, daemon_id: str) -> None:
 
 
 def live_daemons(conn: Connection, now: datetime | None = None) -> list[DaemonInfo]:
-    now = now or datetime.now(UTC)
+    stale: ColumnElement[datetime] | datetime = (
+        db_now(conn, -HEARTBEAT_STALE) if now is None else now - HEARTBEAT_STALE
+    )
     rows = conn.execute(
         select(daemons)
-        .where(daemons.c.stopped_at.is_(None), daemons.c.heartbeat_at > now - HEARTBEAT_STALE)
+        .where(daemons.c.stopped_at.is_(None), daemons.c.heartbeat_at > stale)
         .order_by(daemons.c.started_at)
     )
     return [DaemonInfo(r.id, r.host, r.pid, r.started_at, r.heartbeat_at, r.summary) for r in rows]
@@ -73,7 +115,7 @@ def live_daemons(conn: Connection, now: datetime | None = None) -> list[DaemonIn
 
 def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> bool:
     """Take or renew the lease on a source; False while another daemon holds it."""
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # only for updated_at, which nothing compares
     insert_ignore(
         conn,
         source_health,
@@ -88,18 +130,41 @@ def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
             or_(
                 source_health.c.daemon_id.is_(None),
                 source_health.c.daemon_id == daemon_id,
-                source_health.c.lease_until < now,
+                source_health.c.lease_until < db_now(conn),
                 # A holder that stopped or stopped beating (kill -9, a lost host) holds nothing.
                 ~exists().where(
                     daemons.c.id == source_health.c.daemon_id,
                     daemons.c.stopped_at.is_(None),
-                    daemons.c.heartbeat_at > now - HEARTBEAT_STALE,
+                    daemons.c.heartbeat_at > db_now(conn, -HEARTBEAT_STALE),
                 ),
             ),
         )
-        .values(daemon_id=daemon_id, lease_until=now + lease)
+        .values(daemon_id=daemon_id, lease_until=db_now(conn, lease))
     ).rowcount
     return bool(taken)
+
+
+def fence(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> None:
+    """Renew our lease inside a batch's transaction, or raise LeaseLost to roll it back.
+
+    On PostgreSQL the UPDATE locks the row until the batch commits, so no other daemon can
+    take the lease between this check and the commit; SQLite has one writer at a time.
+    """
+    renewed = conn.execute(
+        update(source_health)
+        .where(
+            source_health.c.kind == kind,
+            source_health.c.name == name,
+            source_health.c.daemon_id == daemon_id,
+            source_health.c.lease_until > db_now(conn),
+        )
+        .values(lease_until=db_now(conn, lease))
+    ).rowcount
+    if not renewed:
+        raise LeaseLost(
+            f"{kind} {name}: the lease passed to another daemon; this batch was not saved",
+            hint="nothing is lost: the daemon holding the lease now syncs it from the same cursor",
+        )
 
 
 def set_health(

@@ -7,7 +7,7 @@ new sync token and ETags, so a crash repeats the sync and replaying it changes n
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,7 @@ from syncd.schema.tables import (
     record_unlinks,
     records,
 )
-from syncd.store.capture import queue_sightings, record_ids, write_people
+from syncd.store.capture import queue_sightings, record_ids, refused_values, write_people
 from syncd.store.sql import chunks, insert_ignore, upsert
 
 
@@ -193,15 +193,22 @@ def _claim_keys(conn: Connection, items: list[MeetingItem]) -> None:
             item.key = organizer_key(item.key, item.organizer)
 
 
-def save_isolating(engine: Engine, batch: CalendarBatch) -> dict[str, int]:
-    """Save a calendar's batch in one transaction; when the database refuses it, find the
-    objects it refuses (halving the batch in rolled-back trials), quarantine those, and
-    commit the rest.  A failure that no single object causes is raised as it was."""
+def save_isolating(
+    engine: Engine, batch: CalendarBatch, *, fence: Callable[[Connection], None] | None = None
+) -> dict[str, int]:
+    """Save a calendar's batch in one transaction; when the database refuses its values,
+    find the objects it refuses (halving the batch in rolled-back trials), quarantine
+    those, and commit the rest.  A failure that is not about the values (a lost connection,
+    a lock, a lost lease) or that no single object causes is raised as it was.
+
+    ``fence`` runs first in every committing transaction (the lease check)."""
     try:
         with engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
             return save_calendar_batch(conn, batch)
     except StatementError as err:
-        if not batch.objects:
+        if not batch.objects or refused_values(err) is None:
             raise
         failure = err
     bad = _refused(engine, batch, sorted(batch.objects))
@@ -209,9 +216,11 @@ def save_isolating(engine: Engine, batch: CalendarBatch) -> dict[str, int]:
         raise failure
     for href, reason in bad.items():
         etag, _ = batch.objects.pop(href)
-        batch.broken[href] = (etag, f"the database refused it: {reason}")
+        batch.broken[href] = (etag, reason)
         batch.capped.pop(href, None)
     with engine.begin() as conn:
+        if fence is not None:
+            fence(conn)
         return save_calendar_batch(conn, batch)
 
 
@@ -226,7 +235,8 @@ def _refused(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> dict[str
 
 
 def _trial(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> str | None:
-    """Why the database refuses these objects alone (rolled back either way), or None."""
+    """Why the database refuses these objects' values alone (rolled back either way), or
+    None; any other failure propagates."""
     trial = replace(
         batch,
         objects={h: batch.objects[h] for h in hrefs},
@@ -240,17 +250,13 @@ def _trial(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> str | None
         try:
             save_calendar_batch(conn, trial)
         except StatementError as err:
-            return _refusal(err)
+            reason = refused_values(err)
+            if reason is None:
+                raise
+            return reason
         finally:
             transaction.rollback()
     return None
-
-
-def _refusal(err: StatementError) -> str:
-    """The driver's error without the statement or its parameters (they hold mail data)."""
-    cause = err.orig if err.orig is not None else err
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first}"[:300]
 
 
 def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int]:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+import pytest
+import time_machine
+from sqlalchemy import Connection, Engine, func, select, update
+from syncd.connectors.dav import CalendarObject
 from syncd.schema.tables import daemons
 
+from syncd.config import load_config
+from syncd.engine.calendar_sync import CalendarSync
+from syncd.engine.mail_sync import MailSync
+from syncd.localservers.postgres import scratch_database
 from syncd.store import health
 from syncd.store.database import open_database
+from syncd.store.state import get_cursor
+from tests.conftest import World
+from tests.integration.test_calendar_engine import GOOD, ServingSession
+from tests.mail import make_message
 
 LEASE = timedelta(minutes=5)
 
@@ -36,4 +49,157 @@ def test_a_lease_is_held_by_one_daemon_until_it_stops_or_dies(db_url: str) -> No
         health.register_daemon(conn, "c", "host-c", 3)
         assert health.claim(conn, "mailbox", "bob", "c", LEASE)
         assert health.claim(conn, "mailbox", "alice", "c", LEASE)
+    engine.dispose()
+
+
+def _engines(db_url: str) -> tuple[Engine, Engine]:
+    """Two daemons: each with its own engine (its own connections), as on two hosts."""
+    return open_database(db_url), open_database(db_url, migrate=False)
+
+
+@pytest.mark.parametrize("skew", [timedelta(seconds=31), timedelta(minutes=10)])
+def test_a_host_with_a_fast_clock_cannot_take_a_live_lease(db_url: str, skew: timedelta) -> None:
+    host_a, host_b = _engines(db_url)
+    with host_a.begin() as conn:
+        health.register_daemon(conn, "a", "host-a", 1)
+        assert health.claim(conn, "mailbox", "alice", "a", LEASE)
+        health.heartbeat(conn, "a", "syncing")
+    # Host b's clock runs fast; the database's does not.  a is alive and holds its lease.
+    with time_machine.travel(datetime.now(UTC) + skew, tick=True), host_b.begin() as conn:
+        health.register_daemon(conn, "b", "host-b", 2)
+        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+        assert {d.id for d in health.live_daemons(conn)} == {"a", "b"}
+    host_a.dispose()
+    host_b.dispose()
+
+
+def test_a_host_with_a_slow_clock_does_not_look_dead(db_url: str) -> None:
+    host_a, host_b = _engines(db_url)
+    # a's clock is ten minutes behind: its heartbeats must not look ten minutes old.
+    with time_machine.travel(datetime.now(UTC) - timedelta(minutes=10), tick=True):
+        with host_a.begin() as conn:
+            health.register_daemon(conn, "a", "host-a", 1)
+            assert health.claim(conn, "mailbox", "alice", "a", LEASE)
+        with host_a.begin() as conn:
+            health.heartbeat(conn, "a", "syncing")
+    with host_b.begin() as conn:
+        health.register_daemon(conn, "b", "host-b", 2)
+        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+    host_a.dispose()
+    host_b.dispose()
+
+
+def test_batches_renew_the_lease_and_a_lost_lease_cannot_commit(db_url: str) -> None:
+    short = timedelta(seconds=1)
+    host_a, host_b = _engines(db_url)
+    with host_a.begin() as conn:
+        health.register_daemon(conn, "a", "host-a", 1)
+        assert health.claim(conn, "mailbox", "alice", "a", short)
+    with host_b.begin() as conn:
+        health.register_daemon(conn, "b", "host-b", 2)
+    # A sync three times longer than its lease keeps it: every batch renews it.
+    for _ in range(5):
+        time.sleep(0.6)
+        with host_a.begin() as conn:
+            health.fence(conn, "mailbox", "alice", "a", short)
+        with host_b.begin() as conn:
+            assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+    # a stalls (a slow server, a paused VM) past its lease: b takes the source over...
+    time.sleep(1.3)
+    with host_b.begin() as conn:
+        assert health.claim(conn, "mailbox", "alice", "b", LEASE)
+    # ...and a's next batch rolls back instead of writing beside b.
+    with pytest.raises(health.LeaseLost), host_a.begin() as conn:
+        conn.execute(daemons.insert().values(_ghost_daemon()))
+        health.fence(conn, "mailbox", "alice", "a", short)
+    with host_a.connect() as conn:
+        assert conn.scalar(select(func.count()).where(daemons.c.id == "ghost")) == 0
+    host_a.dispose()
+    host_b.dispose()
+
+
+def _ghost_daemon() -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {"id": "ghost", "host": "h", "pid": 9, "started_at": now, "heartbeat_at": now}
+
+
+@pytest.mark.postgres
+def test_a_fenced_batch_holds_the_lease_until_it_commits(pg_admin: str) -> None:
+    with scratch_database(pg_admin) as url:
+        host_a, host_b = _engines(url)
+        short = timedelta(seconds=1)
+        with host_a.begin() as conn:
+            health.register_daemon(conn, "a", "host-a", 1)
+            health.register_daemon(conn, "b", "host-b", 2)
+            assert health.claim(conn, "mailbox", "alice", "a", short)
+        taken: list[bool] = []
+        with host_a.begin() as conn:
+            health.fence(conn, "mailbox", "alice", "a", short)
+            # b tries while a's batch is still open, after the lease would have run out.
+            grab = threading.Thread(target=lambda: taken.append(_claim(host_b, "b")))
+            grab.start()
+            time.sleep(1.5)
+            # b waits for a's row lock: it cannot take the source while a's batch may still
+            # commit, even though a's lease has run out meanwhile.
+            assert taken == []
+        grab.join(10)
+        assert taken == [True]  # a committed while it held the lease; now b has it
+        host_a.dispose()
+        host_b.dispose()
+
+
+def _claim(engine: Engine, daemon_id: str) -> bool:
+    with engine.begin() as conn:
+        return health.claim(conn, "mailbox", "alice", daemon_id, LEASE)
+
+
+@pytest.mark.dovecot
+def test_mail_sync_calls_the_fence_in_each_batch_transaction(world: World) -> None:
+    world.rep("alice")
+    for n in range(3):
+        world.deliver("alice", make_message(message_id=f"<m{n}@acme.com>", subject=f"n{n}"))
+    world.write_config(capture="batch_size = 1", mailbox={"alice": {"folders": ["INBOX"]}})
+    config = load_config(world.config_path)
+    engine = open_database(config.database.url)
+    calls: list[bool] = []
+
+    def fence(conn: Connection) -> None:
+        calls.append(conn.in_transaction())
+        if len(calls) == 2:  # the lease is lost during the second batch
+            raise health.LeaseLost("mailbox alice: lost")
+
+    with pytest.raises(health.LeaseLost):
+        MailSync(engine, config, fence=fence).run_once()
+    assert calls == [True, True]
+    # Only the first batch committed, and the cursor says so: the new holder reads on from
+    # there, and nothing is saved twice.
+    assert len(world.records()) == 1
+    with engine.connect() as conn:
+        cursor = get_cursor(conn, "alice", "INBOX")
+    assert cursor is not None and cursor.last_uid == 1
+    MailSync(engine, config).run_once()
+    assert len(world.records()) == 3
+    engine.dispose()
+
+
+def test_a_calendar_batch_without_the_lease_is_rolled_back(world: World) -> None:
+    world.write_config()
+    world.config_path.write_text(
+        world.config_path.read_text()
+        + '\n[[calendar]]\nname = "alice-cal"\nowner = "alice@example.com"\n'
+        'url = "https://dav.invalid/"\nusername = "alice"\npassword = "x"\n'
+    )
+    config = load_config(world.config_path)
+    engine = open_database(config.database.url)
+    session = ServingSession([CalendarObject("/alice/work/good.ics", '"1"', GOOD)])
+
+    def lost(conn: Connection) -> None:
+        assert conn.in_transaction()
+        raise health.LeaseLost("calendar alice-cal: lost")
+
+    with pytest.raises(health.LeaseLost):
+        CalendarSync(engine, config, opener=lambda _: session, fence=lost).run_once()  # type: ignore[arg-type, return-value]
+    assert world.records("--kind", "meeting") == []
+    (result,) = CalendarSync(engine, config, opener=lambda _: session).run_once()  # type: ignore[arg-type, return-value]
+    assert result.calendars["Work"]["created"] == 1
     engine.dispose()

@@ -1,0 +1,163 @@
+"""IDLE watchers against a hostile server: they survive anything it sends, and the daemon
+restarts one that dies anyway."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.config import MailboxConfig
+from syncd.engine import push
+from syncd.engine.daemon import Daemon, Source
+from tests.daemon import wait_until
+
+HUGE_LITERAL = b"* 1 FETCH (BODY[] {3000000000}\r\n"
+
+
+class HostileImap:
+    """A loopback IMAP server whose first session answers EXAMINE with a 3 GB literal; later
+    sessions behave and report new mail once they are in IDLE."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.sessions = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.sessions += 1
+            hostile = self.sessions == 1
+            threading.Thread(target=self._serve, args=(conn, hostile), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, hostile: bool) -> None:
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 IDLE] hostile test server\r\n")
+            for raw in lines:
+                tag, _, rest = raw.decode().rstrip("\r\n").partition(" ")
+                command = rest.split(" ")[0].upper()
+                if command == "CAPABILITY":
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 IDLE\r\n" + f"{tag} OK done\r\n".encode())
+                elif command == "EXAMINE" and hostile:
+                    conn.sendall(HUGE_LITERAL + b"just a few bytes")
+                    self._stop.wait(30)  # and never the rest
+                    return
+                elif command in ("EXAMINE", "SELECT"):
+                    conn.sendall(
+                        b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
+                        + f"{tag} OK [READ-ONLY] done\r\n".encode()
+                    )
+                elif command == "IDLE":
+                    conn.sendall(b"+ idling\r\n")
+                    time.sleep(0.3)
+                    conn.sendall(b"* 2 EXISTS\r\n")
+                    next(lines, None)  # DONE
+                    conn.sendall(f"{tag} OK idle done\r\n".encode())
+                elif command == "LOGOUT":
+                    conn.sendall(b"* BYE\r\n" + f"{tag} OK done\r\n".encode())
+                    return
+                else:
+                    conn.sendall(f"{tag} OK done\r\n".encode())
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileImap]:
+    server = HostileImap()
+    yield server
+    server.close()
+
+
+# The watcher in a process with a memory limit (like the unit's MemoryMax=), so that the
+# 3 GB literal raises MemoryError as it did in production instead of being overcommitted.
+_WATCHER = """
+import resource, sys, threading
+resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+from syncd.config import MailboxConfig
+from syncd.engine.push import IdleWatcher
+box = MailboxConfig(
+    name="rep", owner="rep@example.com", host="127.0.0.1", port=int(sys.argv[1]),
+    security="plain", username="rep", password="pw-hostile", timeout=5,
+)
+pushed = threading.Event()
+watcher = IdleWatcher(box, lambda name: pushed.set(), wait_step=0.2).start()
+print("pushed" if pushed.wait(20) else "no push", watcher.alive, watcher.crashes, flush=True)
+watcher.stop()
+watcher.join(5)
+"""
+
+
+def test_a_3gb_literal_does_not_kill_the_watcher(hostile: HostileImap) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WATCHER, str(hostile.port)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert "MemoryError" in output, output  # the hostile literal did what it does in production
+    assert "pushed True 1" in done.stdout, output  # ...and the watcher reconnected and pushed
+    assert hostile.sessions >= 2
+    assert "pw-hostile" not in output
+
+
+class _Died(BaseException):
+    """Something no handler catches."""
+
+
+def test_the_daemon_restarts_a_dead_watcher_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/syncd.db"\n\n[[mailbox]]\nname = "rep"\n'
+        f'owner = "rep@example.com"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "plain"\n'
+        'username = "rep"\npassword = "x"\n'
+    )
+    starts: list[float] = []
+
+    def dies(self: push.IdleWatcher) -> str:
+        starts.append(time.monotonic())
+        raise _Died
+
+    monkeypatch.setattr(push.IdleWatcher, "_watch", dies)
+    monkeypatch.setattr(threading, "excepthook", lambda _args: None)  # expected deaths
+    daemon = Daemon(config)
+    box = daemon._config.mailbox[0]
+    assert isinstance(box, MailboxConfig)
+    daemon._sources[("mailbox", "rep")] = Source(kind="mailbox", config=box, due=0.0)
+    daemon._start_watcher(box)
+    try:
+        # First death: back after 1 s; second: after 2 s; never at once, never not at all.
+        wait_until(lambda: not daemon._watchers["rep"].alive, 5, "the watcher to die")
+        for expected_wait in (1.0, 2.0):
+            first = daemon._watchers["rep"]
+            wait_until(lambda w=first: not w.alive, 5, "the watcher to die")  # type: ignore[misc]
+            daemon._revive_watchers()
+            assert daemon._watchers["rep"] is first  # not at once
+            time.sleep(expected_wait - 0.3)
+            daemon._revive_watchers()
+            assert daemon._watchers["rep"] is first  # not before the backoff
+            time.sleep(0.4)
+            daemon._revive_watchers()
+            assert daemon._watchers["rep"] is not first
+        assert len(starts) == 3
+    finally:
+        for watcher in daemon._watchers.values():
+            watcher.stop()
