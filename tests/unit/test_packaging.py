@@ -30,10 +30,8 @@ def _folder(package: str, package_dir: dict[str, str]) -> Path:
         (name for name in package_dir if package == name or package.startswith(name + ".")),
         key=len,
     )
-    rest = package[len(prefix) :].lstrip(".")
-    return (
-        ROOT / package_dir[prefix] / Path(*rest.split(".")) if rest else ROOT / package_dir[prefix]
-    )
+    rest = [part for part in package[len(prefix) :].split(".") if part]
+    return ROOT.joinpath(package_dir[prefix], *rest)
 
 
 def _runtime_modules() -> dict[str, Path]:
@@ -47,25 +45,25 @@ def _runtime_modules() -> dict[str, Path]:
     return modules
 
 
-def test_the_runtime_package_lists_every_subpackage_and_no_dev_code() -> None:
+def test_the_runtime_package_lists_every_subpackage_and_no_dev_code(tmp_path: Path) -> None:
     packages, package_dir = _setuptools()
     assert not [p for p in packages if "localservers" in p or p.split(".")[0] == "tests"]
     listed = {_folder(package, package_dir).resolve() for package in packages}
     on_disk = {
         init.parent.resolve()
-        for top in {package_dir[name] for name in package_dir}
+        for top in set(package_dir.values())
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert on_disk - listed == set(), "a package folder that the wheel would leave out"
     assert not (ROOT / "syncd" / "localservers").exists()
-    # The installed syncd (editable here) has no test servers either.
+    # The installed syncd (editable here), seen from outside the checkout, has none either.
     found = subprocess.run(
         [
             sys.executable,
             "-c",
             "import importlib.util as u; print(u.find_spec('syncd.localservers'))",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         check=True,
