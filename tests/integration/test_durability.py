@@ -16,12 +16,12 @@ from syncd.schema.tables import metadata, participants, records, sources, unmatc
 from syncd.config import load_config, parse_config
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import MailSync
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.sample import CUSTOMERS_CSV, generate
 from syncd.store import database
 from syncd.store.capture import save_batch
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.sample import CUSTOMERS_CSV, generate
 
 pytestmark = pytest.mark.dovecot
 

@@ -23,9 +23,9 @@ from syncd.domain.calendar_limits import (
     MAX_ATTENDEES,
     MAX_SUB_HOURLY_OCCURRENCES,
 )
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.xandikos import Xandikos
 from tests.conftest import World
+from tests.servers.radicale import Radicale
+from tests.servers.xandikos import Xandikos
 
 CUSTOMERS = (
     "customer,domains,contact_name,contact_email\nAcme Corp,acme.com,Wile Coyote,wile@acme.com\n"

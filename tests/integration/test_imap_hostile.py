@@ -14,8 +14,8 @@ from syncd.connectors.imap import MAX_LITERAL_BYTES, ImapSession
 from syncd.config import MailboxConfig
 from syncd.domain.limits import MAX_HEADER_BYTES
 from syncd.errors import TransientError
-from syncd.localservers.dovecot import Dovecot
 from tests.integration.test_imap_connector import LOGIN, _box, _open
+from tests.servers.dovecot import Dovecot
 
 
 @pytest.mark.dovecot

@@ -15,13 +15,13 @@ from syncd.schema.tables import daemons
 from syncd.config import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.engine.mail_sync import MailSync
-from syncd.localservers.postgres import scratch_database
 from syncd.store import health
 from syncd.store.database import open_database
 from syncd.store.state import get_cursor
 from tests.conftest import World
 from tests.integration.test_calendar_engine import GOOD, ServingSession
 from tests.mail import make_message
+from tests.servers.postgres import scratch_database
 
 LEASE = timedelta(minutes=5)
 

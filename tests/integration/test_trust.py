@@ -17,7 +17,7 @@ from syncd.connectors.imap import ImapSession, tls_context
 
 from syncd.config import CalendarConfig, MailboxConfig, parse_config
 from syncd.errors import ConfigError
-from syncd.localservers.dovecot import Dovecot
+from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.dovecot
 

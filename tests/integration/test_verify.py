@@ -22,10 +22,10 @@ from syncd.schema.tables import (
     sources,
 )
 
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 
 def _inbound(n: int, **kw: Any) -> bytes:

@@ -17,8 +17,8 @@ from syncd.connectors.imap import ImapSession
 from syncd.cli.main import cli
 from syncd.config import MailboxConfig
 from syncd.errors import CredentialsError
-from syncd.localservers.dovecot import Dovecot
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.dovecot
 
