@@ -10,6 +10,7 @@ import socket
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,16 @@ import pytest
 from sqlalchemy import select
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
+from syncd.schema.tables import mailbox_states, source_health
 
 from syncd.config import CalendarConfig, MailboxConfig, parse_config
+from syncd.engine.daemon import Daemon, Source
 from syncd.engine.mail_sync import MailSync
 from syncd.errors import InternalError, RefusedError, TransientError
 from syncd.localservers.dovecot import Dovecot
 from syncd.localservers.ports import free_port
 from syncd.localservers.radicale import Radicale
-from syncd.schema.tables import mailbox_states
-from syncd.store import database
+from syncd.store import database, health
 from syncd.store.queries import sync_status
 from tests.mail import make_message
 
@@ -98,7 +100,9 @@ def test_imap_library_drift_is_internal_not_transient(
     finally:
         session.close()
     assert err.value.kind == "internal" and drifted.calls == 1
-    assert "AttributeError at " in err.value.message and "mailbox alice folder INBOX" in str(err.value)
+    assert "AttributeError at " in err.value.message and "mailbox alice folder INBOX" in str(
+        err.value
+    )
     assert "s3cr3t" not in str(err.value) and "Account" not in str(err.value)
 
 
@@ -133,7 +137,9 @@ def test_a_mailbox_pass_reports_an_internal_error_once_and_status_shows_it_faili
             (shown,) = sync_status(conn, ["rep"])
         engine.dispose()
         assert kind == "internal"
-        assert shown["state"] == "failing" and "internal error (AttributeError" in shown["last_error"]
+        assert (
+            shown["state"] == "failing" and "internal error (AttributeError" in shown["last_error"]
+        )
         logged = capsys.readouterr()
         assert "AttributeError" in logged.out + logged.err
         assert "Account" not in logged.out + logged.err  # the type and the place, no message
@@ -211,7 +217,7 @@ def test_imap_refused_port_is_refused_and_not_retried_inline() -> None:
 
 
 def test_imap_timeout_is_transient(silent_port: int) -> None:
-    with pytest.raises(TransientError, match="timed out|connection lost"):
+    with pytest.raises(TransientError, match=r"timed out|connection lost"):
         _open(_box(silent_port, timeout=0.3))
 
 
@@ -240,20 +246,69 @@ def test_caldav_reset_is_transient_and_each_request_is_retried(
     resetting_port: tuple[int, list[int]],
 ) -> None:
     port, accepts = resetting_port
-    with _dav(_calendar(f"http://127.0.0.1:{port}/")) as session:
-        with pytest.raises(TransientError) as err:
-            session.discover()
+    with (
+        _dav(_calendar(f"http://127.0.0.1:{port}/")) as session,
+        pytest.raises(TransientError) as err,
+    ):
+        session.discover()
     assert err.value.kind == "transient"
     assert len(accepts) >= 3  # REQUEST: three attempts (the HTTP client may add its own)
 
 
 def test_caldav_refused_port_is_refused() -> None:
-    with _dav(_calendar(f"http://127.0.0.1:{free_port()}/")) as session:
-        with pytest.raises(RefusedError):
-            session.discover()
+    with (
+        _dav(_calendar(f"http://127.0.0.1:{free_port()}/")) as session,
+        pytest.raises(RefusedError),
+    ):
+        session.discover()
 
 
 def test_caldav_timeout_is_transient(silent_port: int) -> None:
-    with _dav(_calendar(f"http://127.0.0.1:{silent_port}/", timeout=1)) as session:
-        with pytest.raises(TransientError):
-            session.discover()
+    with (
+        _dav(_calendar(f"http://127.0.0.1:{silent_port}/", timeout=1)) as session,
+        pytest.raises(TransientError),
+    ):
+        session.discover()
+
+
+# --- the daemon: needs attention, hourly, counted ----------------------------------------------
+
+
+@pytest.mark.dovecot
+def test_the_daemon_holds_an_internal_error_for_attention_and_counts_it(
+    dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/syncd.db"\n\n'
+        '[organization]\ninternal_domains = ["example.com"]\n\n'
+        f'[[mailbox]]\nname = "alice"\nowner = "alice@example.com"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.port}\nsecurity = "plain"\nusername = "{MAIL_LOGIN}"\n'
+        f'password = "pw-{MAIL_LOGIN}-s3cr3t"\nfolders = ["INBOX"]\n'
+    )
+    dovecot.deliver(MAIL_LOGIN, make_message(message_id="<daemon-internal@acme.com>"))
+    daemon = Daemon(config)
+    daemon._engine = database.open_database(daemon._config.database.url)
+    box = daemon._config.mailbox[0]
+    source = Source(kind="mailbox", config=box, due=0.0)
+    daemon._sources[source.key] = source
+    drifted = _Counted()
+    monkeypatch.setattr(imapclient.IMAPClient, "search", drifted)
+    try:
+        with daemon._engine.begin() as conn:
+            health.register_daemon(conn, daemon.id, "test", 1)
+        before = time.monotonic()
+        daemon._sync(source)
+        with daemon._engine.connect() as conn:
+            row = conn.execute(select(source_health)).mappings().one()
+    finally:
+        daemon._engine.dispose()
+    assert drifted.calls == 1
+    # Needs attention, looked at again in an hour, not in seconds.
+    assert source.state == "attention" and source.due - before > 3500
+    assert row["state"] == "attention"
+    assert row["reason"].startswith("mailbox alice folder INBOX: internal error (AttributeError at")
+    assert "s3cr3t" not in row["reason"] and "Account" not in row["reason"]
+    counted = daemon._metrics.registry.get_sample_value
+    assert counted("syncd_sync_errors_total", {"source": "alice", "kind": "internal"}) == 1
+    assert counted("syncd_sync_errors_total", {"source": "alice", "kind": "transient"}) is None

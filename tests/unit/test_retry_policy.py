@@ -125,8 +125,12 @@ def test_an_internal_error_waits_for_a_person_hourly() -> None:
             Outcome("internal"), now, interval=60, jitter=0.1, max_backoff=900,
             failures=failures, rng=rng,
         )  # fmt: skip
-        assert (nxt.state, nxt.at - now, nxt.failures) == ("attention", INTERNAL_RETRY, failures + 1)
-    assert INTERNAL_RETRY == timedelta(hours=1)
+        assert (nxt.state, nxt.at - now, nxt.failures) == (
+            "attention",
+            INTERNAL_RETRY,
+            failures + 1,
+        )
+    assert timedelta(hours=1) == INTERNAL_RETRY
     transient = next_run(
         Outcome("transient"), now, interval=60, jitter=0.1, max_backoff=900, failures=0, rng=rng
     )
@@ -170,10 +174,14 @@ def test_task_lists_are_safe_to_share_between_worker_threads() -> None:
     sources = [
         CalendarConfig.model_validate(
             {
-                "name": f"cal{n}", "owner": f"rep{n}@example.com", "url": "http://127.0.0.1:1/",
-                "username": f"u{n}", "password": "pw", "tasks_calendar": "Tasks",
+                "name": f"cal{n}",
+                "owner": f"rep{n}@example.com",
+                "url": "http://127.0.0.1:1/",
+                "username": f"u{n}",
+                "password": "pw",
+                "tasks_calendar": "Tasks",
             }
-        )  # fmt: skip
+        )
         for n in range(8)
     ]
     lists = TaskLists()
