@@ -26,6 +26,7 @@ from syncd.schema.tables import mailbox_states, source_health
 from syncd.config import CalendarConfig, MailboxConfig, parse_config
 from syncd.engine.daemon import Daemon, Source
 from syncd.engine.mail_sync import MailSync
+from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
 from syncd.localservers.dovecot import Dovecot
 from syncd.localservers.ports import free_port
@@ -312,3 +313,59 @@ def test_the_daemon_holds_an_internal_error_for_attention_and_counts_it(
     counted = daemon._metrics.registry.get_sample_value
     assert counted("syncd_sync_errors_total", {"source": "alice", "kind": "internal"}) == 1
     assert counted("syncd_sync_errors_total", {"source": "alice", "kind": "transient"}) is None
+
+
+# --- task list URLs shared by worker threads ------------------------------------------------------
+
+
+@pytest.mark.radicale
+def test_worker_threads_share_task_list_urls_on_a_real_server(
+    radicale: Radicale, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = database.open_database(f"sqlite:///{tmp_path / 'tasks.db'}")
+    logins = [f"cal{n}" for n in range(290, 296)]
+    sources = [
+        _calendar(
+            radicale.url,
+            name=f"{login}-src",
+            owner=f"{login}@example.com",
+            username=login,
+            password=f"pw-{login}-s3cr3t",
+            tasks_calendar="Follow-ups",
+        )
+        for login in logins
+    ]
+    lists = TaskLists()
+    lookups: list[str] = []
+    real_lookup = CalDavSession.task_list
+
+    def counted_lookup(self: CalDavSession, name: str) -> str:
+        lookups.append(name)
+        return real_lookup(self, name)
+
+    monkeypatch.setattr(CalDavSession, "task_list", counted_lookup)
+    failures: list[BaseException] = []
+    start = threading.Barrier(len(sources))
+
+    def passes(source: CalendarConfig) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                with _dav(source) as session:
+                    sync_task_list(engine, source, session, lists)
+        except BaseException as err:
+            failures.append(err)
+
+    threads = [threading.Thread(target=passes, args=(s,)) for s in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    engine.dispose()
+    assert failures == []
+    # One discovery per source, whatever the threads did at the same time; later passes
+    # use the URL the daemon holds, each source its own.
+    assert len(lookups) == len(sources) and len(lists) == len(sources)
+    for source, login in zip(sources, logins, strict=True):
+        url = lists.get(source)
+        assert url is not None and f"/{login}/" in url
