@@ -8,8 +8,9 @@ renew within 29), and a NOOP round trip is how a connection that died silently i
 The server is a peer we do not control: whatever it sends, and whatever that raises
 (a MemoryError from a literal of 3 GB, a parser bug), the watcher drops the connection
 and reconnects with the waits of the ``RECONNECT`` retry policy; after an internal error
-(a bug, a library that changed) it waits the longest of them straight away.  It only ends on purpose (stop, login refused, no IDLE),
-and says why in ``ended``; the daemon restarts a watcher that ended any other way.
+(a bug, a library that changed) it waits the longest of them straight away.  It only
+ends on purpose (stop, login refused, no IDLE), and says why in ``ended``; the daemon
+restarts a watcher that ended any other way.
 """
 
 from __future__ import annotations

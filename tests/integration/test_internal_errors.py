@@ -26,6 +26,7 @@ from syncd.schema.tables import mailbox_states, source_health
 from syncd.config import CalendarConfig, MailboxConfig, parse_config
 from syncd.engine.daemon import Daemon, Source
 from syncd.engine.mail_sync import MailSync
+from syncd.engine.push import IdleWatcher
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
 from syncd.localservers.dovecot import Dovecot
@@ -33,6 +34,7 @@ from syncd.localservers.ports import free_port
 from syncd.localservers.radicale import Radicale
 from syncd.store import database, health
 from syncd.store.queries import sync_status
+from tests.daemon import wait_until
 from tests.mail import make_message
 
 MAIL_LOGIN = "user297"
@@ -369,3 +371,22 @@ def test_worker_threads_share_task_list_urls_on_a_real_server(
     for source, login in zip(sources, logins, strict=True):
         url = lists.get(source)
         assert url is not None and f"/{login}/" in url
+
+
+@pytest.mark.dovecot
+def test_an_idle_watcher_meeting_library_drift_waits_long_and_still_stops_at_once(
+    dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drifted = _Counted()
+    monkeypatch.setattr(imapclient.IMAPClient, "idle", drifted)
+    watcher = IdleWatcher(_box(dovecot.port), lambda _name: None, wait_step=0.1).start()
+    try:
+        wait_until(lambda: watcher.crashes == 1, 10, "the watcher to meet the drift")
+        time.sleep(1.0)
+        assert drifted.calls == 1 and watcher.alive  # alive, and not hammering the server
+    finally:
+        watcher.stop()
+        stopped = time.monotonic()
+        watcher.join(5)
+    assert not watcher.alive and time.monotonic() - stopped < 2.0
+    assert watcher.ended == "stopped"
