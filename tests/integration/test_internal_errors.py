@@ -19,6 +19,7 @@ import caldav.davclient
 import imapclient
 import pytest
 from sqlalchemy import select
+from syncd.connectors import imap
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
 from syncd.schema.tables import mailbox_states, source_health
@@ -36,6 +37,7 @@ from syncd.store import database, health
 from syncd.store.queries import sync_status
 from tests.daemon import wait_until
 from tests.mail import make_message
+from tests.recorder import Recorder
 
 MAIL_LOGIN = "user297"
 CAL_LOGIN = "cal297"
@@ -111,7 +113,7 @@ def test_imap_library_drift_is_internal_not_transient(
 
 @pytest.mark.dovecot
 def test_a_mailbox_pass_reports_an_internal_error_once_and_status_shows_it_failing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = Dovecot(Path(tempfile.mkdtemp(prefix="syncd-test-internal-")), {"rep": "pw"}).start()
     try:
@@ -132,6 +134,8 @@ def test_a_mailbox_pass_reports_an_internal_error_once_and_status_shows_it_faili
         engine = database.open_database(config.database.url)
         drifted = _Counted()
         monkeypatch.setattr(imapclient.IMAPClient, "search", drifted)
+        logged = Recorder()
+        monkeypatch.setattr(imap, "log", logged)
         (result,) = MailSync(engine, config).run_once()
         assert result.error is not None and result.error.kind == "internal"
         assert drifted.calls == 1  # not retried: the same bug would only come back
@@ -143,9 +147,9 @@ def test_a_mailbox_pass_reports_an_internal_error_once_and_status_shows_it_faili
         assert (
             shown["state"] == "failing" and "internal error (AttributeError" in shown["last_error"]
         )
-        logged = capsys.readouterr()
-        assert "AttributeError" in logged.out + logged.err
-        assert "Account" not in logged.out + logged.err  # the type and the place, no message
+        (line,) = [e for e in logged.events if e[1] == "imap.internal_error"]
+        assert line[0] == "error" and "AttributeError at " in str(line[2]["error"])
+        assert "Account" not in repr(logged.events)  # the type and the place, never the message
     finally:
         server.stop()
 
