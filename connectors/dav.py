@@ -15,23 +15,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
+import structlog
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from lxml import etree
+from syncd.connectors import retry
 
 from syncd.config import CalendarConfig
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
+    InternalError,
     RefusedError,
     RemoteConfigError,
     RemoteError,
+    SyncdError,
     TransientError,
 )
+
+log = structlog.get_logger("syncd.caldav")
 
 NS = {"D": "DAV:", "C": "urn:ietf:params:xml:ns:caldav"}
 MULTIGET_BATCH = 200
@@ -183,7 +190,7 @@ class TokenRejected(Exception):
 def _classified(where: str) -> Iterator[None]:
     try:
         yield
-    except (RemoteError, TokenRejected):
+    except (SyncdError, TokenRejected):  # already says what to do (RemoteError included)
         raise
     except dav_error.AuthorizationError as err:
         raise CredentialsError(
@@ -196,13 +203,31 @@ def _classified(where: str) -> Iterator[None]:
         raise RemoteConfigError(
             f"{where}: not found", hint="check url; `syncd check` lists the calendars"
         ) from None
-    except dav_error.DAVError as err:
+    except (dav_error.DAVError, etree.XMLSyntaxError) as err:  # the server answered badly
         raise TransientError(f"{where}: the server failed ({type(err).__name__})") from None
-    except Exception as err:  # sockets, urllib3 and niquests each raise their own families
-        raise _network_error(where, err) from None
+    except MemoryError:
+        raise TransientError(f"{where}: an answer too large to hold in memory") from None
+    except Exception as err:
+        if _is_network_failure(err):
+            raise _network_error(where, err) from None
+        internal = InternalError.from_exception(where, err)
+        # The type and the place only: the message may quote server data or a secret.
+        log.error("caldav.internal_error", where=where, error=internal.message)
+        raise internal from None
 
 
-def _network_error(where: str, err: Exception) -> RemoteError:
+# The HTTP stacks under caldav raise their own families, not all of them OSError.
+_NETWORK_MODULES = ("niquests", "urllib3", "urllib3_future", "requests", "h11", "h2", "qh3")
+
+
+def _is_network_failure(err: BaseException) -> bool:
+    """A failure of the network or of the HTTP exchange, not of our code or caldav's."""
+    if isinstance(err, (OSError, HTTPException, EOFError)):
+        return True
+    return any(cls.__module__.split(".")[0] in _NETWORK_MODULES for cls in type(err).__mro__)
+
+
+def _network_error(where: str, err: BaseException) -> RemoteError:
     """What a failed HTTP exchange means for the caller, whatever library raised it."""
     text = f"{type(err).__name__}: {err}"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
@@ -248,7 +273,21 @@ class _SameOriginClient(DAVClient):
         target = urljoin(str(self.url), str(url))
         if origin_of(target) != self._origin:
             raise self.foreign(target)
-        return super().request(url, *args, **kwargs)
+
+        def attempt() -> Any:
+            try:
+                return super(_SameOriginClient, self).request(url, *args, **kwargs)
+            except Exception as err:
+                # Network failures are classified here so that the policy can retry the
+                # transient ones; caldav's own errors go on to ``_classified`` unchanged.
+                if _is_network_failure(err):
+                    raise _network_error(self._where, err) from None
+                raise
+
+        return retry.REQUEST.call(attempt, on_retry=self._retrying)
+
+    def _retrying(self, err: BaseException, wait: float) -> None:
+        log.info("caldav.retry", error=str(err), retry_in=round(wait, 2))
 
     def foreign(self, url: str) -> RemoteConfigError:
         """The refusal of a URL on another origin: named by its origin only (no path, no
