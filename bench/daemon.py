@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import imapclient
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import mailbox_states, records
 
+from syncd.schema.tables import mailbox_states, records
 from tests.servers.dovecot import Dovecot
 
 SYNCD = str(Path(sys.executable).parent / "syncd")

@@ -24,9 +24,9 @@ import structlog
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from lxml import etree
-from syncd.connectors import retry
 
 from syncd.config import CalendarConfig
+from syncd.connectors import retry
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,

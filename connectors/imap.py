@@ -21,10 +21,10 @@ from typing import Any
 import imapclient
 import structlog
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
-from syncd.connectors import retry
-from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
 
 from syncd.config import MailboxConfig
+from syncd.connectors import retry
+from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
 from syncd.domain.limits import MAX_HEADER_BYTES
 from syncd.errors import (
     CredentialsError,

@@ -11,9 +11,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from syncd.connectors.dav import CalendarInfo, CalendarObject, Changes
 
 from syncd.config import CalendarConfig, load_config
+from syncd.connectors.dav import CalendarInfo, CalendarObject, Changes
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.store.database import open_database
 from tests.conftest import World

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import mailbox_states, participants, records, source_health, sources
 
+from syncd.schema.tables import mailbox_states, participants, records, source_health, sources
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message

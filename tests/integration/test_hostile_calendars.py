@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
-from syncd.schema.tables import participants, records
 
 from syncd.domain.calendar_limits import (
     MAX_ATTENDEES,
     MAX_SUB_HOURLY_OCCURRENCES,
 )
+from syncd.schema.tables import participants, records
 from tests.conftest import World
 from tests.servers.radicale import Radicale
 from tests.servers.xandikos import Xandikos

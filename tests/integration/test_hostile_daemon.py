@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import daemons, records
 
+from syncd.schema.tables import daemons, records
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.integration.test_daemon import _first_sync_done

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from syncd.connectors.imap import ImapSession
 
 from syncd.config import MailboxConfig
+from syncd.connectors.imap import ImapSession
 from syncd.errors import CredentialsError, RefusedError, RemoteConfigError, TransientError
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot

@@ -19,25 +19,25 @@ import caldav.davclient
 import imapclient
 import pytest
 from sqlalchemy import select
+
+from syncd.config import CalendarConfig, MailboxConfig, parse_config
 from syncd.connectors import imap
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
-from syncd.schema.tables import mailbox_states, source_health
-
-from syncd.config import CalendarConfig, MailboxConfig, parse_config
 from syncd.engine.daemon import Daemon, Source
 from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import IdleWatcher
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
-from syncd.localservers.radicale import Radicale
+from syncd.schema.tables import mailbox_states, source_health
 from syncd.store import database, health
 from syncd.store.queries import sync_status
 from tests.daemon import wait_until
 from tests.mail import make_message
 from tests.recorder import Recorder
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.radicale import Radicale
 
 MAIL_LOGIN = "user297"
 CAL_LOGIN = "cal297"

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from sqlalchemy import Connection, Engine, func, select, update
-from syncd.connectors.dav import CalendarObject
-from syncd.schema.tables import daemons
 
 from syncd.config import load_config
+from syncd.connectors.dav import CalendarObject
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.engine.mail_sync import MailSync
+from syncd.schema.tables import daemons
 from syncd.store import health
 from syncd.store.database import open_database
 from syncd.store.state import get_cursor

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, func, select, update
+
 from syncd.schema.tables import (
     calendar_objects,
     calendar_quarantine,
@@ -21,7 +22,6 @@ from syncd.schema.tables import (
     skipped_messages,
     sources,
 )
-
 from tests.conftest import World
 from tests.mail import make_message
 from tests.servers.radicale import Radicale

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
-from syncd.schema.tables import sources
 
+from syncd.schema.tables import sources
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message

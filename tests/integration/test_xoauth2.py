@@ -12,10 +12,10 @@ from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
-from syncd.connectors.imap import ImapSession
 
 from syncd.cli.main import cli
 from syncd.config import MailboxConfig
+from syncd.connectors.imap import ImapSession
 from syncd.errors import CredentialsError
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot

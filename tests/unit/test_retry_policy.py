@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from syncd.connectors.retry import LOGIN, PASS, REQUEST, RetryPolicy
 
+from syncd.connectors.retry import LOGIN, PASS, REQUEST, RetryPolicy
 from syncd.engine.daemon import crash_kind
 from syncd.engine.schedule import INTERNAL_RETRY, Outcome, next_run
 from syncd.engine.task_sync import TaskLists
