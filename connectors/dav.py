@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,6 +22,12 @@ from xml.sax.saxutils import escape
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from lxml import etree
+
+# Re-exported: these value types live with the interface in base.py; older imports from
+# here keep working.
+from syncd.connectors.base import CalendarInfo as CalendarInfo
+from syncd.connectors.base import CalendarObject as CalendarObject
+from syncd.connectors.base import Changes as Changes
 
 from syncd.config import CalendarConfig
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
@@ -80,35 +86,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarInfo:
-    url: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarObject:
-    href: str
-    etag: str
-    data: str
-
-
-@dataclass(slots=True)
-class Changes:
-    token: str | None  # the new sync token, None when the server has none
-    changed: list[CalendarObject]
-    deleted: list[str]  # hrefs
-    # "query" (first sync), "query-unfiltered" (first sync, the server failed the time-range
-    # filter), "token", "full-token" (no or rejected token) or "etag"
-    method: str
-    # Objects listed but not downloaded: all their occurrences lie before the window, which
-    # only moves forward (href -> ETag).  Remembered, so a change to one still shows.
-    unread: dict[str, str] = field(default_factory=dict)
-    # Objects not downloaded because they are larger than any calendar object syncd reads
-    # (MAX_OBJECT_BYTES), or than the XML parser takes: href -> (ETag, reason).
-    oversized: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _sync_body(token: str | None, with_data: bool) -> str:
