@@ -518,7 +518,9 @@ class CalDavSession:
         self.requests += 1
         with _classified(self._where):
             try:
-                return self._client.request(url, "REPORT", body, {**self._headers, "Depth": depth})
+                response = self._client.request(
+                    url, "REPORT", body, {**self._headers, "Depth": depth}
+                )
             except etree.XMLSyntaxError:
                 raise UnreadableAnswer(
                     f"{self._where}: the server's answer is not readable XML"
@@ -530,6 +532,14 @@ class CalDavSession:
                 if with_token:
                     raise TokenRejected from None
                 raise
+        if response.status == 404:
+            # The collection itself is gone (deleted since discovery): that calendar is
+            # reported and the account's other calendars still sync.
+            raise RemoteConfigError(
+                f"{self._where}: calendar not found",
+                hint="check url; `syncd check` lists the calendars",
+            )
+        return response
 
     def _sync(
         self,
