@@ -45,18 +45,25 @@ _MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:.*(?:\r?\n[ \t].*)*")
 
 
 class _Faults:
-    """Errors queued per operation name, raised by the next call of that operation."""
+    """Errors queued per operation name, raised by a later call of that operation."""
 
     def __init__(self) -> None:
-        self._queued: dict[str, list[RemoteError]] = {}
+        self._queued: dict[str, list[tuple[int, RemoteError]]] = {}
 
-    def fail_next(self, operation: str, error: RemoteError) -> None:
-        self._queued.setdefault(operation, []).append(error)
+    def fail_next(self, operation: str, error: RemoteError, *, after: int = 0) -> None:
+        """Raise ``error`` from the call of ``operation`` that follows ``after`` good ones."""
+        self._queued.setdefault(operation, []).append((after, error))
 
     def check(self, operation: str) -> None:
         queued = self._queued.get(operation)
-        if queued:
-            raise queued.pop(0)
+        if not queued:
+            return
+        after, error = queued[0]
+        if after > 0:
+            queued[0] = (after - 1, error)
+            return
+        queued.pop(0)
+        raise error
 
 
 # --- mail ---------------------------------------------------------------------------------------

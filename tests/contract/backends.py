@@ -66,8 +66,11 @@ class FakeMail:
     def remove_folder(self, name: str) -> None:
         self.server.remove_folder(name)
 
-    def interrupt_next_fetch(self) -> None:
-        self.server.fail_next("fetch", TransientError("mailbox fake: connection lost (abort)"))
+    def interrupt_next_fetch(self, *, after: int = 0) -> None:
+        """Drop the connection at the fetch that follows ``after`` good ones."""
+        self.server.fail_next(
+            "fetch", TransientError("mailbox fake: connection lost (abort)"), after=after
+        )
 
 
 class DovecotMail:
@@ -76,7 +79,7 @@ class DovecotMail:
     def __init__(self, dovecot: Dovecot, login: str) -> None:
         self.dovecot = dovecot
         self.login = login
-        self._interrupts = 0
+        self._interrupts: list[int] = []  # good fetches left before each drop
 
     def _box(self) -> MailboxConfig:
         return MailboxConfig.model_validate(
@@ -142,14 +145,18 @@ class DovecotMail:
     def remove_folder(self, name: str) -> None:
         shutil.rmtree(self._path(name))
 
-    def interrupt_next_fetch(self) -> None:
-        self._interrupts += 1
+    def interrupt_next_fetch(self, *, after: int = 0) -> None:
+        """Drop the connection at the fetch that follows ``after`` good ones."""
+        self._interrupts.append(after)
 
     def take_interrupt(self) -> bool:
-        if self._interrupts:
-            self._interrupts -= 1
-            return True
-        return False
+        if not self._interrupts:
+            return False
+        if self._interrupts[0] > 0:
+            self._interrupts[0] -= 1
+            return False
+        self._interrupts.pop(0)
+        return True
 
 
 class _Severable:

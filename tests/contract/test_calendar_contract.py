@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from syncd.connectors.base import CalendarSession, Changes
+
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import RemoteConfigError
 from tests.contract.conftest import CalendarBackend
