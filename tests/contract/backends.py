@@ -184,7 +184,7 @@ class _Severable:
 
     def fetch(self, uids: list[int]) -> list[FetchedMessage]:
         if self._backend.take_interrupt():
-            self._inner._client._imap.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+            self._inner._client._imap.sock.shutdown(socket.SHUT_RDWR)
         return self._inner.fetch(uids)
 
     def fetch_message_ids(self, uids: list[int]) -> dict[int, bytes]:

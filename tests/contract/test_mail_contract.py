@@ -6,6 +6,8 @@ what makes the engine tests on the fake (test_engine_edges.py) worth their speed
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from syncd.domain.headers import parse_message_ids, split_header_section
@@ -14,8 +16,8 @@ from tests.contract.conftest import MailBackend
 from tests.mail import make_message
 
 
-def _msg(n: int, **kwargs: object) -> bytes:
-    return make_message(message_id=f"<m{n}@acme.com>", subject=f"Message {n}", **kwargs)  # type: ignore[arg-type]
+def _msg(n: int, **kwargs: Any) -> bytes:
+    return make_message(message_id=f"<m{n}@acme.com>", subject=f"Message {n}", **kwargs)
 
 
 def _ids(raw_by_uid: dict[int, bytes]) -> dict[int, str]:
