@@ -161,7 +161,7 @@ class FakeMailSession:
     def _open(self) -> _Folder:
         assert self._folder is not None, "no folder examined"
         box = self._server.folders.get(self._folder)
-        if box is None:  # deleted while open: Dovecot ends the session
+        if box is None:  # deleted while open: this session cannot go on (never asserted)
             raise TransientError(f"{self._where(self._folder)}: connection lost (abort)")
         return box
 
