@@ -105,7 +105,7 @@ class DovecotMail:
 
     def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
         self.dovecot.deliver(self.login, raw, folder=folder)
-        time.sleep(0.002)  # distinct delivery times keep Dovecot's UID order = delivery order
+        time.sleep(0.002)  # apart in time, as real deliveries are
 
     def _path(self, folder: str) -> Path:
         base = self.dovecot.root / "mail" / self.login / "Maildir"
@@ -126,11 +126,12 @@ class DovecotMail:
         # Dovecot takes the clock's second for a new UIDVALIDITY: rebuilt within the second
         # the folder was made, it would get the same one.  Wait for a later second.
         before = self._validity(folder)
-        while True:
+        for _ in range(20):
             self.dovecot.reset_uidvalidity(self.login, folder)
             if self._validity(folder) != before:
                 return
             time.sleep(0.2)
+        raise AssertionError("Dovecot kept the same UIDVALIDITY for 4 seconds")
 
     def _validity(self, folder: str) -> int:
         session = self.open()
