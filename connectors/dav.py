@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.client import HTTPException
@@ -27,6 +27,12 @@ from lxml import etree
 
 from syncd.config import CalendarConfig
 from syncd.connectors import retry
+
+# Re-exported: these value types live with the interface in base.py; older imports from
+# here keep working.
+from syncd.connectors.base import CalendarInfo as CalendarInfo
+from syncd.connectors.base import CalendarObject as CalendarObject
+from syncd.connectors.base import Changes as Changes
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
@@ -87,35 +93,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarInfo:
-    url: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarObject:
-    href: str
-    etag: str
-    data: str
-
-
-@dataclass(slots=True)
-class Changes:
-    token: str | None  # the new sync token, None when the server has none
-    changed: list[CalendarObject]
-    deleted: list[str]  # hrefs
-    # "query" (first sync), "query-unfiltered" (first sync, the server failed the time-range
-    # filter), "token", "full-token" (no or rejected token) or "etag"
-    method: str
-    # Objects listed but not downloaded: all their occurrences lie before the window, which
-    # only moves forward (href -> ETag).  Remembered, so a change to one still shows.
-    unread: dict[str, str] = field(default_factory=dict)
-    # Objects not downloaded because they are larger than any calendar object syncd reads
-    # (MAX_OBJECT_BYTES), or than the XML parser takes: href -> (ETag, reason).
-    oversized: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _sync_body(token: str | None, with_data: bool) -> str:
@@ -580,7 +557,9 @@ class CalDavSession:
         self.requests += 1
         with _classified(self._where):
             try:
-                return self._client.request(url, "REPORT", body, {**self._headers, "Depth": depth})
+                response = self._client.request(
+                    url, "REPORT", body, {**self._headers, "Depth": depth}
+                )
             except etree.XMLSyntaxError:
                 raise UnreadableAnswer(
                     f"{self._where}: the server's answer is not readable XML"
@@ -592,6 +571,14 @@ class CalDavSession:
                 if with_token:
                     raise TokenRejected from None
                 raise
+        if response.status == 404:
+            # The collection itself is gone (deleted since discovery): that calendar is
+            # reported and the account's other calendars still sync.
+            raise RemoteConfigError(
+                f"{self._where}: calendar not found",
+                hint="check url; `syncd check` lists the calendars",
+            )
+        return response
 
     def _sync(
         self,

@@ -217,6 +217,8 @@ class ImapSession:
         with _classified(self._where(folder)):
             try:
                 info = self._client.select_folder(folder, readonly=True)
+            except imaplib.IMAP4.abort:
+                raise  # a dropped connection, not a bad folder: transient (classify)
             except IMAPClientError as err:
                 raise RemoteConfigError(
                     f"{self._where(folder)}: cannot open the folder ({err})",

@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CalendarConfig
-from syncd.connectors.dav import CalDavSession
+from syncd.connectors.base import CalendarSession
 from syncd.domain.todos import render_todo, todo_status
 from syncd.errors import RemoteError
 from syncd.store import tasks as store
@@ -60,7 +60,7 @@ class TaskLists:
 def sync_task_list(
     engine: Engine,
     source: CalendarConfig,
-    session: CalDavSession,
+    session: CalendarSession,
     lists: TaskLists | None = None,
 ) -> dict[str, int]:
     """One pass over ``source``'s task list; ``lists`` remembers its URL between passes
@@ -123,7 +123,7 @@ def sync_task_list(
     return counts
 
 
-def _erase_forgotten(engine: Engine, owner: str, session: CalDavSession, url: str) -> int:
+def _erase_forgotten(engine: Engine, owner: str, session: CalendarSession, url: str) -> int:
     """Delete from the rep's list the VTODOs of tasks about people syncd was told to forget,
     then the tasks themselves: nothing syncd pushed may keep naming them."""
     with engine.connect() as conn:
