@@ -25,9 +25,9 @@ from syncd.connectors.base import (
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
 from syncd.errors import TransientError
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.radicale import Radicale
 from tests.fakes import FakeCalendarServer, FakeMailServer
+from tests.servers.dovecot import Dovecot
+from tests.servers.radicale import Radicale
 
 BIG = 10_000_000  # the engine's default max_message_bytes is far below: no message is cut
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.radicale import Radicale
 from tests import conftest as suite
 from tests.contract.backends import DovecotMail, FakeCalendars, FakeMail, RadicaleCalendars
+from tests.servers.dovecot import Dovecot
+from tests.servers.radicale import Radicale
 
 MailBackend = FakeMail | DovecotMail
 CalendarBackend = FakeCalendars | RadicaleCalendars
