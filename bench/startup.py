@@ -1,0 +1,81 @@
+"""Start-up benchmark: how long a short command takes, against the interpreter's own start.
+
+    .venv/bin/python bench/startup.py --runs 15
+
+Creates a small SQLite database (the example configuration of ``syncd init``, migrated,
+with a few customers), then times, in one run, the median wall time of ``python -c pass``,
+``syncd --help``, ``syncd status``, ``syncd status --json`` and ``syncd records list
+--json``, each a fresh process, and prints each as a ratio to ``python -c pass``.
+The target (issue #12): ``syncd --help`` and ``syncd status`` within 0.25 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_SECONDS = 0.25
+
+
+def _syncd() -> str:
+    beside = Path(sys.executable).with_name("syncd")
+    return str(beside) if beside.exists() else "syncd"
+
+
+def _median_seconds(argv: list[str], runs: int, env: dict[str, str]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        # The exit status is not checked: `status` exits 3 when no daemon runs.
+        done = subprocess.run(argv, env=env, capture_output=True, check=False)
+        times.append(time.perf_counter() - started)
+        if b"error:" in done.stderr or b"Traceback" in done.stderr:
+            raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr.decode()}")
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="runs of each command")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="syncd-bench-startup-", dir="/tmp"))
+    try:
+        env = {**os.environ, "SYNCD_CONFIG": str(work / "syncd.toml")}
+        syncd = _syncd()
+        setup = [
+            [syncd, "init"],
+            [syncd, "db", "upgrade"],
+            [syncd, "customers", "add", "Acme", "--domain", "acme.com"],
+            [syncd, "customers", "add", "Globex", "--domain", "globex.com"],
+        ]
+        for argv in setup:
+            subprocess.run(argv, env=env, check=True, capture_output=True)
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "syncd --help": [syncd, "--help"],
+            "syncd status": [syncd, "status"],
+            "syncd status --json": [syncd, "status", "--json"],
+            "syncd records list --json": [syncd, "records", "list", "--json"],
+        }
+        # One warm-up each, so every command reads the same (cached) files.
+        for argv in commands.values():
+            subprocess.run(argv, env=env, capture_output=True, check=False)
+        medians = {name: _median_seconds(argv, args.runs, env) for name, argv in commands.items()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = medians["python -c pass"]
+    print(f"median of {args.runs} runs each (target: --help and status <= {TARGET_SECONDS} s)")
+    for name, seconds in medians.items():
+        print(f"  {name:28} {seconds:6.3f} s  {seconds / base:5.1f} x python -c pass")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
