@@ -79,7 +79,9 @@ COMMANDS: dict[str, Entry] = {
         "syncd.cli.cmd_tasks", "tasks", "Follow-up tasks: list, done, dismiss, snooze, add."
     ),
     "timeline": Entry(
-        "syncd.cli.cmd_records", "timeline", "A customer's history, newest first, for people to read."
+        "syncd.cli.cmd_records",
+        "timeline",
+        "A customer's history, newest first, for people to read.",
     ),
     "verify": Entry(
         "syncd.cli.cmd_verify",

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from syncd.domain.meetings import shown_status
 from syncd.schema.tables import (
     calendar_quarantine,
     calendar_states,
@@ -39,7 +38,9 @@ def list_records(
     kind: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Records newest first, each with customers, participants and sources, as plain dicts."""
+    """Records newest first, each with customers, participants and sources, as plain dicts
+    with datetimes; a meeting's ``status`` is the stored one (the CLI shows ``held`` once
+    it has ended)."""
     query = select(records).order_by(records.c.occurred_at.desc(), records.c.id.desc())
     if customer_id is not None:
         query = query.where(
@@ -62,7 +63,6 @@ def list_records(
     if limit is not None:
         query = query.limit(limit)
     rows = conn.execute(query).mappings().all()
-    now = datetime.now(UTC)
     ids = [row["id"] for row in rows]
     linked: dict[int, list[dict[str, Any]]] = defaultdict(list)
     people: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -117,23 +117,23 @@ def list_records(
             "subject": row["subject"],
             "snippet": row["snippet"],
             "body": row["body"],
-            "occurred_at": _iso(row["occurred_at"]),
+            "occurred_at": row["occurred_at"],
             "customers": linked.get(row["id"], []),
             "participants": people.get(row["id"], []),
             "thread_id": row["thread_key"],
             "message_id": row["message_id"],
             "sources": where.get(row["id"], []),
-            **(_meeting_fields(row, now) if row["kind"] == "meeting" else {}),
+            **(_meeting_fields(row) if row["kind"] == "meeting" else {}),
         }
         for row in rows
     ]
 
 
-def _meeting_fields(row: Any, now: datetime) -> dict[str, Any]:
+def _meeting_fields(row: Any) -> dict[str, Any]:
     return {
-        "status": shown_status(row["status"] or "scheduled", row["ends_at"], now),
-        "starts_at": _iso(row["starts_at"]),
-        "ends_at": _iso(row["ends_at"]),
+        "status": row["status"],
+        "starts_at": row["starts_at"],
+        "ends_at": row["ends_at"],
         "ical_uid": row["ical_uid"],
         "recurrence_id": row["recurrence_id"] or None,
         "organizer": row["organizer"],

@@ -53,30 +53,6 @@ class QueueEntry:
     # Every customer owning the address's domain when several do: the admin picks one.
     candidates: list[dict[str, Any]]
 
-    def as_dict(self) -> dict[str, Any]:
-        best = self.suggestions[0] if self.suggestions else None
-        return {
-            "address": self.address,
-            "name": self.name,
-            "count": self.count,
-            "first_seen": _iso(self.first_seen),
-            "last_seen": _iso(self.last_seen),
-            "mailboxes": self.mailboxes,
-            "suggestion": None
-            if best is None
-            else {
-                "customer_id": best.customer_id,
-                "customer": best.customer,
-                "confidence": best.confidence,
-                "reason": best.reason,
-            },
-            "candidates": self.candidates,
-        }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
-
 
 def customer_facts(conn: Connection) -> list[CustomerFacts]:
     domains: dict[int, list[str]] = {}
