@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,16 +30,24 @@ def _syncd() -> str:
     return str(beside) if beside.exists() else "syncd"
 
 
-def _median_seconds(argv: list[str], runs: int, env: dict[str, str]) -> float:
-    times = []
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _median_seconds(argv: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall and CPU (user + system) seconds of a fresh process.  The CPU time is
+    the steadier figure on a shared machine, where wall time includes waiting for a core."""
+    walls, cpus = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         # The exit status is not checked: `status` exits 3 when no daemon runs.
         done = subprocess.run(argv, env=env, capture_output=True, check=False)
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_cpu() - cpu)
         if b"error:" in done.stderr or b"Traceback" in done.stderr:
             raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr.decode()}")
-    return statistics.median(times)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> int:
@@ -70,10 +79,14 @@ def main() -> int:
         medians = {name: _median_seconds(argv, args.runs, env) for name, argv in commands.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base = medians["python -c pass"]
+    base, base_cpu = medians["python -c pass"]
     print(f"median of {args.runs} runs each (target: --help and status <= {TARGET_SECONDS} s)")
-    for name, seconds in medians.items():
-        print(f"  {name:28} {seconds:6.3f} s  {seconds / base:5.1f} x python -c pass")
+    print(f"  {'command':28} {'wall':>8}  {'ratio':>6}  {'cpu':>8}  {'ratio':>6}")
+    for name, (wall, cpu) in medians.items():
+        print(
+            f"  {name:28} {wall:6.3f} s  {wall / base:5.1f}x  {cpu:6.3f} s  {cpu / base_cpu:5.1f}x"
+        )
+    print(f"  (load average {os.getloadavg()[0]:.2f})")
     return 0
 
 
