@@ -114,7 +114,10 @@ def _database_error(err: Exception) -> StoreError | None:
 
 
 def _fail(err: SyncdError) -> click.exceptions.Exit:
+    from syncd.cli.present.hints import hint_for
+
     click.echo(f"error: {err.message}", err=True)
-    if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+    hint = hint_for(err)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
     return click.exceptions.Exit(err.exit_code)

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from syncd.domain.matching import Directory, match_address
-from syncd.errors import UserError
 from syncd.schema.tables import customers, participants, record_customers, record_unlinks, records
+from syncd.store.errors import NotFound
 
 
 def _names(conn: Connection) -> dict[int, str]:
@@ -24,7 +24,7 @@ def explain(conn: Connection, record_id: int, directory: Directory) -> dict[str,
     the ``owners`` of an ambiguous domain), its links and a person's unlinks."""
     row = conn.execute(select(records).where(records.c.id == record_id)).mappings().first()
     if row is None:
-        raise UserError(f"no record {record_id}", hint="`syncd records list` shows record ids")
+        raise NotFound("record", record_id)
     names = _names(conn)
     people = []
     for p in conn.execute(

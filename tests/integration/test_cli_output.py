@@ -4,6 +4,7 @@ and one object a line (--nl), through the real CLI on a real database with data.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,15 @@ def test_the_list_commands_are_the_commands_with_output_options() -> None:
         if {"--json", "--nl"} <= {opt for p in command.params for opt in p.opts}
     }
     assert with_nl == set(LIST_COMMANDS)
+
+
+def test_the_readme_documents_the_output_options_of_every_list_command() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Commands")[1].split("\n### ")[0]
+    for command in LIST_COMMANDS:
+        usages = re.findall(rf"`syncd {' '.join(command)}(?: [^`]*)?`", section)
+        assert any("--json\\|--nl" in usage for usage in usages), command
+    assert "`--nl`" in section
 
 
 def _fill(world: World, radicale: Any) -> None:
@@ -154,3 +164,24 @@ def test_status_on_a_current_database_loads_no_migration_or_server_code(tmp_path
     assert loaded("customers", "list", "--json") == ["alembic"]  # a new database: migrated
     assert loaded("status", "--json") == []
     assert loaded("records", "list", "--nl") == []
+
+
+def test_errors_the_store_raises_as_data_get_a_hint_naming_the_command(world: World) -> None:
+    world.write_config()
+    cases = [
+        (("records", "explain", "999"), "error: no record 999", "`syncd records list` shows record ids"),
+        (("records", "link", "999", "--customer", "1"), "error: no customer '1'", "`syncd customers add` creates one"),
+        (("tasks", "done", "999"), "error: no task 999", "`syncd tasks list` shows the task ids"),
+        (
+            ("reconcile", "create-customer", "jo@gmail.com", "--name", "Jo"),
+            "error: gmail.com is a free-mail domain: it cannot belong to a customer",
+            "hint: use `syncd reconcile assign jo@gmail.com --customer NAME` to make the person a contact",
+        ),
+    ]  # fmt: skip
+    for args, error, hint in cases:
+        result = world.cli(*args, expect=2)
+        assert error in result.stderr and hint in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+    world.cli("customers", "add", "Acme", "--domain", "acme.com")
+    result = world.cli("records", "link", "999", "--customer", "Acme", expect=2)
+    assert "error: no record 999\nhint: `syncd records list` shows record ids" in result.stderr
