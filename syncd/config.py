@@ -36,7 +36,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DatabaseConfig(_Strict):

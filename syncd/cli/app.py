@@ -1,40 +1,54 @@
-"""What every command shares: the config, the database, output helpers, error handling."""
+"""What every command shares: the config, the database, output helpers, error handling.
+
+Imported by ``syncd --help``, so it stays light: the config (pydantic), the database
+(SQLAlchemy) and rich are imported when a command first asks for them.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from syncd.config import Config, load_config, resolve_path
 from syncd.errors import StoreError, SyncdError, UserError
-from syncd.store.database import open_database
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from syncd.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class App:
     def __init__(self, config_path: str | None) -> None:
+        from syncd.config import resolve_path
+
         self.config_path: Path = resolve_path(config_path)
 
     @cached_property
     def config(self) -> Config:
+        from syncd.config import load_config
+
         return load_config(self.config_path)
 
     @cached_property
     def engine(self) -> Engine:
+        from syncd.store.database import open_database
+
         return open_database(self.config.database.url)
 
     @cached_property
     def out(self) -> Console:
+        from rich.console import Console
+
         return Console(soft_wrap=True, highlight=False)
 
 
@@ -42,6 +56,8 @@ pass_app = click.make_pass_decorator(App)
 
 
 def json_option(func: F) -> F:
+    """``--json`` for a command whose output is one object (status, verify, records explain);
+    list commands take ``output_options`` (syncd/cli/output.py) instead."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         func
     )
@@ -75,20 +91,33 @@ class ErrorHandlingGroup(click.Group):
             return super().invoke(ctx)
         except SyncdError as err:
             raise _fail(err) from None
-        except OperationalError as err:
-            raise _fail(
-                StoreError(
-                    f"database error: {str(err.orig).strip()}",
-                    hint="check database.url and that the database is reachable",
-                )
-            ) from None
-        except SQLAlchemyError as err:
-            first_line = f"{type(err).__name__}: {err}".splitlines()[0]
-            raise _fail(StoreError(f"database error: {first_line}")) from None
+        except Exception as err:
+            store_error = _database_error(err)
+            if store_error is None:
+                raise
+            raise _fail(store_error) from None
+
+
+def _database_error(err: Exception) -> StoreError | None:
+    """A SQLAlchemy error as a StoreError; None for anything else.  SQLAlchemy is only
+    looked up when it is loaded: a command that never opened the database cannot raise it."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(err, sa_exc.SQLAlchemyError):
+        return None
+    if isinstance(err, sa_exc.OperationalError):
+        return StoreError(
+            f"database error: {str(err.orig).strip()}",
+            hint="check database.url and that the database is reachable",
+        )
+    first_line = f"{type(err).__name__}: {err}".splitlines()[0]
+    return StoreError(f"database error: {first_line}")
 
 
 def _fail(err: SyncdError) -> click.exceptions.Exit:
+    from syncd.cli.present.hints import hint_for
+
     click.echo(f"error: {err.message}", err=True)
-    if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+    hint = hint_for(err)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
     return click.exceptions.Exit(err.exit_code)

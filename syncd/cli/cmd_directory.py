@@ -6,9 +6,10 @@ import csv
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from syncd.cli.app import App, json_option, pass_app, print_json
+from syncd.cli.app import App, pass_app
+from syncd.cli.output import Output, output_options
+from syncd.cli.present.directory import CUSTOMERS
 from syncd.errors import UserError
 from syncd.store.directory import ensure_contact, ensure_customer, find_customer, list_customers
 
@@ -97,19 +98,13 @@ def customers_add(app: App, name: str, domains: tuple[str, ...]) -> None:
 
 
 @customers.command("list")
-@json_option
+@output_options
 @pass_app
-def customers_list(app: App, as_json: bool) -> None:
+def customers_list(app: App, output: Output) -> None:
     """List customers with their domains."""
     with app.engine.connect() as conn:
         rows = list_customers(conn)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("id", "name", "domains")
-    for row in rows:
-        table.add_row(str(row["id"]), str(row["name"]), ", ".join(row["domains"]))  # type: ignore[arg-type]
-    app.out.print(table)
+    output.emit(rows, CUSTOMERS, app.out)
 
 
 @click.group()

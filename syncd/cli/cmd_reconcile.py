@@ -1,16 +1,15 @@
-"""reconcile, ignore, audit, forget, and records explain/link/unlink."""
+"""reconcile, ignore, audit, forget."""
 
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from syncd.cli.app import App, json_option, pass_app, print_json
-from syncd.cli.cmd_records import records
+from syncd.cli.app import App, pass_app
+from syncd.cli.output import Output, output_options
+from syncd.cli.present.reconcile import AUDIT, IGNORE, QUEUE, suggestion_text
 from syncd.store import audit as audit_store
 from syncd.store import reconcile as rec
 from syncd.store.directory import find_customer, load_directory
-from syncd.store.explain import explain
 from syncd.store.privacy import forget as forget_person
 from syncd.store.privacy import reclaim_freed_pages
 
@@ -22,29 +21,13 @@ def reconcile() -> None:
 
 @reconcile.command("list")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
-@json_option
+@output_options
 @pass_app
-def reconcile_list(app: App, limit: int | None, as_json: bool) -> None:
+def reconcile_list(app: App, limit: int | None, output: Output) -> None:
     """Unknown addresses, most seen first, with a suggested customer and why."""
     with app.engine.connect() as conn:
         entries = rec.queue(conn, load_directory(conn, app.config.capture), limit=limit)
-    if as_json:
-        print_json([e.as_dict() for e in entries])
-        return
-    table = Table("address", "name", "seen", "last seen", "mailboxes", "suggestion", "candidates")
-    for e in entries:
-        best = e.suggestions[0] if e.suggestions else None
-        table.add_row(
-            e.address,
-            e.name,
-            str(e.count),
-            e.last_seen.date().isoformat(),
-            ", ".join(e.mailboxes),
-            f"{best.customer} ({best.confidence:.2f}: {best.reason})" if best else "-",
-            # Every owner of an ambiguous domain, with the id `reconcile assign` accepts.
-            ", ".join(f"{c['name']} (id {c['id']})" for c in e.candidates) or "-",
-        )
-    app.out.print(table)
+    output.emit(entries, QUEUE, app.out)
 
 
 @reconcile.command("assign")
@@ -113,7 +96,7 @@ def reconcile_accept(app: App, min_confidence: float, dry_run: bool) -> None:
             if best is None or best.confidence < min_confidence:
                 continue
             applied += 1
-            click.echo(f"{entry.address} -> {best.customer} ({best.confidence:.2f}: {best.reason})")
+            click.echo(f"{entry.address} -> {suggestion_text(entry)}")
             if not dry_run:
                 rec.assign(
                     conn,
@@ -140,20 +123,16 @@ def ignore_add(app: App, entry: str) -> None:
 
 
 @ignore.command("list")
-@json_option
+@output_options
 @pass_app
-def ignore_list(app: App, as_json: bool) -> None:
+def ignore_list(app: App, output: Output) -> None:
     """Exclusions from the config ([capture] exclude) and from the CLI."""
     with app.engine.connect() as conn:
         stored = rec.list_exclusions(conn)
     rows = [{"entry": e, "source": "config"} for e in app.config.capture.exclude] + [
         {"entry": e, "source": "cli"} for e in stored
     ]
-    if as_json:
-        print_json(rows)
-        return
-    for row in rows:
-        click.echo(f"{row['entry']}  ({row['source']})")
+    output.emit(rows, IGNORE, app.out)
 
 
 @ignore.command("remove")
@@ -171,18 +150,13 @@ def ignore_remove(app: App, entry: str) -> None:
 
 @click.command()
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@json_option
+@output_options
 @pass_app
-def audit(app: App, limit: int, as_json: bool) -> None:
+def audit(app: App, limit: int, output: Output) -> None:
     """Who changed what and when, newest first."""
     with app.engine.connect() as conn:
         rows = audit_store.entries(conn, limit)
-    if as_json:
-        print_json(rows)
-        return
-    for row in rows:
-        detail = ", ".join(f"{k}={v}" for k, v in row["detail"].items())
-        click.echo(f"{row['at']}  {row['actor']:12} {row['action']:16} {row['target']}  {detail}")
+    output.emit(rows, AUDIT, app.out)
 
 
 @click.command()
@@ -218,51 +192,3 @@ def forget(app: App, address: str, yes: bool) -> None:
             "PostgreSQL keeps erased rows in its table files until VACUUM reuses the space, "
             "and in WAL archives and backups: see README, Privacy"
         )
-
-
-@records.command("explain")
-@click.argument("record_id", type=int, metavar="ID")
-@json_option
-@pass_app
-def records_explain(app: App, record_id: int, as_json: bool) -> None:
-    """Why each participant of a record is or is not linked, and which rule decided."""
-    with app.engine.connect() as conn:
-        found = explain(conn, record_id, load_directory(conn, app.config.capture))
-    if as_json:
-        print_json(found)
-        return
-    click.echo(f"record {found['id']}: {found['subject']}")
-    for p in found["participants"]:
-        click.echo(f"  {p['role']:4} {p['address']}: {p['explanation']}")
-    for link in found["links"]:
-        click.echo(f"  linked to {link['customer']} ({link['link']})")
-    for gone in found["unlinked"]:
-        click.echo(f"  unlinked from {gone['customer']} by a person (kept off on every re-sync)")
-
-
-@records.command("link")
-@click.argument("record_id", type=int, metavar="ID")
-@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
-@pass_app
-def records_link(app: App, record_id: int, customer_ref: str) -> None:
-    """Link a record to a customer by hand (survives every re-sync)."""
-    with app.engine.begin() as conn:
-        customer = find_customer(conn, customer_ref)
-        changed = rec.set_link(conn, record_id, customer.id, linked=True)
-    click.echo(
-        f"record {record_id} -> {customer.name}: {'linked' if changed else 'already linked'}"
-    )
-
-
-@records.command("unlink")
-@click.argument("record_id", type=int, metavar="ID")
-@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
-@pass_app
-def records_unlink(app: App, record_id: int, customer_ref: str) -> None:
-    """Remove a record's link to a customer; no rule will add it back."""
-    with app.engine.begin() as conn:
-        customer = find_customer(conn, customer_ref)
-        changed = rec.set_link(conn, record_id, customer.id, linked=False)
-    click.echo(
-        f"record {record_id} -x- {customer.name}: {'unlinked' if changed else 'was not linked'}"
-    )

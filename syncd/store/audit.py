@@ -43,7 +43,7 @@ def entries(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
     return [
         {
             "id": row.id,
-            "at": row.at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "at": row.at,
             "actor": row.actor,
             "action": row.action,
             "target": row.target,

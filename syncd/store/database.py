@@ -7,18 +7,20 @@ daemons sharing one PostgreSQL never migrate at once.
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from syncd.errors import StoreError
+
+if TYPE_CHECKING:
+    # Alembic is imported only to migrate: a command on an up-to-date database (status,
+    # every list) does not pay the tenth of a second its import costs.
+    from alembic.config import Config as AlembicConfig
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock taken while migrating.
 _MIGRATION_LOCK = 0x5_9C_D0_01
@@ -70,22 +72,30 @@ def make_engine(url: str) -> Engine:
 
 
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(files("syncd.schema") / "migrations"))
     return cfg
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op when it already is."""
+    from alembic import command
+
     cfg = _alembic_config()
     try:
         with engine.begin() as conn:
@@ -100,8 +110,52 @@ def upgrade(engine: Engine) -> None:
         ) from None
 
 
+_REVISION = re.compile(r"^revision\s*=\s*['\"](\w+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*(.*)$", re.MULTILINE)
+
+
+def _code_head() -> str | None:
+    """The newest migration, read from the version files' ``revision``/``down_revision``
+    lines without loading alembic; None when there is not exactly one head (then the
+    caller lets alembic decide)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (files("syncd.schema") / "migrations" / "versions").iterdir():
+        if not path.name.endswith(".py") or path.name.startswith("_"):
+            continue
+        source = path.read_text(encoding="utf-8")
+        found = _REVISION.search(source)
+        down = _DOWN_REVISION.search(source)
+        if found is None or down is None:
+            return None
+        revisions.add(found.group(1))
+        parents.update(re.findall(r"['\"](\w+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision alembic stamped in the database, read with one query."""
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            stamped = list(conn.scalars(text("SELECT version_num FROM alembic_version")))
+    except OperationalError as err:
+        raise StoreError(
+            f"cannot open or migrate the database: {err.orig}",
+            hint="check database.url and that the database server is running",
+        ) from None
+    return stamped[0] if len(stamped) == 1 else None
+
+
+def schema_is_current(engine: Engine) -> bool:
+    head = _code_head()
+    return head is not None and _stored_revision(engine) == head
+
+
 def open_database(url: str, *, migrate: bool = True) -> Engine:
     engine = make_engine(url)
-    if migrate:
+    if migrate and not schema_is_current(engine):
         upgrade(engine)
     return engine

@@ -22,6 +22,7 @@ from syncd.schema.tables import (
     settings,
     suppressions,
 )
+from syncd.store.errors import NotFound
 from syncd.store.sql import insert_ignore
 
 _HMAC_KEY_ROW = "installation_secret"  # the row's name; its value is the key
@@ -80,7 +81,7 @@ def installation_secret(conn: Connection) -> bytes:
 
 
 def find_customer(conn: Connection, ref: str) -> Customer:
-    """A customer by id or by name (case-insensitive); UserError naming the choices if none."""
+    """A customer by id or by name (case-insensitive); NotFound if none."""
     row = None
     if ref.isdigit():
         row = conn.execute(
@@ -93,10 +94,7 @@ def find_customer(conn: Connection, ref: str) -> Customer:
             )
         ).first()
     if row is None:
-        raise UserError(
-            f"no customer {ref!r}",
-            hint="`syncd customers list` shows the customers; `syncd customers add` creates one",
-        )
+        raise NotFound("customer", ref)
     return Customer(row.id, row.name)
 
 

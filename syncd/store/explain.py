@@ -1,4 +1,8 @@
-"""Why each participant of a record is, or is not, linked to a customer."""
+"""Why each participant of a record is, or is not, linked to a customer.
+
+The facts only: the reason code and the entry that decided, with the customers' names;
+the CLI words them (syncd/cli/present/explain.py).
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,21 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from syncd.domain.matching import Directory, Match, match_address
-from syncd.errors import UserError
+from syncd.domain.matching import Directory, match_address
 from syncd.schema.tables import customers, participants, record_customers, record_unlinks, records
-
-_SAYS = {
-    "contact": "contact match: {detail} is a contact of {customer}",
-    "domain": "domain match: {detail} belongs to {customer}",
-    "free-mail": "free-mail: {detail} never links by domain; make the person a contact to link it",
-    "ambiguous-domain": "ambiguous domain: {detail} is owned by {owners}; assign the address to one",
-    "no-match": "no match: no contact has this address and no customer owns its domain",
-    "internal": "internal: our own side of the conversation is never linked",
-    "excluded": "excluded by the exclusion entry {detail}",
-    "suppressed": "forgotten with `syncd forget`: never linked, queued or stored again",
-}
+from syncd.store.errors import NotFound
 
 
 def _names(conn: Connection) -> dict[int, str]:
     return {cid: name for cid, name in conn.execute(select(customers.c.id, customers.c.name))}
 
 
-def describe(match: Match, names: dict[int, str]) -> str:
-    customer = names.get(match.customer_id, "no customer") if match.customer_id else "no customer"
-    owners = " and ".join(names.get(c, str(c)) for c in match.suggestions)
-    return _SAYS[match.reason].format(detail=match.detail, customer=customer, owners=owners)
-
-
 def explain(conn: Connection, record_id: int, directory: Directory) -> dict[str, Any]:
+    """The record's participants with their match (``reason``, ``rule``, ``customer``, and
+    the ``owners`` of an ambiguous domain), its links and a person's unlinks."""
     row = conn.execute(select(records).where(records.c.id == record_id)).mappings().first()
     if row is None:
-        raise UserError(f"no record {record_id}", hint="`syncd records list` shows record ids")
+        raise NotFound("record", record_id)
     names = _names(conn)
     people = []
     for p in conn.execute(
@@ -51,7 +40,8 @@ def explain(conn: Connection, record_id: int, directory: Directory) -> dict[str,
                 "reason": match.reason,
                 "rule": match.detail,
                 "customer_id": match.customer_id,
-                "explanation": describe(match, names),
+                "customer": names.get(match.customer_id) if match.customer_id else None,
+                "owners": [names.get(c, str(c)) for c in match.suggestions],
             }
         )
     links = [

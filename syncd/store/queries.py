@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from syncd.domain.meetings import shown_status
 from syncd.schema.tables import (
     calendar_quarantine,
     calendar_states,
@@ -26,10 +25,6 @@ from syncd.schema.tables import (
 from syncd.store.sql import chunks
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
-
-
 def list_records(
     conn: Connection,
     *,
@@ -39,7 +34,9 @@ def list_records(
     kind: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Records newest first, each with customers, participants and sources, as plain dicts."""
+    """Records newest first, each with customers, participants and sources, as plain dicts
+    with datetimes; a meeting's ``status`` is the stored one (the CLI shows ``held`` once
+    it has ended)."""
     query = select(records).order_by(records.c.occurred_at.desc(), records.c.id.desc())
     if customer_id is not None:
         query = query.where(
@@ -62,7 +59,6 @@ def list_records(
     if limit is not None:
         query = query.limit(limit)
     rows = conn.execute(query).mappings().all()
-    now = datetime.now(UTC)
     ids = [row["id"] for row in rows]
     linked: dict[int, list[dict[str, Any]]] = defaultdict(list)
     people: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -117,23 +113,23 @@ def list_records(
             "subject": row["subject"],
             "snippet": row["snippet"],
             "body": row["body"],
-            "occurred_at": _iso(row["occurred_at"]),
+            "occurred_at": row["occurred_at"],
             "customers": linked.get(row["id"], []),
             "participants": people.get(row["id"], []),
             "thread_id": row["thread_key"],
             "message_id": row["message_id"],
             "sources": where.get(row["id"], []),
-            **(_meeting_fields(row, now) if row["kind"] == "meeting" else {}),
+            **(_meeting_fields(row) if row["kind"] == "meeting" else {}),
         }
         for row in rows
     ]
 
 
-def _meeting_fields(row: Any, now: datetime) -> dict[str, Any]:
+def _meeting_fields(row: Any) -> dict[str, Any]:
     return {
-        "status": shown_status(row["status"] or "scheduled", row["ends_at"], now),
-        "starts_at": _iso(row["starts_at"]),
-        "ends_at": _iso(row["ends_at"]),
+        "status": row["status"],
+        "starts_at": row["starts_at"],
+        "ends_at": row["ends_at"],
         "ical_uid": row["ical_uid"],
         "recurrence_id": row["recurrence_id"] or None,
         "organizer": row["organizer"],
@@ -150,7 +146,8 @@ def contact_exists(conn: Connection, address: str) -> bool:
 
 
 def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, Any]]:
-    """Per configured mailbox: its state and, per folder, the cursor and counters."""
+    """Per configured mailbox: its state and, per folder, the cursor and counters (times
+    as datetimes; the CLI formats them)."""
     boxes = {row["mailbox"]: row for row in conn.execute(select(mailbox_states)).mappings()}
     folders: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in conn.execute(select(folder_states).order_by(folder_states.c.folder)).mappings():
@@ -162,9 +159,9 @@ def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, An
                 "highestmodseq": row["highestmodseq"],
                 "messages_captured": row["messages_captured"],
                 "messages_skipped": row["messages_skipped"],
-                "last_success_at": _iso(row["last_success_at"]),
+                "last_success_at": row["last_success_at"],
                 "last_error": row["last_error"],
-                "last_error_at": _iso(row["last_error_at"]),
+                "last_error_at": row["last_error_at"],
             }
         )
     held: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -174,7 +171,7 @@ def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, An
                 "folder": row["folder"],
                 "uid": row["uid"],
                 "reason": row["reason"],
-                "at": _iso(row["created_at"]),
+                "at": row["created_at"],
             }
         )
     out = []
@@ -192,8 +189,8 @@ def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, An
             {
                 "mailbox": name,
                 "state": state,
-                "last_attempt_at": _iso(box["last_attempt_at"]) if box else None,
-                "last_success_at": _iso(box["last_success_at"]) if box else None,
+                "last_attempt_at": box["last_attempt_at"] if box else None,
+                "last_success_at": box["last_success_at"] if box else None,
                 "last_error": box["last_error"] if box else None,
                 "last_error_kind": box["last_error_kind"] if box else None,
                 "messages_captured": sum(f["messages_captured"] for f in folders.get(name, [])),
@@ -229,7 +226,7 @@ def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
             {
                 "collection": r["display_name"],
                 "url": r["url"],
-                "last_success_at": _iso(r["last_success_at"]),
+                "last_success_at": r["last_success_at"],
                 "last_error": r["last_error"],
                 "meetings_captured": r["meetings_captured"],
                 "sync_token": bool(r["sync_token"]),
@@ -249,7 +246,7 @@ def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
             {
                 "calendar": name,
                 "state": state,
-                "last_success_at": _iso(account["last_success_at"]) if account else None,
+                "last_success_at": account["last_success_at"] if account else None,
                 "last_error": account["last_error"] if account else None,
                 "meetings_captured": sum(c["meetings_captured"] for c in calendars),
                 "calendars": calendars,

@@ -38,6 +38,7 @@ from syncd.schema.tables import (
 )
 from syncd.store import audit
 from syncd.store.directory import clean_address, ensure_contact, ensure_customer
+from syncd.store.errors import FreeMailDomain, NotFound
 from syncd.store.sql import chunks, insert_ignore
 
 
@@ -52,30 +53,6 @@ class QueueEntry:
     suggestions: list[Suggestion]
     # Every customer owning the address's domain when several do: the admin picks one.
     candidates: list[dict[str, Any]]
-
-    def as_dict(self) -> dict[str, Any]:
-        best = self.suggestions[0] if self.suggestions else None
-        return {
-            "address": self.address,
-            "name": self.name,
-            "count": self.count,
-            "first_seen": _iso(self.first_seen),
-            "last_seen": _iso(self.last_seen),
-            "mailboxes": self.mailboxes,
-            "suggestion": None
-            if best is None
-            else {
-                "customer_id": best.customer_id,
-                "customer": best.customer,
-                "confidence": best.confidence,
-                "reason": best.reason,
-            },
-            "candidates": self.candidates,
-        }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def customer_facts(conn: Connection) -> list[CustomerFacts]:
@@ -291,10 +268,7 @@ def create_customer(
     address = clean_address(address)
     domain = domain_of(address)
     if is_free_mail(domain):
-        raise UserError(
-            f"{domain} is a free-mail domain: it cannot belong to a customer",
-            hint=f"use `syncd reconcile assign {address} --customer NAME` to make the person a contact",
-        )
+        raise FreeMailDomain(address, domain)
     owned = registrable_domain(domain)
     if owned is None:
         raise UserError(f"{domain} is a public suffix, not a company's domain")
@@ -361,7 +335,7 @@ def normalize_entry(entry: str) -> str:
 def set_link(conn: Connection, record_id: int, customer_id: int, *, linked: bool) -> bool:
     """A person's link (kept as ``manual``) or unlink (remembered, so no rule brings it back)."""
     if conn.scalar(select(records.c.id).where(records.c.id == record_id)) is None:
-        raise UserError(f"no record {record_id}", hint="`syncd records list` shows record ids")
+        raise NotFound("record", record_id)
     now = datetime.now(UTC)
     where = (record_customers.c.record_id == record_id) & (
         record_customers.c.customer_id == customer_id

@@ -16,7 +16,6 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 
 from syncd.domain.addresses import domain_and_parents, domain_of
 from syncd.domain.followups import Closing, Email, Meeting, Person, Wanted, speaker_customer
-from syncd.errors import UserError
 from syncd.schema.tables import (
     contacts,
     customer_domains,
@@ -27,6 +26,7 @@ from syncd.schema.tables import (
     sources,
     tasks,
 )
+from syncd.store.errors import NotFound
 from syncd.store.sql import chunks, insert_ignore
 
 ACTIVE = ("open", "snoozed")
@@ -254,7 +254,7 @@ def set_status(
 ) -> None:
     now = datetime.now(UTC)
     if conn.scalar(select(tasks.c.id).where(tasks.c.id == task_id)) is None:
-        raise UserError(f"no task {task_id}", hint="`syncd tasks list` shows the task ids")
+        raise NotFound("task", task_id)
     closing = status in ("done", "dismissed")
     conn.execute(
         update(tasks)

@@ -1,0 +1,50 @@
+"""The CLI's start-up: `syncd --help` and importing the CLI load no heavy module, and the
+command list shown without importing the commands matches the commands themselves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+
+from syncd.cli.main import COMMANDS, cli
+
+HEAVY = ("alembic", "caldav", "icalendar", "sqlalchemy", "imapclient", "structlog", "rich")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_importing_the_cli_imports_no_heavy_module() -> None:
+    assert _loaded_after("import syncd.cli.main") == []
+
+
+def test_help_imports_no_heavy_module() -> None:
+    code = (
+        "from syncd.cli.main import cli\n"
+        "try:\n    cli.main(['--help'], prog_name='syncd')\nexcept SystemExit as done:\n"
+        "    assert done.code == 0\n"
+    )
+    assert _loaded_after(code) == []
+
+
+def test_the_help_list_is_each_commands_own_first_sentence() -> None:
+    ctx = click.Context(cli)
+    for name, entry in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=1000) == entry.short_help, name
+
+
+def test_help_lists_every_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from syncd.cli.main import main; main()", "--help"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    listed = result.stdout.split("Commands:")[1].split()
+    assert [name for name in sorted(COMMANDS) if name not in listed] == []
