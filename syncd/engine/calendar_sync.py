@@ -92,7 +92,9 @@ class CalendarSync:
                 except RemoteConfigError as err:
                     result.errors[calendar.name] = _describe(err)
                     with self._engine.begin() as conn:
-                        store.calendar_failed(conn, source.name, calendar.url, _describe(err))
+                        store.calendar_failed(
+                            conn, source.name, calendar.url, _describe(err), err.kind
+                        )
         except RemoteError as err:
             self._account_failed(result, err)
         finally:
@@ -104,7 +106,7 @@ class CalendarSync:
         result.error = err
         result.errors[""] = _describe(err)
         with self._engine.begin() as conn:
-            store.calendar_failed(conn, result.source, "", _describe(err))
+            store.calendar_failed(conn, result.source, "", _describe(err), err.kind)
         log.error("calendar.failed", calendar=result.source, kind=err.kind, error=str(err))
         return result
 

@@ -148,7 +148,7 @@ class MailSync:
                     # A bad folder is reported; the other folders of the mailbox still sync.
                     outcome.error = _describe(err)
                     with self._engine.begin() as conn:
-                        state.folder_failed(conn, box.name, folder, outcome.error)
+                        state.folder_failed(conn, box.name, folder, outcome.error, err.kind)
                     log.error("folder.failed", mailbox=box.name, folder=folder, error=str(err))
                 result.folders = [f for f in result.folders if f.folder != folder] + [outcome]
         finally:
