@@ -78,3 +78,8 @@ class RemoteConfigError(RemoteError):
 
 class StoreError(SyncdError):
     """The database could not do what was asked."""
+
+
+def describe(err: SyncdError) -> str:
+    """An error as status, logs and the CLI show it: what failed, and how to fix it."""
+    return f"{err.message} (fix: {err.hint})" if err.hint else err.message

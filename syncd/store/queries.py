@@ -183,14 +183,14 @@ def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, An
     """Per configured mailbox: its state and, per folder, the cursor and counters."""
     states = _states(conn, "mailbox")
     cursors: dict[str, dict[str, Any]] = defaultdict(dict)
-    for row in conn.execute(select(folder_cursors)).mappings():
-        cursors[row["mailbox"]][row["folder"]] = row
+    for found in conn.execute(select(folder_cursors)).mappings():
+        cursors[found["mailbox"]][found["folder"]] = found
     held = _held(conn, "mailbox")
     out = []
     for name in mailbox_names:
         places = states.get(name, {})
         box = places.get(ACCOUNT)
-        folders = []
+        folders: list[dict[str, Any]] = []
         for folder in sorted((set(places) - {ACCOUNT}) | set(cursors.get(name, {}))):
             row, cursor = places.get(folder), cursors[name].get(folder)
             folders.append(
@@ -238,14 +238,14 @@ def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
     """Per configured [[calendar]]: account state, and per calendar its last sync and errors."""
     states = _states(conn, "calendar")
     cursors: dict[str, dict[str, Any]] = defaultdict(dict)
-    for row in conn.execute(select(calendar_cursors)).mappings():
-        cursors[row["calendar"]][row["url"]] = row
+    for found in conn.execute(select(calendar_cursors)).mappings():
+        cursors[found["calendar"]][found["url"]] = found
     held = _held(conn, "calendar")
     out = []
     for name in names:
         places = states.get(name, {})
         account = places.get(ACCOUNT)
-        calendars = []
+        calendars: list[dict[str, Any]] = []
         for url in (set(places) - {ACCOUNT}) | set(cursors.get(name, {})):
             row, cursor = places.get(url), cursors[name].get(url)
             calendars.append(
