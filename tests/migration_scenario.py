@@ -82,7 +82,6 @@ def lay_out(world: World, dovecot: Dovecot, radicale: Radicale) -> None:
     world.put_event("alice", "review-1.ics", MEETING)
     world.put_event("alice", "crowd-1.ics", CROWD)
     world.write_config(mailbox={"alice": {"folders": ["INBOX", "Missing"]}})
-    world.customers(CUSTOMERS)
 
 
 def main(out: Path) -> None:
@@ -95,6 +94,7 @@ def main(out: Path) -> None:
         tmp.mkdir()
         world = World(dovecot, tmp, f"sqlite:///{tmp / 'syncd.db'}")
         lay_out(world, dovecot, radicale)
+        world.customers(CUSTOMERS)
         print(world.cli("sync", expect=1).output)
         print(world.cli("sync", expect=1).output)  # the second gets the sync tokens
         # The backup API, not a file copy: the last writes may still sit in the WAL file.

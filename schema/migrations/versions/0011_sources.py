@@ -96,15 +96,17 @@ def _create_quarantine() -> None:
 def upgrade() -> None:
     _create_new_tables()
     run = op.execute
-    # Cursors: copied as they are (ids too), so every source resumes where it stood.
+    # Cursors: copied as they are, so every source resumes where it stood.  (Ids are new:
+    # copying them would leave PostgreSQL's sequences behind the rows.)
     run(
-        "INSERT INTO folder_cursors (id, mailbox, folder, uidvalidity, last_uid, highestmodseq) "
-        "SELECT id, mailbox, folder, uidvalidity, last_uid, highestmodseq FROM folder_states"
+        "INSERT INTO folder_cursors (mailbox, folder, uidvalidity, last_uid, highestmodseq) "
+        "SELECT mailbox, folder, uidvalidity, last_uid, highestmodseq FROM folder_states "
+        "ORDER BY id"
     )
     run(
-        "INSERT INTO calendar_cursors (id, calendar, url, display_name, sync_token, discovered_at) "
-        "SELECT id, calendar, url, display_name, sync_token, discovered_at FROM calendar_states "
-        "WHERE url <> ''"
+        "INSERT INTO calendar_cursors (calendar, url, display_name, sync_token, discovered_at) "
+        "SELECT calendar, url, display_name, sync_token, discovered_at FROM calendar_states "
+        "WHERE url <> '' ORDER BY id"
     )
     # Health: the account rows (mailbox_states, calendar_states with url "") get place "".
     # Calendar errors of 0010 had no kind; "config" keeps them failing, as 0010 showed them.
