@@ -279,3 +279,34 @@ def test_an_upgraded_0010_database_keeps_every_row_and_fetches_nothing_again(
     assert status["alice-cal"]["calendars"][0]["meetings_captured"] == 2
     assert [q["href"] for q in status["alice-cal"]["quarantined"]] == ["/cal0/work/crowd-1.ics"]
     engine.dispose()
+
+
+_OLD_ROWS = {
+    "mailbox_states": "*",
+    "folder_states": "mailbox, folder, uidvalidity, last_uid, highestmodseq, messages_captured, "
+    "messages_skipped, last_success_at, last_error, last_error_at",
+    "calendar_states": "calendar, url, display_name, sync_token, discovered_at, last_success_at, "
+    "last_error, last_error_at, meetings_captured",
+    "quarantine": "mailbox, folder, uidvalidity, uid, reason, created_at",
+    "calendar_quarantine": "calendar, url, href, etag, reason, created_at",
+}
+
+
+def test_0011_downgrades_to_the_rows_it_upgraded(db_url: str) -> None:
+    _old_database(db_url)
+    engine = database.make_engine(db_url)
+    with engine.connect() as conn:
+        before = {t: _rows(conn, f"SELECT {cols} FROM {t}") for t, cols in _OLD_ROWS.items()}
+    database.upgrade(engine)
+    cfg = database._alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010")
+    assert database.current_revision(engine) == "0010"
+    with engine.connect() as conn:
+        after = {t: _rows(conn, f"SELECT {cols} FROM {t}") for t, cols in _OLD_ROWS.items()}
+    assert after == before
+    assert sum(len(rows) for rows in after.values()) == 2 + 2 + 3 + 1 + 1
+    database.upgrade(engine)  # and up again, as an operator who went back and forth would
+    assert database.current_revision(engine) == "0011"
+    engine.dispose()
