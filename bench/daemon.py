@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import imapclient
 from sqlalchemy import create_engine, func, select
 
-from syncd.schema.tables import mailbox_states, records
+from syncd.schema.tables import records, source_states
 from tests.servers.dovecot import Dovecot
 
 SYNCD = str(Path(sys.executable).parent / "syncd")
@@ -132,7 +132,7 @@ def main() -> int:
         db = work / "latency.db"
         (work / "latency.toml").write_text(config_text(db, server.port, users[:1], 600))
         daemon = start_daemon(work / "latency.toml", work / "latency.log")
-        wait(lambda: count(db, select(func.count()).select_from(mailbox_states)) == 1, 30)
+        wait(lambda: count(db, select(func.count()).select_from(source_states)) == 1, 30)
         time.sleep(1.0)  # the watcher logs in and enters IDLE
         watcher = imapclient.IMAPClient("127.0.0.1", port=server.port, ssl=False)
         watcher.login("rep0", "pw-rep0")
@@ -160,8 +160,8 @@ def main() -> int:
         daemon = start_daemon(work / "idle.toml", work / "idle.log")
         done = (
             select(func.count())
-            .select_from(mailbox_states)
-            .where(mailbox_states.c.last_success_at.is_not(None))
+            .select_from(source_states)
+            .where(source_states.c.place == "", source_states.c.last_success_at.is_not(None))
         )
         wait(lambda: count(db, done) == len(users), 300)
         first_pass = time.perf_counter() - t

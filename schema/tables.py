@@ -142,8 +142,10 @@ sources = Table(
     UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
 )
 
-folder_states = Table(
-    "folder_states",
+# Where a folder's sync stands (the IMAP connector's checkpoint, not the folder's health,
+# which is in source_states): UIDVALIDITY, the last UID read and the HIGHESTMODSEQ seen.
+folder_cursors = Table(
+    "folder_cursors",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("mailbox", String(200), nullable=False),
@@ -151,23 +153,27 @@ folder_states = Table(
     Column("uidvalidity", BigInteger),
     Column("last_uid", BigInteger, nullable=False, default=0),
     Column("highestmodseq", BigInteger),
-    Column("messages_captured", Integer, nullable=False, default=0),
-    Column("messages_skipped", Integer, nullable=False, default=0),
-    Column("last_success_at", UtcDateTime),
-    Column("last_error", Text),
-    Column("last_error_at", UtcDateTime),
     UniqueConstraint("mailbox", "folder"),
 )
 
-mailbox_states = Table(
-    "mailbox_states",
+# How every source and each of its places last synced, whatever the kind: one row per
+# (kind, source) with place "" for the account (login, discovery), and one per folder or
+# calendar.  `syncd status` reads only this table and `quarantine` for health.
+source_states = Table(
+    "source_states",
     metadata,
-    Column("mailbox", String(200), primary_key=True),
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # mailbox | calendar
+    Column("source", String(200), nullable=False),
+    Column("place", String(2000), nullable=False),  # "" | folder name | calendar URL
     Column("last_attempt_at", UtcDateTime),
     Column("last_success_at", UtcDateTime),
     Column("last_error", Text),
-    Column("last_error_kind", String(32)),
+    Column("last_error_kind", String(32)),  # errors.RemoteError.kind
     Column("last_error_at", UtcDateTime),
+    Column("captured", Integer, nullable=False, default=0),  # records made, ever
+    Column("skipped", Integer, nullable=False, default=0),  # items a capture rule skipped
+    UniqueConstraint("kind", "source", "place"),
 )
 
 unmatched_addresses = Table(
@@ -180,17 +186,21 @@ unmatched_addresses = Table(
     Column("last_seen", UtcDateTime, nullable=False),
 )
 
+# Items no reader could take, of every kind: a message (item = UID, version = UIDVALIDITY)
+# or a calendar object (item = href, version = ETag).  Not read again until the version
+# changes; `syncd status` lists them.
 quarantine = Table(
     "quarantine",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("mailbox", String(200), nullable=False),
-    Column("folder", String(1000), nullable=False),
-    Column("uidvalidity", BigInteger, nullable=False),
-    Column("uid", BigInteger, nullable=False),
+    Column("kind", String(20), nullable=False),  # mailbox | calendar
+    Column("source", String(200), nullable=False),
+    Column("place", String(2000), nullable=False),  # folder name | calendar URL
+    Column("item", String(2000), nullable=False),
+    Column("version", String(300), nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+    UniqueConstraint("kind", "source", "place", "item", "version"),
 )
 
 # One row per (unknown address, message, mailbox): the queue's counts, dates and mailboxes are
@@ -234,10 +244,10 @@ audit_log = Table(
     Column("detail", Text, nullable=False, default=""),
 )
 
-# Per calendar collection of a [[calendar]] source: its sync token and health.  The row
-# with url "" holds account-level errors (login, discovery).
-calendar_states = Table(
-    "calendar_states",
+# Where a calendar collection's sync stands (the CalDAV connector's checkpoint; health is in
+# source_states): its sync token, and when the account's calendars were last discovered.
+calendar_cursors = Table(
+    "calendar_cursors",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("calendar", String(200), nullable=False),
@@ -245,10 +255,6 @@ calendar_states = Table(
     Column("display_name", String(300), nullable=False, default=""),
     Column("sync_token", Text),
     Column("discovered_at", UtcDateTime),
-    Column("last_success_at", UtcDateTime),
-    Column("last_error", Text),
-    Column("last_error_at", UtcDateTime),
-    Column("meetings_captured", Integer, nullable=False, default=0),
     UniqueConstraint("calendar", "url"),
 )
 
@@ -286,19 +292,6 @@ meeting_sources = Table(
     Column("href", String(2000), nullable=False),
     UniqueConstraint("record_id", "calendar", "url", "href"),
     Index("ix_meeting_sources_calendar_url_href", "calendar", "url", "href"),
-)
-
-calendar_quarantine = Table(
-    "calendar_quarantine",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("calendar", String(200), nullable=False),
-    Column("url", String(2000), nullable=False),
-    Column("href", String(2000), nullable=False),
-    Column("etag", String(300), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    UniqueConstraint("calendar", "url", "href"),
 )
 
 # Running daemons: a heartbeat for `syncd status`, and the owner id of source leases.

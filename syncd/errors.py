@@ -113,3 +113,8 @@ def raised_at(err: BaseException) -> str:
 
 class StoreError(SyncdError):
     """The database could not do what was asked."""
+
+
+def describe(err: SyncdError) -> str:
+    """An error as status, logs and the CLI show it: what failed, and how to fix it."""
+    return f"{err.message} (fix: {err.hint})" if err.hint else err.message

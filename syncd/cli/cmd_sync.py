@@ -10,14 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from syncd.cli.app import App, pass_app
 from syncd.cli.cmd_verify import report_lines, selected_sources
-from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
-from syncd.engine.mail_sync import MailSync, open_imap
 from syncd.engine.repair import repair as repair_missing
-from syncd.engine.task_sync import sync_task_list
+from syncd.engine.sources import SyncReport, configured_sources
 from syncd.engine.verify import Verifier
-from syncd.errors import RemoteError
+from syncd.errors import RemoteError, describe
 from syncd.secrets import exposed_secrets
+from syncd.store.directory import load_directory
 
 
 @click.command()
@@ -34,6 +33,9 @@ from syncd.secrets import exposed_secrets
 def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: bool) -> None:
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     selected, selected_calendars = selected_sources(app, names, calendars)
+    sources = configured_sources(app.engine, app.config, selected, selected_calendars)
+    with app.engine.connect() as conn:
+        directory = load_directory(conn, app.config.capture)
     if sys.stderr.isatty():
         with Progress(
             TextColumn("{task.description}"),
@@ -49,56 +51,53 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
                     tasks[where] = bar.add_task(where, total=total)
                 bar.update(tasks[where], completed=done)
 
-            results = MailSync(app.engine, app.config, progress=progress).run_once(selected)
+            reports = [s.sync(directory, progress=progress) for s in sources]
     else:
-        results = MailSync(app.engine, app.config).run_once(selected)
-    calendar_results = CalendarSync(app.engine, app.config).run_once(selected_calendars)
+        reports = [s.sync(directory) for s in sources]
+    # The follow-up rules see this pass's records, then task lists get what they made.
     evaluate_followups(app.engine, app.config)
     task_errors = 0
-    for source in app.config.calendar:
-        if source.tasks_calendar and source.name in {c.source for c in calendar_results}:
-            try:
-                with open_caldav(source) as session:
-                    done = sync_task_list(app.engine, source, session)
-                click.echo(
-                    f"{source.name}: tasks {done['written']} written, {done['done']} done and "
-                    f"{done['dismissed']} dismissed in the calendar"
-                )
-            except RemoteError as err:
-                task_errors += 1
-                click.echo(f"{source.name}: tasks FAILED: {err.message}")
-    failed = 0
-    for result in results:
-        captured = sum(f.captured for f in result.folders)
-        skipped = sum(f.skipped for f in result.folders)
-        held = sum(f.quarantined for f in result.folders)
-        line = f"{result.mailbox}: {captured} captured, {skipped} skipped, {held} quarantined"
-        if result.error is not None:
-            failed += 1
-            line = f"{result.mailbox}: FAILED: {result.error.message}"
-            if result.error.hint:
-                line += f" (fix: {result.error.hint})"
-        for folder in result.folders:
-            if folder.error:
-                failed += 1 if result.error is None else 0
-                line += f"\n  {folder.folder}: FAILED: {folder.error}"
-        click.echo(line)
-    for cal in calendar_results:
-        created = sum(c["created"] for c in cal.calendars.values())
-        updated = sum(c["updated"] for c in cal.calendars.values())
-        cancelled = sum(c["cancelled"] for c in cal.calendars.values())
-        held = sum(c["quarantined"] for c in cal.calendars.values())
-        click.echo(
-            f"{cal.source}: {created} meetings new, {updated} updated, {cancelled} cancelled, "
-            f"{held} quarantined ({cal.requests} requests)"
-        )
-        for where, error in cal.errors.items():
-            failed += 1
-            click.echo(f"  {where or 'account'}: FAILED: {error}")
+    for source in sources:
+        try:
+            done = source.push_tasks()
+        except RemoteError as err:
+            task_errors += 1
+            click.echo(f"{source.name}: tasks FAILED: {err.message}")
+            continue
+        if done is not None:
+            click.echo(
+                f"{source.name}: tasks {done['written']} written, {done['done']} done and "
+                f"{done['dismissed']} dismissed in the calendar"
+            )
+    for report in reports:
+        click.echo("\n".join(_report_lines(report)))
+    failed = sum(1 for report in reports if not report.ok)
     if repair:
         failed += _repair(app, selected, selected_calendars)
     if failed or task_errors:
         raise click.exceptions.Exit(1)
+
+
+def _report_lines(report: SyncReport) -> list[str]:
+    """One pass over one source, as `syncd sync` has always printed it."""
+    name = report.source
+    if report.kind == "mailbox":
+        head = (
+            f"{name}: {report.total('captured')} captured, {report.total('skipped')} skipped, "
+            f"{report.total('quarantined')} quarantined"
+        )
+        if report.error is not None:
+            head = f"{name}: FAILED: {describe(report.error)}"
+        return [head] + [f"  {p.place}: FAILED: {p.error}" for p in report.places if p.error]
+    lines = [
+        f"{name}: {report.total('captured')} meetings new, {report.total('updated')} updated, "
+        f"{report.total('cancelled')} cancelled, {report.total('quarantined')} quarantined "
+        f"({report.requests} requests)"
+    ]
+    lines += [f"  {p.place}: FAILED: {p.error}" for p in report.places if p.error]
+    if report.error is not None:
+        lines.append(f"  account: FAILED: {describe(report.error)}")
+    return lines
 
 
 def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) -> int:
@@ -127,54 +126,19 @@ def check(app: App) -> None:
     problems = 0
     for exposed in exposed_secrets(app.config, app.config_path):
         click.echo(f"WARNING: {exposed}")  # a risk to fix, not a reason the sync would fail
-    for box in app.config.mailbox:
-        click.echo(f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username})")
-        try:
-            session = open_imap(box, app.config.capture.max_message_bytes)
-        except RemoteError as err:
-            problems += 1
-            click.echo(f"  PROBLEM: {err.message}")
-            if err.hint:
-                click.echo(f"  fix: {err.hint}")
-            continue
-        try:
-            caps = session.capabilities()
-            folders = session.folders()
-            names = [f.name for f in folders]
-            wanted = box.folders or session.default_folders()
-            click.echo("  login: ok")
-            for cap in ("IDLE", "CONDSTORE"):
-                click.echo(f"  {cap}: {'yes' if cap in caps else 'no'}")
-            click.echo(f"  folders: {', '.join(names)}")
-            click.echo(f"  will capture: {', '.join(wanted)}")
-            for folder in wanted:
-                if folder not in names:
-                    problems += 1
-                    click.echo(f"  PROBLEM: folder {folder!r} does not exist")
-                    click.echo(
-                        f"  fix: set folders to names from the list above (found: {', '.join(names)})"
-                    )
-            if not box.folders and len(wanted) == 1:
-                click.echo(
-                    "  note: no folder is marked \\Sent; add your sent folder to `folders` to capture outbound mail"
-                )
-        except RemoteError as err:
-            problems += 1
-            click.echo(f"  PROBLEM: {err.message}")
-        finally:
-            session.close()
-    for source in app.config.calendar:
-        click.echo(f"{source.name} ({source.url} as {source.username})")
-        try:
-            with open_caldav(source) as dav:
-                found = dav.discover()
-            click.echo("  login: ok")
-            click.echo(f"  calendars: {', '.join(c.name for c in found) or 'none'}")
-        except RemoteError as err:
-            problems += 1
-            click.echo(f"  PROBLEM: {err.message}")
-            if err.hint:
-                click.echo(f"  fix: {err.hint}")
+    # No database: check answers before one exists, and never writes.
+    for source in configured_sources(None, app.config):
+        click.echo(source.heading())
+        for finding in source.check():
+            if finding.level == "problem":
+                problems += 1
+                click.echo(f"  PROBLEM: {finding.text}")
+                if finding.fix:
+                    click.echo(f"  fix: {finding.fix}")
+            elif finding.level == "note":
+                click.echo(f"  note: {finding.text}")
+            else:
+                click.echo(f"  {finding.text}")
     if problems:
         click.echo(f"{problems} problem(s) found")
         raise click.exceptions.Exit(1)

@@ -22,7 +22,7 @@ from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
-from syncd.errors import RemoteConfigError, RemoteError
+from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.secrets import read_secret
 from syncd.store import meetings as store
 from syncd.store.directory import load_directory
@@ -91,9 +91,11 @@ class CalendarSync:
                         session, source, calendar, directory
                     )
                 except RemoteConfigError as err:
-                    result.errors[calendar.name] = _describe(err)
+                    result.errors[calendar.name] = describe(err)
                     with self._engine.begin() as conn:
-                        store.calendar_failed(conn, source.name, calendar.url, _describe(err))
+                        store.calendar_failed(
+                            conn, source.name, calendar.url, describe(err), err.kind
+                        )
         except RemoteError as err:
             self._account_failed(result, err)
         finally:
@@ -103,9 +105,9 @@ class CalendarSync:
 
     def _account_failed(self, result: CalendarResult, err: RemoteError) -> CalendarResult:
         result.error = err
-        result.errors[""] = _describe(err)
+        result.errors[""] = describe(err)
         with self._engine.begin() as conn:
-            store.calendar_failed(conn, result.source, "", _describe(err))
+            store.calendar_failed(conn, result.source, "", describe(err), err.kind)
         log.error("calendar.failed", calendar=result.source, kind=err.kind, error=str(err))
         return result
 
@@ -288,7 +290,3 @@ class _People:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _describe(err: RemoteError) -> str:
-    return f"{err.message} (fix: {err.hint})" if err.hint else err.message

@@ -27,17 +27,15 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
-from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
+from syncd.config import Config, load_config
 from syncd.domain.matching import Directory
-from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.instance_lock import InstanceLock
-from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import RECONNECT_MAX, IdleWatcher
 from syncd.engine.schedule import Outcome, next_run
-from syncd.engine.task_sync import TaskLists, sync_task_list
-from syncd.engine.verify import Verifier
-from syncd.errors import ConfigError, RemoteError, TransientError, raised_at
+from syncd.engine.sources import Source, configured_sources
+from syncd.engine.task_sync import TaskLists
+from syncd.errors import ConfigError, RemoteError, TransientError, describe, raised_at
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
@@ -53,9 +51,10 @@ DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
 
 
 @dataclass(slots=True)
-class Source:
-    kind: str  # mailbox | calendar
-    config: MailboxConfig | CalendarConfig
+class Scheduled:
+    """A source and where the daemon stands with it."""
+
+    source: Source
     due: float  # time.monotonic() of the next sync
     failures: int = 0
     state: str = "ok"  # ok | syncing | backoff | attention
@@ -64,12 +63,16 @@ class Source:
     retired: bool = False  # removed from the config while a sync was running
 
     @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    @property
     def name(self) -> str:
-        return self.config.name
+        return self.source.name
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.kind, self.config.name)
+        return (self.source.kind, self.source.name)
 
 
 def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
@@ -116,10 +119,11 @@ class Daemon:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._sources: dict[tuple[str, str], Source] = {}
-        self._watchers: dict[str, IdleWatcher] = {}
+        self._sources: dict[tuple[str, str], Scheduled] = {}
+        # Push watchers (IMAP IDLE) of the sources that have one, by (kind, name).
+        self._watchers: dict[tuple[str, str], IdleWatcher] = {}
         # Watchers that died of something they could not catch, for the restart backoff.
-        self._watcher_deaths: dict[str, _Deaths] = {}
+        self._watcher_deaths: dict[tuple[str, str], _Deaths] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
         self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
@@ -257,84 +261,91 @@ class Daemon:
 
     def _apply(self, config: Config, *, first: bool) -> None:
         """Start new sources, stop removed ones, restart changed ones."""
-        wanted: dict[tuple[str, str], MailboxConfig | CalendarConfig] = {
-            **{("mailbox", b.name): b for b in config.mailbox},
-            **{("calendar", c.name): c for c in config.calendar},
+        assert self._engine is not None
+        wanted = {
+            (s.kind, s.name): s
+            for s in configured_sources(self._engine, config, task_lists=self._task_lists)
         }
         now = time.monotonic()
         # Spread the first syncs a little so that a restart does not log in everywhere at once.
         spread = min(5.0, config.sync.interval * config.sync.jitter)
         with self._lock:
-            for key, source in list(self._sources.items()):
+            for key, scheduled in list(self._sources.items()):
                 if key not in wanted:
-                    source.retired = True
+                    scheduled.retired = True
                     del self._sources[key]
-                    self._stop_watcher(source.name if source.kind == "mailbox" else None)
-                    log.info("source.removed", source=source.name, kind=source.kind)
-            for key, item in wanted.items():
+                    self._stop_watcher(key)
+                    log.info("source.removed", source=scheduled.name, kind=scheduled.kind)
+            for key, source in wanted.items():
                 current = self._sources.get(key)
-                if current is not None and current.config == item:
+                if current is not None and current.source.config == source.config:
+                    # Unchanged: its schedule goes on, with the new [capture]/[sync] settings.
+                    current.source = source
                     continue
                 due = now + (self._rng.uniform(0, spread) if first else 0.0)
-                self._sources[key] = Source(kind=key[0], config=item, due=due)
-                if key[0] == "mailbox":
-                    self._stop_watcher(item.name)
-                    self._start_watcher(item)  # type: ignore[arg-type]
+                scheduled = self._sources[key] = Scheduled(source, due=due)
+                self._stop_watcher(key)
+                self._start_watcher(scheduled)
                 if not first:
                     log.info(
-                        "source.added" if current is None else "source.changed", source=item.name
+                        "source.added" if current is None else "source.changed",
+                        source=source.name,
                     )
 
-    def _start_watcher(self, box: MailboxConfig) -> None:
-        if self._config.sync.idle:
-            self._watchers[box.name] = IdleWatcher(box, self.wake).start()
+    def _start_watcher(self, scheduled: Scheduled) -> None:
+        key = scheduled.key
+        watcher = scheduled.source.watcher(lambda _name: self.wake(key))
+        if watcher is not None:
+            self._watchers[key] = watcher.start()
 
-    def _stop_watcher(self, name: str | None) -> None:
-        watcher = self._watchers.pop(name, None) if name else None
+    def _stop_watcher(self, key: tuple[str, str]) -> None:
+        watcher = self._watchers.pop(key, None)
         if watcher is not None:
             watcher.stop()
-        if name:
-            self._watcher_deaths.pop(name, None)
+        self._watcher_deaths.pop(key, None)
 
     def _revive_watchers(self) -> None:
         """Restart, with backoff, watchers whose thread died instead of ending on purpose.
 
         A watcher survives any exception by itself; this is for what it cannot catch.  Until
-        it is back, the mailbox is still polled every interval: only push is delayed.
+        it is back, the source is still polled every interval: only push is delayed.
         """
         now = time.monotonic()
         with self._lock:
-            for name, watcher in list(self._watchers.items()):
-                deaths = self._watcher_deaths.get(name)
+            for key, watcher in list(self._watchers.items()):
+                deaths = self._watcher_deaths.get(key)
                 if watcher.alive:
                     if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
-                        del self._watcher_deaths[name]  # up for a while: backoff starts over
+                        del self._watcher_deaths[key]  # up for a while: backoff starts over
                     continue
-                source = self._sources.get(("mailbox", name))
-                if watcher.ended is not None or source is None or self._stop.is_set():
+                scheduled = self._sources.get(key)
+                if watcher.ended is not None or scheduled is None or self._stop.is_set():
                     continue
                 if deaths is None:
-                    deaths = self._watcher_deaths[name] = _Deaths()
+                    deaths = self._watcher_deaths[key] = _Deaths()
                 if deaths.restart_at is None:  # just found dead: wait, doubling each time
                     deaths.count += 1
                     delay = min(RECONNECT_MAX, 2.0 ** (deaths.count - 1))
                     deaths.restart_at = now + delay
                     log.error(
-                        "idle.watcher_died", mailbox=name, deaths=deaths.count, retry_in=delay
+                        "idle.watcher_died",
+                        **{key[0]: key[1]},
+                        deaths=deaths.count,
+                        retry_in=delay,
                     )
                 elif now >= deaths.restart_at:
                     deaths.restart_at, deaths.restarted = None, now
-                    self._start_watcher(source.config)  # type: ignore[arg-type]
-                    log.info("idle.watcher_restarted", mailbox=name, deaths=deaths.count)
+                    self._start_watcher(scheduled)
+                    log.info("idle.watcher_restarted", **{key[0]: key[1]}, deaths=deaths.count)
 
     # --- scheduling -------------------------------------------------------------------------
 
-    def wake(self, mailbox: str) -> None:
-        """New mail (IDLE): sync this mailbox now, or right after the sync in progress."""
+    def wake(self, key: tuple[str, str]) -> None:
+        """New items (IMAP IDLE): sync this source now, or right after the sync in progress."""
         with self._lock:
-            source = self._sources.get(("mailbox", mailbox))
-            if source is not None and source.state in ("ok", "syncing"):
-                source.due = time.monotonic()
+            scheduled = self._sources.get(key)
+            if scheduled is not None and scheduled.state in ("ok", "syncing"):
+                scheduled.due = time.monotonic()
         self._wake.set()
 
     def _dispatch(self) -> None:
@@ -397,7 +408,8 @@ class Daemon:
 
     # --- one sync ---------------------------------------------------------------------------
 
-    def _sync(self, source: Source) -> None:
+    def _sync(self, scheduled: Scheduled) -> None:
+        source = scheduled.source
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**{source.kind: source.name})
         assert self._engine is not None
@@ -411,35 +423,23 @@ class Daemon:
             with self._engine.begin() as conn:
                 if not health.claim(conn, source.kind, source.name, self.id, lease):
                     log.debug("source.held_elsewhere")
-                    self._finish(source, Outcome(), "held by another daemon", record=False)
+                    self._finish(scheduled, Outcome(), "held by another daemon", record=False)
                     return
                 health.set_health(conn, source.kind, source.name, self.id, state="syncing")
-            source.state = "syncing"
+            scheduled.state = "syncing"
             directory = self._current_directory()
-            error: RemoteError | None
 
             def fence(conn: Connection) -> None:
                 health.fence(conn, source.kind, source.name, self.id, lease)
 
-            if isinstance(source.config, MailboxConfig):
-                result = MailSync(
-                    self._engine, config, should_stop=self._stop.is_set, fence=fence
-                ).sync_mailbox(source.config, directory)
-                error = result.error
-                created = sum(f.captured for f in result.folders)
-                failed = [f"{f.folder}: {f.error}" for f in result.folders if f.error]
-                reason = "; ".join(failed) or None
-            else:
-                cal = CalendarSync(self._engine, config, fence=fence).sync_source(
-                    source.config, directory
-                )
-                error = cal.error
-                created = sum(c["created"] for c in cal.calendars.values())
-                reason = "; ".join(f"{k}: {v}" for k, v in cal.errors.items() if k) or None
-                if error is None and source.config.tasks_calendar:
-                    error = self._sync_tasks(source.config)
+            report = source.sync(directory, should_stop=self._stop.is_set, fence=fence)
+            error = report.error
+            created = report.total("captured")
+            reason = report.reason()
+            if error is None:
+                error = self._push_tasks(source)
             if error is not None:
-                reason = f"{error.message} (fix: {error.hint})" if error.hint else error.message
+                reason = describe(error)
                 outcome = Outcome(
                     error.kind,
                     error.retry_after if isinstance(error, TransientError) else None,
@@ -448,26 +448,25 @@ class Daemon:
             # Another daemon took the source over (we were too slow, or cut off from the
             # database): its sync goes on from the committed cursor; ours stops here.
             log.warning("source.lease_lost", error=str(err))
-            self._finish(source, Outcome(), "held by another daemon", record=False)
+            self._finish(scheduled, Outcome(), "held by another daemon", record=False)
             return
         except Exception as err:  # a bug or a database outage must not kill the worker
             kind = crash_kind(err)
             log.error("source.crashed", kind=kind, error=type(err).__name__, at=raised_at(err))
             outcome = Outcome(kind)
             reason = f"internal error: {type(err).__name__} at {raised_at(err)}"
-        record_kind = "email" if source.kind == "mailbox" else "meeting"
         self._metrics.synced(
-            source.name, record_kind, created, time.monotonic() - started, outcome.error_kind
+            source.name, source.record_kind, created, time.monotonic() - started, outcome.error_kind
         )
         with self._lock:
             self._counters.records += created
             self._counters.syncs += 1
             if created:
                 self._tasks_due = min(self._tasks_due, time.monotonic())
-        self._finish(source, outcome, reason)
+        self._finish(scheduled, outcome, reason)
 
     def _finish(
-        self, source: Source, outcome: Outcome, reason: str | None, *, record: bool = True
+        self, source: Scheduled, outcome: Outcome, reason: str | None, *, record: bool = True
     ) -> None:
         config = self._config.sync
         nxt = next_run(
@@ -490,30 +489,24 @@ class Daemon:
                     )  # fmt: skip
             except Exception as err:  # the database may be the thing that is down
                 log.warning("health.not_saved", error=type(err).__name__)
-        restart_watcher = (
-            source.kind == "mailbox" and nxt.state == "ok" and source.state == "attention"
-        )
+        restart_watcher = nxt.state == "ok" and source.state == "attention"
         with self._lock:
             source.state, source.failures, source.reason = nxt.state, nxt.failures, reason
             source.due = time.monotonic() + max(0.0, delay)
             source.running = False
             if restart_watcher and not source.retired:
-                watcher = self._watchers.get(source.name)
+                watcher = self._watchers.get(source.key)
                 if watcher is None or not watcher.alive:
-                    self._start_watcher(source.config)  # type: ignore[arg-type]
+                    self._start_watcher(source)
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
         self._wake.set()
 
-    def _verify(self, source: Source) -> None:
+    def _verify(self, source: Scheduled) -> None:
         """Account for every message or event of one source; export and log what is missing."""
         assert self._engine is not None
         try:
-            verifier = Verifier(self._engine, self._config)
-            if isinstance(source.config, MailboxConfig):
-                report = verifier.verify_mailbox(source.config)
-            else:
-                report = verifier.verify_calendar(source.config)
+            report = source.source.verify()
             if not report.failed:
                 self._metrics.unaccounted.labels(source.name).set(report.missing)
             log.info("verify.done", source=source.name, missing=report.missing)
@@ -528,11 +521,10 @@ class Daemon:
                 self._verifying.discard(source.key)
             self._wake.set()
 
-    def _sync_tasks(self, source: CalendarConfig) -> RemoteError | None:
-        assert self._engine is not None
+    def _push_tasks(self, source: Source) -> RemoteError | None:
+        """The source's task list, if it has one, after a clean sync."""
         try:
-            with open_caldav(source) as session:
-                sync_task_list(self._engine, source, session, self._task_lists)
+            source.push_tasks()
         except RemoteError as err:
             log.warning("tasks.calendar_failed", error=str(err))
             return err

@@ -22,7 +22,7 @@ from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, split_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
-from syncd.errors import RemoteConfigError, RemoteError
+from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.secrets import read_secret
 from syncd.store import state
 from syncd.store.capture import (
@@ -123,7 +123,7 @@ class MailSync:
             state.mailbox_done(
                 conn,
                 box.name,
-                error=_describe(failed) if failed else None,
+                error=describe(failed) if failed else None,
                 kind=failed.kind if failed else None,
             )
         if result.error:
@@ -149,9 +149,9 @@ class MailSync:
                     self._sync_folder(session, box, folder, directory, outcome)
                 except RemoteConfigError as err:
                     # A bad folder is reported; the other folders of the mailbox still sync.
-                    outcome.error = _describe(err)
+                    outcome.error = describe(err)
                     with self._engine.begin() as conn:
-                        state.folder_failed(conn, box.name, folder, outcome.error)
+                        state.folder_failed(conn, box.name, folder, outcome.error, err.kind)
                     log.error("folder.failed", mailbox=box.name, folder=folder, error=str(err))
                 result.folders = [f for f in result.folders if f.folder != folder] + [outcome]
         finally:
@@ -401,7 +401,3 @@ def save_or_split(
         saved.captured += part.captured
         saved.quarantined.extend(part.quarantined)
     return saved
-
-
-def _describe(err: RemoteError) -> str:
-    return f"{err.message} (fix: {err.hint})" if err.hint else err.message

@@ -27,7 +27,7 @@ from syncd.domain.matching import Directory
 from syncd.engine.calendar_sync import open_caldav
 from syncd.engine.mail_sync import SessionOpener, open_imap
 from syncd.engine.pipeline import Policy, Skipped, process
-from syncd.errors import RemoteConfigError, RemoteError
+from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.store import state
 from syncd.store import verify as store
 from syncd.store.capture import record_skips
@@ -127,7 +127,7 @@ class Verifier:
         try:
             session = self._opener(box, self._config.capture.max_message_bytes)
         except RemoteError as err:
-            report.error = _describe(err)
+            report.error = describe(err)
             return report
         try:
             for folder in box.folders or session.default_folders():
@@ -135,10 +135,10 @@ class Verifier:
                 try:
                     self._verify_folder(session, box, place)
                 except RemoteConfigError as err:
-                    place.error = _describe(err)
+                    place.error = describe(err)
                 report.places.append(place)
         except RemoteError as err:
-            report.error = _describe(err)
+            report.error = describe(err)
         finally:
             session.close()
         _log(report)
@@ -238,7 +238,7 @@ class Verifier:
         try:
             session = self._dav_opener(source)
         except RemoteError as err:
-            report.error = _describe(err)
+            report.error = describe(err)
             return report
         try:
             for calendar in session.discover():
@@ -246,10 +246,10 @@ class Verifier:
                 try:
                     self._verify_collection(session, source, place, calendar.url)
                 except RemoteConfigError as err:
-                    place.error = _describe(err)
+                    place.error = describe(err)
                 report.places.append(place)
         except RemoteError as err:
-            report.error = _describe(err)
+            report.error = describe(err)
         finally:
             session.close()
         _log(report)
@@ -313,7 +313,3 @@ def _log(report: SourceReport) -> None:
             )
     if report.error:
         log.warning("verify.failed", **{report.kind: report.source}, error=report.error)
-
-
-def _describe(err: RemoteError) -> str:
-    return f"{err.message} (fix: {err.hint})" if err.hint else err.message

@@ -24,7 +24,7 @@ from syncd.domain.capture import Participant
 from syncd.domain.matching import LinkKind, Match
 from syncd.domain.threads import thread_key
 from syncd.schema.tables import (
-    folder_states,
+    folder_cursors,
     participants,
     quarantine,
     record_customers,
@@ -35,6 +35,7 @@ from syncd.schema.tables import (
     unmatched_sightings,
 )
 from syncd.store.sql import chunks, insert_ignore, upsert
+from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
 
 _LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
 
@@ -369,17 +370,18 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         conn,
         quarantine,
         [
-            {
-                "mailbox": batch.mailbox,
-                "folder": batch.folder,
-                "uidvalidity": batch.uidvalidity,
-                "uid": uid,
-                "reason": bound_reason(reason),
-                "created_at": now,
-            }
+            quarantine_row(
+                "mailbox",
+                batch.mailbox,
+                batch.folder,
+                str(uid),
+                str(batch.uidvalidity),
+                bound_reason(reason),
+                now,
+            )
             for uid, reason in batch.quarantined
         ],
-        ["mailbox", "folder", "uidvalidity", "uid"],
+        QUARANTINE_KEY,
     )
     record_skips(conn, batch.mailbox, batch.folder, batch.uidvalidity, batch.skipped_uids)
     advance_cursor(
@@ -427,10 +429,10 @@ def advance_cursor(
     captured: int = 0,
     skipped: int = 0,
 ) -> None:
-    t = folder_states.c
+    t = folder_cursors.c
     upsert(
         conn,
-        folder_states,
+        folder_cursors,
         [
             {
                 "mailbox": mailbox,
@@ -438,8 +440,6 @@ def advance_cursor(
                 "uidvalidity": uidvalidity,
                 "last_uid": last_uid,
                 "highestmodseq": highestmodseq,
-                "messages_captured": captured,
-                "messages_skipped": skipped,
             }
         ],
         ["mailbox", "folder"],
@@ -452,7 +452,6 @@ def advance_cursor(
                 else_=t.last_uid,
             ),
             "highestmodseq": func.coalesce(ex.highestmodseq, t.highestmodseq),
-            "messages_captured": t.messages_captured + ex.messages_captured,
-            "messages_skipped": t.messages_skipped + ex.messages_skipped,
         },
     )
+    counted(conn, "mailbox", mailbox, folder, captured=captured, skipped=skipped)

@@ -18,15 +18,16 @@ from sqlalchemy.exc import StatementError
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
 from syncd.schema.tables import (
+    calendar_cursors,
     calendar_objects,
-    calendar_quarantine,
-    calendar_states,
     meeting_sources,
     participants,
+    quarantine,
     record_customers,
     record_unlinks,
     records,
 )
+from syncd.store import state
 from syncd.store.capture import queue_sightings, record_ids, refused_values, write_people
 from syncd.store.sql import chunks, insert_ignore, upsert
 
@@ -107,10 +108,11 @@ _ORGANIZERS_BY_KEY = select(records.c.key, records.c.organizer).where(
 _RECORDS_BY_KEY = select(
     records.c.id, records.c.key, records.c.fingerprint, records.c.sequence
 ).where(records.c.key.in_(bindparam("keys", expanding=True)))
-_UNQUARANTINE = delete(calendar_quarantine).where(
-    calendar_quarantine.c.calendar == bindparam("calendar"),
-    calendar_quarantine.c.url == bindparam("url"),
-    calendar_quarantine.c.href.in_(bindparam("hrefs", expanding=True)),
+_UNQUARANTINE = delete(quarantine).where(
+    quarantine.c.kind == "calendar",
+    quarantine.c.source == bindparam("calendar"),
+    quarantine.c.place == bindparam("url"),
+    quarantine.c.item.in_(bindparam("hrefs", expanding=True)),
 )
 
 
@@ -372,22 +374,19 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
         **{href: (batch.objects[href][0], reason) for href, reason in batch.capped.items()},
         **batch.broken,
     }
-    for href, (etag, reason) in listed.items():  # not fetched again until it changes
-        upsert(
-            conn,
-            calendar_quarantine,
+    # Not fetched again until it changes; one entry per object, whatever its ETag was.
+    if listed:
+        conn.execute(
+            _UNQUARANTINE, {"calendar": batch.calendar, "url": batch.url, "hrefs": list(listed)}
+        )
+        conn.execute(
+            quarantine.insert(),
             [
-                {
-                    "calendar": batch.calendar,
-                    "url": batch.url,
-                    "href": href,
-                    "etag": etag,
-                    "reason": reason[:2000],
-                    "created_at": now,
-                }
+                state.quarantine_row(
+                    "calendar", batch.calendar, batch.url, href, etag, reason[:2000], now
+                )
+                for href, (etag, reason) in listed.items()
             ],
-            ["calendar", "url", "href"],
-            ["etag", "reason", "created_at"],
         )
 
     queue_sightings(
@@ -396,30 +395,15 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
         ((i.key, i.starts_at, i.participants) for i in rewrite.values()),
         plus_addressing=batch.plus_addressing,
     )
-    t = calendar_states.c
     upsert(
         conn,
-        calendar_states,
-        [
-            {
-                "calendar": batch.calendar,
-                "url": batch.url,
-                "sync_token": batch.token,
-                "last_success_at": now,
-                "last_error": None,
-                "last_error_at": None,
-                "meetings_captured": counts["created"],
-            }
-        ],
+        calendar_cursors,
+        [{"calendar": batch.calendar, "url": batch.url, "sync_token": batch.token}],
         ["calendar", "url"],
-        lambda ex: {
-            "sync_token": ex.sync_token,
-            "last_success_at": ex.last_success_at,
-            "last_error": None,
-            "last_error_at": None,
-            "meetings_captured": t.meetings_captured + ex.meetings_captured,
-        },
+        ["sync_token"],
     )
+    state.succeeded(conn, "calendar", batch.calendar, batch.url)
+    state.counted(conn, "calendar", batch.calendar, batch.url, captured=counts["created"])
     return counts
 
 
@@ -468,12 +452,11 @@ def known_etags(conn: Connection, calendar: str, url: str) -> dict[str, str]:
 
 
 def stored_calendars(conn: Connection, calendar: str) -> list[dict[str, Any]]:
+    """The cursors of the source's calendars: URL, display name, sync token, discovery time."""
     return [
         dict(row)
         for row in conn.execute(
-            select(calendar_states).where(
-                calendar_states.c.calendar == calendar, calendar_states.c.url != ""
-            )
+            select(calendar_cursors).where(calendar_cursors.c.calendar == calendar)
         ).mappings()
     ]
 
@@ -482,15 +465,9 @@ def remember_calendars(conn: Connection, calendar: str, found: Iterable[tuple[st
     now = datetime.now(UTC)
     upsert(
         conn,
-        calendar_states,
+        calendar_cursors,
         [
-            {
-                "calendar": calendar,
-                "url": url,
-                "display_name": name,
-                "discovered_at": now,
-                "meetings_captured": 0,
-            }
+            {"calendar": calendar, "url": url, "display_name": name, "discovered_at": now}
             for url, name in found
         ],
         ["calendar", "url"],
@@ -498,45 +475,13 @@ def remember_calendars(conn: Connection, calendar: str, found: Iterable[tuple[st
     )
 
 
-def calendar_failed(conn: Connection, calendar: str, url: str, error: str) -> None:
-    now = datetime.now(UTC)
-    upsert(
-        conn,
-        calendar_states,
-        [
-            {
-                "calendar": calendar,
-                "url": url,
-                "display_name": "",
-                "last_error": error,
-                "last_error_at": now,
-                "meetings_captured": 0,
-            }
-        ],
-        ["calendar", "url"],
-        ["last_error", "last_error_at"],
-    )
+def calendar_failed(
+    conn: Connection, calendar: str, url: str, error: str, kind: str | None = None
+) -> None:
+    """The account (url "") or one calendar failed; ``kind`` is RemoteError.kind."""
+    state.failed(conn, "calendar", calendar, url, error, kind)
 
 
 def calendar_ok(conn: Connection, calendar: str) -> None:
     """The account-level row: login and discovery worked."""
-    now = datetime.now(UTC)
-    upsert(
-        conn,
-        calendar_states,
-        [
-            {
-                "calendar": calendar,
-                "url": "",
-                "display_name": "",
-                "last_success_at": now,
-                "meetings_captured": 0,
-            }
-        ],
-        ["calendar", "url"],
-        lambda ex: {
-            "last_success_at": ex.last_success_at,
-            "last_error": None,
-            "last_error_at": None,
-        },
-    )
+    state.succeeded(conn, "calendar", calendar)

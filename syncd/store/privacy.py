@@ -23,18 +23,16 @@ from syncd.domain.privacy import (
 )
 from syncd.schema.tables import (
     audit_log,
-    calendar_quarantine,
     contact_addresses,
     contacts,
     exclusions,
-    folder_states,
-    mailbox_states,
     metadata,
     participants,
     quarantine,
     records,
     settings,
     source_health,
+    source_states,
     suppressions,
     tasks,
     unmatched_addresses,
@@ -54,8 +52,7 @@ _FREE_TEXT = {
         records.c.subject, records.c.snippet, records.c.body,
         tasks.c.title, audit_log.c.target, audit_log.c.detail,
         participants.c.name, contacts.c.name, unmatched_addresses.c.name,
-        quarantine.c.reason, calendar_quarantine.c.reason, folder_states.c.last_error,
-        mailbox_states.c.last_error, source_health.c.reason,
+        quarantine.c.reason, source_states.c.last_error, source_health.c.reason,
     )
 }  # fmt: skip
 _NOT_SWEPT = {settings.name, suppressions.name}  # the secret and the fingerprints

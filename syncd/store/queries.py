@@ -9,20 +9,20 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from syncd.schema.tables import (
-    calendar_quarantine,
-    calendar_states,
+    calendar_cursors,
     contact_addresses,
     customers,
-    folder_states,
-    mailbox_states,
+    folder_cursors,
     meeting_sources,
     participants,
     quarantine,
     record_customers,
     records,
+    source_states,
     sources,
 )
 from syncd.store.sql import chunks
+from syncd.store.state import ACCOUNT
 
 
 def list_records(
@@ -145,57 +145,82 @@ def contact_exists(conn: Connection, address: str) -> bool:
     )
 
 
+def source_state(account: Any, places: list[dict[str, Any]]) -> str:
+    """One rule for every kind of source: an account-level error is "degraded" while it is
+    transient (the next try may work) and "failing" otherwise; a failing place (a folder, a
+    calendar) leaves the rest of the source working, hence "degraded"."""
+    if account is None:
+        return "never synced"
+    if account["last_error"]:
+        return "degraded" if account["last_error_kind"] == "transient" else "failing"
+    if any(p["last_error"] for p in places):
+        return "degraded"
+    return "ok"
+
+
+def _states(conn: Connection, kind: str) -> dict[str, dict[str, Any]]:
+    """{source: {place: source_states row}} of one kind."""
+    out: dict[str, dict[str, Any]] = defaultdict(dict)
+    query = select(source_states).where(source_states.c.kind == kind)
+    for row in conn.execute(query).mappings():
+        out[row["source"]][row["place"]] = row
+    return out
+
+
+def _held(conn: Connection, kind: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    query = select(quarantine).where(quarantine.c.kind == kind).order_by(quarantine.c.id)
+    for row in conn.execute(query).mappings():
+        out[row["source"]].append(row)
+    return out
+
+
 def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, Any]]:
-    """Per configured mailbox: its state and, per folder, the cursor and counters (times
-    as datetimes; the CLI formats them)."""
-    boxes = {row["mailbox"]: row for row in conn.execute(select(mailbox_states)).mappings()}
-    folders: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in conn.execute(select(folder_states).order_by(folder_states.c.folder)).mappings():
-        folders[row["mailbox"]].append(
-            {
-                "folder": row["folder"],
-                "uidvalidity": row["uidvalidity"],
-                "last_uid": row["last_uid"],
-                "highestmodseq": row["highestmodseq"],
-                "messages_captured": row["messages_captured"],
-                "messages_skipped": row["messages_skipped"],
-                "last_success_at": row["last_success_at"],
-                "last_error": row["last_error"],
-                "last_error_at": row["last_error_at"],
-            }
-        )
-    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in conn.execute(select(quarantine).order_by(quarantine.c.id)).mappings():
-        held[row["mailbox"]].append(
-            {
-                "folder": row["folder"],
-                "uid": row["uid"],
-                "reason": row["reason"],
-                "at": row["created_at"],
-            }
-        )
+    """Per configured mailbox: its state and, per folder, the cursor and counters."""
+    states = _states(conn, "mailbox")
+    cursors: dict[str, dict[str, Any]] = defaultdict(dict)
+    for found in conn.execute(select(folder_cursors)).mappings():
+        cursors[found["mailbox"]][found["folder"]] = found
+    held = _held(conn, "mailbox")
     out = []
     for name in mailbox_names:
-        box = boxes.get(name)
-        if box is None:
-            state = "never synced"
-        elif box["last_error"]:
-            state = "failing" if box["last_error_kind"] != "transient" else "degraded"
-        elif any(f["last_error"] for f in folders.get(name, [])):
-            state = "degraded"
-        else:
-            state = "ok"
+        places = states.get(name, {})
+        box = places.get(ACCOUNT)
+        folders: list[dict[str, Any]] = []
+        for folder in sorted((set(places) - {ACCOUNT}) | set(cursors.get(name, {}))):
+            row, cursor = places.get(folder), cursors[name].get(folder)
+            folders.append(
+                {
+                    "folder": folder,
+                    "uidvalidity": cursor["uidvalidity"] if cursor else None,
+                    "last_uid": cursor["last_uid"] if cursor else 0,
+                    "highestmodseq": cursor["highestmodseq"] if cursor else None,
+                    "messages_captured": row["captured"] if row else 0,
+                    "messages_skipped": row["skipped"] if row else 0,
+                    "last_success_at": row["last_success_at"] if row else None,
+                    "last_error": row["last_error"] if row else None,
+                    "last_error_at": row["last_error_at"] if row else None,
+                }
+            )
         out.append(
             {
                 "mailbox": name,
-                "state": state,
+                "state": source_state(box, folders),
                 "last_attempt_at": box["last_attempt_at"] if box else None,
                 "last_success_at": box["last_success_at"] if box else None,
                 "last_error": box["last_error"] if box else None,
                 "last_error_kind": box["last_error_kind"] if box else None,
-                "messages_captured": sum(f["messages_captured"] for f in folders.get(name, [])),
-                "folders": folders.get(name, []),
-                "quarantined": held.get(name, []),
+                "messages_captured": sum(f["messages_captured"] for f in folders),
+                "folders": folders,
+                "quarantined": [
+                    {
+                        "folder": q["place"],
+                        "uid": int(q["item"]),
+                        "reason": q["reason"],
+                        "at": q["created_at"],
+                    }
+                    for q in held.get(name, [])
+                ],
             }
         )
     return out
@@ -207,50 +232,42 @@ def record_count(conn: Connection) -> int:
 
 def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
     """Per configured [[calendar]]: account state, and per calendar its last sync and errors."""
-    rows: dict[str, list[Any]] = defaultdict(list)
-    for row in conn.execute(
-        select(calendar_states).order_by(calendar_states.c.display_name)
-    ).mappings():
-        rows[row["calendar"]].append(row)
-    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in conn.execute(
-        select(calendar_quarantine).order_by(calendar_quarantine.c.id)
-    ).mappings():
-        held[row["calendar"]].append(
-            {"url": row["url"], "href": row["href"], "reason": row["reason"]}
-        )
+    states = _states(conn, "calendar")
+    cursors: dict[str, dict[str, Any]] = defaultdict(dict)
+    for found in conn.execute(select(calendar_cursors)).mappings():
+        cursors[found["calendar"]][found["url"]] = found
+    held = _held(conn, "calendar")
     out = []
     for name in names:
-        account = next((r for r in rows[name] if r["url"] == ""), None)
-        calendars = [
-            {
-                "collection": r["display_name"],
-                "url": r["url"],
-                "last_success_at": r["last_success_at"],
-                "last_error": r["last_error"],
-                "meetings_captured": r["meetings_captured"],
-                "sync_token": bool(r["sync_token"]),
-            }
-            for r in rows[name]
-            if r["url"] != ""
-        ]
-        if account is None:
-            state = "never synced"
-        elif account["last_error"]:
-            state = "failing"
-        elif any(c["last_error"] for c in calendars):
-            state = "degraded"
-        else:
-            state = "ok"
+        places = states.get(name, {})
+        account = places.get(ACCOUNT)
+        calendars: list[dict[str, Any]] = []
+        for url in (set(places) - {ACCOUNT}) | set(cursors.get(name, {})):
+            row, cursor = places.get(url), cursors[name].get(url)
+            calendars.append(
+                {
+                    "collection": cursor["display_name"] if cursor else "",
+                    "url": url,
+                    "last_success_at": row["last_success_at"] if row else None,
+                    "last_error": row["last_error"] if row else None,
+                    "meetings_captured": row["captured"] if row else 0,
+                    "sync_token": bool(cursor and cursor["sync_token"]),
+                }
+            )
+        calendars.sort(key=lambda c: (c["collection"], c["url"]))
         out.append(
             {
                 "calendar": name,
-                "state": state,
+                "state": source_state(account, calendars),
                 "last_success_at": account["last_success_at"] if account else None,
                 "last_error": account["last_error"] if account else None,
+                "last_error_kind": account["last_error_kind"] if account else None,
                 "meetings_captured": sum(c["meetings_captured"] for c in calendars),
                 "calendars": calendars,
-                "quarantined": held.get(name, []),
+                "quarantined": [
+                    {"url": q["place"], "href": q["item"], "reason": q["reason"]}
+                    for q in held.get(name, [])
+                ],
             }
         )
     return out

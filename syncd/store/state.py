@@ -1,4 +1,10 @@
-"""Sync state per mailbox and folder: cursors, last success, last error."""
+"""Sync state of every source: health per source and place (one model for every kind), and
+the mail connector's folder cursors.
+
+Health lives in ``source_states``: one row per (kind, source) with place "" for the account,
+one per folder or calendar.  Cursors are each connector's checkpoint and stay per kind
+(``folder_cursors`` here, ``calendar_cursors`` and ``calendar_objects`` in store/meetings.py).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,87 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, delete, select
 
-from syncd.schema.tables import folder_states, mailbox_states, sources
+from syncd.schema.tables import folder_cursors, source_states, sources
 from syncd.store.sql import upsert
+
+ACCOUNT = ""  # the place of a source's account-level row (login, discovery)
+
+
+def _row(kind: str, source: str, place: str, **values: object) -> dict[str, object]:
+    return {"kind": kind, "source": source, "place": place, "captured": 0, "skipped": 0, **values}
+
+
+def _where(kind: str, source: str, place: str) -> list[object]:
+    c = source_states.c
+    return [c.kind == kind, c.source == source, c.place == place]
+
+
+def attempted(conn: Connection, kind: str, source: str) -> None:
+    """A sync of the source starts (account row)."""
+    upsert(
+        conn,
+        source_states,
+        [_row(kind, source, ACCOUNT, last_attempt_at=datetime.now(UTC))],
+        ["kind", "source", "place"],
+        ["last_attempt_at"],
+    )
+
+
+def succeeded(conn: Connection, kind: str, source: str, place: str = ACCOUNT) -> None:
+    """The account (place "") or one place synced: its error, if any, is over."""
+    upsert(
+        conn,
+        source_states,
+        [_row(kind, source, place, last_success_at=datetime.now(UTC))],
+        ["kind", "source", "place"],
+        lambda ex: {
+            "last_success_at": ex.last_success_at,
+            "last_error": None,
+            "last_error_kind": None,
+            "last_error_at": None,
+        },
+    )
+
+
+def failed(
+    conn: Connection, kind: str, source: str, place: str, error: str, error_kind: str | None
+) -> None:
+    """The account (place "") or one place failed; ``error_kind`` is RemoteError.kind."""
+    upsert(
+        conn,
+        source_states,
+        [
+            _row(
+                kind,
+                source,
+                place,
+                last_error=error,
+                last_error_kind=error_kind,
+                last_error_at=datetime.now(UTC),
+            )
+        ],
+        ["kind", "source", "place"],
+        ["last_error", "last_error_kind", "last_error_at"],
+    )
+
+
+def counted(
+    conn: Connection, kind: str, source: str, place: str, *, captured: int = 0, skipped: int = 0
+) -> None:
+    """Add to a place's running counts, in the transaction of the batch that made them."""
+    if not captured and not skipped:
+        return
+    t = source_states.c
+    upsert(
+        conn,
+        source_states,
+        [_row(kind, source, place) | {"captured": captured, "skipped": skipped}],
+        ["kind", "source", "place"],
+        lambda ex: {"captured": t.captured + ex.captured, "skipped": t.skipped + ex.skipped},
+    )
+
+
+# --- mail: the folder cursor ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +106,8 @@ class Cursor:
 def get_cursor(conn: Connection, mailbox: str, folder: str) -> Cursor | None:
     row = conn.execute(
         select(
-            folder_states.c.uidvalidity, folder_states.c.last_uid, folder_states.c.highestmodseq
-        ).where(folder_states.c.mailbox == mailbox, folder_states.c.folder == folder)
+            folder_cursors.c.uidvalidity, folder_cursors.c.last_uid, folder_cursors.c.highestmodseq
+        ).where(folder_cursors.c.mailbox == mailbox, folder_cursors.c.folder == folder)
     ).first()
     if row is None:
         return None
@@ -40,58 +125,45 @@ def reset_folder(conn: Connection, mailbox: str, folder: str, uidvalidity: int) 
         )
     )
     conn.execute(
-        folder_states.update()
-        .where(folder_states.c.mailbox == mailbox, folder_states.c.folder == folder)
+        folder_cursors.update()
+        .where(folder_cursors.c.mailbox == mailbox, folder_cursors.c.folder == folder)
         .values(uidvalidity=uidvalidity, last_uid=0, highestmodseq=None)
     )
 
 
 def folder_ok(conn: Connection, mailbox: str, folder: str) -> None:
-    conn.execute(
-        folder_states.update()
-        .where(folder_states.c.mailbox == mailbox, folder_states.c.folder == folder)
-        .values(last_success_at=datetime.now(UTC), last_error=None, last_error_at=None)
-    )
+    succeeded(conn, "mailbox", mailbox, folder)
 
 
-def folder_failed(conn: Connection, mailbox: str, folder: str, error: str) -> None:
-    now = datetime.now(UTC)
-    upsert(
-        conn,
-        folder_states,
-        [
-            {
-                "mailbox": mailbox,
-                "folder": folder,
-                "last_uid": 0,
-                "messages_captured": 0,
-                "messages_skipped": 0,
-                "last_error": error,
-                "last_error_at": now,
-            }
-        ],
-        ["mailbox", "folder"],
-        ["last_error", "last_error_at"],
-    )
+def folder_failed(
+    conn: Connection, mailbox: str, folder: str, error: str, kind: str | None = None
+) -> None:
+    failed(conn, "mailbox", mailbox, folder, error, kind)
 
 
 def mailbox_attempt(conn: Connection, mailbox: str) -> None:
-    upsert(
-        conn,
-        mailbox_states,
-        [{"mailbox": mailbox, "last_attempt_at": datetime.now(UTC)}],
-        ["mailbox"],
-        ["last_attempt_at"],
-    )
+    attempted(conn, "mailbox", mailbox)
 
 
 def mailbox_done(conn: Connection, mailbox: str, *, error: str | None, kind: str | None) -> None:
-    now = datetime.now(UTC)
-    values: dict[str, object] = (
-        {"last_success_at": now, "last_error": None, "last_error_kind": None, "last_error_at": None}
-        if error is None
-        else {"last_error": error, "last_error_kind": kind, "last_error_at": now}
-    )
-    conn.execute(
-        mailbox_states.update().where(mailbox_states.c.mailbox == mailbox).values(**values)
-    )
+    if error is None:
+        succeeded(conn, "mailbox", mailbox)
+    else:
+        failed(conn, "mailbox", mailbox, ACCOUNT, error, kind)
+
+
+def quarantine_row(
+    kind: str, source: str, place: str, item: str, version: str, reason: str, at: datetime
+) -> dict[str, object]:
+    return {
+        "kind": kind,
+        "source": source,
+        "place": place,
+        "item": item,
+        "version": version,
+        "reason": reason,
+        "created_at": at,
+    }
+
+
+QUARANTINE_KEY = ["kind", "source", "place", "item", "version"]

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select
 
 from syncd.schema.tables import (
+    calendar_cursors,
     calendar_objects,
-    calendar_quarantine,
-    calendar_states,
     quarantine,
     skipped_messages,
+    source_states,
     sources,
     verify_states,
 )
@@ -44,19 +44,41 @@ def folder_known(conn: Connection, mailbox: str, folder: str, uidvalidity: int) 
             *_folder_where(skipped_messages, mailbox, folder, uidvalidity)
         )
     )
-    return FolderKnown(uids(sources), uids(quarantine), {uid: rule for uid, rule in skipped.all()})
+    held = conn.scalars(select(quarantine.c.item).where(*_held_where(mailbox, folder, uidvalidity)))
+    return FolderKnown(
+        uids(sources),
+        frozenset(int(uid) for uid in held),
+        {uid: rule for uid, rule in skipped.all()},
+    )
+
+
+def _held_where(mailbox: str, folder: str, uidvalidity: int) -> list[Any]:
+    """The quarantine entries of one folder at one UIDVALIDITY (item: UID, version: UIDVALIDITY)."""
+    c = quarantine.c
+    return [
+        c.kind == "mailbox",
+        c.source == mailbox,
+        c.place == folder,
+        c.version == str(uidvalidity),
+    ]
+
+
+def _calendar_held_where(calendar: str, url: str) -> list[Any]:
+    c = quarantine.c
+    return [c.kind == "calendar", c.source == calendar, c.place == url]
 
 
 def folder_counts(conn: Connection, mailbox: str, folder: str, uidvalidity: int) -> str:
     """Row counts of what accounts for a folder's UIDs: part of the "unchanged" fingerprint,
     so that a source row deleted (or a skip backfilled) since the last verify is noticed."""
+    wheres = [
+        (sources, _folder_where(sources, mailbox, folder, uidvalidity)),
+        (quarantine, _held_where(mailbox, folder, uidvalidity)),
+        (skipped_messages, _folder_where(skipped_messages, mailbox, folder, uidvalidity)),
+    ]
     counts = [
-        conn.scalar(
-            select(func.count())
-            .select_from(table)
-            .where(*_folder_where(table, mailbox, folder, uidvalidity))
-        )
-        for table in (sources, quarantine, skipped_messages)
+        conn.scalar(select(func.count()).select_from(table).where(*where))
+        for table, where in wheres
     ]
     return "/".join(str(n) for n in counts)
 
@@ -71,35 +93,39 @@ def calendar_known(
     )
     known = {str(href): str(etag) for href, etag in rows}
     held = frozenset(
-        conn.scalars(
-            select(calendar_quarantine.c.href).where(
-                calendar_quarantine.c.calendar == calendar, calendar_quarantine.c.url == url
-            )
-        )
+        conn.scalars(select(quarantine.c.item).where(*_calendar_held_where(calendar, url)))
     )
     return known, held
 
 
 def calendar_sync_state(conn: Connection, calendar: str, url: str) -> tuple[bool, str | None]:
     """(synced at least once, the sync token of the last sync)."""
-    row = conn.execute(
-        select(calendar_states.c.last_success_at, calendar_states.c.sync_token).where(
-            calendar_states.c.calendar == calendar, calendar_states.c.url == url
+    synced = conn.scalar(
+        select(source_states.c.last_success_at).where(
+            source_states.c.kind == "calendar",
+            source_states.c.source == calendar,
+            source_states.c.place == url,
         )
-    ).first()
-    if row is None:
-        return False, None
-    return row.last_success_at is not None, row.sync_token
+    )
+    token = conn.scalar(
+        select(calendar_cursors.c.sync_token).where(
+            calendar_cursors.c.calendar == calendar, calendar_cursors.c.url == url
+        )
+    )
+    return synced is not None, token
 
 
 def calendar_counts(conn: Connection, calendar: str, url: str) -> str:
+    wheres = [
+        (
+            calendar_objects,
+            [calendar_objects.c.calendar == calendar, calendar_objects.c.url == url],
+        ),
+        (quarantine, _calendar_held_where(calendar, url)),
+    ]
     counts = [
-        conn.scalar(
-            select(func.count())
-            .select_from(table)
-            .where(table.c.calendar == calendar, table.c.url == url)
-        )
-        for table in (calendar_objects, calendar_quarantine)
+        conn.scalar(select(func.count()).select_from(table).where(*where))
+        for table, where in wheres
     ]
     return "/".join(str(n) for n in counts)
 
@@ -108,8 +134,8 @@ def forget_sync_token(conn: Connection, calendar: str, url: str) -> None:
     """The next sync of this calendar lists every ETag and reads what it does not know:
     how `sync --repair` brings back missing objects through the normal capture path."""
     conn.execute(
-        calendar_states.update()
-        .where(calendar_states.c.calendar == calendar, calendar_states.c.url == url)
+        calendar_cursors.update()
+        .where(calendar_cursors.c.calendar == calendar, calendar_cursors.c.url == url)
         .values(sync_token=None)
     )
 

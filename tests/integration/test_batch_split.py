@@ -18,7 +18,7 @@ from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import save_or_split
-from syncd.schema.tables import folder_states, quarantine, records, sources
+from syncd.schema.tables import folder_cursors, quarantine, records, source_states, sources
 from syncd.store import database
 from syncd.store.capture import CapturedMessage, FolderBatch, save_batch
 
@@ -78,9 +78,12 @@ def _state(engine: Engine) -> dict[str, Any]:
         return {
             "records": sorted(conn.scalars(select(records.c.subject))),
             "sources": sorted(conn.scalars(select(sources.c.uid))),
-            "quarantine": sorted(conn.execute(select(quarantine.c.uid, quarantine.c.reason)).all()),
-            "cursor": conn.scalar(select(folder_states.c.last_uid)),
-            "skipped": conn.scalar(select(func.sum(folder_states.c.messages_skipped))),
+            "quarantine": sorted(
+                (int(uid), reason)
+                for uid, reason in conn.execute(select(quarantine.c.item, quarantine.c.reason))
+            ),
+            "cursor": conn.scalar(select(folder_cursors.c.last_uid)),
+            "skipped": conn.scalar(select(func.sum(source_states.c.skipped))),
         }
 
 

@@ -138,8 +138,8 @@ def test_passwords_never_leak(
                 for table in (
                     "records",
                     "participants",
-                    "folder_states",
-                    "mailbox_states",
+                    "folder_cursors",
+                    "source_states",
                     "quarantine",
                 )
             ]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from syncd.schema.tables import mailbox_states, participants, records, source_health, sources
+from syncd.schema.tables import participants, records, source_health, source_states, sources
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message
@@ -106,8 +106,12 @@ def _first_sync_done(world: World) -> bool:
             return bool(
                 conn.scalar(
                     select(func.count())
-                    .select_from(mailbox_states)
-                    .where(mailbox_states.c.last_success_at.is_not(None))
+                    .select_from(source_states)
+                    .where(
+                        source_states.c.kind == "mailbox",
+                        source_states.c.place == "",
+                        source_states.c.last_success_at.is_not(None),
+                    )
                 )
             )
     except Exception:  # the daemon may not have created the schema yet

@@ -15,7 +15,8 @@ import pytest
 
 from syncd.config import MailboxConfig
 from syncd.engine import push
-from syncd.engine.daemon import Daemon, Source
+from syncd.engine.daemon import Daemon, Scheduled
+from syncd.engine.sources import MailboxSource
 from tests.daemon import wait_until
 
 HUGE_LITERAL = b"* 1 FETCH (BODY[] {3000000000}\r\n"
@@ -167,22 +168,23 @@ def test_the_daemon_restarts_a_dead_watcher_with_backoff(
     daemon = Daemon(config)
     box = daemon._config.mailbox[0]
     assert isinstance(box, MailboxConfig)
-    daemon._sources[("mailbox", "rep")] = Source(kind="mailbox", config=box, due=0.0)
-    daemon._start_watcher(box)
+    scheduled = Scheduled(MailboxSource(None, daemon._config, box), due=0.0)
+    daemon._sources[("mailbox", "rep")] = scheduled
+    daemon._start_watcher(scheduled)
     try:
         # First death: back after 1 s; second: after 2 s; never at once, never not at all.
-        wait_until(lambda: not daemon._watchers["rep"].alive, 5, "the watcher to die")
+        wait_until(lambda: not daemon._watchers[("mailbox", "rep")].alive, 5, "the watcher to die")
         for expected_wait in (1.0, 2.0):
-            first = daemon._watchers["rep"]
+            first = daemon._watchers[("mailbox", "rep")]
             wait_until(lambda w=first: not w.alive, 5, "the watcher to die")  # type: ignore[misc]
             daemon._revive_watchers()
-            assert daemon._watchers["rep"] is first  # not at once
+            assert daemon._watchers[("mailbox", "rep")] is first  # not at once
             time.sleep(expected_wait - 0.3)
             daemon._revive_watchers()
-            assert daemon._watchers["rep"] is first  # not before the backoff
+            assert daemon._watchers[("mailbox", "rep")] is first  # not before the backoff
             time.sleep(0.4)
             daemon._revive_watchers()
-            assert daemon._watchers["rep"] is not first
+            assert daemon._watchers[("mailbox", "rep")] is not first
         assert len(starts) == 3
     finally:
         for watcher in daemon._watchers.values():

@@ -127,7 +127,7 @@ def test_unchanged_resync_is_one_request_and_downloads_nothing(alice: World) -> 
     engine = create_engine(alice.db_url)
     with engine.connect() as conn:
         assert (
-            conn.scalar(text("SELECT count(*) FROM calendar_states WHERE sync_token IS NOT NULL"))
+            conn.scalar(text("SELECT count(*) FROM calendar_cursors WHERE sync_token IS NOT NULL"))
             == 1
         )
     engine.dispose()
@@ -239,9 +239,7 @@ def test_rejected_token_falls_back_without_duplicates(alice: World) -> None:
     engine = create_engine(alice.db_url)
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "UPDATE calendar_states SET sync_token = 'http://radicale.org/ns/sync/forgotten' WHERE url != ''"
-            )
+            text("UPDATE calendar_cursors SET sync_token = 'http://radicale.org/ns/sync/forgotten'")
         )
     engine.dispose()
     alice.put_event("alice", "t3.ics", ics(event("t3", TODAY + timedelta(days=3))))

@@ -18,7 +18,7 @@ from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_id
 from syncd.domain.limits import MAX_NAME_CHARS
 from syncd.engine import pipeline
 from syncd.schema.tables import (
-    folder_states,
+    folder_cursors,
     participants,
     quarantine,
     records,
@@ -120,8 +120,13 @@ def _snapshot(world: World) -> dict[str, Any]:
                 (r.record_id, r.address, r.name, r.role) for r in conn.execute(select(participants))
             ),
             "sources": sorted(conn.execute(select(sources.c.record_id, sources.c.uid)).all()),
-            "cursor": conn.scalar(select(folder_states.c.last_uid)),
-            "quarantine": conn.execute(select(quarantine.c.uid, quarantine.c.reason)).all(),
+            "cursor": conn.scalar(select(folder_cursors.c.last_uid)),
+            "quarantine": [
+                (int(uid), reason)
+                for uid, reason in conn.execute(
+                    select(quarantine.c.item, quarantine.c.reason).order_by(quarantine.c.id)
+                )
+            ],
             "queue": sorted(conn.execute(select(unmatched_addresses)).all()),
             "sightings": sorted(conn.execute(select(unmatched_sightings)).all()),
         }

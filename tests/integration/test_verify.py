@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, delete, func, select, update
 
 from syncd.schema.tables import (
     calendar_objects,
-    calendar_quarantine,
-    folder_states,
+    folder_cursors,
     meeting_sources,
+    quarantine,
     skipped_messages,
     sources,
 )
@@ -130,7 +130,7 @@ def test_a_lost_batch_below_the_cursor_is_missing_and_new_mail_is_pending(world:
     world.cli("sync")
     # A batch whose cursor moved but whose messages never arrived: the cursor says 2 is done.
     world.deliver("alice", _inbound(2))
-    _execute(world.db_url, update(folder_states).values(last_uid=2))
+    _execute(world.db_url, update(folder_cursors).values(last_uid=2))
     world.deliver("alice", _inbound(3))  # above the cursor: the next sync's work, not missing
     inbox = _place(_verify(world, "--mailbox", "alice", expect=1), "alice", "INBOX")
     assert (inbox["server"], inbox["recorded"], inbox["pending"]) == (3, 1, 1)
@@ -241,8 +241,14 @@ def test_calendar_objects_are_accounted_for_and_repaired(world: World, radicale:
     url = _scalar(world.db_url, select(calendar_objects.c.url).limit(1))
     _execute(
         world.db_url,
-        calendar_quarantine.insert().values(
-            calendar="alice-cal", url=url, href=href_c, etag='"x"', reason="test", created_at=TODAY
+        quarantine.insert().values(
+            kind="calendar",
+            source="alice-cal",
+            place=url,
+            item=href_c,
+            version='"x"',
+            reason="test",
+            created_at=TODAY,
         ),
         delete(meeting_sources).where(meeting_sources.c.href == href_b),
         delete(calendar_objects).where(calendar_objects.c.href.in_([href_b, href_c])),

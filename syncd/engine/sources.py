@@ -1,0 +1,334 @@
+"""A source is the unit syncd syncs: a mailbox or a calendar account, behind one interface.
+
+The daemon, `syncd sync` and `syncd check` iterate `Source` objects and never ask which
+kind they hold.  A new kind of source (a task list, an API mailbox, an address book) is one
+more class here with its engine behind it; what differs between kinds stays a capability
+(`watcher()` is None where the server cannot push, `push_tasks()` is None where the source
+holds no task list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from syncd.config import CalendarConfig, Config, MailboxConfig
+from syncd.domain.matching import Directory
+from syncd.engine.calendar_sync import CalendarSync, open_caldav
+from syncd.engine.mail_sync import MailSync, Progress, open_imap
+from syncd.engine.push import IdleWatcher
+from syncd.engine.task_sync import TaskLists, sync_task_list
+from syncd.engine.verify import SourceReport, Verifier
+from syncd.errors import RemoteError, describe
+
+log = structlog.get_logger("syncd.sources")
+
+Kind = Literal["mailbox", "calendar"]
+Fence = Callable[[Connection], None]
+
+
+def _no_fence(_conn: Connection) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceCounts:
+    """What one pass did in one place of a source: a folder, or a calendar collection."""
+
+    place: str  # folder name, or calendar display name
+    captured: int = 0  # records made (messages, meetings)
+    updated: int = 0
+    cancelled: int = 0
+    skipped: int = 0  # by a capture rule
+    quarantined: int = 0
+    error: str | None = None  # this place failed; the others went on
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """One pass over one source, the same shape for every kind."""
+
+    kind: Kind
+    source: str
+    places: list[PlaceCounts] = field(default_factory=list)
+    error: RemoteError | None = None  # the whole source failed (login, network, discovery)
+    requests: int = 0  # round trips to the server, where the connector counts them
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(p.error is None for p in self.places)
+
+    def total(self, what: str) -> int:
+        return sum(int(getattr(p, what)) for p in self.places)
+
+    def reason(self) -> str | None:
+        """Why the pass was not clean, in one line (the daemon's health reason)."""
+        if self.error is not None:
+            return describe(self.error)
+        failed = [f"{p.place}: {p.error}" for p in self.places if p.error]
+        return "; ".join(failed) or None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of `syncd check` about a source."""
+
+    level: Literal["info", "problem", "note"]
+    text: str
+    fix: str | None = None
+
+
+class Source(Protocol):
+    kind: Kind
+    record_kind: str  # the kind of the records it makes: email | meeting
+
+    @property
+    def config(self) -> MailboxConfig | CalendarConfig:
+        """Its [[mailbox]] or [[calendar]] table: a changed one restarts the source."""
+        ...
+
+    @property
+    def name(self) -> str: ...
+
+    def heading(self) -> str:
+        """Where the source is and who logs in, for `syncd check` (never a secret)."""
+        ...
+
+    def sync(
+        self,
+        directory: Directory,
+        *,
+        should_stop: Callable[[], bool] = _never,
+        fence: Fence = _no_fence,
+        progress: Progress | None = None,
+    ) -> SyncReport:
+        """One pass: every batch commits with its cursor; ``fence`` runs in each batch's
+        transaction (the daemon's lease), ``should_stop`` is asked between batches."""
+        ...
+
+    def check(self) -> list[Finding]:
+        """Log in and list what would be synced; capture nothing."""
+        ...
+
+    def verify(self) -> SourceReport:
+        """Account for every item the server lists (`syncd verify`)."""
+        ...
+
+    def push_tasks(self) -> dict[str, int] | None:
+        """After the follow-up rules ran: write tasks to the source's task list.  None when
+        the source holds no task list; raises RemoteError when the push failed."""
+        ...
+
+    def watcher(self, on_change: Callable[[str], None]) -> IdleWatcher | None:
+        """A thread that calls ``on_change`` when the server reports new items, or None
+        where the server cannot push (then the source is polled only)."""
+        ...
+
+
+class MailboxSource:
+    kind: Kind = "mailbox"
+    record_kind = "email"
+
+    def __init__(self, engine: Engine | None, config: Config, box: MailboxConfig) -> None:
+        self._engine_or_none = engine
+        self._config = config
+        self.config = box
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def _engine(self) -> Engine:
+        assert self._engine_or_none is not None, "made without a database (for check only)"
+        return self._engine_or_none
+
+    def heading(self) -> str:
+        box = self.config
+        return f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username})"
+
+    def sync(
+        self,
+        directory: Directory,
+        *,
+        should_stop: Callable[[], bool] = _never,
+        fence: Fence = _no_fence,
+        progress: Progress | None = None,
+    ) -> SyncReport:
+        result = MailSync(
+            self._engine, self._config, progress=progress, should_stop=should_stop, fence=fence
+        ).sync_mailbox(self.config, directory)
+        return SyncReport(
+            "mailbox",
+            self.name,
+            [
+                PlaceCounts(
+                    f.folder,
+                    captured=f.captured,
+                    skipped=f.skipped,
+                    quarantined=f.quarantined,
+                    error=f.error,
+                )
+                for f in result.folders
+            ],
+            result.error,
+        )
+
+    def check(self) -> list[Finding]:
+        box = self.config
+        try:
+            session = open_imap(box, self._config.capture.max_message_bytes)
+        except RemoteError as err:
+            return [Finding("problem", err.message, err.hint)]
+        out: list[Finding] = []
+        try:
+            caps = session.capabilities()
+            names = [f.name for f in session.folders()]
+            wanted = box.folders or session.default_folders()
+            out.append(Finding("info", "login: ok"))
+            out += [
+                Finding("info", f"{cap}: {'yes' if cap in caps else 'no'}")
+                for cap in ("IDLE", "CONDSTORE")
+            ]
+            out.append(Finding("info", f"folders: {', '.join(names)}"))
+            out.append(Finding("info", f"will capture: {', '.join(wanted)}"))
+            out += [
+                Finding(
+                    "problem",
+                    f"folder {folder!r} does not exist",
+                    f"set folders to names from the list above (found: {', '.join(names)})",
+                )
+                for folder in wanted
+                if folder not in names
+            ]
+            if not box.folders and len(wanted) == 1:
+                out.append(
+                    Finding(
+                        "note",
+                        "no folder is marked \\Sent; add your sent folder to `folders` to "
+                        "capture outbound mail",
+                    )
+                )
+        except RemoteError as err:
+            out.append(Finding("problem", err.message))
+        finally:
+            session.close()
+        return out
+
+    def verify(self) -> SourceReport:
+        return Verifier(self._engine, self._config).verify_mailbox(self.config)
+
+    def push_tasks(self) -> dict[str, int] | None:
+        return None
+
+    def watcher(self, on_change: Callable[[str], None]) -> IdleWatcher | None:
+        return IdleWatcher(self.config, on_change) if self._config.sync.idle else None
+
+
+class CalendarSource:
+    kind: Kind = "calendar"
+    record_kind = "meeting"
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        config: Config,
+        calendar: CalendarConfig,
+        task_lists: TaskLists | None = None,
+    ) -> None:
+        self._engine_or_none = engine
+        self._config = config
+        self.config = calendar
+        self._task_lists = task_lists  # where its task list is, remembered by a daemon
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def _engine(self) -> Engine:
+        assert self._engine_or_none is not None, "made without a database (for check only)"
+        return self._engine_or_none
+
+    def heading(self) -> str:
+        return f"{self.config.name} ({self.config.url} as {self.config.username})"
+
+    def sync(
+        self,
+        directory: Directory,
+        *,
+        should_stop: Callable[[], bool] = _never,
+        fence: Fence = _no_fence,
+        progress: Progress | None = None,
+    ) -> SyncReport:
+        # A calendar pass is one REPORT per collection: nothing to stop between, no progress.
+        result = CalendarSync(self._engine, self._config, fence=fence).sync_source(
+            self.config, directory
+        )
+        places = [
+            PlaceCounts(
+                name,
+                captured=counts.get("created", 0),
+                updated=counts.get("updated", 0),
+                cancelled=counts.get("cancelled", 0),
+                quarantined=counts.get("quarantined", 0),
+            )
+            for name, counts in result.calendars.items()
+        ]
+        places += [PlaceCounts(name, error=error) for name, error in result.errors.items() if name]
+        return SyncReport("calendar", self.name, places, result.error, result.requests)
+
+    def check(self) -> list[Finding]:
+        try:
+            with open_caldav(self.config) as dav:
+                found = dav.discover()
+        except RemoteError as err:
+            return [Finding("problem", err.message, err.hint)]
+        return [
+            Finding("info", "login: ok"),
+            Finding("info", f"calendars: {', '.join(c.name for c in found) or 'none'}"),
+        ]
+
+    def verify(self) -> SourceReport:
+        return Verifier(self._engine, self._config).verify_calendar(self.config)
+
+    def push_tasks(self) -> dict[str, int] | None:
+        if not self.config.tasks_calendar:
+            return None
+        with open_caldav(self.config) as session:
+            return sync_task_list(self._engine, self.config, session, self._task_lists)
+
+    def watcher(self, on_change: Callable[[str], None]) -> IdleWatcher | None:
+        return None  # CalDAV has no push that syncd uses: calendars are polled
+
+
+def configured_sources(
+    engine: Engine | None,
+    config: Config,
+    mailboxes: list[str] | None = None,
+    calendars: list[str] | None = None,
+    *,
+    task_lists: TaskLists | None = None,
+) -> list[Source]:
+    """Every configured source, mailboxes first, optionally only the named ones (None: all
+    of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
+    task-list URLs between passes (the daemon's); without it each push looks the list up."""
+    out: list[Source] = [
+        MailboxSource(engine, config, box)
+        for box in config.mailbox
+        if mailboxes is None or box.name in mailboxes
+    ]
+    out += [
+        CalendarSource(engine, config, cal, task_lists)
+        for cal in config.calendar
+        if calendars is None or cal.name in calendars
+    ]
+    return out
