@@ -16,10 +16,10 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.radicale import Radicale
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.radicale import Radicale
 
 CUSTOMERS = (
     "customer,domains,contact_name,contact_email\nAcme Corp,acme.com,Wile Coyote,wile@acme.com\n"

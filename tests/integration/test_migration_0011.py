@@ -29,11 +29,11 @@ from sqlalchemy import Connection, Engine, Integer, MetaData, create_engine, ins
 
 from syncd.connectors.dav import CalDavSession, Changes
 from syncd.connectors.imap import ImapSession
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.radicale import Radicale
 from syncd.store import database
 from tests.conftest import World
 from tests.migration_scenario import CAL_USERS, USERS, lay_out
+from tests.servers.dovecot import Dovecot
+from tests.servers.radicale import Radicale
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.radicale]
 

@@ -8,14 +8,14 @@ import pytest
 
 from syncd.config import load_config
 from syncd.engine.sources import CalendarSource, MailboxSource, configured_sources
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.store import database, state
 from syncd.store.directory import load_directory
 from syncd.store.queries import calendar_status, sync_status
 from tests.conftest import World
 from tests.mail import make_message
 from tests.migration_scenario import MEETING
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 
 @pytest.mark.dovecot
