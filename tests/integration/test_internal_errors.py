@@ -29,7 +29,7 @@ from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import IdleWatcher
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
-from syncd.schema.tables import mailbox_states, source_health
+from syncd.schema.tables import source_health, source_states
 from syncd.store import database, health
 from syncd.store.queries import sync_status
 from tests.daemon import wait_until
@@ -140,7 +140,9 @@ def test_a_mailbox_pass_reports_an_internal_error_once_and_status_shows_it_faili
         assert result.error is not None and result.error.kind == "internal"
         assert drifted.calls == 1  # not retried: the same bug would only come back
         with engine.connect() as conn:
-            kind = conn.scalar(select(mailbox_states.c.last_error_kind))
+            kind = conn.scalar(
+                select(source_states.c.last_error_kind).where(source_states.c.place == "")
+            )
             (shown,) = sync_status(conn, ["rep"])
         engine.dispose()
         assert kind == "internal"
