@@ -24,9 +24,10 @@ from syncd.config import CalendarConfig, MailboxConfig, parse_config
 from syncd.connectors import imap
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
-from syncd.engine.daemon import Daemon, Source
+from syncd.engine.daemon import Daemon, Scheduled
 from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import IdleWatcher
+from syncd.engine.sources import MailboxSource
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
 from syncd.schema.tables import source_health, source_states
@@ -299,7 +300,7 @@ def test_the_daemon_holds_an_internal_error_for_attention_and_counts_it(
     daemon = Daemon(config)
     daemon._engine = database.open_database(daemon._config.database.url)
     box = daemon._config.mailbox[0]
-    source = Source(kind="mailbox", config=box, due=0.0)
+    source = Scheduled(MailboxSource(daemon._engine, daemon._config, box), due=0.0)
     daemon._sources[source.key] = source
     drifted = _Counted()
     monkeypatch.setattr(imapclient.IMAPClient, "search", drifted)
