@@ -161,9 +161,7 @@ def _read_object(
     text: str | bytes, window_start: datetime, window_end: datetime, zone: tzinfo, budget: Budget
 ) -> ObjectView:
     def inside(o: Occurrence) -> bool:
-        return o.starts_at < window_end and (
-            o.ends_at > window_start or o.starts_at >= window_start
-        )
+        return _overlaps((o.starts_at, o.ends_at, o.all_day), window_start, window_end)
 
     cut = Cut()
     if isinstance(text, str):
@@ -184,6 +182,11 @@ def _read_object(
         if "RRULE" in c or "RDATE" in c or "RECURRENCE-ID" in c
     }
     if recurring:
+        for event in calendar.walk("VEVENT"):
+            # The expander orders overrides by SEQUENCE and fails on an unreadable one,
+            # which the fast reader reads as 0: the same here, so one bad value costs nothing.
+            if "SEQUENCE" in event:
+                event["SEQUENCE"] = bound_sequence(event["SEQUENCE"])
         events, later = _expand(calendar, window_start, window_end, zone, budget, cut)
         following = to_utc(later["DTSTART"].dt, zone)[0] if later is not None else None
         found = [_occurrence(e, recurring, zone, cut) for e in events]
@@ -242,22 +245,26 @@ def _expand(
         expander = recurring_ical_events.of(calendar)
         events: list[Any] = []
         seen: set[tuple[str, str]] = set()
-        start = window_start
-        while start < window_end and len(events) <= cap:
+        # The expander compares floating times as if they were UTC; syncd reads them in the
+        # organisation's zone.  So the expansion runs a day wider on each side and each
+        # event is kept by its own span, as the fast reader does: both keep the same ones.
+        start = window_start - _MARGIN
+        while start < window_end + _MARGIN and len(events) <= cap:
             budget.check()
-            end = min(start + step, window_end)
+            end = min(start + step, window_end + _MARGIN)
             for event in expander.between(start, end):
                 if event.name != "VEVENT":
                     continue
                 key = (str(event.get("UID", "")), str(event["DTSTART"].to_ical()))
                 if key not in seen:
                     seen.add(key)
-                    events.append(event)
+                    if _overlaps(_span(event, zone), window_start, window_end):
+                        events.append(event)
             start = end
         budget.check()
         later = None
         if len(events) <= cap:  # a capped object is not read again as the window moves
-            later = next((e for e in expander.after(window_end) if e.name == "VEVENT"), None)
+            later = _first_after(expander, window_end, zone, budget)
         budget.check()
     except (BrokenCalendar, OverBudget):
         raise
@@ -272,6 +279,39 @@ def _expand(
         events.sort(key=lambda e: to_utc(e["DTSTART"].dt, zone)[0])
         events = events[:cap]
     return events, later
+
+
+# More than any zone's offset from UTC.
+_MARGIN = timedelta(days=1)
+
+
+def _span(event: Any, zone: tzinfo) -> tuple[datetime, datetime, bool]:
+    """(start, end, whole day) of a VEVENT in UTC: DTEND, else DURATION, else a day for an
+    all-day event and no time for a timed one (RFC 5545 3.6.1)."""
+    start, all_day = to_utc(event["DTSTART"].dt, zone)
+    if "DTEND" in event:
+        end, _ = to_utc(event["DTEND"].dt, zone)
+    elif "DURATION" in event:
+        end = start + event["DURATION"].dt
+    else:
+        end = start + (timedelta(days=1) if all_day else timedelta())
+    return start, end, all_day
+
+
+def _overlaps(span: tuple[datetime, datetime, bool], start: datetime, end: datetime) -> bool:
+    """Inside the window: starts before its end, and ends after its start (an event of no
+    length counts when it starts at the window's start)."""
+    return span[0] < end and (span[1] > start or span[0] >= start)
+
+
+def _first_after(expander: Any, window_end: datetime, zone: tzinfo, budget: Budget) -> Any:
+    """The first VEVENT starting at or after the window's end, in the organisation's zone."""
+    for n, event in enumerate(expander.after(window_end - _MARGIN)):
+        if n % 256 == 255:
+            budget.check()
+        if event.name == "VEVENT" and to_utc(event["DTSTART"].dt, zone)[0] >= window_end:
+            return event
+    return None
 
 
 def _first_day_after(text: str, window_end: datetime) -> datetime | None:
@@ -297,13 +337,7 @@ def _occurrence(event: Any, recurring: set[str], zone: tzinfo, cut: Cut) -> Occu
     uid = bound_uid(raw_uid)
     if not uid or "DTSTART" not in event:
         raise BrokenCalendar("an event without UID or DTSTART")
-    start, all_day = to_utc(event["DTSTART"].dt, zone)
-    if "DTEND" in event:
-        end, _ = to_utc(event["DTEND"].dt, zone)
-    elif "DURATION" in event:
-        end = start + event["DURATION"].dt
-    else:
-        end = start + (timedelta(days=1) if all_day else timedelta())
+    start, end, all_day = _span(event, zone)
     organizer = _person(event["ORGANIZER"]) if "ORGANIZER" in event else None
     attendees_raw = event.get("ATTENDEE", [])
     if not isinstance(attendees_raw, list):

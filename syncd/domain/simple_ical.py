@@ -144,7 +144,13 @@ def expand_rule(
     earliest = window_start - duration
     starts: list[datetime] = []
     following: datetime | None = None
+    walked = False
     for n, start in enumerate(recurrence):
+        if n == 0 and start != first:
+            # DTSTART off the rule: RFC 5545 counts it as the first occurrence anyway,
+            # dateutil does not; icalendar's expander follows the RFC.
+            return None
+        walked = True
         if n % 256 == 0:
             budget.check()
         if start < earliest:
@@ -162,6 +168,8 @@ def expand_rule(
             # as the window moves (what it would add is cut anyway).
             return starts, None, 1
         starts.append(start)
+    if not walked:  # a rule with no occurrence at all: DTSTART alone, by the RFC
+        return None
     return starts, following, 0
 
 
