@@ -19,6 +19,7 @@ from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo, CalendarObject
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
+from syncd.domain.items import MeetingItem
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
 from syncd.errors import RemoteConfigError, RemoteError
@@ -255,7 +256,7 @@ class CalendarSync:
 
     def _item(
         self, occurrence: Occurrence, source: CalendarConfig, directory: Directory
-    ) -> store.MeetingItem | None:
+    ) -> MeetingItem | None:
         people = self._people(occurrence, source, directory)
         if people is None:
             return None
@@ -263,7 +264,7 @@ class CalendarSync:
         forgotten = (
             bool(organizer) and match_address(organizer or "", directory).reason == "suppressed"
         )
-        return store.MeetingItem(
+        return MeetingItem(
             key=occurrence.key,
             uid=occurrence.uid,
             recurrence_id=occurrence.recurrence_id,
