@@ -241,5 +241,5 @@ def test_a_store_error_on_one_object_holds_only_that_object(
     uids = sorted(str(r["ical_uid"]) for r in world.records("--kind", "meeting"))
     assert uids == [f"ok{n}" for n in range(6)]
     held = quarantined(world)
-    assert list(held) == ["poison.ics"] and "database refused" in held["poison.ics"]
+    assert list(held) == ["poison.ics"] and "store refused" in held["poison.ics"]
     assert "Poison" not in held["poison.ics"] and "INSERT" not in held["poison.ics"]
