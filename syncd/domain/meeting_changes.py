@@ -93,22 +93,23 @@ def claim_keys(
 ) -> dict[str, list[MeetingItem]]:
     """The items with the keys they are stored under.  The first organizer seen for a
     meeting owns its record (``owners``: key -> stored organizer); a copy naming another
-    organizer gets a record of its own, and never rewrites the owner's summary, time or
-    participants.  A record without an organizer is claimed by the first copy naming one."""
+    organizer, or none once the record has one, gets a record of its own and never
+    rewrites the owner's summary, time or participants.  A record without an organizer is
+    claimed by the first copy naming one.  Owners are settled for the whole batch before
+    any key is given, so a batch read twice gives the same keys."""
     owner = dict(owners)
+    for found in objects.values():
+        for item in found:
+            if owner.get(item.key) is None and item.organizer is not None:
+                owner[item.key] = item.organizer
     out: dict[str, list[MeetingItem]] = {}
     for href, found in objects.items():
-        claimed = []
-        for item in found:
-            current = owner.get(item.key)
-            if current is None:  # unknown, or owned by nobody yet
-                owner[item.key] = item.organizer
-                claimed.append(item)
-            elif current != item.organizer:
-                claimed.append(replace(item, key=organizer_key(item.key, item.organizer)))
-            else:
-                claimed.append(item)
-        out[href] = claimed
+        out[href] = [
+            item
+            if owner.get(item.key) in (None, item.organizer)
+            else replace(item, key=organizer_key(item.key, item.organizer))
+            for item in found
+        ]
     return out
 
 
@@ -128,15 +129,17 @@ def plan_batch(
     """The change one calendar batch makes: see the module's docstring."""
     owners = {k: r.organizer for k, r in known.records.items()}
     change = BatchChange(claim_keys(objects, owners))
-    for item in change.items:  # the last copy of a key in the batch wins, as it is written
-        stored = known.records.get(item.key)
+    # Two copies of one key in a batch (the same meeting in two resources): the last one is
+    # what the record shows, so it alone is compared, and a replay compares the same one.
+    final = {item.key: item for item in change.items}
+    for key, item in final.items():
+        stored = known.records.get(key)
         if stored is None:
-            change.create[item.key] = item
+            change.create[key] = item
         elif is_update(stored, item):
-            change.update[item.key] = item
-    for item in change.items:
-        if item.key not in change.create and item.key not in change.update:
-            change.unchanged[item.key] = item
+            change.update[key] = item
+        else:
+            change.unchanged[key] = item
 
     shown: Counter[str] = Counter(known.elsewhere)
     candidates: list[str] = []  # records that may have lost their last resource
