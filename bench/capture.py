@@ -21,10 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+# The test servers and sample data are not installed: they live in the checkout's
+# tests/servers/, so the checkout's root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import imapclient
 
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.sample import CUSTOMERS_CSV, generate
+from tests.servers.dovecot import Dovecot
+from tests.servers.sample import CUSTOMERS_CSV, generate
 
 USER, PASSWORD = "bench", "bench-password"
 

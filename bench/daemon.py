@@ -23,11 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+# The test servers and sample data are not installed: they live in the checkout's
+# tests/servers/, so the checkout's root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import imapclient
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import mailbox_states, records
 
-from syncd.localservers.dovecot import Dovecot
+from syncd.schema.tables import mailbox_states, records
+from tests.servers.dovecot import Dovecot
 
 SYNCD = str(Path(sys.executable).parent / "syncd")
 TICK = os.sysconf("SC_CLK_TCK")

@@ -25,6 +25,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+# The test servers and sample data are not installed: they live in the checkout's
+# tests/servers/, so the checkout's root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 CRLF = b"\r\n"
 _BASE = (
     b"From: Wile Coyote <wile@acme.com>\r\n"
@@ -177,7 +181,7 @@ CASES: dict[str, tuple[Callable[[int], bytes], int]] = {
 
 def ordinary(size: int) -> bytes:
     """An ordinary ~3 KB sample message grown to ``size`` bytes of plain text."""
-    from syncd.localservers.sample import generate
+    from tests.servers.sample import generate
 
     raw = generate(1, size=3300)[0].raw
     while len(raw) < size:

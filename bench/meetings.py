@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 import urllib.request
@@ -25,11 +26,15 @@ from base64 import b64encode
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+# The test servers and sample data are not installed: they live in the checkout's
+# tests/servers/, so the checkout's root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from syncd.config import parse_config
 from syncd.engine.calendar_sync import CalendarSync
-from syncd.localservers.radicale import Radicale
 from syncd.store.database import open_database
 from syncd.store.directory import ensure_customer
+from tests.servers.radicale import Radicale
 
 USER, PASSWORD = "bench", "bench-password"
 QUERY = (

@@ -12,20 +12,25 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import sys
 import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+# The test servers and sample data are not installed: they live in the checkout's
+# tests/servers/, so the checkout's root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from syncd.config import parse_config
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.mail_sync import MailSync
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.sample import CUSTOMERS_CSV, REPS, generate
 from syncd.store import tasks as store
 from syncd.store.database import open_database
 from syncd.store.directory import ensure_contact, ensure_customer
+from tests.servers.dovecot import Dovecot
+from tests.servers.sample import CUSTOMERS_CSV, REPS, generate
 
 
 def main() -> int:

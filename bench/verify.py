@@ -25,18 +25,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The test servers and sample data are not installed: they live in the checkout's
+# tests/servers/, so the checkout's root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capture import PASSWORD, USER, _login, seed
 from sqlalchemy import delete, func, select
-from syncd.schema.tables import skipped_messages, sources, verify_states
 
 from syncd.config import parse_config
 from syncd.engine.mail_sync import MailSync
 from syncd.engine.verify import SourceReport, Verifier
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.sample import CUSTOMERS_CSV, generate
+from syncd.schema.tables import skipped_messages, sources, verify_states
 from syncd.store.database import open_database
 from syncd.store.directory import ensure_contact, ensure_customer
+from tests.servers.dovecot import Dovecot
+from tests.servers.sample import CUSTOMERS_CSV, generate
 
 
 def _timed(

@@ -12,26 +12,39 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
+import structlog
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from lxml import etree
 
 from syncd.config import CalendarConfig
+from syncd.connectors import retry
+
+# Re-exported: these value types live with the interface in base.py; older imports from
+# here keep working.
+from syncd.connectors.base import CalendarInfo as CalendarInfo
+from syncd.connectors.base import CalendarObject as CalendarObject
+from syncd.connectors.base import Changes as Changes
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
+    InternalError,
     RefusedError,
     RemoteConfigError,
     RemoteError,
+    SyncdError,
     TransientError,
 )
+
+log = structlog.get_logger("syncd.caldav")
 
 NS = {"D": "DAV:", "C": "urn:ietf:params:xml:ns:caldav"}
 MULTIGET_BATCH = 200
@@ -80,35 +93,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarInfo:
-    url: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarObject:
-    href: str
-    etag: str
-    data: str
-
-
-@dataclass(slots=True)
-class Changes:
-    token: str | None  # the new sync token, None when the server has none
-    changed: list[CalendarObject]
-    deleted: list[str]  # hrefs
-    # "query" (first sync), "query-unfiltered" (first sync, the server failed the time-range
-    # filter), "token", "full-token" (no or rejected token) or "etag"
-    method: str
-    # Objects listed but not downloaded: all their occurrences lie before the window, which
-    # only moves forward (href -> ETag).  Remembered, so a change to one still shows.
-    unread: dict[str, str] = field(default_factory=dict)
-    # Objects not downloaded because they are larger than any calendar object syncd reads
-    # (MAX_OBJECT_BYTES), or than the XML parser takes: href -> (ETag, reason).
-    oversized: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _sync_body(token: str | None, with_data: bool) -> str:
@@ -183,7 +167,7 @@ class TokenRejected(Exception):
 def _classified(where: str) -> Iterator[None]:
     try:
         yield
-    except (RemoteError, TokenRejected):
+    except (SyncdError, TokenRejected):  # already says what to do (RemoteError included)
         raise
     except dav_error.AuthorizationError as err:
         raise CredentialsError(
@@ -196,13 +180,31 @@ def _classified(where: str) -> Iterator[None]:
         raise RemoteConfigError(
             f"{where}: not found", hint="check url; `syncd check` lists the calendars"
         ) from None
-    except dav_error.DAVError as err:
+    except (dav_error.DAVError, etree.XMLSyntaxError) as err:  # the server answered badly
         raise TransientError(f"{where}: the server failed ({type(err).__name__})") from None
-    except Exception as err:  # sockets, urllib3 and niquests each raise their own families
-        raise _network_error(where, err) from None
+    except MemoryError:
+        raise TransientError(f"{where}: an answer too large to hold in memory") from None
+    except Exception as err:
+        if _is_network_failure(err):
+            raise _network_error(where, err) from None
+        internal = InternalError.from_exception(where, err)
+        # The type and the place only: the message may quote server data or a secret.
+        log.error("caldav.internal_error", where=where, error=internal.message)
+        raise internal from None
 
 
-def _network_error(where: str, err: Exception) -> RemoteError:
+# The HTTP stacks under caldav raise their own families, not all of them OSError.
+_NETWORK_MODULES = ("niquests", "urllib3", "urllib3_future", "requests", "h11", "h2", "qh3")
+
+
+def _is_network_failure(err: BaseException) -> bool:
+    """A failure of the network or of the HTTP exchange, not of our code or caldav's."""
+    if isinstance(err, (OSError, HTTPException, EOFError)):
+        return True
+    return any(cls.__module__.split(".")[0] in _NETWORK_MODULES for cls in type(err).__mro__)
+
+
+def _network_error(where: str, err: BaseException) -> RemoteError:
     """What a failed HTTP exchange means for the caller, whatever library raised it."""
     text = f"{type(err).__name__}: {err}"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
@@ -248,7 +250,21 @@ class _SameOriginClient(DAVClient):
         target = urljoin(str(self.url), str(url))
         if origin_of(target) != self._origin:
             raise self.foreign(target)
-        return super().request(url, *args, **kwargs)
+
+        def attempt() -> Any:
+            try:
+                return super(_SameOriginClient, self).request(url, *args, **kwargs)
+            except Exception as err:
+                # Network failures are classified here so that the policy can retry the
+                # transient ones; caldav's own errors go on to ``_classified`` unchanged.
+                if _is_network_failure(err):
+                    raise _network_error(self._where, err) from None
+                raise
+
+        return retry.REQUEST.call(attempt, on_retry=self._retrying)
+
+    def _retrying(self, err: BaseException, wait: float) -> None:
+        log.info("caldav.retry", error=str(err), retry_in=round(wait, 2))
 
     def foreign(self, url: str) -> RemoteConfigError:
         """The refusal of a URL on another origin: named by its origin only (no path, no
@@ -541,7 +557,9 @@ class CalDavSession:
         self.requests += 1
         with _classified(self._where):
             try:
-                return self._client.request(url, "REPORT", body, {**self._headers, "Depth": depth})
+                response = self._client.request(
+                    url, "REPORT", body, {**self._headers, "Depth": depth}
+                )
             except etree.XMLSyntaxError:
                 raise UnreadableAnswer(
                     f"{self._where}: the server's answer is not readable XML"
@@ -553,6 +571,14 @@ class CalDavSession:
                 if with_token:
                     raise TokenRejected from None
                 raise
+        if response.status == 404:
+            # The collection itself is gone (deleted since discovery): that calendar is
+            # reported and the account's other calendars still sync.
+            raise RemoteConfigError(
+                f"{self._where}: calendar not found",
+                hint="check url; `syncd check` lists the calendars",
+            )
+        return response
 
     def _sync(
         self,

@@ -19,24 +19,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import imapclient
+import structlog
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
-from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from syncd.config import MailboxConfig
+from syncd.connectors import retry
+from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
 from syncd.domain.limits import MAX_HEADER_BYTES
 from syncd.errors import (
     CredentialsError,
+    InternalError,
     RefusedError,
     RemoteConfigError,
     RemoteError,
+    SyncdError,
     TransientError,
 )
+
+log = structlog.get_logger("syncd.imap")
 
 # The header and enough of the body for a 500-character snippet of new text, even behind
 # HTML or MIME headers.  Also the most a single message can cost in memory.
@@ -67,7 +67,11 @@ class LiteralTooLarge(Exception):
 
 
 def classify(err: BaseException, where: str) -> RemoteError:
-    """Turn a library or socket failure into the error that says what to do next."""
+    """Turn a library or socket failure into the error that says what to do next.
+
+    Only network and server failures are transient; anything else (an ``AttributeError``
+    from a changed imapclient, a ``TypeError`` of ours) is an ``InternalError``.
+    """
     if isinstance(err, RemoteError):
         return err
     if isinstance(err, LiteralTooLarge):
@@ -110,24 +114,21 @@ def classify(err: BaseException, where: str) -> RemoteError:
         return RefusedError(f"{where}: network error ({err.strerror or type(err).__name__})")
     if isinstance(err, IMAPClientError):
         return RemoteConfigError(f"{where}: the server said no ({err})")
-    return TransientError(f"{where}: {type(err).__name__}")
+    return InternalError.from_exception(where, err)
 
 
 @contextmanager
 def _classified(where: str) -> Iterator[None]:
     try:
         yield
-    except RemoteError:
+    except SyncdError:  # already says what to do (a secret that cannot be read, a RemoteError)
         raise
-    except (
-        OSError,
-        IMAPClientError,
-        imaplib.IMAP4.error,
-        EOFError,
-        LiteralTooLarge,
-        MemoryError,
-    ) as err:
-        raise classify(err, where) from None
+    except (Exception, MemoryError) as err:
+        classified = classify(err, where)
+        if isinstance(classified, InternalError):
+            # The type and the place only: the message may quote server data or a secret.
+            log.error("imap.internal_error", where=where, error=classified.message)
+        raise classified from None
 
 
 def _bound_literals(client: imapclient.IMAPClient) -> None:
@@ -177,10 +178,15 @@ class ImapSession:
 
     @classmethod
     def open(
-        cls, config: MailboxConfig, secret: Callable[[], str], *, max_bytes: int
+        cls,
+        config: MailboxConfig,
+        secret: Callable[[], str],
+        *,
+        max_bytes: int,
+        should_stop: retry.StopCheck = retry.never,
     ) -> ImapSession:
-        """Connect and log in, retrying transient failures a few times with backoff."""
-        session = _open_with_retry(config, secret)
+        """Connect and log in, retrying transient failures by the ``LOGIN`` policy."""
+        session = retry.LOGIN.call(lambda: _connect(config, secret), should_stop=should_stop)
         session._max_bytes = max_bytes
         return session
 
@@ -211,6 +217,8 @@ class ImapSession:
         with _classified(self._where(folder)):
             try:
                 info = self._client.select_folder(folder, readonly=True)
+            except imaplib.IMAP4.abort:
+                raise  # a dropped connection, not a bad folder: transient (classify)
             except IMAPClientError as err:
                 raise RemoteConfigError(
                     f"{self._where(folder)}: cannot open the folder ({err})",
@@ -423,11 +431,3 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
                 client.shutdown()
         raise
     return ImapSession(client, config)
-
-
-_open_with_retry = retry(
-    retry=retry_if_exception_type(TransientError),
-    stop=stop_after_attempt(3),
-    wait=wait_random_exponential(multiplier=0.5, max=5),
-    reraise=True,
-)(_connect)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
 from syncd.schema.types import UtcDateTime
 
 metadata = MetaData(

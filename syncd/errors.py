@@ -2,7 +2,8 @@
 
 Remote failures are classified by what the caller should do next, not by where
 they came from: retry later (transient), stop and alert a person (credentials),
-back off (refused), or report and carry on (config, folder).  The CLI turns any
+back off (refused), report and carry on (config, folder), or report and wait for a
+fix (internal: our own bug or a library that changed under us).  The CLI turns any
 ``SyncdError`` into a message and a hint, never a traceback.
 """
 
@@ -74,6 +75,40 @@ class RemoteConfigError(RemoteError):
     """The server works but our settings do not fit it: TLS, missing folder, no STARTTLS."""
 
     kind = "config"
+
+
+class InternalError(RemoteError):
+    """A programming error or library drift met while talking to a server (an
+    ``AttributeError`` from a changed caldav API): no network or server failure explains
+    it, so retrying soon would only repeat it.  The source waits for a person, like a
+    refused login, and is tried again hourly in case the cause was passing.
+
+    It is a ``RemoteError`` because it is raised at the connector edge and travels the
+    same path to the source's state and to ``syncd status``.  The message names the
+    exception type and where it was raised, never the exception's own text: that may
+    quote what a server sent, or a secret.
+    """
+
+    kind = "internal"
+
+    @classmethod
+    def from_exception(cls, where: str, err: BaseException) -> InternalError:
+        return cls(
+            f"{where}: internal error ({type(err).__name__} at {raised_at(err)})",
+            hint="a bug or an incompatible library version; please report it with the log line",
+        )
+
+
+def raised_at(err: BaseException) -> str:
+    """``module.py:line in function`` of the innermost frame of ``err``'s traceback: where
+    to look, without any value from the program's data."""
+    tb = err.__traceback__
+    if tb is None:
+        return "an unknown place"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}"
 
 
 class StoreError(SyncdError):

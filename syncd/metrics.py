@@ -33,7 +33,7 @@ class Metrics:
         )
         self.errors = Counter(
             "syncd_sync_errors",
-            "Failed syncs, by what to do next (transient, refused, credentials, config).",
+            "Failed syncs, by what to do next (transient, refused, credentials, config, internal).",
             ["source", "kind"],
             registry=self.registry,
         )

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.postgres import admin_url, scratch_database
-from syncd.localservers.radicale import Radicale
+from tests.servers.dovecot import Dovecot
+from tests.servers.postgres import admin_url, scratch_database
+from tests.servers.radicale import Radicale
 
 _USER_IDS = itertools.count(0)
 _CAL_IDS = itertools.count(0)

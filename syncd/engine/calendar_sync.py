@@ -16,7 +16,8 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config
-from syncd.connectors.dav import CalDavSession, CalendarInfo, CalendarObject
+from syncd.connectors.base import CalendarInfo, CalendarObject, CalendarSession
+from syncd.connectors.dav import CalDavSession
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
 from syncd.domain.items import MeetingItem
@@ -55,7 +56,7 @@ class CalendarSync:
         engine: Engine,
         config: Config,
         *,
-        opener: Callable[[CalendarConfig], CalDavSession] = open_caldav,
+        opener: Callable[[CalendarConfig], CalendarSession] = open_caldav,
         now: Callable[[], datetime] | None = None,
         fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
@@ -109,7 +110,7 @@ class CalendarSync:
         log.error("calendar.failed", calendar=result.source, kind=err.kind, error=str(err))
         return result
 
-    def _calendars(self, session: CalDavSession, source: CalendarConfig) -> list[CalendarInfo]:
+    def _calendars(self, session: CalendarSession, source: CalendarConfig) -> list[CalendarInfo]:
         """Discovered calendars, from the database while the last discovery is recent."""
         with self._engine.connect() as conn:
             stored = store.stored_calendars(conn, source.name)
@@ -130,7 +131,7 @@ class CalendarSync:
 
     def _sync_calendar(
         self,
-        session: CalDavSession,
+        session: CalendarSession,
         source: CalendarConfig,
         calendar: CalendarInfo,
         directory: Directory,

@@ -25,6 +25,7 @@ from types import FrameType
 
 import structlog
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from syncd.config import CalendarConfig, Config, MailboxConfig, load_config
 from syncd.domain.matching import Directory
@@ -34,9 +35,9 @@ from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import MailSync
 from syncd.engine.push import RECONNECT_MAX, IdleWatcher
 from syncd.engine.schedule import Outcome, next_run
-from syncd.engine.task_sync import sync_task_list
+from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.engine.verify import Verifier
-from syncd.errors import ConfigError, RemoteError, TransientError
+from syncd.errors import ConfigError, RemoteError, TransientError, raised_at
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
@@ -92,6 +93,17 @@ class _Counters:
     started: float = field(default_factory=time.monotonic)
 
 
+def crash_kind(err: Exception) -> str:
+    """What an exception that escaped a sync means for its schedule: a database that cannot
+    be reached is transient (back off, it comes back); anything else is a bug of ours or a
+    library that changed (internal: wait for a person, do not retry it every few seconds)."""
+    if isinstance(err, (OperationalError, InterfaceError, DisconnectionError)):
+        return "transient"
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return "transient"
+    return "internal"
+
+
 class Daemon:
     def __init__(self, config_path: Path, *, notifier: Notifier | None = None) -> None:
         self._config_path = config_path
@@ -110,6 +122,7 @@ class Daemon:
         self._watcher_deaths: dict[str, _Deaths] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
+        self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
         # Follow-up rules run after syncs that captured something, and on their own timer.
         self._tasks_due = 0.0
         self._tasks_running = False
@@ -438,9 +451,10 @@ class Daemon:
             self._finish(source, Outcome(), "held by another daemon", record=False)
             return
         except Exception as err:  # a bug or a database outage must not kill the worker
-            log.error("source.crashed", error=f"{type(err).__name__}: {str(err)[:300]}")
-            outcome = Outcome("transient")
-            reason = f"internal error: {type(err).__name__}"
+            kind = crash_kind(err)
+            log.error("source.crashed", kind=kind, error=type(err).__name__, at=raised_at(err))
+            outcome = Outcome(kind)
+            reason = f"internal error: {type(err).__name__} at {raised_at(err)}"
         record_kind = "email" if source.kind == "mailbox" else "meeting"
         self._metrics.synced(
             source.name, record_kind, created, time.monotonic() - started, outcome.error_kind
@@ -518,7 +532,7 @@ class Daemon:
         assert self._engine is not None
         try:
             with open_caldav(source) as session:
-                sync_task_list(self._engine, source, session)
+                sync_task_list(self._engine, source, session, self._task_lists)
         except RemoteError as err:
             log.warning("tasks.calendar_failed", error=str(err))
             return err

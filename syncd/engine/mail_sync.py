@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
+from syncd.connectors import retry
 from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.accounting import skip_rule
@@ -21,7 +22,7 @@ from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, split_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
-from syncd.errors import RemoteConfigError, RemoteError, TransientError
+from syncd.errors import RemoteConfigError, RemoteError
 from syncd.secrets import read_secret
 from syncd.store import state
 from syncd.store.capture import (
@@ -103,18 +104,20 @@ class MailSync:
         with self._engine.begin() as conn:
             state.mailbox_attempt(conn, box.name)
         result = MailboxResult(box.name)
-        # A connection lost mid-pass is retried once from the committed cursor: cheap, and
-        # it turns a server restart during a backfill into a pause rather than a failure.
-        for attempt in (1, 2):
-            try:
-                self._sync_folders(box, directory, result)
-                result.error = None
-                break
-            except RemoteError as err:
-                result.error = err
-                if not isinstance(err, TransientError) or attempt == 2:
-                    break
-                log.warning("mailbox.retry", mailbox=box.name, error=str(err))
+        # A connection lost mid-pass re-opens the session by the PASS retry policy and
+        # resumes from the committed cursor: it turns a server restart during a backfill
+        # into a pause rather than a failure.
+        try:
+            retry.PASS.call(
+                lambda: self._sync_folders(box, directory, result),
+                should_stop=self._should_stop,
+                on_retry=lambda err, wait: log.warning(
+                    "mailbox.retry", mailbox=box.name, error=str(err), retry_in=round(wait, 2)
+                ),
+            )
+            result.error = None
+        except RemoteError as err:
+            result.error = err
         with self._engine.begin() as conn:
             failed = result.error
             state.mailbox_done(

@@ -7,13 +7,14 @@ renew within 29), and a NOOP round trip is how a connection that died silently i
 
 The server is a peer we do not control: whatever it sends, and whatever that raises
 (a MemoryError from a literal of 3 GB, a parser bug), the watcher drops the connection
-and reconnects with backoff.  It only ends on purpose (stop, login refused, no IDLE),
-and says why in ``ended``; the daemon restarts a watcher that ended any other way.
+and reconnects with the waits of the ``RECONNECT`` retry policy; after an internal error
+(a bug, a library that changed) it waits the longest of them straight away.  It only
+ends on purpose (stop, login refused, no IDLE), and says why in ``ended``; the daemon
+restarts a watcher that ended any other way.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable
 
@@ -21,14 +22,15 @@ import structlog
 
 from syncd.config import MailboxConfig
 from syncd.connectors.imap import ImapSession
-from syncd.errors import CredentialsError, RemoteError
+from syncd.connectors.retry import RECONNECT
+from syncd.errors import CredentialsError, InternalError, RemoteError
 from syncd.secrets import read_secret
 
 log = structlog.get_logger("syncd.push")
 
 RENEW_EVERY = 5 * 60.0  # seconds in IDLE before DONE + NOOP + IDLE again
 WAIT_STEP = 5.0  # how long one wait lasts: the watcher notices a stop request this quickly
-RECONNECT_MAX = 300.0
+RECONNECT_MAX = RECONNECT.cap
 
 
 class IdleWatcher:
@@ -74,19 +76,20 @@ class IdleWatcher:
 
     def _watch(self) -> str:
         """Connect, IDLE, reconnect, until told to stop; returns why it stopped."""
-        delay = 1.0
+        failures = 0
         first = True
         while not self._stop.is_set():
             session: ImapSession | None = None
+            delay = 0.0
             try:
                 session = ImapSession.open(
                     self.box, lambda: read_secret(self.box, what=f"mailbox {self.box.name}"),
-                    max_bytes=0,
+                    max_bytes=0, should_stop=self._stop.is_set,
                 )  # fmt: skip
                 self.supported = session.idle_start()
                 if not self.supported:
                     return "no IDLE"
-                delay = 1.0
+                failures = 0
                 if not first:
                     self._on_new_mail(self.box.name)  # mail may have come while we were away
                 first = False
@@ -97,18 +100,26 @@ class IdleWatcher:
                 # The scheduler owns retries of a refused login (at most hourly); the watcher
                 # starts again once a sync succeeds.
                 return "login refused"
+            except InternalError as err:
+                # Its message names the type and the place only, never the data.
+                self.crashes += 1
+                delay = RECONNECT.cap  # the same bug would come back at once: do not hammer
+                log.error("idle.crashed", error=err.message, retry_in=round(delay, 1))
             except RemoteError as err:
+                failures += 1
+                delay = RECONNECT.wait(failures, err)
                 log.warning("idle.lost", error=str(err), retry_in=round(delay, 1))
             except Exception as err:
                 # The type only: the message of an exception raised on the server's data may
                 # quote that data.
                 self.crashes += 1
+                failures += 1
+                delay = RECONNECT.wait(failures, err)
                 log.error("idle.crashed", error=type(err).__name__, retry_in=round(delay, 1))
             finally:
                 if session is not None:
                     session.close()
             self._stop.wait(delay)
-            delay = min(RECONNECT_MAX, delay * 2) * random.uniform(0.8, 1.0)  # noqa: S311 - jitter
         return "stopped"
 
     def _listen(self, session: ImapSession) -> None:

@@ -16,6 +16,10 @@ CREDENTIALS_RETRY = timedelta(hours=1)
 # Settings that do not fit the server (TLS, a missing calendar) change only when a person
 # edits the config (SIGHUP); until then a look every quarter hour is plenty.
 CONFIG_RETRY = timedelta(minutes=15)
+# A bug of ours or a library that changed (an internal error) comes back on every try:
+# the source waits for a person like a refused login, and is looked at hourly in case
+# the cause was passing (a value that has since changed on the server).
+INTERNAL_RETRY = timedelta(hours=1)
 BACKOFF_BASE = 10.0  # seconds
 
 
@@ -24,7 +28,7 @@ class Outcome:
     """What a sync of one source ended with."""
 
     error_kind: str | None = (
-        None  # None, or RemoteError.kind: transient, refused, credentials, config
+        None  # None, or RemoteError.kind: transient, refused, credentials, config, internal
     )
     retry_after: float | None = None  # seconds the server asked us to wait (HTTP Retry-After)
 
@@ -55,6 +59,8 @@ def next_run(
         return Next(now + CREDENTIALS_RETRY, "attention", failures + 1)
     if kind == "config":
         return Next(now + CONFIG_RETRY, "attention", failures + 1)
+    if kind == "internal":
+        return Next(now + INTERNAL_RETRY, "attention", failures + 1)
     # Transient or refused: exponential backoff from a few seconds (a server restart is
     # over quickly), jittered so that mailboxes on one server do not return in step, and
     # never sooner than the server asked.

@@ -7,6 +7,7 @@ task, a cancelled or deleted one a dismissed task), then writes what changed on 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -14,29 +15,65 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CalendarConfig
-from syncd.connectors.dav import CalDavSession
+from syncd.connectors.base import CalendarSession
 from syncd.domain.todos import render_todo, todo_status
 from syncd.errors import RemoteError
 from syncd.store import tasks as store
 
 log = structlog.get_logger("syncd.tasks")
-# Task list URLs found so far, so that a daemon's polls skip discovery: (source, url, login,
-# list name) -> URL.
-_task_lists: dict[tuple[str, str, str, str], str] = {}
+
+
+class TaskLists:
+    """Task list URLs found so far, so that a daemon's polls skip discovery.
+
+    Owned by whoever runs the passes (the daemon holds one for its lifetime) and shared
+    by its worker threads, hence the lock; keyed by everything that names the list, so a
+    reloaded config that points a source elsewhere looks it up again.
+    """
+
+    def __init__(self) -> None:
+        self._urls: dict[tuple[str, str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(source: CalendarConfig) -> tuple[str, str, str, str]:
+        assert source.tasks_calendar is not None
+        return (source.name, source.url, source.username, source.tasks_calendar)
+
+    def get(self, source: CalendarConfig) -> str | None:
+        with self._lock:
+            return self._urls.get(self.key(source))
+
+    def remember(self, source: CalendarConfig, url: str) -> None:
+        with self._lock:
+            self._urls[self.key(source)] = url
+
+    def forget(self, source: CalendarConfig) -> None:
+        with self._lock:
+            self._urls.pop(self.key(source), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._urls)
 
 
 def sync_task_list(
-    engine: Engine, source: CalendarConfig, session: CalDavSession
+    engine: Engine,
+    source: CalendarConfig,
+    session: CalendarSession,
+    lists: TaskLists | None = None,
 ) -> dict[str, int]:
+    """One pass over ``source``'s task list; ``lists`` remembers its URL between passes
+    (without it, every pass discovers the list, as a one-shot ``syncd sync`` does)."""
     assert source.tasks_calendar is not None
-    key = (source.name, source.url, source.username, source.tasks_calendar)
-    url = _task_lists.get(key) or session.task_list(source.tasks_calendar)
+    lists = lists if lists is not None else TaskLists()
+    url = lists.get(source) or session.task_list(source.tasks_calendar)
     try:
         etags = session.todo_etags(url)
     except RemoteError:
-        _task_lists.pop(key, None)  # deleted or moved on the server: look it up again next time
+        lists.forget(source)  # deleted or moved on the server: look it up again next time
         raise
-    _task_lists[key] = url
+    lists.remember(source, url)
     counts = {"written": 0, "done": 0, "dismissed": 0, "erased": 0}
     counts["erased"] = _erase_forgotten(engine, source.owner, session, url)
     with engine.connect() as conn:
@@ -86,7 +123,7 @@ def sync_task_list(
     return counts
 
 
-def _erase_forgotten(engine: Engine, owner: str, session: CalDavSession, url: str) -> int:
+def _erase_forgotten(engine: Engine, owner: str, session: CalendarSession, url: str) -> int:
     """Delete from the rep's list the VTODOs of tasks about people syncd was told to forget,
     then the tasks themselves: nothing syncd pushed may keep naming them."""
     with engine.connect() as conn:

@@ -21,8 +21,7 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig
-from syncd.connectors.base import MailSession
-from syncd.connectors.dav import CalDavSession
+from syncd.connectors.base import CalendarSession, MailSession
 from syncd.domain.accounting import Tally, account_hrefs, account_uids, skip_rule
 from syncd.domain.matching import Directory
 from syncd.engine.calendar_sync import open_caldav
@@ -105,7 +104,7 @@ class Verifier:
         config: Config,
         *,
         opener: SessionOpener = open_imap,
-        dav_opener: Callable[[CalendarConfig], CalDavSession] = open_caldav,
+        dav_opener: Callable[[CalendarConfig], CalendarSession] = open_caldav,
         now: Callable[[], datetime] | None = None,
     ) -> None:
         self._engine = engine
@@ -257,7 +256,7 @@ class Verifier:
         return report
 
     def _verify_collection(
-        self, session: CalDavSession, source: CalendarConfig, place: PlaceReport, url: str
+        self, session: CalendarSession, source: CalendarConfig, place: PlaceReport, url: str
     ) -> None:
         version = session.collection_version(url)
         with self._engine.connect() as conn:

@@ -13,12 +13,12 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import OperationalError
-from syncd.schema.tables import folder_states, quarantine, records, sources
 
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import save_or_split
+from syncd.schema.tables import folder_states, quarantine, records, sources
 from syncd.store import database
 from syncd.store.capture import CapturedMessage, FolderBatch, save_batch
 

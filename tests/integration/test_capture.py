@@ -5,9 +5,9 @@ from __future__ import annotations
 import imapclient
 import pytest
 
-from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = pytest.mark.dovecot
 
@@ -233,7 +233,7 @@ def test_wrong_password_fails_that_mailbox_only(world: World) -> None:
 
 
 def test_dead_server_and_missing_folder_are_reported(world: World) -> None:
-    from syncd.localservers.ports import free_port
+    from tests.servers.ports import free_port
 
     world.rep("alice")
     world.rep("bob")

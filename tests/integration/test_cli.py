@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from syncd.cli.main import cli
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import mailbox_states, participants, records, source_health, sources
 
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
-from syncd.localservers.postgres import scratch_database
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
+from syncd.schema.tables import mailbox_states, participants, records, source_health, sources
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.postgres import scratch_database
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.daemon]
 

@@ -10,18 +10,18 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
-from syncd.connectors.imap import ImapSession
-from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
 
 from syncd.config import load_config, parse_config
+from syncd.connectors.imap import ImapSession
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import MailSync
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.sample import CUSTOMERS_CSV, generate
+from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
 from syncd.store import database
 from syncd.store.capture import save_batch
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.sample import CUSTOMERS_CSV, generate
 
 pytestmark = pytest.mark.dovecot
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
-from syncd.schema.tables import participants, records
 
 from syncd.domain.calendar_limits import (
     MAX_ATTENDEES,
     MAX_SUB_HOURLY_OCCURRENCES,
 )
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.xandikos import Xandikos
+from syncd.schema.tables import participants, records
 from tests.conftest import World
+from tests.servers.radicale import Radicale
+from tests.servers.xandikos import Xandikos
 
 CUSTOMERS = (
     "customer,domains,contact_name,contact_email\nAcme Corp,acme.com,Wile Coyote,wile@acme.com\n"

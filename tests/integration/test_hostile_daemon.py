@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from syncd.schema.tables import daemons, records
 
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
-from syncd.localservers.sample import CUSTOMERS_CSV
+from syncd.schema.tables import daemons, records
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.integration.test_daemon import _first_sync_done
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.daemon]
 

@@ -10,9 +10,9 @@ import pytest
 
 from syncd.config import MailboxConfig
 from syncd.engine.push import IdleWatcher
-from syncd.localservers.dovecot import Dovecot
 from tests.daemon import wait_until
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.dovecot
 

@@ -89,7 +89,17 @@ _WATCHER = """
 import resource, sys, threading
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
 from syncd.config import MailboxConfig
+from syncd.connectors import imap
 from syncd.engine.push import IdleWatcher
+if sys.argv[2] == "buggy":  # the first IDLE hits a bug no handler knows (here: a KeyError)
+    real_start = imap.ImapSession.idle_start
+    calls = []
+    def idle_start(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        return real_start(self)
+    imap.ImapSession.idle_start = idle_start
 box = MailboxConfig(
     name="rep", owner="rep@example.com", host="127.0.0.1", port=int(sys.argv[1]),
     security="plain", username="rep", password="pw-hostile", timeout=5,
@@ -102,15 +112,31 @@ watcher.join(5)
 """
 
 
-def test_a_3gb_literal_does_not_kill_the_watcher(hostile: HostileImap) -> None:
+def _watch(port: int, literals: str) -> tuple[str, str]:
     done = subprocess.run(
-        [sys.executable, "-c", _WATCHER, str(hostile.port)],
+        [sys.executable, "-c", _WATCHER, str(port), literals],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert "MemoryError" in output, output  # the hostile literal did what it does in production
-    assert "pushed True 1" in done.stdout, output  # ...and the watcher reconnected and pushed
+    return done.stdout, done.stdout + done.stderr
+
+
+def test_a_3gb_literal_is_refused_before_it_is_read(hostile: HostileImap) -> None:
+    stdout, output = _watch(hostile.port, "bounded")
+    assert "3,000,000,000-byte literal" in output, output  # refused by its announced size
+    assert "MemoryError" not in output, output
+    assert "pushed True 0" in stdout, output  # a transient error, not a crash: reconnected
     assert hostile.sessions >= 2
+    assert "pw-hostile" not in output
+
+
+def test_the_watcher_survives_what_nothing_classifies(hostile: HostileImap) -> None:
+    # Literals are refused by size now, so a 3 GB one no longer raises MemoryError; what
+    # killed watcher threads in production was an exception no handler expected: a bug.
+    hostile.sessions = 1  # every session behaves: the bug is ours, not the server's
+    stdout, output = _watch(hostile.port, "buggy")
+    assert "idle.crashed" in output and "KeyError" in output, output
+    assert "a bug" not in output  # the type only: a message may quote the server's data
+    assert "pushed True 1" in stdout, output  # one crash, then reconnected and pushed
     assert "pw-hostile" not in output
 
 

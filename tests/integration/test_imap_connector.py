@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from syncd.connectors.imap import ImapSession
 
 from syncd.config import MailboxConfig
+from syncd.connectors.imap import ImapSession
 from syncd.errors import CredentialsError, RefusedError, RemoteConfigError, TransientError
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.dovecot
 LOGIN, PASSWORD = "user299", "pw-user299-s3cr3t"  # the last login of the shared server's pool

@@ -9,13 +9,13 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from syncd.connectors.imap import MAX_LITERAL_BYTES, ImapSession
 
 from syncd.config import MailboxConfig
+from syncd.connectors.imap import MAX_LITERAL_BYTES, ImapSession
 from syncd.domain.limits import MAX_HEADER_BYTES
 from syncd.errors import TransientError
-from syncd.localservers.dovecot import Dovecot
 from tests.integration.test_imap_connector import LOGIN, _box, _open
+from tests.servers.dovecot import Dovecot
 
 
 @pytest.mark.dovecot

@@ -9,19 +9,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from sqlalchemy import Connection, Engine, func, select, update
-from syncd.connectors.dav import CalendarObject
-from syncd.schema.tables import daemons
 
 from syncd.config import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.engine.mail_sync import MailSync
-from syncd.localservers.postgres import scratch_database
+from syncd.schema.tables import daemons
 from syncd.store import health
 from syncd.store.database import open_database
 from syncd.store.state import get_cursor
 from tests.conftest import World
-from tests.integration.test_calendar_engine import GOOD, ServingSession
+from tests.fakes import FakeCalendarServer
+from tests.integration.test_calendar_engine import GOOD
 from tests.mail import make_message
+from tests.servers.postgres import scratch_database
 
 LEASE = timedelta(minutes=5)
 
@@ -191,15 +191,17 @@ def test_a_calendar_batch_without_the_lease_is_rolled_back(world: World) -> None
     )
     config = load_config(world.config_path)
     engine = open_database(config.database.url)
-    session = ServingSession([CalendarObject("/alice/work/good.ics", '"1"', GOOD)])
+    server = FakeCalendarServer("https://dav.invalid/", "alice")
+    server.make_calendar("work", "Work")
+    server.put("work", "good.ics", GOOD)
 
     def lost(conn: Connection) -> None:
         assert conn.in_transaction()
         raise health.LeaseLost("calendar alice-cal: lost")
 
     with pytest.raises(health.LeaseLost):
-        CalendarSync(engine, config, opener=lambda _: session, fence=lost).run_once()  # type: ignore[arg-type, return-value]
+        CalendarSync(engine, config, opener=server.session, fence=lost).run_once()
     assert world.records("--kind", "meeting") == []
-    (result,) = CalendarSync(engine, config, opener=lambda _: session).run_once()  # type: ignore[arg-type, return-value]
+    (result,) = CalendarSync(engine, config, opener=server.session).run_once()
     assert result.calendars["Work"]["created"] == 1
     engine.dispose()

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.localservers.radicale import Radicale
 from tests.conftest import World
+from tests.servers.radicale import Radicale
 
 pytestmark = pytest.mark.radicale
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine, text
 
-from syncd.localservers.radicale import Radicale
 from tests.conftest import World
+from tests.servers.radicale import Radicale
 
 pytestmark = pytest.mark.radicale
 

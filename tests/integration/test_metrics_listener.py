@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from syncd import metrics
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
-from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.metrics import Metrics, MetricsServer
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message
 from tests.recorder import Recorder
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.sample import CUSTOMERS_CSV
 
 IDLE_CONNECTIONS = 1100
 TIMEOUT = 1.5  # seconds, the server's per-connection deadline in this test
@@ -34,9 +34,9 @@ _SERVER = f"""
 import resource, sys, threading
 resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 from syncd import metrics
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
-from syncd.localservers.sample import CUSTOMERS_CSV
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.sample import CUSTOMERS_CSV
 from syncd.metrics import Metrics, MetricsServer
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until

@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+
+from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_id
+from syncd.domain.limits import MAX_NAME_CHARS
+from syncd.engine import pipeline
 from syncd.schema.tables import (
     folder_states,
     participants,
@@ -22,14 +26,10 @@ from syncd.schema.tables import (
     unmatched_addresses,
     unmatched_sightings,
 )
-
-from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_id
-from syncd.domain.limits import MAX_NAME_CHARS
-from syncd.engine import pipeline
-from syncd.localservers.sample import CUSTOMERS_CSV
 from syncd.store import database
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = pytest.mark.dovecot
 

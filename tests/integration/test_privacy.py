@@ -14,10 +14,10 @@ import pytest
 import time_machine
 from sqlalchemy import create_engine, inspect, select, table, text
 
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.radicale]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.localservers.dovecot import Dovecot
+from tests.servers.dovecot import Dovecot
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "syncd.service"
 

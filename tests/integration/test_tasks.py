@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import time_machine
 
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = pytest.mark.dovecot
 

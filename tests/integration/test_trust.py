@@ -12,12 +12,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import niquests
 import pytest
-from syncd.connectors.dav import _trusted_cas
-from syncd.connectors.imap import ImapSession, tls_context
 
 from syncd.config import CalendarConfig, MailboxConfig, parse_config
+from syncd.connectors.dav import _trusted_cas
+from syncd.connectors.imap import ImapSession, tls_context
 from syncd.errors import ConfigError
-from syncd.localservers.dovecot import Dovecot
+from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.dovecot
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, func, select, update
+
 from syncd.schema.tables import (
     calendar_objects,
     calendar_quarantine,
@@ -21,11 +22,10 @@ from syncd.schema.tables import (
     skipped_messages,
     sources,
 )
-
-from syncd.localservers.radicale import Radicale
-from syncd.localservers.sample import CUSTOMERS_CSV
 from tests.conftest import World
 from tests.mail import make_message
+from tests.servers.radicale import Radicale
+from tests.servers.sample import CUSTOMERS_CSV
 
 
 def _inbound(n: int, **kw: Any) -> bytes:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
-from syncd.schema.tables import sources
 
-from syncd.localservers.dovecot import Dovecot
-from syncd.localservers.ports import free_port
-from syncd.localservers.sample import CUSTOMERS_CSV
+from syncd.schema.tables import sources
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.daemon]
 

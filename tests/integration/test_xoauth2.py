@@ -12,13 +12,13 @@ from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
-from syncd.connectors.imap import ImapSession
 
 from syncd.cli.main import cli
 from syncd.config import MailboxConfig
+from syncd.connectors.imap import ImapSession
 from syncd.errors import CredentialsError
-from syncd.localservers.dovecot import Dovecot
 from tests.mail import make_message
+from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.dovecot
 

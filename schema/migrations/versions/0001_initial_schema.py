@@ -7,8 +7,9 @@ Revises:
 from __future__ import annotations
 
 import sqlalchemy as sa
-import syncd.schema.types
 from alembic import op
+
+import syncd.schema.types
 
 revision = "0001"
 down_revision = None

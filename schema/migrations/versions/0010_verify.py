@@ -7,8 +7,9 @@ Revises: 0009
 from __future__ import annotations
 
 import sqlalchemy as sa
-import syncd.schema.types
 from alembic import op
+
+import syncd.schema.types
 
 revision = "0010"
 down_revision = "0009"

@@ -147,7 +147,7 @@ def generate(
 
     About 1 in 12 is a newsletter and 1 in 15 internal mail (both skipped by capture).
     """
-    rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
+    rng = random.Random(seed)
     start = start or datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
     out: list[SampleMessage] = []
     threads: list[

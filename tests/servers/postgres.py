@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from syncd.localservers.ports import free_port, wait_listening
+from tests.servers.ports import free_port, wait_listening
 
 LOCAL_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

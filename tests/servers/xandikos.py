@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from syncd.localservers.ports import free_port, wait_listening
+from tests.servers.ports import free_port, wait_listening
 
 _MKCALENDAR = (
     '<?xml version="1.0" encoding="utf-8"?>'

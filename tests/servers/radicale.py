@@ -16,7 +16,7 @@ from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.localservers.ports import free_port, wait_listening
+from tests.servers.ports import free_port, wait_listening
 
 _CONFIG = """\
 [server]

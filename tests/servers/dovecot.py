@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.localservers.ports import free_port, wait_listening
+from tests.servers.ports import free_port, wait_listening
 
 DOVECOT = shutil.which("dovecot", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
 
