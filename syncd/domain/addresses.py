@@ -85,6 +85,12 @@ def match_key(address: str, plus_addressing: bool = True) -> str:
     return f"{local}@{_SAME_MAILBOX.get(domain, domain)}"
 
 
+def domain_spellings(domain: str) -> list[str]:
+    """The domains an address may be written with when its match key has ``domain``:
+    ``gmail.com`` -> gmail.com and googlemail.com (one mailbox, two names)."""
+    return sorted({domain, *(d for d, same in _SAME_MAILBOX.items() if same == domain)})
+
+
 def normalize_name(name: str) -> str:
     """A display name as people write it: quotes, doubled spaces and e-mail echoes removed."""
     name = " ".join(unicodedata.normalize("NFC", name).split()).strip("\"' ")

@@ -32,7 +32,7 @@ ADDRESS_MAX = 254
 NAME_MAX = 300
 # records.subject is Text; a bound keeps lists, tasks and pushed VTODO titles readable.
 SUBJECT_MAX = 2000
-# quarantine.reason / calendar_quarantine.reason: enough to say what was wrong.
+# quarantine.reason (mail and calendars): enough to say what was wrong.
 REASON_MAX = 2000
 
 # What PostgreSQL (and, for surrogates, every UTF-8 encoder) refuses in text.
@@ -114,3 +114,36 @@ def storable_address(address: str) -> str | None:
     if address.isascii():
         return address if "\x00" not in address else None
     return address if _UNSTORABLE.search(address) is None else None
+
+
+# Calendar values.  An iCalendar UID is part of a meeting record's key
+# ("meeting:<uid>|<recurrence-id>", records.key String(1100)) and is stored in
+# records.ical_uid; UIDs are bounded to 255 characters (a prefix and a hash of the whole),
+# not as ``bound_id`` does, because record keys made that way are already stored.
+UID_MAX = 255
+# records.sequence is a 32-bit INTEGER on PostgreSQL.
+SEQUENCE_MAX = 2**31 - 1
+# participants.role-like short tokens (PARTSTAT): never more than a word.
+TOKEN_MAX = 40
+
+
+def bound_uid(uid: str) -> str:
+    """A UID that fits: a long or unprintable one keeps a readable prefix and a hash of the
+    whole, so the same UID always maps to the same value and two long UIDs never collide."""
+    uid = uid.strip()
+    if len(uid) <= UID_MAX and uid.isprintable():
+        return uid
+    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    # The prefix keeps tabs and newlines as it always did: the keys stored depend on it.
+    prefix = "".join(c for c in uid[: UID_MAX - 34] if c.isprintable() or c in "\n\t")
+    return prefix + "~" + digest
+
+
+def bound_sequence(raw: object) -> int:
+    """SEQUENCE as an int in range; an unreadable one counts as 0 (it only orders updates,
+    and a bad one must not cost the meeting)."""
+    try:
+        value = int(str(raw).strip() or 0)
+    except ValueError:
+        return 0
+    return min(max(value, 0), SEQUENCE_MAX)

@@ -1,19 +1,15 @@
-"""Bounds on what one calendar object may cost and what its values may hold.  No I/O.
+"""Bounds on what one calendar object may cost.  No I/O.
 
 Calendars are writable by anyone who can send an invitation, so every object is read
 under fixed limits: its size, its occurrences in the capture window, its attendees per
-occurrence, the CPU time spent expanding it, and the length of every value that reaches
-the database.  What is cut is reported (``Cut``) so the engine can log and count it.
-
-Values are bounded here, in one place, so that every one fits its column by design
-(schema/tables.py): ``records.ical_uid`` 1000, ``records.key`` 1100, ``organizer`` and
-``participants.address`` 320, ``participants.name`` 300, ``recurrence_id`` 32.
+occurrence and the CPU time spent expanding it.  What is cut is reported (``Cut``) so
+the engine can log and count it.  The values that reach the database are bounded to
+their columns by ``domain/bounds``, the one module that knows the schema's limits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -30,12 +26,6 @@ SUB_HOURLY = frozenset({"SECONDLY", "MINUTELY"})
 MAX_ATTENDEES = 200
 # CPU seconds one object may spend being read and expanded; checked between steps.
 CPU_BUDGET_SECONDS = 2.0
-
-UID_CHARS = 255  # longer UIDs keep a prefix and a hash of the whole (stable across syncs)
-ADDRESS_CHARS = 320  # RFC 5321 allows 254; longer is not an address
-NAME_CHARS = 300
-SUMMARY_CHARS = 1000
-SEQUENCE_MAX = 2**31 - 1  # records.sequence is a 32-bit INTEGER on PostgreSQL
 
 
 class OverBudget(Exception):
@@ -81,36 +71,6 @@ class Cut:
 
 def occurrence_cap(frequencies: set[str]) -> int:
     return MAX_SUB_HOURLY_OCCURRENCES if frequencies & SUB_HOURLY else MAX_OCCURRENCES
-
-
-def clean_text(value: str, limit: int) -> str:
-    """Text without NUL (PostgreSQL refuses it) nor other C0 controls but newline and tab,
-    cut to ``limit`` characters."""
-    if len(value) > limit:
-        value = value[:limit]
-    if value.isprintable():
-        return value
-    return "".join(c for c in value if c.isprintable() or c in "\n\t")
-
-
-def bounded_uid(uid: str) -> str:
-    """A UID that fits: long ones keep a readable prefix and a hash of the whole, so the same
-    UID always maps to the same value and two long UIDs never collide."""
-    uid = uid.strip()
-    if len(uid) <= UID_CHARS and uid.isprintable():
-        return uid
-    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return clean_text(uid, UID_CHARS - 34) + "~" + digest
-
-
-def bounded_sequence(raw: object) -> int:
-    """SEQUENCE as an int in range; an unreadable one counts as 0 (it only orders updates,
-    and a bad one must not cost the meeting)."""
-    try:
-        value = int(str(raw).strip() or 0)
-    except ValueError:
-        return 0
-    return min(max(value, 0), SEQUENCE_MAX)
 
 
 # Expanding a rule walks every step from DTSTART, including the ones before the window

@@ -20,6 +20,7 @@ from syncd.connectors.base import CalendarInfo, CalendarObject, CalendarSession
 from syncd.connectors.dav import CalDavSession
 from syncd.domain.addresses import is_internal
 from syncd.domain.capture import Participant
+from syncd.domain.items import MeetingItem
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
 from syncd.errors import RemoteConfigError, RemoteError, describe
@@ -258,7 +259,7 @@ class CalendarSync:
 
     def _item(
         self, occurrence: Occurrence, source: CalendarConfig, directory: Directory
-    ) -> store.MeetingItem | None:
+    ) -> MeetingItem | None:
         people = self._people(occurrence, source, directory)
         if people is None:
             return None
@@ -266,7 +267,7 @@ class CalendarSync:
         forgotten = (
             bool(organizer) and match_address(organizer or "", directory).reason == "suppressed"
         )
-        return store.MeetingItem(
+        return MeetingItem(
             key=occurrence.key,
             uid=occurrence.uid,
             recurrence_id=occurrence.recurrence_id,

@@ -21,6 +21,10 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from syncd.domain.addresses import match_key
 from syncd.domain.bounds import bound_name, bound_reason
 from syncd.domain.capture import Participant
+
+# The types live in the domain; re-exported for the engine and tests that import them here.
+from syncd.domain.items import CapturedMessage as CapturedMessage
+from syncd.domain.items import email_key as email_key
 from syncd.domain.matching import LinkKind, Match
 from syncd.domain.threads import thread_key
 from syncd.schema.tables import (
@@ -38,28 +42,6 @@ from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
 
 _LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
-
-
-def email_key(message_id: str) -> str:
-    return f"email:{message_id}"
-
-
-@dataclass(slots=True)
-class CapturedMessage:
-    uid: int
-    message_id: str
-    direction: str
-    subject: str
-    snippet: str | None
-    body: str | None
-    occurred_at: datetime
-    in_reply_to: str | None
-    references: list[str]
-    participants: list[tuple[Participant, Match]]
-
-    @property
-    def key(self) -> str:
-        return email_key(self.message_id)
 
 
 @dataclass(slots=True)

@@ -2,50 +2,30 @@
 
 Everything learnt from one sync of one calendar commits in one transaction with the
 new sync token and ETags, so a crash repeats the sync and replaying it changes nothing.
+What changes is decided in the domain (``domain/meeting_changes.plan_batch``) from what
+this module reads; this module only reads the knowledge and applies the plan.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.exc import StatementError
 
-from syncd.domain.capture import Participant
-from syncd.domain.matching import Match
+from syncd.domain.items import MeetingItem
+from syncd.domain.meeting_changes import plan_batch
 from syncd.schema.tables import (
     calendar_cursors,
     calendar_objects,
-    meeting_sources,
-    participants,
     quarantine,
-    record_customers,
-    record_unlinks,
-    records,
 )
-from syncd.store import state
-from syncd.store.capture import queue_sightings, record_ids, refused_values, write_people
-from syncd.store.sql import chunks, insert_ignore, upsert
-
-
-@dataclass(slots=True)
-class MeetingItem:
-    key: str
-    uid: str
-    recurrence_id: str
-    summary: str
-    starts_at: datetime
-    ends_at: datetime
-    status: str
-    sequence: int
-    organizer: str | None
-    direction: str
-    fingerprint: str
-    participants: list[tuple[Participant, Match]]
+from syncd.store import meeting_records, state
+from syncd.store.capture import queue_sightings, refused_values
+from syncd.store.sql import chunks, upsert
 
 
 @dataclass(slots=True)
@@ -68,131 +48,14 @@ class CalendarBatch:
     plus_addressing: bool = True
 
 
-def _record_values(item: MeetingItem, now: datetime) -> dict[str, Any]:
-    return {
-        "key": item.key,
-        "kind": "meeting",
-        "direction": item.direction,
-        "subject": item.summary,
-        "snippet": None,
-        "occurred_at": item.starts_at,
-        "created_at": now,
-        "status": item.status,
-        "starts_at": item.starts_at,
-        "ends_at": item.ends_at,
-        "ical_uid": item.uid,
-        "recurrence_id": item.recurrence_id,
-        "organizer": item.organizer,
-        "sequence": item.sequence,
-        "fingerprint": item.fingerprint,
-    }
-
-
 # Statements built once: an IN list given as an expanding parameter costs one compile,
 # where a literal list is coerced element by element on every call.
-_UNLINKS_OF = select(record_unlinks.c.record_id, record_unlinks.c.customer_id).where(
-    record_unlinks.c.record_id.in_(bindparam("ids", expanding=True))
-)
-_SOURCES_BY_HREF = (
-    select(meeting_sources.c.href, records.c.id, records.c.key)
-    .join(records, records.c.id == meeting_sources.c.record_id)
-    .where(
-        meeting_sources.c.calendar == bindparam("calendar"),
-        meeting_sources.c.url == bindparam("url"),
-        meeting_sources.c.href.in_(bindparam("hrefs", expanding=True)),
-    )
-)
-_ORGANIZERS_BY_KEY = select(records.c.key, records.c.organizer).where(
-    records.c.key.in_(bindparam("keys", expanding=True))
-)
-_RECORDS_BY_KEY = select(
-    records.c.id, records.c.key, records.c.fingerprint, records.c.sequence
-).where(records.c.key.in_(bindparam("keys", expanding=True)))
 _UNQUARANTINE = delete(quarantine).where(
     quarantine.c.kind == "calendar",
     quarantine.c.source == bindparam("calendar"),
     quarantine.c.place == bindparam("url"),
     quarantine.c.item.in_(bindparam("hrefs", expanding=True)),
 )
-
-
-def _unlinked(conn: Connection, ids: list[int]) -> frozenset[tuple[int, int]]:
-    out: set[tuple[int, int]] = set()
-    for part in chunks(ids):
-        out.update((rid, cid) for rid, cid in conn.execute(_UNLINKS_OF, {"ids": list(part)}))
-    return frozenset(out)
-
-
-def _sources_of(conn: Connection, calendar: str, url: str, href: str) -> dict[int, str]:
-    """{record id: record key} of the records a calendar resource produced so far."""
-    rows = conn.execute(
-        select(records.c.id, records.c.key)
-        .join(meeting_sources, meeting_sources.c.record_id == records.c.id)
-        .where(
-            meeting_sources.c.calendar == calendar,
-            meeting_sources.c.url == url,
-            meeting_sources.c.href == href,
-        )
-    )
-    return {rid: key for rid, key in rows}
-
-
-def _sources_by_href(
-    conn: Connection, calendar: str, url: str, hrefs: list[str]
-) -> dict[str, dict[int, str]]:
-    """{href: {record id: record key}} for many resources in a few queries."""
-    out: dict[str, dict[int, str]] = {}
-    for part in chunks(hrefs):
-        rows = conn.execute(
-            _SOURCES_BY_HREF, {"calendar": calendar, "url": url, "hrefs": list(part)}
-        )
-        for href, rid, key in rows:
-            out.setdefault(href, {})[rid] = key
-    return out
-
-
-def _cancel_orphans(conn: Connection, record_ids_: list[int], now: datetime) -> int:
-    """Records with no calendar resource left are cancelled, never deleted."""
-    cancelled = 0
-    for rid in record_ids_:
-        left = conn.scalar(
-            select(func.count())
-            .select_from(meeting_sources)
-            .where(meeting_sources.c.record_id == rid)
-        )
-        if not left:
-            cancelled += conn.execute(
-                records.update()
-                .where(records.c.id == rid, records.c.status != "cancelled")
-                .values(status="cancelled")
-            ).rowcount
-    return cancelled
-
-
-def organizer_key(key: str, organizer: str | None) -> str:
-    """The record key of a copy of a meeting from an organizer other than the one who owns
-    ``key``: its own record, stable across syncs, within records.key's 1,100 characters."""
-    digest = hashlib.sha256((organizer or "").encode()).hexdigest()[:16]
-    return f"{key}|org:{digest}"
-
-
-def _claim_keys(conn: Connection, items: list[MeetingItem]) -> None:
-    """The first organizer seen for a meeting owns its record.  A copy naming a different
-    organizer (a reused or spoofed UID) becomes a record of its own and never rewrites the
-    owner's summary, time or participants.  A record without an organizer is claimed by
-    the first copy that names one."""
-    owner: dict[str, str | None] = {}
-    for part in chunks(sorted({i.key for i in items})):
-        owner.update(
-            (key, organizer)
-            for key, organizer in conn.execute(_ORGANIZERS_BY_KEY, {"keys": list(part)})
-        )
-    for item in items:
-        current = owner.get(item.key)
-        if current is None:  # unknown, or owned by nobody yet
-            owner[item.key] = item.organizer
-        elif current != item.organizer:
-            item.key = organizer_key(item.key, item.organizer)
 
 
 def save_isolating(
@@ -263,87 +126,22 @@ def _trial(engine: Engine, batch: CalendarBatch, hrefs: list[str]) -> str | None
 
 def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int]:
     now = datetime.now(UTC)
-    counts = {"created": 0, "updated": 0, "cancelled": 0, "quarantined": len(batch.broken)}
-    items = [item for _, found in batch.objects.values() for item in found]
-    _claim_keys(conn, items)
-    existing = {
-        row.key: row
-        for part in chunks([i.key for i in items])
-        for row in conn.execute(_RECORDS_BY_KEY, {"keys": list(part)})
+    objects = {href: found for href, (_, found) in batch.objects.items()}
+    known = meeting_records.load_known(conn, batch.calendar, batch.url, objects, batch.deleted)
+    change = plan_batch(
+        objects,
+        batch.deleted,
+        known,
+        window_start=batch.window_start,
+        window_end=batch.window_end,
+    )
+    counts = {
+        "created": len(change.create),
+        "updated": len(change.update),
+        "cancelled": len(change.cancel),
+        "quarantined": len(batch.broken),
     }
-    fresh = {i.key: i for i in items if i.key not in existing}
-    insert_ignore(conn, records, [_record_values(i, now) for i in fresh.values()], ["key"])
-    ids = record_ids(conn, [i.key for i in items])
-    counts["created"] = len(fresh)
-
-    changed: dict[str, MeetingItem] = {}
-    for item in items:
-        row = existing.get(item.key)
-        if row is not None and (
-            row.fingerprint != item.fingerprint or (row.sequence or 0) < item.sequence
-        ):
-            changed[item.key] = item
-    for item in changed.values():
-        values = _record_values(item, now)
-        for column in ("key", "kind", "created_at"):
-            values.pop(column)
-        conn.execute(records.update().where(records.c.id == ids[item.key]).values(**values))
-    counts["updated"] = len(changed)
-    # Who takes part may have changed: rewrite participants and rule-made links of changed
-    # records; manual links and unlinks stay as people left them.
-    redo = [ids[k] for k in changed]
-    for part in chunks(redo):
-        conn.execute(delete(participants).where(participants.c.record_id.in_(part)))
-        conn.execute(
-            delete(record_customers).where(
-                record_customers.c.record_id.in_(part), record_customers.c.link != "manual"
-            )
-        )
-    rewrite = {**{k: fresh[k] for k in fresh}, **changed}
-    write_people(
-        conn,
-        ((ids[k], item.participants) for k, item in rewrite.items()),
-        unlinked=_unlinked(conn, [ids[k] for k in rewrite]),
-    )
-    # The same meeting in another rep's calendar: make sure this calendar's owner takes part.
-    write_people(
-        conn,
-        (
-            (ids[i.key], [(p, m) for p, m in i.participants if not p.external])
-            for i in items
-            if i.key not in rewrite
-        ),
-    )
-
-    previous = _sources_by_href(conn, batch.calendar, batch.url, list(batch.objects))
-    insert_ignore(
-        conn,
-        meeting_sources,
-        [
-            {"record_id": ids[i.key], "calendar": batch.calendar, "url": batch.url, "href": href}
-            for href, (_, found) in batch.objects.items()
-            for i in found
-        ],
-        ["record_id", "calendar", "url", "href"],
-    )
-    for href, (_, found) in batch.objects.items():
-        keys_now = {i.key for i in found}
-        for rid, key in previous.get(href, {}).items():
-            if key in keys_now:
-                continue
-            # An occurrence that vanished from its resource inside the window was cancelled
-            # (an added EXDATE, a shortened rule); outside the window it merely left our view.
-            starts = conn.scalar(select(records.c.starts_at).where(records.c.id == rid))
-            conn.execute(
-                delete(meeting_sources).where(
-                    meeting_sources.c.record_id == rid,
-                    meeting_sources.c.calendar == batch.calendar,
-                    meeting_sources.c.url == batch.url,
-                    meeting_sources.c.href == href,
-                )
-            )
-            if starts is not None and batch.window_start <= _aware(starts) <= batch.window_end:
-                counts["cancelled"] += _cancel_orphans(conn, [rid], now)
+    meeting_records.apply(conn, batch.calendar, batch.url, change, known, now)
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.objects.items()})
     _remember(conn, batch, batch.unread)
     for hrefs in chunks(list(batch.objects)):
@@ -351,23 +149,14 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
             _UNQUARANTINE, {"calendar": batch.calendar, "url": batch.url, "hrefs": list(hrefs)}
         )
 
-    for href in batch.deleted:
-        before = _sources_of(conn, batch.calendar, batch.url, href)
-        conn.execute(
-            delete(meeting_sources).where(
-                meeting_sources.c.calendar == batch.calendar,
-                meeting_sources.c.url == batch.url,
-                meeting_sources.c.href == href,
-            )
-        )
+    for hrefs in chunks(batch.deleted):
         conn.execute(
             delete(calendar_objects).where(
                 calendar_objects.c.calendar == batch.calendar,
                 calendar_objects.c.url == batch.url,
-                calendar_objects.c.href == href,
+                calendar_objects.c.href.in_(hrefs),
             )
         )
-        counts["cancelled"] += _cancel_orphans(conn, list(before), now)
 
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.broken.items()})
     listed = {
@@ -392,7 +181,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     queue_sightings(
         conn,
         batch.calendar,
-        ((i.key, i.starts_at, i.participants) for i in rewrite.values()),
+        ((i.key, i.starts_at, i.participants) for i in {**change.create, **change.update}.values()),
         plus_addressing=batch.plus_addressing,
     )
     upsert(
@@ -405,10 +194,6 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     state.succeeded(conn, "calendar", batch.calendar, batch.url)
     state.counted(conn, "calendar", batch.calendar, batch.url, captured=counts["created"])
     return counts
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _remember(conn: Connection, batch: CalendarBatch, etags: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, delete, func, or_, select
 from syncd.domain.addresses import (
     domain_and_parents,
     domain_of,
+    domain_spellings,
     is_free_mail,
     match_key,
     registrable_domain,
@@ -69,8 +70,7 @@ def customer_facts(conn: Connection) -> list[CustomerFacts]:
 
 def _record_ids_of(conn: Connection, key: str, plus_addressing: bool) -> list[int]:
     """Records where an address with match key ``key`` took part (any spelling of it)."""
-    domain = domain_of(key)
-    domains = ["gmail.com", "googlemail.com"] if domain == "gmail.com" else [domain]
+    domains = domain_spellings(domain_of(key))
     rows = conn.execute(
         select(participants.c.record_id, participants.c.address).where(
             or_(*(participants.c.address.like(f"%@{d}") for d in domains))

@@ -414,3 +414,25 @@ def test_history_outside_the_window_is_never_downloaded(alice: World) -> None:
         "ahead.ics": True,  # read again when the window reaches it
         "ongoing.ics": True,
     }
+
+
+def test_an_event_that_moves_to_the_other_reader_is_not_rewritten(alice: World) -> None:
+    """A plain event is read by the fast reader; with an alarm and a description it goes to
+    icalendar.  Both give the same fingerprint, so the record is not updated; a real change
+    read by the other reader still is."""
+    start = TODAY + timedelta(days=2)
+    alice.seed_events("alice", {"m.ics": ics(event("m", start))})
+    alice.cli("sync")
+    (before,) = meetings(alice)
+    alarmed = event("m", start, extra="DESCRIPTION:Agenda\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\n"
+                    "TRIGGER:-PT15M\r\nEND:VALARM")  # fmt: skip
+    alice.put_event("alice", "m.ics", ics(alarmed))
+    out = alice.cli("sync").stdout
+    assert "0 meetings new, 0 updated, 0 cancelled" in out
+    alice.put_event(
+        "alice", "m.ics", ics(alarmed.replace("PARTSTAT=ACCEPTED", "PARTSTAT=TENTATIVE"))
+    )
+    out = alice.cli("sync").stdout
+    assert "0 meetings new, 1 updated, 0 cancelled" in out
+    (after,) = meetings(alice)
+    assert after["id"] == before["id"] and after["subject"] == "Review"

@@ -66,3 +66,23 @@ def test_normalization_is_idempotent_and_case_blind(
     assert normalize_address(once) == once
     assert normalize_address(address.upper()) == once
     assert once == once.lower()
+
+
+@given(
+    st.from_regex(r"[a-z][a-z.+]{0,8}", fullmatch=True),
+    st.sampled_from(["gmail.com", "googlemail.com", "acme.com", "mail.acme.com"]),
+)
+def test_every_spelling_of_a_mailbox_is_in_its_domain_spellings(local: str, domain: str) -> None:
+    """The store looks a match key's records up by the domains its spellings use: every
+    address whose match key falls on a domain is written with one of that domain's spellings."""
+    from syncd.domain.addresses import domain_of, domain_spellings, match_key
+
+    address = f"{local}@{domain}"
+    assert domain in domain_spellings(domain_of(match_key(address)))
+
+
+def test_gmail_and_googlemail_are_one_mailbox() -> None:
+    from syncd.domain.addresses import domain_spellings
+
+    assert domain_spellings("gmail.com") == ["gmail.com", "googlemail.com"]
+    assert domain_spellings("acme.com") == ["acme.com"]

@@ -92,3 +92,19 @@ def test_references_keep_the_root_and_the_nearest_ancestors() -> None:
     assert kept[0] == "r0@x.example" and kept[-1] == "r499@x.example"
     assert kept[1] == f"r{500 - REFERENCES_MAX + 1}@x.example"
     assert bound_references(["y" * 2000]) == [bound_id("y" * 2000)]
+
+
+def test_calendar_uids_keep_the_form_their_stored_keys_have() -> None:
+    """Meeting record keys hold the bounded UID: the mapping must not change under stored
+    data (a prefix of 221 characters, "~", and 32 hex digits of the whole UID's SHA-256)."""
+    import hashlib
+
+    from syncd.domain.bounds import UID_MAX, bound_uid
+
+    long = "x" * 1200
+    digest = hashlib.sha256(long.encode()).hexdigest()[:32]
+    assert bound_uid(long) == "x" * 221 + "~" + digest and len(bound_uid(long)) <= UID_MAX
+    tabbed = "a\tb\x00c" + "y" * 300
+    kept = bound_uid(tabbed)
+    assert kept.startswith("a\tbc") and "\x00" not in kept  # tabs stay, as they always did
+    assert bound_uid("  plain-uid@example.com ") == "plain-uid@example.com"

@@ -14,8 +14,9 @@ does not change.  Every row is moved, none is dropped, so nothing is downloaded 
 from __future__ import annotations
 
 import sqlalchemy as sa
-import syncd.schema.types
 from alembic import op
+
+import syncd.schema.types
 
 revision = "0011"
 down_revision = "0010"
