@@ -201,10 +201,7 @@ class MailSync:
                 batch = self._read_batch(
                     session, box, folder, status.uidvalidity, list(uid_batch), directory, reidentify
                 )
-                saved = save_or_split(self._engine, batch, fence=self._fence)
-                outcome.captured += saved.captured
-                outcome.skipped += batch.skipped
-                outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
+                self._save(batch, outcome)
                 done += len(uid_batch)
                 last_seen = uid_batch[-1]
                 if self._progress:
@@ -252,10 +249,7 @@ class MailSync:
             batch = self._read_batch(
                 session, box, folder, uidvalidity, list(uid_batch), directory, False
             )
-            saved = save_or_split(self._engine, batch, fence=self._fence)
-            outcome.captured += saved.captured
-            outcome.skipped += batch.skipped
-            outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
+            self._save(batch, outcome)
         log.info(
             "folder.repaired",
             mailbox=box.name,
@@ -265,6 +259,13 @@ class MailSync:
             quarantined=outcome.quarantined,
         )
         return outcome
+
+    def _save(self, batch: FolderBatch, outcome: FolderResult) -> None:
+        """Commit a batch with its cursor (split if the store refuses a value) and count it."""
+        saved = save_or_split(self._engine, batch, fence=self._fence)
+        outcome.captured += saved.captured
+        outcome.skipped += batch.skipped
+        outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
 
     @staticmethod
     def _uid_windows(
