@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select
 from sqlalchemy.exc import StatementError
 
+from syncd.domain.bounds import bound_reason
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
 from syncd.schema.tables import (
@@ -382,7 +383,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
                     "url": batch.url,
                     "href": href,
                     "etag": etag,
-                    "reason": reason[:2000],
+                    "reason": bound_reason(reason),
                     "created_at": now,
                 }
             ],
