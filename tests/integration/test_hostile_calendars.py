@@ -244,23 +244,3 @@ def test_a_store_error_on_one_object_holds_only_that_object(
     assert list(held) == ["poison.ics"] and "store refused" in held["poison.ics"]
     assert "Poison" not in held["poison.ics"] and "INSERT" not in held["poison.ics"]
 
-
-@pytest.mark.radicale
-def test_a_reason_quoting_a_nul_is_cleaned_and_the_calendar_syncs(
-    world: World, radicale: Radicale
-) -> None:
-    # The readers' errors quote the value: a NUL in it was written to the quarantine as
-    # is, which PostgreSQL refuses, and the whole calendar failed on every sync.
-    world.cal_rep("alice", radicale)
-    world.write_config()
-    world.customers(CUSTOMERS)
-    world.put_event("alice", "good.ics", ics("good"))
-    world.put_event("alice", "until-nul.ics", ics("until-nul", "RRULE:FREQ=DAILY;UNTIL=2026\x00"))
-    result = world.cli("sync", expect=None)
-    assert "FAILED" not in result.output, result.output
-    assert [str(r["ical_uid"]) for r in world.records("--kind", "meeting")] == ["good"]
-    held = quarantined(world)
-    assert set(held) == {"until-nul.ics"}, held
-    assert all(reason and "\x00" not in reason for reason in held.values())
-    again = world.cli("sync", expect=None)
-    assert "FAILED" not in again.output, again.output
