@@ -243,4 +243,3 @@ def test_a_store_error_on_one_object_holds_only_that_object(
     held = quarantined(world)
     assert list(held) == ["poison.ics"] and "store refused" in held["poison.ics"]
     assert "Poison" not in held["poison.ics"] and "INSERT" not in held["poison.ics"]
-
