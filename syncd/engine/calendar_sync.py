@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo, CalendarObject
-from syncd.domain.addresses import is_internal
+from syncd.domain.addresses import is_internal, match_key
 from syncd.domain.bounds import bound_reason, bound_text
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
@@ -271,6 +271,13 @@ class CalendarSync:
         forgotten = (
             bool(organizer) and match_address(organizer or "", directory).reason == "suppressed"
         )
+        # A forgotten organizer still owns their meetings (store.meetings._claim_keys), under
+        # the keyed label forget wrote in place of the address: never the address itself.
+        stored = (
+            directory.suppressions.label(match_key(organizer or "", directory.plus_addressing))
+            if forgotten
+            else organizer
+        )
         return store.MeetingItem(
             key=occurrence.key,
             uid=occurrence.uid,
@@ -280,7 +287,7 @@ class CalendarSync:
             ends_at=occurrence.ends_at,
             status=meeting_status(occurrence, set(people.externals)),
             sequence=occurrence.sequence,
-            organizer=None if forgotten else organizer,  # a forgotten organizer is not stored
+            organizer=stored,
             direction="inbound" if organizer in people.externals else "outbound",
             fingerprint=occurrence.fingerprint,
             participants=people.matched,

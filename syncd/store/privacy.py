@@ -89,7 +89,14 @@ def forget(conn: Connection, address: str, directory: Directory) -> dict[str, in
     for ids in chunks(doomed):
         counts["records"] += conn.execute(delete(records).where(records.c.id.in_(ids))).rowcount
     for addrs in chunks(sorted(spellings)):
-        conn.execute(update(records).where(records.c.organizer.in_(addrs)).values(organizer=None))
+        # The keyed label, not NULL: a record without an organizer is claimed by the next
+        # copy of its UID from anyone (store.meetings._claim_keys); the person's own copies
+        # get the same label (calendar_sync), others a record of their own.
+        conn.execute(
+            update(records)
+            .where(records.c.organizer.in_(addrs))
+            .values(organizer=audit_label(digest))
+        )
         conn.execute(delete(exclusions).where(exclusions.c.entry.in_(addrs)))
     counts["queue_entries"] = _drop_from_queue(conn, [key])
     # Audit rows about the address (an assign, an ignore, an earlier forget's unkeyed and
