@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -114,8 +115,12 @@ def parse_message(
     internal_date: datetime | None,
     with_body: bool = True,
     keep: Literal["metadata", "snippet", "full"] = "snippet",
+    redact: Callable[[str], str] | None = None,
 ) -> ParsedMessage:
     """Parse a message (header section, optionally followed by a possibly truncated body).
+
+    ``redact`` (forgotten people: engine/pipeline) applies to the subject and body before
+    they are cut, so that a name the cut splits cannot survive as its first half.
 
     Raises UnparseableMessage only when the bytes carry no address header at all;
     everything else (broken MIME, unknown charsets, no Date) is captured as well as it can be.
@@ -147,10 +152,14 @@ def parse_message(
             _first(fields, "content-type") or "text/plain",
             _first(fields, "content-transfer-encoding") or "",
         )
+        if redact is not None:
+            body = redact(body)
         text = make_snippet(body)
         if keep == "full":
             full = body.replace("\r\n", "\n").strip()
     subject = decode_words(_first(fields, "subject") or "").strip()
+    if redact is not None:
+        subject = redact(subject)
     if len(subject) > MAX_SUBJECT_CHARS:
         cuts.append(f"subject: {len(subject)} characters cut to {MAX_SUBJECT_CHARS}")
         subject = clip(subject, MAX_SUBJECT_CHARS)

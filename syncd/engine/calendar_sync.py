@@ -22,6 +22,7 @@ from syncd.domain.bounds import bound_reason, bound_text
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
+from syncd.domain.privacy import Redactor
 from syncd.errors import RemoteConfigError, RemoteError
 from syncd.secrets import read_secret
 from syncd.store import meetings as store
@@ -282,7 +283,8 @@ class CalendarSync:
             key=occurrence.key,
             uid=occurrence.uid,
             recurrence_id=occurrence.recurrence_id,
-            summary=occurrence.summary,
+            # A forgotten attendee or organizer is not named in the summary either.
+            summary=Redactor.of_suppressed(people.matched).redact(occurrence.summary),
             starts_at=occurrence.starts_at,
             ends_at=occurrence.ends_at,
             status=meeting_status(occurrence, set(people.externals)),
