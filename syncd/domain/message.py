@@ -12,6 +12,7 @@ import structlog
 
 from syncd.domain.addresses import normalize_address, normalize_name
 from syncd.domain.body import body_text
+from syncd.domain.bounds import loggable
 from syncd.domain.headers import (
     decode_words,
     parse_addresses,
@@ -164,7 +165,7 @@ def parse_message(
         cuts.append(f"subject: {len(subject)} characters cut to {MAX_SUBJECT_CHARS}")
         subject = clip(subject, MAX_SUBJECT_CHARS)
     if cuts:
-        log.info("message.cut", message_id=message_id[:200], cuts=cuts)
+        log.info("message.cut", message_id=loggable(message_id), cuts=[loggable(c) for c in cuts])
     return ParsedMessage(
         message_id=message_id,
         message_id_generated=generated,

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from syncd.config import CalendarConfig, Config
 from syncd.connectors.dav import CalDavSession, CalendarInfo, CalendarObject
 from syncd.domain.addresses import is_internal, match_key
-from syncd.domain.bounds import bound_reason, bound_text
+from syncd.domain.bounds import bound_reason, bound_text, loggable
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
@@ -173,7 +173,12 @@ class CalendarSync:
             if not _storable(href, etag, source.name):
                 continue
             batch.broken[href] = (etag, bound_reason(reason))
-            log.warning("calendar.quarantined", calendar=source.name, href=href, reason=reason)
+            log.warning(
+                "calendar.quarantined",
+                calendar=source.name,
+                href=loggable(href),
+                reason=loggable(reason, 500),
+            )
         changed_hrefs = {o.href for o in changes.changed}
         again = sorted(h for h in due if h not in changed_hrefs and h not in changes.deleted)
         objects = changes.changed + (session.fetch(calendar.url, again) if again else [])
@@ -221,7 +226,12 @@ class CalendarSync:
                 else f"cannot read: {type(err).__name__}: {err}"[:300]
             )
             batch.broken[obj.href] = (obj.etag, reason)
-            log.warning("calendar.quarantined", calendar=source.name, href=obj.href, reason=reason)
+            log.warning(
+                "calendar.quarantined",
+                calendar=source.name,
+                href=loggable(obj.href),
+                reason=loggable(reason, 500),
+            )
             return
         batch.next_starts[obj.href] = view.next_start
         batch.objects[obj.href] = (obj.etag, items)
@@ -311,7 +321,7 @@ def _storable(href: str, etag: str, calendar: str) -> bool:
     log.warning(
         "calendar.skipped",
         calendar=calendar,
-        href=bound_text(href, 200),
+        href=loggable(href),
         reason=f"href over {HREF_CHARS} or etag over {ETAG_CHARS} characters, or unstorable",
     )
     return False
