@@ -25,7 +25,7 @@ from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 from syncd.config import MailboxConfig
 from syncd.connectors import retry
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
-from syncd.domain.limits import MAX_HEADER_BYTES
+from syncd.domain.limits import MAX_FIELD_BYTES, MAX_HEADER_BYTES
 from syncd.errors import (
     CredentialsError,
     InternalError,
@@ -47,9 +47,12 @@ _DATE_FIELD = re.compile(rb"(?im)^date[ \t]*:")
 _FETCH_HEAD = re.compile(
     rb"^\d+ \(UID (?P<uid>\d+) RFC822\.SIZE (?P<size>\d+) BODY\[\]<0> \{\d+\}$"
 )
-# Message-ID lines only, and only the first 4 KB of them: a header repeating the field
-# 10,000 times costs 4 KB, not megabytes.  The first Message-ID is the one that counts.
-_IDS_ITEM = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]<0.4096>"
+# Message-ID lines only, and only twice the parser's field cap of them: a header repeating
+# the field 10,000 times costs 32 KB, not megabytes, while the first Message-ID (the one
+# that counts), which the parser keeps up to MAX_FIELD_BYTES once unfolded, comes whole
+# with its name and folding, so it re-identifies to the key it was stored under.
+_IDS_BYTES = 2 * MAX_FIELD_BYTES
+_IDS_ITEM = f"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]<0.{_IDS_BYTES}>"
 _IDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]<0>"
 # A header that does not end within the prefix is fetched again on its own, up to the
 # parser's cap: an 18 MB header costs 256 KB, not 18 MB.

@@ -174,7 +174,9 @@ def forget(app: App, address: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase everything syncd holds about {address}?", abort=True)
     with app.engine.begin() as conn:
-        done = forget_person(conn, address, load_directory(conn, app.config.capture))
+        names: list[str] = []
+        directory = load_directory(conn, app.config.capture)
+        done = forget_person(conn, address, directory, names_out=names)
     with app.engine.connect() as conn:
         on_file = reclaim_freed_pages(conn)
     click.echo(
@@ -187,6 +189,8 @@ def forget(app: App, address: str, yes: bool) -> None:
             else "the address was already suppressed"
         )
     )
+    if names:  # only in the records the person took part in: a name is what a sender wrote
+        click.echo("display names redacted in their records: " + ", ".join(map(repr, names)))
     if not on_file:
         click.echo(
             "PostgreSQL keeps erased rows in its table files until VACUUM reuses the space, "

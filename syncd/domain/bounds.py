@@ -63,6 +63,13 @@ def bound_subject(value: str) -> str:
     return bound_text(value, SUBJECT_MAX)
 
 
+def loggable(value: str, limit: int = 200) -> str:
+    """Untrusted text quoted in a log line: cut, and every control or unprintable character
+    (a newline forging a log line, an escape sequence for the terminal) shown as ``?``."""
+    cut = value[:limit]
+    return cut if cut.isprintable() else "".join(c if c.isprintable() else "?" for c in cut)
+
+
 def bound_reason(value: str) -> str:
     """A quarantine reason: it may quote the hostile input, so it is cleaned too."""
     return bound_text(value, REASON_MAX)

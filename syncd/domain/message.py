@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -11,6 +12,7 @@ import structlog
 
 from syncd.domain.addresses import normalize_address, normalize_name
 from syncd.domain.body import body_text
+from syncd.domain.bounds import loggable
 from syncd.domain.headers import (
     decode_words,
     parse_addresses,
@@ -114,8 +116,12 @@ def parse_message(
     internal_date: datetime | None,
     with_body: bool = True,
     keep: Literal["metadata", "snippet", "full"] = "snippet",
+    redact: Callable[[str], str] | None = None,
 ) -> ParsedMessage:
     """Parse a message (header section, optionally followed by a possibly truncated body).
+
+    ``redact`` (forgotten people: engine/pipeline) applies to the subject and body before
+    they are cut, so that a name the cut splits cannot survive as its first half.
 
     Raises UnparseableMessage only when the bytes carry no address header at all;
     everything else (broken MIME, unknown charsets, no Date) is captured as well as it can be.
@@ -147,15 +153,19 @@ def parse_message(
             _first(fields, "content-type") or "text/plain",
             _first(fields, "content-transfer-encoding") or "",
         )
+        if redact is not None:
+            body = redact(body)
         text = make_snippet(body)
         if keep == "full":
             full = body.replace("\r\n", "\n").strip()
     subject = decode_words(_first(fields, "subject") or "").strip()
+    if redact is not None:
+        subject = redact(subject)
     if len(subject) > MAX_SUBJECT_CHARS:
         cuts.append(f"subject: {len(subject)} characters cut to {MAX_SUBJECT_CHARS}")
         subject = clip(subject, MAX_SUBJECT_CHARS)
     if cuts:
-        log.info("message.cut", message_id=message_id[:200], cuts=cuts)
+        log.info("message.cut", message_id=loggable(message_id), cuts=[loggable(c) for c in cuts])
     return ParsedMessage(
         message_id=message_id,
         message_id_generated=generated,

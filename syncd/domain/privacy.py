@@ -46,6 +46,11 @@ class Suppressions:
         # One HMAC and one set lookup per address; nothing at all when nobody was forgotten.
         return bool(self.digests) and address_digest(self.secret, key) in self.digests
 
+    def label(self, key: str) -> str:
+        """What a forgotten address is stored as where it owns something (a meeting's
+        organizer): the audit's label, the same for every copy from that person."""
+        return audit_label(address_digest(self.secret, key))
+
 
 @dataclass(frozen=True, slots=True)
 class Redactor:

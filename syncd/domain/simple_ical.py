@@ -38,14 +38,8 @@ from syncd.domain.occurrences import (
 )
 
 _UNFOLD = re.compile(r"\r?\n[ \t]")
-# A content line with parameters (RFC 5545 3.1).  Every repetition starts with a character
-# the one before cannot take (";" or ","), and a value stops at the first of those, so a
-# line matches or fails in one pass.  (The first value once took commas too: "P=a,a,a,...:"
-# could be split between the value and the repetitions in n ways, quadratic in the line.)
-_VALUE = r'(?:"[^"]*"|[^";:,]*)'
-_LINE = re.compile(rf"^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+={_VALUE}(?:,{_VALUE})*)*):(.*)$")
 _NAME = re.compile(r"[A-Za-z0-9-]+")
-_PARAM = re.compile(r';([A-Za-z0-9-]+)=("[^"]*"|[^";:]*)')
+_UNQUOTED = re.compile(r'[^";:]*')  # a run of unquoted parameter values and their commas
 # RRULE and EXDATE are read (see expand_rule); the rest needs icalendar.
 _UNSAFE = ("RDATE", "RECURRENCE-ID", "DURATION", "EXRULE")
 _ESCAPES = re.compile(r"\\([\\;,nN])")
@@ -59,6 +53,51 @@ class SimpleProperty:
 
 def _unescape(value: str) -> str:
     return _ESCAPES.sub(lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
+
+
+def split_line(line: str) -> tuple[str, dict[str, str], str] | None:
+    """(upper-case name, parameters, value) of one unfolded content line; None if it is not
+    one (RFC 5545 3.1: name *(";" param) ":" value; 3.2: param values, quoted or not).
+
+    One forward pass that never goes back: the line is untrusted text, and the regex this
+    replaces nested a parameter's comma list inside the repeated parameter group, which
+    backtracked exponentially on ``;A=,,;A=,,...`` followed by anything but a colon.
+    A parameter's value is its first quoted value without the quotes, or else its unquoted
+    text up to any quoted one (``a,b`` stays ``a,b``), as that regex reader gave it; a
+    semicolon or colon inside quotes is part of the value.
+    """
+    found = _NAME.match(line)
+    if found is None:
+        return None
+    name, at, size = found.group().upper(), found.end(), len(line)
+    params: dict[str, str] = {}
+    while at < size and line[at] == ";":
+        key = _NAME.match(line, at + 1)
+        if key is None or key.end() >= size or line[key.end()] != "=":
+            return None
+        at, first = key.end() + 1, None
+        while True:  # the comma-separated values, left to right
+            if at < size and line[at] == '"':
+                close = line.find('"', at + 1)
+                if close < 0:
+                    return None
+                value, at = line[at + 1 : close], close + 1
+                more = at < size and line[at] == ","
+                at += more
+            else:
+                # Unquoted values and their commas in one run; a quoted value may follow a comma.
+                run = _UNQUOTED.search(line, at)  # never None: the run may be empty
+                value, at = (line[at : run.end()], run.end()) if run else ("", at)
+                more = at < size and line[at] == '"'
+                if more and not value.endswith(","):
+                    return None
+            first = value if first is None else first
+            if not more:
+                break
+        params[key.group().upper()] = first
+    if at >= size or line[at] != ":":
+        return None
+    return name, params, line[at + 1 :]
 
 
 def read_simple_event(text: str) -> dict[str, list[SimpleProperty]] | None:
@@ -77,15 +116,15 @@ def read_simple_event(text: str) -> dict[str, list[SimpleProperty]] | None:
         if not inside:
             continue
         head, colon, value = line.partition(":")
+        params: dict[str, str]
         if colon and ";" not in head and '"' not in head and _NAME.fullmatch(head):
             # Most lines carry no parameters: no need for the full line grammar.
             name, params = head.upper(), {}
         else:
-            found = _LINE.match(line)
-            if found is None:
+            split = split_line(line)
+            if split is None:
                 return None
-            name, value = found.group(1).upper(), found.group(3)
-            params = {k.upper(): v.strip('"') for k, v in _PARAM.findall(found.group(2))}
+            name, params, value = split
         if name in _UNSAFE or name.startswith("BEGIN"):
             return None
         props.setdefault(name, []).append(SimpleProperty(value, params))

@@ -18,16 +18,20 @@ from sqlalchemy import Connection, Engine
 from syncd.config import CalendarConfig, Config
 from syncd.connectors.base import CalendarInfo, CalendarObject, CalendarSession
 from syncd.connectors.dav import CalDavSession
-from syncd.domain.addresses import is_internal
+from syncd.domain.addresses import is_internal, match_key
+from syncd.domain.bounds import bound_reason, bound_text, loggable
 from syncd.domain.capture import Participant
 from syncd.domain.items import MeetingItem
 from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
+from syncd.domain.privacy import Redactor
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.secrets import read_secret
 from syncd.store import meetings as store
 from syncd.store.directory import load_directory
 
+# The widths of calendar_quarantine/calendar_objects' href and etag columns (schema/tables.py).
+HREF_CHARS, ETAG_CHARS = 2000, 300
 log = structlog.get_logger("syncd.calendar")
 # Calendars are listed again (PROPFIND) at most this often; in between, one REPORT per calendar.
 REDISCOVER_AFTER = timedelta(hours=1)
@@ -170,8 +174,15 @@ class CalendarSync:
         with self._engine.connect() as conn:
             due = store.due_again(conn, source.name, calendar.url, batch.window_end)
         for href, (etag, reason) in changes.oversized.items():  # never downloaded
-            batch.broken[href] = (etag, reason)
-            log.warning("calendar.quarantined", calendar=source.name, href=href, reason=reason)
+            if not _storable(href, etag, source.name):
+                continue
+            batch.broken[href] = (etag, bound_reason(reason))
+            log.warning(
+                "calendar.quarantined",
+                calendar=source.name,
+                href=loggable(href),
+                reason=loggable(reason, 500),
+            )
         changed_hrefs = {o.href for o in changes.changed}
         again = sorted(h for h in due if h not in changed_hrefs and h not in changes.deleted)
         objects = changes.changed + (session.fetch(calendar.url, again) if again else [])
@@ -201,6 +212,8 @@ class CalendarSync:
     ) -> None:
         """One object into the batch: its meetings, or its quarantine entry.  Whatever fails
         while reading it (a value no reader accepts, a limit it breaks) stays with it."""
+        if not _storable(obj.href, obj.etag, source.name):
+            return
         try:
             view = read_object(
                 obj.data,
@@ -210,13 +223,19 @@ class CalendarSync:
             )
             items = [i for o in view.occurrences if (i := self._item(o, source, directory))]
         except Exception as err:
-            reason = (
+            # The reason may quote the hostile value (a NUL in DURATION): cleaned like mail's.
+            reason = bound_reason(
                 str(err)
                 if isinstance(err, BrokenCalendar)
                 else f"cannot read: {type(err).__name__}: {err}"[:300]
             )
             batch.broken[obj.href] = (obj.etag, reason)
-            log.warning("calendar.quarantined", calendar=source.name, href=obj.href, reason=reason)
+            log.warning(
+                "calendar.quarantined",
+                calendar=source.name,
+                href=loggable(obj.href),
+                reason=loggable(reason, 500),
+            )
             return
         batch.next_starts[obj.href] = view.next_start
         batch.objects[obj.href] = (obj.etag, items)
@@ -267,16 +286,24 @@ class CalendarSync:
         forgotten = (
             bool(organizer) and match_address(organizer or "", directory).reason == "suppressed"
         )
+        # A forgotten organizer still owns their meetings (store.meetings._claim_keys), under
+        # the keyed label forget wrote in place of the address: never the address itself.
+        stored = (
+            directory.suppressions.label(match_key(organizer or "", directory.plus_addressing))
+            if forgotten
+            else organizer
+        )
         return MeetingItem(
             key=occurrence.key,
             uid=occurrence.uid,
             recurrence_id=occurrence.recurrence_id,
-            summary=occurrence.summary,
+            # A forgotten attendee or organizer is not named in the summary either.
+            summary=Redactor.of_suppressed(people.matched).redact(occurrence.summary),
             starts_at=occurrence.starts_at,
             ends_at=occurrence.ends_at,
             status=meeting_status(occurrence, set(people.externals)),
             sequence=occurrence.sequence,
-            organizer=None if forgotten else organizer,  # a forgotten organizer is not stored
+            organizer=stored,
             direction="inbound" if organizer in people.externals else "outbound",
             fingerprint=occurrence.fingerprint,
             participants=people.matched,
@@ -287,6 +314,21 @@ class CalendarSync:
 class _People:
     externals: frozenset[str]
     matched: list[tuple[Participant, Match]]
+
+
+def _storable(href: str, etag: str, calendar: str) -> bool:
+    """Whether an object's href and etag fit the columns that key it.  A server that names
+    an object beyond them (or with a NUL) gets that object skipped, logged, never a
+    calendar that fails on every sync."""
+    if bound_text(href, HREF_CHARS) == href and bound_text(etag, ETAG_CHARS) == etag:
+        return True
+    log.warning(
+        "calendar.skipped",
+        calendar=calendar,
+        href=loggable(href),
+        reason=f"href over {HREF_CHARS} or etag over {ETAG_CHARS} characters, or unstorable",
+    )
+    return False
 
 
 def _aware(value: datetime) -> datetime:

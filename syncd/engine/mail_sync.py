@@ -19,7 +19,7 @@ from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.accounting import skip_rule
 from syncd.domain.bounds import bound_id
-from syncd.domain.headers import parse_message_ids, split_header_section
+from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
@@ -329,9 +329,9 @@ class MailSync:
         headers = session.fetch_message_ids(uids)
         keys: dict[int, str] = {}
         for uid, raw in headers.items():
-            ids = parse_message_ids((split_header_section(raw).get("message-id") or [""])[0])
-            if ids:  # bounded as capture bounds it, or a hashed long id would never match
-                keys[uid] = email_key(bound_id(ids[0]))
+            key = reidentified_key(raw)
+            if key is not None:
+                keys[uid] = key
         with self._engine.connect() as conn:
             stored = record_ids(conn, keys.values())
         batch.known = [(uid, key) for uid, key in keys.items() if key in stored]
@@ -402,3 +402,11 @@ def save_or_split(
         saved.captured += part.captured
         saved.quarantined.extend(part.quarantined)
     return saved
+
+
+def reidentified_key(raw: bytes) -> str | None:
+    """The record key of a message from its fetched Message-ID field: read with the same
+    caps (read_header_section) and bounds (bound_id) as capture reads it, or an id near a
+    cap would re-identify to a different key than the one it was stored under."""
+    ids = parse_message_ids((read_header_section(raw).fields.get("message-id") or [""])[0])
+    return email_key(bound_id(ids[0])) if ids else None

@@ -79,6 +79,20 @@ def process(fetched: FetchedMessage, policy: Policy, directory: Directory) -> Ou
     if only_excluded(matches):
         return Skipped(fetched.uid, "only excluded external participants")
     forgotten = Redactor.of_suppressed(matches)  # people `syncd forget` erased: not named again
+    if forgotten.pattern is not None:
+        # Read again with the redaction before the subject and snippet are cut: redacting
+        # the cut text would leave the first half of a name the cut splits.  Rare: only mail
+        # naming a forgotten person pays for a second parse.
+        again = bounded(
+            parse_message(
+                fetched.raw,
+                internal_date=fetched.internal_date,
+                with_body=not fetched.headers_only,
+                keep=policy.keep,
+                redact=forgotten.redact,
+            )
+        )
+        msg.subject, msg.snippet, msg.body = again.subject, again.snippet, again.body
     captured = CapturedMessage(
         uid=fetched.uid,
         message_id=msg.message_id,

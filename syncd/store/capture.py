@@ -105,6 +105,9 @@ class FolderBatch:
         held = self.part(uid, uid, self.last_uid, skipped=self.skipped)
         held.captured, held.known, held.queued_only = [], [], []
         held.quarantined = [(uid, reason)]
+        # The cursor moves past this part's whole range: the skip rows of the skipped mail
+        # in it (which write no UID of their own) go with it, or `verify` finds them missing.
+        held.skipped_uids = [(u, r) for u, r in self.skipped_uids if u != uid]
         return held
 
 

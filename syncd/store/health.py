@@ -147,8 +147,14 @@ def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
 def fence(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> None:
     """Renew our lease inside a batch's transaction, or raise LeaseLost to roll it back.
 
-    On PostgreSQL the UPDATE locks the row until the batch commits, so no other daemon can
-    take the lease between this check and the commit; SQLite has one writer at a time.
+    The holder is the fencing token: a lease that ran out while nobody took it is still
+    ours (a calendar is read whole before its one save, which may take longer than the
+    lease), and only another daemon's claim, which changes the holder, fences us out.
+    On PostgreSQL this UPDATE and claim's both update the one row: whichever comes second
+    waits for the first's transaction and re-checks its condition on the row as committed,
+    so a claim cannot slip in between this check and the batch's commit (it finds the
+    lease just renewed), nor can a fence succeed after a claim (it finds another holder).
+    SQLite has one writer at a time.
     """
     renewed = conn.execute(
         update(source_health)
@@ -156,7 +162,6 @@ def fence(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
             source_health.c.kind == kind,
             source_health.c.name == name,
             source_health.c.daemon_id == daemon_id,
-            source_health.c.lease_until > db_now(conn),
         )
         .values(lease_until=db_now(conn, lease))
     ).rowcount

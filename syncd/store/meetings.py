@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.exc import StatementError
 
+from syncd.domain.bounds import bound_reason
 from syncd.domain.items import MeetingItem
 from syncd.domain.meeting_changes import plan_batch
 from syncd.schema.tables import (
@@ -172,7 +173,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
             quarantine.insert(),
             [
                 state.quarantine_row(
-                    "calendar", batch.calendar, batch.url, href, etag, reason[:2000], now
+                    "calendar", batch.calendar, batch.url, href, etag, bound_reason(reason), now
                 )
                 for href, (etag, reason) in listed.items()
             ],

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, String, Table, delete, func, or_, select, upd
 from syncd.domain.addresses import match_key
 from syncd.domain.matching import Directory, match_address
 from syncd.domain.privacy import (
+    MIN_NAME_LENGTH,
     Redactor,
     address_digest,
     audit_label,
@@ -59,8 +60,11 @@ _NOT_SWEPT = {settings.name, suppressions.name}  # the secret and the fingerprin
 TASK_TITLE = "Follow-up about a forgotten person"
 
 
-def forget(conn: Connection, address: str, directory: Directory) -> dict[str, int]:
-    """Erase a person; idempotent (a second run finds nothing and says so)."""
+def forget(
+    conn: Connection, address: str, directory: Directory, *, names_out: list[str] | None = None
+) -> dict[str, int]:
+    """Erase a person; idempotent (a second run finds nothing and says so).  The display
+    names redacted in the person's records are appended to ``names_out``."""
     address = clean_address(address)
     plus = directory.plus_addressing
     key = match_key(address, plus)
@@ -71,7 +75,12 @@ def forget(conn: Connection, address: str, directory: Directory) -> dict[str, in
     }  # fmt: skip
     touched = _record_ids_of(conn, key, plus)
     spellings, names = _who(conn, key, plus, touched)
+    # The address is swept everywhere; display names only where the person took part.  A
+    # name is whatever a sender wrote (``To: "Invoice" <jane@...>``): swept everywhere, it
+    # would redact a common word from every record of the database.
     redactor = Redactor.build({address, key, *spellings}, names)
+    if names_out is not None:
+        names_out.extend(sorted({n.strip() for n in names if len(n.strip()) >= MIN_NAME_LENGTH}))
 
     counts["contacts"] = _drop_contacts(conn, key, plus)
     directory.contacts.pop(key, None)
@@ -86,7 +95,14 @@ def forget(conn: Connection, address: str, directory: Directory) -> dict[str, in
     for ids in chunks(doomed):
         counts["records"] += conn.execute(delete(records).where(records.c.id.in_(ids))).rowcount
     for addrs in chunks(sorted(spellings)):
-        conn.execute(update(records).where(records.c.organizer.in_(addrs)).values(organizer=None))
+        # The keyed label, not NULL: a record without an organizer is claimed by the next
+        # copy of its UID from anyone (store.meetings._claim_keys); the person's own copies
+        # get the same label (calendar_sync), others a record of their own.
+        conn.execute(
+            update(records)
+            .where(records.c.organizer.in_(addrs))
+            .values(organizer=audit_label(digest))
+        )
         conn.execute(delete(exclusions).where(exclusions.c.entry.in_(addrs)))
     counts["queue_entries"] = _drop_from_queue(conn, [key])
     # Audit rows about the address (an assign, an ignore, an earlier forget's unkeyed and
@@ -96,7 +112,8 @@ def forget(conn: Connection, address: str, directory: Directory) -> dict[str, in
         .where(audit_log.c.target.in_([*sorted(spellings), legacy_fingerprint(key)]))
         .values(target=audit_label(digest))
     )
-    counts["redacted"] = sweep(conn, redactor)
+    counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
+    counts["redacted"] += _redact_their_records(conn, redactor, touched)
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(
@@ -205,6 +222,36 @@ def sweep(conn: Connection, redactor: Redactor) -> int:
                 new["updated_at"] = now  # so that the next task sync rewrites the VTODO
             where = [pk == row[pk.name] for pk in table.primary_key.columns]
             changed += conn.execute(update(table).where(*where).values(**new)).rowcount
+    return changed
+
+
+def _redact_their_records(conn: Connection, redactor: Redactor, touched: list[int]) -> int:
+    """Redact the person's names (and address) from the free text of the records they took
+    part in, those records' participants and tasks; returns rows changed."""
+    changed = 0
+    now = datetime.now(UTC)
+    scoped = (
+        (records, records.c.id, (records.c.subject, records.c.snippet, records.c.body)),
+        (participants, participants.c.record_id, (participants.c.name,)),
+        (tasks, tasks.c.record_id, (tasks.c.title,)),
+    )
+    for part in chunks(touched):
+        for table, record_id, columns in scoped:
+            keys = list(table.primary_key.columns)
+            query = select(*keys, *columns).where(record_id.in_(part))
+            for row in conn.execute(query).mappings():
+                new: dict[str, object] = {
+                    c.name: fixed
+                    for c in columns
+                    if isinstance(row[c.name], str)
+                    and (fixed := redactor.redact(row[c.name])) != row[c.name]
+                }
+                if not new:
+                    continue
+                if table is tasks:
+                    new["updated_at"] = now  # so that the next task sync rewrites the VTODO
+                where = [pk == row[pk.name] for pk in keys]
+                changed += conn.execute(update(table).where(*where).values(**new)).rowcount
     return changed
 
 

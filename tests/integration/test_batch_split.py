@@ -18,7 +18,14 @@ from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import save_or_split
-from syncd.schema.tables import folder_cursors, quarantine, records, source_states, sources
+from syncd.schema.tables import (
+    folder_cursors,
+    quarantine,
+    records,
+    skipped_messages,
+    source_states,
+    sources,
+)
 from syncd.store import database
 from syncd.store.capture import CapturedMessage, FolderBatch, save_batch
 
@@ -177,3 +184,25 @@ def test_a_crash_while_splitting_loses_nothing_and_doubles_nothing(
     assert [uid for uid, _ in crashed["quarantine"]] == [7, 20, 26]
     assert crashed["cursor"] == LAST_UID
     assert len(crashed["records"]) == len(set(crashed["records"])) == 23
+
+
+@pytest.mark.parametrize("kind", ["not-null", "surrogate"])
+def test_skip_rows_beside_a_quarantined_message_are_kept(engine: Engine, kind: str) -> None:
+    # Odd UIDs are captured, even ones were skipped by a rule: whichever part the split
+    # narrows down to around the refused message still holds the skip rows of its range.
+    batch = FolderBatch("alice", "INBOX", uidvalidity=7, last_uid=LAST_UID, highestmodseq=None)
+    batch.captured = [
+        _message(uid, **(_poison(kind) if uid == 13 else {})) for uid in range(1, 30, 2)
+    ]
+    batch.skipped_uids = [(uid, "bulk") for uid in range(2, 31, 2)]
+    batch.skipped = len(batch.skipped_uids)
+
+    saved = save_or_split(engine, batch)
+
+    assert [uid for uid, _ in saved.quarantined] == [13]
+    with engine.connect() as conn:
+        skipped = sorted(
+            conn.execute(select(skipped_messages.c.uid, skipped_messages.c.rule)).all()
+        )
+    assert skipped == [(uid, "bulk") for uid in range(2, 31, 2)]
+    assert _state(engine)["cursor"] == LAST_UID

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tests.integration.test_daemon import _first_sync_done
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
 from tests.servers.ports import free_port
+from tests.servers.radicale import Radicale
 from tests.servers.sample import CUSTOMERS_CSV
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.daemon]
@@ -128,5 +130,95 @@ def test_the_hostile_corpus_never_stalls_the_daemon(dovecot: Dovecot, tmp_path: 
         assert code == 0
         log = daemon.log.read_text()
         assert "Traceback" not in log
+    finally:
+        daemon.close()
+
+
+def _has_meeting(db_url: str, uid: str) -> bool:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return bool(
+                conn.scalar(
+                    select(func.count()).select_from(records).where(records.c.ical_uid == uid)
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+CALENDAR_CORPUS = Path(__file__).parent.parent / "corpus" / "calendar"
+# The corpus objects Radicale itself can take: it expands a SECONDLY series or a rule of
+# every second of the year on PUT for minutes, and its own line parser backtracks on
+# attendee-param-backtracking.ics (those are read in tests/unit/test_calendar_limits).
+ON_RADICALE = (
+    "crowd-2000-daily.ics",
+    "daily-1900-exdates.ics",
+    "daily-1900-exdates-after-window.ics",
+    "long-organizer.ics",
+    "long-uid.ics",
+    "minutely.ics",
+    "minutely-count-3000.ics",
+    "nul-summary.ics",
+    "reference-weekly.ics",
+    "sequence-abc.ics",
+)
+
+
+@pytest.mark.radicale
+def test_the_hostile_calendar_corpus_never_stalls_the_daemon(
+    dovecot: Dovecot, radicale: Radicale, tmp_path: Path
+) -> None:
+    world = World(dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+    world.rep("alice")
+    world.cal_rep("alice", radicale)
+    world.customers(CUSTOMERS_CSV)
+    port = free_port()
+    config = world.write_config(
+        extra=f'[sync]\ninterval = 2\njitter = 0.1\n\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    try:
+        wait_until(lambda: _first_sync_done(world), 30, "first sync")
+        stored = []
+        with HealthWatch(f"http://127.0.0.1:{port}/healthz", world.db_url) as watch:
+            time.sleep(0.5)
+            for name in ON_RADICALE:
+                path = CALENDAR_CORPUS / name
+                try:  # Radicale refuses some (a bogus DURATION or rule): the rest go in
+                    world.put_event("alice", path.name, path.read_bytes().decode())
+                    stored.append(path.name)
+                except urllib.error.HTTPError:
+                    continue
+            today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+            after = today + timedelta(days=2)
+            world.put_event(
+                "alice",
+                "after-the-storm.ics",
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n"
+                f"UID:after-the-storm\r\nDTSTAMP:20240101T000000Z\r\n"
+                f"DTSTART:{after:%Y%m%dT%H%M%SZ}\r\n"
+                f"DTEND:{after + timedelta(hours=1):%Y%m%dT%H%M%SZ}\r\nSUMMARY:Calm\r\n"
+                "ATTENDEE;PARTSTAT=ACCEPTED:mailto:wile@acme.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            )
+            wait_until(
+                lambda: _has_meeting(world.db_url, "after-the-storm"),
+                120,
+                "the ordinary meeting after the hostile ones",
+            )
+        # The worst ones are among what the daemon read: the sub-hourly rules, the crowd,
+        # 1,000 EXDATEs from 1900.
+        assert {
+            "minutely.ics",
+            "crowd-2000-daily.ics",
+            "daily-1900-exdates.ics",
+        } <= set(stored), stored
+        assert watch.answers > 20
+        assert watch.longest_gap < MAX_STALL, f"/healthz was silent {watch.longest_gap:.1f}s"
+        assert watch.oldest_heartbeat < 5.0 + MAX_STALL, watch.oldest_heartbeat
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        code, _ = daemon.stop()
+        assert code == 0
+        assert "Traceback" not in daemon.log.read_text()
     finally:
         daemon.close()

@@ -12,8 +12,12 @@ import pytest
 
 from syncd.config import MailboxConfig
 from syncd.connectors.imap import MAX_LITERAL_BYTES, ImapSession
-from syncd.domain.limits import MAX_HEADER_BYTES
+from syncd.domain.bounds import bound_id
+from syncd.domain.limits import MAX_FIELD_BYTES, MAX_HEADER_BYTES
+from syncd.domain.message import parse_message
+from syncd.engine.mail_sync import reidentified_key
 from syncd.errors import TransientError
+from syncd.store.capture import email_key
 from tests.integration.test_imap_connector import LOGIN, _box, _open
 from tests.servers.dovecot import Dovecot
 
@@ -125,4 +129,22 @@ def test_message_ids_are_fetched_within_a_bound(dovecot: Dovecot) -> None:
         ids = session.fetch_message_ids([uid])[uid]
     # Before the bound: all 165 KB of Message-ID lines.
     assert ids.startswith(b"Message-ID: <first@acme.com>")
-    assert len(ids) <= 4096
+    assert len(ids) <= 2 * MAX_FIELD_BYTES
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("length", [5_000, 15_000, 40_000])
+def test_a_long_message_id_re_identifies_to_the_key_it_was_stored_under(
+    dovecot: Dovecot, length: int
+) -> None:
+    # The fetch used to stop at 4 KB while the parser keeps ids up to its 16 KB field cap:
+    # after a UIDVALIDITY change a long id named a different record.
+    long_id = "<" + "i" * length + "@acme.com>"
+    raw = f"From: wile@acme.com\r\nMessage-ID: {long_id}\r\nSubject: x\r\n\r\nbody\r\n"
+    dovecot.deliver(LOGIN, raw.encode(), folder="INBOX")
+    with _open(_box(dovecot)) as session:
+        session.examine("INBOX")
+        uid = session.uids_from(1)[-1]
+        fetched = session.fetch_message_ids([uid])[uid]
+    stored = email_key(bound_id(parse_message(raw.encode(), internal_date=None).message_id))
+    assert reidentified_key(fetched) == stored

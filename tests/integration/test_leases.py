@@ -118,6 +118,28 @@ def test_batches_renew_the_lease_and_a_lost_lease_cannot_commit(db_url: str) -> 
     host_b.dispose()
 
 
+def test_a_lease_that_ran_out_untaken_still_commits_and_is_renewed(db_url: str) -> None:
+    # A calendar is read whole before its one fenced save: a read longer than the lease
+    # must still commit when no other daemon took the source meanwhile.
+    short = timedelta(seconds=1)
+    host_a, host_b = _engines(db_url)
+    with host_a.begin() as conn:
+        health.register_daemon(conn, "a", "host-a", 1)
+        health.register_daemon(conn, "b", "host-b", 2)
+        assert health.claim(conn, "mailbox", "alice", "a", short)
+    time.sleep(1.3)  # past the lease, and nobody claimed it
+    with host_a.begin() as conn:
+        conn.execute(daemons.insert().values(_ghost_daemon()))
+        health.fence(conn, "mailbox", "alice", "a", LEASE)
+    with host_a.connect() as conn:
+        assert conn.scalar(select(func.count()).where(daemons.c.id == "ghost")) == 1
+    # The commit renewed it: b cannot take it now.
+    with host_b.begin() as conn:
+        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+    host_a.dispose()
+    host_b.dispose()
+
+
 def _ghost_daemon() -> dict[str, object]:
     now = datetime.now(UTC)
     return {"id": "ghost", "host": "h", "pid": 9, "started_at": now, "heartbeat_at": now}

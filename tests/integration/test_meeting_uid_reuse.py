@@ -63,3 +63,36 @@ def test_a_reused_uid_from_another_organizer_never_rewrites_the_meeting(
     assert len(found) == 2
     assert found[real["id"]]["subject"] == "Review v2"
     assert found[other["id"]]["subject"] == "Wire the money"
+
+
+def test_a_forgotten_organizer_still_owns_the_meeting(world: World, radicale: Radicale) -> None:
+    # Forgetting the organizer used to leave the record with no organizer at all, and the
+    # next copy of its UID from anyone took it over.
+    world.cal_rep("alice", radicale)
+    world.cal_rep("bob", radicale)
+    world.write_config()
+    world.customers(CUSTOMERS)
+    # Wile organizes; Road Runner (acme.com too) keeps the record with its customer.
+    world.put_event("alice", "real.ics", invitation("wile@acme.com", "Review", "rr@acme.com"))
+    world.cli("sync")
+    (real,) = world.records("--kind", "meeting")
+    world.cli("forget", "wile@acme.com", "--yes")
+    (kept,) = world.records("--kind", "meeting")
+    label = str(kept["organizer"])
+    assert kept["id"] == real["id"] and label.startswith("hmac:") and "wile" not in label
+    spoof = invitation("mallory@evil.example", "Wire the money", "rr@acme.com", sequence=9)
+    world.put_event("bob", "spoof.ics", spoof)
+    world.cli("sync")
+    found = {r["id"]: r for r in world.records("--kind", "meeting")}
+    assert found[real["id"]]["subject"] == "Review" and found[real["id"]]["organizer"] == label
+    (other,) = [r for i, r in found.items() if i != real["id"]]
+    assert other["organizer"] == "mallory@evil.example"
+    # The forgotten organizer's own update still reaches their record, under the same label.
+    world.put_event(
+        "alice", "real.ics", invitation("wile@acme.com", "Review v2", "rr@acme.com", sequence=1)
+    )
+    world.cli("sync")
+    found = {r["id"]: r for r in world.records("--kind", "meeting")}
+    assert len(found) == 2
+    assert found[real["id"]]["subject"] == "Review v2" and found[real["id"]]["organizer"] == label
+    assert found[other["id"]]["subject"] == "Wire the money"

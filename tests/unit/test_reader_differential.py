@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.domain.meetings import occurrences
-from syncd.domain.simple_ical import _LINE, read_simple
+from syncd.domain.simple_ical import read_simple, split_line
 
 WINDOW = {
     "window_start": datetime(2024, 6, 1, tzinfo=UTC),
@@ -206,9 +206,9 @@ def test_parameter_lines_are_matched_in_linear_time() -> None:
     """A parameter list that cannot match (no colon) once took time quadratic in its length
     (a value that took commas, then comma repetitions: every split was tried)."""
     for hostile in ("X;P=" + "a," * 100_000 + '"', "X;P=" + "," * 200_000 + '"'):
-        started = time.perf_counter()
-        assert _LINE.match(hostile) is None
-        assert time.perf_counter() - started < 0.5
+        started = time.process_time()
+        assert split_line(hostile) is None
+        assert time.process_time() - started < 0.5
     line = 'ATTENDEE;CN="Rep, A";MEMBER="a",b,"c";PARTSTAT=ACCEPTED:mailto:a@b.c'
-    found = _LINE.match(line)
-    assert found is not None and found.group(3) == "mailto:a@b.c"
+    found = split_line(line)
+    assert found is not None and found[2] == "mailto:a@b.c"
