@@ -3,12 +3,12 @@ summary either (mail redacts subjects; meetings did not)."""
 
 from __future__ import annotations
 
-from syncd.config import CalendarConfig, load_config
-from syncd.connectors.dav import CalendarObject
+from syncd.config import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.store.database import open_database
 from tests.conftest import World
-from tests.integration.test_calendar_engine import GOOD, ServingSession
+from tests.fakes import FakeCalendarServer
+from tests.integration.test_calendar_engine import GOOD
 
 
 def test_a_forgotten_attendee_is_redacted_from_new_meeting_summaries(world: World) -> None:
@@ -24,12 +24,11 @@ def test_a_forgotten_attendee_is_redacted_from_new_meeting_summaries(world: Worl
     )
     config = load_config(world.config_path)
     engine = open_database(config.database.url)
-    session = ServingSession([CalendarObject("/alice/work/demo.ics", '"1"', meeting)])
+    server = FakeCalendarServer("https://dav.invalid/", "alice")
+    server.make_calendar("work", "Work")
+    server.put("work", "demo.ics", meeting)
 
-    def opener(_: CalendarConfig) -> ServingSession:
-        return session
-
-    (result,) = CalendarSync(engine, config, opener=opener).run_once()  # type: ignore[arg-type]
+    (result,) = CalendarSync(engine, config, opener=server.session).run_once()
     engine.dispose()
     assert result.ok
     (record,) = world.records("--kind", "meeting")
