@@ -13,7 +13,6 @@ lease cannot commit for that source any more: the batch rolls back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,10 +21,12 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, literal_column, 
 from syncd.errors import SyncdError
 from syncd.schema.tables import daemons, source_health
 from syncd.schema.types import UtcDateTime
+from syncd.store import status_read
 from syncd.store.sql import insert_ignore
+from syncd.store.status_read import HEARTBEAT_STALE, DaemonInfo
 
-# A daemon whose heartbeat is older than this is not running.
-HEARTBEAT_STALE = timedelta(seconds=30)
+# The read side (live_daemons, health_rows) is in store/status_read.py, without SQLAlchemy.
+__all__ = ["HEARTBEAT_STALE", "DaemonInfo"]
 
 
 class LeaseLost(SyncdError):
@@ -55,16 +56,6 @@ def database_time(conn: Connection) -> datetime:
     value = conn.execute(select(db_now(conn))).scalar_one()
     assert isinstance(value, datetime)
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonInfo:
-    id: str
-    host: str
-    pid: int
-    started_at: datetime
-    heartbeat_at: datetime
-    summary: str
 
 
 def register_daemon(conn: Connection, daemon_id: str, host: str, pid: int) -> None:
@@ -102,15 +93,7 @@ def daemon_stopped(conn: Connection, daemon_id: str) -> None:
 
 
 def live_daemons(conn: Connection, now: datetime | None = None) -> list[DaemonInfo]:
-    stale: ColumnElement[datetime] | datetime = (
-        db_now(conn, -HEARTBEAT_STALE) if now is None else now - HEARTBEAT_STALE
-    )
-    rows = conn.execute(
-        select(daemons)
-        .where(daemons.c.stopped_at.is_(None), daemons.c.heartbeat_at > stale)
-        .order_by(daemons.c.started_at)
-    )
-    return [DaemonInfo(r.id, r.host, r.pid, r.started_at, r.heartbeat_at, r.summary) for r in rows]
+    return status_read.live_daemons(status_read.Reader.of(conn), now)
 
 
 def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> bool:
@@ -215,7 +198,4 @@ def release(conn: Connection, kind: str, name: str, daemon_id: str) -> None:
 
 
 def health_rows(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        (row["kind"], row["name"]): dict(row)
-        for row in conn.execute(select(source_health)).mappings()
-    }
+    return status_read.health_rows(status_read.Reader.of(conn))
