@@ -9,6 +9,10 @@ Every time that decides who holds what is the database's clock, never a host's: 
 drift, and one running 31 s fast would see every other daemon's heartbeat as stale.  Each
 batch renews the lease inside its own transaction (``fence``), so a daemon that lost its
 lease cannot commit for that source any more: the batch rolls back.
+
+The read side (``DaemonInfo``, ``live_daemons``, ``health_rows``) is plain SQL in
+store/status_read.py, so that ``syncd status`` reads without SQLAlchemy; the functions
+here run it on a ``Connection``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ from syncd.schema.types import UtcDateTime
 from syncd.store import status_read
 from syncd.store.sql import insert_ignore
 from syncd.store.status_read import HEARTBEAT_STALE, DaemonInfo
-
-# The read side (live_daemons, health_rows) is in store/status_read.py, without SQLAlchemy.
-__all__ = ["HEARTBEAT_STALE", "DaemonInfo"]
 
 
 class LeaseLost(SyncdError):

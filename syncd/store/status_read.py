@@ -87,7 +87,8 @@ class Reader:
         return cls(conn.connection.driver_connection, conn.dialect.name)
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Run ``sql`` with ``?`` placeholders (written as ``%s`` for psycopg)."""
+        """Run ``sql`` with ``?`` placeholders (written as ``%s`` for psycopg: the SQL in
+        this module has no other ``?`` or ``%`` for PostgreSQL)."""
         if self.dialect != "sqlite":
             sql = sql.replace("?", "%s")
         cursor = self.connection.cursor()
