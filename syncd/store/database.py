@@ -7,7 +7,6 @@ daemons sharing one PostgreSQL never migrate at once.
 
 from __future__ import annotations
 
-import re
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from syncd.errors import StoreError
+from syncd.store.status_read import POSTGRES_CONNECT_ARGS, code_head
 
 if TYPE_CHECKING:
     # Alembic is imported only to migrate: a command on an up-to-date database (status,
@@ -24,18 +24,6 @@ if TYPE_CHECKING:
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock taken while migrating.
 _MIGRATION_LOCK = 0x5_9C_D0_01
-
-# libpq waits forever for a server that accepts the connection and never answers; the
-# daemon's heartbeat and every sync would wait with it.  Keepalives find a connection
-# whose server vanished mid-query (a host gone, a dropped route) in about a minute, not
-# the kernel's fifteen.  A URL may set any of these itself (?connect_timeout=...).
-POSTGRES_CONNECT_ARGS: dict[str, int] = {
-    "connect_timeout": 5,
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -110,30 +98,6 @@ def upgrade(engine: Engine) -> None:
         ) from None
 
 
-_REVISION = re.compile(r"^revision\s*=\s*['\"](\w+)['\"]", re.MULTILINE)
-_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*(.*)$", re.MULTILINE)
-
-
-def _code_head() -> str | None:
-    """The newest migration, read from the version files' ``revision``/``down_revision``
-    lines without loading alembic; None when there is not exactly one head (then the
-    caller lets alembic decide)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (files("syncd.schema") / "migrations" / "versions").iterdir():
-        if not path.name.endswith(".py") or path.name.startswith("_"):
-            continue
-        source = path.read_text(encoding="utf-8")
-        found = _REVISION.search(source)
-        down = _DOWN_REVISION.search(source)
-        if found is None or down is None:
-            return None
-        revisions.add(found.group(1))
-        parents.update(re.findall(r"['\"](\w+)['\"]", down.group(1)))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
-
-
 def _stored_revision(engine: Engine) -> str | None:
     """The revision alembic stamped in the database, read with one query."""
     try:
@@ -150,7 +114,7 @@ def _stored_revision(engine: Engine) -> str | None:
 
 
 def schema_is_current(engine: Engine) -> bool:
-    head = _code_head()
+    head = code_head()
     return head is not None and _stored_revision(engine) == head
 
 

@@ -9,11 +9,14 @@ Every time that decides who holds what is the database's clock, never a host's: 
 drift, and one running 31 s fast would see every other daemon's heartbeat as stale.  Each
 batch renews the lease inside its own transaction (``fence``), so a daemon that lost its
 lease cannot commit for that source any more: the batch rolls back.
+
+The read side (``DaemonInfo``, ``live_daemons``, ``health_rows``) is plain SQL in
+store/status_read.py, so that ``syncd status`` reads without SQLAlchemy; the functions
+here run it on a ``Connection``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,10 +25,9 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, literal_column, 
 from syncd.errors import SyncdError
 from syncd.schema.tables import daemons, source_health
 from syncd.schema.types import UtcDateTime
+from syncd.store import status_read
 from syncd.store.sql import insert_ignore
-
-# A daemon whose heartbeat is older than this is not running.
-HEARTBEAT_STALE = timedelta(seconds=30)
+from syncd.store.status_read import HEARTBEAT_STALE, DaemonInfo
 
 
 class LeaseLost(SyncdError):
@@ -55,16 +57,6 @@ def database_time(conn: Connection) -> datetime:
     value = conn.execute(select(db_now(conn))).scalar_one()
     assert isinstance(value, datetime)
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonInfo:
-    id: str
-    host: str
-    pid: int
-    started_at: datetime
-    heartbeat_at: datetime
-    summary: str
 
 
 def register_daemon(conn: Connection, daemon_id: str, host: str, pid: int) -> None:
@@ -102,15 +94,7 @@ def daemon_stopped(conn: Connection, daemon_id: str) -> None:
 
 
 def live_daemons(conn: Connection, now: datetime | None = None) -> list[DaemonInfo]:
-    stale: ColumnElement[datetime] | datetime = (
-        db_now(conn, -HEARTBEAT_STALE) if now is None else now - HEARTBEAT_STALE
-    )
-    rows = conn.execute(
-        select(daemons)
-        .where(daemons.c.stopped_at.is_(None), daemons.c.heartbeat_at > stale)
-        .order_by(daemons.c.started_at)
-    )
-    return [DaemonInfo(r.id, r.host, r.pid, r.started_at, r.heartbeat_at, r.summary) for r in rows]
+    return status_read.live_daemons(status_read.Reader.of(conn), now)
 
 
 def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> bool:
@@ -220,7 +204,4 @@ def release(conn: Connection, kind: str, name: str, daemon_id: str) -> None:
 
 
 def health_rows(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        (row["kind"], row["name"]): dict(row)
-        for row in conn.execute(select(source_health)).mappings()
-    }
+    return status_read.health_rows(status_read.Reader.of(conn))

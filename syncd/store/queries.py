@@ -1,4 +1,8 @@
-"""Read side: records with their customers, participants and sources; sync status."""
+"""Read side: records with their customers, participants and sources; sync status.
+
+The sync status queries themselves are in store/status_read.py (plain SQL, so that
+``syncd status`` starts without SQLAlchemy); these run them on a SQLAlchemy connection.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,16 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from syncd.schema.tables import (
-    calendar_cursors,
     contact_addresses,
     customers,
-    folder_cursors,
     meeting_sources,
     participants,
-    quarantine,
     record_customers,
     records,
-    source_states,
     sources,
 )
+from syncd.store import status_read
 from syncd.store.sql import chunks
-from syncd.store.state import ACCOUNT
 
 
 def list_records(
@@ -145,85 +145,9 @@ def contact_exists(conn: Connection, address: str) -> bool:
     )
 
 
-def source_state(account: Any, places: list[dict[str, Any]]) -> str:
-    """One rule for every kind of source: an account-level error is "degraded" while it is
-    transient (the next try may work) and "failing" otherwise; a failing place (a folder, a
-    calendar) leaves the rest of the source working, hence "degraded"."""
-    if account is None:
-        return "never synced"
-    if account["last_error"]:
-        return "degraded" if account["last_error_kind"] == "transient" else "failing"
-    if any(p["last_error"] for p in places):
-        return "degraded"
-    return "ok"
-
-
-def _states(conn: Connection, kind: str) -> dict[str, dict[str, Any]]:
-    """{source: {place: source_states row}} of one kind."""
-    out: dict[str, dict[str, Any]] = defaultdict(dict)
-    query = select(source_states).where(source_states.c.kind == kind)
-    for row in conn.execute(query).mappings():
-        out[row["source"]][row["place"]] = row
-    return out
-
-
-def _held(conn: Connection, kind: str) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = defaultdict(list)
-    query = select(quarantine).where(quarantine.c.kind == kind).order_by(quarantine.c.id)
-    for row in conn.execute(query).mappings():
-        out[row["source"]].append(row)
-    return out
-
-
 def sync_status(conn: Connection, mailbox_names: list[str]) -> list[dict[str, Any]]:
     """Per configured mailbox: its state and, per folder, the cursor and counters."""
-    states = _states(conn, "mailbox")
-    cursors: dict[str, dict[str, Any]] = defaultdict(dict)
-    for found in conn.execute(select(folder_cursors)).mappings():
-        cursors[found["mailbox"]][found["folder"]] = found
-    held = _held(conn, "mailbox")
-    out = []
-    for name in mailbox_names:
-        places = states.get(name, {})
-        box = places.get(ACCOUNT)
-        folders: list[dict[str, Any]] = []
-        for folder in sorted((set(places) - {ACCOUNT}) | set(cursors.get(name, {}))):
-            row, cursor = places.get(folder), cursors[name].get(folder)
-            folders.append(
-                {
-                    "folder": folder,
-                    "uidvalidity": cursor["uidvalidity"] if cursor else None,
-                    "last_uid": cursor["last_uid"] if cursor else 0,
-                    "highestmodseq": cursor["highestmodseq"] if cursor else None,
-                    "messages_captured": row["captured"] if row else 0,
-                    "messages_skipped": row["skipped"] if row else 0,
-                    "last_success_at": row["last_success_at"] if row else None,
-                    "last_error": row["last_error"] if row else None,
-                    "last_error_at": row["last_error_at"] if row else None,
-                }
-            )
-        out.append(
-            {
-                "mailbox": name,
-                "state": source_state(box, folders),
-                "last_attempt_at": box["last_attempt_at"] if box else None,
-                "last_success_at": box["last_success_at"] if box else None,
-                "last_error": box["last_error"] if box else None,
-                "last_error_kind": box["last_error_kind"] if box else None,
-                "messages_captured": sum(f["messages_captured"] for f in folders),
-                "folders": folders,
-                "quarantined": [
-                    {
-                        "folder": q["place"],
-                        "uid": int(q["item"]),
-                        "reason": q["reason"],
-                        "at": q["created_at"],
-                    }
-                    for q in held.get(name, [])
-                ],
-            }
-        )
-    return out
+    return status_read.sync_status(status_read.Reader.of(conn), mailbox_names)
 
 
 def record_count(conn: Connection) -> int:
@@ -232,42 +156,4 @@ def record_count(conn: Connection) -> int:
 
 def calendar_status(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
     """Per configured [[calendar]]: account state, and per calendar its last sync and errors."""
-    states = _states(conn, "calendar")
-    cursors: dict[str, dict[str, Any]] = defaultdict(dict)
-    for found in conn.execute(select(calendar_cursors)).mappings():
-        cursors[found["calendar"]][found["url"]] = found
-    held = _held(conn, "calendar")
-    out = []
-    for name in names:
-        places = states.get(name, {})
-        account = places.get(ACCOUNT)
-        calendars: list[dict[str, Any]] = []
-        for url in (set(places) - {ACCOUNT}) | set(cursors.get(name, {})):
-            row, cursor = places.get(url), cursors[name].get(url)
-            calendars.append(
-                {
-                    "collection": cursor["display_name"] if cursor else "",
-                    "url": url,
-                    "last_success_at": row["last_success_at"] if row else None,
-                    "last_error": row["last_error"] if row else None,
-                    "meetings_captured": row["captured"] if row else 0,
-                    "sync_token": bool(cursor and cursor["sync_token"]),
-                }
-            )
-        calendars.sort(key=lambda c: (c["collection"], c["url"]))
-        out.append(
-            {
-                "calendar": name,
-                "state": source_state(account, calendars),
-                "last_success_at": account["last_success_at"] if account else None,
-                "last_error": account["last_error"] if account else None,
-                "last_error_kind": account["last_error_kind"] if account else None,
-                "meetings_captured": sum(c["meetings_captured"] for c in calendars),
-                "calendars": calendars,
-                "quarantined": [
-                    {"url": q["place"], "href": q["item"], "reason": q["reason"]}
-                    for q in held.get(name, [])
-                ],
-            }
-        )
-    return out
+    return status_read.calendar_status(status_read.Reader.of(conn), names)

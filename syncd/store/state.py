@@ -15,8 +15,7 @@ from sqlalchemy import Connection, delete, select
 
 from syncd.schema.tables import folder_cursors, source_states, sources
 from syncd.store.sql import upsert
-
-ACCOUNT = ""  # the place of a source's account-level row (login, discovery)
+from syncd.store.status_read import ACCOUNT  # "": the account-level row
 
 
 def _row(kind: str, source: str, place: str, **values: object) -> dict[str, object]:

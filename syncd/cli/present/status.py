@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from syncd.store.health import DaemonInfo
+    from syncd.store.status_read import DaemonInfo
 
 
 def document(
