@@ -139,7 +139,7 @@ def test_nl_keeps_non_ascii_on_one_line(world: World, radicale: Any) -> None:
 
 
 def test_status_on_a_current_database_loads_no_migration_or_server_code(tmp_path: Path) -> None:
-    """`syncd status` reads the database with SQLAlchemy and nothing else heavy: alembic
+    """`syncd status` reads the database (through the driver when the schema is current) and nothing else heavy: alembic
     only when a migration is pending, no IMAP, CalDAV or iCalendar code, no structlog."""
     config = tmp_path / "syncd.toml"
     config.write_text(
