@@ -25,6 +25,7 @@ jitter = 0.1                            # each poll moves by up to this fraction
 concurrency = 8                         # sources synced at once
 idle = true                             # IMAP IDLE on INBOX where the server offers it
 max_backoff = 1800                      # seconds: the longest wait after transient failures
+verify_interval = 86400                 # seconds between `syncd verify` runs of each source (0: never)
 
 # [metrics]
 # listen = "127.0.0.1:9464"             # Prometheus /metrics and /healthz
@@ -64,7 +65,8 @@ owner = "alice@example.com"             # the rep who owns the mailbox
 host = "imap.example.com"
 port = 993
 security = "tls"                        # tls | starttls | plain (plain only on loopback or with allow_plaintext = true)
-# ca_file = "/etc/ssl/private-ca.pem"   # optional private CA; certificates are always verified
+# ca_file = "/etc/ssl/private-ca.pem"   # optional private CA, trusted besides the system's; always verified
+# ca_only = true                        # trust ca_file alone, not the system's CAs
 username = "alice@example.com"
 # Exactly one of password_file, password_env, password_command, password.
 # A relative password_file is read from $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
