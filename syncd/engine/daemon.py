@@ -26,6 +26,7 @@ from types import FrameType
 import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.config import Config, load_config
 from syncd.domain.matching import Directory
@@ -100,8 +101,8 @@ def crash_kind(err: Exception) -> str:
     """What an exception that escaped a sync means for its schedule: a database that cannot
     be reached is transient (back off, it comes back); anything else is a bug of ours or a
     library that changed (internal: wait for a person, do not retry it every few seconds)."""
-    if isinstance(err, (OperationalError, InterfaceError, DisconnectionError)):
-        return "transient"
+    if isinstance(err, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
+        return "transient"  # PoolTimeout: every connection busy, which passes
     if isinstance(err, DBAPIError) and err.connection_invalidated:
         return "transient"
     return "internal"
@@ -155,7 +156,10 @@ class Daemon:
                 self._instance.release()
 
     def _run(self) -> int:
-        self._engine = open_database(self._config.database.url)
+        # A connection per worker, plus the heartbeat, verify and follow-up threads.
+        self._engine = open_database(
+            self._config.database.url, pool_size=self._config.sync.concurrency + 4
+        )
         with self._engine.begin() as conn:
             if self._instance is not None:
                 # The lock file says no other daemon uses this database: whatever a killed

@@ -38,10 +38,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """``pool_size``: connections kept open; a daemon asks for one per worker and a few for
+    its heartbeat, verify and follow-up threads, so that a busy pool never times a sync out."""
+    pool = {"pool_size": pool_size, "max_overflow": pool_size}
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
+            in_memory = make_url(url).database in (None, "", ":memory:")  # one connection only
+            engine = create_engine(url, connect_args={"timeout": 30}, **({} if in_memory else pool))
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             parsed = make_url(url)
@@ -50,7 +54,7 @@ def make_engine(url: str) -> Engine:
                 if parsed.get_backend_name() == "postgresql"
                 else {}
             )
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     except (ArgumentError, NoSuchModuleError) as err:
         raise StoreError(
             f"database.url is not a usable SQLAlchemy URL ({err})",
@@ -118,8 +122,8 @@ def schema_is_current(engine: Engine) -> bool:
     return head is not None and _stored_revision(engine) == head
 
 
-def open_database(url: str, *, migrate: bool = True) -> Engine:
-    engine = make_engine(url)
+def open_database(url: str, *, migrate: bool = True, pool_size: int = 5) -> Engine:
+    engine = make_engine(url, pool_size=pool_size)
     if migrate and not schema_is_current(engine):
         upgrade(engine)
     return engine

@@ -6,9 +6,11 @@ import random
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.connectors.retry import LOGIN, PASS, REQUEST, RetryPolicy
 from syncd.engine.daemon import crash_kind
@@ -22,6 +24,7 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.metrics import Metrics
+from syncd.store.database import make_engine
 
 FAST = RetryPolicy(attempts=4, base=0.01, cap=0.02)
 
@@ -142,6 +145,17 @@ def test_what_escapes_a_sync_is_internal_unless_the_database_is_unreachable() ->
     assert crash_kind(KeyError("x")) == "internal"
     lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
     assert crash_kind(lost) == "transient"
+    # Every pooled connection busy: it passes, so it is not a bug to wait an hour for.
+    assert crash_kind(PoolTimeout("QueuePool limit of size 5 overflow 10 reached")) == "transient"
+
+
+def test_a_daemon_pool_holds_a_connection_per_worker(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/pool.db", pool_size=12)
+    held = [engine.connect() for _ in range(20)]  # 12 kept, as many again on demand
+    assert len(held) == 20
+    for conn in held:
+        conn.close()
+    engine.dispose()
 
 
 def test_internal_errors_are_counted_under_their_own_label() -> None:
