@@ -89,6 +89,7 @@ class CalendarSync:
         try:
             calendars = self._calendars(session, source)
             with self._engine.begin() as conn:
+                self._fence(conn)
                 store.calendar_ok(conn, source.name)
             for calendar in calendars:
                 try:
@@ -132,6 +133,7 @@ class CalendarSync:
             return [c for c in found if not wanted or c.name in wanted]
         found = session.discover()
         with self._engine.begin() as conn:
+            self._fence(conn)
             store.remember_calendars(conn, source.name, [(c.url, c.name) for c in found])
         return found
 
@@ -211,7 +213,8 @@ class CalendarSync:
         zone: ZoneInfo,
     ) -> None:
         """One object into the batch: its meetings, or its quarantine entry.  Whatever fails
-        while reading it (a value no reader accepts, a limit it breaks) stays with it."""
+        while reading it (a value no reader accepts, a limit it breaks) stays with it; a
+        failure of ours after that (building the meetings) is a bug, raised as one."""
         if not _storable(obj.href, obj.etag, source.name):
             return
         try:
@@ -221,7 +224,6 @@ class CalendarSync:
                 window_end=batch.window_end,
                 zone=zone,
             )
-            items = [i for o in view.occurrences if (i := self._item(o, source, directory))]
         except Exception as err:
             # The reason may quote the hostile value (a NUL in DURATION): cleaned like mail's.
             reason = bound_reason(
@@ -237,6 +239,7 @@ class CalendarSync:
                 reason=loggable(reason, 500),
             )
             return
+        items = [i for o in view.occurrences if (i := self._item(o, source, directory))]
         batch.next_starts[obj.href] = view.next_start
         batch.objects[obj.href] = (obj.etag, items)
         if view.cut:

@@ -173,6 +173,7 @@ class MailSync:
         if cursor is not None and cursor.uidvalidity == status.uidvalidity:
             if status.uidnext is not None and status.uidnext <= cursor.last_uid + 1:
                 with self._engine.begin() as conn:  # nothing new: one EXAMINE, no FETCH
+                    self._fence(conn)
                     state.folder_ok(conn, box.name, folder)
                 return
             first_uid = cursor.last_uid + 1
@@ -186,6 +187,7 @@ class MailSync:
                 new=status.uidvalidity,
             )
             with self._engine.begin() as conn:
+                self._fence(conn)  # it deletes sources: only the lease holder may
                 state.reset_folder(conn, box.name, folder, status.uidvalidity)
 
         where = f"{box.name}/{folder}"
@@ -213,6 +215,7 @@ class MailSync:
         # so the cursor may jump past expunged tail UIDs and the next pass takes the fast path.
         seen_up_to = max(last_seen, (status.uidnext or 1) - 1)
         with self._engine.begin() as conn:
+            self._fence(conn)
             advance_cursor(
                 conn,
                 box.name,

@@ -145,7 +145,8 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     meeting_records.apply(conn, batch.calendar, batch.url, change, known, now)
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.objects.items()})
     _remember(conn, batch, batch.unread)
-    for hrefs in chunks(list(batch.objects)):
+    # Read again, or gone from the server: either way no longer held back.
+    for hrefs in chunks([*batch.objects, *batch.deleted]):
         conn.execute(
             _UNQUARANTINE, {"calendar": batch.calendar, "url": batch.url, "hrefs": list(hrefs)}
         )
