@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -133,14 +133,17 @@ class Source(Protocol):
         ...
 
 
-class MailboxSource:
-    kind: Kind = "mailbox"
-    record_kind = "email"
+_Cfg = TypeVar("_Cfg", MailboxConfig, CalendarConfig)
 
-    def __init__(self, engine: Engine | None, config: Config, box: MailboxConfig) -> None:
+
+class _Configured(Generic[_Cfg]):
+    """What every kind of source holds: its own config section, the whole config, and the
+    database (None when it is made only to be checked)."""
+
+    def __init__(self, engine: Engine | None, config: Config, section: _Cfg) -> None:
         self._engine_or_none = engine
         self._config = config
-        self.config = box
+        self.config: _Cfg = section
 
     @property
     def name(self) -> str:
@@ -150,6 +153,11 @@ class MailboxSource:
     def _engine(self) -> Engine:
         assert self._engine_or_none is not None, "made without a database (for check only)"
         return self._engine_or_none
+
+
+class MailboxSource(_Configured[MailboxConfig]):
+    kind: Kind = "mailbox"
+    record_kind = "email"
 
     def heading(self) -> str:
         box = self.config
@@ -233,7 +241,7 @@ class MailboxSource:
         return IdleWatcher(self.config, on_change) if self._config.sync.idle else None
 
 
-class CalendarSource:
+class CalendarSource(_Configured[CalendarConfig]):
     kind: Kind = "calendar"
     record_kind = "meeting"
 
@@ -244,19 +252,8 @@ class CalendarSource:
         calendar: CalendarConfig,
         task_lists: TaskLists | None = None,
     ) -> None:
-        self._engine_or_none = engine
-        self._config = config
-        self.config = calendar
+        super().__init__(engine, config, calendar)
         self._task_lists = task_lists  # where its task list is, remembered by a daemon
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def _engine(self) -> Engine:
-        assert self._engine_or_none is not None, "made without a database (for check only)"
-        return self._engine_or_none
 
     def heading(self) -> str:
         return f"{self.config.name} ({self.config.url} as {self.config.username})"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 
 
@@ -26,3 +28,15 @@ def wait_listening(port: int, *, timeout: float = 15.0, up: bool = True) -> None
         time.sleep(0.05)
     state = "listening" if up else "closed"
     raise TimeoutError(f"127.0.0.1:{port} not {state} after {timeout:.0f}s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a server started by the suite, then SIGKILL it if it has not gone in 5 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

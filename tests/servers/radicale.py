@@ -7,7 +7,6 @@ costs an fsync); changes during a test go through real PUT and DELETE requests.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers.ports import free_port, wait_listening
+from tests.servers.ports import free_port, stop_process, wait_listening
 
 _CONFIG = """\
 [server]
@@ -53,15 +52,7 @@ class Radicale:
         return self
 
     def stop(self) -> None:
-        process = getattr(self, "_process", None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(getattr(self, "_process", None))
 
     def __enter__(self) -> Radicale:
         return self.start()

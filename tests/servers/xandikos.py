@@ -8,7 +8,6 @@ authentication, with one principal at ``/user/``; syncd's Basic credentials are 
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from tests.servers.ports import free_port, wait_listening
+from tests.servers.ports import free_port, stop_process, wait_listening
 
 _MKCALENDAR = (
     '<?xml version="1.0" encoding="utf-8"?>'
@@ -47,15 +46,7 @@ class Xandikos:
         return self
 
     def stop(self) -> None:
-        process = getattr(self, "_process", None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(getattr(self, "_process", None))
 
     def __enter__(self) -> Xandikos:
         return self.start()
