@@ -26,6 +26,7 @@ class FolderStatus:
     uidnext: int | None
     highestmodseq: int | None
     exists: int
+    selected: bool = False  # by EXAMINE: SEARCH and FETCH may follow; by STATUS: not yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,10 @@ class MailSession(Protocol):
     def default_folders(self) -> list[str]: ...
 
     def examine(self, folder: str) -> FolderStatus: ...
+
+    def status(self, folder: str) -> FolderStatus:
+        """The folder's counters in one round trip, selecting it only when it already is."""
+        ...
 
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]: ...
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from http.client import HTTPException
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -33,6 +32,7 @@ from syncd.connectors import retry
 from syncd.connectors.base import CalendarInfo as CalendarInfo
 from syncd.connectors.base import CalendarObject as CalendarObject
 from syncd.connectors.base import Changes as Changes
+from syncd.connectors.retry import retry_after_seconds
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
@@ -77,22 +77,6 @@ def _too_large(item: Any) -> str | None:
 
 
 _UNJOINABLE = re.compile(r"can't be joined with (\S+)")
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """An HTTP Retry-After header (seconds or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _sync_body(token: str | None, with_data: bool) -> str:

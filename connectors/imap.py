@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import re
+import select
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -171,11 +172,17 @@ def tls_context(ca_file: str | None, *, ca_only: bool = False) -> ssl.SSLContext
 class ImapSession:
     """A logged-in, read-only connection to one mailbox."""
 
-    def __init__(self, client: imapclient.IMAPClient, config: MailboxConfig) -> None:
+    def __init__(
+        self,
+        client: imapclient.IMAPClient,
+        config: MailboxConfig,
+        caps: frozenset[bytes] = frozenset(),
+    ) -> None:
         self._client = client
         self._config = config
         self._max_bytes = 0
         self._folder: str | None = None
+        self._condstore = b"CONDSTORE" in caps  # the capabilities seen at login
 
     # --- opening ------------------------------------------------------------------------
 
@@ -187,9 +194,10 @@ class ImapSession:
         *,
         max_bytes: int,
         should_stop: retry.StopCheck = retry.never,
+        policy: retry.RetryPolicy = retry.LOGIN,
     ) -> ImapSession:
-        """Connect and log in, retrying transient failures by the ``LOGIN`` policy."""
-        session = retry.LOGIN.call(lambda: _connect(config, secret), should_stop=should_stop)
+        """Connect and log in, retrying transient failures by ``policy``."""
+        session = policy.call(lambda: _connect(config, secret), should_stop=should_stop)
         session._max_bytes = max_bytes
         return session
 
@@ -236,7 +244,43 @@ class ImapSession:
             uidnext=int(uidnext) if uidnext is not None else None,
             highestmodseq=int(modseq) if modseq is not None else None,
             exists=int(info.get(b"EXISTS", 0)),
+            selected=True,
         )
+
+    def status(self, folder: str) -> FolderStatus:
+        """The folder's UIDVALIDITY, UIDNEXT, message count (and HIGHESTMODSEQ under
+        CONDSTORE) in one round trip, without opening it.
+
+        The folder open right now is examined again instead: STATUS is not meant for the
+        selected mailbox (RFC 3501 6.3.10, RFC 9051 6.3.11), and EXAMINE is one round trip too.
+        """
+        if folder == self._folder:
+            return self.examine(folder)
+        items = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
+        if self._condstore:
+            items.append("HIGHESTMODSEQ")  # RFC 7162 3.1.8
+        with _classified(self._where(folder)):
+            try:
+                info = self._client.folder_status(folder, items)
+            except imaplib.IMAP4.abort:
+                raise  # a dropped connection, not a bad folder: transient (classify)
+            except IMAPClientError as err:
+                raise RemoteConfigError(
+                    f"{self._where(folder)}: cannot open the folder ({err})",
+                    hint="check the folder name; `syncd check` lists the folders of each mailbox",
+                ) from None
+        if b"UIDVALIDITY" not in info:  # a server (or proxy) that answers less than asked
+            return self.examine(folder)
+        with _classified(self._where(folder)):
+            modseq = info.get(b"HIGHESTMODSEQ")
+            uidnext = info.get(b"UIDNEXT")
+            return FolderStatus(
+                name=folder,
+                uidvalidity=int(info[b"UIDVALIDITY"]),
+                uidnext=int(uidnext) if uidnext is not None else None,
+                highestmodseq=int(modseq) if modseq is not None else None,
+                exists=int(info.get(b"MESSAGES", 0)),
+            )
 
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:
         """UIDs in [first_uid, last_uid] (to the end when last_uid is None) of the open folder, ascending."""
@@ -337,33 +381,36 @@ class ImapSession:
             response = self._client.fetch(uids, [_IDS_ITEM])
         return {uid: data.get(_IDS) or b"" for uid, data in response.items()}
 
-    # --- push (IDLE, RFC 2177) -------------------------------------------------------------
+    # --- push (IDLE, RFC 2177): connectors/imap_idle.py reads the socket itself ---------------
 
-    def idle_start(self, folder: str = "INBOX") -> bool:
-        """Open ``folder`` and enter IDLE; False when the server has no IDLE."""
-        if "IDLE" not in self.capabilities():
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        return self._client
+
+    # --- kept between polls ------------------------------------------------------------------
+
+    def looks_alive(self) -> bool:
+        """A local check, no round trip: between commands a server sends nothing unless it
+        is going away (BYE at autologout or shutdown, then end of file), so a socket with
+        something to read, or none at all, is not worth a command."""
+        try:
+            sock = self._client.socket()
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return False
+            # poll(), not select(): a daemon with thousands of mailboxes has sockets past
+            # FD_SETSIZE (1,024), which select() refuses.
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLPRI)
+            events = poller.poll(0)
+        except (OSError, ValueError, AttributeError):  # closed, or an imapclient that changed
             return False
-        self.examine(folder)
-        with _classified(self._where(folder)):
-            self._client.idle()
-        return True
+        return not events  # readable, hung up, or in error: not worth a command
 
-    def idle_wait(self, timeout: float) -> bool:
-        """Wait in IDLE up to ``timeout`` seconds; True when the folder got new messages."""
-        with _classified(self._where(self._folder)):
-            responses = self._client.idle_check(timeout=timeout)
-        for response in responses:
-            if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
-                return True
-            if response and response[0] == b"BYE":
-                raise TransientError(f"{self._where(self._folder)}: the server closed IDLE (BYE)")
-        return False
-
-    def idle_done(self) -> None:
-        """Leave IDLE and make one round trip: a connection that died silently fails here."""
-        with _classified(self._where(self._folder)):
-            self._client.idle_done()
-            self._client.noop()
+    def close_within(self, seconds: float) -> None:
+        """LOGOUT, waiting at most ``seconds`` for the answer; then the socket goes anyway."""
+        with contextlib.suppress(Exception):
+            self._client.socket().settimeout(seconds)
+        self.close()
 
     def close(self) -> None:
         try:
@@ -397,12 +444,39 @@ def _aware(value: Any) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# TCP keepalives on every IMAP connection: one kept between polls, or in IDLE, is silent
+# for minutes, and NAT gateways and cloud load balancers forget idle flows after 4 to 6
+# minutes without telling either end.  A probe each minute keeps the flow known; a peer gone
+# for good turns the socket into an error within KEEPALIVE_IDLE + INTERVAL x COUNT seconds,
+# which ``looks_alive`` sees without sending a command that would wait out the timeout.
+KEEPALIVE_IDLE = 60
+KEEPALIVE_INTERVAL = 20
+KEEPALIVE_COUNT = 3
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # a platform without them: the timeouts still bound
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (
+            ("TCP_KEEPIDLE", KEEPALIVE_IDLE),  # Linux; macOS names it TCP_KEEPALIVE
+            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
     where = f"mailbox {config.name} ({config.host}:{config.port})"
     timeout = imapclient.SocketTimeout(connect=config.timeout, read=config.timeout)
     client: imapclient.IMAPClient | None = None
+    password: str | None = None
     try:
         with _classified(where):
+            # The credential before the connection: a token that must be requested (and may
+            # wait for another mailbox's request, or be refused) neither keeps an
+            # unauthenticated connection idling on the mail server nor opens one for nothing.
+            password = secret()
             if config.security == "tls":
                 client = imapclient.IMAPClient(
                     config.host,
@@ -416,16 +490,14 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
                 if config.security == "starttls":
                     client.starttls(tls_context(config.ca_file, ca_only=config.ca_only))
             client.normalise_times = False
+            _keep_alive(client.socket())
             _bound_literals(client)
-            password = secret()
-            try:
-                if config.auth == "xoauth2":
-                    client.oauth2_login(config.username, password)
-                else:
-                    client.login(config.username, password)
-            finally:
-                del password
-            caps = client.capabilities()
+            if config.auth == "xoauth2":
+                client.oauth2_login(config.username, password)
+            else:
+                client.login(config.username, password)
+            password = None
+            caps = frozenset(client.capabilities())
             if b"CONDSTORE" in caps and b"ENABLE" in caps:
                 client.enable("CONDSTORE")  # so EXAMINE reports HIGHESTMODSEQ
     except BaseException:
@@ -433,4 +505,6 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
             with contextlib.suppress(Exception):  # the original error is the one to report
                 client.shutdown()
         raise
-    return ImapSession(client, config)
+    finally:
+        password = None
+    return ImapSession(client, config, caps)

@@ -15,8 +15,10 @@ The edges and their budgets are named here, so one module says how syncd retries
 - ``PASS``: a mailbox pass re-opened from the committed cursor after the connection was
   lost mid-pass; an IMAP command cannot be retried on a connection that died, so the
   session is the unit of retry for IMAP operations.
-- ``RECONNECT``: the IDLE watcher, which never gives up on its own and only borrows the
-  waits (``wait``) for its reconnect loop.
+- ``RECONNECT``: the IDLE watchers, which never give up on their own and only borrow the
+  waits (``wait``) for their reconnects.
+- ``ONCE``: an IDLE watcher's login: one try, since the push hub schedules the next one
+  itself instead of holding one of its few threads in a wait.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -38,6 +42,22 @@ StopCheck = Callable[[], bool]
 
 def never() -> bool:
     return False
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header (seconds or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class _Interrupted(Exception):
@@ -133,3 +153,4 @@ LOGIN = RetryPolicy(attempts=3, base=0.5, cap=5.0)
 REQUEST = RetryPolicy(attempts=3, base=0.25, cap=2.0)
 PASS = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 RECONNECT = RetryPolicy(attempts=0, base=1.0, cap=300.0)  # waits only: the watcher loops
+ONCE = RetryPolicy(attempts=1, base=0.0, cap=0.0)  # the push hub schedules its own retries

@@ -39,6 +39,9 @@ customers = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(300), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # Set when a mirrored directory no longer lists the customer: its history stays, it
+    # matches no new mail and is never suggested.  Cleared when a later file lists it again.
+    Column("archived_at", UtcDateTime, nullable=True),
 )
 
 customer_domains = Table(
@@ -58,6 +61,7 @@ contacts = Table(
     Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL"), index=True),
     Column("name", String(300), nullable=False, default=""),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("archived_at", UtcDateTime, nullable=True),  # as customers.archived_at
 )
 
 contact_addresses = Table(
@@ -92,12 +96,20 @@ records = Table(
     # Meetings only: one record per occurrence, identified by (ical_uid, recurrence_id).
     Column("status", String(16)),  # scheduled | cancelled | declined ("held" is derived)
     Column("starts_at", UtcDateTime),
-    Column("ends_at", UtcDateTime),
+    Column("ends_at", UtcDateTime, index=True),  # the outbox's sweep for meetings now held
     Column("ical_uid", String(1000), index=True),
     Column("recurrence_id", String(32)),
     Column("organizer", String(320)),
     Column("sequence", Integer),
     Column("fingerprint", String(64)),
+    # Each email's first reply: every thread's emails in order, from the index alone.
+    Index(
+        "ix_records_thread_key_occurred_at_id_direction",
+        "thread_key",
+        "occurred_at",
+        "id",
+        "direction",
+    ),
 )
 
 participants = Table(
@@ -121,7 +133,8 @@ record_customers = Table(
         "customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     ),
     Column("link", String(16), nullable=False),  # contact | domain | manual
-    Index("ix_record_customers_customer_id", "customer_id"),
+    # A customer's records without a table lookup (customers list, reports, gone_quiet).
+    Index("ix_record_customers_customer_id_record_id", "customer_id", "record_id"),
 )
 
 sources = Table(
@@ -133,13 +146,14 @@ sources = Table(
         Integer,
         ForeignKey("records.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     Column("mailbox", String(200), nullable=False),
     Column("folder", String(1000), nullable=False),
     Column("uidvalidity", BigInteger, nullable=False),
     Column("uid", BigInteger, nullable=False),
     UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+    # A record's mailboxes (whose rep received it) without a table lookup.
+    Index("ix_sources_record_id_id_mailbox", "record_id", "id", "mailbox"),
 )
 
 # Where a folder's sync stands (the IMAP connector's checkpoint, not the folder's health,
@@ -332,7 +346,7 @@ tasks = Table(
     Column("record_id", Integer, ForeignKey("records.id", ondelete="SET NULL"), nullable=True),
     Column("title", Text, nullable=False),
     Column("owner", String(320), nullable=False, index=True),
-    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL"), index=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL")),
     Column("due_at", UtcDateTime, nullable=False),
     Column("status", String(16), nullable=False),  # open | done | dismissed | snoozed
     Column("snoozed_until", UtcDateTime, nullable=True),
@@ -347,6 +361,7 @@ tasks = Table(
     Column("vtodo_synced_at", UtcDateTime, nullable=True),  # when the VTODO last matched
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
+    Index("ix_tasks_customer_id_status", "customer_id", "status"),
 )
 
 # One row per installation-wide setting; ``installation_secret`` keys the HMAC fingerprints of
@@ -396,4 +411,63 @@ verify_states = Table(
     Column("counts", Text, nullable=False),  # JSON
     Column("verified_at", UtcDateTime, nullable=False),
     UniqueConstraint("kind", "source", "place"),
+)
+
+# The transactional outbox: every change to a record or task, and every forgotten contact,
+# written in the transaction that makes the change (so neither can commit without the other).
+# ``id`` orders the feed and the delivery (writers serialise on a lock from their first event
+# to their commit, so ids become visible in order); ``data`` is the JSON object
+# `records list --json` or `tasks list --json` prints for the subject after the change.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("type", String(40), nullable=False),  # record.created | task.updated | ...
+    Column("subject", String(80), nullable=False),  # record:<id> | task:<id> | contact:<digest>
+    Column("occurred_at", UtcDateTime, nullable=True),  # the record's own time (`since`)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_events_subject_id", "subject", "id"),
+    # Never reuse an id on SQLite (its rowids restart above the largest one left, and
+    # retention may delete the largest): an id is a webhook-id and a feed position.
+    sqlite_autoincrement=True,
+)
+
+# Webhook delivery (syncd/webhooks/): per endpoint a cursor into `events`, and one row per
+# event taken from the outbox and not yet delivered.  Delivered rows are deleted.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    # The last event id taken into webhook_deliveries (moved in the same transaction).
+    Column(
+        "last_event_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, default=0
+    ),
+    Column("state", String(20), nullable=False, default="active"),  # active | disabled
+    Column("reason", Text, nullable=True),  # why disabled
+    Column("config_hash", String(64), nullable=True),  # a config change re-enables it
+    Column("delivered", BigInteger().with_variant(Integer, "sqlite"), nullable=False, default=0),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UtcDateTime, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("endpoint", String(100), primary_key=True),
+    Column("event_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("subject", String(80), nullable=False),  # per-subject order
+    Column("state", String(20), nullable=False),  # pending | failed
+    # 1 on the oldest pending delivery of its subject, the only one that may be sent.
+    Column("ready", Integer, nullable=False, default=0),
+    Column("queued_at", UtcDateTime, nullable=False),  # retry_for counts from here
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("claimed_by", String(64), nullable=True),  # the daemon sending it now
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Index("ix_webhook_deliveries_ready", "endpoint", "state", "ready", "event_id"),
+    Index("ix_webhook_deliveries_subject", "endpoint", "subject", "event_id"),
 )

@@ -7,4 +7,6 @@ bash scripts/bootstrap.sh
 .venv/bin/ruff check syncd connectors schema tests bench
 .venv/bin/ruff format --check syncd connectors schema tests bench
 bash scripts/typecheck.sh
-exec .venv/bin/pytest "$@"
+# Two workers, a test file each at a time (its servers and fixtures stay in one process):
+# most tests wait on Dovecot, Radicale, PostgreSQL or a daemon, not on the CPU.
+exec .venv/bin/pytest -n 2 --dist loadfile "$@"

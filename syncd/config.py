@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from pydantic import (
 
 from syncd.domain.addresses import normalize_address, normalize_domain
 from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
+from syncd.domain.quiet import QUIET_LOOKBACK, QUIET_MIN_RECORDS, QuietRule
 from syncd.errors import ConfigError
 
 # pydantic looks for plugins (the "pydantic" entry point group) when it first validates a
@@ -144,11 +145,12 @@ class CaptureConfig(_Strict):
         return out
 
 
-FollowupRule = Literal["unanswered_inbound", "no_response", "after_meeting"]
+FollowupRule = Literal["unanswered_inbound", "no_response", "after_meeting", "gone_quiet"]
 DEFAULT_AFTER: dict[str, str] = {
     "unanswered_inbound": "1 business day",
     "no_response": "3 business days",
     "after_meeting": "1 business day",
+    "gone_quiet": "30 days",
 }
 
 
@@ -158,6 +160,9 @@ class FollowupConfig(_Strict):
     rule: FollowupRule
     enabled: bool = True
     after: str | None = None  # default per rule, see DEFAULT_AFTER
+    # gone_quiet only: how busy the customer was before going quiet (see domain/quiet.py).
+    min_records: Annotated[int, Field(ge=1, le=10000)] | None = None
+    lookback: str | None = None  # "N days"
 
     @field_validator("after")
     @classmethod
@@ -165,6 +170,21 @@ class FollowupConfig(_Strict):
         if value is not None:
             Span.parse(value)
         return value
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, value: str | None) -> str | None:
+        if value is not None:
+            span = Span.parse(value)
+            if span.business:
+                raise ValueError(f"{value!r}: the lookback counts calendar days, e.g. '90 days'")
+        return value
+
+    @model_validator(mode="after")
+    def _quiet_keys(self) -> FollowupConfig:
+        if self.rule != "gone_quiet" and (self.min_records is not None or self.lookback):
+            raise ValueError('min_records and lookback apply to rule = "gone_quiet" only')
+        return self
 
     @property
     def span(self) -> Span:
@@ -177,6 +197,23 @@ class TasksConfig(_Strict):
     lookback_days: Annotated[int, Field(ge=1, le=365)] = 14
     # How often the daemon evaluates the rules between syncs (seconds).
     interval: Annotated[float, Field(ge=10, le=86400)] = 300.0
+
+
+class EventsConfig(_Strict):
+    """The outbox's feed (README, Events): how long events stay for pull consumers."""
+
+    keep: str | None = None  # "90d": the daemon prunes older events; default: keep all
+    # contact.forgotten names the address: kept this long when no [[webhook]] delivers it.
+    keep_forgotten: str = "7d"
+
+    @field_validator("keep", "keep_forgotten")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        from syncd.domain.durations import parse_duration
+
+        if value is not None:
+            parse_duration(value)
+        return value
 
 
 class SyncConfig(_Strict):
@@ -195,6 +232,13 @@ class SyncConfig(_Strict):
     # Seconds between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
     # unchanged folders: one EXAMINE each; a listing only where something changed.
     verify_interval: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
+    # IMAP sessions kept open between polls (one per mailbox, least recently used closed
+    # beyond this; 0: log in for every poll), and how long an unused one stays open: under
+    # the servers' 30-minute autologout.
+    keep_connections: Annotated[int, Field(ge=0, le=100_000)] = 1000
+    connection_idle_timeout: Annotated[float, Field(ge=1, le=1500)] = 600.0
+    # `syncd sync` waits this long (seconds) for pending webhook deliveries before exiting.
+    deliver_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
 
 class MetricsConfig(_Strict):
@@ -228,6 +272,10 @@ class SecretSourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretSourceConfig:
+        self._one_secret()
+        return self
+
+    def _one_secret(self) -> None:
         given = [
             k
             for k in ("password", "password_file", "password_env", "password_command")
@@ -239,7 +287,6 @@ class SecretSourceConfig(_Strict):
                 "set exactly one of password_file, password_env, password_command, password "
                 f"(found: {which})"
             )
-        return self
 
 
 def is_loopback_host(host: str) -> bool:
@@ -319,6 +366,254 @@ class CalendarConfig(_SourceConfig):
         return self
 
 
+class GroupMemberEntry(_Strict):
+    """One rep of a [[mailbox_group]]: an inline table, or a row of its members_file."""
+
+    owner: str
+    username: str | None = None  # the rep's login name; default: the owner address
+    refresh_token_file: str | None = None  # grant = "refresh_token": this rep's refresh token
+
+
+class OAuth2ClientConfig(_Strict):
+    """How a group's XOAUTH2 access tokens are obtained (connectors/oauth2.py): made from a
+    [[mailbox_group]]'s keys, shared by its members."""
+
+    group: str
+    token_url: str
+    client_id: str
+    client_secret_file: str | None = None
+    client_secret_env: str | None = None
+    client_secret_command: str | None = None
+    scope: str | None = None
+    grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    ca_file: str | None = None  # trusted besides the system's CAs
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class MailboxGroupConfig(_WorkingWeekConfig):
+    """Many reps' mailboxes on one server with one service credential: a Dovecot-style
+    master user, or XOAUTH2 tokens syncd obtains itself.  Each member becomes a mailbox
+    named after its owner (syncd/groups.py)."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 993
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    allow_plaintext: bool = False
+    ca_file: str | None = None
+    ca_only: bool = False
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    folders: list[str] | None = None
+    members_file: str | None = None  # CSV: owner[,username][,refresh_token_file]
+    members: list[str | GroupMemberEntry] | None = None
+    # A master user: the login for each member, %u standing for its username.
+    login_user: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    password_command: str | None = None
+    # XOAUTH2 with tokens from an OAuth2 token endpoint.
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret_file: str | None = None
+    client_secret_env: str | None = None
+    client_secret_command: str | None = None
+    scope: str | None = None
+    grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> MailboxGroupConfig:
+        if (self.members_file is None) == (self.members is None):
+            raise ValueError("set exactly one of members_file (a CSV file) and members (a list)")
+        passwords = [
+            k
+            for k in ("password", "password_file", "password_env", "password_command")
+            if getattr(self, k) is not None
+        ]
+        secrets = [
+            k
+            for k in ("client_secret_file", "client_secret_env", "client_secret_command")
+            if getattr(self, k) is not None
+        ]
+        oauth = self.token_url is not None or self.client_id is not None or bool(secrets)
+        if oauth and (passwords or self.login_user is not None):
+            raise ValueError(
+                "a group logs in one way: login_user with a password_* (a master user), or "
+                "token_url, client_id and a client_secret_* (XOAUTH2), not both"
+            )
+        if oauth:
+            if self.token_url is None or self.client_id is None or len(secrets) != 1:
+                raise ValueError(
+                    "XOAUTH2 needs token_url, client_id and exactly one of client_secret_file, "
+                    f"client_secret_env, client_secret_command (found: {', '.join(secrets) or 'none'})"
+                )
+            self._token_url_is_safe(self.token_url)
+        else:
+            if self.scope is not None or self.grant != "client_credentials":
+                raise ValueError(
+                    "scope and grant are for XOAUTH2: set token_url, client_id and a client_secret_*"
+                )
+            if self.login_user is None or "%u" not in self.login_user:
+                raise ValueError(
+                    "set login_user, the master-user login with %u for each rep's username "
+                    '(Dovecot: "%u*syncd"), or token_url, client_id and a client_secret_* for XOAUTH2'
+                )
+            if len(passwords) != 1:
+                raise ValueError(
+                    "set exactly one of password_file, password_env, password_command, password "
+                    f"for the master user (found: {', '.join(passwords) or 'none'})"
+                )
+        if self.security == "plain" and not (self.allow_plaintext or is_loopback_host(self.host)):
+            raise ValueError(
+                f'security = "plain" sends the credential in clear to {self.host}; use "tls" or '
+                '"starttls", or set allow_plaintext = true if you really mean it'
+            )
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file {self.ca_file} does not exist")
+        if self.ca_only and self.ca_file is None:
+            raise ValueError("ca_only = true needs ca_file (the only CA to trust)")
+        return self
+
+    def _token_url_is_safe(self, url: str) -> None:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"token_url {url!r} is not an http(s) URL")
+        if parsed.scheme == "http" and not (
+            self.allow_plaintext or is_loopback_host(parsed.hostname)
+        ):
+            raise ValueError(
+                f"token_url {url!r} sends the client secret in clear; use https, or set "
+                "allow_plaintext = true"
+            )
+
+    def oauth2(self) -> OAuth2ClientConfig | None:
+        """The token endpoint settings, when the group logs in with XOAUTH2."""
+        if self.token_url is None or self.client_id is None:
+            return None
+        return OAuth2ClientConfig(
+            group=self.name,
+            token_url=self.token_url,
+            client_id=self.client_id,
+            client_secret_file=self.client_secret_file,
+            client_secret_env=self.client_secret_env,
+            client_secret_command=self.client_secret_command,
+            scope=self.scope,
+            grant=self.grant,
+            ca_file=self.ca_file,
+            timeout=self.timeout,
+        )
+
+
+class GroupMemberConfig(MailboxConfig):
+    """A mailbox made from a [[mailbox_group]] member: a [[mailbox]] in every respect, with
+    its group's credential (a master-user login and password, or XOAUTH2 tokens)."""
+
+    group: str
+    oauth2: OAuth2ClientConfig | None = None
+    refresh_token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GroupMemberConfig:  # replaces the password rule: tokens need none
+        if self.oauth2 is None:
+            self._one_secret()
+        return self
+
+
+class DirectoryConfig(_Strict):
+    """Where the customer directory comes from: a CSV file the CRM exports, or a command
+    printing it; the daemon and `syncd sync` mirror it (see engine/directory_sync.py)."""
+
+    file: str | None = None  # relative to the config file
+    command: Annotated[list[str], Field(min_length=1)] | None = None  # run without a shell
+    interval: Annotated[float, Field(ge=1, le=86400)] = 60.0  # seconds between checks
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0  # seconds the command may take
+    # A file listing no customer, no contact or no domain (while the directory has some)
+    # changes nothing unless this is set: that is far more often a failed export.
+    allow_empty: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DirectoryConfig:
+        if (self.file is None) == (self.command is None):
+            raise ValueError("set exactly one of file and command")
+        return self
+
+
+class WebhookConfig(_Strict):
+    """One [[webhook]]: an HTTP endpoint receiving signed events (syncd/webhooks/)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
+    url: str
+    # The Standard Webhooks secret "whsec_<base64>": exactly one source, as for passwords.
+    secret: SecretStr | None = None
+    secret_file: str | None = None
+    secret_env: str | None = None
+    secret_command: str | None = None
+    events: list[str] | None = None  # event types sent; default every type
+    since: date | None = None  # skip events about records that occurred before this day
+    ca_file: str | None = None  # a private CA trusted besides the system's
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    allow_plaintext: bool = False
+    # How long a delivery is retried before it is marked failed: "24h", "90m", "3600s", "2d".
+    retry_for: str = "24h"
+
+    @field_validator("retry_for")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _valid(self) -> WebhookConfig:
+        given = [
+            k
+            for k in ("secret", "secret_file", "secret_env", "secret_command")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of secret_file, secret_env, secret_command, secret "
+                f"(found: {', '.join(given) or 'none'})"
+            )
+        if self.secret is not None and not self.secret.get_secret_value().startswith("whsec_"):
+            raise ValueError('secret must be a Standard Webhooks secret "whsec_<base64>"')
+        parsed = urlsplit(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"url {self.url!r} is not an http(s) URL")
+        if parsed.scheme == "http" and not (
+            self.allow_plaintext or is_loopback_host(parsed.hostname)
+        ):
+            raise ValueError(
+                f"url {self.url!r} sends events in clear; use https, or set allow_plaintext = true"
+            )
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file {self.ca_file} does not exist")
+        return self
+
+    def secret_source(self) -> SecretSourceConfig:
+        """The secret's source in the shape syncd/secrets.py reads."""
+        return SecretSourceConfig(
+            password=self.secret,
+            password_file=self.secret_file,
+            password_env=self.secret_env,
+            password_command=self.secret_command,
+        )
+
+    @property
+    def retry_seconds(self) -> float:
+        return parse_duration(self.retry_for)
+
+
+def parse_duration(value: str) -> float:
+    """A webhook's retry horizon in seconds: a length of time (domain/durations.py) from one
+    second to 30 days."""
+    from syncd.domain.durations import parse_duration as length
+
+    seconds = length(value).total_seconds()
+    if not 1 <= seconds <= 30 * 86400:
+        raise ValueError(f"{value!r} must be between 1 second and 30 days")
+    return seconds
+
+
 class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     organization: OrganizationConfig = Field(default_factory=OrganizationConfig)
@@ -326,13 +621,29 @@ class Config(_Strict):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     followup: list[FollowupConfig] = Field(default_factory=list)
     mailbox: list[MailboxConfig] = Field(default_factory=list)
+    # Expanded into `mailbox` by parse_config: one GroupMemberConfig per member.
+    mailbox_group: list[MailboxGroupConfig] = Field(default_factory=list)
     calendar: list[CalendarConfig] = Field(default_factory=list)
+    directory: DirectoryConfig | None = None
+    webhook: list[WebhookConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        for kind, items in (("mailbox", self.mailbox), ("calendar", self.calendar)):
+        items: (
+            list[MailboxConfig]
+            | list[CalendarConfig]
+            | list[MailboxGroupConfig]
+            | list[WebhookConfig]
+        )
+        for kind, items in (
+            ("mailbox", self.mailbox),
+            ("calendar", self.calendar),
+            ("mailbox_group", self.mailbox_group),
+            ("webhook", self.webhook),
+        ):
             seen: set[str] = set()
             for item in items:
                 if item.name in seen:
@@ -351,6 +662,19 @@ class Config(_Strict):
             else:
                 rules.pop(entry.rule, None)
         return rules
+
+    def gone_quiet(self) -> QuietRule | None:
+        """The gone_quiet rule's settings, or None when it is switched off."""
+        span = self.followup_rules().get("gone_quiet")
+        if span is None:
+            return None
+        entry = next((e for e in self.followup if e.rule == "gone_quiet"), None)
+        lookback = Span.parse((entry and entry.lookback) or QUIET_LOOKBACK)
+        return QuietRule(
+            after=span,
+            min_records=(entry and entry.min_records) or QUIET_MIN_RECORDS,
+            lookback=timedelta(hours=lookback.amount * (24 if lookback.unit == "day" else 1)),
+        )
 
     def working_week_of(self, owner: str) -> WorkingWeek:
         """A rep's working week: the first mailbox (or calendar) they own may override it."""
@@ -404,6 +728,19 @@ def _anchor_sqlite(url: str, base: Path) -> str:
     return url
 
 
+def _anchor_directory(directory: DirectoryConfig, base: Path) -> DirectoryConfig:
+    """[directory] file, and a command given by a relative path, are relative to the config."""
+    if directory.file is not None:
+        return directory.model_copy(update={"file": str(base / Path(directory.file).expanduser())})
+    assert directory.command is not None
+    program = directory.command[0]
+    if "/" in program and not Path(program).is_absolute():
+        return directory.model_copy(
+            update={"command": [str(base / program), *directory.command[1:]]}
+        )
+    return directory
+
+
 def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str = "") -> Config:
     try:
         config = Config.model_validate(data)
@@ -412,6 +749,14 @@ def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str 
     if base is not None:
         url = _anchor_sqlite(config.database.url, base)
         config = config.model_copy(update={"database": DatabaseConfig(url=url)})
+        if config.directory is not None:
+            config = config.model_copy(
+                update={"directory": _anchor_directory(config.directory, base)}
+            )
+    if config.mailbox_group:
+        from syncd.groups import expand_groups  # only configs with groups pay for it
+
+        config = expand_groups(config, base=base, source=source)
     return config
 
 

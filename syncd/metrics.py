@@ -53,10 +53,62 @@ class Metrics:
         self.sources = Gauge(
             "syncd_sources", "Sources by state.", ["state"], registry=self.registry
         )
+        # IMAP: logins by outcome only ("ok" or the error kind), never by mailbox (thousands).
+        self.imap_logins = Counter(
+            "syncd_imap_logins_total",
+            "IMAP logins, by outcome (ok, transient, refused, credentials, config, internal).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.imap_reused = Counter(
+            "syncd_imap_sessions_reused_total",
+            "Polls that used a session kept from the previous poll instead of logging in.",
+            registry=self.registry,
+        )
+        self.watchers_open = Gauge(
+            "syncd_watchers_open",
+            "IMAP IDLE connections open (push), all on one selector thread.",
+            registry=self.registry,
+        )
+        self.held = Gauge(
+            "syncd_sources_held",
+            "Sources whose lease this daemon holds (its share of the fleet).",
+            registry=self.registry,
+        )
         self.unaccounted = Gauge(
             "syncd_unaccounted_messages",
             "Messages and events on the server that the last verify could not account for.",
             ["source"],
+            registry=self.registry,
+        )
+        # Webhooks (syncd/webhooks/), labelled by endpoint name.
+        self.webhook_pending = Gauge(
+            "syncd_webhook_pending", "Deliveries waiting.", ["webhook"], registry=self.registry
+        )
+        self.webhook_delivered = Counter(
+            "syncd_webhook_delivered",
+            "Events delivered (2xx).",
+            ["webhook"],
+            registry=self.registry,
+        )
+        self.webhook_failures = Counter(
+            "syncd_webhook_failures",
+            "Failed attempts by kind (http_5xx, http_429, http_4xx, timeout, refused, tls, expired).",
+            ["webhook", "kind"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "syncd_webhook_latency_seconds",
+            "From an event's creation to its 2xx answer.",
+            ["webhook"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=self.registry,
+        )
+
+        self.directory_reloads = Counter(
+            "syncd_directory_reload",
+            "Reads of the [directory] source that found a change: applied (ok) or refused (error).",
+            ["result"],
             registry=self.registry,
         )
 

@@ -31,6 +31,9 @@ class Notifier:
             return
         message = "\n".join(f"{k.upper()}={v}" for k, v in fields.items()).encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Never wait: a receiver that stopped reading (its queue holds ten datagrams)
+            # would otherwise stall the daemon's main loop on its next ping for good.
+            sock.setblocking(False)
             try:
                 sock.connect(self._address)
                 sock.sendall(message)

@@ -13,13 +13,16 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from syncd.config import Config, SecretSourceConfig
+from syncd.config import Config, GroupMemberConfig, SecretSourceConfig
 from syncd.errors import CredentialsError
 
 COMMAND_TIMEOUT = 30.0
+# A password or token is a few KB at most; a bigger file (a wrong path in a members file,
+# a device) is refused before it fills memory or is sent anywhere.
+MAX_SECRET_BYTES = 64 * 1024
 
 
-def _credential_path(name: str) -> Path:
+def credential_path(name: str) -> Path:
     path = Path(name)
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if not path.is_absolute() and creds:
@@ -27,44 +30,77 @@ def _credential_path(name: str) -> Path:
     return path
 
 
-def read_secret(source: SecretSourceConfig, *, what: str) -> str:
-    """The secret of ``source``; CredentialsError naming the source (not the value) if unreadable."""
+def read_secret(source: SecretSourceConfig, *, what: str, key: str = "password") -> str:
+    """The secret of ``source``; CredentialsError naming the source (not the value) if unreadable.
+    ``key`` is how the config names it in messages: "password" (password_file...) or "secret".
+
+    A mailbox of a [[mailbox_group]] that logs in with XOAUTH2 gets its access token from
+    the group's token endpoint (syncd/group_tokens.py), shared by the group's mailboxes."""
+    if isinstance(source, GroupMemberConfig) and source.oauth2 is not None:
+        from syncd.group_tokens import member_token  # only groups with a token endpoint
+
+        return member_token(source)
     if source.password is not None:
         return source.password.get_secret_value()
-    if source.password_file is not None:
-        path = _credential_path(source.password_file)
+    return read_from(
+        what=what,
+        file=source.password_file,
+        env=source.password_env,
+        command=source.password_command,
+        key=key,
+    )
+
+
+def read_from(
+    *, what: str, file: str | None, env: str | None, command: str | None, key: str
+) -> str:
+    """A secret from the one of ``{key}_file``, ``{key}_env``, ``{key}_command`` that is set."""
+    if file is not None:
+        path = credential_path(file)
         try:
-            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            with path.open("rb") as opened:
+                raw = opened.read(MAX_SECRET_BYTES + 1)
         except OSError as err:
             raise CredentialsError(
-                f"{what}: cannot read password_file {path} ({err.strerror})",
+                f"{what}: cannot read {key}_file {path} ({err.strerror})",
                 hint="check the path and that the syncd user may read it",
             ) from None
-        return value
-    if source.password_env is not None:
-        from_env = os.environ.get(source.password_env)
+        if len(raw) > MAX_SECRET_BYTES:
+            raise CredentialsError(
+                f"{what}: {key}_file {path} is over {MAX_SECRET_BYTES:,} bytes, not a secret",
+                hint=f"check the path: it must name the file that holds only the {key}",
+            )
+        try:
+            return raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise CredentialsError(
+                f"{what}: {key}_file {path} is not UTF-8 text",
+                hint=f"check the path: it must name the file that holds only the {key}",
+            ) from None
+    if env is not None:
+        from_env = os.environ.get(env)
         if from_env is None:
             raise CredentialsError(
-                f"{what}: environment variable {source.password_env} is not set",
-                hint=f"export {source.password_env} before starting syncd",
+                f"{what}: environment variable {env} is not set",
+                hint=f"export {env} before starting syncd",
             )
         return from_env
-    assert source.password_command is not None  # the config guarantees one source
+    assert command is not None  # the config guarantees one source
     try:
         done = subprocess.run(
-            shlex.split(source.password_command),
+            shlex.split(command),
             capture_output=True,
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired, ValueError) as err:
         raise CredentialsError(
-            f"{what}: password_command could not run ({type(err).__name__})",
+            f"{what}: {key}_command could not run ({type(err).__name__})",
             hint="run the command by hand as the syncd user to see why",
         ) from None
     if done.returncode != 0:
         raise CredentialsError(
-            f"{what}: password_command exited with status {done.returncode}",
+            f"{what}: {key}_command exited with status {done.returncode}",
             hint="run the command by hand as the syncd user to see why",
         )
     lines = done.stdout.decode("utf-8", "replace").splitlines()
@@ -82,13 +118,22 @@ def _others_may_read(path: Path) -> int | None:
 
 def exposed_secrets(config: Config, config_path: Path) -> list[str]:
     """Secrets that users other than syncd's may read: an inline ``password`` in a config
-    file others can read, or a ``password_file`` others can read.  Names files, never values."""
+    file others can read, or a ``password_file``, ``client_secret_file`` or a member's
+    ``refresh_token_file`` others can read.  Names files, never values."""
     problems: list[str] = []
     sources: list[tuple[str, SecretSourceConfig]] = [
-        *((f"mailbox {b.name}", b) for b in config.mailbox),
+        *((f"mailbox {b.name}", b) for b in config.mailbox if not isinstance(b, GroupMemberConfig)),
         *((f"calendar {c.name}", c) for c in config.calendar),
+        *((f"webhook {w.name}", w.secret_source()) for w in config.webhook),
     ]
     inline = [what for what, source in sources if source.password is not None]
+    inline += [f"mailbox_group {g.name}" for g in config.mailbox_group if g.password is not None]
+    files = [(what, "password_file", source.password_file) for what, source in sources]
+    for group in config.mailbox_group:
+        files += [
+            (f"mailbox_group {group.name}", "password_file", group.password_file),
+            (f"mailbox_group {group.name}", "client_secret_file", group.client_secret_file),
+        ]
     mode = _others_may_read(config_path) if inline else None
     if mode is not None:
         problems.append(
@@ -96,14 +141,42 @@ def exposed_secrets(config: Config, config_path: Path) -> list[str]:
             f"group or others (mode {mode:04o}): chmod 600 it, or move the password to a "
             "password_file (a systemd credential)"
         )
-    for what, source in sources:
-        if source.password_file is None:
+    for what, key, file in files:
+        if file is None:
             continue
-        path = _credential_path(source.password_file)
+        path = credential_path(file)
         mode = _others_may_read(path)
         if mode is not None:
             problems.append(
-                f"{what}: password_file {path} is readable by group or others "
+                f"{what}: {key} {path} is readable by group or others "
                 f"(mode {mode:04o}): chmod 600 it"
+            )
+    problems += _exposed_refresh_tokens(config)
+    return problems
+
+
+MAX_NAMED_FILES = 10  # per group: a fleet's worth of warnings would drown the log
+
+
+def _exposed_refresh_tokens(config: Config) -> list[str]:
+    """The members' refresh_token_file others may read, a few named and the rest counted."""
+    exposed: dict[str, list[str]] = {}
+    for box in config.mailbox:
+        if not isinstance(box, GroupMemberConfig) or box.refresh_token_file is None:
+            continue
+        path = credential_path(box.refresh_token_file)
+        mode = _others_may_read(path)
+        if mode is not None:
+            exposed.setdefault(box.group, []).append(
+                f"mailbox {box.name}: refresh_token_file {path} is readable by group or others "
+                f"(mode {mode:04o}): chmod 600 it"
+            )
+    problems: list[str] = []
+    for group, lines in exposed.items():
+        problems += lines[:MAX_NAMED_FILES]
+        if len(lines) > MAX_NAMED_FILES:
+            problems.append(
+                f"mailbox_group {group}: {len(lines) - MAX_NAMED_FILES} more refresh_token_file "
+                "files are readable by group or others"
             )
     return problems

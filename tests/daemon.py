@@ -26,12 +26,18 @@ class DaemonProcess:
         self.messages: list[dict[str, str]] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, ready_within: float = 30.0) -> DaemonProcess:
+    def start(self, *, ready_within: float = 30.0, verbose: int = 0) -> DaemonProcess:
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "4000000"}
         env.pop("WATCHDOG_PID", None)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [SYNCD, "--config", str(self.config), "run"],
+                [
+                    SYNCD,
+                    *(["-" + "v" * verbose] if verbose else []),
+                    "--config",
+                    str(self.config),
+                    "run",
+                ],
                 stdout=out,
                 stderr=out,
                 env=env,

@@ -188,6 +188,16 @@ class FakeMailSession:
         self._folder = folder
         return FolderStatus(folder, box.uidvalidity, box.uidnext, box.modseq, len(box.messages))
 
+    def status(self, folder: str) -> FolderStatus:
+        self._call("status")
+        box = self._server.folders.get(folder)
+        if box is None:
+            raise RemoteConfigError(
+                f"{self._where(folder)}: cannot open the folder (Mailbox doesn't exist: {folder})",
+                hint="check the folder name; `syncd check` lists the folders of each mailbox",
+            )
+        return FolderStatus(folder, box.uidvalidity, box.uidnext, box.modseq, len(box.messages))
+
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:
         self._call("uids_from")
         return sorted(

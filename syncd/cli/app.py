@@ -80,7 +80,12 @@ def parse_day(value: str | None) -> datetime | None:
             raise UserError(
                 f"{value!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 time"
             ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise UserError(
+            f"{value!r} is out of range", hint="use a date between the years 1 and 9999"
+        ) from None
 
 
 class ErrorHandlingGroup(click.Group):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import csv
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
-from syncd.cli.app import App, pass_app
+from syncd.cli.app import App, json_option, pass_app, print_json
 from syncd.cli.output import Output, output_options
+from syncd.cli.params import PERIOD, owned_by, rep_address
 from syncd.cli.present.directory import CUSTOMERS
-from syncd.errors import UserError
-from syncd.store.directory import ensure_contact, ensure_customer, find_customer, list_customers
-
-CSV_HEADER = ["customer", "domains", "contact_name", "contact_email"]
+from syncd.domain.insight import SORTS, arrange
+from syncd.store.directory import active_customer, ensure_contact, ensure_customer
+from syncd.store.insight import customer_overview
 
 
 @click.group()
@@ -23,61 +23,62 @@ def customers() -> None:
 
 @customers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--mirror",
+    is_flag=True,
+    help="Make the directory equal to the file: customers and contacts it does not list are "
+    "archived (history kept, no new links), listed archived ones restored.",
+)
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="With --mirror: let a file listing no customer, no contact or no domain archive "
+    "every customer or contact, or remove every domain.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what the import would change; change nothing.")
+@json_option
 @pass_app
-def customers_import(app: App, file: Path) -> None:
+def customers_import(
+    app: App, file: Path, mirror: bool, allow_empty: bool, dry_run: bool, as_json: bool
+) -> None:
     """Import customers and contacts from a CSV file.
 
     Header: customer,domains,contact_name,contact_email (domains separated by ";").
     A row may define only a customer.  Re-importing the same file changes nothing.
+    A file with bad rows imports nothing and lists every bad row.
     """
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise UserError(f"cannot read {file}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{file} is not UTF-8 text", hint="save the file as UTF-8 CSV") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    if header[: len(CSV_HEADER)] != CSV_HEADER:
-        raise UserError(
-            f"{file}: the header is {','.join(header) or '(empty)'}",
-            hint=f"the first line must be: {','.join(CSV_HEADER)}",
-        )
-    problems: list[str] = []
-    counts = {"customers": 0, "contacts": 0, "unchanged": 0}
+    from syncd.domain.directory_file import parse_directory
+    from syncd.engine.directory_sync import decode, read_file
+    from syncd.store.directory_mirror import import_directory
+
+    parsed = parse_directory(decode(read_file(file), str(file)), str(file))
     with app.engine.begin() as conn:
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            try:
-                if not row["customer"]:
-                    raise UserError("customer is empty")
-                domains = [d for d in row["domains"].split(";") if d.strip()]
-                customer_id, changed = ensure_customer(conn, row["customer"], domains)
-                counts["customers"] += changed
-                touched = changed
-                if row["contact_email"]:
-                    _, contact_changed = ensure_contact(
-                        conn,
-                        row["contact_email"],
-                        customer_id=customer_id,
-                        name=row["contact_name"],
-                    )
-                    counts["contacts"] += contact_changed
-                    touched = touched or contact_changed
-                counts["unchanged"] += not touched
-            except UserError as err:
-                problems.append(f"line {line}: {err.message}")
-        if problems:
-            conn.rollback()
-            raise UserError(
-                f"{file}: nothing imported, {len(problems)} bad row(s):\n  "
-                + "\n  ".join(problems),
-                hint="fix these rows and import again",
-            )
-    click.echo(
-        f"customers added or changed: {counts['customers']}, contacts added or changed: "
-        f"{counts['contacts']}, rows unchanged: {counts['unchanged']}"
-    )
+        done = import_directory(
+            conn,
+            parsed,
+            mirror=mirror,
+            source=str(file),
+            allow_empty=allow_empty,
+            dry_run=dry_run,
+        )
+    if as_json:
+        print_json(
+            {
+                "mirror": mirror,
+                "dry_run": dry_run,
+                "rows": parsed.rows,
+                **done.counts,
+                "archived_customers": done.archived_customers,
+            }
+        )
+        return
+    for kind, counts in done.counts.items():
+        click.echo(f"{kind}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    if done.archived_customers:
+        shown, more = done.archived_customers[:20], len(done.archived_customers) - 20
+        click.echo("archived: " + ", ".join(shown) + (f" and {more} more" if more > 0 else ""))
+    if dry_run:
+        click.echo("dry run: nothing was changed")
 
 
 @customers.command("add")
@@ -98,13 +99,52 @@ def customers_add(app: App, name: str, domains: tuple[str, ...]) -> None:
 
 
 @customers.command("list")
+@click.option(
+    "--window",
+    type=PERIOD,
+    default="90d",
+    show_default=True,
+    help="Count emails and meetings of this recent period (36h, 90d, 12w).",
+)
+@click.option(
+    "--sort",
+    "sort_by",
+    type=click.Choice(SORTS),
+    default="name",
+    show_default=True,
+    help="last-contact: the longest silent first; the counts: the most first.",
+)
+@click.option(
+    "--quiet-for",
+    type=PERIOD,
+    metavar="PERIOD",
+    help="Only customers with no contact for this long (or never).",
+)
+@click.option("--owner", metavar="EMAIL", help="Only customers this rep has records with.")
+@click.option("--archived", "which", flag_value="archived", help="Only archived customers.")
+@click.option("--all", "which", flag_value="all", help="Active and archived customers.")
 @output_options
 @pass_app
-def customers_list(app: App, output: Output) -> None:
-    """List customers with their domains."""
+def customers_list(
+    app: App,
+    window: timedelta,
+    sort_by: str,
+    quiet_for: timedelta | None,
+    owner: str | None,
+    which: str | None,
+    output: Output,
+) -> None:
+    """List customers with their domains, last contact and recent activity (archived ones
+    with --archived or --all)."""
+    archived = {"archived": True, "all": None}.get(which or "", False)
+    now = datetime.now(UTC)
+    rep = owned_by(app.config, rep_address(owner)) if owner else None
     with app.engine.connect() as conn:
-        rows = list_customers(conn)
-    output.emit(rows, CUSTOMERS, app.out)
+        rows = customer_overview(
+            conn, now=now, window_start=now - window, owner=rep, archived=archived
+        )
+    quiet_since = now - quiet_for if quiet_for else None
+    output.emit(arrange(rows, sort_by=sort_by, quiet_since=quiet_since), CUSTOMERS, app.out)
 
 
 @click.group()
@@ -122,7 +162,7 @@ def contacts() -> None:
 def contacts_add(app: App, email: str, customer_ref: str, name: str) -> None:
     """Add a contact (or move an address to another customer)."""
     with app.engine.begin() as conn:
-        customer = find_customer(conn, customer_ref)
+        customer = active_customer(conn, customer_ref)
         contact_id, changed = ensure_contact(conn, email, customer_id=customer.id, name=name)
     click.echo(
         f"contact {contact_id} {email} at {customer.name}: {'saved' if changed else 'unchanged'}"

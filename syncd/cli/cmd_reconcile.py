@@ -9,7 +9,7 @@ from syncd.cli.output import Output, output_options
 from syncd.cli.present.reconcile import AUDIT, IGNORE, QUEUE, suggestion_text
 from syncd.store import audit as audit_store
 from syncd.store import reconcile as rec
-from syncd.store.directory import find_customer, load_directory
+from syncd.store.directory import active_customer, load_directory
 from syncd.store.privacy import forget as forget_person
 from syncd.store.privacy import reclaim_freed_pages
 
@@ -38,7 +38,7 @@ def reconcile_list(app: App, limit: int | None, output: Output) -> None:
 def reconcile_assign(app: App, address: str, customer_ref: str, name: str) -> None:
     """Make ADDRESS a contact of a customer and link its past records and threads."""
     with app.engine.begin() as conn:
-        customer = find_customer(conn, customer_ref)
+        customer = active_customer(conn, customer_ref)
         done = rec.assign(
             conn,
             address,

@@ -43,10 +43,20 @@ def status(app: App, as_json: bool) -> None:
 
 
 def _document(app: App, reader: status_read.Reader) -> dict[str, Any]:
-    return view.document(
+    now = datetime.now(UTC)
+    doc = view.document(
         status_read.sync_status(reader, [b.name for b in app.config.mailbox]),
         status_read.calendar_status(reader, [c.name for c in app.config.calendar]),
         status_read.live_daemons(reader),
         status_read.health_rows(reader),
-        datetime.now(UTC),
+        now,
+        status_read.directory_status(reader) if app.config.directory is not None else None,
     )
+    if app.config.mailbox_group:
+        view.add_groups(doc, {b.name: getattr(b, "group", None) for b in app.config.mailbox})
+    if app.config.webhook:
+        from syncd.cli.present import webhooks
+
+        rows = status_read.webhook_status(reader, [w.name for w in app.config.webhook])
+        doc["webhooks"] = webhooks.items(app.config.webhook, rows, now)
+    return doc

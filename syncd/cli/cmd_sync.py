@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from syncd.cli.app import App, pass_app
 from syncd.cli.cmd_verify import report_lines, selected_sources
+from syncd.engine.directory_sync import apply_once, describe_outcome
+from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.repair import repair as repair_missing
 from syncd.engine.sources import SyncReport, configured_sources
@@ -34,6 +36,10 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     selected, selected_calendars = selected_sources(app, names, calendars)
     sources = configured_sources(app.engine, app.config, selected, selected_calendars)
+    # The CRM's directory first ([directory]), so this pass matches against it.
+    mirrored = apply_once(app.engine, app.config)
+    if mirrored is not None:
+        click.echo(describe_outcome(mirrored))
     with app.engine.connect() as conn:
         directory = load_directory(conn, app.config.capture)
     if sys.stderr.isatty():
@@ -56,6 +62,7 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
         reports = [s.sync(directory) for s in sources]
     # The follow-up rules see this pass's records, then task lists get what they made.
     evaluate_followups(app.engine, app.config)
+    events_upkeep(app.engine, app.config)  # meetings that ended are announced held
     task_errors = 0
     for source in sources:
         try:
@@ -72,8 +79,14 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     for report in reports:
         click.echo("\n".join(_report_lines(report)))
     failed = sum(1 for report in reports if not report.ok)
+    failed += mirrored is not None and mirrored.result == "error"
     if repair:
         failed += _repair(app, selected, selected_calendars)
+    if app.config.webhook:
+        from syncd.cli.cmd_webhooks import deliver_pending
+
+        failed += deliver_pending(app)
+        drop_delivered_forgotten(app.engine, app.config)  # delivered now: the address goes
     if failed or task_errors:
         raise click.exceptions.Exit(1)
 

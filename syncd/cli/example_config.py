@@ -26,20 +26,43 @@ concurrency = 8                         # sources synced at once
 idle = true                             # IMAP IDLE on INBOX where the server offers it
 max_backoff = 1800                      # seconds: the longest wait after transient failures
 verify_interval = 86400                 # seconds between `syncd verify` runs of each source (0: never)
+keep_connections = 1000                 # IMAP sessions kept open between polls (0: log in every poll)
+connection_idle_timeout = 600           # seconds an unused kept session stays open (< 30 min)
+deliver_timeout = 30                    # seconds `syncd sync` waits for pending webhook deliveries
 
 # [metrics]
 # listen = "127.0.0.1:9464"             # Prometheus /metrics and /healthz
+
+# The customer directory, kept in step with the CRM: customers and contacts the export no
+# longer lists are archived (history kept), returning ones restored. Same CSV as
+# `syncd customers import`. Write the file atomically (to a temporary name, then rename).
+# [directory]
+# file = "customers.csv"                # relative to this file; or:
+# command = ["/usr/local/bin/crm-export", "--csv"]   # prints the CSV; run without a shell
+# interval = 60                         # seconds between checks (a command runs each time)
+# timeout = 60                          # seconds the command may take
+# allow_empty = false                   # true: a file with no customer, contact or domain may empty them
 
 [tasks]
 lookback_days = 14                      # only records this recent create follow-up tasks
 interval = 300                          # seconds between rule evaluations in the daemon
 
-# The follow-up rules unanswered_inbound (1 business day), no_response (3 business days) and
-# after_meeting (1 business day) are on; an entry tunes or switches one off:
+[events]
+# The event feed (`syncd events list`): every change to a record or task, oldest first.
+# keep = "90d"                          # prune older events (default: keep everything)
+keep_forgotten = "7d"                   # contact.forgotten, when no [[webhook]] delivers it
+
+# The follow-up rules unanswered_inbound (1 business day), no_response (3 business days),
+# after_meeting (1 business day) and gone_quiet (30 days) are on; an entry tunes or switches
+# one off:
 # [[followup]]
 # rule = "no_response"
 # after = "2 business days"             # "N business days|hours" or "N days|hours"
 # enabled = true
+# [[followup]]
+# rule = "gone_quiet"                   # no record with a customer for `after`...
+# min_records = 3                       # ...though it had this many...
+# lookback = "90 days"                  # ...in this period before
 
 [capture]
 # Messages larger than this are captured from their headers only.
@@ -74,6 +97,26 @@ password_file = "/run/credentials/syncd.service/alice"
 # folders = ["INBOX", "Sent"]           # default: INBOX and the folder marked \\Sent
 # timeout = 30                          # seconds, for every socket operation
 
+# Many reps on one server with one service credential: each member becomes a mailbox
+# named after its owner address (e.g. "alice@example.com"), like a [[mailbox]].
+# [[mailbox_group]]
+# name = "sales"
+# host = "imap.example.com"
+# port = 993
+# security = "tls"
+# folders = ["INBOX", "Sent"]
+# members_file = "reps.csv"             # header owner[,username]; relative to this file
+# # members = ["bob@example.com", { owner = "carol@example.com", username = "carol" }]
+# # A master user (Dovecot: "rep*master", with auth_master_user_separator = *):
+# login_user = "%u*syncd"               # %u: the member's username (default: its owner)
+# password_file = "imap-master"         # or password_env, password_command, password
+# # Or XOAUTH2 with tokens syncd gets itself (Microsoft 365 app-only: client_credentials):
+# # token_url = "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token"
+# # client_id = "00000000-0000-0000-0000-000000000000"
+# # client_secret_file = "m365-secret"  # or client_secret_env, client_secret_command
+# # scope = "https://outlook.office365.com/.default"
+# # grant = "client_credentials"        # or "refresh_token" (a refresh_token_file column per rep)
+
 # One [[calendar]] per rep (CalDAV); calendars are discovered from the URL.
 # [[calendar]]
 # name = "alice-cal"
@@ -83,4 +126,15 @@ password_file = "/run/credentials/syncd.service/alice"
 # password_file = "alice-dav"
 # calendars = ["Work"]                  # optional: display names; default every event calendar
 # tasks_calendar = "Follow-ups"         # optional: the owner's follow-up tasks as VTODOs there
+
+# Webhooks: every captured change POSTed as a signed JSON event (Standard Webhooks).
+# [[webhook]]
+# name = "crm"                          # unique
+# url = "https://crm.example.com/hooks/syncd"   # https; http only on loopback or with allow_plaintext = true
+# secret_file = "crm-webhook"           # or secret_env, secret_command, secret: "whsec_<base64>"
+# events = ["record.created", "record.updated"]   # optional; default every type
+# since = 2026-01-01                    # optional: skip events about records that occurred earlier
+# timeout = 10                          # seconds per request
+# retry_for = "24h"                     # retries (backoff with jitter) before a delivery is marked failed
+# ca_file = "/etc/ssl/private-ca.pem"   # optional private CA, trusted besides the system's
 """

@@ -39,6 +39,11 @@ COMMANDS: dict[str, Entry] = {
         "syncd.cli.cmd_directory", "customers", "Customers (companies) and their domains."
     ),
     "db": Entry("syncd.cli.cmd_db", "db", "Database schema management."),
+    "events": Entry(
+        "syncd.cli.cmd_events",
+        "events",
+        "The event feed: every change to a record or task, oldest first.",
+    ),
     "forget": Entry(
         "syncd.cli.cmd_reconcile", "forget", "Erase a person and never capture ADDRESS again."
     ),
@@ -59,6 +64,11 @@ COMMANDS: dict[str, Entry] = {
     ),
     "records": Entry(
         "syncd.cli.cmd_records", "records", "Communication records (emails, meetings)."
+    ),
+    "report": Entry(
+        "syncd.cli.cmd_report",
+        "report",
+        "Insight: first-response times, a customer's activity per week.",
     ),
     "run": Entry(
         "syncd.cli.cmd_run",
@@ -82,6 +92,9 @@ COMMANDS: dict[str, Entry] = {
         "syncd.cli.cmd_records",
         "timeline",
         "A customer's history, newest first, for people to read.",
+    ),
+    "webhooks": Entry(
+        "syncd.cli.cmd_webhooks", "webhooks", "Webhook endpoints: backlog and state, replay, test."
     ),
     "verify": Entry(
         "syncd.cli.cmd_verify",

@@ -39,6 +39,7 @@ Reason = Literal[
     "internal",
     "excluded",
     "suppressed",
+    "archived",  # no match now, but an archived contact or customer had it: queued as unknown
 ]
 
 
@@ -100,6 +101,10 @@ class Directory:
     exclusions: Exclusions = field(default_factory=Exclusions)
     plus_addressing: bool = True
     suppressions: Suppressions = field(default_factory=Suppressions)
+    # Match keys and domains of archived contacts and customers: they link nothing, and an
+    # address that matches nothing else is explained by them ("archived", not "no-match").
+    archived_contacts: set[str] = field(default_factory=set)
+    archived_domains: set[str] = field(default_factory=set)
 
     def add_contact(self, address: str, contact_id: int, customer_id: int | None) -> None:
         self.contacts[match_key(address, self.plus_addressing)] = (contact_id, customer_id)
@@ -141,12 +146,23 @@ def match_address(address: str, directory: Directory, *, external: bool = True) 
         return Match(contact_id, customer_id, "contact" if customer_id else None, "contact", key)
     domain = domain_of(address)
     if is_free_mail(domain):
-        return Match(None, None, None, "free-mail", domain)
-    for candidate in domain_and_parents(domain):
+        return _archived(key, (), directory) or Match(None, None, None, "free-mail", domain)
+    parents = domain_and_parents(domain)
+    for candidate in parents:
         owners = directory.domains.get(candidate)
         if not owners:
             continue
         if len(owners) > 1:
             return Match(None, None, None, "ambiguous-domain", candidate, tuple(sorted(owners)))
         return Match(None, next(iter(owners)), "domain", "domain", candidate)
-    return Match(None, None, None, "no-match")
+    return _archived(key, parents, directory) or Match(None, None, None, "no-match")
+
+
+def _archived(key: str, domains: Iterable[str], directory: Directory) -> Match | None:
+    """Why nothing matched, when an archived contact or customer would have."""
+    if key in directory.archived_contacts:
+        return Match(None, None, None, "archived", key)
+    for domain in domains:
+        if domain in directory.archived_domains:
+            return Match(None, None, None, "archived", f"@{domain}")
+    return None

@@ -99,6 +99,7 @@ class CalendarSync:
                 except RemoteConfigError as err:
                     result.errors[calendar.name] = describe(err)
                     with self._engine.begin() as conn:
+                        self._fence(conn)  # failures too: see MailSync.sync_mailbox
                         store.calendar_failed(
                             conn, source.name, calendar.url, describe(err), err.kind
                         )
@@ -113,6 +114,7 @@ class CalendarSync:
         result.error = err
         result.errors[""] = describe(err)
         with self._engine.begin() as conn:
+            self._fence(conn)
             store.calendar_failed(conn, result.source, "", describe(err), err.kind)
         log.error("calendar.failed", calendar=result.source, kind=err.kind, error=str(err))
         return result

@@ -19,7 +19,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -30,9 +30,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.config import Config, load_config
 from syncd.domain.matching import Directory
+from syncd.engine.directory_sync import DirectoryWatcher
+from syncd.engine.event_upkeep import events_upkeep
+from syncd.engine.fleet import LEASE, Leases, clear_predecessors, end_abandoned_transactions
 from syncd.engine.followups import evaluate_followups
+from syncd.engine.imap_sessions import DaemonSessions
 from syncd.engine.instance_lock import InstanceLock
-from syncd.engine.push import RECONNECT_MAX, IdleWatcher
+from syncd.engine.mail_sync import open_imap
+from syncd.engine.push import RECONNECT_MAX, PushHub, Watch
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.sources import Source, configured_sources
 from syncd.engine.task_sync import TaskLists
@@ -43,10 +48,14 @@ from syncd.secrets import exposed_secrets
 from syncd.store import health
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
+from syncd.webhooks.deliverer import Deliverer
 
 log = structlog.get_logger("syncd.daemon")
 
-HEARTBEAT_EVERY = 5.0  # seconds
+# seconds; each beat also reads which daemons are live, so that a stopped or dead one's
+# sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
+HEARTBEAT_EVERY = 2.5
+HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
 STOP_WITHIN = 8.0  # seconds a stop waits for workers; systemd's TimeoutStopSec is above this
 DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
 
@@ -62,6 +71,7 @@ class Scheduled:
     reason: str | None = None
     running: bool = False
     retired: bool = False  # removed from the config while a sync was running
+    woken: bool = False  # new mail (IDLE) during the running sync: sync again right after
 
     @property
     def kind(self) -> str:
@@ -121,12 +131,16 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._sources: dict[tuple[str, str], Scheduled] = {}
-        # Push watchers (IMAP IDLE) of the sources that have one, by (kind, name).
-        self._watchers: dict[tuple[str, str], IdleWatcher] = {}
+        # Push (IMAP IDLE): one selector thread for every watcher, whatever their number.
+        # Its logins count in syncd_imap_logins_total beside the polls' (the lambda: the
+        # session cache is made below).
+        self._hub = PushHub(on_login=lambda outcome: self._imap_sessions.observe_login(outcome))
+        self._watchers: dict[tuple[str, str], Watch] = {}  # by (kind, name)
         # Watchers that died of something they could not catch, for the restart backoff.
         self._watcher_deaths: dict[tuple[str, str], _Deaths] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
+        self._directory_watcher: DirectoryWatcher | None = None  # the [directory] source
         self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
         # Follow-up rules run after syncs that captured something, and on their own timer.
         self._tasks_due = 0.0
@@ -136,6 +150,8 @@ class Daemon:
         self._verify_due: dict[tuple[str, str], float] = {}
         self._verifying: set[tuple[str, str]] = set()
         self._metrics = Metrics()
+        # IMAP sessions kept from one poll of a mailbox to the next.
+        self._imap_sessions = DaemonSessions(self._config.sync, self._metrics, open_imap)
         self._last_loop = time.monotonic()
         self._instance = InstanceLock.for_database(self._config.database.url)
         self._engine: Engine | None = None
@@ -143,6 +159,9 @@ class Daemon:
         self._server: MetricsServer | None = None
         self._db_beat: threading.Thread | None = None  # the heartbeat's database write
         self._db_beat_at = 0.0
+        self._webhooks: Deliverer | None = None  # started with the first [[webhook]]
+        # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
+        self._leases = Leases(self.id)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -160,12 +179,18 @@ class Daemon:
         self._engine = open_database(
             self._config.database.url, pool_size=self._config.sync.concurrency + 4
         )
+        end_abandoned_transactions(self._engine)
         with self._engine.begin() as conn:
             if self._instance is not None:
                 # The lock file says no other daemon uses this database: whatever a killed
                 # predecessor still holds is free.
                 health.release_all(conn)
             health.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
+            gone = clear_predecessors(
+                conn, self.id, socket.gethostname(), alone=self._instance is not None
+            )
+            if gone:
+                log.info("daemon.predecessors_cleared", daemons=gone)
         self._pool = ThreadPoolExecutor(self._config.sync.concurrency, thread_name_prefix="sync")
         self._install_signals()
         if self._config.metrics.listen:
@@ -174,6 +199,14 @@ class Daemon:
             ).start()
             log.info("metrics.listening", port=self._server.port)
         self._apply(self._config, first=True)
+        self._follow_directory()
+        self._apply_webhooks(self._config)
+        if self._instance is None:
+            # Daemons started together see each other before the first claim, rather than
+            # the first one taking everything and handing most of it over a beat later.
+            self._stop.wait(HEARTBEAT_EVERY)
+        self._leases.beat(self._engine, frozenset(self._sources), frozenset(), claim=True)
+        self._apply_fleet(first=True)  # our share before the first dispatch
         log.info(
             "daemon.started",
             daemon=self.id,
@@ -188,6 +221,7 @@ class Daemon:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._reload_config()
+                self._apply_fleet()
                 self._dispatch()
                 if time.monotonic() >= next_beat:
                     self._beat()
@@ -214,11 +248,19 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self._notifier.stopping()
-        for watcher in self._watchers.values():
-            watcher.stop()
+        if self._directory_watcher is not None:
+            self._directory_watcher.stop()
         assert self._pool is not None and self._engine is not None
+        if self._db_beat is not None:
+            self._db_beat.join(2.0)  # a claim in flight must not land after the release
+        with self._lock:
+            busy = [k for k, s in self._sources.items() if s.running]
+        self._leases.stopping(self._engine, busy)
+        self._hub.close(timeout=0.0)  # watchers only listen: nothing to commit
         self._pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + STOP_WITHIN
+        if self._webhooks is not None:  # requests in flight go again later (at least once)
+            self._webhooks.stop(min(3.0, STOP_WITHIN / 2))
         for future in list(self._futures):
             # A worker reports its own failures; here we only wait for it, within the deadline.
             with contextlib.suppress(Exception):
@@ -227,6 +269,7 @@ class Daemon:
         watchers_deadline = min(deadline, time.monotonic() + 1.0)
         for watcher in self._watchers.values():
             watcher.join(max(0.0, watchers_deadline - time.monotonic()))
+        self._imap_sessions.close_all()
         if self._server is not None:
             self._server.stop()
         try:
@@ -261,6 +304,8 @@ class Daemon:
         self._config = config
         self._directory = None
         self._apply(config, first=False)
+        self._follow_directory()
+        self._apply_webhooks(config)
         log.info("config.reloaded", mailboxes=len(config.mailbox), calendars=len(config.calendar))
 
     def _apply(self, config: Config, *, first: bool) -> None:
@@ -268,8 +313,11 @@ class Daemon:
         assert self._engine is not None
         wanted = {
             (s.kind, s.name): s
-            for s in configured_sources(self._engine, config, task_lists=self._task_lists)
+            for s in configured_sources(
+                self._engine, config, task_lists=self._task_lists, sessions=self._imap_sessions
+            )
         }
+        self._imap_sessions.tune(config.sync)
         now = time.monotonic()
         # Spread the first syncs a little so that a restart does not log in everywhere at once.
         spread = min(5.0, config.sync.interval * config.sync.jitter)
@@ -278,6 +326,7 @@ class Daemon:
                 if key not in wanted:
                     scheduled.retired = True
                     del self._sources[key]
+                    self._imap_sessions.discard_source(key)
                     self._stop_watcher(key)
                     log.info("source.removed", source=scheduled.name, kind=scheduled.kind)
             for key, source in wanted.items():
@@ -287,31 +336,40 @@ class Daemon:
                     current.source = source
                     continue
                 due = now + (self._rng.uniform(0, spread) if first else 0.0)
+                self._imap_sessions.discard_source(key)  # changed: its next poll logs in anew
                 scheduled = self._sources[key] = Scheduled(source, due=due)
                 self._stop_watcher(key)
-                self._start_watcher(scheduled)
+                if key in self._leases.held:  # only the lease holder watches (fleet.py)
+                    self._start_watcher(scheduled)
                 if not first:
                     log.info(
                         "source.added" if current is None else "source.changed",
                         source=source.name,
                     )
 
+    def _apply_webhooks(self, config: Config) -> None:
+        only = self._instance is not None  # SQLite's lock file: no other daemon on it
+        self._webhooks = Deliverer.follow(self._webhooks, config, self.id, self._metrics, only)
+
     def _start_watcher(self, scheduled: Scheduled) -> None:
         key = scheduled.key
-        watcher = scheduled.source.watcher(lambda _name: self.wake(key))
+        watcher = scheduled.source.watcher(self._hub, lambda _name: self.wake(key))
         if watcher is not None:
-            self._watchers[key] = watcher.start()
+            self._watchers[key] = watcher
+            self._imap_sessions.watch_source(key, watcher)  # its connection is the kept one
 
     def _stop_watcher(self, key: tuple[str, str]) -> None:
         watcher = self._watchers.pop(key, None)
         if watcher is not None:
             watcher.stop()
+        self._imap_sessions.unwatch_source(key)
         self._watcher_deaths.pop(key, None)
 
     def _revive_watchers(self) -> None:
-        """Restart, with backoff, watchers whose thread died instead of ending on purpose.
+        """Restart, with backoff, watchers that died instead of ending on purpose.
 
-        A watcher survives any exception by itself; this is for what it cannot catch.  Until
+        A watcher survives any exception by itself; this is for what it cannot catch (its
+        step raised past every handler, or the hub's selector thread died).  Until
         it is back, the source is still polled every interval: only push is delayed.
         """
         now = time.monotonic()
@@ -350,6 +408,8 @@ class Daemon:
             scheduled = self._sources.get(key)
             if scheduled is not None and scheduled.state in ("ok", "syncing"):
                 scheduled.due = time.monotonic()
+                # The running sync may have read the folder already; its end sets `due`.
+                scheduled.woken = scheduled.running
         self._wake.set()
 
     def _dispatch(self) -> None:
@@ -359,7 +419,12 @@ class Daemon:
             if not self._tasks_running and self._tasks_due <= now:
                 self._tasks_running = True
                 self._track(self._pool.submit(self._evaluate_tasks))
-            due = [s for s in self._sources.values() if not s.running and s.due <= now]
+            held = self._leases.held
+            due = [
+                s
+                for s in self._sources.values()
+                if not s.running and s.due <= now and s.key in held
+            ]
             for source in sorted(due, key=lambda s: s.due):
                 source.running = True
                 self._track(self._pool.submit(self._sync, source))
@@ -381,7 +446,7 @@ class Daemon:
             if due > now or key in self._verifying:
                 continue
             self._verify_due[key] = now + every
-            if source.state in ("backoff", "attention"):
+            if source.state in ("backoff", "attention") or key not in self._leases.held:
                 continue  # the sync's own error already says what is wrong
             self._verifying.add(key)
             self._track(self._pool.submit(self._verify, source))
@@ -394,6 +459,7 @@ class Daemon:
         assert self._engine is not None
         try:
             evaluate_followups(self._engine, self._config)
+            events_upkeep(self._engine, self._config)  # held meetings, retention
         except Exception as err:  # the database may be down; the next round tries again
             log.warning("tasks.evaluation_failed", error=f"{type(err).__name__}: {str(err)[:200]}")
         with self._lock:
@@ -403,8 +469,11 @@ class Daemon:
 
     def _sleep_for(self, next_beat: float) -> float:
         with self._lock:
-            waiting = [s.due for s in self._sources.values() if not s.running]
-            waiting += [d for k, d in self._verify_due.items() if k not in self._verifying]
+            held = self._leases.held
+            waiting = [s.due for s in self._sources.values() if not s.running and s.key in held]
+            waiting += [
+                d for k, d in self._verify_due.items() if k not in self._verifying and k in held
+            ]
             if not self._tasks_running:
                 waiting.append(self._tasks_due)
         soonest = min([next_beat, *waiting])
@@ -417,16 +486,17 @@ class Daemon:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**{source.kind: source.name})
         assert self._engine is not None
-        config = self._config
         started = time.monotonic()
-        lease = timedelta(seconds=max(300.0, 3 * config.sync.interval))
+        lease = LEASE
+        key = scheduled.key
         outcome = Outcome()
         created = 0
         reason: str | None = None
         try:
             with self._engine.begin() as conn:
-                if not health.claim(conn, source.kind, source.name, self.id, lease):
+                if not health.renew(conn, source.kind, source.name, self.id, lease):
                     log.debug("source.held_elsewhere")
+                    self._lost(key)
                     self._finish(scheduled, Outcome(), "held by another daemon", record=False)
                     return
                 health.set_health(conn, source.kind, source.name, self.id, state="syncing")
@@ -436,7 +506,10 @@ class Daemon:
             def fence(conn: Connection) -> None:
                 health.fence(conn, source.kind, source.name, self.id, lease)
 
-            report = source.sync(directory, should_stop=self._stop.is_set, fence=fence)
+            def should_stop() -> bool:  # a stop, or the source's owner is another daemon now
+                return self._stop.is_set() or key in self._leases.handover
+
+            report = source.sync(directory, should_stop=should_stop, fence=fence)
             error = report.error
             created = report.total("captured")
             reason = report.reason()
@@ -452,6 +525,7 @@ class Daemon:
             # Another daemon took the source over (we were too slow, or cut off from the
             # database): its sync goes on from the committed cursor; ours stops here.
             log.warning("source.lease_lost", error=str(err))
+            self._lost(key)
             self._finish(scheduled, Outcome(), "held by another daemon", record=False)
             return
         except Exception as err:  # a bug or a database outage must not kill the worker
@@ -497,8 +571,10 @@ class Daemon:
         with self._lock:
             source.state, source.failures, source.reason = nxt.state, nxt.failures, reason
             source.due = time.monotonic() + max(0.0, delay)
-            source.running = False
-            if restart_watcher and not source.retired:
+            if source.woken and nxt.state == "ok":  # mail came while it ran: not in 60 s
+                source.due = time.monotonic()
+            source.running = source.woken = False
+            if restart_watcher and not source.retired and source.key in self._leases.held:
                 watcher = self._watchers.get(source.key)
                 if watcher is None or not watcher.alive:
                     self._start_watcher(source)
@@ -534,6 +610,17 @@ class Daemon:
             return err
         return None
 
+    def _follow_directory(self) -> None:
+        """Watch the [directory] source; a change applied drops the cached directory."""
+        assert self._engine is not None
+
+        def changed() -> None:
+            self._directory = None
+
+        self._directory_watcher = DirectoryWatcher.follow(
+            self._directory_watcher, self._engine, self._config, self._metrics, changed
+        )
+
     def _current_directory(self) -> Directory:
         cached = self._directory
         if cached is not None and time.monotonic() - cached[0] < DIRECTORY_TTL:
@@ -562,7 +649,11 @@ class Daemon:
 
     def _beat(self) -> None:
         self._revive_watchers()
+        self._imap_sessions.expire()
         summary = self._summary()
+        with self._lock:
+            keys = frozenset(self._sources)
+            busy = frozenset(k for k, s in self._sources.items() if s.running)
         # The database write runs on its own thread: a database that hangs (a host gone
         # without a reset, a server that accepts and never answers) must not stop the main
         # loop, whose watchdog pings tell systemd that syncd itself is alive.  At most one
@@ -574,7 +665,10 @@ class Daemon:
             )
         else:
             self._db_beat = threading.Thread(
-                target=self._write_heartbeat, args=(summary,), name="heartbeat", daemon=True
+                target=self._write_heartbeat,
+                args=(summary, keys, busy),
+                name="heartbeat",
+                daemon=True,
             )
             self._db_beat_at = time.monotonic()
             self._db_beat.start()
@@ -582,16 +676,56 @@ class Daemon:
             states = [s.state for s in self._sources.values()]
         for state in ("ok", "syncing", "backoff", "attention"):
             self._metrics.sources.labels(state).set(states.count(state))
+        self._metrics.watchers_open.set(self._hub.open_count())
+        self._metrics.held.set(len(self._leases.held))
         self._notifier.status(summary)
         self._notifier.watchdog()
 
-    def _write_heartbeat(self, summary: str) -> None:
+    def _write_heartbeat(
+        self,
+        summary: str,
+        keys: frozenset[tuple[str, str]] = frozenset(),
+        busy: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         assert self._engine is not None
         try:
             with self._engine.begin() as conn:
                 health.heartbeat(conn, self.id, summary)
         except Exception as err:  # keep running; status shows us stale
             log.warning("heartbeat.failed", error=type(err).__name__)
+            return
+        if self._leases.beat(self._engine, keys, busy, claim=not self._stop.is_set()):
+            self._wake.set()
 
     def _healthy(self) -> bool:
-        return time.monotonic() - self._last_loop < 3 * HEARTBEAT_EVERY
+        return time.monotonic() - self._last_loop < HEALTHY_WITHIN
+
+    # --- leases: our share of the sources (syncd/engine/fleet.py) -------------------------------
+
+    def _apply_fleet(self, *, first: bool = False) -> None:
+        """Watch and sync what the last heartbeat gained; stop watching what it lost."""
+        with self._lock:
+            taken = self._leases.take()
+            if taken is None:
+                return
+            view, gained, lost = taken
+            for key in lost:
+                self._stop_watcher(key)
+                self._imap_sessions.discard_source(key)  # its next holder logs in itself
+            for key in gained:
+                scheduled = self._sources.get(key)
+                if scheduled is None or scheduled.retired:
+                    continue
+                if scheduled.state != "attention":
+                    self._start_watcher(scheduled)
+                if not first and scheduled.state == "ok":  # mail may have come meanwhile
+                    scheduled.due = min(scheduled.due, time.monotonic())
+        if gained or lost:
+            log.info("fleet.changed", daemons=len(view.live), held=len(view.held),
+                     gained=len(gained), lost=len(lost))  # fmt: skip
+
+    def _lost(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._leases.lost(key)
+            self._stop_watcher(key)
+            self._imap_sessions.discard_source(key)

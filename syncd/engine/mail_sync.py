@@ -8,6 +8,7 @@ nothing twice.  A failing mailbox or folder is recorded and the others carry on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import structlog
@@ -15,12 +16,13 @@ from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors import retry
-from syncd.connectors.base import MailSession
+from syncd.connectors.base import FolderStatus, MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.accounting import skip_rule
 from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
+from syncd.engine.backlog import capturing_backlog
 from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.secrets import read_secret
@@ -101,7 +103,10 @@ class MailSync:
         return [self.sync_mailbox(box, directory) for box in boxes]
 
     def sync_mailbox(self, box: MailboxConfig, directory: Directory) -> MailboxResult:
+        # Every write of a pass is fenced, its failures too: a holder that was paused while
+        # its lease moved must not overwrite what the new holder records.
         with self._engine.begin() as conn:
+            self._fence(conn)
             state.mailbox_attempt(conn, box.name)
         result = MailboxResult(box.name)
         # A connection lost mid-pass re-opens the session by the PASS retry policy and
@@ -119,6 +124,7 @@ class MailSync:
         except RemoteError as err:
             result.error = err
         with self._engine.begin() as conn:
+            self._fence(conn)
             failed = result.error
             state.mailbox_done(
                 conn,
@@ -151,6 +157,7 @@ class MailSync:
                     # A bad folder is reported; the other folders of the mailbox still sync.
                     outcome.error = describe(err)
                     with self._engine.begin() as conn:
+                        self._fence(conn)
                         state.folder_failed(conn, box.name, folder, outcome.error, err.kind)
                     log.error("folder.failed", mailbox=box.name, folder=folder, error=str(err))
                 result.folders = [f for f in result.folders if f.folder != folder] + [outcome]
@@ -165,14 +172,23 @@ class MailSync:
         directory: Directory,
         outcome: FolderResult,
     ) -> None:
-        status = session.examine(folder)
         with self._engine.connect() as conn:
             cursor = state.get_cursor(conn, box.name, folder)
+        # A known folder is asked first with STATUS, which opens nothing: unchanged, that
+        # one round trip is the whole poll.  Otherwise (or first seen) it is examined.
+        status = None
+        if cursor is not None:
+            try:
+                status = session.status(folder)
+            except RemoteConfigError:
+                status = None  # a server that refuses STATUS here: EXAMINE decides
+        if status is None or not (status.selected or unchanged(cursor, status)):
+            status = session.examine(folder)
         reidentify = False
         first_uid = 1
         if cursor is not None and cursor.uidvalidity == status.uidvalidity:
-            if status.uidnext is not None and status.uidnext <= cursor.last_uid + 1:
-                with self._engine.begin() as conn:  # nothing new: one EXAMINE, no FETCH
+            if unchanged(cursor, status):
+                with self._engine.begin() as conn:  # nothing new: one STATUS, no FETCH
                     self._fence(conn)
                     state.folder_ok(conn, box.name, folder)
                 return
@@ -198,19 +214,25 @@ class MailSync:
         )
         done = 0
         last_seen = 0
-        for uids in self._uid_windows(session, first_uid, status.uidnext):
-            for uid_batch in chunks(uids, self._config.capture.batch_size):
-                batch = self._read_batch(
-                    session, box, folder, status.uidvalidity, list(uid_batch), directory, reidentify
-                )
-                self._save(batch, outcome)
-                done += len(uid_batch)
-                last_seen = uid_batch[-1]
-                if self._progress:
-                    self._progress(where, done, max(done, expected))
-                if self._should_stop():
-                    log.info("folder.interrupted", mailbox=box.name, folder=folder, done=done)
-                    return
+        # More than a batch to read is a backlog: deliveries trickle meanwhile (backlog.py).
+        backlog: AbstractContextManager[None] = (
+            capturing_backlog() if expected > self._config.capture.batch_size else nullcontext()
+        )
+        with backlog:
+            for uids in self._uid_windows(session, first_uid, status.uidnext):
+                for uid_batch in chunks(uids, self._config.capture.batch_size):
+                    batch = self._read_batch(
+                        session, box, folder, status.uidvalidity, list(uid_batch), directory,
+                        reidentify,
+                    )  # fmt: skip
+                    self._save(batch, outcome)
+                    done += len(uid_batch)
+                    last_seen = uid_batch[-1]
+                    if self._progress:
+                        self._progress(where, done, max(done, expected))
+                    if self._should_stop():
+                        log.info("folder.interrupted", mailbox=box.name, folder=folder, done=done)
+                        return
         # Every UID below UIDNEXT at EXAMINE time was covered by the SEARCH that followed it,
         # so the cursor may jump past expunged tail UIDs and the next pass takes the fast path.
         seen_up_to = max(last_seen, (status.uidnext or 1) - 1)
@@ -340,6 +362,22 @@ class MailSync:
         batch.known = [(uid, key) for uid, key in keys.items() if key in stored]
         known_uids = {uid for uid, _ in batch.known}
         return [uid for uid in uids if uid not in known_uids]
+
+
+def unchanged(cursor: state.Cursor | None, status: FolderStatus) -> bool:
+    """Nothing in the folder to capture since the cursor: same UIDVALIDITY, and no UID
+    assigned past the cursor (every new message takes a UID at or above UIDNEXT).
+
+    HIGHESTMODSEQ is not part of it: equal, it confirms the folder is unchanged; moved while
+    UIDNEXT did not, only flags changed or messages were expunged, and the full pass would
+    capture nothing either (a message read by its owner moves it several times a day).
+    """
+    return (
+        cursor is not None
+        and cursor.uidvalidity == status.uidvalidity
+        and status.uidnext is not None
+        and status.uidnext <= cursor.last_uid + 1
+    )
 
 
 @dataclass(slots=True)

@@ -1,27 +1,40 @@
-"""IMAP IDLE on INBOX: a thread per mailbox that wakes the scheduler when mail arrives.
+"""IMAP IDLE on INBOX for every mailbox of the daemon, on one selector thread.
 
-The watcher only listens; the sync itself runs on the scheduler's connection, so a
-message is read, matched and committed exactly as on a poll.  IDLE is left and entered
-again every few minutes: servers drop IDLE after 30 minutes (RFC 2177 asks clients to
-renew within 29), and a NOOP round trip is how a connection that died silently is found.
+A watch only listens; the sync itself runs on the scheduler's connection, so a message is
+read, matched and committed exactly as on a poll.  Threads do not grow with mailboxes:
+one thread waits on every IDLE socket at once (epoll), and a small pool does the blocking
+steps (connect, TLS, login, EXAMINE, IDLE; the renewals), so 2,000 mailboxes cost about
+ten threads.  Logins are staggered: a few at a time and at most ``connects_per_second``,
+so a start or a server restart does not log in to every mailbox in the same second.
 
-The server is a peer we do not control: whatever it sends, and whatever that raises
-(a MemoryError from a literal of 3 GB, a parser bug), the watcher drops the connection
-and reconnects with the waits of the ``RECONNECT`` retry policy; after an internal error
-(a bug, a library that changed) it waits the longest of them straight away.  It only
-ends on purpose (stop, login refused, no IDLE), and says why in ``ended``; the daemon
-restarts a watcher that ended any other way.
+IDLE is left and entered again every few minutes (``RENEW_EVERY``): servers drop IDLE
+after 30 minutes (RFC 2177 asks clients to renew within 29), and the NOOP on the way is
+how a connection that died silently is found.  The server is a peer we do not control:
+whatever it sends (connectors/imap_idle.py bounds it) and whatever that raises, the
+connection is dropped and opened again after the waits of the ``RECONNECT`` policy; after
+an internal error (a bug, a library that changed) the longest of them straight away.  A
+watch only ends on purpose (stopped, login refused, no IDLE) and says why in ``ended``;
+the daemon starts again a watch that ended any other way (``alive`` is False).
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
+import selectors
+import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import structlog
 
 from syncd.config import MailboxConfig
-from syncd.connectors.imap import ImapSession
+from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.retry import RECONNECT
 from syncd.errors import CredentialsError, InternalError, RemoteError
 from syncd.secrets import read_secret
@@ -29,111 +42,493 @@ from syncd.secrets import read_secret
 log = structlog.get_logger("syncd.push")
 
 RENEW_EVERY = 5 * 60.0  # seconds in IDLE before DONE + NOOP + IDLE again
-WAIT_STEP = 5.0  # how long one wait lasts: the watcher notices a stop request this quickly
 RECONNECT_MAX = RECONNECT.cap
+WORKERS = 8  # threads for the blocking steps, whatever the number of mailboxes
+LOGINS = 6  # logins at once: the other workers stay free for renewals
+CONNECTS_PER_SECOND = 100.0  # logins started per second, all mailboxes together
+STABLE_AFTER = 60.0  # seconds up after which a connection's past failures are forgotten
+TICK = 5.0  # the selector thread looks at its timers at least this often
 
 
-class IdleWatcher:
-    def __init__(
-        self,
-        box: MailboxConfig,
-        on_new_mail: Callable[[str], None],
-        *,
-        renew_every: float = RENEW_EVERY,
-        wait_step: float = WAIT_STEP,
-    ) -> None:
-        self.box = box
-        self._on_new_mail = on_new_mail
-        self._renew_every = renew_every
-        self._wait_step = wait_step
-        self.renewals = 0  # IDLE left and entered again with a NOOP in between
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"idle-{box.name}", daemon=True)
-        self.supported: bool | None = None  # unknown until the first connection
-        # Why the thread ended on purpose ("stopped", "login refused", "no IDLE"); None
-        # while it runs, and if it died of something it could not catch.
-        self.ended: str | None = None
-        self.crashes = 0  # connections dropped after an unexpected exception
+@dataclass(eq=False)
+class Watch:
+    """One mailbox's IDLE, as the daemon holds it: ``stop()``, ``alive``, ``ended``."""
 
-    def start(self) -> IdleWatcher:
-        self._thread.start()
-        return self
+    box: MailboxConfig
+    on_new_mail: Callable[[str], None]
+    _hub: PushHub
+    # queued (for a login) | connecting | idle | renewing | waiting (to reconnect) | ended
+    state: str = "queued"
+    ended: str | None = None  # why it ended on purpose: stopped, login refused, no IDLE
+    dead: bool = False  # killed by something no handler catches: the daemon starts it again
+    supported: bool | None = None  # the server has IDLE; unknown until the first login
+    renewals: int = 0  # IDLE left and entered again with a NOOP in between
+    crashes: int = 0  # connections dropped after an unexpected exception
+    failures: int = 0  # in a row, for the reconnect backoff
+    connected_at: float = 0.0
+    due: float = 0.0  # monotonic time of the next renewal (idle) or reconnect (waiting)
+    connection: IdleConnection | None = None
+    reconnecting: bool = False  # mail may have come while away: wake the source once back
+    _done: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._hub.unwatch(self)
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        self._done.wait(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self.ended is None and not self.dead and self._hub.running
 
-    def _run(self) -> None:
-        structlog.contextvars.bind_contextvars(mailbox=self.box.name, folder="INBOX")
-        self.ended = self._watch()
-        log.info("idle.stopped", reason=self.ended)
+    @property
+    def name(self) -> str:
+        return self.box.name
 
-    def _watch(self) -> str:
-        """Connect, IDLE, reconnect, until told to stop; returns why it stopped."""
-        failures = 0
-        first = True
-        while not self._stop.is_set():
-            session: ImapSession | None = None
-            delay = 0.0
-            try:
-                session = ImapSession.open(
-                    self.box, lambda: read_secret(self.box, what=f"mailbox {self.box.name}"),
-                    max_bytes=0, should_stop=self._stop.is_set,
-                )  # fmt: skip
-                self.supported = session.idle_start()
-                if not self.supported:
-                    return "no IDLE"
-                failures = 0
-                if not first:
-                    self._on_new_mail(self.box.name)  # mail may have come while we were away
-                first = False
-                log.debug("idle.started")
-                self._listen(session)
-                continue
-            except CredentialsError:
-                # The scheduler owns retries of a refused login (at most hourly); the watcher
-                # starts again once a sync succeeds.
-                return "login refused"
-            except InternalError as err:
-                # Its message names the type and the place only, never the data.
-                self.crashes += 1
-                delay = RECONNECT.cap  # the same bug would come back at once: do not hammer
-                log.error("idle.crashed", error=err.message, retry_in=round(delay, 1))
-            except RemoteError as err:
-                failures += 1
-                delay = RECONNECT.wait(failures, err)
-                log.warning("idle.lost", error=str(err), retry_in=round(delay, 1))
-            except Exception as err:
-                # The type only: the message of an exception raised on the server's data may
-                # quote that data.
-                self.crashes += 1
-                failures += 1
-                delay = RECONNECT.wait(failures, err)
-                log.error("idle.crashed", error=type(err).__name__, retry_in=round(delay, 1))
-            finally:
-                if session is not None:
-                    session.close()
-            self._stop.wait(delay)
-        return "stopped"
 
-    def _listen(self, session: ImapSession) -> None:
-        waited = 0.0
-        while not self._stop.is_set():
-            if session.idle_wait(self._wait_step):
-                session.idle_done()
-                self._on_new_mail(self.box.name)
-                session.idle_start()
-                waited = 0.0
-                continue
-            waited += self._wait_step
-            if waited >= self._renew_every:
-                session.idle_done()
-                session.idle_start()
-                self.renewals += 1
-                waited = 0.0
+class _LoginPace:
+    """At most ``rate`` logins started per second, with a burst of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def wait(self) -> float:
+        """Seconds until the next login may start."""
+        return max(0.0, (1.0 - self._tokens) / self._rate)
+
+
+class PushHub:
+    """Every IDLE connection of the process: one selector thread and a bounded pool."""
+
+    def __init__(
+        self,
+        *,
+        renew_every: float = RENEW_EVERY,
+        workers: int = WORKERS,
+        logins: int = LOGINS,
+        connects_per_second: float = CONNECTS_PER_SECOND,
+        on_login: Callable[[str], None] | None = None,
+    ) -> None:
+        self._renew_every = renew_every
+        self._on_login = on_login  # each login's outcome, for syncd_imap_logins_total
+        self._workers = workers
+        self._logins = max(1, min(logins, workers))
+        self._pace = _LoginPace(connects_per_second, self._logins)
+        self._lock = threading.Lock()
+        self._watches: set[Watch] = set()
+        self._queue: deque[Watch] = deque()  # waiting for a login slot, oldest first
+        self._timers: list[tuple[float, int, Watch]] = []  # (due, seq, watch) heap
+        self._seq = itertools.count()
+        self._to_register: list[Watch] = []  # handed back by workers, for the selector
+        self._to_close: list[IdleConnection] = []
+        self._logging_in = 0
+        # TLS holds decrypted bytes the selector cannot see (the selector thread's own set).
+        self._tls_ready: set[Watch] = set()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_shut = False
+        self._selector: selectors.BaseSelector | None = None
+        # Made with each selector thread and closed by it when it ends (two descriptors).
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+
+    # --- the daemon's side ----------------------------------------------------------------
+
+    def watch(self, box: MailboxConfig, on_new_mail: Callable[[str], None]) -> Watch:
+        """Start watching ``box``'s INBOX; ``on_new_mail(name)`` is called (on a hub thread)
+        when the server announces mail, and once after every reconnection."""
+        watch = Watch(box, on_new_mail, self)
+        with self._lock:
+            self._ensure_running()
+            self._watches.add(watch)
+            self._queue.append(watch)
+        self._poke()
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        """Stop a watch; its connection, if open, is closed within a moment."""
+        with self._lock:
+            if watch.ended is not None:
+                return
+            watch.ended = "stopped"
+            if watch.state == "idle" and watch.connection is not None:
+                self._to_close.append(watch.connection)
+                watch.connection = None
+            if watch.state in ("queued", "waiting", "idle"):
+                self._finish(watch)
+            # connecting / renewing: the worker closes the connection when its step ends
+        self._poke()
+
+    def open_count(self) -> int:
+        """Watches with a connection in IDLE now (the syncd_watchers_open gauge)."""
+        with self._lock:
+            return sum(1 for w in self._watches if w.state in ("idle", "renewing"))
+
+    def watching(self) -> int:
+        with self._lock:
+            return len(self._watches)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop every watch and close their connections; waits at most ``timeout``."""
+        with self._lock:
+            watches = list(self._watches)
+        for watch in watches:
+            self.unwatch(watch)
+        with self._lock:
+            self._closing = True
+        self._poke()
+        deadline = time.monotonic() + timeout
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool_shut = True
+        for watch in watches:
+            watch.join(max(0.0, deadline - time.monotonic()))
+
+    # --- the selector thread ----------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        """Start the threads, or start them again after the selector thread died of a bug
+        (called with the lock held).  The watches of a dead thread are dead too: their
+        connections are closed and the daemon starts them again, with its backoff."""
+        if self.running:
+            return
+        if self._thread is not None:
+            for watch in self._watches:
+                watch.dead = True
+                if watch.connection is not None:
+                    watch.connection.close()
+                    watch.connection = None
+                watch._done.set()
+            self._watches.clear()
+            self._queue.clear()
+            self._timers.clear()
+            self._to_register.clear()
+            self._tls_ready.clear()
+            self._logging_in = 0
+        self._closing = False
+        if self._pool is None or self._pool_shut:  # none yet, or shut down by close()
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="push")
+            self._pool_shut = False
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wake_r, self._wake_w = wake_r, wake_w
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(
+            target=self._run, args=(wake_r, wake_w), name="push-hub", daemon=True
+        )
+        self._thread.start()
+
+    def _poke(self) -> None:
+        wake = self._wake_w
+        if wake is None:
+            return  # no thread yet
+        with contextlib.suppress(OSError):  # full: the thread is awake already; closed: gone
+            wake.send(b"\0")
+
+    def _run(self, wake_r: socket.socket, wake_w: socket.socket) -> None:
+        selector = self._selector
+        assert selector is not None
+        try:
+            while True:
+                events = selector.select(self._timeout())
+                with self._lock:
+                    if self._closing:
+                        break
+                    self._apply_handovers(selector)
+                ready = [key.data for key, _ in events if key.data is not None]
+                ready += [w for w in list(self._tls_ready) if w not in ready]
+                for watch in ready:
+                    self._read(selector, watch)
+                for key, _ in events:
+                    if key.data is None:
+                        with contextlib.suppress(OSError):
+                            wake_r.recv(4096)
+                self._fire_timers(selector)
+                self._start_logins()
+        finally:
+            self._close_all(selector)
+            wake_r.close()
+            wake_w.close()
+
+    def _timeout(self) -> float:
+        with self._lock:
+            if self._tls_ready or self._to_register or self._to_close:
+                return 0.0
+            soonest = TICK
+            if self._timers:
+                soonest = min(soonest, self._timers[0][0] - time.monotonic())
+            if self._queue and self._logging_in < self._logins:
+                soonest = min(soonest, self._pace.wait())
+        return max(0.0, soonest)
+
+    def _apply_handovers(self, selector: selectors.BaseSelector) -> None:
+        """Register what the workers brought into IDLE; close what was stopped (lock held)."""
+        for connection in self._to_close:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(connection.fileno())
+            connection.close()
+        self._to_close.clear()
+        for watch in self._to_register:
+            if watch.state == "idle" and watch.connection is not None:
+                try:
+                    selector.register(watch.connection.fileno(), selectors.EVENT_READ, watch)
+                except (OSError, ValueError, KeyError) as err:  # a socket gone bad meanwhile
+                    watch.connection.close()
+                    watch.connection = None
+                    self._failed(watch, err)
+                    continue
+                if watch.connection.pending():
+                    self._tls_ready.add(watch)
+                self._at(watch, time.monotonic() + self._renew_every)
+        self._to_register.clear()
+
+    def _read(self, selector: selectors.BaseSelector, watch: Watch) -> None:
+        self._tls_ready.discard(watch)
+        connection = watch.connection
+        if watch.state != "idle" or connection is None:
+            return
+        try:
+            new_mail = connection.read_ready()
+        except Exception as err:
+            with self._lock:
+                self._unregister(selector, watch)
+                self._failed(watch, err)
+            return
+        if connection.pending():
+            self._tls_ready.add(watch)
+        if new_mail:
+            self._notify(watch)
+
+    def _fire_timers(self, selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        renew: list[Watch] = []
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                due, _seq, watch = heapq.heappop(self._timers)
+                if watch.due != due or watch.ended is not None:
+                    continue  # superseded, or stopped since
+                if watch.state == "waiting":
+                    watch.state = "queued"
+                    self._queue.append(watch)
+                elif watch.state == "idle":
+                    self._unregister(selector, watch, keep=True)
+                    watch.state = "renewing"
+                    renew.append(watch)
+        assert self._pool is not None
+        for watch in renew:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
+                self._pool.submit(self._step, watch, self._renew)
+
+    def _start_logins(self) -> None:
+        assert self._pool is not None
+        starting: list[Watch] = []
+        with self._lock:
+            while self._queue and self._logging_in < self._logins:
+                watch = self._queue[0]
+                if watch.ended is not None or watch.state != "queued":
+                    self._queue.popleft()
+                    continue
+                if not self._pace.take():
+                    break
+                self._queue.popleft()
+                watch.state = "connecting"
+                self._logging_in += 1
+                starting.append(watch)
+        for watch in starting:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
+                self._pool.submit(self._step, watch, self._connect)
+
+    def _unregister(
+        self, selector: selectors.BaseSelector, watch: Watch, *, keep: bool = False
+    ) -> None:
+        """Take a watch's socket out of the selector, and close it unless ``keep`` (lock held)."""
+        connection = watch.connection
+        self._tls_ready.discard(watch)
+        if connection is None:
+            return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            selector.unregister(connection.fileno())
+        if not keep:
+            connection.close()
+            watch.connection = None
+
+    def _close_all(self, selector: selectors.BaseSelector) -> None:
+        with self._lock:
+            for connection in self._to_close:
+                connection.close()
+            self._to_close.clear()
+            for watch in self._watches:
+                if watch.state == "idle" and watch.connection is not None:
+                    watch.connection.close()
+                    watch.connection = None
+        with contextlib.suppress(Exception):
+            selector.close()
+
+    # --- the workers' steps -----------------------------------------------------------------
+
+    def _step(self, watch: Watch, step: Callable[[Watch], bool]) -> None:
+        """Run one blocking step; whatever happens, the watch goes back to the hub."""
+        try:
+            new_mail = step(watch)
+        except Exception as err:
+            with self._lock:
+                if step == self._connect and not watch.dead:
+                    self._logging_in -= 1
+                if watch.connection is not None:
+                    watch.connection.close()
+                    watch.connection = None
+                if _gone(watch):
+                    self._finish(watch)
+                else:
+                    self._failed(watch, err)
+            self._poke()
+            return
+        except BaseException:
+            with self._lock:  # what no handler catches: the daemon starts the watch again
+                if step == self._connect and not watch.dead:
+                    self._logging_in -= 1
+                watch.dead = True
+                self._finish(watch)
+            self._poke()
+            raise
+        self._poke()
+        if new_mail:
+            self._notify(watch)
+
+    def _connect(self, watch: Watch) -> bool:
+        box = watch.box
+        connection = IdleConnection.open(
+            box, lambda: read_secret(box, what=f"mailbox {box.name}"), self._on_login
+        )
+        if connection is None:
+            with self._lock:
+                if not watch.dead:  # a dead watch's slot went with its thread
+                    self._logging_in -= 1
+                watch.supported = False
+                self._end(watch, "no IDLE")
+            return False
+        try:
+            new_mail = connection.enter_idle()
+        except BaseException:
+            connection.close()
+            raise
+        with self._lock:
+            if not watch.dead:  # a dead watch's slot went with its thread
+                self._logging_in -= 1
+            watch.supported = True
+            if _gone(watch):  # stopped, or its thread died: never registered again
+                connection.close()
+                self._finish(watch)
+                return False
+            log.debug("idle.started", mailbox=box.name, folder="INBOX")
+            watch.connection, watch.state = connection, "idle"
+            watch.connected_at = time.monotonic()
+            self._to_register.append(watch)
+            back, watch.reconnecting = watch.reconnecting, False
+        return new_mail or back  # mail may have come while we were away
+
+    def _renew(self, watch: Watch) -> bool:
+        connection = watch.connection
+        assert connection is not None
+        new_mail = connection.renew()
+        with self._lock:
+            watch.renewals += 1
+            if _gone(watch):
+                connection.close()
+                watch.connection = None
+                self._finish(watch)
+                return False
+            watch.state = "idle"
+            self._to_register.append(watch)
+        return new_mail
+
+    # --- outcomes (lock held) -----------------------------------------------------------------
+
+    def _failed(self, watch: Watch, err: Exception) -> None:
+        """A lost connection or a failed step: wait, then log in again."""
+        box = watch.box.name
+        if _gone(watch):  # stopped or dead meanwhile: whatever failed is moot, no reconnect
+            self._finish(watch)
+            return
+        if isinstance(err, CredentialsError):
+            # The scheduler owns retries of a refused login (at most hourly); the daemon
+            # starts the watch again once a sync succeeds.
+            self._end(watch, "login refused")
+            return
+        if watch.connected_at and time.monotonic() - watch.connected_at >= STABLE_AFTER:
+            watch.failures = 0  # it had been up a while: start the backoff over
+        watch.connected_at = 0.0
+        watch.failures += 1
+        if isinstance(err, InternalError):
+            # Its message names the type and the place only, never the data.
+            watch.crashes += 1
+            delay = RECONNECT.cap  # the same bug would come back at once: do not hammer
+            log.error("idle.crashed", mailbox=box, error=err.message, retry_in=round(delay, 1))
+        elif isinstance(err, RemoteError):
+            delay = RECONNECT.wait(watch.failures, err)
+            log.warning(
+                "idle.lost", mailbox=box, folder="INBOX", error=str(err), retry_in=round(delay, 1)
+            )
+        else:
+            # The type only: the message of an exception raised on the server's data may
+            # quote that data.
+            watch.crashes += 1
+            delay = RECONNECT.wait(watch.failures, err)
+            log.error(
+                "idle.crashed", mailbox=box, error=type(err).__name__, retry_in=round(delay, 1)
+            )
+        watch.state = "waiting"
+        watch.reconnecting = True
+        self._at(watch, time.monotonic() + delay)
+
+    def _end(self, watch: Watch, reason: str) -> None:
+        if watch.ended is None:
+            watch.ended = reason
+        self._finish(watch)
+
+    def _finish(self, watch: Watch) -> None:
+        watch.state = "ended"  # _tls_ready is the selector thread's own: _read skips it
+        self._watches.discard(watch)
+        watch._done.set()
+        log.info("idle.stopped", mailbox=watch.box.name, reason=watch.ended or "died")
+
+    def _at(self, watch: Watch, due: float) -> None:
+        watch.due = due
+        heapq.heappush(self._timers, (due, next(self._seq), watch))
+
+    def _notify(self, watch: Watch) -> None:
+        if watch.ended is not None:
+            return
+        try:
+            watch.on_new_mail(watch.box.name)
+        except Exception as err:  # the daemon's wake must not take the hub down
+            log.error("idle.callback_failed", mailbox=watch.box.name, error=type(err).__name__)
+
+
+def _gone(watch: Watch) -> bool:
+    """Stopped, or dead with the selector thread that held it (the daemon starts a new
+    watch for it): either way its connection must be closed, never registered or reopened."""
+    return watch.ended is not None or watch.dead

@@ -16,11 +16,12 @@ from typing import Generic, Literal, Protocol, TypeVar
 import structlog
 from sqlalchemy import Connection, Engine
 
-from syncd.config import CalendarConfig, Config, MailboxConfig
+from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
 from syncd.domain.matching import Directory
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
+from syncd.engine.imap_sessions import SessionCache
 from syncd.engine.mail_sync import MailSync, Progress, open_imap
-from syncd.engine.push import IdleWatcher
+from syncd.engine.push import PushHub, Watch
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.errors import RemoteError, describe
@@ -127,9 +128,9 @@ class Source(Protocol):
         the source holds no task list; raises RemoteError when the push failed."""
         ...
 
-    def watcher(self, on_change: Callable[[str], None]) -> IdleWatcher | None:
-        """A thread that calls ``on_change`` when the server reports new items, or None
-        where the server cannot push (then the source is polled only)."""
+    def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
+        """A watch on ``hub`` that calls ``on_change`` when the server reports new items, or
+        None where the server cannot push (then the source is polled only)."""
         ...
 
 
@@ -159,9 +160,22 @@ class MailboxSource(_Configured[MailboxConfig]):
     kind: Kind = "mailbox"
     record_kind = "email"
 
+    def __init__(
+        self,
+        engine: Engine | None,
+        config: Config,
+        box: MailboxConfig,
+        sessions: SessionCache | None = None,
+    ) -> None:
+        super().__init__(engine, config, box)
+        self._sessions = sessions  # the daemon's kept connections; None: log in each pass
+
     def heading(self) -> str:
         box = self.config
-        return f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username})"
+        via = (
+            f", {box.auth}, mailbox group {box.group}" if isinstance(box, GroupMemberConfig) else ""
+        )
+        return f"{box.name} ({box.security}://{box.host}:{box.port} as {box.username}{via})"
 
     def sync(
         self,
@@ -172,7 +186,12 @@ class MailboxSource(_Configured[MailboxConfig]):
         progress: Progress | None = None,
     ) -> SyncReport:
         result = MailSync(
-            self._engine, self._config, progress=progress, should_stop=should_stop, fence=fence
+            self._engine,
+            self._config,
+            opener=self._sessions.open if self._sessions is not None else open_imap,
+            progress=progress,
+            should_stop=should_stop,
+            fence=fence,
         ).sync_mailbox(self.config, directory)
         return SyncReport(
             "mailbox",
@@ -237,8 +256,8 @@ class MailboxSource(_Configured[MailboxConfig]):
     def push_tasks(self) -> dict[str, int] | None:
         return None
 
-    def watcher(self, on_change: Callable[[str], None]) -> IdleWatcher | None:
-        return IdleWatcher(self.config, on_change) if self._config.sync.idle else None
+    def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
+        return hub.watch(self.config, on_change) if self._config.sync.idle else None
 
 
 class CalendarSource(_Configured[CalendarConfig]):
@@ -303,7 +322,7 @@ class CalendarSource(_Configured[CalendarConfig]):
         with open_caldav(self.config) as session:
             return sync_task_list(self._engine, self.config, session, self._task_lists)
 
-    def watcher(self, on_change: Callable[[str], None]) -> IdleWatcher | None:
+    def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
         return None  # CalDAV has no push that syncd uses: calendars are polled
 
 
@@ -314,12 +333,14 @@ def configured_sources(
     calendars: list[str] | None = None,
     *,
     task_lists: TaskLists | None = None,
+    sessions: SessionCache | None = None,
 ) -> list[Source]:
     """Every configured source, mailboxes first, optionally only the named ones (None: all
     of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
-    task-list URLs between passes (the daemon's); without it each push looks the list up."""
+    task-list URLs between passes (the daemon's); without it each push looks the list up.
+    ``sessions`` keeps IMAP connections between passes (the daemon's)."""
     out: list[Source] = [
-        MailboxSource(engine, config, box)
+        MailboxSource(engine, config, box, sessions)
         for box in config.mailbox
         if mailboxes is None or box.name in mailboxes
     ]

@@ -18,7 +18,9 @@ from syncd.config import CalendarConfig
 from syncd.connectors.base import CalendarSession
 from syncd.domain.todos import render_todo, todo_status
 from syncd.errors import RemoteError
+from syncd.store import outbox
 from syncd.store import tasks as store
+from syncd.store.events import TASK_UPDATED
 
 log = structlog.get_logger("syncd.tasks")
 
@@ -85,13 +87,20 @@ def sync_task_list(
     ]  # fmt: skip
     remote = {o.href: (o.etag, o.data) for o in session.fetch(url, changed)} if changed else {}
     with engine.begin() as conn:
+        # Their events last, once: emitting takes the outbox lock (PostgreSQL) until the
+        # commit, and later rows locked under it could deadlock with a follow-up pass that
+        # holds those rows and waits for the lock.
+        updated: list[int] = []
         for task in mine:
             href = task["vtodo_href"]
             if href is None:
                 continue
             if href not in etags:  # deleted in the app
                 if task["status"] in store.ACTIVE:
-                    store.set_status(conn, task["id"], "dismissed", by="calendar")
+                    if store.set_status(
+                        conn, task["id"], "dismissed", by="calendar", announce=False
+                    ):
+                        updated.append(task["id"])
                     counts["dismissed"] += 1
                 store.vtodo_gone(conn, task["id"])
                 continue
@@ -101,9 +110,11 @@ def sync_task_list(
             status = todo_status(data)
             if task["status"] in store.ACTIVE and status in ("COMPLETED", "CANCELLED"):
                 new = "done" if status == "COMPLETED" else "dismissed"
-                store.set_status(conn, task["id"], new, by="calendar")
+                if store.set_status(conn, task["id"], new, by="calendar", announce=False):
+                    updated.append(task["id"])
                 counts[new] += 1
             store.vtodo_seen(conn, task["id"], etag)
+        outbox.emit_tasks(conn, TASK_UPDATED, updated)
     base = urlsplit(url).path
     now = datetime.now(UTC)
     with engine.connect() as conn:

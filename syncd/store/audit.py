@@ -36,6 +36,27 @@ def record(conn: Connection, action: str, target: str, **detail: Any) -> None:
     )
 
 
+def record_many(conn: Connection, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """``record`` for each (action, target, detail), in one statement: a mirror archiving a
+    thousand customers writes its audit rows without a round trip each."""
+    if not rows:
+        return
+    at, actor = datetime.now(UTC), current_actor()
+    conn.execute(
+        audit_log.insert(),
+        [
+            {
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "detail": json.dumps(detail, sort_keys=True, default=str) if detail else "",
+            }
+            for action, target, detail in rows
+        ],
+    )
+
+
 def entries(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
     query = select(audit_log).order_by(audit_log.c.id.desc())
     if limit:

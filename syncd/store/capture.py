@@ -38,10 +38,13 @@ from syncd.schema.tables import (
     unmatched_addresses,
     unmatched_sightings,
 )
+from syncd.store import outbox
 from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
 
 _LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
+# bench/capture.py turns it off for its reference run: what do the events cost a backfill?
+EMIT_EVENTS = True
 
 
 @dataclass(slots=True)
@@ -146,6 +149,10 @@ def refused_values(err: BaseException) -> str | None:
 _IDS_BY_KEY = select(records.c.key, records.c.id).where(
     records.c.key.in_(bindparam("keys", expanding=True))
 )
+# Whether this transaction made the row, decided by the database (no time parsed per row).
+_IDS_AND_BIRTH_BY_KEY = select(
+    records.c.key, records.c.id, (records.c.created_at == bindparam("now")).label("mine")
+).where(records.c.key.in_(bindparam("keys", expanding=True)))
 _THREADS_BY_MESSAGE_ID = select(records.c.message_id, records.c.thread_key).where(
     records.c.message_id.in_(bindparam("ids", expanding=True))
 )
@@ -159,6 +166,23 @@ def record_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
     return out
 
 
+def created_ids(
+    conn: Connection, keys: Iterable[str], now: datetime
+) -> tuple[dict[str, int], list[int]]:
+    """{key: id} of the records with these keys, and the ids of those this transaction
+    created (stamped ``now``): an insert that lost a race with another daemon's
+    transaction (ON CONFLICT DO NOTHING) created nothing, and announces nothing."""
+    ids: dict[str, int] = {}
+    mine: list[int] = []
+    for part in chunks(sorted(set(keys))):
+        found = conn.execute(_IDS_AND_BIRTH_BY_KEY, {"keys": list(part), "now": now})
+        for key, record_id, made_now in found:
+            ids[key] = record_id
+            if made_now:
+                mine.append(record_id)
+    return ids, mine
+
+
 def _known_threads(conn: Connection, message_ids: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in chunks(sorted(message_ids)):
@@ -169,14 +193,15 @@ def _known_threads(conn: Connection, message_ids: set[str]) -> dict[str, str]:
 
 def _new_records(
     conn: Connection, batch: FolderBatch, existing: dict[str, int], now: datetime
-) -> list[CapturedMessage]:
-    """Insert records not stored yet; return the messages whose records this batch created."""
+) -> tuple[list[CapturedMessage], list[int], list[dict[str, Any]]]:
+    """Insert records not stored yet; return the messages whose records were not stored,
+    the ids of the records this batch created, and the rows it inserted."""
     fresh: dict[str, CapturedMessage] = {}
     for msg in batch.captured:
         if msg.key not in existing and msg.key not in fresh:
             fresh[msg.key] = msg
     if not fresh:
-        return []
+        return [], [], []
     wanted: set[str] = set()
     for msg in fresh.values():
         wanted.update(msg.references)
@@ -203,8 +228,9 @@ def _new_records(
             }
         )
     insert_ignore(conn, records, rows, ["key"])
-    existing.update(record_ids(conn, fresh))
-    return list(fresh.values())
+    ids, created = created_ids(conn, fresh, now)
+    existing.update(ids)
+    return list(fresh.values()), created, rows
 
 
 def write_people(
@@ -212,9 +238,10 @@ def write_people(
     items: Iterable[tuple[int, list[tuple[Participant, Match]]]],
     *,
     unlinked: frozenset[tuple[int, int]] = frozenset(),
-) -> None:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Participants of records and the customer links their matches imply (best kind wins),
-    never a link a person removed (``unlinked``: (record, customer) pairs)."""
+    never a link a person removed (``unlinked``: (record, customer) pairs).  Returns the
+    participant and link rows it wrote, in order (a row already stored is kept as it was)."""
     people: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
     for record_id, matched in items:
@@ -243,6 +270,7 @@ def write_people(
         )
     insert_ignore(conn, participants, people, ["record_id", "address", "role"])
     insert_ignore(conn, record_customers, links, ["record_id", "customer_id"])
+    return people, links
 
 
 Sighting = tuple[str, datetime, list[tuple[Participant, Match]]]  # record key, when, people
@@ -326,13 +354,18 @@ def _utc(value: Any) -> datetime:
 
 
 def save_batch(conn: Connection, batch: FolderBatch) -> int:
-    """Persist a batch and advance the folder cursor; returns how many sources were added."""
+    """Persist a batch and advance the folder cursor; returns how many sources were added.
+    Every record it creates is announced by a ``record.created`` event."""
     now = datetime.now(UTC)
     keys = [m.key for m in batch.captured] + [key for _, key in batch.known]
     ids = record_ids(conn, keys)
-    created = _new_records(conn, batch, ids, now)
-    if created:
-        write_people(conn, ((ids[m.key], m.participants) for m in created))
+    fresh, created, record_rows = _new_records(conn, batch, ids, now)
+    people: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    if fresh:
+        # Another daemon's copy of a message won the insert: its people are written once more
+        # (ON CONFLICT DO NOTHING), as they always were; only the creator announces it.
+        people, links = write_people(conn, ((ids[m.key], m.participants) for m in fresh))
     queue_sightings(
         conn,
         batch.mailbox,
@@ -379,6 +412,19 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         captured=len(source_rows),
         skipped=batch.skipped,
     )
+    if EMIT_EVENTS and created:
+        # Last: on PostgreSQL the outbox lock is held from here to the commit.  The records
+        # are shaped from the rows this transaction just wrote, not read back: a backfill's
+        # events then cost it a few per cent (bench/capture.py).
+        mine = set(created)
+        outbox.emit_created_emails(
+            conn,
+            [dict(row, id=ids[row["key"]]) for row in record_rows if ids.get(row["key"]) in mine],
+            people,
+            links,
+            source_rows,
+            now,
+        )
     return len(source_rows)
 
 

@@ -5,6 +5,11 @@ only while it holds the source's lease, taken and renewed in one UPDATE, so two 
 never sync the same source at once and a dead daemon's sources pass to another one when
 its leases run out.
 
+Which daemon should hold a source is decided by rendezvous hashing over the live daemons
+(syncd/domain/assignment.py, syncd/engine/fleet.py); the functions here that take, renew
+and free many leases at once (``renew_all``, ``claim_many``, ``release_many``) are what
+a heartbeat runs, a few statements whatever the number of sources.
+
 Every time that decides who holds what is the database's clock, never a host's: hosts
 drift, and one running 31 s fast would see every other daemon's heartbeat as stale.  Each
 batch renews the lease inside its own transaction (``fence``), so a daemon that lost its
@@ -17,6 +22,7 @@ here run it on a ``Connection``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +32,7 @@ from syncd.errors import SyncdError
 from syncd.schema.tables import daemons, source_health
 from syncd.schema.types import UtcDateTime
 from syncd.store import status_read
-from syncd.store.sql import insert_ignore
+from syncd.store.sql import chunks, insert_ignore
 from syncd.store.status_read import HEARTBEAT_STALE, DaemonInfo
 
 
@@ -80,17 +86,54 @@ def heartbeat(conn: Connection, daemon_id: str, summary: str) -> None:
     )
 
 
-def daemon_stopped(conn: Connection, daemon_id: str) -> None:
-    now = datetime.now(UTC)
+def daemon_stopped(
+    conn: Connection, daemon_id: str, *, keep: Iterable[tuple[str, str]] = ()
+) -> None:
+    """The daemon is stopping: the others leave it out of the assignment at once, and every
+    lease but ``keep`` (the sources whose batch in hand is still committing) is free."""
     conn.execute(
-        update(daemons).where(daemons.c.id == daemon_id).values(stopped_at=now, summary="stopped")
+        update(daemons)
+        .where(daemons.c.id == daemon_id)
+        .values(stopped_at=db_now(conn), summary="stopped")
     )
-    # Leases of a daemon that stopped cleanly are free at once.
+    kept = set(keep)
+    if not kept:
+        conn.execute(
+            update(source_health)
+            .where(source_health.c.daemon_id == daemon_id)
+            .values(daemon_id=None, lease_until=None)
+        )
+        return
+    held = held_by(conn, daemon_id)
+    release_many(conn, held - kept, daemon_id)
+
+
+def mark_stopped(conn: Connection, daemon_ids: Iterable[str]) -> None:
+    """Daemons known to be dead (a restarted daemon's killed predecessor on the same host):
+    out of the assignment and their leases free now, not when their heartbeat goes stale."""
+    ids = sorted(set(daemon_ids))
+    if not ids:
+        return
+    conn.execute(
+        update(daemons)
+        .where(daemons.c.id.in_(ids), daemons.c.stopped_at.is_(None))
+        .values(stopped_at=db_now(conn), summary="gone")
+    )
     conn.execute(
         update(source_health)
-        .where(source_health.c.daemon_id == daemon_id)
+        .where(source_health.c.daemon_id.in_(ids))
         .values(daemon_id=None, lease_until=None)
     )
+
+
+def unstopped(conn: Connection, daemon_id: str, host: str | None = None) -> dict[str, int]:
+    """The other daemons not marked stopped (of ``host`` only, when given): {id: pid}."""
+    query = select(daemons.c.id, daemons.c.pid).where(
+        daemons.c.stopped_at.is_(None), daemons.c.id != daemon_id
+    )
+    if host is not None:
+        query = query.where(daemons.c.host == host)
+    return {str(row.id): int(row.pid) for row in conn.execute(query)}
 
 
 def live_daemons(conn: Connection, now: datetime | None = None) -> list[DaemonInfo]:
@@ -111,21 +154,26 @@ def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
         .where(
             source_health.c.kind == kind,
             source_health.c.name == name,
-            or_(
-                source_health.c.daemon_id.is_(None),
-                source_health.c.daemon_id == daemon_id,
-                source_health.c.lease_until < db_now(conn),
-                # A holder that stopped or stopped beating (kill -9, a lost host) holds nothing.
-                ~exists().where(
-                    daemons.c.id == source_health.c.daemon_id,
-                    daemons.c.stopped_at.is_(None),
-                    daemons.c.heartbeat_at > db_now(conn, -HEARTBEAT_STALE),
-                ),
-            ),
+            _claimable(conn, daemon_id),
         )
         .values(daemon_id=daemon_id, lease_until=db_now(conn, lease))
     ).rowcount
     return bool(taken)
+
+
+def _claimable(conn: Connection, daemon_id: str) -> ColumnElement[bool]:
+    """A source ``daemon_id`` may take: free, its own, its lease ran out, or its holder
+    stopped beating (kill -9, a lost host).  A holder that is stopping (SIGTERM) still holds
+    what it has not released: it commits the batch in hand first, then frees the rest."""
+    return or_(
+        source_health.c.daemon_id.is_(None),
+        source_health.c.daemon_id == daemon_id,
+        source_health.c.lease_until < db_now(conn),
+        ~exists().where(
+            daemons.c.id == source_health.c.daemon_id,
+            daemons.c.heartbeat_at > db_now(conn, -HEARTBEAT_STALE),
+        ),
+    )
 
 
 def fence(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> None:
@@ -189,6 +237,116 @@ def set_health(
 def release_all(conn: Connection) -> None:
     """Free every lease: for a daemon that knows it is the only one (SQLite's lock file)."""
     conn.execute(update(source_health).values(daemon_id=None, lease_until=None))
+
+
+def renew(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> bool:
+    """Extend a lease we hold; False when another daemon took it (nothing is changed)."""
+    return bool(
+        conn.execute(
+            update(source_health)
+            .where(
+                source_health.c.kind == kind,
+                source_health.c.name == name,
+                source_health.c.daemon_id == daemon_id,
+            )
+            .values(lease_until=db_now(conn, lease))
+        ).rowcount
+    )
+
+
+# --- the fleet: every lease of a daemon at once -----------------------------------------------
+# A daemon with thousands of sources renews, claims and releases them with a few statements
+# per heartbeat, never one per source.
+
+
+def held_by(conn: Connection, daemon_id: str) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        select(source_health.c.kind, source_health.c.name).where(
+            source_health.c.daemon_id == daemon_id
+        )
+    )
+    return {(str(row.kind), str(row.name)) for row in rows}
+
+
+def renew_all(conn: Connection, daemon_id: str, lease: timedelta) -> set[tuple[str, str]]:
+    """Extend every lease ``daemon_id`` holds (one UPDATE); the sources it still holds."""
+    conn.execute(
+        update(source_health)
+        .where(source_health.c.daemon_id == daemon_id)
+        .values(lease_until=db_now(conn, lease))
+    )
+    return held_by(conn, daemon_id)
+
+
+def _by_kind(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for kind, name in sorted(set(keys)):
+        out.setdefault(kind, []).append(name)
+    return out
+
+
+def claim_many(
+    conn: Connection, keys: Iterable[tuple[str, str]], daemon_id: str, lease: timedelta
+) -> None:
+    """Take every lease of ``keys`` that is free (as ``claim``), a chunk per statement;
+    ``held_by`` then says which were taken."""
+    wanted = _by_kind(keys)
+    now = datetime.now(UTC)  # only for updated_at, which nothing compares
+    for kind, names in wanted.items():
+        for part in chunks(names):
+            # Only the rows that do not exist yet: an INSERT that meets a row another
+            # daemon's open transaction changed waits for that transaction (the unique
+            # check), and a paused holder's may stay open for a while.
+            known = set(
+                conn.scalars(
+                    select(source_health.c.name).where(
+                        source_health.c.kind == kind, source_health.c.name.in_(list(part))
+                    )
+                )
+            )
+            new = [
+                {"kind": kind, "name": n, "state": "ok", "failures": 0, "updated_at": now}
+                for n in part
+                if n not in known
+            ]
+            if new:
+                insert_ignore(conn, source_health, new, ["kind", "name"])
+            # SKIP LOCKED (PostgreSQL; SQLite has one writer and ignores it): a row another
+            # daemon's open batch has locked is left for the next beat, so a holder paused
+            # inside a transaction (a stopped VM) cannot stall this claim and our heartbeat.
+            free = (
+                select(source_health.c.name)
+                .where(
+                    source_health.c.kind == kind,
+                    source_health.c.name.in_(list(part)),
+                    _claimable(conn, daemon_id),
+                )
+                .with_for_update(skip_locked=True)
+            )
+            conn.execute(
+                update(source_health)
+                .where(
+                    source_health.c.kind == kind,
+                    source_health.c.name.in_(free.scalar_subquery()),
+                    _claimable(conn, daemon_id),
+                )
+                .values(daemon_id=daemon_id, lease_until=db_now(conn, lease))
+            )
+
+
+def release_many(conn: Connection, keys: Iterable[tuple[str, str]], daemon_id: str) -> None:
+    """Give up our leases of ``keys`` (a handover to their new owner), a chunk per statement."""
+    for kind, names in _by_kind(keys).items():
+        for part in chunks(names):
+            conn.execute(
+                update(source_health)
+                .where(
+                    source_health.c.kind == kind,
+                    source_health.c.name.in_(list(part)),
+                    source_health.c.daemon_id == daemon_id,
+                )
+                .values(daemon_id=None, lease_until=None)
+            )
 
 
 def release(conn: Connection, kind: str, name: str, daemon_id: str) -> None:

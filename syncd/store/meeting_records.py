@@ -22,7 +22,7 @@ from syncd.schema.tables import (
     record_unlinks,
     records,
 )
-from syncd.store.capture import record_ids, write_people
+from syncd.store.capture import created_ids, record_ids, write_people
 from syncd.store.sql import chunks, insert_ignore
 
 # Statements built once: an IN list given as an expanding parameter costs one compile,
@@ -147,10 +147,12 @@ def apply(
     change: BatchChange,
     known: Known,
     now: datetime,
-) -> None:
+) -> tuple[list[int], list[int]]:
     """Write the plan: new records, rewritten ones, participants, resource links, and
-    cancellations.  Records are never deleted."""
+    cancellations.  Records are never deleted.  Returns the ids of the records created and
+    of those changed (moved, declined, cancelled...), for the caller's events."""
     insert_ignore(conn, records, [_record_values(i, now) for i in change.create.values()], ["key"])
+    _, created = created_ids(conn, change.create, now)
     ids = record_ids(conn, [i.key for i in change.items])
     ids.update((k, r.record_id) for k, r in known.records.items() if k not in ids)
     for item in change.update.values():
@@ -207,3 +209,10 @@ def apply(
             .where(records.c.id.in_(part), records.c.status != "cancelled")
             .values(status="cancelled")
         )
+    newly_cancelled = {
+        ids[k]
+        for k in change.cancel
+        if k not in known.records or known.records[k].status != "cancelled"
+    }
+    changed = ({ids[k] for k in change.update} | newly_cancelled) - set(created)
+    return created, sorted(changed)

@@ -24,8 +24,9 @@ from syncd.schema.tables import (
     calendar_objects,
     quarantine,
 )
-from syncd.store import meeting_records, state
+from syncd.store import meeting_records, outbox, state
 from syncd.store.capture import queue_sightings, refused_values
+from syncd.store.events import RECORD_CREATED, RECORD_UPDATED
 from syncd.store.sql import chunks, upsert
 
 
@@ -142,7 +143,7 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
         "cancelled": len(change.cancel),
         "quarantined": len(batch.broken),
     }
-    meeting_records.apply(conn, batch.calendar, batch.url, change, known, now)
+    created, changed = meeting_records.apply(conn, batch.calendar, batch.url, change, known, now)
     _remember(conn, batch, {href: etag for href, (etag, _) in batch.objects.items()})
     _remember(conn, batch, batch.unread)
     # Read again, or gone from the server: either way no longer held back.
@@ -195,6 +196,9 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     )
     state.succeeded(conn, "calendar", batch.calendar, batch.url)
     state.counted(conn, "calendar", batch.calendar, batch.url, captured=counts["created"])
+    # Last: on PostgreSQL the outbox lock is held from here to the commit.
+    outbox.emit_records(conn, RECORD_CREATED, created, now)
+    outbox.emit_records(conn, RECORD_UPDATED, changed, now)
     return counts
 
 

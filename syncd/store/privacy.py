@@ -38,7 +38,8 @@ from syncd.schema.tables import (
     tasks,
     unmatched_addresses,
 )
-from syncd.store import audit
+from syncd.schema.tables import events as events_table
+from syncd.store import audit, event_privacy
 from syncd.store import tasks as task_store
 from syncd.store.directory import clean_address, installation_secret
 from syncd.store.reconcile import _drop_from_queue, _record_ids_of, _spellings
@@ -56,7 +57,8 @@ _FREE_TEXT = {
         quarantine.c.reason, source_states.c.last_error, source_health.c.reason,
     )
 }  # fmt: skip
-_NOT_SWEPT = {settings.name, suppressions.name}  # the secret and the fingerprints
+# The secret and the fingerprints; events are JSON, redacted value by value (event_privacy).
+_NOT_SWEPT = {settings.name, suppressions.name, events_table.name}
 TASK_TITLE = "Follow-up about a forgotten person"
 
 
@@ -91,6 +93,7 @@ def forget(
             )
         ).rowcount
     doomed = _records_left_without_customer(conn, touched, directory)
+    before = event_privacy.Before(conn, touched, doomed, TASK_TITLE)
     counts["tasks"] = task_store.forget_tasks(conn, doomed, TASK_TITLE)
     for ids in chunks(doomed):
         counts["records"] += conn.execute(delete(records).where(records.c.id.in_(ids))).rowcount
@@ -122,6 +125,11 @@ def forget(
         counts["suppressed"] = 1
     if any(counts.values()):
         audit.record(conn, "forget", audit_label(digest), **counts)
+    event_privacy.announce(
+        conn, before, address=address, digest=digest, spellings=spellings,
+        theirs=redactor, everywhere=Redactor.build({address, key, *spellings}, ()),
+        first=bool(counts["suppressed"]),
+    )  # fmt: skip
     return counts
 
 

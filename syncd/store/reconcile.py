@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy import Connection, delete, or_, select
 
 from syncd.domain.addresses import (
     domain_and_parents,
@@ -37,9 +37,10 @@ from syncd.schema.tables import (
     unmatched_addresses,
     unmatched_sightings,
 )
-from syncd.store import audit
+from syncd.store import audit, outbox
 from syncd.store.directory import clean_address, ensure_contact, ensure_customer
 from syncd.store.errors import FreeMailDomain, NotFound
+from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_ignore
 
 
@@ -62,9 +63,12 @@ def customer_facts(conn: Connection) -> list[CustomerFacts]:
         select(customer_domains.c.customer_id, customer_domains.c.domain)
     ):
         domains.setdefault(cid, []).append(domain)
+    # Archived customers (gone from a mirrored directory file) are never suggested.
     return [
         CustomerFacts(cid, name, tuple(sorted(domains.get(cid, []))))
-        for cid, name in conn.execute(select(customers.c.id, customers.c.name))
+        for cid, name in conn.execute(
+            select(customers.c.id, customers.c.name).where(customers.c.archived_at.is_(None))
+        )
     ]
 
 
@@ -179,13 +183,14 @@ def _drop_from_queue(conn: Connection, keys: list[str]) -> int:
     return dropped
 
 
-def _link(conn: Connection, record_ids: list[int], customer_id: int, link: str) -> int:
-    """Link records to a customer, never over a person's unlink; returns links added."""
+def _link(conn: Connection, record_ids: list[int], customer_id: int, link: str) -> list[int]:
+    """Link records to a customer, never over a person's unlink; returns the records that
+    were not linked to it before."""
     if not record_ids:
-        return 0
-    blocked: set[int] = set()
+        return []
+    skip: set[int] = set()
     for part in chunks(record_ids):
-        blocked.update(
+        skip.update(
             conn.scalars(
                 select(record_unlinks.c.record_id).where(
                     record_unlinks.c.customer_id == customer_id,
@@ -193,29 +198,22 @@ def _link(conn: Connection, record_ids: list[int], customer_id: int, link: str) 
                 )
             )
         )
-    before = _count_links(conn, customer_id)
+        skip.update(
+            conn.scalars(
+                select(record_customers.c.record_id).where(
+                    record_customers.c.customer_id == customer_id,
+                    record_customers.c.record_id.in_(part),
+                )
+            )
+        )
+    new = sorted(set(record_ids) - skip)
     insert_ignore(
         conn,
         record_customers,
-        [
-            {"record_id": r, "customer_id": customer_id, "link": link}
-            for r in record_ids
-            if r not in blocked
-        ],
+        [{"record_id": r, "customer_id": customer_id, "link": link} for r in new],
         ["record_id", "customer_id"],
     )
-    return _count_links(conn, customer_id) - before
-
-
-def _count_links(conn: Connection, customer_id: int) -> int:
-    return int(
-        conn.scalar(
-            select(func.count())
-            .select_from(record_customers)
-            .where(record_customers.c.customer_id == customer_id)
-        )
-        or 0
-    )
+    return new
 
 
 def assign(
@@ -227,6 +225,15 @@ def assign(
     plus_addressing: bool = True,
 ) -> dict[str, int]:
     """Make ``address`` a contact of the customer and link its past records and threads."""
+    result, changed = _assign(conn, address, customer_id, name, plus_addressing)
+    outbox.emit_records(conn, RECORD_UPDATED, changed)
+    return result
+
+
+def _assign(
+    conn: Connection, address: str, customer_id: int, name: str, plus_addressing: bool
+) -> tuple[dict[str, int], set[int]]:
+    """``assign`` without its events: the result, and the records it changed."""
     address = clean_address(address)
     key = match_key(address, plus_addressing)
     if not name:
@@ -238,19 +245,23 @@ def assign(
         )
     contact_id, contact_changed = ensure_contact(conn, address, customer_id=customer_id, name=name)
     own = _record_ids_of(conn, key, plus_addressing)
+    changed: set[int] = set()
     for part in chunks(own):
-        conn.execute(
-            participants.update()
-            .where(participants.c.record_id.in_(part), participants.c.contact_id.is_(None))
-            .where(participants.c.address.in_(_spellings(conn, part, key, plus_addressing)))
-            .values(contact_id=contact_id)
+        unknown = (
+            participants.c.record_id.in_(part),
+            participants.c.contact_id.is_(None),
+            participants.c.address.in_(_spellings(conn, part, key, plus_addressing)),
         )
-    linked = _link(conn, _thread_records(conn, own), customer_id, "contact")
+        changed.update(conn.scalars(select(participants.c.record_id).where(*unknown)))
+        conn.execute(participants.update().where(*unknown).values(contact_id=contact_id))
+    new_links = _link(conn, _thread_records(conn, own), customer_id, "contact")
+    changed.update(new_links)
+    linked = len(new_links)
     dropped = _drop_from_queue(conn, [key])
     result = {"contact_id": contact_id, "records_linked": linked, "queue_entries_removed": dropped}
     if contact_changed or linked or dropped:
         audit.record(conn, "assign", key, customer_id=customer_id, **result)
-    return result
+    return result, changed
 
 
 def _spellings(conn: Connection, record_ids: Any, key: str, plus_addressing: bool) -> list[str]:
@@ -273,7 +284,7 @@ def create_customer(
     if owned is None:
         raise UserError(f"{domain} is a public suffix, not a company's domain")
     customer_id, created = ensure_customer(conn, name, [owned])
-    result = dict(assign(conn, address, customer_id, plus_addressing=plus_addressing))
+    result, changed = _assign(conn, address, customer_id, "", plus_addressing)
     same_domain = [
         key
         for key in conn.scalars(select(unmatched_addresses.c.address))
@@ -281,12 +292,15 @@ def create_customer(
     ]
     by_domain = 0
     for key in same_domain:
-        by_domain += _link(conn, _record_ids_of(conn, key, plus_addressing), customer_id, "domain")
+        new_links = _link(conn, _record_ids_of(conn, key, plus_addressing), customer_id, "domain")
+        changed.update(new_links)
+        by_domain += len(new_links)
     result["customer_id"] = customer_id
     result["records_linked"] += by_domain
     result["queue_entries_removed"] += _drop_from_queue(conn, same_domain)
     if created or by_domain:
         audit.record(conn, "create-customer", owned, name=name, **result)
+    outbox.emit_records(conn, RECORD_UPDATED, changed)
     return result
 
 
@@ -358,6 +372,7 @@ def set_link(conn: Connection, record_id: int, customer_id: int, *, linked: bool
         else:
             conn.execute(record_customers.update().where(where).values(link="manual"))
         audit.record(conn, "link", f"record {record_id}", customer_id=customer_id)
+        outbox.emit_records(conn, RECORD_UPDATED, [record_id])
         return True
     removed = conn.execute(delete(record_customers).where(where)).rowcount
     insert_ignore(
@@ -368,4 +383,5 @@ def set_link(conn: Connection, record_id: int, customer_id: int, *, linked: bool
     )
     if removed:
         audit.record(conn, "unlink", f"record {record_id}", customer_id=customer_id)
+        outbox.emit_records(conn, RECORD_UPDATED, [record_id])
     return bool(removed)

@@ -54,6 +54,8 @@ class _InsertPlan:
         take = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
         reorder = itemgetter(*self.order) if len(self.order) > 1 else (lambda v: (v[0],))
         values: list[tuple[Any, ...]] = []
+        # A batch repeats values (every row's created_at): each is converted once.
+        converted: list[dict[Any, Any]] = [{} for _ in convert]
         for row in rows:
             try:
                 given = take(row) + defaults
@@ -62,8 +64,14 @@ class _InsertPlan:
             ordered = reorder(given)
             if convert:
                 ordered = list(ordered)
-                for i, f in convert:
-                    ordered[i] = f(ordered[i])
+                for (i, f), seen in zip(convert, converted, strict=True):
+                    value = ordered[i]
+                    try:
+                        ordered[i] = seen[value]
+                    except KeyError:
+                        ordered[i] = seen[value] = f(value)
+                    except TypeError:  # not hashable
+                        ordered[i] = f(value)
             values.append(tuple(ordered))
         if self.positional:
             conn.exec_driver_sql(self.sql, values)
@@ -91,7 +99,9 @@ def _insert_plan(
         defaults[column.key] = column.default.arg  # type: ignore[attr-defined]
     every = keys + tuple(defaults)
     stmt = _insert_for(dialect, table)
-    if update is None:
+    if not conflict:
+        pass  # a plain INSERT (insert_many)
+    elif update is None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     else:
         stmt = stmt.on_conflict_do_update(
@@ -130,6 +140,18 @@ def insert_ignore(
         return
     stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=list(conflict))
     conn.execute(stmt, rows)
+
+
+def insert_many(conn: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
+    """A plain INSERT of many rows, straight to the driver (the outbox's events)."""
+    rows = list(rows)
+    if not rows:
+        return
+    plan = _insert_plan(conn.dialect, table, tuple(rows[0]), (), None)
+    if plan is not None:
+        plan.run(conn, rows)
+        return
+    conn.execute(table.insert(), rows)
 
 
 def upsert(

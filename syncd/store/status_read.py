@@ -13,6 +13,7 @@ takes the usual SQLAlchemy path, which migrates on open.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 ACCOUNT = ""  # the place of a source's account-level row (login, discovery)
 
 # A daemon whose heartbeat is older than this is not running.
-HEARTBEAT_STALE = timedelta(seconds=30)
+HEARTBEAT_STALE = timedelta(seconds=20)
 
 # libpq waits forever for a server that accepts the connection and never answers; the
 # daemon's heartbeat and every sync would wait with it.  Keepalives find a connection
@@ -59,6 +60,7 @@ _TIMES = frozenset(
         "last_error_at",
         "discovered_at",
         "created_at",
+        "oldest_at",
     }
 )
 
@@ -429,4 +431,76 @@ def calendar_status(reader: Reader, names: list[str]) -> list[dict[str, Any]]:
                 ],
             }
         )
+    return out
+
+
+# -- the [directory] source ----------------------------------------------------------------
+
+
+def directory_status(reader: Reader) -> dict[str, Any]:
+    """The directory source's state: ok, error (with the reason; the directory in use is the
+    one last applied) or never checked; when it was last applied and what that changed."""
+    found = reader.rows(
+        "SELECT last_success_at, last_error, last_error_at FROM source_states"
+        " WHERE kind = ? AND source = ? AND place = ?",
+        ("directory", "directory", ACCOUNT),
+    )
+    applied = reader.rows("SELECT value FROM settings WHERE name = ?", ("directory_source",))
+    last = json.loads(applied[0]["value"]) if applied else {}
+    row = found[0] if found else None
+    return {
+        "state": "never checked" if row is None else "error" if row["last_error"] else "ok",
+        "last_error": row["last_error"] if row else None,
+        "last_error_at": row["last_error_at"] if row else None,
+        "last_success_at": row["last_success_at"] if row else None,
+        "last_applied_at": last.get("applied_at"),
+        "source": last.get("source"),
+        "rows": last.get("rows"),
+        "counts": last.get("counts"),
+    }
+
+
+def webhook_status(reader: Reader, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per configured webhook endpoint: state, counters, backlog (syncd/webhooks/).
+
+    ``not_taken`` counts outbox events after the endpoint's cursor (before its type and
+    ``since`` filters: an upper bound); ``oldest_at`` is the creation time of the oldest
+    event not yet delivered, taken or not.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    wanted = set(names)
+    for row in reader.rows(
+        "SELECT name, state, reason, delivered, last_event_id, last_success_at, last_error, "
+        "last_error_at FROM webhook_endpoints"
+    ):
+        if row["name"] in wanted:
+            out[row["name"]] = {**row, "pending": 0, "failed": 0, "oldest_at": None}
+    for name in names:  # not started yet: every event in the outbox is still to come
+        out.setdefault(
+            name,
+            {"name": name, "state": "active", "reason": None, "delivered": 0,
+             "last_event_id": 0, "last_success_at": None, "last_error": None,
+             "last_error_at": None, "pending": 0, "failed": 0, "oldest_at": None},
+        )  # fmt: skip
+    for row in reader.rows(
+        "SELECT endpoint, state, COUNT(*) AS n FROM webhook_deliveries GROUP BY endpoint, state"
+    ):
+        if row["endpoint"] in out and row["state"] in ("pending", "failed"):
+            out[row["endpoint"]][row["state"]] = row["n"]
+    for row in reader.rows(
+        "SELECT d.endpoint, MIN(e.created_at) AS oldest_at FROM webhook_deliveries d "
+        "JOIN events e ON e.id = d.event_id WHERE d.state = 'pending' GROUP BY d.endpoint"
+    ):
+        if row["endpoint"] in out:
+            out[row["endpoint"]]["oldest_at"] = row["oldest_at"]
+    for item in out.values():
+        found = reader.rows(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest_at FROM events WHERE id > ?",
+            (item["last_event_id"],),
+        )[0]
+        item["not_taken"] = found["n"]
+        if found["oldest_at"] is not None and (
+            item["oldest_at"] is None or found["oldest_at"] < item["oldest_at"]
+        ):
+            item["oldest_at"] = found["oldest_at"]
     return out

@@ -26,7 +26,9 @@ from syncd.schema.tables import (
     sources,
     tasks,
 )
+from syncd.store import outbox
 from syncd.store.errors import NotFound
+from syncd.store.events import TASK_CREATED, TASK_UPDATED
 from syncd.store.sql import chunks, insert_ignore
 
 ACTIVE = ("open", "snoozed")
@@ -44,7 +46,7 @@ def apply(
 ) -> dict[str, int]:
     now = now or datetime.now(UTC)
     counts = {"created": 0, "closed": 0, "woken": 0}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "rule": w.rule, "record_id": w.record_id, "title": w.title[:500], "owner": w.owner,
             "customer_id": w.customer_id, "due_at": w.due_at, "status": "open",
@@ -65,11 +67,13 @@ def apply(
     fresh = [r for r in rows if (r["rule"], r["record_id"]) not in known]
     insert_ignore(conn, tasks, fresh, ["rule", "record_id"])  # another daemon may race us
     counts["created"] = len(fresh)
+    created = _created_now(conn, [r["record_id"] for r in fresh], now)
+    updated: list[int] = []
     for closing in closings:
         task_id, status = known.get((closing.rule, closing.record_id), (None, None))
         if task_id is None or status not in ACTIVE:
             continue
-        counts["closed"] += conn.execute(
+        closed = conn.execute(
             update(tasks)
             .where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE))
             .values(
@@ -81,21 +85,49 @@ def apply(
                 updated_at=now,
             )
         ).rowcount
-    counts["woken"] = conn.execute(
-        update(tasks)
-        .where(tasks.c.status == "snoozed", tasks.c.snoozed_until <= now)
-        .values(status="open", snoozed_until=None, updated_at=now)
-    ).rowcount
+        counts["closed"] += closed
+        if closed:
+            updated.append(task_id)
+    due = (tasks.c.status == "snoozed", tasks.c.snoozed_until <= now)
+    woken = list(conn.scalars(select(tasks.c.id).where(*due)))
+    for part in chunks(woken):
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id.in_(part), *due)
+            .values(status="open", snoozed_until=None, updated_at=now)
+        )
+    counts["woken"] = len(woken)
+    # Last: on PostgreSQL the outbox lock is held from here to the commit.
+    outbox.emit_tasks(conn, TASK_CREATED, created)
+    outbox.emit_tasks(conn, TASK_UPDATED, [*updated, *woken])
     return counts
+
+
+def _created_now(conn: Connection, record_ids: list[int], now: datetime) -> list[int]:
+    """The rule tasks of these triggering records that this transaction made (stamped
+    ``now``): a task another daemon made first is announced by that daemon."""
+    out: list[int] = []
+    for part in chunks(sorted(set(record_ids))):
+        out.extend(
+            conn.scalars(
+                select(tasks.c.id).where(
+                    tasks.c.record_id.in_(part),
+                    tasks.c.rule.is_not(None),
+                    tasks.c.created_at == now,
+                )
+            )
+        )
+    return out
 
 
 def oldest_active_trigger(conn: Connection) -> datetime | None:
     """When the oldest record behind an open or snoozed rule task happened: closings must
-    still see the mail after it, even beyond the lookback."""
+    still see the mail after it, even beyond the lookback.  gone_quiet tasks are settled by
+    their own query (store/quiet.py): their old triggers must not widen this read."""
     value = conn.scalar(
         select(func.min(records.c.occurred_at))
         .select_from(tasks.join(records, tasks.c.record_id == records.c.id))
-        .where(tasks.c.status.in_(ACTIVE), tasks.c.rule.is_not(None))
+        .where(tasks.c.status.in_(ACTIVE), tasks.c.rule.is_not(None), tasks.c.rule != "gone_quiet")
     )
     if value is None:
         return None
@@ -155,6 +187,11 @@ def facts(
     # Someone at a customer's domain who is not a contact yet still speaks for the customer:
     # the customer owning their domain, not whichever customer the record is linked to first.
     domain_owners = _domain_owners(conn)
+    # A meeting's task goes to its first linked customer: an active one before any the CRM
+    # dropped (archived customers get no new task; see engine/followups.py).
+    gone = archived_customers(conn)
+    for found_links in linked.values():
+        found_links.sort(key=lambda customer_id: (customer_id in gone, customer_id))
     for record_id, found in people.items():
         if linked.get(record_id):
             found[:] = [
@@ -195,6 +232,11 @@ def facts(
     return emails, meetings
 
 
+def archived_customers(conn: Connection) -> set[int]:
+    """The ids of archived customers (a mirrored directory file no longer lists them)."""
+    return set(conn.scalars(select(customers.c.id).where(customers.c.archived_at.is_not(None))))
+
+
 def _domain_owners(conn: Connection) -> dict[str, set[int]]:
     owners: dict[str, set[int]] = defaultdict(set)
     for domain, customer_id in conn.execute(
@@ -226,7 +268,9 @@ def list_tasks(
     status: str | None = None,
     due_before: datetime | None = None,
     customer_id: int | None = None,
+    ids: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
+    """Tasks soonest due first, with their customer's name (``ids``: only these)."""
     query = (
         select(tasks, customers.c.name.label("customer"))
         .select_from(tasks.outerjoin(customers, tasks.c.customer_id == customers.c.id))
@@ -241,7 +285,12 @@ def list_tasks(
         query = query.where(tasks.c.due_at < due_before)
     if customer_id is not None:
         query = query.where(tasks.c.customer_id == customer_id)
-    return [dict(row) for row in conn.execute(query).mappings()]
+    if ids is None:
+        return [dict(row) for row in conn.execute(query).mappings()]
+    out: list[dict[str, Any]] = []
+    for part in chunks(sorted(set(ids))):
+        out.extend(dict(row) for row in conn.execute(query.where(tasks.c.id.in_(part))).mappings())
+    return out
 
 
 def set_status(
@@ -251,9 +300,15 @@ def set_status(
     *,
     until: datetime | None = None,
     by: str = "person",
-) -> None:
+    announce: bool = True,
+) -> bool:
+    """Set a task's status; True if it changed.  ``announce=False``: the caller emits the
+    ``task.updated`` event itself, last in its transaction (it writes more rows after)."""
     now = datetime.now(UTC)
-    if conn.scalar(select(tasks.c.id).where(tasks.c.id == task_id)) is None:
+    before = conn.execute(
+        select(tasks.c.status, tasks.c.snoozed_until).where(tasks.c.id == task_id)
+    ).first()
+    if before is None:
         raise NotFound("task", task_id)
     closing = status in ("done", "dismissed")
     conn.execute(
@@ -267,6 +322,11 @@ def set_status(
             updated_at=now,
         )
     )
+    snoozed_until = until if status == "snoozed" else None
+    changed = (before.status, before.snoozed_until) != (status, snoozed_until)
+    if changed and announce:
+        outbox.emit_tasks(conn, TASK_UPDATED, [task_id])
+    return changed
 
 
 def add_task(
@@ -286,7 +346,9 @@ def add_task(
             updated_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    task_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    outbox.emit_tasks(conn, TASK_CREATED, [task_id])
+    return task_id
 
 
 # --- VTODO bookkeeping --------------------------------------------------------------------

@@ -179,6 +179,9 @@ class _Severable:
     def examine(self, folder: str) -> FolderStatus:
         return self._inner.examine(folder)
 
+    def status(self, folder: str) -> FolderStatus:
+        return self._inner.status(folder)
+
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:
         return self._inner.uids_from(first_uid, last_uid)
 

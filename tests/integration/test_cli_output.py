@@ -31,6 +31,7 @@ Shared Two,shared.io,,
 LIST_COMMANDS = [
     ("audit",),
     ("customers", "list"),
+    ("events", "list"),
     ("ignore", "list"),
     ("reconcile", "list"),
     ("records", "list"),

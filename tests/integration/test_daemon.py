@@ -74,7 +74,10 @@ def test_idle_turns_a_delivered_message_into_a_record_within_seconds(
     world.rep("alice")
     world.customers(CUSTOMERS_CSV)
     # A poll every 10 minutes: only IDLE can explain a record within seconds.
-    config = world.write_config(extra="[sync]\ninterval = 600\n")
+    port = free_port()
+    config = world.write_config(
+        extra=f'[sync]\ninterval = 600\n\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    )
     daemon = daemons(config)
     wait_until(
         lambda: "0 syncing" not in daemon.log.read_text() and _first_sync_done(world),
@@ -89,6 +92,15 @@ def test_idle_turns_a_delivered_message_into_a_record_within_seconds(
             wait_until(lambda n=n: _record_count(world.db_url) == n + 1, 30, "IDLE push")
         )
     assert max(latencies) < 30
+    # The hub says how many watchers it holds open: the one mailbox.
+    wait_until(
+        lambda: (
+            b"syncd_watchers_open 1.0"
+            in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        ),
+        15,
+        "the watchers gauge",
+    )
     code, took = daemon.stop()
     assert code == 0 and took < 10
     log = daemon.log.read_text()

@@ -1,4 +1,4 @@
-"""The IDLE watcher against a real Dovecot: push, renewal, and a server that goes away."""
+"""An IDLE watch against a real Dovecot: push, renewal, and a server that goes away."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from syncd.config import MailboxConfig
-from syncd.engine.push import IdleWatcher
+from syncd.engine.push import PushHub
 from tests.daemon import wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
@@ -34,7 +34,8 @@ def test_new_mail_renewal_and_reconnection_after_the_server_restarts() -> None:
         name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
         security="plain", username="rep", password="pw-idle", timeout=5,
     )  # fmt: skip
-    watcher = IdleWatcher(box, calls, renew_every=0.6, wait_step=0.2).start()
+    hub = PushHub(renew_every=0.6)
+    watcher = hub.watch(box, calls)
     try:
         wait_until(lambda: watcher.supported is True, 10, "IDLE to start")
         server.deliver("rep", make_message(message_id="<one@acme.com>"))
@@ -53,8 +54,9 @@ def test_new_mail_renewal_and_reconnection_after_the_server_restarts() -> None:
     finally:
         watcher.stop()
         watcher.join(5)
+        hub.close()
         server.stop()
-    assert not watcher.alive
+    assert not watcher.alive and watcher.ended == "stopped"
 
 
 def test_a_refused_login_stops_the_watcher_instead_of_retrying() -> None:
@@ -64,8 +66,12 @@ def test_a_refused_login_stops_the_watcher_instead_of_retrying() -> None:
             name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
             security="plain", username="rep", password="wrong", timeout=5,
         )  # fmt: skip
-        watcher = IdleWatcher(box, Calls(), wait_step=0.2).start()
+        hub = PushHub()
+        watcher = hub.watch(box, Calls())
         watcher.join(15)
-        assert not watcher.alive  # the scheduler owns the hourly retry of a refused login
+        # The scheduler owns the hourly retry of a refused login.
+        assert not watcher.alive and watcher.ended == "login refused"
+        assert hub.watching() == 0
     finally:
+        hub.close()
         server.stop()

@@ -25,8 +25,9 @@ from syncd.connectors import imap
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
 from syncd.engine.daemon import Daemon, Scheduled
+from syncd.engine.fleet import LEASE
 from syncd.engine.mail_sync import MailSync
-from syncd.engine.push import IdleWatcher
+from syncd.engine.push import PushHub
 from syncd.engine.sources import MailboxSource
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
@@ -307,6 +308,8 @@ def test_the_daemon_holds_an_internal_error_for_attention_and_counts_it(
     try:
         with daemon._engine.begin() as conn:
             health.register_daemon(conn, daemon.id, "test", 1)
+            # A daemon syncs only what it holds: the heartbeat claimed it (syncd/engine/fleet.py).
+            health.claim_many(conn, [source.key], daemon.id, LEASE)
         before = time.monotonic()
         daemon._sync(source)
         with daemon._engine.connect() as conn:
@@ -385,8 +388,10 @@ def test_an_idle_watcher_meeting_library_drift_waits_long_and_still_stops_at_onc
     dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drifted = _Counted()
-    monkeypatch.setattr(imapclient.IMAPClient, "idle", drifted)
-    watcher = IdleWatcher(_box(dovecot.port), lambda _name: None, wait_step=0.1).start()
+    # The library call of the watcher's opening that drifted: its EXAMINE of INBOX.
+    monkeypatch.setattr(imapclient.IMAPClient, "select_folder", drifted)
+    hub = PushHub()
+    watcher = hub.watch(_box(dovecot.port), lambda _name: None)
     try:
         wait_until(lambda: watcher.crashes == 1, 10, "the watcher to meet the drift")
         time.sleep(1.0)
@@ -395,5 +400,6 @@ def test_an_idle_watcher_meeting_library_drift_waits_long_and_still_stops_at_onc
         watcher.stop()
         stopped = time.monotonic()
         watcher.join(5)
+        hub.close()
     assert not watcher.alive and time.monotonic() - stopped < 2.0
     assert watcher.ended == "stopped"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from syncd.config import load_config
+from syncd.engine.push import PushHub
 from syncd.engine.sources import CalendarSource, MailboxSource, configured_sources
 from syncd.store import database, state
 from syncd.store.directory import load_directory
@@ -45,9 +46,13 @@ def test_a_mailbox_and_a_calendar_report_in_one_shape(world: World, radicale: Ra
     ]
     assert [(p.place, p.captured, p.error) for p in calendar.places] == [("Work", 1, None)]
     assert calendar.requests > 0 and mail.reason() is None
-    # Push is a capability: IDLE for a mailbox (not started here), none for a calendar.
-    assert sources[0].watcher(lambda _name: None) is not None
-    assert sources[1].watcher(lambda _name: None) is None
+    # Push is a capability: IDLE for a mailbox, none for a calendar.
+    hub = PushHub()
+    watch = sources[0].watcher(hub, lambda _name: None)
+    assert watch is not None and hub.watching() == 1
+    assert sources[1].watcher(hub, lambda _name: None) is None
+    hub.close()
+    assert watch.ended == "stopped"
     assert sources[0].push_tasks() is None and sources[1].push_tasks() is None
     engine.dispose()
 

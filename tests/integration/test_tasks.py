@@ -237,3 +237,55 @@ def test_our_unanswered_email_asks_the_sender_to_follow_up_until_the_customer_an
         world.cli("sync")
     statuses = {t["rule"]: t["status"] for t in tasks(world)}
     assert statuses == {"no_response": "done"}  # and Hank's answer is not due for a reply yet
+
+
+def test_no_new_task_for_a_customer_the_crm_dropped(world: World) -> None:
+    # Mail captured while Acme was a customer, unanswered; then the CRM's export drops Acme
+    # (a mirror archives it).  The rule must not create a task for a customer that is gone.
+    setup_alice(world)
+    world.deliver("alice", make_message(message_id="<ask@acme.com>", subject="Quote?", date=MON_9))
+    with time_machine.travel(MON_9 + timedelta(hours=1), tick=False):
+        world.cli("sync")
+    without_acme = "\n".join(
+        line for line in CUSTOMERS_CSV.splitlines() if not line.startswith("Acme")
+    )
+    path = world.tmp / "crm.csv"
+    path.write_text(without_acme + "\n")
+    world.cli("customers", "import", str(path), "--mirror")
+    with time_machine.travel(MON_9 + timedelta(days=1, hours=2), tick=False):  # due by now
+        world.cli("sync")
+        assert tasks(world) == []
+
+
+@pytest.mark.radicale
+def test_a_meeting_with_a_dropped_and_a_kept_customer_asks_a_follow_up_for_the_kept_one(
+    world: World, radicale: Radicale
+) -> None:
+    world.rep("alice")
+    world.cal_rep("alice", radicale)
+    world.customers(CUSTOMERS_CSV)
+    world.write_config(
+        mailbox={"alice": {"folders": ["INBOX", "Sent"]}},
+        capture="past_days = 3650\nfuture_days = 3650",
+    )
+    world.put_event(
+        "alice",
+        "review.ics",
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:review-2\r\n"
+        "DTSTAMP:20260101T000000Z\r\nDTSTART:20260302T130000Z\r\nDTEND:20260302T140000Z\r\n"
+        "SUMMARY:Joint review\r\nORGANIZER:mailto:alice@example.com\r\n"
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:wile@acme.com\r\n"
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:hank@globex.co.uk\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    with time_machine.travel(datetime(2026, 3, 2, 10, tzinfo=UTC), tick=False):
+        world.cli("sync")  # captured and linked to Acme and Globex before it is held
+    without_acme = "\n".join(
+        line for line in CUSTOMERS_CSV.splitlines() if not line.startswith("Acme")
+    )
+    path = world.tmp / "crm.csv"
+    path.write_text(without_acme + "\n")
+    world.cli("customers", "import", str(path), "--mirror")
+    with time_machine.travel(datetime(2026, 3, 2, 15, tzinfo=UTC), tick=False):
+        world.cli("sync")
+        (task,) = tasks(world)
+    assert (task["title"], task["customer"]) == ("Follow up on Joint review", "Globex")

@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         _run(*base, "records", "list", "--kind", "meeting")
         _run(*base, "timeline", "Acme Corp", "--limit", "12")
         _run(*base, "tasks", "list", "--owner", "alice@example.com", "--customer", "Acme Corp")
+        _run(*base, "customers", "list", "--sort", "last-contact")  # who is going quiet
+        _run(*base, "report", "responses", "--by", "rep")
+        _run(*base, "events", "list", "--type", "task.created", "--limit", "3")  # the CRM's feed
         _daemon_demo(config, dovecot, root / "syncd.db")
     finally:
         radicale.stop()

@@ -37,6 +37,9 @@ auth_mechanisms = plain login{oauth2_mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u/Maildir
 mail_fsync = never
+# IDLE learns of new mail by inotify; where the machine's inotify instances run out (many
+# Dovecots of parallel tests under one uid), it checks this often instead of every 30 s.
+mailbox_idle_check_interval = 1 secs
 ssl = {ssl}
 {ssl_files}
 passdb {{
@@ -70,7 +73,54 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
+{many}"""
+
+# For thousands of connections (the push tests and bench/push.py): the defaults allow 100
+# imap processes and 10 connections per user and address.  An imap process serves many
+# connections: every process costs an inotify instance of the mail uid, and the kernel
+# allows 128 per uid (shared with every other Dovecot of that uid), past which Dovecot
+# notices new mail by polling every 30 s instead of at once.
+_MANY = """\
+default_process_limit = {n}
+default_client_limit = {n}
+mail_max_userip_connections = 100
+service imap {{
+  client_limit = 50
+  service_count = 0
+  process_limit = {processes}
+}}
+service imap-login {{
+  service_count = 0
+  client_limit = {n}
+  process_limit = 8
+}}
+service anvil {{
+  client_limit = {anvil}
+}}
+service auth {{
+  client_limit = {anvil}
+}}
 """
+
+
+def _unused_uid() -> int:
+    """A uid no account has, different for each process (a Dovecot's mail owner)."""
+    uid = 61000 + os.getpid() % 3000
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def _raise_open_files() -> None:
+    """Before exec: Dovecot refuses client limits above the open-file limit."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def _alive(pid: int) -> bool:
@@ -92,6 +142,15 @@ class Dovecot:
     # An OAuth2 token introspection endpoint (RFC 7662): XOAUTH2 and OAUTHBEARER logins are
     # then checked there, as Gmail- and Microsoft-365-style deployments do.
     oauth2_introspection_url: str | None = None
+    # How the oauth2 passdb compares the login name with the introspected "username"
+    # (Dovecot's username_format, applied to both): "%d" accepts a token of any user of the
+    # login's domain, as an app-only (client-credentials) token is valid for a tenant.
+    oauth2_username_format: str | None = None
+    # Master users (name: password): "rep*master" logs in to rep's mailbox with master's
+    # password (a passwd-file passdb with master = yes; Dovecot's separator "*").
+    master_users: dict[str, str] | None = None
+    # Connections to allow at once; 0 keeps Dovecot's defaults (about 100).
+    max_connections: int = 0
     port: int = 0
     tls_port: int = 0
     cert_file: Path | None = None
@@ -104,15 +163,22 @@ class Dovecot:
             )
         self.root = self.root.resolve()
         if os.geteuid() == 0:
-            self._mail_user = pwd.getpwnam("mail")
+            mail = pwd.getpwnam("mail")
+            self._mail_uid, self._mail_gid = mail.pw_uid, mail.pw_gid
+            if self.max_connections:
+                # A uid of its own: the kernel's 128 inotify instances per uid are shared by
+                # every Dovecot of the uid "mail" on the machine; past them mail in IDLE is
+                # noticed by a poll every 30 s instead of at once.
+                self._mail_uid = self._mail_gid = _unused_uid()
             self._login_user, self._internal_user, self._internal_group = (
                 "dovenull",
                 "dovecot",
                 "dovecot",
             )
         else:  # an unprivileged developer: everything runs as themselves
-            self._mail_user = pwd.getpwuid(os.geteuid())
-            name = self._mail_user.pw_name
+            me = pwd.getpwuid(os.geteuid())
+            self._mail_uid, self._mail_gid = me.pw_uid, me.pw_gid
+            name = me.pw_name
             self._login_user = self._internal_user = name
             self._internal_group = name
 
@@ -143,10 +209,24 @@ class Dovecot:
                 "username_attribute = username\n"
                 "active_attribute = active\n"
                 "active_value = true\n"
+                + (
+                    f"username_format = {self.oauth2_username_format}\n"
+                    if self.oauth2_username_format
+                    else ""
+                )
             )
             oauth2_passdb = (
                 f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
                 f"  args = {self.root}/oauth2.conf\n}}\n"
+            )
+        if self.master_users:
+            (self.root / "master-passwd").write_text(
+                "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.master_users.items())
+            )
+            oauth2_passdb = (
+                "auth_master_user_separator = *\n"
+                f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u "
+                f"{self.root}/master-passwd\n  master = yes\n  pass = yes\n}}\n" + oauth2_passdb
             )
         conf = self.root / "dovecot.conf"
         conf.write_text(
@@ -156,18 +236,31 @@ class Dovecot:
                 tls_port=self.tls_port,
                 ssl="yes" if self.tls else "no",
                 ssl_files=ssl_files,
-                mail_uid=self._mail_user.pw_uid,
-                mail_gid=self._mail_user.pw_gid,
+                mail_uid=self._mail_uid,
+                mail_gid=self._mail_gid,
                 login_user=self._login_user,
                 internal_user=self._internal_user,
                 internal_group=self._internal_group,
                 oauth2_mechanisms=" xoauth2 oauthbearer" if self.oauth2_introspection_url else "",
                 oauth2_passdb=oauth2_passdb,
+                many=_MANY.format(
+                    n=self.max_connections,
+                    processes=self.max_connections // 50 + 10,
+                    anvil=2 * self.max_connections + 100,
+                )
+                if self.max_connections
+                else "",
             )
         )
         log = (self.root / "start.log").open("ab")
         # The master daemonises but keeps our stdout: send it to a file or we would wait forever.
-        subprocess.run([str(DOVECOT), "-c", str(conf)], stdout=log, stderr=log, check=True)
+        subprocess.run(
+            [str(DOVECOT), "-c", str(conf)],
+            stdout=log,
+            stderr=log,
+            check=True,
+            preexec_fn=_raise_open_files if self.max_connections else None,
+        )
         log.close()
         wait_listening(self.port)
         if self.tls:
@@ -218,6 +311,18 @@ class Dovecot:
         self.maildir(user)
         time.sleep(1.1)
 
+    def connections(self) -> int:
+        """IMAP connections established to this server now (its side of each, from the kernel)."""
+        ports = {f"{self.port:04X}", f"{self.tls_port:04X}"}
+        found = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == "01" and fields[1].rsplit(":", 1)[1] in ports:
+                        found += 1
+        return found
+
     # --- mail ---------------------------------------------------------------------------------
 
     def maildir(self, user: str, folder: str = "INBOX") -> Path:
@@ -236,7 +341,7 @@ class Dovecot:
         self, user: str, messages: list[bytes], *, folder: str = "INBOX", seen: bool = False
     ) -> list[Path]:
         target = self.maildir(user, folder)
-        uid, gid = self._mail_user.pw_uid, self._mail_user.pw_gid
+        uid, gid = self._mail_uid, self._mail_gid
         flags = "S" if seen else ""
         stamp = int(time.time())
         out: list[Path] = []
@@ -262,7 +367,7 @@ class Dovecot:
             (target / name).unlink(missing_ok=True)
 
     def _own(self, path: Path) -> None:
-        uid, gid = self._mail_user.pw_uid, self._mail_user.pw_gid
+        uid, gid = self._mail_uid, self._mail_gid
         for dirpath, _dirs, filenames in os.walk(path):
             os.chown(dirpath, uid, gid)
             for name in filenames:

@@ -98,7 +98,7 @@ def test_working_weeks_per_rep_and_follow_up_rules() -> None:
             ],
         }
     )  # fmt: skip
-    assert set(config.followup_rules()) == {"unanswered_inbound", "no_response"}
+    assert set(config.followup_rules()) == {"unanswered_inbound", "no_response", "gone_quiet"}
     assert str(config.followup_rules()["no_response"]) == "2 business days"
     kim = config.working_week_of("kim@example.com")
     assert (str(kim.zone), kim.opens, kim.closes, sorted(kim.workdays)) == (

@@ -59,7 +59,7 @@ def test_a_config_problem_needs_attention_and_is_looked_at_again_later() -> None
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     from email.utils import format_datetime
 
-    from syncd.connectors.dav import retry_after_seconds
+    from syncd.connectors.retry import retry_after_seconds
 
     assert retry_after_seconds("120") == 120.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None

@@ -5,10 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 to the second, UTC as ``Z``: the format of every time in the JSON output."""
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+from syncd.domain.payloads import iso as iso  # one format for the CLI and the events
 
 
 def iso_any(value: Any) -> Any:

@@ -16,6 +16,8 @@ _SAYS = {
     "internal": "internal: our own side of the conversation is never linked",
     "excluded": "excluded by the exclusion entry {detail}",
     "suppressed": "forgotten with `syncd forget`: never linked, queued or stored again",
+    "archived": "archived: {detail} belonged to a customer or contact the directory file no "
+    "longer lists; matched as unknown until a file lists it again",
 }
 
 

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.output import View
-from syncd.cli.present.dates import iso, minute
+from syncd.cli.present.dates import minute
+
+# One definition of the record's JSON, shared with the outbox's events.
+from syncd.domain.payloads import record_json as record_json
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-def record_json(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """A stored record as README documents it: times in ISO 8601 UTC and, for a meeting,
-    the status people see now (``scheduled`` until it ends, then ``held``)."""
-    out = {key: value for key, value in row.items() if key not in _MEETING_KEYS}
-    out["occurred_at"] = iso(row["occurred_at"])
-    if row["kind"] == "meeting":
-        from syncd.domain.meetings import shown_status
-
-        out["status"] = shown_status(
-            row["status"] or "scheduled", row["ends_at"], now or datetime.now(UTC)
-        )
-        out["starts_at"] = iso(row["starts_at"])
-        out["ends_at"] = iso(row["ends_at"])
-        out["ical_uid"] = row["ical_uid"]
-        out["recurrence_id"] = row["recurrence_id"] or None
-        out["organizer"] = row["organizer"]
-    return out
-
-
-_MEETING_KEYS = frozenset(
-    {"status", "starts_at", "ends_at", "ical_uid", "recurrence_id", "organizer"}
-)
 
 
 def _show(out: Console, rows: list[dict[str, Any]]) -> None:

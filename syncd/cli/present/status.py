@@ -20,12 +20,22 @@ def document(
     daemons: list[DaemonInfo],
     activity: dict[tuple[str, str], dict[str, Any]],
     now: datetime,
+    directory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``status --json`` prints: the daemon, then every source with its activity."""
+    live = {d.id for d in daemons}
+    held: dict[str, int] = dict.fromkeys(live, 0)
     for kind, items in (("mailbox", mailboxes), ("calendar", calendars)):
         for item in items:
             _dates(item)
-            _merge_activity(item, activity.get((kind, item[kind])), running=bool(daemons))
+            row = activity.get((kind, item[kind]))
+            _merge_activity(item, row, running=bool(daemons))
+            # Which live daemon holds its lease (None: nobody, or a daemon that died).
+            holder = row["daemon_id"] if row is not None else None
+            item["held_by"] = holder if holder in live else None
+            if holder in live:
+                held[str(holder)] += 1
+    total = len(mailboxes) + len(calendars)
     daemon = (
         {
             "id": daemons[0].id,
@@ -40,7 +50,22 @@ def document(
         if daemons
         else None
     )
-    return {"daemon": daemon, "sources": mailboxes + calendars}
+    fleet = [
+        {
+            "id": d.id,
+            "host": d.host,
+            "pid": d.pid,
+            "heartbeat_age_seconds": round((now - d.heartbeat_at).total_seconds(), 1),
+            "sources_held": held[d.id],
+            "share": round(held[d.id] / total, 3) if total else 0.0,
+        }
+        for d in daemons
+    ]
+    doc: dict[str, Any] = {"daemon": daemon, "daemons": fleet, "sources": mailboxes + calendars}
+    if directory is not None:  # [directory] is configured
+        _dates(directory)
+        doc["directory"] = directory
+    return doc
 
 
 def _dates(item: dict[str, Any]) -> None:
@@ -72,6 +97,38 @@ def _merge_activity(item: dict[str, Any], row: dict[str, Any] | None, *, running
         item["shown"] = "syncing"
 
 
+_WORST = ("never synced", "ok", "degraded", "failing")
+
+
+def add_groups(doc: dict[str, Any], group_of: dict[str, str | None]) -> None:
+    """Per [[mailbox_group]]: its mailboxes' worst state and what most of them need.
+
+    A group's credential failing (a revoked client secret) fails every mailbox of the group
+    with the same reason; the group's line says it once."""
+    groups: dict[str, dict[str, Any]] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    for item in doc["sources"]:
+        group = group_of.get(item.get("mailbox", ""))
+        if group is None:
+            continue
+        item["group"] = group
+        entry = groups.setdefault(
+            group, {"group": group, "state": "never synced", "mailboxes": 0, "failing": 0}
+        )
+        entry["mailboxes"] += 1
+        if _WORST.index(item["state"]) > _WORST.index(entry["state"]):
+            entry["state"] = item["state"]
+        if item["state"] == "failing":
+            entry["failing"] += 1
+            why = item.get("shown") or item["last_error"] or ""
+            counts = reasons.setdefault(group, {})
+            counts[why] = counts.get(why, 0) + 1
+    for name, entry in groups.items():
+        counts = reasons.get(name, {})
+        entry["reason"] = max(counts, key=lambda r: counts[r]) if counts else None
+    doc["groups"] = sorted(groups.values(), key=lambda g: g["group"])
+
+
 def exit_code(doc: dict[str, Any]) -> int:
     """For monitoring scripts: 0 all ok, 1 degraded, 2 failing, 3 daemon not running."""
     if doc["daemon"] is None:
@@ -79,7 +136,13 @@ def exit_code(doc: dict[str, Any]) -> int:
     states = {source["state"] for source in doc["sources"]}
     if "failing" in states:
         return 2
-    if "degraded" in states:
+    # A refused directory file changes nothing: capture goes on with the last one applied.
+    # A disabled webhook endpoint (410 Gone) receives nothing until someone acts.
+    if (
+        "degraded" in states
+        or (doc.get("directory") or {}).get("state") == "error"
+        or any(w["state"] != "active" for w in doc.get("webhooks", []))
+    ):
         return 1
     return 0
 
@@ -97,7 +160,20 @@ def show(out: Console, doc: dict[str, Any]) -> None:
             + (f" (+{daemon['others']} more daemons)" if daemon["others"] else ""),
             markup=False,
         )
-    out.print(_table(rows, ("mailbox", "folder"), "folders", "messages_captured"))
+    if len(doc["daemons"]) > 1:
+        for d in doc["daemons"]:
+            out.print(
+                f"  daemon {d['id'][:8]} (pid {d['pid']} on {d['host']}): "
+                f"{d['sources_held']} sources held ({d['share']:.0%})",
+                markup=False,
+            )
+    holders = len(doc["daemons"]) > 1  # show who holds what when there is a choice
+    out.print(_table(rows, ("mailbox", "folder"), "folders", "messages_captured", holders))
+    for group in doc.get("groups", []):
+        line = f"mailbox group {group['group']}: {group['mailboxes']} mailboxes, {group['state']}"
+        if group["failing"]:
+            line += f"; {group['failing']} failing: {group['reason']}"
+        out.print(line, markup=False)
     for kind, item in [("mailbox", r) for r in rows] + [("calendar", c) for c in calendars]:
         if item.get("shown") and item["shown"] != "syncing":
             out.print(f"{kind} {item[kind]}: {item['shown']}", markup=False)
@@ -107,8 +183,20 @@ def show(out: Console, doc: dict[str, Any]) -> None:
                 f"quarantined: {box['mailbox']}/{held['folder']} uid {held['uid']}: {held['reason']}",
                 markup=False,
             )
+    if doc.get("directory") is not None:
+        out.print(_directory_line(doc["directory"]), markup=False)
+    for hook in doc.get("webhooks", []):
+        out.print(
+            f"webhook {hook['name']}: {hook['state']}, {hook['pending']} pending, "
+            f"{hook['failed']} failed, last success {hook['last_success_at'] or '-'}"
+            + (f", last error: {hook['last_error']}" if hook["last_error"] else "")
+            + (f" ({hook['reason']})" if hook["reason"] else ""),
+            markup=False,
+        )
     if calendars:
-        out.print(_table(calendars, ("calendar", "collection"), "calendars", "meetings_captured"))
+        out.print(
+            _table(calendars, ("calendar", "collection"), "calendars", "meetings_captured", holders)
+        )
         for cal in calendars:
             for held in cal["quarantined"]:
                 out.print(
@@ -118,25 +206,52 @@ def show(out: Console, doc: dict[str, Any]) -> None:
 
 
 def _table(
-    sources: list[dict[str, Any]], columns: tuple[str, str], children: str, count: str
+    sources: list[dict[str, Any]],
+    columns: tuple[str, str],
+    children: str,
+    count: str,
+    holders: bool = False,
 ) -> Table:
     """One row per source (mailbox or calendar account), then one per folder or calendar.
 
-    ``columns`` names the source's key and its children's key, which are also the headers.
+    ``columns`` names the source's key and its children's key, which are also the headers;
+    ``holders`` adds the daemon holding each source (several daemons share the database).
     """
     from rich.table import Table
 
     source_key, child_key = columns
-    table = Table(source_key, child_key, "state", "last success", "captured", "last error")
+    headers = [source_key, child_key, "state", "last success", "captured", "last error"]
+    table = Table(*headers, *(["daemon"] if holders else []))
     for source in sources:
+        holder = [(source["held_by"] or "-")[:8]] if holders else []
         table.add_row(
             source[source_key], "", source.get("shown") or source["state"],
             source["last_success_at"] or "-",
-            str(source[count]), source["last_error"] or "",
+            str(source[count]), source["last_error"] or "", *holder,
         )  # fmt: skip
         for child in source[children]:
             table.add_row(
                 "", child[child_key], "error" if child["last_error"] else "ok",
                 child["last_success_at"] or "-", str(child[count]), child["last_error"] or "",
+                *([""] if holders else []),
             )  # fmt: skip
     return table
+
+
+def _directory_line(directory: dict[str, Any]) -> str:
+    applied = f"last applied {directory['last_applied_at'] or 'never'}"
+    if directory["counts"]:
+        applied += (
+            " ("
+            + "; ".join(
+                f"{kind}: " + ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+                for kind, counts in directory["counts"].items()
+            )
+            + ")"
+        )
+    if directory["state"] == "error":
+        return (
+            f"directory: ERROR since {directory['last_error_at']}: {directory['last_error']}\n"
+            f"  nothing changed; the directory in use is the one {applied}"
+        )
+    return f"directory: {directory['state']}, {applied}"

@@ -7,24 +7,11 @@ from typing import TYPE_CHECKING, Any
 from syncd.cli.output import View
 from syncd.cli.present.dates import minute
 
+# One definition of the task's JSON, shared with the outbox's events.
+from syncd.domain.payloads import task_json as task_json
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-def task_json(row: dict[str, Any]) -> dict[str, Any]:
-    # Tasks keep the seconds and the offset of isoformat(): the README's documented shape.
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "owner": row["owner"],
-        "customer": row["customer"],
-        "due_at": row["due_at"].isoformat(),
-        "status": row["status"],
-        "rule": row["rule"],
-        "record_id": row["record_id"],
-        "closed_by_record_id": row["closed_by_record_id"],
-        "snoozed_until": row["snoozed_until"].isoformat() if row["snoozed_until"] else None,
-    }
 
 
 def _show(out: Console, rows: list[dict[str, Any]]) -> None:

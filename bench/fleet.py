@@ -1,0 +1,311 @@
+"""Fleet benchmark: N mailboxes over K `syncd run` daemons on one Dovecot and one PostgreSQL.
+
+    .venv/bin/python bench/fleet.py --mailboxes 200 --daemons 2          # quick
+    .venv/bin/python bench/fleet.py --mailboxes 2000 --daemons 2         # the issue's targets
+
+Every mailbox starts with ``--messages`` messages (files written into the Maildirs).  In one
+run it measures:
+
+1. capture: from the daemons' start until every message is a record;
+2. idle, per daemon, once every source is held and watched: CPU (share of one core), RSS,
+   threads; IMAP connections established to Dovecot in all; logins during the window;
+3. SIGTERM of one daemon: mail delivered to (up to) 100 of its mailboxes right after,
+   until all of it is captured by the others;
+4. kill -9 of one daemon (after a replacement joined and took its share): the same;
+5. 4 daemons: the largest share.
+No message may be captured twice: records and distinct keys are counted at the end.
+Reference in the same run: Dovecot's own CPU over the idle window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+# The test servers are not installed: they live in the checkout's tests/servers/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import create_engine, func, select, text
+
+from syncd.domain.assignment import assign, source_key
+from syncd.schema.tables import daemons, records, source_health
+from tests.servers.dovecot import Dovecot
+from tests.servers.ports import free_port
+from tests.servers.postgres import admin_url, scratch_database
+
+SYNCD = str(Path(sys.executable).parent / "syncd")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def message(tag: str, n: int) -> bytes:
+    return (
+        f"From: Wile <wile@acme.com>\r\nTo: Rep <rep@example.com>\r\nSubject: Fleet {tag} {n}\r\n"
+        f"Message-ID: <{tag}-{n}@acme.com>\r\nDate: Mon, 3 Jun 2024 09:00:00 +0000\r\n\r\n"
+        "Hello\r\n"
+    ).encode()
+
+
+def config_text(db_url: str, port: int, users: list[str], concurrency: int) -> str:
+    boxes = "".join(
+        f'[[mailbox]]\nname = "{u}"\nowner = "{u}@example.com"\nhost = "127.0.0.1"\n'
+        f'port = {port}\nsecurity = "plain"\nusername = "{u}"\npassword = "pw-{u}"\n'
+        'folders = ["INBOX"]\n\n'
+        for u in users
+    )
+    # Polls every 10 minutes: push and lease handovers are what is measured.
+    return (
+        f'[database]\nurl = "{db_url}"\n[organization]\ninternal_domains = ["example.com"]\n'
+        f"[sync]\ninterval = 600\nconcurrency = {concurrency}\n\n{boxes}"
+    )
+
+
+class Daemon:
+    def __init__(self, work: Path, base_config: str, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.config = work / f"{name}.toml"
+        self.config.write_text(base_config + f'\n[metrics]\nlisten = "127.0.0.1:{self.port}"\n')
+        self.log = work / f"{name}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [SYNCD, "--config", str(self.config), "run"], stdout=out, stderr=out
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def metric(self, name: str) -> float:
+        try:
+            url = f"http://127.0.0.1:{self.port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                for line in response.read().decode().splitlines():
+                    if line.startswith(name + " "):
+                        return float(line.split()[1])
+        except OSError:
+            pass
+        return -1.0
+
+    def stat(self) -> tuple[float, float, int]:
+        """CPU seconds so far, RSS in MB, threads."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines()
+        )
+        cpu = (int(fields[11]) + int(fields[12])) / TICK
+        return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"])
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+
+def dovecot_cpu_seconds(server: Dovecot) -> float:
+    """CPU of this Dovecot so far: its master with the children it reaped, plus the
+    children still running (other Dovecots on the machine are not counted)."""
+    master = int((server.root / "run" / "master.pid").read_text().strip())
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == master:
+            total += sum(int(f) for f in fields[11:15]) / TICK
+        elif int(fields[1]) == master:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if predicate():
+            return time.perf_counter() - started
+        time.sleep(0.2)
+    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+
+    def records(self) -> tuple[int, int]:
+        try:
+            with self.engine.connect() as conn:
+                total = conn.scalar(select(func.count()).select_from(records)) or 0
+                distinct = conn.scalar(select(func.count(func.distinct(records.c.key)))) or 0
+        except Exception:  # the first daemon has not created the schema yet
+            return 0, 0
+        return int(total), int(distinct)
+
+    def held(self) -> dict[int, list[str]]:
+        """Mailboxes by the pid of the live daemon holding them."""
+        out: dict[int, list[str]] = {}
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(daemons.c.pid, source_health.c.name)
+                    .join(daemons, daemons.c.id == source_health.c.daemon_id)
+                    .where(daemons.c.stopped_at.is_(None))
+                ).all()
+        except Exception:
+            return {}
+        for pid, name in rows:
+            out.setdefault(int(pid), []).append(str(name))
+        return out
+
+
+def settled(db: Database, fleet: list[Daemon], n: int) -> bool:
+    """Every mailbox held by the daemon of ``fleet`` that rendezvous hashing names, each
+    daemon watching exactly what it holds."""
+    held = db.held()
+    with db.engine.connect() as conn:
+        ids = dict(conn.execute(select(daemons.c.pid, daemons.c.id)).all())
+    if any(d.pid not in ids for d in fleet):
+        return False
+    fleet_ids = [str(ids[d.pid]) for d in fleet]
+    if sum(len(held.get(d.pid, [])) for d in fleet) != n:
+        return False
+    want = assign([source_key("mailbox", f"rep{i}") for i in range(n)], fleet_ids)
+    for d, daemon_id in zip(fleet, fleet_ids, strict=True):
+        mine = sorted(f"mailbox:{box}" for box in held.get(d.pid, []))
+        if mine != sorted(want[daemon_id]) or d.metric("syncd_watchers_open") != len(mine):
+            return False
+    return True
+
+
+def handover(
+    server: Dovecot, db: Database, victim: Daemon, sig: signal.Signals, tag: str, limit: int
+) -> tuple[float, int]:
+    """Signal ``victim``, deliver to up to ``limit`` of its mailboxes, time until captured."""
+    boxes = sorted(db.held().get(victim.pid, []))[:limit]
+    before = db.records()[0]
+    victim.proc.send_signal(sig)
+    started = time.perf_counter()
+    for n, box in enumerate(boxes):
+        server.deliver(box, message(tag, n))
+    wait(lambda: db.records()[0] >= before + len(boxes), 180, f"mail after {tag}")
+    took = time.perf_counter() - started
+    victim.proc.wait(30)
+    return took, len(boxes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mailboxes", type=int, default=200)
+    parser.add_argument("--daemons", type=int, default=2)
+    parser.add_argument("--messages", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--window", type=float, default=30.0, help="idle seconds measured")
+    parser.add_argument("--no-failover", action="store_true", help="skip SIGTERM/kill -9/4 daemons")
+    args = parser.parse_args()
+    n, k = args.mailboxes, args.daemons
+    work = Path(tempfile.mkdtemp(prefix="syncd-bench-fleet-", dir="/tmp"))
+    work.chmod(0o755)
+    users = [f"rep{i}" for i in range(n)]
+    server = Dovecot(work / "dovecot", {u: f"pw-{u}" for u in users}, max_connections=2 * n)
+    server.start()
+    fleet: list[Daemon] = []
+    try:
+        for i, user in enumerate(users):
+            server.deliver_many(user, [message(f"seed{i}", m) for m in range(args.messages)])
+        with admin_url(work / "pg") as admin, scratch_database(admin) as db_url:
+            db = Database(db_url)
+            base = config_text(db_url, server.port, users, args.concurrency)
+            # --- 1. capture --------------------------------------------------------------
+            started = time.perf_counter()
+            dove_before = dovecot_cpu_seconds(server)
+            fleet = [Daemon(work, base, f"d{i}") for i in range(k)]
+            total = n * args.messages
+            capture = wait(lambda: db.records()[0] >= total, 600, "the backlog")
+            print(f"capture: {total} messages in {n} mailboxes over {k} daemons: {capture:.1f}s")
+            spent = sum(d.stat()[0] for d in fleet)
+            print(f"  CPU during capture: daemons {spent:.1f}s,"
+                  f" Dovecot {dovecot_cpu_seconds(server) - dove_before:.1f}s")  # fmt: skip
+            print(f"  ({total / capture:.0f} messages/s; target for 2,000 x 2 over 2: <= 60 s)")
+            took = wait(lambda: settled(db, fleet, n), 300, "every source held and watched")
+            print(f"settled (every mailbox held and watched) {time.perf_counter() - started:.1f}s")
+            del took
+            # --- 2. idle -----------------------------------------------------------------
+            wait(lambda: server.connections() <= n + 5 * k, 120, "connections to settle")
+            time.sleep(5)
+            before = {d.name: d.stat() for d in fleet}
+            logins = {d.name: d.metric("syncd_imap_logins_total") for d in fleet}
+            dove = dovecot_cpu_seconds(server)
+            t0 = time.perf_counter()
+            time.sleep(args.window)
+            window = time.perf_counter() - t0
+            connections = server.connections()
+            held = db.held()
+            for d in fleet:
+                cpu, rss, threads = d.stat()
+                share = len(held.get(d.pid, []))
+                print(
+                    f"idle {d.name}: {share} held ({share / n:.0%}),"
+                    f" watchers {d.metric('syncd_watchers_open'):.0f},"
+                    f" CPU {100 * (cpu - before[d.name][0]) / window:.1f}% of a core,"
+                    f" RSS {rss:.0f} MB, threads {threads},"
+                    f" logins in window {d.metric('syncd_imap_logins_total') - logins[d.name]:.0f}"
+                )
+            print(
+                f"idle: IMAP connections {connections} for {n} mailboxes (target <= N + 20);"
+                f" Dovecot CPU {100 * (dovecot_cpu_seconds(server) - dove) / window:.1f}% of a core"
+            )
+            print("  (targets per daemon: <= 5% CPU, <= 300 MB RSS, <= 64 threads)")
+            if not args.no_failover and k >= 2:
+                # --- 3. SIGTERM --------------------------------------------------------------
+                victim = fleet.pop(0)
+                took, boxes = handover(server, db, victim, signal.SIGTERM, "term", 100)
+                print(f"SIGTERM handover: {boxes} mailboxes' new mail captured in {took:.1f}s"
+                      " (target <= 15 s)")  # fmt: skip
+                # --- 4. kill -9 (after a replacement took its share) --------------------------
+                fleet.append(Daemon(work, base, "joined"))
+                joined = wait(lambda: settled(db, fleet, n), 300, "the newcomer's share")
+                print(f"join: a new daemon took its share, all settled in {joined:.1f}s")
+                victim = fleet.pop(0)
+                took, boxes = handover(server, db, victim, signal.SIGKILL, "kill", 100)
+                print(f"kill -9 failover: {boxes} mailboxes' new mail captured in {took:.1f}s"
+                      " (target <= 60 s)")  # fmt: skip
+                # --- 5. four daemons ---------------------------------------------------------
+                while len(fleet) < 4:
+                    fleet.append(Daemon(work, base, f"extra{len(fleet)}"))
+                four = wait(lambda: settled(db, fleet, n), 300, "four daemons settled")
+                held = db.held()
+                shares = sorted(len(held.get(d.pid, [])) for d in fleet)
+                print(f"4 daemons: shares {shares}, max {max(shares) / n:.0%}"
+                      f" (target <= 35%), settled in {four:.1f}s")  # fmt: skip
+            total_records, distinct = db.records()
+            print(f"records {total_records}, distinct keys {distinct}: "
+                  + ("no duplicates" if total_records == distinct else "DUPLICATES"))  # fmt: skip
+            for d in fleet:
+                d.stop()
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            db.engine.dispose()
+    finally:
+        for d in fleet:
+            if d.alive():
+                d.proc.kill()
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""One IMAP connection in IDLE on INBOX (RFC 2177), read without a thread of its own.
+
+imapclient logs in and opens the folder (blocking, on one of the push hub's few workers);
+from then on this module owns the socket: the hub's selector says when it is readable and
+``read_ready`` takes what is there without ever blocking.  imaplib cannot do that: its
+reader blocks until a line is complete and keeps up to a megabyte per line.
+
+What a server may cost us is bounded whatever it sends: a line longer than ``MAX_LINE``,
+more than ``FLOOD_BYTES`` within ``FLOOD_WINDOW`` seconds (a legitimate IDLE says a few
+short lines a minute) or anything after a BYE and the connection is dropped, to be opened
+again after a backoff.  A read takes at most ``READ_PER_WAKE`` bytes, so one endless stream
+cannot hold the selector thread from the other connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from syncd.config import MailboxConfig
+from syncd.connectors import retry
+from syncd.connectors.imap import ImapSession, classify
+from syncd.errors import RemoteError, TransientError
+
+FOLDER = "INBOX"
+MAX_LINE = 64 * 1024  # bytes: the longest line kept while waiting for its end
+READ_CHUNK = 16 * 1024  # bytes per recv; a TLS record is at most 16 KiB
+READ_PER_WAKE = 64 * 1024  # bytes read from one connection before the others get a turn
+FLOOD_BYTES = 1024 * 1024  # bytes a server may send in IDLE within FLOOD_WINDOW
+FLOOD_WINDOW = 60.0  # seconds
+
+_NEW_MAIL = re.compile(rb"^\* \d+ (?:EXISTS|RECENT)\b", re.IGNORECASE)
+_BYE = re.compile(rb"^\* BYE\b", re.IGNORECASE)
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_tags = itertools.count(1)
+
+
+class IdleConnection:
+    """A logged-in connection with INBOX open, in IDLE between ``enter_idle`` and ``renew``.
+
+    Not thread-safe: the hub hands it to one thread at a time (its selector thread while in
+    IDLE, a worker for the blocking steps).
+    """
+
+    def __init__(self, session: ImapSession, config: MailboxConfig) -> None:
+        self._session = session
+        imap = session.client._imap
+        self._imap = imap
+        self._sock = session.client.socket()
+        self._timeout = float(config.timeout)
+        self._where = f"mailbox {config.name} folder {FOLDER}"
+        self._buffer = bytearray()
+        self._idle_tag: bytes | None = None
+        self._window_start = time.monotonic()
+        self._window_bytes = 0
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        config: MailboxConfig,
+        secret: Callable[[], str],
+        on_login: Callable[[str], None] | None = None,
+    ) -> IdleConnection | None:
+        """Log in (one try), open INBOX read-only and enter IDLE; None when the server has
+        no IDLE.  Blocking, up to the mailbox's timeout per step.  ``on_login`` hears the
+        login's outcome ("ok" or the error's kind), for the daemon's login metric."""
+        try:
+            session = ImapSession.open(config, secret, max_bytes=0, policy=retry.ONCE)
+        except RemoteError as err:
+            _observe(on_login, err.kind)
+            raise
+        except Exception:
+            _observe(on_login, "internal")
+            raise
+        _observe(on_login, "ok")
+        try:
+            if "IDLE" not in session.capabilities():
+                session.close()
+                return None
+            session.examine(FOLDER)
+            connection = cls(session, config)
+            connection._take_over()
+        except BaseException:
+            session.close()
+            raise
+        return connection
+
+    # --- the selector's side (never blocks) -------------------------------------------------
+
+    def fileno(self) -> int:
+        fd: int = self._sock.fileno()
+        return fd
+
+    def pending(self) -> bool:
+        """Bytes already decrypted by TLS and waiting: the selector cannot see those."""
+        return isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
+
+    def read_ready(self) -> bool:
+        """Read what the server sent, at most READ_PER_WAKE bytes; True when INBOX got mail.
+
+        Raises TransientError when the connection must be dropped (closed, BYE, a flood).
+        """
+        got = 0
+        with self._network():
+            while got < READ_PER_WAKE:
+                try:
+                    data = self._sock.recv(READ_CHUNK)
+                except _WOULD_BLOCK:
+                    break
+                if not data:
+                    raise TransientError(f"{self._where}: the server closed the connection")
+                got += len(data)
+                self._take(data)
+        return self._lines()
+
+    # --- a worker's side (blocking, bounded by the timeout) -----------------------------------
+
+    def enter_idle(self) -> bool:
+        """Send IDLE and wait for the server to accept it; True when mail was announced on
+        the way.  Afterwards the socket is non-blocking, for the selector."""
+        self._sock.settimeout(self._timeout)
+        tag = _new_tag()
+        new_mail = self._command(tag, b"IDLE", continuation=True)
+        self._idle_tag = tag
+        new_mail |= self._lines()  # what came in the same packet as the "+"
+        self._sock.setblocking(False)
+        return new_mail
+
+    def renew(self) -> bool:
+        """DONE, NOOP, IDLE again: servers drop an IDLE older than 30 minutes, and the NOOP
+        round trip finds a connection that died silently.  True when mail was announced."""
+        assert self._idle_tag is not None, "renew() outside IDLE"
+        self._sock.settimeout(self._timeout)
+        tag, self._idle_tag = self._idle_tag, None
+        with self._network():
+            self._sock.sendall(b"DONE\r\n")
+        new_mail = self._response(tag)
+        new_mail |= self._command(_new_tag(), b"NOOP")
+        return self.enter_idle() or new_mail
+
+    def close(self) -> None:
+        """Leave without waiting for the server: DONE and LOGOUT if they fit in the socket's
+        buffer (they always do), then close.  Never blocks, never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        farewell = (
+            (b"DONE\r\n" if self._idle_tag is not None else b"") + _new_tag() + b" LOGOUT\r\n"
+        )
+        with contextlib.suppress(Exception):
+            self._sock.setblocking(False)
+            self._sock.send(farewell)
+        with contextlib.suppress(Exception):
+            self._session.client.shutdown()
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _take_over(self) -> None:
+        """Take the bytes imaplib has read ahead (an EXISTS right after EXAMINE's answer):
+        every later read is ours."""
+        file = getattr(self._imap, "file", None)
+        if file is None:
+            return
+        self._sock.setblocking(False)
+        try:
+            early: bytes = file.peek(READ_CHUNK)  # what is buffered, or one non-blocking read
+        except _WOULD_BLOCK:
+            early = b""
+        finally:
+            self._sock.settimeout(self._timeout)
+        if early:
+            file.read(len(early))
+            self._take(early)
+
+    def _take(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self._window_start > FLOOD_WINDOW:
+            self._window_start, self._window_bytes = now, 0
+        self._window_bytes += len(data)
+        if self._window_bytes > FLOOD_BYTES:
+            raise TransientError(
+                f"{self._where}: the server sent over {FLOOD_BYTES:,} bytes in IDLE within "
+                f"{FLOOD_WINDOW:.0f} s (a broken or hostile server)"
+            )
+        self._buffer += data
+
+    def _next_line(self) -> bytes | None:
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            if len(self._buffer) > MAX_LINE:
+                raise TransientError(
+                    f"{self._where}: the server sent a line over {MAX_LINE:,} bytes "
+                    "(a broken or hostile server)"
+                )
+            return None
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        return line
+
+    def _lines(self) -> bool:
+        """Every complete line in the buffer, in IDLE: True when one announces new mail."""
+        new_mail = False
+        while (line := self._next_line()) is not None:
+            new_mail |= self._untagged(line)
+            if self._idle_tag is not None and line.startswith(self._idle_tag + b" "):
+                raise TransientError(f"{self._where}: the server ended IDLE")
+        return new_mail
+
+    def _untagged(self, line: bytes) -> bool:
+        if _BYE.match(line):
+            raise TransientError(f"{self._where}: the server closed IDLE (BYE)")
+        return _NEW_MAIL.match(line) is not None
+
+    def _command(self, tag: bytes, command: bytes, *, continuation: bool = False) -> bool:
+        with self._network():
+            self._sock.sendall(tag + b" " + command + b"\r\n")
+        return self._response(tag, continuation=continuation)
+
+    def _response(self, tag: bytes, *, continuation: bool = False) -> bool:
+        """Read (blocking) up to the answer to ``tag``, or its "+" when ``continuation``;
+        True when an untagged line on the way announced new mail."""
+        new_mail = False
+        # A server that trickles a byte at a time never trips the socket's timeout: the
+        # whole answer gets twice that, so it cannot hold one of the hub's few workers.
+        deadline = time.monotonic() + 2 * self._timeout
+        while True:
+            line = self._next_line()
+            if line is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TransientError(f"{self._where}: the server is too slow to answer")
+                with self._network():
+                    self._sock.settimeout(min(self._timeout, left))
+                    data = self._sock.recv(READ_CHUNK)
+                if not data:
+                    raise TransientError(f"{self._where}: the server closed the connection")
+                self._take(data)
+                continue
+            if continuation and line.startswith(b"+"):
+                return new_mail
+            if line.startswith(tag + b" "):
+                status = line[len(tag) + 1 :].split(b" ", 1)[0].upper()
+                if status != b"OK":
+                    text = line.decode("ascii", "replace").strip()[:200]
+                    raise TransientError(f"{self._where}: the server refused: {text}")
+                if continuation:
+                    raise TransientError(f"{self._where}: the server ended IDLE at once")
+                return new_mail
+            new_mail |= self._untagged(line)
+
+    @contextmanager
+    def _network(self) -> Iterator[None]:
+        """Socket failures as the errors that say what to do (a timeout: transient)."""
+        try:
+            yield
+        except _WOULD_BLOCK:
+            raise
+        except (OSError, EOFError) as err:
+            raise classify(err, self._where) from None
+
+
+def _observe(on_login: Callable[[str], None] | None, outcome: str) -> None:
+    if on_login is not None:
+        with contextlib.suppress(Exception):  # a metric must not cost the connection
+            on_login(outcome)
+
+
+def _new_tag() -> bytes:
+    """Tags of our own: imaplib's counter stays with the commands imaplib sends."""
+    return b"W%d" % next(_tags)

@@ -1,0 +1,81 @@
+"""``syncd webhooks list`` and the webhook lines of ``syncd status``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from syncd.cli.present.dates import iso
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from syncd.config import WebhookConfig
+
+
+def shown_url(url: str) -> str:
+    """The URL without user:password@ (a secret some put there)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def items(
+    configs: Sequence[WebhookConfig], rows: dict[str, dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """One JSON object per configured endpoint (never its secret)."""
+    out = []
+    for config in configs:
+        row = rows.get(config.name) or {}
+        oldest = row.get("oldest_at")
+        out.append(
+            {
+                "name": config.name,
+                "url": shown_url(config.url),
+                "events": config.events,
+                "state": row.get("state", "active"),
+                "reason": row.get("reason"),
+                "pending": row.get("pending", 0) + row.get("not_taken", 0),
+                "oldest_undelivered_at": iso(oldest),
+                "oldest_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
+                "failed": row.get("failed", 0),
+                "delivered": row.get("delivered", 0),
+                "last_success_at": iso(row.get("last_success_at")),
+                "last_error": row.get("last_error"),
+                "last_error_at": iso(row.get("last_error_at")),
+            }
+        )
+    return out
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def show(out: Console, endpoints: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    if not endpoints:
+        out.print("no [[webhook]] configured")
+        return
+    table = Table(
+        "webhook", "url", "state", "pending", "oldest", "failed", "last success", "last error"
+    )
+    for item in endpoints:
+        table.add_row(
+            item["name"], item["url"], item["state"], str(item["pending"]),
+            _age(item["oldest_age_seconds"]), str(item["failed"]),
+            item["last_success_at"] or "-", item["last_error"] or "",
+        )  # fmt: skip
+    out.print(table)
+    for item in endpoints:
+        if item["state"] == "disabled":
+            out.print(f"webhook {item['name']}: disabled: {item['reason']}", markup=False)

@@ -1,0 +1,214 @@
+"""The customer directory file (CSV) as the CRM exports it, read into what it asks for.  No I/O.
+
+Header ``customer,domains,contact_name,contact_email`` (more columns are ignored); ``domains``
+separated by ``;``; a row may name only a customer.  A customer is its name, compared
+case-insensitively; its domains are every domain its rows give.  A contact is the set of rows
+with the same customer and the same (non-empty) name, as people keep one person with several
+addresses in a CRM; a row without a name is a contact of its own.
+
+Every bad row is reported, with its line, and a file with any bad row yields nothing: a half
+applied directory would archive customers the broken rows meant to keep.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
+from syncd.domain.bounds import ADDRESS_MAX, NAME_MAX
+from syncd.errors import UserError
+
+CSV_HEADER = ("customer", "domains", "contact_name", "contact_email")
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a CRM export of a few hundred thousand contacts fits
+DOMAIN_MAX = 255  # customer_domains.domain
+SHOWN_PROBLEMS = 200  # a file of garbage is not echoed whole
+KEPT_PROBLEMS = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+class BadDirectoryFile(UserError):
+    """The file cannot be applied; ``problems`` lists every bad row (``line N: ...``)."""
+
+    def __init__(self, where: str, problems: list[str], total: int | None = None) -> None:
+        total = len(problems) if total is None else total
+        shown = problems[:SHOWN_PROBLEMS]
+        more = total - len(shown)
+        super().__init__(
+            f"{where}: nothing imported, {total} bad row(s):\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else ""),
+            hint="fix these rows and import again",
+        )
+        self.problems = problems
+
+
+class _Problems(list[str]):
+    """Bad rows: every one counted, the first ``KEPT_PROBLEMS`` kept (a 64 MB file of garbage
+    must not become a million messages in memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def append(self, problem: str) -> None:
+        self.total += 1
+        if len(self) < KEPT_PROBLEMS:
+            super().append(problem)
+
+
+@dataclass(frozen=True, slots=True)
+class FileCustomer:
+    name: str  # as the file spells it (its first row)
+    domains: tuple[str, ...]  # normalised, sorted, unique
+
+
+@dataclass(frozen=True, slots=True)
+class FileContact:
+    customer: str  # the customer's key (``customer_key``)
+    name: str  # "" when the rows give none
+    addresses: tuple[str, ...]  # normalised, in file order
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryFile:
+    customers: dict[str, FileCustomer]  # by ``customer_key``, in file order
+    contacts: tuple[FileContact, ...]  # in file order
+    rows: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.customers
+
+
+def customer_key(name: str) -> str:
+    """Customers are one when their names differ only in case (as `find_customer` has it),
+    in their spacing, or in their Unicode composition: a CRM export with "Acme  Corp" or a
+    decomposed "Café" names the stored "Acme Corp" and "Café", not new customers (a mirror
+    would otherwise archive the stored one and start an empty twin)."""
+    return _tidy(name).lower()
+
+
+def _tidy(value: str) -> str:
+    """``value`` in NFC, every run of whitespace (doubled, no-break) one space."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def _text(value: str, what: str) -> str:
+    if _CONTROL.search(value.strip()):  # before _tidy, which would make a line break a space
+        raise ValueError(f"{what} holds control characters")
+    value = _tidy(value)
+    if len(value) > NAME_MAX:
+        raise ValueError(f"{what} is longer than {NAME_MAX} characters")
+    return value
+
+
+def clean_domain(domain: str) -> str:
+    """A domain a customer can own, normalised; ValueError saying why not."""
+    value = normalize_domain(domain.strip().lstrip("@"))
+    labels = value.split(".")
+    if (
+        not value
+        or len(value) > DOMAIN_MAX
+        or not all(0 < len(label) <= 63 for label in labels)
+        or not all(c.isalnum() or c == "-" for label in labels for c in label)
+    ):
+        raise ValueError(f"{domain.strip()[:100]!r} is not a domain")
+    if registrable_domain(value) is None:
+        raise ValueError(
+            f"{value!r} is not a domain a customer can own (a public suffix such as co.uk is "
+            "not): give the customer's own domain, e.g. acme.co.uk"
+        )
+    return value
+
+
+def clean_address(address: str) -> str:
+    value = normalize_address(address)
+    if value is None or len(value) > ADDRESS_MAX or _CONTROL.search(value):
+        raise ValueError(f"{address.strip()!r} is not an email address")
+    return value
+
+
+def _rows(text: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) of every data row; a row the CSV reader refuses is a problem."""
+    # newline="": a quoted field may hold a line break (then refused as a control
+    # character, not silently joined); strict: an unclosed quote is an error, not a field
+    # that swallows every row after it.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    while True:
+        start = reader.line_num + 1  # a quoted field may take several lines: name the first
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            problems.append(f"line {start}: {err}")
+            continue
+        if any(f.strip() for f in fields):
+            yield start, fields
+
+
+def parse_directory(text: str, where: str = "the directory file") -> DirectoryFile:
+    """The customers and contacts ``text`` lists; BadDirectoryFile with every bad row."""
+    if len(text) > MAX_FILE_BYTES:
+        raise BadDirectoryFile(where, [f"larger than {MAX_FILE_BYTES // 2**20} MB"])
+    text = text.removeprefix("\ufeff")
+    head = next(csv.reader(io.StringIO(text.partition("\n")[0], newline="")), [])
+    header = tuple(h.strip().lower() for h in head)
+    if header[: len(CSV_HEADER)] != CSV_HEADER:
+        raise UserError(
+            f"{where}: the header is {','.join(header)[:200] or '(empty)'}",
+            hint=f"the first line must be: {','.join(CSV_HEADER)}",
+        )
+    problems = _Problems()
+    customers: dict[str, FileCustomer] = {}
+    domains: dict[str, set[str]] = {}
+    groups: dict[tuple[str, str, str], list[str]] = {}  # (customer, name, address|"") -> addrs
+    seen: dict[str, tuple[int, tuple[str, str, str]]] = {}  # address -> (line, group)
+    rows = 0
+    lines = _rows(text, problems)
+    next(lines, None)  # the header, checked above
+    for line, fields in lines:
+        rows += 1
+        fields = [*fields, "", "", "", ""][:4]
+        try:
+            name = _text(fields[0], "customer")
+            if not name:
+                raise ValueError("customer is empty")
+            found = [clean_domain(d) for d in fields[1].split(";") if d.strip()]
+            contact_name = _text(fields[2], "contact_name")
+            address = clean_address(fields[3]) if fields[3].strip() else None
+        except ValueError as err:
+            problems.append(f"line {line}: {err}")
+            continue
+        key = customer_key(name)
+        if address is not None:
+            group = (key, contact_name, "" if contact_name else address)
+            earlier = seen.get(address)
+            if earlier is not None and earlier[1] != group:
+                problems.append(
+                    f"line {line}: {address} is also on line {earlier[0]} with another customer "
+                    "or contact name"
+                )
+                continue
+        customers.setdefault(key, FileCustomer(name, ()))
+        domains.setdefault(key, set()).update(found)
+        if address is not None and address not in seen:
+            seen[address] = (line, group)
+            groups.setdefault(group, []).append(address)
+    if problems:
+        raise BadDirectoryFile(where, list(problems), problems.total)
+    return DirectoryFile(
+        customers={
+            key: FileCustomer(c.name, tuple(sorted(domains[key]))) for key, c in customers.items()
+        },
+        contacts=tuple(
+            FileContact(customer, name, tuple(addresses))
+            for (customer, name, _), addresses in groups.items()
+        ),
+        rows=rows,
+    )

@@ -1,0 +1,187 @@
+"""The daemon's share of the sources when several daemons run on one PostgreSQL.
+
+Each heartbeat (2.5 s), one daemon: writes its heartbeat; reads the live daemons (heartbeat
+within ``HEARTBEAT_STALE`` of the database's clock, not stopped); renews every lease it holds
+in one UPDATE (every ``RENEW_EVERY``); releases the sources whose rendezvous owner is now another live daemon (those
+in the middle of a sync stay until their batch is committed: the sync is told to stop, the
+next beat releases them); and claims, in bulk, the sources it owns that are free, whose
+lease ran out, or whose holder stopped beating.  A few statements per beat whatever the
+number of sources.
+
+So each of K daemons holds about N/K sources; a daemon that joins gets its share within two
+beats of its first heartbeat (the others release, it claims); one that stops cleanly marks
+itself stopped and frees its leases at once; one that dies is left out once its heartbeat
+is ``HEARTBEAT_STALE`` old, and its sources are claimed at the next beat of their new owners.
+
+With SQLite (one daemon, by the lock file) the same code gives that daemon every source.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import Connection, Engine, event
+
+from syncd.domain.assignment import share, source_key
+from syncd.store import health
+
+log = structlog.get_logger("syncd.fleet")
+
+Key = tuple[str, str]  # (kind, name)
+
+# A lease is renewed every RENEW_EVERY and by every committed batch; one not renewed for
+# this long belongs to a daemon that is stuck, and its owner may take it.  (A dead daemon's
+# leases go sooner: its heartbeat is stale after HEARTBEAT_STALE.)  Renewing is one UPDATE
+# of every held row, so it is not done at every beat: those row writes are what a fleet of
+# a hundred thousand mailboxes costs the database most.
+LEASE = timedelta(seconds=30)
+RENEW_EVERY = 10.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """What one heartbeat found: the live daemons and what this daemon holds now."""
+
+    live: tuple[str, ...]  # ids of the live daemons, this one included
+    held: frozenset[Key]  # leases this daemon holds after the step
+    handover: frozenset[Key] = field(default_factory=frozenset)  # held, owned by another:
+    # in the middle of a sync; it stops after its batch and the next beat releases it
+
+
+class Fleet:
+    def __init__(self, daemon_id: str) -> None:
+        self.id = daemon_id
+        # The rendezvous share is recomputed only when the live daemons or the sources change.
+        self._cached: tuple[frozenset[str], frozenset[Key], frozenset[Key]] | None = None
+        self._renewed = -RENEW_EVERY  # time.monotonic() of the last renewal
+
+    def wanted(self, keys: frozenset[Key], live: frozenset[str]) -> frozenset[Key]:
+        cached = self._cached
+        if cached is not None and cached[0] == live and cached[1] == keys:
+            return cached[2]
+        by_key = {source_key(kind, name): (kind, name) for kind, name in keys}
+        mine = frozenset(by_key[k] for k in share(by_key, live, self.id))
+        self._cached = (live, keys, mine)
+        return mine
+
+    def step(
+        self, conn: Connection, keys: frozenset[Key], busy: frozenset[Key], *, claim: bool = True
+    ) -> FleetView:
+        """One beat's worth of lease work in ``conn``'s transaction (the heartbeat itself is
+        written before, in its own: a claim that waits on another daemon's batch must not
+        make this daemon look dead)."""
+        live = frozenset(d.id for d in health.live_daemons(conn)) | {self.id}
+        if time.monotonic() - self._renewed >= RENEW_EVERY:
+            held = health.renew_all(conn, self.id, LEASE)
+            self._renewed = time.monotonic()
+        else:
+            held = health.held_by(conn, self.id)
+        wanted = self.wanted(keys, live)
+        give_up = {k for k in held - wanted if k not in busy}
+        if give_up:
+            health.release_many(conn, give_up, self.id)
+            held -= give_up
+        missing = wanted - held
+        if claim and missing:
+            health.claim_many(conn, missing, self.id, LEASE)
+            held = health.held_by(conn, self.id)
+        return FleetView(tuple(sorted(live)), frozenset(held), frozenset(held - wanted))
+
+
+class Leases:
+    """The daemon's side: the leases it holds as far as it knows, and the view the heartbeat
+    thread posted for the main loop to apply (watchers are started and stopped there)."""
+
+    def __init__(self, daemon_id: str) -> None:
+        self.id = daemon_id
+        self._fleet = Fleet(daemon_id)
+        self._lock = threading.Lock()
+        self.held: frozenset[Key] = frozenset()
+        self.handover: frozenset[Key] = frozenset()  # a sync of these stops after its batch
+        self._posted: FleetView | None = None
+
+    def beat(
+        self, engine: Engine, keys: frozenset[Key], busy: frozenset[Key], *, claim: bool
+    ) -> bool:
+        """Renew, release and claim (on the heartbeat thread); True when a view was posted."""
+        try:
+            with engine.begin() as conn:
+                view = self._fleet.step(conn, keys, busy, claim=claim)
+        except Exception as err:  # the next beat tries again; held leases last LEASE
+            log.warning("fleet.step_failed", error=type(err).__name__)
+            return False
+        with self._lock:
+            self._posted = view
+        return True
+
+    def take(self) -> tuple[FleetView, frozenset[Key], frozenset[Key]] | None:
+        """The posted view, what it gained and what it lost; None when nothing was posted."""
+        with self._lock:
+            view, self._posted = self._posted, None
+            if view is None:
+                return None
+            gained, lost = view.held - self.held, self.held - view.held
+            self.held, self.handover = view.held, view.handover
+        return view, gained, lost
+
+    def lost(self, key: Key) -> None:
+        """A sync found the lease gone (another daemon took it)."""
+        with self._lock:
+            self.held = self.held - {key}
+
+    def stopping(self, engine: Engine, busy: list[Key]) -> None:
+        """SIGTERM: the others learn at once that this daemon is stopping, and every lease
+        but those whose batch is still committing is free; ``daemon_stopped`` at the very
+        end frees the rest."""
+        try:
+            with engine.begin() as conn:
+                health.daemon_stopped(conn, self.id, keep=busy)
+        except Exception as err:  # the database may be down: our leases then simply expire
+            log.warning("daemon.handover_not_recorded", error=type(err).__name__)
+
+
+def end_abandoned_transactions(engine: Engine) -> None:
+    """PostgreSQL ends a session of ours that sits in an open transaction for longer than a
+    lease: a holder paused mid-batch (SIGSTOP, a frozen VM) would otherwise keep its row
+    locks, and the new holder's writes of the same rows would wait until it wakes.  A
+    daemon's transactions never idle: the network is read before a batch's one begins."""
+    if engine.dialect.name != "postgresql":
+        return
+    timeout_ms = int(LEASE.total_seconds() * 1000)
+
+    def on_connect(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        cursor.close()
+        dbapi_connection.commit()  # type: ignore[attr-defined]
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before (migrations) take it too when reopened
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_predecessors(conn: Connection, daemon_id: str, host: str, *, alone: bool) -> list[str]:
+    """Mark stopped the daemons that cannot be running any more, so that their sources are
+    shared out now rather than when their heartbeat goes stale: every other one when this
+    daemon is ``alone`` (SQLite's lock file says so), else those of this host whose process
+    is gone (a daemon restarted after kill -9) or whose pid is ours (a container restarted)."""
+    others = health.unstopped(conn, daemon_id, None if alone else host)
+    gone = [
+        other for other, pid in others.items() if alone or pid == os.getpid() or not pid_alive(pid)
+    ]
+    health.mark_stopped(conn, gone)
+    return gone

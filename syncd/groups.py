@@ -1,0 +1,242 @@
+"""[[mailbox_group]]: many reps' mailboxes from one directory, with one service credential.
+
+A group's members (a CSV file or an inline list) each become a ``GroupMemberConfig``, a
+``MailboxConfig`` like any [[mailbox]], named after its owner address, so that the daemon,
+`syncd sync`, `check`, `verify` and `status` treat them as configured mailboxes.  Bad rows
+are reported all at once, each with its file and line, as the customers import does; a
+config with any of them is refused (at start, and on SIGHUP, where the running one is kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from syncd.config import (
+    Config,
+    GroupMemberConfig,
+    GroupMemberEntry,
+    MailboxGroupConfig,
+    OAuth2ClientConfig,
+)
+from syncd.domain.addresses import normalize_address
+from syncd.errors import ConfigError
+
+COLUMNS = ("owner", "username", "refresh_token_file")
+# Bounds on a members file: a directory export of a large company fits, a runaway file does
+# not fill memory, and an admin fixing a broken file sees the first problems, not 50,000.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_MEMBERS = 100_000
+MAX_PROBLEMS = 100
+_UNSAFE = frozenset(chr(c) for c in range(32)) | {"\x7f"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    where: str  # "reps.csv line 3" or "members[2]"
+    entry: GroupMemberEntry
+
+
+def expand_groups(config: Config, *, base: Path | None, source: str = "") -> Config:
+    """The config with every group's members appended to ``mailbox``; ConfigError listing
+    every bad row and every name taken twice."""
+    problems: list[str] = []
+    taken = {box.name: f"[[mailbox]] {box.name!r}" for box in config.mailbox}
+    # Whose mailbox each member opens: two rows naming one login (a slip in a directory
+    # export) would capture one rep's mail again under another rep's name.
+    logins = {
+        (box.host.lower(), box.port, box.username.casefold()): f"[[mailbox]] {box.name!r}"
+        for box in config.mailbox
+    }
+    members: list[GroupMemberConfig] = []
+    for index, group in enumerate(config.mailbox_group):
+        label = f"mailbox_group[{index}] ({group.name})"
+        rows = _rows(group, base, label, problems)
+        oauth2 = group.oauth2()
+        for row in rows:
+            member = _member(group, oauth2, row, f"{label} {row.where}", problems)
+            if member is None:
+                continue
+            where = f"{label} {row.where}"
+            if member.name in taken:
+                problems.append(
+                    f"{where}: mailbox {member.name!r} is also {taken[member.name]}; a group's "
+                    "mailboxes are named after their owners: remove one of the two"
+                )
+                continue
+            login = row.entry.username or member.owner
+            key = (group.host.lower(), group.port, login.casefold())
+            if key in logins:
+                problems.append(
+                    f"{where}: username {login!r} is also the login of {logins[key]}; each rep "
+                    "logs in to their own mailbox: correct the username column"
+                )
+                continue
+            logins[key] = where
+            taken[member.name] = where
+            members.append(member)
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+        raise ConfigError(shown, path=source or None)
+    return config.model_copy(update={"mailbox": [*config.mailbox, *members]})
+
+
+def _rows(
+    group: MailboxGroupConfig, base: Path | None, label: str, problems: list[str]
+) -> list[_Row]:
+    if group.members is not None:
+        return [
+            _Row(
+                f"members[{i}]",
+                GroupMemberEntry(owner=item) if isinstance(item, str) else item,
+            )
+            for i, item in enumerate(group.members)
+        ]
+    assert group.members_file is not None  # the config guarantees one of the two
+    path = Path(group.members_file)
+    if not path.is_absolute() and base is not None:
+        path = base / path  # relative to the config file, like a SQLite database
+    text = _read(path, label, problems)
+    return [] if text is None else _parse_csv(text, path.name, label, problems)
+
+
+def _read(path: Path, label: str, problems: list[str]) -> str | None:
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        problems.append(f"{label}: members_file {path}: cannot read ({err.strerror})")
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        problems.append(f"{label}: members_file {path} is over {MAX_FILE_BYTES:,} bytes")
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        problems.append(f"{label}: members_file {path} is not UTF-8 text; save it as UTF-8 CSV")
+        return None
+
+
+def _parse_csv(text: str, name: str, label: str, problems: list[str]) -> list[_Row]:
+    """Rows of ``owner[,username][,refresh_token_file]`` under that header line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error as err:
+        problems.append(f"{label} {name} line 1: not CSV ({err})")
+        return []
+    if (
+        not header
+        or header[0] != "owner"
+        or len(set(header)) != len(header)
+        or any(h not in COLUMNS for h in header)
+    ):
+        problems.append(
+            f"{label} {name}: the header is {','.join(header) or '(empty)'}; the first line "
+            "must be owner, optionally followed by username and refresh_token_file"
+        )
+        return []
+    rows: list[_Row] = []
+    try:
+        for values in reader:
+            where = f"{name} line {reader.line_num}"
+            if not any(v.strip() for v in values):
+                continue  # blank lines
+            if len(rows) >= MAX_MEMBERS:
+                problems.append(f"{label} {name}: more than {MAX_MEMBERS:,} members")
+                break
+            if len(values) > len(header):
+                problems.append(
+                    f"{label} {where}: {len(values)} fields, the header has {len(header)}"
+                )
+                continue
+            cells = {k: v.strip() or None for k, v in zip(header, values, strict=False)}
+            rows.append(
+                _Row(
+                    where,
+                    GroupMemberEntry.model_construct(
+                        owner=cells.get("owner") or "",
+                        username=cells.get("username"),
+                        refresh_token_file=cells.get("refresh_token_file"),
+                    ),
+                )
+            )
+    except csv.Error as err:
+        problems.append(f"{label} {name} line {reader.line_num}: not CSV ({err})")
+    return rows
+
+
+def _member(
+    group: MailboxGroupConfig,
+    oauth2: OAuth2ClientConfig | None,
+    row: _Row,
+    where: str,
+    problems: list[str],
+) -> GroupMemberConfig | None:
+    """The mailbox of one member, or None after adding why the row is bad to ``problems``."""
+    entry = row.entry
+    owner = normalize_address(entry.owner) if entry.owner else None
+    if owner is None or owner.count("@") != 1:  # "a@b@example.com" is no one's address
+        problems.append(f"{where}: owner {entry.owner!r} is not an email address")
+        return None
+    username = entry.username or owner
+    if any(c in _UNSAFE for c in username) or any(
+        c in _UNSAFE for c in entry.refresh_token_file or ""
+    ):
+        problems.append(f"{where}: control characters in username or refresh_token_file")
+        return None
+    refresh = oauth2 is not None and oauth2.grant == "refresh_token"
+    if refresh and not entry.refresh_token_file:
+        problems.append(
+            f'{where}: grant = "refresh_token" needs this rep\'s refresh_token_file '
+            "(a column of members_file, or a key of the members entry)"
+        )
+        return None
+    if entry.refresh_token_file and not refresh:
+        problems.append(
+            f'{where}: refresh_token_file is only for groups with grant = "refresh_token"'
+        )
+        return None
+    try:
+        return GroupMemberConfig(
+            name=owner,
+            owner=owner,
+            group=group.name,
+            host=group.host,
+            port=group.port,
+            security=group.security,
+            allow_plaintext=group.allow_plaintext,
+            ca_file=group.ca_file,
+            ca_only=group.ca_only,
+            timeout=group.timeout,
+            folders=group.folders,
+            timezone=group.timezone,
+            workdays=group.workdays,
+            hours=group.hours,
+            # A master user logs in as "alice*syncd"; XOAUTH2 names the rep's own mailbox.
+            username=username if oauth2 else (group.login_user or "%u").replace("%u", username),
+            auth="xoauth2" if oauth2 else "password",
+            password=group.password,
+            password_file=group.password_file,
+            password_env=group.password_env,
+            password_command=group.password_command,
+            oauth2=oauth2,
+            refresh_token_file=entry.refresh_token_file if refresh else None,
+        )
+    except ValidationError as err:
+        for item in err.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in item["loc"]) or "owner"
+            if field == "name":
+                problems.append(
+                    f"{where}: owner {owner!r} cannot name a mailbox (letters, digits and "
+                    ". _ @ - only)"
+                )
+            else:
+                problems.append(f"{where}: {field}: {item['msg'].removeprefix('Value error, ')}")
+        return None

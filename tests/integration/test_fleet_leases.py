@@ -1,0 +1,147 @@
+"""Leases of a fleet, in bulk: each daemon claims its rendezvous share, hands over what a
+newcomer owns (after its batch in hand), and takes over from one that stops or dies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, update
+
+from syncd.domain.assignment import assign, source_key
+from syncd.engine.fleet import (
+    LEASE,
+    Fleet,
+    FleetView,
+    clear_predecessors,
+    end_abandoned_transactions,
+)
+from syncd.schema.tables import daemons
+from syncd.store import health
+from syncd.store.database import open_database
+from tests.servers.postgres import scratch_database
+
+KEYS = frozenset(("mailbox", f"rep{n}") for n in range(60)) | {("calendar", "rep0-cal")}
+NONE: frozenset[tuple[str, str]] = frozenset()
+
+
+def _step(engine: Engine, fleet: Fleet, busy: frozenset[tuple[str, str]] = NONE) -> FleetView:
+    with engine.begin() as conn:
+        health.heartbeat(conn, fleet.id, "beat")
+        return fleet.step(conn, KEYS, busy)
+
+
+def _expected(live: list[str]) -> dict[str, set[tuple[str, str]]]:
+    by_key = {source_key(*k): k for k in KEYS}
+    return {d: {by_key[k] for k in keys} for d, keys in assign(by_key, live).items()}
+
+
+def _register(engine: Engine, *ids: str) -> list[Fleet]:
+    with engine.begin() as conn:
+        for n, daemon_id in enumerate(ids):
+            health.register_daemon(conn, daemon_id, "host", 1000 + n)
+    return [Fleet(daemon_id) for daemon_id in ids]
+
+
+def test_two_daemons_hold_their_shares_and_a_newcomer_takes_its_own(db_url: str) -> None:
+    engine = open_database(db_url)
+    a, b = _register(engine, "a", "b")
+    _step(engine, a)  # both are registered, so both are live from the first step
+    _step(engine, b)
+    want = _expected(["a", "b"])
+    assert _step(engine, a).held == want["a"]
+    assert _step(engine, b).held == want["b"]
+    assert want["a"] and want["b"] and not want["a"] & want["b"]
+
+    (c,) = _register(engine, "c")
+    third = _expected(["a", "b", "c"])
+    assert _step(engine, c).held == NONE  # the others still hold its share
+    # a is in the middle of syncing one of c's sources: it keeps that one for now.
+    moving = sorted(want["a"] & third["c"])
+    assert moving, "a gives c part of its share"
+    view = _step(engine, a, busy=frozenset(moving[:1]))
+    assert view.held == third["a"] | set(moving[:1])
+    assert view.handover == set(moving[:1])  # told to stop after its batch
+    _step(engine, b)
+    assert _step(engine, c).held == third["c"] - set(moving[:1])
+    assert _step(engine, a).held == third["a"]  # the batch committed: released
+    assert _step(engine, c).held == third["c"]
+    engine.dispose()
+
+
+def test_a_stopping_daemon_keeps_only_its_busy_leases_and_a_dead_one_is_taken_over(
+    db_url: str,
+) -> None:
+    engine = open_database(db_url)
+    a, b = _register(engine, "a", "b")
+    _step(engine, a)
+    _step(engine, b)
+    held_a = _step(engine, a).held
+    busy = sorted(held_a)[0]
+    with engine.begin() as conn:
+        health.daemon_stopped(conn, "a", keep=[busy])
+    # a is out of the assignment at once: b claims everything but the batch a commits.
+    assert _step(engine, b).held == KEYS - {busy}
+    with engine.begin() as conn:
+        health.daemon_stopped(conn, "a")
+    assert _step(engine, b).held == KEYS
+
+    # c joins and takes its share; then c dies (no heartbeat): b takes it back.
+    (c,) = _register(engine, "c")
+    _step(engine, b)
+    share_c = _step(engine, c).held
+    assert share_c == _expected(["b", "c"])["c"]
+    with engine.begin() as conn:
+        conn.execute(
+            update(daemons)
+            .where(daemons.c.id == "c")
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    assert _step(engine, b).held == KEYS
+    engine.dispose()
+
+
+def test_a_restarted_daemon_clears_its_dead_predecessors(db_url: str) -> None:
+    engine = open_database(db_url)
+    with engine.begin() as conn:
+        # A daemon killed a moment ago on this host (its pid is gone), one alive elsewhere.
+        health.register_daemon(conn, "dead", "here", 2**22 + 12345)
+        health.register_daemon(conn, "remote", "there", 1)
+        health.claim(conn, "mailbox", "rep1", "dead", timedelta(minutes=5))
+        health.register_daemon(conn, "new", "here", 4242)
+        assert clear_predecessors(conn, "new", "here", alone=False) == ["dead"]
+        assert {d.id for d in health.live_daemons(conn)} == {"remote", "new"}
+        assert health.claim(conn, "mailbox", "rep1", "new", timedelta(minutes=5))
+        # Alone (SQLite's lock file): every other daemon is gone.
+        assert clear_predecessors(conn, "new", "here", alone=True) == ["remote"]
+    engine.dispose()
+
+
+def test_renewing_every_lease_is_one_statement_and_keeps_others_out(db_url: str) -> None:
+    engine = open_database(db_url)
+    _register(engine, "a", "b")
+    short = timedelta(seconds=1)
+    with engine.begin() as conn:
+        health.claim_many(conn, KEYS, "a", short)
+        assert health.held_by(conn, "a") == KEYS
+        # b cannot take any of them while a lives and renews.
+        assert health.renew_all(conn, "a", timedelta(minutes=5)) == KEYS
+        health.claim_many(conn, KEYS, "b", short)
+        assert health.held_by(conn, "b") == NONE
+        health.release_many(conn, sorted(KEYS)[:10], "a")
+        health.claim_many(conn, KEYS, "b", short)
+        assert health.held_by(conn, "b") == set(sorted(KEYS)[:10])
+        assert not health.renew(conn, *sorted(KEYS)[0], "a", short)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_ends_a_daemon_transaction_left_open_longer_than_a_lease(pg_admin: str) -> None:
+    # A holder paused mid-batch keeps its row locks until the server ends its transaction.
+    with scratch_database(pg_admin) as url:
+        engine = open_database(url)
+        end_abandoned_transactions(engine)
+        with engine.connect() as conn:
+            shown = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+        assert shown == f"{int(LEASE.total_seconds())}s"
+        engine.dispose()
