@@ -214,6 +214,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--window", type=float, default=30.0, help="idle seconds measured")
     parser.add_argument("--no-failover", action="store_true", help="skip SIGTERM/kill -9/4 daemons")
+    parser.add_argument("--keep", action="store_true", help="keep the daemons' logs and configs")
     args = parser.parse_args()
     n, k = args.mailboxes, args.daemons
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-fleet-", dir="/tmp"))
@@ -303,7 +304,10 @@ def main() -> int:
             if d.alive():
                 d.proc.kill()
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"logs and configs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
