@@ -10,7 +10,8 @@ backfill runs --rounds times with the outbox's record.created events and as ofte
 alternated, and prints the ratio (wall and CPU): what the events cost a large backfill.  A third
 kind of run has a [[webhook]] endpoint (the verifying receiver of tests/servers/webhook.py, in
 its own process) and its deliverer running in the same process during the backfill, as in
-`syncd run`: the ratio to the run without events is the webhooks' cost (target: >= 0.90x).
+`syncd run`: the ratio to the run with the events but no webhook is the webhook's cost
+(target: >= 0.90x); the ratio to the run without events is the feed's and the webhook's.
 """
 
 from __future__ import annotations
@@ -308,7 +309,12 @@ def main() -> int:
         f"{hooked['delivered']:.0f} of {hooked['events']:.0f} events delivered during it, "
         f"{bad} bad signatures)"
     )
-    print(f"  webhook / without events  : {hooked_rate / plain_rate:9.3f}x wall (target >= 0.90x)")
+    # The outbox is always on (it is the event feed); a webhook is what an admin adds.
+    print(
+        f"  webhook / without webhook : {hooked_rate / syncd_rate:9.3f}x wall (target >= 0.90x;"
+        " both with the outbox's events)"
+    )
+    print(f"  webhook / without events  : {hooked_rate / plain_rate:9.3f}x wall")
     print(
         f"  CPU with a webhook        : {hooked['backfill_cpu_s']:9.2f}s of syncd's process "
         f"(capture and deliverer threads) vs {reference_cpu:.2f}s without events"
