@@ -59,6 +59,7 @@ class FolderResult:
     skipped: int = 0
     quarantined: int = 0
     error: str | None = None
+    unchanged: bool = False  # its success is written with the mailbox's, in one transaction
 
 
 @dataclass(slots=True)
@@ -131,6 +132,7 @@ class MailSync:
                 box.name,
                 error=describe(failed) if failed else None,
                 kind=failed.kind if failed else None,
+                folders_ok=[f.folder for f in result.folders if f.unchanged],
             )
         if result.error:
             log.error(
@@ -188,9 +190,9 @@ class MailSync:
         first_uid = 1
         if cursor is not None and cursor.uidvalidity == status.uidvalidity:
             if unchanged(cursor, status):
-                with self._engine.begin() as conn:  # nothing new: one STATUS, no FETCH
-                    self._fence(conn)
-                    state.folder_ok(conn, box.name, folder)
+                # Nothing new: one STATUS, no FETCH, and no transaction of its own (a
+                # thousand mailboxes taken over at once are a thousand such polls).
+                outcome.unchanged = True
                 return
             first_uid = cursor.last_uid + 1
         elif cursor is not None and cursor.uidvalidity is not None:

@@ -8,6 +8,7 @@ one per folder or calendar.  Cursors are each connector's checkpoint and stay pe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,12 +39,13 @@ def attempted(conn: Connection, kind: str, source: str) -> None:
     )
 
 
-def succeeded(conn: Connection, kind: str, source: str, place: str = ACCOUNT) -> None:
-    """The account (place "") or one place synced: its error, if any, is over."""
+def succeeded(conn: Connection, kind: str, source: str, *places: str) -> None:
+    """The account (no place, or place "") or each place synced: its error, if any, is over."""
+    now = datetime.now(UTC)
     upsert(
         conn,
         source_states,
-        [_row(kind, source, place, last_success_at=datetime.now(UTC))],
+        [_row(kind, source, place, last_success_at=now) for place in places or (ACCOUNT,)],
         ["kind", "source", "place"],
         lambda ex: {
             "last_success_at": ex.last_success_at,
@@ -144,11 +146,21 @@ def mailbox_attempt(conn: Connection, mailbox: str) -> None:
     attempted(conn, "mailbox", mailbox)
 
 
-def mailbox_done(conn: Connection, mailbox: str, *, error: str | None, kind: str | None) -> None:
+def mailbox_done(
+    conn: Connection,
+    mailbox: str,
+    *,
+    error: str | None,
+    kind: str | None,
+    folders_ok: Sequence[str] = (),
+) -> None:
+    """The pass is over: the account's outcome, and the folders it found unchanged."""
     if error is None:
-        succeeded(conn, "mailbox", mailbox)
+        succeeded(conn, "mailbox", mailbox, ACCOUNT, *folders_ok)
     else:
         failed(conn, "mailbox", mailbox, ACCOUNT, error, kind)
+        if folders_ok:
+            succeeded(conn, "mailbox", mailbox, *folders_ok)
 
 
 def quarantine_row(

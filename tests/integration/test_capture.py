@@ -320,3 +320,35 @@ def test_large_folders_are_read_a_uid_window_at_a_time(
         world.deliver("alice", _inbound(n))
     assert "3 captured" in world.cli("sync").stdout
     assert sorted(r["sources"][0]["uid"] for r in world.records()) == list(range(1, 14))
+
+
+def test_an_unchanged_folder_is_recorded_as_synced_with_its_mailbox(world: World) -> None:
+    # An unchanged folder's success is written in the mailbox's closing transaction, not in
+    # one of its own: it must still be written, for each folder, every pass.
+    from sqlalchemy import create_engine, select
+
+    from syncd.schema.tables import source_states
+
+    world.rep("alice")
+    world.deliver("alice", _inbound(1))
+    world.cli("sync")
+
+    def successes() -> dict[str, object]:
+        engine = create_engine(world.db_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(source_states.c.place, source_states.c.last_success_at).where(
+                        source_states.c.source == "alice"
+                    )
+                ).all()
+        finally:
+            engine.dispose()
+        return {place: at for place, at in rows}
+
+    first = successes()
+    assert {"", "INBOX"} <= set(first) and all(first.values())
+    world.cli("sync")  # nothing new: every folder is unchanged
+    second = successes()
+    assert set(second) == set(first)
+    assert all(second[place] > first[place] for place in first), (first, second)  # type: ignore[operator]
