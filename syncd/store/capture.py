@@ -39,6 +39,7 @@ from syncd.schema.tables import (
     unmatched_sightings,
 )
 from syncd.store import outbox
+from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
 
@@ -372,7 +373,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         ((m.key, m.occurred_at, m.participants) for m in [*batch.captured, *batch.queued_only]),
         plus_addressing=batch.plus_addressing,
     )
-    source_rows = [
+    source_rows: list[dict[str, Any]] = [
         {
             "record_id": ids[key],
             "mailbox": batch.mailbox,
@@ -383,6 +384,15 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         for uid, key in [(m.uid, m.key) for m in batch.captured] + batch.known
         if key in ids
     ]
+    mine = set(created)
+    # A record that existed before this batch and now shows up in another place (the same
+    # message in a second rep's mailbox) changed: its sources, and the CRM hears of it.  The
+    # same place again (a UIDVALIDITY reset re-identifying the folder) is bookkeeping.
+    shown_anew = (
+        _new_places(conn, {row["record_id"] for row in source_rows} - mine, batch)
+        if EMIT_EVENTS
+        else set()
+    )
     insert_ignore(conn, sources, source_rows, ["mailbox", "folder", "uidvalidity", "uid"])
     insert_ignore(
         conn,
@@ -416,7 +426,6 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         # Last: on PostgreSQL the outbox lock is held from here to the commit.  The records
         # are shaped from the rows this transaction just wrote, not read back: a backfill's
         # events then cost it a few per cent (bench/capture.py).
-        mine = set(created)
         outbox.emit_created_emails(
             conn,
             [dict(row, id=ids[row["key"]]) for row in record_rows if ids.get(row["key"]) in mine],
@@ -425,7 +434,27 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
             source_rows,
             now,
         )
+    if shown_anew:
+        outbox.emit_records(conn, RECORD_UPDATED, sorted(shown_anew), now)
     return len(source_rows)
+
+
+def _new_places(conn: Connection, record_ids: set[int], batch: FolderBatch) -> set[int]:
+    """Those of ``record_ids`` with no source yet in the batch's mailbox and folder."""
+    there: set[int] = set()
+    for part in chunks(sorted(record_ids)):
+        there.update(
+            conn.scalars(
+                select(sources.c.record_id)
+                .where(
+                    sources.c.record_id.in_(part),
+                    sources.c.mailbox == batch.mailbox,
+                    sources.c.folder == batch.folder,
+                )
+                .distinct()
+            )
+        )
+    return record_ids - there
 
 
 def record_skips(

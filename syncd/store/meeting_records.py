@@ -214,5 +214,10 @@ def apply(
         for k in change.cancel
         if k not in known.records or known.records[k].status != "cancelled"
     }
-    changed = ({ids[k] for k in change.update} | newly_cancelled) - set(created)
+    # The same meeting now shown by another resource (another rep's calendar, say): its
+    # sources, and perhaps its people, changed, so the CRM hears of it as well.
+    shown_anew = {
+        ids[key] for href, key in change.link if key not in known.sources.get(href, frozenset())
+    }
+    changed = ({ids[k] for k in change.update} | newly_cancelled | shown_anew) - set(created)
     return created, sorted(changed)

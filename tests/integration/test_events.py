@@ -326,6 +326,51 @@ def test_meetings_created_moved_cancelled_declined_and_held(
     assert feed(world, "--after", held["id"], "--type", "record.updated") == []
 
 
+def test_a_record_seen_in_another_place_is_announced_once(world: World) -> None:
+    # The same message in a second rep's mailbox adds a source to the record the first one
+    # made: one record.updated with both sources; a sync that finds nothing new is silent.
+    world.rep("alice")
+    world.rep("bob")
+    world.customers(CUSTOMERS_CSV)
+    world.write_config()
+    world.deliver("alice", make_message(message_id="<both@acme.com>", to="alice@example.com"))
+    world.cli("sync")
+    (created,) = feed(world)
+    assert created["type"] == "record.created"
+    assert [s["mailbox"] for s in created["data"]["sources"]] == ["alice"]
+    world.deliver("bob", make_message(message_id="<both@acme.com>", to="alice@example.com"))
+    world.cli("sync")
+    (updated,) = feed(world, "--after", created["id"])
+    (record,) = world.records()
+    assert updated["type"] == "record.updated" and updated["data"] == record
+    assert sorted(s["mailbox"] for s in updated["data"]["sources"]) == ["alice", "bob"]
+    world.cli("sync")
+    assert feed(world, "--after", updated["id"]) == []
+
+
+@pytest.mark.radicale
+def test_a_meeting_seen_in_another_calendar_is_announced_once(
+    world: World, radicale: Radicale
+) -> None:
+    world.cal_rep("alice", radicale)
+    world.customers(CUSTOMERS_CSV)
+    world.write_config()
+    day = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    world.put_event("alice", "m.ics", _ics("shared", day))
+    world.cli("sync")
+    (created,) = feed(world)
+    world.cal_rep("bob", radicale)
+    world.write_config()
+    world.put_event("bob", "copy.ics", _ics("shared", day))
+    world.cli("sync")
+    (updated,) = feed(world, "--after", created["id"])
+    (meeting,) = world.records("--kind", "meeting")
+    assert updated["type"] == "record.updated" and updated["data"] == meeting
+    assert len(updated["data"]["sources"]) == 2 == len(created["data"]["sources"]) + 1
+    world.cli("sync")
+    assert feed(world, "--after", updated["id"]) == []
+
+
 def test_a_rolled_back_change_leaves_no_event(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
