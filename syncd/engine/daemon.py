@@ -19,7 +19,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -45,7 +45,7 @@ from syncd.errors import ConfigError, RemoteError, TransientError, describe, rai
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
-from syncd.store import health
+from syncd.store import health, turns
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
 from syncd.webhooks.deliverer import Deliverer
@@ -144,6 +144,7 @@ class Daemon:
         self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
         # Follow-up rules run after syncs that captured something, and on their own timer.
         self._tasks_due = 0.0
+        self._tasks_news = False  # a sync captured something since the last evaluation
         self._tasks_running = False
         self._counters = _Counters()
         # `syncd verify` per source on its own timer ([sync] verify_interval), in the pool.
@@ -457,11 +458,23 @@ class Daemon:
 
     def _evaluate_tasks(self) -> None:
         assert self._engine is not None
+        every = timedelta(seconds=self._config.tasks.interval)
+        with self._lock:
+            news, self._tasks_news = self._tasks_news, False
         try:
-            evaluate_followups(self._engine, self._config)
-            events_upkeep(self._engine, self._config)  # held meetings, retention
+            # The timer's runs: one per interval across the daemons (store/turns.py).  After
+            # a capture the capturing daemon evaluates at once, whoever's turn it is.
+            with self._engine.begin() as conn:
+                mine = turns.take_turn(conn, "tasks", every) or news
+            if mine:
+                evaluate_followups(self._engine, self._config)
+                events_upkeep(self._engine, self._config)  # held meetings, retention
+            else:
+                log.debug("tasks.not_our_turn")
         except Exception as err:  # the database may be down; the next round tries again
             log.warning("tasks.evaluation_failed", error=f"{type(err).__name__}: {str(err)[:200]}")
+            with self._lock:
+                self._tasks_news |= news
         with self._lock:
             self._tasks_running = False
             self._tasks_due = time.monotonic() + self._config.tasks.interval
@@ -539,8 +552,9 @@ class Daemon:
         with self._lock:
             self._counters.records += created
             self._counters.syncs += 1
-            if created:
+            if created:  # new facts for the rules: this daemon evaluates them, turn or not
                 self._tasks_due = min(self._tasks_due, time.monotonic())
+                self._tasks_news = True
         self._finish(scheduled, outcome, reason)
 
     def _finish(
