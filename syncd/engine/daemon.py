@@ -140,6 +140,7 @@ class Daemon:
         self._watcher_deaths: dict[tuple[str, str], _Deaths] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
+        self._directory_generation = 0  # changes applied by the [directory] source
         self._directory_watcher: DirectoryWatcher | None = None  # the [directory] source
         self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
         # Follow-up rules run after syncs that captured something, and on their own timer.
@@ -303,7 +304,7 @@ class Daemon:
             log.warning("config.restart_needed", keys="metrics, sync.concurrency")
         _warn_exposed_secrets(config, self._config_path)
         self._config = config
-        self._directory = None
+        self._drop_directory()
         self._apply(config, first=False)
         self._follow_directory()
         self._apply_webhooks(config)
@@ -628,21 +629,29 @@ class Daemon:
         """Watch the [directory] source; a change applied drops the cached directory."""
         assert self._engine is not None
 
-        def changed() -> None:
-            self._directory = None
-
         self._directory_watcher = DirectoryWatcher.follow(
-            self._directory_watcher, self._engine, self._config, self._metrics, changed
+            self._directory_watcher, self._engine, self._config, self._metrics, self._drop_directory
         )
 
+    def _drop_directory(self) -> None:
+        """The directory changed (a mirror applied, a reload): the next sync reads it anew."""
+        with self._lock:
+            self._directory = None
+            self._directory_generation += 1
+
     def _current_directory(self) -> Directory:
-        cached = self._directory
+        with self._lock:
+            cached, generation = self._directory, self._directory_generation
         if cached is not None and time.monotonic() - cached[0] < DIRECTORY_TTL:
             return cached[1]
         assert self._engine is not None
         with self._engine.connect() as conn:
             directory = load_directory(conn, self._config.capture)
-        self._directory = (time.monotonic(), directory)
+        with self._lock:
+            # A load that began before a change was applied read the old directory: it
+            # serves the sync that asked, but it is not kept for the next ones.
+            if generation == self._directory_generation:
+                self._directory = (time.monotonic(), directory)
         return directory
 
     # --- heartbeat ----------------------------------------------------------------------------
