@@ -145,7 +145,9 @@ class Daemon:
         self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
         # Follow-up rules run after syncs that captured something, and on their own timer.
         self._tasks_due = 0.0
-        self._tasks_news = False  # a sync captured something since the last evaluation
+        # A sync captured something since the last evaluation (or the daemon just started,
+        # perhaps with new rules: it evaluates once at start, whoever's turn it is).
+        self._tasks_news = True
         self._tasks_running = False
         self._counters = _Counters()
         # `syncd verify` per source on its own timer ([sync] verify_interval), in the pool.
@@ -478,7 +480,9 @@ class Daemon:
                 self._tasks_news |= news
         with self._lock:
             self._tasks_running = False
-            self._tasks_due = time.monotonic() + self._config.tasks.interval
+            # A capture that ended during this evaluation brought facts it did not see.
+            later = 0.0 if self._tasks_news else self._config.tasks.interval
+            self._tasks_due = time.monotonic() + later
         self._wake.set()
 
     def _sleep_for(self, next_beat: float) -> float:

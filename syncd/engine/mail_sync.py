@@ -353,6 +353,7 @@ class MailSync:
 
     def _reidentify(self, session: MailSession, uids: list[int], batch: FolderBatch) -> list[int]:
         """After a UIDVALIDITY change, attach known messages by Message-ID without refetching them."""
+        batch.reidentifying = True
         headers = session.fetch_message_ids(uids)
         keys: dict[int, str] = {}
         for uid, raw in headers.items():

@@ -38,7 +38,7 @@ from syncd.schema.tables import (
     unmatched_addresses,
     unmatched_sightings,
 )
-from syncd.store import outbox
+from syncd.store import events, outbox
 from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
@@ -66,6 +66,9 @@ class FolderBatch:
     # Messages kept as no record ([capture] only_matched) whose unknown addresses are still queued.
     queued_only: list[CapturedMessage] = field(default_factory=list)
     plus_addressing: bool = True
+    # A pass that re-attaches the folder's own messages after a UIDVALIDITY reset: the
+    # records it finds are not new to the folder, whatever their sources say meanwhile.
+    reidentifying: bool = False
 
     def uids(self) -> list[int]:
         """The UIDs this batch writes something for (skipped mail writes nothing)."""
@@ -90,6 +93,7 @@ class FolderBatch:
             quarantined=[(u, r) for u, r in self.quarantined if low <= u <= high],
             queued_only=[m for m in self.queued_only if low <= m.uid <= high],
             plus_addressing=self.plus_addressing,
+            reidentifying=self.reidentifying,
         )
 
     def halves(self) -> tuple[FolderBatch, FolderBatch] | None:
@@ -387,10 +391,11 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
     mine = set(created)
     # A record that existed before this batch and now shows up in another place (the same
     # message in a second rep's mailbox) changed: its sources, and the CRM hears of it.  The
-    # same place again (a UIDVALIDITY reset re-identifying the folder) is bookkeeping.
+    # same place again (a UIDVALIDITY reset re-identifying the folder, whose old sources
+    # were dropped before this pass) is bookkeeping.
     shown_anew = (
         _new_places(conn, {row["record_id"] for row in source_rows} - mine, batch)
-        if EMIT_EVENTS
+        if EMIT_EVENTS and not batch.reidentifying
         else set()
     )
     insert_ignore(conn, sources, source_rows, ["mailbox", "folder", "uidvalidity", "uid"])
@@ -435,6 +440,10 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
             now,
         )
     if shown_anew:
+        # Read under the outbox lock (taken by the created events above, or here): two
+        # daemons adding sources to one record at once each read the other's committed
+        # source, so the newest event holds both.
+        events.lock(conn)
         outbox.emit_records(conn, RECORD_UPDATED, sorted(shown_anew), now)
     return len(source_rows)
 

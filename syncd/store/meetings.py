@@ -24,7 +24,7 @@ from syncd.schema.tables import (
     calendar_objects,
     quarantine,
 )
-from syncd.store import meeting_records, outbox, state
+from syncd.store import events, meeting_records, outbox, state
 from syncd.store.capture import queue_sightings, refused_values
 from syncd.store.events import RECORD_CREATED, RECORD_UPDATED
 from syncd.store.sql import chunks, upsert
@@ -196,7 +196,11 @@ def save_calendar_batch(conn: Connection, batch: CalendarBatch) -> dict[str, int
     )
     state.succeeded(conn, "calendar", batch.calendar, batch.url)
     state.counted(conn, "calendar", batch.calendar, batch.url, captured=counts["created"])
-    # Last: on PostgreSQL the outbox lock is held from here to the commit.
+    # Last: on PostgreSQL the outbox lock is held from here to the commit.  Taken before the
+    # records are read for their events: a daemon writing the same meeting from another
+    # calendar at once is then read committed, and the newer event holds both sources.
+    if created or changed:
+        events.lock(conn)
     outbox.emit_records(conn, RECORD_CREATED, created, now)
     outbox.emit_records(conn, RECORD_UPDATED, changed, now)
     return counts

@@ -36,7 +36,9 @@ def take_turn(conn: Connection, work: str, every: timedelta) -> bool:
         last = datetime.fromisoformat(stamp)
     except ValueError:  # never taken (or a hand-edited row): the turn is free
         last = None
-    if last is not None and last.tzinfo is not None and now - last < every - SLACK:
+    # A stamp from the future (the database host's clock was wrong, then set right) frees
+    # the turn rather than hold every daemon off until that time comes.
+    if last is not None and last.tzinfo is not None and -SLACK <= now - last < every - SLACK:
         return False
     conn.execute(update(settings).where(settings.c.name == name).values(value=now.isoformat()))
     return True

@@ -24,6 +24,7 @@ from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, Mail
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.engine.mail_sync import MailSync
+from syncd.store import events as outbox
 from syncd.store.database import open_database
 from tests.contract.backends import RadicaleCalendars
 from tests.contract.conftest import CalendarBackend, MailBackend
@@ -157,6 +158,11 @@ def test_uidvalidity_change_reidentifies_without_downloading_again(
     assert len(after) == 6
     assert {r["message_id"]: r["id"] for r in after if r["message_id"] in before} == before
     assert all(len(r["sources"]) == 1 for r in after)  # old UIDs dropped, new ones attached
+    # Re-identifying the folder's own messages is bookkeeping, not news for the CRM: the
+    # outbox holds the six record.created events and nothing else.
+    with world.engine.connect() as conn:
+        types = [e.type for e in outbox.read(conn)]
+    assert types == ["record.created"] * 6
 
 
 def test_a_connection_lost_mid_batch_loses_and_doubles_nothing(

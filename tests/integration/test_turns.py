@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -33,6 +33,15 @@ def test_one_taker_per_interval_and_the_next_after_it(db_url: str) -> None:
             )
         with engine.begin() as conn:
             assert take_turn(conn, "tasks", EVERY)
+        with engine.begin() as conn:  # stamped by a database clock since set back an hour
+            conn.execute(
+                update(settings)
+                .where(settings.c.name == "turn:tasks")
+                .values(value=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+            )
+        with engine.begin() as conn:
+            assert take_turn(conn, "tasks", EVERY)  # free, not held off for an hour
+            assert not take_turn(conn, "tasks", EVERY)  # and stamped with the right time
         with engine.begin() as conn:  # a hand-edited stamp frees the turn rather than jam it
             conn.execute(
                 update(settings).where(settings.c.name == "turn:tasks").values(value="garbage")
