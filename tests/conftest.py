@@ -13,11 +13,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from syncd.cli.main import cli
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import admin_url, scratch_database
 from tests.servers.radicale import Radicale
+
+# Where time is the point, tests bound CPU time themselves; Hypothesis's per-example deadline
+# (wall time) would turn a garbage-collection pause on a loaded machine into a failure.
+settings.register_profile("syncd", deadline=None)
+settings.load_profile("syncd")
 
 _USER_IDS = itertools.count(0)
 _CAL_IDS = itertools.count(0)

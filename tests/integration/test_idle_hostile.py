@@ -182,12 +182,13 @@ def test_the_daemon_restarts_a_dead_watcher_with_backoff(
         for expected_wait in (1.0, 2.0):
             first = daemon._watchers[("mailbox", "rep")]
             wait_until(lambda w=first: not w.alive, 5, "the watcher to die")  # type: ignore[misc]
+            noticed = time.monotonic()
             daemon._revive_watchers()
             assert daemon._watchers[("mailbox", "rep")] is first  # not at once
-            time.sleep(expected_wait - 0.3)
+            time.sleep(expected_wait / 2)
             daemon._revive_watchers()
             assert daemon._watchers[("mailbox", "rep")] is first  # not before the backoff
-            time.sleep(0.4)
+            time.sleep(max(0.0, noticed + expected_wait + 0.1 - time.monotonic()))
             daemon._revive_watchers()
             assert daemon._watchers[("mailbox", "rep")] is not first
         # The hub logs in from its queue, a moment after the watch is made.

@@ -19,6 +19,7 @@ from syncd.config import GroupMemberConfig, OAuth2ClientConfig
 from syncd.connectors.oauth2 import Grant, TokenCache
 from syncd.errors import CredentialsError, RemoteConfigError, TransientError
 from syncd.group_tokens import cache_for, member_token
+from tests.daemon import wait_until
 from tests.servers.oauth2 import TokenServer, self_signed
 
 SECRET = "cs-Very-Secret-Value-42"
@@ -115,7 +116,7 @@ def test_a_revoked_secret_is_asked_about_once_until_it_changes(
 def test_a_server_failure_is_transient_and_retried_a_bounded_number_of_times(
     server: TokenServer, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("syncd.connectors.oauth2.TRANSIENT_FOR", 0.5)
+    monkeypatch.setattr("syncd.connectors.oauth2.TRANSIENT_FOR", 1.0)
     server.fail_with = 503
     cache = TokenCache(_settings(server, tls_files[0]), "mailbox group sales")
     with pytest.raises(TransientError, match="HTTP 503"):
@@ -125,7 +126,7 @@ def test_a_server_failure_is_transient_and_retried_a_bounded_number_of_times(
         cache.get(lambda: Grant(SECRET))
     assert server.requests_count() == 3
     server.fail_with = None
-    time.sleep(0.6)
+    time.sleep(1.1)
     assert cache.get(lambda: Grant(SECRET)) in server.issued
 
 
@@ -162,7 +163,7 @@ def test_a_slow_endpoint_holds_one_login_and_the_others_give_up_soon(
     cache = TokenCache(_settings(server, tls_files[0]), "mailbox group sales")
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(cache.get, lambda: Grant(SECRET))
-        time.sleep(0.1)
+        wait_until(lambda: server.requests_count() == 1, 5, "the first request in flight")
         started = time.monotonic()
         with pytest.raises(TransientError, match="has not answered another mailbox's request"):
             cache.get(lambda: Grant(SECRET))
@@ -367,7 +368,7 @@ def test_a_hung_endpoint_does_not_take_every_worker(
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(member_token, member)
-        time.sleep(0.2)  # its request is in flight
+        wait_until(lambda: server.requests_count() == 1, 5, "its request in flight")
         monkeypatch.setattr(TokenCache, "get", counting_get)
         with pytest.raises(TransientError, match="has not answered") as caught:
             ImapSession.open(member, lambda: read_secret(member, what="m"), max_bytes=0)

@@ -236,10 +236,13 @@ def test_deliveries_trickle_while_the_process_captures_a_backlog(hooks: Hooks) -
 
     hooks.emit(*[record_event(n) for n in range(600)])
     with capturing_backlog():
+        started = time.monotonic()
         hooks.start()
+        wait_until(lambda: len(hooks.receiver.accepted()) > 0, 10, "a first delivery")
         time.sleep(1.0)
         during = len(hooks.receiver.accepted())
-    assert 0 < during <= TRICKLE * (1.0 / TRICKLE_PAUSE + 2)  # a trickle, not a stop
+        elapsed = time.monotonic() - started
+    assert 0 < during <= TRICKLE * (elapsed / TRICKLE_PAUSE + 2)  # a trickle, not a stop
     wait_until(lambda: len(hooks.receiver.accepted()) == 600, 20, "the rest, at full speed")
     assert hooks.receiver.repeats() == {}
 
@@ -441,15 +444,15 @@ def test_a_slow_receiver_never_gets_a_claimed_event_twice(
 ) -> None:
     """Claimed deliveries wait for a sender; a batch (BATCH through SENDERS) can take longer
     than a claim's lease (60 s; 64 answers of 1 s each), and the expired claims were taken
-    and sent again by the same daemon (or another).  Scaled down: a 0.6 s lease, one
-    sender, eight claimed at once, 0.25 s an answer (the last is sent after 1.75 s)."""
+    and sent again by the same daemon (or another).  Scaled down: a 1.5 s lease, one
+    sender, eight claimed at once, 0.6 s an answer (the last is sent after 4.2 s)."""
     from datetime import timedelta
 
-    monkeypatch.setattr(deliverer_module, "lease_for", lambda _config: timedelta(seconds=0.6))
+    monkeypatch.setattr(deliverer_module, "lease_for", lambda _config: timedelta(seconds=1.5))
     monkeypatch.setattr(deliverer_module, "SENDERS", 1)
     monkeypatch.setattr(deliverer_module, "BATCH", 8)
     monkeypatch.setattr(deliverer_module, "REFILL", 1)
-    hooks.receiver.reply = lambda _event: Reply(200, sleep=0.25)
+    hooks.receiver.reply = lambda _event: Reply(200, sleep=0.6)
     hooks.emit(*[record_event(n) for n in range(8)])
     hooks.start()
     wait_until(lambda: len(set(hooks.receiver.delivered_ids())) >= 8, 30, "8 deliveries")

@@ -89,6 +89,10 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # The sender died between headers and body (kill -9 mid-request): no
+                    # request to verify, nor a bad signature.
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     if receiver.verify:

@@ -48,8 +48,11 @@ def test_a_stop_kills_the_command_and_its_children(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     script = _script(tmp_path, f"sleep 60 &\necho $! > {pid_file}\nwait\n")
     started = time.monotonic()
+    def child_started() -> bool:  # stopped once the command has its child, not before
+        return pid_file.exists() and pid_file.stat().st_size > 0
+
     with pytest.raises(SourceUnreadable, match="stopped"):
-        run_command([script], 60, should_stop=lambda: time.monotonic() - started > 0.5)
+        run_command([script], 60, should_stop=child_started)
     assert time.monotonic() - started < 10  # generous: the point is not 60 s
     child = int(pid_file.read_text())
     for _ in range(50):  # the group was killed; the zombie is reaped by init
