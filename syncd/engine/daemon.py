@@ -56,7 +56,7 @@ log = structlog.get_logger("syncd.daemon")
 # sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
 HEARTBEAT_EVERY = 2.5
 HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
-STOP_WITHIN = 6.0  # seconds a stop waits for workers: with the beat (2 s) and the release, under 10 s
+STOP_WITHIN = 6.0  # seconds a stop waits for workers; with the rest, a stop is under 10 s
 DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
 
 

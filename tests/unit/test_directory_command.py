@@ -48,6 +48,7 @@ def test_a_stop_kills_the_command_and_its_children(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     script = _script(tmp_path, f"sleep 60 &\necho $! > {pid_file}\nwait\n")
     started = time.monotonic()
+
     def child_started() -> bool:  # stopped once the command has its child, not before
         return pid_file.exists() and pid_file.stat().st_size > 0
 
