@@ -188,16 +188,7 @@ def fence(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
     lease just renewed), nor can a fence succeed after a claim (it finds another holder).
     SQLite has one writer at a time.
     """
-    renewed = conn.execute(
-        update(source_health)
-        .where(
-            source_health.c.kind == kind,
-            source_health.c.name == name,
-            source_health.c.daemon_id == daemon_id,
-        )
-        .values(lease_until=db_now(conn, lease))
-    ).rowcount
-    if not renewed:
+    if not renew(conn, kind, name, daemon_id, lease):
         raise LeaseLost(
             f"{kind} {name}: the lease passed to another daemon; this batch was not saved",
             hint="nothing is lost: the daemon holding the lease now syncs it from the same cursor",
