@@ -225,27 +225,10 @@ class ImapSession:
         return out
 
     def examine(self, folder: str) -> FolderStatus:
-        with _classified(self._where(folder)):
-            try:
-                info = self._client.select_folder(folder, readonly=True)
-            except imaplib.IMAP4.abort:
-                raise  # a dropped connection, not a bad folder: transient (classify)
-            except IMAPClientError as err:
-                raise RemoteConfigError(
-                    f"{self._where(folder)}: cannot open the folder ({err})",
-                    hint="check the folder name; `syncd check` lists the folders of each mailbox",
-                ) from None
+        info = self._ask_folder(folder, lambda: self._client.select_folder(folder, readonly=True))
         self._folder = folder
-        modseq = info.get(b"HIGHESTMODSEQ")
-        uidnext = info.get(b"UIDNEXT")
-        return FolderStatus(
-            name=folder,
-            uidvalidity=int(info[b"UIDVALIDITY"]),
-            uidnext=int(uidnext) if uidnext is not None else None,
-            highestmodseq=int(modseq) if modseq is not None else None,
-            exists=int(info.get(b"EXISTS", 0)),
-            selected=True,
-        )
+        with _classified(self._where(folder)):
+            return _folder_status(folder, info, count=b"EXISTS", selected=True)
 
     def status(self, folder: str) -> FolderStatus:
         """The folder's UIDVALIDITY, UIDNEXT, message count (and HIGHESTMODSEQ under
@@ -259,9 +242,17 @@ class ImapSession:
         items = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
         if self._condstore:
             items.append("HIGHESTMODSEQ")  # RFC 7162 3.1.8
+        info = self._ask_folder(folder, lambda: self._client.folder_status(folder, items))
+        if b"UIDVALIDITY" not in info:  # a server (or proxy) that answers less than asked
+            return self.examine(folder)
+        with _classified(self._where(folder)):
+            return _folder_status(folder, info, count=b"MESSAGES", selected=False)
+
+    def _ask_folder(self, folder: str, ask: Callable[[], dict[bytes, Any]]) -> dict[bytes, Any]:
+        """EXAMINE or STATUS: a server's refusal names the folder as the thing to fix."""
         with _classified(self._where(folder)):
             try:
-                info = self._client.folder_status(folder, items)
+                return ask()
             except imaplib.IMAP4.abort:
                 raise  # a dropped connection, not a bad folder: transient (classify)
             except IMAPClientError as err:
@@ -269,18 +260,6 @@ class ImapSession:
                     f"{self._where(folder)}: cannot open the folder ({err})",
                     hint="check the folder name; `syncd check` lists the folders of each mailbox",
                 ) from None
-        if b"UIDVALIDITY" not in info:  # a server (or proxy) that answers less than asked
-            return self.examine(folder)
-        with _classified(self._where(folder)):
-            modseq = info.get(b"HIGHESTMODSEQ")
-            uidnext = info.get(b"UIDNEXT")
-            return FolderStatus(
-                name=folder,
-                uidvalidity=int(info[b"UIDVALIDITY"]),
-                uidnext=int(uidnext) if uidnext is not None else None,
-                highestmodseq=int(modseq) if modseq is not None else None,
-                exists=int(info.get(b"MESSAGES", 0)),
-            )
 
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:
         """UIDs in [first_uid, last_uid] (to the end when last_uid is None) of the open folder, ascending."""
@@ -508,3 +487,19 @@ def _connect(config: MailboxConfig, secret: Callable[[], str]) -> ImapSession:
     finally:
         password = None
     return ImapSession(client, config, caps)
+
+
+def _folder_status(
+    folder: str, info: dict[bytes, Any], *, count: bytes, selected: bool
+) -> FolderStatus:
+    """EXAMINE's or STATUS's answer (``count``: EXISTS or MESSAGES) as a FolderStatus."""
+    modseq = info.get(b"HIGHESTMODSEQ")
+    uidnext = info.get(b"UIDNEXT")
+    return FolderStatus(
+        name=folder,
+        uidvalidity=int(info[b"UIDVALIDITY"]),
+        uidnext=int(uidnext) if uidnext is not None else None,
+        highestmodseq=int(modseq) if modseq is not None else None,
+        exists=int(info.get(count, 0)),
+        selected=selected,
+    )

@@ -289,6 +289,17 @@ class SecretSourceConfig(_Strict):
             )
 
 
+def check_http_url(url: str, allow_plaintext: bool, *, sends: str, key: str = "url") -> None:
+    """An http(s) URL, and https unless it stays on this machine or plaintext is allowed."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{key} {url!r} is not an http(s) URL")
+    if parsed.scheme == "http" and not (allow_plaintext or is_loopback_host(parsed.hostname)):
+        raise ValueError(
+            f"{key} {url!r} sends {sends} in clear; use https, or set allow_plaintext = true"
+        )
+
+
 def is_loopback_host(host: str) -> bool:
     if host.lower() in ("localhost", "localhost.localdomain"):
         return True
@@ -354,15 +365,7 @@ class CalendarConfig(_SourceConfig):
 
     @model_validator(mode="after")
     def _url_is_safe(self) -> CalendarConfig:
-        parsed = urlsplit(self.url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"url {self.url!r} is not an http(s) URL")
-        if parsed.scheme == "http" and not (
-            self.allow_plaintext or is_loopback_host(parsed.hostname)
-        ):
-            raise ValueError(
-                f"url {self.url!r} sends the password in clear; use https, or set allow_plaintext = true"
-            )
+        check_http_url(self.url, self.allow_plaintext, sends="the password")
         return self
 
 
@@ -447,7 +450,9 @@ class MailboxGroupConfig(_WorkingWeekConfig):
                     "XOAUTH2 needs token_url, client_id and exactly one of client_secret_file, "
                     f"client_secret_env, client_secret_command (found: {', '.join(secrets) or 'none'})"
                 )
-            self._token_url_is_safe(self.token_url)
+            check_http_url(
+                self.token_url, self.allow_plaintext, sends="the client secret", key="token_url"
+            )
         else:
             if self.scope is not None or self.grant != "client_credentials":
                 raise ValueError(
@@ -473,18 +478,6 @@ class MailboxGroupConfig(_WorkingWeekConfig):
         if self.ca_only and self.ca_file is None:
             raise ValueError("ca_only = true needs ca_file (the only CA to trust)")
         return self
-
-    def _token_url_is_safe(self, url: str) -> None:
-        parsed = urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"token_url {url!r} is not an http(s) URL")
-        if parsed.scheme == "http" and not (
-            self.allow_plaintext or is_loopback_host(parsed.hostname)
-        ):
-            raise ValueError(
-                f"token_url {url!r} sends the client secret in clear; use https, or set "
-                "allow_plaintext = true"
-            )
 
     def oauth2(self) -> OAuth2ClientConfig | None:
         """The token endpoint settings, when the group logs in with XOAUTH2."""
@@ -576,15 +569,7 @@ class WebhookConfig(_Strict):
             )
         if self.secret is not None and not self.secret.get_secret_value().startswith("whsec_"):
             raise ValueError('secret must be a Standard Webhooks secret "whsec_<base64>"')
-        parsed = urlsplit(self.url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"url {self.url!r} is not an http(s) URL")
-        if parsed.scheme == "http" and not (
-            self.allow_plaintext or is_loopback_host(parsed.hostname)
-        ):
-            raise ValueError(
-                f"url {self.url!r} sends events in clear; use https, or set allow_plaintext = true"
-            )
+        check_http_url(self.url, self.allow_plaintext, sends="events")
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise ValueError(f"ca_file {self.ca_file} does not exist")
         return self

@@ -28,10 +28,8 @@ from syncd.schema.tables import (
     tasks,
 )
 from syncd.schema.types import UtcDateTime
-from syncd.store.insight import without_jit
+from syncd.store.insight import ACTIVE, without_jit
 from syncd.store.sql import chunks
-
-ACTIVE = ("open", "snoozed")
 
 
 def _contact(table: Any) -> Any:
