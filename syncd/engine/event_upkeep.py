@@ -21,17 +21,19 @@ def events_upkeep(engine: Engine, config: Config, now: datetime | None = None) -
     counts = {"held": 0, "pruned": 0, "forgotten_pruned": 0}
     with engine.begin() as conn:
         counts["held"] = store.announce_held(conn, now)
-    # [[webhook]] endpoints (syncd/webhooks) delete contact.forgotten once each has it;
-    # without any, the feed's pull consumers get keep_forgotten to read it.
+    # [[webhook]] endpoints (syncd/webhooks) delete contact.forgotten once each has it.
+    # keep_forgotten bounds it in every case: with no webhook the feed's pull consumers
+    # get that long to read it, and an endpoint that failed it (a 4xx, 24 h of errors) or
+    # was disabled must not keep a forgotten address in the database for ever.
     if config.webhook:
         counts["forgotten_pruned"] = drop_delivered_forgotten(engine, config)
-    else:
-        with engine.begin() as conn:
-            keep = parse_duration(config.events.keep_forgotten)
-            counts["forgotten_pruned"] = store.prune_forgotten(conn, keep, now)
-        if counts["forgotten_pruned"]:
-            with engine.connect() as conn:  # the address leaves the SQLite file now, too
-                reclaim_freed_pages(conn)
+    with engine.begin() as conn:
+        keep = parse_duration(config.events.keep_forgotten)
+        pruned = store.prune_forgotten(conn, keep, now)
+    if pruned:
+        counts["forgotten_pruned"] += pruned
+        with engine.connect() as conn:  # the address leaves the SQLite file now, too
+            reclaim_freed_pages(conn)
     if config.events.keep is not None:
         keep = parse_duration(config.events.keep)
         while True:  # in batches: a first prune of a long history never holds one huge lock

@@ -9,8 +9,8 @@ existed) is none of the consumers' business.
 
 Retention: the feed keeps every event unless ``[events] keep`` is set; ``contact.forgotten``
 (the one event that names a forgotten address) is deleted by the webhook deliverer once
-every endpoint has it (``drop_delivered_forgotten``) and, for the feed's pull consumers,
-after ``[events] keep_forgotten``.
+every endpoint has it (``drop_delivered_forgotten``) and, at the latest, after ``[events]
+keep_forgotten`` (the feed's pull consumers' window; the bound for an endpoint that failed it).
 """
 
 from __future__ import annotations
@@ -143,16 +143,20 @@ def prune_forgotten(conn: Connection, keep: timedelta, now: datetime) -> int:
             select(suppressions.c.digest).where(suppressions.c.created_at < cutoff)
         )
     ]
-    dropped = 0
+    doomed: list[int] = []
     for part in chunks(subjects):
-        dropped += conn.execute(
-            delete(events).where(
+        doomed += conn.scalars(
+            select(events.c.id).where(
                 events.c.subject.in_(part),
                 events.c.type == CONTACT_FORGOTTEN,
                 events.c.created_at < cutoff,
             )
-        ).rowcount
-    return dropped
+        )
+    for part in chunks(doomed):
+        conn.execute(delete(events).where(events.c.id.in_(part)))
+        # A failed or pending delivery of it would only ever send "erased": it goes too.
+        conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.event_id.in_(part)))
+    return len(doomed)
 
 
 def forgotten_event_ids(conn: Connection) -> list[int]:

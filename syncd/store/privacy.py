@@ -37,6 +37,8 @@ from syncd.schema.tables import (
     suppressions,
     tasks,
     unmatched_addresses,
+    webhook_deliveries,
+    webhook_endpoints,
 )
 from syncd.schema.tables import events as events_table
 from syncd.store import audit, event_privacy
@@ -117,6 +119,7 @@ def forget(
     )
     counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
     counts["redacted"] += _redact_their_records(conn, redactor, touched)
+    counts["redacted"] += _redact_receiver_answers(conn, redactor, touched)
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(
@@ -260,6 +263,44 @@ def _redact_their_records(conn: Connection, redactor: Redactor, touched: list[in
                     new["updated_at"] = now  # so that the next task sync rewrites the VTODO
                 where = [pk == row[pk.name] for pk in keys]
                 changed += conn.execute(update(table).where(*where).values(**new)).rowcount
+    return changed
+
+
+def _redact_receiver_answers(conn: Connection, redactor: Redactor, touched: list[int]) -> int:
+    """A webhook receiver's answer (kept as a delivery's or an endpoint's last error) may
+    echo the payload it refused, names and all: the person's names leave the errors of
+    deliveries about their records and tasks, and the endpoints' last errors (a handful of
+    rows, where redacting a common word costs nothing)."""
+    changed = 0
+    subjects: list[str] = []
+    for part in chunks(touched):
+        subjects += [f"record:{i}" for i in part]
+        subjects += [
+            f"task:{i}" for i in conn.scalars(select(tasks.c.id).where(tasks.c.record_id.in_(part)))
+        ]
+    D = webhook_deliveries
+    for part in chunks(subjects):
+        rows = conn.execute(
+            select(D.c.endpoint, D.c.event_id, D.c.last_error).where(
+                D.c.subject.in_(part), D.c.last_error.is_not(None)
+            )
+        ).all()
+        for endpoint, event_id, error in rows:
+            if (fixed := redactor.redact(error)) != error:
+                changed += conn.execute(
+                    update(D)
+                    .where(D.c.endpoint == endpoint, D.c.event_id == event_id)
+                    .values(last_error=fixed)
+                ).rowcount
+    E = webhook_endpoints
+    for name, error, reason in conn.execute(select(E.c.name, E.c.last_error, E.c.reason)).all():
+        new = {
+            column: fixed
+            for column, text in (("last_error", error), ("reason", reason))
+            if isinstance(text, str) and (fixed := redactor.redact(text)) != text
+        }
+        if new:
+            changed += conn.execute(update(E).where(E.c.name == name).values(**new)).rowcount
     return changed
 
 

@@ -250,3 +250,31 @@ def test_the_upkeep_prunes_by_the_events_config(db_url: str) -> None:
     with engine.connect() as conn:
         assert outbox.read(conn) == []
     engine.dispose()
+
+
+def test_a_forgotten_address_an_endpoint_failed_still_leaves_after_keep_forgotten(
+    db_url: str,
+) -> None:
+    """contact.forgotten goes once every endpoint has it; one that failed it (a 4xx, 24 h of
+    errors) or was disabled never will, and the address must not stay for ever: after
+    keep_forgotten it goes anyway, with the failed delivery that would only send "erased"."""
+    from syncd.webhooks import queue
+
+    hook = {"name": "crm", "url": "https://crm.example/h", "secret": "whsec_" + "A" * 24}
+    config = parse_config({"database": {"url": db_url}, "webhook": [hook]})
+    engine = database.open_database(db_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        outbox.emit(conn, Event("record.created", "record:1", {"n": 1}))
+        outbox.emit(conn, Event("contact.forgotten", "contact:abc", {"address": "x@y.test"}))
+        conn.execute(suppressions.insert().values(digest="abc", created_at=now))
+        queue.ensure_endpoints(conn, config.webhook)
+        queue.take_new(conn, config.webhook[0])
+        conn.execute(update(queue.D).values(state="failed", ready=0))
+    assert events_upkeep(engine, config, now + timedelta(days=1))["forgotten_pruned"] == 0
+    assert events_upkeep(engine, config, now + timedelta(days=8))["forgotten_pruned"] == 1
+    with engine.connect() as conn:
+        assert [e.type for e in outbox.read(conn)] == ["record.created"]
+        left = conn.execute(queue.D.select()).all()
+        assert [(row.subject, row.state) for row in left] == [("record:1", "failed")]
+    engine.dispose()

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 import time_machine
+from sqlalchemy import select
 
 from syncd.cli.main import cli
+from syncd.schema.tables import webhook_deliveries, webhook_endpoints
 from syncd.store import database, reconcile
 from syncd.store import events as outbox
 from syncd.store import tasks as task_store
@@ -427,8 +429,24 @@ def test_forget_announces_the_erasure_and_leaves_no_trace_in_earlier_events(
     ids = {r["message_id"]: r["id"] for r in world.records()}
     before = feed(world)
     assert all(zora in json.dumps(e["data"]) for e in before)
+    # A receiver that refused the kept record's event echoed it in its answer.
+    echo = f'422 {{"error": "unknown contact {name}"}}'
+    engine = database.open_database(world.db_url)
+    with engine.begin() as conn:
+        conn.execute(webhook_endpoints.insert().values(name="crm", last_error=echo))
+        conn.execute(
+            webhook_deliveries.insert().values(
+                endpoint="crm", event_id=before[-1]["id"], subject=f"record:{ids['w1@acme.com']}",
+                state="failed", queued_at=MON_9, next_attempt_at=MON_9, last_error=echo,
+            )
+        )  # fmt: skip
 
     world.cli("forget", zora, "--yes")
+    with engine.connect() as conn:
+        errors = [*conn.scalars(select(webhook_endpoints.c.last_error))]
+        errors += conn.scalars(select(webhook_deliveries.c.last_error))
+    engine.dispose()
+    assert len(errors) == 2 and not any(name in e for e in errors), errors
     after = feed(world, "--after", before[-1]["id"])
     kept = {r["id"]: r for r in world.records()}
     assert [(e["type"], e["data"].get("id")) for e in after] == [
