@@ -57,6 +57,8 @@ def _document(app: App, reader: status_read.Reader) -> dict[str, Any]:
     if app.config.webhook:
         from syncd.cli.present import webhooks
 
-        rows = status_read.webhook_status(reader, [w.name for w in app.config.webhook])
+        rows = status_read.webhook_status(
+            reader, [w.name for w in app.config.webhook], webhooks.filters(app.config.webhook)
+        )
         doc["webhooks"] = webhooks.items(app.config.webhook, rows, now)
     return doc

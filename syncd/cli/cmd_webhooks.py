@@ -42,7 +42,9 @@ def list_(app: App, as_json: bool) -> None:
 
     with app.engine.connect() as conn:
         rows = status_read.webhook_status(
-            status_read.Reader.of(conn), [c.name for c in app.config.webhook]
+            status_read.Reader.of(conn),
+            [c.name for c in app.config.webhook],
+            view.filters(app.config.webhook),
         )
     items = view.items(app.config.webhook, rows, datetime.now(UTC))
     if as_json:

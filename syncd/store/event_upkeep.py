@@ -152,10 +152,10 @@ def prune_forgotten(conn: Connection, keep: timedelta, now: datetime) -> int:
                 events.c.created_at < cutoff,
             )
         )
-    for part in chunks(doomed):
-        conn.execute(delete(events).where(events.c.id.in_(part)))
+    for ids in chunks(doomed):
+        conn.execute(delete(events).where(events.c.id.in_(ids)))
         # A failed or pending delivery of it would only ever send "erased": it goes too.
-        conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.event_id.in_(part)))
+        conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.event_id.in_(ids)))
     return len(doomed)
 
 

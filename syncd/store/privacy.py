@@ -279,10 +279,10 @@ def _redact_receiver_answers(conn: Connection, redactor: Redactor, touched: list
             f"task:{i}" for i in conn.scalars(select(tasks.c.id).where(tasks.c.record_id.in_(part)))
         ]
     D = webhook_deliveries
-    for part in chunks(subjects):
+    for about in chunks(subjects):
         rows = conn.execute(
             select(D.c.endpoint, D.c.event_id, D.c.last_error).where(
-                D.c.subject.in_(part), D.c.last_error.is_not(None)
+                D.c.subject.in_(about), D.c.last_error.is_not(None)
             )
         ).all()
         for endpoint, event_id, error in rows:

@@ -460,12 +460,23 @@ def directory_status(reader: Reader) -> dict[str, Any]:
     }
 
 
-def webhook_status(reader: Reader, names: list[str]) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class EndpointFilter:
+    """What an endpoint takes from the outbox: its ``events`` types (None: every type) and
+    its ``since`` (events about records that occurred earlier are skipped)."""
+
+    types: tuple[str, ...] | None = None
+    since: datetime | None = None
+
+
+def webhook_status(
+    reader: Reader, names: list[str], filters: dict[str, EndpointFilter] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per configured webhook endpoint: state, counters, backlog (syncd/webhooks/).
 
-    ``not_taken`` counts outbox events after the endpoint's cursor (before its type and
-    ``since`` filters: an upper bound); ``oldest_at`` is the creation time of the oldest
-    event not yet delivered, taken or not.
+    ``not_taken`` counts the outbox events after the endpoint's cursor that its type and
+    ``since`` filters will take; ``oldest_at`` is the creation time of the oldest event not
+    yet delivered, taken or not.
     """
     out: dict[str, dict[str, Any]] = {}
     wanted = set(names)
@@ -493,14 +504,31 @@ def webhook_status(reader: Reader, names: list[str]) -> dict[str, dict[str, Any]
     ):
         if row["endpoint"] in out:
             out[row["endpoint"]]["oldest_at"] = row["oldest_at"]
-    for item in out.values():
-        found = reader.rows(
-            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest_at FROM events WHERE id > ?",
-            (item["last_event_id"],),
-        )[0]
+    for name, item in out.items():
+        sql, params = _untaken_query(reader, item["last_event_id"], (filters or {}).get(name))
+        found = reader.rows(sql, params)[0]
         item["not_taken"] = found["n"]
         if found["oldest_at"] is not None and (
             item["oldest_at"] is None or found["oldest_at"] < item["oldest_at"]
         ):
             item["oldest_at"] = found["oldest_at"]
     return out
+
+
+def _untaken_query(
+    reader: Reader, cursor: int, wanted: EndpointFilter | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The count and age of the events after ``cursor`` that the endpoint will take, as its
+    deliverer's ``take_new`` filters them (the ``events`` table is indexed by id)."""
+    sql = "SELECT COUNT(*) AS n, MIN(created_at) AS oldest_at FROM events WHERE id > ?"
+    params: list[Any] = [cursor]
+    if wanted is not None and wanted.types:
+        sql += f" AND type IN ({', '.join('?' for _ in wanted.types)})"
+        params += wanted.types
+    if wanted is not None and wanted.since is not None:
+        since = wanted.since.astimezone(UTC)
+        # SQLAlchemy keeps SQLite's times as naive UTC text, which sorts as time does.
+        bound = since.strftime("%Y-%m-%d %H:%M:%S.%f") if reader.dialect == "sqlite" else since
+        sql += " AND (occurred_at IS NULL OR occurred_at >= ?)"
+        params.append(bound)
+    return sql, tuple(params)

@@ -292,6 +292,51 @@ def test_webhooks_list_json_shows_backlog_and_never_the_secret(hooks: Hooks) -> 
     assert hooks.secret not in json.dumps(listed)
 
 
+def test_a_failing_endpoint_says_so_until_it_delivers_again(
+    hooks: Hooks, quick_probes: None
+) -> None:
+    """Down for hours is not "active": `failing` in the list and the status (exit 1), and
+    back to `active` once a delivery succeeds."""
+    hooks.receiver.reply = lambda _event: Reply(503)
+    hooks.emit(record_event(1))
+    hooks.start()
+
+    def listed() -> dict[str, Any]:
+        found: list[dict[str, Any]] = json.loads(hooks.cli("webhooks", "list", "--json").stdout)
+        return found[0]
+
+    wait_until(lambda: listed()["state"] == "failing", 10, "the 503 seen")
+    assert listed()["pending"] == 1 and "503" in listed()["last_error"]
+    status = json.loads(hooks.cli("status", "--json", expect=None).stdout)
+    assert [w["state"] for w in status["webhooks"]] == ["failing"]
+    hooks.receiver.reply = lambda _event: Reply(200)
+    wait_until(lambda: listed()["state"] == "active", 10, "delivered again")
+    assert listed()["pending"] == 0 and hooks.receiver.delivered_ids() == [1]
+
+
+def test_the_backlog_counts_only_what_the_endpoint_will_take(hooks: Hooks) -> None:
+    """An endpoint that takes only some types, or only records since a day, is not shown a
+    backlog of events it will never receive."""
+    old = datetime(2025, 6, 1, tzinfo=UTC)
+    new = datetime(2026, 3, 1, tzinfo=UTC)
+    hooks.write_config('events = ["record.created", "task.created"]\nsince = 2026-01-01\n')
+    hooks.emit(
+        Event("record.created", "record:1", {"id": 1}, old),  # before `since`: skipped
+        Event("record.created", "record:2", {"id": 2}, new),
+        Event("record.updated", "record:2", {"id": 2}, new),  # not a type it takes
+        Event("task.created", "task:3", {"id": 3}, None),  # no occurred_at: always goes
+    )
+    listed = json.loads(hooks.cli("webhooks", "list", "--json").stdout)
+    assert listed[0]["pending"] == 2
+    hooks.start()
+    wait_until(lambda: len(hooks.receiver.accepted()) == 2, 10, "the two it takes")
+    wait_until(
+        lambda: json.loads(hooks.cli("webhooks", "list", "--json").stdout)[0]["pending"] == 0,
+        10,
+        "nothing left",
+    )
+
+
 def test_sync_delivers_what_is_pending_or_says_what_is_not(hooks: Hooks) -> None:
     hooks.write_config(sync="deliver_timeout = 5")
     hooks.emit(*[record_event(n) for n in range(50)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from syncd.config import WebhookConfig
+    from syncd.store.status_read import EndpointFilter
 
 
 def shown_url(url: str) -> str:
@@ -20,6 +21,32 @@ def shown_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def filters(configs: Sequence[WebhookConfig]) -> dict[str, EndpointFilter]:
+    """Each endpoint's outbox filters, so that its backlog counts only what it will take."""
+    from syncd.store.status_read import EndpointFilter
+
+    return {
+        c.name: EndpointFilter(
+            tuple(c.events) if c.events else None,
+            datetime.combine(c.since, datetime.min.time(), UTC) if c.since else None,
+        )
+        for c in configs
+    }
+
+
+def state(row: dict[str, Any]) -> str:
+    """``disabled`` (a 410: it receives nothing until someone acts), ``failing`` (its last
+    attempt failed and deliveries wait or were given up), else ``active``."""
+    stored = str(row.get("state", "active"))
+    if stored != "active":
+        return stored
+    error_at, success_at = row.get("last_error_at"), row.get("last_success_at")
+    backlog = row.get("pending", 0) + row.get("failed", 0)
+    if backlog and error_at is not None and (success_at is None or error_at > success_at):
+        return "failing"
+    return stored
 
 
 def items(
@@ -35,7 +62,7 @@ def items(
                 "name": config.name,
                 "url": shown_url(config.url),
                 "events": config.events,
-                "state": row.get("state", "active"),
+                "state": state(row),
                 "reason": row.get("reason"),
                 "pending": row.get("pending", 0) + row.get("not_taken", 0),
                 "oldest_undelivered_at": iso(oldest),
