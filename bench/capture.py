@@ -170,16 +170,28 @@ def syncd_child(port: int, work: Path, db_name: str, mode: str) -> dict[str, flo
     (result,) = sync.run_once()
     backfill = time.perf_counter() - start
     backfill_cpu = time.process_time() - cpu
-    delivered = 0
+    delivered = drained = 0
+    drain_s = 0.0
     if worker is not None:
+        from sqlalchemy import func, select
+
+        from syncd.schema.tables import events as events_table
+        from syncd.schema.tables import webhook_endpoints
+
+        def sent() -> int:
+            with engine.connect() as conn:
+                return int(conn.scalar(select(webhook_endpoints.c.delivered)) or 0)
+
+        delivered = sent()
+        # Then the backlog the trickle left: how long until the receiver has every event.
+        with engine.connect() as conn:
+            total = int(conn.scalar(select(func.count()).select_from(events_table)) or 0)
+        deadline = time.monotonic() + 300
+        while (drained := sent()) < total and time.monotonic() < deadline:
+            time.sleep(0.02)
+        drain_s = time.perf_counter() - start - backfill
         worker.stop()
         worker.join(30)
-        from sqlalchemy import select
-
-        from schema.tables import webhook_endpoints
-
-        with engine.connect() as conn:
-            delivered = int(conn.scalar(select(webhook_endpoints.c.delivered)) or 0)
     assert result.ok, result
     start = time.perf_counter()
     (again,) = sync.run_once()
@@ -195,6 +207,8 @@ def syncd_child(port: int, work: Path, db_name: str, mode: str) -> dict[str, flo
         "events_cpu_s": in_events[0],
         "events": written,
         "delivered": delivered,  # by the webhook during the backfill (mode "2")
+        "drained": drained,  # ... and in all, once it had delivered the rest
+        "drain_s": drain_s,  # seconds from the backfill's end until then
         "resync_s": resync,
         "captured": folder.captured,
         "skipped": folder.skipped,
@@ -308,6 +322,14 @@ def main() -> int:
         f"  with a webhook delivering : {hooked_rate:9.0f} msg/s  ({hooked['backfill_s']:.2f}s; "
         f"{hooked['delivered']:.0f} of {hooked['events']:.0f} events delivered during it, "
         f"{bad} bad signatures)"
+    )
+    until_all = hooked["backfill_s"] + hooked["drain_s"]
+    print(
+        f"  backfill's events received: {hooked['drained']:.0f} of {hooked['events']:.0f}, "
+        f"{hooked['drain_s']:.2f}s after the backfill ended: "
+        f"{(hooked['drained'] - hooked['delivered']) / max(hooked['drain_s'], 1e-9):.0f} events/s "
+        f"then, {hooked['drained'] / until_all:.0f} events/s from the backfill's start "
+        f"(target >= 1,000/s)"
     )
     # The outbox is always on (it is the event feed); a webhook is what an admin adds.
     print(

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import String, cast, literal, select
 
 from bench.webhooks import ReceiverProcess, _drain_notifications
-from schema.tables import events, records
+from syncd.schema.tables import events, records
 from syncd.store.database import open_database
 from tests.daemon import DaemonProcess
 from tests.mail import make_message

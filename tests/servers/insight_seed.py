@@ -118,7 +118,8 @@ def seed(
                 uid += 1
             if rng.random() < 0.01:
                 rows["t"].append({"rule": None, "record_id": None, "title": "Call back", "owner": rep,
-                                  "customer_id": customer, "due_at": now, "status": "open",
+                                  "customer_id": customer, "due_at": now,
+                                  "status": ("open", "snoozed", "done")[rid % 3],
                                   "created_at": now, "updated_at": now})  # fmt: skip
             if len(rows["r"]) >= BATCH:
                 _flush(engine, rows)
