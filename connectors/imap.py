@@ -366,6 +366,11 @@ class ImapSession:
     def client(self) -> imapclient.IMAPClient:
         return self._client
 
+    def limit_bodies(self, max_bytes: int) -> None:
+        """Bodies above ``max_bytes`` are fetched as headers only (a session made for
+        something else, e.g. an IDLE watch, then lent to a poll)."""
+        self._max_bytes = max_bytes
+
     # --- kept between polls ------------------------------------------------------------------
 
     def looks_alive(self) -> bool:

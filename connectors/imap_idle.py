@@ -144,6 +144,37 @@ class IdleConnection:
         new_mail |= self._command(_new_tag(), b"NOOP")
         return self.enter_idle() or new_mail
 
+    # --- lent to a poll (blocking, on the poll's thread) -------------------------------------
+
+    @property
+    def session(self) -> ImapSession:
+        """The logged-in session under the watch, for a poll while it is out of IDLE."""
+        return self._session
+
+    def leave_idle(self) -> None:
+        """DONE, and the connection is a plain session again (blocking, with the timeout):
+        a poll may use it, then ``reenter_idle``.  Whatever the server announced on the way
+        is moot: the poll reads every folder next."""
+        assert self._idle_tag is not None, "leave_idle() outside IDLE"
+        self._sock.settimeout(self._timeout)
+        tag, self._idle_tag = self._idle_tag, None
+        with self._network():
+            self._sock.sendall(b"DONE\r\n")
+        self._response(tag)
+        # imaplib reads the poll's answers from here on: nothing of ours may stay behind.
+        self._buffer.clear()
+
+    def reenter_idle(self, inbox_uidnext: int | None) -> bool:
+        """After a poll: INBOX examined again, IDLE again.  True when INBOX has mail the
+        poll may not have seen: its UIDNEXT moved past ``inbox_uidnext``, the UIDNEXT the
+        poll saw (None: the poll did not look at INBOX), or mail was announced on the way."""
+        status = self._session.examine(FOLDER)
+        self._take_over()
+        moved = inbox_uidnext is None or (
+            status.uidnext is not None and status.uidnext > inbox_uidnext
+        )
+        return self.enter_idle() or moved
+
     def close(self) -> None:
         """Leave without waiting for the server: DONE and LOGOUT if they fit in the socket's
         buffer (they always do), then close.  Never blocks, never raises."""

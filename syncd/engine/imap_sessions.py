@@ -18,10 +18,12 @@ each mailbox's session after a poll and hands it to the next one:
 ``discard(name)`` closes a mailbox's session when the daemon stops syncing it (removed
 from the config, lease lost or handed over); ``close_all`` logs every one out at shutdown.
 
-A mailbox with a live IDLE watcher (``watch``) keeps no poll session: the watcher's
-connection is already the one it holds, and a second would make N mailboxes cost the
-server 2 x N connections (providers cap connections per account: Gmail at 15).  Polls of a
-watched mailbox log in and out; they are rare, since the watcher wakes them when mail comes.
+A mailbox with a live IDLE watcher (``watch``) keeps no poll session of its own: a second
+connection would make N mailboxes cost the server 2 x N (providers cap connections per
+account: Gmail at 15).  Its polls borrow the watcher's connection instead: out of IDLE for
+the poll, INBOX examined and IDLE again after it (engine/push.py), so a watched mailbox
+costs one connection and one login for as long as it stays up.  When the watcher has
+nothing to lend (connecting, reconnecting, renewing) the poll logs in and out.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ SHUTDOWN_LOGOUT_WITHIN = 1.5
 # A mailbox's default folders (INBOX and the Sent one) are listed again at most this
 # often: a LIST per poll would double the cost of an unchanged mailbox.
 LIST_EVERY = 900.0  # seconds
+# How long a poll waits for a watcher to let go of its connection before logging in.
+LEND_WAIT = 2.0  # seconds
+INBOX = "INBOX"
 
 
 @runtime_checkable
@@ -71,6 +76,15 @@ class Watcher(Protocol):
 
     @property
     def ended(self) -> str | None: ...
+
+
+@runtime_checkable
+class Lender(Protocol):
+    """A watcher that lends its logged-in connection to a poll (engine/push.py's Watch)."""
+
+    def lend(self, wait: float) -> MailSession | None: ...
+
+    def give_back(self, usable: bool, inbox_uidnext: int | None) -> None: ...
 
 
 def _looks_alive(session: MailSession) -> bool:
@@ -132,11 +146,20 @@ class SessionCache:
     # --- what the engine calls -----------------------------------------------------------------
 
     def open(self, box: MailboxConfig, max_bytes: int) -> MailSession:
-        """A session for one poll (the signature of MailSync's ``opener``): the kept one when
-        it still looks alive, else a fresh login.  Its ``close()`` checks it back in."""
+        """A session for one poll (the signature of MailSync's ``opener``): the watcher's
+        connection, lent for the poll, or the kept one when it still looks alive, else a
+        fresh login.  Its ``close()`` checks it back in."""
         with self._lock:
             kept = self._idle.pop(box.name, None)
             epoch = self._discards.get(box.name, 0)
+            watcher: object = self._watchers.get(box.name) if self._watched(box.name) else None
+        if kept is None and isinstance(watcher, Lender):
+            lent = self._borrow_from(watcher, box, max_bytes)
+            if lent is not None:
+                lent.epoch = epoch
+                with self._lock:
+                    self._out[box.name] = lent
+                return lent
         if kept is not None and (kept.box != box or kept.max_bytes != max_bytes):
             _close(kept.session, LOGOUT_WITHIN)  # settings changed on reload: log in anew
             kept = None
@@ -155,6 +178,25 @@ class SessionCache:
         borrowed.epoch = epoch
         with self._lock:
             self._out[box.name] = borrowed
+        return borrowed
+
+    def _borrow_from(self, watcher: Lender, box: MailboxConfig, max_bytes: int) -> _Borrowed | None:
+        try:
+            session = watcher.lend(LEND_WAIT)
+        except Exception as err:  # the watcher's trouble is its own: this poll logs in
+            log.warning("imap.lend_failed", mailbox=box.name, error=type(err).__name__)
+            return None
+        if session is None:
+            return None
+        limit = getattr(session, "limit_bodies", None)
+        if limit is not None:
+            limit(max_bytes)
+        with self._lock:
+            self.reused += 1
+        if self._on_reuse is not None:
+            self._on_reuse()
+        borrowed = _Borrowed(self, box, max_bytes, session, reused=True)
+        borrowed.lender = watcher
         return borrowed
 
     def discard(self, name: str) -> None:
@@ -282,6 +324,13 @@ class SessionCache:
             self._on_login(outcome)
 
     def _check_in(self, borrowed: _Borrowed, session: MailSession | None, usable: bool) -> None:
+        if borrowed.lender is not None:
+            with self._lock:
+                if self._out.get(borrowed.box.name) is borrowed:
+                    del self._out[borrowed.box.name]
+            lender, borrowed.lender = borrowed.lender, None
+            lender.give_back(usable and session is not None, borrowed.inbox_uidnext)
+            return
         evicted: list[_Idle] = []
         with self._lock:
             if self._out.get(borrowed.box.name) is borrowed:
@@ -348,6 +397,8 @@ class _Borrowed:
         self._failed = False
         self.retired = False  # discarded while out: closed at check-in
         self.epoch = 0  # the mailbox's discard count when the poll began
+        self.lender: Lender | None = None  # the IDLE watcher whose connection this is
+        self.inbox_uidnext: int | None = None  # INBOX's UIDNEXT as the poll last saw it
 
     def _call(
         self,
@@ -382,7 +433,11 @@ class _Borrowed:
                 )
                 self.reused = False  # once: from here on the session is a fresh one
                 self._session = None
-                _close(session, 0.1)
+                if self.lender is not None:  # the watcher's connection died: it logs in anew
+                    lender, self.lender = self.lender, None
+                    lender.give_back(False, None)
+                else:
+                    _close(session, 0.1)
                 self._session = self._cache._login(self.box, self.max_bytes)
                 return self._call(command, stateless=stateless, folder=folder)
             # The server said no (a folder that does not exist): the connection is fine and
@@ -406,10 +461,17 @@ class _Borrowed:
         )
 
     def examine(self, folder: str) -> FolderStatus:
-        return self._call(lambda s: s.examine(folder), stateless=True, folder=folder)
+        return self._seen(self._call(lambda s: s.examine(folder), stateless=True, folder=folder))
 
     def status(self, folder: str) -> FolderStatus:
-        return self._call(lambda s: s.status(folder), stateless=True, folder=folder)
+        return self._seen(self._call(lambda s: s.status(folder), stateless=True, folder=folder))
+
+    def _seen(self, status: FolderStatus) -> FolderStatus:
+        """Remember INBOX's UIDNEXT: mail past it, come during the poll, wakes the next one
+        when the connection goes back into IDLE."""
+        if status.name.upper() == INBOX:
+            self.inbox_uidnext = status.uidnext
+        return status
 
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:
         return self._call(lambda s: s.uids_from(first_uid, last_uid))

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from syncd.config import MailboxConfig
+from syncd.connectors.imap import ImapSession
 from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.retry import RECONNECT
-from syncd.errors import CredentialsError, InternalError, RemoteError
+from syncd.errors import CredentialsError, InternalError, RemoteError, TransientError
 from syncd.secrets import read_secret
 
 log = structlog.get_logger("syncd.push")
@@ -57,7 +58,8 @@ class Watch:
     box: MailboxConfig
     on_new_mail: Callable[[str], None]
     _hub: PushHub
-    # queued (for a login) | connecting | idle | renewing | waiting (to reconnect) | ended
+    # queued (for a login) | connecting | idle | renewing | waiting (to reconnect) | ended,
+    # or lending (to leave the selector) | lent (to a poll, out of IDLE)
     state: str = "queued"
     ended: str | None = None  # why it ended on purpose: stopped, login refused, no IDLE
     dead: bool = False  # killed by something no handler catches: the daemon starts it again
@@ -70,9 +72,19 @@ class Watch:
     connection: IdleConnection | None = None
     reconnecting: bool = False  # mail may have come while away: wake the source once back
     _done: threading.Event = field(default_factory=threading.Event)
+    _handed: threading.Event = field(default_factory=threading.Event)  # out of the selector
 
     def stop(self) -> None:
         self._hub.unwatch(self)
+
+    def lend(self, wait: float) -> ImapSession | None:
+        """The watch's logged-in session, out of IDLE, for one poll; None when it has none
+        to lend now (connecting, reconnecting, renewing, lent already)."""
+        return self._hub.lend(self, wait)
+
+    def give_back(self, usable: bool, inbox_uidnext: int | None) -> None:
+        """The poll is over: IDLE again (or, when ``usable`` is False, log in anew)."""
+        self._hub.give_back(self, usable, inbox_uidnext)
 
     def join(self, timeout: float) -> None:
         self._done.wait(timeout)
@@ -132,6 +144,7 @@ class PushHub:
         self._timers: list[tuple[float, int, Watch]] = []  # (due, seq, watch) heap
         self._seq = itertools.count()
         self._to_register: list[Watch] = []  # handed back by workers, for the selector
+        self._to_lend: list[Watch] = []  # asked for by polls, to leave the selector
         self._to_close: list[IdleConnection] = []
         self._logging_in = 0
         # TLS holds decrypted bytes the selector cannot see (the selector thread's own set).
@@ -173,9 +186,73 @@ class PushHub:
         self._poke()
 
     def open_count(self) -> int:
-        """Watches with a connection in IDLE now (the syncd_watchers_open gauge)."""
+        """Watches with a connection open now (the syncd_watchers_open gauge)."""
         with self._lock:
-            return sum(1 for w in self._watches if w.state in ("idle", "renewing"))
+            return sum(1 for w in self._watches if w.state in _OPEN)
+
+    def lend(self, watch: Watch, wait: float) -> ImapSession | None:
+        """Take ``watch``'s connection out of IDLE for a poll on the caller's thread, so
+        that polling a watched mailbox costs no login and no second connection.  The
+        selector thread lets go of the socket first (it alone reads it in IDLE)."""
+        with self._lock:
+            if _gone(watch) or watch.state != "idle" or watch.connection is None:
+                return None
+            watch.state = "lending"
+            watch._handed.clear()
+            self._to_lend.append(watch)
+        self._poke()
+        handed = watch._handed.wait(wait)
+        with self._lock:
+            if not handed and watch.state == "lending":
+                watch.state = "idle"  # the selector thread was busy: poll on a login of its own
+                return None
+            connection = watch.connection
+            if watch.state != "lent" or connection is None:
+                return None
+        try:
+            connection.leave_idle()
+        except Exception as err:
+            self._broken(watch, connection, err)
+            return None
+        return connection.session
+
+    def give_back(self, watch: Watch, usable: bool, inbox_uidnext: int | None) -> None:
+        """The poll is over: INBOX examined and IDLE again, on the caller's thread; a
+        connection the poll left in doubt is dropped and the watch logs in anew."""
+        with self._lock:
+            connection = watch.connection
+            if watch.state != "lent" or connection is None:
+                return
+        try:
+            if _gone(watch) or not usable:
+                raise TransientError(
+                    f"mailbox {watch.box.name}: the poll failed on the watch's connection"
+                )
+            new_mail = connection.reenter_idle(inbox_uidnext)
+        except Exception as err:
+            self._broken(watch, connection, err)
+            return
+        with self._lock:
+            if _gone(watch):
+                connection.close()
+                watch.connection = None
+                self._finish(watch)
+                return
+            watch.state = "idle"
+            self._to_register.append(watch)
+        self._poke()
+        if new_mail:
+            self._notify(watch)
+
+    def _broken(self, watch: Watch, connection: IdleConnection, err: Exception) -> None:
+        connection.close()
+        with self._lock:
+            watch.connection = None
+            if _gone(watch):
+                self._finish(watch)
+            else:
+                self._failed(watch, err)
+        self._poke()
 
     def watching(self) -> int:
         with self._lock:
@@ -275,7 +352,7 @@ class PushHub:
 
     def _timeout(self) -> float:
         with self._lock:
-            if self._tls_ready or self._to_register or self._to_close:
+            if self._tls_ready or self._to_register or self._to_close or self._to_lend:
                 return 0.0
             soonest = TICK
             if self._timers:
@@ -285,12 +362,19 @@ class PushHub:
         return max(0.0, soonest)
 
     def _apply_handovers(self, selector: selectors.BaseSelector) -> None:
-        """Register what the workers brought into IDLE; close what was stopped (lock held)."""
+        """Register what the workers brought into IDLE; let go of what polls borrow; close
+        what was stopped (lock held)."""
         for connection in self._to_close:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 selector.unregister(connection.fileno())
             connection.close()
         self._to_close.clear()
+        for watch in self._to_lend:
+            if watch.state == "lending":  # not given up on by its poll meanwhile
+                self._unregister(selector, watch, keep=True)
+                watch.state = "lent"
+            watch._handed.set()
+        self._to_lend.clear()
         for watch in self._to_register:
             if watch.state == "idle" and watch.connection is not None:
                 try:
@@ -526,6 +610,9 @@ class PushHub:
             watch.on_new_mail(watch.box.name)
         except Exception as err:  # the daemon's wake must not take the hub down
             log.error("idle.callback_failed", mailbox=watch.box.name, error=type(err).__name__)
+
+
+_OPEN = ("idle", "renewing", "lending", "lent")  # states with a connection logged in
 
 
 def _gone(watch: Watch) -> bool:

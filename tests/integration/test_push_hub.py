@@ -315,3 +315,56 @@ def test_a_selector_thread_killed_by_a_bug_is_started_again(
         _deliver_and_time(server, wakes, ["m5"])
     finally:
         hub.close(5)
+
+
+def test_a_poll_borrows_the_watch_connection_and_idle_resumes(server: Dovecot) -> None:
+    """A poll of a watched mailbox runs on the watch's own connection: out of IDLE, any
+    folder examined, back into IDLE.  Mail that came during the poll past what it saw wakes
+    the mailbox once back; a poll that failed on the connection makes the watch log in
+    again; a stopped watch's connection closes when its poll gives it back."""
+    wakes = Wakes()
+    hub = PushHub(connects_per_second=200)
+    try:
+        box = _box(server, 5)
+        watch = hub.watch(box, wakes)
+        wait_until(lambda: watch.state == "idle", 10, "the watch in IDLE")
+        before = _established(server.port)
+
+        session = watch.lend(2.0)
+        assert session is not None and watch.state == "lent"
+        assert watch.lend(0.2) is None  # one poll at a time
+        seen = session.examine("INBOX").uidnext
+        assert _established(server.port) == before  # no second connection
+        watch.give_back(True, seen)
+        wait_until(lambda: watch.state == "idle", 5, "IDLE again")
+        time.sleep(0.3)
+        assert not wakes.first  # nothing came: nobody woken
+
+        # Mail that arrives while the connection is lent, after the poll looked at INBOX.
+        session = watch.lend(2.0)
+        assert session is not None
+        seen = session.examine("INBOX").uidnext
+        server.deliver(box.name, make_message(message_id="<during-the-poll@acme.com>"))
+        watch.give_back(True, seen)
+        wait_until(lambda: box.name in wakes.first, 5, "the wake for mail during the poll")
+        assert watch.state == "idle"
+        # Push still works after a loan.
+        wakes.clear()
+        _deliver_and_time(server, wakes, [box.name])
+
+        # A poll that failed on it: the connection is dropped, the watch logs in again.
+        session = watch.lend(2.0)
+        assert session is not None
+        watch.give_back(False, None)
+        wait_until(lambda: watch.state == "idle", 15, "logged in again")
+        assert watch.alive
+
+        # Stopped while lent: closed when given back.
+        session = watch.lend(2.0)
+        assert session is not None
+        watch.stop()
+        watch.give_back(True, None)
+        assert watch.ended == "stopped" and watch.state == "ended"
+        wait_until(lambda: _established(server.port) == before - 1, 10, "its connection closed")
+    finally:
+        hub.close(5)
