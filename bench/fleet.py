@@ -54,17 +54,19 @@ def message(tag: str, n: int) -> bytes:
     ).encode()
 
 
-def config_text(db_url: str, port: int, users: list[str], concurrency: int) -> str:
+def config_text(
+    db_url: str, port: int, users: list[str], concurrency: int, interval: int = 600
+) -> str:
     boxes = "".join(
         f'[[mailbox]]\nname = "{u}"\nowner = "{u}@example.com"\nhost = "127.0.0.1"\n'
         f'port = {port}\nsecurity = "plain"\nusername = "{u}"\npassword = "pw-{u}"\n'
         'folders = ["INBOX"]\n\n'
         for u in users
     )
-    # Polls every 10 minutes: push and lease handovers are what is measured.
+    # Polls every 10 minutes by default: push and lease handovers are what is measured.
     return (
         f'[database]\nurl = "{db_url}"\n[organization]\ninternal_domains = ["example.com"]\n'
-        f"[sync]\ninterval = 600\nconcurrency = {concurrency}\n\n{boxes}"
+        f"[sync]\ninterval = {interval}\nconcurrency = {concurrency}\n\n{boxes}"
     )
 
 
@@ -88,15 +90,19 @@ class Daemon:
         return self.proc.poll() is None
 
     def metric(self, name: str) -> float:
+        """The metric's value, summed over its labels (logins count per outcome)."""
         try:
             url = f"http://127.0.0.1:{self.port}/metrics"
             with urllib.request.urlopen(url, timeout=5) as response:
-                for line in response.read().decode().splitlines():
-                    if line.startswith(name + " "):
-                        return float(line.split()[1])
+                lines = response.read().decode().splitlines()
         except OSError:
-            pass
-        return -1.0
+            return float("nan")
+        found = [
+            float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith((name + " ", name + "{"))
+        ]
+        return sum(found) if found else 0.0
 
     def stat(self) -> tuple[float, float, int]:
         """CPU seconds so far, RSS in MB, threads."""
@@ -213,6 +219,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--window", type=float, default=30.0, help="idle seconds measured")
+    parser.add_argument(
+        "--interval", type=int, default=600, help="[sync] interval: polls in the idle window"
+    )
     parser.add_argument("--no-failover", action="store_true", help="skip SIGTERM/kill -9/4 daemons")
     parser.add_argument("--keep", action="store_true", help="keep the daemons' logs and configs")
     args = parser.parse_args()
@@ -228,7 +237,7 @@ def main() -> int:
             server.deliver_many(user, [message(f"seed{i}", m) for m in range(args.messages)])
         with admin_url(work / "pg") as admin, scratch_database(admin) as db_url:
             db = Database(db_url)
-            base = config_text(db_url, server.port, users, args.concurrency)
+            base = config_text(db_url, server.port, users, args.concurrency, args.interval)
             # --- 1. capture --------------------------------------------------------------
             started = time.perf_counter()
             dove_before = dovecot_cpu_seconds(server)
@@ -248,6 +257,7 @@ def main() -> int:
             time.sleep(5)
             before = {d.name: d.stat() for d in fleet}
             logins = {d.name: d.metric("syncd_imap_logins_total") for d in fleet}
+            lent = {d.name: d.metric("syncd_imap_sessions_reused_total") for d in fleet}
             dove = dovecot_cpu_seconds(server)
             t0 = time.perf_counter()
             time.sleep(args.window)
@@ -262,7 +272,9 @@ def main() -> int:
                     f" watchers {d.metric('syncd_watchers_open'):.0f},"
                     f" CPU {100 * (cpu - before[d.name][0]) / window:.1f}% of a core,"
                     f" RSS {rss:.0f} MB, threads {threads},"
-                    f" logins in window {d.metric('syncd_imap_logins_total') - logins[d.name]:.0f}"
+                    f" logins in window {d.metric('syncd_imap_logins_total') - logins[d.name]:.0f},"
+                    " polls on a kept or borrowed connection"
+                    f" {d.metric('syncd_imap_sessions_reused_total') - lent[d.name]:.0f}"
                 )
             print(
                 f"idle: IMAP connections {connections} for {n} mailboxes (target <= N + 20);"

@@ -334,6 +334,10 @@ source_health = Table(
     Column("failures", Integer, nullable=False, default=0),
     Column("daemon_id", String(64), nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
+    # Moves each time the lease passes to a daemon that did not hold it: a sync fences its
+    # writes with the epoch it began under, so a holder that lost the lease and got it
+    # back (paused, then the rendezvous owner again) cannot commit a batch from before.
+    Column("lease_epoch", Integer, nullable=False, default=0, server_default="0"),
     Column("updated_at", UtcDateTime, nullable=False),
 )
 

@@ -39,7 +39,7 @@ from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import open_imap
 from syncd.engine.push import RECONNECT_MAX, PushHub, Watch
 from syncd.engine.schedule import Outcome, next_run
-from syncd.engine.sources import Source, configured_sources
+from syncd.engine.sources import Fence, Source, configured_sources
 from syncd.engine.task_sync import TaskLists
 from syncd.errors import ConfigError, RemoteError, TransientError, describe, raised_at
 from syncd.metrics import Metrics, MetricsServer
@@ -518,11 +518,14 @@ class Daemon:
                     self._finish(scheduled, Outcome(), "held by another daemon", record=False)
                     return
                 health.set_health(conn, source.kind, source.name, self.id, state="syncing")
+                # The lease this sync runs under: lost and taken back meanwhile, it is
+                # another one, and nothing read under this one may be written then.
+                epoch = health.lease_epoch(conn, source.kind, source.name)
             scheduled.state = "syncing"
             directory = self._current_directory()
 
             def fence(conn: Connection) -> None:
-                health.fence(conn, source.kind, source.name, self.id, lease)
+                health.fence(conn, source.kind, source.name, self.id, lease, epoch)
 
             def should_stop() -> bool:  # a stop, or the source's owner is another daemon now
                 return self._stop.is_set() or key in self._leases.handover
@@ -532,7 +535,7 @@ class Daemon:
             created = report.total("captured")
             reason = report.reason()
             if error is None:
-                error = self._push_tasks(source)
+                error = self._push_tasks(source, fence)
             if error is not None:
                 reason = describe(error)
                 outcome = Outcome(
@@ -604,11 +607,20 @@ class Daemon:
     def _verify(self, source: Scheduled) -> None:
         """Account for every message or event of one source; export and log what is missing."""
         assert self._engine is not None
+        kind, name = source.key
         try:
-            report = source.source.verify()
+            with self._engine.connect() as conn:
+                epoch = health.lease_epoch(conn, kind, name)
+
+            def fence(conn: Connection) -> None:
+                health.fence(conn, kind, name, self.id, LEASE, epoch)
+
+            report = source.source.verify(fence)
             if not report.failed:
                 self._metrics.unaccounted.labels(source.name).set(report.missing)
             log.info("verify.done", source=source.name, missing=report.missing)
+        except health.LeaseLost:
+            log.info("verify.lease_lost", source=source.name)  # its new holder verifies it
         except Exception as err:  # the next round tries again; the sync itself is unaffected
             log.warning(
                 "verify.crashed",
@@ -620,10 +632,10 @@ class Daemon:
                 self._verifying.discard(source.key)
             self._wake.set()
 
-    def _push_tasks(self, source: Source) -> RemoteError | None:
-        """The source's task list, if it has one, after a clean sync."""
+    def _push_tasks(self, source: Source, fence: Fence) -> RemoteError | None:
+        """The source's task list, if it has one, after a clean sync (fenced as the sync)."""
         try:
-            source.push_tasks()
+            source.push_tasks(fence)
         except RemoteError as err:
             log.warning("tasks.calendar_failed", error=str(err))
             return err

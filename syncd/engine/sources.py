@@ -119,13 +119,15 @@ class Source(Protocol):
         """Log in and list what would be synced; capture nothing."""
         ...
 
-    def verify(self) -> SourceReport:
-        """Account for every item the server lists (`syncd verify`)."""
+    def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        """Account for every item the server lists (`syncd verify`); ``fence`` runs first
+        in each of its transactions, as in ``sync``."""
         ...
 
-    def push_tasks(self) -> dict[str, int] | None:
+    def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         """After the follow-up rules ran: write tasks to the source's task list.  None when
-        the source holds no task list; raises RemoteError when the push failed."""
+        the source holds no task list; raises RemoteError when the push failed.  ``fence``
+        runs first in each of its transactions, as in ``sync``."""
         ...
 
     def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
@@ -250,10 +252,10 @@ class MailboxSource(_Configured[MailboxConfig]):
             session.close()
         return out
 
-    def verify(self) -> SourceReport:
-        return Verifier(self._engine, self._config).verify_mailbox(self.config)
+    def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        return Verifier(self._engine, self._config, fence=fence).verify_mailbox(self.config)
 
-    def push_tasks(self) -> dict[str, int] | None:
+    def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         return None
 
     def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
@@ -313,14 +315,14 @@ class CalendarSource(_Configured[CalendarConfig]):
             Finding("info", f"calendars: {', '.join(c.name for c in found) or 'none'}"),
         ]
 
-    def verify(self) -> SourceReport:
-        return Verifier(self._engine, self._config).verify_calendar(self.config)
+    def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        return Verifier(self._engine, self._config, fence=fence).verify_calendar(self.config)
 
-    def push_tasks(self) -> dict[str, int] | None:
+    def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         if not self.config.tasks_calendar:
             return None
         with open_caldav(self.config) as session:
-            return sync_task_list(self._engine, self.config, session, self._task_lists)
+            return sync_task_list(self._engine, self.config, session, self._task_lists, fence=fence)
 
     def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
         return None  # CalDAV has no push that syncd uses: calendars are polled

@@ -8,11 +8,12 @@ task, a cancelled or deleted one a dismissed task), then writes what changed on 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig
 from syncd.connectors.base import CalendarSession
@@ -64,9 +65,12 @@ def sync_task_list(
     source: CalendarConfig,
     session: CalendarSession,
     lists: TaskLists | None = None,
+    *,
+    fence: Callable[[Connection], None] = lambda _conn: None,
 ) -> dict[str, int]:
     """One pass over ``source``'s task list; ``lists`` remembers its URL between passes
-    (without it, every pass discovers the list, as a one-shot ``syncd sync`` does)."""
+    (without it, every pass discovers the list, as a one-shot ``syncd sync`` does).
+    ``fence`` runs first in every transaction: only the calendar's lease holder writes."""
     assert source.tasks_calendar is not None
     lists = lists if lists is not None else TaskLists()
     url = lists.get(source) or session.task_list(source.tasks_calendar)
@@ -77,7 +81,7 @@ def sync_task_list(
         raise
     lists.remember(source, url)
     counts = {"written": 0, "done": 0, "dismissed": 0, "erased": 0}
-    counts["erased"] = _erase_forgotten(engine, source.owner, session, url)
+    counts["erased"] = _erase_forgotten(engine, source.owner, session, url, fence)
     with engine.connect() as conn:
         mine = store.vtodo_tasks(conn, source.owner)
     # Only what changed in the app since we last looked is downloaded.
@@ -87,6 +91,7 @@ def sync_task_list(
     ]  # fmt: skip
     remote = {o.href: (o.etag, o.data) for o in session.fetch(url, changed)} if changed else {}
     with engine.begin() as conn:
+        fence(conn)
         # Their events last, once: emitting takes the outbox lock (PostgreSQL) until the
         # commit, and later rows locked under it could deadlock with a follow-up pass that
         # holds those rows and waits for the lock.
@@ -127,6 +132,7 @@ def sync_task_list(
         )  # fmt: skip
         etag = session.put(url, href, text)
         with engine.begin() as conn:
+            fence(conn)
             store.vtodo_written(conn, task["id"], href, etag, now)
         counts["written"] += 1
     if any(counts.values()):
@@ -134,7 +140,13 @@ def sync_task_list(
     return counts
 
 
-def _erase_forgotten(engine: Engine, owner: str, session: CalendarSession, url: str) -> int:
+def _erase_forgotten(
+    engine: Engine,
+    owner: str,
+    session: CalendarSession,
+    url: str,
+    fence: Callable[[Connection], None],
+) -> int:
     """Delete from the rep's list the VTODOs of tasks about people syncd was told to forget,
     then the tasks themselves: nothing syncd pushed may keep naming them."""
     with engine.connect() as conn:
@@ -142,6 +154,7 @@ def _erase_forgotten(engine: Engine, owner: str, session: CalendarSession, url: 
     for task_id, href in gone:
         session.delete(url, href)  # a VTODO the rep already deleted answers 404: fine
         with engine.begin() as conn:
+            fence(conn)
             store.drop_task(conn, task_id)
     return len(gone)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig
 from syncd.connectors.base import CalendarSession, MailSession
@@ -106,9 +106,13 @@ class Verifier:
         opener: SessionOpener = open_imap,
         dav_opener: Callable[[CalendarConfig], CalendarSession] = open_caldav,
         now: Callable[[], datetime] | None = None,
+        fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
         self._engine = engine
         self._config = config
+        # Runs first in each bookkeeping transaction: in the daemon, only the source's
+        # lease holder writes (health.fence), as for a sync.
+        self._fence = fence
         self._opener = opener
         self._dav_opener = dav_opener
         self._now = now or (lambda: datetime.now(UTC))
@@ -177,6 +181,7 @@ class Verifier:
         if place.tally.unaccounted:
             self._decide_again(session, box, place, status.uidvalidity)
         with self._engine.begin() as conn:
+            self._fence(conn)
             if place.tally.unaccounted:
                 store.forget_clean(conn, "mailbox", box.name, place.place)
             else:
@@ -224,6 +229,7 @@ class Verifier:
                     tally.unaccounted.append(uid)
         if skips:
             with self._engine.begin() as conn:
+                self._fence(conn)
                 record_skips(conn, box.name, place.place, uidvalidity, skips)
 
     # --- calendars ----------------------------------------------------------------------------
@@ -275,6 +281,7 @@ class Verifier:
             listed, synced=synced, known=known, quarantined=held, changed_since_sync=changed
         )
         with self._engine.begin() as conn:
+            self._fence(conn)
             if place.tally.unaccounted or version is None:
                 store.forget_clean(conn, "calendar", source.name, url)
             else:

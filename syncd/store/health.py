@@ -26,7 +26,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    exists,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 
 from syncd.errors import SyncdError
 from syncd.schema.tables import daemons, source_health
@@ -156,7 +166,7 @@ def claim(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedel
             source_health.c.name == name,
             _claimable(conn, daemon_id),
         )
-        .values(daemon_id=daemon_id, lease_until=db_now(conn, lease))
+        .values(**_taken_by(daemon_id), lease_until=db_now(conn, lease))
     ).rowcount
     return bool(taken)
 
@@ -176,19 +186,28 @@ def _claimable(conn: Connection, daemon_id: str) -> ColumnElement[bool]:
     )
 
 
-def fence(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> None:
+def fence(
+    conn: Connection,
+    kind: str,
+    name: str,
+    daemon_id: str,
+    lease: timedelta,
+    epoch: int | None = None,
+) -> None:
     """Renew our lease inside a batch's transaction, or raise LeaseLost to roll it back.
 
-    The holder is the fencing token: a lease that ran out while nobody took it is still
-    ours (a calendar is read whole before its one save, which may take longer than the
-    lease), and only another daemon's claim, which changes the holder, fences us out.
+    The holder and the lease's ``epoch`` (when given: the one the sync began under) are the
+    fencing token: a lease that ran out while nobody took it is still ours (a calendar is
+    read whole before its one save, which may take longer than the lease), and only another
+    daemon's claim, which changes the holder and the epoch, fences us out, even once the
+    lease has come back to us (a paused holder that is the rendezvous owner again).
     On PostgreSQL this UPDATE and claim's both update the one row: whichever comes second
     waits for the first's transaction and re-checks its condition on the row as committed,
     so a claim cannot slip in between this check and the batch's commit (it finds the
     lease just renewed), nor can a fence succeed after a claim (it finds another holder).
     SQLite has one writer at a time.
     """
-    if not renew(conn, kind, name, daemon_id, lease):
+    if not renew(conn, kind, name, daemon_id, lease, epoch):
         raise LeaseLost(
             f"{kind} {name}: the lease passed to another daemon; this batch was not saved",
             hint="nothing is lost: the daemon holding the lease now syncs it from the same cursor",
@@ -230,19 +249,46 @@ def release_all(conn: Connection) -> None:
     conn.execute(update(source_health).values(daemon_id=None, lease_until=None))
 
 
-def renew(conn: Connection, kind: str, name: str, daemon_id: str, lease: timedelta) -> bool:
-    """Extend a lease we hold; False when another daemon took it (nothing is changed)."""
-    return bool(
-        conn.execute(
-            update(source_health)
-            .where(
-                source_health.c.kind == kind,
-                source_health.c.name == name,
-                source_health.c.daemon_id == daemon_id,
-            )
-            .values(lease_until=db_now(conn, lease))
-        ).rowcount
+def renew(
+    conn: Connection,
+    kind: str,
+    name: str,
+    daemon_id: str,
+    lease: timedelta,
+    epoch: int | None = None,
+) -> bool:
+    """Extend a lease we hold (under ``epoch``, when given); False when another daemon took
+    it since (nothing is changed)."""
+    query = update(source_health).where(
+        source_health.c.kind == kind,
+        source_health.c.name == name,
+        source_health.c.daemon_id == daemon_id,
     )
+    if epoch is not None:
+        query = query.where(source_health.c.lease_epoch == epoch)
+    return bool(conn.execute(query.values(lease_until=db_now(conn, lease))).rowcount)
+
+
+def lease_epoch(conn: Connection, kind: str, name: str) -> int:
+    """The lease's generation now: a sync reads it as it begins and fences with it."""
+    found = conn.scalar(
+        select(source_health.c.lease_epoch).where(
+            source_health.c.kind == kind, source_health.c.name == name
+        )
+    )
+    return int(found or 0)
+
+
+def _taken_by(daemon_id: str) -> dict[str, Any]:
+    """The values of a claim: the holder and its lease, and a new epoch unless the row was
+    already ours (taking back our own lease, run out while nobody took it, is a renewal)."""
+    return {
+        "daemon_id": daemon_id,
+        "lease_epoch": case(
+            (source_health.c.daemon_id == daemon_id, source_health.c.lease_epoch),
+            else_=source_health.c.lease_epoch + 1,
+        ),
+    }
 
 
 # --- the fleet: every lease of a daemon at once -----------------------------------------------
@@ -321,7 +367,7 @@ def claim_many(
                     source_health.c.name.in_(free.scalar_subquery()),
                     _claimable(conn, daemon_id),
                 )
-                .values(daemon_id=daemon_id, lease_until=db_now(conn, lease))
+                .values(**_taken_by(daemon_id), lease_until=db_now(conn, lease))
             )
 
 

@@ -118,6 +118,43 @@ def test_batches_renew_the_lease_and_a_lost_lease_cannot_commit(db_url: str) -> 
     host_b.dispose()
 
 
+def test_a_lease_lost_and_taken_back_fences_out_the_batch_from_before(db_url: str) -> None:
+    """ABA: a paused with a batch in hand; b takes the source; a wakes, is the rendezvous
+    owner again and takes it back before its old batch commits.  The holder is a again, but
+    the lease is another one: the batch read under the first must not be written."""
+    host_a, host_b = _engines(db_url)
+    with host_a.begin() as conn:
+        health.register_daemon(conn, "a", "host-a", 1)
+        health.register_daemon(conn, "b", "host-b", 2)
+        assert health.claim(conn, "mailbox", "alice", "a", LEASE)
+        began = health.lease_epoch(conn, "mailbox", "alice")  # a's sync starts
+        assert health.claim(conn, "mailbox", "alice", "a", LEASE)  # its own renewal ...
+        assert health.lease_epoch(conn, "mailbox", "alice") == began  # ... is the same lease
+    with host_b.begin() as conn:  # a's heartbeat went stale: b takes the source
+        conn.execute(
+            update(daemons)
+            .where(daemons.c.id == "a")
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        assert health.claim(conn, "mailbox", "alice", "b", LEASE)
+        health.release_many(conn, [("mailbox", "alice")], "b")  # a is back: b hands over
+    with host_a.begin() as conn:
+        health.heartbeat(conn, "a", "awake")
+        health.claim_many(conn, [("mailbox", "alice")], "a", LEASE)
+        assert health.held_by(conn, "a") == {("mailbox", "alice")}
+    with pytest.raises(health.LeaseLost), host_a.begin() as conn:
+        conn.execute(daemons.insert().values(_ghost_daemon()))
+        health.fence(conn, "mailbox", "alice", "a", LEASE, began)
+    with host_a.begin() as conn:
+        assert conn.scalar(select(func.count()).where(daemons.c.id == "ghost")) == 0
+        # A sync begun under the new lease commits.
+        health.fence(
+            conn, "mailbox", "alice", "a", LEASE, health.lease_epoch(conn, "mailbox", "alice")
+        )
+    host_a.dispose()
+    host_b.dispose()
+
+
 def test_a_lease_that_ran_out_untaken_still_commits_and_is_renewed(db_url: str) -> None:
     # A calendar is read whole before its one fenced save: a read longer than the lease
     # must still commit when no other daemon took the source meanwhile.
@@ -228,4 +265,71 @@ def test_a_calendar_batch_without_the_lease_is_rolled_back(world: World) -> None
     assert world.records("--kind", "meeting") == []
     (result,) = CalendarSync(engine, config, opener=server.session).run_once()
     assert result.calendars["Work"]["created"] == 1
+    engine.dispose()
+
+
+@pytest.mark.dovecot
+def test_verify_bookkeeping_is_fenced_like_a_sync(world: World) -> None:
+    """A daemon's verify writes what it found (skips, a clean fingerprint); one that lost the
+    source's lease meanwhile writes none of it."""
+    from syncd.engine.verify import Verifier
+    from syncd.schema.tables import verify_states
+
+    world.rep("alice")
+    world.deliver("alice", make_message(message_id="<v1@acme.com>"))
+    world.write_config(mailbox={"alice": {"folders": ["INBOX"]}})
+    config = load_config(world.config_path)
+    engine = open_database(config.database.url)
+    MailSync(engine, config).run_once()
+
+    def lost(conn: Connection) -> None:
+        assert conn.in_transaction()
+        raise health.LeaseLost("mailbox alice: lost")
+
+    (box,) = config.mailbox
+    with pytest.raises(health.LeaseLost):
+        Verifier(engine, config, fence=lost).verify_mailbox(box)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(verify_states)) == 0
+    report = Verifier(engine, config).verify_mailbox(box)
+    assert report.missing == 0 and not report.failed
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(verify_states)) == 1
+    engine.dispose()
+
+
+def test_a_task_list_push_without_the_lease_writes_nothing(world: World) -> None:
+    """The calendar's task-list push after a sync is fenced like the sync: a holder that
+    lost the lease records no VTODO as written (the new holder writes it, to the same href)."""
+    from syncd.engine.task_sync import sync_task_list
+    from syncd.schema.tables import tasks
+
+    world.customers("customer,domains,contact_name,contact_email\nAcme Corp,acme.com,,\n")
+    world.write_config()
+    world.config_path.write_text(
+        world.config_path.read_text()
+        + '\n[[calendar]]\nname = "alice-cal"\nowner = "alice@example.com"\n'
+        'url = "https://dav.invalid/"\nusername = "alice"\npassword = "x"\n'
+        'tasks_calendar = "Follow-ups"\n'
+    )
+    world.cli(
+        "tasks", "add", "--customer", "Acme Corp", "--owner", "alice@example.com",
+        "--title", "Call back", "--due", "2026-12-24",
+    )  # fmt: skip
+    config = load_config(world.config_path)
+    (calendar,) = config.calendar
+    engine = open_database(config.database.url)
+    server = FakeCalendarServer("https://dav.invalid/", "alice")
+
+    def lost(conn: Connection) -> None:
+        assert conn.in_transaction()
+        raise health.LeaseLost("calendar alice-cal: lost")
+
+    with pytest.raises(health.LeaseLost):
+        sync_task_list(engine, calendar, server.session(), fence=lost)
+    with engine.connect() as conn:
+        assert conn.scalar(select(tasks.c.vtodo_href)) is None
+    assert sync_task_list(engine, calendar, server.session())["written"] == 1
+    with engine.connect() as conn:
+        assert conn.scalar(select(tasks.c.vtodo_href)) is not None
     engine.dispose()
