@@ -153,7 +153,8 @@ class SessionCache:
             kept = self._idle.pop(box.name, None)
             epoch = self._discards.get(box.name, 0)
             watcher: object = self._watchers.get(box.name) if self._watched(box.name) else None
-        if kept is None and isinstance(watcher, Lender):
+        # keep_connections = 0 asks for a login every poll: the watcher's is not borrowed.
+        if kept is None and self.capacity > 0 and isinstance(watcher, Lender):
             lent = self._borrow_from(watcher, box, max_bytes)
             if lent is not None:
                 lent.epoch = epoch
