@@ -32,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -366,11 +367,19 @@ def _close_each(gone: list[_Idle], seconds: float) -> None:
         _close(kept.session, seconds)
 
 
+_logouts: ThreadPoolExecutor | None = None
+_logouts_lock = threading.Lock()
+LOGOUT_THREADS = 4  # a handover of a thousand kept sessions must not start a thousand threads
+
+
 def _close_soon(gone: list[_Idle]) -> None:
-    """LOGOUT on a thread of its own: a slow server must not hold up the caller."""
-    threading.Thread(
-        target=_close_each, args=(gone, LOGOUT_WITHIN), name="imap-logout", daemon=True
-    ).start()
+    """LOGOUT on a few background threads: a slow server must not hold up the caller."""
+    global _logouts
+    with _logouts_lock:
+        if _logouts is None:
+            _logouts = ThreadPoolExecutor(LOGOUT_THREADS, thread_name_prefix="imap-logout")
+        pool = _logouts
+    pool.submit(_close_each, gone, LOGOUT_WITHIN)
 
 
 class _Borrowed:

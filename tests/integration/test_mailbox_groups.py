@@ -347,3 +347,70 @@ def test_a_revoked_client_secret_puts_the_group_in_attention_without_a_storm(
         _no_secret_in(texts, [client.secret, *servers.tokens.issued])
     finally:
         daemon.close()
+
+
+@pytest.mark.daemon
+@pytest.mark.postgres
+def test_two_daemons_on_postgresql_share_a_master_user_group_and_an_xoauth2_group(
+    servers: Servers, tmp_path: Path, client: Client, pg_admin: str
+) -> None:
+    """The fleet and the service credentials together: two `syncd run` on one PostgreSQL
+    share both groups' mailboxes, each mailbox captured by one of them, once."""
+    from sqlalchemy import func, select
+
+    from syncd.schema.tables import records, source_health
+    from tests.servers.postgres import scratch_database
+
+    sales, m365 = _reps(30, 6), _reps(40, 6)
+    (tmp_path / "sales.csv").write_text("owner\n" + "\n".join(sales) + "\n")
+    for rep in sales + m365:
+        _deliver(servers, rep, "fleet")
+    groups = (
+        _group(servers, tmp_path, "sales", _master(tmp_path), 'members_file = "sales.csv"\n')
+        + "\n"
+        + _group(
+            servers, tmp_path, "m365", _xoauth2(servers, tmp_path, client),
+            "members = [" + ", ".join(f'"{r}"' for r in m365) + "]\n",
+        )
+    )  # fmt: skip
+    with scratch_database(pg_admin) as url:
+        config = tmp_path / "syncd.toml"
+        config.write_text(
+            f'[database]\nurl = "{url}"\n[organization]\ninternal_domains = ["example.com"]\n'
+            "[sync]\ninterval = 600\n" + groups
+        )
+        engine = open_database(url)
+        daemons = [DaemonProcess(config, tmp_path / f"daemon-{n}.log").start() for n in range(2)]
+        try:
+
+            def counts() -> tuple[int, int]:
+                with engine.connect() as conn:
+                    total = conn.scalar(select(func.count()).select_from(records))
+                    keys = conn.scalar(select(func.count(func.distinct(records.c.key))))
+                return int(total or 0), int(keys or 0)
+
+            wait_until(lambda: counts()[0] == 12, 60, "both groups' backlog")
+
+            def holders() -> dict[str, str]:
+                with engine.connect() as conn:
+                    rows = conn.execute(select(source_health.c.name, source_health.c.daemon_id))
+                    return {str(name): str(holder) for name, holder in rows if holder}
+
+            wait_until(lambda: len(set(holders().values())) == 2, 30, "both daemons holding")
+            # New mail after the start reaches each mailbox's holder by IDLE.
+            for rep in sales + m365:
+                _deliver(servers, rep, "later")
+            wait_until(lambda: counts()[0] == 24, 60, "the new mail")
+            assert counts() == (24, 24)
+            status = _cli(config, "status")
+            assert "mailbox group sales: 6 mailboxes, ok" in status.output, status.output
+            assert "mailbox group m365: 6 mailboxes, ok" in status.output, status.output
+            for daemon in daemons:
+                code, _took = daemon.stop()
+                assert code == 0
+        finally:
+            for daemon in daemons:
+                daemon.close()
+            engine.dispose()
+    logs = [(tmp_path / f"daemon-{n}.log").read_text() for n in range(2)]
+    _no_secret_in(logs, [MASTER_PASSWORD, client.secret, *servers.tokens.issued])

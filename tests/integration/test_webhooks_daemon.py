@@ -4,6 +4,7 @@ reload, SIGTERM, and logs that never hold the secret or a signature."""
 from __future__ import annotations
 
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -129,3 +130,93 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything_repeating_only_in_
     assert secret.removeprefix("whsec_") not in text
     signatures = {a.signature.split(",", 1)[1] for a in crm.arrivals + erp.arrivals}
     assert signatures and not any(sig in text for sig in signatures)
+
+
+@pytest.mark.postgres
+def test_two_daemons_on_postgresql_send_each_event_once_and_a_dead_endpoint_slows_no_other(
+    tmp_path: Path, receivers: list[Receiver], pg_admin: str
+) -> None:
+    """Two `syncd run` on one PostgreSQL share the outbox: every event reaches the live
+    endpoint once, not once per daemon.  A second endpoint that accepts connections and never
+    answers (a hung CRM) costs the first nothing: its backlog grows, shown by the metrics."""
+    from tests.servers.postgres import scratch_database
+
+    secret = new_secret()
+    (tmp_path / "crm.secret").write_text(secret)
+    crm = Receiver(secret).start()
+    receivers.append(crm)
+    crm.reply = lambda _event: Reply(200, sleep=0.02)  # a few seconds of work: both take part
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)  # the kernel completes the handshakes; nobody ever reads the requests
+    hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}/hooks"
+    daemons: list[DaemonProcess] = []
+    with scratch_database(pg_admin) as url:
+        engine = open_database(url)
+        try:
+            ports = [free_port(), free_port()]
+            configs = []
+            for n, port in enumerate(ports):
+                config = tmp_path / f"syncd-{n}.toml"
+                config.write_text(
+                    f'[database]\nurl = "{url}"\n\n[metrics]\nlisten = "127.0.0.1:{port}"\n\n'
+                    + _webhook("crm", crm, tmp_path / "crm.secret")
+                    + f'[[webhook]]\nname = "hung"\nurl = "{hung_url}"\n'
+                    f'secret_file = "{tmp_path / "crm.secret"}"\ntimeout = 1\n'
+                )
+                configs.append(config)
+            for n, config in enumerate(configs):
+                daemons.append(DaemonProcess(config, tmp_path / f"daemon-{n}.log").start())
+            events = 1500
+            for start in range(0, events, 100):  # in several commits, as capture writes them
+                with engine.begin() as conn:
+                    emit_many(
+                        conn,
+                        [
+                            Event("record.created", f"record:{n}", {"id": n})
+                            for n in range(start, start + 100)
+                        ],
+                    )
+            took = wait_until(
+                lambda: len(set(crm.delivered_ids())) == events,
+                60,
+                "every event at the live endpoint",
+            )
+            time.sleep(1.0)  # anything sent twice would have landed by now
+            assert crm.repeats() == {}
+            assert crm.bad_signatures == 0
+            assert took < 30, took  # the hung endpoint's timeouts held nothing up
+
+            def metric(port: int, line_start: str) -> float:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+                    text = answer.read().decode()
+                found = [ln for ln in text.splitlines() if ln.startswith(line_start)]
+                return sum(float(ln.rsplit(" ", 1)[1]) for ln in found)
+
+            # Each daemon delivered a share; together exactly the events.
+            shares = [metric(p, 'syncd_webhook_delivered_total{webhook="crm"}') for p in ports]
+            assert sum(shares) == events and all(shares), shares
+            wait_until(
+                lambda: (
+                    sum(
+                        metric(p, 'syncd_webhook_failures_total{kind="timeout",webhook="hung"}')
+                        for p in ports
+                    )
+                    >= 1
+                ),
+                20,
+                "the hung endpoint's timeouts counted",
+            )
+            wait_until(
+                lambda: max(metric(p, 'syncd_webhook_pending{webhook="hung"}') for p in ports) > 0,
+                20,
+                "the hung endpoint's backlog shown",
+            )
+            for daemon in daemons:
+                code, _took = daemon.stop()
+                assert code == 0
+        finally:
+            for daemon in daemons:
+                daemon.close()
+            engine.dispose()
+            hung.close()
