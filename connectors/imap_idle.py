@@ -59,6 +59,7 @@ class IdleConnection:
         self._window_start = time.monotonic()
         self._window_bytes = 0
         self._closed = False
+        self._uidnext: int | None = None  # INBOX's UIDNEXT when IDLE was last entered
 
     @classmethod
     def open(
@@ -83,8 +84,9 @@ class IdleConnection:
             if "IDLE" not in session.capabilities():
                 session.close()
                 return None
-            session.examine(FOLDER)
+            opened = session.examine(FOLDER)
             connection = cls(session, config)
+            connection._uidnext = opened.uidnext
             connection._take_over()
         except BaseException:
             session.close()
@@ -167,12 +169,15 @@ class IdleConnection:
     def reenter_idle(self, inbox_uidnext: int | None) -> bool:
         """After a poll: INBOX examined again, IDLE again.  True when INBOX has mail the
         poll may not have seen: its UIDNEXT moved past ``inbox_uidnext``, the UIDNEXT the
-        poll saw (None: the poll did not look at INBOX), or mail was announced on the way."""
+        poll saw (None, when the poll did not read INBOX: past the UIDNEXT of the last time
+        IDLE began), or mail was announced on the way.  A poll that never reads INBOX (its
+        folders exclude it, or it failed first) therefore wakes no endless round of polls."""
         status = self._session.examine(FOLDER)
         self._take_over()
-        moved = inbox_uidnext is None or (
-            status.uidnext is not None and status.uidnext > inbox_uidnext
-        )
+        seen = inbox_uidnext if inbox_uidnext is not None else self._uidnext
+        # A server without UIDNEXT cannot tell: the next scheduled poll will.
+        moved = seen is not None and status.uidnext is not None and status.uidnext > seen
+        self._uidnext = status.uidnext
         return self.enter_idle() or moved
 
     def close(self) -> None:

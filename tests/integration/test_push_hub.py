@@ -352,6 +352,22 @@ def test_a_poll_borrows_the_watch_connection_and_idle_resumes(server: Dovecot) -
         wakes.clear()
         _deliver_and_time(server, wakes, [box.name])
 
+        # A poll that never read INBOX (its folders exclude it) is compared with INBOX as
+        # IDLE last began: the mail pushed since wakes one more poll, then nothing does.
+        for _ in range(2):
+            wakes.clear()
+            session = watch.lend(2.0)
+            assert session is not None
+            watch.give_back(True, None)
+            wait_until(lambda: watch.state == "idle", 5, "IDLE again")
+            time.sleep(0.3)
+        assert not wakes.first
+        session = watch.lend(2.0)
+        assert session is not None
+        server.deliver(box.name, make_message(message_id="<while-lent@acme.com>"))
+        watch.give_back(True, None)
+        wait_until(lambda: box.name in wakes.first, 5, "the wake for mail while lent")
+
         # A poll that failed on it: the connection is dropped, the watch logs in again.
         session = watch.lend(2.0)
         assert session is not None
