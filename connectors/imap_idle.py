@@ -60,6 +60,9 @@ class IdleConnection:
         self._window_bytes = 0
         self._closed = False
         self._uidnext: int | None = None  # INBOX's UIDNEXT when IDLE was last entered
+        # INBOX's (UIDVALIDITY, UIDNEXT) at login: whether a mailbox taken over from another
+        # daemon has mail its cursor has not seen, without a poll of its own.
+        self.opened_at: tuple[int | None, int | None] = (None, None)
 
     @classmethod
     def open(
@@ -87,6 +90,7 @@ class IdleConnection:
             opened = session.examine(FOLDER)
             connection = cls(session, config)
             connection._uidnext = opened.uidnext
+            connection.opened_at = (opened.uidvalidity, opened.uidnext)
             connection._take_over()
         except BaseException:
             session.close()

@@ -48,6 +48,7 @@ from syncd.secrets import exposed_secrets
 from syncd.store import health, turns
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
+from syncd.store.state import Cursor, cursors_of
 from syncd.webhooks.deliverer import Deliverer
 
 log = structlog.get_logger("syncd.daemon")
@@ -58,6 +59,10 @@ HEARTBEAT_EVERY = 2.5
 HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
 STOP_WITHIN = 6.0  # seconds a stop waits for workers; with the rest, a stop is under 10 s
 DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
+# A mailbox taken over is polled by then even when its watch has not logged in to say
+# whether INBOX has news (a slow server, a long login queue).
+OPEN_GRACE = 30.0  # seconds
+INBOX = "INBOX"
 
 
 @dataclass(slots=True)
@@ -84,6 +89,14 @@ class Scheduled:
     @property
     def key(self) -> tuple[str, str]:
         return (self.source.kind, self.source.name)
+
+
+def _reads_inbox(scheduled: Scheduled) -> bool:
+    """A mailbox whose folders include INBOX, the folder a watch sees."""
+    if scheduled.kind != "mailbox":
+        return False
+    folders = getattr(scheduled.source.config, "folders", None)
+    return folders is None or any(folder.upper() == INBOX for folder in folders)
 
 
 def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
@@ -138,6 +151,8 @@ class Daemon:
         self._watchers: dict[tuple[str, str], Watch] = {}  # by (kind, name)
         # Watchers that died of something they could not catch, for the restart backoff.
         self._watcher_deaths: dict[tuple[str, str], _Deaths] = {}
+        # Watches of mailboxes taken over, logged in: INBOX's (UIDVALIDITY, UIDNEXT) then.
+        self._opened: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         self._futures: set[Future[None]] = set()
         self._directory: tuple[float, Directory] | None = None
         self._directory_generation = 0  # changes applied by the [directory] source
@@ -226,6 +241,7 @@ class Daemon:
                     self._reload.clear()
                     self._reload_config()
                 self._apply_fleet()
+                self._apply_opened()
                 self._dispatch()
                 if time.monotonic() >= next_beat:
                     self._beat()
@@ -355,12 +371,24 @@ class Daemon:
         only = self._instance is not None  # SQLite's lock file: no other daemon on it
         self._webhooks = Deliverer.follow(self._webhooks, config, self.id, self._metrics, only)
 
-    def _start_watcher(self, scheduled: Scheduled) -> None:
+    def _start_watcher(self, scheduled: Scheduled, *, taken_over: bool = False) -> bool:
+        """Watch the source if its server can push; True when a watch was started.  For a
+        source ``taken_over`` from another daemon, the watch's first login tells whether
+        INBOX holds mail past the cursor (``_apply_opened``)."""
         key = scheduled.key
-        watcher = scheduled.source.watcher(self._hub, lambda _name: self.wake(key))
+
+        def opened(found: tuple[int | None, int | None]) -> None:
+            with self._lock:
+                self._opened[key] = found
+            self._wake.set()
+
+        watcher = scheduled.source.watcher(
+            self._hub, lambda _name: self.wake(key), opened if taken_over else None
+        )
         if watcher is not None:
             self._watchers[key] = watcher
             self._imap_sessions.watch_source(key, watcher)  # its connection is the kept one
+        return watcher is not None
 
     def _stop_watcher(self, key: tuple[str, str]) -> None:
         watcher = self._watchers.pop(key, None)
@@ -755,13 +783,60 @@ class Daemon:
                 scheduled = self._sources.get(key)
                 if scheduled is None or scheduled.retired:
                     continue
-                if scheduled.state != "attention":
-                    self._start_watcher(scheduled)
-                if not first and scheduled.state == "ok":  # mail may have come meanwhile
-                    scheduled.due = min(scheduled.due, time.monotonic())
+                # Taken over from another daemon: mail may have come since its last poll.
+                # Where a watch on INBOX can say so at its login, only the mailboxes it finds
+                # news in are polled at once: a daemon that takes over a thousand mailboxes
+                # polls the hundred with mail first, not all thousand in any order.
+                checked = not first and scheduled.state == "ok" and _reads_inbox(scheduled)
+                watched = scheduled.state != "attention" and self._start_watcher(
+                    scheduled, taken_over=checked
+                )
+                if not first and scheduled.state == "ok":
+                    wait = OPEN_GRACE if checked and watched else 0.0
+                    scheduled.due = min(scheduled.due, time.monotonic() + wait)
         if gained or lost:
             log.info("fleet.changed", daemons=len(view.live), held=len(view.held),
                      gained=len(gained), lost=len(lost))  # fmt: skip
+
+    def _apply_opened(self) -> None:
+        """Watches of mailboxes taken over that logged in: INBOX's UIDNEXT against the
+        cursor (one query for all of them).  News: poll now.  None: the next poll comes
+        within the interval, spread, as for any mailbox; the watch covers INBOX meanwhile."""
+        assert self._engine is not None
+        with self._lock:
+            opened, self._opened = self._opened, {}
+        if not opened:
+            return
+        try:
+            with self._engine.connect() as conn:
+                cursors: dict[str, Cursor] | None = cursors_of(
+                    conn, [name for _kind, name in opened], INBOX
+                )
+        except Exception as err:  # the database may be down: poll them, as before
+            log.warning("fleet.cursors_unread", error=type(err).__name__)
+            cursors = None
+        now = time.monotonic()
+        interval = float(self._config.sync.interval)
+        news = 0
+        with self._lock:
+            for key, (validity, uidnext) in opened.items():
+                scheduled = self._sources.get(key)
+                if scheduled is None or scheduled.retired or scheduled.state != "ok":
+                    continue
+                cursor = None if cursors is None else cursors.get(key[1])
+                if (
+                    cursor is None
+                    or validity is None
+                    or uidnext is None
+                    or cursor.uidvalidity != validity
+                    or uidnext > cursor.last_uid + 1
+                ):
+                    scheduled.due = min(scheduled.due, now)
+                    news += 1
+                elif not scheduled.running:
+                    spread = self._rng.uniform(min(OPEN_GRACE, interval), interval)
+                    scheduled.due = now + spread
+        log.debug("fleet.taken_over_checked", mailboxes=len(opened), news=news)
 
     def _lost(self, key: tuple[str, str]) -> None:
         with self._lock:

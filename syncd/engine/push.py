@@ -58,6 +58,8 @@ class Watch:
     box: MailboxConfig
     on_new_mail: Callable[[str], None]
     _hub: PushHub
+    # Called once, after the first login, with INBOX's (UIDVALIDITY, UIDNEXT) then.
+    on_open: Callable[[tuple[int | None, int | None]], None] | None = None
     # queued (for a login) | connecting | idle | renewing | waiting (to reconnect) | ended,
     # or lending (to leave the selector) | lent (to a poll, out of IDLE)
     state: str = "queued"
@@ -160,10 +162,16 @@ class PushHub:
 
     # --- the daemon's side ----------------------------------------------------------------
 
-    def watch(self, box: MailboxConfig, on_new_mail: Callable[[str], None]) -> Watch:
+    def watch(
+        self,
+        box: MailboxConfig,
+        on_new_mail: Callable[[str], None],
+        on_open: Callable[[tuple[int | None, int | None]], None] | None = None,
+    ) -> Watch:
         """Start watching ``box``'s INBOX; ``on_new_mail(name)`` is called (on a hub thread)
-        when the server announces mail, and once after every reconnection."""
-        watch = Watch(box, on_new_mail, self)
+        when the server announces mail, and once after every reconnection; ``on_open`` once
+        after the first login, with INBOX's (UIDVALIDITY, UIDNEXT) then."""
+        watch = Watch(box, on_new_mail, self, on_open)
         with self._lock:
             self._ensure_running()
             self._watches.add(watch)
@@ -532,6 +540,12 @@ class PushHub:
             watch.connected_at = time.monotonic()
             self._to_register.append(watch)
             back, watch.reconnecting = watch.reconnecting, False
+            opened, watch.on_open = watch.on_open, None
+        if opened is not None:
+            try:
+                opened(connection.opened_at)
+            except Exception as err:  # the daemon's bookkeeping must not cost the watch
+                log.error("idle.callback_failed", mailbox=box.name, error=type(err).__name__)
         return new_mail or back  # mail may have come while we were away
 
     def _renew(self, watch: Watch) -> bool:

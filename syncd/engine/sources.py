@@ -30,6 +30,8 @@ log = structlog.get_logger("syncd.sources")
 
 Kind = Literal["mailbox", "calendar"]
 Fence = Callable[[Connection], None]
+# A watch's first login: INBOX's (UIDVALIDITY, UIDNEXT) then.
+OnOpen = Callable[[tuple[int | None, int | None]], None]
 
 
 def _no_fence(_conn: Connection) -> None:
@@ -130,9 +132,12 @@ class Source(Protocol):
         runs first in each of its transactions, as in ``sync``."""
         ...
 
-    def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
-        """A watch on ``hub`` that calls ``on_change`` when the server reports new items, or
-        None where the server cannot push (then the source is polled only)."""
+    def watcher(
+        self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
+    ) -> Watch | None:
+        """A watch on ``hub`` that calls ``on_change`` when the server reports new items (and
+        ``on_open`` once logged in, with what it found), or None where the server cannot push
+        (then the source is polled only)."""
         ...
 
 
@@ -258,8 +263,10 @@ class MailboxSource(_Configured[MailboxConfig]):
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         return None
 
-    def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
-        return hub.watch(self.config, on_change) if self._config.sync.idle else None
+    def watcher(
+        self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
+    ) -> Watch | None:
+        return hub.watch(self.config, on_change, on_open) if self._config.sync.idle else None
 
 
 class CalendarSource(_Configured[CalendarConfig]):
@@ -324,7 +331,9 @@ class CalendarSource(_Configured[CalendarConfig]):
         with open_caldav(self.config) as session:
             return sync_task_list(self._engine, self.config, session, self._task_lists, fence=fence)
 
-    def watcher(self, hub: PushHub, on_change: Callable[[str], None]) -> Watch | None:
+    def watcher(
+        self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
+    ) -> Watch | None:
         return None  # CalDAV has no push that syncd uses: calendars are polled
 
 

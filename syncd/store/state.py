@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, delete, select
 
 from syncd.schema.tables import folder_cursors, source_states, sources
-from syncd.store.sql import upsert
+from syncd.store.sql import chunks, upsert
 from syncd.store.status_read import ACCOUNT  # "": the account-level row
 
 
@@ -113,6 +113,25 @@ def get_cursor(conn: Connection, mailbox: str, folder: str) -> Cursor | None:
     if row is None:
         return None
     return Cursor(row.uidvalidity, int(row.last_uid or 0), row.highestmodseq)
+
+
+def cursors_of(conn: Connection, mailboxes: Sequence[str], folder: str) -> dict[str, Cursor]:
+    """The cursors of one folder of many mailboxes, in one query a chunk."""
+    found: dict[str, Cursor] = {}
+    for part in chunks(sorted(set(mailboxes))):
+        rows = conn.execute(
+            select(
+                folder_cursors.c.mailbox,
+                folder_cursors.c.uidvalidity,
+                folder_cursors.c.last_uid,
+                folder_cursors.c.highestmodseq,
+            ).where(folder_cursors.c.mailbox.in_(part), folder_cursors.c.folder == folder)
+        )
+        for row in rows:
+            found[str(row.mailbox)] = Cursor(
+                row.uidvalidity, int(row.last_uid or 0), row.highestmodseq
+            )
+    return found
 
 
 def reset_folder(conn: Connection, mailbox: str, folder: str, uidvalidity: int) -> None:
