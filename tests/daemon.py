@@ -102,3 +102,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> floa
             return time.monotonic() - started
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop_all(daemons: list[DaemonProcess]) -> None:
+    """SIGTERM each daemon in turn; each must exit 0 within its stop window."""
+    for daemon in daemons:
+        code, _took = daemon.stop()
+        assert code == 0, f"exit {code}"

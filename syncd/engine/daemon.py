@@ -792,8 +792,11 @@ class Daemon:
                     scheduled, taken_over=checked
                 )
                 if not first and scheduled.state == "ok":
-                    wait = OPEN_GRACE if checked and watched else 0.0
-                    scheduled.due = min(scheduled.due, time.monotonic() + wait)
+                    # (Its `due` is stale: it was never polled here, or not since it left.)
+                    if checked and watched:
+                        scheduled.due = time.monotonic() + OPEN_GRACE
+                    else:
+                        scheduled.due = min(scheduled.due, time.monotonic())
         if gained or lost:
             log.info("fleet.changed", daemons=len(view.live), held=len(view.held),
                      gained=len(gained), lost=len(lost))  # fmt: skip

@@ -1,10 +1,12 @@
 """IMAP IDLE on INBOX for every mailbox of the daemon, on one selector thread.
 
-A watch only listens; the sync itself runs on the scheduler's connection, so a message is
-read, matched and committed exactly as on a poll.  Threads do not grow with mailboxes:
+A watch only listens; a wake-up makes the daemon poll the mailbox, so a message is read,
+matched and committed exactly as on any poll.  The poll runs on the watch's own connection,
+lent to it (``lend``: out of IDLE; ``give_back``: INBOX examined, IDLE again), so a watched
+mailbox costs the server one connection and one login.  Threads do not grow with mailboxes:
 one thread waits on every IDLE socket at once (epoll), and a small pool does the blocking
 steps (connect, TLS, login, EXAMINE, IDLE; the renewals), so 2,000 mailboxes cost about
-ten threads.  Logins are staggered: a few at a time and at most ``connects_per_second``,
+twenty threads.  Logins are staggered: a few at a time and at most ``connects_per_second``,
 so a start or a server restart does not log in to every mailbox in the same second.
 
 IDLE is left and entered again every few minutes (``RENEW_EVERY``): servers drop IDLE
@@ -44,9 +46,12 @@ log = structlog.get_logger("syncd.push")
 
 RENEW_EVERY = 5 * 60.0  # seconds in IDLE before DONE + NOOP + IDLE again
 RECONNECT_MAX = RECONNECT.cap
-WORKERS = 8  # threads for the blocking steps, whatever the number of mailboxes
-LOGINS = 6  # logins at once: the other workers stay free for renewals
-CONNECTS_PER_SECOND = 100.0  # logins started per second, all mailboxes together
+WORKERS = 16  # threads for the blocking steps, whatever the number of mailboxes
+# Logins at once: the other workers stay free for renewals.  A login with its EXAMINE and
+# IDLE is four round trips and a process started on the server: on a busy machine 50-100 ms,
+# so that a takeover of a thousand mailboxes is bound by how many run at once.
+LOGINS = 12
+CONNECTS_PER_SECOND = 200.0  # logins started per second, all mailboxes together
 STABLE_AFTER = 60.0  # seconds up after which a connection's past failures are forgotten
 TICK = 5.0  # the selector thread looks at its timers at least this often
 
@@ -255,11 +260,7 @@ class PushHub:
     def _broken(self, watch: Watch, connection: IdleConnection, err: Exception) -> None:
         connection.close()
         with self._lock:
-            watch.connection = None
-            if _gone(watch):
-                self._finish(watch)
-            else:
-                self._failed(watch, err)
+            self._drop(watch, err)
         self._poke()
 
     def watching(self) -> int:
@@ -489,13 +490,7 @@ class PushHub:
             with self._lock:
                 if step == self._connect and not watch.dead:
                     self._logging_in -= 1
-                if watch.connection is not None:
-                    watch.connection.close()
-                    watch.connection = None
-                if _gone(watch):
-                    self._finish(watch)
-                else:
-                    self._failed(watch, err)
+                self._drop(watch, err)
             self._poke()
             return
         except BaseException:
@@ -564,6 +559,17 @@ class PushHub:
         return new_mail
 
     # --- outcomes (lock held) -----------------------------------------------------------------
+
+    def _drop(self, watch: Watch, err: Exception) -> None:
+        """A step failed on the watch's connection: closed, then log in again after the
+        backoff, unless the watch is gone meanwhile."""
+        if watch.connection is not None:
+            watch.connection.close()
+            watch.connection = None
+        if _gone(watch):
+            self._finish(watch)
+        else:
+            self._failed(watch, err)
 
     def _failed(self, watch: Watch, err: Exception) -> None:
         """A lost connection or a failed step: wait, then log in again."""

@@ -22,7 +22,7 @@ from syncd.config import GroupMemberConfig, load_config
 from syncd.engine.sources import configured_sources
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
-from tests.daemon import DaemonProcess, wait_until
+from tests.daemon import DaemonProcess, stop_all, wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
 from tests.servers.oauth2 import TokenServer, self_signed
@@ -405,9 +405,7 @@ def test_two_daemons_on_postgresql_share_a_master_user_group_and_an_xoauth2_grou
             status = _cli(config, "status")
             assert "mailbox group sales: 6 mailboxes, ok" in status.output, status.output
             assert "mailbox group m365: 6 mailboxes, ok" in status.output, status.output
-            for daemon in daemons:
-                code, _took = daemon.stop()
-                assert code == 0
+            stop_all(daemons)
         finally:
             for daemon in daemons:
                 daemon.close()

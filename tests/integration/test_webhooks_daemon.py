@@ -15,7 +15,7 @@ import pytest
 from syncd.store.database import open_database
 from syncd.store.events import Event, emit_many
 from syncd.webhooks.deliverer import FLUSH, SENDERS
-from tests.daemon import DaemonProcess, wait_until
+from tests.daemon import DaemonProcess, stop_all, wait_until
 from tests.servers.ports import free_port
 from tests.servers.webhook import Receiver, Reply, new_secret
 
@@ -212,9 +212,7 @@ def test_two_daemons_on_postgresql_send_each_event_once_and_a_dead_endpoint_slow
                 20,
                 "the hung endpoint's backlog shown",
             )
-            for daemon in daemons:
-                code, _took = daemon.stop()
-                assert code == 0
+            stop_all(daemons)
         finally:
             for daemon in daemons:
                 daemon.close()
