@@ -836,7 +836,8 @@ class Daemon:
                 ):
                     scheduled.due = min(scheduled.due, now)
                     news += 1
-                elif not scheduled.running:
+                elif not scheduled.running and scheduled.due > now:
+                    # (A due already past: a wake came since, IDLE saw mail: left alone.)
                     spread = self._rng.uniform(min(OPEN_GRACE, interval), interval)
                     scheduled.due = now + spread
         log.debug("fleet.taken_over_checked", mailboxes=len(opened), news=news)

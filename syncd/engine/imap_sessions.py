@@ -443,9 +443,12 @@ class _Borrowed:
                 )
                 self.reused = False  # once: from here on the session is a fresh one
                 self._session = None
-                if self.lender is not None:  # the watcher's connection died: it logs in anew
+                if self.lender is not None:
+                    # A NO it answered leaves the watch's connection fine: back into IDLE
+                    # (dropping it would cost the watch a login and a wake every poll where
+                    # a server refuses STATUS of some folder); anything else: it logs in anew.
                     lender, self.lender = self.lender, None
-                    lender.give_back(False, None)
+                    lender.give_back(refused, self.inbox_uidnext)
                 else:
                     _close(session, 0.1)
                 self._session = self._cache._login(self.box, self.max_bytes)

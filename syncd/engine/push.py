@@ -217,7 +217,17 @@ class PushHub:
         handed = watch._handed.wait(wait)
         with self._lock:
             if not handed and watch.state == "lending":
-                watch.state = "idle"  # the selector thread was busy: poll on a login of its own
+                # The selector thread was busy: the poll logs in on its own; the watch stays
+                # registered in IDLE (stopped meanwhile: closed now), its renewal re-armed.
+                watch.state = "idle"
+                if _gone(watch):
+                    if watch.connection is not None:
+                        self._to_close.append(watch.connection)
+                        watch.connection = None
+                    self._finish(watch)
+                else:
+                    self._at(watch, time.monotonic() + self._renew_every)
+                self._poke()
                 return None
             connection = watch.connection
             if watch.state != "lent" or connection is None:
@@ -474,7 +484,9 @@ class PushHub:
                 connection.close()
             self._to_close.clear()
             for watch in self._watches:
-                if watch.state == "idle" and watch.connection is not None:
+                # A lent connection is closed by its poll's give_back; one being lent is not
+                # lent yet: the selector thread still owns it.
+                if watch.state in ("idle", "lending") and watch.connection is not None:
                     watch.connection.close()
                     watch.connection = None
         with contextlib.suppress(Exception):

@@ -119,7 +119,7 @@ def forget(
     )
     counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
     counts["redacted"] += _redact_their_records(conn, redactor, touched)
-    counts["redacted"] += _redact_receiver_answers(conn, redactor, touched)
+    counts["redacted"] += _redact_receiver_answers(conn, redactor, touched, before.task_ids)
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(
@@ -266,18 +266,16 @@ def _redact_their_records(conn: Connection, redactor: Redactor, touched: list[in
     return changed
 
 
-def _redact_receiver_answers(conn: Connection, redactor: Redactor, touched: list[int]) -> int:
+def _redact_receiver_answers(
+    conn: Connection, redactor: Redactor, touched: list[int], task_ids: set[int]
+) -> int:
     """A webhook receiver's answer (kept as a delivery's or an endpoint's last error) may
     echo the payload it refused, names and all: the person's names leave the errors of
-    deliveries about their records and tasks, and the endpoints' last errors (a handful of
-    rows, where redacting a common word costs nothing)."""
+    deliveries about their records and tasks (``task_ids``: read before the forget deleted
+    or detached the tasks of the records it erased), and the endpoints' last errors (a
+    handful of rows, where redacting a common word costs nothing)."""
     changed = 0
-    subjects: list[str] = []
-    for part in chunks(touched):
-        subjects += [f"record:{i}" for i in part]
-        subjects += [
-            f"task:{i}" for i in conn.scalars(select(tasks.c.id).where(tasks.c.record_id.in_(part)))
-        ]
+    subjects = [f"record:{i}" for i in touched] + [f"task:{i}" for i in sorted(task_ids)]
     D = webhook_deliveries
     for about in chunks(subjects):
         rows = conn.execute(

@@ -324,3 +324,50 @@ def test_discarding_or_watching_never_waits_for_a_logout(how: str) -> None:
     slow[0].release.set()  # only now may the LOGOUT end
     _wait(lambda: slow[0].released is not None)
     assert slow[0].released is True and rig.opened[0].closed
+
+
+class LendingWatcher:
+    """A watcher that lends its own logged-in session to polls, as engine/push.py's Watch."""
+
+    def __init__(self, session: MailSession) -> None:
+        self.ended: str | None = None
+        self.session = session
+        self.lent = 0
+        self.returned: list[tuple[bool, int | None]] = []
+
+    def lend(self, wait: float) -> MailSession | None:
+        self.lent += 1
+        return self.session
+
+    def give_back(self, usable: bool, inbox_uidnext: int | None) -> None:
+        self.returned.append((usable, inbox_uidnext))
+
+
+def test_polls_of_a_watched_mailbox_borrow_the_watchers_connection() -> None:
+    """No login a poll; a NO the lent connection answered (a server that refuses STATUS of a
+    folder) sends it back into IDLE, not to a new login, and the poll retries once on its
+    own login as for any kept connection; a connection that broke goes back unusable."""
+    rig = Rig()
+    rig.server.make_folder("Archive")
+    watcher = LendingWatcher(rig.opener(_box("a"), 1000))
+    rig.cache.watch("a", watcher)
+    for _ in range(3):
+        rig.poll("a")
+    assert rig.server.logins == 1 and watcher.lent == 3  # the watcher's own login only
+    assert [usable for usable, _ in watcher.returned] == [True, True, True]
+    assert all(uidnext is not None for _, uidnext in watcher.returned)
+
+    rig.server.fail_next("status", RemoteConfigError("STATUS refused here"))
+    session = rig.cache.open(_box("a"), 1000)
+    session.status("Archive")  # refused on the lent one, answered on a fresh login
+    session.close()
+    assert watcher.returned[-1][0] is True  # its connection is fine: back into IDLE
+    assert rig.server.logins == 2 and rig.opened[-1].closed  # the poll's own, not kept
+
+    rig.server.fail_next("status", TransientError("connection reset"))
+    session = rig.cache.open(_box("a"), 1000)
+    session.status("INBOX")
+    session.close()
+    assert watcher.returned[-1] == (False, None)  # broken: the watcher logs in anew
+    assert rig.server.logins == 3
+
