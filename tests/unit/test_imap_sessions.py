@@ -370,4 +370,3 @@ def test_polls_of_a_watched_mailbox_borrow_the_watchers_connection() -> None:
     session.close()
     assert watcher.returned[-1] == (False, None)  # broken: the watcher logs in anew
     assert rig.server.logins == 3
-
