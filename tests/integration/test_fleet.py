@@ -134,7 +134,7 @@ def test_daemons_share_the_mailboxes_and_hand_them_over(fleet_world: Fleet) -> N
     shares = {n: len(fleet.held_by(n)) for n in ("a", "b")}
     assert sum(shares.values()) == 40 and min(shares.values()) >= 8, shares
     # One IDLE connection per mailbox in the whole fleet, not one per daemon.
-    # (A watcher that was handed over closes within its socket timeout, 30 s, today.)
+    # (A watcher that was handed over closes at its daemon's next beat.)
     wait_until(lambda: world.dovecot.connections() <= 40 + 4, 75, "handed-over watchers closed")
     assert world.dovecot.connections() >= 40
     status = json.loads(world.cli("status", "--json").stdout)

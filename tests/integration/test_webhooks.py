@@ -1,6 +1,6 @@
 """Signed webhook delivery against a real receiver that verifies every signature with the
 ``standardwebhooks`` library, on SQLite and PostgreSQL.  Events are put into the outbox
-with ``emit()`` (capture emitting them comes with the outbox work)."""
+with ``emit()`` here; capture emitting them is tested in test_events and test_webhooks_e2e."""
 
 from __future__ import annotations
 
