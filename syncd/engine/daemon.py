@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.config import Config, load_config
+from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.domain.matching import Directory
 from syncd.engine.directory_sync import DirectoryWatcher
 from syncd.engine.event_upkeep import events_upkeep
@@ -62,7 +63,6 @@ DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
 # A mailbox taken over is polled by then even when its watch has not logged in to say
 # whether INBOX has news (a slow server, a long login queue).
 OPEN_GRACE = 30.0  # seconds
-INBOX = "INBOX"
 
 
 @dataclass(slots=True)

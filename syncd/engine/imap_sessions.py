@@ -40,6 +40,7 @@ import structlog
 
 from syncd.config import MailboxConfig, SyncConfig
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, MailSession
+from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.errors import RemoteConfigError, RemoteError
 from syncd.metrics import Metrics
 
@@ -58,7 +59,6 @@ SHUTDOWN_LOGOUT_WITHIN = 1.5
 LIST_EVERY = 900.0  # seconds
 # How long a poll waits for a watcher to let go of its connection before logging in.
 LEND_WAIT = 2.0  # seconds
-INBOX = "INBOX"
 
 
 @runtime_checkable

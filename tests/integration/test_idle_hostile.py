@@ -195,3 +195,73 @@ def test_the_daemon_restarts_a_dead_watcher_with_backoff(
         wait_until(lambda: len(starts) == 3, 5, "the third login")
     finally:
         daemon._hub.close()
+
+
+class SilentAfterDone:
+    """A loopback IMAP server that accepts IDLE and then never answers the DONE that ends
+    it: a peer that stops answering while a poll borrows the watch's connection."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.sessions = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.sessions += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn, conn.makefile("rb") as lines:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 IDLE] silent test server\r\n")
+            for raw in lines:
+                tag, _, rest = raw.decode().rstrip("\r\n").partition(" ")
+                command = rest.split(" ")[0].upper()
+                if command == "CAPABILITY":
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 IDLE\r\n" + f"{tag} OK done\r\n".encode())
+                elif command in ("EXAMINE", "SELECT"):
+                    conn.sendall(
+                        b"* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1] ok\r\n"
+                        + f"{tag} OK [READ-ONLY] done\r\n".encode()
+                    )
+                elif command == "IDLE":
+                    conn.sendall(b"+ idling\r\n")
+                    next(lines, None)  # DONE ...
+                    self._stop.wait(60)  # ... and never an answer
+                    return
+                else:
+                    conn.sendall(f"{tag} OK done\r\n".encode())
+
+
+def test_a_server_silent_after_done_costs_the_poll_its_timeout_not_more() -> None:
+    """Borrowing the watch's connection sends DONE; a server that never answers it holds the
+    poll at most twice the mailbox's timeout (then the poll logs in on its own), and the
+    watch drops that connection and logs in again."""
+    server = SilentAfterDone()
+    hub = push.PushHub()
+    try:
+        box = MailboxConfig(
+            name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
+            security="plain", username="rep", password="pw-silent", timeout=1,
+        )  # fmt: skip
+        watch = hub.watch(box, lambda _name: None)
+        wait_until(lambda: watch.state == "idle", 10, "the watch in IDLE")
+        started = time.monotonic()
+        assert watch.lend(2.0) is None
+        took = time.monotonic() - started
+        assert took < 2 * box.timeout + 1.0, took
+        assert watch.alive and watch.state in ("waiting", "queued", "connecting", "idle")
+        wait_until(lambda: server.sessions >= 2, 10, "the watch logging in again")
+    finally:
+        hub.close(2)
+        server.close()
