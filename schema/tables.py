@@ -102,6 +102,14 @@ records = Table(
     Column("organizer", String(320)),
     Column("sequence", Integer),
     Column("fingerprint", String(64)),
+    # Logged records (call, visit, note), written by people or imported; null on captured ones.
+    Column("owner", String(320), index=True),  # the rep who logged it
+    Column("origin", String(16)),  # cli | import | api | ...
+    Column("external_id", String(300)),  # the id in the system it came from
+    Column("duration_seconds", Integer),  # calls and visits
+    Column("outcome", String(16)),  # calls: connected | no_answer | voicemail | busy | wrong_number
+    Column("location", String(500)),  # visits
+    Column("updated_at", UtcDateTime),
     # Each email's first reply: every thread's emails in order, from the index alone.
     Index(
         "ix_records_thread_key_occurred_at_id_direction",
@@ -363,6 +371,8 @@ tasks = Table(
     Column("vtodo_href", String(2000), nullable=True),
     Column("vtodo_etag", String(300), nullable=True),
     Column("vtodo_synced_at", UtcDateTime, nullable=True),  # when the VTODO last matched
+    Column("type", String(8), nullable=False, default="todo", server_default="todo"),  # call | email | visit | todo
+    Column("priority", String(8), nullable=False, default="normal", server_default="normal"),  # low | normal | high
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
     Index("ix_tasks_customer_id_status", "customer_id", "status"),
