@@ -409,13 +409,14 @@ class TokenCache:
                 token, flight = self._token, self._flight
                 if token is not None and now < token.expires_at:
                     return token.access_token
+                if token is not None and now < token.valid_until and (
+                    flight is not None or self._failing(now)
+                ):
+                    # Being renewed, or its renewal failed a moment ago: it still works.
+                    return token.access_token
+                mine = flight is None
                 if flight is None:
                     flight = self._flight = _Flight(now)
-                    mine = True
-                elif token is not None and now < token.valid_until:
-                    return token.access_token  # being renewed; still good for this login
-                else:
-                    mine = False
             if mine:
                 try:
                     return self._renew(read_grant, store, asked)
@@ -441,6 +442,10 @@ class TokenCache:
             if failure is not None and failure.at >= asked:
                 raise _again(failure.error, failure)  # the request we waited for failed
             # Otherwise (it answered from a failure remembered earlier): look again.
+
+    def _failing(self, now: float) -> bool:
+        failure = self._failure
+        return failure is not None and now - failure.at < failure.lasts
 
     def _renew(
         self, read_grant: Callable[[], Grant], store: RefreshTokenStore | None, asked: float
@@ -480,8 +485,8 @@ class TokenCache:
 
     def _failed(self, err: RemoteError, grant: Grant) -> RemoteError:
         with self._lock:
+            # The token in hand, if any, stays: while still valid it serves (see get).
             self._failure = _Failure(err, time.monotonic(), grant.digest(), _lasts(err))
-            self._token = None
         log.warning("oauth2.failed", group=self._settings.group, kind=err.kind, error=str(err))
         return err
 
