@@ -409,8 +409,10 @@ class TokenCache:
                 token, flight = self._token, self._flight
                 if token is not None and now < token.expires_at:
                     return token.access_token
-                if token is not None and now < token.valid_until and (
-                    flight is not None or self._failing(now)
+                if (
+                    token is not None
+                    and now < token.valid_until
+                    and (flight is not None or self._failing(now))
                 ):
                     # Being renewed, or its renewal failed a moment ago: it still works.
                     return token.access_token

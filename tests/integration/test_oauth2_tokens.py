@@ -195,9 +195,11 @@ def test_an_endpoint_that_does_not_answer_in_time_is_transient(
 ) -> None:
     server.delay = 1.0
     cache = TokenCache(_settings(server, tls_files[0], timeout=0.3), "mailbox group sales")
-    with pytest.raises(TransientError, match="the token endpoint failed"):
+    with pytest.raises(TransientError, match=r"the token endpoint failed|did not answer in whole"):
         cache.get(lambda: Grant(SECRET))
-    assert server.requests_count() == 3  # retried by the REQUEST policy, then given up
+    # Retried by the REQUEST policy, then given up; within the whole request's deadline
+    # (2 x 0.3 + 1 s) the third attempt may not start.
+    assert 2 <= server.requests_count() <= 3
 
 
 def test_a_deeply_nested_answer_is_a_remembered_config_error_not_a_crash(
