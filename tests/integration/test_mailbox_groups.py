@@ -422,12 +422,12 @@ def test_a_rotated_refresh_token_survives_a_restart_of_syncd(
     # A provider that rotates refresh tokens and answers invalid_grant to a spent one: the
     # file still holds the first token after syncd exchanged it.  Each `syncd sync` is a
     # process of its own, as a restart is: the newest token must come from the database.
-    rep = "rep30@example.com"
+    rep = "rep48@example.com"
     first = f"rt-{client.id}-first"
     servers.tokens.refresh_tokens[first] = rep
-    (tmp_path / "rep30.rt").write_text(first + "\n")
-    (tmp_path / "rep30.rt").chmod(0o600)
-    (tmp_path / "reps.csv").write_text(f"owner,refresh_token_file\n{rep},{tmp_path / 'rep30.rt'}\n")
+    (tmp_path / "rep48.rt").write_text(first + "\n")
+    (tmp_path / "rep48.rt").chmod(0o600)
+    (tmp_path / "reps.csv").write_text(f"owner,refresh_token_file\n{rep},{tmp_path / 'rep48.rt'}\n")
     credential = _xoauth2(servers, tmp_path, client) + 'grant = "refresh_token"\n'
     config = _write(
         tmp_path, _group(servers, tmp_path, "gmail", credential, 'members_file = "reps.csv"\n')

@@ -369,9 +369,9 @@ def test_a_hung_endpoint_does_not_take_every_worker(
     entered: list[float] = []
     real_get = TokenCache.get
 
-    def counting_get(self: TokenCache, read_grant: object) -> str:
+    def counting_get(self: TokenCache, read_grant: object, store: object = None) -> str:
         entered.append(time.monotonic())
-        return real_get(self, read_grant)  # type: ignore[arg-type]
+        return real_get(self, read_grant, store)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(member_token, member)
