@@ -32,7 +32,7 @@ from syncd.connectors import retry
 from syncd.connectors.base import CalendarInfo as CalendarInfo
 from syncd.connectors.base import CalendarObject as CalendarObject
 from syncd.connectors.base import Changes as Changes
-from syncd.connectors.retry import retry_after_seconds
+from syncd.connectors.retry import parse_retry_after
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
@@ -727,7 +727,7 @@ class CalDavSession:
         """429 or 5xx: transient, with the wait the server asked for (Retry-After)."""
         return TransientError(
             f"{self._where}: server busy or failing ({response.status})",
-            retry_after=retry_after_seconds((response.headers or {}).get("Retry-After")),
+            retry_after=parse_retry_after((response.headers or {}).get("Retry-After")),
         )
 
     @staticmethod

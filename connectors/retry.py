@@ -24,6 +24,7 @@ The edges and their budgets are named here, so one module says how syncd retries
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,20 +45,27 @@ def never() -> bool:
     return False
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """An HTTP Retry-After header (seconds or an HTTP date) as seconds from now."""
+_SECONDS = re.compile(r"[0-9]+")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """An HTTP Retry-After header (delta-seconds or an HTTP date) as seconds from now; None
+    if absent or unreadable.  The one parser of syncd: token endpoints, CalDAV servers and
+    webhook receivers all answer with it, and a header never raises."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    value = value.strip()[:100]
+    # Not str.isdigit(): "\xb2" (a latin-1 header byte, as http.client decodes them) is one
+    # for it, and int() refuses it.
+    if _SECONDS.fullmatch(value):
+        return float(min(int(value), 10**9))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _Interrupted(Exception):

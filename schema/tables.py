@@ -371,8 +371,12 @@ tasks = Table(
     Column("vtodo_href", String(2000), nullable=True),
     Column("vtodo_etag", String(300), nullable=True),
     Column("vtodo_synced_at", UtcDateTime, nullable=True),  # when the VTODO last matched
-    Column("type", String(8), nullable=False, default="todo", server_default="todo"),  # call | email | visit | todo
-    Column("priority", String(8), nullable=False, default="normal", server_default="normal"),  # low | normal | high
+    Column(
+        "type", String(8), nullable=False, default="todo", server_default="todo"
+    ),  # call | email | visit | todo
+    Column(
+        "priority", String(8), nullable=False, default="normal", server_default="normal"
+    ),  # low | normal | high
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
     Index("ix_tasks_customer_id_status", "customer_id", "status"),
@@ -386,6 +390,18 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Refresh tokens an OAuth2 endpoint rotated (store/refresh_tokens.py): the newest one for
+# each configured one, so that a restart or another daemon does not send a spent token.
+# ``origin`` is HMAC-SHA256(installation secret, the configured token); ``sealed`` the newest
+# token, AES-GCM encrypted with a key made from the installation secret.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("origin", String(64), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # Forgotten addresses, kept only as HMAC-SHA256(installation secret, match key): mail and

@@ -504,6 +504,8 @@ class GroupMemberConfig(MailboxConfig):
     group: str
     oauth2: OAuth2ClientConfig | None = None
     refresh_token_file: str | None = None
+    # Named in a members_file: the folder refresh_token_file must lie in (syncd/groups.py).
+    refresh_token_dir: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GroupMemberConfig:  # replaces the password rule: tokens need none

@@ -5,18 +5,41 @@ is keyed by the group's token settings, so its sync workers, IDLE watchers and a
 that leaves the settings alone all share it.  With the refresh-token grant each member has
 its own refresh token, hence its own cache.  The caches live for the process: a handful of
 objects per group, holding nothing but a token and the time it expires.
+
+A refresh token the endpoint rotates is kept in the process's database (one per process,
+named by ``keep_rotated_tokens_in`` when it is opened), so that a restart uses it.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from syncd.config import GroupMemberConfig, OAuth2ClientConfig
-from syncd.connectors.oauth2 import REREAD_COMMAND, Grant, TokenCache
+from syncd.config import Config, GroupMemberConfig, OAuth2ClientConfig
+from syncd.connectors.oauth2 import REREAD_COMMAND, Grant, RefreshTokenStore, TokenCache
 from syncd.secrets import read_from
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 _caches: dict[tuple[OAuth2ClientConfig, str | None], TokenCache] = {}
 _caches_lock = threading.Lock()
+_rotated: list[RefreshTokenStore] = []  # the one store of the process, once named
+
+
+def uses_refresh_tokens(config: Config) -> bool:
+    return any(
+        isinstance(box, GroupMemberConfig) and box.refresh_token_file is not None
+        for box in config.mailbox
+    )
+
+
+def keep_rotated_tokens_in(engine: Engine) -> None:
+    """Rotated refresh tokens are kept in (and read from) this database from now on."""
+    from syncd.store.refresh_tokens import StoredRefreshTokens
+
+    with _caches_lock:
+        _rotated[:] = [StoredRefreshTokens(engine)]
 
 
 def cache_for(member: GroupMemberConfig) -> TokenCache:
@@ -58,7 +81,9 @@ def member_token(member: GroupMemberConfig) -> str:
                 env=None,
                 command=None,
                 key="refresh_token",
+                within=member.refresh_token_dir,
             )
         return Grant(secret, refresh)
 
-    return cache_for(member).get(grant)
+    store = _rotated[0] if _rotated and settings.grant == "refresh_token" else None
+    return cache_for(member).get(grant, store)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from syncd.config import (
 )
 from syncd.domain.addresses import normalize_address
 from syncd.errors import ConfigError
+from syncd.secrets import confined, credential_path
 
 COLUMNS = ("owner", "username", "refresh_token_file")
 # Bounds on a members file: a directory export of a large company fits, a runaway file does
@@ -39,6 +41,59 @@ _UNSAFE = frozenset(chr(c) for c in range(32)) | {"\x7f"}
 class _Row:
     where: str  # "reps.csv line 3" or "members[2]"
     entry: GroupMemberEntry
+    folder: Path | None = None  # of the members file the row is in; None: inline
+
+
+@dataclass(slots=True)
+class _TokenFiles:
+    """Where a members file's refresh_token_file may lie, and who names which already.
+
+    A members file is a directory export, not the admin's config: a row naming /etc/shadow,
+    the group's client secret or another rep's token would have syncd send that file to the
+    token endpoint.  So a row's file must lie in $CREDENTIALS_DIRECTORY (where systemd puts
+    credentials) or, without it, in the members file's folder, links resolved; it must be
+    no secret file the config names, and no other row's."""
+
+    secrets: dict[Path, str]  # resolved path -> who names it (the config, or a row)
+
+    def check(self, name: str, folder: Path, where: str, problems: list[str]) -> tuple[str, str]:
+        """(the file, the folder it must stay in), a problem added when it may not be read."""
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        root = Path(credentials) if credentials else folder
+        path = Path(name) if Path(name).is_absolute() else root / name
+        real = confined(path, str(root))
+        if real is None:
+            problems.append(
+                f"{where}: refresh_token_file {path} is outside {root}: a members file may name "
+                f"only files in {root}"
+            )
+        elif real in self.secrets:
+            problems.append(
+                f"{where}: refresh_token_file {path} is also {self.secrets[real]}; each rep's "
+                "refresh token has a file of its own"
+            )
+        else:
+            self.secrets[real] = f"the refresh_token_file of {where}"
+        return str(path), str(root)
+
+
+def _secret_files(config: Config) -> dict[Path, str]:
+    """The secret files the config itself names, resolved."""
+    named: dict[Path, str] = {}
+    sources = [
+        *(("password_file", f"[[mailbox]] {b.name}", b.password_file) for b in config.mailbox),
+        *(("password_file", f"[[calendar]] {c.name}", c.password_file) for c in config.calendar),
+        *(("secret_file", f"[[webhook]] {w.name}", w.secret_file) for w in config.webhook),
+    ]
+    for group in config.mailbox_group:
+        sources += [
+            ("password_file", f"[[mailbox_group]] {group.name}", group.password_file),
+            ("client_secret_file", f"[[mailbox_group]] {group.name}", group.client_secret_file),
+        ]
+    for key, who, file in sources:
+        if file is not None:
+            named[credential_path(file).resolve()] = f"the {key} of {who}"
+    return named
 
 
 def expand_groups(config: Config, *, base: Path | None, source: str = "") -> Config:
@@ -53,12 +108,13 @@ def expand_groups(config: Config, *, base: Path | None, source: str = "") -> Con
         for box in config.mailbox
     }
     members: list[GroupMemberConfig] = []
+    token_files = _TokenFiles(_secret_files(config))
     for index, group in enumerate(config.mailbox_group):
         label = f"mailbox_group[{index}] ({group.name})"
         rows = _rows(group, base, label, problems)
         oauth2 = group.oauth2()
         for row in rows:
-            member = _member(group, oauth2, row, f"{label} {row.where}", problems)
+            member = _member(group, oauth2, row, f"{label} {row.where}", problems, token_files)
             if member is None:
                 continue
             where = f"{label} {row.where}"
@@ -103,7 +159,7 @@ def _rows(
     if not path.is_absolute() and base is not None:
         path = base / path  # relative to the config file, like a SQLite database
     text = _read(path, label, problems)
-    return [] if text is None else _parse_csv(text, path.name, label, problems)
+    return [] if text is None else _parse_csv(text, path, label, problems)
 
 
 def _read(path: Path, label: str, problems: list[str]) -> str | None:
@@ -123,8 +179,9 @@ def _read(path: Path, label: str, problems: list[str]) -> str | None:
         return None
 
 
-def _parse_csv(text: str, name: str, label: str, problems: list[str]) -> list[_Row]:
+def _parse_csv(text: str, path: Path, label: str, problems: list[str]) -> list[_Row]:
     """Rows of ``owner[,username][,refresh_token_file]`` under that header line."""
+    name = path.name
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader, [])]
@@ -137,9 +194,11 @@ def _parse_csv(text: str, name: str, label: str, problems: list[str]) -> list[_R
         or len(set(header)) != len(header)
         or any(h not in COLUMNS for h in header)
     ):
+        # The header is not quoted: a members_file pointed by mistake at a secret file
+        # would print the secret into the log and the terminal.
         problems.append(
-            f"{label} {name}: the header is {','.join(header) or '(empty)'}; the first line "
-            "must be owner, optionally followed by username and refresh_token_file"
+            f"{label} {name}: the first line is not a header of owner, optionally followed by "
+            "username and refresh_token_file"
         )
         return []
     rows: list[_Row] = []
@@ -165,6 +224,7 @@ def _parse_csv(text: str, name: str, label: str, problems: list[str]) -> list[_R
                         username=cells.get("username"),
                         refresh_token_file=cells.get("refresh_token_file"),
                     ),
+                    path.parent,
                 )
             )
     except csv.Error as err:
@@ -178,6 +238,7 @@ def _member(
     row: _Row,
     where: str,
     problems: list[str],
+    token_files: _TokenFiles,
 ) -> GroupMemberConfig | None:
     """The mailbox of one member, or None after adding why the row is bad to ``problems``."""
     entry = row.entry
@@ -203,6 +264,12 @@ def _member(
             f'{where}: refresh_token_file is only for groups with grant = "refresh_token"'
         )
         return None
+    token_file, token_dir = entry.refresh_token_file if refresh else None, None
+    if token_file and row.folder is not None:
+        count = len(problems)
+        token_file, token_dir = token_files.check(token_file, row.folder, where, problems)
+        if len(problems) > count:
+            return None
     try:
         return GroupMemberConfig(
             name=owner,
@@ -227,7 +294,8 @@ def _member(
             password_env=group.password_env,
             password_command=group.password_command,
             oauth2=oauth2,
-            refresh_token_file=entry.refresh_token_file if refresh else None,
+            refresh_token_file=token_file,
+            refresh_token_dir=token_dir,
         )
     except ValidationError as err:
         for item in err.errors(include_url=False, include_input=False):

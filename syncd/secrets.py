@@ -51,12 +51,34 @@ def read_secret(source: SecretSourceConfig, *, what: str, key: str = "password")
     )
 
 
+def confined(path: Path, within: str) -> Path | None:
+    """``path`` with every link resolved, if that lies in the folder ``within``; else None."""
+    real = path.resolve()
+    return real if real.is_relative_to(Path(within).resolve()) else None
+
+
 def read_from(
-    *, what: str, file: str | None, env: str | None, command: str | None, key: str
+    *,
+    what: str,
+    file: str | None,
+    env: str | None,
+    command: str | None,
+    key: str,
+    within: str | None = None,
 ) -> str:
-    """A secret from the one of ``{key}_file``, ``{key}_env``, ``{key}_command`` that is set."""
+    """A secret from the one of ``{key}_file``, ``{key}_env``, ``{key}_command`` that is set.
+    With ``within``, the file must lie in that folder, links resolved (a members file names
+    refresh_token_file: it may not send /etc/shadow to a token endpoint)."""
     if file is not None:
         path = credential_path(file)
+        if within is not None:
+            real = confined(path, within)
+            if real is None:
+                raise CredentialsError(
+                    f"{what}: {key}_file {path} is outside {within}",
+                    hint=f"a members file may name only files in {within}",
+                )
+            path = real
         try:
             with path.open("rb") as opened:
                 raw = opened.read(MAX_SECRET_BYTES + 1)

@@ -43,7 +43,13 @@ class App:
     def engine(self) -> Engine:
         from syncd.store.database import open_database
 
-        return open_database(self.config.database.url)
+        engine = open_database(self.config.database.url)
+        if self.config.mailbox_group:
+            from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
+
+            if uses_refresh_tokens(self.config):  # rotated ones are kept in the database
+                keep_rotated_tokens_in(engine)
+        return engine
 
     @cached_property
     def out(self) -> Console:

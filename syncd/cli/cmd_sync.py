@@ -17,6 +17,7 @@ from syncd.engine.repair import repair as repair_missing
 from syncd.engine.sources import SyncReport, configured_sources
 from syncd.engine.verify import Verifier
 from syncd.errors import RemoteError, describe
+from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
 from syncd.secrets import exposed_secrets
 from syncd.store.directory import load_directory
 
@@ -139,7 +140,11 @@ def check(app: App) -> None:
     problems = 0
     for exposed in exposed_secrets(app.config, app.config_path):
         click.echo(f"WARNING: {exposed}")  # a risk to fix, not a reason the sync would fail
-    # No database: check answers before one exists, and never writes.
+    # No database: check answers before one exists, and never writes; but for refresh
+    # tokens, whose endpoint may rotate the one it exchanges, the newest is read from and
+    # kept in it (a token check threw away would fail every later login).
+    if uses_refresh_tokens(app.config):
+        keep_rotated_tokens_in(app.engine)
     for source in configured_sources(None, app.config):
         click.echo(source.heading())
         for finding in source.check():

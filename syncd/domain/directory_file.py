@@ -47,6 +47,17 @@ class BadDirectoryFile(UserError):
         self.problems = problems
 
 
+class BadValue(ValueError):
+    """A value the file cannot hold.  ``str()`` quotes it, for a person who typed it;
+    ``unquoted`` says the same without it, for an error about a file: a [directory] file
+    pointed by mistake at a secret file must not have its content printed into the log,
+    ``source_states`` and `syncd status` (nor a contact's address kept there after forget)."""
+
+    def __init__(self, quoted: str, unquoted: str) -> None:
+        super().__init__(quoted)
+        self.unquoted = unquoted
+
+
 class _Problems(list[str]):
     """Bad rows: every one counted, the first ``KEPT_PROBLEMS`` kept (a 64 MB file of garbage
     must not become a million messages in memory)."""
@@ -117,19 +128,22 @@ def clean_domain(domain: str) -> str:
         or not all(0 < len(label) <= 63 for label in labels)
         or not all(c.isalnum() or c == "-" for label in labels for c in label)
     ):
-        raise ValueError(f"{domain.strip()[:100]!r} is not a domain")
+        raise BadValue(f"{domain.strip()[:100]!r} is not a domain", "domains: one is not a domain")
     if registrable_domain(value) is None:
-        raise ValueError(
-            f"{value!r} is not a domain a customer can own (a public suffix such as co.uk is "
-            "not): give the customer's own domain, e.g. acme.co.uk"
+        why = (
+            "is not a domain a customer can own (a public suffix such as co.uk is not): give "
+            "the customer's own domain, e.g. acme.co.uk"
         )
+        raise BadValue(f"{value!r} {why}", f"domains: one {why}")
     return value
 
 
 def clean_address(address: str) -> str:
     value = normalize_address(address)
     if value is None or len(value) > ADDRESS_MAX or _CONTROL.search(value):
-        raise ValueError(f"{address.strip()!r} is not an email address")
+        raise BadValue(
+            f"{address.strip()!r} is not an email address", "contact_email is not an email address"
+        )
     return value
 
 
@@ -160,8 +174,9 @@ def parse_directory(text: str, where: str = "the directory file") -> DirectoryFi
     head = next(csv.reader(io.StringIO(text.partition("\n")[0], newline="")), [])
     header = tuple(h.strip().lower() for h in head)
     if header[: len(CSV_HEADER)] != CSV_HEADER:
+        # Not quoted: a file that is no directory (a secret file named by mistake) would be.
         raise UserError(
-            f"{where}: the header is {','.join(header)[:200] or '(empty)'}",
+            f"{where}: the first line is not the directory file's header",
             hint=f"the first line must be: {','.join(CSV_HEADER)}",
         )
     problems = _Problems()
@@ -182,7 +197,10 @@ def parse_directory(text: str, where: str = "the directory file") -> DirectoryFi
             found = [clean_domain(d) for d in fields[1].split(";") if d.strip()]
             contact_name = _text(fields[2], "contact_name")
             address = clean_address(fields[3]) if fields[3].strip() else None
-        except ValueError as err:
+        except BadValue as err:
+            problems.append(f"line {line}: {err.unquoted}")
+            continue
+        except ValueError as err:  # _text's, which quote nothing
             problems.append(f"line {line}: {err}")
             continue
         key = customer_key(name)
@@ -191,8 +209,8 @@ def parse_directory(text: str, where: str = "the directory file") -> DirectoryFi
             earlier = seen.get(address)
             if earlier is not None and earlier[1] != group:
                 problems.append(
-                    f"line {line}: {address} is also on line {earlier[0]} with another customer "
-                    "or contact name"
+                    f"line {line}: its contact_email is also on line {earlier[0]} with another "
+                    "customer or contact name"
                 )
                 continue
         customers.setdefault(key, FileCustomer(name, ()))

@@ -43,6 +43,7 @@ from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.sources import Fence, Source, configured_sources
 from syncd.engine.task_sync import TaskLists
 from syncd.errors import ConfigError, RemoteError, TransientError, describe, raised_at
+from syncd.group_tokens import keep_rotated_tokens_in
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
@@ -199,6 +200,7 @@ class Daemon:
             self._config.database.url, pool_size=self._config.sync.concurrency + 4
         )
         end_abandoned_transactions(self._engine)
+        keep_rotated_tokens_in(self._engine)  # a rotated refresh token outlives the process
         with self._engine.begin() as conn:
             if self._instance is not None:
                 # The lock file says no other daemon uses this database: whatever a killed

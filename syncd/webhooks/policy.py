@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
+
+from syncd.connectors.retry import parse_retry_after as parse_retry_after  # one parser
 
 BACKOFF_START = 5.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP = 3600.0  # a retry is never planned further out than this
@@ -66,25 +66,6 @@ def next_delay(attempts: int, retry_after: float | None, rng: random.Random) -> 
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
     return delay
-
-
-_SECONDS = re.compile(r"[0-9]+")
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()[:100]
-    if _SECONDS.fullmatch(value):  # not str.isdigit(): "\xb2" (a latin-1 header byte) is one
-        return float(min(int(value), 10**9))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")

@@ -78,3 +78,43 @@ def test_the_command_does_not_inherit_the_mailbox_passwords_syncd_holds(
     engine.dispose()
     assert outcome is not None and outcome.result == "applied", outcome
     assert names == ["pw none token crm-token"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "cs-Client-Secret-Value-1234\n",  # a one-line secret file: its "header" is the secret
+        "customer,domains,contact_name,contact_email\ncs-Client-Secret-Value-1234,x,,\n",
+        "customer,domains,contact_name,contact_email\nAcme,cs-Client-Secret-Value-1234,,\n",
+        "customer,domains,contact_name,contact_email\nAcme,,,cs-Client-Secret-Value-1234\n",
+    ],
+)
+def test_a_file_that_is_no_directory_is_never_quoted(tmp_path: Path, content: str) -> None:
+    # [directory] file pointed by mistake at a secret file (or a file whose cells are
+    # secrets): refused, and neither the log, source_states nor `syncd status` quote it.
+    from click.testing import CliRunner
+    from sqlalchemy import select
+    from structlog.testing import capture_logs
+
+    from syncd.cli.main import cli
+    from syncd.schema.tables import source_states
+
+    secret = tmp_path / "client.secret"
+    secret.write_text(content)
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n'
+        f'[organization]\ninternal_domains = ["example.com"]\n[directory]\nfile = "{secret}"\n'
+    )
+    engine = open_database(f"sqlite:///{tmp_path / 'syncd.db'}")
+    source = DirectorySource(engine, load_config(config).directory)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        outcome = source.check()
+    with engine.connect() as conn:
+        stored = [str(row) for row in conn.execute(select(source_states))]
+    engine.dispose()
+    status = CliRunner().invoke(cli, ["--config", str(config), "status", "--json"])
+    shown = [outcome.error or "", *map(str, logs), *stored, status.output]
+    assert outcome.result == "error" and stored and "directory" in status.output
+    for text in shown:
+        assert "client-secret" not in text.lower(), text

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,7 @@ from syncd.config import GroupMemberConfig, load_config
 from syncd.engine.sources import configured_sources
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
-from tests.daemon import DaemonProcess, stop_all, wait_until
+from tests.daemon import SYNCD, DaemonProcess, stop_all, wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
 from tests.servers.oauth2 import TokenServer, self_signed
@@ -412,3 +414,45 @@ def test_two_daemons_on_postgresql_share_a_master_user_group_and_an_xoauth2_grou
             engine.dispose()
     logs = [(tmp_path / f"daemon-{n}.log").read_text() for n in range(2)]
     _no_secret_in(logs, [MASTER_PASSWORD, client.secret, *servers.tokens.issued])
+
+
+def test_a_rotated_refresh_token_survives_a_restart_of_syncd(
+    servers: Servers, tmp_path: Path, client: Client
+) -> None:
+    # A provider that rotates refresh tokens and answers invalid_grant to a spent one: the
+    # file still holds the first token after syncd exchanged it.  Each `syncd sync` is a
+    # process of its own, as a restart is: the newest token must come from the database.
+    rep = "rep48@example.com"
+    first = f"rt-{client.id}-first"
+    servers.tokens.refresh_tokens[first] = rep
+    (tmp_path / "rep48.rt").write_text(first + "\n")
+    (tmp_path / "rep48.rt").chmod(0o600)
+    (tmp_path / "reps.csv").write_text(f"owner,refresh_token_file\n{rep},{tmp_path / 'rep48.rt'}\n")
+    credential = _xoauth2(servers, tmp_path, client) + 'grant = "refresh_token"\n'
+    config = _write(
+        tmp_path, _group(servers, tmp_path, "gmail", credential, 'members_file = "reps.csv"\n')
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+
+    def sync() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SYNCD, "--config", str(config), "sync"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+
+    servers.tokens.rotate_refresh = True
+    try:
+        outputs = []
+        for n in range(3):
+            _deliver(servers, rep, f"restart{n}")
+            done = sync()
+            outputs += [done.stdout, done.stderr]
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert f"{rep}: 1 captured" in done.stdout
+    finally:
+        servers.tokens.rotate_refresh = False
+    assert client.requests() == 3  # one refresh per run, each with the newest token
+    assert first not in servers.tokens.refresh_tokens
+    newest = [t for t, who in servers.tokens.refresh_tokens.items() if who == rep]
+    database = (tmp_path / "syncd.db").read_bytes().decode("latin-1")
+    _no_secret_in([*outputs, database], [first, *newest, client.secret])

@@ -92,3 +92,39 @@ def test_sync_with_a_token_from_a_command(oauth_dovecot: Dovecot, tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "rep: 1 captured" in result.output
     assert "ya29.valid-token-for-rep" not in result.output
+
+
+def test_a_token_endpoint_echoing_the_request_leaks_no_spelling_of_the_secret(
+    oauth_dovecot: Dovecot, tmp_path: Path
+) -> None:
+    # Some endpoints quote the refused request in error_description: the client secret as
+    # the form carried it (URL-encoded), and base64 of it.  Nothing of it may reach the
+    # command's output, `syncd status` or the database (source_states).
+    import base64
+    from urllib.parse import quote_plus
+
+    from tests.servers.oauth2 import TokenServer
+
+    secret = "cs-Echo+Secret/Value=77&z y"
+    (tmp_path / "client.secret").write_text(secret + "\n")
+    (tmp_path / "client.secret").chmod(0o600)
+    with TokenServer({"syncd-app": secret}, echo=True) as tokens:
+        config = tmp_path / "syncd.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\n'
+            '[organization]\ninternal_domains = ["example.com"]\n'
+            '[[mailbox_group]]\nname = "m365"\nhost = "127.0.0.1"\n'
+            f'port = {oauth_dovecot.port}\nsecurity = "plain"\nfolders = ["INBOX"]\n'
+            'members = ["rep@example.com"]\n'
+            f'token_url = "{tokens.token_url}"\nclient_id = "syncd-app"\n'
+            f'client_secret_file = "{tmp_path / "client.secret"}"\n'
+        )
+        synced = CliRunner().invoke(cli, ["--config", str(config), "-vv", "sync"])
+        status = CliRunner().invoke(cli, ["--config", str(config), "status", "--json"])
+    assert synced.exit_code == 1 and "rejected the request" in synced.output, synced.output
+    assert "[redacted]" in synced.output
+    database = (tmp_path / "db.sqlite").read_bytes().decode("latin-1")
+    for text in (synced.output, status.output, database):
+        for needle in (secret, quote_plus(secret), "Echo+Secret", "Echo%2BSecret"):
+            assert needle not in text
+        assert base64.b64encode(f"syncd-app:{secret}".encode()).decode() not in text

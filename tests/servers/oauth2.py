@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 
 @dataclass
@@ -36,6 +36,8 @@ class TokenServer:
     raw_answer: bytes | None = None  # answer every token request with this body (HTTP 200)
     delay: float = 0.0  # seconds each token request takes
     rotate_refresh: bool = False  # each refresh answers with a new refresh token, the old one dies
+    dribble: float = 0.0  # seconds between the bytes of every answer (status line included)
+    echo: bool = False  # refuse every token request, quoting it (body, base64 and all)
     token_requests: list[dict[str, str]] = field(default_factory=list)  # grant_type, client_id
     issued: dict[str, str] = field(default_factory=dict)  # access token: username
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,6 +102,14 @@ class TokenServer:
         if self.delay:
             time.sleep(self.delay)
         with self._lock:
+            if self.echo:  # as some endpoints do in error_description, and proxies worse
+                raw = urlencode(form)
+                return 400, {
+                    "error": "invalid_request",
+                    "error_description": f"cannot parse {raw} (base64 "
+                    f"{base64.b64encode(raw.encode()).decode()}; Basic "
+                    f"{base64.b64encode(f'{client_id}:{secret}'.encode()).decode()})",
+                }
             if self.raw_answer is not None:
                 return 200, self.raw_answer
             if self.fail_with is not None:
@@ -168,6 +178,9 @@ def _handler(server: TokenServer, answer: Any) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in raw.items()}
             status, body = answer(self.headers, form)
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            if server.dribble:
+                self._dribble(status, data)
+                return
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -178,6 +191,21 @@ def _handler(server: TokenServer, answer: Any) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
             except OSError:
                 pass  # the client gave up waiting (a timeout test)
+
+        def _dribble(self, status: int, data: bytes) -> None:
+            """The whole answer a byte at a time: each read of the client gets one in time."""
+            answer = (
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+            ).encode() + data
+            try:
+                for i in range(len(answer)):
+                    self.wfile.write(answer[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(server.dribble)
+            except OSError:
+                pass  # the client gave up: what is being measured
+            self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -111,8 +111,9 @@ def test_every_bad_row_is_listed_with_its_line(tmp_path: Path) -> None:
 
 
 def test_a_bad_header_or_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="the header is email,name"):
+    with pytest.raises(ConfigError, match="the first line is not a header of owner") as caught:
         _load(tmp_path, MASTER, "email,name\nalice@example.com,Alice\n")
+    assert "email,name" not in caught.value.message  # a secret file's first line is the secret
     (tmp_path / "reps.csv").unlink()
     with pytest.raises(ConfigError, match=r"members_file .*reps.csv: cannot read"):
         _load(tmp_path, MASTER)
@@ -179,7 +180,9 @@ def test_refresh_tokens_come_per_member(tmp_path: Path) -> None:
     )
     config = _load(tmp_path, toml, "owner,refresh_token_file\ndana@example.com,tokens/dana\n")
     (dana,) = config.mailbox  # type: ignore[attr-defined]
-    assert dana.refresh_token_file == "tokens/dana" and dana.oauth2.grant == "refresh_token"
+    # Relative to the members file (no $CREDENTIALS_DIRECTORY here), and confined to it.
+    assert dana.refresh_token_file == str(tmp_path / "tokens/dana")
+    assert dana.refresh_token_dir == str(tmp_path) and dana.oauth2.grant == "refresh_token"
     with pytest.raises(
         ConfigError, match=r"line 3: grant = \"refresh_token\" needs this rep's refresh_token_file"
     ):
@@ -297,3 +300,49 @@ def test_a_member_whose_mailbox_is_also_a_configured_mailbox_is_refused(tmp_path
     assert [b.name for b in config.mailbox] == [  # type: ignore[attr-defined]
         "old-carol", "alice@example.com", "carol@example.com",
     ]  # fmt: skip
+
+
+def test_a_members_file_names_only_token_files_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A members file is a directory export: a row must not have syncd send /etc/passwd, the
+    # group's client secret or another rep's token to the token endpoint.
+    toml = (
+        OAUTH.replace(
+            'members = ["Dana@Example.com", {owner = "eve@example.com", username = "eve.x@example.com"}]',
+            'members_file = "reps.csv"',
+        ).replace('client_secret_file = "m365-secret"', f'client_secret_file = "{tmp_path}/m365"')
+        + 'grant = "refresh_token"\n'
+    )
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (tmp_path / "link").symlink_to(outside / "token")
+    rows = [
+        "dana@example.com,/etc/passwd",
+        "eve@example.com,../elsewhere",
+        "fay@example.com,link",
+        f"gil@example.com,{tmp_path}/m365",
+        "hal@example.com,tokens/hal",
+        "ida@example.com,./tokens/hal",
+        "jon@example.com,tokens/jon",
+    ]
+    try:
+        with pytest.raises(ConfigError) as caught:
+            _load(tmp_path, toml, "owner,refresh_token_file\n" + "\n".join(rows) + "\n")
+    finally:
+        outside.rmdir()
+    problems = "\n".join(caught.value.problems)
+    assert f"line 2: refresh_token_file /etc/passwd is outside {tmp_path}" in problems
+    assert "line 3: refresh_token_file" in problems and "line 4: refresh_token_file" in problems
+    assert "line 5: refresh_token_file" in problems and "is also the client_secret_file" in problems
+    assert (
+        "line 7: refresh_token_file" in problems and "is also the refresh_token_file of" in problems
+    )
+    assert "line 6: " not in problems and "line 8: " not in problems
+    # Under systemd, the credentials folder is where every secret file lies.
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    config = _load(tmp_path, toml, "owner,refresh_token_file\ndana@example.com,dana.rt\n")
+    (dana,) = config.mailbox  # type: ignore[attr-defined]
+    assert dana.refresh_token_file == str(tmp_path / "creds" / "dana.rt")
+    with pytest.raises(ConfigError, match="is outside"):
+        _load(tmp_path, toml, f"owner,refresh_token_file\ndana@example.com,{tmp_path}/x.rt\n")

@@ -59,10 +59,10 @@ def test_a_config_problem_needs_attention_and_is_looked_at_again_later() -> None
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     from email.utils import format_datetime
 
-    from syncd.connectors.retry import retry_after_seconds
+    from syncd.connectors.retry import parse_retry_after
 
-    assert retry_after_seconds("120") == 120.0
-    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     later = datetime.now(UTC) + timedelta(minutes=5)
-    assert 290 <= (retry_after_seconds(format_datetime(later, usegmt=True)) or 0) <= 300
-    assert retry_after_seconds("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0  # already past
+    assert 290 <= (parse_retry_after(format_datetime(later, usegmt=True)) or 0) <= 300
+    assert parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0  # already past
