@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -24,6 +25,37 @@ from tests.servers.radicale import Radicale
 # (wall time) would turn a garbage-collection pause on a loaded machine into a failure.
 settings.register_profile("syncd", deadline=None)
 settings.load_profile("syncd")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leaves_nothing_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests clean up after themselves.  Every temporary folder this process (an xdist worker,
+    or pytest alone) and the servers and daemons it starts make lands in a folder of its own
+    under /tmp, which must be empty when the session ends.  A folder of its own, not a
+    comparison of /tmp listings: other test runs on the machine create and remove their
+    "syncd-" folders there at the same time."""
+    tmp_path_factory.getbasetemp()  # pytest's tmp_path stays where pytest keeps it
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    # A short path: Dovecot's and the notify sockets below it must fit in 108 bytes.
+    run = Path(tempfile.mkdtemp(prefix="syncd-run-", dir=tempfile.gettempdir()))
+    run.chmod(0o1777)  # like /tmp: Dovecot's users, postgres and the dynamic user walk it
+    tempfile.tempdir = os.environ["TMPDIR"] = str(run)
+    try:
+        yield run
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+    gc.collect()  # helpers that remove their folder when dropped (tests/daemon.py)
+    left = sorted(path.name for path in run.iterdir())
+    if os.environ.get("SYNCD_KEEP_TEST_SERVERS"):
+        print(f"\nkept the test servers' folders in {run}")
+        return
+    shutil.rmtree(run, ignore_errors=True)
+    assert not left, f"tests left these in the temporary folder (clean up after a test): {left}"
+
 
 _USER_IDS = itertools.count(0)
 _CAL_IDS = itertools.count(0)
