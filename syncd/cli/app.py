@@ -7,6 +7,7 @@ Imported by ``syncd --help``, so it stays light: the config (pydantic), the data
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from syncd.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Columns of a table printed into a pipe or a file: as wide as its cells need.
+UNWRAPPED_WIDTH = 4000
 
 
 class App:
@@ -47,9 +51,19 @@ class App:
 
     @cached_property
     def out(self) -> Console:
-        from rich.console import Console
+        return console()
 
-        return Console(soft_wrap=True, highlight=False)
+
+def console() -> Console:
+    """Where tables for people go.  On a terminal they fit its width; into a pipe or a file
+    (``| less``, ``> report.txt``, a cron mail) nothing wraps, where Rich would lay them out
+    in 80 columns and break words ("globe/x.co./uk").  ``COLUMNS`` still sets a width."""
+    from rich.console import Console
+
+    out = Console(soft_wrap=True, highlight=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = UNWRAPPED_WIDTH
+    return out
 
 
 pass_app = click.make_pass_decorator(App)
