@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from hypothesis import settings
 
 from syncd.cli.main import cli
+from tests.progress import LongTestNotices
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import admin_url, scratch_database
 from tests.servers.radicale import Radicale
@@ -25,6 +26,16 @@ from tests.servers.radicale import Radicale
 # (wall time) would turn a garbage-collection pause on a loaded machine into a failure.
 settings.register_profile("syncd", deadline=None)
 settings.load_profile("syncd")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In the process that prints (pytest alone, or xdist's controller, which hears when each
+    # test starts and ends): a worker's output is not shown.
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(config, "workerinput"):
+        notices = LongTestNotices(lambda line: reporter.write_line(line, yellow=True))
+        config.pluginmanager.register(notices, "syncd-long-test-notices")
+        notices.start()
 
 
 @pytest.fixture(scope="session", autouse=True)
