@@ -7,7 +7,6 @@ Imported by ``syncd --help``, so it stays light: the config (pydantic), the data
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -57,11 +56,12 @@ class App:
 def console() -> Console:
     """Where tables for people go.  On a terminal they fit its width; into a pipe or a file
     (``| less``, ``> report.txt``, a cron mail) nothing wraps, where Rich would lay them out
-    in 80 columns and break words ("globe/x.co./uk").  ``COLUMNS`` still sets a width."""
+    in 80 columns, or in ``$COLUMNS`` that shells and CI runners export, and break words
+    ("globe/x.co./uk")."""
     from rich.console import Console
 
     out = Console(soft_wrap=True, highlight=False)
-    if not out.is_terminal and not os.environ.get("COLUMNS"):
+    if not out.is_terminal:
         out.width = UNWRAPPED_WIDTH
     return out
 
