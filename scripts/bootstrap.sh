@@ -42,8 +42,9 @@ fi
 stamp=.venv/.syncd-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   direct=$(python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print(len(p["dependencies"]) + len(p["optional-dependencies"]["test"]))' 2>/dev/null) || direct="its"
-  step "installing syncd, the $direct packages it names and theirs (about 80) into .venv: about a minute"
+print(len(p["dependencies"]) + len(p["optional-dependencies"]["test"]))' 2>/dev/null) &&
+    named="the $direct packages it names" || named="the packages it names"
+  step "installing syncd, $named and theirs (about 80 in all) into .venv: about a minute"
   # One line per package pip takes: dozens of lines in a minute, never a silent minute.
   .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -e '.[test]' |
     { grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' || true; } |
