@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +30,36 @@ settings.register_profile("syncd", deadline=None)
 settings.load_profile("syncd")
 
 
+@pytest.hookimpl(trylast=True)  # after the terminal reporter and xdist are set up
 def pytest_configure(config: pytest.Config) -> None:
-    # In the process that prints (pytest alone, or xdist's controller, which hears when each
-    # test starts and ends): a worker's output is not shown.
+    """Long tests are named while they run, by the process that prints: xdist's controller,
+    which hears when each test starts and ends, or pytest alone (workers' output is lost)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and not hasattr(config, "workerinput"):
-        notices = LongTestNotices(lambda line: reporter.write_line(line, yellow=True))
-        config.pluginmanager.register(notices, "syncd-long-test-notices")
-        notices.start()
+    if reporter is None or hasattr(config, "workerinput"):
+        return
+    write: Callable[[str], object]
+    if config.pluginmanager.has_plugin("dsession"):  # xdist's controller: tests run elsewhere
+        write = functools.partial(_report_line, reporter)
+    else:
+        # Tests run here, with their output captured: write past the capture, to the file
+        # pytest prints on (not captured while pytest configures).
+        try:
+            out = os.dup(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            return
+        config.add_cleanup(lambda: os.close(out))
+        write = functools.partial(_write_line, out)
+    notices = LongTestNotices(write)
+    config.pluginmanager.register(notices, "syncd-long-test-notices")
+    notices.start()
+
+
+def _report_line(reporter: pytest.TerminalReporter, line: str) -> None:
+    reporter.write_line(f"\n{line}", yellow=True)  # off the line of dots
+
+
+def _write_line(fd: int, line: str) -> None:
+    os.write(fd, f"\n{line}\n".encode())
 
 
 @pytest.fixture(scope="session", autouse=True)

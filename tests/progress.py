@@ -16,7 +16,7 @@ AGAIN = 60.0
 
 
 class LongTestNotices:
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], object]) -> None:
         self._write = write
         self._due: dict[str, tuple[float, float]] = {}  # test: (started, next notice)
         self._lock = threading.Lock()
