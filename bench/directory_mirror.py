@@ -15,6 +15,7 @@ again), and `load_directory` (what the daemon re-reads after a change).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -82,6 +83,7 @@ def main() -> None:
         load_directory(conn)
         print(f"load_directory: {time.perf_counter() - started:.2f} s")
     engine.dispose()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from syncd.connectors.base import CalendarInfo as CalendarInfo
 from syncd.connectors.base import CalendarObject as CalendarObject
 from syncd.connectors.base import Changes as Changes
 from syncd.connectors.retry import parse_retry_after
+from syncd.connectors.trust import system_ca_bundle, with_private_ca
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.errors import (
     CredentialsError,
@@ -262,21 +263,22 @@ class _SameOriginClient(DAVClient):
         )
 
 
-def _trusted_cas(config: CalendarConfig) -> bool | str:
-    """What the HTTP client verifies against: the system's CAs (True), plus ``ca_file``, or
-    ``ca_file`` alone with ``ca_only`` (a path is the only bundle trusted)."""
-    if config.ca_file is None:
-        return True
-    if config.ca_only:
+def _trusted_cas(config: CalendarConfig) -> str:
+    """What the HTTP client verifies against: the system's CA bundle plus ``ca_file``, or
+    ``ca_file`` alone with ``ca_only`` (a path is the only bundle trusted).  Never ``True``:
+    the client's own default reads every PEM file under /etc/ssl, a self-signed snakeoil
+    certificate included (see connectors/trust.py)."""
+    if config.ca_file is not None and config.ca_only:
         return config.ca_file
-    # Imported here, not at the top: only a private CA needs them.
-    from pathlib import Path
-
-    import wassima  # the HTTP client's own source of the system's CAs
-
-    # PEM text is taken as the bundle itself: the system's (what True would load) and ours.
-    private = Path(config.ca_file).read_text(encoding="ascii", errors="replace")
-    return wassima.generate_ca_bundle() + "\n" + private
+    # PEM text is taken as the bundle itself.
+    bundle = system_ca_bundle() if config.ca_file is None else with_private_ca(config.ca_file)
+    if "-----BEGIN CERTIFICATE-----" not in bundle:
+        # An empty text would turn verification off.
+        raise RemoteConfigError(
+            f"calendar {config.name}: this host has no CA certificates to verify the server with",
+            hint="install the system's CA certificates (ca-certificates), or set ca_file",
+        )
+    return bundle
 
 
 class CalDavSession:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import itertools
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from click.testing import CliRunner, Result
 from hypothesis import settings
 
 from syncd.cli.main import cli
+from tests.progress import LongTestNotices
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import admin_url, scratch_database
 from tests.servers.radicale import Radicale
@@ -24,6 +28,69 @@ from tests.servers.radicale import Radicale
 # (wall time) would turn a garbage-collection pause on a loaded machine into a failure.
 settings.register_profile("syncd", deadline=None)
 settings.load_profile("syncd")
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter and xdist are set up
+def pytest_configure(config: pytest.Config) -> None:
+    """Long tests are named while they run, by the process that prints: xdist's controller,
+    which hears when each test starts and ends, or pytest alone (workers' output is lost)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):
+        return
+    write: Callable[[str], object]
+    if config.pluginmanager.has_plugin("dsession"):  # xdist's controller: tests run elsewhere
+        write = functools.partial(_report_line, reporter)
+    else:
+        # Tests run here, with their output captured: write past the capture, to the file
+        # pytest prints on (not captured while pytest configures).
+        try:
+            out = os.dup(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            return
+        config.add_cleanup(lambda: os.close(out))
+        write = functools.partial(_write_line, out)
+    notices = LongTestNotices(write)
+    config.pluginmanager.register(notices, "syncd-long-test-notices")
+    notices.start()
+
+
+def _report_line(reporter: pytest.TerminalReporter, line: str) -> None:
+    reporter.write_line(f"\n{line}", yellow=True)  # off the line of dots
+
+
+def _write_line(fd: int, line: str) -> None:
+    os.write(fd, f"\n{line}\n".encode())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leaves_nothing_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests clean up after themselves.  Every temporary folder this process (an xdist worker,
+    or pytest alone) and the servers and daemons it starts make lands in a folder of its own
+    under /tmp, which must be empty when the session ends.  A folder of its own, not a
+    comparison of /tmp listings: other test runs on the machine create and remove their
+    "syncd-" folders there at the same time."""
+    tmp_path_factory.getbasetemp()  # pytest's tmp_path stays where pytest keeps it
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    # A short path: Dovecot's and the notify sockets below it must fit in 108 bytes.
+    run = Path(tempfile.mkdtemp(prefix="syncd-run-", dir=tempfile.gettempdir()))
+    run.chmod(0o1777)  # like /tmp: Dovecot's users, postgres and the dynamic user walk it
+    tempfile.tempdir = os.environ["TMPDIR"] = str(run)
+    try:
+        yield run
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+    gc.collect()  # helpers that remove their folder when dropped (tests/daemon.py)
+    left = sorted(path.name for path in run.iterdir())
+    if os.environ.get("SYNCD_KEEP_TEST_SERVERS"):
+        print(f"\nkept the test servers' folders in {run}")
+        return
+    shutil.rmtree(run, ignore_errors=True)
+    assert not left, f"tests left these in the temporary folder (clean up after a test): {left}"
+
 
 _USER_IDS = itertools.count(0)
 _CAL_IDS = itertools.count(0)

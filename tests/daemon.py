@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +22,8 @@ class DaemonProcess:
         self.config = config
         self.log = log
         self._dir = Path(tempfile.mkdtemp(prefix="syncd-notify-"))
+        # Gone with the object, whether or not a test calls close().
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self.notify_path = self._dir / "notify"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self.notify_path))
@@ -92,6 +96,7 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._sock.close()
+        self._remove_dir()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:

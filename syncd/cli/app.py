@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Columns of a table printed into a pipe or a file: as wide as its cells need.
+UNWRAPPED_WIDTH = 4000
+
 
 class App:
     def __init__(self, config_path: str | None) -> None:
@@ -53,9 +56,20 @@ class App:
 
     @cached_property
     def out(self) -> Console:
-        from rich.console import Console
+        return console()
 
-        return Console(soft_wrap=True, highlight=False)
+
+def console() -> Console:
+    """Where tables for people go.  On a terminal they fit its width; into a pipe or a file
+    (``| less``, ``> report.txt``, a cron mail) nothing wraps, where Rich would lay them out
+    in 80 columns, or in ``$COLUMNS`` that shells and CI runners export, and break words
+    ("globe/x.co./uk")."""
+    from rich.console import Console
+
+    out = Console(soft_wrap=True, highlight=False)
+    if not out.is_terminal:
+        out.width = UNWRAPPED_WIDTH
+    return out
 
 
 pass_app = click.make_pass_decorator(App)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import click
 
-from syncd.cli.app import print_json
+from syncd.cli.app import console, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,11 +46,7 @@ class Output:
             for item in items:
                 click.echo(json.dumps(view.as_json(item), ensure_ascii=False, default=str))
         else:
-            if out is None:
-                from rich.console import Console
-
-                out = Console(soft_wrap=True, highlight=False)
-            view.show(out, list(items))
+            view.show(out or console(), list(items))
 
 
 def output_options(func: Callable[..., R]) -> Callable[..., R]:

@@ -4,6 +4,7 @@ and one object a line (--nl), through the real CLI on a real database with data.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.conftest import World
@@ -186,3 +188,43 @@ def test_errors_the_store_raises_as_data_get_a_hint_naming_the_command(world: Wo
     world.cli("customers", "add", "Acme", "--domain", "acme.com")
     result = world.cli("records", "link", "999", "--customer", "Acme", expect=2)
     assert "error: no record 999\nhint: `syncd records list` shows record ids" in result.stderr
+
+
+def test_a_table_printed_into_a_pipe_breaks_no_word(tmp_path: Path) -> None:
+    """Into a pipe or a file a table is as wide as its cells: Rich's default of 80 columns
+    broke long domains across lines ("globe/x.co./uk")."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n\n'
+        '[organization]\ninternal_domains = ["example.com"]\n'
+    )
+    customers = {
+        "Globe International Trading and Logistics Holdings": [
+            "globe-international-trading-and-logistics-holdings.x.co.uk",
+            "globe-international-trading-and-logistics-holdings-second-brand.example.org",
+        ],
+        "Acme Corp": ["acme.com"],
+    }
+    runner = CliRunner()
+    for name, domains in customers.items():
+        args = [x for domain in domains for x in ("--domain", domain)]
+        added = runner.invoke(cli, ["--config", str(config), "customers", "add", name, *args])
+        assert added.exit_code == 0, added.output
+    through_runner = runner.invoke(cli, ["--config", str(config), "customers", "list"]).stdout
+    printed = [through_runner]
+    # Into a pipe, whether or not a width is exported (xdist's workers export COLUMNS=80).
+    for columns in (None, "80"):
+        env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+        env.update({"COLUMNS": columns} if columns else {})
+        printed.append(
+            subprocess.run(
+                [str(Path(sys.executable).parent / "syncd"), "--config", str(config),
+                 "customers", "list"],
+                capture_output=True, text=True, check=True, env=env,
+            ).stdout
+        )  # fmt: skip
+    for output in printed:
+        for name, domains in customers.items():
+            (row,) = [line for line in output.splitlines() if name in line] or [output]
+            for domain in domains:
+                assert domain in row, output

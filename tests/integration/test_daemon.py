@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import socket
 import tempfile
@@ -220,6 +221,7 @@ def test_imap_outage_is_recovered_without_a_restart(tmp_path: Path, daemons: Any
         assert "source.deferred" in daemon.log.read_text()
     finally:
         server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def test_a_wrong_password_needs_attention_and_the_others_keep_syncing(

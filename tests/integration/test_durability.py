@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,4 @@ def test_server_restart_mid_backfill_is_resumed_from_the_cursor(
         assert fetches["n"] > 6  # the interrupted batch was fetched again after reconnecting
     finally:
         server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)

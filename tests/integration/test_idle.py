@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -56,6 +57,7 @@ def test_new_mail_renewal_and_reconnection_after_the_server_restarts() -> None:
         watcher.join(5)
         hub.close()
         server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
     assert not watcher.alive and watcher.ended == "stopped"
 
 
@@ -75,3 +77,4 @@ def test_a_refused_login_stops_the_watcher_instead_of_retrying() -> None:
     finally:
         hub.close()
         server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)

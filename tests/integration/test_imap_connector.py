@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 import threading
@@ -63,6 +64,7 @@ def test_starttls_upgrades_and_verifies(dovecot: Dovecot) -> None:
 def dovecot_without_tls() -> Iterator[Dovecot]:
     with Dovecot(Path(tempfile.mkdtemp(prefix="syncd-test-notls-")), {LOGIN: PASSWORD}) as server:
         yield server
+    shutil.rmtree(server.root, ignore_errors=True)
 
 
 def test_starttls_never_falls_back_to_plain_text(dovecot_without_tls: Dovecot) -> None:

@@ -6,6 +6,7 @@ Real Dovecot and Radicale sessions, with one library method made to fail."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import tempfile
@@ -156,6 +157,7 @@ def test_a_mailbox_pass_reports_an_internal_error_once_and_status_shows_it_faili
         assert "Account" not in repr(logged.events)  # the type and the place, never the message
     finally:
         server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture

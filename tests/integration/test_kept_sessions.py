@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -46,6 +47,7 @@ def server() -> Iterator[Dovecot]:
     dovecot = Dovecot(root, dict(USERS), tls=True).start()
     yield dovecot
     dovecot.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +30,8 @@ SECRET = "cs-Very-Secret-Value-42"
 
 
 @pytest.fixture(scope="module")
-def tls_files() -> tuple[Path, Path]:
-    return self_signed(Path(tempfile.mkdtemp(prefix="syncd-test-oauth2-")))
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed(tmp_path_factory.mktemp("oauth2"))
 
 
 @pytest.fixture
@@ -345,7 +344,10 @@ def test_a_busy_endpoint_is_transient_whatever_its_status(
 
 
 def test_a_hung_endpoint_does_not_take_every_worker(
-    server: TokenServer, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    server: TokenServer,
+    tls_files: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # One login's token request hangs.  The group's other logins must give their worker
     # back soon, once (not once per LOGIN/PASS retry), and those that come when the request
@@ -356,7 +358,7 @@ def test_a_hung_endpoint_does_not_take_every_worker(
 
     monkeypatch.setattr("syncd.connectors.oauth2.WAIT_FOR_REQUEST", 1.0)
     server.delay = 4.0
-    secret_file = Path(tempfile.mkdtemp()) / "secret"
+    secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET)
     member = GroupMemberConfig(
         name="ida@example.com", owner="ida@example.com", username="ida@example.com",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import installed
 from tests.servers.dovecot import Dovecot
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "syncd.service"
@@ -100,7 +101,7 @@ class Host:
 
 
 def _as_service(
-    host: Host, settings: dict[str, list[str]], creds: Path, *args: str
+    host: Host, settings: dict[str, list[str]], creds: Path, syncd: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
     """Run syncd as the dynamic user would run: its uid, no groups, the unit's environment,
     working directory and umask."""
@@ -109,11 +110,10 @@ def _as_service(
         key, value = assignment.split("=", 1)
         env[key] = str(host(value)) if value.startswith("/") else value
     umask = settings.get("UMask", ["0022"])[-1]
-    syncd = str(Path(sys.executable).parent / "syncd")
     return subprocess.run(
         [
             *("setpriv", f"--reuid={DYNAMIC_UID}", f"--regid={DYNAMIC_UID}", "--clear-groups"),
-            *(syncd, *args),
+            *(str(syncd), *args),
         ],
         umask=int(umask, 8),
         cwd=host(settings["WorkingDirectory"][-1]),
@@ -160,10 +160,17 @@ def test_the_documented_deployment_starts_as_the_dynamic_user(dovecot: Dovecot) 
         settings = _service_settings()
         config_path = settings["Environment"][0].split("=", 1)[1]
         assert config_path == "/etc/syncd/syncd.toml"
+        assert settings["ExecStart"][-1].split()[0] == "/opt/syncd/.venv/bin/syncd"
+        syncd: Path | None = None
         # The admin's steps, as the README gives them.
         for command in _deployment_commands():
             words = command.split()
-            if words[:3] == ["install", "-d", "-m"]:
+            if words[:3] == ["python3", "-m", "venv"]:
+                # Not the checkout's virtualenv: the service cannot enter a checkout that lies
+                # in a private folder (a clone under /root, 0700).
+                assert words[4:6] == ["&&", f"{words[3]}/bin/pip"], command
+                syncd = installed.install(host(words[3]))
+            elif words[:3] == ["install", "-d", "-m"]:
                 for path in words[4:]:
                     host(path).mkdir(parents=True, exist_ok=True)
                     host(path).chmod(int(words[3], 8))
@@ -171,9 +178,11 @@ def test_the_documented_deployment_starts_as_the_dynamic_user(dovecot: Dovecot) 
                 host(words[4]).write_text(password + "\n")
                 host(words[4]).chmod(int(words[2], 8))
             elif words[-1:] == ["init"]:
-                assert words[1:3] == ["--config", config_path]
+                assert syncd is not None and words[:3] == [
+                    "/opt/syncd/.venv/bin/syncd", "--config", config_path
+                ], command  # fmt: skip
                 done = subprocess.run(
-                    [str(Path(sys.executable).parent / "syncd"), "--config", str(host(words[2])), "init"],
+                    [str(syncd), "--config", str(host(words[2])), "init"],
                     capture_output=True, text=True, check=False,
                 )  # fmt: skip
                 assert done.returncode == 0, done.stdout + done.stderr
@@ -186,14 +195,15 @@ def test_the_documented_deployment_starts_as_the_dynamic_user(dovecot: Dovecot) 
             'password_file = "alice"\nfolders = ["INBOX"]\n'
         )
         creds = _systemd_start(host, settings)
+        assert syncd is not None, "the README installs syncd"
 
-        checked = _as_service(host, settings, creds, "check")
+        checked = _as_service(host, settings, creds, syncd, "check")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "login: ok" in checked.stdout
         assert "warning" not in checked.stderr.lower(), checked.stderr
-        upgraded = _as_service(host, settings, creds, "db", "upgrade")
+        upgraded = _as_service(host, settings, creds, syncd, "db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-        status = _as_service(host, settings, creds, "status")
+        status = _as_service(host, settings, creds, syncd, "status")
         assert status.returncode == 3, status.stdout + status.stderr  # 3: not running
         for result in (checked, upgraded, status):
             assert password not in result.stdout + result.stderr

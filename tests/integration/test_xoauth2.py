@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -54,6 +55,7 @@ def oauth_dovecot() -> Iterator[Dovecot]:
     ).start()
     yield server
     server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
     issuer.shutdown()
 
 
