@@ -197,8 +197,9 @@ def test_an_endpoint_that_does_not_answer_in_time_is_transient(
     with pytest.raises(TransientError, match=r"the token endpoint failed|did not answer in whole"):
         cache.get(lambda: Grant(SECRET))
     # Retried by the REQUEST policy, then given up; within the whole request's deadline
-    # (2 x 0.3 + 1 s) the third attempt may not start.
-    assert 2 <= server.requests_count() <= 3
+    # (2 x 0.3 + 1 s) the third attempt may not start, and on a loaded machine a slow TLS
+    # handshake may leave no room for the second: the deadline, not the count, is the promise.
+    assert 1 <= server.requests_count() <= 3
 
 
 def test_a_deeply_nested_answer_is_a_remembered_config_error_not_a_crash(
