@@ -371,8 +371,12 @@ tasks = Table(
     Column("vtodo_href", String(2000), nullable=True),
     Column("vtodo_etag", String(300), nullable=True),
     Column("vtodo_synced_at", UtcDateTime, nullable=True),  # when the VTODO last matched
-    Column("type", String(8), nullable=False, default="todo", server_default="todo"),  # call | email | visit | todo
-    Column("priority", String(8), nullable=False, default="normal", server_default="normal"),  # low | normal | high
+    Column(
+        "type", String(8), nullable=False, default="todo", server_default="todo"
+    ),  # call | email | visit | todo
+    Column(
+        "priority", String(8), nullable=False, default="normal", server_default="normal"
+    ),  # low | normal | high
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
     Index("ix_tasks_customer_id_status", "customer_id", "status"),
@@ -482,6 +486,8 @@ webhook_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("claimed_by", String(64), nullable=True),  # the daemon sending it now
     Column("claimed_until", UtcDateTime, nullable=True),
+    # Raised by every claim: the holder and this are the claim's fencing token (queue.py).
+    Column("claim_epoch", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_webhook_deliveries_ready", "endpoint", "state", "ready", "event_id"),
     Index("ix_webhook_deliveries_subject", "endpoint", "subject", "event_id"),
 )

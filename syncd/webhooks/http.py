@@ -17,8 +17,9 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from standardwebhooks import Webhook
 
@@ -28,6 +29,8 @@ from syncd.errors import CredentialsError
 from syncd.secrets import read_secret
 from syncd.webhooks.policy import Answer, parse_retry_after, snippet
 
+# What post() answers when ``may_start`` said no: nothing was sent (a stale claim).
+NOT_STARTED = Answer(None, "not sent: the claim was not renewed in time")
 MAX_ANSWER = 64 * 1024  # an answer longer than this is not read to its end: the connection goes
 WATCH_EVERY = 0.25  # seconds between the watchdog's looks at requests past their deadline
 
@@ -80,6 +83,12 @@ class Sender:
         self._host = parsed.hostname
         self._port = parsed.port or (443 if self._https else 80)
         self._target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        # user:password in the URL is sent as HTTP Basic authentication (RFC 7617), as
+        # curl and browsers do; http.client alone would drop it silently.
+        self._auth: str | None = None
+        if parsed.username is not None or parsed.password is not None:
+            pair = f"{unquote(parsed.username or '')}:{unquote(parsed.password or '')}"
+            self._auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         self._timeout = config.timeout
         self._context = _tls_context(config.ca_file) if self._https else None
         self._signer = signer
@@ -92,7 +101,16 @@ class Sender:
         self._closed = threading.Event()
         self._watchdog: threading.Thread | None = None
 
-    def post(self, message_id: str, body: bytes, *, now: datetime | None = None) -> Answer:
+    def post(
+        self,
+        message_id: str,
+        body: bytes,
+        *,
+        now: datetime | None = None,
+        may_start: Callable[[], bool] | None = None,
+    ) -> Answer:
+        """POST ``body``; ``may_start`` is asked right before the request goes out (and
+        before a second try): when it says no, nothing is sent and NOT_STARTED comes back."""
         stamp = (now or datetime.now(UTC)).replace(microsecond=0)
         headers = {
             "Content-Type": "application/json",
@@ -101,23 +119,31 @@ class Sender:
             "webhook-timestamp": str(int(stamp.timestamp())),
             "webhook-signature": self._signer.sign(message_id, stamp, body.decode("utf-8")),
         }
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
         started = time.monotonic()
         reused = getattr(self._local, "conn", None) is not None
-        answer = self._attempt(body, headers, started)
+        answer = self._attempt(body, headers, started, may_start)
         if reused and answer.status is None and answer.error == "closed":
             # The receiver closed an idle keep-alive connection under us: once more, anew.
-            answer = self._attempt(body, headers, time.monotonic())
+            answer = self._attempt(body, headers, time.monotonic(), may_start)
         if answer.error == "closed":
             answer = Answer(
                 None, "network: connection closed without an answer", seconds=answer.seconds
             )
         return answer
 
-    def _attempt(self, body: bytes, headers: dict[str, str], started: float) -> Answer:
+    def _attempt(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        started: float,
+        may_start: Callable[[], bool] | None,
+    ) -> Answer:
         conn = self._connection()
         self._watch(conn, started + deadline_for(self._timeout))
         try:
-            answer = self._exchange(conn, body, headers, started)
+            answer = self._exchange(conn, body, headers, started, may_start)
         finally:
             with self._lock:
                 self._busy.pop(conn, None)
@@ -160,7 +186,10 @@ class Sender:
         body: bytes,
         headers: dict[str, str],
         started: float,
+        may_start: Callable[[], bool] | None = None,
     ) -> Answer:
+        if may_start is not None and not may_start():
+            return NOT_STARTED  # the last moment to ask: the next line sends
         try:
             conn.request("POST", self._target, body=body, headers=headers)
             response = conn.getresponse()

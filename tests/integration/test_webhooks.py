@@ -501,6 +501,8 @@ def test_a_slow_receiver_never_gets_a_claimed_event_twice(
     from datetime import timedelta
 
     monkeypatch.setattr(deliverer_module, "lease_for", lambda _config: timedelta(seconds=1.5))
+    # A request starts only while its claim has room for it: 0.8 s + one answer < 1.5 s.
+    monkeypatch.setattr(deliverer_module, "start_window", lambda _config: 0.8)
     monkeypatch.setattr(deliverer_module, "SENDERS", 1)
     monkeypatch.setattr(deliverer_module, "BATCH", 8)
     monkeypatch.setattr(deliverer_module, "REFILL", 1)
@@ -535,6 +537,7 @@ def test_a_replay_keeps_per_subject_order_with_a_newer_event_still_pending(
         queue.record(
             conn,
             "crm",
+            "d1",
             [queue.Result(first, Answer(200), "delivered")],
             retry_for=86400,
             rng=random.Random(0),
