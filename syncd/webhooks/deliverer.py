@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from syncd.config import Config, WebhookConfig
 from syncd.engine import backlog
@@ -55,6 +55,7 @@ REVIVE_EVERY = 25  # outbox polls between looks for endpoints enabled again (5 s
 TAKE = 2000  # outbox events queued for delivery per round
 TRICKLE = 16  # deliveries claimed per round while this process captures a backlog ...
 TRICKLE_PAUSE = 1.0  # ... and seconds between such rounds: at most 16 a second
+IDLE_IN_TRANSACTION = 10.0  # seconds a paused daemon's open transaction is kept (PostgreSQL)
 
 
 START_MARGIN = 1.0  # seconds: a request starts only this long before it must be done
@@ -500,6 +501,7 @@ class Deliverer:
         from syncd.store.database import open_database
 
         engine = open_database(url, migrate=False, pool_size=4)
+        _end_abandoned_transactions(engine)
         return cls(engine, daemon_id, metrics, only_daemon=only_daemon)
 
     def __init__(
@@ -618,6 +620,25 @@ class Drained:
     delivered: int
     failed: int
     pending: int
+
+
+def _end_abandoned_transactions(engine: Engine) -> None:
+    """PostgreSQL ends a deliverer session idle inside a transaction for IDLE_IN_TRANSACTION:
+    a daemon paused while it stored outcomes (SIGSTOP, a frozen VM) holds its endpoint's row
+    lock, and every other daemon's outcomes of that endpoint would wait until it woke.  The
+    deliverer's transactions never wait on the network, so they never idle that long."""
+    if engine.dialect.name != "postgresql":
+        return
+    timeout_ms = int(IDLE_IN_TRANSACTION * 1000)
+
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        cursor.close()
+        dbapi_connection.commit()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()
 
 
 def drain(

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from standardwebhooks import Webhook
@@ -64,6 +65,49 @@ def load_signer(config: WebhookConfig) -> Webhook:
             hint="use the secret exactly as the receiver gave it",
         )
     return Webhook(decoded)
+
+
+class _OneWrite(http.client.HTTPConnection):
+    """Sends a request's headers and body in one write, after one last ``may_start``.
+
+    ``http.client`` writes the headers, then the body: a daemon stopped between the two
+    (SIGSTOP, a frozen VM) left the receiver waiting for a body that came only when it woke,
+    after another daemon had sent that event and the next one of its record.  One write
+    leaves no such gap, and the check that the claim is still ours comes just before it."""
+
+    _held: list[bytes] | None = None
+
+    def send(self, data: Any) -> None:
+        if self._held is not None:
+            self._held.append(bytes(data))
+            return
+        super().send(data)
+
+    def request_once(
+        self,
+        target: str,
+        body: bytes,
+        headers: dict[str, str],
+        may_start: Callable[[], bool] | None,
+    ) -> bool:
+        """POST in one write; False (nothing sent) when ``may_start`` says no."""
+        self._held = []
+        try:
+            self.request("POST", target, body=body, headers=headers)
+            data = b"".join(self._held)
+        finally:
+            self._held = None
+        if self.sock is None:
+            self.connect()  # a new connection's handshake comes before the last check too
+        if may_start is not None and not may_start():
+            self.close()  # the request was half made: this connection is done with
+            return False
+        super().send(data)
+        return True
+
+
+class _OneWriteTLS(_OneWrite, http.client.HTTPSConnection):
+    pass
 
 
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -182,16 +226,16 @@ class Sender:
 
     def _exchange(
         self,
-        conn: http.client.HTTPConnection,
+        conn: _OneWrite,
         body: bytes,
         headers: dict[str, str],
         started: float,
         may_start: Callable[[], bool] | None = None,
     ) -> Answer:
-        if may_start is not None and not may_start():
-            return NOT_STARTED  # the last moment to ask: the next line sends
         try:
-            conn.request("POST", self._target, body=body, headers=headers)
+            if not conn.request_once(self._target, body, headers, may_start):
+                self._drop(conn)
+                return NOT_STARTED
             response = conn.getresponse()
             raw = response.read(MAX_ANSWER)
             if not response.isclosed() or response.will_close:
@@ -223,15 +267,15 @@ class Sender:
                 None, f"network: {type(err).__name__}", seconds=time.monotonic() - started
             )
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> _OneWrite:
+        conn: _OneWrite | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._context is not None:
-                conn = http.client.HTTPSConnection(
+                conn = _OneWriteTLS(
                     self._host, self._port, timeout=self._timeout, context=self._context
                 )
             else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                conn = _OneWrite(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
             with self._lock:
                 self._open.add(conn)
