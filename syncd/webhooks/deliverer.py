@@ -56,8 +56,6 @@ TAKE = 2000  # outbox events queued for delivery per round
 TRICKLE = 16  # deliveries claimed per round while this process captures a backlog ...
 TRICKLE_PAUSE = 1.0  # ... and seconds between such rounds: at most 16 a second
 IDLE_IN_TRANSACTION = 10.0  # seconds a paused daemon's open transaction is kept (PostgreSQL)
-
-
 START_MARGIN = 1.0  # seconds: a request starts only this long before it must be done
 
 
