@@ -498,6 +498,8 @@ webhook_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("claimed_by", String(64), nullable=True),  # the daemon sending it now
     Column("claimed_until", UtcDateTime, nullable=True),
+    # Raised by every claim: the holder and this are the claim's fencing token (queue.py).
+    Column("claim_epoch", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_webhook_deliveries_ready", "endpoint", "state", "ready", "event_id"),
     Index("ix_webhook_deliveries_subject", "endpoint", "subject", "event_id"),
 )

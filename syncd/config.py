@@ -29,6 +29,7 @@ from pydantic import (
 from syncd.domain.addresses import normalize_address, normalize_domain
 from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
 from syncd.domain.quiet import QUIET_LOOKBACK, QUIET_MIN_RECORDS, QuietRule
+from syncd.domain.urls import shown_url
 from syncd.errors import ConfigError
 
 # pydantic looks for plugins (the "pydantic" entry point group) when it first validates a
@@ -291,12 +292,17 @@ class SecretSourceConfig(_Strict):
 
 def check_http_url(url: str, allow_plaintext: bool, *, sends: str, key: str = "url") -> None:
     """An http(s) URL, and https unless it stays on this machine or plaintext is allowed."""
-    parsed = urlsplit(url)
+    shown = shown_url(url)  # an error quotes no token or password the URL carries
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{key} {shown!r} is not an http(s) URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{key} {url!r} is not an http(s) URL")
+        raise ValueError(f"{key} {shown!r} is not an http(s) URL")
     if parsed.scheme == "http" and not (allow_plaintext or is_loopback_host(parsed.hostname)):
         raise ValueError(
-            f"{key} {url!r} sends {sends} in clear; use https, or set allow_plaintext = true"
+            f"{key} {shown!r} sends {sends} in clear; use https, or set allow_plaintext = true"
         )
 
 

@@ -108,24 +108,35 @@ def ping_endpoint(app: App, name: str) -> None:
 
 def deliver_pending(app: App) -> int:
     """`syncd sync`: deliver what is pending, within [sync] deliver_timeout; the number of
-    endpoints with deliveries still pending (each printed with its last error)."""
+    endpoints where a delivery failed in this run or deliveries are still pending (each
+    printed with what failed and why)."""
     from syncd.store import status_read
     from syncd.webhooks.deliverer import drain
 
     left = drain(app.engine, app.config.webhook, app.config.sync.deliver_timeout)
-    stuck = {name: n for name, n in left.items() if n}
-    if not stuck:
+    bad = {name: d for name, d in left.items() if d.failed or d.pending}
+    if not bad:
         if left:
             click.echo(f"webhooks: everything delivered ({', '.join(left)})")
         return 0
     with app.engine.connect() as conn:
-        rows = status_read.webhook_status(status_read.Reader.of(conn), list(stuck))
-    for name, count in stuck.items():
+        rows = status_read.webhook_status(status_read.Reader.of(conn), list(bad))
+    for name, drained in bad.items():
         row = rows.get(name, {})
         why = row.get("reason") or row.get("last_error") or "not delivered in time"
+        done = f"{drained.delivered} delivered"
+        if drained.failed:
+            # Failed for good (a 4xx, a redirect, retry_for run out): a run that delivered
+            # nothing must not say everything was delivered, nor exit 0.
+            click.echo(
+                f"webhook {name}: FAILED: {drained.failed} deliveries failed ({why}), {done}, "
+                f"{drained.pending} pending; `syncd webhooks list` shows them, `syncd "
+                f"webhooks replay {name} --after ID` sends them again once the receiver is fixed"
+            )
+            continue
         click.echo(
-            f"webhook {name}: FAILED: {count} events still pending after "
-            f"{app.config.sync.deliver_timeout:g}s ({why}); `syncd run` or the next "
+            f"webhook {name}: FAILED: {drained.pending} events still pending after "
+            f"{app.config.sync.deliver_timeout:g}s ({why}), {done}; `syncd run` or the next "
             "`syncd sync` goes on, `syncd webhooks list` shows the backlog"
         )
-    return len(stuck)
+    return len(bad)

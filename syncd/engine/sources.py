@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
 from syncd.domain.matching import Directory
+from syncd.domain.urls import shown_url
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
 from syncd.engine.imap_sessions import SessionCache
 from syncd.engine.mail_sync import MailSync, Progress, open_imap
@@ -284,7 +285,7 @@ class CalendarSource(_Configured[CalendarConfig]):
         self._task_lists = task_lists  # where its task list is, remembered by a daemon
 
     def heading(self) -> str:
-        return f"{self.config.name} ({self.config.url} as {self.config.username})"
+        return f"{self.config.name} ({shown_url(self.config.url)} as {self.config.username})"
 
     def sync(
         self,

@@ -91,7 +91,9 @@ def prune_old(
     returns how many (call again while it returns ``PRUNE_BATCH``).  Walks the primary
     key from the oldest id, so no index on the time is needed.  An event one of the
     webhook ``endpoints`` has not taken yet, or still has pending, is kept: the deliverer
-    reads what it sends from the outbox, and took an event gone from it for delivered."""
+    reads what it sends from the outbox, and took an event gone from it for delivered.
+    The deliveries of the events pruned (failed ones: pending ones keep their event) are
+    deleted with them: they would name events nobody can replay, for ever."""
     cutoff = now - keep
     oldest = conn.execute(
         select(events.c.id, events.c.created_at).order_by(events.c.id).limit(PRUNE_BATCH)
@@ -103,8 +105,27 @@ def prune_old(
         doomed.append(event_id)
     if endpoints and doomed:
         doomed = _undelivered_kept(conn, doomed, endpoints)
+    names = list(conn.scalars(select(webhook_deliveries.c.endpoint).distinct()))
     for part in chunks(doomed):
         conn.execute(delete(events).where(events.c.id.in_(part)))
+        if names:  # their failed deliveries (and any of an endpoint since removed) go too
+            conn.execute(
+                delete(webhook_deliveries).where(
+                    webhook_deliveries.c.endpoint.in_(names),
+                    webhook_deliveries.c.event_id.in_(part),
+                )
+            )
+    if doomed and names:
+        # Deliveries left behind by versions that pruned events alone: older than the
+        # oldest event kept, they can only be orphans (a range of the primary key each).
+        oldest_kept = conn.scalar(select(func.min(events.c.id)))
+        below = oldest_kept if oldest_kept is not None else max(doomed) + 1
+        for name in names:
+            conn.execute(
+                delete(webhook_deliveries).where(
+                    webhook_deliveries.c.endpoint == name, webhook_deliveries.c.event_id < below
+                )
+            )
     return len(doomed)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select, text
 
+from syncd.domain.bounds import clean_text
 from syncd.domain.payloads import iso
 from syncd.schema.tables import events
 from syncd.store.sql import insert_many
@@ -85,11 +86,44 @@ def emit_many(conn: Connection, batch: Iterable[Event]) -> None:
 
 def dumps(data: dict[str, Any]) -> str:
     """How ``data`` is stored: compact JSON, text as is (not \\u-escaped).  orjson: the
-    standard library's encoder alone cost a 20,000-message backfill 3 % of its speed."""
+    standard library's encoder alone cost a 20,000-message backfill 3 % of its speed.
+
+    Valid UTF-8 by construction: a lone surrogate the bounds missed becomes U+FFFD here.
+    Stored escaped (as ``json.dumps`` once did), it made an event no reader could decode
+    and no sender could encode: `events list` crashed and its endpoint stalled."""
     try:
         return orjson.dumps(data, default=str).decode()
-    except orjson.JSONEncodeError:  # a lone surrogate the bounds missed: escaped, never lost
-        return json.dumps(data, default=str, separators=(",", ":"))
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_clean(data), default=str).decode()
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every string (keys too) made storable: lone surrogates as U+FFFD."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def load_data(text: str) -> dict[str, Any]:
+    """A stored event's data; ValueError when it is not a JSON object.  Text stored before
+    ``dumps`` cleaned it may hold an escaped lone surrogate, which orjson refuses: read
+    with the standard library then, and cleaned, so that it can be printed and sent."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = _clean(json.loads(text))  # ValueError if not JSON at all
+    if not isinstance(data, dict):
+        raise ValueError("the stored event data is not a JSON object")
+    return data
+
+
+def unreadable(text: str) -> dict[str, Any]:
+    """What readers show for stored data that is not JSON (hand-edited, a bug): they go on."""
+    return {"unreadable": True, "length": len(text)}
 
 
 def lock(conn: Connection) -> None:
@@ -117,10 +151,17 @@ def read(
             subject=row.subject,
             occurred_at=row.occurred_at,
             created_at=row.created_at,
-            data=orjson.loads(row.data),
+            data=_readable(row.data),
         )
         for row in conn.execute(query)
     ]
+
+
+def _readable(text: str) -> dict[str, Any]:
+    try:
+        return load_data(text)
+    except ValueError:
+        return unreadable(text)
 
 
 def envelope(event: StoredEvent) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from syncd.config import Config, WebhookConfig
 from syncd.engine import backlog
@@ -31,7 +31,7 @@ from syncd.errors import SyncdError, describe
 from syncd.store.events import TYPES
 from syncd.webhooks import queue
 from syncd.webhooks.envelope import body, envelope
-from syncd.webhooks.http import Sender, load_signer
+from syncd.webhooks.http import NOT_STARTED, Sender, deadline_for, load_signer
 from syncd.webhooks.policy import Answer, classify, failure_kind
 
 if TYPE_CHECKING:
@@ -55,13 +55,26 @@ REVIVE_EVERY = 25  # outbox polls between looks for endpoints enabled again (5 s
 TAKE = 2000  # outbox events queued for delivery per round
 TRICKLE = 16  # deliveries claimed per round while this process captures a backlog ...
 TRICKLE_PAUSE = 1.0  # ... and seconds between such rounds: at most 16 a second
+IDLE_IN_TRANSACTION = 10.0  # seconds a paused daemon's open transaction is kept (PostgreSQL)
+START_MARGIN = 1.0  # seconds: a request starts only this long before it must be done
 
 
 def lease_for(config: WebhookConfig) -> timedelta:
-    """How long a claim holds unless renewed.  A batch of BATCH through SENDERS senders can
-    take far longer (64 requests in a row of up to ``timeout`` each), so a worker renews
-    the claims of what it has in flight every third of this: only a dead daemon's expire."""
-    return timedelta(seconds=max(60.0, 4 * config.timeout))
+    """How long a claim holds unless renewed (by the database's clock): three whole
+    requests' deadlines, 63 s with the default ``timeout`` of 10 s.  A batch of BATCH
+    through SENDERS senders can take far longer (64 requests in a row), so a worker renews
+    the claims of what it has in flight every third of this: only a dead or paused
+    daemon's expire, and another daemon then sends them."""
+    return timedelta(seconds=3 * deadline_for(config.timeout))
+
+
+def start_window(config: WebhookConfig) -> float:
+    """Seconds after a claim (or its renewal) began during which one of its requests may
+    start: it is then done, answered or cut off, before the claim runs out.  Measured on
+    this host's monotonic clock from before the claim's statement, which runs on while the
+    process is stopped: a daemon that wakes from a pause past this sends nothing before it
+    has renewed its claims, and drops those another daemon took meanwhile."""
+    return lease_for(config).total_seconds() - deadline_for(config.timeout) - START_MARGIN
 
 
 @dataclass
@@ -83,6 +96,11 @@ class EndpointWorker:
     _rng: random.Random = field(default_factory=random.Random)
     _pending_at: float = 0.0
     _repaired_at: float = 0.0
+    # event id -> monotonic time until which its request may start (the claim is ours).
+    _start_by: dict[int, float] = field(default_factory=dict)
+    # Outcomes stored by this worker: what `syncd sync` reports.
+    delivered: int = 0
+    failed: int = 0
     _deadline: float = float("inf")  # `syncd sync`: claim nothing after this (monotonic)
     # The next success pulls waiting retries forward: true at start (retries planned by a
     # daemon before this one) and whenever the endpoint starts failing.
@@ -165,6 +183,7 @@ class EndpointWorker:
             if pause > 0:
                 if until_idle:
                     return  # `syncd sync` does not sit out a failing endpoint's backoff
+                self._update_pending()
                 self.wake.wait(min(pause, IDLE_WAIT))
                 self.wake.clear()
                 continue
@@ -218,21 +237,22 @@ class EndpointWorker:
                 if not inflight:
                     break
                 finished, _ = wait(inflight, timeout=FLUSH_AFTER, return_when=FIRST_COMPLETED)
+                self._update_pending()  # also while a long round of a slow endpoint lasts
                 if time.monotonic() - renewed >= lease.total_seconds() / 3:
                     # Claimed deliveries queue for a sender: a slow receiver (1 s an answer
                     # is 64 s for a batch) would let their claims expire and this daemon or
                     # another claim and send them again.
                     renewed = time.monotonic()
-                    with self.engine.begin() as conn:
-                        queue.renew(
-                            conn,
-                            self.config.name,
-                            self.daemon_id,
-                            [c.event_id for c in inflight.values()],
-                            lease=lease,
-                        )
+                    self._renew(list(inflight.values()))
+                unsure: list[queue.Claimed] = []
                 for future in finished:
+                    if future.cancelled():
+                        inflight.pop(future)
+                        continue
                     answer = future.result()
+                    if answer is NOT_STARTED:  # the claim may be gone: renewed, then sent
+                        unsure.append(inflight.pop(future))
+                        continue
                     result = queue.Result(inflight.pop(future), answer, classify(answer))
                     if not done:
                         first_done = time.monotonic()
@@ -242,6 +262,9 @@ class EndpointWorker:
                     elif result.kind == "retry":
                         stalled = True  # claim nothing more until something succeeds
                     gone |= result.kind == "gone"
+                if unsure:
+                    for claimed in self._renew(unsure):
+                        inflight[pool.submit(self._send, sender, claimed)] = claimed
                 if done and (
                     len(done) >= FLUSH
                     or gone
@@ -285,22 +308,51 @@ class EndpointWorker:
             self._repaired_at = time.monotonic()
             with self.engine.begin() as conn:
                 queue.repair_ready(conn, self.config.name)
+        began = time.monotonic()  # before the statement: the claim's end is later than this
         with self.engine.begin() as conn:
             claimed = queue.claim(
                 conn, self.config.name, self.daemon_id, limit=room, lease=lease_for(self.config)
             )
+        start_by = began + start_window(self.config)
+        for c in claimed:
+            self._start_by[c.event_id] = start_by
         self._update_pending()
         return claimed
+
+    def _renew(self, claims: list[queue.Claimed]) -> list[queue.Claimed]:
+        """Renew ``claims``; those still ours, whose requests may start again.  The others
+        another daemon took (this one was paused longer than a claim lasts): never sent
+        from here, and their outcomes are not stored."""
+        if not claims:
+            return []
+        began = time.monotonic()
+        with self.engine.begin() as conn:
+            held = queue.renew(
+                conn, self.config.name, self.daemon_id, claims, lease=lease_for(self.config)
+            )
+        start_by = began + start_window(self.config)
+        kept = []
+        for c in claims:
+            if c.event_id in held:
+                self._start_by[c.event_id] = start_by
+                kept.append(c)
+            else:
+                self._start_by.pop(c.event_id, None)
+        if len(kept) < len(claims):
+            log.warning("webhook.claims_lost", deliveries=len(claims) - len(kept))
+        return kept
 
     def _store(self, results: list[queue.Result]) -> bool:
         """Record outcomes; True when the endpoint said 410 Gone (and is now disabled)."""
         name = self.config.name
-        gone = next((r for r in results if r.kind == "gone"), None)
+        for r in results:
+            self._start_by.pop(r.claimed.event_id, None)
         with self.engine.begin() as conn:
             pull = self._recovering and any(r.kind == "delivered" for r in results)
-            queue.record(
+            stored = queue.record(
                 conn,
                 name,
+                self.daemon_id,
                 results,
                 retry_for=self.config.retry_seconds,
                 rng=self._rng,
@@ -308,6 +360,7 @@ class EndpointWorker:
             )
             if pull:
                 self._recovering = False
+            gone = next((r for r in stored.results if r.kind == "gone"), None)
             if gone is not None:
                 reason = (
                     f"the receiver answered 410 Gone at {datetime.now(UTC):%Y-%m-%d %H:%M}Z "
@@ -316,7 +369,12 @@ class EndpointWorker:
                     "--after ID`"
                 )
                 queue.disable(conn, name, reason)
-        self._report(results)
+        if stored.lost:
+            # Another daemon took these claims while this one was paused: it sends them.
+            log.warning("webhook.outcomes_dropped", deliveries=stored.lost)
+        self.delivered += sum(1 for r in stored.results if r.kind == "delivered")
+        self.failed += stored.failed
+        self._report(stored.results)
         if gone is not None:
             log.error("webhook.disabled", reason=reason)
         return gone is not None
@@ -328,11 +386,23 @@ class EndpointWorker:
             # The event left the outbox (erased by `forget`) after it was queued: nothing
             # to send, and nothing to wait for.
             return Answer(204, snippet="event erased before delivery")
-        return sender.post(str(claimed.event_id), body(envelope(claimed.event)))
+        try:
+            data = body(envelope(claimed.event))
+        except (UnicodeError, ValueError, TypeError) as err:
+            # Stored data that cannot be encoded fails alone: raised here, it failed the
+            # whole round, again and again, and the endpoint delivered nothing more.
+            return Answer(0, snippet=f"the stored event cannot be encoded ({type(err).__name__})")
+        event_id = claimed.event_id
+        return sender.post(
+            str(event_id),
+            data,
+            may_start=lambda: time.monotonic() < self._start_by.get(event_id, 0.0),
+        )
 
     def _expire(self) -> None:
         with self.engine.begin() as conn:
             expired = queue.expire(conn, self.config.name, self.config.retry_seconds)
+        self.failed += expired
         if expired:
             log.error("webhook.expired", deliveries=expired, retry_for=self.config.retry_for)
             if self.metrics is not None:
@@ -371,13 +441,18 @@ class EndpointWorker:
                 self.metrics.webhook_delivered.labels(name).inc(delivered)
 
     def _update_pending(self) -> None:
+        """The pending gauge, every PENDING_EVERY: from the rounds' loop too, not only when
+        a claim runs, which a round of a slow endpoint may not do for minutes."""
         if self.metrics is None or time.monotonic() - self._pending_at < PENDING_EVERY:
             return
         self._pending_at = time.monotonic()
-        with self.engine.connect() as conn:
-            self.metrics.webhook_pending.labels(self.config.name).set(
-                queue.pending_count(conn, self.config.name)
-            )
+        try:
+            with self.engine.connect() as conn:
+                pending = queue.pending_count(conn, self.config.name)
+        except Exception as err:  # a gauge is not worth failing a round for
+            log.debug("webhook.pending_unreadable", error=type(err).__name__)
+            return
+        self.metrics.webhook_pending.labels(self.config.name).set(pending)
 
     def _note_error(self, message: str) -> None:
         try:
@@ -424,6 +499,7 @@ class Deliverer:
         from syncd.store.database import open_database
 
         engine = open_database(url, migrate=False, pool_size=4)
+        _end_abandoned_transactions(engine)
         return cls(engine, daemon_id, metrics, only_daemon=only_daemon)
 
     def __init__(
@@ -534,14 +610,44 @@ class Deliverer:
         self._engine.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """One endpoint after `syncd sync`'s deliveries: what went, what failed for good in
+    this run, what is still pending."""
+
+    delivered: int
+    failed: int
+    pending: int
+
+
+def _end_abandoned_transactions(engine: Engine) -> None:
+    """PostgreSQL ends a deliverer session idle inside a transaction for IDLE_IN_TRANSACTION:
+    a daemon paused while it stored outcomes (SIGSTOP, a frozen VM) holds its endpoint's row
+    lock, and every other daemon's outcomes of that endpoint would wait until it woke.  The
+    deliverer's transactions never wait on the network, so they never idle that long."""
+    if engine.dialect.name != "postgresql":
+        return
+    timeout_ms = int(IDLE_IN_TRANSACTION * 1000)
+
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        cursor.close()
+        dbapi_connection.commit()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()
+
+
 def drain(
     engine: Engine,
     configs: Sequence[WebhookConfig],
     timeout: float,
-    on_endpoint: Callable[[str, int], None] | None = None,
-) -> dict[str, int]:
+    on_endpoint: Callable[[str, Drained], None] | None = None,
+) -> dict[str, Drained]:
     """`syncd sync`: deliver what is pending to every endpoint, all at once, for at most
-    ``timeout`` seconds; the number of deliveries still pending per endpoint."""
+    ``timeout`` seconds; per endpoint, what this run delivered and failed, and what is
+    still pending."""
     daemon_id = f"sync-{uuid.uuid4().hex}"
     with engine.begin() as conn:
         queue.ensure_endpoints(conn, configs)
@@ -554,11 +660,12 @@ def drain(
         thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
     for worker in workers:
         worker.stop()
-    left: dict[str, int] = {}
+    left: dict[str, Drained] = {}
     with engine.begin() as conn:
         queue.release(conn, daemon_id)
-        for config in configs:
-            left[config.name] = queue.pending_count(conn, config.name) + queue.untaken(conn, config)
+        for config, worker in zip(configs, workers, strict=True):
+            pending = queue.pending_count(conn, config.name) + queue.untaken(conn, config)
+            left[config.name] = Drained(worker.delivered, worker.failed, pending)
             if on_endpoint is not None:
                 on_endpoint(config.name, left[config.name])
     return left

@@ -17,8 +17,10 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from standardwebhooks import Webhook
 
@@ -28,6 +30,8 @@ from syncd.errors import CredentialsError
 from syncd.secrets import read_secret
 from syncd.webhooks.policy import Answer, parse_retry_after, snippet
 
+# What post() answers when ``may_start`` said no: nothing was sent (a stale claim).
+NOT_STARTED = Answer(None, "not sent: the claim was not renewed in time")
 MAX_ANSWER = 64 * 1024  # an answer longer than this is not read to its end: the connection goes
 WATCH_EVERY = 0.25  # seconds between the watchdog's looks at requests past their deadline
 
@@ -63,6 +67,49 @@ def load_signer(config: WebhookConfig) -> Webhook:
     return Webhook(decoded)
 
 
+class _OneWrite(http.client.HTTPConnection):
+    """Sends a request's headers and body in one write, after one last ``may_start``.
+
+    ``http.client`` writes the headers, then the body: a daemon stopped between the two
+    (SIGSTOP, a frozen VM) left the receiver waiting for a body that came only when it woke,
+    after another daemon had sent that event and the next one of its record.  One write
+    leaves no such gap, and the check that the claim is still ours comes just before it."""
+
+    _held: list[bytes] | None = None
+
+    def send(self, data: Any) -> None:
+        if self._held is not None:
+            self._held.append(bytes(data))
+            return
+        super().send(data)
+
+    def request_once(
+        self,
+        target: str,
+        body: bytes,
+        headers: dict[str, str],
+        may_start: Callable[[], bool] | None,
+    ) -> bool:
+        """POST in one write; False (nothing sent) when ``may_start`` says no."""
+        self._held = []
+        try:
+            self.request("POST", target, body=body, headers=headers)
+            data = b"".join(self._held)
+        finally:
+            self._held = None
+        if self.sock is None:
+            self.connect()  # a new connection's handshake comes before the last check too
+        if may_start is not None and not may_start():
+            self.close()  # the request was half made: this connection is done with
+            return False
+        super().send(data)
+        return True
+
+
+class _OneWriteTLS(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context()  # the system's CAs, hostname checked
     if ca_file is not None:
@@ -80,6 +127,12 @@ class Sender:
         self._host = parsed.hostname
         self._port = parsed.port or (443 if self._https else 80)
         self._target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        # user:password in the URL is sent as HTTP Basic authentication (RFC 7617), as
+        # curl and browsers do; http.client alone would drop it silently.
+        self._auth: str | None = None
+        if parsed.username is not None or parsed.password is not None:
+            pair = f"{unquote(parsed.username or '')}:{unquote(parsed.password or '')}"
+            self._auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         self._timeout = config.timeout
         self._context = _tls_context(config.ca_file) if self._https else None
         self._signer = signer
@@ -92,7 +145,16 @@ class Sender:
         self._closed = threading.Event()
         self._watchdog: threading.Thread | None = None
 
-    def post(self, message_id: str, body: bytes, *, now: datetime | None = None) -> Answer:
+    def post(
+        self,
+        message_id: str,
+        body: bytes,
+        *,
+        now: datetime | None = None,
+        may_start: Callable[[], bool] | None = None,
+    ) -> Answer:
+        """POST ``body``; ``may_start`` is asked right before the request goes out (and
+        before a second try): when it says no, nothing is sent and NOT_STARTED comes back."""
         stamp = (now or datetime.now(UTC)).replace(microsecond=0)
         headers = {
             "Content-Type": "application/json",
@@ -101,23 +163,31 @@ class Sender:
             "webhook-timestamp": str(int(stamp.timestamp())),
             "webhook-signature": self._signer.sign(message_id, stamp, body.decode("utf-8")),
         }
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
         started = time.monotonic()
         reused = getattr(self._local, "conn", None) is not None
-        answer = self._attempt(body, headers, started)
+        answer = self._attempt(body, headers, started, may_start)
         if reused and answer.status is None and answer.error == "closed":
             # The receiver closed an idle keep-alive connection under us: once more, anew.
-            answer = self._attempt(body, headers, time.monotonic())
+            answer = self._attempt(body, headers, time.monotonic(), may_start)
         if answer.error == "closed":
             answer = Answer(
                 None, "network: connection closed without an answer", seconds=answer.seconds
             )
         return answer
 
-    def _attempt(self, body: bytes, headers: dict[str, str], started: float) -> Answer:
+    def _attempt(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        started: float,
+        may_start: Callable[[], bool] | None,
+    ) -> Answer:
         conn = self._connection()
         self._watch(conn, started + deadline_for(self._timeout))
         try:
-            answer = self._exchange(conn, body, headers, started)
+            answer = self._exchange(conn, body, headers, started, may_start)
         finally:
             with self._lock:
                 self._busy.pop(conn, None)
@@ -156,13 +226,16 @@ class Sender:
 
     def _exchange(
         self,
-        conn: http.client.HTTPConnection,
+        conn: _OneWrite,
         body: bytes,
         headers: dict[str, str],
         started: float,
+        may_start: Callable[[], bool] | None = None,
     ) -> Answer:
         try:
-            conn.request("POST", self._target, body=body, headers=headers)
+            if not conn.request_once(self._target, body, headers, may_start):
+                self._drop(conn)
+                return NOT_STARTED
             response = conn.getresponse()
             raw = response.read(MAX_ANSWER)
             if not response.isclosed() or response.will_close:
@@ -194,15 +267,15 @@ class Sender:
                 None, f"network: {type(err).__name__}", seconds=time.monotonic() - started
             )
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> _OneWrite:
+        conn: _OneWrite | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._context is not None:
-                conn = http.client.HTTPSConnection(
+                conn = _OneWriteTLS(
                     self._host, self._port, timeout=self._timeout, context=self._context
                 )
             else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                conn = _OneWrite(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
             with self._lock:
                 self._open.add(conn)

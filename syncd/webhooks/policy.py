@@ -71,7 +71,15 @@ def next_delay(attempts: int, retry_after: float | None, rng: random.Random) -> 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+# A word cut by the snippet's end: an address or a token would be kept as a fragment that
+# no redaction recognises (`forget` looks for whole addresses).
+_CUT_WORD = re.compile(r"[^\s\"'<>(),;:\[\]{}]+$")
+
+
 def snippet(raw: bytes) -> str:
-    """The first bytes of an answer as safe text for a log line or a terminal."""
+    """The first bytes of an answer as safe text for a log line or a terminal, ending at a
+    word's end (with "...") when the answer goes on."""
     text = raw[:SNIPPET_BYTES].decode("utf-8", "replace")
+    if len(raw) > SNIPPET_BYTES:
+        text = _CUT_WORD.sub("", text) + "..."
     return _CONTROL.sub(" ", text).strip()

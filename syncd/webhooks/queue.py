@@ -4,7 +4,14 @@ Taking events moves an endpoint's cursor in the same transaction that inserts th
 delivery rows, so a crash neither skips nor doubles one.  Rows are claimed for a while by
 the daemon sending them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several daemons
 share one endpoint's backlog and each event goes out once); a daemon killed mid-request
-leaves its claims to expire, and those events are sent again (at least once).  Only the
+leaves its claims to expire, and those events are sent again (at least once).
+
+A claim is fenced as a source's lease is (store/health.py): every claim raises the row's
+``claim_epoch``, and the holder and that epoch are the claim's token.  Renewing and storing
+an outcome touch only rows whose token is still the caller's, so a daemon that was paused
+(SIGSTOP, a frozen VM) while another took its claims over sends nothing more of them and
+records nothing (``renew`` says which are still held; ``record`` leaves the others alone).
+Every time that decides who may send is the database's clock, never a host's.  Only the
 oldest pending event of each subject is ever claimed (``ready`` = 1 marks it, and passes
 to the next one when it is delivered or fails): events about one record or task reach the
 receiver in the order they happened.  Whatever moves ``ready`` first locks the endpoint's
@@ -25,7 +32,9 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, u
 
 from syncd.config import WebhookConfig
 from syncd.schema.tables import events, webhook_deliveries, webhook_endpoints
-from syncd.store.events import StoredEvent
+from syncd.store.events import StoredEvent, load_data
+from syncd.store.forgotten import without_forgotten
+from syncd.store.health import database_time, db_now
 from syncd.store.sql import chunks, insert_ignore
 from syncd.webhooks.policy import Answer, Kind, next_delay
 
@@ -73,7 +82,7 @@ def ensure_endpoints(conn: Connection, configs: Iterable[WebhookConfig]) -> list
 
 def enable(conn: Connection, name: str) -> None:
     """Back to active; its waiting deliveries start their retry window anew."""
-    now = datetime.now(UTC)
+    now = database_time(conn)
     conn.execute(update(E).where(E.c.name == name).values(state="active", reason=None))
     conn.execute(
         update(D)
@@ -122,7 +131,7 @@ def take_new(conn: Connection, config: WebhookConfig, limit: int = 2000) -> int:
     # After a replay moved the cursor back, an event may come before one still pending.
     behind = {ev.subject for ev in wanted if ev.id < newest.get(ev.subject, 0)}
     waiting = set(newest)
-    now = datetime.now(UTC)
+    now = database_time(conn)
     rows = []
     for ev in wanted:
         ready = ev.subject not in waiting
@@ -160,24 +169,25 @@ class Claimed:
     queued_at: datetime
     event: StoredEvent | None  # None: gone from the outbox (erased by `forget`), or broken
     broken: bool = False  # its stored data is not JSON: it fails, never sent
+    epoch: int = 0  # the claim's generation: with the holder, its fencing token
 
 
 def claim(
     conn: Connection, name: str, daemon_id: str, *, limit: int, lease: timedelta
 ) -> list[Claimed]:
     """Due deliveries of ``name``, at most one per subject (its oldest pending one),
-    claimed for ``lease`` by ``daemon_id``; none while the endpoint is disabled."""
-    now = datetime.now(UTC)
+    claimed for ``lease`` (by the database's clock) by ``daemon_id``; none while the
+    endpoint is disabled."""
     if conn.scalar(select(E.c.state).where(E.c.name == name)) != "active":
         return []
     query = (
-        select(D.c.event_id, D.c.subject, D.c.attempts, D.c.queued_at)
+        select(D.c.event_id, D.c.subject, D.c.attempts, D.c.queued_at, D.c.claim_epoch)
         .where(
             D.c.endpoint == name,
             D.c.state == "pending",
             D.c.ready == 1,
-            D.c.next_attempt_at <= now,
-            or_(D.c.claimed_until.is_(None), D.c.claimed_until < now),
+            D.c.next_attempt_at <= db_now(conn),
+            or_(D.c.claimed_until.is_(None), D.c.claimed_until < db_now(conn)),
         )
         .order_by(D.c.event_id)
         .limit(limit)
@@ -189,14 +199,20 @@ def claim(
     stored: dict[int, StoredEvent] = {}
     broken: set[int] = set()
     for part in chunks(ids):
+        # The rows are locked (FOR UPDATE; SQLite has one writer): each epoch read above
+        # is the one this claim raises.
         conn.execute(
             update(D)
             .where(D.c.endpoint == name, D.c.event_id.in_(list(part)))
-            .values(claimed_by=daemon_id, claimed_until=now + lease)
+            .values(
+                claimed_by=daemon_id,
+                claimed_until=db_now(conn, lease),
+                claim_epoch=D.c.claim_epoch + 1,
+            )
         )
         for ev in conn.execute(select(events).where(events.c.id.in_(list(part)))):
             try:
-                data = json.loads(ev.data)
+                data = load_data(ev.data)
             except ValueError:
                 broken.add(ev.id)  # fails alone; the others go
                 continue
@@ -211,24 +227,56 @@ def claim(
     return [
         Claimed(
             r.event_id, r.subject, r.attempts, r.queued_at, stored.get(r.event_id),
-            broken=r.event_id in broken,
+            broken=r.event_id in broken, epoch=r.claim_epoch + 1,
         )
         for r in rows
     ]  # fmt: skip
 
 
+def _by_epoch(claims: Iterable[Claimed]) -> dict[int, list[int]]:
+    """Event ids by claim epoch: a few groups (most rows are claimed once or twice), so a
+    fenced statement per group and chunk, never one per row."""
+    out: dict[int, list[int]] = {}
+    for c in claims:
+        out.setdefault(c.epoch, []).append(c.event_id)
+    return out
+
+
+def _held(conn: Connection, name: str, daemon_id: str, claims: Iterable[Claimed]) -> set[int]:
+    """Of ``claims``, the event ids whose claim is still ``daemon_id``'s under the same
+    epoch, their rows locked until this transaction ends (PostgreSQL): a claim another
+    daemon is committing is waited for, and then seen as taken."""
+    held: set[int] = set()
+    for epoch, ids in _by_epoch(claims).items():
+        for part in chunks(sorted(ids)):
+            query = select(D.c.event_id).where(
+                D.c.endpoint == name,
+                D.c.claimed_by == daemon_id,
+                D.c.claim_epoch == epoch,
+                D.c.event_id.in_(part),
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            held.update(conn.scalars(query))
+    return held
+
+
 def renew(
-    conn: Connection, name: str, daemon_id: str, event_ids: Iterable[int], *, lease: timedelta
-) -> None:
-    """Extend ``daemon_id``'s claims on ``event_ids`` by ``lease`` from now: deliveries
-    waiting for a sender of a slow endpoint are still this daemon's, not sent twice."""
-    until = datetime.now(UTC) + lease
-    for part in chunks(sorted(event_ids)):
+    conn: Connection, name: str, daemon_id: str, claims: Iterable[Claimed], *, lease: timedelta
+) -> set[int]:
+    """Extend ``daemon_id``'s claims by ``lease`` from the database's now: deliveries waiting
+    for a sender of a slow endpoint are still this daemon's, not sent twice.  Returns the
+    event ids still held; the others (taken over by another daemon while this one was
+    paused, or given back) must not be sent."""
+    claims = list(claims)
+    held = _held(conn, name, daemon_id, claims)
+    for part in chunks(sorted(held)):
         conn.execute(
             update(D)
-            .where(D.c.endpoint == name, D.c.claimed_by == daemon_id, D.c.event_id.in_(part))
-            .values(claimed_until=until)
+            .where(D.c.endpoint == name, D.c.event_id.in_(part))
+            .values(claimed_until=db_now(conn, lease))
         )
+    return held
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +291,7 @@ def probe_now(conn: Connection, name: str) -> bool:
     wait with 429): `syncd sync` learns at once whether the endpoint is back, and a success
     pulls the rest forward.  Without it a cron run after an outage delivered nothing until
     each retry's backoff (up to an hour) ran out."""
-    now = datetime.now(UTC)
+    now = database_time(conn)
     oldest = conn.scalar(
         select(func.min(D.c.event_id)).where(
             D.c.endpoint == name,
@@ -266,24 +314,46 @@ def describe_answer(answer: Answer) -> str:
         return answer.error or "network error"
     if answer.status == 0:
         return f"not sent: {answer.snippet}"
-    return f"HTTP {answer.status}" + (f": {answer.snippet}" if answer.snippet else "")
+    text = f"HTTP {answer.status}"
+    if 300 <= answer.status < 400:
+        # Never followed: a redirect would resend the signed body to wherever it points.
+        text += " (a redirect, not followed: set url to the address it points to)"
+    return text + (f": {answer.snippet}" if answer.snippet else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What ``record`` stored: the outcomes of claims still held (``results``), the
+    deliveries that failed for good, and the outcomes left out (claims lost meanwhile)."""
+
+    results: list[Result]
+    failed: int
+    lost: int
 
 
 def record(
     conn: Connection,
     name: str,
+    daemon_id: str,
     results: Sequence[Result],
     *,
     retry_for: float,
     rng: random.Random,
     pull_forward: bool = False,
-) -> None:
-    """Store what a batch of attempts got, in one transaction.  ``pull_forward``: the
+) -> Recorded:
+    """Store what a batch of attempts got, in one transaction; only for the claims still
+    ``daemon_id``'s (a paused daemon whose claims another took records nothing: that one
+    sends them, and their subjects' next events wait for it).  ``pull_forward``: the
     endpoint answers again after failing, so what waits for a retry goes now, not in up to
     an hour (except what the receiver itself asked to wait with 429 Too Many Requests)."""
-    now = datetime.now(UTC)
-    delivered = [r.claimed.event_id for r in results if r.kind == "delivered"]
     _lock_endpoint(conn, name)
+    held = _held(conn, name, daemon_id, [r.claimed for r in results])
+    lost = len(results) - len(held)
+    results = [r for r in results if r.claimed.event_id in held]
+    if not results:
+        return Recorded([], 0, lost)
+    now = database_time(conn)
+    delivered = [r.claimed.event_id for r in results if r.kind == "delivered"]
     for part in chunks(delivered):
         conn.execute(delete(D).where(D.c.endpoint == name, D.c.event_id.in_(list(part))))
     if delivered:
@@ -304,11 +374,14 @@ def record(
             .values(next_attempt_at=now)
         )
     changes: list[dict[str, Any]] = []
+    texts = without_forgotten(
+        conn, [describe_answer(r.answer) for r in results if r.kind != "delivered"]
+    )
     for r in results:
         if r.kind == "delivered":
             continue
         attempts = r.claimed.attempts + 1
-        text = describe_answer(r.answer)[:500]
+        text = texts.pop(0)[:500]
         state = "failed" if r.kind == "failed" else "pending"
         wait = next_delay(attempts, r.answer.retry_after, rng)
         if r.kind == "retry" and (now - r.claimed.queued_at).total_seconds() + wait > retry_for:
@@ -354,8 +427,9 @@ def record(
         )
     # Delivered and failed: each subject's next pending event may go now.
     moved = {r.claimed.subject for r in results if r.kind == "delivered"}
-    moved |= {c["subject"] for c in changes if c["state"] == "failed"}
-    _promote(conn, name, moved)
+    failed = {c["subject"] for c in changes if c["state"] == "failed"}
+    _promote(conn, name, moved | failed)
+    return Recorded(results, sum(1 for c in changes if c["state"] == "failed"), lost)
 
 
 def disable(conn: Connection, name: str, reason: str) -> None:
@@ -365,14 +439,13 @@ def disable(conn: Connection, name: str, reason: str) -> None:
 
 def expire(conn: Connection, name: str, retry_for: float) -> int:
     """Mark failed the deliveries tried and still undelivered after ``retry_for`` seconds."""
-    now = datetime.now(UTC)
     _lock_endpoint(conn, name)
     late = and_(
         D.c.endpoint == name,
         D.c.state == "pending",
         D.c.attempts > 0,
-        D.c.queued_at < now - timedelta(seconds=retry_for),
-        or_(D.c.claimed_until.is_(None), D.c.claimed_until < now),
+        D.c.queued_at < db_now(conn, -timedelta(seconds=retry_for)),
+        or_(D.c.claimed_until.is_(None), D.c.claimed_until < db_now(conn)),
     )
     subjects = set(conn.scalars(select(D.c.subject).where(late)))
     if not subjects:
@@ -396,7 +469,7 @@ def replay(conn: Connection, name: str, after: int) -> tuple[int, int]:
     row = conn.execute(select(E.c.last_event_id, E.c.state).where(E.c.name == name)).one()
     if row.state == "disabled":
         enable(conn, name)
-    now = datetime.now(UTC)
+    now = database_time(conn)
     requeued = conn.execute(
         update(D)
         .where(D.c.endpoint == name, D.c.state == "failed", D.c.event_id > after)
@@ -450,7 +523,7 @@ def note_error(conn: Connection, name: str, message: str) -> None:
     conn.execute(
         update(E)
         .where(E.c.name == name)
-        .values(last_error=message[:500], last_error_at=datetime.now(UTC))
+        .values(last_error=message[:500], last_error_at=database_time(conn))
     )
 
 

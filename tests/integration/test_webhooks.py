@@ -501,6 +501,8 @@ def test_a_slow_receiver_never_gets_a_claimed_event_twice(
     from datetime import timedelta
 
     monkeypatch.setattr(deliverer_module, "lease_for", lambda _config: timedelta(seconds=1.5))
+    # A request starts only while its claim has room for it: 0.8 s + one answer < 1.5 s.
+    monkeypatch.setattr(deliverer_module, "start_window", lambda _config: 0.8)
     monkeypatch.setattr(deliverer_module, "SENDERS", 1)
     monkeypatch.setattr(deliverer_module, "BATCH", 8)
     monkeypatch.setattr(deliverer_module, "REFILL", 1)
@@ -535,6 +537,7 @@ def test_a_replay_keeps_per_subject_order_with_a_newer_event_still_pending(
         queue.record(
             conn,
             "crm",
+            "d1",
             [queue.Result(first, Answer(200), "delivered")],
             retry_for=86400,
             rng=random.Random(0),
@@ -545,3 +548,211 @@ def test_a_replay_keeps_per_subject_order_with_a_newer_event_still_pending(
     with hooks.engine.begin() as conn:
         claimed = queue.claim(conn, "crm", "d1", limit=10, lease=lease)
     assert [c.event_id for c in claimed] == [1]
+
+
+def test_claims_use_the_database_clock_not_a_fast_host(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon whose clock ran 90 s fast took the rows another daemon held for 60 s."""
+    from datetime import timedelta
+
+    from syncd.webhooks import queue
+
+    class Fast(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + timedelta(seconds=90)
+
+    config = hooks.config.webhook[0]
+    hooks.emit(*[record_event(n) for n in range(5)])
+    lease = timedelta(seconds=60)
+    with hooks.engine.begin() as conn:
+        queue.ensure_endpoints(conn, [config])
+        queue.take_new(conn, config)
+        assert len(queue.claim(conn, "crm", "d1", limit=10, lease=lease)) == 5
+    monkeypatch.setattr(queue, "datetime", Fast)
+    with hooks.engine.begin() as conn:
+        assert queue.claim(conn, "crm", "d2", limit=10, lease=lease) == []
+
+
+def test_a_claim_taken_over_is_neither_renewed_nor_recorded(hooks: Hooks) -> None:
+    """The fence: once another daemon claimed a delivery, the first one's renewal says it
+    is gone and its outcome is left out; the new holder's counts."""
+    from datetime import timedelta
+
+    from syncd.webhooks import queue
+
+    config = hooks.config.webhook[0]
+    hooks.emit(record_event(1))
+    with hooks.engine.begin() as conn:
+        queue.ensure_endpoints(conn, [config])
+        queue.take_new(conn, config)
+        (stale,) = queue.claim(conn, "crm", "d1", limit=10, lease=timedelta(seconds=-1))
+        (fresh,) = queue.claim(conn, "crm", "d2", limit=10, lease=timedelta(seconds=60))
+    assert fresh.epoch == stale.epoch + 1
+    rng = random.Random(0)
+    with hooks.engine.begin() as conn:
+        assert queue.renew(conn, "crm", "d1", [stale], lease=timedelta(seconds=60)) == set()
+        lost = queue.record(
+            conn, "crm", "d1", [queue.Result(stale, Answer(200), "delivered")],
+            retry_for=86400, rng=rng,
+        )  # fmt: skip
+        assert (len(lost.results), lost.lost) == (0, 1)
+    assert [(r.claimed_by, r.state) for r in hooks.deliveries()] == [("d2", "pending")]
+    with hooks.engine.begin() as conn:
+        kept = queue.record(
+            conn, "crm", "d2", [queue.Result(fresh, Answer(200), "delivered")],
+            retry_for=86400, rng=rng,
+        )  # fmt: skip
+        assert (len(kept.results), kept.lost) == (1, 0)
+    assert hooks.deliveries() == []
+
+
+def test_failed_deliveries_are_pruned_with_their_events(hooks: Hooks) -> None:
+    from datetime import timedelta
+
+    from syncd.engine.event_upkeep import events_upkeep
+
+    hooks.receiver.reply = lambda _event: Reply(400, b"no")
+    hooks.write_config(more='[events]\nkeep = "1d"\n')
+    hooks.emit(record_event(1), record_event(2))
+    deliverer = hooks.start()
+    wait_until(lambda: [r.state for r in hooks.deliveries()] == ["failed"] * 2, 10, "failed")
+    deliverer.stop(5)
+    hooks.deliverers.remove(deliverer)
+    later = datetime.now(UTC) + timedelta(days=2)
+    assert events_upkeep(hooks.engine, hooks.config, later)["pruned"] == 2
+    assert hooks.deliveries() == []
+
+
+def test_sync_fails_and_says_what_when_every_delivery_failed(hooks: Hooks) -> None:
+    """41 failed, 0 delivered (a 307) used to print "everything delivered" and exit 0."""
+    hooks.write_config(sync="deliver_timeout = 10")
+    hooks.receiver.reply = lambda _event: Reply(307, b"", {"Location": "https://x.example/"})
+    hooks.emit(*[record_event(n) for n in range(41)])
+    result = hooks.cli("sync", expect=1)
+    assert "everything delivered" not in result.output
+    assert "webhook crm: FAILED: 41 deliveries failed" in result.output
+    assert "HTTP 307 (a redirect, not followed" in result.output
+    assert "0 delivered" in result.output
+
+
+def test_urls_never_show_query_values_or_user_info_and_user_info_is_basic_auth(
+    hooks: Hooks,
+) -> None:
+    import base64
+
+    secret_url = hooks.receiver.url.replace("http://", "http://bob:pa%3Ass@") + "?token=s3cr3t&v=2"
+    hooks.write_config()
+    hooks.config_path.write_text(
+        hooks.config_path.read_text().replace(hooks.receiver.url, secret_url)
+    )
+    hooks.emit(record_event(1))
+    hooks.receiver.reply = lambda _event: Reply(503, b"down")
+    hooks.start()
+    wait_until(lambda: len(hooks.receiver.arrivals) >= 1, 10, "a request")
+    arrival = hooks.receiver.arrivals[0]
+    assert arrival.authorization == "Basic " + base64.b64encode(b"bob:pa:ss").decode()
+    outputs = [
+        hooks.cli("webhooks", "list", "--json").stdout,
+        hooks.cli("webhooks", "list").stdout,
+        hooks.cli("status", "--json", expect=None).stdout,
+        hooks.cli("status", expect=None).stdout,
+    ]
+    for out in outputs:
+        assert "s3cr3t" not in out and "pa%3Ass" not in out and "bob" not in out
+    listed = json.loads(outputs[0])[0]
+    assert listed["url"].endswith("/hooks?token=***&v=***") and "***@127.0.0.1" in listed["url"]
+    # A config error quotes the url without them too.
+    plain = secret_url.replace("127.0.0.1", "crm.example")
+    hooks.config_path.write_text(hooks.config_path.read_text().replace(secret_url, plain))
+    refused = hooks.cli("webhooks", "list", expect=2).output
+    assert "in clear" in refused and "s3cr3t" not in refused and "pa%3Ass" not in refused
+
+
+def test_an_unencodable_stored_event_neither_stalls_its_endpoint_nor_crashes_the_feed(
+    hooks: Hooks,
+) -> None:
+    from syncd.schema.tables import events
+
+    hooks.emit(record_event(1), Event("record.created", "record:2", {"id": 2, "s": "a\ud800b"}))
+    with hooks.engine.connect() as conn:
+        stored = conn.execute(select(events.c.data).where(events.c.id == 2)).scalar_one()
+    assert "\\ud800" not in stored and "\ufffd" in stored  # valid by construction
+    with hooks.engine.begin() as conn:  # as versions before stored it: an escaped surrogate
+        conn.execute(
+            events.insert().values(
+                type="record.created", subject="record:3", created_at=datetime.now(UTC),
+                data='{"id":3,"s":"a\\ud800b"}',
+            )
+        )  # fmt: skip
+    hooks.emit(record_event(3, "record.updated"), record_event(4))
+    listed = json.loads(hooks.cli("events", "list", "--json").stdout)
+    assert [e["data"]["id"] for e in listed] == [1, 2, 3, 3, 4]
+    hooks.start()
+    wait_until(lambda: sorted(hooks.receiver.delivered_ids()) == [1, 2, 3, 4, 5], 10, "all")
+    sent = [a.webhook_id for a in hooks.receiver.accepted()]
+    assert sent.index("3") < sent.index("4")  # record 3's two events, in order
+    assert {a.event["data"].get("s") for a in hooks.receiver.accepted()} >= {"a\ufffdb"}
+
+
+def test_forget_leaves_no_address_in_an_endpoint_error_echoing_the_payload(
+    hooks: Hooks, quick_probes: None
+) -> None:
+    """A receiver refusing contact.forgotten with a 500 that echoes it stored the address
+    as the endpoint's last error, shown by `webhooks list` and `status --json`."""
+    from syncd.schema.tables import webhook_deliveries, webhook_endpoints
+
+    address = "zora.quinn@q-example.io"
+    hooks.receiver.reply = lambda event: Reply(500, json.dumps(event).encode())
+    hooks.emit(Event("record.created", "record:1", {"id": 1, "from": address}))
+    hooks.start()
+    wait_until(lambda: address in (hooks.endpoint().last_error or ""), 10, "the echo stored")
+    hooks.cli("forget", address, "--yes")
+    wait_until(
+        lambda: any(a.event["type"] == "contact.forgotten" for a in hooks.receiver.arrivals),
+        15,
+        "contact.forgotten refused",
+    )
+    time.sleep(0.5)  # its outcome stored
+    outputs = [
+        hooks.cli("webhooks", "list", "--json").stdout,
+        hooks.cli("status", "--json", expect=None).stdout,
+    ]
+    with hooks.engine.connect() as conn:
+        outputs += [str(r) for r in conn.execute(select(webhook_endpoints))]
+        outputs += [str(r) for r in conn.execute(select(webhook_deliveries))]
+    assert not [o for o in outputs if address in o or "zora.quinn" in o]
+    assert "[forgotten]" in hooks.endpoint().last_error
+
+
+def test_the_pending_gauge_follows_a_long_round(hooks: Hooks) -> None:
+    """The gauge was set only when a claim ran: a hung endpoint's round (requests cut off
+    after their deadline, one after another) showed no backlog for minutes."""
+    import socket
+
+    from syncd.metrics import Metrics
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    url = f"http://127.0.0.1:{hung.getsockname()[1]}/hooks"
+    hooks.config_path.write_text(
+        hooks.config_path.read_text()
+        .replace(hooks.receiver.url, url)
+        .replace("timeout = 2", "timeout = 1")
+    )
+    metrics = Metrics()
+
+    def gauge() -> float | None:
+        return metrics.registry.get_sample_value("syncd_webhook_pending", {"webhook": "crm"})
+
+    deliverer = Deliverer(hooks.engine, "d1", metrics)
+    hooks.deliverers.append(deliverer)
+    try:
+        deliverer.apply(hooks.config.webhook)
+        wait_until(lambda: gauge() == 0, 10, "the idle gauge")
+        hooks.emit(*[record_event(n) for n in range(100)])
+        wait_until(lambda: (gauge() or 0) > 0, 8, "the backlog shown")
+    finally:
+        hung.close()

@@ -218,3 +218,83 @@ def test_two_daemons_on_postgresql_send_each_event_once_and_a_dead_endpoint_slow
                 daemon.close()
             engine.dispose()
             hung.close()
+
+
+def _out_of_order(receiver: Receiver) -> int:
+    """Tasks whose ``task.created`` reached the receiver after their ``task.updated``."""
+    updated_at: dict[int, int] = {}
+    late = set()
+    for n, arrival in enumerate(receiver.arrivals):
+        task = arrival.event["data"]["id"]
+        if arrival.event["type"] == "task.updated":
+            updated_at.setdefault(task, n)
+        elif task in updated_at:
+            late.add(task)
+    return len(late)
+
+
+@pytest.mark.postgres
+def test_a_paused_daemon_that_wakes_sends_nothing_it_lost_and_order_holds(
+    tmp_path: Path, receivers: list[Receiver], pg_admin: str
+) -> None:
+    """Daemon A delivers 20 tasks' created-then-updated events; it is stopped (SIGSTOP) with
+    requests in flight and claims in hand; daemon B takes its claims over once they run out
+    (timeout = 1: a claim lasts 9 s) and delivers everything; A is woken (SIGCONT).  Before
+    the fence, A sent its stale claims on waking: 60 requests for 40 events, and 12 created
+    after their task's updated.  Now A sends nothing more, and only the requests on the
+    wire at the pause can arrive twice."""
+    from tests.servers.postgres import scratch_database
+
+    secret = new_secret()
+    (tmp_path / "crm.secret").write_text(secret)
+    crm = Receiver(secret).start()
+    receivers.append(crm)
+    crm.reply = lambda _event: Reply(200, sleep=0.4)  # 8 senders: 20 a second at most
+    daemons: list[DaemonProcess] = []
+    with scratch_database(pg_admin) as url:
+        engine = open_database(url)
+        try:
+            config = tmp_path / "syncd.toml"
+            config.write_text(
+                f'[database]\nurl = "{url}"\n\n[[webhook]]\nname = "crm"\nurl = "{crm.url}"\n'
+                f'secret_file = "{tmp_path / "crm.secret"}"\ntimeout = 1\n'
+            )
+            a = DaemonProcess(config, tmp_path / "a.log").start()
+            daemons.append(a)
+            with engine.begin() as conn:
+                emit_many(
+                    conn,
+                    [Event("task.created", f"task:{n}", {"id": n}) for n in range(20)]
+                    + [Event("task.updated", f"task:{n}", {"id": n}) for n in range(20)],
+                )
+            wait_until(lambda: len(crm.arrivals) >= 8, 30, "A's first deliveries")
+            a.signal(signal.SIGSTOP)
+            paused_with = len(crm.arrivals)
+            b = DaemonProcess(config, tmp_path / "b.log").start()
+            daemons.append(b)
+            wait_until(lambda: len(set(crm.delivered_ids())) == 40, 60, "B delivers everything")
+            time.sleep(0.5)
+            before_wake = len(crm.arrivals)
+            a.signal(signal.SIGCONT)
+            time.sleep(3.0)  # A renews (or records) and finds its claims gone
+            requests = len(crm.arrivals)
+            late = _out_of_order(crm)
+            print(
+                f"paused after {paused_with} arrivals; requests {requests} for 40 events; "
+                f"out-of-order {late}; sent by A after waking {requests - before_wake}"
+            )
+            assert requests == before_wake, "the woken daemon sent what it no longer held"
+            assert late == 0
+            # Repeats: only what A had answered but not stored, or on the wire, at the pause.
+            first = {a.webhook_id for a in crm.arrivals[: paused_with + SENDERS]}
+            assert set(crm.repeats()) <= first
+            assert requests - 40 <= paused_with + SENDERS
+            assert crm.bad_signatures == 0
+            a.signal(signal.SIGCONT)
+            stop_all(daemons)
+        finally:
+            for daemon in daemons:
+                if daemon.proc is not None and daemon.proc.poll() is None:
+                    daemon.signal(signal.SIGCONT)  # a stopped process would not die of close()
+                daemon.close()
+            engine.dispose()

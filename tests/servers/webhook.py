@@ -44,6 +44,7 @@ class Arrival:
     status: int  # what the receiver answered
     wall: float  # time.time(), to compare with another process's clock
     peer: int  # the client's port: one per keep-alive connection
+    authorization: str | None = None  # the Authorization header, as sent
 
 
 class Receiver:
@@ -115,6 +116,7 @@ class Receiver:
                     reply.status,
                     time.time(),
                     self.client_address[1],
+                    headers.get("authorization"),
                 )
                 with receiver._lock:
                     receiver.arrivals.append(arrival)

@@ -5,22 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from syncd.cli.present.dates import iso
+from syncd.domain.urls import shown_url
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from syncd.config import WebhookConfig
     from syncd.store.status_read import EndpointFilter
-
-
-def shown_url(url: str) -> str:
-    """The URL without user:password@ (a secret some put there)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
 def filters(configs: Sequence[WebhookConfig]) -> dict[str, EndpointFilter]:
