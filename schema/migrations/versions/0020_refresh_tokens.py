@@ -1,7 +1,7 @@
 """refresh tokens an OAuth2 endpoint rotated, encrypted with the installation secret
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 
 A provider that rotates refresh tokens and detects reuse answers ``invalid_grant`` to the
 token a members file still holds once it has been exchanged: the newest one must outlive
@@ -16,7 +16,7 @@ from alembic import op
 from syncd.schema.types import UtcDateTime
 
 revision = "0020"
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
