@@ -30,4 +30,16 @@ def _show(out: Console, rows: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
+def logged_line(row: dict[str, Any]) -> str:
+    """How a call, visit or note reads in a timeline: ``-> (15 min, voicemail) by alice@...``."""
+    arrow = {"inbound": "<-", "outbound": "->"}.get(row["direction"], "::")
+    facts = []
+    if row.get("duration_seconds"):
+        minutes, seconds = divmod(int(row["duration_seconds"]), 60)
+        facts.append(f"{minutes} min" if not seconds else f"{minutes} min {seconds} s")
+    facts += [row[key] for key in ("outcome", "location") if row.get(key)]
+    detail = f" ({', '.join(facts)})" if facts else ""
+    return f"{arrow}{detail} by {row['owner']}" if row.get("owner") else f"{arrow}{detail}"
+
+
 RECORDS: View[dict[str, Any]] = View(as_json=record_json, show=_show)

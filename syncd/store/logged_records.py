@@ -1,0 +1,571 @@
+"""Logged records (calls, visits, notes): the one place that writes them.
+
+Every write (``add``, ``edit``, ``delete``, ``import_rows``) takes a connection inside the
+caller's transaction and the actor the audit names, and does, in this order: the record
+row, its participants (the rep as ``owner``, each contact as ``contact``) and customer
+links (a contact's customer as for mail, ``manual`` for the customers a person named),
+``_records_changed`` (the search index's hook), the audit row, then the outbox event
+(last: on PostgreSQL the outbox lock is held from there to the commit).
+
+A captured email or meeting belongs to its mailbox or calendar: editing or deleting one
+here is refused (``CapturedRecord``, exit 2).  ``record_object`` turns a record into the
+object ``syncd records list --json`` prints, for the CLI, the API and the connectors.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from syncd.domain.addresses import is_internal
+from syncd.domain.logged import (
+    CAPTURED_KINDS,
+    KINDS,
+    BadDraft,
+    LoggedDraft,
+    RawFields,
+    changed_fields,
+    draft_from,
+    record_key,
+)
+from syncd.domain.logged_file import BadRecordsFile, FileRow
+from syncd.domain.matching import Directory, match_address
+from syncd.domain.payloads import record_json
+from syncd.errors import UserError
+from syncd.schema.tables import (
+    contacts,
+    customers,
+    participants,
+    record_customers,
+    record_unlinks,
+    records,
+    tasks,
+)
+from syncd.store import audit, events, outbox
+from syncd.store.directory import find_customer
+from syncd.store.errors import NotFound
+from syncd.store.events import (
+    RECORD_CREATED,
+    RECORD_DELETED,
+    RECORD_UPDATED,
+    TASK_UPDATED,
+    Event,
+)
+from syncd.store.queries import records_by_id
+from syncd.store.sql import chunks
+
+OWNER_ROLE = "owner"
+CONTACT_ROLE = "contact"
+
+
+class CapturedRecord(UserError):
+    """An email or meeting: it belongs to its mailbox or calendar, not to a person's edit."""
+
+    def __init__(self, record_id: int, kind: str) -> None:
+        where = "mailbox" if kind == "email" else "calendar"
+        super().__init__(
+            f"record {record_id} is a captured {kind}: it belongs to its {where}",
+            hint="only logged calls, visits and notes can be edited or deleted; "
+            "`syncd records link`/`unlink` correct a captured record's customers",
+        )
+        self.record_id = record_id
+
+
+class KeyTaken(UserError):
+    """Another logged record has this external id."""
+
+    def __init__(self, external_id: str, record_id: int) -> None:
+        super().__init__(
+            f"record {record_id} already has the external id {external_id!r}",
+            hint=f"edit it with `syncd records edit {record_id}`, or give another --external-id",
+        )
+        self.record_id = record_id
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    added: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"added": len(self.added), "updated": len(self.updated), "unchanged": self.unchanged}
+
+
+def _records_changed(conn: Connection, record_ids: Sequence[int]) -> None:
+    """Called after every write of logged records, in the same transaction, with the ids
+    written or deleted.  Search index hook: a no-op until the index is wired here."""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def record_object(conn: Connection, record_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """The record as ``syncd records list --json`` prints it (and events carry it)."""
+    found = records_by_id(conn, [record_id])
+    if not found:
+        raise NotFound("record", record_id)
+    return record_json(found[0], now)
+
+
+def draft_of(conn: Connection, record_id: int) -> LoggedDraft:
+    """A logged record as the draft that would write it again; CapturedRecord for an email
+    or meeting.  Its customers are its ``manual`` links (the others follow its contacts)."""
+    row = conn.execute(select(records).where(records.c.id == record_id)).mappings().first()
+    if row is None:
+        raise NotFound("record", record_id)
+    if row["kind"] not in KINDS:
+        raise CapturedRecord(record_id, row["kind"])
+    manual = tuple(
+        conn.scalars(
+            select(record_customers.c.customer_id)
+            .where(record_customers.c.record_id == record_id, record_customers.c.link == "manual")
+            .order_by(record_customers.c.customer_id)
+        )
+    )
+    people = conn.execute(
+        select(participants.c.address, participants.c.role)
+        .where(participants.c.record_id == record_id)
+        .order_by(participants.c.id)
+    ).all()
+    occurred = row["occurred_at"]
+    return LoggedDraft(
+        kind=row["kind"],
+        owner=row["owner"] or next((a for a, r in people if r == OWNER_ROLE), ""),
+        subject=row["subject"],
+        occurred_at=occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC),
+        customer_ids=manual,
+        contacts=tuple(a for a, r in people if r == CONTACT_ROLE),
+        direction=row["direction"],
+        body=row["body"],
+        duration_seconds=row["duration_seconds"],
+        outcome=row["outcome"],
+        location=row["location"],
+        external_id=row["external_id"],
+        origin=row["origin"] or "cli",
+    )
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _People:
+    participants: list[dict[str, Any]]
+    links: dict[int, str]  # customer id -> contact | domain | manual
+
+
+def _people(
+    conn: Connection,
+    draft: LoggedDraft,
+    directory: Directory,
+    internal_domains: Collection[str],
+    problems: list[str],
+) -> _People:
+    """Who took part and which customers that links, as capture decides for mail; what
+    cannot be stored (a forgotten address, one of ours as a contact, an unknown or archived
+    customer) goes to ``problems``."""
+    known = {
+        cid: archived
+        for cid, archived in conn.execute(
+            select(customers.c.id, customers.c.archived_at).where(
+                customers.c.id.in_(list(draft.customer_ids))
+            )
+        )
+    }
+    for cid in draft.customer_ids:
+        if cid not in known:
+            problems.append(f"no customer {cid}")
+        elif known[cid] is not None:
+            problems.append(f"customer {cid} is archived (the directory file no longer lists it)")
+    people = [
+        {"address": draft.owner, "name": "", "role": OWNER_ROLE, "external": 0, "contact_id": None}
+    ]
+    links: dict[int, str] = {}
+    matched: list[tuple[str, int | None]] = []
+    for address in draft.contacts:
+        if is_internal(address, frozenset(internal_domains)) or address == draft.owner:
+            problems.append(f"contact {address} is one of our own addresses: give it as the owner")
+            continue
+        match = match_address(address, directory)
+        if match.reason == "suppressed":
+            problems.append(f"contact {address} was forgotten (syncd forget): never stored again")
+            continue
+        matched.append((address, match.contact_id))
+        found = match.customer_id
+        if found is not None and match.link is not None and links.get(found) != "contact":
+            links[found] = match.link
+    names = dict(
+        conn.execute(
+            select(contacts.c.id, contacts.c.name).where(
+                contacts.c.id.in_([cid for _, cid in matched if cid is not None])
+            )
+        ).all()
+    )
+    for address, contact_id in matched:
+        people.append(
+            {
+                "address": address,
+                "name": names.get(contact_id, "") if contact_id else "",
+                "role": CONTACT_ROLE,
+                "external": 1,
+                "contact_id": contact_id,
+            }
+        )
+    for cid in draft.customer_ids:
+        links[cid] = "manual"
+    return _People(people, links)
+
+
+def _values(draft: LoggedDraft, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": draft.kind,
+        "direction": draft.direction,
+        "subject": draft.subject,
+        "snippet": None,
+        "body": draft.body,
+        "occurred_at": draft.occurred_at,
+        "owner": draft.owner,
+        "origin": draft.origin,
+        "external_id": draft.external_id,
+        "duration_seconds": draft.duration_seconds,
+        "outcome": draft.outcome,
+        "location": draft.location,
+        "updated_at": now,
+    }
+
+
+def _write_people(conn: Connection, record_id: int, people: _People, *, fresh: bool) -> None:
+    """Replace the record's participants and links (a person's unlinks stay respected: no
+    contact's customer comes back where a person removed it)."""
+    if not fresh:
+        conn.execute(delete(participants).where(participants.c.record_id == record_id))
+        conn.execute(delete(record_customers).where(record_customers.c.record_id == record_id))
+    unlinked = set(
+        conn.scalars(
+            select(record_unlinks.c.customer_id).where(record_unlinks.c.record_id == record_id)
+        )
+    )
+    manual = [cid for cid, link in people.links.items() if link == "manual"]
+    if manual and unlinked & set(manual):
+        # Named by a person again: the link is theirs to make.
+        conn.execute(
+            delete(record_unlinks).where(
+                record_unlinks.c.record_id == record_id,
+                record_unlinks.c.customer_id.in_(manual),
+            )
+        )
+    conn.execute(
+        participants.insert(), [{"record_id": record_id, **p} for p in people.participants]
+    )
+    rows = [
+        {"record_id": record_id, "customer_id": cid, "link": link}
+        for cid, link in sorted(people.links.items())
+        if link == "manual" or cid not in unlinked
+    ]
+    if rows:
+        conn.execute(record_customers.insert(), rows)
+
+
+def _existing_key(conn: Connection, key: str) -> int | None:
+    return conn.scalar(select(records.c.id).where(records.c.key == key))
+
+
+def _fail(problems: list[str]) -> None:
+    if problems:
+        raise BadDraft(problems)
+
+
+def add(
+    conn: Connection,
+    draft: LoggedDraft,
+    *,
+    actor: str | None,
+    directory: Directory,
+    internal_domains: Collection[str] = (),
+) -> int:
+    """Store a new logged record; its id.  KeyTaken when its external id is known already;
+    BadDraft (a UserError) naming what cannot be stored."""
+    try:
+        return _add(conn, draft, actor=actor, directory=directory, internal=internal_domains)
+    except BadDraft as err:
+        raise UserError("; ".join(err.problems)) from None
+
+
+def _add(
+    conn: Connection,
+    draft: LoggedDraft,
+    *,
+    actor: str | None,
+    directory: Directory,
+    internal: Collection[str],
+    key: str | None = None,
+    announce: bool = True,
+) -> int:
+    key = key or record_key(draft, fresh=secrets.token_hex(16))
+    taken = _existing_key(conn, key)
+    if taken is not None:
+        raise KeyTaken(draft.external_id or key, taken)
+    problems: list[str] = []
+    people = _people(conn, draft, directory, internal, problems)
+    _fail(problems)
+    now = datetime.now(UTC)
+    record_id = int(
+        conn.scalar(
+            records.insert()
+            .values(key=key, created_at=now, **_values(draft, now))
+            .returning(records.c.id)
+        )
+    )
+    _write_people(conn, record_id, people, fresh=True)
+    if announce:
+        _records_changed(conn, [record_id])
+        audit.record_as(
+            conn, actor, "log-record", f"record {record_id}", kind=draft.kind, origin=draft.origin
+        )
+        outbox.emit_records(conn, RECORD_CREATED, [record_id], now)
+    return record_id
+
+
+def edit(
+    conn: Connection,
+    record_id: int,
+    draft: LoggedDraft,
+    *,
+    actor: str | None,
+    directory: Directory,
+    internal_domains: Collection[str] = (),
+) -> list[str]:
+    """Make the logged record ``record_id`` what ``draft`` says; the names of the fields
+    that changed (none: nothing written, no event)."""
+    try:
+        changed = _edit(conn, record_id, draft, directory=directory, internal=internal_domains)
+    except BadDraft as err:
+        raise UserError("; ".join(err.problems)) from None
+    if changed:
+        _records_changed(conn, [record_id])
+        audit.record_as(conn, actor, "edit-record", f"record {record_id}", changed=changed)
+        outbox.emit_records(conn, RECORD_UPDATED, [record_id])
+    return changed
+
+
+def _edit(
+    conn: Connection,
+    record_id: int,
+    draft: LoggedDraft,
+    *,
+    directory: Directory,
+    internal: Collection[str],
+) -> list[str]:
+    before = draft_of(conn, record_id)
+    draft = replace(draft, origin=before.origin)
+    changed = changed_fields(before, draft)
+    if not changed:
+        return []
+    problems: list[str] = []
+    people = _people(conn, draft, directory, internal, problems)
+    _fail(problems)
+    values = _values(draft, datetime.now(UTC))
+    if draft.external_id != before.external_id:
+        key = record_key(draft, fresh=secrets.token_hex(16))
+        taken = _existing_key(conn, key)
+        if taken is not None and taken != record_id:
+            raise KeyTaken(draft.external_id or key, taken)
+        values["key"] = key
+    conn.execute(update(records).where(records.c.id == record_id).values(**values))
+    _write_people(conn, record_id, people, fresh=False)
+    return changed
+
+
+def delete_record(conn: Connection, record_id: int, *, actor: str | None) -> str:
+    """Delete a logged record (its participants and links go with it; tasks it triggered or
+    closed keep going without it); its kind."""
+    draft = draft_of(conn, record_id)  # NotFound, CapturedRecord
+    when = conn.scalar(select(records.c.occurred_at).where(records.c.id == record_id))
+    conn.execute(delete(records).where(records.c.id == record_id))
+    _records_changed(conn, [record_id])
+    audit.record_as(conn, actor, "delete-record", f"record {record_id}", kind=draft.kind)
+    events.emit(
+        conn,
+        Event(RECORD_DELETED, f"record:{record_id}", {"id": record_id, "kind": draft.kind}, when),
+    )
+    return draft.kind
+
+
+def import_rows(
+    conn: Connection,
+    rows: Sequence[FileRow],
+    *,
+    actor: str | None,
+    directory: Directory,
+    internal_domains: Collection[str] = (),
+    dry_run: bool = False,
+    source: str = "",
+) -> ImportResult:
+    """Import a checked file: each row is the record keyed by its external id (else by the
+    row's hash); a known key is left alone when nothing differs, else updated.  Every row is
+    checked against the database first (its customer, its contacts); BadRecordsFile with
+    every bad row, and nothing written, if any is bad."""
+    result = ImportResult(rows=len(rows))
+    customer_ids: dict[str, int] = {}
+    problems: list[str] = []
+    drafts: list[tuple[FileRow, LoggedDraft, str]] = []
+    for row in rows:
+        found: list[str] = []
+        ids: tuple[int, ...] = ()
+        if row.customer is not None:
+            cid = customer_ids.get(row.customer)
+            if cid is None:
+                try:
+                    customer = find_customer(conn, row.customer)
+                except NotFound:
+                    found.append(f"no customer {row.customer[:100]!r}")
+                else:
+                    if customer.archived:
+                        found.append(f"customer {customer.name!r} is archived")
+                    else:
+                        cid = customer_ids[row.customer] = customer.id
+            if cid is not None:
+                ids = (cid,)
+        draft = row.draft(ids)
+        _people(conn, draft, directory, internal_domains, found)
+        if found:
+            problems.append(f"line {row.line}: " + "; ".join(found))
+            continue
+        drafts.append((row, draft, record_key(draft, row_hash=row.row_hash)))
+    if problems:
+        raise BadRecordsFile(source or "the records file", problems)
+    existing: dict[str, int] = {}
+    keys = sorted({key for _, _, key in drafts})
+    for part in chunks(keys):
+        existing.update(
+            (key, rid)
+            for key, rid in conn.execute(
+                select(records.c.key, records.c.id).where(records.c.key.in_(part))
+            )
+        )
+    done: set[str] = set()
+    for row, draft, key in drafts:
+        if key in done:
+            result.unchanged += 1  # the same row twice in the file
+            continue
+        done.add(key)
+        record_id = existing.get(key)
+        if record_id is None:
+            if dry_run:
+                result.added.append(0)
+                continue
+            new_id = _add(
+                conn, draft, actor=actor, directory=directory, internal=internal_domains,
+                key=key, announce=False,
+            )  # fmt: skip
+            result.added.append(new_id)
+            continue
+        if draft.external_id is None:
+            result.unchanged += 1  # the same row (its hash is its key)
+            continue
+        try:
+            before = draft_of(conn, record_id)
+        except CapturedRecord:
+            raise BadRecordsFile(
+                source or "the records file",
+                [f"line {row.line}: its key names a captured record"],
+            ) from None
+        if not changed_fields(before, replace(draft, origin=before.origin)):
+            result.unchanged += 1
+            continue
+        if not dry_run:
+            _edit(conn, record_id, draft, directory=directory, internal=internal_domains)
+        result.updated.append(record_id)
+    if dry_run or not (result.added or result.updated):
+        return result
+    written = [*result.added, *result.updated]
+    _records_changed(conn, written)
+    audit.record_as(
+        conn, actor, "import-records", source or "records import", rows=result.rows,
+        **result.counts,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    outbox.emit_records(conn, RECORD_CREATED, result.added, now)
+    outbox.emit_records(conn, RECORD_UPDATED, result.updated, now)
+    return result
+
+
+def done_with_log(
+    conn: Connection,
+    task_id: int,
+    summary: str,
+    *,
+    duration: str | None,
+    outcome: str | None,
+    actor: str | None,
+    directory: Directory,
+    internal_domains: Collection[str] = (),
+) -> int:
+    """Close a call or visit task and log the call or visit that did it: owned by the
+    task's owner, linked to its customer and to the contacts of that customer its record
+    names; the task points at the new record (``closed_by_record_id``).  Its id."""
+    from syncd.store import tasks as task_store  # store.tasks reads the rules' domain
+
+    task = conn.execute(
+        select(
+            tasks.c.id, tasks.c.type, tasks.c.owner, tasks.c.customer_id, tasks.c.record_id
+        ).where(tasks.c.id == task_id)
+    ).first()
+    if task is None:
+        raise NotFound("task", task_id)
+    if task.type not in ("call", "visit"):
+        raise UserError(
+            f"task {task_id} is a {task.type} task: --log logs a call or visit",
+            hint=f"close it with `syncd tasks done {task_id}`",
+        )
+    spoken: list[str] = []
+    if task.record_id is not None:
+        for address, customer_id in conn.execute(
+            select(participants.c.address, contacts.c.customer_id)
+            .select_from(participants.join(contacts, contacts.c.id == participants.c.contact_id))
+            .where(participants.c.record_id == task.record_id, participants.c.external == 1)
+            .order_by(participants.c.id)
+        ):
+            if customer_id == task.customer_id and address not in spoken:
+                spoken.append(address)
+    raw = RawFields(
+        kind=task.type, owner=task.owner, subject=summary, occurred_at=datetime.now(UTC),
+        contacts=spoken, duration=duration, outcome=outcome,
+        has_customer=task.customer_id is not None,
+    )  # fmt: skip
+    ids = (task.customer_id,) if task.customer_id is not None else ()
+    try:
+        draft = draft_from(raw, customer_ids=ids, origin="task")
+    except BadDraft as err:
+        raise UserError("; ".join(err.problems)) from None
+    record_id = add(
+        conn, draft, actor=actor, directory=directory, internal_domains=internal_domains
+    )
+    task_store.set_status(conn, task_id, "done", announce=False)
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(closed_by_record_id=record_id))
+    outbox.emit_tasks(conn, TASK_UPDATED, [task_id])
+    return record_id
+
+
+__all__ = [
+    "CAPTURED_KINDS",
+    "CapturedRecord",
+    "ImportResult",
+    "KeyTaken",
+    "LoggedDraft",
+    "add",
+    "delete_record",
+    "done_with_log",
+    "draft_of",
+    "edit",
+    "import_rows",
+    "record_object",
+]
