@@ -196,12 +196,12 @@ def records_import(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
     from syncd.domain.logged_file import parse_records_file
     from syncd.engine.directory_sync import decode, read_file
 
-    rows = parse_records_file(decode(read_file(file), str(file)), str(file))
+    parsed = parse_records_file(decode(read_file(file), str(file)), str(file))
     with app.engine.begin() as conn:
         done = store.import_rows(
-            conn, rows, actor=current_actor(),
+            conn, parsed, actor=current_actor(),
             directory=load_directory(conn, app.config.capture),
-            internal_domains=app.config.internal_domains, dry_run=dry_run, source=str(file),
+            internal_domains=app.config.internal_domains, dry_run=dry_run,
         )  # fmt: skip
     if as_json:
         print_json({"dry_run": dry_run, "rows": done.rows, **done.counts})

@@ -11,7 +11,7 @@ from syncd.cli.cmd_logged import records_add, records_delete, records_edit, reco
 from syncd.cli.output import Output, output_options
 from syncd.cli.present import explain as explain_view
 from syncd.cli.present.dates import minute
-from syncd.cli.present.records import RECORDS, logged_line, record_json
+from syncd.cli.present.records import RECORDS, logged_arrow, logged_detail, record_json
 from syncd.domain.addresses import is_internal, normalize_address
 from syncd.domain.logged import KINDS
 from syncd.errors import UserError
@@ -95,12 +95,14 @@ def timeline(app: App, customer_ref: str, limit: int) -> None:
             arrow = f"[{row['status']}]"
         elif row["kind"] in KINDS:
             people = [p for p in row["participants"] if p["role"] == "contact"]
-            arrow = logged_line(row)
+            arrow = logged_arrow(row)
         elif row["direction"] == "inbound":
             people = [p for p in row["participants"] if p["role"] == "from"]
         else:
             people = [p for p in row["participants"] if p["role"] in ("to", "cc")]
         who = ", ".join(p["name"] or p["address"] for p in people[:3])
+        if row["kind"] in KINDS:
+            who += logged_detail(row)
         app.out.print(f"{when}  {row['kind']:7} {arrow} {who}", markup=False)
         app.out.print(f"    {row['subject'] or '(no subject)'}", markup=False)
         text = row["snippet"] or (row["body"] if row["kind"] in KINDS else None)

@@ -38,15 +38,39 @@ class BadRecordsFile(BadDirectoryFile):
 
 @dataclass(frozen=True, slots=True)
 class FileRow:
-    """One row, checked but for its customer (a name the store looks up)."""
+    """One row, with what is wrong with it but its customer (a name the store looks up)."""
 
     line: int
     raw: RawFields
     customer: str | None
     row_hash: str
+    problems: tuple[str, ...] = ()
 
     def draft(self, customer_ids: tuple[int, ...]) -> LoggedDraft:
         return draft_from(self.raw, customer_ids=customer_ids, origin="import")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsFile:
+    """The rows of a file and the problems that are no row's (an unreadable line)."""
+
+    where: str
+    rows: list[FileRow]
+    problems: list[str]
+
+    def fail(self, found: dict[int, list[str]]) -> None:
+        """BadRecordsFile listing every bad row, by line: the rows' own problems, those the
+        store found (``found``: line -> problems) and the unreadable lines."""
+        by_line: dict[int, list[str]] = {}
+        for row in self.rows:
+            if row.problems:
+                by_line.setdefault(row.line, []).extend(row.problems)
+        for line, problems in found.items():
+            by_line.setdefault(line, []).extend(problems)
+        listed = [f"line {line}: " + "; ".join(by_line[line]) for line in sorted(by_line)]
+        listed += self.problems
+        if listed:
+            raise BadRecordsFile(self.where, listed[:KEPT_PROBLEMS], len(listed))
 
 
 def parse_time(text: str) -> datetime:
@@ -66,8 +90,9 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"occurred_at {text[:60]!r} is out of range") from None
 
 
-def parse_records_file(text: str, where: str = "the records file") -> list[FileRow]:
-    """The rows ``text`` lists; BadRecordsFile with every bad row otherwise."""
+def parse_records_file(text: str, where: str = "the records file") -> RecordsFile:
+    """The rows ``text`` lists, each with its problems (the caller adds the database's and
+    calls ``fail``); UserError at once for a file that is no such file at all."""
     if len(text) > MAX_FILE_BYTES:
         raise BadRecordsFile(where, [f"larger than {MAX_FILE_BYTES // 2**20} MB"])
     text = text.removeprefix("\ufeff")
@@ -95,6 +120,7 @@ def parse_records_file(text: str, where: str = "the records file") -> list[FileR
         customer = " ".join(values["customer"].split()) or None
         if customer is not None and len(customer) > NAME_MAX:
             found.append(f"customer is longer than {NAME_MAX} characters")
+            customer = None
         raw = RawFields(
             kind=values["kind"],
             owner=values["owner"],
@@ -107,28 +133,20 @@ def parse_records_file(text: str, where: str = "the records file") -> list[FileR
             outcome=values["outcome"],
             location=values["location"],
             external_id=values["external_id"],
-            has_customer=customer is not None,
+            has_customer=bool(values["customer"].strip()),
             problems=found,
         )
         digest = row_hash(fields)
-        row = FileRow(line, raw, customer, digest)
         try:
-            row.draft(())  # every check but the customer's
+            draft_from(raw, origin="import")  # every check but the customer's
         except BadDraft as err:
-            if len(problems) < KEPT_PROBLEMS:
-                problems.append(f"line {line}: " + "; ".join(err.problems))
-            continue
+            found = err.problems
         external = values["external_id"].strip()
-        if external:
+        if external and not found:
             earlier = seen.get(external)
             if earlier is not None and earlier[1] != digest:
-                problems.append(
-                    f"line {line}: external_id {external[:100]!r} is also on line {earlier[0]} "
-                    "with other values"
-                )
-                continue
+                found = [f"external_id {external[:100]!r} is also on line {earlier[0]} "
+                         "with other values"]  # fmt: skip
             seen.setdefault(external, (line, digest))
-        out.append(row)
-    if problems:
-        raise BadRecordsFile(where, problems)
-    return out
+        out.append(FileRow(line, raw, customer, digest, tuple(found)))
+    return RecordsFile(where, out, problems)

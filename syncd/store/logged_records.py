@@ -33,7 +33,7 @@ from syncd.domain.logged import (
     draft_from,
     record_key,
 )
-from syncd.domain.logged_file import BadRecordsFile, FileRow
+from syncd.domain.logged_file import BadRecordsFile, FileRow, RecordsFile
 from syncd.domain.matching import Directory, match_address
 from syncd.domain.payloads import record_json
 from syncd.errors import UserError
@@ -401,24 +401,23 @@ def delete_record(conn: Connection, record_id: int, *, actor: str | None) -> str
 
 def import_rows(
     conn: Connection,
-    rows: Sequence[FileRow],
+    parsed: RecordsFile,
     *,
     actor: str | None,
     directory: Directory,
     internal_domains: Collection[str] = (),
     dry_run: bool = False,
-    source: str = "",
 ) -> ImportResult:
-    """Import a checked file: each row is the record keyed by its external id (else by the
+    """Import a parsed file: each row is the record keyed by its external id (else by the
     row's hash); a known key is left alone when nothing differs, else updated.  Every row is
     checked against the database first (its customer, its contacts); BadRecordsFile with
     every bad row, and nothing written, if any is bad."""
-    result = ImportResult(rows=len(rows))
+    result = ImportResult(rows=len(parsed.rows))
     customer_ids: dict[str, int] = {}
-    problems: list[str] = []
+    found: dict[int, list[str]] = {}
     drafts: list[tuple[FileRow, LoggedDraft, str]] = []
-    for row in rows:
-        found: list[str] = []
+    for row in parsed.rows:
+        mine: list[str] = []
         ids: tuple[int, ...] = ()
         if row.customer is not None:
             cid = customer_ids.get(row.customer)
@@ -426,22 +425,22 @@ def import_rows(
                 try:
                     customer = find_customer(conn, row.customer)
                 except NotFound:
-                    found.append(f"no customer {row.customer[:100]!r}")
+                    mine.append(f"no customer {row.customer[:100]!r}")
                 else:
                     if customer.archived:
-                        found.append(f"customer {customer.name!r} is archived")
+                        mine.append(f"customer {customer.name!r} is archived")
                     else:
                         cid = customer_ids[row.customer] = customer.id
             if cid is not None:
                 ids = (cid,)
-        draft = row.draft(ids)
-        _people(conn, draft, directory, internal_domains, found)
-        if found:
-            problems.append(f"line {row.line}: " + "; ".join(found))
-            continue
-        drafts.append((row, draft, record_key(draft, row_hash=row.row_hash)))
-    if problems:
-        raise BadRecordsFile(source or "the records file", problems)
+        if not row.problems:
+            draft = row.draft(ids)
+            _people(conn, draft, directory, internal_domains, mine)
+            if not mine:
+                drafts.append((row, draft, record_key(draft, row_hash=row.row_hash)))
+        if mine:
+            found[row.line] = mine
+    parsed.fail(found)
     existing: dict[str, int] = {}
     keys = sorted({key for _, _, key in drafts})
     for part in chunks(keys):
@@ -475,8 +474,7 @@ def import_rows(
             before = draft_of(conn, record_id)
         except CapturedRecord:
             raise BadRecordsFile(
-                source or "the records file",
-                [f"line {row.line}: its key names a captured record"],
+                parsed.where, [f"line {row.line}: its key names a captured record"]
             ) from None
         if not changed_fields(before, replace(draft, origin=before.origin)):
             result.unchanged += 1
@@ -489,7 +487,7 @@ def import_rows(
     written = [*result.added, *result.updated]
     _records_changed(conn, written)
     audit.record_as(
-        conn, actor, "import-records", source or "records import", rows=result.rows,
+        conn, actor, "import-records", parsed.where, rows=result.rows,
         **result.counts,
     )  # fmt: skip
     now = datetime.now(UTC)
