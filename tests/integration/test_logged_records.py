@@ -154,30 +154,30 @@ def test_bad_values_are_refused_whole_and_every_value_fits_the_schema(world: Wor
     cases = {
         "give a customer or a contact": ["--kind", "call", *base],
         "a visit has no outcome": ["--kind", "visit", "--customer", "Globex", "--outcome",
-                                   "busy", *base],  # fmt: skip
+                                   "busy", *base],
         "a call has no location": ["--kind", "call", "--customer", "Globex", "--location", "x",
-                                   *base],  # fmt: skip
+                                   *base],
         "is not a length of time": ["--kind", "call", "--customer", "Globex", "--duration",
-                                    "forever", *base],  # fmt: skip
+                                    "forever", *base],
         "longer than 7 days": ["--kind", "call", "--customer", "Globex", "--duration", "8d",
-                               *base],  # fmt: skip
+                               *base],
         "the subject is longer than 2000": ["--kind", "note", "--customer", "Globex", "--owner",
-                                            "alice@example.com", "--subject", "x" * 2001],  # fmt: skip
+                                            "alice@example.com", "--subject", "x" * 2001],
         "the external id is longer than 300": ["--kind", "note", "--customer", "Globex",
-                                               "--external-id", "e" * 301, *base],  # fmt: skip
+                                               "--external-id", "e" * 301, *base],
         "the location is longer than 500": ["--kind", "visit", "--customer", "Globex",
-                                            "--location", "l" * 501, *base],  # fmt: skip
+                                            "--location", "l" * 501, *base],
         "the body is longer than 65536": ["--kind", "note", "--customer", "Globex", "--body",
-                                          "b" * 65537, *base],  # fmt: skip
+                                          "b" * 65537, *base],
         "the subject holds control characters": ["--kind", "note", "--customer", "Globex",
                                                  "--owner", "alice@example.com", "--subject",
-                                                 "a\x1b[2Jb"],  # fmt: skip
+                                                 "a\x1b[2Jb"],
         "owner 'alice' is not an email address": ["--kind", "note", "--customer", "Globex",
-                                                  "--owner", "alice", "--subject", "x"],  # fmt: skip
+                                                  "--owner", "alice", "--subject", "x"],
         "one of our own addresses": ["--kind", "call", "--contact", "bob@example.com", *base],
         "no customer 'Nope Inc'": ["--kind", "call", "--customer", "Nope Inc", *base],
         "not a date": ["--kind", "call", "--customer", "Globex", "--at", "someday", *base],
-    }
+    }  # fmt: skip
     for expected, args in cases.items():
         refused = world.cli("records", "add", *args, expect=2)
         assert expected in refused.output, (expected, refused.output)
@@ -203,8 +203,7 @@ def test_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing(world: Wo
     setup(world)
     good = world.tmp / "calls.csv"
     good.write_text(
-        HEADER
-        + "call,2026-03-02T09:00:00Z,alice@example.com,,wile@acme.com,out,300,connected,,"
+        HEADER + "call,2026-03-02T09:00:00Z,alice@example.com,,wile@acme.com,out,300,connected,,"
         'Called about price,"Line one\nline two",pbx-1\n'
         + "call,2026-03-02T10:00:00Z,alice@example.com,Acme Corp,,in,5m,no_answer,,Missed,,\n"
         + "visit,2026-03-03,bob@example.com,Globex,hank@globex.co.uk;Road.Runner@acme.com,,2h,,"
