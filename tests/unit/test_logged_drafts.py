@@ -228,3 +228,17 @@ def test_a_call_to_an_attendee_after_the_meeting_settles_after_meeting() -> None
     ):
         wanted, closings = evaluate([], [meeting], RULES, now, [other])
         assert closings == [] and [w.rule for w in wanted] == ["after_meeting"]
+
+
+def test_a_task_s_priority_reaches_its_vtodo() -> None:
+    import icalendar
+
+    from syncd.domain.todos import render_todo
+
+    def priority(value: str) -> int:
+        text = render_todo(task_id=1, title="Call Hank", due_at=AT, status="open", customer=None,
+                           closed_at=None, now=AT, priority=value)  # fmt: skip
+        (todo,) = icalendar.Calendar.from_ical(text).walk("VTODO")
+        return int(todo["PRIORITY"])
+
+    assert [priority(p) for p in ("high", "normal", "low")] == [1, 5, 9]
