@@ -15,6 +15,7 @@ from syncd.schema.tables import records as records_table
 from tests.conftest import World
 from tests.mail import make_message
 from tests.servers.sample import CUSTOMERS_CSV
+from tests.servers.webhook import Receiver, new_secret
 
 pytestmark = pytest.mark.dovecot
 
@@ -411,3 +412,31 @@ def test_forget_erases_the_calls_only_they_took_part_in_and_redacts_the_rest(
     assert "wile@acme.com" not in json.dumps(
         [e for e in events(world) if e["type"] != "contact.forgotten"]
     )
+
+
+def test_calls_reach_a_webhook_receiver_created_updated_deleted(world: World) -> None:
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+    secret = new_secret()
+    (world.tmp / "crm.secret").write_text(secret + "\n")
+    receiver = Receiver(secret).start()
+    try:
+        world.write_config(
+            extra=f'[[webhook]]\nname = "crm"\nurl = "{receiver.url}"\n'
+            f'secret_file = "{world.tmp / "crm.secret"}"\ntimeout = 2\n'
+        )
+        call = log(world, "--kind", "call", "--owner", "alice@example.com", "--contact",
+                   "wile@acme.com", "--subject", "Price", "--external-id", "pbx-9")  # fmt: skip
+        world.cli("records", "edit", str(call["id"]), "--outcome", "busy")
+        world.cli("records", "delete", str(call["id"]), "--yes")
+        world.cli("sync")  # delivers what is pending before it exits
+        got = sorted(receiver.accepted(), key=lambda a: int(a.webhook_id))
+        assert receiver.bad_signatures == 0
+        assert [a.event["type"] for a in got] == [
+            "record.created", "record.updated", "record.deleted",
+        ]  # fmt: skip
+        assert got[0].event["data"] == call
+        assert got[1].event["data"]["outcome"] == "busy"
+        assert got[2].event["data"] == {"id": call["id"], "kind": "call"}
+    finally:
+        receiver.stop()
