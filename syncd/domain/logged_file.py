@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from syncd.domain.bounds import NAME_MAX
@@ -45,8 +45,11 @@ class FileRow:
     customer: str | None
     row_hash: str
     problems: tuple[str, ...] = ()
+    checked: LoggedDraft | None = None  # the draft, when the row has no problem
 
     def draft(self, customer_ids: tuple[int, ...]) -> LoggedDraft:
+        if self.checked is not None:
+            return replace(self.checked, customer_ids=tuple(dict.fromkeys(customer_ids)))
         return draft_from(self.raw, customer_ids=customer_ids, origin="import")
 
 
@@ -137,8 +140,9 @@ def parse_records_file(text: str, where: str = "the records file") -> RecordsFil
             problems=found,
         )
         digest = row_hash(fields)
+        checked: LoggedDraft | None = None
         try:
-            draft_from(raw, origin="import")  # every check but the customer's
+            checked = draft_from(raw, origin="import")  # every check but the customer's
         except BadDraft as err:
             found = err.problems
         external = values["external_id"].strip()
@@ -148,5 +152,5 @@ def parse_records_file(text: str, where: str = "the records file") -> RecordsFil
                 found = [f"external_id {external[:100]!r} is also on line {earlier[0]} "
                          "with other values"]  # fmt: skip
             seen.setdefault(external, (line, digest))
-        out.append(FileRow(line, raw, customer, digest, tuple(found)))
+        out.append(FileRow(line, raw, customer, digest, tuple(found), None if found else checked))
     return RecordsFile(where, out, problems)

@@ -15,7 +15,8 @@ object ``syncd records list --json`` prints, for the CLI, the API and the connec
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -118,39 +119,58 @@ def record_object(conn: Connection, record_id: int, now: datetime | None = None)
 def draft_of(conn: Connection, record_id: int) -> LoggedDraft:
     """A logged record as the draft that would write it again; CapturedRecord for an email
     or meeting.  Its customers are its ``manual`` links (the others follow its contacts)."""
-    row = conn.execute(select(records).where(records.c.id == record_id)).mappings().first()
-    if row is None:
+    kind = conn.scalar(select(records.c.kind).where(records.c.id == record_id))
+    if kind is None:
         raise NotFound("record", record_id)
-    if row["kind"] not in KINDS:
-        raise CapturedRecord(record_id, row["kind"])
-    manual = tuple(
-        conn.scalars(
-            select(record_customers.c.customer_id)
-            .where(record_customers.c.record_id == record_id, record_customers.c.link == "manual")
-            .order_by(record_customers.c.customer_id)
+    if kind not in KINDS:
+        raise CapturedRecord(record_id, kind)
+    return drafts_of(conn, [record_id])[record_id]
+
+
+def drafts_of(conn: Connection, record_ids: Sequence[int]) -> dict[int, LoggedDraft]:
+    """``draft_of`` for many logged records at once (three queries per 500); records that
+    are not logged ones are left out."""
+    rows: dict[int, Any] = {}
+    manual: dict[int, list[int]] = defaultdict(list)
+    people: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for part in chunks(sorted(set(record_ids))):
+        rows.update(
+            (row["id"], row)
+            for row in conn.execute(
+                select(records).where(records.c.id.in_(part), records.c.kind.in_(KINDS))
+            ).mappings()
         )
-    )
-    people = conn.execute(
-        select(participants.c.address, participants.c.role)
-        .where(participants.c.record_id == record_id)
-        .order_by(participants.c.id)
-    ).all()
-    occurred = row["occurred_at"]
-    return LoggedDraft(
-        kind=row["kind"],
-        owner=row["owner"] or next((a for a, r in people if r == OWNER_ROLE), ""),
-        subject=row["subject"],
-        occurred_at=occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC),
-        customer_ids=manual,
-        contacts=tuple(a for a, r in people if r == CONTACT_ROLE),
-        direction=row["direction"],
-        body=row["body"],
-        duration_seconds=row["duration_seconds"],
-        outcome=row["outcome"],
-        location=row["location"],
-        external_id=row["external_id"],
-        origin=row["origin"] or "cli",
-    )
+        for rid, cid in conn.execute(
+            select(record_customers.c.record_id, record_customers.c.customer_id)
+            .where(record_customers.c.record_id.in_(part), record_customers.c.link == "manual")
+            .order_by(record_customers.c.customer_id)
+        ):
+            manual[rid].append(cid)
+        for rid, address, role in conn.execute(
+            select(participants.c.record_id, participants.c.address, participants.c.role)
+            .where(participants.c.record_id.in_(part))
+            .order_by(participants.c.id)
+        ):
+            people[rid].append((address, role))
+    out: dict[int, LoggedDraft] = {}
+    for rid, row in rows.items():
+        occurred = row["occurred_at"]
+        out[rid] = LoggedDraft(
+            kind=row["kind"],
+            owner=row["owner"] or next((a for a, r in people[rid] if r == OWNER_ROLE), ""),
+            subject=row["subject"],
+            occurred_at=occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC),
+            customer_ids=tuple(manual[rid]),
+            contacts=tuple(a for a, r in people[rid] if r == CONTACT_ROLE),
+            direction=row["direction"],
+            body=row["body"],
+            duration_seconds=row["duration_seconds"],
+            outcome=row["outcome"],
+            location=row["location"],
+            external_id=row["external_id"],
+            origin=row["origin"] or "cli",
+        )
+    return out
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -162,66 +182,93 @@ class _People:
     links: dict[int, str]  # customer id -> contact | domain | manual
 
 
-def _people(
-    conn: Connection,
-    draft: LoggedDraft,
-    directory: Directory,
-    internal_domains: Collection[str],
-    problems: list[str],
-) -> _People:
-    """Who took part and which customers that links, as capture decides for mail; what
-    cannot be stored (a forgotten address, one of ours as a contact, an unknown or archived
-    customer) goes to ``problems``."""
-    known = {
-        cid: archived
-        for cid, archived in conn.execute(
-            select(customers.c.id, customers.c.archived_at).where(
-                customers.c.id.in_(list(draft.customer_ids))
-            )
-        )
-    }
-    for cid in draft.customer_ids:
-        if cid not in known:
-            problems.append(f"no customer {cid}")
-        elif known[cid] is not None:
-            problems.append(f"customer {cid} is archived (the directory file no longer lists it)")
-    people = [
-        {"address": draft.owner, "name": "", "role": OWNER_ROLE, "external": 0, "contact_id": None}
-    ]
-    links: dict[int, str] = {}
-    matched: list[tuple[str, int | None]] = []
-    for address in draft.contacts:
-        if is_internal(address, frozenset(internal_domains)) or address == draft.owner:
-            problems.append(f"contact {address} is one of our own addresses: give it as the owner")
-            continue
-        match = match_address(address, directory)
-        if match.reason == "suppressed":
-            problems.append(f"contact {address} was forgotten (syncd forget): never stored again")
-            continue
-        matched.append((address, match.contact_id))
-        found = match.customer_id
-        if found is not None and match.link is not None and links.get(found) != "contact":
-            links[found] = match.link
-    names = dict(
-        conn.execute(
-            select(contacts.c.id, contacts.c.name).where(
-                contacts.c.id.in_([cid for _, cid in matched if cid is not None])
-            )
-        ).all()
-    )
-    for address, contact_id in matched:
-        people.append(
+@dataclass
+class _Lookups:
+    """What deciding a record's people reads from the database, read once for a batch: the
+    named customers (id -> archived_at) and the matched contacts' names."""
+
+    directory: Directory
+    internal: frozenset[str]
+    customers: dict[int, datetime | None] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        conn: Connection,
+        drafts: Iterable[LoggedDraft],
+        directory: Directory,
+        internal: Collection[str],
+    ) -> _Lookups:
+        drafts = list(drafts)
+        out = cls(directory, frozenset(internal))
+        customer_ids = sorted({cid for d in drafts for cid in d.customer_ids})
+        contact_ids = sorted(
             {
-                "address": address,
-                "name": names.get(contact_id, "") if contact_id else "",
-                "role": CONTACT_ROLE,
-                "external": 1,
-                "contact_id": contact_id,
+                cid
+                for d in drafts
+                for address in d.contacts
+                if (cid := match_address(address, directory).contact_id) is not None
             }
         )
-    for cid in draft.customer_ids:
-        links[cid] = "manual"
-    return _People(people, links)
+        for part in chunks(customer_ids):
+            out.customers.update(
+                conn.execute(
+                    select(customers.c.id, customers.c.archived_at).where(customers.c.id.in_(part))
+                ).all()
+            )
+        for part in chunks(contact_ids):
+            out.names.update(
+                conn.execute(
+                    select(contacts.c.id, contacts.c.name).where(contacts.c.id.in_(part))
+                ).all()
+            )
+        return out
+
+    def people(self, draft: LoggedDraft, problems: list[str]) -> _People:
+        """Who took part and which customers that links, as capture decides for mail; what
+        cannot be stored (a forgotten address, one of ours as a contact, an unknown or
+        archived customer) goes to ``problems``."""
+        for cid in draft.customer_ids:
+            if cid not in self.customers:
+                problems.append(f"no customer {cid}")
+            elif self.customers[cid] is not None:
+                problems.append(
+                    f"customer {cid} is archived (the directory file no longer lists it)"
+                )
+        people = [
+            {"address": draft.owner, "name": "", "role": OWNER_ROLE, "external": 0,
+             "contact_id": None},
+        ]  # fmt: skip
+        links: dict[int, str] = {}
+        for address in draft.contacts:
+            if is_internal(address, self.internal) or address == draft.owner:
+                problems.append(
+                    f"contact {address} is one of our own addresses: give it as the owner"
+                )
+                continue
+            match = match_address(address, self.directory)
+            if match.reason == "suppressed":
+                problems.append(
+                    f"contact {address} was forgotten (syncd forget): never stored again"
+                )
+                continue
+            contact_id = match.contact_id
+            people.append(
+                {
+                    "address": address,
+                    "name": self.names.get(contact_id, "") if contact_id else "",
+                    "role": CONTACT_ROLE,
+                    "external": 1,
+                    "contact_id": contact_id,
+                }
+            )
+            found = match.customer_id
+            if found is not None and match.link is not None and links.get(found) != "contact":
+                links[found] = match.link
+        for cid in draft.customer_ids:
+            links[cid] = "manual"
+        return _People(people, links)
 
 
 def _values(draft: LoggedDraft, now: datetime) -> dict[str, Any]:
@@ -242,45 +289,71 @@ def _values(draft: LoggedDraft, now: datetime) -> dict[str, Any]:
     }
 
 
-def _write_people(conn: Connection, record_id: int, people: _People, *, fresh: bool) -> None:
-    """Replace the record's participants and links (a person's unlinks stay respected: no
-    contact's customer comes back where a person removed it)."""
+def _write_people(conn: Connection, written: Sequence[tuple[int, _People]], *, fresh: bool) -> None:
+    """Write (``fresh``: new records) or replace the participants and links of records: a
+    person's unlinks stay respected (no contact's customer comes back where a person
+    removed it); a customer a person names again is theirs to link."""
+    ids = [rid for rid, _ in written]
+    unlinked: dict[int, set[int]] = defaultdict(set)
     if not fresh:
-        conn.execute(delete(participants).where(participants.c.record_id == record_id))
-        conn.execute(delete(record_customers).where(record_customers.c.record_id == record_id))
-    unlinked = set(
-        conn.scalars(
-            select(record_unlinks.c.customer_id).where(record_unlinks.c.record_id == record_id)
-        )
-    )
-    manual = [cid for cid, link in people.links.items() if link == "manual"]
-    if manual and unlinked & set(manual):
-        # Named by a person again: the link is theirs to make.
-        conn.execute(
-            delete(record_unlinks).where(
-                record_unlinks.c.record_id == record_id,
-                record_unlinks.c.customer_id.in_(manual),
-            )
-        )
-    conn.execute(
-        participants.insert(), [{"record_id": record_id, **p} for p in people.participants]
-    )
-    rows = [
-        {"record_id": record_id, "customer_id": cid, "link": link}
-        for cid, link in sorted(people.links.items())
-        if link == "manual" or cid not in unlinked
-    ]
-    if rows:
-        conn.execute(record_customers.insert(), rows)
+        for part in chunks(ids):
+            conn.execute(delete(participants).where(participants.c.record_id.in_(part)))
+            conn.execute(delete(record_customers).where(record_customers.c.record_id.in_(part)))
+            for rid, cid in conn.execute(
+                select(record_unlinks.c.record_id, record_unlinks.c.customer_id).where(
+                    record_unlinks.c.record_id.in_(part)
+                )
+            ):
+                unlinked[rid].add(cid)
+    people_rows: list[dict[str, Any]] = []
+    link_rows: list[dict[str, Any]] = []
+    for rid, people in written:
+        people_rows.extend({"record_id": rid, **p} for p in people.participants)
+        gone = unlinked.get(rid, set())
+        for cid, link in sorted(people.links.items()):
+            if link == "manual" and cid in gone:
+                conn.execute(
+                    delete(record_unlinks).where(
+                        record_unlinks.c.record_id == rid, record_unlinks.c.customer_id == cid
+                    )
+                )
+            if link == "manual" or cid not in gone:
+                link_rows.append({"record_id": rid, "customer_id": cid, "link": link})
+    if people_rows:
+        conn.execute(participants.insert(), people_rows)
+    if link_rows:
+        conn.execute(record_customers.insert(), link_rows)
 
 
-def _existing_key(conn: Connection, key: str) -> int | None:
-    return conn.scalar(select(records.c.id).where(records.c.key == key))
+def _taken(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
+    """The records already holding these keys: key -> id."""
+    out: dict[str, int] = {}
+    for part in chunks(sorted(set(keys))):
+        out.update(
+            conn.execute(select(records.c.key, records.c.id).where(records.c.key.in_(part))).all()
+        )
+    return out
 
 
 def _fail(problems: list[str]) -> None:
     if problems:
-        raise BadDraft(problems)
+        raise UserError("; ".join(problems))
+
+
+def _insert(
+    conn: Connection, batch: Sequence[tuple[str, LoggedDraft, _People]], now: datetime
+) -> list[int]:
+    """New records with their people, in one statement per table; their ids, in order."""
+    if not batch:
+        return []
+    result = conn.execute(
+        records.insert().returning(records.c.id, sort_by_parameter_order=True),
+        [{"key": key, "created_at": now, **_values(draft, now)} for key, draft, _ in batch],
+    )
+    ids = [int(rid) for rid in result.scalars()]
+    _write_people(conn, [(rid, people) for rid, (_, _, people) in zip(ids, batch, strict=True)],
+                  fresh=True)  # fmt: skip
+    return ids
 
 
 def add(
@@ -292,45 +365,21 @@ def add(
     internal_domains: Collection[str] = (),
 ) -> int:
     """Store a new logged record; its id.  KeyTaken when its external id is known already;
-    BadDraft (a UserError) naming what cannot be stored."""
-    try:
-        return _add(conn, draft, actor=actor, directory=directory, internal=internal_domains)
-    except BadDraft as err:
-        raise UserError("; ".join(err.problems)) from None
-
-
-def _add(
-    conn: Connection,
-    draft: LoggedDraft,
-    *,
-    actor: str | None,
-    directory: Directory,
-    internal: Collection[str],
-    key: str | None = None,
-    announce: bool = True,
-) -> int:
-    key = key or record_key(draft, fresh=secrets.token_hex(16))
-    taken = _existing_key(conn, key)
+    a UserError naming everything that cannot be stored."""
+    key = record_key(draft, fresh=secrets.token_hex(16))
+    taken = _taken(conn, [key]).get(key)
     if taken is not None:
         raise KeyTaken(draft.external_id or key, taken)
     problems: list[str] = []
-    people = _people(conn, draft, directory, internal, problems)
+    people = _Lookups.load(conn, [draft], directory, internal_domains).people(draft, problems)
     _fail(problems)
     now = datetime.now(UTC)
-    record_id = int(
-        conn.scalar(
-            records.insert()
-            .values(key=key, created_at=now, **_values(draft, now))
-            .returning(records.c.id)
-        )
+    (record_id,) = _insert(conn, [(key, draft, people)], now)
+    _records_changed(conn, [record_id])
+    audit.record_as(
+        conn, actor, "log-record", f"record {record_id}", kind=draft.kind, origin=draft.origin
     )
-    _write_people(conn, record_id, people, fresh=True)
-    if announce:
-        _records_changed(conn, [record_id])
-        audit.record_as(
-            conn, actor, "log-record", f"record {record_id}", kind=draft.kind, origin=draft.origin
-        )
-        outbox.emit_records(conn, RECORD_CREATED, [record_id], now)
+    outbox.emit_records(conn, RECORD_CREATED, [record_id], now)
     return record_id
 
 
@@ -345,42 +394,26 @@ def edit(
 ) -> list[str]:
     """Make the logged record ``record_id`` what ``draft`` says; the names of the fields
     that changed (none: nothing written, no event)."""
-    try:
-        changed = _edit(conn, record_id, draft, directory=directory, internal=internal_domains)
-    except BadDraft as err:
-        raise UserError("; ".join(err.problems)) from None
-    if changed:
-        _records_changed(conn, [record_id])
-        audit.record_as(conn, actor, "edit-record", f"record {record_id}", changed=changed)
-        outbox.emit_records(conn, RECORD_UPDATED, [record_id])
-    return changed
-
-
-def _edit(
-    conn: Connection,
-    record_id: int,
-    draft: LoggedDraft,
-    *,
-    directory: Directory,
-    internal: Collection[str],
-) -> list[str]:
     before = draft_of(conn, record_id)
     draft = replace(draft, origin=before.origin)
     changed = changed_fields(before, draft)
     if not changed:
         return []
     problems: list[str] = []
-    people = _people(conn, draft, directory, internal, problems)
+    people = _Lookups.load(conn, [draft], directory, internal_domains).people(draft, problems)
     _fail(problems)
     values = _values(draft, datetime.now(UTC))
     if draft.external_id != before.external_id:
         key = record_key(draft, fresh=secrets.token_hex(16))
-        taken = _existing_key(conn, key)
+        taken = _taken(conn, [key]).get(key)
         if taken is not None and taken != record_id:
             raise KeyTaken(draft.external_id or key, taken)
         values["key"] = key
     conn.execute(update(records).where(records.c.id == record_id).values(**values))
-    _write_people(conn, record_id, people, fresh=False)
+    _write_people(conn, [(record_id, people)], fresh=False)
+    _records_changed(conn, [record_id])
+    audit.record_as(conn, actor, "edit-record", f"record {record_id}", changed=changed)
+    outbox.emit_records(conn, RECORD_UPDATED, [record_id])
     return changed
 
 
@@ -411,11 +444,11 @@ def import_rows(
     """Import a parsed file: each row is the record keyed by its external id (else by the
     row's hash); a known key is left alone when nothing differs, else updated.  Every row is
     checked against the database first (its customer, its contacts); BadRecordsFile with
-    every bad row, and nothing written, if any is bad."""
+    every bad row, and nothing written, if any is bad.  A few statements per 500 rows."""
     result = ImportResult(rows=len(parsed.rows))
     customer_ids: dict[str, int] = {}
     found: dict[int, list[str]] = {}
-    drafts: list[tuple[FileRow, LoggedDraft, str]] = []
+    checked: list[tuple[FileRow, LoggedDraft]] = []
     for row in parsed.rows:
         mine: list[str] = []
         ids: tuple[int, ...] = ()
@@ -433,64 +466,58 @@ def import_rows(
                         cid = customer_ids[row.customer] = customer.id
             if cid is not None:
                 ids = (cid,)
-        if not row.problems:
-            draft = row.draft(ids)
-            _people(conn, draft, directory, internal_domains, mine)
-            if not mine:
-                drafts.append((row, draft, record_key(draft, row_hash=row.row_hash)))
         if mine:
             found[row.line] = mine
+        elif not row.problems:
+            checked.append((row, row.draft(ids)))
+    lookups = _Lookups.load(conn, [d for _, d in checked], directory, internal_domains)
+    drafts: list[tuple[FileRow, LoggedDraft, str, _People]] = []
+    for row, draft in checked:
+        mine = []
+        people = lookups.people(draft, mine)
+        if mine:
+            found[row.line] = mine
+        else:
+            drafts.append((row, draft, record_key(draft, row_hash=row.row_hash), people))
     parsed.fail(found)
-    existing: dict[str, int] = {}
-    keys = sorted({key for _, _, key in drafts})
-    for part in chunks(keys):
-        existing.update(
-            (key, rid)
-            for key, rid in conn.execute(
-                select(records.c.key, records.c.id).where(records.c.key.in_(part))
-            )
-        )
+    existing = _taken(conn, [key for _, _, key, _ in drafts])
+    before = drafts_of(conn, sorted(set(existing.values())))
+    fresh: list[tuple[str, LoggedDraft, _People]] = []
+    changes: list[tuple[int, LoggedDraft, _People]] = []
     done: set[str] = set()
-    for row, draft, key in drafts:
+    for row, draft, key, people in drafts:
         if key in done:
             result.unchanged += 1  # the same row twice in the file
             continue
         done.add(key)
         record_id = existing.get(key)
         if record_id is None:
-            if dry_run:
-                result.added.append(0)
-                continue
-            new_id = _add(
-                conn, draft, actor=actor, directory=directory, internal=internal_domains,
-                key=key, announce=False,
-            )  # fmt: skip
-            result.added.append(new_id)
-            continue
-        if draft.external_id is None:
-            result.unchanged += 1  # the same row (its hash is its key)
-            continue
-        try:
-            before = draft_of(conn, record_id)
-        except CapturedRecord:
+            fresh.append((key, draft, people))
+        elif record_id not in before:
             raise BadRecordsFile(
                 parsed.where, [f"line {row.line}: its key names a captured record"]
-            ) from None
-        if not changed_fields(before, replace(draft, origin=before.origin)):
-            result.unchanged += 1
-            continue
-        if not dry_run:
-            _edit(conn, record_id, draft, directory=directory, internal=internal_domains)
-        result.updated.append(record_id)
-    if dry_run or not (result.added or result.updated):
+            )
+        elif draft.external_id is None or not changed_fields(
+            before[record_id], replace(draft, origin=before[record_id].origin)
+        ):
+            result.unchanged += 1  # the same row (its hash is its key), or the same values
+        else:
+            changes.append((record_id, replace(draft, origin=before[record_id].origin), people))
+    if dry_run:
+        result.added = [0] * len(fresh)
+        result.updated = [rid for rid, _, _ in changes]
         return result
-    written = [*result.added, *result.updated]
-    _records_changed(conn, written)
-    audit.record_as(
-        conn, actor, "import-records", parsed.where, rows=result.rows,
-        **result.counts,
-    )  # fmt: skip
     now = datetime.now(UTC)
+    for part in chunks(fresh):
+        result.added.extend(_insert(conn, part, now))
+    for record_id, draft, _ in changes:
+        conn.execute(update(records).where(records.c.id == record_id).values(**_values(draft, now)))
+    _write_people(conn, [(rid, people) for rid, _, people in changes], fresh=False)
+    result.updated = [rid for rid, _, _ in changes]
+    if not (result.added or result.updated):
+        return result
+    _records_changed(conn, [*result.added, *result.updated])
+    audit.record_as(conn, actor, "import-records", parsed.where, rows=result.rows, **result.counts)
     outbox.emit_records(conn, RECORD_CREATED, result.added, now)
     outbox.emit_records(conn, RECORD_UPDATED, result.updated, now)
     return result
