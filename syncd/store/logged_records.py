@@ -8,7 +8,7 @@ links (a contact's customer as for mail, ``manual`` for the customers a person n
 (last: on PostgreSQL the outbox lock is held from there to the commit).
 
 A captured email or meeting belongs to its mailbox or calendar: editing or deleting one
-here is refused (``CapturedRecord``, exit 2).  ``record_object`` turns a record into the
+here is refused (``store.errors.CapturedRecord``, exit 2).  ``record_object`` turns a record into the
 object ``syncd records list --json`` prints, for the CLI, the API and the connectors.
 """
 
@@ -25,7 +25,6 @@ from sqlalchemy import Connection, delete, select, update
 
 from syncd.domain.addresses import is_internal
 from syncd.domain.logged import (
-    CAPTURED_KINDS,
     KINDS,
     BadDraft,
     LoggedDraft,
@@ -49,7 +48,7 @@ from syncd.schema.tables import (
 )
 from syncd.store import audit, events, outbox
 from syncd.store.directory import find_customer
-from syncd.store.errors import NotFound
+from syncd.store.errors import CapturedRecord, KeyTaken, NotFound
 from syncd.store.events import (
     RECORD_CREATED,
     RECORD_DELETED,
@@ -62,30 +61,6 @@ from syncd.store.sql import chunks
 
 OWNER_ROLE = "owner"
 CONTACT_ROLE = "contact"
-
-
-class CapturedRecord(UserError):
-    """An email or meeting: it belongs to its mailbox or calendar, not to a person's edit."""
-
-    def __init__(self, record_id: int, kind: str) -> None:
-        where = "mailbox" if kind == "email" else "calendar"
-        super().__init__(
-            f"record {record_id} is a captured {kind}: it belongs to its {where}",
-            hint="only logged calls, visits and notes can be edited or deleted; "
-            "`syncd records link`/`unlink` correct a captured record's customers",
-        )
-        self.record_id = record_id
-
-
-class KeyTaken(UserError):
-    """Another logged record has this external id."""
-
-    def __init__(self, external_id: str, record_id: int) -> None:
-        super().__init__(
-            f"record {record_id} already has the external id {external_id!r}",
-            hint=f"edit it with `syncd records edit {record_id}`, or give another --external-id",
-        )
-        self.record_id = record_id
 
 
 @dataclass
@@ -581,7 +556,6 @@ def done_with_log(
 
 
 __all__ = [
-    "CAPTURED_KINDS",
     "CapturedRecord",
     "ImportResult",
     "KeyTaken",
@@ -590,6 +564,7 @@ __all__ = [
     "delete_record",
     "done_with_log",
     "draft_of",
+    "drafts_of",
     "edit",
     "import_rows",
     "record_object",
