@@ -69,10 +69,16 @@ class ImportResult:
     added: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
     unchanged: int = 0
+    skipped: int = 0  # rows about a forgotten person alone
 
     @property
     def counts(self) -> dict[str, int]:
-        return {"added": len(self.added), "updated": len(self.updated), "unchanged": self.unchanged}
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+        }
 
 
 def _records_changed(conn: Connection, record_ids: Sequence[int]) -> None:
@@ -199,6 +205,10 @@ class _Lookups:
                 ).all()
             )
         return out
+
+    def forgotten(self, address: str) -> bool:
+        """Whether ``syncd forget`` suppressed the address: it is never stored again."""
+        return match_address(address, self.directory).reason == "suppressed"
 
     def people(self, draft: LoggedDraft, problems: list[str]) -> _People:
         """Who took part and which customers that links, as capture decides for mail; what
@@ -417,7 +427,8 @@ def import_rows(
     dry_run: bool = False,
 ) -> ImportResult:
     """Import a parsed file: each row is the record keyed by its external id (else by the
-    row's hash); a known key is left alone when nothing differs, else updated.  Every row is
+    row's hash); a known key is left alone when nothing differs, else updated.  A forgotten
+    person is left out of a row (a row about them alone is skipped).  Every row is
     checked against the database first (its customer, its contacts); BadRecordsFile with
     every bad row, and nothing written, if any is bad.  A few statements per 500 rows."""
     result = ImportResult(rows=len(parsed.rows))
@@ -448,6 +459,14 @@ def import_rows(
     lookups = _Lookups.load(conn, [d for _, d in checked], directory, internal_domains)
     drafts: list[tuple[FileRow, LoggedDraft, str, _People]] = []
     for row, draft in checked:
+        # A forgotten person in an export is left out, as capture leaves them out of mail:
+        # the row keeps what else it says, and one about them alone is not kept at all.
+        kept = tuple(a for a in draft.contacts if not lookups.forgotten(a))
+        if kept != draft.contacts:
+            if not kept and not draft.customer_ids:
+                result.skipped += 1
+                continue
+            draft = replace(draft, contacts=kept)
         mine = []
         people = lookups.people(draft, mine)
         if mine:

@@ -212,12 +212,18 @@ def test_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing(world: Wo
         + "note,2026-03-04T12:00:00+01:00,alice@example.com,Initech,,,,,,Budget freeze,,\n"
     )
     dry = json.loads(world.cli("records", "import", str(good), "--dry-run", "--json").stdout)
-    assert dry == {"dry_run": True, "rows": 4, "added": 4, "updated": 0, "unchanged": 0}
+    assert dry == {
+        "dry_run": True, "rows": 4, "added": 4, "updated": 0, "unchanged": 0, "skipped": 0,
+    }  # fmt: skip
     assert world.records() == []
     first = json.loads(world.cli("records", "import", str(good), "--json").stdout)
-    assert first == {"dry_run": False, "rows": 4, "added": 4, "updated": 0, "unchanged": 0}
+    assert first == {
+        "dry_run": False, "rows": 4, "added": 4, "updated": 0, "unchanged": 0, "skipped": 0,
+    }  # fmt: skip
     again = json.loads(world.cli("records", "import", str(good), "--json").stdout)
-    assert again == {"dry_run": False, "rows": 4, "added": 0, "updated": 0, "unchanged": 4}
+    assert again == {
+        "dry_run": False, "rows": 4, "added": 0, "updated": 0, "unchanged": 4, "skipped": 0,
+    }  # fmt: skip
     shown = {r["subject"]: r for r in world.records()}
     assert shown["Called about price"]["external_id"] == "pbx-1"
     assert shown["Called about price"]["body"] == "Line one\nline two"
@@ -440,3 +446,23 @@ def test_calls_reach_a_webhook_receiver_created_updated_deleted(world: World) ->
         assert got[2].event["data"] == {"id": call["id"], "kind": "call"}
     finally:
         receiver.stop()
+
+
+def test_an_import_leaves_a_forgotten_person_out(world: World) -> None:
+    setup(world)
+    world.cli("forget", "wile@acme.com", "--yes")
+    calls = world.tmp / "calls.csv"
+    calls.write_text(
+        HEADER
+        + "call,2026-03-02T09:00:00Z,alice@example.com,,Wile@Acme.com,out,60,,,Only Wile,,p-1\n"
+        + "call,2026-03-02T10:00:00Z,alice@example.com,,wile@acme.com;road.runner@acme.com,"
+        "out,60,,,Wile and Road Runner,,p-2\n"
+    )
+    for _ in range(2):  # and again: the same, nothing changes
+        done = json.loads(world.cli("records", "import", str(calls), "--json").stdout)
+        assert (done["skipped"], done["added"] + done["unchanged"]) == (1, 1)
+    (kept,) = world.records()
+    assert kept["subject"] == "Wile and Road Runner"
+    assert [p["address"] for p in kept["participants"]] == [
+        "alice@example.com", "road.runner@acme.com",
+    ]  # fmt: skip
