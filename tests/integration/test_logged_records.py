@@ -316,6 +316,11 @@ def test_a_logged_call_settles_no_response_and_a_visit_settles_gone_quiet(world:
         world.cli("sync")
     (quiet,) = [t for t in tasks(world) if t["rule"] == "gone_quiet"]
     assert (quiet["status"], quiet["closed_by_record_id"]) == ("done", visit["id"])
+    # Quiet again after the visit: its rep (the visit's owner) is asked, about the visit.
+    with time_machine.travel(quiet_at + timedelta(days=32), tick=False):
+        world.cli("sync")
+    again = [t for t in tasks(world) if t["rule"] == "gone_quiet" and t["status"] == "open"]
+    assert [(t["owner"], t["record_id"]) for t in again] == [("alice@example.com", visit["id"])]
 
 
 def test_customers_list_and_the_weekly_report_count_calls_and_visits(world: World) -> None:
