@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 import click
 
 from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
+from syncd.cli.cmd_logged import records_add, records_delete, records_edit, records_import
 from syncd.cli.output import Output, output_options
 from syncd.cli.present import explain as explain_view
 from syncd.cli.present.dates import minute
-from syncd.cli.present.records import RECORDS, record_json
+from syncd.cli.present.records import RECORDS, logged_arrow, logged_detail, record_json
 from syncd.domain.addresses import is_internal, normalize_address
+from syncd.domain.logged import KINDS
 from syncd.errors import UserError
 from syncd.store import reconcile as rec
 from syncd.store.directory import find_customer, load_directory
@@ -21,7 +23,13 @@ from syncd.store.queries import list_records
 
 @click.group()
 def records() -> None:
-    """Communication records (emails, meetings)."""
+    """Communication records: captured emails and meetings, logged calls, visits and notes."""
+
+
+records.add_command(records_add)
+records.add_command(records_edit)
+records.add_command(records_delete)
+records.add_command(records_import)
 
 
 @records.command("list")
@@ -30,7 +38,11 @@ def records() -> None:
 )
 @click.option("--contact", "contact", metavar="EMAIL", help="Only records with this participant.")
 @click.option("--since", metavar="DATE", help="Only records on or after this date (YYYY-MM-DD).")
-@click.option("--kind", type=click.Choice(["email", "meeting"]), help="Only this kind.")
+@click.option(
+    "--kind",
+    type=click.Choice(["email", "meeting", *KINDS]),
+    help="Only this kind.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @output_options
 @pass_app
@@ -81,15 +93,21 @@ def timeline(app: App, customer_ref: str, limit: int) -> None:
         if row["kind"] == "meeting":
             people = [p for p in row["participants"] if not is_internal(p["address"], internal)]
             arrow = f"[{row['status']}]"
+        elif row["kind"] in KINDS:
+            people = [p for p in row["participants"] if p["role"] == "contact"]
+            arrow = logged_arrow(row)
         elif row["direction"] == "inbound":
             people = [p for p in row["participants"] if p["role"] == "from"]
         else:
             people = [p for p in row["participants"] if p["role"] in ("to", "cc")]
         who = ", ".join(p["name"] or p["address"] for p in people[:3])
+        if row["kind"] in KINDS:
+            who += logged_detail(row)
         app.out.print(f"{when}  {row['kind']:7} {arrow} {who}", markup=False)
         app.out.print(f"    {row['subject'] or '(no subject)'}", markup=False)
-        if row["snippet"]:
-            app.out.print(f"    {row['snippet'][:160]}", markup=False)
+        text = row["snippet"] or (row["body"] if row["kind"] in KINDS else None)
+        if text:
+            app.out.print(f"    {' '.join(text.split())[:160]}", markup=False)
 
 
 @records.command("explain")

@@ -73,7 +73,7 @@ def responses(app: App, since: str | None, by: str, as_json: bool) -> None:
 @json_option
 @pass_app
 def activity(app: App, customer_ref: str, weeks: int, as_json: bool) -> None:
-    """Emails in, emails out and meetings of CUSTOMER per week (weeks start on Monday in the
+    """Emails in, emails out, meetings and calls of CUSTOMER per week (weeks start on Monday in the
     organization's time zone), oldest first."""
     zone = ZoneInfo(app.config.organization.timezone)
     bounds = week_bounds(datetime.now(UTC), weeks, zone)

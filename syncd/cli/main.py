@@ -63,7 +63,9 @@ COMMANDS: dict[str, Entry] = {
         "The queue of unknown external addresses: link, create, ignore.",
     ),
     "records": Entry(
-        "syncd.cli.cmd_records", "records", "Communication records (emails, meetings)."
+        "syncd.cli.cmd_records",
+        "records",
+        "Communication records: captured emails and meetings, logged calls, visits and notes.",
     ),
     "report": Entry(
         "syncd.cli.cmd_report",

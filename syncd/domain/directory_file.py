@@ -147,7 +147,7 @@ def clean_address(address: str) -> str:
     return value
 
 
-def _rows(text: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
+def csv_rows(text: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of every data row; a row the CSV reader refuses is a problem."""
     # newline="": a quoted field may hold a line break (then refused as a control
     # character, not silently joined); strict: an unclosed quote is an error, not a field
@@ -185,7 +185,7 @@ def parse_directory(text: str, where: str = "the directory file") -> DirectoryFi
     groups: dict[tuple[str, str, str], list[str]] = {}  # (customer, name, address|"") -> addrs
     seen: dict[str, tuple[int, tuple[str, str, str]]] = {}  # address -> (line, group)
     rows = 0
-    lines = _rows(text, problems)
+    lines = csv_rows(text, problems)
     next(lines, None)  # the header, checked above
     for line, fields in lines:
         rows += 1

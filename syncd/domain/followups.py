@@ -12,7 +12,11 @@ close), so the rules may run after every sync and on a timer without doubling an
   customer's answer, or by the rep's next email in the thread (which starts its own wait).
 - after_meeting: a customer meeting was held: "Follow up on <meeting>", for the organiser
   (or the first internal attendee), due ``after`` its end.  Settled by an email to one of
-  its external attendees sent after it ended.
+  its external attendees sent after it ended, or a logged call to one of them.
+
+A logged call or visit with the customer (store/logged_records.py) settles ``no_response``
+as the customer's answer would.  Each rule gives its task the type that fits what is to do
+(``TASK_TYPES``): an email to answer, a customer to call.
 """
 
 from __future__ import annotations
@@ -70,6 +74,27 @@ class Meeting:
 
 
 @dataclass(frozen=True, slots=True)
+class Logged:
+    """A logged call or visit, as the rules see it."""
+
+    id: int
+    kind: str  # call | visit
+    occurred_at: datetime
+    direction: str  # inbound | outbound
+    customer_ids: tuple[int, ...]  # every customer it is linked to
+    contacts: tuple[str, ...]  # the addresses of the people spoken to
+
+
+# What a rule's task asks the rep to do (tasks.type): call, email, visit or todo.
+TASK_TYPES = {
+    "unanswered_inbound": "email",
+    "no_response": "call",
+    "after_meeting": "email",
+    "gone_quiet": "call",
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Wanted:
     rule: str
     record_id: int
@@ -77,6 +102,10 @@ class Wanted:
     customer_id: int | None
     title: str
     due_at: datetime
+
+    @property
+    def type(self) -> str:
+        return TASK_TYPES.get(self.rule, "todo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +123,14 @@ class Rules:
 
 
 def evaluate(
-    emails: Iterable[Email], meetings: Iterable[Meeting], rules: Rules, now: datetime
+    emails: Iterable[Email],
+    meetings: Iterable[Meeting],
+    rules: Rules,
+    now: datetime,
+    logged: Iterable[Logged] = (),
 ) -> tuple[list[Wanted], list[Closing]]:
     wanted: list[Wanted] = []
+    talks = sorted(logged, key=lambda t: (t.occurred_at, t.id))
     closings: list[Closing] = []
     threads: dict[str, list[Email]] = defaultdict(list)
     mail = sorted(emails, key=lambda e: (e.occurred_at, e.id))
@@ -108,10 +142,11 @@ def evaluate(
             if email.direction == "inbound":
                 _unanswered(email, later, rules, now, wanted, closings)
             elif email.direction == "outbound":
-                _no_response(email, later, rules, now, wanted, closings)
+                _no_response(email, later, talks, rules, now, wanted, closings)
     outbound = [e for e in mail if e.direction == "outbound"]
+    calls = [t for t in talks if t.kind == "call" and t.direction == "outbound"]
     for meeting in meetings:
-        _after_meeting(meeting, outbound, rules, now, wanted, closings)
+        _after_meeting(meeting, outbound, calls, rules, now, wanted, closings)
     return wanted, closings
 
 
@@ -152,6 +187,7 @@ def _unanswered(
 def _no_response(
     email: Email,
     later: list[Email],
+    talks: list[Logged],
     rules: Rules,
     now: datetime,
     wanted: list[Wanted],
@@ -162,7 +198,14 @@ def _no_response(
     sender = email.sender
     if not customers or sender is None or sender.external:
         return
+    # A call or visit with the customer after the email speaks as an answer would.
+    talk = next(
+        (t for t in talks if t.occurred_at > email.occurred_at and customers & set(t.customer_ids)),
+        None,
+    )
     for following in later:
+        if talk is not None and talk.occurred_at <= following.occurred_at:
+            break
         answer = _customer_contact(following)
         if (
             following.direction == "inbound"
@@ -176,6 +219,9 @@ def _no_response(
         ):
             closings.append(Closing(rule, email.id, following.id))  # the rep followed up
             return
+    if talk is not None:
+        closings.append(Closing(rule, email.id, talk.id))
+        return
     if rule not in rules.after or email.occurred_at < rules.lookback_start:
         return
     due = rules.week_of(sender.address).add(email.occurred_at, rules.after[rule])
@@ -199,6 +245,7 @@ def _no_response(
 def _after_meeting(
     meeting: Meeting,
     outbound: list[Email],
+    calls: list[Logged],
     rules: Rules,
     now: datetime,
     wanted: list[Wanted],
@@ -208,7 +255,7 @@ def _after_meeting(
     if meeting.status != "scheduled" or meeting.ends_at > now or not meeting.customer_ids:
         return  # cancelled, declined or not held yet
     attendees = {p.address for p in meeting.people if p.external}
-    follow_up = next(
+    email = next(
         (
             e
             for e in outbound
@@ -216,8 +263,13 @@ def _after_meeting(
         ),
         None,
     )
-    if follow_up is not None:
-        closings.append(Closing(rule, meeting.id, follow_up.id))
+    call = next(
+        (c for c in calls if c.occurred_at >= meeting.ends_at and attendees & set(c.contacts)),
+        None,
+    )
+    firsts = [(f.occurred_at, f.id) for f in (email, call) if f is not None]
+    if firsts:
+        closings.append(Closing(rule, meeting.id, min(firsts)[1]))
         return
     if rule not in rules.after or meeting.ends_at < rules.lookback_start:
         return

@@ -6,8 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-SORTS = ("name", "last-contact", "emails", "meetings", "open-tasks")
-_COUNT_KEYS = {"emails": "emails", "meetings": "meetings", "open-tasks": "open_tasks"}
+SORTS = ("name", "last-contact", "emails", "meetings", "calls", "visits", "open-tasks")
+_COUNT_KEYS = {
+    "emails": "emails",
+    "meetings": "meetings",
+    "calls": "calls",
+    "visits": "visits",
+    "open-tasks": "open_tasks",
+}
 
 
 def arrange(

@@ -57,4 +57,6 @@ def task_json(row: dict[str, Any]) -> dict[str, Any]:
         "record_id": row["record_id"],
         "closed_by_record_id": row["closed_by_record_id"],
         "snoozed_until": row["snoozed_until"].isoformat() if row["snoozed_until"] else None,
+        "type": row.get("type") or "todo",
+        "priority": row.get("priority") or "normal",
     }

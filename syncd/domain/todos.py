@@ -14,6 +14,10 @@ _STATUS = {
 }
 
 
+# RFC 5545 3.8.1.9: 1 is the highest priority, 5 medium, 9 the lowest.
+_PRIORITY = {"high": 1, "normal": 5, "low": 9}
+
+
 def todo_uid(task_id: int) -> str:
     return f"syncd-task-{task_id}@syncd"
 
@@ -27,6 +31,7 @@ def render_todo(
     customer: str | None,
     closed_at: datetime | None,
     now: datetime,
+    priority: str = "normal",
 ) -> str:
     todo = icalendar.Todo()
     todo.add("uid", todo_uid(task_id))
@@ -34,6 +39,7 @@ def render_todo(
     todo.add("summary", title)
     todo.add("due", due_at.astimezone(UTC))
     todo.add("status", _STATUS[status])
+    todo.add("priority", _PRIORITY.get(priority, 5))
     if customer:
         todo.add("categories", [customer])
         todo.add("description", f"Customer: {customer}")

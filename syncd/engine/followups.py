@@ -28,8 +28,9 @@ def evaluate_followups(
         oldest = store.oldest_active_trigger(conn)
         since = min(lookback, oldest) if oldest else lookback
         emails, meetings = store.facts(conn, since, owners)
+        logged = store.logged_facts(conn, since)
         rules = Rules(config.followup_rules(), lookback, working_weeks(config))
-        wanted, closings = evaluate(emails, meetings, rules, now)
+        wanted, closings = evaluate(emails, meetings, rules, now, logged)
         quiet_wanted, quiet_closings = quiet_followups(conn, config, now, lookback)
         # A customer the CRM dropped (archived by a mirrored directory) gets no new task;
         # its open tasks still close when the mail settles them.

@@ -129,6 +129,7 @@ def sync_task_list(
         text = render_todo(
             task_id=task["id"], title=task["title"], due_at=task["due_at"], status=task["status"],
             customer=task["customer"], closed_at=task["closed_at"], now=now,
+            priority=task.get("priority") or "normal",
         )  # fmt: skip
         etag = session.put(url, href, text)
         with engine.begin() as conn:

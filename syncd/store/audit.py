@@ -25,10 +25,16 @@ def current_actor() -> str:
 
 
 def record(conn: Connection, action: str, target: str, **detail: Any) -> None:
+    record_as(conn, None, action, target, **detail)
+
+
+def record_as(conn: Connection, actor: str | None, action: str, target: str, **detail: Any) -> None:
+    """``record`` naming who acted, when the caller knows (an API token's owner); None: the
+    person behind the command."""
     conn.execute(
         audit_log.insert().values(
             at=datetime.now(UTC),
-            actor=current_actor(),
+            actor=actor or current_actor(),
             action=action,
             target=target,
             detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",

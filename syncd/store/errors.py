@@ -23,3 +23,22 @@ class FreeMailDomain(UserError):
         super().__init__(f"{domain} is a free-mail domain: it cannot belong to a customer")
         self.address = address
         self.domain = domain
+
+
+class CapturedRecord(UserError):
+    """An email or meeting: it belongs to its mailbox or calendar, not to a person's edit."""
+
+    def __init__(self, record_id: int, kind: str) -> None:
+        where = "mailbox" if kind == "email" else "calendar"
+        super().__init__(f"record {record_id} is a captured {kind}: it belongs to its {where}")
+        self.record_id = record_id
+        self.kind = kind
+
+
+class KeyTaken(UserError):
+    """Another logged record has this external id."""
+
+    def __init__(self, external_id: str, record_id: int) -> None:
+        super().__init__(f"record {record_id} already has the external id {external_id!r}")
+        self.external_id = external_id
+        self.record_id = record_id

@@ -43,6 +43,8 @@ from syncd.store.sql import chunks
 ACTIVE = ("open", "snoozed")
 # A meeting counts as contact unless it was called off or every customer attendee declined.
 _HELD_OR_PLANNED = or_(records.c.status.is_(None), records.c.status == "scheduled")
+# Contact is any record that reached the customer: a note (written about them) did not.
+_REACHED = and_(_HELD_OR_PLANNED, records.c.kind != "note")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +75,15 @@ def customer_overview(
 ) -> list[dict[str, Any]]:
     """Active customers (``archived=False``), archived ones (True) or all (None), or of those
     the ones ``owner`` has records with, by name, with its domains and
-    activity: last contact (any email, or meeting not cancelled or declined, up to now),
-    last inbound and outbound, the next
-    planned meeting, open tasks, and emails and meetings from ``window_start`` to now."""
+    activity: last contact (any email, call or visit, or meeting not cancelled or declined,
+    up to now), last inbound and outbound, the next planned meeting, open tasks, and
+    emails, meetings, calls and visits from ``window_start`` to now."""
     without_jit(conn)
     past = records.c.occurred_at <= now
     in_window = and_(records.c.occurred_at >= window_start, past)
     # Contact is what happened: a meeting called off (or declined by the customer) spoke to
     # nobody, so it must not make a silent customer look recently reached.
-    contact = and_(past, _HELD_OR_PLANNED)
+    contact = and_(past, _REACHED)
     activity = (
         select(
             record_customers.c.customer_id.label("customer_id"),
@@ -107,6 +109,8 @@ def customer_overview(
             _count(and_(records.c.kind == "meeting", _HELD_OR_PLANNED, in_window)).label(
                 "meetings"
             ),
+            _count(and_(records.c.kind == "call", in_window)).label("calls"),
+            _count(and_(records.c.kind == "visit", in_window)).label("visits"),
         )
         .select_from(record_customers.join(records, records.c.id == record_customers.c.record_id))
         .group_by(record_customers.c.customer_id)
@@ -152,6 +156,8 @@ def customer_overview(
                 "open_tasks": int(counts.get(cid, 0)),
                 "emails": int(row.emails or 0) if row else 0,
                 "meetings": int(row.meetings or 0) if row else 0,
+                "calls": int(row.calls or 0) if row else 0,
+                "visits": int(row.visits or 0) if row else 0,
             }
         )
     return out
@@ -283,10 +289,11 @@ class Week:
     emails_in: int = 0
     emails_out: int = 0
     meetings: int = 0
+    calls: int = 0
 
 
 def weekly_activity(conn: Connection, customer_id: int, bounds: Sequence[datetime]) -> list[Week]:
-    """Emails in, emails out and meetings of one customer per week; ``bounds`` are the
+    """Emails in, emails out, meetings and calls of one customer per week; ``bounds`` are the
     weeks' starts and the last week's end (exact instants: a DST change moves none)."""
     occurred = records.c.occurred_at
     week = case(
@@ -297,6 +304,7 @@ def weekly_activity(conn: Connection, customer_id: int, bounds: Sequence[datetim
         (and_(records.c.kind == "email", records.c.direction == "inbound"), literal("in")),
         (and_(records.c.kind == "email", records.c.direction == "outbound"), literal("out")),
         (and_(records.c.kind == "meeting", _HELD_OR_PLANNED), literal("meeting")),
+        (records.c.kind == "call", literal("call")),
         else_=literal("other"),
     ).label("what")
     # Grouped outside: PostgreSQL would not see the CASE in GROUP BY as the one selected
@@ -321,6 +329,7 @@ def weekly_activity(conn: Connection, customer_id: int, bounds: Sequence[datetim
             counts.get((index, "in"), 0),
             counts.get((index, "out"), 0),
             counts.get((index, "meeting"), 0),
+            counts.get((index, "call"), 0),
         )
         for index, start in enumerate(bounds[:-1])
     ]

@@ -53,7 +53,7 @@ from syncd.store.sql import chunks, insert_ignore
 _FREE_TEXT = {
     f"{c.table.name}.{c.name}"
     for c in (
-        records.c.subject, records.c.snippet, records.c.body,
+        records.c.subject, records.c.snippet, records.c.body, records.c.location,
         tasks.c.title, audit_log.c.target, audit_log.c.detail,
         participants.c.name, contacts.c.name, unmatched_addresses.c.name,
         quarantine.c.reason, source_states.c.last_error, source_health.c.reason,
@@ -242,7 +242,11 @@ def _redact_their_records(conn: Connection, redactor: Redactor, touched: list[in
     changed = 0
     now = datetime.now(UTC)
     scoped = (
-        (records, records.c.id, (records.c.subject, records.c.snippet, records.c.body)),
+        (
+            records,
+            records.c.id,
+            (records.c.subject, records.c.snippet, records.c.body, records.c.location),
+        ),
         (participants, participants.c.record_id, (participants.c.name,)),
         (tasks, tasks.c.record_id, (tasks.c.title,)),
     )

@@ -80,7 +80,8 @@ _COLUMNS = (
     records.c.id, records.c.kind, records.c.direction, records.c.subject, records.c.snippet,
     records.c.body, records.c.occurred_at, records.c.thread_key, records.c.message_id,
     records.c.status, records.c.starts_at, records.c.ends_at, records.c.ical_uid,
-    records.c.recurrence_id, records.c.organizer,
+    records.c.recurrence_id, records.c.organizer, records.c.owner, records.c.origin,
+    records.c.external_id, records.c.duration_seconds, records.c.outcome, records.c.location,
 )  # fmt: skip
 
 
@@ -102,6 +103,12 @@ class RecordRow(NamedTuple):
     ical_uid: str | None = None
     recurrence_id: str | None = None
     organizer: str | None = None
+    owner: str | None = None
+    origin: str | None = None
+    external_id: str | None = None
+    duration_seconds: int | None = None
+    outcome: str | None = None
+    location: str | None = None
 
 
 class _Statements(NamedTuple):
@@ -209,6 +216,14 @@ def shape(
             "thread_id": row.thread_key,
             "message_id": row.message_id,
             "sources": where.get(row.id, empty),
+            # Logged records (call, visit, note); null on captured ones and where the kind
+            # takes no such value.
+            "owner": row.owner,
+            "origin": row.origin,
+            "external_id": row.external_id,
+            "duration_seconds": row.duration_seconds,
+            "outcome": row.outcome,
+            "location": row.location,
             **(_meeting_fields(row) if row.kind == "meeting" else {}),
         }
         for row in rows

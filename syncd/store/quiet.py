@@ -33,9 +33,12 @@ from syncd.store.sql import chunks
 
 
 def _contact(table: Any) -> Any:
-    """A record that is contact: any email, a meeting unless cancelled or declined (as the
-    customer list counts last contact: a called-off meeting spoke to nobody)."""
-    return or_(table.c.status.is_(None), table.c.status == "scheduled")
+    """A record that is contact: any email, call or visit, a meeting unless cancelled or
+    declined (as the customer list counts last contact: a called-off meeting spoke to
+    nobody); a note spoke to nobody either."""
+    return and_(
+        or_(table.c.status.is_(None), table.c.status == "scheduled"), table.c.kind != "note"
+    )
 
 
 def quiet_customers(

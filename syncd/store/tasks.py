@@ -15,7 +15,15 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from syncd.domain.addresses import domain_and_parents, domain_of
-from syncd.domain.followups import Closing, Email, Meeting, Person, Wanted, speaker_customer
+from syncd.domain.followups import (
+    Closing,
+    Email,
+    Logged,
+    Meeting,
+    Person,
+    Wanted,
+    speaker_customer,
+)
 from syncd.schema.tables import (
     contacts,
     customer_domains,
@@ -50,7 +58,7 @@ def apply(
         {
             "rule": w.rule, "record_id": w.record_id, "title": w.title[:500], "owner": w.owner,
             "customer_id": w.customer_id, "due_at": w.due_at, "status": "open",
-            "created_at": now, "updated_at": now,
+            "created_at": now, "updated_at": now, "type": w.type, "priority": "normal",
         }
         for w in wanted
     ]  # fmt: skip
@@ -232,6 +240,35 @@ def facts(
     return emails, meetings
 
 
+def logged_facts(conn: Connection, since: datetime) -> list[Logged]:
+    """Logged calls and visits since ``since``, with their customers and contacts' addresses."""
+    rows = conn.execute(
+        select(records.c.id, records.c.kind, records.c.occurred_at, records.c.direction).where(
+            records.c.kind.in_(("call", "visit")), records.c.occurred_at >= since
+        )
+    ).all()
+    linked: dict[int, list[int]] = defaultdict(list)
+    spoken: dict[int, list[str]] = defaultdict(list)
+    for part in chunks([r.id for r in rows]):
+        for rid, cid in conn.execute(
+            select(record_customers.c.record_id, record_customers.c.customer_id)
+            .where(record_customers.c.record_id.in_(part))
+            .order_by(record_customers.c.customer_id)
+        ):
+            linked[rid].append(cid)
+        for rid, address in conn.execute(
+            select(participants.c.record_id, participants.c.address)
+            .where(participants.c.record_id.in_(part), participants.c.external == 1)
+            .order_by(participants.c.id)
+        ):
+            spoken[rid].append(address)
+    return [
+        Logged(r.id, r.kind, _aware(r.occurred_at), r.direction, tuple(linked[r.id]),
+               tuple(spoken[r.id]))
+        for r in rows
+    ]  # fmt: skip
+
+
 def archived_customers(conn: Connection) -> set[int]:
     """The ids of archived customers (a mirrored directory file no longer lists them)."""
     return set(conn.scalars(select(customers.c.id).where(customers.c.archived_at.is_not(None))))
@@ -269,6 +306,7 @@ def list_tasks(
     due_before: datetime | None = None,
     customer_id: int | None = None,
     ids: Iterable[int] | None = None,
+    type_: str | None = None,
 ) -> list[dict[str, Any]]:
     """Tasks soonest due first, with their customer's name (``ids``: only these)."""
     query = (
@@ -285,6 +323,8 @@ def list_tasks(
         query = query.where(tasks.c.due_at < due_before)
     if customer_id is not None:
         query = query.where(tasks.c.customer_id == customer_id)
+    if type_ is not None:
+        query = query.where(tasks.c.type == type_)
     if ids is None:
         return [dict(row) for row in conn.execute(query).mappings()]
     out: list[dict[str, Any]] = []
@@ -330,11 +370,20 @@ def set_status(
 
 
 def add_task(
-    conn: Connection, *, title: str, owner: str, customer_id: int | None, due_at: datetime
+    conn: Connection,
+    *,
+    title: str,
+    owner: str,
+    customer_id: int | None,
+    due_at: datetime,
+    type_: str = "todo",
+    priority: str = "normal",
 ) -> int:
     now = datetime.now(UTC)
     result = conn.execute(
         tasks.insert().values(
+            type=type_,
+            priority=priority,
             rule=None,
             record_id=None,
             title=title,

@@ -86,7 +86,8 @@ def test_customers_list_shows_contact_and_activity_per_customer(world: World) ->
         assert rows["Initech"] == {
             "id": rows["Initech"]["id"], "name": "Initech", "domains": ["initech.io"], "archived_at": None,
             "last_contact_at": None, "last_inbound_at": None, "last_outbound_at": None,
-            "next_meeting_at": None, "open_tasks": 0, "emails": 0, "meetings": 0,
+            "next_meeting_at": None, "open_tasks": 0, "emails": 0, "meetings": 0, "calls": 0,
+            "visits": 0,
         }  # fmt: skip
 
         # The window counts recent mail only; sorting and filtering.
@@ -177,9 +178,9 @@ def test_report_activity_draws_weeks_and_prints_numbers(world: World) -> None:
             world.cli("report", "activity", "Acme Corp", "--json", "--weeks", "3").stdout
         )
         assert weeks == [
-            {"week": "2026-02-23", "emails_in": 0, "emails_out": 0, "meetings": 0},
-            {"week": "2026-03-02", "emails_in": 3, "emails_out": 2, "meetings": 0},
-            {"week": "2026-03-09", "emails_in": 0, "emails_out": 0, "meetings": 0},
+            {"week": "2026-02-23", "emails_in": 0, "emails_out": 0, "meetings": 0, "calls": 0},
+            {"week": "2026-03-02", "emails_in": 3, "emails_out": 2, "meetings": 0, "calls": 0},
+            {"week": "2026-03-09", "emails_in": 0, "emails_out": 0, "meetings": 0, "calls": 0},
         ]
         assert len(json.loads(world.cli("report", "activity", "globex", "--json").stdout)) == 26
         two = json.loads(world.cli("report", "activity", "Globex", "--json", "--weeks", "2").stdout)

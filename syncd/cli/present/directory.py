@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 TIMES = ("last_contact_at", "last_inbound_at", "last_outbound_at", "next_meeting_at")
-COUNTS = ("open_tasks", "emails", "meetings")
+COUNTS = ("open_tasks", "emails", "meetings", "calls", "visits")
 
 
 def customer_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -31,13 +31,14 @@ def _show(out: Console, rows: list[dict[str, Any]]) -> None:
     from rich import box
     from rich.table import Table
 
-    # Ten columns: light rules, so that dates stay whole in 100 columns.
+    # Eleven columns (visits only in the JSON): light rules, so that dates stay whole in 100
+    # columns.
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
     table.add_column("name", min_width=8)
     for header in ("last contact", "last in", "last out", "next meeting"):
-        table.add_column(header, min_width=10)
-    for header in ("tasks", "emails", "meetings"):
+        table.add_column(header, min_width=max(10, len(header)))
+    for header in ("tasks", "emails", "meetings", "calls"):
         table.add_column(header, no_wrap=True, justify="right")
     table.add_column("domains", overflow="fold")
     archived = any(row.get("archived_at") for row in rows)
@@ -48,7 +49,7 @@ def _show(out: Console, rows: list[dict[str, Any]]) -> None:
             str(row["id"]),
             str(row["name"]),
             *(_day(row.get(key)) for key in TIMES),
-            *(str(int(row.get(key) or 0)) for key in COUNTS),
+            *(str(int(row.get(key) or 0)) for key in COUNTS[:4]),
             ", ".join(row["domains"]),
             *([_day(row.get("archived_at"))] if archived else []),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from syncd.errors import SyncdError
-from syncd.store.errors import FreeMailDomain, NotFound
+from syncd.store.errors import CapturedRecord, FreeMailDomain, KeyTaken, NotFound
 
 _LIST_COMMAND = {
     "record": "`syncd records list` shows record ids",
@@ -20,4 +20,11 @@ def hint_for(err: SyncdError) -> str | None:
         return _LIST_COMMAND.get(err.what)
     if isinstance(err, FreeMailDomain):
         return f"use `syncd reconcile assign {err.address} --customer NAME` to make the person a contact"
+    if isinstance(err, CapturedRecord):
+        return (
+            "only logged calls, visits and notes can be edited or deleted; "
+            f"`syncd records link {err.record_id} --customer C` (or `unlink`) corrects its customers"
+        )
+    if isinstance(err, KeyTaken):
+        return f"edit it with `syncd records edit {err.record_id}`, or give another --external-id"
     return None

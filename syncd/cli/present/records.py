@@ -30,4 +30,22 @@ def _show(out: Console, rows: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
+def logged_arrow(row: dict[str, Any]) -> str:
+    """A call's or visit's direction as the timeline draws mail's; a note has none."""
+    return {"inbound": "<-", "outbound": "->"}.get(row["direction"], "  ")
+
+
+def logged_detail(row: dict[str, Any]) -> str:
+    """What a timeline adds after a call's, visit's or note's people:
+    `` (15 min, voicemail; by alice@example.com)``."""
+    facts = []
+    if row.get("duration_seconds"):
+        minutes, seconds = divmod(int(row["duration_seconds"]), 60)
+        facts.append(f"{minutes} min" if not seconds else f"{minutes} min {seconds} s")
+    facts += [str(row[key]) for key in ("outcome", "location") if row.get(key)]
+    by = f"by {row['owner']}" if row.get("owner") else ""
+    inside = "; ".join(part for part in (", ".join(facts), by) if part)
+    return f" ({inside})" if inside else ""
+
+
 RECORDS: View[dict[str, Any]] = View(as_json=record_json, show=_show)

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 BAR_WIDTH = 40  # characters for the busiest week
-_SERIES = (("emails_in", "cyan", "in"), ("emails_out", "green", "out"), ("meetings", "magenta", "meetings"))  # fmt: skip
+_SERIES = (
+    ("emails_in", "cyan", "in"), ("emails_out", "green", "out"),
+    ("meetings", "magenta", "meetings"), ("calls", "yellow", "calls"),
+)  # fmt: skip
 
 
 def responses_view(by: str) -> View[ResponseStats]:
@@ -55,8 +58,8 @@ def _number(value: float | None) -> str:
 
 
 def activity_view(customer: str, label: Callable[[Week], str]) -> View[Week]:
-    """Weeks as stacked bars for people (in, out and meetings, scaled to the busiest week);
-    as JSON, ``{"week": <its Monday>, "emails_in", "emails_out", "meetings"}``."""
+    """Weeks as stacked bars for people (in, out, meetings and calls, scaled to the busiest week);
+    as JSON, ``{"week": <its Monday>, "emails_in", "emails_out", "meetings", "calls"}``."""
 
     def as_json(week: Week) -> dict[str, Any]:
         return {
@@ -64,15 +67,18 @@ def activity_view(customer: str, label: Callable[[Week], str]) -> View[Week]:
             "emails_in": week.emails_in,
             "emails_out": week.emails_out,
             "meetings": week.meetings,
+            "calls": week.calls,
         }
 
     def show(out: Console, weeks: list[Week]) -> None:
         from rich.table import Table
         from rich.text import Text
 
-        busiest = max((w.emails_in + w.emails_out + w.meetings for w in weeks), default=0)
+        busiest = max((w.emails_in + w.emails_out + w.meetings + w.calls for w in weeks), default=0)
         scale = BAR_WIDTH / busiest if busiest else 1.0  # the busiest week fills the width
-        table = Table("week", "in", "out", "meetings", "", title=f"{customer}: activity per week")
+        table = Table(
+            "week", "in", "out", "meetings", "calls", "", title=f"{customer}: activity per week"
+        )
         for week in weeks:
             bar = Text()
             for key, colour, _ in _SERIES:
@@ -80,8 +86,9 @@ def activity_view(customer: str, label: Callable[[Week], str]) -> View[Week]:
                 width = round(count * scale) if count else 0
                 bar.append("█" * max(width, 1 if count else 0), style=colour)
             table.add_row(
-                label(week), str(week.emails_in), str(week.emails_out), str(week.meetings), bar
-            )
+                label(week), str(week.emails_in), str(week.emails_out), str(week.meetings),
+                str(week.calls), bar,
+            )  # fmt: skip
         out.print(table)
         out.print(Text.assemble(*((f"█ {name}  ", colour) for _, colour, name in _SERIES)))
 

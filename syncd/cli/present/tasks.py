@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 def _show(out: Console, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table("id", "due", "status", "owner", "customer", "title")
+    table = Table("id", "due", "status", "type", "owner", "customer", "title")
     for task in rows:
+        mark = "!" if task.get("priority") == "high" else ""
         table.add_row(
             str(task["id"]), minute(task["due_at"]), task["status"],
-            task["owner"], task["customer"] or "-", task["title"],
+            f"{task.get('type') or 'todo'}{mark}", task["owner"], task["customer"] or "-",
+            task["title"],
         )  # fmt: skip
     out.print(table)
 
