@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
+from syncd.cli.cmd_record_search import records_search
 from syncd.cli.output import Output, output_options
 from syncd.cli.present import explain as explain_view
 from syncd.cli.present.dates import minute
@@ -22,6 +23,9 @@ from syncd.store.queries import list_records
 @click.group()
 def records() -> None:
     """Communication records (emails, meetings)."""
+
+
+records.add_command(records_search)
 
 
 @records.command("list")
