@@ -20,7 +20,8 @@ KINDS = ("email", "meeting", "call", "visit", "note")
 
 
 def _found_json(row: dict[str, Any]) -> dict[str, Any]:
-    out = record_json({k: v for k, v in row.items() if k not in ("score", "highlights")})
+    plain = {k: v for k, v in row.items() if k not in ("score", "highlights")}
+    out = record_json(plain, datetime.now(UTC))
     out["score"] = row["score"]
     out["highlights"] = row["highlights"]
     return out
@@ -55,7 +56,7 @@ def _until(value: str | None) -> datetime | None:
 
 
 @click.command("search")
-@click.argument("query")
+@click.argument("words", metavar="QUERY", nargs=-1, required=True)
 @click.option(
     "--customer", "customer_ref", metavar="NAME|ID", help="Only records linked to this customer."
 )
@@ -73,7 +74,7 @@ def _until(value: str | None) -> datetime | None:
 @pass_app
 def records_search(
     app: App,
-    query: str,
+    words: tuple[str, ...],
     customer_ref: str | None,
     contact: str | None,
     owner: str | None,
@@ -85,9 +86,9 @@ def records_search(
 ) -> None:
     """Find records by their words, best match first.
 
-    Every word must match; "a phrase" in a row; word* as a prefix; -word excludes.  Case and
-    accents are ignored; Chinese, Japanese and Korean are found by any word of two
-    characters or more.
+    Every word must match; "a phrase" in a row; word* as a prefix; -word excludes (after
+    `--`, or inside one quoted QUERY).  Case and accents are ignored; Chinese, Japanese and
+    Korean are found by any word of two characters or more.
     """
     from syncd.domain.addresses import normalize_address
     from syncd.domain.search_text import QueryError, highlights, parse_query
@@ -96,7 +97,7 @@ def records_search(
     from syncd.store.queries import records_by_id
 
     try:
-        parsed = parse_query(query)
+        parsed = parse_query(" ".join(words))
     except QueryError as err:
         raise UserError(str(err), hint='give a word to find, e.g. "price" or "报价"') from None
     addresses: dict[str, str | None] = {}
@@ -124,7 +125,6 @@ def records_search(
             )
         hits = search_index.search(conn, parsed, filters, limit=limit)
         rows = {row["id"]: row for row in records_by_id(conn, [rid for rid, _ in hits])}
-    now = datetime.now(UTC)
     found: list[dict[str, Any]] = []
     for record_id, score in hits:
         row = rows.get(record_id)
@@ -133,5 +133,5 @@ def records_search(
         names = [f"{p['name']} <{p['address']}>" for p in row["participants"]]
         texts = [row["subject"], row.get("location") or "", row["body"] or row["snippet"] or ""]
         fragments = highlights([*texts, *names], parsed)
-        found.append(dict(record_json(row, now), score=score, highlights=fragments))
+        found.append(dict(row, score=score, highlights=fragments))
     output.emit(found, FOUND, app.out)

@@ -147,6 +147,8 @@ def _reindex(conn: Connection, touched: list[int], spellings: set[str]) -> None:
         if found:
             stale |= search_index.matching_ids(conn, Query((Term(tuple(found)),)))
     search_index.reindex_records(conn, stale)
+    # FTS5 keeps a deleted entry's words in older segments until they merge: merge now.
+    search_index.merge(conn)
 
 
 def _who(conn: Connection, key: str, plus: bool, touched: list[int]) -> tuple[set[str], set[str]]:

@@ -171,9 +171,15 @@ def rebuild(conn: Connection, *, batch: int = 5_000) -> int:
             break
         add(conn, current_terms(conn, ids))
         done, last = done + len(ids), ids[-1]
+    merge(conn)
+    return done
+
+
+def merge(conn: Connection) -> None:
+    """On SQLite, merge FTS5's segments into one: the entries of deleted or rewritten rows
+    leave the file (with ``secure_delete``, their pages are zeroed)."""
     if _sqlite(conn):
         conn.exec_driver_sql(f"INSERT INTO {INDEX} ({INDEX}) VALUES ('optimize')")
-    return done
 
 
 # Searching ------------------------------------------------------------------------------
