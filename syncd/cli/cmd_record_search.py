@@ -67,9 +67,7 @@ def _until(value: str | None) -> datetime | None:
 )
 @click.option("--since", metavar="DATE", help="Only records on or after this date.")
 @click.option("--until", metavar="DATE", help="Only records on or before this date.")
-@click.option(
-    "--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True
-)
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True)
 @output_options
 @pass_app
 def records_search(

@@ -15,7 +15,6 @@ from sqlalchemy import Connection, String, Table, delete, func, or_, select, upd
 
 from syncd.domain.addresses import match_key
 from syncd.domain.matching import Directory, match_address
-from syncd.domain.search_text import MAX_TERMS, Query, Term, tokens
 from syncd.domain.privacy import (
     MIN_NAME_LENGTH,
     Redactor,
@@ -23,6 +22,7 @@ from syncd.domain.privacy import (
     audit_label,
     legacy_fingerprint,
 )
+from syncd.domain.search_text import MAX_TERMS, Query, Term, tokens
 from syncd.schema.tables import (
     audit_log,
     contact_addresses,

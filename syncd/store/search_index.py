@@ -82,9 +82,7 @@ def _sqlite(conn: Connection) -> bool:
 # Writing --------------------------------------------------------------------------------
 
 
-def record_parts(
-    record: Mapping[str, Any], people: Iterable[Mapping[str, Any]] = ()
-) -> list[str]:
+def record_parts(record: Mapping[str, Any], people: Iterable[Mapping[str, Any]] = ()) -> list[str]:
     """The texts of a record search sees, in order: subject, participants' names and
     addresses, organizer and location, then the body as far as it is kept (the body with
     ``store = "full"``, else the snippet; none with ``"metadata"``)."""
@@ -144,10 +142,8 @@ def current_terms(conn: Connection, record_ids: list[int]) -> dict[int, str]:
             .where(participants.c.record_id.in_(part))
             .order_by(participants.c.id)
         ).mappings():
-            people.setdefault(row["record_id"], []).append(row)
-    return {
-        rid: index_terms(record_parts(row, people.get(rid, ()))) for rid, row in found.items()
-    }
+            people.setdefault(row["record_id"], []).append(dict(row))
+    return {rid: index_terms(record_parts(row, people.get(rid, ()))) for rid, row in found.items()}
 
 
 def reindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
@@ -247,9 +243,7 @@ def search(
         return []
     when = dict(
         conn.execute(
-            select(records.c.id, records.c.occurred_at).where(
-                records.c.id.in_(sorted(scored))
-            )
+            select(records.c.id, records.c.occurred_at).where(records.c.id.in_(sorted(scored)))
         ).all()
     )
     ranked = sorted(scored, key=lambda i: (-round(scored[i], 6), -when[i].timestamp(), -i))
@@ -273,7 +267,9 @@ def _sqlite_candidates(
     conn: Connection, query: Query, filters: Filters, cap: int | None
 ) -> dict[int, float]:
     match = literal_column(INDEX).op("MATCH")(fts5_match(query))
-    stmt = select(_FTS.c.rowid, func.bm25(literal_column(INDEX))).select_from(_FTS).where(match)
+    stmt: Select[Any] = (
+        select(_FTS.c.rowid, func.bm25(literal_column(INDEX))).select_from(_FTS).where(match)
+    )
     narrow = _narrow(filters)
     if narrow is not None and _small(conn, narrow):
         # Probe the index once per record of the filter: a common word costs no scan.
@@ -282,7 +278,7 @@ def _sqlite_candidates(
     if cap is not None:
         stmt = stmt.limit(cap)
     # bm25 is lower for better matches.
-    return {rid: -float(rank) for rid, rank in conn.execute(stmt)}
+    return {int(row[0]): -float(row[1]) for row in conn.execute(stmt)}
 
 
 def _small(conn: Connection, narrow: Select[Any]) -> bool:
@@ -321,4 +317,3 @@ def index_size(conn: Connection) -> int:
             or 0
         )
     return int(conn.scalar(text(f"SELECT pg_total_relation_size('{INDEX}')")) or 0)
-

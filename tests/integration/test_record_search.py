@@ -104,9 +104,7 @@ def test_filters_narrow_the_matches(searched: World) -> None:
     assert _ids(searched, everything, "--since", "2024-06-08") == {"quote", "spam"}
     assert _ids(searched, everything, "--until", "2024-06-04") == {"cjk", "jp"}
     assert _ids(searched, everything, "--kind", "meeting") == set()
-    assert _ids(searched, everything, "--kind", "email", "--kind", "call") == {
-        m[0] for m in MAIL
-    }
+    assert _ids(searched, everything, "--kind", "email", "--kind", "call") == {m[0] for m in MAIL}
     assert _ids(searched, everything, "--owner", "nobody@example.com") == set()
     ranked = _search(searched, everything)
     order = [(-r["score"], r["occurred_at"][::-1]) for r in ranked]

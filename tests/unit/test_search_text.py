@@ -136,7 +136,7 @@ def test_any_query_parses_bounded_or_is_refused(text: str) -> None:
         query = parse_query(text)
     except QueryError:
         return
-    assert 1 <= len(query.include) and len(query.include) + len(query.exclude) <= MAX_TERMS
+    assert len(query.include) >= 1 and len(query.include) + len(query.exclude) <= MAX_TERMS
     for term in (*query.include, *query.exclude):
         assert term.tokens and all(t.isalnum() for t in term.tokens)
     # Only quotes the literals' own syntax puts there: tokens carry none.
