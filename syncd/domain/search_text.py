@@ -27,6 +27,8 @@ MAX_TOKENS = 4_000  # tokens of one record (PostgreSQL positions stop at 16,383)
 MAX_TOKEN = 40  # characters of one token (a longer "word" is a hash or a URL's tail)
 MAX_QUERY = 1_000  # characters of a query
 MAX_TERMS = 16  # words and phrases of a query
+# A shorter prefix expands to a large share of the vocabulary, which FTS5 merges whole.
+MIN_PREFIX = 3
 
 # Han (with extensions and compatibility ideographs), iteration marks, Hiragana, Katakana
 # (with the phonetic extensions), Hangul syllables and jamo.
@@ -131,6 +133,8 @@ def _term(text: str, *, quoted: bool) -> Term | None:
     if len(found) == 1 and len(found[0]) == 1 and is_cjk(found[0]):
         # One CJK character: every pair it starts (the index holds pairs, not characters).
         prefix = True
+    elif prefix and len(found[-1]) < MIN_PREFIX and not is_cjk(found[-1]):
+        raise QueryError(f"a prefix needs at least {MIN_PREFIX} letters: {text}*")
     return Term(tuple(found), prefix)
 
 

@@ -49,7 +49,7 @@ record_text = st.one_of(text_of_words, text_of_words, st.text(max_size=40))
 
 
 def _query_words(word: str) -> st.SearchStrategy[str]:
-    return st.sampled_from([word, word[:2] + "*", f"-{word}", word.upper()])
+    return st.sampled_from([word, word[:3] + "*", f"-{word}", word.upper()])
 
 
 queries = st.one_of(

@@ -124,7 +124,7 @@ def test_an_address_in_a_query_is_a_phrase() -> None:
     assert parse_query("jane.doe@acme.com").include == (Term(("jane", "doe", "acme", "com")),)
 
 
-@pytest.mark.parametrize("text", ["", "   ", "-spam", '""', "!!! ...", '-"a b"'])
+@pytest.mark.parametrize("text", ["", "   ", "-spam", '""', "!!! ...", '-"a b"', "price q*"])
 def test_a_query_with_nothing_to_find_is_refused(text: str) -> None:
     with pytest.raises(QueryError):
         parse_query(text)
