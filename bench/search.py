@@ -107,7 +107,10 @@ def _load(engine: Engine, count: int) -> tuple[float, int]:
     with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO customers (id, name, created_at) VALUES (:id, :name, :at)"),
-            [{"id": c, "name": f"Customer {c}", "at": datetime.now(UTC)} for c in range(1, CUSTOMERS + 1)],
+            [
+                {"id": c, "name": f"Customer {c}", "at": datetime.now(UTC)}
+                for c in range(1, CUSTOMERS + 1)
+            ],
         )
     if not sqlite:  # the GIN index is built once, after the load
         with engine.begin() as conn:
@@ -122,7 +125,10 @@ def _load(engine: Engine, count: int) -> tuple[float, int]:
                 insert_ignore(
                     conn,
                     record_customers,
-                    [{"record_id": r["id"], "customer_id": c, "link": "domain"} for r, c, _ in batch],
+                    [
+                        {"record_id": r["id"], "customer_id": c, "link": "domain"}
+                        for r, c, _ in batch
+                    ],
                     ["record_id", "customer_id"],
                 )
                 search_index.add(conn, {r["id"]: terms for r, _, terms in batch})
@@ -134,9 +140,20 @@ def _load(engine: Engine, count: int) -> tuple[float, int]:
                 ) as copy:
                     for r, _, _ in batch:
                         copy.write_row(
-                            (r["id"], r["key"], r["kind"], r["direction"], r["subject"], r["body"], r["occurred_at"], r["created_at"])
+                            (
+                                r["id"],
+                                r["key"],
+                                r["kind"],
+                                r["direction"],
+                                r["subject"],
+                                r["body"],
+                                r["occurred_at"],
+                                r["created_at"],
+                            )
                         )
-                with cur.copy("COPY record_customers (record_id, customer_id, link) FROM STDIN") as copy:
+                with cur.copy(
+                    "COPY record_customers (record_id, customer_id, link) FROM STDIN"
+                ) as copy:
                     for r, c, _ in batch:
                         copy.write_row((r["id"], c, "domain"))
                 with cur.copy("COPY record_search (record_id, terms) FROM STDIN") as copy:

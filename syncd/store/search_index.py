@@ -14,6 +14,7 @@ costs a few thousand index entries, never a million scores.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,16 +40,25 @@ from syncd.schema.tables import participants, record_customers, records
 from syncd.store.sql import chunks
 
 INDEX = "record_search"
+# The SQL function (registered on every SQLite connection syncd opens, store/database.py)
+# that reads a record's stored tokens back.
+INFLATE = "syncd_search_terms"
 CANDIDATES = 1_000  # matching records ranked per query, newest first
 # A customer, contact or owner with at most this many records is searched from its
 # records (the index is probed per record); above it, from the index's newest matches.
 NARROW = 20_000
 
+# SQLite: a contentless FTS5 table (the index alone, about the size of the text), and each
+# record's tokens compressed beside it: FTS5 needs them to delete the record's entries, and
+# the tokens of Chinese pairs are twice the text.
 _SQLITE_CREATE = (
-    f"CREATE VIRTUAL TABLE {INDEX} USING fts5(terms, tokenize='ascii')",
-    # Every way a record leaves (forget, a logged record deleted, a test's cleanup).
+    f"CREATE VIRTUAL TABLE {INDEX} USING fts5(terms, content='', tokenize='ascii')",
+    f"CREATE TABLE {INDEX}_terms (record_id INTEGER PRIMARY KEY, terms BLOB NOT NULL)",
+    # Every way a record leaves (forget, a logged record deleted): its entries leave too.
     f"CREATE TRIGGER {INDEX}_record_deleted AFTER DELETE ON records BEGIN "
-    f"DELETE FROM {INDEX} WHERE rowid = old.id; END",
+    f"INSERT INTO {INDEX} ({INDEX}, rowid, terms) SELECT 'delete', record_id, "
+    f"{INFLATE}(terms) FROM {INDEX}_terms WHERE record_id = old.id; "
+    f"DELETE FROM {INDEX}_terms WHERE record_id = old.id; END",
 )
 _POSTGRES_CREATE = (
     f"CREATE TABLE {INDEX} (record_id INTEGER PRIMARY KEY "
@@ -72,7 +82,26 @@ def create(conn: Connection) -> None:
 def drop(conn: Connection) -> None:
     if _sqlite(conn):
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {INDEX}_record_deleted")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}_terms")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}")
+
+
+def pack(terms: str) -> bytes:
+    return zlib.compress(terms.encode(), 6)
+
+
+def unpack(packed: bytes) -> str:
+    """``INFLATE``: stored tokens as FTS5 indexed them."""
+    return zlib.decompress(packed).decode()
+
+
+def clear(conn: Connection) -> None:
+    """Empty the index."""
+    if _sqlite(conn):
+        conn.exec_driver_sql(f"INSERT INTO {INDEX} ({INDEX}) VALUES ('delete-all')")
+        conn.exec_driver_sql(f"DELETE FROM {INDEX}_terms")
+    else:
+        conn.exec_driver_sql(f"DELETE FROM {INDEX}")
 
 
 def _sqlite(conn: Connection) -> bool:
@@ -99,8 +128,11 @@ def add(conn: Connection, terms: Mapping[int, str]) -> None:
     if not terms:
         return
     if _sqlite(conn):
+        rows = list(terms.items())
+        conn.exec_driver_sql(f"INSERT INTO {INDEX} (rowid, terms) VALUES (?, ?)", rows)
         conn.exec_driver_sql(
-            f"INSERT INTO {INDEX} (rowid, terms) VALUES (?, ?)", list(terms.items())
+            f"INSERT INTO {INDEX}_terms (record_id, terms) VALUES (?, ?)",
+            [(rid, pack(t)) for rid, t in rows],
         )
         return
     for part in chunks(sorted(terms)):
@@ -115,13 +147,26 @@ def add(conn: Connection, terms: Mapping[int, str]) -> None:
 
 def unindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
     """Drop these records from the index."""
-    key = "rowid" if _sqlite(conn) else "record_id"
+    table_ = f"{INDEX}_terms" if _sqlite(conn) else INDEX
     for part in chunks(sorted(set(record_ids))):
+        ids = {"ids": list(part)}
+        if _sqlite(conn):
+            stored = conn.execute(
+                text(f"SELECT record_id, terms FROM {table_} WHERE record_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                ids,
+            ).all()
+            if stored:
+                conn.exec_driver_sql(
+                    f"INSERT INTO {INDEX} ({INDEX}, rowid, terms) VALUES ('delete', ?, ?)",
+                    [(rid, unpack(packed)) for rid, packed in stored],
+                )
         conn.execute(
-            text(f"DELETE FROM {INDEX} WHERE {key} IN :ids").bindparams(
+            text(f"DELETE FROM {table_} WHERE record_id IN :ids").bindparams(
                 bindparam("ids", expanding=True)
             ),
-            {"ids": list(part)},
+            ids,
         )
 
 
@@ -155,7 +200,7 @@ def reindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
 
 def rebuild(conn: Connection, *, batch: int = 5_000) -> int:
     """Index every record afresh (``syncd db reindex``, migration 0023); returns how many."""
-    conn.exec_driver_sql(f"DELETE FROM {INDEX}")
+    clear(conn)
     done, last = 0, 0
     while True:
         ids = list(
