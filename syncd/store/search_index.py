@@ -291,7 +291,9 @@ def search(
             select(records.c.id, records.c.occurred_at).where(records.c.id.in_(sorted(scored)))
         ).all()
     )
-    ranked = sorted(scored, key=lambda i: (-round(scored[i], 6), -when[i].timestamp(), -i))
+    # An id without a record (an entry a deletion outside syncd left behind) is not shown.
+    alive = [i for i in scored if i in when]
+    ranked = sorted(alive, key=lambda i: (-round(scored[i], 6), -when[i].timestamp(), -i))
     return [(i, round(scored[i], 6)) for i in ranked[:limit]]
 
 
