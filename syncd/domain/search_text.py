@@ -40,6 +40,7 @@ _CJK = (
 # A CJK run takes only the characters Python's Unicode tables call letters (a code point
 # not assigned yet is a separator, as for any other script).
 _TOKEN = re.compile(f"((?:(?=[{_CJK}])\\w)+)|([^\\W_{_CJK}]+)")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # after folding, ASCII text has no capitals
 _IS_CJK = re.compile(f"[{_CJK}]")
 # The diacritic blocks only: the marks of Indic scripts are letters' vowels, and the Kana
 # voicing marks (U+3099, U+309A) tell two letters apart.
@@ -59,25 +60,25 @@ def is_cjk(token: str) -> bool:
     return _IS_CJK.match(token) is not None
 
 
-def _run_tokens(match: re.Match[str]) -> Iterator[str]:
-    run = match.group(1)
-    if run is None:
-        yield match.group(2)[:MAX_TOKEN]
-    elif len(run) == 1:
-        yield run
-    else:
-        for i in range(len(run) - 1):
-            yield run[i : i + 2]
-
-
 def tokens(text: str, limit: int = MAX_TOKENS) -> list[str]:
     """The tokens of a text, in order, at most ``limit``."""
+    folded = fold(text[:MAX_TEXT])
+    if folded.isascii():  # most mail: no CJK run to cut, one C-level pass
+        found = _ASCII_WORD.findall(folded)
+        if len(found) > limit:
+            del found[limit:]
+        return [w if len(w) <= MAX_TOKEN else w[:MAX_TOKEN] for w in found]
     out: list[str] = []
-    for match in _TOKEN.finditer(fold(text[:MAX_TEXT])):
-        for token in _run_tokens(match):
-            out.append(token)
-            if len(out) >= limit:
-                return out
+    for run, word in _TOKEN.findall(folded):
+        if word:
+            out.append(word[:MAX_TOKEN])
+        elif len(run) == 1:
+            out.append(run)
+        else:
+            out.extend([run[i : i + 2] for i in range(len(run) - 1)])
+        if len(out) >= limit:
+            del out[limit:]
+            break
     return out
 
 
