@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_TEXT = 100_000  # characters of one record's text read; the rest is not indexed
