@@ -139,7 +139,10 @@ def add(conn: Connection, terms: Mapping[int, str]) -> None:
         conn.execute(
             text(
                 f"INSERT INTO {INDEX} (record_id, terms) SELECT i, CAST(t AS tsvector) "
-                "FROM unnest(CAST(:ids AS integer[]), CAST(:ts AS text[])) AS u(i, t)"
+                "FROM unnest(CAST(:ids AS integer[]), CAST(:ts AS text[])) AS u(i, t) "
+                # Two daemons re-indexing one meeting (each rep's calendar shows it): the
+                # later one's tokens stand, instead of a key violation failing its batch.
+                "ON CONFLICT (record_id) DO UPDATE SET terms = excluded.terms"
             ),
             {"ids": list(part), "ts": [tsvector(terms[i]) for i in part]},
         )

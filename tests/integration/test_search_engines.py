@@ -7,6 +7,7 @@ must be equal to each other and to what the tokens themselves say (a plain Pytho
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -119,3 +120,37 @@ def test_both_engines_find_the_same_records(
             assert {rid for rid, _ in ranked} == every
             results.append(every)
         assert results[0] == results[1] == _expected(clean, query), text
+
+
+def test_two_transactions_reindexing_one_record_both_commit(engines: list[Engine]) -> None:
+    """Two daemons on PostgreSQL re-index one meeting (each rep's calendar shows it) at once:
+    the second waits for the first and then overwrites, instead of failing its batch."""
+    pg = engines[1]
+    with pg.begin() as conn:
+        conn.execute(delete(records))
+        conn.execute(
+            insert(records),
+            [{"id": 1, "key": "meeting:x", "kind": "meeting", "direction": "outbound",
+              "subject": "Renewal demo", "occurred_at": T0, "created_at": T0}],
+        )  # fmt: skip
+    errors: list[BaseException] = []
+    first = pg.connect()
+    first.begin()
+    search_index.reindex_records(first, [1])
+
+    def second() -> None:
+        try:
+            with pg.begin() as conn:
+                search_index.reindex_records(conn, [1])
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(1.0)  # it waits on the first transaction's row
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert not thread.is_alive() and errors == []
+    with pg.connect() as conn:
+        assert search_index.matching_ids(conn, parse_query("renewal demo")) == {1}
