@@ -23,3 +23,14 @@ def db_upgrade(app: App) -> None:
     database.upgrade(engine)
     after = database.current_revision(engine)
     click.echo(f"schema at {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@db.command("reindex")
+@pass_app
+def db_reindex(app: App) -> None:
+    """Rebuild the search index of records from the records as stored."""
+    from syncd.store import search_index
+
+    with app.engine.begin() as conn:
+        count = search_index.rebuild(conn)
+    click.echo(f"search index rebuilt: {count} record(s)")

@@ -8,6 +8,7 @@ import click
 
 from syncd.cli.app import App, json_option, parse_day, pass_app, print_json
 from syncd.cli.cmd_logged import records_add, records_delete, records_edit, records_import
+from syncd.cli.cmd_record_search import records_search
 from syncd.cli.output import Output, output_options
 from syncd.cli.present import explain as explain_view
 from syncd.cli.present.dates import minute
@@ -30,6 +31,7 @@ records.add_command(records_add)
 records.add_command(records_edit)
 records.add_command(records_delete)
 records.add_command(records_import)
+records.add_command(records_search)
 
 
 @records.command("list")

@@ -26,6 +26,7 @@ from syncd.domain.capture import Participant
 from syncd.domain.items import CapturedMessage as CapturedMessage
 from syncd.domain.items import email_key as email_key
 from syncd.domain.matching import LinkKind, Match
+from syncd.domain.search_text import index_terms
 from syncd.domain.threads import thread_key
 from syncd.schema.tables import (
     folder_cursors,
@@ -38,7 +39,7 @@ from syncd.schema.tables import (
     unmatched_addresses,
     unmatched_sightings,
 )
-from syncd.store import events, outbox
+from syncd.store import events, outbox, search_index
 from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
@@ -46,6 +47,8 @@ from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
 _LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
 # bench/capture.py turns it off for its reference run: what do the events cost a backfill?
 EMIT_EVENTS = True
+# bench/search.py turns it off for its reference run: what does the search index cost?
+INDEX_TEXT = True
 
 
 @dataclass(slots=True)
@@ -427,6 +430,8 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         captured=len(source_rows),
         skipped=batch.skipped,
     )
+    if INDEX_TEXT and created:
+        _index_created(conn, record_rows, people, ids, mine)
     if EMIT_EVENTS and created:
         # Last: on PostgreSQL the outbox lock is held from here to the commit.  The records
         # are shaped from the rows this transaction just wrote, not read back: a backfill's
@@ -446,6 +451,26 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         events.lock(conn)
         outbox.emit_records(conn, RECORD_UPDATED, sorted(shown_anew), now)
     return len(source_rows)
+
+
+def _index_created(
+    conn: Connection,
+    record_rows: list[dict[str, Any]],
+    people: list[dict[str, Any]],
+    ids: dict[str, int],
+    mine: set[int],
+) -> None:
+    """Index the records this batch created, from the rows it just wrote (no read back)."""
+    by_record: dict[int, list[dict[str, Any]]] = {}
+    for person in people:
+        by_record.setdefault(person["record_id"], []).append(person)
+    terms: dict[int, str] = {}
+    for row in record_rows:
+        record_id = ids.get(row["key"])
+        if record_id in mine:
+            parts = search_index.record_parts(row, by_record.get(record_id, ()))
+            terms[record_id] = index_terms(parts)
+    search_index.add(conn, terms)
 
 
 def _new_places(conn: Connection, record_ids: set[int], batch: FolderBatch) -> set[int]:

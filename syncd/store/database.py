@@ -36,6 +36,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # must not leave the person readable in the file.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+    # The search index's trigger reads a deleted record's tokens back with it.
+    dbapi_connection.create_function("syncd_search_terms", 1, _search_terms, deterministic=True)
+
+
+def _search_terms(packed: bytes) -> str:
+    # Imported on first use: a command that deletes no record never pays for the tokeniser.
+    from syncd.store.search_index import unpack
+
+    return unpack(packed)
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:

@@ -46,7 +46,7 @@ from syncd.schema.tables import (
     records,
     tasks,
 )
-from syncd.store import audit, events, outbox
+from syncd.store import audit, events, outbox, search_index
 from syncd.store.directory import find_customer
 from syncd.store.errors import CapturedRecord, KeyTaken, NotFound
 from syncd.store.events import (
@@ -83,7 +83,8 @@ class ImportResult:
 
 def _records_changed(conn: Connection, record_ids: Sequence[int]) -> None:
     """Called after every write of logged records, in the same transaction, with the ids
-    written or deleted.  Search index hook: a no-op until the index is wired here."""
+    written or deleted: the search index follows them (a deleted id leaves it)."""
+    search_index.reindex_records(conn, record_ids)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from syncd.schema.tables import (
     record_unlinks,
     records,
 )
+from syncd.store import search_index
 from syncd.store.capture import created_ids, record_ids, write_people
 from syncd.store.sql import chunks, insert_ignore
 
@@ -219,5 +220,8 @@ def apply(
     shown_anew = {
         ids[key] for href, key in change.link if key not in known.sources.get(href, frozenset())
     }
+    # Their summary, location or people may have changed: the index follows in this
+    # transaction (an unchanged meeting may have gained this calendar's owner).
+    search_index.reindex_records(conn, [ids[k] for k in (*rewrite, *change.unchanged)])
     changed = ({ids[k] for k in change.update} | newly_cancelled | shown_anew) - set(created)
     return created, sorted(changed)

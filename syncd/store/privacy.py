@@ -22,6 +22,7 @@ from syncd.domain.privacy import (
     audit_label,
     legacy_fingerprint,
 )
+from syncd.domain.search_text import MAX_TERMS, Query, Term, tokens
 from syncd.schema.tables import (
     audit_log,
     contact_addresses,
@@ -41,7 +42,7 @@ from syncd.schema.tables import (
     webhook_endpoints,
 )
 from syncd.schema.tables import events as events_table
-from syncd.store import audit, event_privacy
+from syncd.store import audit, event_privacy, search_index
 from syncd.store import tasks as task_store
 from syncd.store.directory import clean_address, installation_secret
 from syncd.store.reconcile import _drop_from_queue, _record_ids_of, _spellings
@@ -120,6 +121,7 @@ def forget(
     counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
     counts["redacted"] += _redact_their_records(conn, redactor, touched)
     counts["redacted"] += _redact_receiver_answers(conn, redactor, touched, before.task_ids)
+    _reindex(conn, touched, {address, key, *spellings})
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(
@@ -134,6 +136,19 @@ def forget(
         first=bool(counts["suppressed"]),
     )  # fmt: skip
     return counts
+
+
+def _reindex(conn: Connection, touched: list[int], spellings: set[str]) -> None:
+    """The search index follows: their records as redacted (the erased ones leave it), and
+    every other record the index still finds by the address (the sweep redacted it)."""
+    stale = set(touched)
+    for spelling in sorted(spellings):
+        found = tokens(spelling, MAX_TERMS * 4)
+        if found:
+            stale |= search_index.matching_ids(conn, Query((Term(tuple(found)),)))
+    search_index.reindex_records(conn, stale)
+    # FTS5 keeps a deleted entry's words in older segments until they merge: merge now.
+    search_index.merge(conn)
 
 
 def _who(conn: Connection, key: str, plus: bool, touched: list[int]) -> tuple[set[str], set[str]]:

@@ -37,8 +37,11 @@ LIST_COMMANDS = [
     ("ignore", "list"),
     ("reconcile", "list"),
     ("records", "list"),
+    ("records", "search"),
     ("tasks", "list"),
 ]
+# What a list command needs besides its output options to list something.
+ARGUMENTS = {("records", "search"): ("acme",)}
 
 
 def _walk(
@@ -111,7 +114,8 @@ def _fill(world: World, radicale: Any) -> None:
 
 def test_json_and_nl_print_the_same_objects(world: World, radicale: Any) -> None:
     _fill(world, radicale)
-    for command in LIST_COMMANDS:
+    for listed in LIST_COMMANDS:
+        command = (*listed, *ARGUMENTS.get(listed, ()))
         as_array = json.loads(world.cli(*command, "--json").stdout)
         lines = world.cli(*command, "--nl").stdout.splitlines()
         assert isinstance(as_array, list) and as_array, f"{command}: no data to compare"

@@ -1,0 +1,260 @@
+"""What search sees of a text, and what a query asks: one tokeniser for both engines.
+
+SQLite FTS5 and PostgreSQL's text search split and fold text differently, and neither cuts
+Chinese, Japanese or Korean into words.  So neither engine tokenises: this module turns a
+record's text into space-separated tokens (``index_terms``) that both store as they are,
+and turns a query into terms (``parse_query``) that both match as they are.  The engines
+then agree by construction (tests/integration/test_search_engines.py checks it).
+
+- Folding: NFKC, case folded, Latin/Greek/Cyrillic diacritics dropped (``cafe`` finds
+  ``Café``); the Japanese voicing marks are not diacritics and stay (か is not が).
+- Words: runs of letters and digits.  A run of CJK characters (Han, Hiragana, Katakana,
+  Hangul) becomes its overlapping pairs, 关于报价 -> 关于 于报 报价, so that any word of two
+  characters is found without a dictionary; a one-character run is kept as it is.
+- Bounded: the text is cut at ``MAX_TEXT`` characters, a record at ``MAX_TOKENS`` tokens and
+  a token at ``MAX_TOKEN`` characters, all in linear time.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+MAX_TEXT = 100_000  # characters of one record's text read; the rest is not indexed
+MAX_TOKENS = 4_000  # tokens of one record (PostgreSQL positions stop at 16,383)
+MAX_TOKEN = 40  # characters of one token (a longer "word" is a hash or a URL's tail)
+MAX_QUERY = 1_000  # characters of a query
+MAX_TERMS = 16  # words and phrases of a query
+# A shorter prefix expands to a large share of the vocabulary, which FTS5 merges whole.
+MIN_PREFIX = 3
+
+# Han (with extensions and compatibility ideographs), iteration marks, Hiragana, Katakana
+# (with the phonetic extensions), Hangul syllables and jamo.
+_CJK = (
+    "\u1100-\u11ff\u3005-\u3007\u3040-\u309f\u30a0-\u30ff\u3130-\u318f\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff"
+    "\U00020000-\U0003134f"
+)
+# A CJK run takes only the characters Python's Unicode tables call letters (a code point
+# not assigned yet is a separator, as for any other script).
+_TOKEN = re.compile(f"((?:(?=[{_CJK}])\\w)+)|([^\\W_{_CJK}]+)")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # after folding, ASCII text has no capitals
+_IS_CJK = re.compile(f"[{_CJK}]")
+# The diacritic blocks only: the marks of Indic scripts are letters' vowels, and the Kana
+# voicing marks (U+3099, U+309A) tell two letters apart.
+_DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def fold(text: str) -> str:
+    """The text as search compares it: NFKC, case folded, diacritics dropped."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if folded.isascii():
+        return folded
+    stripped = _DIACRITICS.sub("", unicodedata.normalize("NFD", folded))
+    return unicodedata.normalize("NFKC", stripped)
+
+
+def is_cjk(token: str) -> bool:
+    return _IS_CJK.match(token) is not None
+
+
+def tokens(text: str, limit: int = MAX_TOKENS) -> list[str]:
+    """The tokens of a text, in order, at most ``limit``."""
+    folded = fold(text[:MAX_TEXT])
+    if folded.isascii():  # most mail: no CJK run to cut, one C-level pass
+        found = _ASCII_WORD.findall(folded)
+        if len(found) > limit:
+            del found[limit:]
+        return [w if len(w) <= MAX_TOKEN else w[:MAX_TOKEN] for w in found]
+    out: list[str] = []
+    for run, word in _TOKEN.findall(folded):
+        if word:
+            out.append(word[:MAX_TOKEN])
+        elif len(run) == 1:
+            out.append(run)
+        else:
+            out.extend([run[i : i + 2] for i in range(len(run) - 1)])
+        if len(out) >= limit:
+            del out[limit:]
+            break
+    return out
+
+
+def index_terms(parts: list[str]) -> str:
+    """What the index stores for a record made of these texts: its tokens, space-separated
+    (both engines split it on spaces and nothing else)."""
+    found: list[str] = []
+    for part in parts:
+        if part and len(found) < MAX_TOKENS:
+            found.extend(tokens(part, MAX_TOKENS - len(found)))
+    return " ".join(found)
+
+
+class QueryError(ValueError):
+    """A query with nothing to look for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One thing to find: a token, or a phrase of tokens in a row; ``prefix``: the last
+    token may be the start of a longer one."""
+
+    tokens: tuple[str, ...]
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Every ``include`` term must be there and no ``exclude`` term may be."""
+
+    include: tuple[Term, ...]
+    exclude: tuple[Term, ...] = ()
+
+    def words(self) -> frozenset[str]:
+        """The tokens to mark in highlights (the last of a prefix term as a prefix)."""
+        return frozenset(t for term in self.include for t in term.tokens)
+
+    def prefixes(self) -> frozenset[str]:
+        return frozenset(term.tokens[-1] for term in self.include if term.prefix)
+
+
+# A quoted phrase (the closing quote may be missing), or a run of anything but spaces.
+_CHUNK = re.compile(r'(-?)"([^"]*)"?|(-?)(\S+)')
+
+
+def _term(text: str, *, quoted: bool) -> Term | None:
+    prefix = False
+    if not quoted and text.endswith("*"):
+        text, prefix = text.rstrip("*"), True
+    found = tokens(text, MAX_TERMS * 4)
+    if not found:
+        return None
+    if len(found) == 1 and len(found[0]) == 1 and is_cjk(found[0]):
+        # One CJK character: every pair it starts (the index holds pairs, not characters).
+        prefix = True
+    elif prefix and len(found[-1]) < MIN_PREFIX and not is_cjk(found[-1]):
+        raise QueryError(f"a prefix needs at least {MIN_PREFIX} letters: {text}*")
+    return Term(tuple(found), prefix)
+
+
+def parse_query(text: str) -> Query:
+    """Every word must match; ``"a phrase"`` in a row; ``word*`` a prefix; ``-word`` and
+    ``-"a phrase"`` exclude.  A word that folds into several tokens (``jane.doe@acme.com``,
+    ``报价单``) is a phrase of them.  Raises QueryError when nothing is left to find."""
+    include: list[Term] = []
+    exclude: list[Term] = []
+    for match in _CHUNK.finditer(text[:MAX_QUERY]):
+        if len(include) + len(exclude) >= MAX_TERMS:
+            break
+        quoted = match.group(2) is not None
+        negated = bool(match.group(1) if quoted else match.group(3))
+        body = match.group(2) if quoted else match.group(4)
+        term = _term(body, quoted=quoted)
+        if term is None:
+            continue
+        (exclude if negated else include).append(term)
+    if not include:
+        raise QueryError("the query has no word to look for")
+    return Query(tuple(dict.fromkeys(include)), tuple(dict.fromkeys(exclude)))
+
+
+def fts5_match(query: Query) -> str:
+    """The query in FTS5's syntax, over tokens stored with the ``ascii`` tokenizer."""
+
+    def one(term: Term) -> str:
+        return f'"{" ".join(term.tokens)}"' + ("*" if term.prefix else "")
+
+    found = " AND ".join(one(t) for t in query.include)
+    if query.exclude:
+        found = f"({found}) NOT ({' OR '.join(one(t) for t in query.exclude)})"
+    return found
+
+
+def tsquery(query: Query) -> str:
+    """The query as a PostgreSQL ``tsquery`` literal (read as it is: no parser, no
+    dictionary), over the same tokens."""
+
+    def one(term: Term) -> str:
+        quoted = [f"'{t}'" for t in term.tokens]
+        if term.prefix:
+            quoted[-1] += ":*"
+        return "(" + " <-> ".join(quoted) + ")"
+
+    parts = [one(t) for t in query.include] + [f"!{one(t)}" for t in query.exclude]
+    return " & ".join(parts)
+
+
+def tsvector(terms: str) -> str:
+    """Stored tokens as a PostgreSQL ``tsvector`` literal with their positions (from 1),
+    so that phrases match as in FTS5."""
+    positions: dict[str, list[str]] = {}
+    for i, token in enumerate(terms.split(), start=1):
+        positions.setdefault(token, []).append(str(i))
+    return " ".join(f"'{t}':{','.join(p)}" for t, p in positions.items())
+
+
+# Highlights -------------------------------------------------------------------------
+
+MARK_OPEN, MARK_CLOSE = "**", "**"
+FRAGMENT = 80  # characters around a match
+MAX_FRAGMENTS = 3
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _marks(text: str, query: Query) -> list[tuple[int, int]]:
+    """Spans of ``text`` where a token of the query is, in order."""
+    words, prefixes = query.words(), query.prefixes()
+    cjk_words = [w for w in words if is_cjk(w)]
+    spans: list[tuple[int, int]] = []
+    for match in _WORD.finditer(text[:MAX_TEXT]):
+        word = match.group()
+        folded = fold(word)
+        if is_cjk(folded) or _IS_CJK.search(folded):
+            # Kana and Han keep their length when folded: find each queried pair in place.
+            for pair in cjk_words:
+                start = folded.find(pair)
+                while start != -1 and len(folded) == len(word):
+                    spans.append((match.start() + start, match.start() + start + len(pair)))
+                    start = folded.find(pair, start + 1)
+            continue
+        found = tokens(word, 8)
+        if any(t in words or any(t.startswith(p) for p in prefixes) for t in found):
+            spans.append(match.span())
+        if len(spans) > 50:
+            break
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlights(texts: list[str], query: Query) -> list[str]:
+    """A few fragments of ``texts`` around the matches, each match as ``**match**``."""
+    out: list[str] = []
+    for text in texts:
+        if not text:
+            continue
+        spans = _marks(text, query)
+        i = 0
+        while i < len(spans) and len(out) < MAX_FRAGMENTS:
+            start = max(0, spans[i][0] - FRAGMENT // 2)
+            end = min(len(text), start + FRAGMENT)
+            inside = [s for s in spans[i:] if s[1] <= end]
+            if not inside:
+                inside, end = [spans[i]], spans[i][1]
+            pieces: list[str] = ["…" if start > 0 else ""]
+            cursor = start
+            for s, e in inside:
+                pieces += [text[cursor:s], MARK_OPEN, text[s:e], MARK_CLOSE]
+                cursor = e
+            pieces += [text[cursor:end], "…" if end < len(text) else ""]
+            out.append(" ".join("".join(pieces).split()))
+            i += len(inside)
+        if len(out) >= MAX_FRAGMENTS:
+            break
+    return out

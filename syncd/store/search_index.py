@@ -1,0 +1,369 @@
+"""The search index of records, kept in the records' own transactions.
+
+One row per record holds its tokens (``domain/search_text.index_terms``): on SQLite an
+FTS5 table (``tokenize='ascii'`` splits the stored tokens on spaces and leaves non-ASCII
+letters alone), on PostgreSQL a ``tsvector`` built from the same tokens as a literal (no
+parser, no dictionary) under a GIN index.  The objects differ per engine, so they are
+made here (``create``) and by migration 0023, not by ``schema/tables.py``; a record's
+deletion drops its row (a trigger on SQLite, a cascading key on PostgreSQL).
+
+Searching first bounds the work: the newest ``CANDIDATES`` matching records that pass the
+filters are taken (by id, from the index), then ranked.  A word in every record thus
+costs a few thousand index entries, never a million scores.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal,
+    literal_column,
+    select,
+    table,
+    text,
+)
+
+from syncd.domain.search_text import Query, fts5_match, index_terms, tsquery, tsvector
+from syncd.schema.tables import participants, record_customers, records
+from syncd.store.sql import chunks
+
+INDEX = "record_search"
+# The SQL function (registered on every SQLite connection syncd opens, store/database.py)
+# that reads a record's stored tokens back.
+INFLATE = "syncd_search_terms"
+CANDIDATES = 1_000  # matching records ranked per query, newest first
+# A customer, contact or owner with at most this many records is searched from its
+# records (the index is probed per record); above it, from the index's newest matches.
+NARROW = 20_000
+
+# SQLite: a contentless FTS5 table (the index alone, about the size of the text), and each
+# record's tokens compressed beside it: FTS5 needs them to delete the record's entries, and
+# the tokens of Chinese pairs are twice the text.
+_SQLITE_CREATE = (
+    f"CREATE VIRTUAL TABLE {INDEX} USING fts5(terms, content='', tokenize='ascii')",
+    f"CREATE TABLE {INDEX}_terms (record_id INTEGER PRIMARY KEY, terms BLOB NOT NULL)",
+    # Every way a record leaves (forget, a logged record deleted): its entries leave too.
+    f"CREATE TRIGGER {INDEX}_record_deleted AFTER DELETE ON records BEGIN "
+    f"INSERT INTO {INDEX} ({INDEX}, rowid, terms) SELECT 'delete', record_id, "
+    f"{INFLATE}(terms) FROM {INDEX}_terms WHERE record_id = old.id; "
+    f"DELETE FROM {INDEX}_terms WHERE record_id = old.id; END",
+)
+_POSTGRES_CREATE = (
+    f"CREATE TABLE {INDEX} (record_id INTEGER PRIMARY KEY "
+    "REFERENCES records (id) ON DELETE CASCADE, terms TSVECTOR NOT NULL)",
+    f"CREATE INDEX ix_{INDEX}_terms ON {INDEX} USING gin (terms)",
+)
+
+
+def is_index_object(name: str | None) -> bool:
+    """Whether a table or index belongs to the search index (not in ``schema/tables.py``:
+    FTS5's own tables exist on SQLite only)."""
+    return name is not None and (name.startswith(INDEX) or name.startswith(f"ix_{INDEX}"))
+
+
+def create(conn: Connection) -> None:
+    """Make the index's tables (empty)."""
+    for statement in _SQLITE_CREATE if _sqlite(conn) else _POSTGRES_CREATE:
+        conn.exec_driver_sql(statement)
+
+
+def drop(conn: Connection) -> None:
+    if _sqlite(conn):
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {INDEX}_record_deleted")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}_terms")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}")
+
+
+def pack(terms: str) -> bytes:
+    return zlib.compress(terms.encode(), 6)
+
+
+def unpack(packed: bytes) -> str:
+    """``INFLATE``: stored tokens as FTS5 indexed them."""
+    return zlib.decompress(packed).decode()
+
+
+def clear(conn: Connection) -> None:
+    """Empty the index."""
+    if _sqlite(conn):
+        conn.exec_driver_sql(f"INSERT INTO {INDEX} ({INDEX}) VALUES ('delete-all')")
+        conn.exec_driver_sql(f"DELETE FROM {INDEX}_terms")
+    else:
+        conn.exec_driver_sql(f"DELETE FROM {INDEX}")
+
+
+def _sqlite(conn: Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+# Writing --------------------------------------------------------------------------------
+
+
+def record_parts(record: Mapping[str, Any], people: Iterable[Mapping[str, Any]] = ()) -> list[str]:
+    """The texts of a record search sees, in order: subject, participants' names and
+    addresses, organizer and location, then the body as far as it is kept (the body with
+    ``store = "full"``, else the snippet; none with ``"metadata"``)."""
+    parts: list[str] = [record.get("subject") or ""]
+    for person in people:
+        parts += [person.get("name") or "", person["address"]]
+    parts += [record.get("organizer") or "", record.get("location") or ""]
+    parts.append(record.get("body") or record.get("snippet") or "")
+    return parts
+
+
+def add(conn: Connection, terms: Mapping[int, str]) -> None:
+    """Index records not indexed yet: {record id: index_terms}."""
+    if not terms:
+        return
+    if _sqlite(conn):
+        rows = list(terms.items())
+        conn.exec_driver_sql(f"INSERT INTO {INDEX} (rowid, terms) VALUES (?, ?)", rows)
+        conn.exec_driver_sql(
+            f"INSERT INTO {INDEX}_terms (record_id, terms) VALUES (?, ?)",
+            [(rid, pack(t)) for rid, t in rows],
+        )
+        return
+    for part in chunks(sorted(terms)):
+        conn.execute(
+            text(
+                f"INSERT INTO {INDEX} (record_id, terms) SELECT i, CAST(t AS tsvector) "
+                "FROM unnest(CAST(:ids AS integer[]), CAST(:ts AS text[])) AS u(i, t) "
+                # Two daemons re-indexing one meeting (each rep's calendar shows it): the
+                # later one's tokens stand, instead of a key violation failing its batch.
+                "ON CONFLICT (record_id) DO UPDATE SET terms = excluded.terms"
+            ),
+            {"ids": list(part), "ts": [tsvector(terms[i]) for i in part]},
+        )
+
+
+def unindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
+    """Drop these records from the index."""
+    table_ = f"{INDEX}_terms" if _sqlite(conn) else INDEX
+    for part in chunks(sorted(set(record_ids))):
+        ids = {"ids": list(part)}
+        if _sqlite(conn):
+            stored = conn.execute(
+                text(f"SELECT record_id, terms FROM {table_} WHERE record_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                ids,
+            ).all()
+            if stored:
+                conn.exec_driver_sql(
+                    f"INSERT INTO {INDEX} ({INDEX}, rowid, terms) VALUES ('delete', ?, ?)",
+                    [(rid, unpack(packed)) for rid, packed in stored],
+                )
+        conn.execute(
+            text(f"DELETE FROM {table_} WHERE record_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            ids,
+        )
+
+
+def current_terms(conn: Connection, record_ids: list[int]) -> dict[int, str]:
+    """{id: index_terms} of the stored records among ``record_ids``, read from the database."""
+    found: dict[int, dict[str, Any]] = {}
+    people: dict[int, list[Mapping[str, Any]]] = {}
+    for part in chunks(sorted(set(record_ids))):
+        for row in conn.execute(
+            select(
+                records.c.id, records.c.subject, records.c.snippet, records.c.body,
+                records.c.organizer, records.c.location,
+            ).where(records.c.id.in_(part))
+        ).mappings():  # fmt: skip
+            found[row["id"]] = dict(row)
+        for row in conn.execute(
+            select(participants.c.record_id, participants.c.name, participants.c.address)
+            .where(participants.c.record_id.in_(part))
+            .order_by(participants.c.id)
+        ).mappings():
+            people.setdefault(row["record_id"], []).append(dict(row))
+    return {rid: index_terms(record_parts(row, people.get(rid, ()))) for rid, row in found.items()}
+
+
+def reindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
+    """Index these records as they are stored now; an id with no record leaves the index."""
+    for part in chunks(sorted(set(record_ids))):
+        unindex_records(conn, part)
+        add(conn, current_terms(conn, list(part)))
+
+
+def rebuild(conn: Connection, *, batch: int = 5_000) -> int:
+    """Index every record afresh (``syncd db reindex``, migration 0023); returns how many."""
+    clear(conn)
+    done, last = 0, 0
+    while True:
+        ids = list(
+            conn.scalars(
+                select(records.c.id).where(records.c.id > last).order_by(records.c.id).limit(batch)
+            )
+        )
+        if not ids:
+            break
+        add(conn, current_terms(conn, ids))
+        done, last = done + len(ids), ids[-1]
+    merge(conn)
+    return done
+
+
+def merge(conn: Connection) -> None:
+    """On SQLite, merge FTS5's segments into one: the entries of deleted or rewritten rows
+    leave the file (with ``secure_delete``, their pages are zeroed)."""
+    if _sqlite(conn):
+        conn.exec_driver_sql(f"INSERT INTO {INDEX} ({INDEX}) VALUES ('optimize')")
+
+
+# Searching ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    customer_id: int | None = None
+    contact_address: str | None = None
+    owner: str | None = None
+    kinds: tuple[str, ...] = ()
+    since: datetime | None = None  # occurred_at >= since
+    before: datetime | None = None  # occurred_at < before
+
+
+_FTS = table(INDEX, column("rowid", Integer), column("terms"))
+_PG = table(INDEX, column("record_id", Integer), column("terms"))
+
+
+def _narrow(filters: Filters) -> Select[Any] | None:
+    """The ids of the one narrow filter's records (customer, contact or owner), if any."""
+    if filters.customer_id is not None:
+        rc = record_customers.c
+        return select(rc.record_id).where(rc.customer_id == filters.customer_id)
+    if filters.contact_address is not None:
+        p = participants.c
+        return select(p.record_id).where(p.address == filters.contact_address)
+    if filters.owner is not None:
+        return select(records.c.id).where(records.c.owner == filters.owner)
+    return None
+
+
+def _filtered(query: Select[Any], key: Any, filters: Filters) -> Select[Any]:
+    if filters.customer_id is not None:
+        rc = record_customers.c
+        query = query.where(
+            key.in_(select(rc.record_id).where(rc.customer_id == filters.customer_id))
+        )
+    if filters.contact_address is not None:
+        p = participants.c
+        query = query.where(
+            key.in_(select(p.record_id).where(p.address == filters.contact_address))
+        )
+    wanted = []
+    if filters.owner is not None:
+        wanted.append(records.c.owner == filters.owner)
+    if filters.kinds:
+        wanted.append(records.c.kind.in_(filters.kinds))
+    if filters.since is not None:
+        wanted.append(records.c.occurred_at >= filters.since)
+    if filters.before is not None:
+        wanted.append(records.c.occurred_at < filters.before)
+    if wanted:
+        query = query.join(records, records.c.id == key).where(*wanted)
+    return query
+
+
+def search(
+    conn: Connection, query: Query, filters: Filters = Filters(), *, limit: int = 20
+) -> list[tuple[int, float]]:
+    """(record id, score) of the best matches, best first, the newest first among equals;
+    among the newest ``CANDIDATES`` matching records that pass the filters."""
+    scored = _candidates(conn, query, filters, CANDIDATES)
+    if not scored:
+        return []
+    when = dict(
+        conn.execute(
+            select(records.c.id, records.c.occurred_at).where(records.c.id.in_(sorted(scored)))
+        ).all()
+    )
+    # An id without a record (an entry a deletion outside syncd left behind) is not shown.
+    alive = [i for i in scored if i in when]
+    ranked = sorted(alive, key=lambda i: (-round(scored[i], 6), -when[i].timestamp(), -i))
+    return [(i, round(scored[i], 6)) for i in ranked[:limit]]
+
+
+def matching_ids(conn: Connection, query: Query, filters: Filters = Filters()) -> set[int]:
+    """Every matching record's id, unbounded (forget's sweep, the engines' tests)."""
+    return set(_candidates(conn, query, filters, None))
+
+
+def _candidates(
+    conn: Connection, query: Query, filters: Filters, cap: int | None
+) -> dict[int, float]:
+    if _sqlite(conn):
+        return _sqlite_candidates(conn, query, filters, cap)
+    return _postgres_candidates(conn, query, filters, cap)
+
+
+def _sqlite_candidates(
+    conn: Connection, query: Query, filters: Filters, cap: int | None
+) -> dict[int, float]:
+    match = literal_column(INDEX).op("MATCH")(fts5_match(query))
+    stmt: Select[Any] = (
+        select(_FTS.c.rowid, func.bm25(literal_column(INDEX))).select_from(_FTS).where(match)
+    )
+    narrow = _narrow(filters)
+    if narrow is not None and _small(conn, narrow):
+        # Probe the index once per record of the filter: a common word costs no scan.
+        stmt = stmt.where(_FTS.c.rowid.in_(narrow))
+    stmt = _filtered(stmt, _FTS.c.rowid, filters).order_by(_FTS.c.rowid.desc())
+    if cap is not None:
+        stmt = stmt.limit(cap)
+    # bm25 is lower for better matches.
+    return {int(row[0]): -float(row[1]) for row in conn.execute(stmt)}
+
+
+def _small(conn: Connection, narrow: Select[Any]) -> bool:
+    counted = select(func.count()).select_from(narrow.limit(NARROW + 1).subquery())
+    return (conn.scalar(counted) or 0) <= NARROW
+
+
+def _postgres_candidates(
+    conn: Connection, query: Query, filters: Filters, cap: int | None
+) -> dict[int, float]:
+    # Imported here: the PostgreSQL dialect costs a command on SQLite part of its start-up.
+    from sqlalchemy.dialects.postgresql import TSQUERY
+
+    wanted = cast(literal(tsquery(query)), TSQUERY)
+    stmt = select(_PG.c.record_id).where(_PG.c.terms.op("@@")(wanted))
+    stmt = _filtered(stmt, _PG.c.record_id, filters).order_by(_PG.c.record_id.desc())
+    if cap is not None:
+        stmt = stmt.limit(cap)
+    ids = list(conn.scalars(stmt))
+    scores: dict[int, float] = {}
+    for part in chunks(ids):
+        rank = func.ts_rank(_PG.c.terms, wanted)
+        scores.update(
+            conn.execute(select(_PG.c.record_id, rank).where(_PG.c.record_id.in_(part))).all()
+        )
+    return scores
+
+
+def index_size(conn: Connection) -> int:
+    """Bytes the index takes on disk (its tables and indexes)."""
+    if _sqlite(conn):
+        return int(
+            conn.scalar(
+                text("SELECT sum(pgsize) FROM dbstat WHERE name LIKE :n"), {"n": f"{INDEX}%"}
+            )
+            or 0
+        )
+    return int(conn.scalar(text(f"SELECT pg_total_relation_size('{INDEX}')")) or 0)
