@@ -164,3 +164,35 @@ def test_metadata_mode_indexes_no_body_and_reindex_rebuilds(world: World) -> Non
     assert "1 record(s)" in world.cli("db", "reindex").stdout
     assert [r["subject"] for r in _search(world, "renewal")] == ["Renewal"]
     assert _search(world, "discount") == []
+
+
+def test_logged_calls_visits_and_notes_are_found_edited_and_deleted(world: World) -> None:
+    """A logged record enters the index in the transaction that writes it, follows its edits
+    and leaves with its deletion, and an import is searchable at once."""
+    world.rep("alice")
+    world.customers(CUSTOMERS_CSV)
+
+    def add(*args: str) -> int:
+        out = world.cli("records", "add", "--owner", "alice@example.com", *args, "--json")
+        return int(json.loads(out.stdout)["id"])
+
+    call = add("--kind", "call", "--contact", "wile@acme.com", "--subject", "Price call",
+               "--body", "客户拜访记录: 讨论了报价", "--duration", "15m")  # fmt: skip
+    visit = add("--kind", "visit", "--customer", "Globex", "--subject", "Site visit",
+                "--location", "Springfield plant")  # fmt: skip
+    assert [r["id"] for r in _search(world, "拜访")] == [call]
+    assert [r["id"] for r in _search(world, "springfield")] == [visit]
+    assert [r["id"] for r in _search(world, "wile@acme.com", "--kind", "call")] == [call]
+    world.cli("records", "edit", str(call), "--body", "Discussed the renewal")
+    assert _search(world, "拜访") == []
+    assert [r["id"] for r in _search(world, "renewal")] == [call]
+    world.cli("records", "delete", str(call), "--yes")
+    assert _search(world, "renewal") == []
+    calls = world.tmp / "calls.csv"
+    calls.write_text(
+        "kind,occurred_at,owner,customer,contact_email,direction,duration_seconds,outcome,"
+        "location,subject,body,external_id\n"
+        "note,2024-06-03T09:00:00Z,alice@example.com,Globex,,,,,,Café notes,crème brûlée,n-1\n"
+    )
+    world.cli("records", "import", str(calls))
+    assert [r["subject"] for r in _search(world, "creme brulee")] == ["Café notes"]

@@ -1,7 +1,7 @@
 """the search index of records (SQLite FTS5, PostgreSQL tsvector + GIN), filled
 
 Revision ID: 0023
-Revises: 0018
+Revises: 0020
 
 The index's objects differ per engine, so store/search_index.py makes them (and keeps
 them out of schema/tables.py); existing records are indexed here, in the migration's
@@ -15,7 +15,7 @@ from alembic import op
 from syncd.store import search_index
 
 revision = "0023"
-down_revision = "0018"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
