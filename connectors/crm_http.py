@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -145,7 +144,9 @@ class JsonHttp:
                 # A kept-alive connection the server closed meanwhile: once more on a new one.
                 self.close()
                 if fresh:
-                    raise TransientError(f"{where}: connection lost ({type(err).__name__})") from None
+                    raise TransientError(
+                        f"{where}: connection lost ({type(err).__name__})"
+                    ) from None
                 continue
             except ConnectionRefusedError:
                 self.close()
@@ -158,7 +159,7 @@ class JsonHttp:
                     f"{where}: the server's TLS certificate is not trusted",
                     hint="fix the certificate, or name the CA that signed it in ca_file",
                 ) from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self.close()
                 raise TransientError(f"{where}: timed out") from None
             except (OSError, http.client.HTTPException) as err:

@@ -21,6 +21,14 @@ class Refused(Exception):
     answer: str
 
 
+class NotYet(Exception):
+    """The CRM cannot take the object yet (a meeting in the future): try after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"not before {seconds:.0f} s")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a record or task is attached to in the CRM (ids in the CRM)."""
@@ -59,7 +67,7 @@ class Crm(Protocol):
 
     def find_account(self, name: str) -> str | None: ...
 
-    def find_copy(self, crm_type: str, marker: str) -> str | None:
+    def find_copy(self, crm_type: str, marker: str, target: Target, title: str = "") -> str | None:
         """The id of an object an earlier, interrupted push created with ``marker``."""
         ...
 

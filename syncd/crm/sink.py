@@ -15,7 +15,6 @@ ever holds its own sink's thread.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,10 +23,10 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CrmConfig
-from syncd.crm.base import Crm, DirectoryEntry, Pushed, Refused, Target
+from syncd.crm.base import Crm, DirectoryEntry, NotYet, Pushed, Refused, Target
 from syncd.crm.render import render_records, render_tasks
 from syncd.domain.directory_file import parse_directory
-from syncd.errors import CredentialsError, RemoteError, SyncdError, TransientError, describe
+from syncd.errors import RemoteError, describe
 from syncd.store import crm_queue as queue
 from syncd.store.directory_mirror import import_directory
 from syncd.store.tasks import set_status
@@ -73,7 +72,7 @@ class CrmSink:
         self.crm = crm
         self.daemon_id = daemon_id
         self.installation = installation
-        self.rng = random.Random()
+        self.rng = random.Random()  # noqa: S311 (jitter, not secrets)
         self._contacts: dict[str, str | None] = {}  # address -> CRM contact id (looked up)
         self._accounts: dict[str, str | None] = {}
 
@@ -115,7 +114,12 @@ class CrmSink:
             people = queue.crm_ids(
                 conn,
                 self.name,
-                [f"contact:{p['contact_id']}" for r in recs.values() for p in r["participants"] if p["contact_id"]]
+                [
+                    f"contact:{p['contact_id']}"
+                    for r in recs.values()
+                    for p in r["participants"]
+                    if p["contact_id"]
+                ]
                 + [f"customer:{c['id']}" for r in recs.values() for c in r["customers"]]
                 + [f"customer:{t['customer_id']}" for t in tks.values() if t["customer_id"]],
             )
@@ -145,18 +149,21 @@ class CrmSink:
                 out.failed += 1
                 continue
             except RemoteError as err:
-                delay = backoff(
-                    claim.attempts, getattr(err, "retry_after", None), self.rng
-                )
+                delay = backoff(claim.attempts, getattr(err, "retry_after", None), self.rng)
                 with self.engine.begin() as conn:
-                    queue.retry(conn, self.name, claim, delay=delay, status=None, error=describe(err))
+                    queue.retry(
+                        conn, self.name, claim, delay=delay, status=None, error=describe(err)
+                    )
                     queue.note_error(conn, self.name, describe(err))
                 out.retried += 1
                 out.errors.append(describe(err))
-                if isinstance(err, (TransientError, CredentialsError)) or True:
-                    # The next subjects would meet the same CRM: leave them for later.
-                    self._release_rest(claims, claim)
-                    break
+                # The next subjects would meet the same CRM: they wait for its backoff too.
+                self._release_rest(claims, claim, delay)
+                break
+            except NotYet as wait:
+                with self.engine.begin() as conn:
+                    queue.retry(conn, self.name, claim, delay=wait.seconds, status=None, error="")
+                continue
             with self.engine.begin() as conn:
                 if result is None:
                     queue.forget_object(conn, self.name, claim.subject)
@@ -175,13 +182,11 @@ class CrmSink:
                 out.pushed += 1
         return out
 
-    def _release_rest(self, claims: list[queue.Claim], failed: queue.Claim) -> None:
+    def _release_rest(self, claims: list[queue.Claim], failed: queue.Claim, delay: float) -> None:
         rest = claims[claims.index(failed) + 1 :]
         with self.engine.begin() as conn:
             for claim in rest:
-                queue.retry(
-                    conn, self.name, claim, delay=0.0, status=None, error="waiting for the CRM"
-                )
+                queue.release(conn, self.name, claim, delay=delay)
 
     def _push_one(
         self,
@@ -199,7 +204,8 @@ class CrmSink:
             target = Target(account=account[1] if account else self._account(item["customer"]))
         if previous is None and claim.epoch > 1:
             # Claimed before: that push may have created the copy and died before committing.
-            found = self.crm.find_copy("interaction" if kind == "record" else "task", mark)
+            crm_type = "interaction" if kind == "record" else "task"
+            found = self.crm.find_copy(crm_type, mark, target, str(item.get("title") or ""))
             if found is not None:
                 previous = Pushed("interaction" if kind == "record" else "task", found, None)
         if kind == "record":
@@ -221,7 +227,9 @@ class CrmSink:
             account = mapped[1] if mapped else self._account(c["name"])
             if account is not None:
                 break
-        return Target(contact=contacts[0] if contacts else None, account=account, contacts=tuple(contacts))
+        return Target(
+            contact=contacts[0] if contacts else None, account=account, contacts=tuple(contacts)
+        )
 
     def _contact(self, address: str) -> str | None:
         if address not in self._contacts:
@@ -241,12 +249,13 @@ class CrmSink:
         """Tasks completed or deleted in the CRM come back done or dismissed; the number closed."""
         with self.engine.connect() as conn:
             mapped = queue.objects_of_type(conn, self.name, "task")
-            open_ids = {
-                int(s[5:]): crm_id
-                for s, (crm_id, _) in mapped.items()
-            }
+            open_ids = {int(s[5:]): crm_id for s, (crm_id, _) in mapped.items()}
             live = render_tasks(conn, list(open_ids))
-        wanted = {tid: crm_id for tid, crm_id in open_ids.items() if tid in live and live[tid]["status"] in ("open", "snoozed")}
+        wanted = {
+            tid: crm_id
+            for tid, crm_id in open_ids.items()
+            if tid in live and live[tid]["status"] in ("open", "snoozed")
+        }
         if not wanted:
             return 0
         states = self.crm.task_states(list(wanted.values()))
@@ -333,12 +342,3 @@ def _map_directory(conn: Any, crm: str, entries: list[DirectoryEntry]) -> None:
             )
             if contact_id is not None:
                 queue.remember(conn, crm, f"contact:{contact_id}", "contact", crm_id)
-
-
-class SinkError(SyncdError):
-    pass
-
-
-def timed(fn: Any) -> tuple[Any, float]:
-    start = time.monotonic()
-    return fn(), time.monotonic() - start

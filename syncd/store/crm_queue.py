@@ -80,10 +80,10 @@ def take_new(
     for ev in found:
         if not ev.subject.startswith(prefixes):
             continue
-        # `since` keeps old records out; their deletion still goes (it has no time of its own).
-        if start is not None and ev.occurred_at is not None and ev.occurred_at < start:
-            if ev.type.endswith(".created"):
-                continue
+        # `since` keeps old records out (a deletion goes: it only removes what was pushed).
+        old = start is not None and ev.occurred_at is not None and ev.occurred_at < start
+        if old and ev.type != "record.deleted":
+            continue
         newest[ev.subject] = ev.id
     now = db_now(conn)
     upsert(
@@ -191,6 +191,20 @@ def retry(
     return bool(moved.rowcount)
 
 
+def release(conn: Connection, name: str, claim: Claim, *, delay: float) -> bool:
+    """Give a claim back untried (its attempts unchanged), due after ``delay`` seconds."""
+    moved = conn.execute(
+        update(D)
+        .where(_held(name, claim))
+        .values(
+            next_attempt_at=db_now(conn) + timedelta(seconds=delay),
+            claimed_by=None,
+            claimed_until=None,
+        )
+    )
+    return bool(moved.rowcount)
+
+
 def fail(conn: Connection, name: str, claim: Claim, *, status: int | None, error: str) -> bool:
     """Refused by the CRM: failed alone, with its answer, until the subject changes again."""
     moved = conn.execute(
@@ -288,7 +302,9 @@ def forget_object(conn: Connection, name: str, subject: str) -> None:
     conn.execute(delete(O).where(O.c.crm == name, O.c.subject == subject))
 
 
-def objects_of_type(conn: Connection, name: str, crm_type: str) -> dict[str, tuple[str, str | None]]:
+def objects_of_type(
+    conn: Connection, name: str, crm_type: str
+) -> dict[str, tuple[str, str | None]]:
     """``subject -> (crm_id, remote_state)`` of every mapped object of one CRM type."""
     return {
         row.subject: (row.crm_id, row.remote_state)

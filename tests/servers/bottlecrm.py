@@ -10,16 +10,14 @@ server away and bring it back on the same port (a CRM that is down for a while).
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from syncd.connectors.crm_http import JsonHttp
 from tests.servers.ports import free_port, stop_process, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,19 +144,11 @@ class BottleCrm:
     # --- looking at what arrived, as a person would in the CRM -------------------------------
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={
-                "Authorization": f"Bearer {self.token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
-        )
+        """A request as the CRM's own API user; the parsed answer, AssertionError unless 2xx."""
+        http = JsonHttp(self.url, self.token, timeout=30, what="bottlecrm")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as err:
-            raise AssertionError(f"{method} {path}: {err.code} {err.read()[:500]!r}") from None
-        return json.loads(raw) if raw else None
+            answer = http.once(method, path, body=body)
+        finally:
+            http.close()
+        assert answer.ok, f"{method} {path}: {answer.said()}"
+        return answer.body

@@ -49,9 +49,7 @@ def upgrade() -> None:
         sa.Column("epoch", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("crm", "subject", name=op.f("pk_crm_deliveries")),
     )
-    op.create_index(
-        "ix_crm_deliveries_due", "crm_deliveries", ["crm", "state", "next_attempt_at"]
-    )
+    op.create_index("ix_crm_deliveries_due", "crm_deliveries", ["crm", "state", "next_attempt_at"])
     op.create_table(
         "crm_objects",
         sa.Column("crm", sa.String(length=100), nullable=False),
