@@ -66,10 +66,17 @@ class BottleCrmApi:
         return self.http.get(f"/api/tasks/{crm_id}/")
 
     def tasks_titled(self, title: str) -> list[dict[str, Any]]:
+        """Tasks whose title contains ``title``, each read whole (the list has no
+        description, where the marker is)."""
         answer = self.http.get("/api/tasks/", {"title": title, "limit": PAGE})
         if not answer.ok or not isinstance(answer.body, dict):
             return []
-        return list(answer.body.get("tasks") or [])
+        out = []
+        for row in answer.body.get("tasks") or []:
+            whole = self.get_task(str(row["id"]))
+            if whole.ok and isinstance(whole.body, dict):
+                out.append(whole.body.get("task_obj") or {})
+        return out
 
     # --- directory ----------------------------------------------------------------------------
 
@@ -107,17 +114,10 @@ class BottleCrmApi:
             out.extend(fresh)
             offset += len(page)
 
-    def me(self) -> Answer:
-        return self.http.get("/api/profile/")
-
 
 def _accounts(answer: Answer) -> list[dict[str, Any]]:
     if not answer.ok or not isinstance(answer.body, dict):
         return []
-    body = answer.body
-    found: list[dict[str, Any]] = []
-    for key in ("active_accounts", "closed_accounts"):
-        part = body.get(key)
-        if isinstance(part, dict):
-            found.extend(part.get("open_accounts") or part.get("close_accounts") or [])
-    return found or list(body.get("results") or [])
+    # Active accounts only: one made inactive there is archived here.
+    active = answer.body.get("active_accounts")
+    return list(active.get("open_accounts") or []) if isinstance(active, dict) else []

@@ -177,8 +177,9 @@ def _read_bounded(response: http.client.HTTPResponse, deadline: float, where: st
     while True:
         if time.monotonic() > deadline:
             raise TimeoutError
-        chunk = response.read1(65536)
+        chunk = response.read1(65536) if response.length != 0 else b""
         if not chunk:
+            response.read()  # marks the answer done, so the connection can be used again
             return b"".join(parts)
         size += len(chunk)
         if size > MAX_ANSWER:

@@ -38,3 +38,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
   touch "$stamp"
 fi
+
+# The real BottleCRM the CRM connector's tests run against: a Python 3.12 virtualenv under
+# /var/cache/syncd-test/bottlecrm and a migrated template database, made once per machine
+# (a few minutes the first time; instant while the package version is unchanged).
+bash scripts/prepare-bottlecrm.sh

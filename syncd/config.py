@@ -588,6 +588,9 @@ class WebhookConfig(_Strict):
         return parse_duration(self.retry_for)
 
 
+_BOTH: list[Literal["records", "tasks"]] = ["records", "tasks"]
+
+
 class CrmConfig(_Strict):
     """One [[crm]]: a CRM syncd writes its records and tasks into through the CRM's REST API,
     and whose accounts and contacts may be syncd's customer directory (syncd/crm/)."""
@@ -599,7 +602,7 @@ class CrmConfig(_Strict):
     token_file: str | None = None
     token_env: str | None = None
     token_command: str | None = None
-    push: list[Literal["records", "tasks"]] = Field(default_factory=lambda: ["records", "tasks"])
+    push: list[Literal["records", "tasks"]] = Field(default_factory=lambda: list(_BOTH))
     directory: bool = False  # the CRM's accounts and contacts are syncd's customer directory
     since: date | None = None  # records that occurred earlier are not pushed
     interval: Annotated[float, Field(ge=1, le=86400)] = 300.0  # seconds between pulls

@@ -37,10 +37,10 @@ def render_records(conn: Connection, ids: Iterable[int]) -> dict[int, dict[str, 
     wanted = sorted(set(ids))
     shaped = {row["id"]: dict(row) for row in records_by_id(conn, wanted)}
     for part in chunks(list(shaped)):
-        for row in conn.execute(select(*_LOGGED).where(records.c.id.in_(list(part)))):
-            shaped[row.id].update(row._mapping)
-    for row in shaped.values():
-        row["occurred_at"] = iso(row["occurred_at"])
+        for logged in conn.execute(select(*_LOGGED).where(records.c.id.in_(list(part)))):
+            shaped[logged.id].update(logged._mapping)
+    for record in shaped.values():
+        record["occurred_at"] = iso(record["occurred_at"])
     return shaped
 
 

@@ -321,7 +321,7 @@ def objects_of_type(
 
 def summary(conn: Connection, name: str) -> dict[str, Any]:
     row = conn.execute(select(E).where(E.c.name == name)).one_or_none()
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
             select(D.c.state, func.count()).where(D.c.crm == name).group_by(D.c.state)
         ).all()

@@ -38,7 +38,7 @@ profile = Profile.objects.create(
     has_marketing_access=True, is_active=True,
 )
 made = PersonalAccessToken.generate(profile, "syncd-tests")
-raw = made[1] if isinstance(made, tuple) else made
+raw = made[0] if isinstance(made, tuple) else made
 print("TOKEN=" + str(raw))
 """
 
