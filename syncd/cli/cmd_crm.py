@@ -112,9 +112,9 @@ def sync(app: App, name: str, as_json: bool) -> None:
         click.echo(
             f"{name}: {done['pushed']} pushed, {done['deleted']} deleted, "
             f"{done['failed']} refused, {done['retried']} to retry"
-            + (f", {done['tasks_closed']} tasks closed" if "tasks_closed" in done else "")
+            + (f", {done['tasks_closed']} tasks closed" if done.get("tasks_closed") else "")
         )
         for error in done["errors"]:
             click.echo(f"  {error}")
-    if done["retried"]:
+    if done["retried"] or done["errors"]:
         raise SystemExit(1)

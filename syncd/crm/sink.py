@@ -287,10 +287,11 @@ class CrmSink:
         return imported.counts
 
     def sync(self) -> dict[str, Any]:
-        """`syncd crm sync`: pull the directory, push what is pending now, pull the tasks."""
-        out: dict[str, Any] = {}
+        """`syncd crm sync`: pull the directory, push what is pending now, pull the tasks.
+        A CRM that cannot be reached fails each step alone, with its error in ``errors``."""
+        out: dict[str, Any] = {"errors": []}
         if self.config.directory:
-            out["directory"] = self.pull_directory()
+            out["directory"] = self._step(out, self.pull_directory)
         with self.engine.begin() as conn:
             queue.make_due(conn, self.name)
         done = self.push()
@@ -298,10 +299,20 @@ class CrmSink:
         out["deleted"] = done.deleted
         out["failed"] = done.failed
         out["retried"] = done.retried
-        out["errors"] = done.errors[:5]
+        out["errors"] += done.errors[:5]
         if "tasks" in self.config.push:
-            out["tasks_closed"] = self.pull_tasks()
+            out["tasks_closed"] = self._step(out, self.pull_tasks)
         return out
+
+    def _step(self, out: dict[str, Any], step: Any) -> Any:
+        try:
+            return step()
+        except (RemoteError, Refused) as err:
+            said = describe(err) if isinstance(err, RemoteError) else err.answer
+            with self.engine.begin() as conn:
+                queue.note_error(conn, self.name, said)
+            out["errors"].append(said)
+            return None
 
 
 def directory_csv(entries: list[DirectoryEntry]) -> str:
