@@ -15,6 +15,7 @@ ever holds its own sink's thread.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,7 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CrmConfig
+from syncd.connectors.crm_http import deadline_for
 from syncd.crm.base import Crm, DirectoryEntry, NotYet, Pushed, Refused, Target
 from syncd.crm.render import render_records, render_tasks
 from syncd.domain.directory_file import parse_directory
@@ -33,8 +35,15 @@ from syncd.store.tasks import set_status
 
 log = structlog.get_logger("syncd.crm")
 
-LEASE = timedelta(seconds=120)
-BATCH = 100
+BATCH = 50
+
+
+def lease_for(config: CrmConfig) -> timedelta:
+    """Claims are renewed while a batch is pushed (every third of a lease), so a lease only
+    has to outlast one request: a daemon killed mid-push holds its subjects this long."""
+    return timedelta(seconds=max(10.0, 2 * deadline_for(config.timeout)))
+
+
 BACKOFF_BASE = 5.0  # seconds, doubled per failed attempt
 BACKOFF_CAP = 3600.0
 
@@ -72,6 +81,7 @@ class CrmSink:
         self.crm = crm
         self.daemon_id = daemon_id
         self.installation = installation
+        self.lease = lease_for(config)
         self.rng = random.Random()  # noqa: S311 (jitter, not secrets)
         self._contacts: dict[str, str | None] = {}  # address -> CRM contact id (looked up)
         self._accounts: dict[str, str | None] = {}
@@ -92,7 +102,7 @@ class CrmSink:
                 while queue.take_new(conn, self.name, self.config.push, self.config.since):
                     pass
             with self.engine.begin() as conn:
-                claims = queue.claim(conn, self.name, self.daemon_id, limit=limit, lease=LEASE)
+                claims = queue.claim(conn, self.name, self.daemon_id, limit=limit, lease=self.lease)
             if not claims:
                 break
             done = self._push_claims(claims)
@@ -128,7 +138,12 @@ class CrmSink:
                 for s, (_, st) in queue.objects_of_type(conn, self.name, "interaction").items()
                 if s in known
             }
-        for claim in claims:
+        renewed = time.monotonic()
+        for n, claim in enumerate(claims):
+            if time.monotonic() - renewed > self.lease.total_seconds() / 3:
+                with self.engine.begin() as conn:
+                    queue.renew(conn, self.name, claims[n:], lease=self.lease)
+                renewed = time.monotonic()
             kind, _, raw_id = claim.subject.partition(":")
             item = recs.get(int(raw_id)) if kind == "record" else tks.get(int(raw_id))
             had = known.get(claim.subject)

@@ -154,6 +154,15 @@ def claim(
     return [Claim(r.subject, r.event_id, r.epoch + 1, r.attempts, r.queued_at) for r in rows]
 
 
+def renew(conn: Connection, name: str, claims: Iterable[Claim], *, lease: timedelta) -> None:
+    """Extend the claims still held (same epoch) to the database's ``now + lease``: a batch
+    being pushed stays this daemon's while it works through it, and a daemon killed
+    mid-batch leaves its claims to expire within one lease."""
+    until = db_now(conn) + lease
+    for claim in claims:
+        conn.execute(update(D).where(_held(name, claim)).values(claimed_until=until))
+
+
 def _held(name: str, claim: Claim) -> Any:
     return (D.c.crm == name) & (D.c.subject == claim.subject) & (D.c.epoch == claim.epoch)
 
@@ -354,3 +363,40 @@ def summary(conn: Connection, name: str) -> dict[str, Any]:
         "last_error_at": row.last_error_at if row is not None else None,
         "refused": refused,
     }
+
+
+def status_rows(reader: Any, names: Sequence[str]) -> list[dict[str, Any]]:
+    """`syncd status`: per [[crm]] its state like a webhook endpoint's, read with the status
+    command's plain DB-API reader (syncd/store/status_read.py ``Reader``)."""
+    from syncd.domain.payloads import iso
+
+    stored = {
+        row["name"]: row
+        for row in reader.rows(
+            "SELECT name, pushed, pulled, last_success_at, last_error, last_error_at "
+            "FROM crm_endpoints"
+        )
+    }
+    counts: dict[tuple[str, str], int] = {
+        (row["crm"], row["state"]): int(row["n"])
+        for row in reader.rows(
+            "SELECT crm, state, COUNT(*) AS n FROM crm_deliveries GROUP BY crm, state"
+        )
+    }
+    out = []
+    for name in names:
+        row = stored.get(name, {})
+        failed = counts.get((name, "failed"), 0)
+        out.append(
+            {
+                "name": name,
+                "state": "failing" if (row.get("last_error") or failed) else "ok",
+                "pending": counts.get((name, "pending"), 0),
+                "failed": failed,
+                "pushed": int(row.get("pushed") or 0),
+                "pulled": int(row.get("pulled") or 0),
+                "last_success_at": iso(row.get("last_success_at")),
+                "last_error": row.get("last_error"),
+            }
+        )
+    return out

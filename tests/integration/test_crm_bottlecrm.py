@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
+from syncd.config import load_config
+from syncd.crm.render import render_records
+from syncd.crm.runner import open_sink
+from syncd.crm.sink import marker
+from syncd.schema.tables import contact_addresses, contacts
+from syncd.store import crm_queue as queue
 from tests.crm_world import CrmWorld
+from tests.daemon import DaemonProcess, wait_until
 from tests.servers.bottlecrm import BottleCrm
 
 
@@ -178,3 +188,105 @@ def test_forget_deletes_what_syncd_created(bottlecrm: BottleCrm, tmp_path: Path)
     done = world.sync()
     assert done["deleted"] == 1
     assert world.interactions("contact", contact) == []
+
+
+def test_kill_9_mid_push_then_restart_makes_no_duplicate(
+    bottlecrm: BottleCrm, tmp_path: Path
+) -> None:
+    world = CrmWorld(bottlecrm, tmp_path)
+    world.write_config(timeout=2)  # claims of a killed daemon expire within 10 s
+    _, contact, name, address = _acme(world)
+    config = load_config(world.config_path).crm[0]
+    # The window itself: the CRM answered, the daemon died before syncd's commit.
+    first = world.record("call", "Answered, never committed", customer=name, address=address)
+    dead = open_sink(world.engine, config, "killed-daemon")
+    with world.engine.begin() as conn:
+        queue.take_new(conn, "bottle", config.push, None)
+        (claim,) = queue.claim(conn, "bottle", "killed-daemon", limit=1, lease=timedelta(0))
+    with world.engine.connect() as conn:
+        record = render_records(conn, [first])[first]
+        people = queue.crm_ids(conn, "bottle", [f"customer:{world.customer_id(name)}"])
+    dead.crm.push_record(
+        record, dead._record_target(record, people), marker(dead.installation, claim.subject), None
+    )
+    dead.crm.close()
+    assert len(world.interactions("contact", contact)) == 1
+    assert world.sync()["pushed"] == 1
+    (only,) = world.interactions("contact", contact)
+    assert only["id"] == world.crm_id(f"record:{first}")  # found again, not made twice
+
+    # The real thing: `syncd run` killed with SIGKILL in the middle of a backlog, restarted.
+    subjects = [f"Backlog {n:02d}" for n in range(40)]
+    for subject in subjects:
+        world.record("email", subject, customer=name, address=address)
+    daemon = DaemonProcess(world.config_path, tmp_path / "daemon.log")
+    try:
+        daemon.start()
+        wait_until(
+            lambda: len(world.interactions("contact", contact)) >= 10, 120, "a part of the push"
+        )
+        daemon.kill()
+    finally:
+        daemon.close()
+        shutil.rmtree(daemon.notify_path.parent, ignore_errors=True)
+    assert len(world.interactions("contact", contact)) < 41  # killed mid-push
+    again = DaemonProcess(world.config_path, tmp_path / "daemon.log")
+    try:
+        again.start()
+        wait_until(
+            lambda: (
+                len(world.interactions("contact", contact)) >= 41
+                and world.crm_list()["pending"] == 0
+            ),
+            120,
+            "the rest of the backlog",
+        )
+        assert again.stop()[0] == 0
+    finally:
+        again.close()
+        shutil.rmtree(again.notify_path.parent, ignore_errors=True)
+    there = [i["subject"] for i in world.interactions("contact", contact)]
+    assert sorted(there) == sorted([*subjects, "Answered, never committed"])  # each once
+
+
+def test_directory_add_change_removal_and_return(bottlecrm: BottleCrm, tmp_path: Path) -> None:
+    world = CrmWorld(bottlecrm, tmp_path)
+    account, contact, name, address = _acme(world)
+
+    def customers() -> dict[str, dict[str, object]]:
+        listed = json.loads(world.cli("customers", "list", "--all", "--json").stdout)
+        return {c["name"]: c for c in listed}
+
+    assert customers()[name]["domains"] == [world.domain("acme")]
+    assert customers()[name]["archived_at"] is None
+    # Added there: a new customer here, with its contact.
+    beta = world.name("Beta")
+    beta_id = world.account(beta, world.domain("beta"))
+    world.contact("Bo", "Beta", f"bo@{world.domain('beta')}", beta_id)
+    # Changed there: the account's website moves to another domain.
+    bottlecrm.api(
+        "PATCH", f"/api/accounts/{account}/", {"website": f"https://{world.domain('acme-new')}"}
+    )
+    world.sync()
+    assert customers()[beta]["domains"] == [world.domain("beta")]
+    assert customers()[name]["domains"] == [world.domain("acme-new")]
+    world.cli("contacts", "add", f"bo@{world.domain('beta')}", "--customer", beta, expect=0)
+    # Removed there (made inactive, and a contact deleted): archived here, history kept.
+    bottlecrm.api("PATCH", f"/api/accounts/{beta_id}/", {"is_active": False})
+    bottlecrm.api("DELETE", f"/api/contacts/{contact}/")
+    world.sync()
+    assert customers()[beta]["archived_at"] is not None
+    with world.engine.connect() as conn:
+        archived = conn.execute(
+            select(contacts.c.archived_at)
+            .select_from(contacts.join(contact_addresses))
+            .where(contact_addresses.c.address == address)
+        ).scalar_one()
+    assert archived is not None
+    # Back there: restored here, the same customer.
+    before = customers()[beta]["id"]
+    bottlecrm.api("PATCH", f"/api/accounts/{beta_id}/", {"is_active": True})
+    world.sync()
+    assert customers()[beta]["archived_at"] is None
+    assert customers()[beta]["id"] == before
+    assert world.crm_list()["pulled"] > 0
