@@ -24,7 +24,7 @@ from syncd.connectors.bottlecrm import BottleCrmApi
 from syncd.connectors.crm_http import Answer, JsonHttp
 from syncd.crm.base import DirectoryEntry, NotYet, Pushed, Refused, Target
 from syncd.domain.addresses import domain_of
-from syncd.errors import CredentialsError, RemoteError
+from syncd.errors import RemoteError, describe
 from syncd.secrets import read_from
 
 KINDS = {"email": "email", "meeting": "meeting", "call": "call", "visit": "meeting"}
@@ -140,25 +140,18 @@ class BottleCrm:
     def check(self) -> list[str]:
         problems: list[str] = []
         try:
-            schema = self.api.http.get("/schema/")
-            if (
-                schema.ok
-                and isinstance(schema.body, str)
-                and "/api/interactions/" not in schema.body
-            ):
+            # The interactions API came with BottleCRM 1.35: older ones answer 404 here.
+            if not self.api.http.once("OPTIONS", "/api/interactions/").ok:
                 problems.append(
-                    "the CRM's API has no /api/interactions/ (fix: BottleCRM 1.35 or later is needed)"
+                    "the CRM has no /api/interactions/ (fix: upgrade BottleCRM to 1.35 or later)"
                 )
-            for path, what in (("/api/interactions/?contact=", "interactions"),):
-                del path, what
-            if not self.api.http.get("/api/tasks/", {"limit": 1}).ok:
-                problems.append("the token may not list tasks (fix: give its user sales access)")
-            if not self.api.http.get("/api/contacts/", {"limit": 1}).ok:
-                problems.append("the token may not list contacts (fix: give its user sales access)")
-        except CredentialsError as err:
-            problems.append(f"{err.message} (fix: {err.hint})")
+            for path, what in (("/api/tasks/", "tasks"), ("/api/contacts/", "contacts")):
+                if not self.api.http.get(path, {"limit": 1}).ok:
+                    problems.append(
+                        f"the token may not list {what} (fix: give its user sales access)"
+                    )
         except RemoteError as err:
-            problems.append(f"{err.message}" + (f" (fix: {err.hint})" if err.hint else ""))
+            problems.append(describe(err))
         return problems
 
     # --- lookups ------------------------------------------------------------------------------

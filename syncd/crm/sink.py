@@ -133,11 +133,6 @@ class CrmSink:
                 + [f"customer:{c['id']}" for r in recs.values() for c in r["customers"]]
                 + [f"customer:{t['customer_id']}" for t in tks.values() if t["customer_id"]],
             )
-            states = {
-                s: st
-                for s, (_, st) in queue.objects_of_type(conn, self.name, "interaction").items()
-                if s in known
-            }
         renewed = time.monotonic()
         for n, claim in enumerate(claims):
             if time.monotonic() - renewed > self.lease.total_seconds() / 3:
@@ -147,7 +142,7 @@ class CrmSink:
             kind, _, raw_id = claim.subject.partition(":")
             item = recs.get(int(raw_id)) if kind == "record" else tks.get(int(raw_id))
             had = known.get(claim.subject)
-            previous = Pushed(had[0], had[1], states.get(claim.subject)) if had else None
+            previous = Pushed(*had) if had else None
             try:
                 if item is None:
                     if previous is not None:
@@ -180,16 +175,15 @@ class CrmSink:
                     queue.retry(conn, self.name, claim, delay=wait.seconds, status=None, error="")
                 continue
             with self.engine.begin() as conn:
+                if not queue.done(conn, self.name, claim):
+                    out.lost += 1  # fenced off: another daemon holds it now, and finds the copy
+                    continue
                 if result is None:
                     queue.forget_object(conn, self.name, claim.subject)
                 else:
                     queue.remember(
                         conn, self.name, claim.subject, result.crm_type, result.crm_id, result.state
                     )
-                if not queue.done(conn, self.name, claim):
-                    conn.rollback()
-                    out.lost += 1
-                    continue
                 queue.count_success(conn, self.name, 1)
             if result is None:
                 out.deleted += 1
@@ -209,7 +203,7 @@ class CrmSink:
         item: dict[str, Any],
         claim: queue.Claim,
         previous: Pushed | None,
-        people: dict[str, tuple[str, str]],
+        people: dict[str, tuple[str, str, str | None]],
     ) -> Pushed:
         mark = marker(self.installation, claim.subject)
         if kind == "record":
@@ -227,7 +221,9 @@ class CrmSink:
             return self.crm.push_record(item, target, mark, previous)
         return self.crm.push_task(item, target, mark, previous)
 
-    def _record_target(self, record: dict[str, Any], people: dict[str, tuple[str, str]]) -> Target:
+    def _record_target(
+        self, record: dict[str, Any], people: dict[str, tuple[str, str, str | None]]
+    ) -> Target:
         contacts: list[str] = []
         for p in record["participants"]:
             mapped = people.get(f"contact:{p['contact_id']}") if p["contact_id"] else None
@@ -291,6 +287,8 @@ class CrmSink:
         """The CRM's accounts and contacts mirrored into syncd's directory (archive, restore
         and every rule of `customers import --mirror`), and the map of their ids."""
         entries = self.crm.directory()
+        self._contacts.clear()  # looked up anew: one added there since is found now
+        self._accounts.clear()
         text = directory_csv(entries)
         file = parse_directory(text, where=f"crm {self.name}")
         with self.engine.begin() as conn:

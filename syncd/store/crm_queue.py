@@ -268,16 +268,18 @@ def make_due(conn: Connection, name: str) -> None:
 # --- the map: syncd's objects and their CRM ids ----------------------------------------------
 
 
-def crm_ids(conn: Connection, name: str, subjects: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``subject -> (crm_type, crm_id)`` for those that have a CRM copy."""
-    out: dict[str, tuple[str, str]] = {}
+def crm_ids(
+    conn: Connection, name: str, subjects: Iterable[str]
+) -> dict[str, tuple[str, str, str | None]]:
+    """``subject -> (crm_type, crm_id, remote_state)`` for those that have a CRM copy."""
+    out: dict[str, tuple[str, str, str | None]] = {}
     for part in chunks(sorted(set(subjects))):
         for row in conn.execute(
-            select(O.c.subject, O.c.crm_type, O.c.crm_id).where(
+            select(O.c.subject, O.c.crm_type, O.c.crm_id, O.c.remote_state).where(
                 O.c.crm == name, O.c.subject.in_(list(part))
             )
         ):
-            out[row.subject] = (row.crm_type, row.crm_id)
+            out[row.subject] = (row.crm_type, row.crm_id, row.remote_state)
     return out
 
 

@@ -290,3 +290,15 @@ def test_directory_add_change_removal_and_return(bottlecrm: BottleCrm, tmp_path:
     assert customers()[beta]["archived_at"] is None
     assert customers()[beta]["id"] == before
     assert world.crm_list()["pulled"] > 0
+
+
+def test_check_reports_a_refused_token_with_its_fix(bottlecrm: BottleCrm, tmp_path: Path) -> None:
+    world = CrmWorld(bottlecrm, tmp_path)
+    assert "bottle: ok" in world.cli("crm", "check", "bottle").stdout
+    (tmp_path / "crm-token").write_text("bcrm_pat_not-a-real-token\n")
+    said = world.cli("crm", "check", "bottle", expect=1).stdout
+    assert "refused the token (40" in said and "fix:" in said
+    assert "bcrm_pat_not-a-real-token" not in said
+    done = world.sync(expect=1)
+    assert any("refused the token" in e for e in done["errors"])
+    assert "bcrm_pat_not" not in json.dumps(world.crm_list())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.config import load_config
 from syncd.crm.base import DirectoryEntry, Refused
 from syncd.crm.bottlecrm import (
     BODY_MAX,
@@ -19,6 +22,7 @@ from syncd.crm.bottlecrm import (
 )
 from syncd.crm.sink import BACKOFF_CAP, backoff, directory_csv
 from syncd.domain.directory_file import parse_directory
+from syncd.errors import ConfigError
 
 MARK = "syncd:abc:record:1"
 
@@ -112,3 +116,34 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
     assert max(first) <= 5.0 < min(later)
     assert all(backoff(40, None, rng) <= BACKOFF_CAP for _ in range(50))
     assert backoff(0, 120.0, rng) >= 120.0
+
+
+def _crm_config(**keys: object) -> str:
+    values = {"name": "b", "kind": "bottlecrm", "url": "https://crm.example.com", "token_env": "T"}
+    values.update(keys)
+    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items() if v is not None)
+    return f"[[crm]]\n{body}"
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ({"url": "http://crm.example.com"}, "in clear"),
+        ({"token_file": "t"}, "exactly one of token_file, token_env, token_command"),
+        ({"token_env": None}, "exactly one of token_file, token_env, token_command"),
+        ({"kind": "hubspot"}, "kind"),
+        ({"push": ["emails"]}, "push"),
+    ],
+)
+def test_crm_config_is_checked(tmp_path: Path, keys: dict[str, object], problem: str) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text(_crm_config(**keys))
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path)
+
+
+def test_crm_config_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text(_crm_config(url="http://127.0.0.1:8000"))
+    crm = load_config(path).crm[0]
+    assert crm.push == ["records", "tasks"] and crm.interval == 300 and not crm.directory
