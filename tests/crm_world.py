@@ -170,6 +170,20 @@ class CrmWorld:
             conn.execute(update(records).where(records.c.id == record_id).values(**values))
             outbox.emit_records(conn, RECORD_UPDATED, [record_id])
 
+    def add_participant(self, record_id: int, address: str) -> None:
+        """The person becomes a participant matched to their contact (a reconcile, say)."""
+        with self.engine.begin() as conn:
+            contact_id = conn.scalar(
+                select(contact_addresses.c.contact_id).where(contact_addresses.c.address == address)
+            )
+            conn.execute(
+                insert(participants).values(
+                    record_id=record_id, address=address, name="", role="cc", external=1,
+                    contact_id=contact_id,
+                )
+            )  # fmt: skip
+            outbox.emit_records(conn, RECORD_UPDATED, [record_id])
+
     def crm_id(self, subject: str) -> str:
         from syncd.schema.tables import crm_objects
 

@@ -81,7 +81,7 @@ def test_an_update_and_a_cancellation_update_the_interaction(
     bottlecrm: BottleCrm, tmp_path: Path
 ) -> None:
     world = CrmWorld(bottlecrm, tmp_path)
-    _, contact, name, address = _acme(world)
+    account, contact, name, address = _acme(world)
     now = datetime.now(UTC)
     call = world.record("call", "First call", customer=name, address=address, duration_seconds=60)
     meeting = world.record(
@@ -99,6 +99,17 @@ def test_an_update_and_a_cancellation_update_the_interaction(
     subjects = {i["subject"] for i in there.values()}
     assert subjects == {"First call (renewal)", "Cancelled: Kick-off"}
     assert there[world.crm_id(f"record:{call}")]["duration_seconds"] == 900
+    # A link that moves the record to another CRM record: BottleCRM cannot move an
+    # interaction, so the old one goes and one is made on the contact.
+    note_on_account = world.record("email", "Only the company", customer=name)
+    world.sync()
+    on_account = world.crm_id(f"record:{note_on_account}")
+    world.add_participant(note_on_account, address)
+    assert world.sync()["pushed"] == 1
+    moved = world.crm_id(f"record:{note_on_account}")
+    assert moved != on_account
+    assert moved in {i["id"] for i in world.interactions("contact", contact)}
+    assert on_account not in {i["id"] for i in world.interactions("account", account)}
 
 
 def test_tasks_go_out_and_come_back_done_or_dismissed(bottlecrm: BottleCrm, tmp_path: Path) -> None:
