@@ -503,3 +503,55 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_ready", "endpoint", "state", "ready", "event_id"),
     Index("ix_webhook_deliveries_subject", "endpoint", "subject", "event_id"),
 )
+
+# CRM connectors (syncd/crm/): per [[crm]] a cursor into `events`, one delivery row per record
+# or task whose CRM copy is behind (the event only says "changed": the push sends the subject as
+# it is then, so a subject's changes reach the CRM in order), and the map of syncd's objects to
+# the CRM's ids.
+crm_endpoints = Table(
+    "crm_endpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column(
+        "last_event_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, default=0
+    ),
+    Column("pushed", BigInteger().with_variant(Integer, "sqlite"), nullable=False, default=0),
+    Column("pulled", BigInteger().with_variant(Integer, "sqlite"), nullable=False, default=0),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("last_pull_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UtcDateTime, nullable=True),
+)
+
+crm_deliveries = Table(
+    "crm_deliveries",
+    metadata,
+    Column("crm", String(100), primary_key=True),
+    Column("subject", String(80), primary_key=True),  # record:<id> | task:<id>
+    Column("state", String(20), nullable=False),  # pending | failed
+    # The newest outbox event about the subject: pushed when no newer one came meanwhile.
+    Column("event_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("queued_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", UtcDateTime, nullable=True),  # the database's clock
+    # The fencing token: every claim takes the next one, and only its holder may finish.
+    Column("epoch", Integer, nullable=False, default=0),
+    Index("ix_crm_deliveries_due", "crm", "state", "next_attempt_at"),
+)
+
+crm_objects = Table(
+    "crm_objects",
+    metadata,
+    Column("crm", String(100), primary_key=True),
+    # record:<id> | task:<id> (what syncd created there) | customer:<id> | contact:<id> (pulled)
+    Column("subject", String(80), primary_key=True),
+    Column("crm_type", String(40), nullable=False),  # interaction | task | account | contact
+    Column("crm_id", String(100), nullable=False),
+    Column("remote_state", String(40), nullable=True),  # a task's status as last seen there
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_crm_objects_crm_id", "crm", "crm_type", "crm_id"),
+)

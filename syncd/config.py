@@ -596,6 +596,44 @@ class WebhookConfig(_Strict):
         return parse_duration(self.retry_for)
 
 
+_BOTH: list[Literal["records", "tasks"]] = ["records", "tasks"]
+
+
+class CrmConfig(_Strict):
+    """One [[crm]]: a CRM syncd writes its records and tasks into through the CRM's REST API,
+    and whose accounts and contacts may be syncd's customer directory (syncd/crm/)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
+    kind: Literal["bottlecrm"]
+    url: str
+    # A personal access token: exactly one source, as for passwords.
+    token_file: str | None = None
+    token_env: str | None = None
+    token_command: str | None = None
+    push: list[Literal["records", "tasks"]] = Field(default_factory=lambda: list(_BOTH))
+    directory: bool = False  # the CRM's accounts and contacts are syncd's customer directory
+    since: date | None = None  # records that occurred earlier are not pushed
+    interval: Annotated[float, Field(ge=1, le=86400)] = 300.0  # seconds between pulls
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0  # seconds per socket operation
+    ca_file: str | None = None  # a private CA trusted besides the system's
+    allow_plaintext: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> CrmConfig:
+        given = [
+            k for k in ("token_file", "token_env", "token_command") if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of token_file, token_env, token_command "
+                f"(found: {', '.join(given) or 'none'})"
+            )
+        check_http_url(self.url, self.allow_plaintext, sends="records and a token")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file {self.ca_file} does not exist")
+        return self
+
+
 def parse_duration(value: str) -> float:
     """A webhook's retry horizon in seconds: a length of time (domain/durations.py) from one
     second to 30 days."""
@@ -622,6 +660,7 @@ class Config(_Strict):
     calendar: list[CalendarConfig] = Field(default_factory=list)
     directory: DirectoryConfig | None = None
     webhook: list[WebhookConfig] = Field(default_factory=list)
+    crm: list[CrmConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -630,12 +669,14 @@ class Config(_Strict):
             | list[CalendarConfig]
             | list[MailboxGroupConfig]
             | list[WebhookConfig]
+            | list[CrmConfig]
         )
         for kind, items in (
             ("mailbox", self.mailbox),
             ("calendar", self.calendar),
             ("mailbox_group", self.mailbox_group),
             ("webhook", self.webhook),
+            ("crm", self.crm),
         ):
             seen: set[str] = set()
             for item in items:

@@ -20,6 +20,7 @@ from hypothesis import settings
 
 from syncd.cli.main import cli
 from tests.progress import LongTestNotices
+from tests.servers.bottlecrm import BottleCrm, prepare
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import admin_url, scratch_database
 from tests.servers.radicale import Radicale
@@ -119,6 +120,16 @@ def radicale() -> Iterator[Radicale]:
     server.stop()
     if not os.environ.get("SYNCD_KEEP_TEST_SERVERS"):
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bottlecrm() -> Iterator[BottleCrm]:
+    """One real BottleCRM per test session, copied from the prepared template (see
+    scripts/prepare-bottlecrm.sh): a few seconds, not minutes of migrations."""
+    prepare()
+    server = BottleCrm().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -61,4 +61,8 @@ def _document(app: App, reader: status_read.Reader) -> dict[str, Any]:
             reader, [w.name for w in app.config.webhook], webhooks.filters(app.config.webhook)
         )
         doc["webhooks"] = webhooks.items(app.config.webhook, rows, now)
+    if app.config.crm:
+        from syncd.store.crm_queue import status_rows
+
+        doc["crms"] = status_rows(reader, [c.name for c in app.config.crm])
     return doc

@@ -137,4 +137,15 @@ password_file = "/run/credentials/syncd.service/alice"
 # timeout = 10                          # seconds per request
 # retry_for = "24h"                     # retries (backoff with jitter) before a delivery is marked failed
 # ca_file = "/etc/ssl/private-ca.pem"   # optional private CA, trusted besides the system's
+
+# A CRM syncd writes its records and tasks into, through its REST API (docs/crm.md).
+# [[crm]]
+# name = "bottle"                       # unique
+# kind = "bottlecrm"
+# url = "https://crm.example.com"       # https; http only on loopback or with allow_plaintext = true
+# token_file = "bottle-token"           # or token_env, token_command: a personal access token
+# push = ["records", "tasks"]           # what syncd writes into the CRM
+# directory = true                      # the CRM's accounts and contacts are the customer directory
+# since = 2026-01-01                    # optional: records that occurred earlier are not pushed
+# interval = 300                        # seconds between pulls of the directory and task states
 """

@@ -35,6 +35,9 @@ COMMANDS: dict[str, Entry] = {
     "contacts": Entry(
         "syncd.cli.cmd_directory", "contacts", "Contacts (people) and their addresses."
     ),
+    "crm": Entry(
+        "syncd.cli.cmd_crm", "crm", "CRMs syncd writes records and tasks into: state, check, sync."
+    ),
     "customers": Entry(
         "syncd.cli.cmd_directory", "customers", "Customers (companies) and their domains."
     ),

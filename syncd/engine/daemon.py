@@ -30,6 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.config import Config, load_config
 from syncd.connectors.imap_idle import FOLDER as INBOX
+from syncd.crm.runner import CrmWorkers
 from syncd.domain.matching import Directory
 from syncd.engine.directory_sync import DirectoryWatcher
 from syncd.engine.event_upkeep import events_upkeep
@@ -180,6 +181,7 @@ class Daemon:
         self._db_beat: threading.Thread | None = None  # the heartbeat's database write
         self._db_beat_at = 0.0
         self._webhooks: Deliverer | None = None  # started with the first [[webhook]]
+        self._crms: CrmWorkers | None = None  # started with the first [[crm]]
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)
 
@@ -283,6 +285,8 @@ class Daemon:
         deadline = time.monotonic() + STOP_WITHIN
         if self._webhooks is not None:  # requests in flight go again later (at least once)
             self._webhooks.stop(min(3.0, STOP_WITHIN / 2))
+        if self._crms is not None:  # a push in flight is found again by its marker
+            self._crms.stop(min(3.0, STOP_WITHIN / 2))
         for future in list(self._futures):
             # A worker reports its own failures; here we only wait for it, within the deadline.
             with contextlib.suppress(Exception):
@@ -372,6 +376,8 @@ class Daemon:
     def _apply_webhooks(self, config: Config) -> None:
         only = self._instance is not None  # SQLite's lock file: no other daemon on it
         self._webhooks = Deliverer.follow(self._webhooks, config, self.id, self._metrics, only)
+        assert self._engine is not None
+        self._crms = CrmWorkers.follow(self._crms, self._engine, config, self.id)
 
     def _start_watcher(self, scheduled: Scheduled, *, taken_over: bool = False) -> bool:
         """Watch the source if its server can push; True when a watch was started.  For a

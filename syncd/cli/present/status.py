@@ -142,6 +142,7 @@ def exit_code(doc: dict[str, Any]) -> int:
         "degraded" in states
         or (doc.get("directory") or {}).get("state") == "error"
         or any(w["state"] != "active" for w in doc.get("webhooks", []))
+        or any(c["state"] != "ok" for c in doc.get("crms", []))
     ):
         return 1
     return 0
@@ -191,6 +192,14 @@ def show(out: Console, doc: dict[str, Any]) -> None:
             f"{hook['failed']} failed, last success {hook['last_success_at'] or '-'}"
             + (f", last error: {hook['last_error']}" if hook["last_error"] else "")
             + (f" ({hook['reason']})" if hook["reason"] else ""),
+            markup=False,
+        )
+    for crm in doc.get("crms", []):
+        out.print(
+            f"crm {crm['name']}: {crm['state']}, {crm['pending']} pending, "
+            f"{crm['failed']} refused, {crm['pushed']} pushed, {crm['pulled']} pulled, "
+            f"last success {crm['last_success_at'] or '-'}"
+            + (f", last error: {crm['last_error']}" if crm["last_error"] else ""),
             markup=False,
         )
     if calendars:
