@@ -788,7 +788,10 @@ def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str 
             assert config.api.tls_key is not None  # both or neither (ApiConfig)
             tls = {
                 key: str(base / Path(value).expanduser())
-                for key, value in (("tls_cert", config.api.tls_cert), ("tls_key", config.api.tls_key))
+                for key, value in (
+                    ("tls_cert", config.api.tls_cert),
+                    ("tls_key", config.api.tls_key),
+                )
             }
             config = config.model_copy(update={"api": config.api.model_copy(update=tls)})
     if config.mailbox_group:

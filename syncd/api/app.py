@@ -24,7 +24,6 @@ from syncd.api.routes import customers, feed, reconcile, records, tasks
 from syncd.config import ApiConfig, Config
 from syncd.metrics import Metrics
 
-PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024  # bytes: a logged note with a long body fits many times over
 BODY_SECONDS = 30.0  # to send a whole body: a client trickling bytes is cut off after it
 
@@ -66,7 +65,9 @@ class Bounded:
         try:
             length = _content_length(scope)
             if length is not None and length > MAX_BODY:
-                await problem_response(413, f"the body is over {MAX_BODY} bytes")(scope, receive, sending)
+                await problem_response(413, f"the body is over {MAX_BODY} bytes")(
+                    scope, receive, sending
+                )
                 return
             await self.app(scope, _bounded(receive, started), sending)
         except _TooMuch as err:
@@ -75,7 +76,9 @@ class Bounded:
             if self.metrics is not None:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "(unmatched)"
-                self.metrics.api_requests.labels(template, scope["method"], str(status["code"])).inc()
+                self.metrics.api_requests.labels(
+                    template, scope["method"], str(status["code"])
+                ).inc()
                 self.metrics.api_latency.labels(template).observe(time.perf_counter() - started)
 
 
@@ -115,9 +118,7 @@ def _bounded(receive: Receive, started: float) -> Receive:
     return bounded_receive
 
 
-def create_app(
-    config: Config, engine: Engine, *, metrics: Metrics | None = None
-) -> FastAPI:
+def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None) -> FastAPI:
     api_config = config.api or ApiConfig()
     event_feed = Feed(engine)
 
@@ -145,6 +146,6 @@ def create_app(
     app.state.feed = event_feed
     problems.install(app)
     for module in (records, customers, tasks, reconcile, feed):
-        app.include_router(module.router, prefix=PREFIX)
+        app.include_router(module.router)
     app.add_middleware(Bounded, metrics=metrics)
     return app

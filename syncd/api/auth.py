@@ -41,7 +41,9 @@ class Authenticator:
     def token(self, authorization: str | None) -> Token:
         """The live token of this ``Authorization`` header; 401 otherwise."""
         if not authorization:
-            raise Problem(401, "no bearer token: send Authorization: Bearer TOKEN", headers=_CHALLENGE)
+            raise Problem(
+                401, "no bearer token: send Authorization: Bearer TOKEN", headers=_CHALLENGE
+            )
         scheme, _, secret = authorization.partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret or len(secret) > 200:
@@ -59,10 +61,10 @@ class Authenticator:
                 if len(self._cache) > 10_000:  # guessed tokens must not grow it without end
                     self._cache.clear()
                 self._cache[key] = (now + CACHE_SECONDS, found)
-        if found is None or (found.expires_at is not None and found.expires_at <= datetime.now(UTC)):
-            raise Problem(
-                401, "the token is unknown, revoked or expired", headers=_CHALLENGE
-            )
+        if found is None or (
+            found.expires_at is not None and found.expires_at <= datetime.now(UTC)
+        ):
+            raise Problem(401, "the token is unknown, revoked or expired", headers=_CHALLENGE)
         self._throttle(found, now)
         self._touch(found, now)
         return found
@@ -97,9 +99,7 @@ class Authenticator:
 
 def require(token: Token, scope: str) -> None:
     if not token.allows(scope):
-        raise Problem(
-            403, f"token {token.name!r} has scope {token.scope!r}; this needs {scope!r}"
-        )
+        raise Problem(403, f"token {token.name!r} has scope {token.scope!r}; this needs {scope!r}")
 
 
 def actor(token: Token) -> str:

@@ -50,7 +50,10 @@ class Caller:
     @property
     def rep(self) -> Owned | None:
         """The rep a ``--rep`` token is restricted to, with their mailboxes and calendars."""
-        return owned_by(self.api.config, self.token.rep) if self.token.rep else None
+        if not self.token.rep:
+            return None
+        found: Owned = owned_by(self.api.config, self.token.rep)
+        return found
 
     @property
     def owners(self) -> list[Owned]:
@@ -73,7 +76,11 @@ def needs(scope: str) -> Callable[..., Caller]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
         api = api_of(request)
-        header = f"Bearer {credentials.credentials}" if credentials else request.headers.get("authorization")
+        header = (
+            f"Bearer {credentials.credentials}"
+            if credentials
+            else request.headers.get("authorization")
+        )
         token = api.auth.token(header)
         require(token, scope)
         return Caller(api, token)
@@ -87,9 +94,7 @@ Admin = Annotated[Caller, Depends(needs("admin"))]
 
 
 def json(data: Any, status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(data, default=str), status, media_type="application/json"
-    )
+    return Response(orjson.dumps(data, default=str), status, media_type="application/json")
 
 
 def page(items: list[Any], next_cursor: str | None) -> Response:
@@ -116,4 +121,5 @@ def address(value: str, field: str) -> str:
 
 
 def rep_owned(caller: Caller, value: str, field: str) -> Owned:
-    return owned_by(caller.api.config, address(value, field))
+    found: Owned = owned_by(caller.api.config, address(value, field))
+    return found

@@ -49,7 +49,9 @@ def page_of(
             try:
                 ordered = [item for item in ordered if key(item) > after]
             except TypeError:  # a key of other types than ours: not our cursor
-                raise Problem(422, "cursor: not a cursor from this API", kind="validation") from None
+                raise Problem(
+                    422, "cursor: not a cursor from this API", kind="validation"
+                ) from None
     page = ordered[:limit]
     more = len(ordered) > limit
     return page, encode(key(page[-1])) if more else None

@@ -77,8 +77,11 @@ def problem_response(
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    """``query.limit``, ``body.due_at``: where the bad value was."""
-    return ".".join(str(part) for part in loc) or "request"
+    """``query.limit``, ``body.due_at``, ``query.kind[1]``: where the bad value was."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "request"
 
 
 def bad_fields(err: RequestValidationError) -> list[dict[str, str]]:
@@ -105,7 +108,7 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_request: Request, err: Exception) -> Response:
         assert isinstance(err, StarletteHTTPException)
-        return problem_response(err.status_code, str(err.detail), headers=err.headers)
+        return problem_response(err.status_code, str(err.detail), headers=dict(err.headers or {}))
 
     async def on_syncd(_request: Request, err: Exception) -> Response:
         assert isinstance(err, SyncdError)

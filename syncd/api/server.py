@@ -50,13 +50,21 @@ class BoundedH11(H11Protocol):
         self._born = time.monotonic()
         self._arm()
         if len(self.connections) > MAX_CONNECTIONS:
-            idle = [
-                c for c in self.connections
-                if c is not self and isinstance(c, BoundedH11) and c.idle
-            ]  # fmt: skip
-            if idle:
-                oldest = min(idle, key=lambda c: c._born)
-                oldest.transport.close()
+            self._evict_idle()
+
+    def _evict_idle(self) -> None:
+        """Close the oldest idle connections until at most ``MAX_CONNECTIONS`` are open.
+        Ones closing already still count until the loop runs their ``connection_lost``."""
+        open_ = [
+            c for c in self.connections
+            if isinstance(c, BoundedH11) and not c.transport.is_closing()
+        ]  # fmt: skip
+        excess = len(open_) - MAX_CONNECTIONS
+        if excess <= 0:
+            return
+        idle = sorted((c for c in open_ if c is not self and c.idle), key=lambda c: c._born)
+        for connection in idle[:excess]:
+            connection.transport.close()
 
     @property
     def idle(self) -> bool:

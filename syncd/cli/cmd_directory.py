@@ -170,7 +170,9 @@ def contacts_add(app: App, email: str, customer_ref: str, name: str) -> None:
 
 
 @contacts.command("list")
-@click.option("--customer", "customer_ref", metavar="NAME|ID", help="Only this customer's contacts.")
+@click.option(
+    "--customer", "customer_ref", metavar="NAME|ID", help="Only this customer's contacts."
+)
 @output_options
 @pass_app
 def contacts_list(app: App, customer_ref: str | None, output: Output) -> None:

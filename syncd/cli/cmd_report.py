@@ -7,10 +7,10 @@ from typing import TypeVar
 
 import click
 
+from syncd import insight_reports
 from syncd.cli.app import App, json_option, parse_day, pass_app
 from syncd.cli.output import Output, View
 from syncd.cli.present.report import activity_view, responses_view
-from syncd import insight_reports
 from syncd.store.directory import find_customer
 
 DEFAULT_SINCE = insight_reports.DEFAULT_SINCE

@@ -46,7 +46,13 @@ def serve(app: App, listen: str | None) -> None:
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
-    server = ApiServer(config, Metrics()).start()
+    metrics = Metrics()
+    scrape = None
+    if config.metrics.listen:  # the API's request counts and latencies, as `syncd run` shows them
+        from syncd.metrics import MetricsServer
+
+        scrape = MetricsServer(config.metrics.address, metrics, lambda: server.alive).start()
+    server = ApiServer(config, metrics).start()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
     try:
@@ -55,5 +61,7 @@ def serve(app: App, listen: str | None) -> None:
                 raise UserError("the API server stopped", hint="see the log above")
     finally:
         server.stop()
+        if scrape is not None:
+            scrape.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
 import click
 
 from syncd.cli.app import App, json_option, pass_app, print_json

@@ -15,7 +15,6 @@ from sqlalchemy import Connection, select
 
 from syncd.schema.tables import audit_log
 
-
 # Who acts, when it is not the login behind the process: an API request names its token.
 # A context variable, set only for the block that does the request's work: each request
 # runs in its own context, so two requests at once never see each other's actor.

@@ -13,6 +13,7 @@ from syncd.api import paging
 from syncd.api.context import Admin, Reader, json, page, rep_owned
 from syncd.api.models import Contact, ContactIn, Customer, CustomerIn, Page, Record, Week
 from syncd.api.problems import Problem
+from syncd.api.routes import PREFIX
 from syncd.api.routes.records import list_records
 from syncd.cli.present.contacts import contact_json
 from syncd.cli.present.directory import customer_json
@@ -25,7 +26,7 @@ from syncd.store.directory import active_customer, ensure_contact, ensure_custom
 from syncd.store.errors import NotFound
 from syncd.store.insight import customer_overview
 
-router = APIRouter(tags=["customers"])
+router = APIRouter(prefix=PREFIX, tags=["customers"])
 Sort = Literal["name", "last-contact", "emails", "meetings", "open-tasks"]
 assert set(SORTS) == set(Sort.__args__)  # type: ignore[attr-defined]
 
@@ -43,22 +44,28 @@ def _period(value: str, field: str) -> Any:
 def _sort_key(sort: str) -> Any:
     """The order ``arrange`` gives, as a key a cursor can hold (ties by name, then id)."""
     if sort == "last-contact":
-        return lambda r: [r["last_contact_at"] is not None, r["last_contact_at"] or "", r["name"], r["id"]]
+        return lambda r: [
+            r["last_contact_at"] is not None,
+            r["last_contact_at"] or "",
+            r["name"],
+            r["id"],
+        ]
     if sort in ("emails", "meetings", "open-tasks"):
         key = sort.replace("-", "_")
         return lambda r: [-int(r[key]), r["name"], r["id"]]
     return lambda r: [r["name"], r["id"]]
 
 
-def _overview(caller: Any, *, window: str, owner: str | None, archived: bool | None) -> list[dict[str, Any]]:
+def _overview(
+    caller: Any, *, window: str, owner: str | None, archived: bool | None
+) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     rep = rep_owned(caller, owner, "query.owner") if owner else None
     with caller.read() as conn:
-        rows = customer_overview(
+        return customer_overview(
             conn, now=now, window_start=now - _period(window, "query.window"), owner=rep,
             archived=archived,
         )  # fmt: skip
-    return rows
 
 
 @router.get("/customers", response_model=Page[Customer], summary="Customers with their activity")
@@ -168,8 +175,8 @@ def contacts(
              responses={200: {"model": Contact, "description": "Known already"}},
              summary="Add a contact, or move an address to another customer")  # fmt: skip
 def create_contact(caller: Admin, body: ContactIn) -> Response:
-    from syncd.store.queries import contact_exists
     from syncd.store.directory import clean_address
+    from syncd.store.queries import contact_exists
 
     with caller.write() as conn:
         customer = active_customer(conn, body.customer)

@@ -14,12 +14,13 @@ from syncd.api import paging
 from syncd.api.context import Caller, Reader, json, page, utc
 from syncd.api.feed import MAX_WAIT
 from syncd.api.models import Event, Page, ResponseLine, Status
+from syncd.api.routes import PREFIX
 from syncd.cli.present import status as status_view
 from syncd.cli.present.report import responses_view
 from syncd.store import events as store
 from syncd.store import status_read
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 EventType = Literal[
     "record.created", "record.updated", "record.deleted",
     "task.created", "task.updated", "contact.forgotten",
@@ -62,9 +63,11 @@ async def list_events(
     request: Request,
     caller: Reader,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    type: Annotated[list[EventType], Query()] = [],  # noqa: A002, B006 - the contract's name
+    type: Annotated[list[EventType], Query()] = [],  # noqa: B006 - the contract's name
     limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.MAX_LIMIT,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for an event.")] = 0,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for an event.")
+    ] = 0,
     cursor: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9]+$")] = None,
 ) -> Response:
     """``next_cursor`` is the id of the last event read (``after`` for the next call); it is

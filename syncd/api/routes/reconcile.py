@@ -10,11 +10,12 @@ from starlette.responses import Response
 from syncd.api import paging
 from syncd.api.context import Admin, Reader, json, page
 from syncd.api.models import AssignIn, CreateCustomerIn, Done, IgnoreIn, Page, QueueEntry
+from syncd.api.routes import PREFIX
 from syncd.cli.present.reconcile import queue_json
 from syncd.store import reconcile as rec
 from syncd.store.directory import active_customer, load_directory
 
-router = APIRouter(tags=["reconcile"])
+router = APIRouter(prefix=PREFIX, tags=["reconcile"])
 
 
 @router.get("/reconcile", response_model=Page[QueueEntry],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from syncd.api import logged, paging
 from syncd.api.context import Admin, Caller, Reader, Writer, address, json, page, rep_owned, utc
 from syncd.api.models import Explanation, Kind, Page, Record, RecordIn, RecordPatch
 from syncd.api.problems import Problem
+from syncd.api.routes import PREFIX
 from syncd.cli.present import explain as explain_view
 from syncd.domain.payloads import record_json
 from syncd.schema.tables import records
@@ -21,7 +23,7 @@ from syncd.store.directory import find_customer, load_directory
 from syncd.store.errors import NotFound
 from syncd.store.explain import explain
 
-router = APIRouter(tags=["records"])
+router = APIRouter(prefix=PREFIX, tags=["records"])
 CAPTURED = ("email", "meeting")
 _ = Admin  # admin covers writer: the scopes nest
 
@@ -62,7 +64,9 @@ def list_records(
             try:
                 after = (datetime.fromisoformat(str(when)), int(rid))
             except (TypeError, ValueError):
-                raise Problem(422, "cursor: not a cursor from this API", kind="validation") from None
+                raise Problem(
+                    422, "cursor: not a cursor from this API", kind="validation"
+                ) from None
         rows = record_pages.page(
             conn,
             customer_id=customer_id,
@@ -91,7 +95,7 @@ def _search(
     contact: str | None,
     owner: str | None,
     owners: list[Any],
-    kinds: list[str],
+    kinds: Sequence[str],
     since: datetime | None,
     until: datetime | None,
     limit: int,
@@ -107,9 +111,7 @@ def _search(
         conn, ids=[h[0] for h in hits], owners=owners, limit=len(hits) or 1
     )}  # fmt: skip
     ranked = [(rid, score, marks) for rid, score, marks in hits if rid in visible]
-    shown, next_cursor = paging.page_of(
-        ranked, lambda hit: [-hit[1], -hit[0]], limit, cursor
-    )
+    shown, next_cursor = paging.page_of(ranked, lambda hit: [-hit[1], -hit[0]], limit, cursor)
     now = datetime.now(UTC)
     items = [
         {**record_json(visible[rid], now), "score": score, "highlights": marks}

@@ -13,6 +13,7 @@ from syncd.api import paging
 from syncd.api.context import Caller, Reader, Writer, address, json, page, utc
 from syncd.api.models import Page, Task, TaskIn, TaskPatch, TaskType
 from syncd.api.problems import Problem
+from syncd.api.routes import PREFIX
 from syncd.cli.present.tasks import task_json
 from syncd.schema.tables import tasks as tasks_table
 from syncd.store import audit, outbox
@@ -21,7 +22,7 @@ from syncd.store.directory import find_customer
 from syncd.store.errors import NotFound
 from syncd.store.events import TASK_UPDATED
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(prefix=PREFIX, tags=["tasks"])
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def list_tasks(
     caller: Reader,
     owner: Annotated[str | None, Query(max_length=320)] = None,
     status: Literal["open", "done", "dismissed", "snoozed"] | None = None,
-    type: TaskType | None = None,  # noqa: A002 - the contract's name
+    type: TaskType | None = None,
     customer: Annotated[str | None, Query(max_length=300)] = None,
     due_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.DEFAULT_LIMIT,
@@ -95,7 +96,9 @@ def create_task(caller: Writer, body: TaskIn) -> Response:
     return json(shown, 201)
 
 
-@router.patch("/tasks/{task_id}", response_model=Task, summary="Close, reopen, snooze or change a task")
+@router.patch(
+    "/tasks/{task_id}", response_model=Task, summary="Close, reopen, snooze or change a task"
+)
 def patch_task(caller: Writer, task_id: int, body: TaskPatch) -> Response:
     given = body.model_dump(exclude_unset=True)
     if body.status is not None and body.snoozed_until is not None:
@@ -119,7 +122,9 @@ def patch_task(caller: Writer, task_id: int, body: TaskPatch) -> Response:
             values["due_at"] = utc(body.due_at)
         if values:
             before = conn.execute(
-                select(tasks_table.c.priority, tasks_table.c.due_at).where(tasks_table.c.id == task_id)
+                select(tasks_table.c.priority, tasks_table.c.due_at).where(
+                    tasks_table.c.id == task_id
+                )
             ).one()
             conn.execute(
                 update(tasks_table)

@@ -228,7 +228,10 @@ def show(out: Console, doc: dict[str, Any]) -> None:
         )
     if doc.get("api") is not None:
         api = doc["api"]
-        out.print(f"api: {api['listen']} ({'TLS' if api['tls'] else 'plain HTTP'}), docs {api['docs']}", markup=False)
+        out.print(
+            f"api: {api['listen']} ({'TLS' if api['tls'] else 'plain HTTP'}), docs {api['docs']}",
+            markup=False,
+        )
     if calendars:
         out.print(
             _table(calendars, ("calendar", "collection"), "calendars", "meetings_captured", holders)
