@@ -5,11 +5,14 @@ syncd/domain/payloads.py build both), so the models describe those dicts, key fo
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+# An id in a path: what the databases' integers hold (a larger one is a 422, not a crash).
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 Kind = Literal["email", "meeting", "call", "visit", "note"]
 Logged = Literal["call", "visit", "note"]

@@ -276,6 +276,12 @@ def test_problems_list_every_bad_field_and_records_writes(api: Api) -> None:
         assert http.get("/records", params={"cursor": "garbage"}).status_code == 422
         assert http.get("/records/999999").status_code == 404
         assert http.get("/customers/Nobody").status_code == 404
+        # Ids beyond the databases' integers: not found or invalid, never a crash.
+        huge = "9" * 25
+        assert http.get(f"/customers/{huge}").status_code == 404
+        assert http.get(f"/records/{huge}").status_code == 422
+        assert http.patch(f"/tasks/{huge}", json={"status": "done"}).status_code == 422
+        api.world.cli("records", "list", "--customer", huge, expect=2)
         captured = api.cli_json("records", "list")[0]["id"]
         conflict = http.delete(f"/records/{captured}")
         assert conflict.status_code == 409 and conflict.json()["type"].endswith("captured-record")

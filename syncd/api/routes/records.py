@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from syncd.api import logged, paging
 from syncd.api.context import Admin, Caller, Reader, Writer, address, json, page, rep_owned, utc
-from syncd.api.models import Explanation, Kind, Page, Record, RecordIn, RecordPatch
+from syncd.api.models import Explanation, Id, Kind, Page, Record, RecordIn, RecordPatch
 from syncd.api.problems import Problem
 from syncd.api.routes import PREFIX
 from syncd.cli.present import explain as explain_view
@@ -28,7 +28,7 @@ CAPTURED = ("email", "meeting")
 _ = Admin  # admin covers writer: the scopes nest
 
 
-def _record(conn: Connection, caller: Caller, record_id: int) -> dict[str, Any]:
+def _record(conn: Connection, caller: Caller, record_id: Id) -> dict[str, Any]:
     """One record as ``records list --json`` shows it; 404 if none, or not the rep's."""
     found = record_pages.page(conn, ids=[record_id], owners=caller.owners, limit=1)
     if not found:
@@ -121,21 +121,21 @@ def _search(
 
 
 @router.get("/records/{record_id}", response_model=Record, summary="One record")
-def get_record(caller: Reader, record_id: int) -> Response:
+def get_record(caller: Reader, record_id: Id) -> Response:
     with caller.read() as conn:
         return json(_record(conn, caller, record_id))
 
 
 @router.get("/records/{record_id}/explain", response_model=Explanation,
             summary="Why each participant is or is not linked")  # fmt: skip
-def explain_record(caller: Reader, record_id: int) -> Response:
+def explain_record(caller: Reader, record_id: Id) -> Response:
     with caller.read() as conn:
         _record(conn, caller, record_id)
         found = explain(conn, record_id, load_directory(conn, caller.api.config.capture))
     return json(explain_view.explain_json(found))
 
 
-def _logged_only(conn: Connection, caller: Caller, record_id: int) -> None:
+def _logged_only(conn: Connection, caller: Caller, record_id: Id) -> None:
     kind = conn.scalar(select(records.c.kind).where(records.c.id == record_id))
     if kind is None:
         raise NotFound("record", record_id)
@@ -171,7 +171,7 @@ def create_record(caller: Writer, body: RecordIn) -> Response:
 
 
 @router.patch("/records/{record_id}", response_model=Record, summary="Edit a logged record")
-def patch_record(caller: Writer, record_id: int, body: RecordPatch) -> Response:
+def patch_record(caller: Writer, record_id: Id, body: RecordPatch) -> Response:
     _own(caller, body.owner)
     fields = body.model_dump(exclude_unset=True)
     if "occurred_at" in fields:
@@ -184,7 +184,7 @@ def patch_record(caller: Writer, record_id: int, body: RecordPatch) -> Response:
 
 
 @router.delete("/records/{record_id}", status_code=204, summary="Delete a logged record")
-def delete_record(caller: Writer, record_id: int) -> Response:
+def delete_record(caller: Writer, record_id: Id) -> Response:
     with caller.write() as conn:
         _logged_only(conn, caller, record_id)
         logged.delete(conn, caller.api.config, record_id)

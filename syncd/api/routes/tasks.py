@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from syncd.api import paging
 from syncd.api.context import Caller, Reader, Writer, address, json, page, utc
-from syncd.api.models import Page, Task, TaskIn, TaskPatch, TaskType
+from syncd.api.models import Id, Page, Task, TaskIn, TaskPatch, TaskType
 from syncd.api.problems import Problem
 from syncd.api.routes import PREFIX
 from syncd.cli.present.tasks import task_json
@@ -32,7 +32,7 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _task(conn: Any, caller: Caller, task_id: int) -> dict[str, Any]:
+def _task(conn: Any, caller: Caller, task_id: Id) -> dict[str, Any]:
     found = store.list_tasks(conn, ids=[task_id])
     if not found or (caller.token.rep and found[0]["owner"] != caller.token.rep):
         raise NotFound("task", task_id)
@@ -99,7 +99,7 @@ def create_task(caller: Writer, body: TaskIn) -> Response:
 @router.patch(
     "/tasks/{task_id}", response_model=Task, summary="Close, reopen, snooze or change a task"
 )
-def patch_task(caller: Writer, task_id: int, body: TaskPatch) -> Response:
+def patch_task(caller: Writer, task_id: Id, body: TaskPatch) -> Response:
     given = body.model_dump(exclude_unset=True)
     if body.status is not None and body.snoozed_until is not None:
         raise Problem(422, "give status or snoozed_until, not both", kind="validation",
