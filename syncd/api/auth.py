@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from syncd.api.problems import Problem
 from syncd.store import api_tokens
@@ -38,16 +39,36 @@ class Authenticator:
         self._buckets: dict[int, _Bucket] = {}
         self._touched: dict[int, float] = {}  # token id -> when last_used_at was written
 
+    async def token_async(self, authorization: str | None) -> Token:
+        """``token``, from the event loop: the database is read in the thread pool, only
+        when the cache has no fresh answer, and ``last_used_at`` written the same way."""
+        secret = _secret(authorization)
+        key = api_tokens.digest(secret)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[0] > now and not self._touch_due(cached[1], now):
+            return self._admit(cached[1], now)
+        return await run_in_threadpool(self.token, authorization)
+
+    def _touch_due(self, token: Token | None, now: float) -> bool:
+        if token is None:
+            return False
+        with self._lock:
+            last = self._touched.get(token.id)
+        return last is None or now - last >= api_tokens.TOUCH_EVERY.total_seconds()
+
+    def _admit(self, found: Token | None, now: float) -> Token:
+        if found is None or (
+            found.expires_at is not None and found.expires_at <= datetime.now(UTC)
+        ):
+            raise Problem(401, "the token is unknown, revoked or expired", headers=_CHALLENGE)
+        self._throttle(found, now)
+        return found
+
     def token(self, authorization: str | None) -> Token:
         """The live token of this ``Authorization`` header; 401 otherwise."""
-        if not authorization:
-            raise Problem(
-                401, "no bearer token: send Authorization: Bearer TOKEN", headers=_CHALLENGE
-            )
-        scheme, _, secret = authorization.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret or len(secret) > 200:
-            raise Problem(401, "Authorization is not a bearer token", headers=_CHALLENGE)
+        secret = _secret(authorization)
         key = api_tokens.digest(secret)
         now = time.monotonic()
         with self._lock:
@@ -61,13 +82,9 @@ class Authenticator:
                 if len(self._cache) > 10_000:  # guessed tokens must not grow it without end
                     self._cache.clear()
                 self._cache[key] = (now + CACHE_SECONDS, found)
-        if found is None or (
-            found.expires_at is not None and found.expires_at <= datetime.now(UTC)
-        ):
-            raise Problem(401, "the token is unknown, revoked or expired", headers=_CHALLENGE)
-        self._throttle(found, now)
-        self._touch(found, now)
-        return found
+        token = self._admit(found, now)
+        self._touch(token, now)
+        return token
 
     def _throttle(self, token: Token, now: float) -> None:
         with self._lock:
@@ -95,6 +112,16 @@ class Authenticator:
             self._touched[token.id] = now
         with self._engine.begin() as conn:
             api_tokens.touch(conn, token.id, datetime.now(UTC))
+
+
+def _secret(authorization: str | None) -> str:
+    if not authorization:
+        raise Problem(401, "no bearer token: send Authorization: Bearer TOKEN", headers=_CHALLENGE)
+    scheme, _, secret = authorization.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret or len(secret) > 200:
+        raise Problem(401, "Authorization is not a bearer token", headers=_CHALLENGE)
+    return secret
 
 
 def require(token: Token, scope: str) -> None:

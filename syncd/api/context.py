@@ -70,18 +70,20 @@ class Caller:
             yield conn
 
 
-def needs(scope: str) -> Callable[..., Caller]:
-    def dependency(
+def needs(scope: str) -> Callable[..., Any]:
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
+        # Async: the token is almost always cached, and a thread hop per request would cost
+        # more than the lookup; a miss reads the database in the thread pool.
         api = api_of(request)
         header = (
             f"Bearer {credentials.credentials}"
             if credentials
             else request.headers.get("authorization")
         )
-        token = api.auth.token(header)
+        token = await api.auth.token_async(header)
         require(token, scope)
         return Caller(api, token)
 

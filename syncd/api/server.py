@@ -14,6 +14,7 @@ listener needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -47,6 +48,13 @@ class BoundedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # asyncio sets TCP_NODELAY only on sockets whose protocol number says TCP, which a
+        # listener made by socket.create_server does not: without it each keep-alive
+        # answer (headers, then body: two writes) waited for the client's delayed ACK.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._born = time.monotonic()
         self._arm()
         if len(self.connections) > MAX_CONNECTIONS:
@@ -148,6 +156,11 @@ class ApiServer:
             time.sleep(0.01)
         log.info("api.listening", url=self.url)
         return self
+
+    @property
+    def connections(self) -> list[BoundedH11]:
+        """The connections open now (for tests and diagnostics)."""
+        return [c for c in list(self._server.server_state.connections) if isinstance(c, BoundedH11)]
 
     @property
     def alive(self) -> bool:

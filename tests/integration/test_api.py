@@ -369,6 +369,13 @@ def test_bounds_idle_connections_and_metrics(api: Api) -> None:
         for sock in idle:
             sock.close()
     assert httpx.get(api.server.url + "/api/v1/records/1").status_code == 401
+    # Every accepted connection answers without Nagle's delay (a keep-alive answer is two
+    # writes; without TCP_NODELAY the second waited ~40 ms for the client's delayed ACK).
+    with socket.create_connection((host, port)):
+        time.sleep(0.2)
+        accepted = [c.transport.get_extra_info("socket") for c in api.server.connections]
+        assert accepted
+        assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in accepted)
     text = generate_latest(api.metrics.registry).decode()
     assert 'syncd_api_requests_total{method="GET",route="/api/v1/status",status="200"}' in text
     assert 'syncd_api_request_duration_seconds_bucket{le="0.1",route="/api/v1/status"}' in text
