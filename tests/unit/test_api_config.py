@@ -39,7 +39,7 @@ def test_tls_files_come_in_pairs_and_are_relative_to_the_config(tmp_path: Path) 
 
 @pytest.mark.parametrize("listen", ["8780", "localhost", "127.0.0.1:99999", ":80"])
 def test_listen_is_host_port(listen: str) -> None:
-    with pytest.raises(ConfigError, match="api.listen"):
+    with pytest.raises(ConfigError, match=r"api\.listen"):
         parse_config(_api(listen=listen))
 
 
