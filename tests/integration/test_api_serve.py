@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -81,3 +82,27 @@ def test_run_serves_the_api_beside_capture(world: World, tmp_path: Path) -> None
         wait_listening(port, up=False, timeout=10)
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_tls_listener_serves_https_only(world: World, tmp_path: Path) -> None:
+    from syncd.api.server import ApiServer
+    from syncd.config import load_config
+    from tests.servers.oauth2 import self_signed
+
+    cert, key = self_signed(tmp_path)
+    world.write_config(
+        extra=f'[api]\nlisten = "127.0.0.1:0"\ntls_cert = "{cert}"\ntls_key = "{key}"'
+    )
+    token = json.loads(world.cli("tokens", "create", "crm", "--scope", "read", "--json").stdout)
+    server = ApiServer(load_config(world.config_path)).start()
+    try:
+        assert server.url.startswith("https://")
+        headers = {"Authorization": f"Bearer {token['token']}"}
+        trust = ssl.create_default_context(cafile=str(cert))
+        answer = httpx.get(server.url + "/api/v1/status", headers=headers, verify=trust)
+        assert answer.status_code == 200
+        with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port: no answer
+            httpx.get(server.url.replace("https", "http") + "/api/v1/status", headers=headers)
+    finally:
+        server.stop()
