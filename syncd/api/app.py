@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncd import __version__
@@ -82,11 +83,13 @@ class Bounded:
                 self.metrics.api_latency.labels(template).observe(time.perf_counter() - started)
 
 
-class _TooMuch(Exception):
+class _TooMuch(StarletteHTTPException):
+    """Raised while the body arrives: an HTTP error, so that FastAPI's body parsing passes
+    it on as it is (anything else it reports as a 400 "error parsing the body")."""
+
     def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
+        super().__init__(status, detail)
         self.status = status
-        self.detail = detail
 
 
 def _content_length(scope: Scope) -> int | None:

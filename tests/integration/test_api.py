@@ -293,6 +293,13 @@ def test_problems_list_every_bad_field_and_records_writes(api: Api) -> None:
         big = http.post("/customers", content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
                         headers={"Content-Type": "application/json"})  # fmt: skip
         assert big.status_code == 413
+        # Without a Content-Length (chunked), counted as it arrives.
+        chunks = (b"{" + b" " * 65536 for _ in range(20))
+        streamed = http.post(
+            "/customers", content=chunks, headers={"Content-Type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        assert streamed.headers["content-type"] == "application/problem+json"
 
 
 def test_cursor_pages_stay_stable_while_mail_arrives(api: Api) -> None:
