@@ -357,6 +357,24 @@ def test_long_poll_wakes_within_a_second_of_an_event(api: Api) -> None:
         assert max(delays) < 1.0, delays
 
 
+def test_a_body_trickled_past_its_deadline_is_cut_off(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.api import app as app_module
+
+    monkeypatch.setattr(app_module, "BODY_SECONDS", 1.0)
+    with socket.create_connection(("127.0.0.1", api.server.port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /api/v1/customers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {api.tokens['admin']}\r\n".encode()
+            + b"Content-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        answer = slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        assert time.monotonic() - started < 5
+
+
 def test_bounds_idle_connections_and_metrics(api: Api) -> None:
     host, port = "127.0.0.1", api.server.port
     idle = [socket.create_connection((host, port)) for _ in range(1000)]
