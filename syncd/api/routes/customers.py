@@ -22,9 +22,16 @@ from syncd.domain.insight import SORTS, arrange
 from syncd.domain.periods import parse_period
 from syncd.store import audit
 from syncd.store.contact_list import list_contacts
-from syncd.store.directory import active_customer, ensure_contact, ensure_customer, find_customer
+from syncd.store.directory import (
+    active_customer,
+    clean_address,
+    ensure_contact,
+    ensure_customer,
+    find_customer,
+)
 from syncd.store.errors import NotFound
 from syncd.store.insight import customer_overview
+from syncd.store.queries import contact_exists
 
 router = APIRouter(prefix=PREFIX, tags=["customers"])
 Sort = Literal["name", "last-contact", "emails", "meetings", "open-tasks"]
@@ -175,8 +182,6 @@ def contacts(
              responses={200: {"model": Contact, "description": "Known already"}},
              summary="Add a contact, or move an address to another customer")  # fmt: skip
 def create_contact(caller: Admin, body: ContactIn) -> Response:
-    from syncd.store.directory import clean_address
-    from syncd.store.queries import contact_exists
 
     with caller.write() as conn:
         customer = active_customer(conn, body.customer)
