@@ -555,3 +555,19 @@ crm_objects = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_crm_objects_crm_id", "crm", "crm_type", "crm_id"),
 )
+
+# Bearer tokens of the HTTP API (syncd/api/): only the SHA-256 of a token is kept, so a
+# copy of the database lets nobody in.  ``rep``: the token sees only that rep's records.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scope", String(8), nullable=False),  # read | write | admin
+    Column("rep", String(320), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+)

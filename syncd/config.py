@@ -263,6 +263,51 @@ class MetricsConfig(_Strict):
         return host.strip("[]"), int(port)
 
 
+def _host_port(value: str, example: str, *, any_port: bool = False) -> str:
+    """``host:port``; port 0 (any free one, told in the log) only where ``any_port``."""
+    host, sep, port = value.rpartition(":")
+    lowest = 0 if any_port else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
+        raise ValueError(f'{value!r} is not host:port (e.g. "{example}")')
+    return value
+
+
+class ApiConfig(_Strict):
+    """[api]: the HTTP API (syncd/api/), served by `syncd run` and by `syncd serve`."""
+
+    listen: str = "127.0.0.1:8780"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # Plain HTTP off loopback: only behind a proxy that terminates TLS.
+    allow_plaintext: bool = False
+    # Requests a second per token; beyond it, 429 with Retry-After.
+    rate_limit: Annotated[int, Field(ge=1, le=100_000)] = 50
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value, "127.0.0.1:8780", any_port=True)
+
+    @model_validator(mode="after")
+    def _tls_off_loopback(self) -> ApiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        if self.tls_cert is None and not self.allow_plaintext:
+            host = self.address[0]
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"listen {self.listen!r} is not loopback: bearer tokens would travel in "
+                    "clear; set tls_cert and tls_key, or allow_plaintext = true behind a "
+                    "TLS-terminating proxy"
+                )
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class SecretSourceConfig(_Strict):
     """Where a secret comes from; exactly one of the four must be set."""
 
@@ -651,6 +696,7 @@ class Config(_Strict):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    api: ApiConfig | None = None  # the HTTP API: off unless the section is there
     tasks: TasksConfig = Field(default_factory=TasksConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     followup: list[FollowupConfig] = Field(default_factory=list)
@@ -787,6 +833,16 @@ def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str 
             config = config.model_copy(
                 update={"directory": _anchor_directory(config.directory, base)}
             )
+        if config.api is not None and config.api.tls_cert is not None:
+            assert config.api.tls_key is not None  # both or neither (ApiConfig)
+            tls = {
+                key: str(base / Path(value).expanduser())
+                for key, value in (
+                    ("tls_cert", config.api.tls_cert),
+                    ("tls_key", config.api.tls_key),
+                )
+            }
+            config = config.model_copy(update={"api": config.api.model_copy(update=tls)})
     if config.mailbox_group:
         from syncd.groups import expand_groups  # only configs with groups pay for it
 

@@ -105,6 +105,21 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The HTTP API (syncd/api/), by route template (never a path with an id in it).
+        self.api_requests = Counter(
+            "syncd_api_requests",
+            "API requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.api_latency = Histogram(
+            "syncd_api_request_duration_seconds",
+            "Time to answer an API request (a long-poll's wait included).",
+            ["route"],
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+            registry=self.registry,
+        )
+
         self.directory_reloads = Counter(
             "syncd_directory_reload",
             "Reads of the [directory] source that found a change: applied (ok) or refused (error).",

@@ -167,3 +167,21 @@ def contacts_add(app: App, email: str, customer_ref: str, name: str) -> None:
     click.echo(
         f"contact {contact_id} {email} at {customer.name}: {'saved' if changed else 'unchanged'}"
     )
+
+
+@contacts.command("list")
+@click.option(
+    "--customer", "customer_ref", metavar="NAME|ID", help="Only this customer's contacts."
+)
+@output_options
+@pass_app
+def contacts_list(app: App, customer_ref: str | None, output: Output) -> None:
+    """List contacts with their addresses and customer."""
+    from syncd.cli.present.contacts import CONTACTS
+    from syncd.store.contact_list import list_contacts
+    from syncd.store.directory import find_customer
+
+    with app.engine.connect() as conn:
+        customer_id = find_customer(conn, customer_ref).id if customer_ref else None
+        rows = list_contacts(conn, customer_id=customer_id)
+    output.emit(rows, CONTACTS, app.out)

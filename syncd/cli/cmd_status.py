@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 
@@ -27,10 +26,10 @@ def status(app: App, as_json: bool) -> None:
     reader = status_read.open_if_current(app.config.database.url)
     if reader is None:
         with app.engine.connect() as conn:
-            doc = _document(app, status_read.Reader.of(conn))
+            doc = view.read(app.config, status_read.Reader.of(conn), datetime.now(UTC))
     else:
         try:
-            doc = _document(app, reader)
+            doc = view.read(app.config, reader, datetime.now(UTC))
         finally:
             reader.close()
     if as_json:
@@ -40,29 +39,3 @@ def status(app: App, as_json: bool) -> None:
     code = view.exit_code(doc)
     if code:
         raise click.exceptions.Exit(code)
-
-
-def _document(app: App, reader: status_read.Reader) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    doc = view.document(
-        status_read.sync_status(reader, [b.name for b in app.config.mailbox]),
-        status_read.calendar_status(reader, [c.name for c in app.config.calendar]),
-        status_read.live_daemons(reader),
-        status_read.health_rows(reader),
-        now,
-        status_read.directory_status(reader) if app.config.directory is not None else None,
-    )
-    if app.config.mailbox_group:
-        view.add_groups(doc, {b.name: getattr(b, "group", None) for b in app.config.mailbox})
-    if app.config.webhook:
-        from syncd.cli.present import webhooks
-
-        rows = status_read.webhook_status(
-            reader, [w.name for w in app.config.webhook], webhooks.filters(app.config.webhook)
-        )
-        doc["webhooks"] = webhooks.items(app.config.webhook, rows, now)
-    if app.config.crm:
-        from syncd.store.crm_queue import status_rows
-
-        doc["crms"] = status_rows(reader, [c.name for c in app.config.crm])
-    return doc

@@ -33,6 +33,14 @@ deliver_timeout = 30                    # seconds `syncd sync` waits for pending
 # [metrics]
 # listen = "127.0.0.1:9464"             # Prometheus /metrics and /healthz
 
+# The HTTP API (`syncd tokens create NAME --scope read` for a token; docs at /api/docs).
+# [api]
+# listen = "127.0.0.1:8780"
+# tls_cert = "/etc/syncd/api.pem"      # with tls_key: required off loopback, unless
+# tls_key = "/etc/syncd/api.key"
+# allow_plaintext = true               # behind a proxy that terminates TLS
+# rate_limit = 50                      # requests a second per token
+
 # The customer directory, kept in step with the CRM: customers and contacts the export no
 # longer lists are archived (history kept), returning ones restored. Same CSV as
 # `syncd customers import`. Write the file atomically (to a temporary name, then rename).

@@ -93,6 +93,14 @@ COMMANDS: dict[str, Entry] = {
     "tasks": Entry(
         "syncd.cli.cmd_tasks", "tasks", "Follow-up tasks: list, done, dismiss, snooze, add."
     ),
+    "tokens": Entry(
+        "syncd.cli.cmd_tokens", "tokens", "Bearer tokens of the HTTP API: create, list, revoke."
+    ),
+    "serve": Entry(
+        "syncd.cli.cmd_serve",
+        "serve",
+        "Serve the HTTP API alone ([api] listen), without capturing.",
+    ),
     "timeline": Entry(
         "syncd.cli.cmd_records",
         "timeline",

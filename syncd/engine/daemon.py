@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from syncd.api.service import ApiService
 from syncd.config import Config, load_config
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.crm.runner import CrmWorkers
@@ -178,6 +179,7 @@ class Daemon:
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._server: MetricsServer | None = None
+        self._api = ApiService()  # the HTTP API, when the config has [api]
         self._db_beat: threading.Thread | None = None  # the heartbeat's database write
         self._db_beat_at = 0.0
         self._webhooks: Deliverer | None = None  # started with the first [[webhook]]
@@ -221,6 +223,7 @@ class Daemon:
                 self._config.metrics.address, self._metrics, self._healthy
             ).start()
             log.info("metrics.listening", port=self._server.port)
+        self._api.start(self._config, self._metrics)
         self._apply(self._config, first=True)
         self._follow_directory()
         self._apply_webhooks(self._config)
@@ -298,6 +301,7 @@ class Daemon:
         self._imap_sessions.close_all()
         if self._server is not None:
             self._server.stop()
+        self._api.stop()
         try:
             with self._engine.begin() as conn:
                 health.daemon_stopped(conn, self.id)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +15,28 @@ from sqlalchemy import Connection, select
 
 from syncd.schema.tables import audit_log
 
+# Who acts, when it is not the login behind the process: an API request names its token.
+# A context variable, set only for the block that does the request's work: each request
+# runs in its own context, so two requests at once never see each other's actor.
+_ACTOR: ContextVar[str | None] = ContextVar("syncd_audit_actor", default=None)
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Audit rows written inside the block name ``actor``."""
+    token = _ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
 
 def current_actor() -> str:
-    """The person behind the command: the sudo caller if any, else the login name."""
+    """Whoever ``acting_as`` names; else the person behind the command: the sudo caller if
+    any, else the login name."""
+    acting = _ACTOR.get()
+    if acting is not None:
+        return acting
     for var in ("SUDO_USER", "USER", "LOGNAME"):
         if os.environ.get(var):
             return os.environ[var]

@@ -130,7 +130,7 @@ def _by_name(conn: Connection, name: str) -> Customer | None:
 
 def find_customer(conn: Connection, ref: str) -> Customer:
     """A customer by id or by name (case-insensitive); NotFound if none."""
-    if ref.isdigit():
+    if ref.isdigit() and int(ref) < 2**63:  # beyond: no id, and more than SQLite's integers
         row = conn.execute(
             select(customers.c.id, customers.c.name, customers.c.archived_at).where(
                 customers.c.id == int(ref)

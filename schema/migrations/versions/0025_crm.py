@@ -1,7 +1,7 @@
 """CRM connectors: per CRM a cursor into the outbox, pending deliveries, syncd ids -> CRM ids
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import syncd.schema.types
 
 revision = "0025"
-down_revision = "0023"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

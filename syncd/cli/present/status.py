@@ -11,7 +11,44 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from syncd.store.status_read import DaemonInfo
+    from syncd.config import Config
+    from syncd.store.status_read import DaemonInfo, Reader
+
+
+def read(config: Config, reader: Reader, now: datetime) -> dict[str, Any]:
+    """The ``status --json`` document, read through ``reader``: ``syncd status`` and the
+    API's ``GET /status`` both print this."""
+    from syncd.store import status_read
+
+    doc = document(
+        status_read.sync_status(reader, [b.name for b in config.mailbox]),
+        status_read.calendar_status(reader, [c.name for c in config.calendar]),
+        status_read.live_daemons(reader),
+        status_read.health_rows(reader),
+        now,
+        status_read.directory_status(reader) if config.directory is not None else None,
+    )
+    if config.mailbox_group:
+        add_groups(doc, {b.name: getattr(b, "group", None) for b in config.mailbox})
+    if config.webhook:
+        from syncd.cli.present import webhooks
+
+        rows = status_read.webhook_status(
+            reader, [w.name for w in config.webhook], webhooks.filters(config.webhook)
+        )
+        doc["webhooks"] = webhooks.items(config.webhook, rows, now)
+    if config.crm:
+        from syncd.store.crm_queue import status_rows
+
+        doc["crms"] = status_rows(reader, [c.name for c in config.crm])
+    if config.api is not None:
+        scheme = "https" if config.api.tls_cert else "http"
+        doc["api"] = {
+            "listen": config.api.listen,
+            "tls": config.api.tls_cert is not None,
+            "docs": f"{scheme}://{config.api.listen}/api/docs",
+        }
+    return doc
 
 
 def document(
@@ -200,6 +237,12 @@ def show(out: Console, doc: dict[str, Any]) -> None:
             f"{crm['failed']} refused, {crm['pushed']} pushed, {crm['pulled']} pulled, "
             f"last success {crm['last_success_at'] or '-'}"
             + (f", last error: {crm['last_error']}" if crm["last_error"] else ""),
+            markup=False,
+        )
+    if doc.get("api") is not None:
+        api = doc["api"]
+        out.print(
+            f"api: {api['listen']} ({'TLS' if api['tls'] else 'plain HTTP'}), docs {api['docs']}",
             markup=False,
         )
     if calendars:

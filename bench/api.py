@@ -1,0 +1,269 @@
+"""HTTP API benchmark: a customer's records, 32 clients at once, and the event long-poll.
+
+    .venv/bin/python bench/api.py --records 200000 --customers 2000
+
+Seeds N records over M customers (the insight bench's seeding) into SQLite and into a
+throw-away PostgreSQL database, serves the API with ``syncd serve`` in its own process, and
+while a writer stands in for capture (a record and its event every 20 ms, as a busy daemon
+writes them) measures, on each database:
+
+- ``GET /api/v1/records?customer=ID&limit=50`` from 32 concurrent clients: p50, p95,
+  requests a second; beside it, as the reference of the same run, the same page read
+  in-process with no HTTP at all (the store call alone);
+- ``GET /api/v1/records?q=...``: reported when search is installed (501 until then);
+- the event long-poll: from a record's commit to a waiting client holding its event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from sqlalchemy import Engine, func, select
+
+from syncd.domain.payloads import record_json
+from syncd.schema.tables import customers, records
+from syncd.store import api_tokens, record_pages
+from syncd.store.database import open_database
+from syncd.store.events import RECORD_CREATED, Event, emit
+from tests.servers.insight_seed import seed
+from tests.servers.ports import free_port, wait_listening
+from tests.servers.postgres import admin_url, scratch_database
+
+SYNCD = str(Path(sys.executable).with_name("syncd"))
+CLIENTS = 32
+TARGETS = {"p95_ms": 30.0, "rps": 500.0, "search_p95_ms": 100.0, "poll_p95_s": 1.0}
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class Writer(threading.Thread):
+    """Stands in for capture: a record and its record.created event every ``every`` s,
+    each in its own transaction; remembers when each event's transaction committed."""
+
+    def __init__(self, engine: Engine, every: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.engine = engine
+        self.every = every
+        self.stop = threading.Event()
+        self.committed: dict[str, float] = {}  # subject -> monotonic commit time
+        self.written = 0
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.wait(self.every):
+            n += 1
+            now = datetime.now(UTC)
+            with self.engine.begin() as conn:
+                rid = conn.execute(
+                    records.insert().values(
+                        key=f"email:<bench-{time.time_ns()}-{n}@api>",
+                        kind="email",
+                        direction="inbound",
+                        subject=f"Captured {n}",
+                        occurred_at=now,
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                emit(conn, Event(RECORD_CREATED, f"record:{rid}", {"id": rid}, now))
+            self.committed[f"record:{rid}"] = time.monotonic()
+            self.written += 1
+
+
+async def load(
+    url: str, token: str, customer_ids: list[int], seconds: float
+) -> tuple[list[float], int, float]:
+    """32 clients asking for customers' first pages for ``seconds``: latencies, errors, rate."""
+    latencies: list[float] = []
+    errors = 0
+    rng = random.Random(7)
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
+        deadline = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                cid = rng.choice(customer_ids)
+                started = time.perf_counter()
+                answer = await http.get("/api/v1/records", params={"customer": cid, "limit": 50})
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        took = time.perf_counter() - began
+    return latencies, errors, len(latencies) / took
+
+
+def long_polls(url: str, token: str, writer: Writer, polls: int) -> list[float]:
+    """From an event's commit to a waiting client holding it, ``polls`` times."""
+    delays: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=90) as http:
+        after = http.get("/api/v1/events", params={"limit": 1, "after": 2**40}).json()
+        last = int(after["next_cursor"] or 0)
+        with writer.engine.connect() as conn:
+            from syncd.store.events import last_id
+
+            last = last_id(conn)
+        while len(delays) < polls:
+            answer = http.get("/api/v1/events", params={"after": last, "wait": 30, "limit": 1})
+            got = time.monotonic()
+            body = answer.json()
+            if not body["items"]:
+                continue
+            event = body["items"][0]
+            last = int(event["id"])
+            committed = writer.committed.get(f"record:{event['data']['id']}")
+            if committed is not None:
+                delays.append(got - committed)
+    return delays
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    engine = open_database(url)
+    t = time.perf_counter()
+    seed(engine, n_records=args.records, n_customers=args.customers, now=datetime.now(UTC))
+    print(f"{label}: seeded {args.records} records in {time.perf_counter() - t:.1f} s", flush=True)
+    with engine.begin() as conn:
+        token, _ = api_tokens.create(conn, f"bench-{label}", scope="read")
+        customer_ids = [int(c) for c in conn.scalars(select(customers.c.id))]
+        total = int(conn.scalar(select(func.count()).select_from(records)) or 0)
+    config = work / f"{label}.toml"
+    port = free_port()
+    config.write_text(
+        f'[database]\nurl = "{url}"\n\n[api]\nlisten = "127.0.0.1:{port}"\nrate_limit = 100000\n'
+    )
+    log = (work / f"{label}.log").open("wb")
+    server = subprocess.Popen([SYNCD, "--config", str(config), "serve"], stdout=log, stderr=log)
+    writer = Writer(engine)
+    out: dict[str, Any] = {"records": total}
+    try:
+        wait_listening(port, timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        # Idle: what serving costs when nobody calls (a share of one core).
+        time.sleep(2.0)
+        before, began = _cpu_seconds(server.pid), time.perf_counter()
+        time.sleep(args.idle)
+        out["idle_cpu"] = (_cpu_seconds(server.pid) - before) / (time.perf_counter() - began)
+        # The reference: the same pages read in-process, no HTTP, one client.
+        rng = random.Random(3)
+        direct: list[float] = []
+        with engine.connect() as conn:
+            for _ in range(300):
+                started = time.perf_counter()
+                rows = record_pages.page(conn, customer_id=rng.choice(customer_ids), limit=51)
+                json.dumps([record_json(r) for r in rows[:50]])
+                direct.append(time.perf_counter() - started)
+        out["direct_p50_ms"] = statistics.median(direct) * 1000
+        out["direct_p95_ms"] = percentile(direct, 0.95) * 1000
+        asyncio.run(load(base, token, customer_ids, 2.0))  # warm up
+        writer.start()
+        latencies, errors, rate = asyncio.run(load(base, token, customer_ids, args.seconds))
+        out.update(
+            p50_ms=statistics.median(latencies) * 1000,
+            p95_ms=percentile(latencies, 0.95) * 1000,
+            rps=rate,
+            requests=len(latencies),
+            errors=errors,
+        )
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
+            searched = http.get("/api/v1/records", params={"q": "renewal licence", "limit": 20})
+            out["search"] = searched.status_code
+            if searched.status_code == 200:
+                times = []
+                for _ in range(50):
+                    started = time.perf_counter()
+                    http.get("/api/v1/records", params={"q": "renewal licence", "limit": 20})
+                    times.append(time.perf_counter() - started)
+                out["search_p95_ms"] = percentile(times, 0.95) * 1000
+        delays = long_polls(base, token, writer, args.polls)
+        out["poll_p50_s"] = statistics.median(delays)
+        out["poll_p95_s"] = percentile(delays, 0.95)
+        out["captured_meanwhile"] = writer.written
+    finally:
+        writer.stop.set()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        engine.dispose()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--polls", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    args = parser.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    work = Path(tempfile.mkdtemp(prefix="syncd-bench-api-"))
+    try:
+        if args.only in (None, "sqlite"):
+            results["SQLite"] = run_on(f"sqlite:///{work / 'api.db'}", "SQLite", work, args)
+        if args.only in (None, "postgres"):
+            with ExitStack() as stack:
+                admin = stack.enter_context(admin_url(work / "pg"))
+                url = stack.enter_context(scratch_database(admin))
+                results["PostgreSQL"] = run_on(url, "PostgreSQL", work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{CLIENTS} clients, GET /api/v1/records?customer=ID&limit=50 while a writer "
+          f"stands in for capture (cores: {os.cpu_count()}, load average now "
+          f"{os.getloadavg()[0]:.1f})")  # fmt: skip
+    print(f"{'database':<11} {'records':>8} {'p50':>8} {'p95':>8} {'req/s':>7} {'errors':>6} "
+          f"{'store p50':>9} {'store p95':>9} {'poll p50':>8} {'poll p95':>8}  search")  # fmt: skip
+    for label, r in results.items():
+        search = (
+            f"p95 {r['search_p95_ms']:.0f} ms" if "search_p95_ms" in r else f"HTTP {r['search']}"
+        )
+        print(
+            f"{label:<11} {r['records']:>8} {r['p50_ms']:6.1f}ms {r['p95_ms']:6.1f}ms {r['rps']:7.0f} "
+            f"{r['errors']:>6} {r['direct_p50_ms']:7.1f}ms {r['direct_p95_ms']:7.1f}ms "
+            f"{r['poll_p50_s']:7.2f}s {r['poll_p95_s']:7.2f}s  {search}; idle API "
+            f"{r['idle_cpu']:.2%} of a core"
+        )
+    print(f"targets: p95 <= {TARGETS['p95_ms']:.0f} ms, >= {TARGETS['rps']:.0f} req/s, "
+          f"search p95 <= {TARGETS['search_p95_ms']:.0f} ms, long-poll p95 <= {TARGETS['poll_p95_s']:.0f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

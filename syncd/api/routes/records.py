@@ -1,0 +1,190 @@
+"""/records: list (filters, search), one, explain; log, edit, delete calls, visits, notes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import Connection, select
+from starlette.responses import Response
+
+from syncd.api import logged, paging
+from syncd.api.context import Caller, Reader, Writer, address, json, page, rep_owned, utc
+from syncd.api.models import Explanation, Id, Kind, Page, Record, RecordIn, RecordPatch
+from syncd.api.problems import Problem
+from syncd.api.routes import PREFIX
+from syncd.cli.present import explain as explain_view
+from syncd.domain.payloads import record_json
+from syncd.schema.tables import records
+from syncd.store import record_pages
+from syncd.store.directory import find_customer, load_directory
+from syncd.store.errors import NotFound
+from syncd.store.explain import explain
+
+router = APIRouter(prefix=PREFIX, tags=["records"])
+CAPTURED = ("email", "meeting")
+
+
+def _record(conn: Connection, caller: Caller, record_id: Id) -> dict[str, Any]:
+    """One record as ``records list --json`` shows it; 404 if none, or not the rep's."""
+    found = record_pages.page(conn, ids=[record_id], owners=caller.owners, limit=1)
+    if not found:
+        raise NotFound("record", record_id)
+    return record_json(found[0])
+
+
+@router.get("/records", response_model=Page[Record], summary="Records, newest first")
+def list_records(
+    caller: Reader,
+    customer: Annotated[str | None, Query(max_length=300, description="Name or id.")] = None,
+    contact: Annotated[str | None, Query(max_length=320)] = None,
+    owner: Annotated[str | None, Query(max_length=320, description="A rep's address.")] = None,
+    kind: Annotated[list[Kind], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    owners = list(caller.owners)
+    if owner is not None:
+        owners.append(rep_owned(caller, owner, "query.owner"))
+    contact_address = address(contact, "query.contact") if contact is not None else None
+    with caller.read() as conn:
+        customer_id = find_customer(conn, customer).id if customer else None
+        if q is not None:
+            return _search(conn, caller, q, customer_id, contact_address, owner, owners, kind,
+                           utc(since), utc(until), limit, cursor)  # fmt: skip
+        after = None
+        if cursor is not None:
+            when, rid = paging.decode(cursor, 2)
+            try:
+                after = (datetime.fromisoformat(str(when)), int(rid))
+            except (TypeError, ValueError):
+                raise Problem(
+                    422, "cursor: not a cursor from this API", kind="validation"
+                ) from None
+        rows = record_pages.page(
+            conn,
+            customer_id=customer_id,
+            contact_address=contact_address,
+            owners=owners,
+            kinds=kind,
+            since=utc(since),
+            until=utc(until),
+            after=after,
+            limit=limit + 1,
+        )
+    now = datetime.now(UTC)
+    shown = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = shown[-1]
+        next_cursor = paging.encode([last["occurred_at"].isoformat(), last["id"]])
+    return page([record_json(row, now) for row in shown], next_cursor)
+
+
+def _search(
+    conn: Connection,
+    caller: Caller,
+    q: str,
+    customer_id: int | None,
+    contact: str | None,
+    owner: str | None,
+    owners: list[Any],
+    kinds: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    """The search of ``records search``, ranked; paged over the ranking."""
+    hits = logged.search(
+        conn, caller.api.config, q, customer_id=customer_id, contact=contact,
+        owner=address(owner, "query.owner") if owner else None, kinds=kinds,
+        since=since, until=until, limit=paging.MAX_LIMIT,
+    )  # fmt: skip
+    visible = {r["id"]: r for r in record_pages.page(
+        conn, ids=[h[0] for h in hits], owners=owners, limit=len(hits) or 1
+    )}  # fmt: skip
+    ranked = [(rid, score, marks) for rid, score, marks in hits if rid in visible]
+    shown, next_cursor = paging.page_of(ranked, lambda hit: [-hit[1], -hit[0]], limit, cursor)
+    now = datetime.now(UTC)
+    items = [
+        {**record_json(visible[rid], now), "score": score, "highlights": marks}
+        for rid, score, marks in shown
+    ]
+    return page(items, next_cursor)
+
+
+@router.get("/records/{record_id}", response_model=Record, summary="One record")
+def get_record(caller: Reader, record_id: Id) -> Response:
+    with caller.read() as conn:
+        return json(_record(conn, caller, record_id))
+
+
+@router.get("/records/{record_id}/explain", response_model=Explanation,
+            summary="Why each participant is or is not linked")  # fmt: skip
+def explain_record(caller: Reader, record_id: Id) -> Response:
+    with caller.read() as conn:
+        _record(conn, caller, record_id)
+        found = explain(conn, record_id, load_directory(conn, caller.api.config.capture))
+    return json(explain_view.explain_json(found))
+
+
+def _logged_only(conn: Connection, caller: Caller, record_id: Id) -> None:
+    kind = conn.scalar(select(records.c.kind).where(records.c.id == record_id))
+    if kind is None:
+        raise NotFound("record", record_id)
+    _record(conn, caller, record_id)
+    if kind in CAPTURED:
+        raise Problem(
+            409,
+            f"record {record_id} is a captured {kind}: it belongs to its mailbox or calendar; "
+            "only logged calls, visits and notes change here",
+            kind="captured-record",
+        )
+
+
+def _own(caller: Caller, owner: str | None) -> None:
+    """A rep token logs and edits records as its rep only."""
+    if caller.token.rep and owner is not None and address(owner, "body.owner") != caller.token.rep:
+        raise Problem(403, f"this token logs records of {caller.token.rep} only")
+
+
+@router.post("/records", response_model=Record, status_code=201,
+             responses={200: {"model": Record, "description": "Logged before (same external_id)"}},
+             summary="Log a call, visit or note")  # fmt: skip
+def create_record(caller: Writer, body: RecordIn) -> Response:
+    _own(caller, body.owner)
+    fields = body.model_dump()
+    fields["owner"] = address(body.owner, "body.owner")
+    fields["occurred_at"] = utc(body.occurred_at)
+    fields["origin"] = "api"
+    with caller.write() as conn:
+        record_id, created = logged.create(conn, caller.api.config, fields)
+        shown = _record(conn, caller, record_id)
+    return json(shown, 201 if created else 200)
+
+
+@router.patch("/records/{record_id}", response_model=Record, summary="Edit a logged record")
+def patch_record(caller: Writer, record_id: Id, body: RecordPatch) -> Response:
+    _own(caller, body.owner)
+    fields = body.model_dump(exclude_unset=True)
+    if "occurred_at" in fields:
+        fields["occurred_at"] = utc(body.occurred_at)
+    with caller.write() as conn:
+        _logged_only(conn, caller, record_id)
+        logged.edit(conn, caller.api.config, record_id, fields)
+        shown = _record(conn, caller, record_id)
+    return json(shown)
+
+
+@router.delete("/records/{record_id}", status_code=204, summary="Delete a logged record")
+def delete_record(caller: Writer, record_id: Id) -> Response:
+    with caller.write() as conn:
+        _logged_only(conn, caller, record_id)
+        logged.delete(conn, caller.api.config, record_id)
+    return Response(status_code=204)

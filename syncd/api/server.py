@@ -1,0 +1,176 @@
+"""The API's HTTP server: uvicorn (h11) in a thread of its own, with bounds a public
+listener needs.
+
+- Headers: at most ``MAX_HEADER_BYTES`` and ``HEADER_SECONDS`` to arrive, on a new
+  connection and between requests (uvicorn's keep-alive timeout only runs while no byte
+  comes, so a client sending a byte now and then would hold a connection for ever).
+- Connections: at most ``MAX_CONNECTIONS``; past it the oldest idle one is closed, so a
+  client holding a thousand idle sockets takes nothing from the others (an idle socket
+  costs the event loop a few KB, no thread).  Requests in progress: ``MAX_REQUESTS``, then
+  503.
+- Bodies: 1 MB and 30 s (syncd/api/app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from typing import Any
+
+import structlog
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from syncd.api.app import create_app
+from syncd.config import ApiConfig, Config
+from syncd.metrics import Metrics
+from syncd.store.database import make_engine
+
+log = structlog.get_logger("syncd.api")
+
+HEADER_SECONDS = 10.0
+KEEP_ALIVE_SECONDS = 5
+MAX_HEADER_BYTES = 16 * 1024
+MAX_CONNECTIONS = 512
+MAX_REQUESTS = 256  # in progress at once, long polls included
+POOL_SIZE = 16  # database connections of the API (its handlers run in a thread pool)
+
+
+class BoundedH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers and a cap on
+    connections that closes the oldest idle one."""
+
+    _deadline: asyncio.TimerHandle | None = None
+    _born = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # asyncio sets TCP_NODELAY only on sockets whose protocol number says TCP, which a
+        # listener made by socket.create_server does not: without it each keep-alive
+        # answer (headers, then body: two writes) waited for the client's delayed ACK.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._born = time.monotonic()
+        self._arm()
+        if len(self.connections) > MAX_CONNECTIONS:
+            self._evict_idle()
+
+    def _evict_idle(self) -> None:
+        """Close the oldest idle connections until at most ``MAX_CONNECTIONS`` are open.
+        Ones closing already still count until the loop runs their ``connection_lost``."""
+        open_ = [
+            c for c in self.connections
+            if isinstance(c, BoundedH11) and not c.transport.is_closing()
+        ]  # fmt: skip
+        excess = len(open_) - MAX_CONNECTIONS
+        if excess <= 0:
+            return
+        idle = sorted((c for c in open_ if c is not self and c.idle), key=lambda c: c._born)
+        for connection in idle[:excess]:
+            connection.transport.close()
+
+    @property
+    def idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(HEADER_SECONDS, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.idle and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle:
+            self._arm()  # the next request's headers: they get HEADER_SECONDS in all
+        super().data_received(data)
+        if not self.idle:
+            self._disarm()  # headers complete: the app's own bounds take over
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+class ApiServer:
+    """The API served from a thread: ``start()`` returns once it listens."""
+
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self._api = config.api or ApiConfig()
+        self._engine = make_engine(config.database.url, pool_size=POOL_SIZE)
+        app = create_app(config, self._engine, metrics=metrics)
+        host, port = self._api.address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self.port = self._socket.getsockname()[1]
+        tls: dict[str, Any] = {}
+        if self._api.tls_cert is not None:
+            tls = {"ssl_certfile": self._api.tls_cert, "ssl_keyfile": self._api.tls_key}
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                http=BoundedH11,
+                loop="asyncio",
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                proxy_headers=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                timeout_graceful_shutdown=2,
+                limit_concurrency=MAX_CONNECTIONS + MAX_REQUESTS,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                backlog=1024,
+                **tls,
+            )
+        )
+        self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
+        scheme = "https" if tls else "http"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{shown}:{self.port}"
+
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except Exception as err:  # reported; the daemon goes on capturing without its API
+            log.error("api.stopped", error=type(err).__name__, detail=str(err)[:200])
+
+    def start(self, timeout: float = 10.0) -> ApiServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the API server did not start")
+            time.sleep(0.01)
+        log.info("api.listening", url=self.url)
+        return self
+
+    @property
+    def connections(self) -> list[BoundedH11]:
+        """The connections open now (for tests and diagnostics)."""
+        return [c for c in list(self._server.server_state.connections) if isinstance(c, BoundedH11)]
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        self._socket.close()
+        self._engine.dispose()

@@ -1,0 +1,34 @@
+"""The API inside ``syncd run``: started beside capture when the config has [api], stopped
+with the daemon.  A failure to serve is logged and capture goes on without it."""
+
+from __future__ import annotations
+
+import structlog
+
+from syncd.config import Config
+from syncd.metrics import Metrics
+
+log = structlog.get_logger("syncd.api")
+
+
+class ApiService:
+    def __init__(self) -> None:
+        self._server: object | None = None
+
+    def start(self, config: Config, metrics: Metrics) -> None:
+        if config.api is None:
+            return
+        # Imported here: a daemon without [api] never loads FastAPI or uvicorn.
+        from syncd.api.server import ApiServer
+
+        try:
+            self._server = ApiServer(config, metrics).start()
+        except (OSError, TimeoutError) as err:  # the port is taken, the certificate unreadable
+            log.error("api.not_started", listen=config.api.listen, error=str(err)[:200])
+
+    def stop(self) -> None:
+        from syncd.api.server import ApiServer
+
+        if isinstance(self._server, ApiServer):
+            self._server.stop()
+        self._server = None

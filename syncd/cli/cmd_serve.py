@@ -1,0 +1,67 @@
+"""serve: the HTTP API alone, without capturing (e.g. on another host, same PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from syncd.cli.app import App, pass_app
+from syncd.errors import UserError
+
+
+@click.command()
+@click.option("--listen", metavar="HOST:PORT", help="Listen here instead of [api] listen.")
+@pass_app
+def serve(app: App, listen: str | None) -> None:
+    """Serve the HTTP API alone ([api] listen), without capturing.
+
+    Stops on SIGTERM or SIGINT after the requests in flight (long polls end at once).
+    """
+    from syncd.api.server import ApiServer
+    from syncd.config import ApiConfig
+    from syncd.metrics import Metrics
+
+    root = logging.getLogger()
+    root.setLevel(min(root.level, logging.INFO))
+    config = app.config
+    if config.api is None and listen is None:
+        raise UserError(
+            "no [api] section in the config", hint='add [api] listen = "127.0.0.1:8780"'
+        )
+    settings = (config.api or ApiConfig()).model_dump()
+    if listen is not None:
+        settings["listen"] = listen
+    try:
+        api_config = ApiConfig.model_validate(settings)
+    except ValueError as err:
+        raise UserError(f"--listen: {err}") from None
+    config = config.model_copy(update={"api": api_config})
+    app.engine  # noqa: B018 - migrate (or fail with the database's message) before serving
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    metrics = Metrics()
+    scrape = None
+    if config.metrics.listen:  # the API's request counts and latencies, as `syncd run` shows them
+        from syncd.metrics import MetricsServer
+
+        scrape = MetricsServer(config.metrics.address, metrics, lambda: server.alive).start()
+    server = ApiServer(config, metrics).start()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
+    try:
+        while not stopping.wait(0.5):
+            if not server.alive:
+                raise UserError("the API server stopped", hint="see the log above")
+    finally:
+        server.stop()
+        if scrape is not None:
+            scrape.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
