@@ -18,6 +18,8 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TextIO
 
 from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
 from syncd.domain.bounds import ADDRESS_MAX, NAME_MAX
@@ -62,6 +64,18 @@ class _Problems(list[str]):
 
 
 @dataclass(frozen=True, slots=True)
+class FileRow:
+    """One valid data row, its values cleaned."""
+
+    line: int
+    key: str  # ``customer_key`` of the customer
+    customer: str  # as the row spells it (tidied)
+    domains: tuple[str, ...]  # normalised, as the row gives them
+    contact_name: str
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class FileCustomer:
     name: str  # as the file spells it (its first row)
     domains: tuple[str, ...]  # normalised, sorted, unique
@@ -79,6 +93,7 @@ class DirectoryFile:
     customers: dict[str, FileCustomer]  # by ``customer_key``, in file order
     contacts: tuple[FileContact, ...]  # in file order
     rows: int
+    lines: tuple[FileRow, ...] = ()  # the valid rows it was made of, in file order
 
     @property
     def empty(self) -> bool:
@@ -107,6 +122,7 @@ def _text(value: str, what: str) -> str:
     return value
 
 
+@lru_cache(maxsize=65536)  # a file repeats its customers' domains on every contact's row
 def clean_domain(domain: str) -> str:
     """A domain a customer can own, normalised; ValueError saying why not."""
     value = normalize_domain(domain.strip().lstrip("@"))
@@ -133,75 +149,124 @@ def clean_address(address: str) -> str:
     return value
 
 
-def _rows(text: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
-    """(line, fields) of every data row; a row the CSV reader refuses is a problem."""
-    # newline="": a quoted field may hold a line break (then refused as a control
-    # character, not silently joined); strict: an unclosed quote is an error, not a field
-    # that swallows every row after it.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    while True:
-        start = reader.line_num + 1  # a quoted field may take several lines: name the first
+class RowReader:
+    """The valid rows of a directory file read from ``stream`` (opened with ``newline=""``),
+    one at a time: a file of a million rows is never held whole.  Every data row is
+    counted in ``rows``; every bad one lands in ``problems`` (with its line)."""
+
+    def __init__(self, stream: TextIO, where: str = "the directory file") -> None:
+        # newline="": a quoted field may hold a line break (then refused as a control
+        # character, not silently joined); strict: an unclosed quote is an error, not a
+        # field that swallows every row after it.
+        self._reader = csv.reader(stream, strict=True)
+        self.where = where
+        self.rows = 0
+        self.problems = _Problems()
         try:
-            fields = next(reader)
+            head = next(self._reader)
         except StopIteration:
+            head = []
+        except csv.Error:
+            head = ["(unreadable)"]
+        except UnicodeDecodeError:
+            raise _not_utf8(where) from None
+        header = tuple(h.strip().lower() for h in head)
+        if header and header[0].startswith("\ufeff"):
+            header = (header[0][1:], *header[1:])
+        if header[: len(CSV_HEADER)] != CSV_HEADER:
+            raise UserError(
+                f"{where}: the header is {','.join(header)[:200] or '(empty)'}",
+                hint=f"the first line must be: {','.join(CSV_HEADER)}",
+            )
+
+    def __iter__(self) -> Iterator[FileRow]:
+        for line, fields in self._fields():
+            self.rows += 1
+            fields = [*fields, "", "", "", ""][:4]
+            try:
+                name = _text(fields[0], "customer")
+                if not name:
+                    raise ValueError("customer is empty")
+                found = tuple(clean_domain(d) for d in fields[1].split(";") if d.strip())
+                contact_name = _text(fields[2], "contact_name")
+                address = clean_address(fields[3]) if fields[3].strip() else None
+            except ValueError as err:
+                self.problems.append(f"line {line}: {err}")
+                continue
+            yield FileRow(line, customer_key(name), name, found, contact_name, address)
+
+    def _fields(self) -> Iterator[tuple[int, list[str]]]:
+        """(line, fields) of every data row; a row the CSV reader refuses is a problem."""
+        reader = self._reader
+        while True:
+            start = reader.line_num + 1  # a quoted field may take several lines: the first
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise _not_utf8(self.where) from None
+            except csv.Error as err:
+                self.problems.append(f"line {start}: {err}")
+                continue
+            if any(f.strip() for f in fields):
+                yield start, fields
+
+    def refuse(self, more: list[str] | None = None, more_total: int = 0) -> None:
+        """BadDirectoryFile when any row was bad: those read here and ``more`` (found by
+        the caller, ``more_total`` of them), reported in line order."""
+        total = self.problems.total + more_total
+        if not total:
             return
-        except csv.Error as err:
-            problems.append(f"line {start}: {err}")
-            continue
-        if any(f.strip() for f in fields):
-            yield start, fields
+        merged = sorted([*self.problems, *(more or [])], key=_line_of)[:KEPT_PROBLEMS]
+        raise BadDirectoryFile(self.where, merged, total)
+
+
+def _not_utf8(where: str) -> UserError:
+    return UserError(f"{where} is not UTF-8 text", hint="save the file as UTF-8 CSV")
+
+
+def text_stream(data: bytes) -> TextIO:
+    """``data`` read as UTF-8 text (a byte-order mark dropped), decoded as it is read: the
+    content is never held twice."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+
+
+def _line_of(problem: str) -> int:
+    head = problem.split(":", 1)[0].removeprefix("line ")
+    return int(head) if head.isdigit() else 0
 
 
 def parse_directory(text: str, where: str = "the directory file") -> DirectoryFile:
-    """The customers and contacts ``text`` lists; BadDirectoryFile with every bad row."""
+    """The customers and contacts ``text`` lists; BadDirectoryFile with every bad row.
+    (In memory: the store plans a large file from ``RowReader`` in bounded memory.)"""
     if len(text) > MAX_FILE_BYTES:
         raise BadDirectoryFile(where, [f"larger than {MAX_FILE_BYTES // 2**20} MB"])
-    text = text.removeprefix("\ufeff")
-    head = next(csv.reader(io.StringIO(text.partition("\n")[0], newline="")), [])
-    header = tuple(h.strip().lower() for h in head)
-    if header[: len(CSV_HEADER)] != CSV_HEADER:
-        raise UserError(
-            f"{where}: the header is {','.join(header)[:200] or '(empty)'}",
-            hint=f"the first line must be: {','.join(CSV_HEADER)}",
-        )
-    problems = _Problems()
+    reader = RowReader(io.StringIO(text.removeprefix("\ufeff"), newline=""), where)
     customers: dict[str, FileCustomer] = {}
     domains: dict[str, set[str]] = {}
     groups: dict[tuple[str, str, str], list[str]] = {}  # (customer, name, address|"") -> addrs
     seen: dict[str, tuple[int, tuple[str, str, str]]] = {}  # address -> (line, group)
-    rows = 0
-    lines = _rows(text, problems)
-    next(lines, None)  # the header, checked above
-    for line, fields in lines:
-        rows += 1
-        fields = [*fields, "", "", "", ""][:4]
-        try:
-            name = _text(fields[0], "customer")
-            if not name:
-                raise ValueError("customer is empty")
-            found = [clean_domain(d) for d in fields[1].split(";") if d.strip()]
-            contact_name = _text(fields[2], "contact_name")
-            address = clean_address(fields[3]) if fields[3].strip() else None
-        except ValueError as err:
-            problems.append(f"line {line}: {err}")
-            continue
-        key = customer_key(name)
+    lines: list[FileRow] = []
+    duplicates: list[str] = []
+    for row in reader:
+        key, address = row.key, row.address
         if address is not None:
-            group = (key, contact_name, "" if contact_name else address)
+            group = (key, row.contact_name, "" if row.contact_name else address)
             earlier = seen.get(address)
             if earlier is not None and earlier[1] != group:
-                problems.append(
-                    f"line {line}: {address} is also on line {earlier[0]} with another customer "
-                    "or contact name"
+                duplicates.append(
+                    f"line {row.line}: {address} is also on line {earlier[0]} with another "
+                    "customer or contact name"
                 )
                 continue
-        customers.setdefault(key, FileCustomer(name, ()))
-        domains.setdefault(key, set()).update(found)
+        lines.append(row)
+        customers.setdefault(key, FileCustomer(row.customer, ()))
+        domains.setdefault(key, set()).update(row.domains)
         if address is not None and address not in seen:
-            seen[address] = (line, group)
+            seen[address] = (row.line, group)
             groups.setdefault(group, []).append(address)
-    if problems:
-        raise BadDirectoryFile(where, list(problems), problems.total)
+    reader.refuse(duplicates[:KEPT_PROBLEMS], len(duplicates))
     return DirectoryFile(
         customers={
             key: FileCustomer(c.name, tuple(sorted(domains[key]))) for key, c in customers.items()
@@ -210,5 +275,6 @@ def parse_directory(text: str, where: str = "the directory file") -> DirectoryFi
             FileContact(customer, name, tuple(addresses))
             for (customer, name, _), addresses in groups.items()
         ),
-        rows=rows,
+        rows=reader.rows,
+        lines=tuple(lines),
     )
