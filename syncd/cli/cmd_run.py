@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import click
 
@@ -25,8 +26,11 @@ def run(app: App) -> None:
     daemon = Daemon(app.config_path)
     code = daemon.run()
     if daemon.lingering:
-        # A sync stuck on a dead connection must not hold the exit past systemd's stop
-        # timeout.  What it had not committed is rolled back; its batch is fetched again.
+        # A sync stuck on a dead connection, or a login in flight, must not hold the exit
+        # past SIGTERM's 10 s.  What a sync had not committed is rolled back; its batch is
+        # fetched again.
         logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
     raise click.exceptions.Exit(code)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import make_url
 
 from syncd.domain.directory_file import KEPT_PROBLEMS, DirectoryFile, RowReader
@@ -42,7 +42,7 @@ from syncd.schema.tables import (
 from syncd.store import audit, outbox
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
-from syncd.store.sql import chunks, insert_ignore
+from syncd.store.sql import chunks, insert_ignore, insert_many, upsert
 
 # The key of the PostgreSQL advisory lock every directory import holds until it ends.
 _DIRECTORY_LOCK = 0x5_9C_D0_14
@@ -313,7 +313,7 @@ class _Applier:
                         select(customers.c.name, customers.c.id).where(customers.c.name.in_(names))
                     ).all()
                 )
-            self.staged.db.executemany(
+            self.staged.write(
                 "UPDATE f_customers SET new_id = ? WHERE ckey = ?",
                 [(ids[name], key) for _pos, key, name in part],
             )
@@ -407,12 +407,16 @@ class _Applier:
             "ORDER BY f.id LIMIT ?"
         ):
             with self.begin() as conn:
-                inserted = conn.execute(
-                    contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
-                    [{"customer_id": c, "name": n, "created_at": self.now} for _i, c, n in part],
+                ids = _reserve_ids(conn, contacts, len(part))
+                insert_many(
+                    conn,
+                    contacts,
+                    [
+                        {"id": new, "customer_id": c, "name": n, "created_at": self.now}
+                        for new, (_i, c, n) in zip(ids, part, strict=True)
+                    ],
                 )
-                ids = [int(i) for i in inserted.scalars()]
-            self.staged.db.executemany(
+            self.staged.write(
                 "UPDATE f_contacts SET new_id = ? WHERE id = ?",
                 [(new, row[0]) for new, row in zip(ids, part, strict=True)],
             )
@@ -472,26 +476,32 @@ class _Applier:
             "WHERE ka.contact_id IS NOT coalesce(f.assigned, f.new_id)",
             size=self.batch,
         ):
-            owner = dict(part)
             with self.begin() as conn:
-                for few in chunks(list(owner)):
-                    for address, holder in conn.execute(
-                        select(contact_addresses.c.address, contact_addresses.c.contact_id).where(
-                            contact_addresses.c.address.in_(few)
-                        )
-                    ):
-                        if holder != owner[address]:
-                            conn.execute(
-                                contact_addresses.update()
-                                .where(contact_addresses.c.address == address)
-                                .values(contact_id=owner[address])
-                            )
-                insert_ignore(
+                upsert(
                     conn,
                     contact_addresses,
-                    [{"contact_id": c, "address": a} for a, c in owner.items()],
+                    [{"address": a, "contact_id": c} for a, c in part],
                     ["address"],
+                    ["contact_id"],
                 )
+
+
+def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
+    """``count`` new ids of ``table``, taken before its rows are inserted in bulk (an INSERT
+    returning ids in the rows' order costs a statement per row on SQLite): PostgreSQL's
+    sequence, or on SQLite, whose one writer this transaction is once it has written,
+    the ids after the largest."""
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return [int(i) for i in found.scalars()]
+    lock(conn)  # a write first: no other writer can take the same ids
+    largest = conn.scalar(select(func.max(table.c.id))) or 0
+    return list(range(largest + 1, largest + 1 + count))
 
 
 def _announce_renames(conn: Connection, renamed: list[int]) -> None:
