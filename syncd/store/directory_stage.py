@@ -315,6 +315,8 @@ class StagedPlan:
         taken: set[int] = set()
         chosen: list[tuple[int, int]] = []
         current = None
+        assign = "UPDATE f_contacts SET assigned = ? WHERE id = ?"
+        db.execute("BEGIN")
         for part in self.rows(
             "SELECT a.contact, ka.contact_id FROM f_addresses a "
             "JOIN k_addresses ka ON ka.address = a.address ORDER BY a.contact, a.line"
@@ -325,8 +327,9 @@ class StagedPlan:
                 taken.add(owner)
                 chosen.append((owner, contact))
                 current = contact
-        self.write("UPDATE f_contacts SET assigned = ? WHERE id = ?", chosen)
-        chosen.clear()
+            db.executemany(assign, chosen)  # a batch at a time: a million pairs are 100 MB
+            chosen.clear()
+        db.execute("COMMIT")
         db.execute("CREATE INDEX f_contacts_assigned ON f_contacts(assigned)")
         current = None
         for part in self.rows(
@@ -340,7 +343,7 @@ class StagedPlan:
                 taken.add(owner)
                 chosen.append((owner, contact))
                 current = contact
-        self.write("UPDATE f_contacts SET assigned = ? WHERE id = ?", chosen)
+        self.write(assign, chosen)
 
     # --- what the plan says -----------------------------------------------------------------
 

@@ -510,8 +510,8 @@ def test_the_row_reader_reads_each_row_as_the_general_rules_say(
     writer.writerows(rows)
     reader = RowReader(io.StringIO(out.getvalue(), newline=""))
     got = {row.line: row for row in reader}
-    for line, (customer, given, contact, address) in enumerate(rows, start=2):
-        if not any(f.strip() for f in (customer, given, contact, address)):
+    for line, (customer, domains, contact, address) in enumerate(rows, start=2):
+        if not any(f.strip() for f in (customer, domains, contact, address)):
             assert line not in got
             continue
         try:
@@ -519,7 +519,7 @@ def test_the_row_reader_reads_each_row_as_the_general_rules_say(
             assert name
             want = (
                 name,
-                tuple(clean_domain(d) for d in given.split(";") if d.strip()),
+                tuple(clean_domain(d) for d in domains.split(";") if d.strip()),
                 _text(contact, "contact_name"),
                 clean_address(address) if address.strip() else None,
             )
