@@ -29,6 +29,7 @@ import contextlib
 from sqlalchemy import create_engine, func, select
 
 from syncd.schema.tables import daemons, source_health
+from syncd.store.database import open_database
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import admin_url, scratch_database
 
@@ -87,6 +88,7 @@ def run_once(
 ) -> float:
     config = work / "syncd.toml"
     config.write_text(config_text(db_url, server))
+    open_database(db_url).dispose()  # migrated before the daemons race to it
     engine = create_engine(db_url)
     procs = []
     try:

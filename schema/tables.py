@@ -371,8 +371,12 @@ tasks = Table(
     Column("vtodo_href", String(2000), nullable=True),
     Column("vtodo_etag", String(300), nullable=True),
     Column("vtodo_synced_at", UtcDateTime, nullable=True),  # when the VTODO last matched
-    Column("type", String(8), nullable=False, default="todo", server_default="todo"),  # call | email | visit | todo
-    Column("priority", String(8), nullable=False, default="normal", server_default="normal"),  # low | normal | high
+    Column(
+        "type", String(8), nullable=False, default="todo", server_default="todo"
+    ),  # call | email | visit | todo
+    Column(
+        "priority", String(8), nullable=False, default="normal", server_default="normal"
+    ),  # low | normal | high
     UniqueConstraint("rule", "record_id"),
     Index("ix_tasks_status_due_at", "status", "due_at"),
     Index("ix_tasks_customer_id_status", "customer_id", "status"),
