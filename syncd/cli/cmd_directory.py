@@ -49,9 +49,9 @@ def customers_import(
     """
     from syncd.domain.directory_file import RowReader, text_stream
     from syncd.engine.directory_sync import read_file
-    from syncd.store.directory_mirror import mirror_directory
+    from syncd.store.directory_mirror import BATCH, mirror_directory
 
-    batch = app.config.directory.batch if app.config.directory is not None else None
+    directory = app.config.directory
     done = mirror_directory(
         app.engine,
         RowReader(text_stream(read_file(file)), str(file)),
@@ -59,7 +59,7 @@ def customers_import(
         source=str(file),
         allow_empty=allow_empty,
         dry_run=dry_run,
-        **({"batch": batch} if batch is not None else {}),
+        batch=directory.batch if directory is not None else BATCH,
     )
     assert done is not None  # (only a ``skip_if`` makes it None)
     if as_json:

@@ -233,6 +233,7 @@ class RowReader:
                 and (not plain or _is_plain_address(plain))
             ):
                 self.rows += 1
+                found: tuple[str, ...]
                 try:
                     found = (clean_domain(given),) if given.strip() else ()
                 except ValueError as err:

@@ -308,11 +308,12 @@ class _Applier:
                 insert_ignore(
                     conn, customers, [{"name": n, "created_at": self.now} for n in names], ["name"]
                 )
-                ids = dict(
-                    conn.execute(
+                ids: dict[str, int] = {
+                    name: int(id_)
+                    for name, id_ in conn.execute(
                         select(customers.c.name, customers.c.id).where(customers.c.name.in_(names))
-                    ).all()
-                )
+                    )
+                }
             self.staged.write(
                 "UPDATE f_customers SET new_id = ? WHERE ckey = ?",
                 [(ids[name], key) for _pos, key, name in part],
