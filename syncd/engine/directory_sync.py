@@ -67,13 +67,6 @@ def read_file(path: Path) -> bytes:
     return data
 
 
-def decode(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{where} is not UTF-8 text", hint="save the file as UTF-8 CSV") from None
-
-
 def _said(stderr: bytes) -> str:
     """What a failing command said, fit for a log line and the status (one line, bounded)."""
     text = " ".join(stderr.decode("utf-8", "replace").split())

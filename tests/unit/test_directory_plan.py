@@ -528,3 +528,15 @@ def test_the_row_reader_reads_each_row_as_the_general_rules_say(
             continue
         row = got[line]
         assert (row.customer, row.domains, row.contact_name, row.address) == want
+
+
+def test_a_file_that_is_not_utf8_is_refused_whole() -> None:
+    # Decoded as it is read: a bad byte anywhere, even far past the header, refuses it.
+    from syncd.domain.directory_file import RowReader, text_stream
+
+    rows = "".join(f"C{i},c{i}.com,P{i},p{i}@c{i}.com\n" for i in range(5000))
+    data = (HEADER + rows).encode() + b"Caf\xe9,cafe.fr,,\n"
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        list(RowReader(text_stream(data), "crm.csv"))
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        RowReader(text_stream(b"\xff\xfe" + HEADER.encode()), "crm.csv")
