@@ -12,11 +12,8 @@ transaction that takes no write lock, so other writers go on while a large file 
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
@@ -45,11 +42,14 @@ CREATE TABLE k_addresses(address TEXT PRIMARY KEY, contact_id INTEGER NOT NULL) 
 
 class StagedPlan:
     """A scratch database holding one file, one copy of the stored directory, and the plan
-    between them.  Use as a context manager: the folder goes at the end."""
+    between them.  Use as a context manager."""
 
     def __init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="syncd-directory-plan-"))
-        self.db = sqlite3.connect(self._dir / "plan.db", isolation_level=None)
+        # SQLite's private temporary database (an empty name): a file in the temporary
+        # folder that SQLite unlinks as it opens it, so nothing is left behind even when
+        # the process is killed in the middle of a plan; its pages spill there past the
+        # cache, so memory stays bounded.
+        self.db = sqlite3.connect("", isolation_level=None)
         for pragma in (
             "journal_mode=OFF",
             "synchronous=OFF",
@@ -62,7 +62,6 @@ class StagedPlan:
 
     def close(self) -> None:
         self.db.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> StagedPlan:
         return self
