@@ -2,7 +2,7 @@
 
 A CRM export of a million rows held as Python objects (the file's contacts, the stored
 ones, the plan's steps) took 2 GB.  Here the file's valid rows and a copy of the stored
-directory go into a throw-away SQLite database in a temporary folder, and the plan of
+directory go into a throw-away SQLite database (a temporary file), and the plan of
 domain/directory_plan.py is worked out there in SQL, with the same rules (the tests check
 that both agree); only what a step of the apply needs is read back, a chunk at a time.
 
