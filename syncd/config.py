@@ -576,6 +576,9 @@ class DirectoryConfig(_Strict):
     # A file listing no customer, no contact or no domain (while the directory has some)
     # changes nothing unless this is set: that is far more often a failed export.
     allow_empty: bool = False
+    # Rows written per transaction when a file is applied: each holds the write lock that
+    # briefly, so other writers (a sync, `syncd tasks add`) never wait on a large file.
+    batch: Annotated[int, Field(ge=1, le=100_000)] = 2000
 
     @model_validator(mode="after")
     def _one_source(self) -> DirectoryConfig:

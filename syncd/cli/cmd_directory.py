@@ -47,26 +47,27 @@ def customers_import(
     A row may define only a customer.  Re-importing the same file changes nothing.
     A file with bad rows imports nothing and lists every bad row.
     """
-    from syncd.domain.directory_file import parse_directory
-    from syncd.engine.directory_sync import decode, read_file
-    from syncd.store.directory_mirror import import_directory
+    from syncd.domain.directory_file import RowReader, text_stream
+    from syncd.engine.directory_sync import read_file
+    from syncd.store.directory_mirror import BATCH, mirror_directory
 
-    parsed = parse_directory(decode(read_file(file), str(file)), str(file))
-    with app.engine.begin() as conn:
-        done = import_directory(
-            conn,
-            parsed,
-            mirror=mirror,
-            source=str(file),
-            allow_empty=allow_empty,
-            dry_run=dry_run,
-        )
+    directory = app.config.directory
+    done = mirror_directory(
+        app.engine,
+        RowReader(text_stream(read_file(file)), str(file)),
+        mirror=mirror,
+        source=str(file),
+        allow_empty=allow_empty,
+        dry_run=dry_run,
+        batch=directory.batch if directory is not None else BATCH,
+    )
+    assert done is not None  # (only a ``skip_if`` makes it None)
     if as_json:
         print_json(
             {
                 "mirror": mirror,
                 "dry_run": dry_run,
-                "rows": parsed.rows,
+                "rows": done.rows,
                 **done.counts,
                 "archived_customers": done.archived_customers,
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import click
 
@@ -24,9 +25,13 @@ def run(app: App) -> None:
     app.config  # noqa: B018 - fail here, with the config's own message, before starting
     daemon = Daemon(app.config_path)
     code = daemon.run()
-    if daemon.lingering:
-        # A sync stuck on a dead connection must not hold the exit past systemd's stop
-        # timeout.  What it had not committed is rolled back; its batch is fetched again.
-        logging.shutdown()
-        os._exit(code)
-    raise click.exceptions.Exit(code)
+    # The stop is complete (leases released, the stop recorded): the process leaves now.
+    # A sync stuck on a dead connection or a login in flight (``lingering``) must not hold
+    # the exit past SIGTERM's 10 s (what a sync had not committed is rolled back; its batch
+    # is fetched again), and neither must the interpreter's teardown of hundreds of
+    # watches and sessions, which took seconds on a loaded host.
+    daemon.lingering  # noqa: B018 - logs the threads it leaves behind
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -18,6 +18,8 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple, TextIO
 
 from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
 from syncd.domain.bounds import ADDRESS_MAX, NAME_MAX
@@ -72,6 +74,17 @@ class _Problems(list[str]):
             super().append(problem)
 
 
+class FileRow(NamedTuple):
+    """One valid data row, its values cleaned (a tuple: a million of them are made)."""
+
+    line: int
+    key: str  # ``customer_key`` of the customer
+    customer: str  # as the row spells it (tidied)
+    domains: tuple[str, ...]  # normalised, as the row gives them
+    contact_name: str
+    address: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class FileCustomer:
     name: str  # as the file spells it (its first row)
@@ -90,12 +103,14 @@ class DirectoryFile:
     customers: dict[str, FileCustomer]  # by ``customer_key``, in file order
     contacts: tuple[FileContact, ...]  # in file order
     rows: int
+    lines: tuple[FileRow, ...] = ()  # the valid rows it was made of, in file order
 
     @property
     def empty(self) -> bool:
         return not self.customers
 
 
+@lru_cache(maxsize=65536)  # a file repeats the customer's name on every contact's row
 def customer_key(name: str) -> str:
     """Customers are one when their names differ only in case (as `find_customer` has it),
     in their spacing, or in their Unicode composition: a CRM export with "Acme  Corp" or a
@@ -110,14 +125,20 @@ def _tidy(value: str) -> str:
 
 
 def _text(value: str, what: str) -> str:
-    if _CONTROL.search(value.strip()):  # before _tidy, which would make a line break a space
-        raise ValueError(f"{what} holds control characters")
-    value = _tidy(value)
+    stripped = value.strip()
+    if stripped.isascii() and stripped.isprintable():
+        # Most rows: nothing to normalise, and a space is the only whitespace left.
+        value = " ".join(stripped.split()) if "  " in stripped else stripped
+    else:
+        if _CONTROL.search(stripped):  # before _tidy, which would make a line break a space
+            raise ValueError(f"{what} holds control characters")
+        value = _tidy(value)
     if len(value) > NAME_MAX:
         raise ValueError(f"{what} is longer than {NAME_MAX} characters")
     return value
 
 
+@lru_cache(maxsize=65536)  # a file repeats its customers' domains on every contact's row
 def clean_domain(domain: str) -> str:
     """A domain a customer can own, normalised; ValueError saying why not."""
     value = normalize_domain(domain.strip().lstrip("@"))
@@ -138,6 +159,20 @@ def clean_domain(domain: str) -> str:
     return value
 
 
+# An address with nothing to normalise (plain ASCII, no IDNA label): most of a CRM export.
+_PLAIN_ADDRESS = re.compile(r"[!#-'*+\-./-9=?A-Z^-~]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def _is_plain_address(address: str) -> bool:
+    """Stripped ``address`` is one ``clean_address`` keeps as it is but for case (a test
+    checks it): nothing to normalise, nothing to refuse."""
+    return (
+        len(address) <= ADDRESS_MAX
+        and _PLAIN_ADDRESS.fullmatch(address) is not None
+        and "xn--" not in address.lower()
+    )
+
+
 def clean_address(address: str) -> str:
     value = normalize_address(address)
     if value is None or len(value) > ADDRESS_MAX or _CONTROL.search(value):
@@ -147,8 +182,115 @@ def clean_address(address: str) -> str:
     return value
 
 
+class RowReader:
+    """The valid rows of a directory file read from ``stream`` (opened with ``newline=""``),
+    one at a time: a file of a million rows is never held whole.  Every data row is
+    counted in ``rows``; every bad one lands in ``problems`` (with its line)."""
+
+    def __init__(self, stream: TextIO, where: str = "the directory file") -> None:
+        # newline="": a quoted field may hold a line break (then refused as a control
+        # character, not silently joined); strict: an unclosed quote is an error, not a
+        # field that swallows every row after it.
+        self._reader = csv.reader(stream, strict=True)
+        self.where = where
+        self.rows = 0
+        self.problems = _Problems()
+        try:
+            head = next(self._reader)
+        except StopIteration:
+            head = []
+        except csv.Error:
+            head = ["(unreadable)"]
+        except UnicodeDecodeError:
+            raise _not_utf8(where) from None
+        header = tuple(h.strip().lower() for h in head)
+        if header and header[0].startswith("\ufeff"):
+            header = (header[0][1:], *header[1:])
+        if header[: len(CSV_HEADER)] != CSV_HEADER:
+            # Not quoted: a file that is no directory (a secret file named by mistake) would be.
+            raise UserError(
+                f"{where}: the first line is not the directory file's header",
+                hint=f"the first line must be: {','.join(CSV_HEADER)}",
+            )
+
+    def __iter__(self) -> Iterator[FileRow]:
+        reader, problems = self._reader, self.problems
+        while True:
+            line = reader.line_num + 1  # a quoted field may take several lines: the first
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise _not_utf8(self.where) from None
+            except csv.Error as err:
+                problems.append(f"line {line}: {err}")
+                continue
+            if len(fields) != 4:
+                if not any(f.strip() for f in fields):
+                    continue  # a blank line
+                fields = [*fields, "", "", "", ""][:4]
+            customer, given, contact, address = fields
+            name, contact_name, plain = customer.strip(), contact.strip(), address.strip()
+            if (
+                # Most rows of an export: printable ASCII, single spaces, one domain, a
+                # plain address; the same values the general path below gives them.
+                name
+                and name.isascii()
+                and name.isprintable()
+                and "  " not in name
+                and len(name) <= NAME_MAX
+                and contact_name.isascii()
+                and contact_name.isprintable()
+                and "  " not in contact_name
+                and len(contact_name) <= NAME_MAX
+                and ";" not in given
+                and (not plain or _is_plain_address(plain))
+            ):
+                self.rows += 1
+                found: tuple[str, ...]
+                try:
+                    found = (clean_domain(given),) if given.strip() else ()
+                except ValueError as err:
+                    problems.append(f"line {line}: {_unquoted(err)}")
+                    continue
+                yield FileRow(
+                    line, customer_key(name), name, found, contact_name, plain.lower() or None
+                )
+                continue
+            if not (name or any(f.strip() for f in fields)):
+                continue  # a blank line
+            self.rows += 1
+            try:
+                name = _text(customer, "customer")
+                if not name:
+                    raise ValueError("customer is empty")
+                found = tuple(clean_domain(d) for d in given.split(";") if d.strip())
+                contact_name = _text(contact, "contact_name")
+                found_address = clean_address(address) if plain else None
+            except ValueError as err:
+                problems.append(f"line {line}: {_unquoted(err)}")
+                continue
+            yield FileRow(line, customer_key(name), name, found, contact_name, found_address)
+
+    def refuse(self, more: list[str] | None = None, more_total: int = 0) -> None:
+        """BadDirectoryFile when any row was bad: those read here and ``more`` (found by
+        the caller, ``more_total`` of them), reported in line order."""
+        total = self.problems.total + more_total
+        if not total:
+            return
+        merged = sorted([*self.problems, *(more or [])], key=_line_of)[:KEPT_PROBLEMS]
+        raise BadDirectoryFile(self.where, merged, total)
+
+
+def _unquoted(err: ValueError) -> str:
+    """A bad value's problem without the value (``_text``'s quote nothing already)."""
+    return err.unquoted if isinstance(err, BadValue) else str(err)
+
+
 def csv_rows(text: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
-    """(line, fields) of every data row; a row the CSV reader refuses is a problem."""
+    """(line, fields) of every data row of a small CSV text held whole (the logged-records
+    file); a row the CSV reader refuses is a problem."""
     # newline="": a quoted field may hold a line break (then refused as a control
     # character, not silently joined); strict: an unclosed quote is an error, not a field
     # that swallows every row after it.
@@ -166,60 +308,51 @@ def csv_rows(text: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
             yield start, fields
 
 
+def _not_utf8(where: str) -> UserError:
+    return UserError(f"{where} is not UTF-8 text", hint="save the file as UTF-8 CSV")
+
+
+def text_stream(data: bytes) -> TextIO:
+    """``data`` read as UTF-8 text (a byte-order mark dropped), decoded as it is read: the
+    content is never held twice."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+
+
+def _line_of(problem: str) -> int:
+    head = problem.split(":", 1)[0].removeprefix("line ")
+    return int(head) if head.isdigit() else 0
+
+
 def parse_directory(text: str, where: str = "the directory file") -> DirectoryFile:
-    """The customers and contacts ``text`` lists; BadDirectoryFile with every bad row."""
+    """The customers and contacts ``text`` lists; BadDirectoryFile with every bad row.
+    (In memory: the store plans a large file from ``RowReader`` in bounded memory.)"""
     if len(text) > MAX_FILE_BYTES:
         raise BadDirectoryFile(where, [f"larger than {MAX_FILE_BYTES // 2**20} MB"])
-    text = text.removeprefix("\ufeff")
-    head = next(csv.reader(io.StringIO(text.partition("\n")[0], newline="")), [])
-    header = tuple(h.strip().lower() for h in head)
-    if header[: len(CSV_HEADER)] != CSV_HEADER:
-        # Not quoted: a file that is no directory (a secret file named by mistake) would be.
-        raise UserError(
-            f"{where}: the first line is not the directory file's header",
-            hint=f"the first line must be: {','.join(CSV_HEADER)}",
-        )
-    problems = _Problems()
+    reader = RowReader(io.StringIO(text.removeprefix("\ufeff"), newline=""), where)
     customers: dict[str, FileCustomer] = {}
     domains: dict[str, set[str]] = {}
     groups: dict[tuple[str, str, str], list[str]] = {}  # (customer, name, address|"") -> addrs
     seen: dict[str, tuple[int, tuple[str, str, str]]] = {}  # address -> (line, group)
-    rows = 0
-    lines = csv_rows(text, problems)
-    next(lines, None)  # the header, checked above
-    for line, fields in lines:
-        rows += 1
-        fields = [*fields, "", "", "", ""][:4]
-        try:
-            name = _text(fields[0], "customer")
-            if not name:
-                raise ValueError("customer is empty")
-            found = [clean_domain(d) for d in fields[1].split(";") if d.strip()]
-            contact_name = _text(fields[2], "contact_name")
-            address = clean_address(fields[3]) if fields[3].strip() else None
-        except BadValue as err:
-            problems.append(f"line {line}: {err.unquoted}")
-            continue
-        except ValueError as err:  # _text's, which quote nothing
-            problems.append(f"line {line}: {err}")
-            continue
-        key = customer_key(name)
+    lines: list[FileRow] = []
+    duplicates: list[str] = []
+    for row in reader:
+        key, address = row.key, row.address
         if address is not None:
-            group = (key, contact_name, "" if contact_name else address)
+            group = (key, row.contact_name, "" if row.contact_name else address)
             earlier = seen.get(address)
             if earlier is not None and earlier[1] != group:
-                problems.append(
-                    f"line {line}: its contact_email is also on line {earlier[0]} with another "
+                duplicates.append(
+                    f"line {row.line}: its contact_email is also on line {earlier[0]} with another "
                     "customer or contact name"
                 )
                 continue
-        customers.setdefault(key, FileCustomer(name, ()))
-        domains.setdefault(key, set()).update(found)
+        lines.append(row)
+        customers.setdefault(key, FileCustomer(row.customer, ()))
+        domains.setdefault(key, set()).update(row.domains)
         if address is not None and address not in seen:
-            seen[address] = (line, group)
+            seen[address] = (row.line, group)
             groups.setdefault(group, []).append(address)
-    if problems:
-        raise BadDirectoryFile(where, list(problems), problems.total)
+    reader.refuse(duplicates[:KEPT_PROBLEMS], len(duplicates))
     return DirectoryFile(
         customers={
             key: FileCustomer(c.name, tuple(sorted(domains[key]))) for key, c in customers.items()
@@ -228,5 +361,6 @@ def parse_directory(text: str, where: str = "the directory file") -> DirectoryFi
             FileContact(customer, name, tuple(addresses))
             for (customer, name, _), addresses in groups.items()
         ),
-        rows=rows,
+        rows=reader.rows,
+        lines=tuple(lines),
     )

@@ -35,7 +35,13 @@ from syncd.crm.runner import CrmWorkers
 from syncd.domain.matching import Directory
 from syncd.engine.directory_sync import DirectoryWatcher
 from syncd.engine.event_upkeep import events_upkeep
-from syncd.engine.fleet import LEASE, Leases, clear_predecessors, end_abandoned_transactions
+from syncd.engine.fleet import (
+    LEASE,
+    Leases,
+    bounded,
+    clear_predecessors,
+    end_abandoned_transactions,
+)
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.imap_sessions import DaemonSessions
 from syncd.engine.instance_lock import InstanceLock
@@ -61,11 +67,15 @@ log = structlog.get_logger("syncd.daemon")
 # sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
 HEARTBEAT_EVERY = 2.5
 HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
-STOP_WITHIN = 6.0  # seconds a stop waits for workers; with the rest, a stop is under 10 s
+# Seconds a stop waits for workers (from SIGTERM, the release of the leases included);
+# with the rest (watchers 1, LOGOUTs 1.5, the last write 1, threads 0.5), under 10 s.
+STOP_WITHIN = 5.0
 DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
 # A mailbox taken over is polled by then even when its watch has not logged in to say
 # whether INBOX has news (a slow server, a long login queue).
 OPEN_GRACE = 30.0  # seconds
+EXIT_GRACE = 0.5  # seconds the threads left at exit get before the process leaves them
+STOP_WRITE_WITHIN = 1.0  # seconds each of a stop's database writes may wait (locks included)
 
 
 @dataclass(slots=True)
@@ -274,18 +284,22 @@ class Daemon:
         signal.signal(signal.SIGHUP, reload)
 
     def _shutdown(self) -> None:
+        # One deadline from here: each step below is bounded by what is left of it, so
+        # that a stop right after a takeover (a claim of hundreds of leases in flight, a
+        # database slow under it) still ends within SIGTERM's 10 s.
+        deadline = time.monotonic() + STOP_WITHIN
         self._notifier.stopping()
         if self._directory_watcher is not None:
             self._directory_watcher.stop()
         assert self._pool is not None and self._engine is not None
         if self._db_beat is not None:
-            self._db_beat.join(2.0)  # a claim in flight must not land after the release
+            # A claim in flight must not land after the release.
+            self._db_beat.join(max(0.0, min(2.0, deadline - time.monotonic())))
         with self._lock:
             busy = [k for k, s in self._sources.items() if s.running]
-        self._leases.stopping(self._engine, busy)
+        self._leases.stopping(self._engine, busy, within=STOP_WRITE_WITHIN)
         self._hub.close(timeout=0.0)  # watchers only listen: nothing to commit
         self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + STOP_WITHIN
         if self._webhooks is not None:  # requests in flight go again later (at least once)
             self._webhooks.stop(min(3.0, STOP_WITHIN / 2))
         if self._crms is not None:  # a push in flight is found again by its marker
@@ -304,6 +318,7 @@ class Daemon:
         self._api.stop()
         try:
             with self._engine.begin() as conn:
+                bounded(conn, STOP_WRITE_WITHIN)
                 health.daemon_stopped(conn, self.id)
         except Exception as err:  # the database may be down: our leases then simply expire
             log.warning("daemon.stop_not_recorded", error=type(err).__name__)
@@ -311,8 +326,22 @@ class Daemon:
 
     @property
     def lingering(self) -> bool:
-        """A worker is still inside a sync after the stop deadline (stuck on the network)."""
-        return any(not f.done() for f in self._futures)
+        """A worker is still inside a sync after the stop deadline (stuck on the network),
+        or another thread the interpreter would wait for at exit still runs after a last
+        moment: a watch's login in flight (a daemon that just took over hundreds of
+        mailboxes has a dozen), a LOGOUT queued behind a slow server.  Each is bounded by
+        its own timeout, but not within SIGTERM's 10 s."""
+        if any(not f.done() for f in self._futures):
+            return True
+        deadline = time.monotonic() + EXIT_GRACE
+        for thread in threading.enumerate():
+            if thread is threading.current_thread() or thread.daemon:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("daemon.exit_forced", thread=thread.name)
+                return True
+        return False
 
     # --- configuration ----------------------------------------------------------------------
 

@@ -28,18 +28,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, DirectoryConfig
 from syncd.domain.bounds import loggable
-from syncd.domain.directory_file import MAX_FILE_BYTES, BadDirectoryFile, parse_directory
+from syncd.domain.directory_file import MAX_FILE_BYTES, BadDirectoryFile, RowReader, text_stream
 from syncd.errors import SyncdError, UserError
 from syncd.metrics import Metrics
 from syncd.store import state
 from syncd.store.directory_mirror import (
+    Imported,
     applied_state,
-    import_directory,
-    lock,
+    mirror_directory,
     save_applied_state,
 )
 from syncd.store.status_read import ACCOUNT
@@ -65,13 +65,6 @@ def read_file(path: Path) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise SourceUnreadable(f"{path} is larger than {MAX_FILE_BYTES // 2**20} MB")
     return data
-
-
-def decode(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{where} is not UTF-8 text", hint="save the file as UTF-8 CSV") from None
 
 
 def _said(stderr: bytes) -> str:
@@ -261,44 +254,49 @@ class DirectorySource:
         return outcome
 
     def _handle(self, data: bytes, digest: str) -> Outcome:
+        """Mirror ``data``: planned outside any write transaction and applied in chunks
+        (store/directory_mirror.py), so a large file never makes other writers wait."""
+
+        def applied_before(conn: Connection) -> bool:
+            # By us before a restart, or by another daemon: read under the import lock.
+            return applied_state(conn).get("fingerprint") == digest
+
+        def finish(conn: Connection, done: Imported) -> None:
+            save_applied_state(
+                conn,
+                {
+                    "fingerprint": digest,
+                    "counts": done.counts,
+                    "rows": done.rows,
+                    "applied_at": datetime.now(UTC).isoformat(),
+                    "source": self.where,
+                },
+            )
+            state.succeeded(conn, KIND, SOURCE)
+
         try:
-            parsed = parse_directory(decode(data, self.where), self.where)
+            done = mirror_directory(
+                self.engine,
+                RowReader(text_stream(data), self.where),
+                mirror=True,
+                source=self.where,
+                allow_empty=self.config.allow_empty,
+                batch=self.config.batch,
+                skip_if=applied_before,
+                finish=finish,
+            )
         except BadDirectoryFile as err:
             return self._refused(digest, err.message, problems=err.problems)
-        except UserError as err:
-            return self._refused(digest, err.message)
-        try:
-            with self.engine.begin() as conn:
-                lock(conn)  # before reading what was applied: another daemon may be applying
-                if applied_state(conn).get("fingerprint") == digest:
-                    # Applied before (by us before a restart, or by another daemon).
-                    state.succeeded(conn, KIND, SOURCE)
-                    self._digest = digest
-                    return Outcome("unchanged")
-                done = import_directory(
-                    conn,
-                    parsed,
-                    mirror=True,
-                    source=self.where,
-                    allow_empty=self.config.allow_empty,
-                )
-                save_applied_state(
-                    conn,
-                    {
-                        "fingerprint": digest,
-                        "counts": done.counts,
-                        "rows": parsed.rows,
-                        "applied_at": datetime.now(UTC).isoformat(),
-                        "source": self.where,
-                    },
-                )
-                state.succeeded(conn, KIND, SOURCE)
-        except UserError as err:  # the empty-file guard
+        except UserError as err:  # the header, the encoding, the empty-file guard
             return self._refused(digest, err.message)
         self._digest = digest
+        if done is None:
+            with self.engine.begin() as conn:
+                state.succeeded(conn, KIND, SOURCE)
+            return Outcome("unchanged")
         if self._metrics is not None:
             self._metrics.directory_reloads.labels("ok").inc()
-        log.info("directory.applied", source=self.where, rows=parsed.rows, **_flat(done.counts))
+        log.info("directory.applied", source=self.where, rows=done.rows, **_flat(done.counts))
         return Outcome("applied", done.counts)
 
     def _refused(self, digest: str | None, message: str, problems: Sequence[str] = ()) -> Outcome:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, text
 
 from syncd.domain.assignment import share, source_key
 from syncd.store import health
@@ -134,15 +134,27 @@ class Leases:
         with self._lock:
             self.held = self.held - {key}
 
-    def stopping(self, engine: Engine, busy: list[Key]) -> None:
+    def stopping(self, engine: Engine, busy: list[Key], *, within: float | None = None) -> None:
         """SIGTERM: the others learn at once that this daemon is stopping, and every lease
         but those whose batch is still committing is free; ``daemon_stopped`` at the very
-        end frees the rest."""
+        end frees the rest.  Gives up after ``within`` seconds (the leases then expire)."""
         try:
             with engine.begin() as conn:
+                if within is not None:
+                    bounded(conn, within)
                 health.daemon_stopped(conn, self.id, keep=busy)
         except Exception as err:  # the database may be down: our leases then simply expire
             log.warning("daemon.handover_not_recorded", error=type(err).__name__)
+
+
+def bounded(conn: Connection, seconds: float) -> None:
+    """The rest of ``conn``'s transaction fails rather than wait past ``seconds`` per
+    statement, for a lock included (PostgreSQL; SQLite's writers are this daemon's own)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT set_config('statement_timeout', :ms, true)"),
+            {"ms": str(max(1, int(seconds * 1000)))},
+        )
 
 
 def end_abandoned_transactions(engine: Engine) -> None:

@@ -52,7 +52,7 @@ Opener = Callable[[MailboxConfig, int], MailSession]
 LoginObserver = Callable[[str], None]
 
 LOGOUT_WITHIN = 2.0  # seconds a polite LOGOUT may wait for its answer
-# All of them at shutdown, within SIGTERM's 10 s (workers get 8 s first).
+# All of them at shutdown, within SIGTERM's 10 s (workers get 5 s first).
 SHUTDOWN_LOGOUT_WITHIN = 1.5
 # A mailbox's default folders (INBOX and the Sent one) are listed again at most this
 # often: a LIST per poll would double the cost of an unchanged mailbox.

@@ -25,7 +25,9 @@ class InstanceLock:
         parsed = make_url(url)
         if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
             return None
-        return cls(Path(f"{parsed.database}.lock"))
+        # The resolved path: a daemon started through a symlink (to the file or to a folder
+        # above it) or a relative path names the same file, so it must find the same lock.
+        return cls(Path(f"{Path(parsed.database).resolve()}.lock"))
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)

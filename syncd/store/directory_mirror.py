@@ -1,25 +1,35 @@
-"""A directory file written into the store: the plan of domain/directory_plan.py, in one
-transaction, with an audit row for every archive and restore.
+"""A directory file written into the store: the plan of domain/directory_plan.py, made in
+bounded memory (store/directory_stage.py) and applied in chunks, with an audit row for every
+archive and restore.
 
-``import_directory`` is what `syncd customers import` and the daemon's directory source
-call.  It serialises with any other import (an advisory lock on PostgreSQL, the write lock
-on SQLite) before it reads the directory, so two daemons sharing one database never apply a
-plan made from a state the other just changed.
+``mirror_directory`` is what `syncd customers import` and the daemon's directory source
+call.  It plans outside any write transaction, then applies the plan in short
+transactions of ``batch`` rows each: a CRM export of a million rows never holds the write
+lock for more than a moment, so `syncd tasks add` or a sync goes on meanwhile.  Imports run
+one at a time (an advisory lock on PostgreSQL, a lock file beside a SQLite database), so two
+daemons sharing one database never apply plans made from each other's half-applied state.
+A plan interrupted half-way (a crash, a restart) is finished by the next one: what was
+applied is not planned again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections import defaultdict
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, tuple_, update
+from sqlalchemy.engine import make_url
 
-from syncd.domain.directory_file import DirectoryFile
-from syncd.domain.directory_plan import ContactStep, Known, KnownContact, KnownCustomer, Plan, plan
+from syncd.domain.directory_file import KEPT_PROBLEMS, DirectoryFile, RowReader
+from syncd.domain.directory_plan import Known, KnownContact, KnownCustomer
 from syncd.errors import UserError
 from syncd.schema.tables import (
     contact_addresses,
@@ -30,19 +40,32 @@ from syncd.schema.tables import (
     settings,
 )
 from syncd.store import audit, outbox
+from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
-from syncd.store.sql import chunks, insert_ignore
+from syncd.store.sql import chunks, insert_ignore, insert_many, upsert
 
-# The key of the PostgreSQL advisory lock every directory import holds until it commits.
+# The key of the PostgreSQL advisory lock every directory import holds until it ends.
 _DIRECTORY_LOCK = 0x5_9C_D0_14
 STATE_ROW = "directory_source"  # settings row: what the directory source last applied
+BATCH = 2000  # rows written per transaction ([directory] batch)
+
+Begin = Callable[[], AbstractContextManager[Connection]]
 
 
 @dataclass(frozen=True, slots=True)
 class Imported:
-    plan: Plan
     counts: dict[str, dict[str, int]]
     archived_customers: list[str]  # names of the customers this import archived (or would)
+    rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """Nothing changed (or would)."""
+        return not any(
+            by[what]
+            for by in self.counts.values()
+            for what in ("added", "updated", "archived", "restored")
+        )
 
 
 class EmptyDirectory(UserError):
@@ -50,7 +73,7 @@ class EmptyDirectory(UserError):
 
 
 def lock(conn: Connection) -> None:
-    """Hold the directory until commit: imports run one at a time."""
+    """Hold the directory until commit: imports in one transaction run one at a time."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DIRECTORY_LOCK})
     else:
@@ -59,26 +82,58 @@ def lock(conn: Connection) -> None:
         conn.execute(update(settings).where(settings.c.name == STATE_ROW).values(name=STATE_ROW))
 
 
+@contextlib.contextmanager
+def importing(engine: Engine) -> Iterator[None]:
+    """Imports one at a time, without holding a write transaction: PostgreSQL's session
+    advisory lock on a connection of its own, or an exclusive lock on a file beside the
+    SQLite database (none for an in-memory one: one process)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _DIRECTORY_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _DIRECTORY_LOCK})
+                conn.commit()
+        return
+    database = make_url(str(engine.url)).database
+    if database in (None, "", ":memory:"):
+        yield
+        return
+    fd = os.open(f"{Path(database).resolve()}.directory-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def load_known(conn: Connection) -> Known:
-    """Every customer and contact, archived ones included, with their domains and addresses."""
-    domains: dict[int, set[str]] = defaultdict(set)
+    """Every customer and contact, archived ones included, with their domains and addresses
+    (in memory: for tests and small directories)."""
+    domains: dict[int, set[str]] = {}
     for customer_id, domain in conn.execute(
         select(customer_domains.c.customer_id, customer_domains.c.domain)
     ):
-        domains[customer_id].add(domain)
-    addresses: dict[int, set[str]] = defaultdict(set)
+        domains.setdefault(customer_id, set()).add(domain)
+    addresses: dict[int, set[str]] = {}
     for contact_id, address in conn.execute(
         select(contact_addresses.c.contact_id, contact_addresses.c.address)
     ):
-        addresses[contact_id].add(address)
+        addresses.setdefault(contact_id, set()).add(address)
     return Known(
         tuple(
-            KnownCustomer(r.id, r.name, frozenset(domains[r.id]), r.archived_at is not None)
+            KnownCustomer(r.id, r.name, frozenset(domains.get(r.id, ())), r.archived_at is not None)
             for r in conn.execute(select(customers.c.id, customers.c.name, customers.c.archived_at))
         ),
         tuple(
             KnownContact(
-                r.id, r.customer_id, r.name, frozenset(addresses[r.id]), r.archived_at is not None
+                r.id,
+                r.customer_id,
+                r.name,
+                frozenset(addresses.get(r.id, ())),
+                r.archived_at is not None,
             )
             for r in conn.execute(
                 select(
@@ -98,42 +153,113 @@ def import_directory(
     allow_empty: bool = False,
     dry_run: bool = False,
 ) -> Imported:
-    """Plan against the stored directory and apply, in the caller's transaction (only
-    plan with ``dry_run``)."""
+    """Plan ``file`` (parsed in memory) against the stored directory and apply it, all in
+    the caller's transaction (only plan with ``dry_run``)."""
     lock(conn)
-    known = load_known(conn)
+    with StagedPlan() as staged:
+        staged.stage_file(file.lines)
+        staged.group_contacts()
+        return _plan_and_apply(
+            staged, conn, lambda: nullcontext(conn), mirror=mirror, source=source,
+            allow_empty=allow_empty, dry_run=dry_run, rows=file.rows,
+        )  # fmt: skip
+
+
+def mirror_directory(
+    engine: Engine,
+    reader: RowReader,
+    *,
+    mirror: bool,
+    source: str,
+    allow_empty: bool = False,
+    dry_run: bool = False,
+    batch: int = BATCH,
+    skip_if: Callable[[Connection], bool] = lambda _conn: False,
+    finish: Callable[[Connection, Imported], None] = lambda _conn, _done: None,
+) -> Imported | None:
+    """Read ``reader``'s rows, plan them against the stored directory and apply the plan
+    in transactions of ``batch`` rows.  ``skip_if`` (read under the import lock) says the
+    content is applied already: None then.  ``finish`` runs in the last transaction.
+    BadDirectoryFile (nothing written) when any row is bad."""
+    with StagedPlan() as staged:
+        staged.stage_file(reader)
+        duplicates, total = staged.duplicates(KEPT_PROBLEMS)
+        reader.refuse(duplicates, total)
+        staged.group_contacts()
+        with importing(engine):
+            with engine.connect() as conn:
+                if skip_if(conn):
+                    return None
+            with engine.connect() as conn, conn.begin():
+                # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let writers
+                # commit while it is read.
+                staged.stage_known(conn)
+
+            def begin() -> AbstractContextManager[Connection]:
+                return engine.begin()
+
+            return _plan_and_apply(
+                staged,
+                None,
+                begin,
+                mirror=mirror,
+                source=source,
+                allow_empty=allow_empty,
+                dry_run=dry_run,
+                rows=reader.rows,
+                batch=batch,
+                finish=finish,
+            )
+
+
+def _plan_and_apply(
+    staged: StagedPlan,
+    conn: Connection | None,
+    begin: Begin,
+    *,
+    mirror: bool,
+    source: str,
+    allow_empty: bool,
+    dry_run: bool,
+    rows: int,
+    batch: int = BATCH,
+    finish: Callable[[Connection, Imported], None] = lambda _conn, _done: None,
+) -> Imported:
+    if conn is not None:
+        staged.stage_known(conn)
+    staged.plan(mirror=mirror)
     if mirror and not allow_empty:
-        _refuse_an_emptied_column(file, known, source)
-    steps = plan(file, known, mirror=mirror)
-    counts = steps.counts()
-    names = {c.id: c.name for c in known.customers}
-    done = Imported(steps, counts, sorted(names[i] for i in steps.archive_customers))
+        _refuse_an_emptied_column(staged.guard(), source)
+    done = Imported(staged.counts(), staged.archived_names(), rows)
     if dry_run:
         return done
-    apply_plan(conn, steps, known)
-    if not steps.empty:
-        audit.record(conn, "directory-mirror" if mirror else "directory-import", source, **counts)
+    _Applier(staged, begin, max(1, batch)).apply()
+    with begin() as last:
+        if not done.empty:
+            audit.record(
+                last, "directory-mirror" if mirror else "directory-import", source, **done.counts
+            )
+        finish(last, done)
     return done
 
 
-def _refuse_an_emptied_column(file: DirectoryFile, known: Known, source: str) -> None:
+def _refuse_an_emptied_column(found: dict[str, int], source: str) -> None:
     """A file listing no customers, giving no customer a domain, or listing no contacts
     while the directory has them is far more often a failed export (an empty file, a
     column the CRM renamed) than a CRM that lost them all: mirroring it would archive every
     customer or contact, or delete every domain, at once."""
-    active = [c for c in known.customers if not c.archived]
-    contacts = sum(1 for c in known.contacts if not c.archived)
-    with_domains = sum(1 for c in active if c.domains)
     problem = None
-    if file.empty and active:
-        problem = f"lists no customers: mirroring it would archive all {len(active)} customers"
-    elif with_domains and not any(c.domains for c in file.customers.values()):
+    if not found["file_customers"] and found["active"]:
+        problem = f"lists no customers: mirroring it would archive all {found['active']} customers"
+    elif found["with_domains"] and not found["file_domains"]:
         problem = (
             f"gives no customer a domain: mirroring it would remove the domains of all "
-            f"{with_domains} customers that have one"
+            f"{found['with_domains']} customers that have one"
         )
-    elif contacts and not file.contacts:
-        problem = f"lists no contacts: mirroring it would archive all {contacts} contacts"
+    elif found["active_contacts"] and not found["file_contacts"]:
+        problem = (
+            f"lists no contacts: mirroring it would archive all {found['active_contacts']} contacts"
+        )
     if problem is not None:
         raise EmptyDirectory(
             f"{source} {problem}",
@@ -142,75 +268,241 @@ def _refuse_an_emptied_column(file: DirectoryFile, known: Known, source: str) ->
         )
 
 
-def _insert_returning_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` in bulk; their new ids, in the order of ``rows``."""
-    if not rows:
-        return []
-    inserted = conn.execute(
-        table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
-    )
-    return [int(i) for i in inserted.scalars()]
+class _Applier:
+    """Writes a staged plan, ``batch`` rows a transaction, in the order that keeps every
+    intermediate state sound: customers before their contacts, a contact before its
+    addresses, archives last."""
+
+    def __init__(self, staged: StagedPlan, begin: Begin, batch: int) -> None:
+        self.staged = staged
+        self.begin = begin
+        self.batch = batch
+        self.now = datetime.now(UTC)
+
+    def pages(self, sql: str) -> Iterator[list[Any]]:
+        """``sql`` (its rows keyed by their first column, ``?`` the last key seen) a page at a
+        time, each read whole: the scratch tables it reads are written back meanwhile."""
+        last = -1
+        while part := self.staged.db.execute(sql, (last, self.batch)).fetchall():
+            yield part
+            last = part[-1][0]
+
+    def apply(self) -> None:
+        self._new_customers()
+        self._customer_domains()
+        self._customer_changes()
+        self._archive(customers, "customer", "p_archive_customers")
+        self._new_contacts()
+        self._contact_changes()
+        self._contact_addresses()
+        self._archive(contacts, "contact", "p_archive_contacts")
+
+    def _new_customers(self) -> None:
+        for part in self.pages(
+            "SELECT pos, ckey, name FROM f_customers WHERE picked IS NULL AND pos > ? "
+            "ORDER BY pos LIMIT ?"
+        ):
+            names = [name for _pos, _key, name in part]
+            with self.begin() as conn:
+                # Ignored when a person added the same name since the plan: that is the one.
+                insert_ignore(
+                    conn, customers, [{"name": n, "created_at": self.now} for n in names], ["name"]
+                )
+                ids: dict[str, int] = {
+                    name: int(id_)
+                    for name, id_ in conn.execute(
+                        select(customers.c.name, customers.c.id).where(customers.c.name.in_(names))
+                    )
+                }
+            self.staged.write(
+                "UPDATE f_customers SET new_id = ? WHERE ckey = ?",
+                [(ids[name], key) for _pos, key, name in part],
+            )
+
+    def _customer_domains(self) -> None:
+        for part in self.staged.rows(
+            "SELECT coalesce(c.picked, c.new_id), d.domain FROM f_domains d "
+            "JOIN f_customers c ON c.ckey = d.ckey WHERE NOT EXISTS (SELECT 1 FROM k_domains kd "
+            "WHERE kd.customer_id = c.picked AND kd.domain = d.domain)",
+            size=self.batch,
+        ):
+            with self.begin() as conn:
+                insert_ignore(
+                    conn,
+                    customer_domains,
+                    [{"customer_id": i, "domain": d} for i, d in part],
+                    ["customer_id", "domain"],
+                )
+        if not self.staged.mirror:
+            return
+        for part in self.staged.rows(
+            "SELECT kd.customer_id, kd.domain FROM k_domains kd "
+            "JOIN f_customers c ON c.picked = kd.customer_id WHERE NOT EXISTS "
+            "(SELECT 1 FROM f_domains d WHERE d.ckey = c.ckey AND d.domain = kd.domain)",
+            size=self.batch,
+        ):
+            with self.begin() as conn:
+                for few in chunks(part):
+                    conn.execute(
+                        delete(customer_domains).where(
+                            tuple_(customer_domains.c.customer_id, customer_domains.c.domain).in_(
+                                [tuple(p) for p in few]
+                            )
+                        )
+                    )
+
+    def _customer_changes(self) -> None:
+        """Renames (on record, each linked record announced) and restores."""
+        for part in self.staged.rows(
+            "SELECT c.picked, k.name, c.name, k.archived FROM f_customers c "
+            "JOIN k_customers k ON k.id = c.picked WHERE k.archived OR k.name != c.name",
+            size=self.batch,
+        ):
+            trail: list[tuple[str, str, dict[str, Any]]] = []
+            restored: list[int] = []
+            renamed: list[int] = []
+            with self.begin() as conn:
+                for customer_id, had, name, archived in part:
+                    if archived:
+                        restored.append(customer_id)
+                        trail.append(("restore", f"customer {name}", {"customer_id": customer_id}))
+                    if had != name:
+                        # Same customer (its name differs but for case or spacing): the CRM's
+                        # spelling wins, and the change is on record like an archive.
+                        trail.append(
+                            ("rename", f"customer {had} -> {name}", {"customer_id": customer_id})
+                        )
+                        conn.execute(
+                            customers.update()
+                            .where(customers.c.id == customer_id)
+                            .values(name=name)
+                        )
+                        renamed.append(customer_id)
+                _set_archived(conn, customers, restored, None)
+                audit.record_many(conn, trail)
+                _announce_renames(conn, renamed)
+
+    def _archive(self, table: Any, kind: str, staged_table: str) -> None:
+        if kind == "customer":
+            sql = (
+                "SELECT p.id, k.name FROM p_archive_customers p JOIN k_customers k ON k.id = p.id "
+                "ORDER BY p.id"
+            )
+        else:
+            sql = (
+                "SELECT p.id, coalesce((SELECT min(address) FROM k_addresses a "
+                "WHERE a.contact_id = p.id), '#' || p.id) FROM p_archive_contacts p ORDER BY p.id"
+            )
+        assert staged_table in sql
+        for part in self.staged.rows(sql, size=self.batch):
+            with self.begin() as conn:
+                _set_archived(conn, table, [i for i, _ in part], self.now)
+                audit.record_many(
+                    conn, [("archive", f"{kind} {what}", {f"{kind}_id": i}) for i, what in part]
+                )
+
+    def _new_contacts(self) -> None:
+        for part in self.pages(
+            "SELECT f.id, coalesce(c.picked, c.new_id), f.name FROM f_contacts f "
+            "JOIN f_customers c ON c.ckey = f.ckey WHERE f.assigned IS NULL AND f.id > ? "
+            "ORDER BY f.id LIMIT ?"
+        ):
+            with self.begin() as conn:
+                ids = _reserve_ids(conn, contacts, len(part))
+                insert_many(
+                    conn,
+                    contacts,
+                    [
+                        {"id": new, "customer_id": c, "name": n, "created_at": self.now}
+                        for new, (_i, c, n) in zip(ids, part, strict=True)
+                    ],
+                )
+            self.staged.write(
+                "UPDATE f_contacts SET new_id = ? WHERE id = ?",
+                [(new, row[0]) for new, row in zip(ids, part, strict=True)],
+            )
+
+    def _contact_changes(self) -> None:
+        """Names, moves to another customer, restores; addresses the file no longer lists."""
+        for part in self.staged.rows(
+            "SELECT p.contact_id, coalesce(c.picked, c.new_id), p.name, p.move, p.restore, "
+            "coalesce((SELECT min(address) FROM k_addresses a WHERE a.contact_id = p.contact_id), "
+            "(SELECT a.address FROM f_addresses a WHERE a.contact = p.id ORDER BY a.line LIMIT 1), "
+            "'#' || p.contact_id) "
+            "FROM p_contacts p JOIN f_contacts f ON f.id = p.id "
+            "JOIN f_customers c ON c.ckey = f.ckey ORDER BY p.id",
+            size=self.batch,
+        ):
+            trail: list[tuple[str, str, dict[str, Any]]] = []
+            restored: list[int] = []
+            with self.begin() as conn:
+                for contact_id, customer_id, name, move, restore, first in part:
+                    values: dict[str, Any] = {"customer_id": customer_id} if move else {}
+                    if name is not None:
+                        values["name"] = name
+                    if values:
+                        conn.execute(
+                            contacts.update().where(contacts.c.id == contact_id).values(values)
+                        )
+                    if restore:
+                        restored.append(contact_id)
+                        trail.append(("restore", f"contact {first}", {"contact_id": contact_id}))
+                _set_archived(conn, contacts, restored, None)
+                audit.record_many(conn, trail)
+        if not self.staged.mirror:
+            return
+        for part in self.staged.rows(
+            "SELECT ka.contact_id, ka.address FROM k_addresses ka "
+            "JOIN f_contacts f ON f.assigned = ka.contact_id "
+            "WHERE NOT EXISTS (SELECT 1 FROM f_addresses a WHERE a.address = ka.address)",
+            size=self.batch,
+        ):
+            with self.begin() as conn:
+                for few in chunks(part):
+                    conn.execute(
+                        delete(contact_addresses).where(
+                            tuple_(contact_addresses.c.contact_id, contact_addresses.c.address).in_(
+                                [tuple(p) for p in few]
+                            )
+                        )
+                    )
+
+    def _contact_addresses(self) -> None:
+        """Each address the file lists on the contact it must belong to: moved from the
+        contact holding it, or new."""
+        for part in self.staged.rows(
+            "SELECT a.address, coalesce(f.assigned, f.new_id) FROM f_addresses a "
+            "JOIN f_contacts f ON f.id = a.contact "
+            "LEFT JOIN k_addresses ka ON ka.address = a.address "
+            "WHERE ka.contact_id IS NOT coalesce(f.assigned, f.new_id)",
+            size=self.batch,
+        ):
+            with self.begin() as conn:
+                upsert(
+                    conn,
+                    contact_addresses,
+                    [{"address": a, "contact_id": c} for a, c in part],
+                    ["address"],
+                    ["contact_id"],
+                )
 
 
-def apply_plan(conn: Connection, steps: Plan, known: Known) -> None:
-    """Write ``steps`` (made from ``known``, the state this transaction read).  New rows go
-    in bulk: a first import of a CRM with tens of thousands of contacts is one statement per
-    table, not one per row."""
-    now = datetime.now(UTC)
-    names = {c.id: c.name for c in known.customers}
-    addresses = {c.id: sorted(c.addresses) for c in known.contacts}
-    new = [s for s in steps.customers if s.id is None]
-    new_ids = _insert_returning_ids(
-        conn, customers, [{"name": s.name, "created_at": now} for s in new]
-    )
-    ids = {s.key: i for s, i in zip(new, new_ids, strict=True)}
-    domains: list[dict[str, Any]] = []
-    trail: list[tuple[str, str, dict[str, Any]]] = []  # audit rows, written in one go
-    restored: list[int] = []
-    renamed: list[int] = []
-    for step in steps.customers:
-        customer_id = ids.setdefault(step.key, step.id or 0)
-        domains += [{"customer_id": customer_id, "domain": d} for d in step.add_domains]
-        if step.id is None:
-            continue
-        if step.restore:
-            restored.append(customer_id)
-            trail.append(("restore", f"customer {step.name}", {"customer_id": customer_id}))
-        if step.rename:
-            # Same customer (its name differs but for case or spacing): the CRM's spelling
-            # wins, and the change is on record like an archive.
-            trail.append(
-                (
-                    "rename",
-                    f"customer {names[customer_id]} -> {step.name}",
-                    {"customer_id": customer_id},
-                )
-            )
-            conn.execute(
-                customers.update().where(customers.c.id == customer_id).values(name=step.name)
-            )
-            renamed.append(customer_id)
-        if step.remove_domains:
-            conn.execute(
-                delete(customer_domains).where(
-                    customer_domains.c.customer_id == customer_id,
-                    customer_domains.c.domain.in_(step.remove_domains),
-                )
-            )
-    insert_ignore(conn, customer_domains, domains, ["customer_id", "domain"])
-    _set_archived(conn, customers, restored, None)
-    _set_archived(conn, customers, steps.archive_customers, now)
-    trail += [
-        ("archive", f"customer {names[i]}", {"customer_id": i}) for i in steps.archive_customers
-    ]
-    trail += _apply_contacts(conn, steps.contacts, ids, now, addresses)
-    _set_archived(conn, contacts, steps.archive_contacts, now)
-    trail += [
-        ("archive", f"contact {(addresses.get(i) or [f'#{i}'])[0]}", {"contact_id": i})
-        for i in steps.archive_contacts
-    ]
-    audit.record_many(conn, trail)
-    _announce_renames(conn, renamed)
+def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
+    """``count`` new ids of ``table``, taken before its rows are inserted in bulk (an INSERT
+    returning ids in the rows' order costs a statement per row on SQLite): PostgreSQL's
+    sequence, or on SQLite, whose one writer this transaction is once it has written,
+    the ids after the largest."""
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return [int(i) for i in found.scalars()]
+    lock(conn)  # a write first: no other writer can take the same ids
+    largest = conn.scalar(select(func.max(table.c.id))) or 0
+    return list(range(largest + 1, largest + 1 + count))
 
 
 def _announce_renames(conn: Connection, renamed: list[int]) -> None:
@@ -232,74 +524,6 @@ def _set_archived(conn: Connection, table: Any, ids: Sequence[int], value: datet
     """Archive (``value``: now) or restore (None) the rows ``ids``, a chunk a statement."""
     for part in chunks(list(ids)):
         conn.execute(table.update().where(table.c.id.in_(part)).values(archived_at=value))
-
-
-def _apply_contacts(
-    conn: Connection,
-    steps: tuple[ContactStep, ...],
-    ids: dict[str, int],
-    now: datetime,
-    addresses: dict[int, list[str]],
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """Write the contact steps; the audit rows of the restores."""
-
-    def customer_of(step: ContactStep) -> int:
-        return step.customer_id if step.customer_id is not None else ids[step.customer_key]
-
-    new = [s for s in steps if s.id is None]
-    new_ids = _insert_returning_ids(
-        conn,
-        contacts,
-        [{"customer_id": customer_of(s), "name": s.name or "", "created_at": now} for s in new],
-    )
-    owner: dict[str, int] = {}  # address -> the contact it must belong to
-    trail: list[tuple[str, str, dict[str, Any]]] = []
-    restored: list[int] = []
-    for step, contact_id in zip(new, new_ids, strict=True):
-        owner.update(dict.fromkeys(step.add_addresses, contact_id))
-    for step in steps:
-        if step.id is None:
-            continue
-        contact_id = step.id
-        owner.update(dict.fromkeys(step.add_addresses, contact_id))
-        values: dict[str, Any] = {"customer_id": customer_of(step)} if step.move else {}
-        if step.name is not None:
-            values["name"] = step.name
-        if step.restore:
-            restored.append(contact_id)
-            first = [*addresses.get(contact_id, []), *step.add_addresses, f"#{contact_id}"][0]
-            trail.append(("restore", f"contact {first}", {"contact_id": contact_id}))
-        if values:
-            conn.execute(contacts.update().where(contacts.c.id == contact_id).values(values))
-        if step.remove_addresses:
-            conn.execute(
-                delete(contact_addresses).where(
-                    contact_addresses.c.contact_id == contact_id,
-                    contact_addresses.c.address.in_(step.remove_addresses),
-                )
-            )
-    # An address another contact holds moves here; the rest are new.
-    wanted = sorted(owner)
-    for part in chunks(wanted):
-        for address, holder in conn.execute(
-            select(contact_addresses.c.address, contact_addresses.c.contact_id).where(
-                contact_addresses.c.address.in_(part)
-            )
-        ):
-            if holder != owner[address]:
-                conn.execute(
-                    contact_addresses.update()
-                    .where(contact_addresses.c.address == address)
-                    .values(contact_id=owner[address])
-                )
-    insert_ignore(
-        conn,
-        contact_addresses,
-        [{"contact_id": owner[a], "address": a} for a in wanted],
-        ["address"],
-    )
-    _set_archived(conn, contacts, restored, None)
-    return trail
 
 
 # --- the directory source's last application (for the daemon and `syncd status`) ---------

@@ -7,6 +7,7 @@ import random
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -19,7 +20,7 @@ from sqlalchemy import create_engine, func, select
 
 from syncd.schema.tables import participants, records, source_health, source_states, sources
 from tests.conftest import World
-from tests.daemon import DaemonProcess, wait_until
+from tests.daemon import SYNCD, DaemonProcess, wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
 from tests.servers.ports import free_port
@@ -308,6 +309,29 @@ def test_a_second_daemon_on_the_same_sqlite_database_refuses_to_start(
     result = world.cli("run", expect=2)
     assert "already using this database" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_second_daemon_through_a_symlinked_path_refuses_too(
+    sqlite_world: World, daemons: Any
+) -> None:
+    # The lock file sat beside the path as written: a second daemon naming the same file
+    # through a symlinked folder or a symlink to the file took its own lock and ran too.
+    world = sqlite_world
+    world.rep("alice")
+    config = world.write_config(extra=QUICK)
+    daemons(config)
+    (world.tmp / "elsewhere").symlink_to(world.tmp, target_is_directory=True)
+    (world.tmp / "alias.db").symlink_to(world.tmp / "syncd.db")
+    for path in (world.tmp / "elsewhere" / "syncd.db", world.tmp / "alias.db"):
+        other = world.tmp / "other.toml"
+        other.write_text(config.read_text().replace(world.db_url, f"sqlite:///{path}"))
+        assert str(path) in other.read_text()
+        # A subprocess with a deadline: a second daemon that does start would never return.
+        result = subprocess.run(
+            [SYNCD, "--config", str(other), "run"], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 2, result.stderr
+        assert "already using this database" in result.stderr
 
 
 def test_metrics_and_healthz(sqlite_world: World, daemons: Any) -> None:

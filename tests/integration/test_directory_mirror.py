@@ -268,3 +268,58 @@ def _race(engine: Any, crm: Path) -> None:
     engine.dispose()
     assert sorted(results) == ["applied", "unchanged", "unchanged", "unchanged"]
     assert names == ["Acme Corp", "Globex"] and applied == 1
+
+
+def test_a_writer_is_not_kept_waiting_while_a_large_file_is_mirrored(
+    dovecot: Any, tmp_path: Path
+) -> None:
+    # The import took SQLite's write lock before planning and held it to the end: a
+    # `tasks add` during a million-row mirror failed after 30 s.  Now it plans outside any
+    # write transaction and writes [directory] batch rows per transaction.
+    import threading
+    import time
+
+    from syncd.store.database import open_database
+    from syncd.store.directory import ensure_customer
+
+    world = World(dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+    world.write_config(extra='[directory]\nfile = "crm.csv"\nbatch = 200\n')
+    rows = 30_000
+    text = "customer,domains,contact_name,contact_email\n" + "".join(
+        f"Customer {i // 5},c{i // 5}.com,Person {i},p{i}@c{i // 5}.com\n" for i in range(rows)
+    )
+    world.cli("customers", "list")  # the database is made before anything is timed
+    writer_engine = open_database(world.db_url)
+    waits: list[float] = []
+    done = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not done.is_set():
+            n += 1
+            started = time.monotonic()
+            with writer_engine.begin() as conn:
+                ensure_customer(conn, f"Hand-made {n}", [])
+            waits.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        started = time.monotonic()
+        counts = _counts(world, text)
+        took = time.monotonic() - started
+    finally:
+        done.set()
+        writer.join()
+        writer_engine.dispose()
+    assert counts["contacts"]["added"] == rows
+    assert counts["customers"]["added"] == rows // 5
+    print(f"mirror of {rows} rows: {took:.1f}s; {len(waits)} writes, longest {max(waits):.2f}s")
+    assert len(waits) >= 5  # the writer did write during the mirror
+    assert max(waits) < 1.0, sorted(waits)[-5:]
+    # Made while the mirror ran, and not in the file: those made before it read the
+    # directory are archived by it, the others by the next run.
+    again = _counts(world, text)
+    assert counts["customers"]["archived"] + again["customers"]["archived"] == len(waits)
+    assert again["contacts"]["unchanged"] == rows

@@ -206,6 +206,29 @@ def test_a_server_failing_its_time_range_query_still_syncs(
     assert "FAILED" not in again.output and "0 meetings new" in again.output, again.output
 
 
+@pytest.mark.xandikos
+def test_verify_on_a_server_failing_its_time_range_query_counts_the_broken_object(
+    world: World, xandikos: Xandikos
+) -> None:
+    # Verify asked only the time-range query, which Xandikos answers with 500 while one
+    # stored object is broken: verify failed at every run, forever.
+    objects = {
+        "good.ics": ics("good"),
+        "rule-bogus.ics": ics("rule", "RRULE:FREQ=SOMETIMES"),
+        "also-good.ics": ics("also-good", start=SOON + timedelta(days=1)),
+    }
+    xandikos_calendar(world, xandikos, objects)
+    assert "FAILED" not in world.cli("sync", expect=None).output
+    assert set(quarantined(world)) == {"rule-bogus.ics"}
+    report = json.loads(world.cli("verify", "--json").stdout)
+    (source,) = report["sources"]
+    assert source["error"] is None and source["missing"] == 0, source
+    (place,) = source["places"]
+    assert place["error"] is None, place
+    assert (place["server"], place["recorded"], place["quarantined"]) == (3, 2, 1), place
+    assert "complete" in world.cli("verify").output
+
+
 def _poison_store(url: str) -> None:
     """A database that refuses one meeting (a constraint syncd cannot know about), to prove
     that a store error on one object holds that object only."""

@@ -1,0 +1,400 @@
+"""The plan of a directory file, made in a scratch SQLite file: bounded memory at any size.
+
+A CRM export of a million rows held as Python objects (the file's contacts, the stored
+ones, the plan's steps) took 2 GB.  Here the file's valid rows and a copy of the stored
+directory go into a throw-away SQLite database (a temporary file), and the plan of
+domain/directory_plan.py is worked out there in SQL, with the same rules (the tests check
+that both agree); only what a step of the apply needs is read back, a chunk at a time.
+
+Nothing here writes to syncd's database: the copy of the stored directory is read in one
+transaction that takes no write lock, so other writers go on while a large file is planned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection
+
+from syncd.domain.directory_file import FileRow, customer_key
+
+_BATCH = 10_000  # rows per executemany into the scratch database
+_CACHE_KIB = 32_768  # the scratch database's page cache: its share of the memory bound
+
+_SCHEMA = """
+CREATE TABLE f_rows(line INTEGER PRIMARY KEY, ckey TEXT NOT NULL, contact TEXT NOT NULL,
+                    address TEXT NOT NULL);
+CREATE TABLE f_customers(ckey TEXT PRIMARY KEY, name TEXT NOT NULL, pos INTEGER NOT NULL,
+                         picked INTEGER, new_id INTEGER, changed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE f_domains(ckey TEXT NOT NULL, domain TEXT NOT NULL, PRIMARY KEY (ckey, domain))
+    WITHOUT ROWID;
+CREATE TABLE k_customers(id INTEGER PRIMARY KEY, ckey TEXT NOT NULL, name TEXT NOT NULL,
+                         archived INTEGER NOT NULL);
+CREATE TABLE k_domains(customer_id INTEGER NOT NULL, domain TEXT NOT NULL,
+                       PRIMARY KEY (customer_id, domain)) WITHOUT ROWID;
+CREATE TABLE k_contacts(id INTEGER PRIMARY KEY, customer_id INTEGER, name TEXT NOT NULL,
+                        archived INTEGER NOT NULL);
+CREATE TABLE k_addresses(address TEXT PRIMARY KEY, contact_id INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+class StagedPlan:
+    """A scratch database holding one file, one copy of the stored directory, and the plan
+    between them.  Use as a context manager."""
+
+    def __init__(self) -> None:
+        # SQLite's private temporary database (an empty name): a file in the temporary
+        # folder that SQLite unlinks as it opens it, so nothing is left behind even when
+        # the process is killed in the middle of a plan; its pages spill there past the
+        # cache, so memory stays bounded.
+        self.db = sqlite3.connect("", isolation_level=None)
+        for pragma in (
+            "journal_mode=OFF",
+            "synchronous=OFF",
+            f"cache_size=-{_CACHE_KIB}",
+            "temp_store=FILE",
+        ):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript(_SCHEMA)
+        self.mirror = False
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StagedPlan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        batch: list[tuple[Any, ...]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= _BATCH:
+                self.db.executemany(sql, batch)
+                batch.clear()
+        if batch:
+            self.db.executemany(sql, batch)
+
+    def write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """``executemany`` in one transaction (one per row is a write each)."""
+        self.db.execute("BEGIN")
+        self.db.executemany(sql, rows)
+        self.db.execute("COMMIT")
+
+    def one(self, sql: str, *args: Any) -> Any:
+        return self.db.execute(sql, args).fetchone()[0]
+
+    def rows(self, sql: str, *args: Any, size: int = _BATCH) -> Iterator[list[Any]]:
+        """The result of ``sql`` in lists of at most ``size`` rows."""
+        cursor = self.db.execute(sql, args)
+        while part := cursor.fetchmany(size):
+            yield part
+
+    # --- the file -------------------------------------------------------------------------
+
+    def stage_file(self, rows: Iterable[FileRow]) -> None:
+        """The file's valid rows: its customers (first spelling wins), their domains, and
+        the rows that give an address."""
+        db = self.db
+        db.execute("BEGIN")
+        customers_: list[tuple[str, str, int]] = []
+        domains: list[tuple[str, str]] = []
+        addressed: list[tuple[int, str, str, str]] = []
+
+        def flush() -> None:
+            db.executemany(
+                "INSERT OR IGNORE INTO f_customers(ckey, name, pos) VALUES (?,?,?)", customers_
+            )
+            db.executemany("INSERT OR IGNORE INTO f_domains VALUES (?,?)", domains)
+            db.executemany("INSERT INTO f_rows VALUES (?,?,?,?)", addressed)
+            customers_.clear()
+            domains.clear()
+            addressed.clear()
+
+        last: tuple[str, tuple[str, ...]] | None = None
+        for row in rows:
+            if (row.key, row.domains) != last:  # an export lists a customer's rows together
+                last = (row.key, row.domains)
+                customers_.append((row.key, row.customer, row.line))
+                domains.extend((row.key, d) for d in row.domains)
+            if row.address is not None:
+                addressed.append((row.line, row.key, row.contact_name, row.address))
+            if len(addressed) >= _BATCH or len(customers_) >= _BATCH:
+                flush()
+        flush()
+        db.execute("COMMIT")
+
+    def duplicates(self, kept: int) -> tuple[list[str], int]:
+        """Addresses the file gives to two contacts: (the first ``kept`` problems, their
+        number), as the in-memory parser words them."""
+        self._first_lines()
+        clash = (
+            "FROM f_rows r JOIN f_first f ON f.address = r.address JOIN f_rows o ON o.line = f.line "
+            "WHERE r.line != f.line AND (r.ckey != o.ckey OR r.contact != o.contact)"
+        )
+        total = int(self.one(f"SELECT count(*) {clash}"))
+        found = [
+            f"line {line}: its contact_email is also on line {earlier} with another customer or "
+            "contact name"
+            for line, address, earlier in self.db.execute(
+                f"SELECT r.line, r.address, f.line {clash} ORDER BY r.line LIMIT ?", (kept,)
+            )
+        ]
+        return found, total
+
+    def _first_lines(self) -> None:
+        """The line each address first appears on."""
+        db = self.db
+        db.execute("BEGIN")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS f_first AS "
+            "SELECT address, min(line) AS line FROM f_rows GROUP BY address"
+        )
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS f_first_address ON f_first(address)")
+        db.execute("COMMIT")
+
+    def group_contacts(self) -> None:
+        """The file's contacts (rows of one customer and one name, or one unnamed address),
+        numbered in file order, and each address's contact."""
+        self._first_lines()
+        db = self.db
+        db.execute("BEGIN")
+        db.execute(
+            "CREATE TABLE f_contacts(id INTEGER PRIMARY KEY, ckey TEXT NOT NULL, "
+            "name TEXT NOT NULL, solo TEXT NOT NULL, assigned INTEGER, new_id INTEGER)"
+        )
+        db.execute(
+            "INSERT INTO f_contacts(ckey, name, solo) "
+            "SELECT ckey, contact, CASE contact WHEN '' THEN address ELSE '' END AS solo "
+            "FROM f_rows GROUP BY ckey, contact, solo ORDER BY min(line)"
+        )
+        db.execute("CREATE UNIQUE INDEX f_contacts_group ON f_contacts(ckey, name, solo)")
+        db.execute(
+            "CREATE TABLE f_addresses(address TEXT PRIMARY KEY, contact INTEGER NOT NULL, "
+            "line INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        db.execute(
+            "INSERT INTO f_addresses SELECT r.address, c.id, r.line "
+            "FROM f_first f JOIN f_rows r ON r.line = f.line "
+            "JOIN f_contacts c ON c.ckey = r.ckey AND c.name = r.contact "
+            "AND c.solo = CASE r.contact WHEN '' THEN r.address ELSE '' END"
+        )
+        db.execute("CREATE INDEX f_addresses_contact ON f_addresses(contact, line)")
+        db.execute("DROP TABLE f_rows")
+        db.execute("DROP TABLE f_first")
+        db.execute("COMMIT")
+
+    # --- what is stored -------------------------------------------------------------------
+
+    def stage_known(self, conn: Connection) -> None:
+        """A copy of every customer and contact, archived ones included, with their domains
+        and addresses, read through ``conn`` (one snapshot when it is in a transaction).
+        Straight from the driver's cursor: a million rows through SQLAlchemy's result
+        objects cost seconds."""
+        db = self.db
+        db.execute("BEGIN")
+        driver: Any = conn.connection.driver_connection
+
+        def copy(sql: str, query: str, shape: Any = None) -> None:
+            # PostgreSQL: a server-side cursor, or the driver would hold every row at once.
+            named = conn.dialect.name == "postgresql"
+            cursor = driver.cursor(name="syncd_directory") if named else driver.cursor()
+            try:
+                cursor.execute(query)
+                while part := cursor.fetchmany(_BATCH):
+                    db.executemany(sql, part if shape is None else [shape(r) for r in part])
+            finally:
+                cursor.close()
+
+        copy(
+            "INSERT INTO k_customers VALUES (?,?,?,?)",
+            "SELECT id, name, CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END FROM customers",
+            lambda r: (r[0], customer_key(r[1]), r[1], r[2]),
+        )
+        copy(
+            "INSERT OR IGNORE INTO k_domains VALUES (?,?)",
+            "SELECT customer_id, domain FROM customer_domains",
+        )
+        copy(
+            "INSERT INTO k_contacts VALUES (?,?,?,?)",
+            "SELECT id, customer_id, name, CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END "
+            "FROM contacts",
+        )
+        copy(
+            "INSERT OR IGNORE INTO k_addresses VALUES (?,?)",
+            "SELECT address, contact_id FROM contact_addresses",
+        )
+        db.execute("CREATE INDEX k_customers_key ON k_customers(ckey)")
+        db.execute("CREATE INDEX k_contacts_name ON k_contacts(customer_id, name)")
+        db.execute("CREATE INDEX k_addresses_contact ON k_addresses(contact_id)")
+        db.execute("COMMIT")
+
+    # --- the plan ---------------------------------------------------------------------------
+
+    def plan(self, *, mirror: bool) -> None:
+        """Decide, as domain/directory_plan.plan does: the stored customer each file
+        customer is, the stored contact each file contact is, and what changes."""
+        self.mirror = mirror
+        db = self.db
+        db.execute("BEGIN")
+        # The stored customer with the same key: the exact spelling first, then an active
+        # one, then the oldest.
+        db.execute(
+            "UPDATE f_customers SET picked = p.id FROM (SELECT c.ckey AS ckey, k.id AS id, "
+            "row_number() OVER (PARTITION BY c.ckey "
+            "ORDER BY k.name != c.name, k.archived, k.id) AS n "
+            "FROM f_customers c JOIN k_customers k ON k.ckey = c.ckey) p "
+            "WHERE p.ckey = f_customers.ckey AND p.n = 1"
+        )
+        db.execute("CREATE INDEX f_customers_picked ON f_customers(picked)")
+        db.execute("COMMIT")
+        self._assign_contacts()
+        db.execute("BEGIN")
+        removes = (
+            "OR EXISTS (SELECT 1 FROM k_domains kd WHERE kd.customer_id = f_customers.picked "
+            "AND NOT EXISTS (SELECT 1 FROM f_domains d WHERE d.ckey = f_customers.ckey "
+            "AND d.domain = kd.domain))"
+            if mirror
+            else ""
+        )
+        db.execute(
+            "UPDATE f_customers SET changed = 1 WHERE picked IS NOT NULL AND ("
+            "EXISTS (SELECT 1 FROM k_customers k WHERE k.id = f_customers.picked "
+            "AND (k.archived OR k.name != f_customers.name)) "
+            "OR EXISTS (SELECT 1 FROM f_domains d WHERE d.ckey = f_customers.ckey "
+            "AND NOT EXISTS (SELECT 1 FROM k_domains kd WHERE kd.customer_id = f_customers.picked "
+            f"AND kd.domain = d.domain)) {removes})"
+        )
+        contact_removes = (
+            "OR EXISTS (SELECT 1 FROM k_addresses ka WHERE ka.contact_id = f.assigned "
+            "AND NOT EXISTS (SELECT 1 FROM f_addresses a WHERE a.address = ka.address))"
+            if mirror
+            else ""
+        )
+        db.execute(
+            "CREATE TABLE p_contacts AS SELECT f.id AS id, f.assigned AS contact_id, "
+            "c.picked AS customer_id, "
+            "CASE WHEN f.name != '' AND f.name != k.name THEN f.name END AS name, "
+            "(c.picked IS NULL OR k.customer_id IS NOT c.picked) AS move, "
+            "k.archived AS restore "
+            "FROM f_contacts f JOIN f_customers c ON c.ckey = f.ckey "
+            "JOIN k_contacts k ON k.id = f.assigned "
+            "WHERE (f.name != '' AND f.name != k.name) OR c.picked IS NULL "
+            "OR k.customer_id IS NOT c.picked OR k.archived "
+            "OR EXISTS (SELECT 1 FROM f_addresses a WHERE a.contact = f.id AND NOT EXISTS "
+            "(SELECT 1 FROM k_addresses ka WHERE ka.address = a.address "
+            f"AND ka.contact_id = f.assigned)) {contact_removes}"
+        )
+        if mirror:
+            db.execute(
+                "CREATE TABLE p_archive_customers AS SELECT id FROM k_customers "
+                "WHERE NOT archived AND id NOT IN "
+                "(SELECT picked FROM f_customers WHERE picked IS NOT NULL) ORDER BY id"
+            )
+            db.execute(
+                "CREATE TABLE p_archive_contacts AS SELECT id FROM k_contacts "
+                "WHERE NOT archived AND id NOT IN "
+                "(SELECT assigned FROM f_contacts WHERE assigned IS NOT NULL) ORDER BY id"
+            )
+        else:
+            db.execute("CREATE TABLE p_archive_customers(id INTEGER)")
+            db.execute("CREATE TABLE p_archive_contacts(id INTEGER)")
+        db.execute("COMMIT")
+
+    def _assign_contacts(self) -> None:
+        """The stored contact each file contact is: first by address (a contact holding one
+        of its addresses, in file order), then, for file contacts still without one, by
+        name at the same customer; each stored contact is taken at most once.  Greedy in
+        file order, so streamed through here rather than said in SQL."""
+        db = self.db
+        taken: set[int] = set()
+        chosen: list[tuple[int, int]] = []
+        current = None
+        assign = "UPDATE f_contacts SET assigned = ? WHERE id = ?"
+        db.execute("BEGIN")
+        for part in self.rows(
+            "SELECT a.contact, ka.contact_id FROM f_addresses a "
+            "JOIN k_addresses ka ON ka.address = a.address ORDER BY a.contact, a.line"
+        ):
+            for contact, owner in part:
+                if contact == current or owner in taken:
+                    continue
+                taken.add(owner)
+                chosen.append((owner, contact))
+                current = contact
+            db.executemany(assign, chosen)  # a batch at a time: a million pairs are 100 MB
+            chosen.clear()
+        db.execute("COMMIT")
+        db.execute("CREATE INDEX f_contacts_assigned ON f_contacts(assigned)")
+        current = None
+        for part in self.rows(
+            "SELECT f.id, k.id FROM f_contacts f JOIN f_customers c ON c.ckey = f.ckey "
+            "JOIN k_contacts k ON k.customer_id = c.picked AND k.name = f.name "
+            "WHERE f.assigned IS NULL AND f.name != '' ORDER BY f.id, k.archived, k.id"
+        ):
+            for contact, owner in part:
+                if contact == current or owner in taken:
+                    continue
+                taken.add(owner)
+                chosen.append((owner, contact))
+                current = contact
+        self.write(assign, chosen)
+
+    # --- what the plan says -----------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        customers_ = self.db.execute(
+            "SELECT sum(c.picked IS NULL), sum(c.changed AND NOT k.archived), "
+            "sum(c.picked IS NOT NULL AND k.archived), sum(c.picked IS NOT NULL AND NOT c.changed) "
+            "FROM f_customers c LEFT JOIN k_customers k ON k.id = c.picked"
+        ).fetchone()
+        contacts_ = self.db.execute(
+            "SELECT sum(f.assigned IS NULL), "
+            "(SELECT count(*) FROM p_contacts WHERE NOT restore), "
+            "(SELECT count(*) FROM p_contacts WHERE restore), "
+            "sum(f.assigned IS NOT NULL) - (SELECT count(*) FROM p_contacts) FROM f_contacts f"
+        ).fetchone()
+        out = {}
+        for kind, found, archived in (
+            ("customers", customers_, "p_archive_customers"),
+            ("contacts", contacts_, "p_archive_contacts"),
+        ):
+            added, updated, restored, unchanged = (int(n or 0) for n in found)
+            out[kind] = {
+                "added": added,
+                "updated": updated,
+                "archived": int(self.one(f"SELECT count(*) FROM {archived}")),
+                "restored": restored,
+                "unchanged": unchanged,
+            }
+        return out
+
+    def guard(self) -> dict[str, int]:
+        """What the empty-file guard weighs: the file's customers, contacts and domains
+        against the stored active customers, contacts and customers with a domain."""
+        return {
+            "file_customers": int(self.one("SELECT count(*) FROM f_customers")),
+            "file_contacts": int(self.one("SELECT count(*) FROM f_contacts")),
+            "file_domains": int(self.one("SELECT count(*) FROM f_domains")),
+            "active": int(self.one("SELECT count(*) FROM k_customers WHERE NOT archived")),
+            "active_contacts": int(self.one("SELECT count(*) FROM k_contacts WHERE NOT archived")),
+            "with_domains": int(
+                self.one(
+                    "SELECT count(*) FROM k_customers k WHERE NOT archived AND EXISTS "
+                    "(SELECT 1 FROM k_domains d WHERE d.customer_id = k.id)"
+                )
+            ),
+        }
+
+    def archived_names(self) -> list[str]:
+        return [
+            name
+            for (name,) in self.db.execute(
+                "SELECT name FROM k_customers WHERE id IN (SELECT id FROM p_archive_customers) "
+                "ORDER BY name"
+            )
+        ]
