@@ -193,10 +193,10 @@ def records_import(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
     Re-importing the same file changes nothing (rows are known by external_id, else by
     their content).  A file with bad rows imports nothing and lists every bad row.
     """
-    from syncd.domain.logged_file import parse_records_file
-    from syncd.engine.directory_sync import decode, read_file
+    from syncd.domain.logged_file import parse_records_file, utf8_text
+    from syncd.engine.directory_sync import read_file
 
-    parsed = parse_records_file(decode(read_file(file), str(file)), str(file))
+    parsed = parse_records_file(utf8_text(read_file(file), str(file)), str(file))
     with app.engine.begin() as conn:
         done = store.import_rows(
             conn, parsed, actor=current_actor(),

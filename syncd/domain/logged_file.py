@@ -76,6 +76,14 @@ class RecordsFile:
             raise BadRecordsFile(self.where, listed[:KEPT_PROBLEMS], len(listed))
 
 
+def utf8_text(data: bytes, where: str) -> str:
+    """A file's bytes as text (a byte-order mark dropped); UserError if it is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{where} is not UTF-8 text", hint="save the file as UTF-8 CSV") from None
+
+
 def parse_time(text: str) -> datetime:
     """An ISO 8601 date or time, UTC unless it says otherwise; ValueError if not one."""
     text = text.strip()
