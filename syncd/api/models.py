@@ -167,6 +167,8 @@ class Customer(BaseModel):
     open_tasks: int
     emails: int
     meetings: int
+    calls: int
+    visits: int
 
 
 class CustomerIn(_Body):
