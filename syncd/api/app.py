@@ -38,7 +38,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "Body over 1 MB"),
         (422, "A field is not valid: each is listed in `errors`"),
         (429, "Over the token's rate limit; see Retry-After"),
-        (501, "Not available in this build"),
     )
 }
 

@@ -116,8 +116,13 @@ class RecordIn(_Body):
     owner: str = Field(max_length=320)
     customer: str | None = Field(None, max_length=300, description="Name or id.")
     contacts: list[str] = Field(default_factory=list, max_length=100)
-    occurred_at: datetime | None = None
-    duration_seconds: int | None = Field(None, ge=0, le=7 * 86400)
+    occurred_at: datetime | None = Field(
+        None, description="`records add --at`: when it happened (default: now)."
+    )
+    duration: str | None = Field(
+        None, max_length=40, description="Calls and visits: `15m`, `1h`, `90s` or seconds."
+    )
+    duration_seconds: int | None = Field(None, ge=0, le=7 * 86400, description="Or in seconds.")
     direction: Literal["in", "out"] | None = None
     outcome: Outcome | None = None
     location: str | None = Field(None, max_length=500)
@@ -127,18 +132,22 @@ class RecordIn(_Body):
 
 
 class RecordPatch(_Body):
-    """The options of ``records edit``: only the fields given change."""
+    """The options of ``records edit``: only the fields given change; null clears an
+    optional one (``customer``: the manual link, ``contacts``: every contact)."""
 
+    kind: Logged | None = None
     owner: str | None = Field(None, max_length=320)
     customer: str | None = Field(None, max_length=300)
     contacts: list[str] | None = Field(None, max_length=100)
     occurred_at: datetime | None = None
+    duration: str | None = Field(None, max_length=40)
     duration_seconds: int | None = Field(None, ge=0, le=7 * 86400)
     direction: Literal["in", "out"] | None = None
     outcome: Outcome | None = None
     location: str | None = Field(None, max_length=500)
     subject: str | None = Field(None, max_length=1000)
     body: str | None = Field(None, max_length=200_000)
+    external_id: str | None = Field(None, max_length=300)
 
 
 # --- customers and contacts ------------------------------------------------------------------
@@ -158,6 +167,8 @@ class Customer(BaseModel):
     open_tasks: int
     emails: int
     meetings: int
+    calls: int
+    visits: int
 
 
 class CustomerIn(_Body):
@@ -207,8 +218,8 @@ class Task(BaseModel):
     record_id: int | None
     closed_by_record_id: int | None
     snoozed_until: str | None
-    type: str | None = None
-    priority: str | None = None
+    type: str
+    priority: str
 
 
 class TaskIn(_Body):

@@ -342,6 +342,21 @@ def _insert(
     return ids
 
 
+def check(
+    conn: Connection,
+    draft: LoggedDraft,
+    *,
+    directory: Directory,
+    internal_domains: Collection[str] = (),
+) -> list[str]:
+    """What ``add`` or ``edit`` would refuse in ``draft`` against the database (an unknown
+    or archived customer, a forgotten contact, one of ours as a contact), every problem;
+    the API answers them all at once, field by field."""
+    problems: list[str] = []
+    _Lookups.load(conn, [draft], directory, internal_domains).people(draft, problems)
+    return problems
+
+
 def add(
     conn: Connection,
     draft: LoggedDraft,
@@ -581,6 +596,7 @@ __all__ = [
     "KeyTaken",
     "LoggedDraft",
     "add",
+    "check",
     "delete_record",
     "done_with_log",
     "draft_of",

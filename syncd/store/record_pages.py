@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, or_, select, tuple_
 from syncd.schema.tables import meeting_sources, participants, record_customers, records, sources
 from syncd.store.insight import Owned
 from syncd.store.queries import _COLUMNS, _assemble
+from syncd.store.sql import chunks
 
 
 def of_rep(owner: Owned) -> ColumnElement[bool]:
@@ -85,6 +86,20 @@ def page(
     if after is not None:
         query = query.where(tuple_(records.c.occurred_at, records.c.id) < tuple_(*after))
     return _assemble(conn, conn.execute(query.limit(limit)).all())
+
+
+def occurred(
+    conn: Connection, record_ids: Sequence[int], owners: Sequence[Owned] = ()
+) -> dict[int, datetime]:
+    """When each of these records happened, for those every one of ``owners`` sees (a
+    search's hits, narrowed to a rep token's records)."""
+    out: dict[int, datetime] = {}
+    for part in chunks(sorted(set(record_ids))):
+        query = select(records.c.id, records.c.occurred_at).where(records.c.id.in_(part))
+        for owner in owners:
+            query = query.where(of_rep(owner))
+        out.update((int(rid), when) for rid, when in conn.execute(query))
+    return out
 
 
 def visible(conn: Connection, record_id: int, owner: Owned) -> bool:

@@ -133,9 +133,7 @@ def test_every_read_endpoint_gives_the_cli_json(api: Api) -> None:
         assert items("/contacts", customer="Acme Corp") == api.cli_json(
             "contacts", "list", "--customer", "Acme Corp"
         )
-        assert [{k: t[k] for k in t if k not in ("type", "priority")} for t in items("/tasks")] == (
-            api.cli_json("tasks", "list")
-        )
+        assert items("/tasks") == api.cli_json("tasks", "list")
         assert items("/reconcile") == api.cli_json("reconcile", "list")
         assert items("/reports/responses", since="2024-01-01") == api.cli_json(
             "report", "responses", "--since", "2024-01-01"
@@ -286,10 +284,9 @@ def test_problems_list_every_bad_field_and_records_writes(api: Api) -> None:
         conflict = http.delete(f"/records/{captured}")
         assert conflict.status_code == 409 and conflict.json()["type"].endswith("captured-record")
         assert http.patch(f"/records/{captured}", json={"subject": "x"}).status_code == 409
-        logged = http.post("/records", json={"kind": "call", "owner": "alice@example.com",
-                                             "customer": "Acme Corp", "subject": "Called"})  # fmt: skip
-        assert logged.status_code == 501  # until logged records are wired in
-        assert http.get("/records", params={"q": "quote"}).status_code == 501
+        empty_query = http.get("/records", params={"q": "-quote"})
+        assert empty_query.status_code == 422
+        assert [e["field"] for e in empty_query.json()["errors"]] == ["query.q"]
         big = http.post("/customers", content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
                         headers={"Content-Type": "application/json"})  # fmt: skip
         assert big.status_code == 413
@@ -425,3 +422,182 @@ def test_openapi_document_and_docs_page(api: Api) -> None:
         assert "Record" in doc["components"]["schemas"]
         page = http.get("/api/docs")
         assert page.status_code == 200 and "/api/openapi.json" in page.text
+
+
+CALL = {"kind": "call", "owner": "alice@example.com", "customer": "Acme Corp",
+        "contacts": ["wile@acme.com"], "occurred_at": "2024-06-05T10:00:00Z", "duration": "15m",
+        "direction": "in", "outcome": "connected", "subject": "Renewal call",
+        "body": "Asked for the licence renewal quote"}  # fmt: skip
+
+
+def _audit(api: Api, action: str) -> list[dict[str, Any]]:
+    return [row for row in api.cli_json("audit") if row["action"] == action]
+
+
+def test_logged_records_through_the_api_are_the_cli_s(api: Api) -> None:
+    w = api.world
+    by_cli = api.cli_json(
+        "records", "add", "--kind", "call", "--owner", "alice@example.com",
+        "--customer", "Acme Corp", "--contact", "wile@acme.com", "--at", "2024-06-05T10:00:00Z",
+        "--duration", "15m", "--direction", "in", "--outcome", "connected",
+        "--subject", "Renewal call", "--body", "Asked for the licence renewal quote",
+    )  # fmt: skip
+    with api.client("writer") as http:
+        assert http.get(f"/records/{by_cli['id']}").json() == by_cli
+        created = http.post("/records", json={**CALL, "external_id": "pbx-1"})
+        assert created.status_code == 201, created.text
+        record = created.json()
+        assert record == next(r for r in w.records() if r["id"] == record["id"])
+        # The same record as the CLI's, but for its id, origin and external id.
+        differ = {"id", "origin", "external_id"}
+        assert {k: v for k, v in record.items() if k not in differ} == {
+            k: v for k, v in by_cli.items() if k not in differ
+        }
+        assert (record["origin"], record["external_id"]) == ("api", "pbx-1")
+        assert record["duration_seconds"] == 900 and record["direction"] == "inbound"
+        # A retry (the same external id): the record logged before, with 200, no second one.
+        again = http.post("/records", json={**CALL, "external_id": "pbx-1", "subject": "Retry"})
+        assert again.status_code == 200 and again.json() == record
+        assert sum(r.get("external_id") == "pbx-1" for r in w.records()) == 1
+        assert _audit(api, "log-record")[0]["actor"] == "api:writer"
+
+        # PATCH changes the fields given, nothing else.
+        patched = http.patch(f"/records/{record['id']}",
+                             json={"outcome": "voicemail", "duration_seconds": 60})  # fmt: skip
+        assert patched.status_code == 200, patched.text
+        assert patched.json() == {**record, "outcome": "voicemail", "duration_seconds": 60}
+        assert patched.json() == next(r for r in w.records() if r["id"] == record["id"])
+        edits = _audit(api, "edit-record")
+        assert [e["actor"] for e in edits] == ["api:writer"]
+        assert "duration_seconds" in json.dumps(edits[0]) and "outcome" in json.dumps(edits[0])
+        # A note takes no duration, outcome or direction: a new kind drops them as the CLI's.
+        note = http.patch(f"/records/{record['id']}", json={"kind": "note", "location": None})
+        assert note.status_code == 200, note.text
+        assert (note.json()["kind"], note.json()["direction"]) == ("note", "internal")
+        assert note.json()["duration_seconds"] is None and note.json()["outcome"] is None
+        unchanged = http.patch(f"/records/{record['id']}", json={"subject": "Renewal call"})
+        assert unchanged.json() == note.json()
+
+        # DELETE: 204, gone; a captured email stays (409, tested above).
+        gone = http.delete(f"/records/{record['id']}")
+        assert gone.status_code == 204 and gone.content == b""
+        assert http.get(f"/records/{record['id']}").status_code == 404
+        assert http.delete(f"/records/{record['id']}").status_code == 404
+        assert _audit(api, "delete-record")[0]["actor"] == "api:writer"
+    with api.client("reader") as reader:
+        assert reader.post("/records", json=CALL).status_code == 403
+
+
+def test_a_logged_record_with_problems_lists_every_bad_field(api: Api) -> None:
+    with api.client("writer") as http:
+        bad = http.post("/records", json={
+            "kind": "visit", "owner": "not an address", "customer": "Nobody Inc",
+            "duration": "forever", "outcome": "connected", "subject": "  ",
+        })  # fmt: skip
+        assert bad.status_code == 422
+        assert bad.headers["content-type"] == "application/problem+json"
+        fields = {e["field"] for e in bad.json()["errors"]}
+        assert fields == {"body.owner", "body.customer", "body.duration", "body.outcome",
+                          "body.subject"}, bad.json()  # fmt: skip
+        # What only the database can tell (a forgotten person) is listed with the rest.
+        api.world.cli("forget", "road.runner@acme.com", "--yes")
+        store_bad = http.post("/records", json={**CALL, "contacts": ["road.runner@acme.com"],
+                                                "customer": "Nobody Inc"})  # fmt: skip
+        assert store_bad.status_code == 422
+        assert {e["field"] for e in store_bad.json()["errors"]} == {
+            "body.contacts",
+            "body.customer",
+        }, store_bad.json()
+        assert "forgotten" in store_bad.json()["detail"]
+        both = http.post("/records", json={**CALL, "duration_seconds": 60})
+        assert both.status_code == 422
+        assert [e["field"] for e in both.json()["errors"]] == ["body.duration"]
+        assert http.post("/records", json={**CALL, "kind": "fax"}).status_code == 422
+        # PATCH checks the same way, and writes nothing when anything is bad.
+        record = http.post("/records", json=CALL).json()
+        patch = http.patch(f"/records/{record['id']}",
+                           json={"contacts": ["nope"], "subject": "", "owner": None})  # fmt: skip
+        assert patch.status_code == 422
+        assert {e["field"] for e in patch.json()["errors"]} == {
+            "body.contacts",
+            "body.subject",
+            "body.owner",
+        }
+        assert http.get(f"/records/{record['id']}").json() == record
+        assert not any(r["action"] == "edit-record" for r in api.cli_json("audit"))
+
+
+def test_search_ranks_as_the_cli_with_filters_and_rep_tokens(api: Api) -> None:
+    notes = [
+        ("alice@example.com", "Acme Corp", "报价 follow-up", "关于报价的电话，客户要新的报价单"),
+        ("alice@example.com", "Initech", "Initech 报价", "报价"),
+        ("bob@example.com", "Acme Corp", "Bob's note", "报价 for Acme from Bob"),
+    ]
+    with api.client("writer") as http:
+        for owner, customer, subject, body in notes:
+            answer = http.post("/records", json={"kind": "note", "owner": owner,
+                                                 "customer": customer, "subject": subject,
+                                                 "body": body})  # fmt: skip
+            assert answer.status_code == 201, answer.text
+    with api.client("reader") as http:
+
+        def found(**params: Any) -> list[dict[str, Any]]:
+            answer = http.get("/records", params={"limit": 1000, **params})
+            assert answer.status_code == 200, answer.text
+            return list(answer.json()["items"])
+
+        everything = found(q="报价")
+        assert everything == api.cli_json("records", "search", "报价", "--limit", "1000")
+        assert len(everything) == 3 and all(r["highlights"] for r in everything)
+        assert all("报价" in "".join(r["highlights"]) for r in everything)
+        assert [r["score"] for r in everything] == sorted(
+            (r["score"] for r in everything), reverse=True
+        )
+        acme = found(q="报价", customer="Acme Corp")
+        assert acme == api.cli_json("records", "search", "报价", "--customer", "Acme Corp")
+        assert {r["subject"] for r in acme} == {"报价 follow-up", "Bob's note"}
+        by_owner = found(q="报价", owner="bob@example.com")
+        assert [r["subject"] for r in by_owner] == ["Bob's note"]
+        assert by_owner == api.cli_json("records", "search", "报价", "--owner", "bob@example.com")
+        assert found(q="报价", kind="email") == []
+        assert found(q="报价", since="2100-01-01T00:00:00Z") == []
+        assert len(found(q="报价", until="2100-01-01T00:00:00Z", kind=["note", "call"])) == 3
+        assert found(q="quote", contact="wile@acme.com") == api.cli_json(
+            "records", "search", "quote", "--contact", "wile@acme.com"
+        )
+        # Paged over the ranking: the pages put together are the ranking.
+        first = http.get("/records", params={"q": "报价", "limit": 2}).json()
+        rest = http.get("/records", params={"q": "报价", "limit": 2,
+                                            "cursor": first["next_cursor"]}).json()  # fmt: skip
+        assert first["items"] + rest["items"] == everything and rest["next_cursor"] is None
+    # A rep token finds only its rep's records: logged by bob, or from his mailbox.
+    with api.client("bob") as bob:
+        mine = bob.get("/records", params={"q": "报价"}).json()["items"]
+        assert [r["subject"] for r in mine] == ["Bob's note"]
+        quotes = bob.get("/records", params={"q": "quote", "limit": 1000}).json()["items"]
+        assert len(quotes) == 2
+        assert all(s["mailbox"] == "bob" for r in quotes for s in r["sources"])
+        assert bob.post("/records", json={**CALL, "owner": "alice@example.com"}).status_code == 403
+        alices = next(r for r in everything if r["owner"] == "alice@example.com")
+        assert bob.patch(f"/records/{alices['id']}", json={"subject": "x"}).status_code == 404
+        assert bob.delete(f"/records/{alices['id']}").status_code == 404
+
+
+def test_tasks_filter_by_type_and_carry_type_and_priority(api: Api) -> None:
+    with api.client("writer") as http:
+        for kind, priority in (("call", "high"), ("visit", "low"), ("todo", "normal")):
+            answer = http.post("/tasks", json={"customer": "Acme Corp", "title": kind,
+                                               "owner": "alice@example.com",
+                                               "due_at": "2030-01-01", "type": kind,
+                                               "priority": priority})  # fmt: skip
+            assert answer.status_code == 201
+        calls = http.get("/tasks", params={"type": "call"}).json()["items"]
+        assert calls == api.cli_json("tasks", "list", "--type", "call")
+        assert [(t["type"], t["priority"]) for t in calls] == [("call", "high")]
+        # The event of a task added over HTTP says its type and priority too.
+        events = http.get("/events", params={"type": "task.created", "limit": 1000}).json()
+        assert {(e["data"]["type"], e["data"]["priority"]) for e in events["items"]} == {
+            ("call", "high"),
+            ("visit", "low"),
+            ("todo", "normal"),
+        }

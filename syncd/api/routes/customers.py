@@ -34,7 +34,7 @@ from syncd.store.insight import customer_overview
 from syncd.store.queries import contact_exists
 
 router = APIRouter(prefix=PREFIX, tags=["customers"])
-Sort = Literal["name", "last-contact", "emails", "meetings", "open-tasks"]
+Sort = Literal["name", "last-contact", "emails", "meetings", "calls", "visits", "open-tasks"]
 assert set(SORTS) == set(Sort.__args__)  # type: ignore[attr-defined]
 
 

@@ -16,6 +16,7 @@ from syncd.api.models import Explanation, Id, Kind, Page, Record, RecordIn, Reco
 from syncd.api.problems import Problem
 from syncd.api.routes import PREFIX
 from syncd.cli.present import explain as explain_view
+from syncd.domain.addresses import normalize_address
 from syncd.domain.payloads import record_json
 from syncd.schema.tables import records
 from syncd.store import record_pages
@@ -100,21 +101,33 @@ def _search(
     limit: int,
     cursor: str | None,
 ) -> Response:
-    """The search of ``records search``, ranked; paged over the ranking."""
+    """The search of ``records search``, ranked; paged over the ranking.  Only the page
+    shown is read whole and highlighted."""
+    query = logged.parse(q)
     hits = logged.search(
-        conn, caller.api.config, q, customer_id=customer_id, contact=contact,
+        conn, caller.api.config, query, customer_id=customer_id, contact=contact,
         owner=address(owner, "query.owner") if owner else None, kinds=kinds,
         since=since, until=until, limit=paging.MAX_LIMIT,
     )  # fmt: skip
-    visible = {r["id"]: r for r in record_pages.page(
-        conn, ids=[h[0] for h in hits], owners=owners, limit=len(hits) or 1
+    # The ranking's own order (score, then newest, then id) as the cursor's key; a rep
+    # token's hits narrowed to the records it sees.
+    when = record_pages.occurred(conn, [rid for rid, _ in hits], owners)
+    ranked = [(rid, score, when[rid]) for rid, score in hits if rid in when]
+    shown, next_cursor = paging.page_of(
+        ranked, lambda hit: [-hit[1], -hit[2].timestamp(), -hit[0]], limit, cursor
+    )
+    rows = {r["id"]: r for r in record_pages.page(
+        conn, ids=[rid for rid, _, _ in shown], limit=len(shown) or 1
     )}  # fmt: skip
-    ranked = [(rid, score, marks) for rid, score, marks in hits if rid in visible]
-    shown, next_cursor = paging.page_of(ranked, lambda hit: [-hit[1], -hit[0]], limit, cursor)
     now = datetime.now(UTC)
     items = [
-        {**record_json(visible[rid], now), "score": score, "highlights": marks}
-        for rid, score, marks in shown
+        {
+            **record_json(rows[rid], now),
+            "score": score,
+            "highlights": logged.marks(rows[rid], query),
+        }
+        for rid, score, _ in shown
+        if rid in rows
     ]
     return page(items, next_cursor)
 
@@ -149,8 +162,12 @@ def _logged_only(conn: Connection, caller: Caller, record_id: Id) -> None:
 
 
 def _own(caller: Caller, owner: str | None) -> None:
-    """A rep token logs and edits records as its rep only."""
-    if caller.token.rep and owner is not None and address(owner, "body.owner") != caller.token.rep:
+    """A rep token logs and edits records as its rep only (an owner that is no address at
+    all is left to the validation, which lists it with every other bad field)."""
+    if not caller.token.rep or owner is None:
+        return
+    found = normalize_address(owner)
+    if found is not None and found != caller.token.rep:
         raise Problem(403, f"this token logs records of {caller.token.rep} only")
 
 
@@ -160,7 +177,6 @@ def _own(caller: Caller, owner: str | None) -> None:
 def create_record(caller: Writer, body: RecordIn) -> Response:
     _own(caller, body.owner)
     fields = body.model_dump()
-    fields["owner"] = address(body.owner, "body.owner")
     fields["occurred_at"] = utc(body.occurred_at)
     fields["origin"] = "api"
     with caller.write() as conn:

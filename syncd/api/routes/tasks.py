@@ -25,13 +25,6 @@ from syncd.store.events import TASK_UPDATED
 router = APIRouter(prefix=PREFIX, tags=["tasks"])
 
 
-def _shown(row: dict[str, Any]) -> dict[str, Any]:
-    out = task_json(row)
-    out.setdefault("type", row.get("type"))
-    out.setdefault("priority", row.get("priority"))
-    return out
-
-
 def _task(conn: Any, caller: Caller, task_id: Id) -> dict[str, Any]:
     found = store.list_tasks(conn, ids=[task_id])
     if not found or (caller.token.rep and found[0]["owner"] != caller.token.rep):
@@ -58,12 +51,11 @@ def list_tasks(
     with caller.read() as conn:
         customer_id = find_customer(conn, customer).id if customer else None
         rows = store.list_tasks(
-            conn, owner=who, status=status, due_before=utc(due_before), customer_id=customer_id
-        )
-    if type is not None:
-        rows = [row for row in rows if row.get("type", "todo") == type]
+            conn, owner=who, status=status, due_before=utc(due_before),
+            customer_id=customer_id, type_=type,
+        )  # fmt: skip
     items, next_cursor = paging.page_of(
-        [_shown(row) for row in rows],
+        [task_json(row) for row in rows],
         lambda t: [datetime.fromisoformat(t["due_at"]).astimezone(UTC).isoformat(), t["id"]],
         limit,
         cursor,
@@ -83,16 +75,13 @@ def create_task(caller: Writer, body: TaskIn) -> Response:
     assert due_at is not None
     with caller.write() as conn:
         customer = find_customer(conn, body.customer)
+        # Type and priority in the insert: the task.created event carries the row as written.
         task_id = store.add_task(
-            conn, title=body.title.strip(), owner=owner, customer_id=customer.id, due_at=due_at
-        )
-        conn.execute(
-            update(tasks_table)
-            .where(tasks_table.c.id == task_id)
-            .values(type=body.type, priority=body.priority)
-        )
+            conn, title=body.title.strip(), owner=owner, customer_id=customer.id, due_at=due_at,
+            type_=body.type, priority=body.priority,
+        )  # fmt: skip
         audit.record(conn, "task-add", f"task {task_id}", customer_id=customer.id, owner=owner)
-        shown = _shown(_task(conn, caller, task_id))
+        shown = task_json(_task(conn, caller, task_id))
     return json(shown, 201)
 
 
@@ -136,5 +125,5 @@ def patch_task(caller: Writer, task_id: Id, body: TaskPatch) -> Response:
             audit.record(conn, "task-update", f"task {task_id}",
                          **{k: v for k, v in given.items() if v is not None})  # fmt: skip
             outbox.emit_tasks(conn, TASK_UPDATED, [task_id])
-        shown = _shown(_task(conn, caller, task_id))
+        shown = task_json(_task(conn, caller, task_id))
     return json(shown)
