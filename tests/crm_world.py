@@ -163,6 +163,18 @@ class CrmWorld:
             outbox.emit_records(conn, RECORD_CREATED, [rid])
         return rid
 
+    def log(self, kind: str, subject: str, *options: str) -> int:
+        """A call, visit or note logged as a rep logs one: `syncd records add`; its id."""
+        added = self.cli(
+            "records", "add", "--kind", kind, "--owner", "rep@example.com",
+            "--subject", subject, *options, "--json",
+        )  # fmt: skip
+        return int(json.loads(added.stdout)["id"])
+
+    def comments(self, home: str, home_id: str) -> list[dict[str, Any]]:
+        """The comments on a contact or an account (where notes go), as its page shows them."""
+        return list(self.crm.api("GET", f"/api/{home}s/{home_id}/")["comments"])
+
     def change(self, record_id: int, **values: Any) -> None:
         from sqlalchemy import update
 
