@@ -16,7 +16,13 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, insert, select
 
 from syncd.cli.main import cli
-from syncd.schema.tables import contact_addresses, participants, record_customers, records
+from syncd.schema.tables import (
+    contact_addresses,
+    contacts,
+    participants,
+    record_customers,
+    records,
+)
 from syncd.store import outbox
 from syncd.store.database import open_database
 from syncd.store.events import RECORD_CREATED, RECORD_UPDATED
@@ -195,6 +201,11 @@ class CrmWorld:
                 )
             )  # fmt: skip
             outbox.emit_records(conn, RECORD_UPDATED, [record_id])
+
+    def contact_subjects(self) -> list[str]:
+        """``contact:<id>`` of every contact syncd has (their CRM ids are in the map)."""
+        with self.engine.connect() as conn:
+            return [f"contact:{cid}" for cid in conn.scalars(select(contacts.c.id))]
 
     def crm_id(self, subject: str) -> str:
         from syncd.schema.tables import crm_objects

@@ -121,6 +121,13 @@ def test_an_update_and_a_cancellation_update_the_interaction(
     assert there[world.crm_id(f"record:{call}")]["duration_seconds"] == 900
     (edited,) = world.comments("contact", contact)
     assert edited["id"] == comment and "Q1 and Q2" in edited["comment"]  # in place
+    # The note was a call after all: the comment goes, an interaction comes.
+    world.cli("records", "edit", str(note), "--kind", "call")
+    assert world.sync()["pushed"] == 1
+    assert world.comments("contact", contact) == []
+    assert world.crm_id(f"record:{note}") in {
+        i["id"] for i in world.interactions("contact", contact) if i["subject"] == "Budget"
+    }
     # A logged record deleted (record.deleted): its interaction or comment goes too.
     world.cli("records", "delete", str(call), "--yes")
     world.cli("records", "delete", str(note), "--yes")
@@ -254,22 +261,30 @@ def test_kill_9_mid_push_then_restart_makes_no_duplicate(
     _, contact, name, address = _acme(world)
     config = load_config(world.config_path).crm[0]
     # The window itself: the CRM answered, the daemon died before syncd's commit.
-    first = world.record("call", "Answered, never committed", customer=name, address=address)
+    first = world.log("call", "Answered, never committed", "--customer", name,
+                      "--contact", address)  # fmt: skip
+    note = world.log("note", "Noted, never committed", "--contact", address, "--body", "x")
     dead = open_sink(world.engine, config, "killed-daemon")
     with world.engine.begin() as conn:
         queue.take_new(conn, "bottle", config.push, None)
-        (claim,) = queue.claim(conn, "bottle", "killed-daemon", limit=1, lease=timedelta(0))
+        claims = queue.claim(conn, "bottle", "killed-daemon", limit=2, lease=timedelta(0))
     with world.engine.connect() as conn:
-        record = render_records(conn, [first])[first]
-        people = queue.crm_ids(conn, "bottle", [f"customer:{world.customer_id(name)}"])
-    dead.crm.push_record(
-        record, dead._record_target(record, people), marker(dead.installation, claim.subject), None
-    )
+        records = render_records(conn, [first, note])
+        people = queue.crm_ids(
+            conn, "bottle", [f"customer:{world.customer_id(name)}", *world.contact_subjects()]
+        )
+    for claim in claims:
+        record = records[int(claim.subject[7:])]
+        target = dead._record_target(record, people)
+        dead.crm.push_record(record, target, marker(dead.installation, claim.subject), None)
     dead.crm.close()
     assert len(world.interactions("contact", contact)) == 1
-    assert world.sync()["pushed"] == 1
+    assert len(world.comments("contact", contact)) == 1
+    assert world.sync()["pushed"] == 2
     (only,) = world.interactions("contact", contact)
     assert only["id"] == world.crm_id(f"record:{first}")  # found again, not made twice
+    (comment,) = world.comments("contact", contact)
+    assert comment["id"] == world.crm_id(f"record:{note}")
 
     # The real thing: `syncd run` killed with SIGKILL in the middle of a backlog, restarted.
     subjects = [f"Backlog {n:02d}" for n in range(40)]
