@@ -6,7 +6,8 @@ anything but that record.  So the copy's marker (crm/sink.py ``marker``) is the 
 its body, and an earlier copy is found by listing the interactions of the record it hangs on.
 Tasks (``/api/tasks/``) are created without an id in the answer: the new task is found by its
 title and the marker at the end of its description, which is also how an interrupted push's
-copy is found.  The mapping of syncd's fields is syncd/crm/bottlecrm.py.
+copy is found.  Comments on a contact or an account (where a note goes, BottleCRM having no
+note interaction) are found the same way, by the marker at their end.  The mapping of syncd's fields is syncd/crm/bottlecrm.py.
 """
 
 from __future__ import annotations
@@ -50,6 +51,24 @@ class BottleCrmApi:
             offset += len(page)
             if not page or offset >= int(answer.body.get("count") or 0):
                 return out
+
+    # --- comments (where a note goes) -------------------------------------------------------
+    # A comment hangs on a contact or an account (``home``: "contacts" or "accounts"); it is
+    # posted to the record's detail path, whose answer lists the record's comments (not the new
+    # one's id: it is found there by its marker).
+
+    def create_comment(self, home: str, home_id: str, text: str) -> Answer:
+        return self.http.post(f"/api/{home}/{home_id}/", {"comment": text})
+
+    def update_comment(self, home: str, crm_id: str, text: str) -> Answer:
+        return self.http.patch(f"/api/{home}/comment/{crm_id}/", {"comment": text})
+
+    def delete_comment(self, home: str, crm_id: str) -> Answer:
+        return self.http.delete(f"/api/{home}/comment/{crm_id}/")
+
+    def comments_of(self, home: str, home_id: str) -> list[dict[str, Any]]:
+        answer = self.http.get(f"/api/{home}/{home_id}/")
+        return comments_in(answer)
 
     # --- tasks --------------------------------------------------------------------------------
 
@@ -113,6 +132,12 @@ class BottleCrmApi:
             seen.update(str(row.get("id")) for row in fresh)
             out.extend(fresh)
             offset += len(page)
+
+
+def comments_in(answer: Answer) -> list[dict[str, Any]]:
+    if not answer.ok or not isinstance(answer.body, dict):
+        return []
+    return [row for row in answer.body.get("comments") or [] if isinstance(row, dict)]
 
 
 def _accounts(answer: Answer) -> list[dict[str, Any]]:

@@ -10,7 +10,9 @@ Failures are classified here, at the edge: 429 and 5xx, resets and timeouts are
 other 4xx come back as an ``Answer`` for the caller to judge (a refused object is failed
 alone, not retried).  Only idempotent requests are retried inline (``REQUEST``): a POST is
 retried by the caller, who looks for an earlier copy first.  Nothing here logs; errors
-never carry the token.
+never carry the token: an answer that echoes the request (a proxy quoting the Authorization
+header, a 400 quoting its input) has every spelling of the token cut out before anyone reads
+it, since a refusal's text goes to the log, ``crm_deliveries`` and `syncd crm list`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 from syncd import __version__
 from syncd.connectors.retry import REQUEST, parse_retry_after
 from syncd.errors import CredentialsError, RefusedError, RemoteConfigError, TransientError
+from syncd.redaction import REDACTED, spellings
 
 MAX_ANSWER = 4 * 1024 * 1024  # a page of a hundred accounts is well under this
 
@@ -70,6 +73,9 @@ class JsonHttp:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._token = token
+        # Worked out once: every answer is searched for them (longest first: a longer
+        # spelling holds a shorter one).
+        self._spellings = sorted(spellings(token), key=len, reverse=True)
         self._timeout = timeout
         self._what = what
         self._context: ssl.SSLContext | None = None
@@ -167,7 +173,11 @@ class JsonHttp:
                 raise TransientError(f"{where}: {type(err).__name__}") from None
             if response.getheader("Connection", "").lower() == "close":
                 self.close()
-            return _judge(where, response.status, raw, response.getheader("Retry-After"))
+            text = raw.decode("utf-8", "replace")
+            for spelling in self._spellings:
+                if spelling in text:
+                    text = text.replace(spelling, REDACTED)
+            return _judge(where, response.status, text, response.getheader("Retry-After"))
         raise AssertionError("unreachable")
 
 
@@ -187,8 +197,7 @@ def _read_bounded(response: http.client.HTTPResponse, deadline: float, where: st
         parts.append(chunk)
 
 
-def _judge(where: str, status: int, raw: bytes, retry_after: str | None) -> Answer:
-    text = raw.decode("utf-8", "replace")
+def _judge(where: str, status: int, text: str, retry_after: str | None) -> Answer:
     try:
         body: Any = json.loads(text) if text else None
     except ValueError:

@@ -16,7 +16,13 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, insert, select
 
 from syncd.cli.main import cli
-from syncd.schema.tables import contact_addresses, participants, record_customers, records
+from syncd.schema.tables import (
+    contact_addresses,
+    contacts,
+    participants,
+    record_customers,
+    records,
+)
 from syncd.store import outbox
 from syncd.store.database import open_database
 from syncd.store.events import RECORD_CREATED, RECORD_UPDATED
@@ -163,6 +169,18 @@ class CrmWorld:
             outbox.emit_records(conn, RECORD_CREATED, [rid])
         return rid
 
+    def log(self, kind: str, subject: str, *options: str) -> int:
+        """A call, visit or note logged as a rep logs one: `syncd records add`; its id."""
+        added = self.cli(
+            "records", "add", "--kind", kind, "--owner", "rep@example.com",
+            "--subject", subject, *options, "--json",
+        )  # fmt: skip
+        return int(json.loads(added.stdout)["id"])
+
+    def comments(self, home: str, home_id: str) -> list[dict[str, Any]]:
+        """The comments on a contact or an account (where notes go), as its page shows them."""
+        return list(self.crm.api("GET", f"/api/{home}s/{home_id}/")["comments"])
+
     def change(self, record_id: int, **values: Any) -> None:
         from sqlalchemy import update
 
@@ -183,6 +201,11 @@ class CrmWorld:
                 )
             )  # fmt: skip
             outbox.emit_records(conn, RECORD_UPDATED, [record_id])
+
+    def contact_subjects(self) -> list[str]:
+        """``contact:<id>`` of every contact syncd has (their CRM ids are in the map)."""
+        with self.engine.connect() as conn:
+            return [f"contact:{cid}" for cid in conn.scalars(select(contacts.c.id))]
 
     def crm_id(self, subject: str) -> str:
         from syncd.schema.tables import crm_objects

@@ -40,7 +40,7 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Pushed:
-    crm_type: str  # interaction | task
+    crm_type: str  # interaction | task | what the CRM keeps a note as (e.g. contact-comment)
     crm_id: str
     state: str | None = None  # what to remember of it (e.g. the record it hangs on)
 
@@ -68,7 +68,8 @@ class Crm(Protocol):
     def find_account(self, name: str) -> str | None: ...
 
     def find_copy(self, crm_type: str, marker: str, target: Target, title: str = "") -> str | None:
-        """The id of an object an earlier, interrupted push created with ``marker``."""
+        """The id of an object an earlier, interrupted push created with ``marker``;
+        ``crm_type`` is ``interaction``, ``note`` (a note record) or ``task``."""
         ...
 
     def push_record(

@@ -6,8 +6,11 @@ docs/crm.md has the table.  Decisions that follow from what BottleCRM's API allo
   is a contact there, else the first linked customer's account.  When that choice changes
   (a link added or removed), the old interaction is deleted and a new one made.
 - A visit is a ``meeting`` (BottleCRM has no visit kind) whose body starts with its
-  location; a note has no interaction kind there and is refused (failed alone, shown by
-  ``crm list``).
+  location.  A note has no interaction kind there (each kind is a conversation: call,
+  meeting, email, sms...), so it is a comment on the same contact or account, as a rep
+  writes one in the CRM: ``Note: subject``, when, the text and the marker (a comment has no
+  date or subject of its own).  Its crm_type says where it hangs (``contact-comment`` or
+  ``account-comment``): comments are edited and deleted under their record's path.
 - BottleCRM refuses an interaction more than five minutes in the future: a meeting planned
   later is pushed when it starts (``NotYet``).
 - A dismissed task is ``Completed`` there (it is closed, not lost); a task syncd no longer
@@ -20,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import CrmConfig
-from syncd.connectors.bottlecrm import BottleCrmApi
+from syncd.connectors.bottlecrm import BottleCrmApi, comments_in
 from syncd.connectors.crm_http import Answer, JsonHttp
 from syncd.crm.base import DirectoryEntry, NotYet, Pushed, Refused, Target
 from syncd.domain.addresses import domain_of
@@ -32,6 +35,9 @@ PRIORITY = {"low": "Low", "normal": "Medium", "high": "High"}
 BODY_MAX = 10_000
 SUBJECT_MAX = 200
 FUTURE_SLACK = 240  # seconds: BottleCRM allows five minutes
+COMMENT_MAX = 10_000  # BottleCRM's COMMENT_MAX_LENGTH
+COMMENT_TYPES = {"contact": "contact-comment", "account": "account-comment"}
+COMMENT_HOMES = {"contact-comment": "contacts", "account-comment": "accounts"}
 
 
 def _refuse_unless_ok(answer: Answer) -> Answer:
@@ -75,6 +81,17 @@ def interaction_fields(record: dict[str, Any], marker: str) -> dict[str, Any]:
     if kind == "call":
         fields["outcome"] = record.get("outcome") or ""
     return fields
+
+
+def comment_text(record: dict[str, Any], marker: str) -> str:
+    """A note as a comment: what it is about, when, its text, the marker.  Pure."""
+    when = _time(record["occurred_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    head = f"Note: {record.get('subject') or ''}".rstrip()
+    owner = f" by {record['owner']}" if record.get("owner") else ""
+    text = record.get("body") or record.get("snippet") or ""
+    tail = "\n\n" + marker_line(marker)
+    whole = f"{head[:SUBJECT_MAX]}\n{when}{owner}" + (f"\n\n{text}" if text else "")
+    return whole[: COMMENT_MAX - len(tail)] + tail
 
 
 def task_fields(task: dict[str, Any], marker: str, account: str | None) -> dict[str, Any]:
@@ -178,6 +195,11 @@ class BottleCrm:
         home = _home(target)
         if home is None:
             return None
+        if crm_type == "note":
+            for row in self.api.comments_of(home[0] + "s", home[1]):
+                if line in str(row.get("comment") or ""):
+                    return str(row["id"])
+            return None
         for row in self.api.interactions_of(*home):
             if line in str(row.get("body") or ""):
                 return str(row["id"])
@@ -188,6 +210,11 @@ class BottleCrm:
     def push_record(
         self, record: dict[str, Any], target: Target, marker: str, known: Pushed | None
     ) -> Pushed:
+        if record["kind"] == "note":
+            return self._push_note(record, target, marker, known)
+        if known is not None and known.crm_type != "interaction":
+            self.delete(known.crm_type, known.crm_id)  # a note that became a call, say
+            known = None
         fields = interaction_fields(record, marker)
         when = _time(record["occurred_at"])
         ahead = (when - datetime.now(UTC)).total_seconds()
@@ -209,6 +236,35 @@ class BottleCrm:
         assert isinstance(answer.body, dict)
         return Pushed("interaction", str(answer.body["id"]), where)
 
+    def _push_note(
+        self, record: dict[str, Any], target: Target, marker: str, known: Pushed | None
+    ) -> Pushed:
+        home = _home(target)
+        if home is None:
+            raise Refused(0, "no contact or account in the CRM for this record's people")
+        where = f"{home[0]}:{home[1]}"
+        crm_type = COMMENT_TYPES[home[0]]
+        text = comment_text(record, marker)
+        if known is not None and (
+            known.crm_type not in (crm_type, "note") or known.state not in (None, where)
+        ):
+            # An interaction before (the record was another kind), or a comment on another
+            # record: a comment cannot move either, so it is made anew.
+            self.delete(known.crm_type, known.crm_id)
+            known = None
+        if known is not None:
+            answer = self.api.update_comment(home[0] + "s", known.crm_id, text)
+            if answer.status != 404:
+                _refuse_unless_ok(answer)
+                return Pushed(crm_type, known.crm_id, where)
+        answer = _refuse_unless_ok(self.api.create_comment(home[0] + "s", home[1], text))
+        # The answer lists the record's comments without saying which is new: the marker does.
+        line = marker_line(marker)
+        for row in comments_in(answer):
+            if line in str(row.get("comment") or ""):
+                return Pushed(crm_type, str(row["id"]), where)
+        raise Refused(0, "the CRM answered the comment's creation but does not list it")
+
     def push_task(
         self, task: dict[str, Any], target: Target, marker: str, known: Pushed | None
     ) -> Pushed:
@@ -229,6 +285,8 @@ class BottleCrm:
     def delete(self, crm_type: str, crm_id: str) -> None:
         if crm_type == "task":
             answer = self.api.delete_task(crm_id)
+        elif crm_type in COMMENT_HOMES:
+            answer = self.api.delete_comment(COMMENT_HOMES[crm_type], crm_id)
         else:
             answer = self.api.delete_interaction(crm_id)
         if answer.status != 404:

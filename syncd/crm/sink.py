@@ -62,6 +62,14 @@ def marker(installation: str, subject: str) -> str:
     return f"syncd:{installation}:{subject}"
 
 
+def copy_type(kind: str, item: dict[str, Any]) -> str:
+    """What ``Crm.find_copy`` looks for: a task, a note (CRMs keep notes apart from the
+    conversations: HubSpot's notes, BottleCRM's comments), or an interaction."""
+    if kind == "task":
+        return "task"
+    return "note" if item.get("kind") == "note" else "interaction"
+
+
 @dataclass
 class Round:
     pushed: int = 0
@@ -213,10 +221,10 @@ class CrmSink:
             target = Target(account=account[1] if account else self._account(item["customer"]))
         if previous is None and claim.epoch > 1:
             # Claimed before: that push may have created the copy and died before committing.
-            crm_type = "interaction" if kind == "record" else "task"
+            crm_type = copy_type(kind, item)
             found = self.crm.find_copy(crm_type, mark, target, str(item.get("title") or ""))
             if found is not None:
-                previous = Pushed("interaction" if kind == "record" else "task", found, None)
+                previous = Pushed(crm_type, found, None)
         if kind == "record":
             return self.crm.push_record(item, target, mark, previous)
         return self.crm.push_task(item, target, mark, previous)

@@ -13,8 +13,10 @@ from syncd.config import load_config
 from syncd.crm.render import render_records
 from syncd.crm.runner import open_sink
 from syncd.crm.sink import marker
+from syncd.domain.followups import Wanted
 from syncd.schema.tables import contact_addresses, contacts
 from syncd.store import crm_queue as queue
+from syncd.store.tasks import apply as apply_tasks
 from tests.crm_world import CrmWorld
 from tests.daemon import DaemonProcess, wait_until
 from tests.servers.bottlecrm import BottleCrm
@@ -46,15 +48,20 @@ def test_every_record_kind_becomes_one_interaction_on_the_right_record(
         at=now - timedelta(hours=2), starts_at=now - timedelta(hours=2),
         ends_at=now - timedelta(hours=1), status="scheduled",
     )  # fmt: skip
-    call = world.record(
-        "call", "Called about renewal", customer=name, address=address,
-        duration_seconds=600, outcome="connected", body="Agreed to renew",
+    # Logged as a rep logs them: `syncd records add`.
+    call = world.log(
+        "call", "Called about renewal", "--customer", name, "--contact", address,
+        "--duration", "10m", "--outcome", "connected", "--body", "Agreed to renew",
     )  # fmt: skip
-    visit = world.record(
-        "visit", "On site", customer=name, location="Berlin office", duration_seconds=3600
+    visit = world.log(
+        "visit", "On site", "--customer", name, "--location", "Berlin office", "--duration", "1h"
     )
+    note = world.log(
+        "note", "Prefers email", "--customer", name, "--contact", address,
+        "--body", "Jane asked to be contacted by email only",
+    )  # fmt: skip
     done = world.sync()
-    assert done["pushed"] == 4, done
+    assert done["pushed"] == 5, done
     on_contact = {i["subject"]: i for i in world.interactions("contact", contact)}
     assert set(on_contact) == {"Price list", "Quarterly review", "Called about renewal"}
     assert on_contact["Price list"]["kind"] == "email"
@@ -68,13 +75,21 @@ def test_every_record_kind_becomes_one_interaction_on_the_right_record(
     assert [i["subject"] for i in on_account] == ["On site"]
     assert on_account[0]["kind"] == "meeting"
     assert on_account[0]["body"].startswith("Location: Berlin office")
+    # A note is no conversation: BottleCRM has no interaction kind for it, so it is a
+    # comment on the contact, where a rep writes one.
+    (comment,) = world.comments("contact", contact)
+    assert comment["id"] == world.crm_id(f"record:{note}")
+    assert comment["comment"].startswith("Note: Prefers email\n")
+    assert "Jane asked to be contacted by email only" in comment["comment"]
+    assert world.comments("account", account) == []
     for rid in (email, meeting, call, visit):
         world.crm_id(f"record:{rid}")
     # Nothing more to push: a second sync changes nothing there.
     assert world.sync()["pushed"] == 0
     assert len(world.interactions("contact", contact)) == 3
+    assert len(world.comments("contact", contact)) == 1
     listed = world.crm_list()
-    assert listed["pushed"] == 4 and listed["pending"] == 0 and listed["failed"] == 0
+    assert listed["pushed"] == 5 and listed["pending"] == 0 and listed["failed"] == 0
 
 
 def test_an_update_and_a_cancellation_update_the_interaction(
@@ -83,7 +98,9 @@ def test_an_update_and_a_cancellation_update_the_interaction(
     world = CrmWorld(bottlecrm, tmp_path)
     account, contact, name, address = _acme(world)
     now = datetime.now(UTC)
-    call = world.record("call", "First call", customer=name, address=address, duration_seconds=60)
+    call = world.log("call", "First call", "--customer", name, "--contact", address,
+                     "--duration", "1m")  # fmt: skip
+    note = world.log("note", "Budget", "--customer", name, "--contact", address, "--body", "Q1")
     meeting = world.record(
         "meeting", "Kick-off", customer=name, address=address,
         at=now - timedelta(hours=3), starts_at=now - timedelta(hours=3),
@@ -91,14 +108,34 @@ def test_an_update_and_a_cancellation_update_the_interaction(
     )  # fmt: skip
     world.sync()
     ids = {world.crm_id(f"record:{call}"), world.crm_id(f"record:{meeting}")}
-    world.change(call, subject="First call (renewal)", duration_seconds=900)
-    world.change(meeting, status="cancelled")
-    assert world.sync()["pushed"] == 2
+    comment = world.crm_id(f"record:{note}")
+    world.cli("records", "edit", str(call), "--subject", "First call (renewal)",
+              "--duration", "15m")  # fmt: skip
+    world.cli("records", "edit", str(note), "--body", "Q1 and Q2")
+    world.change(meeting, status="cancelled")  # as a calendar sync records a cancellation
+    assert world.sync()["pushed"] == 3
     there = {i["id"]: i for i in world.interactions("contact", contact)}
     assert set(there) == ids  # updated in place, not made again
     subjects = {i["subject"] for i in there.values()}
     assert subjects == {"First call (renewal)", "Cancelled: Kick-off"}
     assert there[world.crm_id(f"record:{call}")]["duration_seconds"] == 900
+    (edited,) = world.comments("contact", contact)
+    assert edited["id"] == comment and "Q1 and Q2" in edited["comment"]  # in place
+    # The note was a call after all: the comment goes, an interaction comes.
+    world.cli("records", "edit", str(note), "--kind", "call")
+    assert world.sync()["pushed"] == 1
+    assert world.comments("contact", contact) == []
+    assert world.crm_id(f"record:{note}") in {
+        i["id"] for i in world.interactions("contact", contact) if i["subject"] == "Budget"
+    }
+    # A logged record deleted (record.deleted): its interaction or comment goes too.
+    world.cli("records", "delete", str(call), "--yes")
+    world.cli("records", "delete", str(note), "--yes")
+    assert world.sync()["deleted"] == 2
+    assert {i["id"] for i in world.interactions("contact", contact)} == {
+        world.crm_id(f"record:{meeting}")
+    }
+    assert world.comments("contact", contact) == []
     # A link that moves the record to another CRM record: BottleCRM cannot move an
     # interaction, so the old one goes and one is made on the contact.
     note_on_account = world.record("email", "Only the company", customer=name)
@@ -149,18 +186,16 @@ def test_a_refused_object_fails_alone_with_its_answer(bottlecrm: BottleCrm, tmp_
     gone = world.contact("Max", "Gone", other, account)
     world.sync()
     bottlecrm.api("DELETE", f"/api/contacts/{gone}/")  # deleted there after syncd mapped it
-    refused = world.record("call", "To a deleted contact", customer=name, address=other)
-    note = world.record("note", "A note", customer=name, address=address, body="text")
-    fine = world.record("call", "Fine call", customer=name, address=address)
+    refused = world.log("call", "To a deleted contact", "--customer", name, "--contact", other)
+    fine = world.log("call", "Fine call", "--customer", name, "--contact", address)
     done = world.sync(expect=0)
-    assert done["pushed"] == 1 and done["failed"] == 2
+    assert done["pushed"] == 1 and done["failed"] == 1
     assert [i["subject"] for i in world.interactions("contact", contact)] == ["Fine call"]
     listed = world.crm_list()
-    assert listed["state"] == "failing" and listed["failed"] == 2
+    assert listed["state"] == "failing" and listed["failed"] == 1
     why = {r["subject"]: r for r in listed["refused"]}
     assert why[f"record:{refused}"]["status"] == 404
     assert "404" in why[f"record:{refused}"]["error"]
-    assert "no interaction kind for a note" in why[f"record:{note}"]["error"]
     world.crm_id(f"record:{fine}")
     table = world.cli("crm", "list").stdout
     assert f"refused record:{refused}: 404" in table
@@ -191,14 +226,31 @@ def test_a_crm_down_for_a_while_gets_the_backlog_when_back(
 
 def test_forget_deletes_what_syncd_created(bottlecrm: BottleCrm, tmp_path: Path) -> None:
     world = CrmWorld(bottlecrm, tmp_path)
-    _, contact, name, address = _acme(world)
-    world.record("call", "Call with Jane", customer=name, address=address)
-    world.sync()
+    account, contact, name, address = _acme(world)
+    call = world.log("call", "Call with Jane", "--contact", address)
+    world.log("note", "About Jane", "--contact", address, "--body", "Jane's note")
+    # A follow-up task the rules made from the call (the store's path for rule-made tasks).
+    with world.engine.begin() as conn:
+        apply_tasks(
+            conn,
+            [Wanted("no_response", call, "rep@example.com", world.customer_id(name),
+                    world.name("Call Jane back"), datetime.now(UTC) + timedelta(days=2))],
+            [],
+        )  # fmt: skip
+    assert world.sync()["pushed"] == 3
     assert len(world.interactions("contact", contact)) == 1
+    assert len(world.comments("contact", contact)) == 1
+    (task,) = json.loads(world.cli("tasks", "list", "--json").stdout)
+    there = world.crm_id(f"task:{task['id']}")
+    assert bottlecrm.api("GET", f"/api/tasks/{there}/")["task_obj"]["account"]["id"] == account
     world.cli("forget", address, "--yes")
     done = world.sync()
-    assert done["deleted"] == 1
+    # The person's records and the task of the erased call: nothing of them is left there.
+    assert done["deleted"] == 3, done
     assert world.interactions("contact", contact) == []
+    assert world.comments("contact", contact) == []
+    titled = bottlecrm.api("GET", "/api/tasks/?title=" + world.name("Call").replace(" ", "%20"))
+    assert titled["tasks"] == []
 
 
 def test_kill_9_mid_push_then_restart_makes_no_duplicate(
@@ -209,22 +261,30 @@ def test_kill_9_mid_push_then_restart_makes_no_duplicate(
     _, contact, name, address = _acme(world)
     config = load_config(world.config_path).crm[0]
     # The window itself: the CRM answered, the daemon died before syncd's commit.
-    first = world.record("call", "Answered, never committed", customer=name, address=address)
+    first = world.log("call", "Answered, never committed", "--customer", name,
+                      "--contact", address)  # fmt: skip
+    note = world.log("note", "Noted, never committed", "--contact", address, "--body", "x")
     dead = open_sink(world.engine, config, "killed-daemon")
     with world.engine.begin() as conn:
         queue.take_new(conn, "bottle", config.push, None)
-        (claim,) = queue.claim(conn, "bottle", "killed-daemon", limit=1, lease=timedelta(0))
+        claims = queue.claim(conn, "bottle", "killed-daemon", limit=2, lease=timedelta(0))
     with world.engine.connect() as conn:
-        record = render_records(conn, [first])[first]
-        people = queue.crm_ids(conn, "bottle", [f"customer:{world.customer_id(name)}"])
-    dead.crm.push_record(
-        record, dead._record_target(record, people), marker(dead.installation, claim.subject), None
-    )
+        records = render_records(conn, [first, note])
+        people = queue.crm_ids(
+            conn, "bottle", [f"customer:{world.customer_id(name)}", *world.contact_subjects()]
+        )
+    for claim in claims:
+        record = records[int(claim.subject[7:])]
+        target = dead._record_target(record, people)
+        dead.crm.push_record(record, target, marker(dead.installation, claim.subject), None)
     dead.crm.close()
     assert len(world.interactions("contact", contact)) == 1
-    assert world.sync()["pushed"] == 1
+    assert len(world.comments("contact", contact)) == 1
+    assert world.sync()["pushed"] == 2
     (only,) = world.interactions("contact", contact)
     assert only["id"] == world.crm_id(f"record:{first}")  # found again, not made twice
+    (comment,) = world.comments("contact", contact)
+    assert comment["id"] == world.crm_id(f"record:{note}")
 
     # The real thing: `syncd run` killed with SIGKILL in the middle of a backlog, restarted.
     subjects = [f"Backlog {n:02d}" for n in range(40)]

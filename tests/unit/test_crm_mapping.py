@@ -15,7 +15,9 @@ from syncd.config import load_config
 from syncd.crm.base import DirectoryEntry, Refused
 from syncd.crm.bottlecrm import (
     BODY_MAX,
+    COMMENT_MAX,
     _website_domain,
+    comment_text,
     interaction_fields,
     marker_line,
     task_fields,
@@ -65,6 +67,20 @@ def test_body_and_subject_fit_and_keep_the_marker(body: str, subject: str) -> No
     assert len(fields["body"]) <= BODY_MAX
     assert fields["body"].endswith(marker_line(MARK))
     assert len(fields["subject"]) <= 200
+
+
+def test_a_note_is_a_comment_with_its_subject_time_and_marker() -> None:
+    note = comment_text(_record(kind="note", owner="rep@example.com"), MARK)
+    assert note == (
+        "Note: Renewal\n2026-12-01 10:00 UTC by rep@example.com\n\nAgreed\n\n" + marker_line(MARK)
+    )
+
+
+@given(st.text(max_size=30_000), st.text(max_size=500))
+def test_a_comment_fits_and_keeps_the_marker(body: str, subject: str) -> None:
+    text = comment_text(_record(kind="note", body=body, subject=subject), MARK)
+    assert len(text) <= COMMENT_MAX
+    assert text.endswith(marker_line(MARK))
 
 
 def test_task_fields() -> None:
