@@ -56,6 +56,8 @@ else:
     )
     out["counts"] = done.counts
 out["seconds"] = time.perf_counter() - started
+used = resource.getrusage(resource.RUSAGE_SELF)
+out["cpu_s"] = used.ru_utime + used.ru_stime
 out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
@@ -126,11 +128,15 @@ def step(what: str, path: Path, url: str, *, writer: bool = False) -> dict[str, 
 def run(url: str, label: str, export: Path, changed: Path, reference: dict[str, object]) -> None:
     open_database(url).dispose()  # migrated before anything is timed
     base = float(reference["seconds"])  # type: ignore[arg-type]
+    base_cpu = float(reference["cpu_s"])  # type: ignore[arg-type]
     for name, path in (("first mirror", export), ("one row changed", changed)):
         got = step("mirror", path, url, writer=True)
         seconds = float(got["seconds"])  # type: ignore[arg-type]
+        cpu = float(got["cpu_s"])  # type: ignore[arg-type]
+        # CPU seconds too: on a shared machine the wall time says more about the others.
         print(
             f"{label} {name}: {seconds:.1f} s ({seconds / base:.1f}x the reference), "
+            f"{cpu:.1f} s of CPU ({cpu / base_cpu:.1f}x the reference's), "
             f"peak RSS {float(got['rss_mb']):.0f} MB, "  # type: ignore[arg-type]
             f"longest concurrent write {got['writer_longest_s']} s "
             f"({got['writer_writes']} writes, {got['writer_failed']} failed); "
@@ -153,7 +159,8 @@ def main() -> None:
         reference = step("reference", export, "")
         print(
             f"file: {args.rows:,} rows, {size:.1f} MB; reference (a plain csv read): "
-            f"{float(reference['seconds']):.2f} s, peak RSS "  # type: ignore[arg-type]
+            f"{float(reference['seconds']):.2f} s ({float(reference['cpu_s']):.2f} s of CPU), "  # type: ignore[arg-type]
+            "peak RSS "
             f"{float(reference['rss_mb']):.0f} MB"  # type: ignore[arg-type]
         )
         if not args.no_sqlite:

@@ -169,7 +169,7 @@ def _is_plain_address(address: str) -> bool:
     return (
         len(address) <= ADDRESS_MAX
         and _PLAIN_ADDRESS.fullmatch(address) is not None
-        and "xn--" not in address.lower()
+        and ("--" not in address or "xn--" not in address.lower())
     )
 
 
@@ -215,6 +215,12 @@ class RowReader:
 
     def __iter__(self) -> Iterator[FileRow]:
         reader, problems = self._reader, self.problems
+        # The customer and domains cells of the last plain row and what they gave: an
+        # export repeats them on each of a customer's rows, so these are checked once.
+        same_customer: str | None = None
+        same_given = ""
+        name, key = "", ""
+        found: tuple[str, ...] = ()
         while True:
             line = reader.line_num + 1  # a quoted field may take several lines: the first
             try:
@@ -231,15 +237,28 @@ class RowReader:
                     continue  # a blank line
                 fields = [*fields, "", "", "", ""][:4]
             customer, given, contact, address = fields
-            name, contact_name, plain = customer.strip(), contact.strip(), address.strip()
+            contact_name, plain = contact.strip(), address.strip()
+            if (
+                customer == same_customer
+                and given == same_given
+                and contact_name.isascii()
+                and contact_name.isprintable()
+                and "  " not in contact_name
+                and len(contact_name) <= NAME_MAX
+                and (not plain or _is_plain_address(plain))
+            ):
+                self.rows += 1
+                yield FileRow(line, key, name, found, contact_name, plain.lower() or None)
+                continue
+            stripped = customer.strip()
             if (
                 # Most rows of an export: printable ASCII, single spaces, one domain, a
                 # plain address; the same values the general path below gives them.
-                name
-                and name.isascii()
-                and name.isprintable()
-                and "  " not in name
-                and len(name) <= NAME_MAX
+                stripped
+                and stripped.isascii()
+                and stripped.isprintable()
+                and "  " not in stripped
+                and len(stripped) <= NAME_MAX
                 and contact_name.isascii()
                 and contact_name.isprintable()
                 and "  " not in contact_name
@@ -248,30 +267,29 @@ class RowReader:
                 and (not plain or _is_plain_address(plain))
             ):
                 self.rows += 1
-                found: tuple[str, ...]
                 try:
                     found = (clean_domain(given),) if given.strip() else ()
                 except ValueError as err:
                     problems.append(f"line {line}: {_unquoted(err)}")
                     continue
-                yield FileRow(
-                    line, customer_key(name), name, found, contact_name, plain.lower() or None
-                )
+                same_customer, same_given = customer, given
+                name, key = stripped, customer_key(stripped)
+                yield FileRow(line, key, name, found, contact_name, plain.lower() or None)
                 continue
-            if not (name or any(f.strip() for f in fields)):
+            if not (stripped or any(f.strip() for f in fields)):
                 continue  # a blank line
             self.rows += 1
             try:
-                name = _text(customer, "customer")
-                if not name:
+                tidied = _text(customer, "customer")
+                if not tidied:
                     raise ValueError("customer is empty")
-                found = tuple(clean_domain(d) for d in given.split(";") if d.strip())
+                domains = tuple(clean_domain(d) for d in given.split(";") if d.strip())
                 contact_name = _text(contact, "contact_name")
                 found_address = clean_address(address) if plain else None
             except ValueError as err:
                 problems.append(f"line {line}: {_unquoted(err)}")
                 continue
-            yield FileRow(line, customer_key(name), name, found, contact_name, found_address)
+            yield FileRow(line, customer_key(tidied), tidied, domains, contact_name, found_address)
 
     def refuse(self, more: list[str] | None = None, more_total: int = 0) -> None:
         """BadDirectoryFile when any row was bad: those read here and ``more`` (found by

@@ -109,6 +109,17 @@ def importing(engine: Engine) -> Iterator[None]:
         os.close(fd)
 
 
+def _database_file(engine: Engine) -> str | None:
+    """The file of a SQLite database, which the plan's scratch database can read itself
+    (None for PostgreSQL or an in-memory database)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = make_url(str(engine.url)).database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    return str(Path(database).resolve())
+
+
 def load_known(conn: Connection) -> Known:
     """Every customer and contact, archived ones included, with their domains and addresses
     (in memory: for tests and small directories)."""
@@ -190,10 +201,14 @@ def mirror_directory(
             with engine.connect() as conn:
                 if skip_if(conn):
                     return None
-            with engine.connect() as conn, conn.begin():
-                # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let writers
-                # commit while it is read.
-                staged.stage_known(conn)
+            path = _database_file(engine)
+            if path is not None:
+                staged.stage_known_file(path)
+            else:
+                with engine.connect() as conn, conn.begin():
+                    # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let
+                    # writers commit while it is read.
+                    staged.stage_known(conn)
 
             def begin() -> AbstractContextManager[Connection]:
                 return engine.begin()

@@ -59,6 +59,7 @@ class StagedPlan:
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
         self.mirror = False
+        self.firsts = False  # f_first made
 
     def close(self) -> None:
         self.db.close()
@@ -115,15 +116,19 @@ class StagedPlan:
             domains.clear()
             addressed.clear()
 
-        last: tuple[str, tuple[str, ...]] | None = None
-        for row in rows:
-            if (row.key, row.domains) != last:  # an export lists a customer's rows together
-                last = (row.key, row.domains)
-                customers_.append((row.key, row.customer, row.line))
-                domains.extend((row.key, d) for d in row.domains)
-            if row.address is not None:
-                addressed.append((row.line, row.key, row.contact_name, row.address))
-            if len(addressed) >= _BATCH or len(customers_) >= _BATCH:
+        last_key: str | None = None
+        last_domains: tuple[str, ...] = ()
+        add_customer, add_row = customers_.append, addressed.append
+        for line, key, customer, given, contact, address in rows:
+            if key != last_key or given != last_domains:  # a customer's rows come together
+                last_key, last_domains = key, given
+                add_customer((key, customer, line))
+                domains.extend((key, d) for d in given)
+            if address is not None:
+                add_row((line, key, contact, address))
+                if len(addressed) >= _BATCH:
+                    flush()
+            elif len(customers_) >= _BATCH:
                 flush()
         flush()
         db.execute("COMMIT")
@@ -136,25 +141,31 @@ class StagedPlan:
             "FROM f_rows r JOIN f_first f ON f.address = r.address JOIN f_rows o ON o.line = f.line "
             "WHERE r.line != f.line AND (r.ckey != o.ckey OR r.contact != o.contact)"
         )
-        total = int(self.one(f"SELECT count(*) {clash}"))
         found = [
             f"line {line}: its contact_email is also on line {earlier} with another customer or "
             "contact name"
-            for line, address, earlier in self.db.execute(
-                f"SELECT r.line, r.address, f.line {clash} ORDER BY r.line LIMIT ?", (kept,)
+            for line, earlier in self.db.execute(
+                f"SELECT r.line, f.line {clash} ORDER BY r.line LIMIT ?", (kept,)
             )
         ]
+        # Counted apart only when there are more than are kept: most files have none, and
+        # the join is a pass over every row.
+        total = len(found) if len(found) < kept else int(self.one(f"SELECT count(*) {clash}"))
         return found, total
 
     def _first_lines(self) -> None:
         """The line each address first appears on."""
+        if self.firsts:
+            return
+        self.firsts = True
         db = self.db
         db.execute("BEGIN")
+        # Keyed by address as it is filled: the GROUP BY yields addresses in order, so the
+        # table is written in one sequential pass and needs no index built after.
         db.execute(
-            "CREATE TABLE IF NOT EXISTS f_first AS "
-            "SELECT address, min(line) AS line FROM f_rows GROUP BY address"
+            "CREATE TABLE f_first(address TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID"
         )
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS f_first_address ON f_first(address)")
+        db.execute("INSERT INTO f_first SELECT address, min(line) FROM f_rows GROUP BY address")
         db.execute("COMMIT")
 
     def group_contacts(self) -> None:
@@ -167,12 +178,14 @@ class StagedPlan:
             "CREATE TABLE f_contacts(id INTEGER PRIMARY KEY, ckey TEXT NOT NULL, "
             "name TEXT NOT NULL, solo TEXT NOT NULL, assigned INTEGER, new_id INTEGER)"
         )
-        db.execute(
-            "INSERT INTO f_contacts(ckey, name, solo) "
-            "SELECT ckey, contact, CASE contact WHEN '' THEN address ELSE '' END AS solo "
-            "FROM f_rows GROUP BY ckey, contact, solo ORDER BY min(line)"
-        )
         db.execute("CREATE UNIQUE INDEX f_contacts_group ON f_contacts(ckey, name, solo)")
+        # Rows in line order (f_rows' key, no sort): a contact's first row numbers it, its
+        # later rows are ignored by the index.
+        db.execute(
+            "INSERT OR IGNORE INTO f_contacts(ckey, name, solo) "
+            "SELECT ckey, contact, CASE contact WHEN '' THEN address ELSE '' END "
+            "FROM f_rows ORDER BY line"
+        )
         db.execute(
             "CREATE TABLE f_addresses(address TEXT PRIMARY KEY, contact INTEGER NOT NULL, "
             "line INTEGER NOT NULL) WITHOUT ROWID"
@@ -189,6 +202,40 @@ class StagedPlan:
         db.execute("COMMIT")
 
     # --- what is stored -------------------------------------------------------------------
+
+    def stage_known_file(self, path: str) -> None:
+        """``stage_known`` from the SQLite database file ``path``, attached here and copied
+        in SQL (no row passes through Python but a customer's name for its key), in one
+        read transaction: one snapshot, no write lock, as through a connection."""
+        db = self.db
+        db.create_function("customer_key", 1, customer_key, deterministic=True)
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("ATTACH DATABASE ? AS store", (path,))
+        try:
+            db.execute("BEGIN")
+            db.execute(
+                "INSERT INTO k_customers SELECT id, customer_key(name), name, "
+                "archived_at IS NOT NULL FROM store.customers"
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO k_domains SELECT customer_id, domain "
+                "FROM store.customer_domains"
+            )
+            db.execute(
+                "INSERT INTO k_contacts SELECT id, customer_id, name, archived_at IS NOT NULL "
+                "FROM store.contacts"
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO k_addresses SELECT address, contact_id "
+                "FROM store.contact_addresses"
+            )
+            db.execute("COMMIT")
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.execute("DETACH DATABASE store")
+        db.execute("BEGIN")
+        self._index_known()
 
     def stage_known(self, conn: Connection) -> None:
         """A copy of every customer and contact, archived ones included, with their domains
@@ -228,6 +275,11 @@ class StagedPlan:
             "INSERT OR IGNORE INTO k_addresses VALUES (?,?)",
             "SELECT address, contact_id FROM contact_addresses",
         )
+        self._index_known()
+
+    def _index_known(self) -> None:
+        """Indexes the plan reads the stored copy by; ends the transaction."""
+        db = self.db
         db.execute("CREATE INDEX k_customers_key ON k_customers(ckey)")
         db.execute("CREATE INDEX k_contacts_name ON k_contacts(customer_id, name)")
         db.execute("CREATE INDEX k_addresses_contact ON k_addresses(contact_id)")
