@@ -206,6 +206,17 @@ def tsquery(query: Query) -> str:
     return " & ".join(parts)
 
 
+def rank_tsquery(query: Query) -> str:
+    """The ``tsquery`` ``ts_rank`` weighs records with: any token of the wanted terms (on a
+    ``tsvector`` without positions, ``ts_rank`` of an ``&`` query is zero)."""
+    single = [
+        Term((token,), term.prefix and i == len(term.tokens) - 1)
+        for term in query.include
+        for i, token in enumerate(term.tokens)
+    ]
+    return " | ".join(_all(t, "pg") for t in single)
+
+
 def tsvector(terms: str) -> str:
     """Stored tokens as a PostgreSQL ``tsvector`` literal: each token once, no positions."""
     return " ".join(f"'{t}'" for t in dict.fromkeys(terms.split()))
@@ -229,9 +240,8 @@ def occurrences(found: list[str], term: Term) -> int:
             count += found[i : i + n - 1] == head
 
 
-def matches(terms: str, query: Query) -> bool:
-    """Whether a record's stored tokens (``index_terms``) match the query, phrases in order."""
-    found = terms.split()
+def matches(found: list[str], query: Query) -> bool:
+    """Whether a record's tokens (``index_terms``, split) match the query, phrases in order."""
     return all(occurrences(found, t) for t in query.include) and not any(
         occurrences(found, t) for t in query.exclude
     )

@@ -156,7 +156,7 @@ def test_tsvector_holds_each_token_once_without_positions() -> None:
 
 
 def test_matches_checks_phrases_in_order() -> None:
-    terms = index_terms(["Re: the price list", "jane.doe@acme.com 关于报价"])
+    terms = index_terms(["Re: the price list", "jane.doe@acme.com 关于报价"]).split()
     assert matches(terms, parse_query('"price list" jane.doe@acme.com 报价 acm*'))
     assert matches(terms, parse_query('"list jane" price'))  # one text runs on into the next
     assert not matches(terms, parse_query('"list price"'))
@@ -170,7 +170,9 @@ words = st.lists(st.sampled_from(["a", "b", "ab", "abc", "c"]), max_size=8)
 
 @given(words, st.lists(st.sampled_from(["a", "b", "ab", "abc", "c"]), min_size=1, max_size=3),
        st.booleans())  # fmt: skip
-def test_occurrences_are_the_windows_of_the_tokens(found: list[str], phrase: list[str], prefix: bool) -> None:
+def test_occurrences_are_the_windows_of_the_tokens(
+    found: list[str], phrase: list[str], prefix: bool
+) -> None:
     term = Term(tuple(phrase), prefix)
     windows = [found[i : i + len(phrase)] for i in range(len(found) - len(phrase) + 1)]
     expected = sum(
@@ -178,7 +180,7 @@ def test_occurrences_are_the_windows_of_the_tokens(found: list[str], phrase: lis
         for w in windows
     )
     assert occurrences(found, term) == expected
-    assert matches(" ".join(found), Query((term,))) == (expected > 0)
+    assert matches(found, Query((term,))) == (expected > 0)
 
 
 def test_highlights_mark_the_matches() -> None:
