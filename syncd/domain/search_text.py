@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 
 MAX_TEXT = 100_000  # characters of one record's text read; the rest is not indexed
-MAX_TOKENS = 4_000  # tokens of one record (PostgreSQL positions stop at 16,383)
+MAX_TOKENS = 4_000  # tokens of one record
 MAX_TOKEN = 40  # characters of one token (a longer "word" is a hash or a URL's tail)
 MAX_QUERY = 1_000  # characters of a query
 MAX_TERMS = 16  # words and phrases of a query
@@ -159,39 +159,92 @@ def parse_query(text: str) -> Query:
     return Query(tuple(dict.fromkeys(include)), tuple(dict.fromkeys(exclude)))
 
 
+# The indexes hold which tokens a record has, not where (positions would triple the index on
+# PostgreSQL): they find the records with every token of the query, and a phrase (a quoted
+# phrase, or a word that folds into several tokens) is then checked on those records'
+# tokens (``matches``).  A one-token term is exact in the index alone.
+
+
+def needs_check(query: Query) -> bool:
+    """Whether the index's answer must be checked with ``matches`` (a term of several
+    tokens: their order is not in the index)."""
+    return any(len(term.tokens) > 1 for term in (*query.include, *query.exclude))
+
+
+def _all(term: Term, engine: str) -> str:
+    """A term's tokens, all of them, in FTS5's syntax or as a ``tsquery``."""
+    if engine == "fts5":
+        quoted = [f'"{t}"' for t in term.tokens]
+        prefix, both = "*", " AND "
+    else:
+        quoted = [f"'{t}'" for t in term.tokens]
+        prefix, both = ":*", " & "
+    if term.prefix:
+        quoted[-1] += prefix
+    return "(" + both.join(quoted) + ")"
+
+
+def _single(terms: tuple[Term, ...]) -> list[Term]:
+    return [t for t in terms if len(t.tokens) == 1]
+
+
 def fts5_match(query: Query) -> str:
-    """The query in FTS5's syntax, over tokens stored with the ``ascii`` tokenizer."""
-
-    def one(term: Term) -> str:
-        return f'"{" ".join(term.tokens)}"' + ("*" if term.prefix else "")
-
-    found = " AND ".join(one(t) for t in query.include)
-    if query.exclude:
-        found = f"({found}) NOT ({' OR '.join(one(t) for t in query.exclude)})"
+    """The query in FTS5's syntax, over tokens stored with the ``ascii`` tokenizer: each
+    term's tokens all there; an excluded term of one token absent (one of several tokens
+    is left to ``matches``)."""
+    found = " AND ".join(_all(t, "fts5") for t in query.include)
+    if excluded := _single(query.exclude):
+        found = f"({found}) NOT ({' OR '.join(_all(t, 'fts5') for t in excluded)})"
     return found
 
 
 def tsquery(query: Query) -> str:
-    """The query as a PostgreSQL ``tsquery`` literal (read as it is: no parser, no
+    """The same as a PostgreSQL ``tsquery`` literal (read as it is: no parser, no
     dictionary), over the same tokens."""
-
-    def one(term: Term) -> str:
-        quoted = [f"'{t}'" for t in term.tokens]
-        if term.prefix:
-            quoted[-1] += ":*"
-        return "(" + " <-> ".join(quoted) + ")"
-
-    parts = [one(t) for t in query.include] + [f"!{one(t)}" for t in query.exclude]
+    parts = [_all(t, "pg") for t in query.include]
+    parts += [f"!{_all(t, 'pg')}" for t in _single(query.exclude)]
     return " & ".join(parts)
 
 
+def rank_tsquery(query: Query) -> str:
+    """The ``tsquery`` ``ts_rank`` weighs records with: any token of the wanted terms (on a
+    ``tsvector`` without positions, ``ts_rank`` of an ``&`` query is zero)."""
+    single = [
+        Term((token,), term.prefix and i == len(term.tokens) - 1)
+        for term in query.include
+        for i, token in enumerate(term.tokens)
+    ]
+    return " | ".join(_all(t, "pg") for t in single)
+
+
 def tsvector(terms: str) -> str:
-    """Stored tokens as a PostgreSQL ``tsvector`` literal with their positions (from 1),
-    so that phrases match as in FTS5."""
-    positions: dict[str, list[str]] = {}
-    for i, token in enumerate(terms.split(), start=1):
-        positions.setdefault(token, []).append(str(i))
-    return " ".join(f"'{t}':{','.join(p)}" for t, p in positions.items())
+    """Stored tokens as a PostgreSQL ``tsvector`` literal: each token once, no positions."""
+    return " ".join(f"'{t}'" for t in dict.fromkeys(terms.split()))
+
+
+def occurrences(found: list[str], term: Term) -> int:
+    """How many times a term is in a record's tokens (a phrase: its tokens in a row)."""
+    first, last, n = term.tokens[0], term.tokens[-1], len(term.tokens)
+    if n == 1:
+        if term.prefix:
+            return sum(1 for t in found if t.startswith(first))
+        return found.count(first)
+    head, count, i = list(term.tokens[:-1]), 0, -1
+    while True:
+        try:
+            i = found.index(first, i + 1)
+        except ValueError:
+            return count
+        end = found[i + n - 1] if i + n <= len(found) else None
+        if end is not None and (end.startswith(last) if term.prefix else end == last):
+            count += found[i : i + n - 1] == head
+
+
+def matches(found: list[str], query: Query) -> bool:
+    """Whether a record's tokens (``index_terms``, split) match the query, phrases in order."""
+    return all(occurrences(found, t) for t in query.include) and not any(
+        occurrences(found, t) for t in query.exclude
+    )
 
 
 # Highlights -------------------------------------------------------------------------

@@ -3,17 +3,21 @@
 One row per record holds its tokens (``domain/search_text.index_terms``): on SQLite an
 FTS5 table (``tokenize='ascii'`` splits the stored tokens on spaces and leaves non-ASCII
 letters alone), on PostgreSQL a ``tsvector`` built from the same tokens as a literal (no
-parser, no dictionary) under a GIN index.  The objects differ per engine, so they are
+parser, no dictionary) under a GIN index.  Neither keeps the tokens' positions (FTS5
+``detail=none``, a ``tsvector`` without positions): they were most of the index's size and
+only phrases need them, so a phrase is checked on its candidates' tokens instead
+(``search_text.matches``).  The objects differ per engine, so they are
 made here (``create``) and by migration 0023, not by ``schema/tables.py``; a record's
 deletion drops its row (a trigger on SQLite, a cascading key on PostgreSQL).
 
 Searching first bounds the work: the newest ``CANDIDATES`` matching records that pass the
-filters are taken (by id, from the index), then ranked.  A word in every record thus
+filters are taken (by id, from the index), a phrase checked on them, then ranked.  A word in every record thus
 costs a few thousand index entries, never a million scores.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,7 +39,17 @@ from sqlalchemy import (
     text,
 )
 
-from syncd.domain.search_text import Query, fts5_match, index_terms, tsquery, tsvector
+from syncd.domain.search_text import (
+    Query,
+    fts5_match,
+    index_terms,
+    matches,
+    needs_check,
+    occurrences,
+    rank_tsquery,
+    tsquery,
+    tsvector,
+)
 from syncd.schema.tables import participants, record_customers, records
 from syncd.store.sql import chunks
 
@@ -47,12 +61,18 @@ CANDIDATES = 1_000  # matching records ranked per query, newest first
 # A customer, contact or owner with at most this many records is searched from its
 # records (the index is probed per record); above it, from the index's newest matches.
 NARROW = 20_000
+# On SQLite, one with at most this many is searched in its records' stored tokens, without
+# the index (reading and matching them costs less than a probe of the index each).
+SCAN = 5_000
 
-# SQLite: a contentless FTS5 table (the index alone, about the size of the text), and each
-# record's tokens compressed beside it: FTS5 needs them to delete the record's entries, and
-# the tokens of Chinese pairs are twice the text.
+# SQLite: a contentless FTS5 table holding which records have each token (no positions:
+# a third of the text's size), and each record's tokens compressed beside it: FTS5 needs
+# them to delete the record's entries, and the tokens of Chinese pairs are twice the text.
+SQLITE_FTS = (
+    f"CREATE VIRTUAL TABLE {INDEX} USING fts5(terms, content='', detail=none, tokenize='ascii')"
+)
 _SQLITE_CREATE = (
-    f"CREATE VIRTUAL TABLE {INDEX} USING fts5(terms, content='', tokenize='ascii')",
+    SQLITE_FTS,
     f"CREATE TABLE {INDEX}_terms (record_id INTEGER PRIMARY KEY, terms BLOB NOT NULL)",
     # Every way a record leaves (forget, a logged record deleted): its entries leave too.
     f"CREATE TRIGGER {INDEX}_record_deleted AFTER DELETE ON records BEGIN "
@@ -310,25 +330,129 @@ def _candidates(
 ) -> dict[int, float]:
     if _sqlite(conn):
         return _sqlite_candidates(conn, query, filters, cap)
-    return _postgres_candidates(conn, query, filters, cap)
+    found = _postgres_candidates(conn, query, filters, cap)
+    if not found or not needs_check(query):
+        return found
+    # The index found every token of each phrase; keep the records where they are in a row
+    # (and no excluded phrase is), from the records' tokens as the index has them.
+    terms = current_terms(conn, list(found))
+    return {
+        i: score for i, score in found.items() if i in terms and matches(terms[i].split(), query)
+    }
 
 
 def _sqlite_candidates(
     conn: Connection, query: Query, filters: Filters, cap: int | None
 ) -> dict[int, float]:
-    match = literal_column(INDEX).op("MATCH")(fts5_match(query))
-    stmt: Select[Any] = (
-        select(_FTS.c.rowid, func.bm25(literal_column(INDEX))).select_from(_FTS).where(match)
-    )
     narrow = _narrow(filters)
-    if narrow is not None and _small(conn, narrow):
-        # Probe the index once per record of the filter: a common word costs no scan.
-        stmt = stmt.where(_FTS.c.rowid.in_(narrow))
-    stmt = _filtered(stmt, _FTS.c.rowid, filters).order_by(_FTS.c.rowid.desc())
-    if cap is not None:
-        stmt = stmt.limit(cap)
-    # bm25 is lower for better matches.
-    return {int(row[0]): -float(row[1]) for row in conn.execute(stmt)}
+    few = None if narrow is None else _few(conn, narrow, filters)
+    if few is not None:
+        # A customer's or contact's few records: their stored tokens are read and matched
+        # here, newest first, instead of probing the index once per record.
+        found = _stored_matches(conn, few, query, cap, check=True)
+    else:
+        match = literal_column(INDEX).op("MATCH")(fts5_match(query))
+        stmt: Select[Any] = select(_FTS.c.rowid).select_from(_FTS).where(match)
+        if narrow is not None and _small(conn, narrow):
+            # Probe the index once per record of the filter: a common word costs no scan.
+            stmt = stmt.where(_FTS.c.rowid.in_(narrow))
+        stmt = _filtered(stmt, _FTS.c.rowid, filters).order_by(_FTS.c.rowid.desc())
+        if cap is not None:
+            stmt = stmt.limit(cap)
+        ids = list(conn.scalars(stmt))
+        if cap is None and not needs_check(query):
+            return dict.fromkeys(ids, 0.0)
+        found = _stored_matches(conn, ids, query, None, check=needs_check(query))
+    if cap is None:
+        return dict.fromkeys(found, 0.0)
+    return _bm25(conn, query, found)
+
+
+def _few(conn: Connection, narrow: Select[Any], filters: Filters) -> list[int] | None:
+    """The ids of the narrow filter's records passing the other filters, newest first,
+    if there are at most ``SCAN``."""
+    ids = narrow.subquery()
+    key = next(iter(ids.c))
+    stmt = _filtered(select(key), key, filters).order_by(key.desc()).limit(SCAN + 1)
+    found = list(conn.scalars(stmt))
+    return found if len(found) <= SCAN else None
+
+
+def _stored_matches(
+    conn: Connection, ids: list[int], query: Query, cap: int | None, *, check: bool
+) -> dict[int, list[str]]:
+    """Those of ``ids`` (in order) whose tokens, as FTS5 indexed them, match the query
+    (``check``: else they are taken as matching), at most ``cap``: {id: tokens}."""
+    found: dict[int, list[str]] = {}
+    for part in chunks(ids):
+        stored: dict[int, bytes] = dict(
+            conn.execute(
+                text(f"SELECT record_id, terms FROM {INDEX}_terms WHERE record_id IN :ids")
+                .bindparams(bindparam("ids", expanding=True)),
+                {"ids": list(part)},
+            ).all()
+        )  # fmt: skip
+        for rid in part:
+            if rid not in stored:
+                continue
+            words = unpack(stored[rid]).split()
+            if not check or matches(words, query):
+                found[rid] = words
+                if cap is not None and len(found) >= cap:
+                    return found
+    return found
+
+
+# FTS5's bm25 constants.  Its own bm25() needs the tokens' positions (detail=full), which
+# the index no longer keeps, so the same formula is computed here on the stored tokens.
+_K1, _B = 1.2, 0.75
+
+
+def _bm25(conn: Connection, query: Query, found: dict[int, list[str]]) -> dict[int, float]:
+    """BM25 of each record (higher is better), as FTS5 computes it: idf from how many
+    records have the term, its count in the record, the record's length against the mean.
+    A query of one term leaves idf out (the same for every record, and counting the records
+    of a common word is most of the query's time)."""
+    rows, average = _totals(conn)
+    idf = []
+    for term in query.include if len(query.include) > 1 else ():
+        hits = conn.scalar(
+            text(f"SELECT count(*) FROM {INDEX} WHERE {INDEX} MATCH :q"),
+            {"q": fts5_match(Query((term,)))},
+        )
+        value = math.log((rows - (hits or 0) + 0.5) / ((hits or 0) + 0.5))
+        idf.append(value if value > 0 else 1e-6)
+    scores: dict[int, float] = {}
+    for rid, words in found.items():
+        norm = _K1 * (1 - _B + _B * len(words) / average)
+        score = 0.0
+        for term, weight in zip(query.include, idf or [1.0], strict=True):
+            tf = occurrences(words, term)
+            score += weight * tf * (_K1 + 1) / (tf + norm)
+        scores[rid] = score
+    return scores
+
+
+def _totals(conn: Connection) -> tuple[int, float]:
+    """(records indexed, mean tokens per record), from FTS5's own record of them (the
+    ``averages`` row: varints, the number of rows then each column's token total)."""
+    blob = conn.scalar(text(f"SELECT block FROM {INDEX}_data WHERE id = 1")) or b""
+    values: list[int] = []
+    i = 0
+    while i < len(blob) and len(values) < 2:
+        value = 0
+        for n in range(9):
+            byte = blob[i]
+            i += 1
+            if n == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if byte < 0x80:
+                break
+        values.append(value)
+    rows, total = [*values, 0, 0][:2]
+    return max(rows, 1), max(total / max(rows, 1), 1.0)
 
 
 def _small(conn: Connection, narrow: Select[Any]) -> bool:
@@ -350,7 +474,7 @@ def _postgres_candidates(
     ids = list(conn.scalars(stmt))
     scores: dict[int, float] = {}
     for part in chunks(ids):
-        rank = func.ts_rank(_PG.c.terms, wanted)
+        rank = func.ts_rank(_PG.c.terms, cast(literal(rank_tsquery(query)), TSQUERY))
         scores.update(
             conn.execute(select(_PG.c.record_id, rank).where(_PG.c.record_id.in_(part))).all()
         )

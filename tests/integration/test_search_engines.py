@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, delete, func, insert, select
 
 from syncd.domain.search_text import Query, QueryError, Term, parse_query, tokens
-from syncd.schema.tables import records
+from syncd.schema.tables import customers, record_customers, records
 from syncd.store import database, search_index
 from tests.servers.postgres import scratch_database
 
@@ -120,6 +120,66 @@ def test_both_engines_find_the_same_records(
             assert {rid for rid, _ in ranked} == every
             results.append(every)
         assert results[0] == results[1] == _expected(clean, query), text
+
+
+def _load(engine: Engine, stored: dict[int, tuple[str, str]], customer: dict[int, int]) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(records))
+        if conn.scalar(select(func.count()).select_from(customers)) == 0:
+            conn.execute(
+                insert(customers), [{"id": c, "name": f"C{c}", "created_at": T0} for c in (1, 2)]
+            )
+        conn.execute(
+            insert(records),
+            [
+                {
+                    "id": rid, "key": f"note:{rid}", "kind": "note", "direction": "outbound",
+                    "subject": subject, "body": body,
+                    "occurred_at": T0 + timedelta(days=rid), "created_at": T0,
+                }
+                for rid, (subject, body) in stored.items()
+            ],
+        )  # fmt: skip
+        conn.execute(
+            insert(record_customers),
+            [{"record_id": r, "customer_id": c, "link": "domain"} for r, c in customer.items()],
+        )
+        search_index.reindex_records(conn, list(stored))
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(text_of_words, text_of_words, st.sampled_from([1, 2])), min_size=1,
+             max_size=12),
+    st.lists(queries, min_size=1, max_size=6),
+)  # fmt: skip
+def test_a_customers_records_are_found_alike_by_either_way(
+    engines: list[Engine],
+    monkeypatch: pytest.MonkeyPatch,
+    texts: list[tuple[str, str, int]],
+    asked: list[str],
+) -> None:
+    """With --customer, SQLite matches a few records' stored tokens (or, with many, probes
+    the index): both ways, and PostgreSQL, find what the tokens say."""
+    stored = {i + 1: (s, b) for i, (s, b, _) in enumerate(texts)}
+    customer = {i + 1: c for i, (_, _, c) in enumerate(texts)}
+    for engine in engines:
+        _load(engine, stored, customer)
+    mine = {rid: pair for rid, pair in stored.items() if customer[rid] == 1}
+    filters = search_index.Filters(customer_id=1)
+    for text in asked:
+        try:
+            query = parse_query(text)
+        except QueryError:
+            continue
+        expected = _expected(mine, query)
+        for engine, scan in [(engines[0], search_index.SCAN), (engines[0], 0), (engines[1], 0)]:
+            monkeypatch.setattr(search_index, "SCAN", scan)
+            with engine.connect() as conn:
+                assert search_index.matching_ids(conn, query, filters) == expected, text
+                ranked = search_index.search(conn, query, filters, limit=100)
+            assert {rid for rid, _ in ranked} == expected, (text, scan)
+            assert all(score > 0 for _, score in ranked), (text, ranked)
 
 
 def test_two_transactions_reindexing_one_record_both_commit(engines: list[Engine]) -> None:

@@ -46,3 +46,54 @@ def test_upgrading_indexes_the_records_already_stored(db_url: str) -> None:
         ]:  # fmt: skip
             assert search_index.matching_ids(conn, parse_query(query)) == expected, query
     engine.dispose()
+
+
+def test_upgrading_drops_the_positions_of_an_index_made_with_them(db_url: str) -> None:
+    """Migration 0026 converts an index made by 0023 with positions, in place."""
+    engine = database.make_engine(db_url)
+    cfg = database._alembic_config()
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0025")
+        conn.execute(
+            insert(records),
+            [{"id": 1, "key": "logged:c1", "kind": "call", "direction": "outbound",
+              "subject": "关于报价的问题", "body": "the price list, the list price",
+              "occurred_at": now, "created_at": now}],
+        )  # fmt: skip
+        terms = search_index.current_terms(conn, [1])[1]
+        if conn.dialect.name == "sqlite":  # the layout 0023 made before 0026
+            conn.exec_driver_sql("DROP TABLE record_search")
+            conn.exec_driver_sql(
+                "CREATE VIRTUAL TABLE record_search USING fts5(terms, content='', tokenize='ascii')"
+            )
+            conn.exec_driver_sql("INSERT INTO record_search (rowid, terms) VALUES (1, ?)", (terms,))
+            conn.exec_driver_sql(
+                "INSERT INTO record_search_terms (record_id, terms) VALUES (1, ?)",
+                (search_index.pack(terms),),
+            )
+        else:
+            positions = " ".join(f"'{t}':{i}" for i, t in enumerate(terms.split(), start=1))
+            conn.exec_driver_sql(
+                "INSERT INTO record_search (record_id, terms) VALUES (1, CAST(%s AS tsvector))",
+                (positions,),
+            )
+    database.upgrade(engine)
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            made = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'record_search'"
+            ).scalar()
+            assert made is not None and "detail=none" in made
+        else:
+            assert conn.exec_driver_sql("SELECT terms = strip(terms) FROM record_search").scalar()
+        for query, expected in [
+            ("报价", {1}), ('"price list"', {1}), ('"list price"', {1}), ('"price the"', set()),
+            ("price -\"the list\"", set()),
+        ]:  # fmt: skip
+            assert search_index.matching_ids(conn, parse_query(query)) == expected, query
+        # The converted index still lets the record leave it.
+        conn.execute(records.delete())
+        assert search_index.matching_ids(conn, parse_query("price")) == set()
+    engine.dispose()

@@ -19,6 +19,9 @@ from syncd.domain.search_text import (
     highlights,
     index_terms,
     is_cjk,
+    matches,
+    needs_check,
+    occurrences,
     parse_query,
     tokens,
     tsquery,
@@ -110,14 +113,15 @@ def test_queries_words_phrases_prefixes_exclusions() -> None:
         Term(("报",), prefix=True),
     )
     assert query.exclude == (Term(("spam",)), Term(("out", "of", "office")))
+    # The index finds each term's tokens; phrases and excluded phrases are left to matches.
     assert fts5_match(query) == (
-        '("cafe" AND "price list" AND "quot"* AND "报价 价单" AND "报"*) '
-        'NOT ("spam" OR "out of office")'
+        '(("cafe") AND ("price" AND "list") AND ("quot"*) AND ("报价" AND "价单") AND ("报"*)) '
+        'NOT (("spam"))'
     )
     assert tsquery(query) == (
-        "('cafe') & ('price' <-> 'list') & ('quot':*) & ('报价' <-> '价单') & ('报':*) "
-        "& !('spam') & !('out' <-> 'of' <-> 'office')"
+        "('cafe') & ('price' & 'list') & ('quot':*) & ('报价' & '价单') & ('报':*) & !('spam')"
     )
+    assert needs_check(query) and not needs_check(parse_query("cafe quot* -spam"))
 
 
 def test_an_address_in_a_query_is_a_phrase() -> None:
@@ -140,13 +144,43 @@ def test_any_query_parses_bounded_or_is_refused(text: str) -> None:
     for term in (*query.include, *query.exclude):
         assert term.tokens and all(t.isalnum() for t in term.tokens)
     # Only quotes the literals' own syntax puts there: tokens carry none.
-    assert fts5_match(query).count('"') == 2 * (len(query.include) + len(query.exclude))
+    single = [t for t in query.exclude if len(t.tokens) == 1]
+    every = [t for term in (*query.include, *single) for t in term.tokens]
+    assert fts5_match(query).count('"') == 2 * len(every)
     assert "\\" not in tsquery(query)
 
 
-def test_tsvector_keeps_positions_for_phrases() -> None:
-    assert tsvector("price list price") == "'price':1,3 'list':2"
+def test_tsvector_holds_each_token_once_without_positions() -> None:
+    assert tsvector("price list price") == "'price' 'list'"
     assert tsvector("") == ""
+
+
+def test_matches_checks_phrases_in_order() -> None:
+    terms = index_terms(["Re: the price list", "jane.doe@acme.com 关于报价"]).split()
+    assert matches(terms, parse_query('"price list" jane.doe@acme.com 报价 acm*'))
+    assert matches(terms, parse_query('"list jane" price'))  # one text runs on into the next
+    assert not matches(terms, parse_query('"list price"'))
+    assert not matches(terms, parse_query('price -"the price"'))
+    assert matches(terms, parse_query('price -"price the"'))
+    assert matches(terms, parse_query("price.lis*")) and not matches(terms, parse_query("doe.jane"))
+
+
+words = st.lists(st.sampled_from(["a", "b", "ab", "abc", "c"]), max_size=8)
+
+
+@given(words, st.lists(st.sampled_from(["a", "b", "ab", "abc", "c"]), min_size=1, max_size=3),
+       st.booleans())  # fmt: skip
+def test_occurrences_are_the_windows_of_the_tokens(
+    found: list[str], phrase: list[str], prefix: bool
+) -> None:
+    term = Term(tuple(phrase), prefix)
+    windows = [found[i : i + len(phrase)] for i in range(len(found) - len(phrase) + 1)]
+    expected = sum(
+        w[:-1] == phrase[:-1] and (w[-1].startswith(phrase[-1]) if prefix else w[-1] == phrase[-1])
+        for w in windows
+    )
+    assert occurrences(found, term) == expected
+    assert matches(found, Query((term,))) == (expected > 0)
 
 
 def test_highlights_mark_the_matches() -> None:
