@@ -32,6 +32,7 @@ Shared Two,shared.io,,
 # Every command that prints a list; a test below keeps it equal to the commands taking --nl.
 LIST_COMMANDS = [
     ("audit",),
+    ("contacts", "list"),
     ("customers", "list"),
     ("events", "list"),
     ("ignore", "list"),
@@ -39,6 +40,7 @@ LIST_COMMANDS = [
     ("records", "list"),
     ("records", "search"),
     ("tasks", "list"),
+    ("tokens", "list"),
 ]
 # What a list command needs besides its output options to list something.
 ARGUMENTS = {("records", "search"): ("acme",)}
@@ -109,6 +111,7 @@ def _fill(world: World, radicale: Any) -> None:
         "--title", "Call back", "--due", "2031-01-02",
     )  # fmt: skip
     world.cli("ignore", "add", "@spam.example")
+    world.cli("tokens", "create", "intranet", "--scope", "read")
     world.write_config(capture='exclude = ["@noise.example"]')
 
 
