@@ -54,7 +54,3 @@ print(len(p["dependencies"]) + len(p["optional-dependencies"]["test"]))' 2>/dev/
   step "ready"
 fi
 
-# The real BottleCRM the CRM connector's tests run against: a Python 3.12 virtualenv under
-# /var/cache/syncd-test/bottlecrm and a migrated template database, made once per machine
-# (a few minutes the first time; instant while the package version is unchanged).
-bash scripts/prepare-bottlecrm.sh

@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# The real BottleCRM the CRM connector's tests run against: a Python 3.12 virtualenv under
+# /var/cache/syncd-test/bottlecrm and a migrated template database, made once per machine
+# (a few minutes the first time; instant while the package version is unchanged).
+bash scripts/prepare-bottlecrm.sh
 echo "test: ruff (lint and format)"
 .venv/bin/ruff check syncd connectors schema tests bench
 .venv/bin/ruff format --check syncd connectors schema tests bench
