@@ -41,11 +41,12 @@ def test_working_weeks_match_the_config_and_do_not_scan_the_fleet(tmp_path: Path
     assert str(week_of("rep7@example.com").zone) == "Europe/Paris"
     assert str(week_of("someone@acme.com").zone) == "America/New_York"
     # An evaluation asks for thousands of reps and senders: each answer without a scan.
-    started = time.process_time()
+    # This thread's CPU only: a worker process also runs what earlier tests left behind.
+    started = time.thread_time()
     for n in range(5_000):
         week_of(f"rep{(n * 7919) % MEMBERS}@example.com")
         week_of(f"sender{n}@acme.com")
-    assert time.process_time() - started < 0.5  # a scan each time: about 4 s here
+    assert time.thread_time() - started < 0.5  # a scan each time: about 4 s here
     # evaluate_followups uses it (and not the scan per email).
     calls: list[object] = []
     real = followups.Rules
