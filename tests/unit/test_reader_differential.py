@@ -206,9 +206,9 @@ def test_parameter_lines_are_matched_in_linear_time() -> None:
     """A parameter list that cannot match (no colon) once took time quadratic in its length
     (a value that took commas, then comma repetitions: every split was tried)."""
     for hostile in ("X;P=" + "a," * 100_000 + '"', "X;P=" + "," * 200_000 + '"'):
-        started = time.process_time()
+        started = time.thread_time()
         assert split_line(hostile) is None
-        assert time.process_time() - started < 0.5
+        assert time.thread_time() - started < 0.5
     line = 'ATTENDEE;CN="Rep, A";MEMBER="a",b,"c";PARTSTAT=ACCEPTED:mailto:a@b.c'
     found = split_line(line)
     assert found is not None and found[2] == "mailto:a@b.c"

@@ -96,10 +96,10 @@ def test_every_two_character_word_of_a_cjk_run_is_a_token(run: str, data: st.Dat
 
 def test_a_record_is_bounded() -> None:
     long = "word " * 100_000 + "報價" * 100_000
-    started = time.process_time()
+    started = time.thread_time()
     terms = index_terms([long, long])
     assert len(terms.split()) == MAX_TOKENS
-    assert time.process_time() - started < 2
+    assert time.thread_time() - started < 2
     assert len(tokens("x" * 10_000)) == 1 and len(tokens("x" * 10_000)[0]) == MAX_TOKEN
 
 
