@@ -213,7 +213,7 @@ class Daemon:
         self._engine = open_database(
             self._config.database.url, pool_size=self._config.sync.concurrency + 4
         )
-        end_abandoned_transactions(self._engine)
+        end_abandoned_transactions(self._engine, self.id)
         keep_rotated_tokens_in(self._engine)  # a rotated refresh token outlives the process
         with self._engine.begin() as conn:
             if self._instance is not None:

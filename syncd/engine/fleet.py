@@ -90,6 +90,11 @@ class Fleet:
         if claim and missing:
             health.claim_many(conn, missing, self.id, LEASE)
             held = health.held_by(conn, self.id)
+            stuck = missing - held
+            if stuck and (ended := health.end_stale_holders(conn, stuck, self.id)):
+                # Their locks are gone once the server has ended the sessions: the next
+                # beat claims what they held.
+                log.warning("fleet.stale_holder_sessions_ended", daemons=ended)
         return FleetView(tuple(sorted(live)), frozenset(held), frozenset(held - wanted))
 
 
@@ -157,18 +162,23 @@ def bounded(conn: Connection, seconds: float) -> None:
         )
 
 
-def end_abandoned_transactions(engine: Engine) -> None:
+def end_abandoned_transactions(engine: Engine, daemon_id: str) -> None:
     """PostgreSQL ends a session of ours that sits in an open transaction for longer than a
     lease: a holder paused mid-batch (SIGSTOP, a frozen VM) would otherwise keep its row
     locks, and the new holder's writes of the same rows would wait until it wakes.  A
-    daemon's transactions never idle: the network is read before a batch's one begins."""
+    daemon's transactions never idle: the network is read before a batch's one begins.
+    The sessions carry the daemon's id, so that a holder paused in the middle of a
+    pipelined statement, which that timeout does not cover, can be ended by the daemon
+    taking its sources over (``health.end_stale_holders``)."""
     if engine.dialect.name != "postgresql":
         return
     timeout_ms = int(LEASE.total_seconds() * 1000)
+    name = health.session_name(daemon_id)
 
     def on_connect(dbapi_connection: object, _record: object) -> None:
         cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
         cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        cursor.execute("SELECT set_config('application_name', %s, false)", (name,))
         cursor.close()
         dbapi_connection.commit()  # type: ignore[attr-defined]
 

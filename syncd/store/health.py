@@ -35,8 +35,10 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from syncd.errors import SyncdError
 from syncd.schema.tables import daemons, source_health
@@ -369,6 +371,64 @@ def claim_many(
                 )
                 .values(**_taken_by(daemon_id), lease_until=db_now(conn, lease))
             )
+
+
+def session_name(daemon_id: str) -> str:
+    """The ``application_name`` of a daemon's PostgreSQL sessions: how another daemon finds
+    the sessions of one that stopped beating (63 bytes at most; an id is 32)."""
+    return f"syncd {daemon_id}"[:63]
+
+
+def end_stale_holders(
+    conn: Connection, keys: Iterable[tuple[str, str]], daemon_id: str
+) -> list[str]:
+    """End the open transactions of the daemons that hold ``keys`` but stopped beating.
+
+    A holder paused in the middle of a pipelined statement (SIGSTOP, a frozen VM) keeps its
+    session "active": PostgreSQL's idle-in-transaction timeout never fires, and the lease
+    rows it locked stay locked until it wakes, so ``claim_many`` skips them at every beat.
+    A daemon whose heartbeat is ``HEARTBEAT_STALE`` old is treated as dead everywhere
+    else; ending its sessions makes that true of its locks too.  When it wakes, its
+    connection is gone and its batch was rolled back; its fence would refuse it anyway.
+    Returns the ids whose sessions were ended.  PostgreSQL only; a role that may not signal
+    those sessions (``pg_signal_backend``) leaves them to expire as before."""
+    if conn.dialect.name != "postgresql":
+        return []
+    stale: set[str] = set()
+    for kind, names in _by_kind(keys).items():
+        for part in chunks(names):
+            stale.update(
+                conn.scalars(
+                    select(source_health.c.daemon_id)
+                    .distinct()
+                    .where(
+                        source_health.c.kind == kind,
+                        source_health.c.name.in_(list(part)),
+                        source_health.c.daemon_id.is_not(None),
+                        source_health.c.daemon_id != daemon_id,
+                        ~exists().where(
+                            daemons.c.id == source_health.c.daemon_id,
+                            daemons.c.heartbeat_at > db_now(conn, -HEARTBEAT_STALE),
+                        ),
+                    )
+                )
+            )
+    if not stale:
+        return []
+    names = sorted(session_name(d) for d in stale if d)
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = ANY(:names) AND xact_start IS NOT NULL"
+                    " AND pid <> pg_backend_pid()"
+                ),
+                {"names": names},
+            )
+    except DBAPIError:  # not allowed to signal them: their leases wait for them to wake
+        return []
+    return sorted(d for d in stale if d)
 
 
 def release_many(conn: Connection, keys: Iterable[tuple[str, str]], daemon_id: str) -> None:

@@ -3,6 +3,7 @@ newcomer owns (after its batch in hand), and takes over from one that stops or d
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -140,8 +141,48 @@ def test_postgres_ends_a_daemon_transaction_left_open_longer_than_a_lease(pg_adm
     # A holder paused mid-batch keeps its row locks until the server ends its transaction.
     with scratch_database(pg_admin) as url:
         engine = open_database(url)
-        end_abandoned_transactions(engine)
+        end_abandoned_transactions(engine, "d1")
         with engine.connect() as conn:
             shown = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+            named = conn.exec_driver_sql("SHOW application_name").scalar()
         assert shown == f"{int(LEASE.total_seconds())}s"
+        assert named == health.session_name("d1")
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_holder_paused_mid_pipeline_is_ended_once_its_heartbeat_is_stale(pg_admin: str) -> None:
+    # A holder stopped in the middle of a pipelined executemany leaves its session "active"
+    # (reading the rest of the pipeline): no idle-in-transaction timeout ends it, and the
+    # lease rows it locked would be skipped by every claim until it woke.
+    with scratch_database(pg_admin) as url:
+        held = open_database(url)
+        end_abandoned_transactions(held, "a")
+        engine = open_database(url)
+        _a, b = _register(engine, "a", "b")
+        with engine.begin() as conn:
+            health.claim_many(conn, KEYS, "a", LEASE)
+        raw = held.raw_connection()
+        pg = raw.driver_connection
+        assert pg is not None
+        pipeline = pg.pipeline().__enter__()
+        cursor = pg.cursor()
+        cursor.execute("UPDATE source_health SET failures = failures WHERE daemon_id = %s", ("a",))
+        cursor.execute("SELECT 1")
+        pg.pgconn.flush()  # sent, with no Sync: the server waits for the rest
+        with engine.begin() as conn:  # a stops beating
+            conn.execute(
+                update(daemons)
+                .where(daemons.c.id == "a")
+                .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5))
+            )
+        assert _step(engine, b).held == NONE  # locked: skipped, a's ended
+        for _ in range(50):  # the server ends the session a moment after the signal
+            if _step(engine, b).held == KEYS:
+                break
+            time.sleep(0.1)
+        assert _step(engine, b).held == KEYS
+        del pipeline
+        raw.invalidate()
+        held.dispose()
         engine.dispose()
