@@ -40,6 +40,7 @@ from syncd.schema.tables import (
     settings,
 )
 from syncd.store import audit, outbox
+from syncd.store import directory_fingerprints as fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_ignore, insert_many, upsert
@@ -191,40 +192,64 @@ def mirror_directory(
     """Read ``reader``'s rows, plan them against the stored directory and apply the plan
     in transactions of ``batch`` rows.  ``skip_if`` (read under the import lock) says the
     content is applied already: None then.  ``finish`` runs in the last transaction.
-    BadDirectoryFile (nothing written) when any row is bad."""
-    with StagedPlan() as staged:
-        staged.stage_file(reader)
-        duplicates, total = staged.duplicates(KEPT_PROBLEMS)
-        reader.refuse(duplicates, total)
-        staged.group_contacts()
-        with importing(engine):
-            with engine.connect() as conn:
-                if skip_if(conn):
-                    return None
-            path = _database_file(engine)
-            if path is not None:
-                staged.stage_known_file(path)
-            else:
-                with engine.connect() as conn, conn.begin():
-                    # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let
-                    # writers commit while it is read.
-                    staged.stage_known(conn)
+    BadDirectoryFile (nothing written) when any row is bad.
 
-            def begin() -> AbstractContextManager[Connection]:
-                return engine.begin()
+    A mirror first reads a digest of each customer's rows: the customers whose rows and
+    stored state are what the last mirror applied (store/directory_fingerprints.py) are
+    skipped unread, so a one-row change of a large file plans one customer."""
+    digests = reader.fingerprints() if mirror else None
+    with importing(engine):
+        with engine.connect() as conn:
+            if skip_if(conn):
+                return None
+            skipped = fingerprints.unchanged(conn, digests) if digests else {}
+        while True:
+            with StagedPlan() as staged:
+                reader.skip = frozenset(skipped)
+                staged.stage_file(reader)
+                duplicates, total = staged.duplicates(KEPT_PROBLEMS)
+                if skipped and (reader.problems.total or total or _shares(engine, staged, skipped)):
+                    # A bad row: planned whole, which reports every one, with its lines.
+                    reader.rewind()
+                    skipped = {}
+                    continue
+                reader.refuse(duplicates, total)
+                staged.group_contacts()
+                staged.skip_customers(skipped)
+                path = _database_file(engine)
+                if path is not None:
+                    staged.stage_known_file(path)
+                else:
+                    with engine.connect() as conn, conn.begin():
+                        # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let
+                        # writers commit while it is read.
+                        staged.stage_known(conn)
 
-            return _plan_and_apply(
-                staged,
-                None,
-                begin,
-                mirror=mirror,
-                source=source,
-                allow_empty=allow_empty,
-                dry_run=dry_run,
-                rows=reader.rows,
-                batch=batch,
-                finish=finish,
-            )
+                def begin() -> AbstractContextManager[Connection]:
+                    return engine.begin()
+
+                def remember(staged: StagedPlan) -> None:
+                    if digests is not None:
+                        fingerprints.remember(begin, staged, digests, max(1, batch))
+
+                return _plan_and_apply(
+                    staged,
+                    None,
+                    begin,
+                    mirror=mirror,
+                    source=source,
+                    allow_empty=allow_empty,
+                    dry_run=dry_run,
+                    rows=reader.rows,
+                    batch=batch,
+                    finish=finish,
+                    applied=remember,
+                )
+
+
+def _shares(engine: Engine, staged: StagedPlan, skipped: fingerprints.Skipped) -> bool:
+    with engine.connect() as conn:
+        return fingerprints.shared_addresses(conn, staged, skipped)
 
 
 def _plan_and_apply(
@@ -239,6 +264,7 @@ def _plan_and_apply(
     rows: int,
     batch: int = BATCH,
     finish: Callable[[Connection, Imported], None] = lambda _conn, _done: None,
+    applied: Callable[[StagedPlan], None] = lambda _staged: None,
 ) -> Imported:
     if conn is not None:
         staged.stage_known(conn)
@@ -249,6 +275,7 @@ def _plan_and_apply(
     if dry_run:
         return done
     _Applier(staged, begin, max(1, batch)).apply()
+    applied(staged)
     with begin() as last:
         if not done.empty:
             audit.record(
