@@ -444,11 +444,18 @@ class _Applier:
                 )
 
     def _new_contacts(self) -> None:
+        """New contacts with their addresses (moved from the contact holding them, or new),
+        in one transaction a page: their ids are known there, nothing is written back."""
         for part in self.pages(
             "SELECT f.id, coalesce(c.picked, c.new_id), f.name FROM f_contacts f "
             "JOIN f_customers c ON c.ckey = f.ckey WHERE f.assigned IS NULL AND f.id > ? "
             "ORDER BY f.id LIMIT ?"
         ):
+            addresses = self.staged.db.execute(
+                "SELECT a.contact, a.address FROM f_addresses a JOIN f_contacts f "
+                "ON f.id = a.contact WHERE a.contact BETWEEN ? AND ? AND f.assigned IS NULL",
+                (part[0][0], part[-1][0]),
+            ).fetchall()
             with self.begin() as conn:
                 ids = _reserve_ids(conn, contacts, len(part))
                 insert_many(
@@ -459,10 +466,14 @@ class _Applier:
                         for new, (_i, c, n) in zip(ids, part, strict=True)
                     ],
                 )
-            self.staged.write(
-                "UPDATE f_contacts SET new_id = ? WHERE id = ?",
-                [(new, row[0]) for new, row in zip(ids, part, strict=True)],
-            )
+                new_id = {row[0]: new for new, row in zip(ids, part, strict=True)}
+                upsert(
+                    conn,
+                    contact_addresses,
+                    [{"address": a, "contact_id": new_id[c]} for c, a in addresses],
+                    ["address"],
+                    ["contact_id"],
+                )
 
     def _contact_changes(self) -> None:
         """Names, moves to another customer, restores; addresses the file no longer lists."""
@@ -510,13 +521,13 @@ class _Applier:
                     )
 
     def _contact_addresses(self) -> None:
-        """Each address the file lists on the contact it must belong to: moved from the
-        contact holding it, or new."""
+        """Each address the file lists on a stored contact, on the contact it must belong
+        to: moved from the contact holding it, or new (new contacts got theirs with them)."""
         for part in self.staged.rows(
-            "SELECT a.address, coalesce(f.assigned, f.new_id) FROM f_addresses a "
+            "SELECT a.address, f.assigned FROM f_addresses a "
             "JOIN f_contacts f ON f.id = a.contact "
             "LEFT JOIN k_addresses ka ON ka.address = a.address "
-            "WHERE ka.contact_id IS NOT coalesce(f.assigned, f.new_id)",
+            "WHERE f.assigned IS NOT NULL AND ka.contact_id IS NOT f.assigned",
             size=self.batch,
         ):
             with self.begin() as conn:
