@@ -43,7 +43,7 @@ from syncd.store import audit, outbox
 from syncd.store import directory_fingerprints as fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
-from syncd.store.sql import chunks, insert_ignore, insert_many, upsert
+from syncd.store.sql import chunks, insert_ignore
 
 # The key of the PostgreSQL advisory lock every directory import holds until it ends.
 _DIRECTORY_LOCK = 0x5_9C_D0_14
@@ -445,34 +445,36 @@ class _Applier:
 
     def _new_contacts(self) -> None:
         """New contacts with their addresses (moved from the contact holding them, or new),
-        in one transaction a page: their ids are known there, nothing is written back."""
-        for part in self.pages(
+        in one transaction a page: their ids are known there, nothing is written back.  A
+        page is half a batch of contacts: with their addresses, about a batch of rows."""
+        size = max(1, self.batch // 2)
+        last = -1
+        while part := self.staged.db.execute(
             "SELECT f.id, coalesce(c.picked, c.new_id), f.name FROM f_contacts f "
             "JOIN f_customers c ON c.ckey = f.ckey WHERE f.assigned IS NULL AND f.id > ? "
-            "ORDER BY f.id LIMIT ?"
-        ):
+            "ORDER BY f.id LIMIT ?",
+            (last, size),
+        ).fetchall():
+            last = part[-1][0]
             addresses = self.staged.db.execute(
                 "SELECT a.contact, a.address FROM f_addresses a JOIN f_contacts f "
                 "ON f.id = a.contact WHERE a.contact BETWEEN ? AND ? AND f.assigned IS NULL",
-                (part[0][0], part[-1][0]),
+                (part[0][0], last),
             ).fetchall()
             with self.begin() as conn:
                 ids = _reserve_ids(conn, contacts, len(part))
-                insert_many(
-                    conn,
-                    contacts,
-                    [
-                        {"id": new, "customer_id": c, "name": n, "created_at": self.now}
-                        for new, (_i, c, n) in zip(ids, part, strict=True)
-                    ],
-                )
+                now = _bound(conn, contacts.c.created_at, self.now)
                 new_id = {row[0]: new for new, row in zip(ids, part, strict=True)}
-                upsert(
+                _many(
                     conn,
-                    contact_addresses,
-                    [{"address": a, "contact_id": new_id[c]} for c, a in addresses],
-                    ["address"],
-                    ["contact_id"],
+                    "INSERT INTO contacts (id, customer_id, name, created_at) VALUES (?, ?, ?, ?)",
+                    [(new_id[i], c, n, now) for i, c, n in part],
+                )
+                _many(
+                    conn,
+                    "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
+                    "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
+                    [(new_id[c], a) for c, a in addresses],
                 )
 
     def _contact_changes(self) -> None:
@@ -531,13 +533,28 @@ class _Applier:
             size=self.batch,
         ):
             with self.begin() as conn:
-                upsert(
+                _many(
                     conn,
-                    contact_addresses,
-                    [{"address": a, "contact_id": c} for a, c in part],
-                    ["address"],
-                    ["contact_id"],
+                    "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
+                    "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
+                    [(c, a) for a, c in part],
                 )
+
+
+def _many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``sql`` (with ``?``) for each of ``rows``, straight to the driver: a million rows
+    through SQLAlchemy's parameter handling cost seconds."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    conn.exec_driver_sql(sql, rows)
+
+
+def _bound(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as ``column``'s type gives it to the driver."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process is not None else value
 
 
 def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
