@@ -159,3 +159,17 @@ def test_skipping_reaches_what_planning_the_whole_file_reaches(engine: Any) -> N
         assert _mirror(whole, text) == counts
         assert _shape(engine) == _shape(whole)
     whole.dispose()
+
+
+def test_forgetting_an_address_drops_its_customers_digest(engine: Any) -> None:
+    # The digest covered the address: it goes with it (the next mirror plans the customer).
+    from syncd.store.directory import load_directory
+    from syncd.store.privacy import forget
+
+    _mirror(engine, _export())
+    with engine.begin() as conn:
+        forget(conn, "p2x1@c2.com", load_directory(conn))
+    with engine.connect() as conn:
+        kept = set(conn.scalars(select(directory_fingerprints.c.customer_key)))
+    assert kept == {f"cust {c}" for c in range(6)} - {"cust 2"}
+    assert _skipped(engine, _export()) == kept
