@@ -299,17 +299,18 @@ class StagedPlan:
             lambda r: (r[0], customer_key(r[1]), r[1], r[2]),
         )
         # The skipped customers' domains and active contacts are left out: in PostgreSQL by
-        # their ids (an array parameter); elsewhere (an in-memory SQLite database, tests)
+        # their ids (an array, hashed by the server's NOT IN); elsewhere (an in-memory SQLite database, tests)
         # read whole and deleted here.
         kept = (
-            " AND (archived_at IS NOT NULL OR customer_id IS NULL OR customer_id <> ALL(%s))"
+            " AND (archived_at IS NOT NULL OR customer_id IS NULL "
+            "OR customer_id NOT IN (SELECT unnest(%s::bigint[])))"
             if skip and named
             else ""
         )
         copy(
             "INSERT OR IGNORE INTO k_domains VALUES (?,?)",
             "SELECT customer_id, domain FROM customer_domains"
-            + (" WHERE customer_id <> ALL(%s)" if skip and named else ""),
+            + (" WHERE customer_id NOT IN (SELECT unnest(%s::bigint[]))" if skip and named else ""),
         )
         copy(
             "INSERT INTO k_contacts VALUES (?,?,?,?)",
