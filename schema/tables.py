@@ -571,3 +571,18 @@ api_tokens = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("last_used_at", UtcDateTime, nullable=True),
 )
+
+# What the last directory mirror applied, per customer of the file (store/directory_mirror.py):
+# a digest of the customer's rows and one of the directory they must give.  A later file with
+# the same rows for a customer whose stored state still has that digest skips the customer
+# unread.  Only digests: nothing here is read as the directory.
+directory_fingerprints = Table(
+    "directory_fingerprints",
+    metadata,
+    Column("customer_key", String(300), primary_key=True),
+    Column("customer_id", Integer, nullable=False),
+    Column("rows_digest", String(64), nullable=False),
+    Column("state_digest", String(64), nullable=False),
+    Column("contacts", Integer, nullable=False),
+    Column("domains", Integer, nullable=False),
+)

@@ -13,13 +13,14 @@ applied directory would archive customers the broken rows meant to keep.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from syncd.domain.addresses import normalize_address, normalize_domain, registrable_domain
 from syncd.domain.bounds import ADDRESS_MAX, NAME_MAX
@@ -191,10 +192,14 @@ class RowReader:
         # newline="": a quoted field may hold a line break (then refused as a control
         # character, not silently joined); strict: an unclosed quote is an error, not a
         # field that swallows every row after it.
+        self._stream = stream
         self._reader = csv.reader(stream, strict=True)
         self.where = where
         self.rows = 0
         self.problems = _Problems()
+        # Keys (``customer_key`` of the customer cell as it is) whose rows are counted but
+        # neither checked nor yielded: customers a mirror found unchanged by their digest.
+        self.skip: frozenset[str] = frozenset()
         try:
             head = next(self._reader)
         except StopIteration:
@@ -213,8 +218,46 @@ class RowReader:
                 hint=f"the first line must be: {','.join(CSV_HEADER)}",
             )
 
+    def fingerprints(self) -> dict[str, str] | None:
+        """A digest of each customer's rows (by ``customer_key`` of the customer cell as it
+        is), their text in file order, read in one pass; the stream is then read again from
+        its first row.  None when it cannot be read twice or a row cannot be read: the rows
+        then go the ordinary way, which reports them."""
+        if not self._stream.seekable():
+            return None
+        digests: dict[str, Any] = {}
+        last: str | None = None
+        digest: Any = None
+        try:
+            for fields in self._reader:
+                cell = fields[0] if fields else ""
+                if cell != last:
+                    if not cell.strip() and not any(f.strip() for f in fields):
+                        continue  # a blank line, which the rows skip too
+                    last = cell
+                    key = customer_key(cell)
+                    digest = digests.get(key)
+                    if digest is None:
+                        digest = digests[key] = hashlib.blake2b(digest_size=16)
+                digest.update(("\x1f".join(fields) + "\n").encode())
+        except (csv.Error, UnicodeDecodeError):
+            return None
+        finally:
+            self.rewind()
+        return {key: digest.hexdigest() for key, digest in digests.items()}
+
+    def rewind(self) -> None:
+        """Read again from the first row (the stream must be seekable)."""
+        self._stream.seek(0)
+        self._reader = csv.reader(self._stream, strict=True)
+        next(self._reader, None)  # the header, checked already
+        self.rows = 0
+        self.problems = _Problems()
+
     def __iter__(self) -> Iterator[FileRow]:
-        reader, problems = self._reader, self.problems
+        reader, problems, skip = self._reader, self.problems, self.skip
+        skip_cell: str | None = None
+        skipping = False
         # The customer and domains cells of the last plain row and what they gave: an
         # export repeats them on each of a customer's rows, so these are checked once.
         same_customer: str | None = None
@@ -237,6 +280,12 @@ class RowReader:
                     continue  # a blank line
                 fields = [*fields, "", "", "", ""][:4]
             customer, given, contact, address = fields
+            if skip:
+                if customer != skip_cell:
+                    skip_cell, skipping = customer, customer_key(customer) in skip
+                if skipping:
+                    self.rows += 1
+                    continue
             contact_name, plain = contact.strip(), address.strip()
             if (
                 customer == same_customer
@@ -299,6 +348,18 @@ class RowReader:
             return
         merged = sorted([*self.problems, *(more or [])], key=_line_of)[:KEPT_PROBLEMS]
         raise BadDirectoryFile(self.where, merged, total)
+
+
+def state_digest(
+    name: str, domains: Iterable[str], contacts: Iterable[tuple[str, Iterable[str]]]
+) -> str:
+    """A digest of what the directory holds for one customer: its name, its domains, and its
+    active contacts (name and addresses); the same from the file's rows as from the store."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(name.encode() + b"\x1e" + "\x1f".join(sorted(domains)).encode())
+    for contact, addresses in sorted((n, "\x1f".join(sorted(a))) for n, a in contacts):
+        digest.update(b"\x1e" + contact.encode() + b"\x1d" + addresses.encode())
+    return digest.hexdigest()
 
 
 def _unquoted(err: ValueError) -> str:

@@ -40,9 +40,10 @@ from syncd.schema.tables import (
     settings,
 )
 from syncd.store import audit, outbox
+from syncd.store import directory_fingerprints as fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
-from syncd.store.sql import chunks, insert_ignore, insert_many, upsert
+from syncd.store.sql import chunks, insert_ignore
 
 # The key of the PostgreSQL advisory lock every directory import holds until it ends.
 _DIRECTORY_LOCK = 0x5_9C_D0_14
@@ -191,40 +192,64 @@ def mirror_directory(
     """Read ``reader``'s rows, plan them against the stored directory and apply the plan
     in transactions of ``batch`` rows.  ``skip_if`` (read under the import lock) says the
     content is applied already: None then.  ``finish`` runs in the last transaction.
-    BadDirectoryFile (nothing written) when any row is bad."""
-    with StagedPlan() as staged:
-        staged.stage_file(reader)
-        duplicates, total = staged.duplicates(KEPT_PROBLEMS)
-        reader.refuse(duplicates, total)
-        staged.group_contacts()
-        with importing(engine):
-            with engine.connect() as conn:
-                if skip_if(conn):
-                    return None
-            path = _database_file(engine)
-            if path is not None:
-                staged.stage_known_file(path)
-            else:
-                with engine.connect() as conn, conn.begin():
-                    # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let
-                    # writers commit while it is read.
-                    staged.stage_known(conn)
+    BadDirectoryFile (nothing written) when any row is bad.
 
-            def begin() -> AbstractContextManager[Connection]:
-                return engine.begin()
+    A mirror first reads a digest of each customer's rows: the customers whose rows and
+    stored state are what the last mirror applied (store/directory_fingerprints.py) are
+    skipped unread, so a one-row change of a large file plans one customer."""
+    digests = reader.fingerprints() if mirror else None
+    with importing(engine):
+        with engine.connect() as conn:
+            if skip_if(conn):
+                return None
+            skipped = fingerprints.unchanged(conn, digests) if digests else {}
+        while True:
+            with StagedPlan() as staged:
+                reader.skip = frozenset(skipped)
+                staged.stage_file(reader)
+                duplicates, total = staged.duplicates(KEPT_PROBLEMS)
+                if skipped and (reader.problems.total or total or _shares(engine, staged, skipped)):
+                    # A bad row: planned whole, which reports every one, with its lines.
+                    reader.rewind()
+                    skipped = {}
+                    continue
+                reader.refuse(duplicates, total)
+                staged.group_contacts()
+                staged.skip_customers(skipped)
+                path = _database_file(engine)
+                if path is not None:
+                    staged.stage_known_file(path)
+                else:
+                    with engine.connect() as conn, conn.begin():
+                        # One snapshot, and no write lock: SQLite's WAL and PostgreSQL let
+                        # writers commit while it is read.
+                        staged.stage_known(conn)
 
-            return _plan_and_apply(
-                staged,
-                None,
-                begin,
-                mirror=mirror,
-                source=source,
-                allow_empty=allow_empty,
-                dry_run=dry_run,
-                rows=reader.rows,
-                batch=batch,
-                finish=finish,
-            )
+                def begin() -> AbstractContextManager[Connection]:
+                    return engine.begin()
+
+                def remember(staged: StagedPlan) -> None:
+                    if digests is not None:
+                        fingerprints.remember(begin, staged, digests, max(1, batch))
+
+                return _plan_and_apply(
+                    staged,
+                    None,
+                    begin,
+                    mirror=mirror,
+                    source=source,
+                    allow_empty=allow_empty,
+                    dry_run=dry_run,
+                    rows=reader.rows,
+                    batch=batch,
+                    finish=finish,
+                    applied=remember,
+                )
+
+
+def _shares(engine: Engine, staged: StagedPlan, skipped: fingerprints.Skipped) -> bool:
+    with engine.connect() as conn:
+        return fingerprints.shared_addresses(conn, staged, skipped)
 
 
 def _plan_and_apply(
@@ -239,6 +264,7 @@ def _plan_and_apply(
     rows: int,
     batch: int = BATCH,
     finish: Callable[[Connection, Imported], None] = lambda _conn, _done: None,
+    applied: Callable[[StagedPlan], None] = lambda _staged: None,
 ) -> Imported:
     if conn is not None:
         staged.stage_known(conn)
@@ -249,6 +275,7 @@ def _plan_and_apply(
     if dry_run:
         return done
     _Applier(staged, begin, max(1, batch)).apply()
+    applied(staged)
     with begin() as last:
         if not done.empty:
             audit.record(
@@ -417,25 +444,40 @@ class _Applier:
                 )
 
     def _new_contacts(self) -> None:
-        for part in self.pages(
+        """New contacts with their addresses (moved from the contact holding them, or new),
+        in one transaction a page: their ids are known there, nothing is written back.  A
+        page is half a batch of contacts: with their addresses, about a batch of rows."""
+        size = max(1, self.batch // 2)
+        last = -1
+        while part := self.staged.db.execute(
             "SELECT f.id, coalesce(c.picked, c.new_id), f.name FROM f_contacts f "
             "JOIN f_customers c ON c.ckey = f.ckey WHERE f.assigned IS NULL AND f.id > ? "
-            "ORDER BY f.id LIMIT ?"
-        ):
+            "ORDER BY f.id LIMIT ?",
+            (last, size),
+        ).fetchall():
+            last = part[-1][0]
+            addresses = self.staged.db.execute(
+                "SELECT a.contact, a.address FROM f_addresses a JOIN f_contacts f "
+                "ON f.id = a.contact WHERE a.contact BETWEEN ? AND ? AND f.assigned IS NULL",
+                (part[0][0], last),
+            ).fetchall()
             with self.begin() as conn:
                 ids = _reserve_ids(conn, contacts, len(part))
-                insert_many(
+                now = _bound(conn, contacts.c.created_at, self.now)
+                new_id = {row[0]: new for new, row in zip(ids, part, strict=True)}
+                _many(
                     conn,
-                    contacts,
-                    [
-                        {"id": new, "customer_id": c, "name": n, "created_at": self.now}
-                        for new, (_i, c, n) in zip(ids, part, strict=True)
-                    ],
+                    "INSERT INTO contacts (id, customer_id, name, created_at) VALUES (?, ?, ?, ?)",
+                    [(new_id[i], c, n, now) for i, c, n in part],
+                    "bigint,bigint,text,timestamptz",
                 )
-            self.staged.write(
-                "UPDATE f_contacts SET new_id = ? WHERE id = ?",
-                [(new, row[0]) for new, row in zip(ids, part, strict=True)],
-            )
+                _many(
+                    conn,
+                    "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
+                    "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
+                    [(new_id[c], a) for c, a in addresses],
+                    "bigint,text",
+                )
 
     def _contact_changes(self) -> None:
         """Names, moves to another customer, restores; addresses the file no longer lists."""
@@ -483,23 +525,48 @@ class _Applier:
                     )
 
     def _contact_addresses(self) -> None:
-        """Each address the file lists on the contact it must belong to: moved from the
-        contact holding it, or new."""
+        """Each address the file lists on a stored contact, on the contact it must belong
+        to: moved from the contact holding it, or new (new contacts got theirs with them)."""
         for part in self.staged.rows(
-            "SELECT a.address, coalesce(f.assigned, f.new_id) FROM f_addresses a "
+            "SELECT a.address, f.assigned FROM f_addresses a "
             "JOIN f_contacts f ON f.id = a.contact "
             "LEFT JOIN k_addresses ka ON ka.address = a.address "
-            "WHERE ka.contact_id IS NOT coalesce(f.assigned, f.new_id)",
+            "WHERE f.assigned IS NOT NULL AND ka.contact_id IS NOT f.assigned",
             size=self.batch,
         ):
             with self.begin() as conn:
-                upsert(
+                _many(
                     conn,
-                    contact_addresses,
-                    [{"address": a, "contact_id": c} for a, c in part],
-                    ["address"],
-                    ["contact_id"],
+                    "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
+                    "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
+                    [(c, a) for a, c in part],
+                    "bigint,text",
                 )
+
+
+def _many(conn: Connection, sql: str, rows: list[tuple[Any, ...]], types: str) -> None:
+    """``sql`` (an INSERT with ``VALUES (?, ...)``) for each of ``rows``, straight to the
+    driver: a million rows through SQLAlchemy's parameter handling cost seconds.  On
+    PostgreSQL one statement a call, its columns as arrays of ``types`` (comma-separated):
+    a statement per row is a round trip each."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.exec_driver_sql(sql, rows)
+        return
+    head, tail = sql.split(" VALUES ", 1)
+    tail = tail[tail.index(")") + 1 :]
+    arrays = ", ".join(f"%s::{t}[]" for t in types.split(","))
+    conn.exec_driver_sql(
+        f"{head} SELECT * FROM unnest({arrays}){tail}",
+        tuple(list(c) for c in zip(*rows, strict=True)),
+    )
+
+
+def _bound(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as ``column``'s type gives it to the driver."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process is not None else value
 
 
 def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:

@@ -37,6 +37,8 @@ CREATE TABLE k_domains(customer_id INTEGER NOT NULL, domain TEXT NOT NULL,
 CREATE TABLE k_contacts(id INTEGER PRIMARY KEY, customer_id INTEGER, name TEXT NOT NULL,
                         archived INTEGER NOT NULL);
 CREATE TABLE k_addresses(address TEXT PRIMARY KEY, contact_id INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE s_skip(ckey TEXT PRIMARY KEY, customer_id INTEGER NOT NULL UNIQUE,
+                    contacts INTEGER NOT NULL, domains INTEGER NOT NULL);
 """
 
 
@@ -60,6 +62,7 @@ class StagedPlan:
         self.db.executescript(_SCHEMA)
         self.mirror = False
         self.firsts = False  # f_first made
+        self.skipped: dict[str, tuple[int, int, int]] = {}  # see skip_customers
 
     def close(self) -> None:
         self.db.close()
@@ -203,6 +206,25 @@ class StagedPlan:
 
     # --- what is stored -------------------------------------------------------------------
 
+    def skip_customers(self, skipped: dict[str, tuple[int, int, int]]) -> None:
+        """Customers found unchanged by their fingerprint (store/directory_fingerprints.py),
+        by key: (stored id, contacts, domains).  Their rows were not staged; the copy of the
+        stored directory leaves out their domains and active contacts (which the plan would
+        find equal), and they count as unchanged.  Before ``stage_known``."""
+        self.skipped = skipped
+        self.write(
+            "INSERT INTO s_skip VALUES (?,?,?,?)",
+            [(key, id_, contacts_, domains) for key, (id_, contacts_, domains) in skipped.items()],
+        )
+
+    def _add_skipped(self) -> None:
+        """The skipped customers among the file's, picked as they are (before ``plan``)."""
+        self.db.execute(
+            "INSERT INTO f_customers(ckey, name, pos, picked) "
+            "SELECT s.ckey, k.name, 0, s.customer_id FROM s_skip s "
+            "JOIN k_customers k ON k.id = s.customer_id"
+        )
+
     def stage_known_file(self, path: str) -> None:
         """``stage_known`` from the SQLite database file ``path``, attached here and copied
         in SQL (no row passes through Python but a customer's name for its key), in one
@@ -217,17 +239,26 @@ class StagedPlan:
                 "INSERT INTO k_customers SELECT id, customer_key(name), name, "
                 "archived_at IS NOT NULL FROM store.customers"
             )
+            skipping = bool(self.skipped)
             db.execute(
                 "INSERT OR IGNORE INTO k_domains SELECT customer_id, domain "
                 "FROM store.customer_domains"
+                + (" WHERE customer_id NOT IN (SELECT customer_id FROM s_skip)" if skipping else "")
             )
             db.execute(
                 "INSERT INTO k_contacts SELECT id, customer_id, name, archived_at IS NOT NULL "
                 "FROM store.contacts"
+                + (
+                    " WHERE archived_at IS NOT NULL OR customer_id IS NULL "
+                    "OR customer_id NOT IN (SELECT customer_id FROM s_skip)"
+                    if skipping
+                    else ""
+                )
             )
             db.execute(
                 "INSERT OR IGNORE INTO k_addresses SELECT address, contact_id "
                 "FROM store.contact_addresses"
+                + (" WHERE contact_id IN (SELECT id FROM k_contacts)" if skipping else "")
             )
             db.execute("COMMIT")
         finally:
@@ -246,12 +277,17 @@ class StagedPlan:
         db.execute("BEGIN")
         driver: Any = conn.connection.driver_connection
 
+        skip = sorted(id_ for id_, _, _ in self.skipped.values())
+        named = conn.dialect.name == "postgresql"
+
         def copy(sql: str, query: str, shape: Any = None) -> None:
             # PostgreSQL: a server-side cursor, or the driver would hold every row at once.
-            named = conn.dialect.name == "postgresql"
             cursor = driver.cursor(name="syncd_directory") if named else driver.cursor()
             try:
-                cursor.execute(query)
+                if skip and "%s" in query:  # only PostgreSQL is given the skipped ids
+                    cursor.execute(query, (skip,))
+                else:
+                    cursor.execute(query)
                 while part := cursor.fetchmany(_BATCH):
                     db.executemany(sql, part if shape is None else [shape(r) for r in part])
             finally:
@@ -262,20 +298,44 @@ class StagedPlan:
             "SELECT id, name, CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END FROM customers",
             lambda r: (r[0], customer_key(r[1]), r[1], r[2]),
         )
+        # The skipped customers' domains and active contacts are left out: in PostgreSQL by
+        # their ids (an array, hashed by the server's NOT IN); elsewhere (an in-memory SQLite database, tests)
+        # read whole and deleted here.
+        kept = (
+            " AND (archived_at IS NOT NULL OR customer_id IS NULL "
+            "OR customer_id NOT IN (SELECT unnest(%s::bigint[])))"
+            if skip and named
+            else ""
+        )
         copy(
             "INSERT OR IGNORE INTO k_domains VALUES (?,?)",
-            "SELECT customer_id, domain FROM customer_domains",
+            "SELECT customer_id, domain FROM customer_domains"
+            + (" WHERE customer_id NOT IN (SELECT unnest(%s::bigint[]))" if skip and named else ""),
         )
         copy(
             "INSERT INTO k_contacts VALUES (?,?,?,?)",
             "SELECT id, customer_id, name, CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END "
-            "FROM contacts",
+            f"FROM contacts WHERE TRUE{kept}",
         )
         copy(
             "INSERT OR IGNORE INTO k_addresses VALUES (?,?)",
-            "SELECT address, contact_id FROM contact_addresses",
+            "SELECT a.address, a.contact_id FROM contact_addresses a JOIN contacts c "
+            f"ON c.id = a.contact_id WHERE TRUE{kept}"
+            if kept
+            else "SELECT address, contact_id FROM contact_addresses",
         )
+        if skip and not named:
+            self._drop_skipped()
         self._index_known()
+
+    def _drop_skipped(self) -> None:
+        db = self.db
+        db.execute("DELETE FROM k_domains WHERE customer_id IN (SELECT customer_id FROM s_skip)")
+        db.execute(
+            "DELETE FROM k_contacts WHERE NOT archived "
+            "AND customer_id IN (SELECT customer_id FROM s_skip)"
+        )
+        db.execute("DELETE FROM k_addresses WHERE contact_id NOT IN (SELECT id FROM k_contacts)")
 
     def _index_known(self) -> None:
         """Indexes the plan reads the stored copy by; ends the transaction."""
@@ -293,6 +353,8 @@ class StagedPlan:
         self.mirror = mirror
         db = self.db
         db.execute("BEGIN")
+        if self.skipped:
+            self._add_skipped()
         # The stored customer with the same key: the exact spelling first, then an active
         # one, then the oldest.
         db.execute(
@@ -408,7 +470,8 @@ class StagedPlan:
             "SELECT sum(f.assigned IS NULL), "
             "(SELECT count(*) FROM p_contacts WHERE NOT restore), "
             "(SELECT count(*) FROM p_contacts WHERE restore), "
-            "sum(f.assigned IS NOT NULL) - (SELECT count(*) FROM p_contacts) FROM f_contacts f"
+            "coalesce(sum(f.assigned IS NOT NULL), 0) - (SELECT count(*) FROM p_contacts) "
+            "+ (SELECT coalesce(sum(contacts), 0) FROM s_skip) FROM f_contacts f"
         ).fetchone()
         out = {}
         for kind, found, archived in (
@@ -430,8 +493,18 @@ class StagedPlan:
         against the stored active customers, contacts and customers with a domain."""
         return {
             "file_customers": int(self.one("SELECT count(*) FROM f_customers")),
-            "file_contacts": int(self.one("SELECT count(*) FROM f_contacts")),
-            "file_domains": int(self.one("SELECT count(*) FROM f_domains")),
+            "file_contacts": int(
+                self.one(
+                    "SELECT (SELECT count(*) FROM f_contacts) "
+                    "+ (SELECT coalesce(sum(contacts), 0) FROM s_skip)"
+                )
+            ),
+            "file_domains": int(
+                self.one(
+                    "SELECT (SELECT count(*) FROM f_domains) "
+                    "+ (SELECT coalesce(sum(domains), 0) FROM s_skip)"
+                )
+            ),
             "active": int(self.one("SELECT count(*) FROM k_customers WHERE NOT archived")),
             "active_contacts": int(self.one("SELECT count(*) FROM k_contacts WHERE NOT archived")),
             "with_domains": int(

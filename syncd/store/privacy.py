@@ -27,6 +27,7 @@ from syncd.schema.tables import (
     audit_log,
     contact_addresses,
     contacts,
+    directory_fingerprints,
     exclusions,
     metadata,
     participants,
@@ -189,6 +190,15 @@ def _drop_contacts(conn: Connection, key: str, plus: bool) -> int:
         if match_key(addr, plus) != key:
             continue
         conn.execute(delete(contact_addresses).where(contact_addresses.c.address == addr))
+        # The last directory mirror's digest of the contact's customer covered the address.
+        conn.execute(
+            delete(directory_fingerprints).where(
+                directory_fingerprints.c.customer_id
+                == select(contacts.c.customer_id)
+                .where(contacts.c.id == contact_id)
+                .scalar_subquery()
+            )
+        )
         left = conn.scalar(
             select(func.count())
             .select_from(contact_addresses)

@@ -1,0 +1,204 @@
+"""Per customer, what the last directory mirror applied: a mirror of a large CRM export with
+a few changed rows works on those customers only.
+
+A customer of the file is *unchanged* when its rows are the text the last mirror applied
+(``rows_digest``, by ``RowReader.fingerprints``) and what the store holds for it is still
+what those rows say (``state_digest``, by ``state_digest``: its name, domains, active
+contacts and their addresses, read from the store each time).  A customer edited by hand
+since, or left half-written by an interrupted mirror, is therefore planned again like any
+other.  What crosses customers is checked on the rows that are planned: an address they
+share with an unchanged customer makes the mirror plan the whole file (which reports it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from syncd.domain.directory_file import state_digest
+from syncd.schema.tables import contact_addresses, contacts, directory_fingerprints
+from syncd.store.directory_stage import StagedPlan
+from syncd.store.sql import chunks, upsert
+
+_FETCH = 10_000
+
+Skipped = dict[str, tuple[int, int, int]]  # key -> (customer id, contacts, domains)
+
+
+def _cursor_rows(conn: Connection, query: str) -> Iterator[tuple[Any, ...]]:
+    """``query``'s rows straight from the driver (a server-side cursor on PostgreSQL)."""
+    driver: Any = conn.connection.driver_connection
+    named = conn.dialect.name == "postgresql"
+    cursor = driver.cursor(name="syncd_fingerprints") if named else driver.cursor()
+    try:
+        cursor.execute(query)
+        while part := cursor.fetchmany(_FETCH):
+            yield from part
+    finally:
+        cursor.close()
+
+
+def unchanged(conn: Connection, digests: dict[str, str]) -> Skipped:
+    """The customers of a file whose rows have ``digests`` that the mirror can skip."""
+    candidates: dict[int, tuple[str, str, int, int]] = {}
+    for key, id_, rows, state, contacts_, domains in conn.execute(
+        select(
+            directory_fingerprints.c.customer_key,
+            directory_fingerprints.c.customer_id,
+            directory_fingerprints.c.rows_digest,
+            directory_fingerprints.c.state_digest,
+            directory_fingerprints.c.contacts,
+            directory_fingerprints.c.domains,
+        )
+    ):
+        if digests.get(key) == rows:
+            candidates[id_] = (key, state, contacts_, domains)
+    if not candidates:
+        return {}
+    names = {
+        id_: name
+        for id_, name, archived in _cursor_rows(
+            conn, "SELECT id, name, archived_at IS NOT NULL FROM customers"
+        )
+        if id_ in candidates and not archived
+    }
+    domains_of: dict[int, list[str]] = {}
+    for id_, domain in _cursor_rows(conn, "SELECT customer_id, domain FROM customer_domains"):
+        if id_ in names:
+            domains_of.setdefault(id_, []).append(domain)
+    found: Skipped = {}
+
+    def settle(id_: int, people: dict[int, tuple[str, list[str]]]) -> None:
+        key, state, contacts_, domains = candidates[id_]
+        if state_digest(names[id_], domains_of.get(id_, ()), people.values()) == state:
+            found[key] = (id_, contacts_, domains)
+
+    current: int | None = None
+    people: dict[int, tuple[str, list[str]]] = {}
+    done: set[int] = set()
+    for customer_id, contact_id, name, address in _cursor_rows(
+        conn,
+        "SELECT c.customer_id, c.id, c.name, a.address FROM contacts c "
+        "LEFT JOIN contact_addresses a ON a.contact_id = c.id "
+        "WHERE c.archived_at IS NULL AND c.customer_id IS NOT NULL ORDER BY c.customer_id",
+    ):
+        if customer_id != current:
+            if current is not None and current in names:
+                settle(current, people)
+                done.add(current)
+            current, people = customer_id, {}
+        if customer_id not in names:
+            continue
+        person = people.get(contact_id)
+        if person is None:
+            person = people[contact_id] = (name, [])
+        if address is not None:
+            person[1].append(address)
+    if current is not None and current in names:
+        settle(current, people)
+        done.add(current)
+    for id_ in names.keys() - done:  # no active contact
+        settle(id_, {})
+    return found
+
+
+def shared_addresses(conn: Connection, staged: StagedPlan, skipped: Skipped) -> bool:
+    """Whether a planned row gives an address an unchanged customer's contact holds (the
+    file then gives it to two contacts: the whole file is planned, which says where)."""
+    ids = {id_ for id_, _, _ in skipped.values()}
+    for part in staged.rows("SELECT DISTINCT address FROM f_rows", size=500):
+        for _address, customer_id in conn.execute(
+            select(contact_addresses.c.address, contacts.c.customer_id)
+            .join(contacts, contacts.c.id == contact_addresses.c.contact_id)
+            .where(contact_addresses.c.address.in_([a for (a,) in part]))
+            .where(contacts.c.archived_at.is_(None))
+        ):
+            if customer_id in ids:
+                return True
+    return False
+
+
+def _expected(staged: StagedPlan) -> Iterator[tuple[str, int, str, int, int]]:
+    """(key, customer id, state digest, contacts, domains) of every planned customer, as
+    the applied plan leaves it."""
+    db = staged.db
+    domains = db.execute("SELECT ckey, domain FROM f_domains ORDER BY ckey")
+    people = db.execute(
+        "SELECT f.ckey, f.id, f.name, a.address FROM f_contacts f "
+        "JOIN f_addresses a ON a.contact = f.id ORDER BY f.ckey"
+    )
+    next_domain = next(domains, None)
+    next_person = next(people, None)
+    for key, name, id_ in db.execute(
+        "SELECT ckey, name, coalesce(picked, new_id) FROM f_customers "
+        "WHERE ckey NOT IN (SELECT ckey FROM s_skip) ORDER BY ckey"
+    ).fetchall():
+        mine: list[str] = []
+        while next_domain is not None and next_domain[0] <= key:
+            if next_domain[0] == key:
+                mine.append(next_domain[1])
+            next_domain = next(domains, None)
+        found: dict[int, tuple[str, list[str]]] = {}
+        while next_person is not None and next_person[0] <= key:
+            if next_person[0] == key:
+                found.setdefault(next_person[1], (next_person[2], []))[1].append(next_person[3])
+            next_person = next(people, None)
+        yield key, int(id_), state_digest(name, mine, found.values()), len(found), len(mine)
+
+
+def remember(
+    begin: Callable[[], AbstractContextManager[Connection]],
+    staged: StagedPlan,
+    digests: dict[str, str],
+    batch: int,
+) -> None:
+    """Store the fingerprint of every planned customer of an applied mirror, in transactions
+    of ``batch`` rows, and forget those of customers the file no longer lists."""
+    rows: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        with begin() as conn:
+            upsert(
+                conn,
+                directory_fingerprints,
+                rows,
+                ["customer_key"],
+                ["customer_id", "rows_digest", "state_digest", "contacts", "domains"],
+            )
+        rows.clear()
+
+    expected = _expected(staged)
+    while True:
+        # Read a batch whole first: the scratch cursors must not straddle a write elsewhere.
+        for key, id_, state, contacts_, domains in expected:
+            rows.append(
+                {
+                    "customer_key": key,
+                    "customer_id": id_,
+                    "rows_digest": digests[key],
+                    "state_digest": state,
+                    "contacts": contacts_,
+                    "domains": domains,
+                }
+            )
+            if len(rows) >= batch:
+                break
+        if not rows:
+            break
+        flush()
+    with begin() as conn:
+        gone = [
+            key
+            for key in conn.scalars(select(directory_fingerprints.c.customer_key))
+            if key not in digests
+        ]
+    for part in chunks(gone, batch):
+        with begin() as conn:
+            conn.execute(
+                delete(directory_fingerprints).where(
+                    directory_fingerprints.c.customer_key.in_(list(part))
+                )
+            )
