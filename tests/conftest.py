@@ -31,6 +31,18 @@ settings.register_profile("syncd", deadline=None)
 settings.load_profile("syncd")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """pytest's own tmp_path folders go in a folder of this run, removed when it ends:
+    by default pytest keeps the last three runs' under /tmp/pytest-of-USER for good.
+    xdist's workers are given a folder inside it (their basetemp is set already)."""
+    if config.option.basetemp or hasattr(config, "workerinput"):
+        return
+    base = tempfile.mkdtemp(prefix="syncd-pytest-")
+    config.option.basetemp = base
+    config.add_cleanup(functools.partial(shutil.rmtree, base, ignore_errors=True))
+
+
 @pytest.hookimpl(trylast=True)  # after the terminal reporter and xdist are set up
 def pytest_configure(config: pytest.Config) -> None:
     """Long tests are named while they run, by the process that prints: xdist's controller,
