@@ -23,7 +23,7 @@ from pathlib import Path
 # tests/servers/, so the checkout's root goes on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.mail_sync import MailSync
 from syncd.store import tasks as store

@@ -29,7 +29,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.api.service import ApiService
-from syncd.config import Config, load_config
+from syncd.config import Config
+from syncd.config_file import load_config
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.crm.runner import CrmWorkers
 from syncd.domain.matching import Directory

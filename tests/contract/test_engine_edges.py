@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from syncd.cli.main import cli
-from syncd.config import Config, MailboxConfig, load_config
+from syncd.config import Config, MailboxConfig
+from syncd.config_file import load_config
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, MailSession
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.engine.calendar_sync import CalendarSync

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
-from syncd.config import load_config, parse_config
+from syncd.config_file import load_config, parse_config
 from syncd.connectors.imap import ImapSession
 from syncd.engine import mail_sync
 from syncd.engine.mail_sync import MailSync

@@ -21,7 +21,8 @@ import imapclient
 import pytest
 from sqlalchemy import select
 
-from syncd.config import CalendarConfig, MailboxConfig, parse_config
+from syncd.config import CalendarConfig, MailboxConfig
+from syncd.config_file import parse_config
 from syncd.connectors import imap
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession

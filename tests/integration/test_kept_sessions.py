@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from syncd.config import Config, MailboxConfig, parse_config
+from syncd.config import Config, MailboxConfig
+from syncd.config_file import parse_config
 from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.engine.imap_sessions import DaemonSessions, SessionCache

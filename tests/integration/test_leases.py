@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from sqlalchemy import Connection, Engine, func, select, update
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.engine.mail_sync import MailSync
 from syncd.schema.tables import daemons

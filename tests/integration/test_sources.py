@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.push import PushHub
 from syncd.engine.sources import CalendarSource, MailboxSource, configured_sources
 from syncd.store import database, state
