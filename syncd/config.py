@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -27,6 +28,7 @@ from pydantic import (
 
 from syncd.domain.addresses import normalize_address, normalize_domain
 from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
+from syncd.domain.durations import parse_duration, seconds
 from syncd.domain.quiet import QUIET_LOOKBACK, QUIET_MIN_RECORDS, QuietRule
 from syncd.domain.urls import shown_url
 from syncd.errors import ConfigError
@@ -38,6 +40,11 @@ from syncd.errors import ConfigError
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+# Intervals and timeouts: a length of time ("60s", "5m", "1d"; domain/durations.py), or
+# the old form still read, a bare number of seconds (60).
+Seconds = Annotated[float, BeforeValidator(seconds)]
 
 
 class _Strict(BaseModel):
@@ -193,8 +200,8 @@ class TasksConfig(_Strict):
     # Rules look at records of the last N days only: a first backfill of years of mail must
     # not bury reps under stale tasks.
     lookback_days: Annotated[int, Field(ge=1, le=365)] = 14
-    # How often the daemon evaluates the rules between syncs (seconds).
-    interval: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    # How often the daemon evaluates the rules between syncs.
+    interval: Annotated[Seconds, Field(ge=10, le=86400)] = 300.0
 
 
 class EventsConfig(_Strict):
@@ -207,8 +214,6 @@ class EventsConfig(_Strict):
     @field_validator("keep", "keep_forgotten")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        from syncd.domain.durations import parse_duration
-
         if value is not None:
             parse_duration(value)
         return value
@@ -217,26 +222,26 @@ class EventsConfig(_Strict):
 class SyncConfig(_Strict):
     """How `syncd run` schedules sources."""
 
-    # Seconds between polls of each mailbox and calendar; IDLE delivers INBOX mail sooner.
-    interval: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    # Between polls of each mailbox and calendar; IDLE delivers INBOX mail sooner.
+    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 60.0
     # Each poll is moved by up to this fraction of the interval, so 200 mailboxes configured
     # at once do not all hit the server in the same second.
     jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
     # Sources synced at the same time; the rest wait their turn.
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     idle: bool = True  # IMAP IDLE on INBOX where the server offers it
-    # Backoff after transient failures: doubling from `interval`, capped here (seconds).
-    max_backoff: Annotated[float, Field(ge=1, le=86400)] = 1800.0
-    # Seconds between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
+    # Backoff after transient failures: doubling from `interval`, capped here.
+    max_backoff: Annotated[Seconds, Field(ge=1, le=86400)] = 1800.0
+    # Between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
     # unchanged folders: one EXAMINE each; a listing only where something changed.
-    verify_interval: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
+    verify_interval: Annotated[Seconds, Field(ge=0, le=30 * 86400)] = 86400.0
     # IMAP sessions kept open between polls (one per mailbox, least recently used closed
     # beyond this; 0: log in for every poll), and how long an unused one stays open: under
     # the servers' 30-minute autologout.
     keep_connections: Annotated[int, Field(ge=0, le=100_000)] = 1000
-    connection_idle_timeout: Annotated[float, Field(ge=1, le=1500)] = 600.0
-    # `syncd sync` waits this long (seconds) for pending webhook deliveries before exiting.
-    deliver_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    connection_idle_timeout: Annotated[Seconds, Field(ge=1, le=1500)] = 600.0
+    # `syncd sync` waits this long for pending webhook deliveries before exiting.
+    deliver_timeout: Annotated[Seconds, Field(ge=0, le=3600)] = 30.0
 
 
 class MetricsConfig(_Strict):
@@ -368,7 +373,7 @@ class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     # (a server whose certificate must come from that CA and no other).
     ca_file: str | None = None
     ca_only: bool = False
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
 
     @field_validator("owner")
     @classmethod
@@ -438,7 +443,7 @@ class OAuth2ClientConfig(_Strict):
     scope: str | None = None
     grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
     ca_file: str | None = None  # trusted besides the system's CAs
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
 
 
 class MailboxGroupConfig(_WorkingWeekConfig):
@@ -453,7 +458,7 @@ class MailboxGroupConfig(_WorkingWeekConfig):
     allow_plaintext: bool = False
     ca_file: str | None = None
     ca_only: bool = False
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
     folders: list[str] | None = None
     members_file: str | None = None  # CSV: owner[,username][,refresh_token_file]
     members: list[str | GroupMemberEntry] | None = None
@@ -568,8 +573,8 @@ class DirectoryConfig(_Strict):
 
     file: str | None = None  # relative to the config file
     command: Annotated[list[str], Field(min_length=1)] | None = None  # run without a shell
-    interval: Annotated[float, Field(ge=1, le=86400)] = 60.0  # seconds between checks
-    timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0  # seconds the command may take
+    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 60.0  # between checks
+    timeout: Annotated[Seconds, Field(gt=0, le=3600)] = 60.0  # how long the command may take
     # A file listing no customer, no contact or no domain (while the directory has some)
     # changes nothing unless this is set: that is far more often a failed export.
     allow_empty: bool = False
@@ -597,7 +602,7 @@ class WebhookConfig(_Strict):
     events: list[str] | None = None  # event types sent; default every type
     since: date | None = None  # skip events about records that occurred before this day
     ca_file: str | None = None  # a private CA trusted besides the system's
-    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    timeout: Annotated[Seconds, Field(gt=0, le=300)] = 10.0
     allow_plaintext: bool = False
     # How long a delivery is retried before it is marked failed: "24h", "90m", "3600s", "2d".
     retry_for: str = "24h"
@@ -605,7 +610,7 @@ class WebhookConfig(_Strict):
     @field_validator("retry_for")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        retry_seconds(value)
         return value
 
     @model_validator(mode="after")
@@ -638,7 +643,7 @@ class WebhookConfig(_Strict):
 
     @property
     def retry_seconds(self) -> float:
-        return parse_duration(self.retry_for)
+        return retry_seconds(self.retry_for)
 
 
 _BOTH: list[Literal["records", "tasks"]] = ["records", "tasks"]
@@ -658,8 +663,8 @@ class CrmConfig(_Strict):
     push: list[Literal["records", "tasks"]] = Field(default_factory=lambda: list(_BOTH))
     directory: bool = False  # the CRM's accounts and contacts are syncd's customer directory
     since: date | None = None  # records that occurred earlier are not pushed
-    interval: Annotated[float, Field(ge=1, le=86400)] = 300.0  # seconds between pulls
-    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0  # seconds per socket operation
+    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 300.0  # between pulls
+    timeout: Annotated[Seconds, Field(gt=0, le=300)] = 10.0  # per socket operation
     ca_file: str | None = None  # a private CA trusted besides the system's
     allow_plaintext: bool = False
 
@@ -679,12 +684,9 @@ class CrmConfig(_Strict):
         return self
 
 
-def parse_duration(value: str) -> float:
-    """A webhook's retry horizon in seconds: a length of time (domain/durations.py) from one
-    second to 30 days."""
-    from syncd.domain.durations import parse_duration as length
-
-    seconds = length(value).total_seconds()
+def retry_seconds(value: str) -> float:
+    """A webhook's retry horizon in seconds: a length of time from one second to 30 days."""
+    seconds = parse_duration(value).total_seconds()
     if not 1 <= seconds <= 30 * 86400:
         raise ValueError(f"{value!r} must be between 1 second and 30 days")
     return seconds
