@@ -115,7 +115,7 @@ def syncd_child(port: int, work: Path, db_name: str, mode: str) -> dict[str, flo
     run, without the outbox's record.created events.  Mode "0": no events, "1": events,
     "2": events and a webhook deliverer sending them while the backfill runs."""
     from syncd.config_file import parse_config
-    from syncd.engine.mail_sync import MailSync
+    from syncd.engine.imap.mail_sync import MailSync
     from syncd.store import outbox
     from syncd.store.database import open_database
     from syncd.store.directory import ensure_contact, ensure_customer

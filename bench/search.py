@@ -234,7 +234,7 @@ def _measure(engine: Engine, count: int) -> dict[str, Any]:
 
 def _capture_child(port: int, work: Path, mode: str) -> dict[str, float]:
     from syncd.config_file import parse_config
-    from syncd.engine.mail_sync import MailSync
+    from syncd.engine.imap.mail_sync import MailSync
     from syncd.store import capture
 
     if mode != "1":  # the reference run: a no-op stands in for the index (this child only)

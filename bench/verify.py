@@ -33,7 +33,7 @@ from capture import PASSWORD, USER, _login, seed
 from sqlalchemy import delete, func, select
 
 from syncd.config_file import parse_config
-from syncd.engine.mail_sync import MailSync
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.schema.tables import skipped_messages, sources, verify_states
 from syncd.store.database import open_database

@@ -44,10 +44,10 @@ from syncd.engine.fleet import (
     end_abandoned_transactions,
 )
 from syncd.engine.followups import evaluate_followups
-from syncd.engine.imap_sessions import DaemonSessions
+from syncd.engine.imap.idle_hub import RECONNECT_MAX, PushHub, Watch
+from syncd.engine.imap.mail_sync import open_imap
+from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.instance_lock import InstanceLock
-from syncd.engine.mail_sync import open_imap
-from syncd.engine.push import RECONNECT_MAX, PushHub, Watch
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.sources import Fence, Source, configured_sources
 from syncd.engine.task_sync import TaskLists
@@ -56,7 +56,7 @@ from syncd.group_tokens import keep_rotated_tokens_in
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
-from syncd.store import health, turns
+from syncd.store import leases, turns
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory
 from syncd.store.state import Cursor, cursors_of
@@ -220,8 +220,8 @@ class Daemon:
             if self._instance is not None:
                 # The lock file says no other daemon uses this database: whatever a killed
                 # predecessor still holds is free.
-                health.release_all(conn)
-            health.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
+                leases.release_all(conn)
+            leases.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
             gone = clear_predecessors(
                 conn, self.id, socket.gethostname(), alone=self._instance is not None
             )
@@ -320,7 +320,7 @@ class Daemon:
         try:
             with self._engine.begin() as conn:
                 bounded(conn, STOP_WRITE_WITHIN)
-                health.daemon_stopped(conn, self.id)
+                leases.daemon_stopped(conn, self.id)
         except Exception as err:  # the database may be down: our leases then simply expire
             log.warning("daemon.stop_not_recorded", error=type(err).__name__)
         log.info("daemon.stopped", daemon=self.id, records=self._counters.records)
@@ -582,20 +582,20 @@ class Daemon:
         reason: str | None = None
         try:
             with self._engine.begin() as conn:
-                if not health.renew(conn, source.kind, source.name, self.id, lease):
+                if not leases.renew(conn, source.kind, source.name, self.id, lease):
                     log.debug("source.held_elsewhere")
                     self._lost(key)
                     self._finish(scheduled, Outcome(), "held by another daemon", record=False)
                     return
-                health.set_health(conn, source.kind, source.name, self.id, state="syncing")
+                leases.set_health(conn, source.kind, source.name, self.id, state="syncing")
                 # The lease this sync runs under: lost and taken back meanwhile, it is
                 # another one, and nothing read under this one may be written then.
-                epoch = health.lease_epoch(conn, source.kind, source.name)
+                epoch = leases.lease_epoch(conn, source.kind, source.name)
             scheduled.state = "syncing"
             directory = self._current_directory()
 
             def fence(conn: Connection) -> None:
-                health.fence(conn, source.kind, source.name, self.id, lease, epoch)
+                leases.fence(conn, source.kind, source.name, self.id, lease, epoch)
 
             def should_stop() -> bool:  # a stop, or the source's owner is another daemon now
                 return self._stop.is_set() or key in self._leases.handover
@@ -612,7 +612,7 @@ class Daemon:
                     error.kind,
                     error.retry_after if isinstance(error, TransientError) else None,
                 )
-        except health.LeaseLost as err:
+        except leases.LeaseLost as err:
             # Another daemon took the source over (we were too slow, or cut off from the
             # database): its sync goes on from the committed cursor; ours stops here.
             log.warning("source.lease_lost", error=str(err))
@@ -652,7 +652,7 @@ class Daemon:
         if record and self._engine is not None and not source.retired:
             try:
                 with self._engine.begin() as conn:
-                    health.set_health(
+                    leases.set_health(
                         conn, source.kind, source.name, self.id,
                         state=nxt.state, reason=reason,
                         retry_at=nxt.at if nxt.state != "ok" else None, failures=nxt.failures,
@@ -680,16 +680,16 @@ class Daemon:
         kind, name = source.key
         try:
             with self._engine.connect() as conn:
-                epoch = health.lease_epoch(conn, kind, name)
+                epoch = leases.lease_epoch(conn, kind, name)
 
             def fence(conn: Connection) -> None:
-                health.fence(conn, kind, name, self.id, LEASE, epoch)
+                leases.fence(conn, kind, name, self.id, LEASE, epoch)
 
             report = source.source.verify(fence)
             if not report.failed:
                 self._metrics.unaccounted.labels(source.name).set(report.missing)
             log.info("verify.done", source=source.name, missing=report.missing)
-        except health.LeaseLost:
+        except leases.LeaseLost:
             log.info("verify.lease_lost", source=source.name)  # its new holder verifies it
         except Exception as err:  # the next round tries again; the sync itself is unaffected
             log.warning(
@@ -799,7 +799,7 @@ class Daemon:
         assert self._engine is not None
         try:
             with self._engine.begin() as conn:
-                health.heartbeat(conn, self.id, summary)
+                leases.heartbeat(conn, self.id, summary)
         except Exception as err:  # keep running; status shows us stale
             log.warning("heartbeat.failed", error=type(err).__name__)
             return

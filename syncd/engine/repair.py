@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from syncd.config import Config
 from syncd.engine.calendar_sync import CalendarSync
-from syncd.engine.mail_sync import MailSync, SessionOpener, open_imap
+from syncd.engine.imap.mail_sync import MailSync, SessionOpener, open_imap
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.errors import RemoteError
 from syncd.store import verify as store

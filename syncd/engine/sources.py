@@ -20,9 +20,9 @@ from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfi
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
-from syncd.engine.imap_sessions import SessionCache
-from syncd.engine.mail_sync import MailSync, Progress, open_imap
-from syncd.engine.push import PushHub, Watch
+from syncd.engine.imap.idle_hub import PushHub, Watch
+from syncd.engine.imap.mail_sync import MailSync, Progress, open_imap
+from syncd.engine.imap.sessions import SessionCache
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.errors import RemoteError, describe

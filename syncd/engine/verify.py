@@ -25,8 +25,8 @@ from syncd.connectors.base import CalendarSession, MailSession
 from syncd.domain.accounting import Tally, account_hrefs, account_uids, skip_rule
 from syncd.domain.matching import Directory
 from syncd.engine.calendar_sync import open_caldav
-from syncd.engine.mail_sync import SessionOpener, open_imap
-from syncd.engine.pipeline import Policy, Skipped, process
+from syncd.engine.imap.mail_sync import SessionOpener, open_imap
+from syncd.engine.imap.pipeline import Policy, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.store import state
 from syncd.store import verify as store

@@ -24,7 +24,7 @@ from syncd.config_file import load_config
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, MailSession
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.engine.calendar_sync import CalendarSync
-from syncd.engine.mail_sync import MailSync
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.store import events as outbox
 from syncd.store.database import open_database
 from tests.contract.backends import RadicaleCalendars
