@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
+from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
@@ -131,6 +132,12 @@ class Source(Protocol):
         """After the follow-up rules ran: write tasks to the source's task list.  None when
         the source holds no task list; raises RemoteError when the push failed.  ``fence``
         runs first in each of its transactions, as in ``sync``."""
+        ...
+
+    @property
+    def news_at_login(self) -> bool:
+        """Its watch's first login tells whether it has news (``on_open``): a source taken
+        over from another daemon need not be polled at once to find out."""
         ...
 
     def watcher(
@@ -264,6 +271,12 @@ class MailboxSource(_Configured[MailboxConfig]):
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         return None
 
+    @property
+    def news_at_login(self) -> bool:
+        """A mailbox whose folders include INBOX, the folder a watch sees."""
+        folders = self.config.folders
+        return folders is None or any(folder.upper() == INBOX for folder in folders)
+
     def watcher(
         self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
     ) -> Watch | None:
@@ -331,6 +344,10 @@ class CalendarSource(_Configured[CalendarConfig]):
             return None
         with open_caldav(self.config) as session:
             return sync_task_list(self._engine, self.config, session, self._task_lists, fence=fence)
+
+    @property
+    def news_at_login(self) -> bool:
+        return False  # no watch
 
     def watcher(
         self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
