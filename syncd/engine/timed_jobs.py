@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
+from functools import partial
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -69,7 +70,7 @@ class TimedJobs:
         with self._lock:
             if not self._rules_running and self._rules_due <= now:
                 self._rules_running = True
-                jobs.append(lambda: self._evaluate_rules(engine, config))
+                jobs.append(partial(self._evaluate_rules, engine, config))
             for gone in set(self._verify_due) - set(sources):  # removed by a reload
                 del self._verify_due[gone]
             every = config.sync.verify_interval
@@ -85,7 +86,7 @@ class TimedJobs:
                 if key not in healthy or key not in held:
                     continue
                 self._verifying.add(key)
-                jobs.append(lambda key=key, source=source: self._verify(engine, key, source))  # type: ignore[misc]
+                jobs.append(partial(self._verify, engine, key, source))
         return jobs
 
     def waits(self, held: Collection[Key]) -> list[float]:
