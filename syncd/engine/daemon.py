@@ -433,6 +433,9 @@ class Daemon:
 
     def _dispatch(self) -> None:
         assert self._pool is not None and self._engine is not None
+        rules = self._jobs.rules_due(self._engine, self._config)
+        if rules is not None:
+            self._track(self._pool.submit(rules))
         now = time.monotonic()
         held = self._leases.held
         with self._lock:
@@ -449,7 +452,8 @@ class Daemon:
             healthy = {
                 key for key, s in self._sources.items() if s.state not in ("backoff", "attention")
             }
-        for job in self._jobs.due(self._engine, self._config, sources, healthy, held):
+        every = self._config.sync.verify_interval
+        for job in self._jobs.verifies_due(self._engine, every, sources, healthy, held):
             self._track(self._pool.submit(job))
 
     def _track(self, future: Future[None]) -> None:

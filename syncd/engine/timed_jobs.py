@@ -3,7 +3,7 @@ held source every ``[sync] verify_interval``, and the follow-up rules with the o
 upkeep (meetings that ended announced held, retention) every ``[tasks] interval`` and after
 any sync that captured something.
 
-The loop asks ``due`` for what to submit and ``waits`` for when to wake next; a job notes
+The loop asks ``rules_due`` and ``verifies_due`` for what to submit and ``waits`` for when to wake next; a job notes
 its end here and rings the loop's alarm.  Nothing here calls the loop.
 """
 
@@ -54,26 +54,30 @@ class TimedJobs:
             self._rules_due = min(self._rules_due, time.monotonic())
             self._rules_news = True
 
-    def due(
+    def rules_due(self, engine: Engine, config: Config) -> Job | None:
+        """The follow-up rules' run, if due now (marked running until it ends)."""
+        with self._lock:
+            if self._rules_running or self._rules_due > time.monotonic():
+                return None
+            self._rules_running = True
+        return partial(self._evaluate_rules, engine, config)
+
+    def verifies_due(
         self,
         engine: Engine,
-        config: Config,
+        every: float,
         sources: Mapping[Key, Source],
         healthy: Collection[Key],
         held: Collection[Key],
     ) -> list[Job]:
-        """The jobs to run now (each marked running until it ends); never waits on one.
+        """The verifies to run now (each marked running until it ends); never waits on one.
         ``healthy``: the sources whose last sync did not fail (a verify of one that fails
         would only say again what its sync already says)."""
         now = time.monotonic()
         jobs: list[Job] = []
         with self._lock:
-            if not self._rules_running and self._rules_due <= now:
-                self._rules_running = True
-                jobs.append(partial(self._evaluate_rules, engine, config))
             for gone in set(self._verify_due) - set(sources):  # removed by a reload
                 del self._verify_due[gone]
-            every = config.sync.verify_interval
             if not every:
                 self._verify_due.clear()
                 return jobs
