@@ -10,12 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from syncd.cli.app import App, pass_app
 from syncd.cli.cmd_verify import report_lines, selected_sources
+from syncd.domain.matching import Directory
 from syncd.engine.directory_sync import apply_once, describe_outcome
 from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.passes import sync_pass
 from syncd.engine.repair import repair as repair_missing
-from syncd.engine.sources import SyncReport, configured_sources
+from syncd.engine.sources import Source, SyncReport, configured_sources
 from syncd.engine.verify import Verifier
 from syncd.errors import describe
 from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
@@ -84,7 +85,7 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     failed = sum(1 for report in reports if not report.ok)
     failed += mirrored is not None and mirrored.result == "error"
     if repair:
-        failed += _repair(app, selected, selected_calendars)
+        failed += _repair(app, sources, directory, selected, selected_calendars)
     if app.config.webhook:
         from syncd.cli.cmd_webhooks import deliver_pending
 
@@ -116,10 +117,16 @@ def _report_lines(report: SyncReport) -> list[str]:
     return lines
 
 
-def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) -> int:
+def _repair(
+    app: App,
+    sources: list[Source],
+    directory: Directory,
+    mailboxes: list[str] | None,
+    calendars: list[str] | None,
+) -> int:
     """Verify, fetch what is missing, verify again; the number of problems left."""
     reports = Verifier(app.engine, app.config).run(mailboxes, calendars)
-    for item in repair_missing(app.engine, app.config, reports):
+    for item in repair_missing(sources, reports, directory):
         line = (
             f"repair {item.source}/{item.place}: {item.asked} missing, {item.captured} captured, "
             f"{item.skipped} skipped, {item.quarantined} quarantined"

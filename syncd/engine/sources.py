@@ -27,6 +27,7 @@ from syncd.engine.imap.sessions import SessionCache
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.errors import RemoteError, describe
+from syncd.store import verify as verify_store
 
 log = structlog.get_logger("syncd.sources")
 
@@ -91,6 +92,19 @@ class Finding:
     fix: str | None = None
 
 
+@dataclass(slots=True)
+class Repaired:
+    """What `syncd sync --repair` did in one place that `syncd verify` found items missing in."""
+
+    source: str
+    place: str
+    asked: int
+    captured: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
 class Source(Protocol):
     kind: Kind
     record_kind: str  # the kind of the records it makes: email | meeting
@@ -126,6 +140,11 @@ class Source(Protocol):
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         """Account for every item the server lists (`syncd verify`); ``fence`` runs first
         in each of its transactions, as in ``sync``."""
+        ...
+
+    def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
+        """Fetch what `syncd verify` found missing (``report``), through the normal capture
+        path; one ``Repaired`` per place with something missing."""
         ...
 
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
@@ -268,6 +287,34 @@ class MailboxSource(_Configured[MailboxConfig]):
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         return Verifier(self._engine, self._config, fence=fence).verify_mailbox(self.config)
 
+    def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
+        """The missing UIDs read, decided and saved as a pass would (the cursor never moves
+        backwards)."""
+        places = [p for p in report.places if p.missing]
+        done = [Repaired(self.name, p.place, len(p.missing)) for p in places]
+        mail = MailSync(self._engine, self._config, opener=open_imap)
+        try:
+            session = open_imap(self.config, self._config.capture.max_message_bytes)
+            try:
+                for place, item in zip(places, done, strict=True):
+                    assert place.uidvalidity is not None
+                    result = mail.repair_folder(
+                        session,
+                        self.config,
+                        place.place,
+                        place.uidvalidity,
+                        [int(u) for u in place.missing],
+                        directory,
+                    )
+                    item.captured, item.skipped = result.captured, result.skipped
+                    item.quarantined = result.quarantined
+            finally:
+                session.close()
+        except RemoteError as err:
+            for item in done:
+                item.errors.append(err.message)
+        return done
+
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         return None
 
@@ -338,6 +385,25 @@ class CalendarSource(_Configured[CalendarConfig]):
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         return Verifier(self._engine, self._config, fence=fence).verify_calendar(self.config)
+
+    def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
+        """The calendar's sync token forgotten, so that a pass lists every ETag and reads
+        each object it does not know: the one path that captures events."""
+        places = [p for p in report.places if p.missing]
+        with self._engine.begin() as conn:
+            for place in places:
+                assert place.url is not None
+                verify_store.forget_sync_token(conn, self.name, place.url)
+        synced = CalendarSync(self._engine, self._config).run_once([self.name])[0]
+        out = []
+        for place in places:
+            counts = synced.calendars.get(place.place, {})
+            item = Repaired(self.name, place.place, len(place.missing))
+            item.captured = counts.get("created", 0) + counts.get("updated", 0)
+            item.quarantined = counts.get("quarantined", 0)
+            item.errors += list(synced.errors.values())
+            out.append(item)
+        return out
 
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         if not self.config.tasks_calendar:
