@@ -17,7 +17,6 @@ from syncd.engine.followups import evaluate_followups
 from syncd.engine.passes import sync_pass
 from syncd.engine.repair import repair as repair_missing
 from syncd.engine.sources import Source, SyncReport, configured_sources
-from syncd.engine.verify import Verifier
 from syncd.errors import describe
 from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
 from syncd.secrets import exposed_secrets
@@ -85,7 +84,7 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     failed = sum(1 for report in reports if not report.ok)
     failed += mirrored is not None and mirrored.result == "error"
     if repair:
-        failed += _repair(app, sources, directory, selected, selected_calendars)
+        failed += _repair(sources, directory)
     if app.config.webhook:
         from syncd.cli.cmd_webhooks import deliver_pending
 
@@ -117,22 +116,16 @@ def _report_lines(report: SyncReport) -> list[str]:
     return lines
 
 
-def _repair(
-    app: App,
-    sources: list[Source],
-    directory: Directory,
-    mailboxes: list[str] | None,
-    calendars: list[str] | None,
-) -> int:
+def _repair(sources: list[Source], directory: Directory) -> int:
     """Verify, fetch what is missing, verify again; the number of problems left."""
-    reports = Verifier(app.engine, app.config).run(mailboxes, calendars)
+    reports = [source.verify() for source in sources]
     for item in repair_missing(sources, reports, directory):
         line = (
             f"repair {item.source}/{item.place}: {item.asked} missing, {item.captured} captured, "
             f"{item.skipped} skipped, {item.quarantined} quarantined"
         )
         click.echo(line + "".join(f"\n  FAILED: {e}" for e in item.errors))
-    after = Verifier(app.engine, app.config).run(mailboxes, calendars)
+    after = [source.verify() for source in sources]
     for line in report_lines(after, details=False):
         click.echo(line)
     left = sum(r.missing for r in after) + sum(1 for r in after if r.failed)

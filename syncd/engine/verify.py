@@ -289,24 +289,6 @@ class Verifier:
                     conn, "calendar", source.name, url, fingerprint, place.tally.as_counts()
                 )
 
-    # --- both -----------------------------------------------------------------------------------
-
-    def run(
-        self, mailboxes: list[str] | None = None, calendars: list[str] | None = None
-    ) -> list[SourceReport]:
-        """Every selected source (None: all of that kind)."""
-        out = [
-            self.verify_mailbox(box)
-            for box in self._config.mailbox
-            if mailboxes is None or box.name in mailboxes
-        ]
-        out += [
-            self.verify_calendar(cal)
-            for cal in self._config.calendar
-            if calendars is None or cal.name in calendars
-        ]
-        return out
-
 
 def _log(report: SourceReport) -> None:
     for place in report.places:
