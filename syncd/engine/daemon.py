@@ -410,9 +410,8 @@ class Daemon:
         is back, its source is still polled every interval: only push is delayed)."""
         if self._stop.is_set():
             return
-        with self._lock:
-            sources = {key: s.source for key, s in self._sources.items()}
-        self._watchers.revive(sources)
+        with self._lock:  # no lease lost or source removed meanwhile (their watch stops)
+            self._watchers.revive({key: s.source for key, s in self._sources.items()})
 
     # --- scheduling -------------------------------------------------------------------------
 

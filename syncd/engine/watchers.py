@@ -108,6 +108,8 @@ class Watchers:
             watches = list(self._watches.items())
         for key, watch in watches:
             with self._lock:
+                if self._watches.get(key) is not watch:
+                    continue  # stopped meanwhile
                 deaths = self._deaths.get(key)
                 if watch.alive:
                     if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
