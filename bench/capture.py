@@ -105,20 +105,23 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _no_events(*_args: Any, **_kwargs: Any) -> None:
+    """The reference run's stand-in for the record.created events."""
+
+
 def syncd_child(port: int, work: Path, db_name: str, mode: str) -> dict[str, float]:
     """Runs in its own process: backfill, then an unchanged re-sync; reports timings (wall
     and this process's CPU), the events written and peak RSS.  ``events`` off: the reference
     run, without the outbox's record.created events.  Mode "0": no events, "1": events,
     "2": events and a webhook deliverer sending them while the backfill runs."""
-    from syncd.config import parse_config
-    from syncd.engine.mail_sync import MailSync
-    from syncd.store import capture, outbox
+    from syncd.config_file import parse_config
+    from syncd.engine.imap.mail_sync import MailSync
+    from syncd.store import outbox
     from syncd.store.database import open_database
     from syncd.store.directory import ensure_contact, ensure_customer
     from syncd.store.event_upkeep import count
 
     events = mode != "0"
-    capture.EMIT_EVENTS = events
     # The events' own CPU inside this very backfill: a figure the machine's other load
     # disturbs far less than comparing two runs.
     in_events = [0.0]
@@ -129,7 +132,8 @@ def syncd_child(port: int, work: Path, db_name: str, mode: str) -> dict[str, flo
         emit(*args, **kwargs)
         in_events[0] += time.process_time() - start
 
-    outbox.emit_created_emails = timed_emit  # type: ignore[assignment]
+    # The reference run stands a no-op in for the emitter (this child process only).
+    outbox.emit_created_emails = timed_emit if events else _no_events  # type: ignore[assignment]
     config = parse_config(
         {
             "database": {"url": f"sqlite:///{work / db_name}"},

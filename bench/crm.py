@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, select
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.crm.runner import open_sink
 from syncd.schema.tables import (
     contact_addresses,

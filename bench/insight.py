@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, text
 
 from syncd.cli.present.directory import customer_json
-from syncd.config import Config, parse_config
+from syncd.config import Config
+from syncd.config_file import parse_config
 from syncd.domain.insight import arrange
 from syncd.domain.responses import BusinessClock, Wait, summarize
 from syncd.engine.quiet import quiet_followups

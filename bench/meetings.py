@@ -30,7 +30,7 @@ from pathlib import Path
 # tests/servers/, so the checkout's root goes on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.store.database import open_database
 from syncd.store.directory import ensure_customer

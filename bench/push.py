@@ -60,7 +60,7 @@ def _run_hub(port: int, users: list[str], renew: float) -> None:
     import structlog
 
     from syncd.config import MailboxConfig
-    from syncd.engine.push import PushHub
+    from syncd.engine.imap.idle_hub import PushHub
 
     structlog.configure(  # warnings and worse, on stderr: stdout is for the parent
         wrapper_class=structlog.make_filtering_bound_logger(30),

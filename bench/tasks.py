@@ -23,9 +23,9 @@ from pathlib import Path
 # tests/servers/, so the checkout's root goes on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.engine.followups import evaluate_followups
-from syncd.engine.mail_sync import MailSync
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.store import tasks as store
 from syncd.store.database import open_database
 from syncd.store.directory import ensure_contact, ensure_customer

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from capture import PASSWORD, USER, _login, seed
 from sqlalchemy import delete, func, select
 
-from syncd.config import parse_config
-from syncd.engine.mail_sync import MailSync
+from syncd.config_file import parse_config
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.schema.tables import skipped_messages, sources, verify_states
 from syncd.store.database import open_database

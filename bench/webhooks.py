@@ -163,7 +163,7 @@ def main() -> int:
         serve(int(args.serve[0]), args.serve[1])
         return 0
 
-    from syncd.config import load_config
+    from syncd.config_file import load_config
 
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-webhooks-", dir="/tmp"))
     secret = new_secret()

@@ -1,5 +1,6 @@
-"""The configuration file: one TOML document, validated all at once.
+"""The configuration's shape: one model per table of the TOML file, validated all at once.
 
+Reading the file (paths anchored to it, mailbox groups expanded) is syncd/config_file.py.
 Every problem is reported with its key path (``mailbox[1].port``) in one error,
 so an admin fixes the file in one go.  Secrets stay in ``SecretStr`` and are
 never written back anywhere.
@@ -9,25 +10,25 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from syncd.domain.addresses import normalize_address, normalize_domain
 from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
+from syncd.domain.durations import parse_duration, seconds
 from syncd.domain.quiet import QUIET_LOOKBACK, QUIET_MIN_RECORDS, QuietRule
 from syncd.domain.urls import shown_url
 from syncd.errors import ConfigError
@@ -38,9 +39,12 @@ from syncd.errors import ConfigError
 # An admin's own setting of the variable wins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-DEFAULT_PATH = "syncd.toml"
-ENV_VAR = "SYNCD_CONFIG"
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+# Intervals and timeouts: a length of time ("60s", "5m", "1d"; domain/durations.py), or
+# the old form still read, a bare number of seconds (60).
+Seconds = Annotated[float, BeforeValidator(seconds)]
 
 
 class _Strict(BaseModel):
@@ -196,8 +200,8 @@ class TasksConfig(_Strict):
     # Rules look at records of the last N days only: a first backfill of years of mail must
     # not bury reps under stale tasks.
     lookback_days: Annotated[int, Field(ge=1, le=365)] = 14
-    # How often the daemon evaluates the rules between syncs (seconds).
-    interval: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    # How often the daemon evaluates the rules between syncs.
+    interval: Annotated[Seconds, Field(ge=10, le=86400)] = 300.0
 
 
 class EventsConfig(_Strict):
@@ -210,8 +214,6 @@ class EventsConfig(_Strict):
     @field_validator("keep", "keep_forgotten")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        from syncd.domain.durations import parse_duration
-
         if value is not None:
             parse_duration(value)
         return value
@@ -220,26 +222,26 @@ class EventsConfig(_Strict):
 class SyncConfig(_Strict):
     """How `syncd run` schedules sources."""
 
-    # Seconds between polls of each mailbox and calendar; IDLE delivers INBOX mail sooner.
-    interval: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    # Between polls of each mailbox and calendar; IDLE delivers INBOX mail sooner.
+    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 60.0
     # Each poll is moved by up to this fraction of the interval, so 200 mailboxes configured
     # at once do not all hit the server in the same second.
     jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
     # Sources synced at the same time; the rest wait their turn.
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     idle: bool = True  # IMAP IDLE on INBOX where the server offers it
-    # Backoff after transient failures: doubling from `interval`, capped here (seconds).
-    max_backoff: Annotated[float, Field(ge=1, le=86400)] = 1800.0
-    # Seconds between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
+    # Backoff after transient failures: doubling from `interval`, capped here.
+    max_backoff: Annotated[Seconds, Field(ge=1, le=86400)] = 1800.0
+    # Between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
     # unchanged folders: one EXAMINE each; a listing only where something changed.
-    verify_interval: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
+    verify_interval: Annotated[Seconds, Field(ge=0, le=30 * 86400)] = 86400.0
     # IMAP sessions kept open between polls (one per mailbox, least recently used closed
     # beyond this; 0: log in for every poll), and how long an unused one stays open: under
     # the servers' 30-minute autologout.
     keep_connections: Annotated[int, Field(ge=0, le=100_000)] = 1000
-    connection_idle_timeout: Annotated[float, Field(ge=1, le=1500)] = 600.0
-    # `syncd sync` waits this long (seconds) for pending webhook deliveries before exiting.
-    deliver_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    connection_idle_timeout: Annotated[Seconds, Field(ge=1, le=1500)] = 600.0
+    # `syncd sync` waits this long for pending webhook deliveries before exiting.
+    deliver_timeout: Annotated[Seconds, Field(ge=0, le=3600)] = 30.0
 
 
 class MetricsConfig(_Strict):
@@ -371,7 +373,7 @@ class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     # (a server whose certificate must come from that CA and no other).
     ca_file: str | None = None
     ca_only: bool = False
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
 
     @field_validator("owner")
     @classmethod
@@ -441,7 +443,7 @@ class OAuth2ClientConfig(_Strict):
     scope: str | None = None
     grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
     ca_file: str | None = None  # trusted besides the system's CAs
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
 
 
 class MailboxGroupConfig(_WorkingWeekConfig):
@@ -456,7 +458,7 @@ class MailboxGroupConfig(_WorkingWeekConfig):
     allow_plaintext: bool = False
     ca_file: str | None = None
     ca_only: bool = False
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
     folders: list[str] | None = None
     members_file: str | None = None  # CSV: owner[,username][,refresh_token_file]
     members: list[str | GroupMemberEntry] | None = None
@@ -571,8 +573,8 @@ class DirectoryConfig(_Strict):
 
     file: str | None = None  # relative to the config file
     command: Annotated[list[str], Field(min_length=1)] | None = None  # run without a shell
-    interval: Annotated[float, Field(ge=1, le=86400)] = 60.0  # seconds between checks
-    timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0  # seconds the command may take
+    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 60.0  # between checks
+    timeout: Annotated[Seconds, Field(gt=0, le=3600)] = 60.0  # how long the command may take
     # A file listing no customer, no contact or no domain (while the directory has some)
     # changes nothing unless this is set: that is far more often a failed export.
     allow_empty: bool = False
@@ -600,7 +602,7 @@ class WebhookConfig(_Strict):
     events: list[str] | None = None  # event types sent; default every type
     since: date | None = None  # skip events about records that occurred before this day
     ca_file: str | None = None  # a private CA trusted besides the system's
-    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    timeout: Annotated[Seconds, Field(gt=0, le=300)] = 10.0
     allow_plaintext: bool = False
     # How long a delivery is retried before it is marked failed: "24h", "90m", "3600s", "2d".
     retry_for: str = "24h"
@@ -608,7 +610,7 @@ class WebhookConfig(_Strict):
     @field_validator("retry_for")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        retry_seconds(value)
         return value
 
     @model_validator(mode="after")
@@ -641,7 +643,7 @@ class WebhookConfig(_Strict):
 
     @property
     def retry_seconds(self) -> float:
-        return parse_duration(self.retry_for)
+        return retry_seconds(self.retry_for)
 
 
 _BOTH: list[Literal["records", "tasks"]] = ["records", "tasks"]
@@ -661,8 +663,8 @@ class CrmConfig(_Strict):
     push: list[Literal["records", "tasks"]] = Field(default_factory=lambda: list(_BOTH))
     directory: bool = False  # the CRM's accounts and contacts are syncd's customer directory
     since: date | None = None  # records that occurred earlier are not pushed
-    interval: Annotated[float, Field(ge=1, le=86400)] = 300.0  # seconds between pulls
-    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0  # seconds per socket operation
+    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 300.0  # between pulls
+    timeout: Annotated[Seconds, Field(gt=0, le=300)] = 10.0  # per socket operation
     ca_file: str | None = None  # a private CA trusted besides the system's
     allow_plaintext: bool = False
 
@@ -682,12 +684,9 @@ class CrmConfig(_Strict):
         return self
 
 
-def parse_duration(value: str) -> float:
-    """A webhook's retry horizon in seconds: a length of time (domain/durations.py) from one
-    second to 30 days."""
-    from syncd.domain.durations import parse_duration as length
-
-    seconds = length(value).total_seconds()
+def retry_seconds(value: str) -> float:
+    """A webhook's retry horizon in seconds: a length of time from one second to 30 days."""
+    seconds = parse_duration(value).total_seconds()
     if not 1 <= seconds <= 30 * 86400:
         raise ValueError(f"{value!r} must be between 1 second and 30 days")
     return seconds
@@ -704,7 +703,7 @@ class Config(_Strict):
     events: EventsConfig = Field(default_factory=EventsConfig)
     followup: list[FollowupConfig] = Field(default_factory=list)
     mailbox: list[MailboxConfig] = Field(default_factory=list)
-    # Expanded into `mailbox` by parse_config: one GroupMemberConfig per member.
+    # Expanded into `mailbox` by config_file.parse_config: one GroupMemberConfig per member.
     mailbox_group: list[MailboxGroupConfig] = Field(default_factory=list)
     calendar: list[CalendarConfig] = Field(default_factory=list)
     directory: DirectoryConfig | None = None
@@ -775,94 +774,3 @@ class Config(_Strict):
             if box.name == name:
                 return box
         raise ConfigError([f"no [[mailbox]] named {name!r}"])
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith("function-") or part in ("function-after", "function-before"):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out or "(top level)"
-
-
-def _problems(err: ValidationError) -> list[str]:
-    problems = []
-    for item in err.errors(include_url=False, include_input=False):
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (misspelt?)"
-        problems.append(f"{_key_path(tuple(item['loc']))}: {message}")
-    return problems
-
-
-def resolve_path(path: str | os.PathLike[str] | None) -> Path:
-    return Path(path or os.environ.get(ENV_VAR) or DEFAULT_PATH)
-
-
-def _anchor_sqlite(url: str, base: Path) -> str:
-    """A relative SQLite path is relative to the config file, not to wherever syncd was started."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        return prefix + str((base / url[len(prefix) :]).resolve())
-    return url
-
-
-def _anchor_directory(directory: DirectoryConfig, base: Path) -> DirectoryConfig:
-    """[directory] file, and a command given by a relative path, are relative to the config."""
-    if directory.file is not None:
-        return directory.model_copy(update={"file": str(base / Path(directory.file).expanduser())})
-    assert directory.command is not None
-    program = directory.command[0]
-    if "/" in program and not Path(program).is_absolute():
-        return directory.model_copy(
-            update={"command": [str(base / program), *directory.command[1:]]}
-        )
-    return directory
-
-
-def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str = "") -> Config:
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_problems(err), path=source or None) from None
-    if base is not None:
-        url = _anchor_sqlite(config.database.url, base)
-        config = config.model_copy(update={"database": DatabaseConfig(url=url)})
-        if config.directory is not None:
-            config = config.model_copy(
-                update={"directory": _anchor_directory(config.directory, base)}
-            )
-        if config.api is not None and config.api.tls_cert is not None:
-            assert config.api.tls_key is not None  # both or neither (ApiConfig)
-            tls = {
-                key: str(base / Path(value).expanduser())
-                for key, value in (
-                    ("tls_cert", config.api.tls_cert),
-                    ("tls_key", config.api.tls_key),
-                )
-            }
-            config = config.model_copy(update={"api": config.api.model_copy(update=tls)})
-    if config.mailbox_group:
-        from syncd.groups import expand_groups  # only configs with groups pay for it
-
-        config = expand_groups(config, base=base, source=source)
-    return config
-
-
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    file = resolve_path(path)
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([f"{file}: no such file"], path=str(file)) from None
-    except OSError as err:
-        raise ConfigError([f"{file}: cannot read ({err.strerror})"], path=str(file)) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError([f"not valid TOML: {err}"], path=str(file)) from None
-    return parse_config(data, base=file.resolve().parent, source=str(file))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from syncd.config import Config, GroupMemberConfig, OAuth2ClientConfig
 from syncd.connectors.oauth2 import REREAD_COMMAND, Grant, RefreshTokenStore, TokenCache
-from syncd.secrets import read_from
+from syncd.secret_sources import read_from
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -26,7 +26,7 @@ from syncd.config import (
 )
 from syncd.domain.addresses import normalize_address
 from syncd.errors import ConfigError
-from syncd.secrets import confined, credential_path
+from syncd.secret_sources import confined, credential_path
 
 COLUMNS = ("owner", "username", "refresh_token_file")
 # Bounds on a members file: a directory export of a large company fits, a runaway file does

@@ -32,13 +32,13 @@ UNWRAPPED_WIDTH = 4000
 
 class App:
     def __init__(self, config_path: str | None) -> None:
-        from syncd.config import resolve_path
+        from syncd.config_file import resolve_path
 
         self.config_path: Path = resolve_path(config_path)
 
     @cached_property
     def config(self) -> Config:
-        from syncd.config import load_config
+        from syncd.config_file import load_config
 
         return load_config(self.config_path)
 

@@ -21,7 +21,7 @@ def init(app: App, force: bool) -> None:
     import tomllib
 
     from syncd.cli.example_config import EXAMPLE
-    from syncd.config import parse_config
+    from syncd.config_file import parse_config
 
     parse_config(tomllib.loads(EXAMPLE))  # the example must always be valid
     path.write_text(EXAMPLE, encoding="utf-8")

@@ -10,13 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from syncd.cli.app import App, pass_app
 from syncd.cli.cmd_verify import report_lines, selected_sources
+from syncd.domain.matching import Directory
 from syncd.engine.directory_sync import apply_once, describe_outcome
 from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
 from syncd.engine.followups import evaluate_followups
+from syncd.engine.passes import sync_pass
 from syncd.engine.repair import repair as repair_missing
-from syncd.engine.sources import SyncReport, configured_sources
-from syncd.engine.verify import Verifier
-from syncd.errors import RemoteError, describe
+from syncd.engine.sources import Source, SyncReport, configured_sources
+from syncd.errors import describe
 from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
 from syncd.secrets import exposed_secrets
 from syncd.store.directory import load_directory
@@ -43,6 +44,11 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
         click.echo(describe_outcome(mirrored))
     with app.engine.connect() as conn:
         directory = load_directory(conn, app.config.capture)
+
+    def rules() -> None:  # the task lists pushed after them get what this pass made
+        evaluate_followups(app.engine, app.config)
+        events_upkeep(app.engine, app.config)  # meetings that ended are announced held
+
     if sys.stderr.isatty():
         with Progress(
             TextColumn("{task.description}"),
@@ -58,31 +64,27 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
                     tasks[where] = bar.add_task(where, total=total)
                 bar.update(tasks[where], completed=done)
 
-            reports = [s.sync(directory, progress=progress) for s in sources]
+            results = sync_pass(sources, directory, rules=rules, progress=progress)
     else:
-        reports = [s.sync(directory) for s in sources]
-    # The follow-up rules see this pass's records, then task lists get what they made.
-    evaluate_followups(app.engine, app.config)
-    events_upkeep(app.engine, app.config)  # meetings that ended are announced held
+        results = sync_pass(sources, directory, rules=rules)
     task_errors = 0
-    for source in sources:
-        try:
-            done = source.push_tasks()
-        except RemoteError as err:
+    for result in results:
+        done = result.tasks
+        if result.tasks_error is not None:
             task_errors += 1
-            click.echo(f"{source.name}: tasks FAILED: {err.message}")
-            continue
-        if done is not None:
+            click.echo(f"{result.source.name}: tasks FAILED: {result.tasks_error.message}")
+        elif done is not None:
             click.echo(
-                f"{source.name}: tasks {done['written']} written, {done['done']} done and "
+                f"{result.source.name}: tasks {done['written']} written, {done['done']} done and "
                 f"{done['dismissed']} dismissed in the calendar"
             )
+    reports = [result.report for result in results]
     for report in reports:
         click.echo("\n".join(_report_lines(report)))
     failed = sum(1 for report in reports if not report.ok)
     failed += mirrored is not None and mirrored.result == "error"
     if repair:
-        failed += _repair(app, selected, selected_calendars)
+        failed += _repair(sources, directory)
     if app.config.webhook:
         from syncd.cli.cmd_webhooks import deliver_pending
 
@@ -114,16 +116,16 @@ def _report_lines(report: SyncReport) -> list[str]:
     return lines
 
 
-def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) -> int:
+def _repair(sources: list[Source], directory: Directory) -> int:
     """Verify, fetch what is missing, verify again; the number of problems left."""
-    reports = Verifier(app.engine, app.config).run(mailboxes, calendars)
-    for item in repair_missing(app.engine, app.config, reports):
+    reports = [source.verify() for source in sources]
+    for item in repair_missing(sources, reports, directory):
         line = (
             f"repair {item.source}/{item.place}: {item.asked} missing, {item.captured} captured, "
             f"{item.skipped} skipped, {item.quarantined} quarantined"
         )
         click.echo(line + "".join(f"\n  FAILED: {e}" for e in item.errors))
-    after = Verifier(app.engine, app.config).run(mailboxes, calendars)
+    after = [source.verify() for source in sources]
     for line in report_lines(after, details=False):
         click.echo(line)
     left = sum(r.missing for r in after) + sum(1 for r in after if r.failed)

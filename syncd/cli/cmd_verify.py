@@ -6,7 +6,8 @@ import click
 from rich.table import Table
 
 from syncd.cli.app import App, json_option, pass_app, print_json
-from syncd.engine.verify import SourceReport, Verifier
+from syncd.engine.sources import configured_sources
+from syncd.engine.verify import SourceReport
 from syncd.errors import UserError
 
 
@@ -48,7 +49,8 @@ def verify(app: App, names: tuple[str, ...], calendars: tuple[str, ...], as_json
     could not be verified (`syncd sync --repair` fetches what is missing), 2 on bad input.
     """
     mailboxes, selected_calendars = selected_sources(app, names, calendars)
-    reports = Verifier(app.engine, app.config).run(mailboxes, selected_calendars)
+    sources = configured_sources(app.engine, app.config, mailboxes, selected_calendars)
+    reports = [source.verify() for source in sources]
     if as_json:
         print_json({"sources": [r.as_json() for r in reports]})
     else:

@@ -19,16 +19,18 @@ hours = "09:00-17:00"
 # holidays = [2026-12-24, 2026-12-25]
 
 [sync]
-# `syncd run`: seconds between polls of each mailbox and calendar (IDLE brings INBOX mail sooner).
-interval = 60
+# Lengths of time are a number and a unit: "45s", "30m", "36h", "90d", "12w" (or "90 days").
+# A bare number of seconds (interval = 60), the old form, is still read.
+# `syncd run`: how long between polls of each mailbox and calendar (IDLE brings INBOX mail sooner).
+interval = "60s"
 jitter = 0.1                            # each poll moves by up to this fraction of the interval
 concurrency = 8                         # sources synced at once
 idle = true                             # IMAP IDLE on INBOX where the server offers it
-max_backoff = 1800                      # seconds: the longest wait after transient failures
-verify_interval = 86400                 # seconds between `syncd verify` runs of each source (0: never)
+max_backoff = "30m"                     # the longest wait after transient failures
+verify_interval = "1d"                  # between `syncd verify` runs of each source ("0s": never)
 keep_connections = 1000                 # IMAP sessions kept open between polls (0: log in every poll)
-connection_idle_timeout = 600           # seconds an unused kept session stays open (< 30 min)
-deliver_timeout = 30                    # seconds `syncd sync` waits for pending webhook deliveries
+connection_idle_timeout = "10m"         # how long an unused kept session stays open (< 30 min)
+deliver_timeout = "30s"                 # how long `syncd sync` waits for pending webhook deliveries
 
 # [metrics]
 # listen = "127.0.0.1:9464"             # Prometheus /metrics and /healthz
@@ -47,13 +49,13 @@ deliver_timeout = 30                    # seconds `syncd sync` waits for pending
 # [directory]
 # file = "customers.csv"                # relative to this file; or:
 # command = ["/usr/local/bin/crm-export", "--csv"]   # prints the CSV; run without a shell
-# interval = 60                         # seconds between checks (a command runs each time)
-# timeout = 60                          # seconds the command may take
+# interval = "60s"                      # between checks (a command runs each time)
+# timeout = "60s"                       # how long the command may take
 # allow_empty = false                   # true: a file with no customer, contact or domain may empty them
 
 [tasks]
 lookback_days = 14                      # only records this recent create follow-up tasks
-interval = 300                          # seconds between rule evaluations in the daemon
+interval = "5m"                         # between rule evaluations in the daemon
 
 [events]
 # The event feed (`syncd events list`): every change to a record or task, oldest first.
@@ -65,7 +67,7 @@ keep_forgotten = "7d"                   # contact.forgotten, when no [[webhook]]
 # one off:
 # [[followup]]
 # rule = "no_response"
-# after = "2 business days"             # "N business days|hours" or "N days|hours"
+# after = "2 business days"             # a length in days or hours ("2d", "48h"), "business" counts working time
 # enabled = true
 # [[followup]]
 # rule = "gone_quiet"                   # no record with a customer for `after`...
@@ -103,7 +105,7 @@ username = "alice@example.com"
 # A relative password_file is read from $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
 password_file = "/run/credentials/syncd.service/alice"
 # folders = ["INBOX", "Sent"]           # default: INBOX and the folder marked \\Sent
-# timeout = 30                          # seconds, for every socket operation
+# timeout = "30s"                       # for every socket operation
 
 # Many reps on one server with one service credential: each member becomes a mailbox
 # named after its owner address (e.g. "alice@example.com"), like a [[mailbox]].
@@ -142,7 +144,7 @@ password_file = "/run/credentials/syncd.service/alice"
 # secret_file = "crm-webhook"           # or secret_env, secret_command, secret: "whsec_<base64>"
 # events = ["record.created", "record.updated"]   # optional; default every type
 # since = 2026-01-01                    # optional: skip events about records that occurred earlier
-# timeout = 10                          # seconds per request
+# timeout = "10s"                       # per request
 # retry_for = "24h"                     # retries (backoff with jitter) before a delivery is marked failed
 # ca_file = "/etc/ssl/private-ca.pem"   # optional private CA, trusted besides the system's
 
@@ -155,5 +157,5 @@ password_file = "/run/credentials/syncd.service/alice"
 # push = ["records", "tasks"]           # what syncd writes into the CRM
 # directory = true                      # the CRM's accounts and contacts are the customer directory
 # since = 2026-01-01                    # optional: records that occurred earlier are not pushed
-# interval = 300                        # seconds between pulls of the directory and task states
+# interval = "5m"                       # between pulls of the directory and task states
 """

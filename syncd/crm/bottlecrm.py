@@ -28,7 +28,7 @@ from syncd.connectors.crm_http import Answer, JsonHttp
 from syncd.crm.base import DirectoryEntry, NotYet, Pushed, Refused, Target
 from syncd.domain.addresses import domain_of
 from syncd.errors import RemoteError, describe
-from syncd.secrets import read_from
+from syncd.secret_sources import read_from
 
 KINDS = {"email": "email", "meeting": "meeting", "call": "call", "visit": "meeting"}
 PRIORITY = {"low": "Low", "normal": "Medium", "high": "High"}

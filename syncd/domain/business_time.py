@@ -6,12 +6,13 @@ clock of the rep's zone, so a DST change moves nothing: 09:00 stays 09:00.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from syncd.domain.durations import read_length
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(business\s+)?(day|days|hour|hours)\s*$", re.IGNORECASE)
+_SPAN_UNITS = {"d": "day", "h": "hour"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +25,14 @@ class Span:
 
     @classmethod
     def parse(cls, text: str) -> Span:
-        found = _SPAN.match(text)
-        if found is None:
+        """Days or hours as domain/durations.py reads them (``2 days``, ``2d``, ``48h``),
+        counted in working time with ``business`` before the unit."""
+        length = read_length(text)
+        if length is None or length.unit not in _SPAN_UNITS:
             raise ValueError(
                 f"{text!r} is not a duration (e.g. '1 business day', '4 business hours', '2 days')"
             )
-        return cls(float(found.group(1)), found.group(3).lower().rstrip("s"), bool(found.group(2)))
+        return cls(length.amount, _SPAN_UNITS[length.unit], length.business)
 
     def __str__(self) -> str:
         amount = int(self.amount) if self.amount.is_integer() else self.amount

@@ -1,10 +1,23 @@
 """`syncd run`: every mailbox and calendar on its own schedule, for months, unattended.
 
-The main thread only schedules: it hands due sources to a bounded pool of workers,
-wakes at once when IDLE reports new mail, answers signals and beats the heart (database,
-systemd, metrics).  A worker syncs one source at a time with the same engines as
-`syncd sync`, so a stop between two batches loses nothing: each batch commits with its
-cursor.  One failing source only ever occupies its own worker, for at most its timeout.
+A runner in the manner of GNU Mailman's: the loop knows only `Source` (engine/sources.py).
+The main thread schedules: it hands due sources to a bounded pool of workers, wakes at once
+when a collaborator rings its alarm, answers signals, and calls, each in turn, the
+collaborators that own the rest of the daemon's state:
+
+- ``Watchers`` (engine/watchers.py): push on the sources held, revived with backoff;
+- ``Heartbeat`` (engine/heartbeat.py) and ``Leases`` (engine/fleet.py): the heartbeat row,
+  fleet membership, systemd, the gauges;
+- ``TimedJobs`` (engine/timed_jobs.py): verify, the follow-up rules and the outbox's upkeep;
+- ``DirectoryCache`` (engine/directory_cache.py) and ``DirectoryWatcher``: the customers;
+- ``with_news`` (engine/imap/takeover.py): which mailboxes taken over have news;
+- the webhook deliverer and the CRM workers.
+
+None of them calls back into the loop: what one needs is passed in, and one that has
+something to say notes it and rings the alarm.  A worker syncs one source at a time with
+the same pass as `syncd sync` (engine/passes.py), so a stop between two batches loses
+nothing: each batch commits with its cursor.  One failing source only ever occupies its own
+worker, for at most its timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -29,12 +42,12 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncd.api.service import ApiService
-from syncd.config import Config, load_config
-from syncd.connectors.imap_idle import FOLDER as INBOX
+from syncd.config import Config
+from syncd.config_file import load_config
 from syncd.crm.runner import CrmWorkers
 from syncd.domain.matching import Directory
+from syncd.engine.directory_cache import DirectoryCache
 from syncd.engine.directory_sync import DirectoryWatcher
-from syncd.engine.event_upkeep import events_upkeep
 from syncd.engine.fleet import (
     LEASE,
     Leases,
@@ -42,27 +55,30 @@ from syncd.engine.fleet import (
     clear_predecessors,
     end_abandoned_transactions,
 )
-from syncd.engine.followups import evaluate_followups
-from syncd.engine.imap_sessions import DaemonSessions
+from syncd.engine.heartbeat import Heartbeat
+from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.mail_sync import open_imap
+from syncd.engine.imap.sessions import DaemonSessions
+from syncd.engine.imap.takeover import with_news
 from syncd.engine.instance_lock import InstanceLock
-from syncd.engine.mail_sync import open_imap
-from syncd.engine.push import RECONNECT_MAX, PushHub, Watch
+from syncd.engine.passes import sync_pass
 from syncd.engine.schedule import Outcome, next_run
-from syncd.engine.sources import Fence, Source, configured_sources
+from syncd.engine.sources import Source, configured_sources
 from syncd.engine.task_sync import TaskLists
-from syncd.errors import ConfigError, RemoteError, TransientError, describe, raised_at
+from syncd.engine.timed_jobs import TimedJobs
+from syncd.engine.watchers import Watchers
+from syncd.errors import ConfigError, TransientError, describe, raised_at
 from syncd.group_tokens import keep_rotated_tokens_in
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
-from syncd.store import health, turns
+from syncd.store import leases
 from syncd.store.database import open_database
-from syncd.store.directory import load_directory
-from syncd.store.state import Cursor, cursors_of
 from syncd.webhooks.deliverer import Deliverer
 
 log = structlog.get_logger("syncd.daemon")
 
+Key = tuple[str, str]  # (kind, name)
 # seconds; each beat also reads which daemons are live, so that a stopped or dead one's
 # sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
 HEARTBEAT_EVERY = 2.5
@@ -70,7 +86,6 @@ HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
 # Seconds a stop waits for workers (from SIGTERM, the release of the leases included);
 # with the rest (watchers 1, LOGOUTs 1.5, the last write 1, threads 0.5), under 10 s.
 STOP_WITHIN = 5.0
-DIRECTORY_TTL = 30.0  # customers and contacts are re-read at most this often
 # A mailbox taken over is polled by then even when its watch has not logged in to say
 # whether INBOX has news (a slow server, a long login queue).
 OPEN_GRACE = 30.0  # seconds
@@ -100,30 +115,13 @@ class Scheduled:
         return self.source.name
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> Key:
         return (self.source.kind, self.source.name)
-
-
-def _reads_inbox(scheduled: Scheduled) -> bool:
-    """A mailbox whose folders include INBOX, the folder a watch sees."""
-    if scheduled.kind != "mailbox":
-        return False
-    folders = getattr(scheduled.source.config, "folders", None)
-    return folders is None or any(folder.upper() == INBOX for folder in folders)
 
 
 def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
     for problem in exposed_secrets(config, config_path):
         log.warning("secrets.exposed", problem=problem)
-
-
-@dataclass(slots=True)
-class _Deaths:
-    """An IDLE watcher's unexpected deaths, for the backoff of its restarts."""
-
-    count: int = 0
-    restart_at: float | None = None  # monotonic time of the pending restart
-    restarted: float = 0.0  # monotonic time of the last restart
 
 
 @dataclass(slots=True)
@@ -152,50 +150,38 @@ class Daemon:
         self._notifier = notifier or Notifier()
         self.id = uuid.uuid4().hex
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._lock = threading.Lock()  # the schedule: _sources and each Scheduled in it
+        self._wake = threading.Event()  # the loop's alarm, which any collaborator may ring
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._sources: dict[tuple[str, str], Scheduled] = {}
-        # Push (IMAP IDLE): one selector thread for every watcher, whatever their number.
-        # Its logins count in syncd_imap_logins_total beside the polls' (the lambda: the
-        # session cache is made below).
-        self._hub = PushHub(on_login=lambda outcome: self._imap_sessions.observe_login(outcome))
-        self._watchers: dict[tuple[str, str], Watch] = {}  # by (kind, name)
-        # Watchers that died of something they could not catch, for the restart backoff.
-        self._watcher_deaths: dict[tuple[str, str], _Deaths] = {}
-        # Watches of mailboxes taken over, logged in: INBOX's (UIDVALIDITY, UIDNEXT) then.
-        self._opened: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        self._sources: dict[Key, Scheduled] = {}
         self._futures: set[Future[None]] = set()
-        self._directory: tuple[float, Directory] | None = None
-        self._directory_generation = 0  # changes applied by the [directory] source
-        self._directory_watcher: DirectoryWatcher | None = None  # the [directory] source
-        self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
-        # Follow-up rules run after syncs that captured something, and on their own timer.
-        self._tasks_due = 0.0
-        # A sync captured something since the last evaluation (or the daemon just started,
-        # perhaps with new rules: it evaluates once at start, whoever's turn it is).
-        self._tasks_news = True
-        self._tasks_running = False
         self._counters = _Counters()
-        # `syncd verify` per source on its own timer ([sync] verify_interval), in the pool.
-        self._verify_due: dict[tuple[str, str], float] = {}
-        self._verifying: set[tuple[str, str]] = set()
         self._metrics = Metrics()
         # IMAP sessions kept from one poll of a mailbox to the next.
         self._imap_sessions = DaemonSessions(self._config.sync, self._metrics, open_imap)
+        # Push (IMAP IDLE): one selector thread for every watch, whatever their number; its
+        # logins count in syncd_imap_logins_total beside the polls'.
+        self._hub = PushHub(on_login=self._imap_sessions.observe_login)
+        self._watchers = Watchers(self._hub, self._imap_sessions, self._wake)
+        # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
+        self._leases = Leases(self.id)
+        self._heartbeat = Heartbeat(
+            self.id, self._leases, self._metrics, self._notifier,
+            alarm=self._wake, stopping=self._stop,
+        )  # fmt: skip
+        self._jobs = TimedJobs(self.id, self._metrics, self._wake)
+        self._directory = DirectoryCache()
+        self._directory_watcher: DirectoryWatcher | None = None  # the [directory] source
+        self._task_lists = TaskLists()  # task list URLs, shared by the worker threads
         self._last_loop = time.monotonic()
         self._instance = InstanceLock.for_database(self._config.database.url)
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._server: MetricsServer | None = None
         self._api = ApiService()  # the HTTP API, when the config has [api]
-        self._db_beat: threading.Thread | None = None  # the heartbeat's database write
-        self._db_beat_at = 0.0
         self._webhooks: Deliverer | None = None  # started with the first [[webhook]]
         self._crms: CrmWorkers | None = None  # started with the first [[crm]]
-        # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
-        self._leases = Leases(self.id)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -219,8 +205,8 @@ class Daemon:
             if self._instance is not None:
                 # The lock file says no other daemon uses this database: whatever a killed
                 # predecessor still holds is free.
-                health.release_all(conn)
-            health.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
+                leases.release_all(conn)
+            leases.register_daemon(conn, self.id, socket.gethostname(), os.getpid())
             gone = clear_predecessors(
                 conn, self.id, socket.gethostname(), alone=self._instance is not None
             )
@@ -258,6 +244,7 @@ class Daemon:
                     self._reload.clear()
                     self._reload_config()
                 self._apply_fleet()
+                self._apply_news()
                 self._apply_opened()
                 self._dispatch()
                 if time.monotonic() >= next_beat:
@@ -292,9 +279,8 @@ class Daemon:
         if self._directory_watcher is not None:
             self._directory_watcher.stop()
         assert self._pool is not None and self._engine is not None
-        if self._db_beat is not None:
-            # A claim in flight must not land after the release.
-            self._db_beat.join(max(0.0, min(2.0, deadline - time.monotonic())))
+        # A claim in flight must not land after the release.
+        self._heartbeat.join(min(2.0, deadline - time.monotonic()))
         with self._lock:
             busy = [k for k, s in self._sources.items() if s.running]
         self._leases.stopping(self._engine, busy, within=STOP_WRITE_WITHIN)
@@ -309,9 +295,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
         # Watchers only listen (nothing to commit): give them a second in all, then leave.
-        watchers_deadline = min(deadline, time.monotonic() + 1.0)
-        for watcher in self._watchers.values():
-            watcher.join(max(0.0, watchers_deadline - time.monotonic()))
+        self._watchers.join(max(0.0, min(1.0, deadline - time.monotonic())))
         self._imap_sessions.close_all()
         if self._server is not None:
             self._server.stop()
@@ -319,7 +303,7 @@ class Daemon:
         try:
             with self._engine.begin() as conn:
                 bounded(conn, STOP_WRITE_WITHIN)
-                health.daemon_stopped(conn, self.id)
+                leases.daemon_stopped(conn, self.id)
         except Exception as err:  # the database may be down: our leases then simply expire
             log.warning("daemon.stop_not_recorded", error=type(err).__name__)
         log.info("daemon.stopped", daemon=self.id, records=self._counters.records)
@@ -361,7 +345,7 @@ class Daemon:
             log.warning("config.restart_needed", keys="metrics, sync.concurrency")
         _warn_exposed_secrets(config, self._config_path)
         self._config = config
-        self._drop_directory()
+        self._directory.drop()
         self._apply(config, first=False)
         self._follow_directory()
         self._apply_webhooks(config)
@@ -414,68 +398,24 @@ class Daemon:
 
     def _start_watcher(self, scheduled: Scheduled, *, taken_over: bool = False) -> bool:
         """Watch the source if its server can push; True when a watch was started.  For a
-        source ``taken_over`` from another daemon, the watch's first login tells whether
-        INBOX holds mail past the cursor (``_apply_opened``)."""
-        key = scheduled.key
+        source ``taken_over`` from another daemon, the watch's first login tells whether it
+        has news (``_apply_opened``)."""
+        return self._watchers.start(scheduled.key, scheduled.source, taken_over=taken_over)
 
-        def opened(found: tuple[int | None, int | None]) -> None:
-            with self._lock:
-                self._opened[key] = found
-            self._wake.set()
-
-        watcher = scheduled.source.watcher(
-            self._hub, lambda _name: self.wake(key), opened if taken_over else None
-        )
-        if watcher is not None:
-            self._watchers[key] = watcher
-            self._imap_sessions.watch_source(key, watcher)  # its connection is the kept one
-        return watcher is not None
-
-    def _stop_watcher(self, key: tuple[str, str]) -> None:
-        watcher = self._watchers.pop(key, None)
-        if watcher is not None:
-            watcher.stop()
-        self._imap_sessions.unwatch_source(key)
-        self._watcher_deaths.pop(key, None)
+    def _stop_watcher(self, key: Key) -> None:
+        self._watchers.stop(key)
 
     def _revive_watchers(self) -> None:
-        """Restart, with backoff, watchers that died instead of ending on purpose.
-
-        A watcher survives any exception by itself; this is for what it cannot catch (its
-        step raised past every handler, or the hub's selector thread died).  Until
-        it is back, the source is still polled every interval: only push is delayed.
-        """
-        now = time.monotonic()
-        with self._lock:
-            for key, watcher in list(self._watchers.items()):
-                deaths = self._watcher_deaths.get(key)
-                if watcher.alive:
-                    if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
-                        del self._watcher_deaths[key]  # up for a while: backoff starts over
-                    continue
-                scheduled = self._sources.get(key)
-                if watcher.ended is not None or scheduled is None or self._stop.is_set():
-                    continue
-                if deaths is None:
-                    deaths = self._watcher_deaths[key] = _Deaths()
-                if deaths.restart_at is None:  # just found dead: wait, doubling each time
-                    deaths.count += 1
-                    delay = min(RECONNECT_MAX, 2.0 ** (deaths.count - 1))
-                    deaths.restart_at = now + delay
-                    log.error(
-                        "idle.watcher_died",
-                        **{key[0]: key[1]},
-                        deaths=deaths.count,
-                        retry_in=delay,
-                    )
-                elif now >= deaths.restart_at:
-                    deaths.restart_at, deaths.restarted = None, now
-                    self._start_watcher(scheduled)
-                    log.info("idle.watcher_restarted", **{key[0]: key[1]}, deaths=deaths.count)
+        """Restart, with backoff, watchers that died instead of ending on purpose (until one
+        is back, its source is still polled every interval: only push is delayed)."""
+        if self._stop.is_set():
+            return
+        with self._lock:  # no lease lost or source removed meanwhile (their watch stops)
+            self._watchers.revive({key: s.source for key, s in self._sources.items()})
 
     # --- scheduling -------------------------------------------------------------------------
 
-    def wake(self, key: tuple[str, str]) -> None:
+    def wake(self, key: Key) -> None:
         """New items (IMAP IDLE): sync this source now, or right after the sync in progress."""
         with self._lock:
             scheduled = self._sources.get(key)
@@ -485,14 +425,19 @@ class Daemon:
                 scheduled.woken = scheduled.running
         self._wake.set()
 
+    def _apply_news(self) -> None:
+        """The sources whose watch saw new items since the loop last came round."""
+        for key in self._watchers.take_news():
+            self.wake(key)
+
     def _dispatch(self) -> None:
-        assert self._pool is not None
+        assert self._pool is not None and self._engine is not None
+        rules = self._jobs.rules_due(self._engine, self._config)
+        if rules is not None:
+            self._track(self._pool.submit(rules))
         now = time.monotonic()
+        held = self._leases.held
         with self._lock:
-            if not self._tasks_running and self._tasks_due <= now:
-                self._tasks_running = True
-                self._track(self._pool.submit(self._evaluate_tasks))
-            held = self._leases.held
             due = [
                 s
                 for s in self._sources.values()
@@ -501,69 +446,24 @@ class Daemon:
             for source in sorted(due, key=lambda s: s.due):
                 source.running = True
                 self._track(self._pool.submit(self._sync, source))
-            self._dispatch_verify(now)
-
-    def _dispatch_verify(self, now: float) -> None:
-        """Submit the verifies that are due (called with the lock held); never waits on one."""
-        assert self._pool is not None
+            sources = {key: s.source for key, s in self._sources.items()}
+            # A verify of a source whose sync fails would only say again what its error says.
+            healthy = {
+                key for key, s in self._sources.items() if s.state not in ("backoff", "attention")
+            }
         every = self._config.sync.verify_interval
-        for gone in set(self._verify_due) - set(self._sources):  # removed by a reload
-            del self._verify_due[gone]
-        if not every:
-            self._verify_due.clear()
-            return
-        for key, source in self._sources.items():
-            # The first verify comes soon after start (a daemon restarted daily must still
-            # verify), after the first syncs have had their turn.
-            due = self._verify_due.setdefault(key, now + min(every, 600.0))
-            if due > now or key in self._verifying:
-                continue
-            self._verify_due[key] = now + every
-            if source.state in ("backoff", "attention") or key not in self._leases.held:
-                continue  # the sync's own error already says what is wrong
-            self._verifying.add(key)
-            self._track(self._pool.submit(self._verify, source))
+        for job in self._jobs.verifies_due(self._engine, every, sources, healthy, held):
+            self._track(self._pool.submit(job))
 
     def _track(self, future: Future[None]) -> None:
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
 
-    def _evaluate_tasks(self) -> None:
-        assert self._engine is not None
-        every = timedelta(seconds=self._config.tasks.interval)
-        with self._lock:
-            news, self._tasks_news = self._tasks_news, False
-        try:
-            # The timer's runs: one per interval across the daemons (store/turns.py).  After
-            # a capture the capturing daemon evaluates at once, whoever's turn it is.
-            with self._engine.begin() as conn:
-                mine = turns.take_turn(conn, "tasks", every) or news
-            if mine:
-                evaluate_followups(self._engine, self._config)
-                events_upkeep(self._engine, self._config)  # held meetings, retention
-            else:
-                log.debug("tasks.not_our_turn")
-        except Exception as err:  # the database may be down; the next round tries again
-            log.warning("tasks.evaluation_failed", error=f"{type(err).__name__}: {str(err)[:200]}")
-            with self._lock:
-                self._tasks_news |= news
-        with self._lock:
-            self._tasks_running = False
-            # A capture that ended during this evaluation brought facts it did not see.
-            later = 0.0 if self._tasks_news else self._config.tasks.interval
-            self._tasks_due = time.monotonic() + later
-        self._wake.set()
-
     def _sleep_for(self, next_beat: float) -> float:
+        held = self._leases.held
         with self._lock:
-            held = self._leases.held
             waiting = [s.due for s in self._sources.values() if not s.running and s.key in held]
-            waiting += [
-                d for k, d in self._verify_due.items() if k not in self._verifying and k in held
-            ]
-            if not self._tasks_running:
-                waiting.append(self._tasks_due)
-        soonest = min([next_beat, *waiting])
+        soonest = min([next_beat, *waiting, *self._jobs.waits(held)])
         return max(0.05, min(soonest - time.monotonic(), HEARTBEAT_EVERY))
 
     # --- one sync ---------------------------------------------------------------------------
@@ -581,37 +481,35 @@ class Daemon:
         reason: str | None = None
         try:
             with self._engine.begin() as conn:
-                if not health.renew(conn, source.kind, source.name, self.id, lease):
+                if not leases.renew(conn, source.kind, source.name, self.id, lease):
                     log.debug("source.held_elsewhere")
                     self._lost(key)
                     self._finish(scheduled, Outcome(), "held by another daemon", record=False)
                     return
-                health.set_health(conn, source.kind, source.name, self.id, state="syncing")
+                leases.set_health(conn, source.kind, source.name, self.id, state="syncing")
                 # The lease this sync runs under: lost and taken back meanwhile, it is
                 # another one, and nothing read under this one may be written then.
-                epoch = health.lease_epoch(conn, source.kind, source.name)
+                epoch = leases.lease_epoch(conn, source.kind, source.name)
             scheduled.state = "syncing"
             directory = self._current_directory()
 
             def fence(conn: Connection) -> None:
-                health.fence(conn, source.kind, source.name, self.id, lease, epoch)
+                leases.fence(conn, source.kind, source.name, self.id, lease, epoch)
 
             def should_stop() -> bool:  # a stop, or the source's owner is another daemon now
                 return self._stop.is_set() or key in self._leases.handover
 
-            report = source.sync(directory, should_stop=should_stop, fence=fence)
-            error = report.error
-            created = report.total("captured")
-            reason = report.reason()
-            if error is None:
-                error = self._push_tasks(source, fence)
+            (result,) = sync_pass([source], directory, fence=fence, should_stop=should_stop)
+            error = result.error
+            created = result.report.total("captured")
+            reason = result.report.reason()
             if error is not None:
                 reason = describe(error)
                 outcome = Outcome(
                     error.kind,
                     error.retry_after if isinstance(error, TransientError) else None,
                 )
-        except health.LeaseLost as err:
+        except leases.LeaseLost as err:
             # Another daemon took the source over (we were too slow, or cut off from the
             # database): its sync goes on from the committed cursor; ours stops here.
             log.warning("source.lease_lost", error=str(err))
@@ -629,9 +527,8 @@ class Daemon:
         with self._lock:
             self._counters.records += created
             self._counters.syncs += 1
-            if created:  # new facts for the rules: this daemon evaluates them, turn or not
-                self._tasks_due = min(self._tasks_due, time.monotonic())
-                self._tasks_news = True
+        if created:  # new facts for the rules: this daemon evaluates them, turn or not
+            self._jobs.captured()
         self._finish(scheduled, outcome, reason)
 
     def _finish(
@@ -651,7 +548,7 @@ class Daemon:
         if record and self._engine is not None and not source.retired:
             try:
                 with self._engine.begin() as conn:
-                    health.set_health(
+                    leases.set_health(
                         conn, source.kind, source.name, self.id,
                         state=nxt.state, reason=reason,
                         retry_at=nxt.at if nxt.state != "ok" else None, failures=nxt.failures,
@@ -665,79 +562,31 @@ class Daemon:
             if source.woken and nxt.state == "ok":  # mail came while it ran: not in 60 s
                 source.due = time.monotonic()
             source.running = source.woken = False
-            if restart_watcher and not source.retired and source.key in self._leases.held:
-                watcher = self._watchers.get(source.key)
-                if watcher is None or not watcher.alive:
-                    self._start_watcher(source)
+            held = source.key in self._leases.held
+            if (
+                restart_watcher
+                and not source.retired
+                and held
+                and not self._watchers.alive(source.key)
+            ):
+                self._start_watcher(source)
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
         self._wake.set()
 
-    def _verify(self, source: Scheduled) -> None:
-        """Account for every message or event of one source; export and log what is missing."""
-        assert self._engine is not None
-        kind, name = source.key
-        try:
-            with self._engine.connect() as conn:
-                epoch = health.lease_epoch(conn, kind, name)
-
-            def fence(conn: Connection) -> None:
-                health.fence(conn, kind, name, self.id, LEASE, epoch)
-
-            report = source.source.verify(fence)
-            if not report.failed:
-                self._metrics.unaccounted.labels(source.name).set(report.missing)
-            log.info("verify.done", source=source.name, missing=report.missing)
-        except health.LeaseLost:
-            log.info("verify.lease_lost", source=source.name)  # its new holder verifies it
-        except Exception as err:  # the next round tries again; the sync itself is unaffected
-            log.warning(
-                "verify.crashed",
-                source=source.name,
-                error=f"{type(err).__name__}: {str(err)[:200]}",
-            )
-        finally:
-            with self._lock:
-                self._verifying.discard(source.key)
-            self._wake.set()
-
-    def _push_tasks(self, source: Source, fence: Fence) -> RemoteError | None:
-        """The source's task list, if it has one, after a clean sync (fenced as the sync)."""
-        try:
-            source.push_tasks(fence)
-        except RemoteError as err:
-            log.warning("tasks.calendar_failed", error=str(err))
-            return err
-        return None
-
     def _follow_directory(self) -> None:
         """Watch the [directory] source; a change applied drops the cached directory."""
         assert self._engine is not None
-
         self._directory_watcher = DirectoryWatcher.follow(
-            self._directory_watcher, self._engine, self._config, self._metrics, self._drop_directory
+            self._directory_watcher, self._engine, self._config, self._metrics, self._directory.drop
         )
 
     def _drop_directory(self) -> None:
-        """The directory changed (a mirror applied, a reload): the next sync reads it anew."""
-        with self._lock:
-            self._directory = None
-            self._directory_generation += 1
+        self._directory.drop()
 
     def _current_directory(self) -> Directory:
-        with self._lock:
-            cached, generation = self._directory, self._directory_generation
-        if cached is not None and time.monotonic() - cached[0] < DIRECTORY_TTL:
-            return cached[1]
         assert self._engine is not None
-        with self._engine.connect() as conn:
-            directory = load_directory(conn, self._config.capture)
-        with self._lock:
-            # A load that began before a change was applied read the old directory: it
-            # serves the sync that asked, but it is not kept for the next ones.
-            if generation == self._directory_generation:
-                self._directory = (time.monotonic(), directory)
-        return directory
+        return self._directory.current(self._engine, self._config.capture)
 
     # --- heartbeat ----------------------------------------------------------------------------
 
@@ -756,54 +605,16 @@ class Daemon:
         return ", ".join(parts)
 
     def _beat(self) -> None:
+        assert self._engine is not None
         self._revive_watchers()
         self._imap_sessions.expire()
         summary = self._summary()
         with self._lock:
             keys = frozenset(self._sources)
             busy = frozenset(k for k, s in self._sources.items() if s.running)
-        # The database write runs on its own thread: a database that hangs (a host gone
-        # without a reset, a server that accepts and never answers) must not stop the main
-        # loop, whose watchdog pings tell systemd that syncd itself is alive.  At most one
-        # write is in flight; a slow one is reported and the next beat is skipped.
-        writer = self._db_beat
-        if writer is not None and writer.is_alive():
-            log.warning(
-                "heartbeat.database_slow", waiting=round(time.monotonic() - self._db_beat_at)
-            )
-        else:
-            self._db_beat = threading.Thread(
-                target=self._write_heartbeat,
-                args=(summary, keys, busy),
-                name="heartbeat",
-                daemon=True,
-            )
-            self._db_beat_at = time.monotonic()
-            self._db_beat.start()
-        with self._lock:
             states = [s.state for s in self._sources.values()]
-        for state in ("ok", "syncing", "backoff", "attention"):
-            self._metrics.sources.labels(state).set(states.count(state))
-        self._metrics.watchers_open.set(self._hub.open_count())
-        self._metrics.held.set(len(self._leases.held))
-        self._notifier.status(summary)
-        self._notifier.watchdog()
-
-    def _write_heartbeat(
-        self,
-        summary: str,
-        keys: frozenset[tuple[str, str]] = frozenset(),
-        busy: frozenset[tuple[str, str]] = frozenset(),
-    ) -> None:
-        assert self._engine is not None
-        try:
-            with self._engine.begin() as conn:
-                health.heartbeat(conn, self.id, summary)
-        except Exception as err:  # keep running; status shows us stale
-            log.warning("heartbeat.failed", error=type(err).__name__)
-            return
-        if self._leases.beat(self._engine, keys, busy, claim=not self._stop.is_set()):
-            self._wake.set()
+        watching = self._watchers.open_count()
+        self._heartbeat.beat(self._engine, summary, keys, busy, states, watching)
 
     def _healthy(self) -> bool:
         return time.monotonic() - self._last_loop < HEALTHY_WITHIN
@@ -828,7 +639,7 @@ class Daemon:
                 # Where a watch on INBOX can say so at its login, only the mailboxes it finds
                 # news in are polled at once: a daemon that takes over a thousand mailboxes
                 # polls the hundred with mail first, not all thousand in any order.
-                checked = not first and scheduled.state == "ok" and _reads_inbox(scheduled)
+                checked = not first and scheduled.state == "ok" and scheduled.source.news_at_login
                 watched = scheduled.state != "attention" and self._start_watcher(
                     scheduled, taken_over=checked
                 )
@@ -843,47 +654,29 @@ class Daemon:
                      gained=len(gained), lost=len(lost))  # fmt: skip
 
     def _apply_opened(self) -> None:
-        """Watches of mailboxes taken over that logged in: INBOX's UIDNEXT against the
-        cursor (one query for all of them).  News: poll now.  None: the next poll comes
-        within the interval, spread, as for any mailbox; the watch covers INBOX meanwhile."""
+        """Watches of sources taken over that logged in: those with news are polled now, the
+        others within the interval, spread, as any source; the watch covers them meanwhile."""
         assert self._engine is not None
-        with self._lock:
-            opened, self._opened = self._opened, {}
+        opened = self._watchers.take_opened()
         if not opened:
             return
-        try:
-            with self._engine.connect() as conn:
-                cursors: dict[str, Cursor] | None = cursors_of(
-                    conn, [name for _kind, name in opened], INBOX
-                )
-        except Exception as err:  # the database may be down: poll them, as before
-            log.warning("fleet.cursors_unread", error=type(err).__name__)
-            cursors = None
+        news = with_news(self._engine, opened)
         now = time.monotonic()
         interval = float(self._config.sync.interval)
-        news = 0
         with self._lock:
-            for key, (validity, uidnext) in opened.items():
+            for key in opened:
                 scheduled = self._sources.get(key)
                 if scheduled is None or scheduled.retired or scheduled.state != "ok":
                     continue
-                cursor = None if cursors is None else cursors.get(key[1])
-                if (
-                    cursor is None
-                    or validity is None
-                    or uidnext is None
-                    or cursor.uidvalidity != validity
-                    or uidnext > cursor.last_uid + 1
-                ):
+                if key in news:
                     scheduled.due = min(scheduled.due, now)
-                    news += 1
                 elif not scheduled.running and scheduled.due > now:
                     # (A due already past: a wake came since, IDLE saw mail: left alone.)
                     spread = self._rng.uniform(min(OPEN_GRACE, interval), interval)
                     scheduled.due = now + spread
-        log.debug("fleet.taken_over_checked", mailboxes=len(opened), news=news)
+        log.debug("fleet.taken_over_checked", mailboxes=len(opened), news=len(news))
 
-    def _lost(self, key: tuple[str, str]) -> None:
+    def _lost(self, key: Key) -> None:
         with self._lock:
             self._leases.lost(key)
             self._stop_watcher(key)

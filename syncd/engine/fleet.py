@@ -28,7 +28,7 @@ import structlog
 from sqlalchemy import Connection, Engine, event, text
 
 from syncd.domain.assignment import share, source_key
-from syncd.store import health
+from syncd.store import leases
 
 log = structlog.get_logger("syncd.fleet")
 
@@ -75,23 +75,23 @@ class Fleet:
         """One beat's worth of lease work in ``conn``'s transaction (the heartbeat itself is
         written before, in its own: a claim that waits on another daemon's batch must not
         make this daemon look dead)."""
-        live = frozenset(d.id for d in health.live_daemons(conn)) | {self.id}
+        live = frozenset(d.id for d in leases.live_daemons(conn)) | {self.id}
         if time.monotonic() - self._renewed >= RENEW_EVERY:
-            held = health.renew_all(conn, self.id, LEASE)
+            held = leases.renew_all(conn, self.id, LEASE)
             self._renewed = time.monotonic()
         else:
-            held = health.held_by(conn, self.id)
+            held = leases.held_by(conn, self.id)
         wanted = self.wanted(keys, live)
         give_up = {k for k in held - wanted if k not in busy}
         if give_up:
-            health.release_many(conn, give_up, self.id)
+            leases.release_many(conn, give_up, self.id)
             held -= give_up
         missing = wanted - held
         if claim and missing:
-            health.claim_many(conn, missing, self.id, LEASE)
-            held = health.held_by(conn, self.id)
+            leases.claim_many(conn, missing, self.id, LEASE)
+            held = leases.held_by(conn, self.id)
             stuck = missing - held
-            if stuck and (ended := health.end_stale_holders(conn, stuck, self.id)):
+            if stuck and (ended := leases.end_stale_holders(conn, stuck, self.id)):
                 # Their locks are gone once the server has ended the sessions: the next
                 # beat claims what they held.
                 log.warning("fleet.stale_holder_sessions_ended", daemons=ended)
@@ -147,7 +147,7 @@ class Leases:
             with engine.begin() as conn:
                 if within is not None:
                     bounded(conn, within)
-                health.daemon_stopped(conn, self.id, keep=busy)
+                leases.daemon_stopped(conn, self.id, keep=busy)
         except Exception as err:  # the database may be down: our leases then simply expire
             log.warning("daemon.handover_not_recorded", error=type(err).__name__)
 
@@ -169,11 +169,11 @@ def end_abandoned_transactions(engine: Engine, daemon_id: str) -> None:
     daemon's transactions never idle: the network is read before a batch's one begins.
     The sessions carry the daemon's id, so that a holder paused in the middle of a
     pipelined statement, which that timeout does not cover, can be ended by the daemon
-    taking its sources over (``health.end_stale_holders``)."""
+    taking its sources over (``leases.end_stale_holders``)."""
     if engine.dialect.name != "postgresql":
         return
     timeout_ms = int(LEASE.total_seconds() * 1000)
-    name = health.session_name(daemon_id)
+    name = leases.session_name(daemon_id)
 
     def on_connect(dbapi_connection: object, _record: object) -> None:
         cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
@@ -201,9 +201,9 @@ def clear_predecessors(conn: Connection, daemon_id: str, host: str, *, alone: bo
     shared out now rather than when their heartbeat goes stale: every other one when this
     daemon is ``alone`` (SQLite's lock file says so), else those of this host whose process
     is gone (a daemon restarted after kill -9) or whose pid is ours (a container restarted)."""
-    others = health.unstopped(conn, daemon_id, None if alone else host)
+    others = leases.unstopped(conn, daemon_id, None if alone else host)
     gone = [
         other for other, pid in others.items() if alone or pid == os.getpid() or not pid_alive(pid)
     ]
-    health.mark_stopped(conn, gone)
+    leases.mark_stopped(conn, gone)
     return gone

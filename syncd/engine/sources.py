@@ -17,15 +17,17 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
+from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
 from syncd.engine.calendar_sync import CalendarSync, open_caldav
-from syncd.engine.imap_sessions import SessionCache
-from syncd.engine.mail_sync import MailSync, Progress, open_imap
-from syncd.engine.push import PushHub, Watch
+from syncd.engine.imap.idle_hub import PushHub, Watch
+from syncd.engine.imap.mail_sync import MailSync, Progress, open_imap
+from syncd.engine.imap.sessions import SessionCache
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.engine.verify import SourceReport, Verifier
 from syncd.errors import RemoteError, describe
+from syncd.store import verify as verify_store
 
 log = structlog.get_logger("syncd.sources")
 
@@ -90,6 +92,19 @@ class Finding:
     fix: str | None = None
 
 
+@dataclass(slots=True)
+class Repaired:
+    """What `syncd sync --repair` did in one place that `syncd verify` found items missing in."""
+
+    source: str
+    place: str
+    asked: int
+    captured: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
 class Source(Protocol):
     kind: Kind
     record_kind: str  # the kind of the records it makes: email | meeting
@@ -127,10 +142,21 @@ class Source(Protocol):
         in each of its transactions, as in ``sync``."""
         ...
 
+    def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
+        """Fetch what `syncd verify` found missing (``report``), through the normal capture
+        path; one ``Repaired`` per place with something missing."""
+        ...
+
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         """After the follow-up rules ran: write tasks to the source's task list.  None when
         the source holds no task list; raises RemoteError when the push failed.  ``fence``
         runs first in each of its transactions, as in ``sync``."""
+        ...
+
+    @property
+    def news_at_login(self) -> bool:
+        """Its watch's first login tells whether it has news (``on_open``): a source taken
+        over from another daemon need not be polled at once to find out."""
         ...
 
     def watcher(
@@ -261,8 +287,42 @@ class MailboxSource(_Configured[MailboxConfig]):
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         return Verifier(self._engine, self._config, fence=fence).verify_mailbox(self.config)
 
+    def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
+        """The missing UIDs read, decided and saved as a pass would (the cursor never moves
+        backwards)."""
+        places = [p for p in report.places if p.missing]
+        done = [Repaired(self.name, p.place, len(p.missing)) for p in places]
+        mail = MailSync(self._engine, self._config, opener=open_imap)
+        try:
+            session = open_imap(self.config, self._config.capture.max_message_bytes)
+            try:
+                for place, item in zip(places, done, strict=True):
+                    assert place.uidvalidity is not None
+                    result = mail.repair_folder(
+                        session,
+                        self.config,
+                        place.place,
+                        place.uidvalidity,
+                        [int(u) for u in place.missing],
+                        directory,
+                    )
+                    item.captured, item.skipped = result.captured, result.skipped
+                    item.quarantined = result.quarantined
+            finally:
+                session.close()
+        except RemoteError as err:
+            for item in done:
+                item.errors.append(err.message)
+        return done
+
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         return None
+
+    @property
+    def news_at_login(self) -> bool:
+        """A mailbox whose folders include INBOX, the folder a watch sees."""
+        folders = self.config.folders
+        return folders is None or any(folder.upper() == INBOX for folder in folders)
 
     def watcher(
         self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
@@ -326,11 +386,34 @@ class CalendarSource(_Configured[CalendarConfig]):
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         return Verifier(self._engine, self._config, fence=fence).verify_calendar(self.config)
 
+    def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
+        """The calendar's sync token forgotten, so that a pass lists every ETag and reads
+        each object it does not know: the one path that captures events."""
+        places = [p for p in report.places if p.missing]
+        with self._engine.begin() as conn:
+            for place in places:
+                assert place.url is not None
+                verify_store.forget_sync_token(conn, self.name, place.url)
+        synced = CalendarSync(self._engine, self._config).run_once([self.name])[0]
+        out = []
+        for place in places:
+            counts = synced.calendars.get(place.place, {})
+            item = Repaired(self.name, place.place, len(place.missing))
+            item.captured = counts.get("created", 0) + counts.get("updated", 0)
+            item.quarantined = counts.get("quarantined", 0)
+            item.errors += list(synced.errors.values())
+            out.append(item)
+        return out
+
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         if not self.config.tasks_calendar:
             return None
         with open_caldav(self.config) as session:
             return sync_task_list(self._engine, self.config, session, self._task_lists, fence=fence)
+
+    @property
+    def news_at_login(self) -> bool:
+        return False  # no watch
 
     def watcher(
         self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None

@@ -19,7 +19,6 @@ from syncd.config import CalendarConfig
 from syncd.connectors.base import CalendarSession
 from syncd.domain.todos import render_todo, todo_status
 from syncd.errors import RemoteError
-from syncd.store import outbox
 from syncd.store import tasks as store
 from syncd.store.events import TASK_UPDATED
 
@@ -119,7 +118,7 @@ def sync_task_list(
                     updated.append(task["id"])
                 counts[new] += 1
             store.vtodo_seen(conn, task["id"], etag)
-        outbox.emit_tasks(conn, TASK_UPDATED, updated)
+        store.emit_tasks(conn, TASK_UPDATED, updated)
     base = urlsplit(url).path
     now = datetime.now(UTC)
     with engine.connect() as conn:

@@ -25,8 +25,8 @@ from syncd.connectors.base import CalendarSession, MailSession
 from syncd.domain.accounting import Tally, account_hrefs, account_uids, skip_rule
 from syncd.domain.matching import Directory
 from syncd.engine.calendar_sync import open_caldav
-from syncd.engine.mail_sync import SessionOpener, open_imap
-from syncd.engine.pipeline import Policy, Skipped, process
+from syncd.engine.imap.mail_sync import SessionOpener, open_imap
+from syncd.engine.imap.pipeline import Policy, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.store import state
 from syncd.store import verify as store
@@ -288,24 +288,6 @@ class Verifier:
                 store.remember_clean(
                     conn, "calendar", source.name, url, fingerprint, place.tally.as_counts()
                 )
-
-    # --- both -----------------------------------------------------------------------------------
-
-    def run(
-        self, mailboxes: list[str] | None = None, calendars: list[str] | None = None
-    ) -> list[SourceReport]:
-        """Every selected source (None: all of that kind)."""
-        out = [
-            self.verify_mailbox(box)
-            for box in self._config.mailbox
-            if mailboxes is None or box.name in mailboxes
-        ]
-        out += [
-            self.verify_calendar(cal)
-            for cal in self._config.calendar
-            if calendars is None or cal.name in calendars
-        ]
-        return out
 
 
 def _log(report: SourceReport) -> None:

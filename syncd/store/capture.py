@@ -45,10 +45,6 @@ from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
 
 _LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
-# bench/capture.py turns it off for its reference run: what do the events cost a backfill?
-EMIT_EVENTS = True
-# bench/search.py turns it off for its reference run: what does the search index cost?
-INDEX_TEXT = True
 
 
 @dataclass(slots=True)
@@ -398,7 +394,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
     # were dropped before this pass) is bookkeeping.
     shown_anew = (
         _new_places(conn, {row["record_id"] for row in source_rows} - mine, batch)
-        if EMIT_EVENTS and not batch.reidentifying
+        if not batch.reidentifying
         else set()
     )
     insert_ignore(conn, sources, source_rows, ["mailbox", "folder", "uidvalidity", "uid"])
@@ -430,9 +426,9 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         captured=len(source_rows),
         skipped=batch.skipped,
     )
-    if INDEX_TEXT and created:
+    if created:
         _index_created(conn, record_rows, people, ids, mine)
-    if EMIT_EVENTS and created:
+    if created:
         # Last: on PostgreSQL the outbox lock is held from here to the commit.  The records
         # are shaped from the rows this transaction just wrote, not read back: a backfill's
         # events then cost it a few per cent (bench/capture.py).

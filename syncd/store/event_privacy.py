@@ -28,6 +28,7 @@ from syncd.domain.privacy import Redactor, audit_label
 from syncd.schema.tables import events, records, tasks
 from syncd.store import events as outbox_events
 from syncd.store import outbox
+from syncd.store import tasks as task_store
 from syncd.store.events import (
     CONTACT_FORGOTTEN,
     RECORD_DELETED,
@@ -82,7 +83,7 @@ class Before:
                 },
                 occurred_at=None,
             )
-            for event in outbox.task_events(conn, TASK_UPDATED, doomed_tasks)
+            for event in task_store.task_events(conn, TASK_UPDATED, doomed_tasks)
         ]
 
 
@@ -123,7 +124,7 @@ def announce(
     ]
     batch += outbox.record_events(conn, RECORD_UPDATED, before.kept)
     batch += before.dismissed
-    batch += outbox.task_events(conn, TASK_UPDATED, retitled)
+    batch += task_store.task_events(conn, TASK_UPDATED, retitled)
     if first:
         batch.append(Event(CONTACT_FORGOTTEN, f"contact:{digest}", {"address": address}))
     outbox_events.emit_many(conn, batch)

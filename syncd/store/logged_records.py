@@ -586,7 +586,7 @@ def done_with_log(
     )
     task_store.set_status(conn, task_id, "done", announce=False)
     conn.execute(update(tasks).where(tasks.c.id == task_id).values(closed_by_record_id=record_id))
-    outbox.emit_tasks(conn, TASK_UPDATED, [task_id])
+    task_store.emit_tasks(conn, TASK_UPDATED, [task_id])
     return record_id
 
 

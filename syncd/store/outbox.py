@@ -1,6 +1,6 @@
 """Events about records and tasks, rendered from the database in bulk and emitted.
 
-Each change point calls ``emit_records`` or ``emit_tasks`` last in its transaction with
+Each change point calls ``emit_records`` (or store/tasks.py's ``emit_tasks``) last in its transaction with
 the ids it changed: the payloads are the very objects ``syncd records list --json`` and
 ``syncd tasks list --json`` print (``domain/payloads``), read after the change, a few
 queries per 500 ids, so a backfill of thousands of messages pays little for its events.
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from syncd.domain.payloads import record_json, task_json
+from syncd.domain.payloads import record_json
 from syncd.schema.tables import customers, records
 from syncd.store import events
 from syncd.store.events import RECORD_CREATED, Event
@@ -97,23 +97,6 @@ def _customer_names(conn: Connection, ids: set[int]) -> dict[int, str]:
             )
         )
     return out
-
-
-def task_events(conn: Connection, type_: str, task_ids: Iterable[int]) -> list[Event]:
-    # Imported here: store.tasks imports the rules' domain, which the capture path never needs.
-    from syncd.store.tasks import list_tasks
-
-    rows = sorted(list_tasks(conn, ids=task_ids), key=lambda row: row["id"])
-    when = occurred_at(conn, [row["record_id"] for row in rows if row["record_id"]])
-    return [
-        Event(type_, f"task:{row['id']}", task_json(row), when.get(row["record_id"]))
-        for row in rows
-    ]
-
-
-def emit_tasks(conn: Connection, type_: str, task_ids: Iterable[int]) -> None:
-    """One ``type_`` event per task (its triggering record's time as ``occurred_at``)."""
-    events.emit_many(conn, task_events(conn, type_, task_ids))
 
 
 def occurred_at(conn: Connection, record_ids: list[int]) -> dict[int, datetime]:

@@ -24,6 +24,7 @@ from syncd.domain.followups import (
     Wanted,
     speaker_customer,
 )
+from syncd.domain.payloads import task_json
 from syncd.schema.tables import (
     contacts,
     customer_domains,
@@ -36,7 +37,7 @@ from syncd.schema.tables import (
 )
 from syncd.store import outbox
 from syncd.store.errors import NotFound
-from syncd.store.events import TASK_CREATED, TASK_UPDATED
+from syncd.store.events import TASK_CREATED, TASK_UPDATED, Event, emit_many
 from syncd.store.sql import chunks, insert_ignore
 
 ACTIVE = ("open", "snoozed")
@@ -106,8 +107,8 @@ def apply(
         )
     counts["woken"] = len(woken)
     # Last: on PostgreSQL the outbox lock is held from here to the commit.
-    outbox.emit_tasks(conn, TASK_CREATED, created)
-    outbox.emit_tasks(conn, TASK_UPDATED, [*updated, *woken])
+    emit_tasks(conn, TASK_CREATED, created)
+    emit_tasks(conn, TASK_UPDATED, [*updated, *woken])
     return counts
 
 
@@ -365,7 +366,7 @@ def set_status(
     snoozed_until = until if status == "snoozed" else None
     changed = (before.status, before.snoozed_until) != (status, snoozed_until)
     if changed and announce:
-        outbox.emit_tasks(conn, TASK_UPDATED, [task_id])
+        emit_tasks(conn, TASK_UPDATED, [task_id])
     return changed
 
 
@@ -396,7 +397,7 @@ def add_task(
         )
     )
     task_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    outbox.emit_tasks(conn, TASK_CREATED, [task_id])
+    emit_tasks(conn, TASK_CREATED, [task_id])
     return task_id
 
 
@@ -468,3 +469,17 @@ def forget_tasks(conn: Connection, record_ids: list[int], title: str) -> int:
             )
         ).rowcount  # fmt: skip
     return erased
+
+
+def task_events(conn: Connection, type_: str, task_ids: Iterable[int]) -> list[Event]:
+    rows = sorted(list_tasks(conn, ids=task_ids), key=lambda row: row["id"])
+    when = outbox.occurred_at(conn, [row["record_id"] for row in rows if row["record_id"]])
+    return [
+        Event(type_, f"task:{row['id']}", task_json(row), when.get(row["record_id"]))
+        for row in rows
+    ]
+
+
+def emit_tasks(conn: Connection, type_: str, task_ids: Iterable[int]) -> None:
+    """One ``type_`` event per task (its triggering record's time as ``occurred_at``)."""
+    emit_many(conn, task_events(conn, type_, task_ids))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select, update
 
 from syncd.schema.tables import settings
-from syncd.store.health import database_time
+from syncd.store.leases import database_time
 from syncd.store.sql import insert_ignore
 
 # A lone daemon asks again an interval after its last run ended, which is always at least

@@ -6,7 +6,7 @@ the daemon sending them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several da
 share one endpoint's backlog and each event goes out once); a daemon killed mid-request
 leaves its claims to expire, and those events are sent again (at least once).
 
-A claim is fenced as a source's lease is (store/health.py): every claim raises the row's
+A claim is fenced as a source's lease is (store/leases.py): every claim raises the row's
 ``claim_epoch``, and the holder and that epoch are the claim's token.  Renewing and storing
 an outcome touch only rows whose token is still the caller's, so a daemon that was paused
 (SIGSTOP, a frozen VM) while another took its claims over sends nothing more of them and
@@ -34,7 +34,7 @@ from syncd.config import WebhookConfig
 from syncd.schema.tables import events, webhook_deliveries, webhook_endpoints
 from syncd.store.events import StoredEvent, load_data
 from syncd.store.forgotten import without_forgotten
-from syncd.store.health import database_time, db_now
+from syncd.store.leases import database_time, db_now
 from syncd.store.sql import chunks, insert_ignore
 from syncd.webhooks.policy import Answer, Kind, next_delay
 

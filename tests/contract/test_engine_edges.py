@@ -19,11 +19,12 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from syncd.cli.main import cli
-from syncd.config import Config, MailboxConfig, load_config
+from syncd.config import Config, MailboxConfig
+from syncd.config_file import load_config
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, MailSession
 from syncd.domain.calendar_limits import MAX_OBJECT_BYTES
 from syncd.engine.calendar_sync import CalendarSync
-from syncd.engine.mail_sync import MailSync
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.store import events as outbox
 from syncd.store.database import open_database
 from tests.contract.backends import RadicaleCalendars

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from syncd.api import server as server_module
 from syncd.api.server import ApiServer
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.metrics import Metrics
 from syncd.schema.tables import api_tokens
 from syncd.store.database import open_database

@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from syncd.api.server import ApiServer
-from syncd.config import load_config
+from syncd.config_file import load_config
 from tests.conftest import World
 from tests.mail import make_message
 from tests.servers.sample import CUSTOMERS_CSV

@@ -87,7 +87,7 @@ def test_run_serves_the_api_beside_capture(world: World, tmp_path: Path) -> None
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_tls_listener_serves_https_only(world: World, tmp_path: Path) -> None:
     from syncd.api.server import ApiServer
-    from syncd.config import load_config
+    from syncd.config_file import load_config
     from tests.servers.oauth2 import self_signed
 
     cert, key = self_signed(tmp_path)

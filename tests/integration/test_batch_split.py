@@ -16,8 +16,8 @@ from sqlalchemy.exc import OperationalError
 
 from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
-from syncd.engine import mail_sync
-from syncd.engine.mail_sync import save_or_split
+from syncd.engine.imap import mail_sync
+from syncd.engine.imap.mail_sync import save_or_split
 from syncd.schema.tables import (
     folder_cursors,
     quarantine,

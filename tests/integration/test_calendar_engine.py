@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.store.database import open_database
 from tests.conftest import World

@@ -3,7 +3,7 @@ summary either (mail redacts subjects; meetings did not)."""
 
 from __future__ import annotations
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.store.database import open_database
 from tests.conftest import World

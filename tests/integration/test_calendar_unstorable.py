@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.calendar_sync import CalendarSync
 from syncd.schema.tables import quarantine
 from syncd.store.database import open_database

@@ -308,7 +308,7 @@ def test_check_reports_capabilities_folders_and_problems(world: World) -> None:
 def test_large_folders_are_read_a_uid_window_at_a_time(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncd.engine import mail_sync
+    from syncd.engine.imap import mail_sync
 
     monkeypatch.setattr(mail_sync, "UID_WINDOW", 4)
     world.rep("alice")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.crm.render import render_records
 from syncd.crm.runner import open_sink
 from syncd.crm.sink import marker

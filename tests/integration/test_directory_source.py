@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import DirectoryConfig, load_config
+from syncd.config import DirectoryConfig
+from syncd.config_file import load_config
 from syncd.engine.directory_sync import DirectorySource, apply_once
 from syncd.store.database import open_database
 from syncd.store.directory import list_customers

@@ -12,10 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
-from syncd.config import load_config, parse_config
+from syncd.config_file import load_config, parse_config
 from syncd.connectors.imap import ImapSession
-from syncd.engine import mail_sync
-from syncd.engine.mail_sync import MailSync
+from syncd.engine.imap import mail_sync
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
 from syncd.store import database
 from syncd.store.capture import save_batch

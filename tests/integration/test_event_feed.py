@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete, update
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.engine.event_upkeep import events_upkeep
 from syncd.schema.tables import events as events_table
 from syncd.schema.tables import suppressions

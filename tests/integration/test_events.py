@@ -472,7 +472,7 @@ def test_forget_announces_the_erasure_and_leaves_no_trace_in_earlier_events(
 
 
 def test_events_config_is_checked() -> None:
-    from syncd.config import parse_config
+    from syncd.config_file import parse_config
     from syncd.errors import ConfigError
 
     assert parse_config({"events": {"keep": "90d"}}).events.keep == "90d"

@@ -18,7 +18,7 @@ from syncd.engine.fleet import (
     end_abandoned_transactions,
 )
 from syncd.schema.tables import daemons
-from syncd.store import health
+from syncd.store import leases
 from syncd.store.database import open_database
 from tests.servers.postgres import scratch_database
 
@@ -28,7 +28,7 @@ NONE: frozenset[tuple[str, str]] = frozenset()
 
 def _step(engine: Engine, fleet: Fleet, busy: frozenset[tuple[str, str]] = NONE) -> FleetView:
     with engine.begin() as conn:
-        health.heartbeat(conn, fleet.id, "beat")
+        leases.heartbeat(conn, fleet.id, "beat")
         return fleet.step(conn, KEYS, busy)
 
 
@@ -40,7 +40,7 @@ def _expected(live: list[str]) -> dict[str, set[tuple[str, str]]]:
 def _register(engine: Engine, *ids: str) -> list[Fleet]:
     with engine.begin() as conn:
         for n, daemon_id in enumerate(ids):
-            health.register_daemon(conn, daemon_id, "host", 1000 + n)
+            leases.register_daemon(conn, daemon_id, "host", 1000 + n)
     return [Fleet(daemon_id) for daemon_id in ids]
 
 
@@ -80,11 +80,11 @@ def test_a_stopping_daemon_keeps_only_its_busy_leases_and_a_dead_one_is_taken_ov
     held_a = _step(engine, a).held
     busy = sorted(held_a)[0]
     with engine.begin() as conn:
-        health.daemon_stopped(conn, "a", keep=[busy])
+        leases.daemon_stopped(conn, "a", keep=[busy])
     # a is out of the assignment at once: b claims everything but the batch a commits.
     assert _step(engine, b).held == KEYS - {busy}
     with engine.begin() as conn:
-        health.daemon_stopped(conn, "a")
+        leases.daemon_stopped(conn, "a")
     assert _step(engine, b).held == KEYS
 
     # c joins and takes its share; then c dies (no heartbeat): b takes it back.
@@ -106,13 +106,13 @@ def test_a_restarted_daemon_clears_its_dead_predecessors(db_url: str) -> None:
     engine = open_database(db_url)
     with engine.begin() as conn:
         # A daemon killed a moment ago on this host (its pid is gone), one alive elsewhere.
-        health.register_daemon(conn, "dead", "here", 2**22 + 12345)
-        health.register_daemon(conn, "remote", "there", 1)
-        health.claim(conn, "mailbox", "rep1", "dead", timedelta(minutes=5))
-        health.register_daemon(conn, "new", "here", 4242)
+        leases.register_daemon(conn, "dead", "here", 2**22 + 12345)
+        leases.register_daemon(conn, "remote", "there", 1)
+        leases.claim(conn, "mailbox", "rep1", "dead", timedelta(minutes=5))
+        leases.register_daemon(conn, "new", "here", 4242)
         assert clear_predecessors(conn, "new", "here", alone=False) == ["dead"]
-        assert {d.id for d in health.live_daemons(conn)} == {"remote", "new"}
-        assert health.claim(conn, "mailbox", "rep1", "new", timedelta(minutes=5))
+        assert {d.id for d in leases.live_daemons(conn)} == {"remote", "new"}
+        assert leases.claim(conn, "mailbox", "rep1", "new", timedelta(minutes=5))
         # Alone (SQLite's lock file): every other daemon is gone.
         assert clear_predecessors(conn, "new", "here", alone=True) == ["remote"]
     engine.dispose()
@@ -123,16 +123,16 @@ def test_renewing_every_lease_is_one_statement_and_keeps_others_out(db_url: str)
     _register(engine, "a", "b")
     short = timedelta(seconds=1)
     with engine.begin() as conn:
-        health.claim_many(conn, KEYS, "a", short)
-        assert health.held_by(conn, "a") == KEYS
+        leases.claim_many(conn, KEYS, "a", short)
+        assert leases.held_by(conn, "a") == KEYS
         # b cannot take any of them while a lives and renews.
-        assert health.renew_all(conn, "a", timedelta(minutes=5)) == KEYS
-        health.claim_many(conn, KEYS, "b", short)
-        assert health.held_by(conn, "b") == NONE
-        health.release_many(conn, sorted(KEYS)[:10], "a")
-        health.claim_many(conn, KEYS, "b", short)
-        assert health.held_by(conn, "b") == set(sorted(KEYS)[:10])
-        assert not health.renew(conn, *sorted(KEYS)[0], "a", short)
+        assert leases.renew_all(conn, "a", timedelta(minutes=5)) == KEYS
+        leases.claim_many(conn, KEYS, "b", short)
+        assert leases.held_by(conn, "b") == NONE
+        leases.release_many(conn, sorted(KEYS)[:10], "a")
+        leases.claim_many(conn, KEYS, "b", short)
+        assert leases.held_by(conn, "b") == set(sorted(KEYS)[:10])
+        assert not leases.renew(conn, *sorted(KEYS)[0], "a", short)
     engine.dispose()
 
 
@@ -146,7 +146,7 @@ def test_postgres_ends_a_daemon_transaction_left_open_longer_than_a_lease(pg_adm
             shown = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
             named = conn.exec_driver_sql("SHOW application_name").scalar()
         assert shown == f"{int(LEASE.total_seconds())}s"
-        assert named == health.session_name("d1")
+        assert named == leases.session_name("d1")
         engine.dispose()
 
 
@@ -161,7 +161,7 @@ def test_a_holder_paused_mid_pipeline_is_ended_once_its_heartbeat_is_stale(pg_ad
         engine = open_database(url)
         _a, b = _register(engine, "a", "b")
         with engine.begin() as conn:
-            health.claim_many(conn, KEYS, "a", LEASE)
+            leases.claim_many(conn, KEYS, "a", LEASE)
         raw = held.raw_connection()
         pg = raw.driver_connection
         assert pg is not None

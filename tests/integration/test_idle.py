@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncd.config import MailboxConfig
-from syncd.engine.push import PushHub
+from syncd.engine.imap.idle_hub import PushHub
 from tests.daemon import wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot

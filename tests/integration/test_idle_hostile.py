@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from syncd.config import MailboxConfig
-from syncd.engine import push
 from syncd.engine.daemon import Daemon, Scheduled
+from syncd.engine.imap import idle_hub
 from syncd.engine.sources import MailboxSource
 from tests.daemon import wait_until
 
@@ -97,7 +97,7 @@ import resource, sys, threading
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
 from syncd.config import MailboxConfig
 from syncd.connectors.imap_idle import IdleConnection
-from syncd.engine.push import PushHub
+from syncd.engine.imap.idle_hub import PushHub
 if sys.argv[2] == "buggy":  # the first IDLE hits a bug no handler knows (here: a KeyError)
     real_enter = IdleConnection.enter_idle
     calls = []
@@ -169,7 +169,7 @@ def test_the_daemon_restarts_a_dead_watcher_with_backoff(
         starts.append(time.monotonic())
         raise _Died
 
-    monkeypatch.setattr(push.IdleConnection, "open", dies)
+    monkeypatch.setattr(idle_hub.IdleConnection, "open", dies)
     daemon = Daemon(config)
     box = daemon._config.mailbox[0]
     assert isinstance(box, MailboxConfig)
@@ -248,7 +248,7 @@ def test_a_server_silent_after_done_costs_the_poll_its_timeout_not_more() -> Non
     poll at most twice the mailbox's timeout (then the poll logs in on its own), and the
     watch drops that connection and logs in again."""
     server = SilentAfterDone()
-    hub = push.PushHub()
+    hub = idle_hub.PushHub()
     try:
         box = MailboxConfig(
             name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,

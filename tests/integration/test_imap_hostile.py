@@ -15,7 +15,7 @@ from syncd.connectors.imap import MAX_LITERAL_BYTES, ImapSession
 from syncd.domain.bounds import bound_id
 from syncd.domain.limits import MAX_FIELD_BYTES, MAX_HEADER_BYTES
 from syncd.domain.message import parse_message
-from syncd.engine.mail_sync import reidentified_key
+from syncd.engine.imap.mail_sync import reidentified_key
 from syncd.errors import TransientError
 from syncd.store.capture import email_key
 from tests.integration.test_imap_connector import LOGIN, _box, _open

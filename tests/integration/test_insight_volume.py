@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine, select
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.engine.quiet import quiet_followups
 from syncd.schema.tables import record_customers, records, tasks
 from syncd.store.database import open_database

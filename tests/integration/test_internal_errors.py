@@ -21,19 +21,20 @@ import imapclient
 import pytest
 from sqlalchemy import select
 
-from syncd.config import CalendarConfig, MailboxConfig, parse_config
+from syncd.config import CalendarConfig, MailboxConfig
+from syncd.config_file import parse_config
 from syncd.connectors import imap
 from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
 from syncd.engine.daemon import Daemon, Scheduled
 from syncd.engine.fleet import LEASE
-from syncd.engine.mail_sync import MailSync
-from syncd.engine.push import PushHub
+from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.engine.sources import MailboxSource
 from syncd.engine.task_sync import TaskLists, sync_task_list
 from syncd.errors import InternalError, RefusedError, TransientError
 from syncd.schema.tables import source_health, source_states
-from syncd.store import database, health
+from syncd.store import database, leases
 from syncd.store.queries import sync_status
 from tests.daemon import wait_until
 from tests.mail import make_message
@@ -309,9 +310,9 @@ def test_the_daemon_holds_an_internal_error_for_attention_and_counts_it(
     monkeypatch.setattr(imapclient.IMAPClient, "search", drifted)
     try:
         with daemon._engine.begin() as conn:
-            health.register_daemon(conn, daemon.id, "test", 1)
+            leases.register_daemon(conn, daemon.id, "test", 1)
             # A daemon syncs only what it holds: the heartbeat claimed it (syncd/engine/fleet.py).
-            health.claim_many(conn, [source.key], daemon.id, LEASE)
+            leases.claim_many(conn, [source.key], daemon.id, LEASE)
         before = time.monotonic()
         daemon._sync(source)
         with daemon._engine.connect() as conn:

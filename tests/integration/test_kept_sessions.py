@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from syncd.config import Config, MailboxConfig, parse_config
+from syncd.config import Config, MailboxConfig
+from syncd.config_file import parse_config
 from syncd.connectors.base import MailSession
 from syncd.connectors.imap import ImapSession
-from syncd.engine.imap_sessions import DaemonSessions, SessionCache
-from syncd.engine.mail_sync import open_imap
+from syncd.engine.imap.mail_sync import open_imap
+from syncd.engine.imap.sessions import DaemonSessions, SessionCache
 from syncd.engine.sources import MailboxSource, SyncReport
 from syncd.metrics import Metrics
 from syncd.schema.tables import records, sources

@@ -10,11 +10,11 @@ import pytest
 import time_machine
 from sqlalchemy import Connection, Engine, func, select, update
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.calendar_sync import CalendarSync
-from syncd.engine.mail_sync import MailSync
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.schema.tables import daemons
-from syncd.store import health
+from syncd.store import leases
 from syncd.store.database import open_database
 from syncd.store.state import get_cursor
 from tests.conftest import World
@@ -29,26 +29,26 @@ LEASE = timedelta(minutes=5)
 def test_a_lease_is_held_by_one_daemon_until_it_stops_or_dies(db_url: str) -> None:
     engine = open_database(db_url)
     with engine.begin() as conn:
-        health.register_daemon(conn, "a", "host-a", 1)
-        health.register_daemon(conn, "b", "host-b", 2)
-        assert health.claim(conn, "mailbox", "alice", "a", LEASE)
-        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
-        assert health.claim(conn, "mailbox", "alice", "a", LEASE)  # renewal
-        assert health.claim(conn, "mailbox", "bob", "b", LEASE)
+        leases.register_daemon(conn, "a", "host-a", 1)
+        leases.register_daemon(conn, "b", "host-b", 2)
+        assert leases.claim(conn, "mailbox", "alice", "a", LEASE)
+        assert not leases.claim(conn, "mailbox", "alice", "b", LEASE)
+        assert leases.claim(conn, "mailbox", "alice", "a", LEASE)  # renewal
+        assert leases.claim(conn, "mailbox", "bob", "b", LEASE)
         # a stops beating (kill -9): b may take alice long before the lease runs out.
         conn.execute(
             update(daemons)
             .where(daemons.c.id == "a")
             .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
         )
-        assert health.claim(conn, "mailbox", "alice", "b", LEASE)
-        assert not health.claim(conn, "mailbox", "alice", "a", LEASE)
-        assert [d.id for d in health.live_daemons(conn)] == ["b"]
+        assert leases.claim(conn, "mailbox", "alice", "b", LEASE)
+        assert not leases.claim(conn, "mailbox", "alice", "a", LEASE)
+        assert [d.id for d in leases.live_daemons(conn)] == ["b"]
         # A clean stop frees its leases at once.
-        health.daemon_stopped(conn, "b")
-        health.register_daemon(conn, "c", "host-c", 3)
-        assert health.claim(conn, "mailbox", "bob", "c", LEASE)
-        assert health.claim(conn, "mailbox", "alice", "c", LEASE)
+        leases.daemon_stopped(conn, "b")
+        leases.register_daemon(conn, "c", "host-c", 3)
+        assert leases.claim(conn, "mailbox", "bob", "c", LEASE)
+        assert leases.claim(conn, "mailbox", "alice", "c", LEASE)
     engine.dispose()
 
 
@@ -61,14 +61,14 @@ def _engines(db_url: str) -> tuple[Engine, Engine]:
 def test_a_host_with_a_fast_clock_cannot_take_a_live_lease(db_url: str, skew: timedelta) -> None:
     host_a, host_b = _engines(db_url)
     with host_a.begin() as conn:
-        health.register_daemon(conn, "a", "host-a", 1)
-        assert health.claim(conn, "mailbox", "alice", "a", LEASE)
-        health.heartbeat(conn, "a", "syncing")
+        leases.register_daemon(conn, "a", "host-a", 1)
+        assert leases.claim(conn, "mailbox", "alice", "a", LEASE)
+        leases.heartbeat(conn, "a", "syncing")
     # Host b's clock runs fast; the database's does not.  a is alive and holds its lease.
     with time_machine.travel(datetime.now(UTC) + skew, tick=True), host_b.begin() as conn:
-        health.register_daemon(conn, "b", "host-b", 2)
-        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
-        assert {d.id for d in health.live_daemons(conn)} == {"a", "b"}
+        leases.register_daemon(conn, "b", "host-b", 2)
+        assert not leases.claim(conn, "mailbox", "alice", "b", LEASE)
+        assert {d.id for d in leases.live_daemons(conn)} == {"a", "b"}
     host_a.dispose()
     host_b.dispose()
 
@@ -78,13 +78,13 @@ def test_a_host_with_a_slow_clock_does_not_look_dead(db_url: str) -> None:
     # a's clock is ten minutes behind: its heartbeats must not look ten minutes old.
     with time_machine.travel(datetime.now(UTC) - timedelta(minutes=10), tick=True):
         with host_a.begin() as conn:
-            health.register_daemon(conn, "a", "host-a", 1)
-            assert health.claim(conn, "mailbox", "alice", "a", LEASE)
+            leases.register_daemon(conn, "a", "host-a", 1)
+            assert leases.claim(conn, "mailbox", "alice", "a", LEASE)
         with host_a.begin() as conn:
-            health.heartbeat(conn, "a", "syncing")
+            leases.heartbeat(conn, "a", "syncing")
     with host_b.begin() as conn:
-        health.register_daemon(conn, "b", "host-b", 2)
-        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+        leases.register_daemon(conn, "b", "host-b", 2)
+        assert not leases.claim(conn, "mailbox", "alice", "b", LEASE)
     host_a.dispose()
     host_b.dispose()
 
@@ -93,25 +93,25 @@ def test_batches_renew_the_lease_and_a_lost_lease_cannot_commit(db_url: str) -> 
     short = timedelta(seconds=1)
     host_a, host_b = _engines(db_url)
     with host_a.begin() as conn:
-        health.register_daemon(conn, "a", "host-a", 1)
-        assert health.claim(conn, "mailbox", "alice", "a", short)
+        leases.register_daemon(conn, "a", "host-a", 1)
+        assert leases.claim(conn, "mailbox", "alice", "a", short)
     with host_b.begin() as conn:
-        health.register_daemon(conn, "b", "host-b", 2)
+        leases.register_daemon(conn, "b", "host-b", 2)
     # A sync three times longer than its lease keeps it: every batch renews it.
     for _ in range(5):
         time.sleep(0.6)
         with host_a.begin() as conn:
-            health.fence(conn, "mailbox", "alice", "a", short)
+            leases.fence(conn, "mailbox", "alice", "a", short)
         with host_b.begin() as conn:
-            assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+            assert not leases.claim(conn, "mailbox", "alice", "b", LEASE)
     # a stalls (a slow server, a paused VM) past its lease: b takes the source over...
     time.sleep(1.3)
     with host_b.begin() as conn:
-        assert health.claim(conn, "mailbox", "alice", "b", LEASE)
+        assert leases.claim(conn, "mailbox", "alice", "b", LEASE)
     # ...and a's next batch rolls back instead of writing beside b.
-    with pytest.raises(health.LeaseLost), host_a.begin() as conn:
+    with pytest.raises(leases.LeaseLost), host_a.begin() as conn:
         conn.execute(daemons.insert().values(_ghost_daemon()))
-        health.fence(conn, "mailbox", "alice", "a", short)
+        leases.fence(conn, "mailbox", "alice", "a", short)
     with host_a.connect() as conn:
         assert conn.scalar(select(func.count()).where(daemons.c.id == "ghost")) == 0
     host_a.dispose()
@@ -124,32 +124,32 @@ def test_a_lease_lost_and_taken_back_fences_out_the_batch_from_before(db_url: st
     the lease is another one: the batch read under the first must not be written."""
     host_a, host_b = _engines(db_url)
     with host_a.begin() as conn:
-        health.register_daemon(conn, "a", "host-a", 1)
-        health.register_daemon(conn, "b", "host-b", 2)
-        assert health.claim(conn, "mailbox", "alice", "a", LEASE)
-        began = health.lease_epoch(conn, "mailbox", "alice")  # a's sync starts
-        assert health.claim(conn, "mailbox", "alice", "a", LEASE)  # its own renewal ...
-        assert health.lease_epoch(conn, "mailbox", "alice") == began  # ... is the same lease
+        leases.register_daemon(conn, "a", "host-a", 1)
+        leases.register_daemon(conn, "b", "host-b", 2)
+        assert leases.claim(conn, "mailbox", "alice", "a", LEASE)
+        began = leases.lease_epoch(conn, "mailbox", "alice")  # a's sync starts
+        assert leases.claim(conn, "mailbox", "alice", "a", LEASE)  # its own renewal ...
+        assert leases.lease_epoch(conn, "mailbox", "alice") == began  # ... is the same lease
     with host_b.begin() as conn:  # a's heartbeat went stale: b takes the source
         conn.execute(
             update(daemons)
             .where(daemons.c.id == "a")
             .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
         )
-        assert health.claim(conn, "mailbox", "alice", "b", LEASE)
-        health.release_many(conn, [("mailbox", "alice")], "b")  # a is back: b hands over
+        assert leases.claim(conn, "mailbox", "alice", "b", LEASE)
+        leases.release_many(conn, [("mailbox", "alice")], "b")  # a is back: b hands over
     with host_a.begin() as conn:
-        health.heartbeat(conn, "a", "awake")
-        health.claim_many(conn, [("mailbox", "alice")], "a", LEASE)
-        assert health.held_by(conn, "a") == {("mailbox", "alice")}
-    with pytest.raises(health.LeaseLost), host_a.begin() as conn:
+        leases.heartbeat(conn, "a", "awake")
+        leases.claim_many(conn, [("mailbox", "alice")], "a", LEASE)
+        assert leases.held_by(conn, "a") == {("mailbox", "alice")}
+    with pytest.raises(leases.LeaseLost), host_a.begin() as conn:
         conn.execute(daemons.insert().values(_ghost_daemon()))
-        health.fence(conn, "mailbox", "alice", "a", LEASE, began)
+        leases.fence(conn, "mailbox", "alice", "a", LEASE, began)
     with host_a.begin() as conn:
         assert conn.scalar(select(func.count()).where(daemons.c.id == "ghost")) == 0
         # A sync begun under the new lease commits.
-        health.fence(
-            conn, "mailbox", "alice", "a", LEASE, health.lease_epoch(conn, "mailbox", "alice")
+        leases.fence(
+            conn, "mailbox", "alice", "a", LEASE, leases.lease_epoch(conn, "mailbox", "alice")
         )
     host_a.dispose()
     host_b.dispose()
@@ -161,18 +161,18 @@ def test_a_lease_that_ran_out_untaken_still_commits_and_is_renewed(db_url: str) 
     short = timedelta(seconds=1)
     host_a, host_b = _engines(db_url)
     with host_a.begin() as conn:
-        health.register_daemon(conn, "a", "host-a", 1)
-        health.register_daemon(conn, "b", "host-b", 2)
-        assert health.claim(conn, "mailbox", "alice", "a", short)
+        leases.register_daemon(conn, "a", "host-a", 1)
+        leases.register_daemon(conn, "b", "host-b", 2)
+        assert leases.claim(conn, "mailbox", "alice", "a", short)
     time.sleep(1.3)  # past the lease, and nobody claimed it
     with host_a.begin() as conn:
         conn.execute(daemons.insert().values(_ghost_daemon()))
-        health.fence(conn, "mailbox", "alice", "a", LEASE)
+        leases.fence(conn, "mailbox", "alice", "a", LEASE)
     with host_a.connect() as conn:
         assert conn.scalar(select(func.count()).where(daemons.c.id == "ghost")) == 1
     # The commit renewed it: b cannot take it now.
     with host_b.begin() as conn:
-        assert not health.claim(conn, "mailbox", "alice", "b", LEASE)
+        assert not leases.claim(conn, "mailbox", "alice", "b", LEASE)
     host_a.dispose()
     host_b.dispose()
 
@@ -188,12 +188,12 @@ def test_a_fenced_batch_holds_the_lease_until_it_commits(pg_admin: str) -> None:
         host_a, host_b = _engines(url)
         short = timedelta(seconds=1)
         with host_a.begin() as conn:
-            health.register_daemon(conn, "a", "host-a", 1)
-            health.register_daemon(conn, "b", "host-b", 2)
-            assert health.claim(conn, "mailbox", "alice", "a", short)
+            leases.register_daemon(conn, "a", "host-a", 1)
+            leases.register_daemon(conn, "b", "host-b", 2)
+            assert leases.claim(conn, "mailbox", "alice", "a", short)
         taken: list[bool] = []
         with host_a.begin() as conn:
-            health.fence(conn, "mailbox", "alice", "a", short)
+            leases.fence(conn, "mailbox", "alice", "a", short)
             # b tries while a's batch is still open, after the lease would have run out.
             grab = threading.Thread(target=lambda: taken.append(_claim(host_b, "b")))
             grab.start()
@@ -209,7 +209,7 @@ def test_a_fenced_batch_holds_the_lease_until_it_commits(pg_admin: str) -> None:
 
 def _claim(engine: Engine, daemon_id: str) -> bool:
     with engine.begin() as conn:
-        return health.claim(conn, "mailbox", "alice", daemon_id, LEASE)
+        return leases.claim(conn, "mailbox", "alice", daemon_id, LEASE)
 
 
 @pytest.mark.dovecot
@@ -227,9 +227,9 @@ def test_mail_sync_calls_the_fence_in_each_batch_transaction(world: World) -> No
         # The first call fences the pass's start (its attempt is a write too); the lease
         # is lost during the second batch.
         if len(calls) == 3:
-            raise health.LeaseLost("mailbox alice: lost")
+            raise leases.LeaseLost("mailbox alice: lost")
 
-    with pytest.raises(health.LeaseLost):
+    with pytest.raises(leases.LeaseLost):
         MailSync(engine, config, fence=fence).run_once()
     assert calls == [True, True, True]
     # Only the first batch committed, and the cursor says so: the new holder reads on from
@@ -258,9 +258,9 @@ def test_a_calendar_batch_without_the_lease_is_rolled_back(world: World) -> None
 
     def lost(conn: Connection) -> None:
         assert conn.in_transaction()
-        raise health.LeaseLost("calendar alice-cal: lost")
+        raise leases.LeaseLost("calendar alice-cal: lost")
 
-    with pytest.raises(health.LeaseLost):
+    with pytest.raises(leases.LeaseLost):
         CalendarSync(engine, config, opener=server.session, fence=lost).run_once()
     assert world.records("--kind", "meeting") == []
     (result,) = CalendarSync(engine, config, opener=server.session).run_once()
@@ -284,10 +284,10 @@ def test_verify_bookkeeping_is_fenced_like_a_sync(world: World) -> None:
 
     def lost(conn: Connection) -> None:
         assert conn.in_transaction()
-        raise health.LeaseLost("mailbox alice: lost")
+        raise leases.LeaseLost("mailbox alice: lost")
 
     (box,) = config.mailbox
-    with pytest.raises(health.LeaseLost):
+    with pytest.raises(leases.LeaseLost):
         Verifier(engine, config, fence=lost).verify_mailbox(box)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(verify_states)) == 0
@@ -323,9 +323,9 @@ def test_a_task_list_push_without_the_lease_writes_nothing(world: World) -> None
 
     def lost(conn: Connection) -> None:
         assert conn.in_transaction()
-        raise health.LeaseLost("calendar alice-cal: lost")
+        raise leases.LeaseLost("calendar alice-cal: lost")
 
-    with pytest.raises(health.LeaseLost):
+    with pytest.raises(leases.LeaseLost):
         sync_task_list(engine, calendar, server.session(), fence=lost)
     with engine.connect() as conn:
         assert conn.scalar(select(tasks.c.vtodo_href)) is None

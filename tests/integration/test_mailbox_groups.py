@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from syncd.config import GroupMemberConfig, load_config
+from syncd.config import GroupMemberConfig
+from syncd.config_file import load_config
 from syncd.engine.sources import configured_sources
 from syncd.store.database import open_database
 from syncd.store.directory import load_directory

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from syncd.domain.bounds import ADDRESS_MAX, HASHED_ID_PREFIX, bound_id
 from syncd.domain.limits import MAX_NAME_CHARS
-from syncd.engine import pipeline
+from syncd.engine.imap import pipeline
 from syncd.schema.tables import (
     folder_cursors,
     participants,

@@ -18,7 +18,7 @@ import pytest
 
 from syncd.config import MailboxConfig
 from syncd.connectors.imap_idle import FLOOD_BYTES, MAX_LINE
-from syncd.engine.push import WORKERS, PushHub, Watch
+from syncd.engine.imap.idle_hub import WORKERS, PushHub, Watch
 from tests.daemon import wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot

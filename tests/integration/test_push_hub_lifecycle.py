@@ -19,7 +19,7 @@ import pytest
 from syncd.config import MailboxConfig
 from syncd.connectors import imap_idle
 from syncd.connectors.imap_idle import IdleConnection
-from syncd.engine.push import PushHub
+from syncd.engine.imap.idle_hub import PushHub
 from tests.daemon import wait_until
 from tests.integration.test_push_hub import _established
 from tests.servers.dovecot import Dovecot

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.config import load_config
-from syncd.engine.push import PushHub
+from syncd.config_file import load_config
+from syncd.engine.imap.idle_hub import PushHub
 from syncd.engine.sources import CalendarSource, MailboxSource, configured_sources
 from syncd.store import database, state
 from syncd.store.directory import load_directory

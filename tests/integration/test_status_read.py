@@ -17,16 +17,16 @@ from alembic import command
 from sqlalchemy import Engine
 
 from syncd.schema.tables import calendar_cursors, folder_cursors, quarantine
-from syncd.store import database, health, queries, state, status_read
+from syncd.store import database, leases, queries, state, status_read
 
 AT = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 
 def _fill(engine: Engine) -> None:
     with engine.begin() as conn:
-        health.register_daemon(conn, "d1", "host-a", 4242)
-        assert health.claim(conn, "mailbox", "alice", "d1", timedelta(minutes=5))
-        health.set_health(
+        leases.register_daemon(conn, "d1", "host-a", 4242)
+        assert leases.claim(conn, "mailbox", "alice", "d1", timedelta(minutes=5))
+        leases.set_health(
             conn,
             "mailbox",
             "alice",
@@ -79,8 +79,8 @@ def test_the_driver_reads_what_sqlalchemy_reads(db_url: str) -> None:
         through_sqlalchemy = (
             queries.sync_status(conn, ["alice", "bob"]),
             queries.calendar_status(conn, ["work"]),
-            health.live_daemons(conn),
-            health.health_rows(conn),
+            leases.live_daemons(conn),
+            leases.health_rows(conn),
         )
     assert direct == through_sqlalchemy
     mailboxes, calendars, daemons, activity = direct

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import parse_config
-from syncd.engine.mail_sync import MailSync
+from syncd.config_file import parse_config
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.store import database, state
 
 

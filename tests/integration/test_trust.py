@@ -19,7 +19,8 @@ import pytest
 import wassima
 import wassima._os._linux
 
-from syncd.config import CalendarConfig, MailboxConfig, parse_config
+from syncd.config import CalendarConfig, MailboxConfig
+from syncd.config_file import parse_config
 from syncd.connectors.dav import CalDavSession, _trusted_cas
 from syncd.connectors.imap import ImapSession, tls_context
 from syncd.connectors.trust import system_ca_bundle

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.webhooks.http import Sender, load_signer
 from syncd.webhooks.policy import Answer
 from tests.servers.webhook import new_secret

@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 
 from syncd.cli.main import cli
-from syncd.config import Config, load_config
+from syncd.config import Config
+from syncd.config_file import load_config
 from syncd.schema.tables import webhook_deliveries, webhook_endpoints
 from syncd.store.database import open_database
 from syncd.store.events import Event, emit_many
@@ -350,7 +351,7 @@ def test_sync_delivers_what_is_pending_or_says_what_is_not(hooks: Hooks) -> None
 
 
 def test_config_rejects_unsafe_or_ambiguous_webhooks(tmp_path: Path) -> None:
-    from syncd.config import parse_config
+    from syncd.config_file import parse_config
     from syncd.errors import ConfigError
 
     def problems(more: list[dict[str, Any]] | None = None, **keys: Any) -> str:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.domain.accounting import account_hrefs, account_uids, skip_rule
 from syncd.domain.capture import decide
 from syncd.domain.message import parse_message

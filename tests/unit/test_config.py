@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from syncd.cli.example_config import EXAMPLE
-from syncd.config import load_config, parse_config
+from syncd.config_file import load_config, parse_config
 from syncd.errors import ConfigError
 
 
@@ -125,3 +125,28 @@ def test_follow_up_and_working_hours_mistakes_are_reported_by_key() -> None:
         "metrics.listen", "sync.interval",
     ):  # fmt: skip
         assert key in text, key
+
+
+def test_every_length_of_time_is_written_one_way_and_the_old_numbers_still_read() -> None:
+    new = parse_config(
+        {
+            "sync": {"interval": "5m", "max_backoff": "1h", "verify_interval": "0s"},
+            "tasks": {"interval": "90 seconds"},
+            "followup": [{"rule": "no_response", "after": "48h"}],
+        }
+    )
+    old = parse_config(
+        {
+            "sync": {"interval": 300, "max_backoff": "3600", "verify_interval": 0},
+            "tasks": {"interval": 90},
+            "followup": [{"rule": "no_response", "after": "48 hours"}],
+        }
+    )
+    assert new.sync == old.sync and new.tasks == old.tasks
+    assert new.sync.interval == 300.0 and new.sync.verify_interval == 0.0
+    assert new.followup[0].span == old.followup[0].span
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sync": {"interval": "5 fortnights", "max_backoff": "2 business days"}})
+    text = str(caught.value)
+    assert "sync.interval" in text and "sync.max_backoff" in text
+    assert "is not a length of time" in text

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.crm.base import DirectoryEntry, Refused
 from syncd.crm.bottlecrm import (
     BODY_MAX,

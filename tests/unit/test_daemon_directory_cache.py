@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import syncd.engine.daemon as daemon_module
+import syncd.engine.directory_cache as daemon_module
 from syncd.engine.daemon import Daemon
 from syncd.store.database import open_database
 
@@ -37,9 +37,9 @@ def test_a_load_that_raced_a_change_serves_its_sync_but_is_not_kept(
     monkeypatch.setattr(daemon_module, "load_directory", load_then_change)
     try:
         daemon._current_directory()  # the racing load: used once, not cached
-        assert daemon._directory is None
+        assert daemon._directory.cached is None
         daemon._current_directory()  # the next sync reads anew, and that one is kept
-        assert loads == ["old", "new"] and daemon._directory is not None
+        assert loads == ["old", "new"] and daemon._directory.cached is not None
         daemon._current_directory()
         assert loads == ["old", "new"]  # served from the cache now
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine import followups
 from syncd.engine.followups import working_weeks
 from syncd.store.database import open_database

@@ -11,7 +11,7 @@ import pytest
 
 from syncd.config import MailboxConfig, SyncConfig
 from syncd.connectors.base import MailSession
-from syncd.engine.imap_sessions import DaemonSessions, SessionCache
+from syncd.engine.imap.sessions import DaemonSessions, SessionCache
 from syncd.errors import CredentialsError, RemoteConfigError, TransientError
 from syncd.metrics import Metrics
 from tests.fakes import FakeMailServer, FakeMailSession
@@ -327,7 +327,7 @@ def test_discarding_or_watching_never_waits_for_a_logout(how: str) -> None:
 
 
 class LendingWatcher:
-    """A watcher that lends its own logged-in session to polls, as engine/push.py's Watch."""
+    """A watcher that lends its own logged-in session to polls, as engine/imap/idle_hub.py's Watch."""
 
     def __init__(self, session: MailSession) -> None:
         self.ended: str | None = None

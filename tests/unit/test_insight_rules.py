@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.config import parse_config
+from syncd.config_file import parse_config
 from syncd.domain.business_time import Span, WorkingWeek
 from syncd.domain.insight import arrange
 from syncd.domain.periods import FORM, parse_period

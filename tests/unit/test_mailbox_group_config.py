@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from syncd.cli.example_config import EXAMPLE
-from syncd.config import GroupMemberConfig, MailboxConfig, load_config
+from syncd.config import GroupMemberConfig, MailboxConfig
+from syncd.config_file import load_config
 from syncd.errors import ConfigError
 from syncd.secrets import exposed_secrets
 

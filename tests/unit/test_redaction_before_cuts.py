@@ -8,7 +8,7 @@ from syncd.domain.limits import MAX_SUBJECT_CHARS
 from syncd.domain.matching import Directory
 from syncd.domain.privacy import REDACTED, Suppressions, address_digest
 from syncd.domain.snippet import SNIPPET_MAX
-from syncd.engine.pipeline import Policy, process
+from syncd.engine.imap.pipeline import Policy, process
 from syncd.store.capture import CapturedMessage
 from tests.mail import make_message
 

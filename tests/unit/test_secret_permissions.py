@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine import daemon as daemon_module
 from syncd.engine.daemon import Daemon
 from syncd.secrets import exposed_secrets

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.config import parse_duration
+from syncd.config import retry_seconds as parse_duration
 from syncd.webhooks.policy import (
     BACKOFF_CAP,
     Answer,

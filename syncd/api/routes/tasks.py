@@ -16,7 +16,7 @@ from syncd.api.problems import Problem
 from syncd.api.routes import PREFIX
 from syncd.cli.present.tasks import task_json
 from syncd.schema.tables import tasks as tasks_table
-from syncd.store import audit, outbox
+from syncd.store import audit
 from syncd.store import tasks as store
 from syncd.store.directory import find_customer
 from syncd.store.errors import NotFound
@@ -124,6 +124,6 @@ def patch_task(caller: Writer, task_id: Id, body: TaskPatch) -> Response:
         if changed:
             audit.record(conn, "task-update", f"task {task_id}",
                          **{k: v for k, v in given.items() if v is not None})  # fmt: skip
-            outbox.emit_tasks(conn, TASK_UPDATED, [task_id])
+            store.emit_tasks(conn, TASK_UPDATED, [task_id])
         shown = task_json(_task(conn, caller, task_id))
     return json(shown)

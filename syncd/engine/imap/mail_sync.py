@@ -23,7 +23,7 @@ from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.backlog import capturing_backlog
-from syncd.engine.pipeline import Policy, Quarantined, Skipped, process
+from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.secrets import read_secret
 from syncd.store import state

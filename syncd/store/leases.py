@@ -1,4 +1,4 @@
-"""Daemon heartbeats, source health and source leases.
+"""Daemon heartbeats and source leases (with the schedule state the lease holder writes beside them).
 
 A lease lets several daemons share one PostgreSQL: a daemon syncs a mailbox or calendar
 only while it holds the source's lease, taken and renewed in one UPDATE, so two daemons

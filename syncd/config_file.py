@@ -1,0 +1,112 @@
+"""The configuration file: where it is, reading it, validating it all at once.
+
+Every problem is reported with its key path (``mailbox[1].port``) in one error, so an admin
+fixes the file in one go.  Relative paths in it are relative to the file; the members of a
+[[mailbox_group]] are expanded here (syncd/groups.py), so that everything after sees
+plain mailboxes.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from syncd.config import Config, DatabaseConfig, DirectoryConfig
+from syncd.errors import ConfigError
+from syncd.groups import expand_groups
+
+DEFAULT_PATH = "syncd.toml"
+ENV_VAR = "SYNCD_CONFIG"
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part in ("function-after", "function-before"):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _problems(err: ValidationError) -> list[str]:
+    problems = []
+    for item in err.errors(include_url=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (misspelt?)"
+        problems.append(f"{_key_path(tuple(item['loc']))}: {message}")
+    return problems
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    return Path(path or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def _anchor_sqlite(url: str, base: Path) -> str:
+    """A relative SQLite path is relative to the config file, not to wherever syncd was started."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
+def _anchor_directory(directory: DirectoryConfig, base: Path) -> DirectoryConfig:
+    """[directory] file, and a command given by a relative path, are relative to the config."""
+    if directory.file is not None:
+        return directory.model_copy(update={"file": str(base / Path(directory.file).expanduser())})
+    assert directory.command is not None
+    program = directory.command[0]
+    if "/" in program and not Path(program).is_absolute():
+        return directory.model_copy(
+            update={"command": [str(base / program), *directory.command[1:]]}
+        )
+    return directory
+
+
+def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str = "") -> Config:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_problems(err), path=source or None) from None
+    if base is not None:
+        url = _anchor_sqlite(config.database.url, base)
+        config = config.model_copy(update={"database": DatabaseConfig(url=url)})
+        if config.directory is not None:
+            config = config.model_copy(
+                update={"directory": _anchor_directory(config.directory, base)}
+            )
+        if config.api is not None and config.api.tls_cert is not None:
+            assert config.api.tls_key is not None  # both or neither (ApiConfig)
+            tls = {
+                key: str(base / Path(value).expanduser())
+                for key, value in (
+                    ("tls_cert", config.api.tls_cert),
+                    ("tls_key", config.api.tls_key),
+                )
+            }
+            config = config.model_copy(update={"api": config.api.model_copy(update=tls)})
+    if config.mailbox_group:
+        config = expand_groups(config, base=base, source=source)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    file = resolve_path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: no such file"], path=str(file)) from None
+    except OSError as err:
+        raise ConfigError([f"{file}: cannot read ({err.strerror})"], path=str(file)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError([f"not valid TOML: {err}"], path=str(file)) from None
+    return parse_config(data, base=file.resolve().parent, source=str(file))

@@ -1,0 +1,1 @@
+"""The IMAP-only engine: mail passes, the message pipeline, kept sessions and the IDLE hub."""

@@ -1,0 +1,146 @@
+"""The daemon's watches: push (IMAP IDLE) on the sources it holds, and their revival.
+
+A watch says two things, and says them here, never to the loop: a source has news (sync it
+now), and, for a source just taken over, what its first login found (``take_opened``).  Each
+rings the loop's alarm; the loop takes what was noted when it comes round.  A watch that
+died of something it could not catch is started again with backoff (``revive``): until it
+is back the source is still polled every interval, only push is delayed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from syncd.engine.imap.idle_hub import RECONNECT_MAX, PushHub, Watch
+from syncd.engine.imap.sessions import DaemonSessions
+from syncd.engine.sources import Source
+
+log = structlog.get_logger("syncd.daemon")
+
+Key = tuple[str, str]  # (kind, name)
+Opened = tuple[int | None, int | None]  # what a watch's first login found (sources.OnOpen)
+
+
+@dataclass(slots=True)
+class _Deaths:
+    """A watch's unexpected deaths, for the backoff of its restarts."""
+
+    count: int = 0
+    restart_at: float | None = None  # monotonic time of the pending restart
+    restarted: float = 0.0  # monotonic time of the last restart
+
+
+class Watchers:
+    def __init__(self, hub: PushHub, sessions: DaemonSessions, alarm: threading.Event) -> None:
+        self._hub = hub
+        self._sessions = sessions  # a watch's connection is the one a poll borrows
+        self._alarm = alarm
+        self._lock = threading.Lock()
+        self._watches: dict[Key, Watch] = {}
+        self._deaths: dict[Key, _Deaths] = {}
+        self._news: set[Key] = set()
+        self._opened: dict[Key, Opened] = {}
+
+    def __getitem__(self, key: Key) -> Watch:
+        with self._lock:
+            return self._watches[key]
+
+    def alive(self, key: Key) -> bool:
+        with self._lock:
+            watch = self._watches.get(key)
+        return watch is not None and watch.alive
+
+    def start(self, key: Key, source: Source, *, taken_over: bool = False) -> bool:
+        """Watch ``source`` if its server can push; True when a watch was started.  For a
+        source ``taken_over`` from another daemon, its first login is noted for the loop."""
+
+        def news(_name: str) -> None:
+            with self._lock:
+                self._news.add(key)
+            self._alarm.set()
+
+        def opened(found: Opened) -> None:
+            with self._lock:
+                self._opened[key] = found
+            self._alarm.set()
+
+        watch = source.watcher(self._hub, news, opened if taken_over else None)
+        if watch is None:
+            return False
+        with self._lock:
+            self._watches[key] = watch
+        self._sessions.watch_source(key, watch)
+        return True
+
+    def stop(self, key: Key) -> None:
+        with self._lock:
+            watch = self._watches.pop(key, None)
+            self._deaths.pop(key, None)
+            self._news.discard(key)
+            self._opened.pop(key, None)
+        if watch is not None:
+            watch.stop()
+        self._sessions.unwatch_source(key)
+
+    def take_news(self) -> set[Key]:
+        """The sources whose server reported new items since the last call."""
+        with self._lock:
+            news, self._news = self._news, set()
+        return news
+
+    def take_opened(self) -> dict[Key, Opened]:
+        """Sources taken over whose watch logged in since the last call, with what it found."""
+        with self._lock:
+            opened, self._opened = self._opened, {}
+        return opened
+
+    def revive(self, sources: Mapping[Key, Source]) -> None:
+        """Start again, with backoff, watches that died instead of ending on purpose: a
+        watch survives any exception by itself; this is for what it cannot catch (its step
+        raised past every handler, or the hub's selector thread died)."""
+        now = time.monotonic()
+        with self._lock:
+            watches = list(self._watches.items())
+        for key, watch in watches:
+            with self._lock:
+                if self._watches.get(key) is not watch:
+                    continue  # stopped meanwhile
+                deaths = self._deaths.get(key)
+                if watch.alive:
+                    if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
+                        del self._deaths[key]  # up for a while: backoff starts over
+                    continue
+                source = sources.get(key)
+                if watch.ended is not None or source is None:
+                    continue
+                if deaths is None:
+                    deaths = self._deaths[key] = _Deaths()
+                if deaths.restart_at is None:  # just found dead: wait, doubling each time
+                    deaths.count += 1
+                    delay = min(RECONNECT_MAX, 2.0 ** (deaths.count - 1))
+                    deaths.restart_at = now + delay
+                    log.error(
+                        "idle.watcher_died", **{key[0]: key[1]}, deaths=deaths.count, retry_in=delay
+                    )
+                    continue
+                if now < deaths.restart_at:
+                    continue
+                deaths.restart_at, deaths.restarted = None, now
+            self.start(key, source)
+            log.info("idle.watcher_restarted", **{key[0]: key[1]}, deaths=deaths.count)
+
+    def open_count(self) -> int:
+        return self._hub.open_count()
+
+    def join(self, within: float) -> None:
+        """Wait ``within`` seconds in all for the watches the hub's close ended."""
+        deadline = time.monotonic() + within
+        with self._lock:
+            watches = list(self._watches.values())
+        for watch in watches:
+            watch.join(max(0.0, deadline - time.monotonic()))
