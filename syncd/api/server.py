@@ -36,7 +36,7 @@ KEEP_ALIVE_SECONDS = 5
 MAX_HEADER_BYTES = 16 * 1024
 MAX_CONNECTIONS = 512
 MAX_REQUESTS = 256  # in progress at once, long polls included
-POOL_SIZE = 16  # database connections of the API (its handlers run in a thread pool)
+POOL_SIZE = 16  # database connections of the API: its handler threads, the feed's watch, spare
 
 
 class BoundedH11(H11Protocol):
