@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import Connection, select
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from syncd.api import logged, paging
@@ -27,7 +26,6 @@ from syncd.store.explain import explain
 
 router = APIRouter(prefix=PREFIX, tags=["records"])
 CAPTURED = ("email", "meeting")
-INLINE_LIMIT = 100  # records a page read on the event loop may hold
 
 
 def _record(conn: Connection, caller: Caller, record_id: Id) -> dict[str, Any]:
@@ -39,7 +37,7 @@ def _record(conn: Connection, caller: Caller, record_id: Id) -> dict[str, Any]:
 
 
 @router.get("/records", response_model=Page[Record], summary="Records, newest first")
-async def list_records(
+def list_records(
     caller: Reader,
     customer: Annotated[str | None, Query(max_length=300, description="Name or id.")] = None,
     contact: Annotated[str | None, Query(max_length=320)] = None,
@@ -51,17 +49,7 @@ async def list_records(
     limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    def answer() -> Response:
-        return records_page(caller, customer, contact, owner, kind, since, until, q, limit, cursor)
-
-    # A page of a few records on SQLite (WAL: a reader never waits for capture's writes)
-    # is one indexed statement in this process, about a millisecond: it is answered on the
-    # event loop, where handing it to a thread and back cost more than the read itself
-    # (py-spy: a third of the server's time waking threads and the loop).  Searches, long
-    # pages and PostgreSQL's round trips go to the thread pool.
-    if q is None and limit <= INLINE_LIMIT and caller.api.engine.dialect.name == "sqlite":
-        return answer()
-    return await run_in_threadpool(answer)
+    return records_page(caller, customer, contact, owner, kind, since, until, q, limit, cursor)
 
 
 def records_page(
