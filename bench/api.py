@@ -92,32 +92,64 @@ class Writer(threading.Thread):
             self.written += 1
 
 
-async def load(
-    url: str, token: str, customer_ids: list[int], seconds: float
-) -> tuple[list[float], int, float]:
-    """32 clients asking for customers' first pages for ``seconds``: latencies, errors, rate."""
-    latencies: list[float] = []
-    errors = 0
+class Load:
+    """What one run of ``load`` measured."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.rate = 0.0
+        self.client_cpu = 0.0  # seconds of CPU the clients' event loop used
+
+
+async def _client(
+    host: str,
+    port: int,
+    token: str,
+    customer_ids: list[int],
+    deadline: float,
+    out: Load,
+    rng: random.Random,
+) -> None:
+    """One keep-alive HTTP/1.1 connection asking for customers' first pages: a plain
+    asyncio stream, so that the clients cost the 2 cores as little as they can (httpx
+    spent about as much CPU a request as the server)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    head = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    try:
+        while time.perf_counter() < deadline:
+            cid = rng.choice(customer_ids)
+            started = time.perf_counter()
+            writer.write(b"GET /api/v1/records?customer=%d&limit=50 HTTP/1.1\r\n" % cid + head)
+            headers = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in headers.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            out.latencies.append(time.perf_counter() - started)
+            if headers[9:12] != b"200":
+                out.errors += 1
+    finally:
+        writer.close()
+
+
+async def load(url: str, token: str, customer_ids: list[int], seconds: float) -> Load:
+    """32 clients asking for customers' first pages for ``seconds``: latencies, errors,
+    rate, and the clients' own CPU time (this thread's: the writer's is not counted)."""
+    out = Load()
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     rng = random.Random(7)
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
-        deadline = time.perf_counter() + seconds
-
-        async def client() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                cid = rng.choice(customer_ids)
-                started = time.perf_counter()
-                answer = await http.get("/api/v1/records", params={"customer": cid, "limit": 50})
-                latencies.append(time.perf_counter() - started)
-                if answer.status_code != 200:
-                    errors += 1
-
-        began = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
-        took = time.perf_counter() - began
-    return latencies, errors, len(latencies) / took
+    cpu = time.thread_time()
+    began = time.perf_counter()
+    deadline = began + seconds
+    await asyncio.gather(
+        *(_client(host, int(port), token, customer_ids, deadline, out, rng) for _ in range(CLIENTS))
+    )
+    took = time.perf_counter() - began
+    out.client_cpu = time.thread_time() - cpu
+    out.rate = len(out.latencies) / took
+    return out
 
 
 def long_polls(url: str, token: str, writer: Writer, polls: int) -> list[float]:
@@ -170,7 +202,9 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
         f'[database]\nurl = "{url}"\n\n[api]\nlisten = "127.0.0.1:{port}"\nrate_limit = 100000\n'
     )
     log = (work / f"{label}.log").open("wb")
-    server = subprocess.Popen([SYNCD, "--config", str(config), "serve"], stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [args.syncd, "--config", str(config), "serve"], stdout=log, stderr=log
+    )
     writer = Writer(engine)
     out: dict[str, Any] = {"records": total}
     try:
@@ -194,13 +228,19 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
         out["direct_p95_ms"] = percentile(direct, 0.95) * 1000
         asyncio.run(load(base, token, customer_ids, 2.0))  # warm up
         writer.start()
-        latencies, errors, rate = asyncio.run(load(base, token, customer_ids, args.seconds))
+        served = _cpu_seconds(server.pid)
+        measured = asyncio.run(load(base, token, customer_ids, args.seconds))
+        served = _cpu_seconds(server.pid) - served
+        requests = len(measured.latencies)
         out.update(
-            p50_ms=statistics.median(latencies) * 1000,
-            p95_ms=percentile(latencies, 0.95) * 1000,
-            rps=rate,
-            requests=len(latencies),
-            errors=errors,
+            p50_ms=statistics.median(measured.latencies) * 1000,
+            p95_ms=percentile(measured.latencies, 0.95) * 1000,
+            rps=measured.rate,
+            requests=requests,
+            errors=measured.errors,
+            server_cpu_ms=served / max(requests, 1) * 1000,
+            client_cpu_ms=measured.client_cpu / max(requests, 1) * 1000,
+            load_average=os.getloadavg()[0],
         )
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
             words = {"q": f"customer {customer_ids[len(customer_ids) // 2]}", "limit": 20}
@@ -239,6 +279,11 @@ def main() -> int:
     parser.add_argument("--polls", type=int, default=20)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--syncd",
+        default=SYNCD,
+        help="the syncd that serves (another checkout's, to compare before and after)",
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-api-"))
@@ -268,6 +313,15 @@ def main() -> int:
             f"{r['errors']:>6} {r['direct_p50_ms']:7.1f}ms {r['direct_p95_ms']:7.1f}ms "
             f"{r['poll_p50_s']:7.2f}s {r['poll_p95_s']:7.2f}s  {search}; idle API "
             f"{r['idle_cpu']:.2%} of a core"
+        )
+    print("\nCPU a request (server process, all threads; clients: their event loop's thread), "
+          "and the HTTP page against the store read alone (reference, same run):")  # fmt: skip
+    for label, r in results.items():
+        print(
+            f"{label:<11} server {r['server_cpu_ms']:.2f} ms, clients {r['client_cpu_ms']:.2f} ms "
+            f"({r['requests']} requests; load average {r['load_average']:.1f}); HTTP p50 / store "
+            f"p50 = {r['p50_ms'] / r['direct_p50_ms']:.1f}x, server CPU / store p50 = "
+            f"{r['server_cpu_ms'] / r['direct_p50_ms']:.2f}x"
         )
     print(f"targets: p95 <= {TARGETS['p95_ms']:.0f} ms, >= {TARGETS['rps']:.0f} req/s, "
           f"search p95 <= {TARGETS['search_p95_ms']:.0f} ms, long-poll p95 <= {TARGETS['poll_p95_s']:.0f} s")  # fmt: skip

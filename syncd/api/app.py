@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,6 +28,7 @@ from syncd.metrics import Metrics
 
 MAX_BODY = 1024 * 1024  # bytes: a logged note with a long body fits many times over
 BODY_SECONDS = 30.0  # to send a whole body: a client trickling bytes is cut off after it
+HANDLER_THREADS = 8  # requests reading the database at once (long polls wait without one)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemModel, "description": text, "content": {problems.MEDIA_TYPE: {}}}
@@ -126,6 +128,10 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Handlers read the database from this loop's thread pool: no more threads than
+        # the engine keeps connections (a request past the pool would open and close one
+        # of its own), and few, so that they do not take turns at the GIL to no purpose.
+        to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
         yield
         await event_feed.close()
 

@@ -275,7 +275,8 @@ def search(
         since=since,
         before=until,
     )
-    return search_index.search(conn, query, filters, limit=limit)
+    # The API reads on connections that never write: a term's count may be reused.
+    return search_index.search(conn, query, filters, limit=limit, reader=True)
 
 
 def marks(row: dict[str, Any], query: Query) -> list[str]:

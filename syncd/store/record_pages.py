@@ -6,13 +6,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, or_, select, tuple_
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.sql.elements import Label
 
-from syncd.schema.tables import meeting_sources, participants, record_customers, records, sources
+from syncd.schema.tables import (
+    customers,
+    meeting_sources,
+    participants,
+    record_customers,
+    records,
+    sources,
+)
 from syncd.store.insight import Owned
-from syncd.store.queries import _COLUMNS, _assemble
+from syncd.store.queries import _COLUMNS, RecordRow, shape
 from syncd.store.sql import chunks
 
 
@@ -57,35 +80,163 @@ def page(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` records newest first (then by id), older than ``after`` (the
     (occurred_at, id) of the last one given).  Each of ``owners`` must see the record (the
-    ``owner`` filter and a rep token's own restriction)."""
-    query = select(*_COLUMNS).order_by(records.c.occurred_at.desc(), records.c.id.desc())
-    if customer_id is not None:
+    ``owner`` filter and a rep token's own restriction).
+
+    One statement: each record's customers, participants and sources come with it as JSON
+    arrays the database aggregates (json_group_array on SQLite, json_agg on PostgreSQL),
+    not as four more queries a page."""
+    params: dict[str, Any] = {
+        "customer_id": customer_id,
+        "contact_address": contact_address,
+        "kinds": sorted(set(kinds)) if kinds else None,
+        "since": since,
+        "until": until,
+        "ids": list(ids) if ids is not None else None,
+        "after_at": after[0] if after is not None else None,
+        "after_id": after[1] if after is not None else None,
+    }
+    params = {name: value for name, value in params.items() if value is not None}
+    shape_of = frozenset(params)
+    params["limit"] = limit
+    # Without owners the statement depends only on which filters are set: built once,
+    # so that neither building it nor its cache key costs a request anything.
+    if owners:
+        statement = _statement(conn.dialect.name, shape_of, tuple(owners))
+    else:
+        statement = _cached_statement(conn.dialect.name, shape_of)
+    return _shaped(conn.execute(statement, params).all())
+
+
+@cache
+def _cached_statement(dialect: str, filters: frozenset[str]) -> Select[Any]:
+    return _statement(dialect, filters, ())
+
+
+def _statement(dialect: str, filters: frozenset[str], owners: Sequence[Owned]) -> Select[Any]:
+    """The page's statement with a parameter for each of ``filters``, ``limit`` too."""
+    when = records.c.occurred_at
+    query = select(records.c.id, when).order_by(when.desc(), records.c.id.desc())
+    if "customer_id" in filters:
         query = query.where(
             records.c.id.in_(
                 select(record_customers.c.record_id).where(
-                    record_customers.c.customer_id == customer_id
+                    record_customers.c.customer_id == bindparam("customer_id")
                 )
             )
         )
-    if contact_address is not None:
+    if "contact_address" in filters:
         query = query.where(
             records.c.id.in_(
-                select(participants.c.record_id).where(participants.c.address == contact_address)
+                select(participants.c.record_id).where(
+                    participants.c.address == bindparam("contact_address")
+                )
             )
         )
     for owner in owners:
         query = query.where(of_rep(owner))
-    if kinds:
-        query = query.where(records.c.kind.in_(sorted(set(kinds))))
-    if since is not None:
-        query = query.where(records.c.occurred_at >= since)
-    if until is not None:
-        query = query.where(records.c.occurred_at < until)
-    if ids is not None:
-        query = query.where(records.c.id.in_(list(ids)))
-    if after is not None:
-        query = query.where(tuple_(records.c.occurred_at, records.c.id) < tuple_(*after))
-    return _assemble(conn, conn.execute(query.limit(limit)).all())
+    if "kinds" in filters:
+        query = query.where(records.c.kind.in_(bindparam("kinds", expanding=True)))
+    if "since" in filters:
+        query = query.where(when >= bindparam("since", type_=when.type))
+    if "until" in filters:
+        query = query.where(when < bindparam("until", type_=when.type))
+    if "ids" in filters:
+        query = query.where(records.c.id.in_(bindparam("ids", expanding=True)))
+    if "after_at" in filters:
+        query = query.where(
+            tuple_(when, records.c.id)
+            < tuple_(bindparam("after_at", type_=when.type), bindparam("after_id", type_=Integer))
+        )
+    # The page's ids first, then its rows and what each aggregates: the subqueries run
+    # for the page only, not for every record the filters match before the sort.
+    chosen = query.limit(bindparam("limit", type_=Integer)).subquery("page")
+    return (
+        select(*_COLUMNS, *_nested(dialect))
+        .join_from(records, chosen, chosen.c.id == records.c.id)
+        .order_by(chosen.c.occurred_at.desc(), chosen.c.id.desc())
+    )
+
+
+@cache
+def _nested(dialect: str) -> tuple[Label[Any], ...]:
+    """A record's customers, participants, calendar and mail sources, each as one JSON
+    array of arrays (correlated subqueries over the same indexes the separate queries
+    use).  Their order is set in Python (``_shaped``), not by each database's collation."""
+    if dialect == "postgresql":
+
+        def agg(*values: Any) -> Any:
+            rows = cast(func.json_agg(func.json_build_array(*values)), Text)
+            return func.coalesce(rows, literal_column("'[]'"))
+    else:
+
+        def agg(*values: Any) -> Any:
+            return func.json_group_array(func.json_array(*values))
+
+    def nested(name: str, *values: Any, source: Any, record_id: Any) -> Label[Any]:
+        return (
+            select(agg(*values))
+            .select_from(source)
+            .where(record_id == records.c.id)
+            .scalar_subquery()
+            .label(name)
+        )
+
+    return (
+        nested(
+            "linked",
+            customers.c.id, customers.c.name, record_customers.c.link,
+            source=record_customers.join(customers, customers.c.id == record_customers.c.customer_id),
+            record_id=record_customers.c.record_id,
+        ),
+        nested(
+            "people",
+            participants.c.id, participants.c.address, participants.c.name, participants.c.role,
+            participants.c.contact_id,
+            source=participants, record_id=participants.c.record_id,
+        ),
+        nested(
+            "calendars",
+            meeting_sources.c.id, meeting_sources.c.calendar, meeting_sources.c.url,
+            meeting_sources.c.href,
+            source=meeting_sources, record_id=meeting_sources.c.record_id,
+        ),
+        nested(
+            "mailboxes",
+            sources.c.id, sources.c.mailbox, sources.c.folder, sources.c.uid,
+            source=sources, record_id=sources.c.record_id,
+        ),
+    )  # fmt: skip
+
+
+def _shaped(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows of ``_COLUMNS`` and ``_nested`` in the one shape of a record (queries.shape):
+    participants and calendar sources in the order they were written, customers by name,
+    mail sources by mailbox and folder (then as written)."""
+    links: list[tuple[int, int, str, str]] = []
+    people: list[tuple[int, str, str, str, int | None]] = []
+    calendar_sources: list[tuple[int, str, str, str]] = []
+    mail_sources: list[tuple[int, str, str, int]] = []
+    plain: list[RecordRow] = []
+    width = len(_COLUMNS)
+    for row in rows:
+        # Plain tuples: a named tuple's fields cost far less to read than a Row's.
+        record = RecordRow._make(row[:width])
+        linked, people_json, calendars, mailboxes = row[width:]
+        rid = record.id
+        plain.append(record)
+        links.extend((rid, cid, name, link) for cid, name, link in orjson.loads(linked))
+        people.extend(
+            (rid, address, name, role, contact)
+            for _, address, name, role, contact in sorted(orjson.loads(people_json))
+        )
+        calendar_sources.extend(
+            (rid, calendar, url, href) for _, calendar, url, href in sorted(orjson.loads(calendars))
+        )
+        mail_sources.extend(
+            (rid, mailbox, folder, uid)
+            for _, mailbox, folder, uid in sorted(orjson.loads(mailboxes))
+        )
+    return shape(plain, links, people, calendar_sources, mail_sources)
 
 
 def occurred(

@@ -18,6 +18,7 @@ costs a few thousand index entries, never a million scores.
 from __future__ import annotations
 
 import math
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from sqlalchemy import (
 
 from syncd.domain.search_text import (
     Query,
+    Term,
     fts5_match,
     index_terms,
     matches,
@@ -302,11 +304,18 @@ def _filtered(query: Select[Any], key: Any, filters: Filters) -> Select[Any]:
 
 
 def search(
-    conn: Connection, query: Query, filters: Filters = Filters(), *, limit: int = 20
+    conn: Connection,
+    query: Query,
+    filters: Filters = Filters(),
+    *,
+    limit: int = 20,
+    reader: bool = False,
 ) -> list[tuple[int, float]]:
     """(record id, score) of the best matches, best first, the newest first among equals;
-    among the newest ``CANDIDATES`` matching records that pass the filters."""
-    scored = _candidates(conn, query, filters, CANDIDATES)
+    among the newest ``CANDIDATES`` matching records that pass the filters.  ``reader``:
+    ``conn`` never writes (a server's read connection), so a term's count of records may
+    come from the last search's while the index is unchanged."""
+    scored = _candidates(conn, query, filters, CANDIDATES, reader=reader)
     if not scored:
         return []
     when = dict(
@@ -326,10 +335,10 @@ def matching_ids(conn: Connection, query: Query, filters: Filters = Filters()) -
 
 
 def _candidates(
-    conn: Connection, query: Query, filters: Filters, cap: int | None
+    conn: Connection, query: Query, filters: Filters, cap: int | None, *, reader: bool = False
 ) -> dict[int, float]:
     if _sqlite(conn):
-        return _sqlite_candidates(conn, query, filters, cap)
+        return _sqlite_candidates(conn, query, filters, cap, reader=reader)
     found = _postgres_candidates(conn, query, filters, cap)
     if not found or not needs_check(query):
         return found
@@ -342,7 +351,7 @@ def _candidates(
 
 
 def _sqlite_candidates(
-    conn: Connection, query: Query, filters: Filters, cap: int | None
+    conn: Connection, query: Query, filters: Filters, cap: int | None, *, reader: bool = False
 ) -> dict[int, float]:
     narrow = _narrow(filters)
     few = None if narrow is None else _few(conn, narrow, filters)
@@ -365,7 +374,7 @@ def _sqlite_candidates(
         found = _stored_matches(conn, ids, query, None, check=needs_check(query))
     if cap is None:
         return dict.fromkeys(found, 0.0)
-    return _bm25(conn, query, found)
+    return _bm25(conn, query, found, reader=reader)
 
 
 def _few(conn: Connection, narrow: Select[Any], filters: Filters) -> list[int] | None:
@@ -408,19 +417,20 @@ def _stored_matches(
 _K1, _B = 1.2, 0.75
 
 
-def _bm25(conn: Connection, query: Query, found: dict[int, list[str]]) -> dict[int, float]:
+def _bm25(
+    conn: Connection, query: Query, found: dict[int, list[str]], *, reader: bool = False
+) -> dict[int, float]:
     """BM25 of each record (higher is better), as FTS5 computes it: idf from how many
     records have the term, its count in the record, the record's length against the mean.
     A query of one term leaves idf out (the same for every record, and counting the records
     of a common word is most of the query's time)."""
-    rows, average = _totals(conn)
+    found_blocks = conn.execute(text(f"SELECT id, block FROM {INDEX}_data WHERE id IN (1, 10)"))
+    blocks: dict[int, bytes] = {int(i): bytes(b) for i, b in found_blocks}
+    rows, average = _totals(blocks.get(1) or b"")
     idf = []
     for term in query.include if len(query.include) > 1 else ():
-        hits = conn.scalar(
-            text(f"SELECT count(*) FROM {INDEX} WHERE {INDEX} MATCH :q"),
-            {"q": fts5_match(Query((term,)))},
-        )
-        value = math.log((rows - (hits or 0) + 0.5) / ((hits or 0) + 0.5))
+        hits = _records_with(conn, term, (blocks.get(1), blocks.get(10)) if reader else None)
+        value = math.log((rows - hits + 0.5) / (hits + 0.5))
         idf.append(value if value > 0 else 1e-6)
     scores: dict[int, float] = {}
     for rid, words in found.items():
@@ -433,10 +443,44 @@ def _bm25(conn: Connection, query: Query, found: dict[int, list[str]]) -> dict[i
     return scores
 
 
-def _totals(conn: Connection) -> tuple[int, float]:
+# How many records have a term, as long as the index is unchanged: counting a common
+# word's records (all of them) was most of a two-word search's time.  Keyed by database
+# and term, valid while FTS5's averages and structure rows (id 1 and 10) are the same
+# bytes: every committed write to the index rewrites the structure (its cookie counts the
+# changes).  Only for connections that never write: one's own uncommitted rows are counted
+# but leave the structure as it was.
+_HITS: dict[tuple[str, Term], tuple[tuple[bytes | None, bytes | None], int]] = {}
+_HITS_KEPT = 4096
+_HITS_LOCK = threading.Lock()
+
+
+def _records_with(
+    conn: Connection, term: Term, version: tuple[bytes | None, bytes | None] | None
+) -> int:
+    key = (str(conn.engine.url), term)
+    if version is not None and None not in version:
+        with _HITS_LOCK:
+            known = _HITS.get(key)
+        if known is not None and known[0] == version:
+            return known[1]
+    hits = int(
+        conn.scalar(
+            text(f"SELECT count(*) FROM {INDEX} WHERE {INDEX} MATCH :q"),
+            {"q": fts5_match(Query((term,)))},
+        )
+        or 0
+    )
+    if version is not None and None not in version:
+        with _HITS_LOCK:
+            if len(_HITS) >= _HITS_KEPT:
+                _HITS.clear()
+            _HITS[key] = (version, hits)
+    return hits
+
+
+def _totals(blob: bytes) -> tuple[int, float]:
     """(records indexed, mean tokens per record), from FTS5's own record of them (the
     ``averages`` row: varints, the number of rows then each column's token total)."""
-    blob = conn.scalar(text(f"SELECT block FROM {INDEX}_data WHERE id = 1")) or b""
     values: list[int] = []
     i = 0
     while i < len(blob) and len(values) < 2:

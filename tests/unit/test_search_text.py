@@ -194,3 +194,29 @@ def test_highlights_cut_long_texts_into_fragments() -> None:
     (fragment,) = highlights([text], Query((Term(("price",)),)))
     assert "**price**" in fragment and fragment.startswith("…") and fragment.endswith("…")
     assert len(fragment) < 120
+
+
+_ASCII = st.text(alphabet=st.sampled_from("abcXYZ019_-. '\n" + "A" * 3), min_size=0, max_size=300)
+
+
+@given(
+    text=_ASCII,
+    picks=st.lists(st.text(alphabet="abcxyz019", min_size=3, max_size=6), min_size=1, max_size=3),
+    prefix=st.booleans(),
+    long_word=st.booleans(),
+)
+def test_ascii_highlights_are_those_of_the_general_path(
+    text: str, picks: list[str], prefix: bool, long_word: bool
+) -> None:
+    from syncd.domain import search_text
+
+    if long_word:
+        text += " " + "Ab1" * 20  # a word past MAX_TOKEN characters
+        picks.append(("ab1" * 20)[:MAX_TOKEN])
+    query = parse_query(" ".join(picks) + ("*" if prefix else ""))
+    fast = search_text._ascii_spans(text, query)
+    assert fast == search_text._spans(text, query)
+    sample = "Meet Customer 1000 re: customers_list and CUSTOMER-1000, café"[:-6]
+    both = parse_query("customer 1000 custo*")
+    assert search_text._ascii_spans(sample, both) == search_text._spans(sample, both)
+    assert len(search_text._ascii_spans(sample, both)) == 5

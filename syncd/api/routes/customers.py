@@ -14,7 +14,7 @@ from syncd.api.context import Admin, Reader, json, page, rep_owned
 from syncd.api.models import Contact, ContactIn, Customer, CustomerIn, Page, Record, Week
 from syncd.api.problems import Problem
 from syncd.api.routes import PREFIX
-from syncd.api.routes.records import list_records
+from syncd.api.routes.records import records_page
 from syncd.cli.present.contacts import contact_json
 from syncd.cli.present.directory import customer_json
 from syncd.cli.present.report import activity_view
@@ -122,7 +122,7 @@ def timeline(
     limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    return list_records(caller, customer=customer, limit=limit, cursor=cursor, kind=[])
+    return records_page(caller, customer, None, None, [], None, None, None, limit, cursor)
 
 
 @router.get("/customers/{customer}/activity", response_model=Page[Week],

@@ -49,13 +49,29 @@ def list_records(
     limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
+    return records_page(caller, customer, contact, owner, kind, since, until, q, limit, cursor)
+
+
+def records_page(
+    caller: Caller,
+    customer: str | None,
+    contact: str | None,
+    owner: str | None,
+    kind: list[Kind],
+    since: datetime | None,
+    until: datetime | None,
+    q: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    """``GET /records`` (and a customer's timeline), in the calling thread."""
     owners = list(caller.owners)
     if owner is not None:
         owners.append(rep_owned(caller, owner, "query.owner"))
     contact_address = address(contact, "query.contact") if contact is not None else None
     with caller.read() as conn:
-        customer_id = find_customer(conn, customer).id if customer else None
         if q is not None:
+            customer_id = find_customer(conn, customer).id if customer else None
             return _search(conn, caller, q, customer_id, contact_address, owner, owners, kind,
                            utc(since), utc(until), limit, cursor)  # fmt: skip
         after = None
@@ -67,17 +83,28 @@ def list_records(
                 raise Problem(
                     422, "cursor: not a cursor from this API", kind="validation"
                 ) from None
-        rows = record_pages.page(
-            conn,
-            customer_id=customer_id,
-            contact_address=contact_address,
-            owners=owners,
-            kinds=kind,
-            since=utc(since),
-            until=utc(until),
-            after=after,
-            limit=limit + 1,
-        )
+
+        def read(customer_id: int | None) -> list[dict[str, Any]]:
+            return record_pages.page(
+                conn,
+                customer_id=customer_id,
+                contact_address=contact_address,
+                owners=owners,
+                kinds=kind,
+                since=utc(since),
+                until=utc(until),
+                after=after,
+                limit=limit + 1,
+            )
+
+        # A customer given by an id that has records is that customer (an id comes before
+        # a name): the page itself shows it exists.  Otherwise look it up (a name, an id
+        # with no record on this page, or none: 404).
+        guess = int(customer) if customer and customer.isdigit() and len(customer) < 19 else None
+        rows = read(guess) if guess is not None or not customer else []
+        if customer and not rows:
+            found = find_customer(conn, customer).id
+            rows = read(found) if found != guess else rows
     now = datetime.now(UTC)
     shown = rows[:limit]
     next_cursor = None
