@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from syncd.cli.app import App, pass_app
-from syncd.cli.cmd_verify import report_lines, selected_sources
-from syncd.engine.directory_sync import apply_once, describe_outcome
+from syncd.cli.selection import selected_sources
 from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
 from syncd.engine.followups import evaluate_followups
-from syncd.engine.repair import repair as repair_missing
 from syncd.engine.sources import SyncReport, configured_sources
-from syncd.engine.verify import Verifier
 from syncd.errors import RemoteError, describe
-from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
-from syncd.secrets import exposed_secrets
 from syncd.store.directory import load_directory
+
+if TYPE_CHECKING:
+    from syncd.engine.directory_sync import Outcome
+
+# Start-up (issue #20): what only some runs need is imported where they need it: the
+# [directory] source, the progress bar (a terminal), verify and repair (--repair), the
+# token store and the secrets check (`check`).
 
 
 @click.command()
@@ -38,12 +39,24 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     selected, selected_calendars = selected_sources(app, names, calendars)
     sources = configured_sources(app.engine, app.config, selected, selected_calendars)
     # The CRM's directory first ([directory]), so this pass matches against it.
-    mirrored = apply_once(app.engine, app.config)
-    if mirrored is not None:
-        click.echo(describe_outcome(mirrored))
+    mirrored: Outcome | None = None
+    if app.config.directory is not None:
+        from syncd.engine.directory_sync import apply_once, describe_outcome
+
+        mirrored = apply_once(app.engine, app.config)
+        if mirrored is not None:
+            click.echo(describe_outcome(mirrored))
     with app.engine.connect() as conn:
         directory = load_directory(conn, app.config.capture)
     if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -116,6 +129,10 @@ def _report_lines(report: SyncReport) -> list[str]:
 
 def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) -> int:
     """Verify, fetch what is missing, verify again; the number of problems left."""
+    from syncd.cli.cmd_verify import report_lines
+    from syncd.engine.repair import repair as repair_missing
+    from syncd.engine.verify import Verifier
+
     reports = Verifier(app.engine, app.config).run(mailboxes, calendars)
     for item in repair_missing(app.engine, app.config, reports):
         line = (
@@ -137,6 +154,9 @@ def _repair(app: App, mailboxes: list[str] | None, calendars: list[str] | None) 
 @pass_app
 def check(app: App) -> None:
     """Connect to every mailbox and calendar, log in, list folders, calendars and capabilities; capture nothing."""
+    from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
+    from syncd.secrets import exposed_secrets
+
     problems = 0
     for exposed in exposed_secrets(app.config, app.config_path):
         click.echo(f"WARNING: {exposed}")  # a risk to fix, not a reason the sync would fail

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -19,13 +19,17 @@ from sqlalchemy import Connection, Engine
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
-from syncd.engine.calendar_sync import CalendarSync, open_caldav
-from syncd.engine.imap_sessions import SessionCache
 from syncd.engine.mail_sync import MailSync, Progress, open_imap
-from syncd.engine.push import PushHub, Watch
-from syncd.engine.task_sync import TaskLists, sync_task_list
-from syncd.engine.verify import SourceReport, Verifier
 from syncd.errors import RemoteError, describe
+
+if TYPE_CHECKING:
+    # Start-up (issue #20): a command imports what it uses.  The calendar stack (caldav,
+    # niquests) is imported by a calendar source's first call, verify by a verify, the IDLE
+    # hub by the daemon that passes one in.
+    from syncd.engine.imap_sessions import SessionCache
+    from syncd.engine.push import PushHub, Watch
+    from syncd.engine.task_sync import TaskLists
+    from syncd.engine.verify import SourceReport
 
 log = structlog.get_logger("syncd.sources")
 
@@ -259,6 +263,8 @@ class MailboxSource(_Configured[MailboxConfig]):
         return out
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        from syncd.engine.verify import Verifier
+
         return Verifier(self._engine, self._config, fence=fence).verify_mailbox(self.config)
 
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
@@ -295,6 +301,8 @@ class CalendarSource(_Configured[CalendarConfig]):
         fence: Fence = _no_fence,
         progress: Progress | None = None,
     ) -> SyncReport:
+        from syncd.engine.calendar_sync import CalendarSync
+
         # A calendar pass is one REPORT per collection: nothing to stop between, no progress.
         result = CalendarSync(self._engine, self._config, fence=fence).sync_source(
             self.config, directory
@@ -313,6 +321,8 @@ class CalendarSource(_Configured[CalendarConfig]):
         return SyncReport("calendar", self.name, places, result.error, result.requests)
 
     def check(self) -> list[Finding]:
+        from syncd.engine.calendar_sync import open_caldav
+
         try:
             with open_caldav(self.config) as dav:
                 found = dav.discover()
@@ -324,11 +334,16 @@ class CalendarSource(_Configured[CalendarConfig]):
         ]
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        from syncd.engine.verify import Verifier
+
         return Verifier(self._engine, self._config, fence=fence).verify_calendar(self.config)
 
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         if not self.config.tasks_calendar:
             return None
+        from syncd.engine.calendar_sync import open_caldav
+        from syncd.engine.task_sync import sync_task_list
+
         with open_caldav(self.config) as session:
             return sync_task_list(self._engine, self.config, session, self._task_lists, fence=fence)
 
