@@ -46,6 +46,7 @@ from syncd.engine.followups import evaluate_followups
 from syncd.engine.imap_sessions import DaemonSessions
 from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.mail_sync import open_imap
+from syncd.engine.poll_ledger import PollLedger
 from syncd.engine.push import RECONNECT_MAX, PushHub, Watch
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.sources import Fence, Source, configured_sources
@@ -196,6 +197,8 @@ class Daemon:
         self._crms: CrmWorkers | None = None  # started with the first [[crm]]
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)
+        # Polls that found nothing new, recorded by the heartbeat for all sources at once.
+        self._polls = PollLedger()
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -316,6 +319,9 @@ class Daemon:
         if self._server is not None:
             self._server.stop()
         self._api.stop()
+        self._polls.flush(
+            self._engine, self._leases.held, before=lambda c: bounded(c, STOP_WRITE_WITHIN)
+        )
         try:
             with self._engine.begin() as conn:
                 bounded(conn, STOP_WRITE_WITHIN)
@@ -580,6 +586,16 @@ class Daemon:
         created = 0
         reason: str | None = None
         try:
+            # After a clean pass, first the cheap poll: nothing new costs a STATUS a folder
+            # and no database write of its own (poll_ledger.py); anything else: the pass.
+            if scheduled.state == "ok" and scheduled.reason is None and self._polls.quiet(source):
+                self._metrics.synced(
+                    source.name, source.record_kind, 0, time.monotonic() - started, None
+                )
+                with self._lock:
+                    self._counters.syncs += 1
+                self._finish(scheduled, outcome, None, record=False)
+                return
             with self._engine.begin() as conn:
                 if not health.renew(conn, source.kind, source.name, self.id, lease):
                     log.debug("source.held_elsewhere")
@@ -802,6 +818,7 @@ class Daemon:
         except Exception as err:  # keep running; status shows us stale
             log.warning("heartbeat.failed", error=type(err).__name__)
             return
+        self._polls.flush(self._engine, self._leases.held)
         if self._leases.beat(self._engine, keys, busy, claim=not self._stop.is_set()):
             self._wake.set()
 

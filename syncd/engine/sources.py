@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
-from syncd.engine.mail_sync import MailSync, Progress, open_imap
+from syncd.engine.mail_sync import MailSync, Progress, open_imap, unchanged_folders
 from syncd.errors import RemoteError, describe
 
 if TYPE_CHECKING:
@@ -126,6 +126,13 @@ class Source(Protocol):
         """Log in and list what would be synced; capture nothing."""
         ...
 
+    def unchanged(self) -> list[str] | None:
+        """The daemon's cheap poll, before the pass: the places found unchanged since the
+        last clean pass when nothing at all is new there (no database read or write; the
+        kept connection's STATUS), else None and the pass runs.  None also where the source
+        cannot tell so cheaply, and on any error (the pass reports it)."""
+        ...
+
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         """Account for every item the server lists (`syncd verify`); ``fence`` runs first
         in each of its transactions, as in ``sync``."""
@@ -205,6 +212,10 @@ class MailboxSource(_Configured[MailboxConfig]):
             should_stop=should_stop,
             fence=fence,
         ).sync_mailbox(self.config, directory)
+        if self._sessions is not None:  # for the next poll's STATUS (``unchanged``)
+            cursors = {f.folder: f.cursor for f in result.folders if f.cursor is not None}
+            clean = result.ok and len(cursors) == len(result.folders)
+            self._sessions.remember_cursors(self.name, cursors if clean else None)
         return SyncReport(
             "mailbox",
             self.name,
@@ -261,6 +272,24 @@ class MailboxSource(_Configured[MailboxConfig]):
         finally:
             session.close()
         return out
+
+    def unchanged(self) -> list[str] | None:
+        if self._sessions is None:
+            return None
+        cursors = self._sessions.cursors(self.name)
+        if not cursors:
+            return None
+        try:
+            session = self._sessions.open(self.config, self._config.capture.max_message_bytes)
+        except Exception:  # a login that fails now fails the pass too, which reports it
+            return None
+        try:
+            folders = self.config.folders or session.default_folders()
+            return folders if unchanged_folders(session, folders, cursors) else None
+        except Exception:  # a refused folder, a dropped connection: the pass reports it
+            return None
+        finally:
+            session.close()
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         from syncd.engine.verify import Verifier
@@ -332,6 +361,9 @@ class CalendarSource(_Configured[CalendarConfig]):
             Finding("info", "login: ok"),
             Finding("info", f"calendars: {', '.join(c.name for c in found) or 'none'}"),
         ]
+
+    def unchanged(self) -> list[str] | None:
+        return None  # a calendar pass is one REPORT per collection: nothing cheaper to ask
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         from syncd.engine.verify import Verifier

@@ -197,3 +197,26 @@ def quarantine_row(
 
 
 QUARANTINE_KEY = ["kind", "source", "place", "item", "version"]
+
+
+# --- polls that found nothing new, written for many sources at once ----------------------------
+
+
+def polls_succeeded(
+    conn: Connection, polls: Sequence[tuple[str, str, Sequence[str], datetime]]
+) -> None:
+    """Polls (kind, source, places, when) that found nothing new: each account's attempt and
+    success, and each place's success, in two statements for all of them.  Errors are left
+    as they are: such a poll only follows a clean pass (which cleared them), and an error
+    written since is another holder's, newer than what this daemon knows."""
+    accounts: dict[tuple[str, str], dict[str, object]] = {}
+    places: dict[tuple[str, str, str], dict[str, object]] = {}
+    for kind, source, where, at in polls:  # the latest of each wins
+        accounts[(kind, source)] = _row(
+            kind, source, ACCOUNT, last_attempt_at=at, last_success_at=at
+        )
+        for place in where:
+            places[(kind, source, place)] = _row(kind, source, place, last_success_at=at)
+    key = ["kind", "source", "place"]
+    upsert(conn, source_states, accounts.values(), key, ["last_attempt_at", "last_success_at"])
+    upsert(conn, source_states, places.values(), key, ["last_success_at"])
