@@ -594,7 +594,7 @@ class Daemon:
                 )
                 with self._lock:
                     self._counters.syncs += 1
-                self._finish(scheduled, outcome, None, record=False)
+                self._finish(scheduled, outcome, None, record=False, quiet=True)
                 return
             with self._engine.begin() as conn:
                 if not health.renew(conn, source.kind, source.name, self.id, lease):
@@ -651,7 +651,13 @@ class Daemon:
         self._finish(scheduled, outcome, reason)
 
     def _finish(
-        self, source: Scheduled, outcome: Outcome, reason: str | None, *, record: bool = True
+        self,
+        source: Scheduled,
+        outcome: Outcome,
+        reason: str | None,
+        *,
+        record: bool = True,
+        quiet: bool = False,
     ) -> None:
         config = self._config.sync
         nxt = next_run(
@@ -687,7 +693,10 @@ class Daemon:
                     self._start_watcher(source)
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
-        self._wake.set()
+        # After a quiet poll the next one is an interval away: the main loop, awake at least
+        # every heartbeat, finds it in time without a wake (and an O(sources) round) per poll.
+        if not quiet or source.due - time.monotonic() < HEARTBEAT_EVERY:
+            self._wake.set()
 
     def _verify(self, source: Scheduled) -> None:
         """Account for every message or event of one source; export and log what is missing."""
