@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, case, delete, or_, select
 
 from syncd.schema.tables import folder_cursors, source_states, sources
 from syncd.store.sql import chunks, upsert
@@ -218,5 +219,23 @@ def polls_succeeded(
         for place in where:
             places[(kind, source, place)] = _row(kind, source, place, last_success_at=at)
     key = ["kind", "source", "place"]
-    upsert(conn, source_states, accounts.values(), key, ["last_attempt_at", "last_success_at"])
-    upsert(conn, source_states, places.values(), key, ["last_success_at"])
+    t = source_states.c
+
+    def later(column: str, excluded: Any) -> Any:
+        # Never back in time: a holder paused with polls in hand must not overwrite what
+        # the source's new holder recorded since.
+        return case(
+            (or_(t[column].is_(None), t[column] < excluded[column]), excluded[column]),
+            else_=t[column],
+        )
+
+    upsert(
+        conn,
+        source_states,
+        accounts.values(),
+        key,
+        lambda ex: {c: later(c, ex) for c in ("last_attempt_at", "last_success_at")},
+    )
+    upsert(conn, source_states, places.values(), key, lambda ex: {
+        "last_success_at": later("last_success_at", ex)
+    })  # fmt: skip

@@ -5,7 +5,7 @@ polls is written for all sources at once, a few statements a heartbeat."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -125,6 +125,12 @@ def test_the_ledger_writes_the_polls_of_held_sources_at_once(db_url: str) -> Non
         ("alice", "Sent"): (None, at),
     }
     assert len(ledger) == 0 and ledger.flush(engine, {("mailbox", "alice")}) == 0
+    # A holder paused with an older poll in hand never moves the times back.
+    stale = PollLedger(clock=lambda: at - timedelta(hours=1))
+    assert stale.quiet(_Quiet("alice", ["INBOX"]))
+    assert stale.flush(engine, {("mailbox", "alice")}) == 1
+    assert _states(engine)[("alice", "")] == (at, at)
+    assert _states(engine)[("alice", "INBOX")] == (None, at)
     engine.dispose()
 
 
