@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors import retry
-from syncd.connectors.base import FolderStatus, MailSession
+from syncd.connectors.base import FetchedMessage, FolderStatus, MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.accounting import skip_rule
 from syncd.domain.bounds import bound_id
@@ -226,25 +226,23 @@ class MailSync:
             capturing_backlog() if expected > self._config.capture.batch_size else nullcontext()
         )
         batches = self._batches(session, first_uid, status.uidnext)
-
-        def read(uids: list[int]) -> tuple[list[int], FolderBatch]:
-            return uids, self._read_batch(
-                session, box, folder, status.uidvalidity, uids, directory, reidentify
-            )
-
-        # A backlog is read (FETCH, parse, capture decision) a batch ahead on a thread of
-        # its own (prefetch.py) while this one saves the batch before: socket waits and
-        # SQLite's writes release the GIL.  Batches are still saved one at a time, in UID
-        # order, each with its cursor.  After a UIDVALIDITY change a batch is re-identified
-        # against the database before it is read: in turn.
-        stream: Iterable[tuple[list[int], FolderBatch]]
+        # A backlog's FETCHes run a batch ahead on a thread of their own (prefetch.py): the
+        # socket waits while this thread parses and saves.  After a UIDVALIDITY change a
+        # batch is re-identified (database and server) before it is fetched: in turn.
+        stream: Iterable[tuple[list[int], list[FetchedMessage] | None]]
         ahead: AbstractContextManager[object] = nullcontext()
         if reidentify or expected <= self._config.capture.batch_size:
-            stream = (read(uids) for uids in batches)
+            stream = ((uids, None) for uids in batches)
         else:
-            stream = ahead = Prefetched((read(uids) for uids in batches), name="imap-read")
+            stream = ahead = Prefetched(
+                ((uids, session.fetch(uids)) for uids in batches), name="imap-fetch"
+            )
         with backlog, ahead:
-            for uid_batch, batch in stream:
+            for uid_batch, fetched in stream:
+                batch = self._read_batch(
+                    session, box, folder, status.uidvalidity, uid_batch, directory, reidentify,
+                    fetched,
+                )  # fmt: skip
                 self._save(batch, outcome)
                 done += len(uid_batch)
                 last_seen = uid_batch[-1]
@@ -343,8 +341,10 @@ class MailSync:
         uids: list[int],
         directory: Directory,
         reidentify: bool,
+        fetched: list[FetchedMessage] | None = None,
     ) -> FolderBatch:
-        """Fetch and process one batch of UIDs; nothing is written yet."""
+        """Fetch (unless ``fetched`` already) and process one batch of UIDs; nothing is
+        written yet."""
         batch = FolderBatch(
             mailbox=box.name,
             folder=folder,
@@ -358,8 +358,8 @@ class MailSync:
             box.owner, self._config.internal_domains, capture.store, capture.only_matched
         )
         batch.plus_addressing = capture.plus_addressing
-        for fetched in session.fetch(to_fetch):
-            result = process(fetched, policy, directory)
+        for message in session.fetch(to_fetch) if fetched is None else fetched:
+            result = process(message, policy, directory)
             if isinstance(result, Skipped):
                 batch.skipped += 1
                 batch.skipped_uids.append((result.uid, skip_rule(result.reason)))
