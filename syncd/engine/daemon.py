@@ -62,6 +62,7 @@ from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.imap.takeover import with_news
 from syncd.engine.instance_lock import InstanceLock
 from syncd.engine.passes import sync_pass
+from syncd.engine.poll_ledger import PollLedger
 from syncd.engine.schedule import Outcome, next_run
 from syncd.engine.sources import Source, configured_sources
 from syncd.engine.task_sync import TaskLists
@@ -166,8 +167,10 @@ class Daemon:
         self._watchers = Watchers(self._hub, self._imap_sessions, self._wake)
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)
+        # Polls that found nothing new, written by the heartbeat for all sources at once.
+        self._polls = PollLedger()
         self._heartbeat = Heartbeat(
-            self.id, self._leases, self._metrics, self._notifier,
+            self.id, self._leases, self._polls, self._metrics, self._notifier,
             alarm=self._wake, stopping=self._stop,
         )  # fmt: skip
         self._jobs = TimedJobs(self.id, self._metrics, self._wake)
@@ -300,6 +303,9 @@ class Daemon:
         if self._server is not None:
             self._server.stop()
         self._api.stop()
+        self._polls.flush(
+            self._engine, self._leases.held, before=lambda c: bounded(c, STOP_WRITE_WITHIN)
+        )
         try:
             with self._engine.begin() as conn:
                 bounded(conn, STOP_WRITE_WITHIN)
@@ -480,6 +486,16 @@ class Daemon:
         created = 0
         reason: str | None = None
         try:
+            # After a clean pass, first the cheap poll: nothing new costs a STATUS a folder
+            # and no database write of its own (poll_ledger.py); anything else: the pass.
+            if scheduled.state == "ok" and scheduled.reason is None and self._polls.quiet(source):
+                self._metrics.synced(
+                    source.name, source.record_kind, 0, time.monotonic() - started, None
+                )
+                with self._lock:
+                    self._counters.syncs += 1
+                self._finish(scheduled, outcome, None, record=False, quiet=True)
+                return
             with self._engine.begin() as conn:
                 if not leases.renew(conn, source.kind, source.name, self.id, lease):
                     log.debug("source.held_elsewhere")
@@ -532,7 +548,13 @@ class Daemon:
         self._finish(scheduled, outcome, reason)
 
     def _finish(
-        self, source: Scheduled, outcome: Outcome, reason: str | None, *, record: bool = True
+        self,
+        source: Scheduled,
+        outcome: Outcome,
+        reason: str | None,
+        *,
+        record: bool = True,
+        quiet: bool = False,
     ) -> None:
         config = self._config.sync
         nxt = next_run(
@@ -572,7 +594,10 @@ class Daemon:
                 self._start_watcher(source)
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
-        self._wake.set()
+        # After a quiet poll the next one is an interval away: the main loop, awake at least
+        # every heartbeat, finds it in time without a wake (and an O(sources) round) per poll.
+        if not quiet or source.due - time.monotonic() < HEARTBEAT_EVERY:
+            self._wake.set()
 
     def _follow_directory(self) -> None:
         """Watch the [directory] source; a change applied drops the cached directory."""

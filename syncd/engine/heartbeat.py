@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import Engine
 
 from syncd.engine.fleet import Leases
+from syncd.engine.poll_ledger import PollLedger
 from syncd.metrics import Metrics
 from syncd.notify import Notifier
 from syncd.store import leases as store_leases
@@ -33,6 +34,7 @@ class Heartbeat:
         self,
         daemon_id: str,
         leases: Leases,
+        polls: PollLedger,
         metrics: Metrics,
         notifier: Notifier,
         *,
@@ -41,6 +43,7 @@ class Heartbeat:
     ) -> None:
         self._id = daemon_id
         self._leases = leases
+        self._polls = polls
         self._metrics = metrics
         self._notifier = notifier
         self._alarm = alarm  # rung when a beat posted a new share of the sources
@@ -86,13 +89,15 @@ class Heartbeat:
         keys: frozenset[Key] = frozenset(),
         busy: frozenset[Key] = frozenset(),
     ) -> None:
-        """The heartbeat row, then the fleet step (on the writer thread)."""
+        """The heartbeat row, the quiet polls noted since the last beat, then the fleet step
+        (on the writer thread)."""
         try:
             with engine.begin() as conn:
                 store_leases.heartbeat(conn, self._id, summary)
         except Exception as err:  # keep running; status shows us stale
             log.warning("heartbeat.failed", error=type(err).__name__)
             return
+        self._polls.flush(engine, self._leases.held)
         if self._leases.beat(engine, keys, busy, claim=not self._stopping.is_set()):
             self._alarm.set()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -20,14 +20,18 @@ from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfi
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
-from syncd.engine.calendar_sync import CalendarSync, open_caldav
-from syncd.engine.imap.idle_hub import PushHub, Watch
-from syncd.engine.imap.mail_sync import MailSync, Progress, open_imap
-from syncd.engine.imap.sessions import SessionCache
-from syncd.engine.task_sync import TaskLists, sync_task_list
-from syncd.engine.verify import SourceReport, Verifier
+from syncd.engine.imap.mail_sync import MailSync, Progress, open_imap, unchanged_folders
 from syncd.errors import RemoteError, describe
 from syncd.store import verify as verify_store
+
+if TYPE_CHECKING:
+    # Start-up (issue #20): a command imports what it uses.  The calendar stack (caldav,
+    # niquests) is imported by a calendar source's first call, verify by a verify, the IDLE
+    # hub by the daemon that passes one in.
+    from syncd.engine.imap.idle_hub import PushHub, Watch
+    from syncd.engine.imap.sessions import SessionCache
+    from syncd.engine.task_sync import TaskLists
+    from syncd.engine.verify import SourceReport
 
 log = structlog.get_logger("syncd.sources")
 
@@ -137,6 +141,13 @@ class Source(Protocol):
         """Log in and list what would be synced; capture nothing."""
         ...
 
+    def unchanged(self) -> list[str] | None:
+        """The daemon's cheap poll, before the pass: the places found unchanged since the
+        last clean pass when nothing at all is new there (no database read or write; the
+        kept connection's STATUS), else None and the pass runs.  None also where the source
+        cannot tell so cheaply, and on any error (the pass reports it)."""
+        ...
+
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         """Account for every item the server lists (`syncd verify`); ``fence`` runs first
         in each of its transactions, as in ``sync``."""
@@ -227,6 +238,10 @@ class MailboxSource(_Configured[MailboxConfig]):
             should_stop=should_stop,
             fence=fence,
         ).sync_mailbox(self.config, directory)
+        if self._sessions is not None:  # for the next poll's STATUS (``unchanged``)
+            cursors = {f.folder: f.cursor for f in result.folders if f.cursor is not None}
+            clean = result.ok and len(cursors) == len(result.folders)
+            self._sessions.remember_cursors(self.name, cursors if clean else None)
         return SyncReport(
             "mailbox",
             self.name,
@@ -284,7 +299,27 @@ class MailboxSource(_Configured[MailboxConfig]):
             session.close()
         return out
 
+    def unchanged(self) -> list[str] | None:
+        if self._sessions is None:
+            return None
+        cursors = self._sessions.cursors(self.name)
+        if not cursors:
+            return None
+        try:
+            session = self._sessions.open(self.config, self._config.capture.max_message_bytes)
+        except Exception:  # a login that fails now fails the pass too, which reports it
+            return None
+        try:
+            folders = self.config.folders or session.default_folders()
+            return folders if unchanged_folders(session, folders, cursors) else None
+        except Exception:  # a refused folder, a dropped connection: the pass reports it
+            return None
+        finally:
+            session.close()
+
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        from syncd.engine.verify import Verifier
+
         return Verifier(self._engine, self._config, fence=fence).verify_mailbox(self.config)
 
     def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
@@ -355,6 +390,8 @@ class CalendarSource(_Configured[CalendarConfig]):
         fence: Fence = _no_fence,
         progress: Progress | None = None,
     ) -> SyncReport:
+        from syncd.engine.calendar_sync import CalendarSync
+
         # A calendar pass is one REPORT per collection: nothing to stop between, no progress.
         result = CalendarSync(self._engine, self._config, fence=fence).sync_source(
             self.config, directory
@@ -373,6 +410,8 @@ class CalendarSource(_Configured[CalendarConfig]):
         return SyncReport("calendar", self.name, places, result.error, result.requests)
 
     def check(self) -> list[Finding]:
+        from syncd.engine.calendar_sync import open_caldav
+
         try:
             with open_caldav(self.config) as dav:
                 found = dav.discover()
@@ -383,12 +422,19 @@ class CalendarSource(_Configured[CalendarConfig]):
             Finding("info", f"calendars: {', '.join(c.name for c in found) or 'none'}"),
         ]
 
+    def unchanged(self) -> list[str] | None:
+        return None  # a calendar pass is one REPORT per collection: nothing cheaper to ask
+
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
+        from syncd.engine.verify import Verifier
+
         return Verifier(self._engine, self._config, fence=fence).verify_calendar(self.config)
 
     def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
         """The calendar's sync token forgotten, so that a pass lists every ETag and reads
         each object it does not know: the one path that captures events."""
+        from syncd.engine.calendar_sync import CalendarSync
+
         places = [p for p in report.places if p.missing]
         with self._engine.begin() as conn:
             for place in places:
@@ -408,6 +454,9 @@ class CalendarSource(_Configured[CalendarConfig]):
     def push_tasks(self, fence: Fence = _no_fence) -> dict[str, int] | None:
         if not self.config.tasks_calendar:
             return None
+        from syncd.engine.calendar_sync import open_caldav
+        from syncd.engine.task_sync import sync_task_list
+
         with open_caldav(self.config) as session:
             return sync_task_list(self._engine, self.config, session, self._task_lists, fence=fence)
 

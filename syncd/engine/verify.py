@@ -24,7 +24,6 @@ from syncd.config import CalendarConfig, Config, MailboxConfig
 from syncd.connectors.base import CalendarSession, MailSession
 from syncd.domain.accounting import Tally, account_hrefs, account_uids, skip_rule
 from syncd.domain.matching import Directory
-from syncd.engine.calendar_sync import open_caldav
 from syncd.engine.imap.mail_sync import SessionOpener, open_imap
 from syncd.engine.imap.pipeline import Policy, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
@@ -104,7 +103,7 @@ class Verifier:
         config: Config,
         *,
         opener: SessionOpener = open_imap,
-        dav_opener: Callable[[CalendarConfig], CalendarSession] = open_caldav,
+        dav_opener: Callable[[CalendarConfig], CalendarSession] | None = None,
         now: Callable[[], datetime] | None = None,
         fence: Callable[[Connection], None] = lambda _conn: None,
     ) -> None:
@@ -114,7 +113,7 @@ class Verifier:
         # lease holder writes (health.fence), as for a sync.
         self._fence = fence
         self._opener = opener
-        self._dav_opener = dav_opener
+        self._dav_opener = dav_opener or _open_caldav
         self._now = now or (lambda: datetime.now(UTC))
         self._directory: Directory | None = None
 
@@ -288,6 +287,14 @@ class Verifier:
                 store.remember_clean(
                     conn, "calendar", source.name, url, fingerprint, place.tally.as_counts()
                 )
+
+
+def _open_caldav(source: CalendarConfig) -> CalendarSession:
+    # The calendar stack (caldav, niquests) is imported only where a calendar is verified:
+    # a mail-only `syncd sync --repair` or daemon never pays for it.
+    from syncd.engine.calendar_sync import open_caldav
+
+    return open_caldav(source)
 
 
 def _log(report: SourceReport) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, case, delete, or_, select
 
 from syncd.schema.tables import folder_cursors, source_states, sources
 from syncd.store.sql import chunks, upsert
@@ -197,3 +198,44 @@ def quarantine_row(
 
 
 QUARANTINE_KEY = ["kind", "source", "place", "item", "version"]
+
+
+# --- polls that found nothing new, written for many sources at once ----------------------------
+
+
+def polls_succeeded(
+    conn: Connection, polls: Sequence[tuple[str, str, Sequence[str], datetime]]
+) -> None:
+    """Polls (kind, source, places, when) that found nothing new: each account's attempt and
+    success, and each place's success, in two statements for all of them.  Errors are left
+    as they are: such a poll only follows a clean pass (which cleared them), and an error
+    written since is another holder's, newer than what this daemon knows."""
+    accounts: dict[tuple[str, str], dict[str, object]] = {}
+    places: dict[tuple[str, str, str], dict[str, object]] = {}
+    for kind, source, where, at in polls:  # the latest of each wins
+        accounts[(kind, source)] = _row(
+            kind, source, ACCOUNT, last_attempt_at=at, last_success_at=at
+        )
+        for place in where:
+            places[(kind, source, place)] = _row(kind, source, place, last_success_at=at)
+    key = ["kind", "source", "place"]
+    t = source_states.c
+
+    def later(column: str, excluded: Any) -> Any:
+        # Never back in time: a holder paused with polls in hand must not overwrite what
+        # the source's new holder recorded since.
+        return case(
+            (or_(t[column].is_(None), t[column] < excluded[column]), excluded[column]),
+            else_=t[column],
+        )
+
+    upsert(
+        conn,
+        source_states,
+        accounts.values(),
+        key,
+        lambda ex: {c: later(c, ex) for c in ("last_attempt_at", "last_success_at")},
+    )
+    upsert(conn, source_states, places.values(), key, lambda ex: {
+        "last_success_at": later("last_success_at", ex)
+    })  # fmt: skip

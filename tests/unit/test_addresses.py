@@ -86,3 +86,29 @@ def test_gmail_and_googlemail_are_one_mailbox() -> None:
 
     assert domain_spellings("gmail.com") == ["gmail.com", "googlemail.com"]
     assert domain_spellings("acme.com") == ["acme.com"]
+
+
+def test_the_public_suffix_list_is_parsed_once_however_many_threads_ask_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from syncd.domain import addresses
+
+    made: list[object] = []
+
+    class Slow:
+        def __init__(self) -> None:
+            time.sleep(0.05)  # the daemon's eight workers all ask while the first parses
+            made.append(self)
+
+    monkeypatch.setattr(addresses, "PublicSuffixList", Slow)
+    monkeypatch.setattr(addresses, "_PSL", [])
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(addresses._psl())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and got == made * 8

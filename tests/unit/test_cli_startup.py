@@ -11,11 +11,21 @@ import click
 
 from syncd.cli.main import COMMANDS, cli
 
-HEAVY = ("alembic", "caldav", "icalendar", "sqlalchemy", "imapclient", "structlog", "rich")
+HEAVY = (
+    "alembic", "caldav", "icalendar", "sqlalchemy", "imapclient", "structlog", "rich",
+    "fastapi", "uvicorn", "niquests", "syncd.engine.daemon",
+)  # fmt: skip
+# What a one-shot command of mail only never needs (issue #20): the calendar stack without a
+# calendar, verify without --repair, the daemon and the HTTP API.
+NOT_FOR_SYNC = (
+    "caldav", "niquests", "icalendar", "fastapi", "uvicorn", "syncd.engine.daemon",
+    "syncd.engine.verify", "syncd.engine.calendar_sync", "syncd.engine.imap.idle_hub",
+    "syncd.engine.directory_sync", "syncd.api.app", "rich.progress",
+)  # fmt: skip
 
 
-def _loaded_after(code: str) -> list[str]:
-    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+def _loaded_after(code: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))\n"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -48,3 +58,11 @@ def test_help_lists_every_command() -> None:
     )  # fmt: skip
     listed = result.stdout.split("Commands:")[1].split()
     assert [name for name in sorted(COMMANDS) if name not in listed] == []
+
+
+def test_the_sync_command_imports_no_calendar_verify_daemon_or_api() -> None:
+    assert _loaded_after("import syncd.cli.cmd_sync", NOT_FOR_SYNC) == []
+
+
+def test_the_status_command_imports_no_calendar_daemon_or_api() -> None:
+    assert _loaded_after("import syncd.cli.cmd_status", NOT_FOR_SYNC) == []

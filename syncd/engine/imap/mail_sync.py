@@ -7,7 +7,7 @@ nothing twice.  A failing mailbox or folder is recorded and the others carry on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors import retry
-from syncd.connectors.base import FolderStatus, MailSession
+from syncd.connectors.base import FetchedMessage, FolderStatus, MailSession
 from syncd.connectors.imap import ImapSession
 from syncd.domain.accounting import skip_rule
 from syncd.domain.bounds import bound_id
@@ -24,6 +24,7 @@ from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.backlog import capturing_backlog
 from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
+from syncd.engine.imap.prefetch import Prefetched
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.secrets import read_secret
 from syncd.store import state
@@ -60,6 +61,9 @@ class FolderResult:
     quarantined: int = 0
     error: str | None = None
     unchanged: bool = False  # its success is written with the mailbox's, in one transaction
+    # The folder's cursor once this pass is over (None: interrupted or failed): what the
+    # daemon's next poll compares the server's STATUS with (``unchanged_folders``).
+    cursor: state.Cursor | None = None
 
 
 @dataclass(slots=True)
@@ -193,6 +197,7 @@ class MailSync:
                 # Nothing new: one STATUS, no FETCH, and no transaction of its own (a
                 # thousand mailboxes taken over at once are a thousand such polls).
                 outcome.unchanged = True
+                outcome.cursor = cursor
                 return
             first_uid = cursor.last_uid + 1
         elif cursor is not None and cursor.uidvalidity is not None:
@@ -220,21 +225,32 @@ class MailSync:
         backlog: AbstractContextManager[None] = (
             capturing_backlog() if expected > self._config.capture.batch_size else nullcontext()
         )
-        with backlog:
-            for uids in self._uid_windows(session, first_uid, status.uidnext):
-                for uid_batch in chunks(uids, self._config.capture.batch_size):
-                    batch = self._read_batch(
-                        session, box, folder, status.uidvalidity, list(uid_batch), directory,
-                        reidentify,
-                    )  # fmt: skip
-                    self._save(batch, outcome)
-                    done += len(uid_batch)
-                    last_seen = uid_batch[-1]
-                    if self._progress:
-                        self._progress(where, done, max(done, expected))
-                    if self._should_stop():
-                        log.info("folder.interrupted", mailbox=box.name, folder=folder, done=done)
-                        return
+        batches = self._batches(session, first_uid, status.uidnext)
+        # A backlog's FETCHes run a batch ahead on a thread of their own (prefetch.py): the
+        # socket waits while this thread parses and saves.  After a UIDVALIDITY change a
+        # batch is re-identified (database and server) before it is fetched: in turn.
+        stream: Iterable[tuple[list[int], list[FetchedMessage] | None]]
+        ahead: AbstractContextManager[object] = nullcontext()
+        if reidentify or expected <= self._config.capture.batch_size:
+            stream = ((uids, None) for uids in batches)
+        else:
+            stream = ahead = Prefetched(
+                ((uids, session.fetch(uids)) for uids in batches), name="imap-fetch"
+            )
+        with backlog, ahead:
+            for uid_batch, fetched in stream:
+                batch = self._read_batch(
+                    session, box, folder, status.uidvalidity, uid_batch, directory, reidentify,
+                    fetched,
+                )  # fmt: skip
+                self._save(batch, outcome)
+                done += len(uid_batch)
+                last_seen = uid_batch[-1]
+                if self._progress:
+                    self._progress(where, done, max(done, expected))
+                if self._should_stop():
+                    log.info("folder.interrupted", mailbox=box.name, folder=folder, done=done)
+                    return
         # Every UID below UIDNEXT at EXAMINE time was covered by the SEARCH that followed it,
         # so the cursor may jump past expunged tail UIDs and the next pass takes the fast path.
         seen_up_to = max(last_seen, (status.uidnext or 1) - 1)
@@ -249,6 +265,7 @@ class MailSync:
                 highestmodseq=status.highestmodseq,
             )
             state.folder_ok(conn, box.name, folder)
+        outcome.cursor = state.Cursor(status.uidvalidity, seen_up_to, status.highestmodseq)
         log.info(
             "folder.synced",
             mailbox=box.name,
@@ -294,6 +311,14 @@ class MailSync:
         outcome.skipped += batch.skipped
         outcome.quarantined += len(batch.quarantined) + len(saved.quarantined)
 
+    def _batches(
+        self, session: MailSession, first_uid: int, uidnext: int | None
+    ) -> Iterator[list[int]]:
+        """The new UIDs, a batch at a time, in UID order."""
+        for uids in self._uid_windows(session, first_uid, uidnext):
+            for uid_batch in chunks(uids, self._config.capture.batch_size):
+                yield list(uid_batch)
+
     @staticmethod
     def _uid_windows(
         session: MailSession, first_uid: int, uidnext: int | None
@@ -316,8 +341,10 @@ class MailSync:
         uids: list[int],
         directory: Directory,
         reidentify: bool,
+        fetched: list[FetchedMessage] | None = None,
     ) -> FolderBatch:
-        """Fetch and process one batch of UIDs; nothing is written yet."""
+        """Fetch (unless ``fetched`` already) and process one batch of UIDs; nothing is
+        written yet."""
         batch = FolderBatch(
             mailbox=box.name,
             folder=folder,
@@ -331,8 +358,8 @@ class MailSync:
             box.owner, self._config.internal_domains, capture.store, capture.only_matched
         )
         batch.plus_addressing = capture.plus_addressing
-        for fetched in session.fetch(to_fetch):
-            result = process(fetched, policy, directory)
+        for message in session.fetch(to_fetch) if fetched is None else fetched:
+            result = process(message, policy, directory)
             if isinstance(result, Skipped):
                 batch.skipped += 1
                 batch.skipped_uids.append((result.uid, skip_rule(result.reason)))
@@ -365,6 +392,19 @@ class MailSync:
         batch.known = [(uid, key) for uid, key in keys.items() if key in stored]
         known_uids = {uid for uid, _ in batch.known}
         return [uid for uid in uids if uid not in known_uids]
+
+
+def unchanged_folders(
+    session: MailSession, folders: list[str], cursors: dict[str, state.Cursor]
+) -> bool:
+    """Every folder unchanged since its cursor: one STATUS each (EXAMINE for the one the
+    session has open), no database.  False at the first one that changed or that has no
+    cursor; what the server refuses raises, as in a pass."""
+    for folder in folders:
+        cursor = cursors.get(folder)
+        if cursor is None or not unchanged(cursor, session.status(folder)):
+            return False
+    return True
 
 
 def unchanged(cursor: state.Cursor | None, status: FolderStatus) -> bool:

@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -43,6 +43,9 @@ from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, Mail
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.errors import RemoteConfigError, RemoteError
 from syncd.metrics import Metrics
+
+if TYPE_CHECKING:
+    from syncd.store.state import Cursor
 
 log = structlog.get_logger("syncd.imap_sessions")
 
@@ -137,6 +140,11 @@ class SessionCache:
         # Folders a fresh connection was refused (a typo, a folder deleted): the same NO on a
         # kept one is the folder's answer, not a stale connection's, and costs no login.
         self._refused: dict[str, set[str]] = {}
+        # Each mailbox's folder cursors as its last clean pass left them, by folder: what a
+        # poll compares the server's STATUS with before it touches the database.  A cursor
+        # moves only forward (or to a new UIDVALIDITY), so one older than the database's
+        # costs a full pass, never a missed message; dropped with the session (``discard``).
+        self._cursors: dict[str, dict[str, Cursor]] = {}
         # Discards by mailbox: a poll that began before the latest one (still logging in
         # when the mailbox left the config or its lease moved) does not keep its session.
         self._discards: dict[str, int] = {}
@@ -208,6 +216,7 @@ class SessionCache:
             kept = self._idle.pop(name, None)
             self._listed.pop(name, None)
             self._refused.pop(name, None)
+            self._cursors.pop(name, None)
             self._discards[name] = self._discards.get(name, 0) + 1
             borrowed = self._out.get(name)
             if borrowed is not None:
@@ -216,6 +225,19 @@ class SessionCache:
             _close_soon([kept])  # the caller may be the daemon's main loop, lock held
 
     close = discard  # the name another part of the daemon may look for
+
+    def remember_cursors(self, name: str, cursors: dict[str, Cursor] | None) -> None:
+        """The cursors a clean pass of mailbox ``name`` left (None: it was not clean)."""
+        with self._lock:
+            if cursors is None:
+                self._cursors.pop(name, None)
+            else:
+                self._cursors[name] = dict(cursors)
+
+    def cursors(self, name: str) -> dict[str, Cursor] | None:
+        with self._lock:
+            found = self._cursors.get(name)
+            return None if found is None else dict(found)
 
     def watch(self, name: str, watcher: Watcher) -> None:
         """Mailbox ``name`` has an IDLE watcher: while it lives, the mailbox's poll sessions

@@ -1,0 +1,95 @@
+"""The bookkeeping of the daemon's polls that found nothing new, written for all sources at
+once: an unchanged mailbox costs one STATUS a folder on its kept connection and no database
+write of its own (issue #20).
+
+A poll asks the source first whether anything changed (``Source.unchanged``: no database,
+the cursors it remembers from its last clean pass against the server's STATUS).  Nothing:
+the poll is over, and its "last attempt" and "last success" wait here until the heartbeat
+thread writes every waiting one in two statements (``flush``).  Anything else, or a source
+that cannot tell, is the full pass, with its lease renewed and every write fenced.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from syncd.store.state import polls_succeeded
+
+log = structlog.get_logger("syncd.polls")
+
+Key = tuple[str, str]  # (kind, name)
+
+
+class Checkable(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def unchanged(self) -> list[str] | None: ...
+
+
+class PollLedger:
+    """Unchanged polls waiting to be written.  Thread-safe: workers note, the heartbeat
+    thread flushes."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._waiting: dict[Key, tuple[list[str], datetime]] = {}
+
+    def quiet(self, source: Checkable) -> bool:
+        """Poll ``source`` the cheap way: True when it found nothing new (noted here for
+        the next flush); False when the full pass must run."""
+        places = source.unchanged()
+        if places is None:
+            return False
+        with self._lock:
+            self._waiting[(source.kind, source.name)] = (places, self._clock())
+        return True
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._waiting.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def flush(
+        self,
+        engine: Engine,
+        held: Collection[Key],
+        before: Callable[[Connection], None] | None = None,
+    ) -> int:
+        """Write the waiting polls of the sources in ``held`` (a source that passed to
+        another daemon since is its holder's to record); the number written.  A failed
+        write keeps them for the next flush, unless newer ones came meanwhile."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        rows = [
+            (kind, name, places, at)
+            for (kind, name), (places, at) in waiting.items()
+            if (kind, name) in held
+        ]
+        if not rows:
+            return 0
+        try:
+            with engine.begin() as conn:
+                if before is not None:
+                    before(conn)
+                polls_succeeded(conn, rows)
+        except Exception as err:  # the database may be down: the next beat tries again
+            log.warning("polls.not_recorded", polls=len(rows), error=type(err).__name__)
+            with self._lock:
+                for key, value in waiting.items():
+                    self._waiting.setdefault(key, value)
+            return 0
+        return len(rows)

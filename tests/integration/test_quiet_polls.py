@@ -1,0 +1,174 @@
+"""An unchanged mailbox costs the daemon about nothing (issue #20): its poll asks the kept
+connection for each folder's STATUS and touches no database; the "last success" of such
+polls is written for all sources at once, a few statements a heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select
+
+from syncd.config import load_config
+from syncd.engine.imap.mail_sync import open_imap
+from syncd.engine.imap.sessions import DaemonSessions
+from syncd.engine.poll_ledger import PollLedger
+from syncd.engine.sources import MailboxSource
+from syncd.metrics import Metrics
+from syncd.schema.tables import records, source_health, source_states
+from syncd.store.database import open_database
+from syncd.store.directory import load_directory
+from tests.conftest import World
+from tests.daemon import DaemonProcess, wait_until
+from tests.mail import make_message
+
+
+class Statements:
+    """Every SQL statement the engine runs while counting."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seen: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args: Any) -> None:
+        self.seen.append(str(args[2]).split(None, 1)[0].upper())
+
+    def take(self) -> list[str]:
+        out, self.seen = self.seen, []
+        return out
+
+
+@pytest.fixture
+def polled(world: World) -> Iterator[tuple[World, Engine, MailboxSource, DaemonSessions]]:
+    world.rep("alice")
+    config = load_config(world.write_config(mailbox={"alice": {"folders": ["INBOX", "Sent"]}}))
+    engine = open_database(config.database.url)
+    metrics = Metrics()
+    sessions = DaemonSessions(config.sync, metrics, open_imap)
+    yield world, engine, MailboxSource(engine, config, config.mailbox[0], sessions), sessions
+    sessions.close_all()
+    engine.dispose()
+
+
+def test_an_unchanged_mailbox_is_polled_without_the_database(polled: Any) -> None:
+    world, engine, source, sessions = polled
+    world.deliver("alice", make_message(message_id="<first@acme.com>"))
+    assert source.unchanged() is None  # no clean pass yet: the pass must run
+    with engine.connect() as conn:
+        directory = load_directory(conn, source._config.capture)
+    assert source.sync(directory).total("captured") == 1
+    statements = Statements(engine)
+    for _ in range(3):
+        assert source.unchanged() == ["INBOX", "Sent"]
+    assert statements.take() == []  # not a read, not a write
+    assert sessions.logins == 1  # the kept connection, logged in once
+    # New mail in either folder: the pass runs, and captures it.
+    world.deliver("alice", make_message(message_id="<sent@acme.com>"), folder="Sent")
+    assert source.unchanged() is None
+    assert source.sync(directory).total("captured") == 1
+    assert source.unchanged() == ["INBOX", "Sent"]
+    # A lease lost (the session discarded): the next poll is a full pass again.
+    sessions.discard("alice")
+    assert source.unchanged() is None
+
+
+def test_a_refused_folder_makes_the_pass_run_and_report_it(polled: Any) -> None:
+    _world, engine, source, sessions = polled
+    with engine.connect() as conn:
+        directory = load_directory(conn, source._config.capture)
+    assert source.sync(directory).ok
+    sessions.remember_cursors(
+        "alice",
+        {**(sessions.cursors("alice") or {}), "Nowhere": sessions.cursors("alice")["INBOX"]},
+    )
+    source.config = source.config.model_copy(update={"folders": ["INBOX", "Nowhere"]})
+    assert source.unchanged() is None
+    report = source.sync(directory)
+    assert not report.ok and "Nowhere" in (report.reason() or "")
+
+
+def _states(engine: Engine) -> dict[tuple[str, str], tuple[Any, Any]]:
+    c = source_states.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.source, c.place, c.last_attempt_at, c.last_success_at))
+        return {(r.source, r.place): (r.last_attempt_at, r.last_success_at) for r in rows}
+
+
+class _Quiet:
+    kind = "mailbox"
+
+    def __init__(self, name: str, places: list[str] | None) -> None:
+        self.name = name
+        self.places = places
+
+    def unchanged(self) -> list[str] | None:
+        return self.places
+
+
+def test_the_ledger_writes_the_polls_of_held_sources_at_once(db_url: str) -> None:
+    engine = open_database(db_url)
+    at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    ledger = PollLedger(clock=lambda: at)
+    assert ledger.quiet(_Quiet("alice", ["INBOX", "Sent"]))
+    assert ledger.quiet(_Quiet("bob", ["INBOX"]))
+    assert not ledger.quiet(_Quiet("carol", None))  # changed: the pass runs, nothing noted
+    statements = Statements(engine)
+    # bob passed to another daemon meanwhile: his polls are his new holder's to record.
+    assert ledger.flush(engine, {("mailbox", "alice"), ("mailbox", "carol")}) == 1
+    writes = [s for s in statements.take() if s in ("INSERT", "UPDATE")]
+    assert len(writes) <= 2  # two statements, however many sources
+    assert _states(engine) == {
+        ("alice", ""): (at, at),
+        ("alice", "INBOX"): (None, at),
+        ("alice", "Sent"): (None, at),
+    }
+    assert len(ledger) == 0 and ledger.flush(engine, {("mailbox", "alice")}) == 0
+    # A holder paused with an older poll in hand never moves the times back.
+    stale = PollLedger(clock=lambda: at - timedelta(hours=1))
+    assert stale.quiet(_Quiet("alice", ["INBOX"]))
+    assert stale.flush(engine, {("mailbox", "alice")}) == 1
+    assert _states(engine)[("alice", "")] == (at, at)
+    assert _states(engine)[("alice", "INBOX")] == (None, at)
+    engine.dispose()
+
+
+def test_the_daemons_unchanged_polls_write_only_the_batched_success(world: World) -> None:
+    world.rep("alice")
+    world.deliver("alice", make_message(message_id="<before@acme.com>"))
+    config = world.write_config(extra="[sync]\ninterval = 1\njitter = 0\nidle = false")
+    daemon = DaemonProcess(config, world.tmp / "daemon.log").start()
+    engine = open_database(world.db_url)
+    try:
+        wait_until(lambda: len(world_records(engine)) == 1, 30, "the backfill")
+        c = source_health.c
+
+        def health_written() -> Any:
+            with engine.connect() as conn:
+                return conn.scalar(select(c.updated_at).where(c.name == "alice"))
+
+        def success() -> Any:
+            return _states(engine).get(("alice", ""), (None, None))[1]
+
+        wait_until(lambda: success() is not None, 10, "the first success")
+        first = success()
+        wait_until(lambda: success() > first, 15, "a batched success")  # the pass is over
+        written, batched = health_written(), success()
+        # Polled every second: "last success" moves on (written by the heartbeat), the
+        # source's health row is not written once (no "syncing", no "ok" per poll).
+        wait_until(lambda: success() > batched, 15, "another batched success")
+        assert health_written() == written
+        # New mail is still captured by the next poll.
+        world.deliver("alice", make_message(message_id="<after@acme.com>"))
+        wait_until(lambda: len(world_records(engine)) == 2, 15, "the new message")
+        code, _took = daemon.stop()
+        assert code == 0
+    finally:
+        daemon.close()
+        engine.dispose()
+
+
+def world_records(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(records.c.id)))

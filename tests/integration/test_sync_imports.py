@@ -1,0 +1,36 @@
+"""Start-up (issue #20): `syncd sync` of a config with mailboxes only, run for real against
+Dovecot, imports neither the calendar stack nor verify, the daemon or the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import World
+from tests.mail import make_message
+
+UNUSED = (
+    "caldav", "niquests", "icalendar", "fastapi", "uvicorn", "syncd.engine.daemon",
+    "syncd.engine.verify", "syncd.engine.calendar_sync", "syncd.engine.imap.idle_hub",
+    "syncd.api.app", "rich.progress",
+)  # fmt: skip
+
+
+def test_a_mail_only_sync_imports_only_what_it_uses(world: World) -> None:
+    world.rep("alice")
+    world.deliver("alice", make_message(subject="Quote", sender="wile@acme.com"))
+    config = world.write_config()
+    probe = (
+        "import json, sys\n"
+        "from syncd.cli.main import cli\n"
+        f"try:\n    cli.main(['--config', {str(config)!r}, 'sync'], prog_name='syncd')\n"
+        "except SystemExit as done:\n    assert not done.code, done.code\n"
+        f"print(json.dumps(sorted(m for m in {UNUSED!r} if m in sys.modules)))\n"
+    )
+    for _ in range(2):  # the backfill, then a pass that finds the mailbox unchanged
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        )
+        assert "alice:" in done.stdout
+        assert json.loads(done.stdout.splitlines()[-1]) == []
