@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, select
 
-from syncd.config import load_config
+from syncd.config_file import load_config
 from syncd.engine.imap.mail_sync import open_imap
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.poll_ledger import PollLedger

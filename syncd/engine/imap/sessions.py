@@ -21,7 +21,7 @@ from the config, lease lost or handed over); ``close_all`` logs every one out at
 A mailbox with a live IDLE watcher (``watch``) keeps no poll session of its own: a second
 connection would make N mailboxes cost the server 2 x N (providers cap connections per
 account: Gmail at 15).  Its polls borrow the watcher's connection instead: out of IDLE for
-the poll, INBOX examined and IDLE again after it (engine/push.py), so a watched mailbox
+the poll, INBOX examined and IDLE again after it (engine/imap/idle_hub.py), so a watched mailbox
 costs one connection and one login for as long as it stays up.  When the watcher has
 nothing to lend (connecting, reconnecting, renewing) the poll logs in and out.
 """
@@ -84,7 +84,7 @@ class Watcher(Protocol):
 
 @runtime_checkable
 class Lender(Protocol):
-    """A watcher that lends its logged-in connection to a poll (engine/push.py's Watch)."""
+    """A watcher that lends its logged-in connection to a poll (idle_hub.py's Watch)."""
 
     def lend(self, wait: float) -> MailSession | None: ...
 
