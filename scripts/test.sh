@@ -15,7 +15,7 @@ echo "test: mypy (strict; about a minute the first time)"
 bash scripts/typecheck.sh
 # Three workers on two cores, a test file each at a time (its servers and fixtures stay in
 # one process): most tests wait on Dovecot, Radicale, PostgreSQL or a daemon, not on the CPU,
-# and a third worker fills those waits.  A test that
-# runs past 15 s is named while it runs; the slowest are listed at the end.
+# and a third worker fills those waits.  A test that runs past 15 s is named while it runs;
+# the slowest are listed at the end.
 echo "test: pytest, the whole suite against real servers (about 12 minutes on 2 cores)"
 exec .venv/bin/pytest -n 3 --dist loadfile --durations=10 "$@"
