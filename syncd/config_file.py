@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from syncd.config import Config, DatabaseConfig, DirectoryConfig
 from syncd.errors import ConfigError
-from syncd.groups import expand_groups
 
 DEFAULT_PATH = "syncd.toml"
 ENV_VAR = "SYNCD_CONFIG"
@@ -93,6 +92,9 @@ def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str 
             }
             config = config.model_copy(update={"api": config.api.model_copy(update=tls)})
     if config.mailbox_group:
+        # Only then: the groups bring the secret sources (subprocess, shlex) and csv.
+        from syncd.groups import expand_groups
+
         config = expand_groups(config, base=base, source=source)
     return config
 

@@ -66,3 +66,13 @@ def test_the_sync_command_imports_no_calendar_verify_daemon_or_api() -> None:
 
 def test_the_status_command_imports_no_calendar_daemon_or_api() -> None:
     assert _loaded_after("import syncd.cli.cmd_status", NOT_FOR_SYNC) == []
+
+
+def test_reading_a_configuration_without_groups_imports_no_groups() -> None:
+    """Without a [[mailbox_group]], no groups (secret sources, subprocess, shlex)."""
+    code = (
+        "from syncd.config_file import parse_config\n"
+        "parse_config({'database': {'url': 'sqlite:///x.db'}})\n"
+    )
+    unused = ("syncd.groups", "syncd.secret_sources", "subprocess", "shlex")
+    assert _loaded_after(code, unused) == []
