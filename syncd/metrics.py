@@ -62,7 +62,8 @@ class Metrics:
         )
         self.imap_reused = Counter(
             "syncd_imap_sessions_reused_total",
-            "Polls that used a session kept from the previous poll instead of logging in.",
+            "Polls that used a session kept from the previous poll (or the IDLE watch's)"
+            " instead of logging in.",
             registry=self.registry,
         )
         self.watchers_open = Gauge(

@@ -106,6 +106,9 @@ class Scheduled:
     running: bool = False
     retired: bool = False  # removed from the config while a sync was running
     woken: bool = False  # new mail (IDLE) during the running sync: sync again right after
+    # New items reported (IMAP IDLE) since the last sync began: the next one is a full
+    # pass, never the cheap poll (which trusts the watch for INBOX: sources.py).
+    news: bool = False
 
     @property
     def kind(self) -> str:
@@ -425,6 +428,8 @@ class Daemon:
         """New items (IMAP IDLE): sync this source now, or right after the sync in progress."""
         with self._lock:
             scheduled = self._sources.get(key)
+            if scheduled is not None:
+                scheduled.news = True
             if scheduled is not None and scheduled.state in ("ok", "syncing"):
                 scheduled.due = time.monotonic()
                 # The running sync may have read the folder already; its end sets `due`.
@@ -488,7 +493,14 @@ class Daemon:
         try:
             # After a clean pass, first the cheap poll: nothing new costs a STATUS a folder
             # and no database write of its own (poll_ledger.py); anything else: the pass.
-            if scheduled.state == "ok" and scheduled.reason is None and self._polls.quiet(source):
+            with self._lock:
+                news, scheduled.news = scheduled.news, False
+            if (
+                not news
+                and scheduled.state == "ok"
+                and scheduled.reason is None
+                and self._polls.quiet(source)
+            ):
                 self._metrics.synced(
                     source.name, source.record_kind, 0, time.monotonic() - started, None
                 )
