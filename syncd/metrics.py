@@ -25,6 +25,9 @@ log = structlog.get_logger("syncd.metrics")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Each source's labelled children of the per-poll metrics, looked up once: a quiet
+        # poll then records itself without a label lookup (a lock and a tuple) per metric.
+        self._per_poll: dict[str, tuple[Any, Any]] = {}
         self.records = Counter(
             "syncd_records_captured",
             "Communication records created (emails, meeting occurrences).",
@@ -62,7 +65,8 @@ class Metrics:
         )
         self.imap_reused = Counter(
             "syncd_imap_sessions_reused_total",
-            "Polls that used a session kept from the previous poll instead of logging in.",
+            "Polls that used a session kept from the previous poll (or the IDLE watch's)"
+            " instead of logging in.",
             registry=self.registry,
         )
         self.watchers_open = Gauge(
@@ -130,11 +134,16 @@ class Metrics:
     def synced(
         self, source: str, kind: str, created: int, seconds: float, error: str | None
     ) -> None:
-        self.duration.labels(source).observe(seconds)
+        children = self._per_poll.get(source)
+        if children is None:  # the same children whichever thread gets here first
+            children = (self.duration.labels(source), self.last_success.labels(source))
+            self._per_poll[source] = children
+        duration, last_success = children
+        duration.observe(seconds)
         if created:
             self.records.labels(source, kind).inc(created)
         if error is None:
-            self.last_success.labels(source).set(time.time())
+            last_success.set(time.time())
         else:
             self.errors.labels(source, error).inc()
 

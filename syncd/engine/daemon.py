@@ -23,6 +23,8 @@ worker, for at most its timeout.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import random
 import signal
@@ -106,6 +108,9 @@ class Scheduled:
     running: bool = False
     retired: bool = False  # removed from the config while a sync was running
     woken: bool = False  # new mail (IDLE) during the running sync: sync again right after
+    # New items reported (IMAP IDLE) since the last sync began: the next one is a full
+    # pass, never the cheap poll (which trusts the watch for INBOX: sources.py).
+    news: bool = False
 
     @property
     def kind(self) -> str:
@@ -156,6 +161,16 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._sources: dict[Key, Scheduled] = {}
+        # When each source is next due, soonest first: (due, seq, key), one entry pushed
+        # each time a `due` is set (``_schedule``); an entry whose source's due moved since
+        # is stale and skipped.  Rebuilt each beat (``_reindex``), which bounds its size and
+        # catches a source whose lease came back with its due unchanged.  A wake of the
+        # loop then costs O(sources due), not O(sources).
+        self._due: list[tuple[float, int, Key]] = []
+        self._due_seq = itertools.count()
+        # Verifies are looked for when the soonest is due, after a beat or a reload, not at
+        # every wake (each look reads every source).
+        self._verify_at = 0.0
         self._futures: set[Future[None]] = set()
         self._counters = _Counters()
         self._metrics = Metrics()
@@ -387,6 +402,7 @@ class Daemon:
                 due = now + (self._rng.uniform(0, spread) if first else 0.0)
                 self._imap_sessions.discard_source(key)  # changed: its next poll logs in anew
                 scheduled = self._sources[key] = Scheduled(source, due=due)
+                self._schedule(scheduled)
                 self._stop_watcher(key)
                 if key in self._leases.held:  # only the lease holder watches (fleet.py)
                     self._start_watcher(scheduled)
@@ -395,6 +411,7 @@ class Daemon:
                         "source.added" if current is None else "source.changed",
                         source=source.name,
                     )
+            self._verify_at = 0.0  # sources added: their first verify is to be set
 
     def _apply_webhooks(self, config: Config) -> None:
         only = self._instance is not None  # SQLite's lock file: no other daemon on it
@@ -425,8 +442,11 @@ class Daemon:
         """New items (IMAP IDLE): sync this source now, or right after the sync in progress."""
         with self._lock:
             scheduled = self._sources.get(key)
+            if scheduled is not None:
+                scheduled.news = True
             if scheduled is not None and scheduled.state in ("ok", "syncing"):
                 scheduled.due = time.monotonic()
+                self._schedule(scheduled)
                 # The running sync may have read the folder already; its end sets `due`.
                 scheduled.woken = scheduled.running
         self._wake.set()
@@ -444,14 +464,15 @@ class Daemon:
         now = time.monotonic()
         held = self._leases.held
         with self._lock:
-            due = [
-                s
-                for s in self._sources.values()
-                if not s.running and s.due <= now and s.key in held
-            ]
-            for source in sorted(due, key=lambda s: s.due):
+            while self._due and self._due[0][0] <= now:  # soonest first
+                at, _seq, key = heapq.heappop(self._due)
+                source = self._sources.get(key)
+                if source is None or source.running or source.due != at or key not in held:
+                    continue  # stale (due moved, or in a sync whose end sets it), or not ours
                 source.running = True
                 self._track(self._pool.submit(self._sync, source))
+            if now < self._verify_at:
+                return
             sources = {key: s.source for key, s in self._sources.items()}
             # A verify of a source whose sync fails would only say again what its error says.
             healthy = {
@@ -460,6 +481,23 @@ class Daemon:
         every = self._config.sync.verify_interval
         for job in self._jobs.verifies_due(self._engine, every, sources, healthy, held):
             self._track(self._pool.submit(job))
+        self._verify_at = self._jobs.next_verify(held)
+
+    def _schedule(self, scheduled: Scheduled) -> None:
+        """Index ``scheduled`` at its (new) due time.  Called with the lock held."""
+        heapq.heappush(self._due, (scheduled.due, next(self._due_seq), scheduled.key))
+
+    def _reindex(self) -> None:
+        """Every source again, at its due time, without stale entries; verifies looked for
+        at the next wake (a lease gained, a verify ended since)."""
+        with self._lock:
+            self._due = [
+                (s.due, next(self._due_seq), key)
+                for key, s in self._sources.items()
+                if not s.running
+            ]
+            heapq.heapify(self._due)
+            self._verify_at = 0.0
 
     def _track(self, future: Future[None]) -> None:
         self._futures.add(future)
@@ -468,8 +506,14 @@ class Daemon:
     def _sleep_for(self, next_beat: float) -> float:
         held = self._leases.held
         with self._lock:
-            waiting = [s.due for s in self._sources.values() if not s.running and s.key in held]
-        soonest = min([next_beat, *waiting, *self._jobs.waits(held)])
+            while self._due:  # drop the stale entries on top: the first one left is next
+                at, _seq, key = self._due[0]
+                source = self._sources.get(key)
+                if source is not None and not source.running and source.due == at and key in held:
+                    break
+                heapq.heappop(self._due)
+            waiting = self._due[0][0] if self._due else next_beat
+        soonest = min(next_beat, waiting, self._verify_at, self._jobs.rules_wait())
         return max(0.05, min(soonest - time.monotonic(), HEARTBEAT_EVERY))
 
     # --- one sync ---------------------------------------------------------------------------
@@ -488,7 +532,14 @@ class Daemon:
         try:
             # After a clean pass, first the cheap poll: nothing new costs a STATUS a folder
             # and no database write of its own (poll_ledger.py); anything else: the pass.
-            if scheduled.state == "ok" and scheduled.reason is None and self._polls.quiet(source):
+            with self._lock:
+                news, scheduled.news = scheduled.news, False
+            if (
+                not news
+                and scheduled.state == "ok"
+                and scheduled.reason is None
+                and self._polls.quiet(source)
+            ):
                 self._metrics.synced(
                     source.name, source.record_kind, 0, time.monotonic() - started, None
                 )
@@ -584,6 +635,7 @@ class Daemon:
             if source.woken and nxt.state == "ok":  # mail came while it ran: not in 60 s
                 source.due = time.monotonic()
             source.running = source.woken = False
+            self._schedule(source)
             held = source.key in self._leases.held
             if (
                 restart_watcher
@@ -631,6 +683,7 @@ class Daemon:
 
     def _beat(self) -> None:
         assert self._engine is not None
+        self._reindex()
         self._revive_watchers()
         self._imap_sessions.expire()
         summary = self._summary()
@@ -674,6 +727,8 @@ class Daemon:
                         scheduled.due = time.monotonic() + OPEN_GRACE
                     else:
                         scheduled.due = min(scheduled.due, time.monotonic())
+                self._schedule(scheduled)  # ours now, whether its due moved or not
+            self._verify_at = 0.0  # a source gained may have a verify due
         if gained or lost:
             log.info("fleet.changed", daemons=len(view.live), held=len(view.held),
                      gained=len(gained), lost=len(lost))  # fmt: skip
@@ -699,6 +754,7 @@ class Daemon:
                     # (A due already past: a wake came since, IDLE saw mail: left alone.)
                     spread = self._rng.uniform(min(OPEN_GRACE, interval), interval)
                     scheduled.due = now + spread
+                self._schedule(scheduled)
         log.debug("fleet.taken_over_checked", mailboxes=len(opened), news=len(news))
 
     def _lost(self, key: Key) -> None:

@@ -9,6 +9,7 @@ holds no task list).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
@@ -230,6 +231,7 @@ class MailboxSource(_Configured[MailboxConfig]):
         fence: Fence = _no_fence,
         progress: Progress | None = None,
     ) -> SyncReport:
+        began = time.monotonic()
         result = MailSync(
             self._engine,
             self._config,
@@ -241,7 +243,7 @@ class MailboxSource(_Configured[MailboxConfig]):
         if self._sessions is not None:  # for the next poll's STATUS (``unchanged``)
             cursors = {f.folder: f.cursor for f in result.folders if f.cursor is not None}
             clean = result.ok and len(cursors) == len(result.folders)
-            self._sessions.remember_cursors(self.name, cursors if clean else None)
+            self._sessions.remember_cursors(self.name, cursors if clean else None, read_since=began)
         return SyncReport(
             "mailbox",
             self.name,
@@ -305,13 +307,31 @@ class MailboxSource(_Configured[MailboxConfig]):
         cursors = self._sessions.cursors(self.name)
         if not cursors:
             return None
+        # INBOX held in IDLE by the watch since before the last pass read it: any mail
+        # since was reported (and made this poll a full pass), so it needs no STATUS.
+        covered = self._sessions.inbox_covered(self.name)
+        folders = self.config.folders or self._sessions.default_folders_listed(self.name)
+        if folders is not None and covered:
+            rest = [f for f in folders if f.upper() != INBOX]
+            if not rest:  # nothing to ask the server: the IDLE stays undisturbed
+                if any(f not in cursors for f in folders):
+                    return None
+                self._sessions.served_by_watch()
+                return folders
+        asking = time.monotonic()
         try:
             session = self._sessions.open(self.config, self._config.capture.max_message_bytes)
         except Exception:  # a login that fails now fails the pass too, which reports it
             return None
         try:
-            folders = self.config.folders or session.default_folders()
-            return folders if unchanged_folders(session, folders, cursors) else None
+            folders = folders or session.default_folders()
+            asked = [f for f in folders if not (covered and f.upper() == INBOX)]
+            if any(f not in cursors for f in folders):
+                return None
+            if not unchanged_folders(session, asked, cursors):
+                return None
+            self._sessions.cursors_confirmed(self.name, asking)
+            return folders
         except Exception:  # a refused folder, a dropped connection: the pass reports it
             return None
         finally:

@@ -93,6 +93,20 @@ class TimedJobs:
                 jobs.append(partial(self._verify, engine, key, source))
         return jobs
 
+    def next_verify(self, held: Collection[Key]) -> float:
+        """When the soonest verify of a held source not running now is due
+        (time.monotonic(); infinity when none is)."""
+        with self._lock:
+            return min(
+                (d for k, d in self._verify_due.items() if k not in self._verifying and k in held),
+                default=float("inf"),
+            )
+
+    def rules_wait(self) -> float:
+        """When the follow-up rules are next due (infinity while they run)."""
+        with self._lock:
+            return float("inf") if self._rules_running else self._rules_due
+
     def waits(self, held: Collection[Key]) -> list[float]:
         """When the jobs not running now are next due (time.monotonic())."""
         with self._lock:

@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import Engine, event, select
 
 from syncd.config_file import load_config
+from syncd.engine import sources as sources_module
+from syncd.engine.imap.idle_hub import PushHub
 from syncd.engine.imap.mail_sync import open_imap
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.poll_ledger import PollLedger
@@ -72,6 +74,58 @@ def test_an_unchanged_mailbox_is_polled_without_the_database(polled: Any) -> Non
     # A lease lost (the session discarded): the next poll is a full pass again.
     sessions.discard("alice")
     assert source.unchanged() is None
+
+
+def test_a_watched_inbox_costs_its_poll_no_command(
+    polled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """INBOX held in IDLE since before the pass read it: the watch reports any new mail
+    (and the daemon then runs the pass), so the poll asks the server only about Sent, and
+    with INBOX alone, nothing: the IDLE is not even interrupted."""
+    world, engine, source, sessions = polled
+    asked: list[list[str]] = []
+    real = sources_module.unchanged_folders
+
+    def spy(session: Any, folders: list[str], cursors: Any) -> bool:
+        asked.append(list(folders))
+        return real(session, folders, cursors)
+
+    monkeypatch.setattr(sources_module, "unchanged_folders", spy)
+    hub = PushHub()
+    news: list[str] = []
+    watch = hub.watch(source.config, news.append)
+    try:
+        sessions.watch("alice", watch)
+        wait_until(lambda: watch.state == "idle", 10, "the watch in IDLE")
+        with engine.connect() as conn:
+            directory = load_directory(conn, source._config.capture)
+        assert source.sync(directory).ok  # begun after the watch's IDLE: INBOX covered
+        assert source.unchanged() == ["INBOX", "Sent"]
+        assert asked == [["Sent"]]  # on the watch's connection, lent and given back
+        wait_until(lambda: watch.state == "idle", 10, "the watch back in IDLE")
+        source.config = source.config.model_copy(update={"folders": ["INBOX"]})
+        connection, reused = watch.connection, sessions.reused
+        for _ in range(3):
+            assert source.unchanged() == ["INBOX"]
+        assert asked == [["Sent"]] and sessions.reused == reused + 3
+        assert watch.state == "idle" and watch.connection is connection and news == []
+        # New mail: the watch says so (the daemon's next sync is then the pass).
+        world.deliver("alice", make_message(message_id="<pushed@acme.com>"))
+        wait_until(lambda: news == ["alice"], 10, "the watch's report")
+        assert source.sync(directory).total("captured") == 1
+        # A watch that logged in again after the pass read INBOX covers nothing: STATUS.
+        hub.unwatch(watch)
+        late = hub.watch(source.config, news.append)
+        sessions.watch("alice", late)
+        wait_until(lambda: late.state == "idle", 10, "the new watch in IDLE")
+        assert source.unchanged() == ["INBOX"]
+        assert asked[-1] == ["INBOX"]
+        assert source.unchanged() == ["INBOX"]  # confirmed after it logged in: covered now
+        assert asked[-1] == ["INBOX"] and len(asked) == 2
+        world.deliver("alice", make_message(message_id="<late@acme.com>"))
+        wait_until(lambda: news[-1:] == ["alice"] and len(news) == 2, 10, "the report")
+    finally:
+        hub.close()
 
 
 def test_a_refused_folder_makes_the_pass_run_and_report_it(polled: Any) -> None:

@@ -39,3 +39,46 @@ def test_without_new_mail_the_next_sync_waits_for_the_interval(tmp_path: Path) -
     scheduled.running = False  # a wake between syncs: due now, nothing held over
     daemon.wake(("mailbox", "alice"))
     assert scheduled.due <= time.monotonic() and not scheduled.woken
+
+
+class _Checked:
+    """A source whose cheap poll would say nothing changed, counting how often it is asked."""
+
+    kind = "mailbox"
+    name = "alice"
+    record_kind = "email"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def unchanged(self) -> list[str] | None:
+        self.asked += 1
+        return ["INBOX"]
+
+
+def test_a_poll_after_new_mail_is_a_full_pass_never_the_cheap_one(tmp_path: Path) -> None:
+    """The cheap poll trusts the IDLE watch for INBOX (no STATUS): once the watch reported
+    mail, the next sync must read the server whatever the cheap poll would say."""
+    daemon, scheduled = _daemon(tmp_path)
+    source = _Checked()
+    scheduled.source = cast(Any, source)
+    scheduled.running = False
+    passes: list[str] = []
+
+    def full_pass(*_args: Any, **_kwargs: Any) -> None:
+        # The pass (and its health write) begins with a transaction: far enough.
+        passes.append("begin")
+        raise RuntimeError("stop here")
+
+    daemon._engine = cast(Any, SimpleNamespace(begin=full_pass))
+    daemon._sync(scheduled)  # no news: the cheap poll answers
+    assert source.asked == 1 and passes == []
+    daemon.wake(("mailbox", "alice"))
+    assert scheduled.news
+    scheduled.state, scheduled.reason = "ok", None
+    daemon._sync(scheduled)  # news: straight to the pass
+    assert source.asked == 1 and passes and not scheduled.news
+    began = len(passes)
+    scheduled.state, scheduled.reason = "ok", None
+    daemon._sync(scheduled)  # the news was taken by that sync: cheap again
+    assert source.asked == 2 and len(passes) == began

@@ -370,3 +370,66 @@ def test_polls_of_a_watched_mailbox_borrow_the_watchers_connection() -> None:
     session.close()
     assert watcher.returned[-1] == (False, None)  # broken: the watcher logs in anew
     assert rig.server.logins == 3
+
+
+class CoveringWatcher:
+    """A watch that has held INBOX in IDLE since ``since`` (None: no connection now)."""
+
+    def __init__(self, since: float | None) -> None:
+        self.ended: str | None = None
+        self.since = since
+
+    def inbox_covered_since(self) -> float | None:
+        return self.since
+
+
+def test_inbox_is_covered_only_by_a_watch_in_idle_since_before_the_cursors_were_read() -> None:
+    from syncd.store.state import Cursor
+
+    cache = Rig().cache
+    cursors = {"INBOX": Cursor(7, 10, None)}
+    watcher = CoveringWatcher(since=100.0)
+    cache.watch("a", watcher)
+    assert not cache.inbox_covered("a")  # no clean pass yet
+    cache.remember_cursors("a", cursors)  # a pass that did not say when it read
+    assert not cache.inbox_covered("a")
+    cache.remember_cursors("a", cursors, read_since=100.0)
+    assert cache.inbox_covered("a")  # in IDLE from the moment the pass began to read
+    cache.remember_cursors("a", cursors, read_since=99.0)
+    assert not cache.inbox_covered("a")  # mail between 99 and 100 was seen by nobody
+    cache.cursors_confirmed("a", 150.0)  # a STATUS at 150 found nothing new
+    assert cache.inbox_covered("a")
+    cache.cursors_confirmed("a", 120.0)  # an older confirmation moves nothing back
+    watcher.since = 140.0  # reconnected at 140: still after the confirmation at 150
+    assert cache.inbox_covered("a")
+    watcher.since = 160.0  # reconnected after it: mail between the two is nobody's
+    assert not cache.inbox_covered("a")
+    watcher.since = None  # waiting to reconnect
+    assert not cache.inbox_covered("a")
+    watcher.since = 100.0
+    watcher.ended = "no IDLE"  # gave up on purpose: not a watch any more
+    assert not cache.inbox_covered("a")
+    watcher.ended = None
+    assert cache.inbox_covered("a")
+    cache.unwatch("a")
+    assert not cache.inbox_covered("a")
+    cache.watch("a", StubWatcher())  # a watcher that cannot say: never trusted
+    assert not cache.inbox_covered("a")
+    cache.watch("a", watcher)
+    cache.remember_cursors("a", None)  # an unclean pass forgets when, too
+    cache.remember_cursors("a", cursors)
+    assert not cache.inbox_covered("a")
+    cache.remember_cursors("a", cursors, read_since=150.0)
+    cache.discard("a")  # the lease lost: nothing of it is trusted any more
+    cache.remember_cursors("a", cursors)
+    assert not cache.inbox_covered("a")
+    cache.cursors_confirmed("b", 150.0)  # no cursors: nothing to confirm
+    assert not cache.inbox_covered("b")
+
+
+def test_a_poll_answered_by_the_watch_counts_as_a_reuse() -> None:
+    metrics = Metrics()
+    cache = DaemonSessions(SyncConfig(), metrics, Rig().opener)
+    cache.served_by_watch()
+    assert cache.reused == 1
+    assert metrics.registry.get_sample_value("syncd_imap_sessions_reused_total") == 1

@@ -93,6 +93,13 @@ class Watch:
         """The poll is over: IDLE again (or, when ``usable`` is False, log in anew)."""
         self._hub.give_back(self, usable, inbox_uidnext)
 
+    def inbox_covered_since(self) -> float | None:
+        """Since when (time.monotonic()) this watch's connection has kept INBOX covered
+        without a break: in IDLE from then on, every new message there is reported
+        (``on_new_mail``), also one that came while the connection was lent, renewed or
+        lost (a reconnect reports once back).  None while it has no connection."""
+        return self._hub.covered_since(self)
+
     def join(self, timeout: float) -> None:
         self._done.wait(timeout)
 
@@ -202,6 +209,12 @@ class PushHub:
         """Watches with a connection open now (the syncd_watchers_open gauge)."""
         with self._lock:
             return sum(1 for w in self._watches if w.state in _OPEN)
+
+    def covered_since(self, watch: Watch) -> float | None:
+        with self._lock:
+            if _gone(watch) or watch.state not in _OPEN or watch.connection is None:
+                return None
+            return watch.connected_at or None
 
     def lend(self, watch: Watch, wait: float) -> ImapSession | None:
         """Take ``watch``'s connection out of IDLE for a poll on the caller's thread, so

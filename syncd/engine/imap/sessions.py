@@ -91,6 +91,13 @@ class Lender(Protocol):
     def give_back(self, usable: bool, inbox_uidnext: int | None) -> None: ...
 
 
+@runtime_checkable
+class Covering(Protocol):
+    """A watcher that can say since when it has kept INBOX covered (idle_hub.py's Watch)."""
+
+    def inbox_covered_since(self) -> float | None: ...
+
+
 def _looks_alive(session: MailSession) -> bool:
     return not isinstance(session, Keepable) or session.looks_alive()
 
@@ -145,6 +152,8 @@ class SessionCache:
         # moves only forward (or to a new UIDVALIDITY), so one older than the database's
         # costs a full pass, never a missed message; dropped with the session (``discard``).
         self._cursors: dict[str, dict[str, Cursor]] = {}
+        # When the pass that left them began (time.monotonic()), for ``inbox_covered``.
+        self._cursors_read: dict[str, float] = {}
         # Discards by mailbox: a poll that began before the latest one (still logging in
         # when the mailbox left the config or its lease moved) does not keep its session.
         self._discards: dict[str, int] = {}
@@ -217,6 +226,7 @@ class SessionCache:
             self._listed.pop(name, None)
             self._refused.pop(name, None)
             self._cursors.pop(name, None)
+            self._cursors_read.pop(name, None)
             self._discards[name] = self._discards.get(name, 0) + 1
             borrowed = self._out.get(name)
             if borrowed is not None:
@@ -226,18 +236,64 @@ class SessionCache:
 
     close = discard  # the name another part of the daemon may look for
 
-    def remember_cursors(self, name: str, cursors: dict[str, Cursor] | None) -> None:
-        """The cursors a clean pass of mailbox ``name`` left (None: it was not clean)."""
+    def remember_cursors(
+        self, name: str, cursors: dict[str, Cursor] | None, *, read_since: float | None = None
+    ) -> None:
+        """The cursors a clean pass of mailbox ``name`` left (None: it was not clean);
+        ``read_since``: time.monotonic() before the pass read the server (its start)."""
         with self._lock:
             if cursors is None:
                 self._cursors.pop(name, None)
+                self._cursors_read.pop(name, None)
             else:
                 self._cursors[name] = dict(cursors)
+                if read_since is None:
+                    self._cursors_read.pop(name, None)
+                else:
+                    self._cursors_read[name] = read_since
 
     def cursors(self, name: str) -> dict[str, Cursor] | None:
         with self._lock:
             found = self._cursors.get(name)
             return None if found is None else dict(found)
+
+    def cursors_confirmed(self, name: str, read_since: float) -> None:
+        """The server confirmed, from ``read_since`` (time.monotonic()) on, that mailbox
+        ``name``'s cursors are still current: a later poll trusts a watch as from then."""
+        with self._lock:
+            if name in self._cursors:
+                self._cursors_read[name] = max(read_since, self._cursors_read.get(name, 0.0))
+
+    def inbox_covered(self, name: str) -> bool:
+        """INBOX of mailbox ``name`` needs no STATUS to know it is unchanged since its
+        cursor: a watch has held it in IDLE without a break since before the last clean
+        pass read it, so any message come since was reported to the daemon, whose next
+        poll is then a full pass (Daemon.wake).  Not for a watch that (re)connected after
+        that read: mail between the two is only ever seen by asking the server."""
+        with self._lock:
+            watcher: object = self._watchers.get(name) if self._watched(name) else None
+            read = self._cursors_read.get(name)
+        if read is None or not isinstance(watcher, Covering):
+            return False
+        since = watcher.inbox_covered_since()
+        return since is not None and since <= read
+
+    def served_by_watch(self) -> None:
+        """A poll answered by the watch alone (``inbox_covered``, nothing else to ask): a
+        login saved as by a kept session, and counted so."""
+        with self._lock:
+            self.reused += 1
+        if self._on_reuse is not None:
+            self._on_reuse()
+
+    def default_folders_listed(self, name: str) -> list[str] | None:
+        """Mailbox ``name``'s default folders as listed less than LIST_EVERY ago, else
+        None (the next session lists them again)."""
+        with self._lock:
+            listed = self._listed.get(name)
+        if listed is None or self._clock() - listed[0] >= LIST_EVERY:
+            return None
+        return list(listed[1])
 
     def watch(self, name: str, watcher: Watcher) -> None:
         """Mailbox ``name`` has an IDLE watcher: while it lives, the mailbox's poll sessions
