@@ -29,6 +29,7 @@ from syncd.engine.imap.mail_sync import (
     unchanged_folders,
 )
 from syncd.errors import RemoteError, describe
+from syncd.group_tokens import TokenCaches
 from syncd.store import verify as verify_store
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from syncd.engine.imap.sessions import SessionCache
     from syncd.engine.task_sync import TaskLists
     from syncd.engine.verify import SourceReport
-    from syncd.group_tokens import TokenCaches
 
 log = structlog.get_logger("syncd.sources")
 
@@ -502,8 +502,9 @@ def configured_sources(
     of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
     task-list URLs between passes (the daemon's); without it each push looks the list up.
     ``sessions`` keeps IMAP connections between passes (the daemon's); ``tokens`` are the
-    caller's mailbox-group token caches; ``backlog`` is the daemon's (engine/backlog.py)."""
-    opener = imap_opener(tokens)
+    caller's mailbox-group token caches (without them, these sources share new ones);
+    ``backlog`` is the daemon's (engine/backlog.py)."""
+    opener = imap_opener(tokens if tokens is not None else TokenCaches())
     out: list[Source] = [
         MailboxSource(engine, config, box, sessions, opener=opener, backlog=backlog)
         for box in config.mailbox

@@ -57,10 +57,8 @@ def open_imap(box: MailboxConfig, max_bytes: int, tokens: TokenCaches | None = N
     )
 
 
-def imap_opener(tokens: TokenCaches | None) -> SessionOpener:
+def imap_opener(tokens: TokenCaches) -> SessionOpener:
     """``open_imap`` with the token caches of the daemon or the command that opens."""
-    if tokens is None:
-        return open_imap
     return lambda box, max_bytes: open_imap(box, max_bytes, tokens)
 
 
