@@ -31,27 +31,21 @@ INDEX = "ix_{}_record_id_id_mailbox"
 
 
 def _shape(name: str) -> sa.Table:
-    """The table as schema/tables.py defines it, every name made from ``name``."""
+    """The table as it stands (its columns read from the database), every constraint and
+    index named from ``name`` as schema/tables.py names them."""
     meta = sa.MetaData()
     sa.Table("records", meta, sa.Column("id", sa.Integer(), primary_key=True))
+    found = sa.Table(name, sa.MetaData(), autoload_with=op.get_bind())
     return sa.Table(
         name,
         meta,
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("record_id", sa.Integer(), nullable=False),
-        sa.Column("mailbox", sa.String(length=200), nullable=False),
-        sa.Column("folder", sa.String(length=1000), nullable=False),
-        sa.Column("uidvalidity", sa.BigInteger(), nullable=False),
-        sa.Column("uid", sa.BigInteger(), nullable=False),
+        *(sa.Column(c.name, c.type, nullable=c.nullable) for c in found.columns),
         sa.ForeignKeyConstraint(
             ["record_id"], ["records.id"], name=f"fk_{name}_record_id_records", ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=f"pk_{name}"),
         sa.UniqueConstraint(
-            "mailbox",
-            "folder",
-            "uidvalidity",
-            "uid",
+            *("mailbox", "folder", "uidvalidity", "uid"),
             name=f"uq_{name}_mailbox_folder_uidvalidity_uid",
         ),
         sa.Index(INDEX.format(name), "record_id", "id", "mailbox"),
