@@ -95,13 +95,13 @@ def test_a_revoked_secret_is_asked_about_once_until_it_changes(
         ),
     )  # fmt: skip
     eve = member.model_copy(update={"name": "eve@example.com", "username": "eve@example.com"})
-    tokens = TokenCaches()  # the process's, as the daemon or a command owns them
-    first = tokens.member_token(member)
-    assert tokens.member_token(eve) == first and server.requests_count() == 1  # one token, both
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
+    first = caches.member_token(member)
+    assert caches.member_token(eve) == first and server.requests_count() == 1  # one token, both
     server.revoke_client("syncd-app")
-    tokens.cache_for(member)._token = None  # as if it had expired: the next login asks again
+    caches.cache_for(member)._token = None  # as if it had expired: the next login asks again
     with pytest.raises(CredentialsError) as caught:
-        tokens.member_token(member)
+        caches.member_token(member)
     err = caught.value
     assert "invalid_client" in err.message and "refused client 'syncd-app'" in err.message
     assert err.hint is not None and "client_secret_file" in err.hint
@@ -109,12 +109,12 @@ def test_a_revoked_secret_is_asked_about_once_until_it_changes(
     # Every other mailbox of the group, any number of times: the same answer, no request.
     for _ in range(20):
         with pytest.raises(CredentialsError):
-            tokens.member_token(eve)
+            caches.member_token(eve)
     assert server.requests_count() == 2
     # A new secret in the file is tried at the next attempt, and works.
     server.clients["syncd-app"] = "cs-rotated-secret-43"
     secret_file.write_text("cs-rotated-secret-43\n")
-    assert tokens.member_token(member) in server.issued
+    assert caches.member_token(member) in server.issued
     assert server.requests_count() == 3
 
 
@@ -272,12 +272,12 @@ def test_a_refused_credential_opens_no_connection_to_the_mail_server(
             update={"client_secret_env": None, "client_secret_file": str(secret_file)}
         ),
     )  # fmt: skip
-    tokens = TokenCaches()  # the process's, as the daemon or a command owns them
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     try:
         for _ in range(3):  # the first asks the endpoint, the others get its remembered answer
             with pytest.raises(CredentialsError, match="refused client"):
                 ImapSession.open(
-                    member, lambda: read_secret(member, what="m", tokens=tokens), max_bytes=0
+                    member, lambda: read_secret(member, what="m", tokens=caches), max_bytes=0
                 )
     finally:
         stop.set()
@@ -307,10 +307,10 @@ def test_a_refused_secret_command_is_not_run_at_every_login(
             update={"client_secret_env": None, "client_secret_command": command}
         ),
     )  # fmt: skip
-    tokens = TokenCaches()  # the process's, as the daemon or a command owns them
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     for _ in range(20):
         with pytest.raises(CredentialsError, match="refused client"):
-            tokens.member_token(member)
+            caches.member_token(member)
     assert server.requests_count() == 1
     assert len(runs.read_text()) == 1
 
@@ -331,9 +331,9 @@ def test_a_refresh_token_file_that_is_not_a_token_is_not_read_whole_nor_sent(
             update={"client_secret_env": None, "client_secret_file": str(tmp_path / "secret")}
         ),
     )  # fmt: skip
-    tokens = TokenCaches()  # the process's, as the daemon or a command owns them
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     with pytest.raises(CredentialsError, match=r"refresh_token_file .* is over 65,536 bytes"):
-        tokens.member_token(member)
+        caches.member_token(member)
     assert server.requests_count() == 0
 
 
@@ -374,8 +374,8 @@ def test_a_hung_endpoint_does_not_take_every_worker(
             update={"client_secret_env": None, "client_secret_file": str(secret_file)}
         ),
     )  # fmt: skip
-    tokens = TokenCaches()  # the process's, as the daemon or a command owns them
-    cache = tokens.cache_for(member)
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
+    cache = caches.cache_for(member)
     entered: list[float] = []
     real_get = TokenCache.get
 
@@ -384,12 +384,12 @@ def test_a_hung_endpoint_does_not_take_every_worker(
         return real_get(self, read_grant, store)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(tokens.member_token, member)
+        first = pool.submit(caches.member_token, member)
         wait_until(lambda: server.requests_count() == 1, 5, "its request in flight")
         monkeypatch.setattr(TokenCache, "get", counting_get)
         with pytest.raises(TransientError, match="has not answered") as caught:
             ImapSession.open(
-                member, lambda: read_secret(member, what="m", tokens=tokens), max_bytes=0
+                member, lambda: read_secret(member, what="m", tokens=caches), max_bytes=0
             )
         assert len(entered) == 1  # not retried inline: the scheduler tries again later
         assert caught.value.retry_after is not None and caught.value.retry_after >= 30
@@ -517,9 +517,9 @@ def test_a_refresh_token_file_linked_out_of_its_folder_after_loading_is_not_read
             update={"client_secret_env": None, "client_secret_file": str(tmp_path / "secret")}
         ),
     )  # fmt: skip
-    tokens = TokenCaches()  # the process's, as the daemon or a command owns them
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     with pytest.raises(CredentialsError, match=f"refresh_token_file .* is outside {tokens}"):
-        tokens.member_token(member)
+        caches.member_token(member)
     assert server.requests_count() == 0
 
 
