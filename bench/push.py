@@ -60,13 +60,13 @@ def _run_hub(port: int, users: list[str], renew: float) -> None:
     import structlog
 
     from syncd.config import MailboxConfig
-    from syncd.engine.imap.idle_hub import PushHub
+    from syncd.engine.imap.idle_hub import IdleHub
 
     structlog.configure(  # warnings and worse, on stderr: stdout is for the parent
         wrapper_class=structlog.make_filtering_bound_logger(30),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    hub = PushHub(renew_every=renew)
+    hub = IdleHub(renew_every=renew)
     rss_before = _own_rss_mb()
     started = time.monotonic()
     for user in users:

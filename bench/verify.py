@@ -35,7 +35,7 @@ from sqlalchemy import delete, func, select
 from syncd.config_file import parse_config
 from syncd.engine.imap.mail_sync import MailSync
 from syncd.engine.verify import SourceReport, Verifier
-from syncd.schema.tables import skipped_messages, sources, verify_states
+from syncd.schema.tables import provenance, skipped_messages, verify_states
 from syncd.store.database import open_database
 from syncd.store.directory import ensure_contact, ensure_customer
 from tests.servers.dovecot import Dovecot
@@ -135,8 +135,8 @@ def main() -> int:
         assert legacy.missing == 0, legacy.as_json()
 
         with engine.begin() as conn:
-            lost = conn.scalar(select(func.max(sources.c.uid)))
-            conn.execute(delete(sources).where(sources.c.uid == lost))
+            lost = conn.scalar(select(func.max(provenance.c.uid)))
+            conn.execute(delete(provenance).where(provenance.c.uid == lost))
         missing, missing_s = _timed(verify)
         assert missing.places[0].missing == [lost], missing.as_json()
     finally:

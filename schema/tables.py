@@ -1,7 +1,7 @@
 """Tables of syncd.  SQLAlchemy Core: capture inserts thousands of rows a second in bulk.
 
 Idempotence lives in the unique constraints: ``records.key`` (one record per message
-or meeting across every mailbox), ``sources`` (mailbox, folder, UIDVALIDITY, UID),
+or meeting across every mailbox), ``provenance`` (mailbox, folder, UIDVALIDITY, UID),
 ``participants`` (record, address, role).  Inserts use ON CONFLICT DO NOTHING, so a
 batch replayed after a crash, or by a second daemon, changes nothing.
 """
@@ -145,8 +145,9 @@ record_customers = Table(
     Index("ix_record_customers_customer_id_record_id", "customer_id", "record_id"),
 )
 
-sources = Table(
-    "sources",
+# A record's provenance: each mailbox, folder and UID it was read from (one row per copy).
+provenance = Table(
+    "provenance",
     metadata,
     Column("id", Integer, primary_key=True),
     Column(
@@ -161,7 +162,7 @@ sources = Table(
     Column("uid", BigInteger, nullable=False),
     UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
     # A record's mailboxes (whose rep received it) without a table lookup.
-    Index("ix_sources_record_id_id_mailbox", "record_id", "id", "mailbox"),
+    Index("ix_provenance_record_id_id_mailbox", "record_id", "id", "mailbox"),
 )
 
 # Where a folder's sync stands (the IMAP connector's checkpoint, not the folder's health,

@@ -11,18 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from syncd.config import Config, GroupMemberConfig, SecretSourceConfig
-from syncd.group_tokens import member_token
+from syncd.group_tokens import TokenCaches
 from syncd.secret_sources import credential_path, read_from
 
 
-def read_secret(source: SecretSourceConfig, *, what: str, key: str = "password") -> str:
+def read_secret(
+    source: SecretSourceConfig,
+    *,
+    what: str,
+    key: str = "password",
+    tokens: TokenCaches | None = None,
+) -> str:
     """The secret of ``source``; CredentialsError naming the source (not the value) if unreadable.
     ``key`` is how the config names it in messages: "password" (password_file...) or "secret".
 
     A mailbox of a [[mailbox_group]] that logs in with XOAUTH2 gets its access token from
-    the group's token endpoint (syncd/group_tokens.py), shared by the group's mailboxes."""
+    the group's token endpoint (syncd/group_tokens.py), through ``tokens``, the caches the
+    caller's process keeps (without them, a token for this login alone)."""
     if isinstance(source, GroupMemberConfig) and source.oauth2 is not None:
-        return member_token(source)
+        return (tokens if tokens is not None else TokenCaches()).member_token(source)
     if source.password is not None:
         return source.password.get_secret_value()
     return read_from(

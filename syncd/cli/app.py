@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from syncd.config import Config
+    from syncd.group_tokens import TokenCaches
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,11 +49,18 @@ class App:
 
         engine = open_database(self.config.database.url)
         if self.config.mailbox_group:
-            from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
+            from syncd.group_tokens import uses_refresh_tokens
 
             if uses_refresh_tokens(self.config):  # rotated ones are kept in the database
-                keep_rotated_tokens_in(engine)
+                self.tokens.keep_rotated_in(engine)
         return engine
+
+    @cached_property
+    def tokens(self) -> TokenCaches:
+        """The mailbox groups' token caches of this command, handed to what logs in."""
+        from syncd.group_tokens import TokenCaches
+
+        return TokenCaches()
 
     @cached_property
     def out(self) -> Console:

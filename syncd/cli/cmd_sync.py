@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: bool) -> None:
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     selected, selected_calendars = selected_sources(app, names, calendars)
-    sources = configured_sources(app.engine, app.config, selected, selected_calendars)
+    sources = configured_sources(
+        app.engine, app.config, selected, selected_calendars, tokens=app.tokens
+    )
     # The CRM's directory first ([directory]), so this pass matches against it.
     mirrored: Outcome | None = None
     if app.config.directory is not None:
@@ -156,7 +158,7 @@ def _repair(sources: list[Source], directory: Directory) -> int:
 @pass_app
 def check(app: App) -> None:
     """Connect to every mailbox and calendar, log in, list folders, calendars and capabilities; capture nothing."""
-    from syncd.group_tokens import keep_rotated_tokens_in, uses_refresh_tokens
+    from syncd.group_tokens import uses_refresh_tokens
     from syncd.secrets import exposed_secrets
 
     problems = 0
@@ -166,8 +168,8 @@ def check(app: App) -> None:
     # tokens, whose endpoint may rotate the one it exchanges, the newest is read from and
     # kept in it (a token check threw away would fail every later login).
     if uses_refresh_tokens(app.config):
-        keep_rotated_tokens_in(app.engine)
-    for source in configured_sources(None, app.config):
+        app.tokens.keep_rotated_in(app.engine)
+    for source in configured_sources(None, app.config, tokens=app.tokens):
         click.echo(source.heading())
         for finding in source.check():
             if finding.level == "problem":

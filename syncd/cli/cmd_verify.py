@@ -26,7 +26,9 @@ def verify(app: App, names: tuple[str, ...], calendars: tuple[str, ...], as_json
     could not be verified (`syncd sync --repair` fetches what is missing), 2 on bad input.
     """
     mailboxes, selected_calendars = selected_sources(app, names, calendars)
-    sources = configured_sources(app.engine, app.config, mailboxes, selected_calendars)
+    sources = configured_sources(
+        app.engine, app.config, mailboxes, selected_calendars, tokens=app.tokens
+    )
     reports = [source.verify() for source in sources]
     if as_json:
         print_json({"sources": [r.as_json() for r in reports]})

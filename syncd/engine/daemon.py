@@ -48,6 +48,7 @@ from syncd.config import Config
 from syncd.config_file import load_config
 from syncd.crm.runner import CrmWorkers
 from syncd.domain.matching import Directory
+from syncd.engine.backlog import Backlog
 from syncd.engine.directory_cache import DirectoryCache
 from syncd.engine.directory_sync import DirectoryWatcher
 from syncd.engine.fleet import (
@@ -58,8 +59,8 @@ from syncd.engine.fleet import (
     end_abandoned_transactions,
 )
 from syncd.engine.heartbeat import Heartbeat
-from syncd.engine.imap.idle_hub import PushHub
-from syncd.engine.imap.mail_sync import open_imap
+from syncd.engine.imap.idle_hub import IdleHub
+from syncd.engine.imap.mail_sync import imap_opener
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.imap.takeover import with_news
 from syncd.engine.instance_lock import InstanceLock
@@ -71,7 +72,7 @@ from syncd.engine.task_sync import TaskLists
 from syncd.engine.timed_jobs import TimedJobs
 from syncd.engine.watchers import Watchers
 from syncd.errors import ConfigError, TransientError, describe, raised_at
-from syncd.group_tokens import keep_rotated_tokens_in
+from syncd.group_tokens import TokenCaches
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
@@ -174,11 +175,17 @@ class Daemon:
         self._futures: set[Future[None]] = set()
         self._counters = _Counters()
         self._metrics = Metrics()
+        # What the process shares, owned here and handed to who needs it: the mailbox groups'
+        # tokens (whatever logs in) and the capture's backlog (the webhook deliverer yields).
+        self._tokens = TokenCaches()
+        self._backlog = Backlog()
         # IMAP sessions kept from one poll of a mailbox to the next.
-        self._imap_sessions = DaemonSessions(self._config.sync, self._metrics, open_imap)
+        self._imap_sessions = DaemonSessions(
+            self._config.sync, self._metrics, imap_opener(self._tokens)
+        )
         # Push (IMAP IDLE): one selector thread for every watch, whatever their number; its
         # logins count in syncd_imap_logins_total beside the polls'.
-        self._hub = PushHub(on_login=self._imap_sessions.observe_login)
+        self._hub = IdleHub(on_login=self._imap_sessions.observe_login, tokens=self._tokens)
         self._watchers = Watchers(self._hub, self._imap_sessions, self._wake)
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)
@@ -218,7 +225,7 @@ class Daemon:
             self._config.database.url, pool_size=self._config.sync.concurrency + 4
         )
         end_abandoned_transactions(self._engine, self.id)
-        keep_rotated_tokens_in(self._engine)  # a rotated refresh token outlives the process
+        self._tokens.keep_rotated_in(self._engine)  # a rotated refresh token outlives the process
         with self._engine.begin() as conn:
             if self._instance is not None:
                 # The lock file says no other daemon uses this database: whatever a killed
@@ -378,7 +385,12 @@ class Daemon:
         wanted = {
             (s.kind, s.name): s
             for s in configured_sources(
-                self._engine, config, task_lists=self._task_lists, sessions=self._imap_sessions
+                self._engine,
+                config,
+                task_lists=self._task_lists,
+                sessions=self._imap_sessions,
+                tokens=self._tokens,
+                backlog=self._backlog,
             )
         }
         self._imap_sessions.tune(config.sync)
@@ -415,7 +427,9 @@ class Daemon:
 
     def _apply_webhooks(self, config: Config) -> None:
         only = self._instance is not None  # SQLite's lock file: no other daemon on it
-        self._webhooks = Deliverer.follow(self._webhooks, config, self.id, self._metrics, only)
+        self._webhooks = Deliverer.follow(
+            self._webhooks, config, self.id, self._metrics, only, self._backlog
+        )
         assert self._engine is not None
         self._crms = CrmWorkers.follow(self._crms, self._engine, config, self.id)
 

@@ -21,15 +21,24 @@ from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfi
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
-from syncd.engine.imap.mail_sync import MailSync, Progress, open_imap, unchanged_folders
+from syncd.engine.imap.mail_sync import (
+    MailSync,
+    Progress,
+    SessionOpener,
+    imap_opener,
+    open_imap,
+    unchanged_folders,
+)
 from syncd.errors import RemoteError, describe
+from syncd.group_tokens import TokenCaches
 from syncd.store import verify as verify_store
 
 if TYPE_CHECKING:
     # Start-up (issue #20): a command imports what it uses.  The calendar stack (caldav,
     # niquests) is imported by a calendar source's first call, verify by a verify, the IDLE
     # hub by the daemon that passes one in.
-    from syncd.engine.imap.idle_hub import PushHub, Watch
+    from syncd.engine.backlog import Backlog
+    from syncd.engine.imap.idle_hub import IdleHub, Watch
     from syncd.engine.imap.sessions import SessionCache
     from syncd.engine.task_sync import TaskLists
     from syncd.engine.verify import SourceReport
@@ -172,7 +181,7 @@ class Source(Protocol):
         ...
 
     def watcher(
-        self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
+        self, hub: IdleHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
     ) -> Watch | None:
         """A watch on ``hub`` that calls ``on_change`` when the server reports new items (and
         ``on_open`` once logged in, with what it found), or None where the server cannot push
@@ -212,9 +221,14 @@ class MailboxSource(_Configured[MailboxConfig]):
         config: Config,
         box: MailboxConfig,
         sessions: SessionCache | None = None,
+        *,
+        opener: SessionOpener = open_imap,
+        backlog: Backlog | None = None,
     ) -> None:
         super().__init__(engine, config, box)
         self._sessions = sessions  # the daemon's kept connections; None: log in each pass
+        self._open = opener  # a login of its own (with its owner's token caches)
+        self._backlog = backlog  # the daemon's, which its webhook deliverer reads
 
     def heading(self) -> str:
         box = self.config
@@ -235,10 +249,11 @@ class MailboxSource(_Configured[MailboxConfig]):
         result = MailSync(
             self._engine,
             self._config,
-            opener=self._sessions.open if self._sessions is not None else open_imap,
+            opener=self._sessions.open if self._sessions is not None else self._open,
             progress=progress,
             should_stop=should_stop,
             fence=fence,
+            backlog=self._backlog,
         ).sync_mailbox(self.config, directory)
         if self._sessions is not None:  # for the next poll's STATUS (``unchanged``)
             cursors = {f.folder: f.cursor for f in result.folders if f.cursor is not None}
@@ -263,7 +278,7 @@ class MailboxSource(_Configured[MailboxConfig]):
     def check(self) -> list[Finding]:
         box = self.config
         try:
-            session = open_imap(box, self._config.capture.max_message_bytes)
+            session = self._open(box, self._config.capture.max_message_bytes)
         except RemoteError as err:
             return [Finding("problem", err.message, err.hint)]
         out: list[Finding] = []
@@ -340,16 +355,18 @@ class MailboxSource(_Configured[MailboxConfig]):
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
         from syncd.engine.verify import Verifier
 
-        return Verifier(self._engine, self._config, fence=fence).verify_mailbox(self.config)
+        return Verifier(self._engine, self._config, opener=self._open, fence=fence).verify_mailbox(
+            self.config
+        )
 
     def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
         """The missing UIDs read, decided and saved as a pass would (the cursor never moves
         backwards)."""
         places = [p for p in report.places if p.missing]
         done = [Repaired(self.name, p.place, len(p.missing)) for p in places]
-        mail = MailSync(self._engine, self._config, opener=open_imap)
+        mail = MailSync(self._engine, self._config, opener=self._open, backlog=self._backlog)
         try:
-            session = open_imap(self.config, self._config.capture.max_message_bytes)
+            session = self._open(self.config, self._config.capture.max_message_bytes)
             try:
                 for place, item in zip(places, done, strict=True):
                     assert place.uidvalidity is not None
@@ -380,7 +397,7 @@ class MailboxSource(_Configured[MailboxConfig]):
         return folders is None or any(folder.upper() == INBOX for folder in folders)
 
     def watcher(
-        self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
+        self, hub: IdleHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
     ) -> Watch | None:
         return hub.watch(self.config, on_change, on_open) if self._config.sync.idle else None
 
@@ -485,7 +502,7 @@ class CalendarSource(_Configured[CalendarConfig]):
         return False  # no watch
 
     def watcher(
-        self, hub: PushHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
+        self, hub: IdleHub, on_change: Callable[[str], None], on_open: OnOpen | None = None
     ) -> Watch | None:
         return None  # CalDAV has no push that syncd uses: calendars are polled
 
@@ -498,13 +515,18 @@ def configured_sources(
     *,
     task_lists: TaskLists | None = None,
     sessions: SessionCache | None = None,
+    tokens: TokenCaches | None = None,
+    backlog: Backlog | None = None,
 ) -> list[Source]:
     """Every configured source, mailboxes first, optionally only the named ones (None: all
     of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
     task-list URLs between passes (the daemon's); without it each push looks the list up.
-    ``sessions`` keeps IMAP connections between passes (the daemon's)."""
+    ``sessions`` keeps IMAP connections between passes (the daemon's); ``tokens`` are the
+    caller's mailbox-group token caches (without them, these sources share new ones);
+    ``backlog`` is the daemon's (engine/backlog.py)."""
+    opener = imap_opener(tokens if tokens is not None else TokenCaches())
     out: list[Source] = [
-        MailboxSource(engine, config, box, sessions)
+        MailboxSource(engine, config, box, sessions, opener=opener, backlog=backlog)
         for box in config.mailbox
         if mailboxes is None or box.name in mailboxes
     ]

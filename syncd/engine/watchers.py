@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from syncd.engine.imap.idle_hub import RECONNECT_MAX, PushHub, Watch
+from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub, Watch
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.sources import Source
 
@@ -36,7 +36,7 @@ class _Deaths:
 
 
 class Watchers:
-    def __init__(self, hub: PushHub, sessions: DaemonSessions, alarm: threading.Event) -> None:
+    def __init__(self, hub: IdleHub, sessions: DaemonSessions, alarm: threading.Event) -> None:
         self._hub = hub
         self._sessions = sessions  # a watch's connection is the one a poll borrows
         self._alarm = alarm

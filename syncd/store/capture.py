@@ -31,11 +31,11 @@ from syncd.domain.threads import thread_key
 from syncd.schema.tables import (
     folder_cursors,
     participants,
+    provenance,
     quarantine,
     record_customers,
     records,
     skipped_messages,
-    sources,
     unmatched_addresses,
     unmatched_sightings,
 )
@@ -397,7 +397,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         if not batch.reidentifying
         else set()
     )
-    insert_ignore(conn, sources, source_rows, ["mailbox", "folder", "uidvalidity", "uid"])
+    insert_ignore(conn, provenance, source_rows, ["mailbox", "folder", "uidvalidity", "uid"])
     insert_ignore(
         conn,
         quarantine,
@@ -475,11 +475,11 @@ def _new_places(conn: Connection, record_ids: set[int], batch: FolderBatch) -> s
     for part in chunks(sorted(record_ids)):
         there.update(
             conn.scalars(
-                select(sources.c.record_id)
+                select(provenance.c.record_id)
                 .where(
-                    sources.c.record_id.in_(part),
-                    sources.c.mailbox == batch.mailbox,
-                    sources.c.folder == batch.folder,
+                    provenance.c.record_id.in_(part),
+                    provenance.c.mailbox == batch.mailbox,
+                    provenance.c.folder == batch.folder,
                 )
                 .distinct()
             )

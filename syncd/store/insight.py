@@ -32,9 +32,9 @@ from syncd.schema.tables import (
     customers,
     meeting_sources,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
     tasks,
 )
 from syncd.schema.types import UtcDateTime
@@ -182,8 +182,8 @@ def _customers_of(owner: Owned) -> Any:
     if owner.mailboxes:
         parts.append(
             select(record_customers.c.customer_id)
-            .select_from(record_customers.join(sources, sources.c.record_id == through))
-            .where(sources.c.mailbox.in_(sorted(owner.mailboxes)))
+            .select_from(record_customers.join(provenance, provenance.c.record_id == through))
+            .where(provenance.c.mailbox.in_(sorted(owner.mailboxes)))
         )
     if owner.calendars:
         parts.append(
@@ -239,9 +239,9 @@ def first_replies(
         .subquery("mail")
     )
     first_mailbox = (
-        select(sources.c.mailbox)
-        .where(sources.c.record_id == mail.c.id)
-        .order_by(sources.c.id)
+        select(provenance.c.mailbox)
+        .where(provenance.c.record_id == mail.c.id)
+        .order_by(provenance.c.id)
         .limit(1)
         .scalar_subquery()
     )

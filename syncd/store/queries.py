@@ -18,9 +18,9 @@ from syncd.schema.tables import (
     customers,
     meeting_sources,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
 )
 from syncd.store import status_read
 from syncd.store.sql import chunks
@@ -140,9 +140,9 @@ def _statements(by: Callable[[Any], Any]) -> _Statements:
         )
         .where(by(meeting_sources.c.record_id))
         .order_by(meeting_sources.c.id),
-        mail_sources=select(sources.c.record_id, sources.c.mailbox, sources.c.folder, sources.c.uid)
-        .where(by(sources.c.record_id))
-        .order_by(sources.c.mailbox, sources.c.folder),
+        mail_sources=select(provenance.c.record_id, provenance.c.mailbox, provenance.c.folder, provenance.c.uid)
+        .where(by(provenance.c.record_id))
+        .order_by(provenance.c.mailbox, provenance.c.folder),
     )  # fmt: skip
 
 

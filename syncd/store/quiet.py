@@ -22,9 +22,9 @@ from syncd.schema.tables import (
     customers,
     meeting_sources,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
     tasks,
 )
 from syncd.schema.types import UtcDateTime
@@ -154,7 +154,7 @@ def _reps(
     theirs = records.alias("theirs")
     ours = or_(
         exists().where(participants.c.record_id == theirs.c.id, participants.c.external == 0),
-        exists().where(sources.c.record_id == theirs.c.id),
+        exists().where(provenance.c.record_id == theirs.c.id),
         exists().where(meeting_sources.c.record_id == theirs.c.id),
     )
     latest = (
@@ -199,9 +199,9 @@ def _people(
         ):
             internal[rid].append((address, role))
         for rid, mailbox in conn.execute(
-            select(sources.c.record_id, sources.c.mailbox)
-            .where(sources.c.record_id.in_(part))
-            .order_by(sources.c.id)
+            select(provenance.c.record_id, provenance.c.mailbox)
+            .where(provenance.c.record_id.in_(part))
+            .order_by(provenance.c.id)
         ):
             owner = mailbox_owners.get(mailbox)
             if owner and owner not in boxes[rid]:

@@ -30,9 +30,9 @@ from syncd.schema.tables import (
     customers,
     meeting_sources,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
 )
 from syncd.store.insight import Owned
 from syncd.store.queries import _COLUMNS, RecordRow, shape
@@ -51,7 +51,9 @@ def of_rep(owner: Owned) -> ColumnElement[bool]:
     if owner.mailboxes:
         parts.append(
             records.c.id.in_(
-                select(sources.c.record_id).where(sources.c.mailbox.in_(sorted(owner.mailboxes)))
+                select(provenance.c.record_id).where(
+                    provenance.c.mailbox.in_(sorted(owner.mailboxes))
+                )
             )
         )
     if owner.calendars:
@@ -202,8 +204,8 @@ def _nested(dialect: str) -> tuple[Label[Any], ...]:
         ),
         nested(
             "mailboxes",
-            sources.c.id, sources.c.mailbox, sources.c.folder, sources.c.uid,
-            source=sources, record_id=sources.c.record_id,
+            provenance.c.id, provenance.c.mailbox, provenance.c.folder, provenance.c.uid,
+            source=provenance, record_id=provenance.c.record_id,
         ),
     )  # fmt: skip
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, or_, select
 
-from syncd.schema.tables import folder_cursors, source_states, sources
+from syncd.schema.tables import folder_cursors, provenance, source_states
 from syncd.store.sql import chunks, upsert
 from syncd.store.status_read import ACCOUNT  # "": the account-level row
 
@@ -139,10 +139,10 @@ def reset_folder(conn: Connection, mailbox: str, folder: str, uidvalidity: int) 
     """UIDVALIDITY changed: old UIDs mean nothing now.  Records stay; their sources are
     re-attached by Message-ID as the folder is read again."""
     conn.execute(
-        delete(sources).where(
-            sources.c.mailbox == mailbox,
-            sources.c.folder == folder,
-            sources.c.uidvalidity != uidvalidity,
+        delete(provenance).where(
+            provenance.c.mailbox == mailbox,
+            provenance.c.folder == folder,
+            provenance.c.uidvalidity != uidvalidity,
         )
     )
     conn.execute(

@@ -30,9 +30,9 @@ from syncd.schema.tables import (
     customer_domains,
     customers,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
     tasks,
 )
 from syncd.store import outbox
@@ -186,9 +186,9 @@ def facts(
         ):
             linked[link.record_id].append(link.customer_id)
         for source in conn.execute(
-            select(sources.c.record_id, sources.c.mailbox)
-            .where(sources.c.record_id.in_(part))
-            .order_by(sources.c.id)
+            select(provenance.c.record_id, provenance.c.mailbox)
+            .where(provenance.c.record_id.in_(part))
+            .order_by(provenance.c.id)
         ):
             owner = mailbox_owners.get(source.mailbox)
             if owner and owner not in owners[source.record_id]:

@@ -12,10 +12,10 @@ from sqlalchemy import Connection, Table, func, select
 from syncd.schema.tables import (
     calendar_cursors,
     calendar_objects,
+    provenance,
     quarantine,
     skipped_messages,
     source_states,
-    sources,
     verify_states,
 )
 from syncd.store.sql import upsert
@@ -46,7 +46,7 @@ def folder_known(conn: Connection, mailbox: str, folder: str, uidvalidity: int) 
     )
     held = conn.scalars(select(quarantine.c.item).where(*_held_where(mailbox, folder, uidvalidity)))
     return FolderKnown(
-        uids(sources),
+        uids(provenance),
         frozenset(int(uid) for uid in held),
         {uid: rule for uid, rule in skipped.all()},
     )
@@ -72,7 +72,7 @@ def folder_counts(conn: Connection, mailbox: str, folder: str, uidvalidity: int)
     """Row counts of what accounts for a folder's UIDs: part of the "unchanged" fingerprint,
     so that a source row deleted (or a skip backfilled) since the last verify is noticed."""
     wheres = [
-        (sources, _folder_where(sources, mailbox, folder, uidvalidity)),
+        (provenance, _folder_where(provenance, mailbox, folder, uidvalidity)),
         (quarantine, _held_where(mailbox, folder, uidvalidity)),
         (skipped_messages, _folder_where(skipped_messages, mailbox, folder, uidvalidity)),
     ]

@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy import Engine, event
 
 from syncd.config import Config, WebhookConfig
-from syncd.engine import backlog
+from syncd.engine.backlog import Backlog
 from syncd.errors import SyncdError, describe
 from syncd.store.events import TYPES
 from syncd.webhooks import queue
@@ -89,6 +89,8 @@ class EndpointWorker:
     config: WebhookConfig
     daemon_id: str
     metrics: Metrics | None = None
+    # The capture's backlog in this process (the daemon's): deliveries trickle while busy.
+    backlog: Backlog | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -191,7 +193,7 @@ class EndpointWorker:
             self.wake.clear()
             # While this process captures a backlog, deliveries trickle (engine/backlog.py):
             # one small claim, then a pause; `syncd sync` delivers after its capture anyway.
-            trickle = not until_idle and backlog.busy()
+            trickle = not until_idle and self.backlog is not None and self.backlog.busy()
             try:
                 busy = self._round(sender, pool, limit=TRICKLE if trickle else BATCH)
                 db_failures = 0
@@ -477,6 +479,7 @@ class Deliverer:
         daemon_id: str,
         metrics: Metrics,
         only_daemon: bool,
+        backlog: Backlog | None = None,
     ) -> Deliverer | None:
         """`syncd run`, at start and on SIGHUP: the deliverer for ``config``'s endpoints,
         made with the first [[webhook]].  Never raises: a database that is down is logged,
@@ -484,7 +487,11 @@ class Deliverer:
         try:
             if current is None and config.webhook:
                 current = cls.for_daemon(
-                    config.database.url, daemon_id, metrics, only_daemon=only_daemon
+                    config.database.url,
+                    daemon_id,
+                    metrics,
+                    only_daemon=only_daemon,
+                    backlog=backlog,
                 )
             if current is not None:
                 current.apply(config.webhook)
@@ -494,13 +501,19 @@ class Deliverer:
 
     @classmethod
     def for_daemon(
-        cls, url: str, daemon_id: str, metrics: Metrics, *, only_daemon: bool
+        cls,
+        url: str,
+        daemon_id: str,
+        metrics: Metrics,
+        *,
+        only_daemon: bool,
+        backlog: Backlog | None = None,
     ) -> Deliverer:
         from syncd.store.database import open_database
 
         engine = open_database(url, migrate=False, pool_size=4)
         _end_abandoned_transactions(engine)
-        return cls(engine, daemon_id, metrics, only_daemon=only_daemon)
+        return cls(engine, daemon_id, metrics, only_daemon=only_daemon, backlog=backlog)
 
     def __init__(
         self,
@@ -509,8 +522,10 @@ class Deliverer:
         metrics: Metrics | None = None,
         *,
         only_daemon: bool = False,
+        backlog: Backlog | None = None,
     ) -> None:
         self._engine = engine
+        self._backlog = backlog  # the capture's, in this process: deliveries yield to it
         if only_daemon:
             # No other daemon uses this database (SQLite's lock file): whatever a killed
             # predecessor still claims is free now, not when its claims expire.
@@ -550,7 +565,7 @@ class Deliverer:
                     log.warning("webhook.disabled_endpoint", webhook=name)
                     continue
                 self._workers[name] = EndpointWorker(
-                    self._engine, config, self.daemon_id, self._metrics
+                    self._engine, config, self.daemon_id, self._metrics, self._backlog
                 ).start()
         if self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="webhook-outbox", daemon=True)
@@ -587,7 +602,7 @@ class Deliverer:
                 if worker is None or worker.stop_event.is_set():
                     log.info("webhook.enabled", webhook=config.name)
                     self._workers[config.name] = EndpointWorker(
-                        self._engine, config, self.daemon_id, self._metrics
+                        self._engine, config, self.daemon_id, self._metrics, self._backlog
                     ).start()
 
     def stop(self, timeout: float) -> None:

@@ -20,11 +20,11 @@ from syncd.engine.imap import mail_sync
 from syncd.engine.imap.mail_sync import save_or_split
 from syncd.schema.tables import (
     folder_cursors,
+    provenance,
     quarantine,
     records,
     skipped_messages,
     source_states,
-    sources,
 )
 from syncd.store import database
 from syncd.store.capture import CapturedMessage, FolderBatch, save_batch
@@ -84,7 +84,7 @@ def _state(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         return {
             "records": sorted(conn.scalars(select(records.c.subject))),
-            "sources": sorted(conn.scalars(select(sources.c.uid))),
+            "sources": sorted(conn.scalars(select(provenance.c.uid))),
             "quarantine": sorted(
                 (int(uid), reason)
                 for uid, reason in conn.execute(select(quarantine.c.item, quarantine.c.reason))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from syncd.schema.tables import participants, records, source_health, source_states, sources
+from syncd.schema.tables import participants, provenance, records, source_health, source_states
 from tests.conftest import World
 from tests.daemon import SYNCD, DaemonProcess, wait_until
 from tests.mail import make_message
@@ -39,7 +39,7 @@ def _counts(db_url: str) -> dict[str, Any]:
         out = {
             "records": conn.scalar(select(func.count()).select_from(records)),
             "participants": conn.scalar(select(func.count()).select_from(participants)),
-            "sources": conn.scalar(select(func.count()).select_from(sources)),
+            "sources": conn.scalar(select(func.count()).select_from(provenance)),
             "keys": sorted(conn.scalars(select(records.c.key))),
         }
     engine.dispose()

@@ -16,7 +16,7 @@ from syncd.config_file import load_config, parse_config
 from syncd.connectors.imap import ImapSession
 from syncd.engine.imap import mail_sync
 from syncd.engine.imap.mail_sync import MailSync
-from syncd.schema.tables import metadata, participants, records, sources, unmatched_addresses
+from syncd.schema.tables import metadata, participants, provenance, records, unmatched_addresses
 from syncd.store import database
 from syncd.store.capture import save_batch
 from syncd.store.search_index import is_index_object
@@ -37,7 +37,7 @@ def _counts(world: World) -> dict[str, Any]:
     with engine.connect() as conn:
         out = {
             t.name: conn.scalar(select(func.count()).select_from(t))
-            for t in (records, participants, sources, unmatched_addresses)
+            for t in (records, participants, provenance, unmatched_addresses)
         }
         out["unmatched_total"] = conn.scalar(select(func.sum(unmatched_addresses.c.count)))
         out["keys"] = sorted(conn.scalars(select(records.c.key)))
@@ -179,7 +179,7 @@ def test_server_restart_mid_backfill_is_resumed_from_the_cursor(
         assert result.ok, result.error
         with engine.connect() as conn:
             keys = list(conn.scalars(select(records.c.key)))
-            source_count = conn.scalar(select(func.count()).select_from(sources))
+            source_count = conn.scalar(select(func.count()).select_from(provenance))
         engine.dispose()
         assert len(keys) == len(set(keys)) == 60 and source_count == 60
         assert fetches["n"] > 6  # the interrupted batch was fetched again after reconnecting

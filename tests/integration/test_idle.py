@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncd.config import MailboxConfig
-from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.idle_hub import IdleHub
 from tests.daemon import wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
@@ -35,7 +35,7 @@ def test_new_mail_renewal_and_reconnection_after_the_server_restarts() -> None:
         name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
         security="plain", username="rep", password="pw-idle", timeout=5,
     )  # fmt: skip
-    hub = PushHub(renew_every=0.6)
+    hub = IdleHub(renew_every=0.6)
     watcher = hub.watch(box, calls)
     try:
         wait_until(lambda: watcher.supported is True, 10, "IDLE to start")
@@ -68,7 +68,7 @@ def test_a_refused_login_stops_the_watcher_instead_of_retrying() -> None:
             name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,
             security="plain", username="rep", password="wrong", timeout=5,
         )  # fmt: skip
-        hub = PushHub()
+        hub = IdleHub()
         watcher = hub.watch(box, Calls())
         watcher.join(15)
         # The scheduler owns the hourly retry of a refused login.

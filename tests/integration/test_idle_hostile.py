@@ -97,7 +97,7 @@ import resource, sys, threading
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
 from syncd.config import MailboxConfig
 from syncd.connectors.imap_idle import IdleConnection
-from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.idle_hub import IdleHub
 if sys.argv[2] == "buggy":  # the first IDLE hits a bug no handler knows (here: a KeyError)
     real_enter = IdleConnection.enter_idle
     calls = []
@@ -112,7 +112,7 @@ box = MailboxConfig(
     security="plain", username="rep", password="pw-hostile", timeout=5,
 )
 pushed = threading.Event()
-hub = PushHub()
+hub = IdleHub()
 watcher = hub.watch(box, lambda name: pushed.set())
 print("pushed" if pushed.wait(20) else "no push", watcher.alive, watcher.crashes, flush=True)
 hub.close(5)
@@ -248,7 +248,7 @@ def test_a_server_silent_after_done_costs_the_poll_its_timeout_not_more() -> Non
     poll at most twice the mailbox's timeout (then the poll logs in on its own), and the
     watch drops that connection and logs in again."""
     server = SilentAfterDone()
-    hub = idle_hub.PushHub()
+    hub = idle_hub.IdleHub()
     try:
         box = MailboxConfig(
             name="rep", owner="rep@example.com", host="127.0.0.1", port=server.port,

@@ -177,11 +177,11 @@ def test_the_plans_read_the_indexes_not_the_tables(seeded: tuple[Engine, Seeded]
     listing = _plan(engine, lambda c: customer_overview(c, now=NOW, window_start=since))
     if engine.dialect.name == "sqlite":
         assert "COVERING INDEX ix_records_thread_key_occurred_at_id_direction" in replies
-        assert "COVERING INDEX ix_sources_record_id_id_mailbox" in replies
+        assert "COVERING INDEX ix_provenance_record_id_id_mailbox" in replies
         assert "ix_record_customers_customer_id_record_id" in listing
     else:
         assert "Index Only Scan using ix_records_thread_key_occurred_at_id_direction" in replies
-        assert "Index Only Scan using ix_sources_record_id_id_mailbox" in replies
+        assert "Index Only Scan using ix_provenance_record_id_id_mailbox" in replies
         assert "Seq Scan" not in listing
 
 

@@ -28,7 +28,7 @@ from syncd.connectors.dav import CalDavSession
 from syncd.connectors.imap import ImapSession
 from syncd.engine.daemon import Daemon, Scheduled
 from syncd.engine.fleet import LEASE
-from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.idle_hub import IdleHub
 from syncd.engine.imap.mail_sync import MailSync
 from syncd.engine.sources import MailboxSource
 from syncd.engine.task_sync import TaskLists, sync_task_list
@@ -393,7 +393,7 @@ def test_an_idle_watcher_meeting_library_drift_waits_long_and_still_stops_at_onc
     drifted = _Counted()
     # The library call of the watcher's opening that drifted: its EXAMINE of INBOX.
     monkeypatch.setattr(imapclient.IMAPClient, "select_folder", drifted)
-    hub = PushHub()
+    hub = IdleHub()
     watcher = hub.watch(_box(dovecot.port), lambda _name: None)
     try:
         wait_until(lambda: watcher.crashes == 1, 10, "the watcher to meet the drift")

@@ -28,7 +28,7 @@ from syncd.engine.imap.mail_sync import open_imap
 from syncd.engine.imap.sessions import DaemonSessions, SessionCache
 from syncd.engine.sources import MailboxSource, SyncReport
 from syncd.metrics import Metrics
-from syncd.schema.tables import records, sources
+from syncd.schema.tables import provenance, records
 from syncd.store import database, state
 from syncd.store.directory import load_directory
 from tests.daemon import DaemonProcess, wait_until
@@ -276,7 +276,7 @@ def test_a_kicked_connection_is_replaced_within_the_same_poll(
     assert r.logins() == 3 and r.records() == 2
     with r.engine.connect() as conn:
         row = conn.execute(
-            select(func.count()).select_from(sources).where(sources.c.mailbox == "kept2")
+            select(func.count()).select_from(provenance).where(provenance.c.mailbox == "kept2")
         ).scalar()
     assert row == 2
 
@@ -330,8 +330,8 @@ def test_a_uidvalidity_change_on_a_kept_connection_takes_the_reset_path(
     with r.engine.connect() as conn:
         new = state.get_cursor(conn, "kept3", "INBOX")
         attached = conn.execute(
-            select(sources.c.uidvalidity).where(
-                sources.c.mailbox == "kept3", sources.c.folder == "INBOX"
+            select(provenance.c.uidvalidity).where(
+                provenance.c.mailbox == "kept3", provenance.c.folder == "INBOX"
             )
         ).scalars()
         validities = set(attached)

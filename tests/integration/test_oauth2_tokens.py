@@ -22,7 +22,7 @@ import pytest
 from syncd.config import GroupMemberConfig, OAuth2ClientConfig
 from syncd.connectors.oauth2 import Grant, TokenCache
 from syncd.errors import CredentialsError, RemoteConfigError, TransientError
-from syncd.group_tokens import cache_for, member_token
+from syncd.group_tokens import TokenCaches
 from tests.daemon import wait_until
 from tests.servers.oauth2 import TokenServer, self_signed
 
@@ -95,12 +95,13 @@ def test_a_revoked_secret_is_asked_about_once_until_it_changes(
         ),
     )  # fmt: skip
     eve = member.model_copy(update={"name": "eve@example.com", "username": "eve@example.com"})
-    first = member_token(member)
-    assert member_token(eve) == first and server.requests_count() == 1  # one token, both
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
+    first = caches.member_token(member)
+    assert caches.member_token(eve) == first and server.requests_count() == 1  # one token, both
     server.revoke_client("syncd-app")
-    cache_for(member)._token = None  # as if it had expired: the next login asks again
+    caches.cache_for(member)._token = None  # as if it had expired: the next login asks again
     with pytest.raises(CredentialsError) as caught:
-        member_token(member)
+        caches.member_token(member)
     err = caught.value
     assert "invalid_client" in err.message and "refused client 'syncd-app'" in err.message
     assert err.hint is not None and "client_secret_file" in err.hint
@@ -108,12 +109,12 @@ def test_a_revoked_secret_is_asked_about_once_until_it_changes(
     # Every other mailbox of the group, any number of times: the same answer, no request.
     for _ in range(20):
         with pytest.raises(CredentialsError):
-            member_token(eve)
+            caches.member_token(eve)
     assert server.requests_count() == 2
     # A new secret in the file is tried at the next attempt, and works.
     server.clients["syncd-app"] = "cs-rotated-secret-43"
     secret_file.write_text("cs-rotated-secret-43\n")
-    assert member_token(member) in server.issued
+    assert caches.member_token(member) in server.issued
     assert server.requests_count() == 3
 
 
@@ -271,10 +272,13 @@ def test_a_refused_credential_opens_no_connection_to_the_mail_server(
             update={"client_secret_env": None, "client_secret_file": str(secret_file)}
         ),
     )  # fmt: skip
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     try:
         for _ in range(3):  # the first asks the endpoint, the others get its remembered answer
             with pytest.raises(CredentialsError, match="refused client"):
-                ImapSession.open(member, lambda: read_secret(member, what="m"), max_bytes=0)
+                ImapSession.open(
+                    member, lambda: read_secret(member, what="m", tokens=caches), max_bytes=0
+                )
     finally:
         stop.set()
         thread.join()
@@ -303,9 +307,10 @@ def test_a_refused_secret_command_is_not_run_at_every_login(
             update={"client_secret_env": None, "client_secret_command": command}
         ),
     )  # fmt: skip
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     for _ in range(20):
         with pytest.raises(CredentialsError, match="refused client"):
-            member_token(member)
+            caches.member_token(member)
     assert server.requests_count() == 1
     assert len(runs.read_text()) == 1
 
@@ -326,8 +331,9 @@ def test_a_refresh_token_file_that_is_not_a_token_is_not_read_whole_nor_sent(
             update={"client_secret_env": None, "client_secret_file": str(tmp_path / "secret")}
         ),
     )  # fmt: skip
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     with pytest.raises(CredentialsError, match=r"refresh_token_file .* is over 65,536 bytes"):
-        member_token(member)
+        caches.member_token(member)
     assert server.requests_count() == 0
 
 
@@ -368,7 +374,8 @@ def test_a_hung_endpoint_does_not_take_every_worker(
             update={"client_secret_env": None, "client_secret_file": str(secret_file)}
         ),
     )  # fmt: skip
-    cache = cache_for(member)
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
+    cache = caches.cache_for(member)
     entered: list[float] = []
     real_get = TokenCache.get
 
@@ -377,11 +384,13 @@ def test_a_hung_endpoint_does_not_take_every_worker(
         return real_get(self, read_grant, store)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(member_token, member)
+        first = pool.submit(caches.member_token, member)
         wait_until(lambda: server.requests_count() == 1, 5, "its request in flight")
         monkeypatch.setattr(TokenCache, "get", counting_get)
         with pytest.raises(TransientError, match="has not answered") as caught:
-            ImapSession.open(member, lambda: read_secret(member, what="m"), max_bytes=0)
+            ImapSession.open(
+                member, lambda: read_secret(member, what="m", tokens=caches), max_bytes=0
+            )
         assert len(entered) == 1  # not retried inline: the scheduler tries again later
         assert caught.value.retry_after is not None and caught.value.retry_after >= 30
         time.sleep(0.9)  # the request has now hung longer than a login waits
@@ -508,8 +517,9 @@ def test_a_refresh_token_file_linked_out_of_its_folder_after_loading_is_not_read
             update={"client_secret_env": None, "client_secret_file": str(tmp_path / "secret")}
         ),
     )  # fmt: skip
+    caches = TokenCaches()  # the process's, as the daemon or a command owns them
     with pytest.raises(CredentialsError, match=f"refresh_token_file .* is outside {tokens}"):
-        member_token(member)
+        caches.member_token(member)
     assert server.requests_count() == 0
 
 

@@ -20,9 +20,9 @@ from syncd.engine.imap import pipeline
 from syncd.schema.tables import (
     folder_cursors,
     participants,
+    provenance,
     quarantine,
     records,
-    sources,
     unmatched_addresses,
     unmatched_sightings,
 )
@@ -119,7 +119,7 @@ def _snapshot(world: World) -> dict[str, Any]:
             "participants": sorted(
                 (r.record_id, r.address, r.name, r.role) for r in conn.execute(select(participants))
             ),
-            "sources": sorted(conn.execute(select(sources.c.record_id, sources.c.uid)).all()),
+            "sources": sorted(conn.execute(select(provenance.c.record_id, provenance.c.uid)).all()),
             "cursor": conn.scalar(select(folder_cursors.c.last_uid)),
             "quarantine": [
                 (int(uid), reason)

@@ -18,7 +18,7 @@ import pytest
 
 from syncd.config import MailboxConfig
 from syncd.connectors.imap_idle import FLOOD_BYTES, MAX_LINE
-from syncd.engine.imap.idle_hub import WORKERS, PushHub, Watch
+from syncd.engine.imap.idle_hub import WORKERS, IdleHub, Watch
 from tests.daemon import wait_until
 from tests.mail import make_message
 from tests.servers.dovecot import Dovecot
@@ -101,7 +101,7 @@ def _deliver_and_time(server: Dovecot, wakes: Wakes, names: list[str]) -> list[f
     return latencies
 
 
-def _watch_all(hub: PushHub, server: Dovecot, wakes: Wakes) -> list[Watch]:
+def _watch_all(hub: IdleHub, server: Dovecot, wakes: Wakes) -> list[Watch]:
     watches = [hub.watch(_box(server, n), wakes) for n in range(MAILBOXES)]
     most = 0
 
@@ -118,7 +118,7 @@ def _watch_all(hub: PushHub, server: Dovecot, wakes: Wakes) -> list[Watch]:
 def test_hundreds_of_mailboxes_on_one_thread(server: Dovecot) -> None:
     before = threading.active_count()
     wakes = Wakes()
-    hub = PushHub(connects_per_second=200)
+    hub = IdleHub(connects_per_second=200)
     try:
         watches = _watch_all(hub, server, wakes)
         # One selector thread and the bounded pool, whatever the number of mailboxes.
@@ -165,7 +165,7 @@ def test_hundreds_of_mailboxes_on_one_thread(server: Dovecot) -> None:
 def test_every_watch_comes_back_after_the_server_restarts(server: Dovecot) -> None:
     wakes = Wakes()
     # Renewals every 3 s: 100 a second through the pool, beside the reconnections.
-    hub = PushHub(connects_per_second=200, renew_every=3.0)
+    hub = IdleHub(connects_per_second=200, renew_every=3.0)
     try:
         watches = _watch_all(hub, server, wakes)
         wait_until(lambda: sum(w.renewals for w in watches) >= MAILBOXES, 30, "renewals")
@@ -256,7 +256,7 @@ class FloodingImap:
 def test_a_flooding_server_costs_only_its_own_connection(server: Dovecot, mode: str) -> None:
     flood = FloodingImap(mode)
     wakes = Wakes()
-    hub = PushHub(connects_per_second=200)
+    hub = IdleHub(connects_per_second=200)
     hostile = MailboxConfig(
         name="hostile", owner="h@example.com", host="127.0.0.1", port=flood.port,
         security="plain", username="h", password="x", timeout=2,
@@ -293,7 +293,7 @@ def test_a_selector_thread_killed_by_a_bug_is_started_again(
     server: Dovecot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wakes = Wakes()
-    hub = PushHub()
+    hub = IdleHub()
     try:
         first = hub.watch(_box(server, 5), wakes)
         wait_until(lambda: first.state == "idle", 10, "the first watch in IDLE")
@@ -323,7 +323,7 @@ def test_a_poll_borrows_the_watch_connection_and_idle_resumes(server: Dovecot) -
     the mailbox once back; a poll that failed on the connection makes the watch log in
     again; a stopped watch's connection closes when its poll gives it back."""
     wakes = Wakes()
-    hub = PushHub(connects_per_second=200)
+    hub = IdleHub(connects_per_second=200)
     try:
         box = _box(server, 5)
         watch = hub.watch(box, wakes)

@@ -19,7 +19,7 @@ import pytest
 from syncd.config import MailboxConfig
 from syncd.connectors import imap_idle
 from syncd.connectors.imap_idle import IdleConnection
-from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.idle_hub import IdleHub
 from tests.daemon import wait_until
 from tests.integration.test_push_hub import _established
 from tests.servers.dovecot import Dovecot
@@ -63,7 +63,7 @@ def test_the_watchers_logins_are_counted_by_outcome(server: Dovecot) -> None:
         with lock:
             outcomes.append(outcome)
 
-    hub = PushHub(on_login=observe)
+    hub = IdleHub(on_login=observe)
     try:
         good = hub.watch(_box(server, "a"), lambda _n: None)
         wait_until(lambda: good.state == "idle", 10, "the watch in IDLE")
@@ -78,7 +78,7 @@ def test_the_watchers_logins_are_counted_by_outcome(server: Dovecot) -> None:
 
 def test_a_closed_hub_gives_back_every_file_descriptor(server: Dovecot) -> None:
     before = _fds()
-    hub = PushHub(connects_per_second=50)
+    hub = IdleHub(connects_per_second=50)
     port = server.port
     # Churn: watches started and stopped in every state, failed logins (each failed login
     # costs Dovecot's 2 s auth delay: three rounds show a leak as well as ten).
@@ -133,7 +133,7 @@ def test_a_login_that_ends_after_its_thread_died_keeps_no_connection(
         return real_open(config, *args)
 
     monkeypatch.setattr(imap_idle.IdleConnection, "open", staticmethod(slow_open))
-    hub = PushHub()
+    hub = IdleHub()
     try:
         first = hub.watch(_box(server, "a"), lambda _n: None)
         wait_until(lambda: first.state == "connecting", 5, "the login to start")

@@ -12,9 +12,9 @@ from syncd.schema.tables import (
     customers,
     meeting_sources,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
 )
 from syncd.store import record_pages
 from syncd.store.database import open_database
@@ -62,7 +62,7 @@ def _extras(engine: Engine) -> None:
             )
         for mailbox, uid in (("zz", 7), ("aa", 8)):
             conn.execute(
-                insert(sources).values(
+                insert(provenance).values(
                     record_id=first, mailbox=mailbox, folder="INBOX", uidvalidity=1, uid=uid
                 )
             )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from syncd.config_file import load_config
-from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.idle_hub import IdleHub
 from syncd.engine.sources import CalendarSource, MailboxSource, configured_sources
 from syncd.store import database, state
 from syncd.store.directory import load_directory
@@ -47,7 +47,7 @@ def test_a_mailbox_and_a_calendar_report_in_one_shape(world: World, radicale: Ra
     assert [(p.place, p.captured, p.error) for p in calendar.places] == [("Work", 1, None)]
     assert calendar.requests > 0 and mail.reason() is None
     # Push is a capability: IDLE for a mailbox, none for a calendar.
-    hub = PushHub()
+    hub = IdleHub()
     watch = sources[0].watcher(hub, lambda _name: None)
     assert watch is not None and hub.watching() == 1
     assert sources[1].watcher(hub, lambda _name: None) is None

@@ -18,9 +18,9 @@ from syncd.schema.tables import (
     calendar_objects,
     folder_cursors,
     meeting_sources,
+    provenance,
     quarantine,
     skipped_messages,
-    sources,
 )
 from tests.conftest import World
 from tests.mail import make_message
@@ -104,7 +104,7 @@ def test_verify_accounts_for_every_uid_and_repair_fetches_what_is_missing(world:
     assert again["unchanged"] is True and again["recorded"] == 3 and again["skipped"] == 3
 
     # A record's source row is lost: verify notices though the server did not change.
-    _execute(world.db_url, delete(sources).where(sources.c.uid == 3))
+    _execute(world.db_url, delete(provenance).where(provenance.c.uid == 3))
     report = _verify(world, expect=1)
     assert _place(report, "alice", "INBOX")["missing_items"] == [3]
     assert report["sources"][0]["missing"] == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from syncd.schema.tables import sources
+from syncd.schema.tables import provenance
 from tests.conftest import World
 from tests.daemon import DaemonProcess, wait_until
 from tests.mail import make_message
@@ -57,7 +57,7 @@ def test_the_daemon_verifies_on_schedule_and_exports_unaccounted_messages(
     # A message the store lost below the cursor: no sync fetches it again; verify finds it.
     engine = create_engine(world.db_url)
     with engine.begin() as conn:
-        conn.execute(sources.delete().where(sources.c.uid == 2))
+        conn.execute(provenance.delete().where(provenance.c.uid == 2))
     engine.dispose()
     wait_until(lambda: 'syncd_unaccounted_messages{source="alice"} 1.0' in metrics(), 30, "1")
     assert "verify.missing" in proc.log.read_text()

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from syncd.cli.main import cli
 from syncd.config import Config
 from syncd.config_file import load_config
+from syncd.engine.backlog import Backlog
 from syncd.schema.tables import webhook_deliveries, webhook_endpoints
 from syncd.store.database import open_database
 from syncd.store.events import Event, emit_many
@@ -68,8 +69,8 @@ class Hooks:
         with self.engine.begin() as conn:
             emit_many(conn, events)
 
-    def start(self, daemon_id: str = "d1") -> Deliverer:
-        deliverer = Deliverer(self.engine, daemon_id)
+    def start(self, daemon_id: str = "d1", backlog: Backlog | None = None) -> Deliverer:
+        deliverer = Deliverer(self.engine, daemon_id, backlog=backlog)
         deliverer.apply(self.config.webhook)
         self.deliverers.append(deliverer)
         return deliverer
@@ -232,13 +233,13 @@ def test_retry_after_is_honoured(hooks: Hooks, monkeypatch: pytest.MonkeyPatch) 
 def test_deliveries_trickle_while_the_process_captures_a_backlog(hooks: Hooks) -> None:
     # A backfill's capture and its deliveries share one process (and its GIL): delivery
     # yields, so capture keeps its speed, and catches up at full speed once it is done.
-    from syncd.engine.backlog import capturing_backlog
     from syncd.webhooks.deliverer import TRICKLE, TRICKLE_PAUSE
 
     hooks.emit(*[record_event(n) for n in range(600)])
-    with capturing_backlog():
+    backlog = Backlog()  # the process's capture, as the daemon hands it to both
+    with backlog.capturing():
         started = time.monotonic()
-        hooks.start()
+        hooks.start(backlog=backlog)
         wait_until(lambda: len(hooks.receiver.accepted()) > 0, 10, "a first delivery")
         time.sleep(1.0)
         during = len(hooks.receiver.accepted())

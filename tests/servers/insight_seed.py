@@ -21,9 +21,9 @@ from syncd.schema.tables import (
     customer_domains,
     customers,
     participants,
+    provenance,
     record_customers,
     records,
-    sources,
     tasks,
 )
 from syncd.store.sql import insert_ignore
@@ -153,7 +153,7 @@ def _flush(engine: Engine, rows: dict[str, list[dict[str, Any]]]) -> None:
         insert_ignore(conn, records, rows["r"], ["key"])
         insert_ignore(conn, participants, rows["p"], ["record_id", "address", "role"])
         insert_ignore(conn, record_customers, rows["rc"], ["record_id", "customer_id"])
-        insert_ignore(conn, sources, rows["s"], ["mailbox", "folder", "uidvalidity", "uid"])
+        insert_ignore(conn, provenance, rows["s"], ["mailbox", "folder", "uidvalidity", "uid"])
         if rows["t"]:
             conn.execute(tasks.insert(), rows["t"])
     for batch in rows.values():

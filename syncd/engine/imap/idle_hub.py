@@ -40,6 +40,7 @@ from syncd.connectors.imap import ImapSession
 from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.retry import RECONNECT
 from syncd.errors import CredentialsError, InternalError, RemoteError, TransientError
+from syncd.group_tokens import TokenCaches
 from syncd.secrets import read_secret
 
 log = structlog.get_logger("syncd.push")
@@ -62,7 +63,7 @@ class Watch:
 
     box: MailboxConfig
     on_new_mail: Callable[[str], None]
-    _hub: PushHub
+    _hub: IdleHub
     # Called once, after the first login, with INBOX's (UIDVALIDITY, UIDNEXT) then.
     on_open: Callable[[tuple[int | None, int | None]], None] | None = None
     # queued (for a login) | connecting | idle | renewing | waiting (to reconnect) | ended,
@@ -135,7 +136,7 @@ class _LoginPace:
         return max(0.0, (1.0 - self._tokens) / self._rate)
 
 
-class PushHub:
+class IdleHub:
     """Every IDLE connection of the process: one selector thread and a bounded pool."""
 
     def __init__(
@@ -146,9 +147,11 @@ class PushHub:
         logins: int = LOGINS,
         connects_per_second: float = CONNECTS_PER_SECOND,
         on_login: Callable[[str], None] | None = None,
+        tokens: TokenCaches | None = None,
     ) -> None:
         self._renew_every = renew_every
         self._on_login = on_login  # each login's outcome, for syncd_imap_logins_total
+        self._tokens = tokens  # a group member's XOAUTH2 token: the daemon's caches
         self._workers = workers
         self._logins = max(1, min(logins, workers))
         self._pace = _LoginPace(connects_per_second, self._logins)
@@ -533,7 +536,9 @@ class PushHub:
     def _connect(self, watch: Watch) -> bool:
         box = watch.box
         connection = IdleConnection.open(
-            box, lambda: read_secret(box, what=f"mailbox {box.name}"), self._on_login
+            box,
+            lambda: read_secret(box, what=f"mailbox {box.name}", tokens=self._tokens),
+            self._on_login,
         )
         if connection is None:
             with self._lock:

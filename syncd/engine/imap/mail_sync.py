@@ -22,10 +22,11 @@ from syncd.domain.accounting import skip_rule
 from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
-from syncd.engine.backlog import capturing_backlog
+from syncd.engine.backlog import Backlog
 from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
 from syncd.engine.imap.prefetch import Prefetched
 from syncd.errors import RemoteConfigError, RemoteError, describe
+from syncd.group_tokens import TokenCaches
 from syncd.secrets import read_secret
 from syncd.store import state
 from syncd.store.capture import (
@@ -47,10 +48,18 @@ Progress = Callable[[str, int, int], None]  # (mailbox/folder, done, total)
 SessionOpener = Callable[[MailboxConfig, int], MailSession]
 
 
-def open_imap(box: MailboxConfig, max_bytes: int) -> MailSession:
+def open_imap(box: MailboxConfig, max_bytes: int, tokens: TokenCaches | None = None) -> MailSession:
+    """A logged-in session; a group member's token comes from ``tokens`` (its owner's)."""
     return ImapSession.open(
-        box, lambda: read_secret(box, what=f"mailbox {box.name}"), max_bytes=max_bytes
+        box,
+        lambda: read_secret(box, what=f"mailbox {box.name}", tokens=tokens),
+        max_bytes=max_bytes,
     )
+
+
+def imap_opener(tokens: TokenCaches) -> SessionOpener:
+    """``open_imap`` with the token caches of the daemon or the command that opens."""
+    return lambda box, max_bytes: open_imap(box, max_bytes, tokens)
 
 
 @dataclass(slots=True)
@@ -89,8 +98,11 @@ class MailSync:
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         fence: Callable[[Connection], None] = lambda _conn: None,
+        backlog: Backlog | None = None,
     ) -> None:
         self._engine = engine
+        # The daemon's, read by its webhook deliverer; a one-shot run's is its own.
+        self._backlog = backlog if backlog is not None else Backlog()
         # Called inside each batch's transaction: the daemon renews its lease there and
         # raises (rolling the batch back) when another daemon took the source over.
         self._fence = fence
@@ -223,7 +235,9 @@ class MailSync:
         last_seen = 0
         # More than a batch to read is a backlog: deliveries trickle meanwhile (backlog.py).
         backlog: AbstractContextManager[None] = (
-            capturing_backlog() if expected > self._config.capture.batch_size else nullcontext()
+            self._backlog.capturing()
+            if expected > self._config.capture.batch_size
+            else nullcontext()
         )
         batches = self._batches(session, first_uid, status.uidnext)
         # A backlog's FETCHes run a batch ahead on a thread of their own (prefetch.py): the

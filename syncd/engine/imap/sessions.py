@@ -140,6 +140,7 @@ class SessionCache:
         self._on_reuse = on_reuse
         self._clock = clock
         self._lock = threading.Lock()
+        self._logouts = _Logouts()
         self._idle: OrderedDict[str, _Idle] = OrderedDict()  # least recently used first
         self._out: dict[str, _Borrowed] = {}  # checked out, by mailbox
         self._listed: dict[str, tuple[float, list[str]]] = {}  # default folders, by mailbox
@@ -232,7 +233,7 @@ class SessionCache:
             if borrowed is not None:
                 borrowed.retired = True
         if kept is not None:
-            _close_soon([kept])  # the caller may be the daemon's main loop, lock held
+            self._logouts.close_soon([kept])  # the caller may be the daemon's main loop, lock held
 
     close = discard  # the name another part of the daemon may look for
 
@@ -302,7 +303,7 @@ class SessionCache:
             self._watchers[name] = watcher
             kept = self._idle.pop(name, None)
         if kept is not None:
-            _close_soon([kept])  # the caller is the daemon's main loop, lock held
+            self._logouts.close_soon([kept])  # the caller is the daemon's main loop, lock held
 
     def unwatch(self, name: str) -> None:
         with self._lock:
@@ -322,7 +323,7 @@ class SessionCache:
             gone = [self._idle.pop(name) for name in stale]
         if gone:
             log.debug("imap.sessions_expired", count=len(gone))
-            _close_soon(gone)
+            self._logouts.close_soon(gone)
         return len(gone)
 
     def resize(self, capacity: int) -> int:
@@ -335,7 +336,7 @@ class SessionCache:
             while len(self._idle) > capacity:
                 gone.append(self._idle.popitem(last=False)[1])
         if gone:
-            _close_soon(gone)
+            self._logouts.close_soon(gone)
         return len(gone)
 
     def close_all(self, within: float = SHUTDOWN_LOGOUT_WITHIN) -> None:
@@ -445,19 +446,23 @@ def _close_each(gone: list[_Idle], seconds: float) -> None:
         _close(kept.session, seconds)
 
 
-_logouts: ThreadPoolExecutor | None = None
-_logouts_lock = threading.Lock()
 LOGOUT_THREADS = 4  # a handover of a thousand kept sessions must not start a thousand threads
 
 
-def _close_soon(gone: list[_Idle]) -> None:
-    """LOGOUT on a few background threads: a slow server must not hold up the caller."""
-    global _logouts
-    with _logouts_lock:
-        if _logouts is None:
-            _logouts = ThreadPoolExecutor(LOGOUT_THREADS, thread_name_prefix="imap-logout")
-        pool = _logouts
-    pool.submit(_close_each, gone, LOGOUT_WITHIN)
+class _Logouts:
+    """LOGOUT on a few background threads (started at the first): a slow server must not
+    hold up the caller.  One per session cache, which owns it."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def close_soon(self, gone: list[_Idle]) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(LOGOUT_THREADS, thread_name_prefix="imap-logout")
+            pool = self._pool
+        pool.submit(_close_each, gone, LOGOUT_WITHIN)
 
 
 class _Borrowed:
