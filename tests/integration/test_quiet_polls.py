@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, select
 
 from syncd.config_file import load_config
 from syncd.engine import sources as sources_module
-from syncd.engine.imap.idle_hub import PushHub
+from syncd.engine.imap.idle_hub import IdleHub
 from syncd.engine.imap.mail_sync import open_imap
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.poll_ledger import PollLedger
@@ -91,7 +91,7 @@ def test_a_watched_inbox_costs_its_poll_no_command(
         return real(session, folders, cursors)
 
     monkeypatch.setattr(sources_module, "unchanged_folders", spy)
-    hub = PushHub()
+    hub = IdleHub()
     news: list[str] = []
     watch = hub.watch(source.config, news.append)
     try:
