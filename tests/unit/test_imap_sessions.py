@@ -411,6 +411,10 @@ def test_inbox_is_covered_only_by_a_watch_in_idle_since_before_the_cursors_were_
     assert not cache.inbox_covered("a")
     watcher.ended = None
     assert cache.inbox_covered("a")
+    cache.resize(0)  # keep_connections = 0: a login at every poll, the watch trusted for none
+    assert not cache.inbox_covered("a")
+    cache.resize(10)
+    assert cache.inbox_covered("a")
     cache.unwatch("a")
     assert not cache.inbox_covered("a")
     cache.watch("a", StubWatcher())  # a watcher that cannot say: never trusted

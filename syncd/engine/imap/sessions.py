@@ -270,11 +270,14 @@ class SessionCache:
         cursor: a watch has held it in IDLE without a break since before the last clean
         pass read it, so any message come since was reported to the daemon, whose next
         poll is then a full pass (Daemon.wake).  Not for a watch that (re)connected after
-        that read: mail between the two is only ever seen by asking the server."""
+        that read: mail between the two is only ever seen by asking the server.  Never
+        with keep_connections = 0: that asks for a login at every poll (a credential
+        revoked since the watch logged in is found by the next poll, not the next mail)."""
         with self._lock:
             watcher: object = self._watchers.get(name) if self._watched(name) else None
             read = self._cursors_read.get(name)
-        if read is None or not isinstance(watcher, Covering):
+            keeping = self.capacity > 0
+        if not keeping or read is None or not isinstance(watcher, Covering):
             return False
         since = watcher.inbox_covered_since()
         return since is not None and since <= read
