@@ -574,6 +574,11 @@ def test_a_kept_session_on_a_high_file_descriptor_still_looks_alive(
     filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
     try:
         r = rig(["kept1"])
+        # Another thread of this worker (an earlier test's logout) may have freed a low
+        # descriptor meanwhile, which the login's socket would take: fill every hole first.
+        while (fd := os.open(os.devnull, os.O_RDONLY)) < 1024:
+            filler.append(fd)
+        filler.append(fd)
         assert all(report.ok for report in r.poll())
         session = r.sessions._idle["kept1"].session
         assert isinstance(session, ImapSession) and session._client.socket().fileno() >= 1024
