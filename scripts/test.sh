@@ -17,5 +17,5 @@ bash scripts/typecheck.sh
 # one process): most tests wait on Dovecot, Radicale, PostgreSQL or a daemon, not on the CPU,
 # and a third worker fills those waits.  A test that runs past 15 s is named while it runs;
 # the slowest are listed at the end.
-echo "test: pytest, the whole suite against real servers (about 12 minutes on 2 cores)"
+echo "test: pytest, the whole suite against real servers (about 10 minutes on 2 cores)"
 exec .venv/bin/pytest -n 3 --dist loadfile --durations=10 "$@"
