@@ -426,36 +426,25 @@ class StagedPlan:
         file order, so streamed through here rather than said in SQL."""
         db = self.db
         taken: set[int] = set()
-        chosen: list[tuple[int, int]] = []
-        current = None
+        by_address = _Greedy(taken)
         assign = "UPDATE f_contacts SET assigned = ? WHERE id = ?"
         db.execute("BEGIN")
         for part in self.rows(
             "SELECT a.contact, ka.contact_id FROM f_addresses a "
             "JOIN k_addresses ka ON ka.address = a.address ORDER BY a.contact, a.line"
         ):
-            for contact, owner in part:
-                if contact == current or owner in taken:
-                    continue
-                taken.add(owner)
-                chosen.append((owner, contact))
-                current = contact
-            db.executemany(assign, chosen)  # a batch at a time: a million pairs are 100 MB
-            chosen.clear()
+            # A batch at a time: a million pairs are 100 MB.
+            db.executemany(assign, by_address.pick(part))
         db.execute("COMMIT")
         db.execute("CREATE INDEX f_contacts_assigned ON f_contacts(assigned)")
-        current = None
+        by_name = _Greedy(taken)
+        chosen: list[tuple[int, int]] = []
         for part in self.rows(
             "SELECT f.id, k.id FROM f_contacts f JOIN f_customers c ON c.ckey = f.ckey "
             "JOIN k_contacts k ON k.customer_id = c.picked AND k.name = f.name "
             "WHERE f.assigned IS NULL AND f.name != '' ORDER BY f.id, k.archived, k.id"
         ):
-            for contact, owner in part:
-                if contact == current or owner in taken:
-                    continue
-                taken.add(owner)
-                chosen.append((owner, contact))
-                current = contact
+            chosen += by_name.pick(part)
         self.write(assign, chosen)
 
     # --- what the plan says -----------------------------------------------------------------
@@ -523,3 +512,24 @@ class StagedPlan:
                 "ORDER BY name"
             )
         ]
+
+
+class _Greedy:
+    """Each file contact's first stored contact not taken yet, over (file contact, stored
+    contact) pairs ordered by file contact and read in parts: a stored contact is taken
+    at most once (``taken`` is shared by the passes that assign)."""
+
+    def __init__(self, taken: set[int]) -> None:
+        self._taken = taken
+        self._current: int | None = None  # the file contact last given one
+
+    def pick(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """(stored id, file contact id) of the pairs chosen in this part."""
+        chosen: list[tuple[int, int]] = []
+        for contact, owner in pairs:
+            if contact == self._current or owner in self._taken:
+                continue
+            self._taken.add(owner)
+            chosen.append((owner, contact))
+            self._current = contact
+        return chosen
