@@ -12,7 +12,7 @@ import ipaddress
 import os
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,9 +29,11 @@ from pydantic import (
 from syncd.domain.addresses import normalize_address, normalize_domain
 from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
 from syncd.domain.durations import parse_duration, seconds
-from syncd.domain.quiet import QUIET_LOOKBACK, QUIET_MIN_RECORDS, QuietRule
 from syncd.domain.urls import shown_url
 from syncd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from syncd.domain.quiet import QuietRule
 
 # pydantic looks for plugins (the "pydantic" entry point group) when it first validates a
 # model, reading the metadata of every installed package: 0.04 s of every command's start.
@@ -753,6 +755,10 @@ class Config(_Strict):
 
     def gone_quiet(self) -> QuietRule | None:
         """The gone_quiet rule's settings, or None when it is switched off."""
+        # The rule's module, and the follow-up rules it builds on, are left to the commands
+        # that evaluate rules: `syncd status` reads the configuration and never asks.
+        from syncd.domain.quiet import QUIET_LOOKBACK, QUIET_MIN_RECORDS, QuietRule
+
         span = self.followup_rules().get("gone_quiet")
         if span is None:
             return None
