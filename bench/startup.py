@@ -64,9 +64,37 @@ password = "pw-rep"
 """
 
 
-def _syncd() -> str:
-    beside = Path(sys.executable).with_name("syncd")
+def _syncd(python: str) -> str:
+    beside = Path(python).with_name("syncd")
     return str(beside) if beside.exists() else "syncd"
+
+
+def _commands(python: str) -> dict[str, list[str]]:
+    syncd = _syncd(python)
+    return {
+        "python -c pass": [python, "-c", "pass"],
+        "syncd --help": [syncd, "--help"],
+        "syncd status": [syncd, "status"],
+        "syncd status --json": [syncd, "status", "--json"],
+        "syncd records list --json": [syncd, "records", "list", "--json"],
+        "syncd sync (unchanged)": [syncd, "sync"],
+    }
+
+
+def _table(title: str, walls: dict[str, list[float]], cpus: dict[str, list[float]]) -> None:
+    """Min and median per command, and each above the same venv's ``python -c pass``."""
+    base_name = next(name for name in walls if name.endswith("python -c pass"))
+    prefix = base_name[: -len("python -c pass")]
+    for label, pick in (("min", min), ("median", statistics.median)):
+        base, base_cpu = pick(walls[base_name]), pick(cpus[base_name])
+        head = f"{title} {label} of each"
+        print(f"  {head:36} {'wall':>8}  {'above':>8}  {'cpu':>8}  {'above':>8}")
+        for name in walls:
+            wall, cpu = pick(walls[name]), pick(cpus[name])
+            print(
+                f"  {name[len(prefix) :]:36} {wall:6.3f} s  {wall - base:+6.3f} s"
+                f"  {cpu:6.3f} s  {cpu - base_cpu:+6.3f} s"
+            )
 
 
 def _cpu() -> float:
@@ -93,6 +121,12 @@ def _samples(argv: list[str], runs: int, env: dict[str, str]) -> tuple[list[floa
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each command")
+    parser.add_argument(
+        "--before",
+        metavar="PYTHON",
+        help="also time the same commands with this interpreter's syncd (another checkout's"
+        " .venv/bin/python, e.g. main's), interleaved with this one's in the same run",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-startup-", dir="/tmp"))
     work.chmod(0o755)  # Dovecot's unprivileged processes must reach its folder inside
@@ -109,7 +143,7 @@ def main() -> int:
         # shells and CI) would compile every module of an editable checkout at every start.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["SYNCD_CONFIG"] = str(work / "syncd.toml")
-        syncd = _syncd()
+        syncd = _syncd(sys.executable)
         (work / "syncd.toml").write_text(CONFIG.format(port=dovecot.port))
         setup = [
             [syncd, "db", "upgrade"],
@@ -123,14 +157,9 @@ def main() -> int:
                 raise SystemExit(
                     f"{' '.join(argv)} failed:\n{done.stdout.decode()}{done.stderr.decode()}"
                 )
-        commands = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "syncd --help": [syncd, "--help"],
-            "syncd status": [syncd, "status"],
-            "syncd status --json": [syncd, "status", "--json"],
-            "syncd records list --json": [syncd, "records", "list", "--json"],
-            "syncd sync (unchanged)": [syncd, "sync"],
-        }
+        commands = {f"after: {k}": v for k, v in _commands(sys.executable).items()}
+        if args.before:
+            commands |= {f"before: {k}": v for k, v in _commands(args.before).items()}
         # One warm-up each, so every command reads the same (cached) files.
         for argv in commands.values():
             subprocess.run(argv, env=env, capture_output=True, check=False)
@@ -149,15 +178,10 @@ def main() -> int:
         f"{args.runs} runs each, round robin (targets: --help and status <= {TARGET_ABOVE} s"
         f" above python -c pass; sync of an unchanged mailbox <= {TARGET_SYNC} s wall)"
     )
-    for label, pick in (("min", min), ("median", statistics.median)):
-        base, base_cpu = pick(walls["python -c pass"]), pick(cpus["python -c pass"])
-        print(f"  {label + ' of each':28} {'wall':>8}  {'above':>8}  {'cpu':>8}  {'above':>8}")
-        for name in commands:
-            wall, cpu = pick(walls[name]), pick(cpus[name])
-            print(
-                f"  {name:28} {wall:6.3f} s  {wall - base:+6.3f} s"
-                f"  {cpu:6.3f} s  {cpu - base_cpu:+6.3f} s"
-            )
+    for side in ("before", "after"):
+        names = [name for name in commands if name.startswith(side + ":")]
+        if names:
+            _table(side, {n: walls[n] for n in names}, {n: cpus[n] for n in names})
     print(f"  (load average {os.getloadavg()[0]:.2f})")
     return 0
 
