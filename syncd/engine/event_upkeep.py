@@ -11,7 +11,7 @@ from syncd.config import Config
 from syncd.domain.durations import parse_duration
 from syncd.logs import get_logger
 from syncd.store import event_upkeep as store
-from syncd.store.privacy import reclaim_freed_pages
+from syncd.store.database import reclaim_freed_pages
 
 log = get_logger("syncd.events")
 
