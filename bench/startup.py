@@ -12,17 +12,18 @@ against the same database and Dovecot: a before/after in one run.
 Targets (issue #20): ``syncd --help`` and ``syncd status`` <= 0.15 s above ``python -c
 pass``; ``syncd sync`` of an unchanged mailbox <= 0.3 s wall.
 
-Measured on the 2-core development machine (load average 7-9: other jobs ran), 9 runs each,
-min CPU (user + system), before/after the lazy loggers, the lazy CJK patterns, the lighter
-config imports, reclaim_freed_pages out of store/privacy.py and the paused collector:
+Measured on the 2-core development machine (load average 7.7-13: other jobs ran), 9 runs
+each, min CPU (user + system) / min wall, before/after the lazy loggers, the lazy CJK
+patterns, the lighter config imports, reclaim_freed_pages out of store/privacy.py and the
+paused collector (a second run gave sync 0.841 -> 0.704 s and status 0.300 -> 0.278 s CPU):
 
-    command                    before    after     (above python -c pass, after)
-    python -c pass             0.034 s   0.032 s
-    syncd --help               0.077 s   0.076 s   +0.044 s
-    syncd status               0.300 s   0.278 s   +0.246 s
-    syncd status --json        0.274 s   0.227 s   +0.195 s
-    syncd records list --json  0.684 s   0.552 s
-    syncd sync (unchanged)     0.841 s   0.704 s
+    command                    before CPU / wall   after CPU / wall    after, CPU above pass
+    python -c pass             0.030 / 0.033 s     0.030 / 0.045 s
+    syncd --help               0.068 / 0.072 s     0.068 / 0.084 s     +0.038 s
+    syncd status               0.262 / 0.379 s     0.242 / 0.320 s     +0.212 s
+    syncd status --json        0.226 / 0.260 s     0.205 / 0.263 s     +0.175 s
+    syncd records list --json  0.514 / 0.593 s     0.460 / 0.523 s
+    syncd sync (unchanged)     0.687 / 0.774 s     0.582 / 0.981 s
 
 What is left, measured in one process importing step by step (CPU, min of 7):
 ``status``: pydantic and pydantic-core 0.07 s, click 0.02 s, rich for the table 0.02 s,
