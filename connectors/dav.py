@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
-import structlog
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 from lxml import etree
@@ -44,8 +43,9 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.caldav")
+log = get_logger("syncd.caldav")
 
 NS = {"D": "DAV:", "C": "urn:ietf:params:xml:ns:caldav"}
 MULTIGET_BATCH = 200

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import imapclient
-import structlog
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
 from syncd.config import MailboxConfig
@@ -36,8 +35,9 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.imap")
+log = get_logger("syncd.imap")
 
 # The header and enough of the body for a 500-character snippet of new text, even behind
 # HTML or MIME headers.  Also the most a single message can cost in memory.

@@ -30,8 +30,6 @@ from email.message import Message
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-import structlog
-
 from syncd.config import OAuth2ClientConfig
 from syncd.connectors import retry
 from syncd.connectors.imap import tls_context
@@ -43,9 +41,10 @@ from syncd.errors import (
     RemoteError,
     TransientError,
 )
+from syncd.logs import get_logger
 from syncd.redaction import redact
 
-log = structlog.get_logger("syncd.oauth2")
+log = get_logger("syncd.oauth2")
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a token answer is a few KB; a bigger one is not read
 MAX_TOKEN_CHARS = 16 * 1024

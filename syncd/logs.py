@@ -9,13 +9,15 @@ than a short command like ``syncd status`` takes in all.  So ``configure`` sets 
 structlog at once only when structlog is already loaded (the command's modules log
 through it); otherwise the standard-library handler builds the same renderer on the
 first record it formats, and a command that logs nothing never imports structlog.
+Modules log through ``get_logger``, which imports structlog at the first line that would
+be written: a one-shot command such as ``syncd sync`` of an unchanged mailbox writes none.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import structlog
@@ -47,9 +49,67 @@ class _DeferredFormatter(logging.Formatter):
         self._real: logging.Formatter | None = None
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.realize().format(record)
+
+    def realize(self) -> logging.Formatter:
         if self._real is None:
             self._real = _structlog_formatter(self._json)
-        return self._real.format(record)
+        return self._real
+
+
+def get_logger(name: str) -> Logger:
+    """The structlog logger ``name``, imported and configured when it first has a line to write."""
+    return Logger(name)
+
+
+class Logger:
+    """Stands in for ``structlog.get_logger(name)`` until a line is worth writing.
+
+    While ``configure(lazy=True)`` defers structlog, a line below the level is dropped here:
+    structlog would hand it to the standard-library logger, which drops it too.  Any other
+    line imports structlog, configures it (the deferred formatter's work, done first so the
+    line is not written by an unconfigured structlog) and goes through structlog's logger.
+    """
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: Any = None
+
+    def debug(self, event: str, *args: Any, **fields: Any) -> None:
+        self._log(logging.DEBUG, "debug", event, args, fields)
+
+    def info(self, event: str, *args: Any, **fields: Any) -> None:
+        self._log(logging.INFO, "info", event, args, fields)
+
+    def warning(self, event: str, *args: Any, **fields: Any) -> None:
+        self._log(logging.WARNING, "warning", event, args, fields)
+
+    def error(self, event: str, *args: Any, **fields: Any) -> None:
+        self._log(logging.ERROR, "error", event, args, fields)
+
+    def _log(
+        self, level: int, method: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]
+    ) -> None:
+        if self._real is None:
+            deferred = _deferred_formatters()
+            if deferred and not logging.getLogger(self._name).isEnabledFor(level):
+                return
+            import structlog
+
+            for formatter in deferred:
+                formatter.realize()
+            self._real = structlog.get_logger(self._name)
+        getattr(self._real, method)(event, *args, **fields)
+
+
+def _deferred_formatters() -> list[_DeferredFormatter]:
+    return [
+        handler.formatter
+        for handler in logging.getLogger().handlers
+        if isinstance(handler.formatter, _DeferredFormatter)
+    ]
 
 
 def _shared() -> list[structlog.typing.Processor]:

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from syncd.config import is_loopback_host
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.metrics")
+log = get_logger("syncd.metrics")
 
 
 class Metrics:

@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from syncd.errors import SyncdError, UserError
+from syncd.logs import get_logger
 from syncd.store.errors import NotFound
 
-log = structlog.get_logger("syncd.api")
+log = get_logger("syncd.api")
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://syncd.invalid/problems/"  # a stable name per kind, not a page to fetch

@@ -20,16 +20,16 @@ import threading
 import time
 from typing import Any, cast
 
-import structlog
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from syncd.api.app import create_app
 from syncd.config import ApiConfig, Config
+from syncd.logs import get_logger
 from syncd.metrics import Metrics
 from syncd.store.database import make_engine
 
-log = structlog.get_logger("syncd.api")
+log = get_logger("syncd.api")
 
 HEADER_SECONDS = 10.0
 KEEP_ALIVE_SECONDS = 5

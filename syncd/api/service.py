@@ -3,12 +3,11 @@ with the daemon.  A failure to serve is logged and capture goes on without it.""
 
 from __future__ import annotations
 
-import structlog
-
 from syncd.config import Config
+from syncd.logs import get_logger
 from syncd.metrics import Metrics
 
-log = structlog.get_logger("syncd.api")
+log = get_logger("syncd.api")
 
 
 class ApiService:

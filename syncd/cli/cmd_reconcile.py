@@ -9,9 +9,9 @@ from syncd.cli.output import Output, output_options
 from syncd.cli.present.reconcile import AUDIT, IGNORE, QUEUE, suggestion_text
 from syncd.store import audit as audit_store
 from syncd.store import reconcile as rec
+from syncd.store.database import reclaim_freed_pages
 from syncd.store.directory import active_customer, load_directory
 from syncd.store.privacy import forget as forget_person
-from syncd.store.privacy import reclaim_freed_pages
 
 
 @click.group()

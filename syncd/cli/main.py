@@ -15,7 +15,7 @@ from typing import NamedTuple
 import click
 
 from syncd import __version__, logs
-from syncd.cli.app import App, ErrorHandlingGroup
+from syncd.cli.app import App, ErrorHandlingGroup, loading, unfreeze_when_done
 
 
 class Entry(NamedTuple):
@@ -127,7 +127,9 @@ class LazyGroup(ErrorHandlingGroup):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return super().get_command(ctx, cmd_name)
-        command = getattr(importlib.import_module(entry.module), entry.attribute)
+        unfreeze_when_done(ctx)
+        with loading():
+            command = getattr(importlib.import_module(entry.module), entry.attribute)
         assert isinstance(command, click.Command), entry
         return command
 
@@ -170,6 +172,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     # The command is resolved (its module imported) before this runs, so a command that
     # logs through structlog has it loaded and gets it configured here (see syncd/logs.py).
     logs.configure(["WARNING", "INFO", "DEBUG"][min(verbose, 2)], lazy=True)
+    unfreeze_when_done(ctx)
     ctx.obj = App(config_path)
 
 

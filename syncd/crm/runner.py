@@ -10,7 +10,6 @@ import hmac
 import threading
 import time
 
-import structlog
 from sqlalchemy import Engine
 
 from syncd.config import Config, CrmConfig
@@ -18,10 +17,11 @@ from syncd.crm.base import Crm
 from syncd.crm.bottlecrm import BottleCrm
 from syncd.crm.sink import CrmSink
 from syncd.errors import SyncdError, describe
+from syncd.logs import get_logger
 from syncd.store import crm_queue
 from syncd.store.directory import installation_secret
 
-log = structlog.get_logger("syncd.crm")
+log = get_logger("syncd.crm")
 
 PUSH_EVERY = 0.3  # seconds between looks at the outbox
 

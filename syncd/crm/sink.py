@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CrmConfig
@@ -29,11 +28,12 @@ from syncd.crm.base import Crm, DirectoryEntry, NotYet, Pushed, Refused, Target
 from syncd.crm.render import render_records, render_tasks
 from syncd.domain.directory_file import parse_directory
 from syncd.errors import RemoteError, describe
+from syncd.logs import get_logger
 from syncd.store import crm_queue as queue
 from syncd.store.directory_mirror import import_directory
 from syncd.store.tasks import set_status
 
-log = structlog.get_logger("syncd.crm")
+log = get_logger("syncd.crm")
 
 BATCH = 50
 

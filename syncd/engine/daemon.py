@@ -73,6 +73,7 @@ from syncd.engine.timed_jobs import TimedJobs
 from syncd.engine.watchers import Watchers
 from syncd.errors import ConfigError, TransientError, describe, raised_at
 from syncd.group_tokens import TokenCaches
+from syncd.logs import get_logger
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import Notifier
 from syncd.secrets import exposed_secrets
@@ -80,7 +81,7 @@ from syncd.store import leases
 from syncd.store.database import open_database
 from syncd.webhooks.deliverer import Deliverer
 
-log = structlog.get_logger("syncd.daemon")
+log = get_logger("syncd.daemon")
 
 Key = tuple[str, str]  # (kind, name)
 # seconds; each beat also reads which daemons are live, so that a stopped or dead one's

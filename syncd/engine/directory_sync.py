@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, DirectoryConfig
 from syncd.domain.bounds import loggable
 from syncd.domain.directory_file import MAX_FILE_BYTES, BadDirectoryFile, RowReader, text_stream
 from syncd.errors import SyncdError, UserError
+from syncd.logs import get_logger
 from syncd.metrics import Metrics
 from syncd.store import state
 from syncd.store.directory_mirror import (
@@ -44,7 +44,7 @@ from syncd.store.directory_mirror import (
 )
 from syncd.store.status_read import ACCOUNT
 
-log = structlog.get_logger("syncd.directory")
+log = get_logger("syncd.directory")
 
 KIND = SOURCE = "directory"  # its source_states row: (directory, directory, "")
 STDERR_KEPT = 2000  # bytes of a failing command's stderr kept for the message

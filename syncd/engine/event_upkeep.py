@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import structlog
 from sqlalchemy import Engine
 
 from syncd.config import Config
 from syncd.domain.durations import parse_duration
+from syncd.logs import get_logger
 from syncd.store import event_upkeep as store
-from syncd.store.privacy import reclaim_freed_pages
+from syncd.store.database import reclaim_freed_pages
 
-log = structlog.get_logger("syncd.events")
+log = get_logger("syncd.events")
 
 
 def events_upkeep(engine: Engine, config: Config, now: datetime | None = None) -> dict[str, int]:

@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import structlog
 from sqlalchemy import Connection, Engine, event, text
 
 from syncd.domain.assignment import share, source_key
+from syncd.logs import get_logger
 from syncd.store import leases
 
-log = structlog.get_logger("syncd.fleet")
+log = get_logger("syncd.fleet")
 
 Key = tuple[str, str]  # (kind, name)
 

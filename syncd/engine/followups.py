@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import structlog
 from sqlalchemy import Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig
 from syncd.domain.business_time import WorkingWeek
 from syncd.domain.followups import Rules, evaluate
 from syncd.engine.quiet import quiet_followups
+from syncd.logs import get_logger
 from syncd.store import tasks as store
 
-log = structlog.get_logger("syncd.tasks")
+log = get_logger("syncd.tasks")
 
 
 def evaluate_followups(

@@ -14,16 +14,16 @@ import threading
 import time
 from collections.abc import Collection
 
-import structlog
 from sqlalchemy import Engine
 
 from syncd.engine.fleet import Leases
 from syncd.engine.poll_ledger import PollLedger
+from syncd.logs import get_logger
 from syncd.metrics import Metrics
 from syncd.notify import Notifier
 from syncd.store import leases as store_leases
 
-log = structlog.get_logger("syncd.daemon")
+log = get_logger("syncd.daemon")
 
 Key = tuple[str, str]  # (kind, name)
 STATES = ("ok", "syncing", "backoff", "attention")

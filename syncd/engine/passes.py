@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from syncd.domain.matching import Directory
 from syncd.engine.imap.mail_sync import Progress
 from syncd.engine.sources import Fence, Source, SyncReport
 from syncd.errors import RemoteError
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.tasks")
+log = get_logger("syncd.tasks")
 
 
 def _no_fence(_conn: object) -> None:

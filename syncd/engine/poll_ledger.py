@@ -16,12 +16,12 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Protocol
 
-import structlog
 from sqlalchemy import Connection, Engine
 
+from syncd.logs import get_logger
 from syncd.store.state import polls_succeeded
 
-log = structlog.get_logger("syncd.polls")
+log = get_logger("syncd.polls")
 
 Key = tuple[str, str]  # (kind, name)
 

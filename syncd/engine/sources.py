@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
@@ -31,6 +30,7 @@ from syncd.engine.imap.mail_sync import (
 )
 from syncd.errors import RemoteError, describe
 from syncd.group_tokens import TokenCaches
+from syncd.logs import get_logger
 from syncd.store import verify as verify_store
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from syncd.engine.task_sync import TaskLists
     from syncd.engine.verify import SourceReport
 
-log = structlog.get_logger("syncd.sources")
+log = get_logger("syncd.sources")
 
 Kind = Literal["mailbox", "calendar"]
 Fence = Callable[[Connection], None]

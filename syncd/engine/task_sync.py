@@ -12,17 +12,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig
 from syncd.connectors.base import CalendarSession
 from syncd.domain.todos import render_todo, todo_status
 from syncd.errors import RemoteError
+from syncd.logs import get_logger
 from syncd.store import tasks as store
 from syncd.store.events import TASK_UPDATED
 
-log = structlog.get_logger("syncd.tasks")
+log = get_logger("syncd.tasks")
 
 
 class TaskLists:

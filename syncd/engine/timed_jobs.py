@@ -15,7 +15,6 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from functools import partial
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import Config
@@ -23,10 +22,11 @@ from syncd.engine.event_upkeep import events_upkeep
 from syncd.engine.fleet import LEASE
 from syncd.engine.followups import evaluate_followups
 from syncd.engine.sources import Source
+from syncd.logs import get_logger
 from syncd.metrics import Metrics
 from syncd.store import leases, turns
 
-log = structlog.get_logger("syncd.daemon")
+log = get_logger("syncd.daemon")
 
 Key = tuple[str, str]  # (kind, name)
 Job = Callable[[], None]

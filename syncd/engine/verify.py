@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, MailboxConfig
@@ -27,13 +26,14 @@ from syncd.domain.matching import Directory
 from syncd.engine.imap.mail_sync import SessionOpener, open_imap
 from syncd.engine.imap.pipeline import Policy, Skipped, process
 from syncd.errors import RemoteConfigError, RemoteError, describe
+from syncd.logs import get_logger
 from syncd.store import state
 from syncd.store import verify as store
 from syncd.store.capture import record_skips
 from syncd.store.directory import load_directory
 from syncd.store.sql import chunks
 
-log = structlog.get_logger("syncd.verify")
+log = get_logger("syncd.verify")
 
 
 @dataclass(slots=True)

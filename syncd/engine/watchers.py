@@ -14,13 +14,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import structlog
-
 from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub, Watch
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.sources import Source
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.daemon")
+log = get_logger("syncd.daemon")
 
 Key = tuple[str, str]  # (kind, name)
 Opened = tuple[int | None, int | None]  # what a watch's first login found (sources.OnOpen)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -38,6 +38,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
     # The search index's trigger reads a deleted record's tokens back with it.
     dbapi_connection.create_function("syncd_search_terms", 1, _search_terms, deterministic=True)
+
+
+def reclaim_freed_pages(conn: Connection) -> bool:
+    """After a forget on SQLite: move the zeroed pages (``secure_delete`` is on for every
+    connection) from the write-ahead log into the file and empty the log, so that neither
+    file holds the erased text.  Best effort: a reader holding the log open delays it to
+    the next checkpoint.  PostgreSQL keeps dead rows until VACUUM: returns False there."""
+    if conn.dialect.name != "sqlite":
+        return False
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return True
 
 
 def _search_terms(packed: bytes) -> str:

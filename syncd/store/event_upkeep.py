@@ -196,7 +196,7 @@ def forgotten_event_ids(conn: Connection) -> list[int]:
 def drop_delivered_forgotten(conn: Connection, delivered_ids: Iterable[int]) -> int:
     """For the webhook deliverer: delete the ``contact.forgotten`` events among these ids,
     once every configured endpoint has them; returns how many.  Other types are kept.  On
-    SQLite, call ``store.privacy.reclaim_freed_pages`` on a fresh connection after the
+    SQLite, call ``store.database.reclaim_freed_pages`` on a fresh connection after the
     commit, so that the address leaves the database file too (as ``events_upkeep`` does)."""
     dropped = 0
     for part in chunks(sorted(set(delivered_ids))):

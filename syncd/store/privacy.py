@@ -342,14 +342,3 @@ def _candidates(conn: Connection, table: Table, columns: dict[str, Redactor]) ->
     keys = [c.name for c in table.primary_key.columns]
     wanted = [table.c[n] for n in dict.fromkeys([*keys, *columns])]
     return list(conn.execute(select(*wanted).where(or_(*tests))).mappings())
-
-
-def reclaim_freed_pages(conn: Connection) -> bool:
-    """After a forget on SQLite: move the zeroed pages (``secure_delete`` is on for every
-    connection) from the write-ahead log into the file and empty the log, so that neither
-    file holds the erased text.  Best effort: a reader holding the log open delays it to
-    the next checkpoint.  PostgreSQL keeps dead rows until VACUUM: returns False there."""
-    if conn.dialect.name != "sqlite":
-        return False
-    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    return True

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, event
 from syncd.config import Config, WebhookConfig
 from syncd.engine.backlog import Backlog
 from syncd.errors import SyncdError, describe
+from syncd.logs import get_logger
 from syncd.store.events import TYPES
 from syncd.webhooks import queue
 from syncd.webhooks.envelope import body, envelope
@@ -37,7 +38,7 @@ from syncd.webhooks.policy import Answer, classify, failure_kind
 if TYPE_CHECKING:
     from syncd.metrics import Metrics
 
-log = structlog.get_logger("syncd.webhooks")
+log = get_logger("syncd.webhooks")
 
 SENDERS = 8  # concurrent requests per endpoint
 BATCH = 512  # deliveries in flight (claimed) per endpoint, at most

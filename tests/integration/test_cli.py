@@ -24,14 +24,14 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
     # Through list_commands/get_command: the top-level commands are imported on demand.
     out: list[tuple[str, click.Command]] = []
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        assert command is not None, name
-        full = f"{prefix}{name}"
-        out.append((full, command))
-        if isinstance(command, click.Group):
-            out.extend(_commands(command, full + " "))
+    with click.Context(group) as ctx:  # closed: what loading a command froze is unfrozen
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            full = f"{prefix}{name}"
+            out.append((full, command))
+            if isinstance(command, click.Group):
+                out.extend(_commands(command, full + " "))
     return out
 
 

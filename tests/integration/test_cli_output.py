@@ -49,14 +49,14 @@ ARGUMENTS = {("records", "search"): ("acme",)}
 def _walk(
     group: click.Group, prefix: tuple[str, ...] = ()
 ) -> list[tuple[tuple[str, ...], click.Command]]:
-    ctx = click.Context(group)
     found = []
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        assert command is not None
-        found.append(((*prefix, name), command))
-        if isinstance(command, click.Group):
-            found.extend(_walk(command, (*prefix, name)))
+    with click.Context(group) as ctx:  # closed: what loading a command froze is unfrozen
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            found.append(((*prefix, name), command))
+            if isinstance(command, click.Group):
+                found.extend(_walk(command, (*prefix, name)))
     return found
 
 

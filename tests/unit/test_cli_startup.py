@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -20,7 +21,8 @@ HEAVY = (
 NOT_FOR_SYNC = (
     "caldav", "niquests", "icalendar", "fastapi", "uvicorn", "syncd.engine.daemon",
     "syncd.engine.verify", "syncd.engine.calendar_sync", "syncd.engine.imap.idle_hub",
-    "syncd.engine.directory_sync", "syncd.api.app", "rich.progress",
+    "syncd.engine.directory_sync", "syncd.api.app", "rich.progress", "structlog",
+    "syncd.store.privacy", "syncd.store.reconcile",
 )  # fmt: skip
 
 
@@ -44,11 +46,11 @@ def test_help_imports_no_heavy_module() -> None:
 
 
 def test_the_help_list_is_each_commands_own_first_sentence() -> None:
-    ctx = click.Context(cli)
-    for name, entry in COMMANDS.items():
-        command = cli.get_command(ctx, name)
-        assert command is not None and command.name == name
-        assert command.get_short_help_str(limit=1000) == entry.short_help, name
+    with click.Context(cli) as ctx:  # closed: what loading a command froze is unfrozen
+        for name, entry in COMMANDS.items():
+            command = cli.get_command(ctx, name)
+            assert command is not None and command.name == name
+            assert command.get_short_help_str(limit=1000) == entry.short_help, name
 
 
 def test_help_lists_every_command() -> None:
@@ -76,3 +78,51 @@ def test_reading_a_configuration_without_groups_imports_no_groups() -> None:
     )
     unused = ("syncd.groups", "syncd.secret_sources", "subprocess", "shlex")
     assert _loaded_after(code, unused) == []
+
+
+def test_loading_pauses_the_collector_and_freezes_what_loaded() -> None:
+    import gc
+
+    from syncd.cli.app import loading
+
+    assert gc.isenabled()
+    try:
+        with loading():
+            assert not gc.isenabled()
+            loaded = [object() for _ in range(10)]  # stands in for a module's objects
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(loaded)
+    finally:
+        gc.unfreeze()
+
+
+def test_loading_leaves_a_paused_collector_paused() -> None:
+    import gc
+
+    from syncd.cli.app import loading
+
+    gc.disable()
+    try:
+        with loading():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_command_run_in_process_leaves_nothing_frozen(tmp_path: Path) -> None:
+    """The tests run many commands in one process: what a command froze while it loaded is
+    the collector's again when it ends, failing or not."""
+    import gc
+
+    from click.testing import CliRunner
+
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n')
+    runs = ((["status", "--json"], 3), (["records", "list", "--customer", "nobody"], 2))
+    for args, code in runs:  # exit 3: no daemon runs; exit 2: no such customer
+        result = CliRunner().invoke(cli, ["--config", str(config), *args])
+        assert result.exit_code == code, result.output
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0

@@ -33,17 +33,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import structlog
-
 from syncd.config import MailboxConfig
 from syncd.connectors.imap import ImapSession
 from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.retry import RECONNECT
 from syncd.errors import CredentialsError, InternalError, RemoteError, TransientError
 from syncd.group_tokens import TokenCaches
+from syncd.logs import get_logger
 from syncd.secrets import read_secret
 
-log = structlog.get_logger("syncd.push")
+log = get_logger("syncd.push")
 
 RENEW_EVERY = 5 * 60.0  # seconds in IDLE before DONE + NOOP + IDLE again
 RECONNECT_MAX = RECONNECT.cap

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-import structlog
 from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
@@ -27,6 +26,7 @@ from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
 from syncd.engine.imap.prefetch import Prefetched
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.group_tokens import TokenCaches
+from syncd.logs import get_logger
 from syncd.secrets import read_secret
 from syncd.store import state
 from syncd.store.capture import (
@@ -40,7 +40,7 @@ from syncd.store.capture import (
 from syncd.store.directory import load_directory
 from syncd.store.sql import chunks
 
-log = structlog.get_logger("syncd.sync")
+log = get_logger("syncd.sync")
 # UIDs searched at a time; a window of the UID space, not of messages (UIDs have gaps).
 UID_WINDOW = 10_000
 

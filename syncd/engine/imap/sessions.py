@@ -36,18 +36,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-import structlog
-
 from syncd.config import MailboxConfig, SyncConfig
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus, MailSession
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.errors import RemoteConfigError, RemoteError
+from syncd.logs import get_logger
 from syncd.metrics import Metrics
 
 if TYPE_CHECKING:
     from syncd.store.state import Cursor
 
-log = structlog.get_logger("syncd.imap_sessions")
+log = get_logger("syncd.imap_sessions")
 
 T = TypeVar("T")
 Opener = Callable[[MailboxConfig, int], MailSession]

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import structlog
 from sqlalchemy import Engine
 
 from syncd.connectors.imap_idle import FOLDER as INBOX
+from syncd.logs import get_logger
 from syncd.store.state import Cursor, cursors_of
 
-log = structlog.get_logger("syncd.fleet")
+log = get_logger("syncd.fleet")
 
 Key = tuple[str, str]  # (kind, name)
 Opened = tuple[int | None, int | None]  # INBOX's (UIDVALIDITY, UIDNEXT) at the login
