@@ -53,7 +53,7 @@ class _DeferredFormatter(logging.Formatter):
 
     def realize(self) -> logging.Formatter:
         if self._real is None:
-            self._real = _structlog_formatter(self._json)
+            self._real = _structlog_formatter(self._json, keep_configured=True)
         return self._real
 
 
@@ -89,12 +89,24 @@ class Logger:
     def error(self, event: str, *args: Any, **fields: Any) -> None:
         self._log(logging.ERROR, "error", event, args, fields)
 
+    def exception(self, event: str, *args: Any, **fields: Any) -> None:
+        self._log(logging.ERROR, "exception", event, args, fields)
+
+    def critical(self, event: str, *args: Any, **fields: Any) -> None:
+        self._log(logging.CRITICAL, "critical", event, args, fields)
+
     def _log(
         self, level: int, method: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]
     ) -> None:
         if self._real is None:
             deferred = _deferred_formatters()
-            if deferred and not logging.getLogger(self._name).isEnabledFor(level):
+            # Once structlog is loaded (a test's capture_logs, another module), every line
+            # goes through it, as structlog's own loggers would send it.
+            if (
+                deferred
+                and "structlog" not in sys.modules
+                and not logging.getLogger(self._name).isEnabledFor(level)
+            ):
                 return
             import structlog
 
@@ -123,20 +135,25 @@ def _shared() -> list[structlog.typing.Processor]:
     ]
 
 
-def _structlog_formatter(json: bool) -> logging.Formatter:
-    """Configure structlog's own loggers and return the formatter for standard-library ones."""
+def _structlog_formatter(json: bool, *, keep_configured: bool = False) -> logging.Formatter:
+    """Configure structlog's own loggers and return the formatter for standard-library ones.
+
+    With ``keep_configured`` (a deferred formatter's first record), a structlog configured
+    since ``configure`` ran is left as it is: that is a test's ``capture_logs``, which must
+    keep seeing every line."""
     import structlog
 
     shared = _shared()
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    if not (keep_configured and structlog.is_configured()):
+        structlog.configure(
+            processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+            cache_logger_on_first_use=True,
+        )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

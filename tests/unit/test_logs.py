@@ -72,3 +72,20 @@ def test_with_structlog_loaded_every_line_goes_through_it() -> None:
         "print([(e['event'], e['log_level'], e['n']) for e in seen])\n"
     )
     assert out == ["[('probe.captured', 'info', 3)]"]
+
+
+def test_a_capture_begun_after_a_lazy_configure_sees_every_line() -> None:
+    """An in-process command leaves the deferred formatter behind (structlog never loaded);
+    a test's capture_logs entered later must still see every line: the first line must
+    not reconfigure structlog under the capture."""
+    out, err = _run(
+        PRELUDE + "logs.configure('WARNING', json=True, lazy=True)\n"
+        "from structlog.testing import capture_logs\n"
+        "with capture_logs() as seen:\n"
+        "    logs.get_logger('syncd.probe').info('probe.below')\n"
+        "    logs.get_logger('syncd.other').error('probe.above', n=2)\n"
+        "    logs.get_logger('syncd.probe').error('probe.again')\n"
+        "print([(e['event'], e['log_level']) for e in seen])\n"
+    )
+    assert out == ["[('probe.below', 'info'), ('probe.above', 'error'), ('probe.again', 'error')]"]
+    assert err == ""
