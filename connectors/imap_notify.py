@@ -10,8 +10,11 @@ Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS ans
 it, until anything puts that in doubt.  Whatever cannot be read for sure (a name in a
 literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next poll
 is then a full pass.  NOTIFICATIONOVERFLOW (the server gave up notifying) or a LIST (a folder
-created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Nothing
-here relies on the order of NOTIFY's responses and IDLE's: each line is judged on its own.
+created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Dovecot
+2.3 sends no LIST for a rename: a folder gone loses its cover at the next NOTIFY SET (the
+watch's renewal, every few minutes), which names no folder it could not find; until then
+no mail can come into it anyway.  Nothing here relies on the order of NOTIFY's responses
+and IDLE's: each line is judged on its own.
 """
 
 from __future__ import annotations
@@ -138,16 +141,16 @@ class Notified:
             return False
         before = self._heard.get(folder, (None, None))
         self._heard[folder] = (heard[0] or before[0], heard[1] or before[1])
-        # False: an expunge, or a repeat, has nothing to capture.
         return _moved(before, heard)
 
 
 def _moved(before: Seen, now: Seen) -> bool:
-    """A folder may have mail past what was known: a new UIDVALIDITY, a UIDNEXT past the
-    one known, or either unknown."""
+    """A folder may have mail past what was known: a new UIDVALIDITY, a UIDNEXT other than
+    the one known (below it: the folder was made anew under its name, and Dovecot's events
+    leave UIDVALIDITY out), or either unknown.  The same UIDNEXT: an expunge, a repeat."""
     validity, uidnext = now
     if uidnext is None or before[1] is None:
         return True
     if validity is not None and before[0] is not None and validity != before[0]:
         return True
-    return uidnext > before[1]
+    return uidnext != before[1]

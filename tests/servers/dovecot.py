@@ -73,7 +73,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
-{many}"""
+{extra}{many}"""
 
 # For thousands of connections (the push tests and bench/push.py): the defaults allow 100
 # imap processes and 10 connections per user and address.  An imap process serves many
@@ -151,6 +151,9 @@ class Dovecot:
     master_users: dict[str, str] | None = None
     # Connections to allow at once; 0 keeps Dovecot's defaults (about 100).
     max_connections: int = 0
+    # The capabilities announced after login instead of Dovecot's own (imap_capability):
+    # a server without NOTIFY, say.
+    capabilities: str | None = None
     port: int = 0
     tls_port: int = 0
     cert_file: Path | None = None
@@ -243,6 +246,7 @@ class Dovecot:
                 internal_group=self._internal_group,
                 oauth2_mechanisms=" xoauth2 oauthbearer" if self.oauth2_introspection_url else "",
                 oauth2_passdb=oauth2_passdb,
+                extra=(f"imap_capability = {self.capabilities}\n" if self.capabilities else ""),
                 many=_MANY.format(
                     n=self.max_connections,
                     processes=self.max_connections // 50 + 10,
