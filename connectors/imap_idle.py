@@ -85,7 +85,6 @@ class IdleConnection:
         config: MailboxConfig,
         secret: Callable[[], str],
         on_login: Callable[[str], None] | None = None,
-        *,
         notify: bool = True,
     ) -> IdleConnection | None:
         """Log in (one try), open INBOX read-only and, with ``notify`` where the server offers

@@ -9,8 +9,8 @@ the command, what each untagged line means, and since when each folder is covere
 Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS answer named
 it, until anything puts that in doubt.  Whatever cannot be read for sure (a name in a
 literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next poll
-is then a full pass.  NOTIFICATIONOVERFLOW (the server gave up notifying) or a LIST (a folder
-created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Dovecot
+is then a full pass.  NOTIFICATIONOVERFLOW (the server gave up notifying: news) or a LIST (a
+folder created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Dovecot
 2.3 sends no LIST for a rename: a folder gone loses its cover at the next NOTIFY SET (the
 watch's renewal, every few minutes), which names no folder it could not find; until then
 no mail can come into it anyway.  Nothing here relies on the order of NOTIFY's responses
@@ -125,9 +125,14 @@ class Notified:
     def line(self, line: bytes) -> bool:
         """One untagged line while NOTIFY may be on; True when it is NOTIFY's and says a
         folder may have new mail."""
-        if _OVERFLOW.match(line) or _LIST.match(line):
+        if _OVERFLOW.match(line):  # events were lost: whatever they said, ask
             self.covered = {}
             return True
+        if _LIST.match(line):
+            # A folder made, renamed or deleted (Dovecot announces Sent made on first use):
+            # no new message in itself, but the next poll asks every folder again.
+            self.covered = {}
+            return False
         if not _ANY_STATUS.match(line):
             return False
         found = _STATUS.match(line)

@@ -572,7 +572,7 @@ class IdleHub:
             box,
             lambda: read_secret(box, what=f"mailbox {box.name}", tokens=self._tokens),
             self._on_login,
-            notify=self._use_notify,
+            self._use_notify,
         )
         if connection is None:
             with self._lock:
