@@ -29,17 +29,11 @@ from syncd.store.directory import load_directory
 from tests.conftest import LOGINS, World
 from tests.daemon import wait_until
 from tests.mail import make_message
-from tests.servers.dovecot import Dovecot
+from tests.servers.dovecot import WITHOUT_NOTIFY, Dovecot
 
 pytestmark = pytest.mark.dovecot
 
 FOLDERS = ["INBOX", "Sent"]
-# Dovecot's own list less NOTIFY: a server that does not offer it.
-WITHOUT_NOTIFY = (
-    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT UNSELECT CHILDREN NAMESPACE "
-    "UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH LIST-STATUS BINARY MOVE LITERAL+ "
-    "SPECIAL-USE"
-)
 
 
 class Commands:

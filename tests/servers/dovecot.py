@@ -103,6 +103,15 @@ service auth {{
 """
 
 
+# Dovecot 2.3's capabilities after login, less NOTIFY: a server that does not offer it
+# (``Dovecot(capabilities=...)``), for the tests and benchmarks that compare.
+WITHOUT_NOTIFY = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT UNSELECT CHILDREN NAMESPACE "
+    "UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH LIST-STATUS BINARY MOVE LITERAL+ "
+    "SPECIAL-USE"
+)
+
+
 def _unused_uid() -> int:
     """A uid no account has, different for each process (a Dovecot's mail owner)."""
     uid = 61000 + os.getpid() % 3000
