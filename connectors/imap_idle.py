@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+import structlog
+
 from syncd.config import MailboxConfig
 from syncd.connectors import retry
 from syncd.connectors.imap import ImapSession, classify
@@ -42,6 +44,7 @@ _NEW_MAIL = re.compile(rb"^\* \d+ (?:EXISTS|RECENT)\b", re.IGNORECASE)
 _BYE = re.compile(rb"^\* BYE\b", re.IGNORECASE)
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _tags = itertools.count(1)
+log = structlog.get_logger("syncd.imap")
 
 
 class _Refused(Exception):
@@ -61,6 +64,7 @@ class IdleConnection:
         self._imap = imap
         self._sock = session.client.socket()
         self._timeout = float(config.timeout)
+        self._name = config.name
         self._where = f"mailbox {config.name} folder {FOLDER}"
         self._buffer = bytearray()
         self._idle_tag: bytes | None = None
@@ -329,6 +333,7 @@ class IdleConnection:
         except _Refused:
             notified.drop()
             self._notified, self._notifying = None, False
+            log.info("notify.refused", mailbox=self._name)  # polls ask STATUS, as before
             return False
         return notified.end_set(began, seen) or news
 

@@ -4,7 +4,9 @@ A watch holds INBOX in IDLE.  Where the server offers NOTIFY, the same connectio
 to hear about the mailbox's other captured folders (the Sent one): the server then answers
 a new message there with an untagged STATUS, even in IDLE, and a poll needs no STATUS of
 its own for a folder covered that way.  This module is the bookkeeping of one connection:
-the command, what each untagged line means, and since when each folder is covered.
+the command, what each untagged line means, and since when each folder is covered.  The
+folders are named one by one, not ``personal``: mail moved about in folders we do not
+capture (Drafts, Trash) would wake the mailbox for nothing.
 
 Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS answer named
 it, until anything puts that in doubt.  Whatever cannot be read for sure (a name in a

@@ -240,9 +240,9 @@ class IdleHub:
     def folders_covered(self, watch: Watch) -> dict[str, float]:
         with self._lock:
             connection = watch.connection
-            if _gone(watch) or watch.state not in _OPEN or connection is None:
+            if _gone(watch) or watch.state not in _OPEN or not watch.connected_at:
                 return {}
-            if not watch.connected_at:
+            if connection is None:
                 return {}
             return {INBOX: watch.connected_at, **connection.covered()}
 
