@@ -15,6 +15,10 @@ run it measures:
 5. 4 daemons: the largest share.
 No message may be captured twice: records and distinct keys are counted at the end.
 Reference in the same run: Dovecot's own CPU over the idle window.
+
+``--sent`` captures INBOX and Sent (default: INBOX alone); ``--compare-notify`` runs it all
+twice, on a Dovecot that offers IMAP NOTIFY (Sent covered by the watch: no STATUS per poll)
+and then on one that does not (a STATUS of Sent per poll), for the same-run ratio.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from syncd.domain.assignment import assign, source_key
 from syncd.schema.tables import daemons, records, source_health
-from tests.servers.dovecot import Dovecot
+from tests.servers.dovecot import WITHOUT_NOTIFY, Dovecot
 from tests.servers.ports import free_port
 from tests.servers.postgres import admin_url, scratch_database
 
@@ -55,12 +59,17 @@ def message(tag: str, n: int) -> bytes:
 
 
 def config_text(
-    db_url: str, port: int, users: list[str], concurrency: int, interval: int = 600
+    db_url: str,
+    port: int,
+    users: list[str],
+    concurrency: int,
+    interval: int = 600,
+    folders: str = '["INBOX"]',
 ) -> str:
     boxes = "".join(
         f'[[mailbox]]\nname = "{u}"\nowner = "{u}@example.com"\nhost = "127.0.0.1"\n'
         f'port = {port}\nsecurity = "plain"\nusername = "{u}"\npassword = "pw-{u}"\n'
-        'folders = ["INBOX"]\n\n'
+        f"folders = {folders}\n\n"
         for u in users
     )
     # Polls every 10 minutes by default: push and lease handovers are what is measured.
@@ -224,12 +233,34 @@ def main() -> int:
     )
     parser.add_argument("--no-failover", action="store_true", help="skip SIGTERM/kill -9/4 daemons")
     parser.add_argument("--keep", action="store_true", help="keep the daemons' logs and configs")
+    parser.add_argument("--sent", action="store_true", help="capture Sent too, not INBOX alone")
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds settled before the idle window"
+    )
+    parser.add_argument(
+        "--compare-notify", action="store_true", help="run with IMAP NOTIFY, then without"
+    )
     args = parser.parse_args()
+    if not args.compare_notify:
+        return fleet(args, None)
+    print("=== with NOTIFY ===")
+    fleet(args, None)
+    print("=== without NOTIFY ===")
+    return fleet(args, WITHOUT_NOTIFY)
+
+
+def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
+    """One whole run; ``capabilities``: Dovecot's after login, instead of its own."""
     n, k = args.mailboxes, args.daemons
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-fleet-", dir="/tmp"))
     work.chmod(0o755)
     users = [f"rep{i}" for i in range(n)]
-    server = Dovecot(work / "dovecot", {u: f"pw-{u}" for u in users}, max_connections=2 * n)
+    server = Dovecot(
+        work / "dovecot",
+        {u: f"pw-{u}" for u in users},
+        max_connections=2 * n,
+        capabilities=capabilities,
+    )
     server.start()
     fleet: list[Daemon] = []
     try:
@@ -237,7 +268,8 @@ def main() -> int:
             server.deliver_many(user, [message(f"seed{i}", m) for m in range(args.messages)])
         with admin_url(work / "pg") as admin, scratch_database(admin) as db_url:
             db = Database(db_url)
-            base = config_text(db_url, server.port, users, args.concurrency, args.interval)
+            folders = '["INBOX", "Sent"]' if args.sent else '["INBOX"]'
+            base = config_text(db_url, server.port, users, args.concurrency, args.interval, folders)
             # --- 1. capture --------------------------------------------------------------
             started = time.perf_counter()
             dove_before = dovecot_cpu_seconds(server)
@@ -254,7 +286,9 @@ def main() -> int:
             del took
             # --- 2. idle -----------------------------------------------------------------
             wait(lambda: server.connections() <= n + 5 * k, 120, "connections to settle")
-            time.sleep(5)
+            # A watch covers Sent by NOTIFY only from a poll that read it after NOTIFY began:
+            # the first poll or two of each mailbox after settling still ask (warm-up).
+            time.sleep(args.warmup)
             before = {d.name: d.stat() for d in fleet}
             logins = {d.name: d.metric("syncd_imap_logins_total") for d in fleet}
             lent = {d.name: d.metric("syncd_imap_sessions_reused_total") for d in fleet}

@@ -1,5 +1,8 @@
 """One IMAP connection in IDLE on INBOX (RFC 2177), read without a thread of its own.
 
+Where the server offers NOTIFY (RFC 5465), the connection also hears of new mail in the
+mailbox's other captured folders (imap_notify.py): a poll then needs no STATUS for them.
+
 imapclient logs in and opens the folder (blocking, on one of the push hub's few workers);
 from then on this module owns the socket: the hub's selector says when it is readable and
 ``read_ready`` takes what is there without ever blocking.  imaplib cannot do that: its
@@ -19,12 +22,15 @@ import itertools
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+
+import structlog
 
 from syncd.config import MailboxConfig
 from syncd.connectors import retry
 from syncd.connectors.imap import ImapSession, classify
+from syncd.connectors.imap_notify import Notified
 from syncd.errors import RemoteError, TransientError
 
 FOLDER = "INBOX"
@@ -38,6 +44,11 @@ _NEW_MAIL = re.compile(rb"^\* \d+ (?:EXISTS|RECENT)\b", re.IGNORECASE)
 _BYE = re.compile(rb"^\* BYE\b", re.IGNORECASE)
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _tags = itertools.count(1)
+log = structlog.get_logger("syncd.imap")
+
+
+class _Refused(Exception):
+    """The server answered NO or BAD to a command it may refuse (NOTIFY SET)."""
 
 
 class IdleConnection:
@@ -53,6 +64,7 @@ class IdleConnection:
         self._imap = imap
         self._sock = session.client.socket()
         self._timeout = float(config.timeout)
+        self._name = config.name
         self._where = f"mailbox {config.name} folder {FOLDER}"
         self._buffer = bytearray()
         self._idle_tag: bytes | None = None
@@ -63,6 +75,13 @@ class IdleConnection:
         # INBOX's (UIDVALIDITY, UIDNEXT) at login: whether a mailbox taken over from another
         # daemon has mail its cursor has not seen, without a poll of its own.
         self.opened_at: tuple[int | None, int | None] = (None, None)
+        # The other folders under NOTIFY (None: the server has none, or refused it), whether
+        # it is in force on the server now (not while lent: imaplib must not meet its STATUS
+        # lines), and news of them heard on the way out of IDLE, for ``reenter_idle``.
+        self._notified: Notified | None = None
+        self._notifying = False
+        self._notify_news = False
+        self._carried = False
 
     @classmethod
     def open(
@@ -70,9 +89,11 @@ class IdleConnection:
         config: MailboxConfig,
         secret: Callable[[], str],
         on_login: Callable[[str], None] | None = None,
+        notify: bool = True,
     ) -> IdleConnection | None:
-        """Log in (one try), open INBOX read-only and enter IDLE; None when the server has
-        no IDLE.  Blocking, up to the mailbox's timeout per step.  ``on_login`` hears the
+        """Log in (one try), open INBOX read-only and, with ``notify`` where the server offers
+        NOTIFY, ask it to announce the other captured folders; None when the server has no
+        IDLE.  Blocking, up to the mailbox's timeout per step.  ``on_login`` hears the
         login's outcome ("ok" or the error's kind), for the daemon's login metric."""
         try:
             session = ImapSession.open(config, secret, max_bytes=0, policy=retry.ONCE)
@@ -84,14 +105,22 @@ class IdleConnection:
             raise
         _observe(on_login, "ok")
         try:
-            if "IDLE" not in session.capabilities():
+            caps = session.capabilities()
+            if "IDLE" not in caps:
                 session.close()
                 return None
+            folders: list[str] = []
+            if notify and "NOTIFY" in caps:
+                folders = config.folders or session.default_folders()
             opened = session.examine(FOLDER)
             connection = cls(session, config)
             connection._uidnext = opened.uidnext
             connection.opened_at = (opened.uidvalidity, opened.uidnext)
             connection._take_over()
+            notified = Notified(folders)
+            if notified.folders:  # INBOX alone: IDLE says it all
+                connection._notified = notified
+                connection._set_notify()
         except BaseException:
             session.close()
             raise
@@ -107,8 +136,15 @@ class IdleConnection:
         """Bytes already decrypted by TLS and waiting: the selector cannot see those."""
         return isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
 
+    def covered(self) -> Mapping[str, float]:
+        """The folders other than INBOX that NOTIFY covers, each with since when
+        (time.monotonic()): any new message there is reported as INBOX's are."""
+        notified = self._notified
+        return {} if notified is None else notified.covered
+
     def read_ready(self) -> bool:
-        """Read what the server sent, at most READ_PER_WAKE bytes; True when INBOX got mail.
+        """Read what the server sent, at most READ_PER_WAKE bytes; True when INBOX (or a
+        folder under NOTIFY) got mail.
 
         Raises TransientError when the connection must be dropped (closed, BYE, a flood).
         """
@@ -147,7 +183,12 @@ class IdleConnection:
         with self._network():
             self._sock.sendall(b"DONE\r\n")
         new_mail = self._response(tag)
-        new_mail |= self._command(_new_tag(), b"NOOP")
+        if self._notified is not None:
+            # NOTIFY SET STATUS is the round trip, and each folder's STATUS with it also
+            # finds mail the server did not announce (written into the folder behind its back).
+            new_mail |= self._set_notify()
+        else:
+            new_mail |= self._command(_new_tag(), b"NOOP")
         return self.enter_idle() or new_mail
 
     # --- lent to a poll (blocking, on the poll's thread) -------------------------------------
@@ -159,29 +200,47 @@ class IdleConnection:
 
     def leave_idle(self) -> None:
         """DONE, and the connection is a plain session again (blocking, with the timeout):
-        a poll may use it, then ``reenter_idle``.  Whatever the server announced on the way
-        is moot: the poll reads every folder next."""
+        a poll may use it, then ``reenter_idle``.  What the server announced of INBOX on
+        the way is moot: ``reenter_idle`` compares INBOX's UIDNEXT with what the poll saw."""
         assert self._idle_tag is not None, "leave_idle() outside IDLE"
         self._sock.settimeout(self._timeout)
         tag, self._idle_tag = self._idle_tag, None
+        # NOTIFY off for the poll (in the same packet as DONE): its STATUS lines would meet
+        # imaplib's answers.  What it said of the other folders on the way is kept: a poll
+        # may not read them, and ``reenter_idle`` reports it.
+        silence = _new_tag() if self._notifying else None
+        self._notify_news = False
         with self._network():
-            self._sock.sendall(b"DONE\r\n")
+            self._sock.sendall(b"DONE\r\n" + (silence + b" NOTIFY NONE\r\n" if silence else b""))
         self._response(tag)
+        if silence is not None:
+            self._response(silence)
+            self._notifying = False
+        self._carried = self._notify_news
         # imaplib reads the poll's answers from here on: nothing of ours may stay behind.
         self._buffer.clear()
 
-    def reenter_idle(self, inbox_uidnext: int | None) -> bool:
-        """After a poll: INBOX examined again, IDLE again.  True when INBOX has mail the
-        poll may not have seen: its UIDNEXT moved past ``inbox_uidnext``, the UIDNEXT the
-        poll saw (None, when the poll did not read INBOX: past the UIDNEXT of the last time
-        IDLE began), or mail was announced on the way.  A poll that never reads INBOX (its
-        folders exclude it, or it failed first) therefore wakes no endless round of polls."""
+    def reenter_idle(
+        self, inbox_uidnext: int | None, seen: Mapping[str, int | None] | None = None
+    ) -> bool:
+        """After a poll: INBOX examined again, NOTIFY set again, IDLE again.  True when INBOX
+        has mail the poll may not have seen: its UIDNEXT moved past ``inbox_uidnext``, the
+        UIDNEXT the poll saw (None, when the poll did not read INBOX: past the UIDNEXT of the
+        last time IDLE began), or mail was announced on the way; or a folder under NOTIFY
+        has (past ``seen``, the UIDNEXT the poll read of each, else past what NOTIFY last
+        said).  A poll that never reads INBOX (its folders exclude it, or it failed first)
+        therefore wakes no endless round of polls."""
         status = self._session.examine(FOLDER)
         self._take_over()
-        seen = inbox_uidnext if inbox_uidnext is not None else self._uidnext
+        seen_inbox = inbox_uidnext if inbox_uidnext is not None else self._uidnext
         # A server without UIDNEXT cannot tell: the next scheduled poll will.
-        moved = seen is not None and status.uidnext is not None and status.uidnext > seen
+        moved = (
+            seen_inbox is not None and status.uidnext is not None and status.uidnext > seen_inbox
+        )
         self._uidnext = status.uidnext
+        moved, self._carried = moved or self._carried, False
+        if self._notified is not None:
+            moved |= self._set_notify(seen)
         return self.enter_idle() or moved
 
     def close(self) -> None:
@@ -255,16 +314,42 @@ class IdleConnection:
     def _untagged(self, line: bytes) -> bool:
         if _BYE.match(line):
             raise TransientError(f"{self._where}: the server closed IDLE (BYE)")
+        if self._notifying and self._notified is not None and self._notified.line(line):
+            self._notify_news = True
+            return True
         return _NEW_MAIL.match(line) is not None
 
-    def _command(self, tag: bytes, command: bytes, *, continuation: bool = False) -> bool:
+    def _set_notify(self, seen: Mapping[str, int | None] | None = None) -> bool:
+        """NOTIFY SET for the other folders (blocking); True when one of those it covered
+        has mail nobody reported (``Notified.end_set``).  Refused, the connection goes on
+        without NOTIFY, as on a server that never offered it: polls ask STATUS again."""
+        notified = self._notified
+        assert notified is not None
+        began = time.monotonic()
+        notified.begin_set()
+        self._notifying = True  # its lines may come before its answer, and are NOTIFY's
+        try:
+            news = self._command(_new_tag(), notified.set_command(), may_refuse=True)
+        except _Refused:
+            notified.drop()
+            self._notified, self._notifying = None, False
+            log.info("notify.refused", mailbox=self._name)  # polls ask STATUS, as before
+            return False
+        return notified.end_set(began, seen) or news
+
+    def _command(
+        self, tag: bytes, command: bytes, *, continuation: bool = False, may_refuse: bool = False
+    ) -> bool:
         with self._network():
             self._sock.sendall(tag + b" " + command + b"\r\n")
-        return self._response(tag, continuation=continuation)
+        return self._response(tag, continuation=continuation, may_refuse=may_refuse)
 
-    def _response(self, tag: bytes, *, continuation: bool = False) -> bool:
+    def _response(
+        self, tag: bytes, *, continuation: bool = False, may_refuse: bool = False
+    ) -> bool:
         """Read (blocking) up to the answer to ``tag``, or its "+" when ``continuation``;
-        True when an untagged line on the way announced new mail."""
+        True when an untagged line on the way announced new mail.  A NO or BAD raises
+        _Refused when ``may_refuse``, else TransientError."""
         new_mail = False
         # A server that trickles a byte at a time never trips the socket's timeout: the
         # whole answer gets twice that, so it cannot hold one of the hub's few workers.
@@ -286,6 +371,8 @@ class IdleConnection:
                 return new_mail
             if line.startswith(tag + b" "):
                 status = line[len(tag) + 1 :].split(b" ", 1)[0].upper()
+                if status != b"OK" and may_refuse and status in (b"NO", b"BAD"):
+                    raise _Refused
                 if status != b"OK":
                     text = line.decode("ascii", "replace").strip()[:200]
                     raise TransientError(f"{self._where}: the server refused: {text}")

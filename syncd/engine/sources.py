@@ -322,12 +322,17 @@ class MailboxSource(_Configured[MailboxConfig]):
         cursors = self._sessions.cursors(self.name)
         if not cursors:
             return None
-        # INBOX held in IDLE by the watch since before the last pass read it: any mail
-        # since was reported (and made this poll a full pass), so it needs no STATUS.
-        covered = self._sessions.inbox_covered(self.name)
+        # INBOX held in IDLE by the watch since before the last pass read it (and the other
+        # folders under the watch's NOTIFY since then): any mail since was reported (and
+        # made this poll a full pass), so they need no STATUS.
+        covered = self._sessions.covered_folders(self.name)
+
+        def asks(folder: str) -> bool:
+            return (INBOX if folder.upper() == INBOX else folder) not in covered
+
         folders = self.config.folders or self._sessions.default_folders_listed(self.name)
         if folders is not None and covered:
-            rest = [f for f in folders if f.upper() != INBOX]
+            rest = [f for f in folders if asks(f)]
             if not rest:  # nothing to ask the server: the IDLE stays undisturbed
                 if any(f not in cursors for f in folders):
                     return None
@@ -340,7 +345,7 @@ class MailboxSource(_Configured[MailboxConfig]):
             return None
         try:
             folders = folders or session.default_folders()
-            asked = [f for f in folders if not (covered and f.upper() == INBOX)]
+            asked = [f for f in folders if asks(f)]
             if any(f not in cursors for f in folders):
                 return None
             if not unchanged_folders(session, asked, cursors):

@@ -91,7 +91,7 @@ def test_a_watched_inbox_costs_its_poll_no_command(
         return real(session, folders, cursors)
 
     monkeypatch.setattr(sources_module, "unchanged_folders", spy)
-    hub = IdleHub()
+    hub = IdleHub(notify=False)  # IDLE alone: NOTIFY's cover of Sent is test_notify.py's
     news: list[str] = []
     watch = hub.watch(source.config, news.append)
     try:

@@ -73,7 +73,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
-{many}"""
+{extra}{many}"""
 
 # For thousands of connections (the push tests and bench/push.py): the defaults allow 100
 # imap processes and 10 connections per user and address.  An imap process serves many
@@ -101,6 +101,15 @@ service auth {{
   client_limit = {anvil}
 }}
 """
+
+
+# Dovecot 2.3's capabilities after login, less NOTIFY: a server that does not offer it
+# (``Dovecot(capabilities=...)``), for the tests and benchmarks that compare.
+WITHOUT_NOTIFY = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT UNSELECT CHILDREN NAMESPACE "
+    "UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH LIST-STATUS BINARY MOVE LITERAL+ "
+    "SPECIAL-USE"
+)
 
 
 def _unused_uid() -> int:
@@ -151,6 +160,9 @@ class Dovecot:
     master_users: dict[str, str] | None = None
     # Connections to allow at once; 0 keeps Dovecot's defaults (about 100).
     max_connections: int = 0
+    # The capabilities announced after login instead of Dovecot's own (imap_capability):
+    # a server without NOTIFY, say.
+    capabilities: str | None = None
     port: int = 0
     tls_port: int = 0
     cert_file: Path | None = None
@@ -243,6 +255,7 @@ class Dovecot:
                 internal_group=self._internal_group,
                 oauth2_mechanisms=" xoauth2 oauthbearer" if self.oauth2_introspection_url else "",
                 oauth2_passdb=oauth2_passdb,
+                extra=(f"imap_capability = {self.capabilities}\n" if self.capabilities else ""),
                 many=_MANY.format(
                     n=self.max_connections,
                     processes=self.max_connections // 50 + 10,

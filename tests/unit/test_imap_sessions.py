@@ -339,7 +339,7 @@ class LendingWatcher:
         self.lent += 1
         return self.session
 
-    def give_back(self, usable: bool, inbox_uidnext: int | None) -> None:
+    def give_back(self, usable: bool, inbox_uidnext: int | None, seen: object = None) -> None:
         self.returned.append((usable, inbox_uidnext))
 
 

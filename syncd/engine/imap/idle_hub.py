@@ -17,6 +17,12 @@ connection is dropped and opened again after the waits of the ``RECONNECT`` poli
 an internal error (a bug, a library that changed) the longest of them straight away.  A
 watch only ends on purpose (stopped, login refused, no IDLE) and says why in ``ended``;
 the daemon starts again a watch that ended any other way (``alive`` is False).
+
+Where the server offers NOTIFY (RFC 5465), the watch's connection also hears of new mail in
+the mailbox's other captured folders (the Sent one), so that a poll asks the server nothing
+about a folder the watch has covered since the poll's cursors were read
+(``folders_covered_since``).  Every loss of that cover (a reconnect, NOTIFY refused,
+NOTIFICATIONOVERFLOW, a folder renamed or deleted) makes the polls ask STATUS again.
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from syncd.config import MailboxConfig
 from syncd.connectors.imap import ImapSession
+from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.retry import RECONNECT
 from syncd.errors import CredentialsError, InternalError, RemoteError, TransientError
@@ -89,9 +96,12 @@ class Watch:
         to lend now (connecting, reconnecting, renewing, lent already)."""
         return self._hub.lend(self, wait)
 
-    def give_back(self, usable: bool, inbox_uidnext: int | None) -> None:
-        """The poll is over: IDLE again (or, when ``usable`` is False, log in anew)."""
-        self._hub.give_back(self, usable, inbox_uidnext)
+    def give_back(
+        self, usable: bool, inbox_uidnext: int | None, seen: Mapping[str, int | None] | None = None
+    ) -> None:
+        """The poll is over: IDLE again (or, when ``usable`` is False, log in anew).
+        ``seen``: the UIDNEXT the poll read of each folder, for the folders under NOTIFY."""
+        self._hub.give_back(self, usable, inbox_uidnext, seen)
 
     def inbox_covered_since(self) -> float | None:
         """Since when (time.monotonic()) this watch's connection has kept INBOX covered
@@ -99,6 +109,12 @@ class Watch:
         (``on_new_mail``), also one that came while the connection was lent, renewed or
         lost (a reconnect reports once back).  None while it has no connection."""
         return self._hub.covered_since(self)
+
+    def folders_covered_since(self) -> dict[str, float]:
+        """``inbox_covered_since`` for every folder the connection covers: INBOX in IDLE,
+        the others by NOTIFY (each since its NOTIFY SET answered for it).  Empty while it
+        has no connection."""
+        return self._hub.folders_covered(self)
 
     def join(self, timeout: float) -> None:
         self._done.wait(timeout)
@@ -147,8 +163,10 @@ class IdleHub:
         connects_per_second: float = CONNECTS_PER_SECOND,
         on_login: Callable[[str], None] | None = None,
         tokens: TokenCaches | None = None,
+        notify: bool = True,
     ) -> None:
         self._renew_every = renew_every
+        self._use_notify = notify  # NOTIFY where the server offers it (False: IDLE on INBOX only)
         self._on_login = on_login  # each login's outcome, for syncd_imap_logins_total
         self._tokens = tokens  # a group member's XOAUTH2 token: the daemon's caches
         self._workers = workers
@@ -218,6 +236,15 @@ class IdleHub:
                 return None
             return watch.connected_at or None
 
+    def folders_covered(self, watch: Watch) -> dict[str, float]:
+        with self._lock:
+            connection = watch.connection
+            if _gone(watch) or watch.state not in _OPEN or not watch.connected_at:
+                return {}
+            if connection is None:
+                return {}
+            return {INBOX: watch.connected_at, **connection.covered()}
+
     def lend(self, watch: Watch, wait: float) -> ImapSession | None:
         """Take ``watch``'s connection out of IDLE for a poll on the caller's thread, so
         that polling a watched mailbox costs no login and no second connection.  The
@@ -254,7 +281,13 @@ class IdleHub:
             return None
         return connection.session
 
-    def give_back(self, watch: Watch, usable: bool, inbox_uidnext: int | None) -> None:
+    def give_back(
+        self,
+        watch: Watch,
+        usable: bool,
+        inbox_uidnext: int | None,
+        seen: Mapping[str, int | None] | None = None,
+    ) -> None:
         """The poll is over: INBOX examined and IDLE again, on the caller's thread; a
         connection the poll left in doubt is dropped and the watch logs in anew."""
         with self._lock:
@@ -266,7 +299,7 @@ class IdleHub:
                 raise TransientError(
                     f"mailbox {watch.box.name}: the poll failed on the watch's connection"
                 )
-            new_mail = connection.reenter_idle(inbox_uidnext)
+            new_mail = connection.reenter_idle(inbox_uidnext, seen)
         except Exception as err:
             self._broken(watch, connection, err)
             return
@@ -538,6 +571,7 @@ class IdleHub:
             box,
             lambda: read_secret(box, what=f"mailbox {box.name}", tokens=self._tokens),
             self._on_login,
+            self._use_notify,
         )
         if connection is None:
             with self._lock:

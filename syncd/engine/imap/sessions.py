@@ -31,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
@@ -87,7 +87,9 @@ class Lender(Protocol):
 
     def lend(self, wait: float) -> MailSession | None: ...
 
-    def give_back(self, usable: bool, inbox_uidnext: int | None) -> None: ...
+    def give_back(
+        self, usable: bool, inbox_uidnext: int | None, seen: Mapping[str, int | None] | None = None
+    ) -> None: ...
 
 
 @runtime_checkable
@@ -95,6 +97,14 @@ class Covering(Protocol):
     """A watcher that can say since when it has kept INBOX covered (idle_hub.py's Watch)."""
 
     def inbox_covered_since(self) -> float | None: ...
+
+
+@runtime_checkable
+class CoveringFolders(Protocol):
+    """A watcher that can say since when it has kept each folder covered: INBOX in IDLE,
+    others by IMAP NOTIFY (idle_hub.py's Watch)."""
+
+    def folders_covered_since(self) -> dict[str, float]: ...
 
 
 def _looks_alive(session: MailSession) -> bool:
@@ -281,6 +291,22 @@ class SessionCache:
         since = watcher.inbox_covered_since()
         return since is not None and since <= read
 
+    def covered_folders(self, name: str) -> frozenset[str]:
+        """The folders of mailbox ``name`` that need no STATUS to know they are unchanged
+        since their cursors, for the reasons ``inbox_covered`` gives INBOX's: INBOX in IDLE,
+        and, where the server offers NOTIFY, the others the watch's NOTIFY has covered
+        since before the last clean pass read them.  INBOX is named "INBOX"."""
+        with self._lock:
+            watcher: object = self._watchers.get(name) if self._watched(name) else None
+            read = self._cursors_read.get(name)
+            keeping = self.capacity > 0
+        if not keeping or read is None:
+            return frozenset()
+        if isinstance(watcher, CoveringFolders):
+            since = watcher.folders_covered_since()
+            return frozenset(folder for folder, at in since.items() if at <= read)
+        return frozenset([INBOX]) if self.inbox_covered(name) else frozenset()
+
     def served_by_watch(self) -> None:
         """A poll answered by the watch alone (``inbox_covered``, nothing else to ask): a
         login saved as by a kept session, and counted so."""
@@ -412,7 +438,7 @@ class SessionCache:
                 if self._out.get(borrowed.box.name) is borrowed:
                     del self._out[borrowed.box.name]
             lender, borrowed.lender = borrowed.lender, None
-            lender.give_back(usable and session is not None, borrowed.inbox_uidnext)
+            lender.give_back(usable and session is not None, borrowed.inbox_uidnext, borrowed.seen)
             return
         evicted: list[_Idle] = []
         with self._lock:
@@ -494,6 +520,7 @@ class _Borrowed:
         self.epoch = 0  # the mailbox's discard count when the poll began
         self.lender: Lender | None = None  # the IDLE watcher whose connection this is
         self.inbox_uidnext: int | None = None  # INBOX's UIDNEXT as the poll last saw it
+        self.seen: dict[str, int | None] = {}  # each folder's, for the watch's NOTIFY
 
     def _call(
         self,
@@ -533,7 +560,7 @@ class _Borrowed:
                     # (dropping it would cost the watch a login and a wake every poll where
                     # a server refuses STATUS of some folder); anything else: it logs in anew.
                     lender, self.lender = self.lender, None
-                    lender.give_back(refused, self.inbox_uidnext)
+                    lender.give_back(refused, self.inbox_uidnext, self.seen)
                 else:
                     _close(session, 0.1)
                 self._session = self._cache._login(self.box, self.max_bytes)
@@ -565,10 +592,11 @@ class _Borrowed:
         return self._seen(self._call(lambda s: s.status(folder), stateless=True, folder=folder))
 
     def _seen(self, status: FolderStatus) -> FolderStatus:
-        """Remember INBOX's UIDNEXT: mail past it, come during the poll, wakes the next one
-        when the connection goes back into IDLE."""
+        """Remember each folder's UIDNEXT: mail past it, come during the poll, wakes the
+        next one when the connection goes back into IDLE (INBOX) and NOTIFY (the others)."""
         if status.name.upper() == INBOX:
             self.inbox_uidnext = status.uidnext
+        self.seen[status.name] = status.uidnext
         return status
 
     def uids_from(self, first_uid: int, last_uid: int | None = None) -> list[int]:

@@ -1,0 +1,98 @@
+"""What each line a NOTIFY server sends means for the folders it covers (connectors/imap_notify.py):
+news wakes the mailbox, doubt ends the cover, an expunge is nothing to capture."""
+
+from __future__ import annotations
+
+from syncd.connectors.imap_notify import Notified
+
+
+def _covering(folders: list[str], *answers: bytes, began: float = 10.0) -> Notified:
+    notified = Notified(folders)
+    notified.begin_set()
+    for line in answers:
+        assert notified.line(line) is False  # a NOTIFY SET's own STATUS answers are no news
+    assert notified.end_set(began) is False  # nothing was covered before: nothing to compare
+    return notified
+
+
+def test_the_command_names_every_folder_but_inbox_as_the_server_spells_it() -> None:
+    notified = Notified(["INBOX", "Sent", 'Gesendet "alt"', "Entwürfe", "Sent"])
+    assert notified.folders == ["Sent", 'Gesendet "alt"', "Entwürfe"]
+    assert notified.set_command() == (
+        b'NOTIFY SET STATUS (selected (MessageNew MessageExpunge)) (mailboxes ("Sent" '
+        b'"Gesendet \\"alt\\"" "Entw&APw-rfe") (MessageNew MessageExpunge MailboxName))'
+    )
+
+
+def test_new_mail_is_news_an_expunge_or_a_repeat_is_not() -> None:
+    notified = _covering(
+        ["INBOX", "Sent", "Gesendete Objekte"],
+        b"* STATUS Sent (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7 UNSEEN 0)\r\n",
+        b'* STATUS "Gesendete Objekte" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\n',
+    )
+    assert notified.covered == {"Sent": 10.0, "Gesendete Objekte": 10.0}
+    assert notified.line(b"* STATUS Sent (MESSAGES 2 UIDNEXT 4)\r\n") is False  # expunged
+    assert notified.line(b"* STATUS Sent (MESSAGES 2 UIDNEXT 4 UNSEEN 0)\r\n") is False
+    assert notified.line(b"* STATUS Sent (MESSAGES 3 UIDNEXT 5)\r\n") is True
+    assert notified.line(b'* STATUS "Gesendete Objekte" (MESSAGES 1 UIDNEXT 2)\r\n') is True
+    # A folder made anew under its name: its UIDNEXT starts again, below the known one.
+    assert notified.line(b"* STATUS Sent (MESSAGES 1 UIDNEXT 2)\r\n") is True
+    assert notified.line(b"* STATUS Sent (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 9)\r\n") is True
+    assert notified.line(b"* 4 EXISTS\r\n") is False  # INBOX's: IDLE's own reading
+    assert notified.covered == {"Sent": 10.0, "Gesendete Objekte": 10.0}
+
+
+def test_what_cannot_be_read_for_sure_is_news() -> None:
+    notified = _covering(
+        ["INBOX", "Sent"], b"* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 7)\r\n"
+    )
+    assert notified.line(b"* STATUS {4}\r\n") is True  # the name in a literal
+    assert notified.line(b"* STATUS Drafts (MESSAGES 0 UIDNEXT 1)\r\n") is True  # not asked
+    assert notified.line(b"* STATUS Sent (MESSAGES 1)\r\n") is True  # no UIDNEXT
+    assert notified.covered == {"Sent": 10.0}
+
+
+def test_overflow_or_a_folder_renamed_ends_the_cover_until_the_next_notify_set() -> None:
+    # Overflow: events were lost, a poll must run.  A LIST: no mail in itself (a folder
+    # renamed has none, one made anew is asked by the next poll), but nothing is trusted.
+    for line, news in (
+        (b"* OK [NOTIFICATIONOVERFLOW] too many\r\n", True),
+        (b'* LIST () "/" Sent\r\n', False),
+    ):
+        notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+        assert notified.line(line) is news
+        assert notified.covered == {}
+        # NOTIFY set again: covered from then, not from before the doubt.
+        notified.begin_set()
+        notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+        assert notified.end_set(20.0) is False
+        assert notified.covered == {"Sent": 20.0}
+
+
+def test_a_notify_set_again_keeps_the_cover_and_reports_mail_nobody_announced() -> None:
+    notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    # A renewal: unchanged, the cover goes on from its first NOTIFY SET.
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(30.0) is False and notified.covered == {"Sent": 10.0}
+    # Mail written past the server (no event), or while NOTIFY was off for a poll: news.
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(40.0) is True and notified.covered == {"Sent": 10.0}
+    # A poll that read the folder past it (``seen``): the poll has it, no news.
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 6 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(50.0, {"Sent": 6}) is False
+    # A folder gone (renamed, deleted) answers nothing: no longer covered, polls ask it.
+    notified.begin_set()
+    assert notified.end_set(60.0) is False and notified.covered == {}
+
+
+def test_a_folder_whose_status_has_no_uidnext_is_never_covered() -> None:
+    notified = Notified(["INBOX", "Sent"])
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (MESSAGES 3)\r\n")
+    assert notified.end_set(10.0) is False and notified.covered == {}
+    notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4)\r\n")
+    notified.drop()  # refused, or NOTIFY NONE for good: nothing covered
+    assert notified.covered == {}
