@@ -20,6 +20,7 @@ from syncd.api import problems
 from syncd.api.auth import Authenticator
 from syncd.api.context import Api
 from syncd.api.feed import Feed
+from syncd.api.lane import Lane
 from syncd.api.models import Problem as ProblemModel
 from syncd.api.problems import problem_response
 from syncd.api.routes import customers, feed, reconcile, records, tasks
@@ -122,7 +123,9 @@ def _bounded(receive: Receive, started: float) -> Receive:
     return bounded_receive
 
 
-def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None) -> FastAPI:
+def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None) -> ASGIApp:
+    """The API as uvicorn serves it: every request bounded and counted (``Bounded``), the
+    hottest read answered by its lean path (``Lane``), the rest by FastAPI."""
     api_config = config.api or ApiConfig()
     event_feed = Feed(engine)
 
@@ -150,10 +153,10 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
         lifespan=lifespan,
         responses=_ERRORS,
     )
-    app.state.api = Api(config, engine, Authenticator(engine, rate_limit=api_config.rate_limit))
+    api = Api(config, engine, Authenticator(engine, rate_limit=api_config.rate_limit))
+    app.state.api = api
     app.state.feed = event_feed
     problems.install(app)
     for module in (records, customers, tasks, reconcile, feed):
         app.include_router(module.router)
-    app.add_middleware(Bounded, metrics=metrics)
-    return app
+    return Bounded(Lane(app, api), metrics)
