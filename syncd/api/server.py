@@ -143,7 +143,7 @@ class ApiServer:
 
     def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self._api = config.api or ApiConfig()
-        self._engine = make_engine(config.database.url, pool_size=POOL_SIZE)
+        self._engine = make_engine(config.database.url, pool_size=POOL_SIZE, ping=False)
         app = create_app(config, self._engine, metrics=metrics)
         host, port = self._api.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
