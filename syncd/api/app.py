@@ -24,12 +24,14 @@ from syncd.api.lane import Lane
 from syncd.api.models import Problem as ProblemModel
 from syncd.api.problems import problem_response
 from syncd.api.routes import customers, feed, reconcile, records, tasks
+from syncd.api.workers import Workers
 from syncd.config import ApiConfig, Config
 from syncd.metrics import Metrics
 
 MAX_BODY = 1024 * 1024  # bytes: a logged note with a long body fits many times over
 BODY_SECONDS = 30.0  # to send a whole body: a client trickling bytes is cut off after it
 HANDLER_THREADS = 8  # requests reading the database at once (long polls wait without one)
+LEAN_THREADS = 4  # the lean path's own readers (syncd/api/workers.py): few contend less
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemModel, "description": text, "content": {problems.MEDIA_TYPE: {}}}
@@ -128,6 +130,7 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
     hottest read answered by its lean path (``Lane``), the rest by FastAPI."""
     api_config = config.api or ApiConfig()
     event_feed = Feed(engine)
+    lean_reads = Workers(LEAN_THREADS)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -135,8 +138,11 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
         # the engine keeps connections (a request past the pool would open and close one
         # of its own), and few, so that they do not take turns at the GIL to no purpose.
         to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
-        yield
-        await event_feed.close()
+        try:
+            yield
+        finally:
+            await event_feed.close()
+            lean_reads.stop()
 
     app = FastAPI(
         title="syncd",
@@ -159,4 +165,4 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
     problems.install(app)
     for module in (records, customers, tasks, reconcile, feed):
         app.include_router(module.router)
-    return Bounded(Lane(app, api), metrics)
+    return Bounded(Lane(app, api, lean_reads), metrics)

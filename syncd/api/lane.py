@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from anyio import to_thread
 from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -24,6 +23,7 @@ from syncd.api.auth import require
 from syncd.api.context import Api, Caller
 from syncd.api.routes import PREFIX, records
 from syncd.api.routes.records import records_page
+from syncd.api.workers import Workers
 
 PATH = PREFIX + "/records"
 _MAX_LENGTH = {"customer": 300, "cursor": 500}  # the route's Query(max_length=...)
@@ -51,9 +51,10 @@ def plain_query(raw: bytes) -> dict[str, str] | None:
 class Lane:
     """ASGI: the lean requests answered here, every other one passed to ``app``."""
 
-    def __init__(self, app: FastAPI, api: Api) -> None:
+    def __init__(self, app: FastAPI, api: Api, workers: Workers) -> None:
         self.app = app
         self.api = api
+        self.workers = workers
         # The route's own object: the metrics label the request by its template.
         self.route = next(
             route
@@ -77,7 +78,7 @@ class Lane:
             require(token, "read")
             limit = int(query.get("limit", paging.DEFAULT_LIMIT))
             args: tuple[Any, ...] = (query.get("customer"), None, None, [], None, None, None)
-            return await to_thread.run_sync(
+            return await self.workers.run(
                 records_page, Caller(self.api, token), *args, limit, query.get("cursor")
             )
         except Exception as err:  # answered as FastAPI's handlers answer it
