@@ -51,10 +51,15 @@ def _search_terms(packed: bytes) -> str:
     return unpack(packed)
 
 
-def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+def _closed_by_server(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     """At checkout, without a round trip: an idle connection with something to read was
     closed or told it would be (a restart, an idle timeout, pg_terminate_backend: the
     server says so, then closes).  The pool then opens a fresh one in its place."""
+    if not record.info.get("syncd_used"):
+        # Just opened (the pool clears ``info`` with each connection): never refused, so
+        # that a stray byte a new connection may have (a TLS ticket) cannot loop.
+        record.info["syncd_used"] = True
+        return
     try:
         fd = dbapi_connection.fileno()
     except Exception:  # closed already
