@@ -73,6 +73,10 @@ class _Coalescing:
         return getattr(self._transport, name)
 
 
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback to stop llhttp at a head past ``MAX_HEADER_BYTES``."""
+
+
 class BoundedHttp(HttpToolsProtocol):
     """uvicorn's httptools protocol (llhttp, in C: h11 parsed a request in Python for more
     CPU than the page it asked for), with the bounds h11 gave and more: a deadline and a
@@ -81,7 +85,17 @@ class BoundedHttp(HttpToolsProtocol):
 
     _deadline: asyncio.TimerHandle | None = None
     _born = 0.0
-    _head = 0  # bytes of the request head being read; -1 while none is (headers read)
+    # The head being read, counted as llhttp hands it over: its URL and finished header
+    # lines (``_head``), and the chunks that came wholly inside it (``_raw``: a header line
+    # that never ends reaches no callback).  Checked inside the callbacks, before uvicorn
+    # makes the request's cycle: a check after the chunk is parsed comes too late when
+    # the chunk also ends the head.
+    _in_head = False
+    _head = 0
+    _raw = 0
+    _began = 0  # heads begun, to tell whether a chunk is wholly inside the current one
+    _ended = 0  # messages ended, likewise
+    _refused = False  # 431 given or due: nothing more is read from this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -131,24 +145,74 @@ class BoundedHttp(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self.idle:
             self._arm()  # the next request's headers: they get HEADER_SECONDS in all
-        if self._head >= 0:
-            self._head += len(data)
+        in_head = self._in_head
+        between = not in_head and self._began == self._ended  # no message under way
+        began, ended = self._began, self._ended
         super().data_received(data)
         if not self.idle:
             self._disarm()  # headers complete: the app's own bounds take over
-        if self._head > MAX_HEADER_BYTES and not self.transport.is_closing():
-            # llhttp keeps no limit of its own: headers arrive as callbacks, without end.
-            self._refuse(431, b"Request Header Fields Too Large")
+        if self._refused or not self._in_head:
+            return
+        # A head still unfinished: the chunk counts whole when nothing else was in it (a
+        # pipelined head's first chunk, shared with the request before, counts only by
+        # its finished lines).
+        if (in_head and self._began == began) or (between and self._ended == ended):
+            self._raw += len(data)
+            if self._raw > MAX_HEADER_BYTES:
+                self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        self._began += 1
+        self._in_head = True
+        self._head = self._raw = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head += size
+        if self._head > MAX_HEADER_BYTES:
+            self._refuse_head()
+            raise _HeadTooLarge  # stops llhttp here: no request cycle is made
 
     def on_headers_complete(self) -> None:
-        self._head = -1
+        self._in_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._ended += 1
         super().on_message_complete()
-        self._head = 0  # a pipelined request's head may follow in the same bytes
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # else llhttp stopped at our own refusal, answered already
+            super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        """431 for a head past the limit, in its turn: a response still being made for an
+        earlier pipelined request goes first (its client reads the answers in order)."""
+        self._refused = True
+        self.flow.pause_reading()
+        if self.idle and not self.pipeline:
+            self._refuse(431, b"Request Header Fields Too Large")
+        # else on_response_complete answers once the requests before it are answered
+
+    def on_response_complete(self) -> None:
+        if self._refused and not self.pipeline:
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self._refuse(431, b"Request Header Fields Too Large")
+            return
+        super().on_response_complete()
 
     def _refuse(self, status: int, reason: bytes) -> None:
         self.transport.write(

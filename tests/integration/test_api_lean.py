@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,6 +147,13 @@ def _answer(sock: socket.socket) -> bytes:
     return got
 
 
+def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_headers_over_the_limit_are_refused_with_431(served: Served) -> None:
     with socket.create_connection(("127.0.0.1", served.server.port)) as sock:
         # A head that grows a line at a time, never ending, up to just past the limit.
@@ -159,6 +166,27 @@ def test_headers_over_the_limit_are_refused_with_431(served: Served) -> None:
         big = b"X-Big: " + b"b" * (server_module.MAX_HEADER_BYTES + 10) + b"\r\n"
         sock.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n" + big)
         assert _answer(sock).startswith(b"HTTP/1.1 431 ")
+    auth = f"Authorization: Bearer {served.token}\r\n".encode()
+    lean = b"GET /api/v1/records?limit=1 HTTP/1.1\r\nHost: x\r\n" + auth
+    huge = b"X-Big: " + b"b" * 100_000 + b"\r\n\r\n"
+    # A whole head in one chunk: parsed to its end before the chunk is looked at.
+    with socket.create_connection(("127.0.0.1", served.server.port)) as sock:
+        sock.sendall(lean + huge)
+        assert _answer(sock).startswith(b"HTTP/1.1 431 ")
+    # A head whose last chunk ends it: the chunks before it were counted.
+    with socket.create_connection(("127.0.0.1", served.server.port)) as sock:
+        sock.sendall(lean + b"X-Start: " + b"s" * 10_000)
+        _until(lambda: any(c._raw >= 10_000 for c in served.server.connections))
+        sock.sendall(b"\r\n" + huge)
+        assert _answer(sock).startswith(b"HTTP/1.1 431 ")
+    # A head past the limit after a pipelined request: that one answered first, in order.
+    with socket.create_connection(("127.0.0.1", served.server.port)) as sock:
+        sock.sendall(lean + b"\r\n" + lean + huge)
+        head, rest = _answer(sock).split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert rest[length:].startswith(b"HTTP/1.1 431 ")
+    assert len(served.lean_calls) == 1  # no refused head reached the handler
     # Headers just under the limit are read as usual.
     with socket.create_connection(("127.0.0.1", served.server.port)) as sock:
         fits = b"X-Fits: " + b"c" * (server_module.MAX_HEADER_BYTES - 200) + b"\r\n"
