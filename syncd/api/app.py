@@ -31,6 +31,7 @@ from syncd.metrics import Metrics
 MAX_BODY = 1024 * 1024  # bytes: a logged note with a long body fits many times over
 BODY_SECONDS = 30.0  # to send a whole body: a client trickling bytes is cut off after it
 HANDLER_THREADS = 8  # requests reading the database at once (long polls wait without one)
+LEAN_STOP_SECONDS = 5.0  # for the reads in hand at shutdown
 LEAN_THREADS = 4  # the lean path's own readers (syncd/api/workers.py): few contend less
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -125,12 +126,19 @@ def _bounded(receive: Receive, started: float) -> Receive:
     return bounded_receive
 
 
-def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None) -> ASGIApp:
+def create_app(
+    config: Config,
+    engine: Engine,
+    *,
+    metrics: Metrics | None = None,
+    lean_reads: Workers | None = None,
+) -> ASGIApp:
     """The API as uvicorn serves it: every request bounded and counted (``Bounded``), the
     hottest read answered by its lean path (``Lane``), the rest by FastAPI."""
     api_config = config.api or ApiConfig()
     event_feed = Feed(engine)
-    lean_reads = Workers(LEAN_THREADS)
+    if lean_reads is None:
+        lean_reads = Workers(LEAN_THREADS)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -142,7 +150,9 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
             yield
         finally:
             await event_feed.close()
-            lean_reads.stop()
+            # In a thread: joining the readers here would stop the loop, uvicorn's own
+            # shutdown (its force_exit) included.
+            await asyncio.to_thread(lean_reads.stop, LEAN_STOP_SECONDS)
 
     app = FastAPI(
         title="syncd",

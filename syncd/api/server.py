@@ -25,7 +25,8 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from syncd.api.app import create_app
+from syncd.api.app import LEAN_THREADS, create_app
+from syncd.api.workers import Workers
 from syncd.config import ApiConfig, Config
 from syncd.metrics import Metrics
 from syncd.store.database import make_engine
@@ -231,7 +232,8 @@ class ApiServer:
     def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self._api = config.api or ApiConfig()
         self._engine = make_engine(config.database.url, pool_size=POOL_SIZE, ping=False)
-        app = create_app(config, self._engine, metrics=metrics)
+        self._reads = Workers(LEAN_THREADS)
+        app = create_app(config, self._engine, metrics=metrics, lean_reads=self._reads)
         host, port = self._api.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=1024)
@@ -288,11 +290,19 @@ class ApiServer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop within ``timeout`` in all: uvicorn's graceful shutdown for at most half of
+        it, then its forced one; the engine is disposed of once the lean path's readers
+        have ended (or the time is up: they are daemon threads)."""
+        deadline = time.monotonic() + timeout
         self._server.should_exit = True
-        self._thread.join(timeout)
+        self._thread.join(timeout / 2)
         if self._thread.is_alive():
             self._server.force_exit = True
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         self._socket.close()
+        if not self._reads.stop(max(0.0, deadline - time.monotonic())):
+            log.warning("api.readers_still_busy")
+        if self._thread.is_alive():
+            log.warning("api.still_stopping")
         self._engine.dispose()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,11 +29,14 @@ class Workers:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._stopped = False
         self._lock = threading.Lock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in one of the threads; its result or its exception here."""
         if not self._started:
+            if self._stopped:
+                raise RuntimeError("the API is stopping")
             self._start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -41,7 +45,7 @@ class Workers:
 
     def _start(self) -> None:
         with self._lock:
-            if not self._started:
+            if not self._started and not self._stopped:
                 self._threads = [
                     threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
                     for n in range(self._count)
@@ -53,6 +57,8 @@ class Workers:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             loop, future, fn, args = job
+            if future.done():  # its request was cancelled (shutdown, client gone): no read
+                continue
             try:
                 result = fn(*args)
             except BaseException as err:  # handed to the request, which answers for it
@@ -60,16 +66,33 @@ class Workers:
             else:
                 _answer(loop, future, result, None)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Let every thread finish its job in hand, then end."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Cancel the jobs still queued, let every thread finish its job in hand, then end;
+        True once every thread has ended.  Blocks: from the event loop, call it through
+        ``asyncio.to_thread``.  Called again, it only waits for the threads."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            started, self._started = self._started, False
-        if not started:
-            return
-        for _ in self._threads:
-            self._jobs.put(None)
+            started, self._started, self._stopped = self._started, False, True
+        if started:
+            # Behind the stop markers, queued reads would all run first: for requests
+            # that uvicorn's shutdown is about to cancel, or has cancelled already.
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    _cancel(job[0], job[1])
+            for _ in self._threads:
+                self._jobs.put(None)
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+
+def _cancel(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+        loop.call_soon_threadsafe(future.cancel)
 
 
 def _answer(

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -229,3 +231,41 @@ def test_pipelined_requests_and_bad_requests(served: Served) -> None:
         sock.sendall(b"GET /api/v1/status HTTP/1.1\r\n")  # and never the rest
         assert _answer(sock) == b""  # cut off after HEADER_SECONDS (1 s here)
     assert time.monotonic() - started < 4
+
+
+def test_stopping_runs_no_queued_read_and_ends_in_time(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_read = 2.0  # each lean read: 16 of them queue behind the 4 readers
+    started: list[float] = []
+    answered_by_lane = lane_module.records_page
+
+    def slow(*args: Any) -> Any:
+        started.append(time.monotonic())
+        time.sleep(slow_read)
+        return answered_by_lane(*args)
+
+    monkeypatch.setattr(lane_module, "records_page", slow)
+
+    def ask(_: int) -> int | None:
+        try:
+            with served.client() as http:
+                return http.get("/records", params={"limit": 1}).status_code
+        except httpx.HTTPError:
+            return None  # cut off by the shutdown
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [pool.submit(ask, n) for n in range(16)]
+        tasks = served.server._server.server_state.tasks
+        _until(lambda: len(tasks) == 16 and len(started) == 4)
+        began = time.monotonic()
+        served.server.stop()
+        stopped = time.monotonic()
+        asked = [answer.result() for answer in answers]
+    # Before: every queued read ran first, each join blocked the event loop (11 s for
+    # 3 s reads) and the server's thread outlived stop().
+    assert stopped - began < 3 * slow_read
+    assert not served.server.alive
+    assert not [t for t in threading.enumerate() if t.name.startswith("api-read")]
+    assert all(t < stopped for t in started) and len(started) <= 8
+    assert len(asked) == 16
