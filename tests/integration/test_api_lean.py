@@ -141,6 +141,20 @@ def test_lean_answers_are_fastapi_s(served: Served) -> None:
     assert 'method="GET",route="/api/v1/records",status="401"' in text
 
 
+def test_a_nul_names_no_customer_on_either_engine(served: Served) -> None:
+    # PostgreSQL cannot compare a NUL: the shared lookup answered it with a 500 there.
+    with served.client() as http:
+        for nul in ("\x00", "Acme\x00Corp"):
+            lean = http.get("/records", params={"customer": nul})
+            full = http.get("/records", params=[("customer", nul), *EVERY_KIND])
+            tasks = http.get("/tasks", params={"customer": nul})
+            one = http.get("/customers/" + nul.replace("\x00", "%00"))
+            for answer in (lean, full, tasks, one):
+                assert answer.status_code == 404, answer.text
+                assert answer.json()["type"].endswith("/not-found")
+            assert lean.json() == full.json()
+
+
 def _answer(sock: socket.socket) -> bytes:
     sock.settimeout(5)
     got = b""
