@@ -250,6 +250,7 @@ class ApiServer:
                 log_config=None,
                 access_log=False,
                 server_header=False,
+                ws="none",  # no WebSocket endpoint: no upgrade, whatever library is installed
                 proxy_headers=False,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 timeout_graceful_shutdown=2,

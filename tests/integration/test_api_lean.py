@@ -5,6 +5,7 @@ h11 one had (header size and deadline, connection cap, pipelining, bad requests)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -13,11 +14,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from prometheus_client import generate_latest
+from uvicorn.protocols.websockets import auto as ws_auto
 
 from syncd.api import lane as lane_module
 from syncd.api import server as server_module
@@ -283,3 +285,39 @@ def test_stopping_runs_no_queued_read_and_ends_in_time(
     assert not [t for t in threading.enumerate() if t.name.startswith("api-read")]
     assert all(t < stopped for t in started) and len(started) <= 8
     assert len(asked) == 16
+
+
+class _WebSocket(asyncio.Protocol):
+    """Stands for a WebSocket library installed some day (uvicorn's "auto" takes any)."""
+
+    made: ClassVar[list[_WebSocket]] = []
+
+    def __init__(self, **_: Any) -> None:
+        self.made.append(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def test_no_connection_is_upgraded_to_a_websocket(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws_auto, "AutoWebSocketsProtocol", _WebSocket)
+    monkeypatch.setattr(_WebSocket, "made", [])
+    server = ApiServer(load_config(served.world.config_path)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + f"Authorization: Bearer {served.token}\r\n\r\n".encode()
+            )
+            sock.settimeout(5)
+            got = b""
+            while b"\r\n\r\n" not in got and (chunk := sock.recv(65536)):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 200 "), got[:100]  # answered as plain HTTP
+        assert _WebSocket.made == []
+    finally:
+        server.stop()
