@@ -20,15 +20,19 @@ from syncd.api import problems
 from syncd.api.auth import Authenticator
 from syncd.api.context import Api
 from syncd.api.feed import Feed
+from syncd.api.lane import Lane
 from syncd.api.models import Problem as ProblemModel
 from syncd.api.problems import problem_response
 from syncd.api.routes import customers, feed, reconcile, records, tasks
+from syncd.api.workers import Workers
 from syncd.config import ApiConfig, Config
 from syncd.metrics import Metrics
 
 MAX_BODY = 1024 * 1024  # bytes: a logged note with a long body fits many times over
 BODY_SECONDS = 30.0  # to send a whole body: a client trickling bytes is cut off after it
 HANDLER_THREADS = 8  # requests reading the database at once (long polls wait without one)
+LEAN_STOP_SECONDS = 5.0  # for the reads in hand at shutdown
+LEAN_THREADS = 4  # the lean path's own readers (syncd/api/workers.py): few contend less
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemModel, "description": text, "content": {problems.MEDIA_TYPE: {}}}
@@ -122,9 +126,19 @@ def _bounded(receive: Receive, started: float) -> Receive:
     return bounded_receive
 
 
-def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None) -> FastAPI:
+def create_app(
+    config: Config,
+    engine: Engine,
+    *,
+    metrics: Metrics | None = None,
+    lean_reads: Workers | None = None,
+) -> ASGIApp:
+    """The API as uvicorn serves it: every request bounded and counted (``Bounded``), the
+    hottest read answered by its lean path (``Lane``), the rest by FastAPI."""
     api_config = config.api or ApiConfig()
     event_feed = Feed(engine)
+    if lean_reads is None:
+        lean_reads = Workers(LEAN_THREADS)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,8 +146,13 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
         # the engine keeps connections (a request past the pool would open and close one
         # of its own), and few, so that they do not take turns at the GIL to no purpose.
         to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
-        yield
-        await event_feed.close()
+        try:
+            yield
+        finally:
+            await event_feed.close()
+            # In a thread: joining the readers here would stop the loop, uvicorn's own
+            # shutdown (its force_exit) included.
+            await asyncio.to_thread(lean_reads.stop, LEAN_STOP_SECONDS)
 
     app = FastAPI(
         title="syncd",
@@ -150,10 +169,10 @@ def create_app(config: Config, engine: Engine, *, metrics: Metrics | None = None
         lifespan=lifespan,
         responses=_ERRORS,
     )
-    app.state.api = Api(config, engine, Authenticator(engine, rate_limit=api_config.rate_limit))
+    api = Api(config, engine, Authenticator(engine, rate_limit=api_config.rate_limit))
+    app.state.api = api
     app.state.feed = event_feed
     problems.install(app)
     for module in (records, customers, tasks, reconcile, feed):
         app.include_router(module.router)
-    app.add_middleware(Bounded, metrics=metrics)
-    return app
+    return Bounded(Lane(app, api, lean_reads), metrics)

@@ -3,6 +3,7 @@ helpers that turn query values into what the stores take."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,17 @@ class Api:
     config: Config
     engine: Engine
     auth: Authenticator
+    once: Engine = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        # Reads of one statement need no transaction: on PostgreSQL, autocommit spares the
+        # BEGIN and the ROLLBACK (two round trips a page) and keeps psycopg's prepared
+        # statements, which a ROLLBACK drops.  SQLite begins no transaction for a read.
+        self.once = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
 
 
 def api_of(request: Request) -> Api:
@@ -62,6 +74,10 @@ class Caller:
 
     def read(self) -> Any:
         return self.api.engine.connect()
+
+    def read_once(self) -> Any:
+        """A connection for reads that need no snapshot shared by several statements."""
+        return self.api.once.connect()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -95,12 +111,13 @@ Writer = Annotated[Caller, Depends(needs("write"))]
 Admin = Annotated[Caller, Depends(needs("admin"))]
 
 
-def json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data, default=str), status, media_type="application/json")
+def json(data: Any, status: int = 200, *, option: int = 0) -> Response:
+    body = orjson.dumps(data, default=str, option=option)
+    return Response(body, status, media_type="application/json")
 
 
-def page(items: list[Any], next_cursor: str | None) -> Response:
-    return json({"items": items, "next_cursor": next_cursor})
+def page(items: list[Any], next_cursor: str | None, *, option: int = 0) -> Response:
+    return json({"items": items, "next_cursor": next_cursor}, option=option)
 
 
 def utc(value: datetime | None) -> datetime | None:

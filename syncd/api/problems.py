@@ -92,27 +92,20 @@ def bad_fields(err: RequestValidationError) -> list[dict[str, str]]:
     ]
 
 
-def install(app: FastAPI) -> None:
-    """Every error the app can raise, as a problem document."""
-
-    async def on_problem(_request: Request, err: Exception) -> Response:
-        assert isinstance(err, Problem)
+def answer(err: Exception) -> Response:
+    """The problem document for an error a handler raised (what ``install`` registers,
+    for the lean routes too, which answer without FastAPI)."""
+    if isinstance(err, Problem):
         return problem_response(
             err.status, err.detail, kind=err.kind, headers=err.headers, extra=err.extra
         )
-
-    async def on_validation(_request: Request, err: Exception) -> Response:
-        assert isinstance(err, RequestValidationError)
+    if isinstance(err, RequestValidationError):
         fields = bad_fields(err)
         detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return problem_response(422, detail, kind="validation", extra={"errors": fields})
-
-    async def on_http(_request: Request, err: Exception) -> Response:
-        assert isinstance(err, StarletteHTTPException)
+    if isinstance(err, StarletteHTTPException):
         return problem_response(err.status_code, str(err.detail), headers=dict(err.headers or {}))
-
-    async def on_syncd(_request: Request, err: Exception) -> Response:
-        assert isinstance(err, SyncdError)
+    if isinstance(err, SyncdError):
         if isinstance(err, NotFound):
             return problem_response(404, err.message, kind="not-found")
         if isinstance(err, UserError):
@@ -120,14 +113,16 @@ def install(app: FastAPI) -> None:
             return problem_response(422, err.message, kind="invalid", extra=extra)
         log.warning("api.error", error=type(err).__name__)
         return problem_response(503, err.message, kind="unavailable")
+    # The class only: a message may quote stored data, which is not the log's to keep.
+    log.error("api.internal_error", error=type(err).__name__)
+    return problem_response(500, "internal error; see the server's log", kind="internal")
 
-    async def on_crash(_request: Request, err: Exception) -> Response:
-        # The class only: a message may quote stored data, which is not the log's to keep.
-        log.error("api.internal_error", error=type(err).__name__)
-        return problem_response(500, "internal error; see the server's log", kind="internal")
 
-    app.add_exception_handler(Problem, on_problem)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(SyncdError, on_syncd)
-    app.add_exception_handler(Exception, on_crash)
+def install(app: FastAPI) -> None:
+    """Every error the app can raise, as a problem document."""
+
+    async def on_error(_request: Request, err: Exception) -> Response:
+        return answer(err)
+
+    for kind in (Problem, RequestValidationError, StarletteHTTPException, SyncdError, Exception):
+        app.add_exception_handler(kind, on_error)

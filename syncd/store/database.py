@@ -7,12 +7,13 @@ daemons sharing one PostgreSQL never migrate at once.
 
 from __future__ import annotations
 
+import select
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 
 from syncd.errors import StoreError
 from syncd.store.status_read import POSTGRES_CONNECT_ARGS, code_head
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock taken while migrating.
 _MIGRATION_LOCK = 0x5_9C_D0_01
+# A connection not pinged is replaced after this long: a firewall that drops idle
+# connections without a word is caught by it, not by the socket.
+RECYCLE_SECONDS = 3600
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,9 +62,33 @@ def _search_terms(packed: bytes) -> str:
     return unpack(packed)
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def _closed_by_server(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """At checkout, without a round trip: an idle connection with something to read was
+    closed or told it would be (a restart, an idle timeout, pg_terminate_backend: the
+    server says so, then closes).  The pool then opens a fresh one in its place."""
+    if not record.info.get("syncd_used"):
+        # Just opened (the pool clears ``info`` with each connection): never refused, so
+        # that a stray byte a new connection may have (a TLS ticket) cannot loop.
+        record.info["syncd_used"] = True
+        return
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception:  # closed already
+        raise DisconnectionError("the connection is closed") from None
+    poll = select.poll()  # not select.select: an API holds far more than 1,024 sockets
+    poll.register(fd, select.POLLIN | select.POLLPRI)
+    if poll.poll(0):
+        raise DisconnectionError("the server closed the connection")
+
+
+def make_engine(url: str, *, pool_size: int = 5, ping: bool = True) -> Engine:
     """``pool_size``: connections kept open; a daemon asks for one per worker and a few for
-    its heartbeat, verify and follow-up threads, so that a busy pool never times a sync out."""
+    its heartbeat, verify and follow-up threads, so that a busy pool never times a sync out.
+
+    ``ping``: a server database's connection answers a ping at each checkout (a round
+    trip).  Without it (the API: one more round trip a request was a third of a page's
+    time), psycopg's connections are checked by their socket instead, and renewed
+    hourly."""
     pool = {"pool_size": pool_size, "max_overflow": pool_size}
     try:
         if url.startswith("sqlite"):
@@ -74,7 +102,16 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
                 if parsed.get_backend_name() == "postgresql"
                 else {}
             )
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+            by_socket = not ping and parsed.get_driver_name() == "psycopg"
+            engine = create_engine(
+                url,
+                pool_pre_ping=not by_socket,
+                pool_recycle=RECYCLE_SECONDS if by_socket else -1,
+                connect_args=connect_args,
+                **pool,
+            )
+            if by_socket:
+                event.listen(engine, "checkout", _closed_by_server)
     except (ArgumentError, NoSuchModuleError) as err:
         raise StoreError(
             f"database.url is not a usable SQLAlchemy URL ({err})",

@@ -130,6 +130,10 @@ def _by_name(conn: Connection, name: str) -> Customer | None:
 
 def find_customer(conn: Connection, ref: str) -> Customer:
     """A customer by id or by name (case-insensitive); NotFound if none."""
+    if "\x00" in ref:
+        # No name holds a NUL (PostgreSQL cannot even compare one: a DataError, a 500 at
+        # the API), so none is found, on either engine.
+        raise NotFound("customer", ref)
     if ref.isdigit() and int(ref) < 2**63:  # beyond: no id, and more than SQLite's integers
         row = conn.execute(
             select(customers.c.id, customers.c.name, customers.c.archived_at).where(

@@ -203,31 +203,43 @@ def shape(
             where[rid].append({"mailbox": mailbox, "folder": folder, "uid": uid})
     empty: list[dict[str, Any]] = []
     return [
-        {
-            "id": row.id,
-            "kind": row.kind,
-            "direction": row.direction,
-            "subject": row.subject,
-            "snippet": row.snippet,
-            "body": row.body,
-            "occurred_at": row.occurred_at,
-            "customers": linked.get(row.id, empty),
-            "participants": who.get(row.id, empty),
-            "thread_id": row.thread_key,
-            "message_id": row.message_id,
-            "sources": where.get(row.id, empty),
-            # Logged records (call, visit, note); null on captured ones and where the kind
-            # takes no such value.
-            "owner": row.owner,
-            "origin": row.origin,
-            "external_id": row.external_id,
-            "duration_seconds": row.duration_seconds,
-            "outcome": row.outcome,
-            "location": row.location,
-            **(_meeting_fields(row) if row.kind == "meeting" else {}),
-        }
+        record_dict(
+            row, linked.get(row.id, empty), who.get(row.id, empty), where.get(row.id, empty)
+        )
         for row in rows
     ]
+
+
+def record_dict(
+    row: Any,
+    linked: list[dict[str, Any]],
+    participants: list[dict[str, Any]],
+    sources: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One record in the one shape (``shape``), from its row and its lists in order."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "direction": row.direction,
+        "subject": row.subject,
+        "snippet": row.snippet,
+        "body": row.body,
+        "occurred_at": row.occurred_at,
+        "customers": linked,
+        "participants": participants,
+        "thread_id": row.thread_key,
+        "message_id": row.message_id,
+        "sources": sources,
+        # Logged records (call, visit, note); null on captured ones and where the kind
+        # takes no such value.
+        "owner": row.owner,
+        "origin": row.origin,
+        "external_id": row.external_id,
+        "duration_seconds": row.duration_seconds,
+        "outcome": row.outcome,
+        "location": row.location,
+        **(_meeting_fields(row) if row.kind == "meeting" else {}),
+    }
 
 
 def _meeting_fields(row: Any) -> dict[str, Any]:

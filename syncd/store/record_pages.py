@@ -35,7 +35,7 @@ from syncd.schema.tables import (
     records,
 )
 from syncd.store.insight import Owned
-from syncd.store.queries import _COLUMNS, RecordRow, shape
+from syncd.store.queries import _COLUMNS, RecordRow, record_dict
 from syncd.store.sql import chunks
 
 
@@ -213,32 +213,46 @@ def _nested(dialect: str) -> tuple[Label[Any], ...]:
 def _shaped(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Rows of ``_COLUMNS`` and ``_nested`` in the one shape of a record (queries.shape):
     participants and calendar sources in the order they were written, customers by name,
-    mail sources by mailbox and folder (then as written)."""
-    links: list[tuple[int, int, str, str]] = []
-    people: list[tuple[int, str, str, str, int | None]] = []
-    calendar_sources: list[tuple[int, str, str, str]] = []
-    mail_sources: list[tuple[int, str, str, int]] = []
-    plain: list[RecordRow] = []
+    mail sources by mailbox and folder (then as written).  Each row carries its own lists,
+    so each record is built as it comes, with no regrouping by id."""
     width = len(_COLUMNS)
+    out: list[dict[str, Any]] = []
     for row in rows:
         # Plain tuples: a named tuple's fields cost far less to read than a Row's.
         record = RecordRow._make(row[:width])
-        linked, people_json, calendars, mailboxes = row[width:]
-        rid = record.id
-        plain.append(record)
-        links.extend((rid, cid, name, link) for cid, name, link in orjson.loads(linked))
-        people.extend(
-            (rid, address, name, role, contact)
-            for _, address, name, role, contact in sorted(orjson.loads(people_json))
+        linked, people, calendars, mailboxes = row[width:]
+        out.append(
+            record_dict(
+                record,
+                [
+                    {"id": cid, "name": name, "link": link}
+                    for cid, name, link in sorted(orjson.loads(linked), key=_name)
+                ],
+                [
+                    {"address": address, "name": name, "role": role, "contact_id": contact}
+                    for _, address, name, role, contact in sorted(orjson.loads(people))
+                ],
+                [
+                    {"calendar": calendar, "url": url, "href": href}
+                    for _, calendar, url, href in sorted(orjson.loads(calendars))
+                ]
+                + [
+                    {"mailbox": mailbox, "folder": folder, "uid": uid}
+                    for _, mailbox, folder, uid in sorted(
+                        sorted(orjson.loads(mailboxes)), key=_place
+                    )
+                ],
+            )
         )
-        calendar_sources.extend(
-            (rid, calendar, url, href) for _, calendar, url, href in sorted(orjson.loads(calendars))
-        )
-        mail_sources.extend(
-            (rid, mailbox, folder, uid)
-            for _, mailbox, folder, uid in sorted(orjson.loads(mailboxes))
-        )
-    return shape(plain, links, people, calendar_sources, mail_sources)
+    return out
+
+
+def _name(link: list[Any]) -> Any:
+    return link[1]
+
+
+def _place(source: list[Any]) -> Any:
+    return source[1], source[2]
 
 
 def occurred(

@@ -17,7 +17,7 @@ from syncd.api.problems import Problem
 from syncd.api.routes import PREFIX
 from syncd.cli.present import explain as explain_view
 from syncd.domain.addresses import normalize_address
-from syncd.domain.payloads import record_json
+from syncd.domain.payloads import ISO_TIMES, record_fields, record_json
 from syncd.schema.tables import records
 from syncd.store import record_pages
 from syncd.store.directory import find_customer, load_directory
@@ -69,7 +69,8 @@ def records_page(
     if owner is not None:
         owners.append(rep_owned(caller, owner, "query.owner"))
     contact_address = address(contact, "query.contact") if contact is not None else None
-    with caller.read() as conn:
+    # A keyset page is one statement (two when a customer is named, not numbered).
+    with caller.read() if q is not None else caller.read_once() as conn:
         if q is not None:
             customer_id = find_customer(conn, customer).id if customer else None
             return _search(conn, caller, q, customer_id, contact_address, owner, owners, kind,
@@ -111,7 +112,7 @@ def records_page(
     if len(rows) > limit:
         last = shown[-1]
         next_cursor = paging.encode([last["occurred_at"].isoformat(), last["id"]])
-    return page([record_json(row, now) for row in shown], next_cursor)
+    return page([record_fields(row, now) for row in shown], next_cursor, option=ISO_TIMES)
 
 
 def _search(
