@@ -355,11 +355,21 @@ def state_digest(
 ) -> str:
     """A digest of what the directory holds for one customer: its name, its domains, and its
     active contacts (name and addresses); the same from the file's rows as from the store."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(name.encode() + b"\x1e" + "\x1f".join(sorted(domains)).encode())
-    for contact, addresses in sorted((n, "\x1f".join(sorted(a))) for n, a in contacts):
-        digest.update(b"\x1e" + contact.encode() + b"\x1d" + addresses.encode())
-    return digest.hexdigest()
+    return joined_digest(
+        name,
+        "\x1f".join(sorted(domains)),
+        [f"{n}\x1d{chr(31).join(sorted(a))}" for n, a in contacts],
+    )
+
+
+def joined_digest(name: str, domains: str, people: list[str]) -> str:
+    """``state_digest`` of the domains joined already (sorted, by ``\x1f``: no value holds a
+    control character) and each contact as its name, ``\x1d`` and its sorted addresses
+    joined so.  ``\x1d`` sorts before any character of a name, so sorting these strings
+    sorts the contacts by name, then addresses; the text is hashed whole."""
+    people.sort()
+    text = f"{name}\x1e{domains}\x1e" + "\x1e".join(people) if people else f"{name}\x1e{domains}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _unquoted(err: ValueError) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from syncd.domain.directory_file import state_digest
+from syncd.domain.directory_file import joined_digest, state_digest
 from syncd.schema.tables import contact_addresses, contacts, directory_fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.sql import chunks, upsert
@@ -123,30 +123,33 @@ def shared_addresses(conn: Connection, staged: StagedPlan, skipped: Skipped) -> 
 
 def _expected(staged: StagedPlan) -> Iterator[tuple[str, int, str, int, int]]:
     """(key, customer id, state digest, contacts, domains) of every planned customer, as
-    the applied plan leaves it."""
-    db = staged.db
-    domains = db.execute("SELECT ckey, domain FROM f_domains ORDER BY ckey")
-    people = db.execute(
-        "SELECT f.ckey, f.id, f.name, a.address FROM f_contacts f "
-        "JOIN f_addresses a ON a.contact = f.id ORDER BY f.ckey"
-    )
-    next_domain = next(domains, None)
-    next_person = next(people, None)
-    for key, name, id_ in db.execute(
-        "SELECT ckey, name, coalesce(picked, new_id) FROM f_customers "
-        "WHERE ckey NOT IN (SELECT ckey FROM s_skip) ORDER BY ckey"
-    ).fetchall():
-        mine: list[str] = []
-        while next_domain is not None and next_domain[0] <= key:
-            if next_domain[0] == key:
-                mine.append(next_domain[1])
-            next_domain = next(domains, None)
-        found: dict[int, tuple[str, list[str]]] = {}
-        while next_person is not None and next_person[0] <= key:
-            if next_person[0] == key:
-                found.setdefault(next_person[1], (next_person[2], []))[1].append(next_person[3])
-            next_person = next(people, None)
-        yield key, int(id_), state_digest(name, mine, found.values()), len(found), len(mine)
+    the applied plan leaves it.  Joined in SQL, a row a customer: its domains, and its
+    contacts each as name, ``\x1d``, addresses (``\x1f`` between them), ``\x1e`` between
+    contacts; only their order is settled here (``\x1d`` sorts before any character of a
+    name, so sorting these strings sorts the contacts as ``state_digest`` does)."""
+    for part in staged.rows(
+        "SELECT c.ckey, c.name, coalesce(c.picked, c.new_id), (SELECT group_concat(d.domain, "
+        "char(31)) FROM f_domains d WHERE d.ckey = c.ckey), p.people, p.n "
+        "FROM f_customers c LEFT JOIN (SELECT ckey, group_concat(person, char(30)) AS people, "
+        "count(*) AS n FROM (SELECT f.ckey, f.name || char(29) || group_concat(a.address, "
+        "char(31)) AS person FROM f_contacts f JOIN f_addresses a ON a.contact = f.id "
+        "GROUP BY f.id) GROUP BY ckey) p ON p.ckey = c.ckey "
+        "WHERE c.ckey NOT IN (SELECT ckey FROM s_skip)"
+    ):
+        for key, name, id_, domains, people, count in part:
+            found = people.split("\x1e") if people else []
+            if people and "\x1f" in people:  # a contact with several addresses: sorted
+                for i, person in enumerate(found):
+                    contact, _, addresses = person.partition("\x1d")
+                    found[i] = f"{contact}\x1d{chr(31).join(sorted(addresses.split(chr(31))))}"
+            if not domains:
+                domains, mine = "", 0
+            elif "\x1f" in domains:
+                listed = sorted(domains.split("\x1f"))
+                domains, mine = "\x1f".join(listed), len(listed)
+            else:
+                mine = 1
+            yield key, int(id_), joined_digest(name, domains, found), int(count or 0), mine
 
 
 def remember(
