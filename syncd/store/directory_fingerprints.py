@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, select
 from syncd.domain.directory_file import joined_digest, state_digest
 from syncd.schema.tables import contact_addresses, contacts, directory_fingerprints
 from syncd.store.directory_stage import StagedPlan
-from syncd.store.sql import chunks, upsert
+from syncd.store.sql import chunks, insert_rows
 
 _FETCH = 10_000
 
@@ -160,38 +160,28 @@ def remember(
 ) -> None:
     """Store the fingerprint of every planned customer of an applied mirror, in transactions
     of ``batch`` rows, and forget those of customers the file no longer lists."""
-    rows: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        with begin() as conn:
-            upsert(
-                conn,
-                directory_fingerprints,
-                rows,
-                ["customer_key"],
-                ["customer_id", "rows_digest", "state_digest", "contacts", "domains"],
-            )
-        rows.clear()
-
+    rows: list[tuple[str, int, str, str, int, int]] = []
     expected = _expected(staged)
     while True:
         # Read a batch whole first: the scratch cursors must not straddle a write elsewhere.
         for key, id_, state, contacts_, domains in expected:
-            rows.append(
-                {
-                    "customer_key": key,
-                    "customer_id": id_,
-                    "rows_digest": digests[key],
-                    "state_digest": state,
-                    "contacts": contacts_,
-                    "domains": domains,
-                }
-            )
+            rows.append((key, id_, digests[key], state, contacts_, domains))
             if len(rows) >= batch:
                 break
         if not rows:
             break
-        flush()
+        with begin() as conn:
+            insert_rows(
+                conn,
+                "INSERT INTO directory_fingerprints (customer_key, customer_id, rows_digest, "
+                "state_digest, contacts, domains) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (customer_key) DO UPDATE SET customer_id = excluded.customer_id, "
+                "rows_digest = excluded.rows_digest, state_digest = excluded.state_digest, "
+                "contacts = excluded.contacts, domains = excluded.domains",
+                rows,
+                "text,bigint,text,text,bigint,bigint",
+            )
+        rows.clear()
     with begin() as conn:
         gone = [
             key

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, delete, select, text, tuple_, update
 from sqlalchemy.engine import make_url
 
 from syncd.domain.directory_file import KEPT_PROBLEMS, DirectoryFile, RowReader
@@ -43,7 +43,7 @@ from syncd.store import audit, outbox
 from syncd.store import directory_fingerprints as fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
-from syncd.store.sql import chunks, insert_ignore
+from syncd.store.sql import chunks, insert_rows
 
 # The key of the PostgreSQL advisory lock every directory import holds until it ends.
 _DIRECTORY_LOCK = 0x5_9C_D0_14
@@ -346,16 +346,16 @@ class _Applier:
         ):
             names = [name for _pos, _key, name in part]
             with self.begin() as conn:
+                now = _bound(conn, customers.c.created_at, self.now)
                 # Ignored when a person added the same name since the plan: that is the one.
-                insert_ignore(
-                    conn, customers, [{"name": n, "created_at": self.now} for n in names], ["name"]
+                insert_rows(
+                    conn,
+                    "INSERT INTO customers (name, created_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    [(n, now) for n in names],
+                    "text,timestamptz",
                 )
-                ids: dict[str, int] = {
-                    name: int(id_)
-                    for name, id_ in conn.execute(
-                        select(customers.c.name, customers.c.id).where(customers.c.name.in_(names))
-                    )
-                }
+                ids = {name: int(id_) for name, id_ in _ids_by_name(conn, names)}
             self.staged.write(
                 "UPDATE f_customers SET new_id = ? WHERE ckey = ?",
                 [(ids[name], key) for _pos, key, name in part],
@@ -369,11 +369,12 @@ class _Applier:
             size=self.batch,
         ):
             with self.begin() as conn:
-                insert_ignore(
+                insert_rows(
                     conn,
-                    customer_domains,
-                    [{"customer_id": i, "domain": d} for i, d in part],
-                    ["customer_id", "domain"],
+                    "INSERT INTO customer_domains (customer_id, domain) VALUES (?, ?) "
+                    "ON CONFLICT (customer_id, domain) DO NOTHING",
+                    part,
+                    "bigint,text",
                 )
         if not self.staged.mirror:
             return
@@ -465,13 +466,13 @@ class _Applier:
                 ids = _reserve_ids(conn, contacts, len(part))
                 now = _bound(conn, contacts.c.created_at, self.now)
                 new_id = {row[0]: new for new, row in zip(ids, part, strict=True)}
-                _many(
+                insert_rows(
                     conn,
                     "INSERT INTO contacts (id, customer_id, name, created_at) VALUES (?, ?, ?, ?)",
                     [(new_id[i], c, n, now) for i, c, n in part],
                     "bigint,bigint,text,timestamptz",
                 )
-                _many(
+                insert_rows(
                     conn,
                     "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
                     "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
@@ -535,7 +536,7 @@ class _Applier:
             size=self.batch,
         ):
             with self.begin() as conn:
-                _many(
+                insert_rows(
                     conn,
                     "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
                     "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
@@ -544,29 +545,23 @@ class _Applier:
                 )
 
 
-def _many(conn: Connection, sql: str, rows: list[tuple[Any, ...]], types: str) -> None:
-    """``sql`` (an INSERT with ``VALUES (?, ...)``) for each of ``rows``, straight to the
-    driver: a million rows through SQLAlchemy's parameter handling cost seconds.  On
-    PostgreSQL one statement a call, its columns as arrays of ``types`` (comma-separated):
-    a statement per row is a round trip each."""
-    if not rows:
-        return
-    if conn.dialect.name != "postgresql":
-        conn.exec_driver_sql(sql, rows)
-        return
-    head, tail = sql.split(" VALUES ", 1)
-    tail = tail[tail.index(")") + 1 :]
-    arrays = ", ".join(f"%s::{t}[]" for t in types.split(","))
-    conn.exec_driver_sql(
-        f"{head} SELECT * FROM unnest({arrays}){tail}",
-        tuple(list(c) for c in zip(*rows, strict=True)),
-    )
-
-
 def _bound(conn: Connection, column: Any, value: Any) -> Any:
     """``value`` as ``column``'s type gives it to the driver."""
     process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     return process(value) if process is not None else value
+
+
+def _ids_by_name(conn: Connection, names: list[str]) -> Any:
+    """(name, id) of the customers named ``names``, in one statement straight to the
+    driver (an IN list of a batch of names costs SQLAlchemy a bound parameter each)."""
+    if conn.dialect.name == "postgresql":
+        return conn.exec_driver_sql(
+            "SELECT name, id FROM customers WHERE name = ANY(%s::text[])", (names,)
+        )
+    return conn.exec_driver_sql(
+        "SELECT name, id FROM customers WHERE name IN (SELECT value FROM json_each(?))",
+        (json.dumps(names),),
+    )
 
 
 def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
@@ -582,9 +577,14 @@ def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
             {"table": table.name, "n": count},
         )
         return [int(i) for i in found.scalars()]
-    lock(conn)  # a write first: no other writer can take the same ids
-    largest = conn.scalar(select(func.max(table.c.id))) or 0
+    # A write first (``lock``'s, straight to the driver: this runs a page of contacts):
+    # no other writer can take the same ids.
+    conn.exec_driver_sql(_SQLITE_LOCK, (STATE_ROW, STATE_ROW))
+    largest = conn.exec_driver_sql(f"SELECT max(id) FROM {table.name}").scalar() or 0
     return list(range(largest + 1, largest + 1 + count))
+
+
+_SQLITE_LOCK = "UPDATE settings SET name = ? WHERE name = ?"
 
 
 def _announce_renames(conn: Connection, renamed: list[int]) -> None:
