@@ -206,7 +206,7 @@ def mirror_directory(
         while True:
             with StagedPlan() as staged:
                 reader.skip = frozenset(skipped)
-                staged.stage_file(reader)
+                staged.stage_file(reader.tuples())
                 duplicates, total = staged.duplicates(KEPT_PROBLEMS)
                 if skipped and (reader.problems.total or total or _shares(engine, staged, skipped)):
                     # A bad row: planned whole, which reports every one, with its lines.
