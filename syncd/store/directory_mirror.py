@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from syncd.domain.directory_file import KEPT_PROBLEMS, DirectoryFile, RowReader
 from syncd.domain.directory_plan import Known, KnownContact, KnownCustomer
-from syncd.errors import UserError
+from syncd.errors import StoreError, UserError
 from syncd.schema.tables import (
     contact_addresses,
     contacts,
@@ -41,6 +41,7 @@ from syncd.schema.tables import (
 )
 from syncd.store import audit, outbox
 from syncd.store import directory_fingerprints as fingerprints
+from syncd.store.database import unchecked_sqlite_engine
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_rows
@@ -244,6 +245,7 @@ def mirror_directory(
                     batch=batch,
                     finish=finish,
                     applied=remember,
+                    unchecked=None if path is None else f"sqlite:///{path}",
                 )
 
 
@@ -265,6 +267,7 @@ def _plan_and_apply(
     batch: int = BATCH,
     finish: Callable[[Connection, Imported], None] = lambda _conn, _done: None,
     applied: Callable[[StagedPlan], None] = lambda _staged: None,
+    unchecked: str | None = None,
 ) -> Imported:
     if conn is not None:
         staged.stage_known(conn)
@@ -274,7 +277,7 @@ def _plan_and_apply(
     done = Imported(staged.counts(), staged.archived_names(), rows)
     if dry_run:
         return done
-    _Applier(staged, begin, max(1, batch)).apply()
+    _Applier(staged, begin, max(1, batch), unchecked).apply()
     applied(staged)
     with begin() as last:
         if not done.empty:
@@ -315,10 +318,13 @@ class _Applier:
     intermediate state sound: customers before their contacts, a contact before its
     addresses, archives last."""
 
-    def __init__(self, staged: StagedPlan, begin: Begin, batch: int) -> None:
+    def __init__(
+        self, staged: StagedPlan, begin: Begin, batch: int, unchecked: str | None = None
+    ) -> None:
         self.staged = staged
         self.begin = begin
         self.batch = batch
+        self.unchecked = unchecked  # a SQLite database's URL: see _new_contacts
         self.now = datetime.now(UTC)
 
     def pages(self, sql: str) -> Iterator[list[Any]]:
@@ -447,38 +453,51 @@ class _Applier:
     def _new_contacts(self) -> None:
         """New contacts with their addresses (moved from the contact holding them, or new),
         in one transaction a page: their ids are known there, nothing is written back.  A
-        page is half a batch of contacts: with their addresses, about a batch of rows."""
+        page is half a batch of contacts: with their addresses, about a batch of rows.
+
+        On a SQLite file, through a connection of its own that checks no foreign key: the
+        addresses' contacts are the page's own, and the page's customers are checked once
+        in its transaction, whose write lock keeps them until it commits."""
+        unchecked = unchecked_sqlite_engine(self.unchecked) if self.unchecked else None
+        begin = self.begin if unchecked is None else unchecked.begin
         size = max(1, self.batch // 2)
         last = -1
-        while part := self.staged.db.execute(
-            "SELECT f.id, coalesce(c.picked, c.new_id), f.name FROM f_contacts f "
-            "JOIN f_customers c ON c.ckey = f.ckey WHERE f.assigned IS NULL AND f.id > ? "
-            "ORDER BY f.id LIMIT ?",
-            (last, size),
-        ).fetchall():
-            last = part[-1][0]
-            addresses = self.staged.db.execute(
-                "SELECT a.contact, a.address FROM f_addresses a JOIN f_contacts f "
-                "ON f.id = a.contact WHERE a.contact BETWEEN ? AND ? AND f.assigned IS NULL",
-                (part[0][0], last),
-            ).fetchall()
-            with self.begin() as conn:
-                ids = _reserve_ids(conn, contacts, len(part))
-                now = _bound(conn, contacts.c.created_at, self.now)
-                new_id = {row[0]: new for new, row in zip(ids, part, strict=True)}
-                insert_rows(
-                    conn,
-                    "INSERT INTO contacts (id, customer_id, name, created_at) VALUES (?, ?, ?, ?)",
-                    [(new_id[i], c, n, now) for i, c, n in part],
-                    "bigint,bigint,text,timestamptz",
-                )
-                insert_rows(
-                    conn,
-                    "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
-                    "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
-                    [(new_id[c], a) for c, a in addresses],
-                    "bigint,text",
-                )
+        try:
+            while part := self.staged.db.execute(
+                "SELECT f.id, coalesce(c.picked, c.new_id), f.name FROM f_contacts f "
+                "JOIN f_customers c ON c.ckey = f.ckey WHERE f.assigned IS NULL AND f.id > ? "
+                "ORDER BY f.id LIMIT ?",
+                (last, size),
+            ).fetchall():
+                last = part[-1][0]
+                addresses = self.staged.db.execute(
+                    "SELECT a.contact, a.address FROM f_addresses a JOIN f_contacts f "
+                    "ON f.id = a.contact WHERE a.contact BETWEEN ? AND ? AND f.assigned IS NULL",
+                    (part[0][0], last),
+                ).fetchall()
+                with begin() as conn:
+                    ids = _reserve_ids(conn, contacts, len(part))
+                    if unchecked is not None:
+                        _check_customers(conn, {c for _i, c, _n in part if c is not None})
+                    now = _bound(conn, contacts.c.created_at, self.now)
+                    new_id = {row[0]: new for new, row in zip(ids, part, strict=True)}
+                    insert_rows(
+                        conn,
+                        "INSERT INTO contacts (id, customer_id, name, created_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(new_id[i], c, n, now) for i, c, n in part],
+                        "bigint,bigint,text,timestamptz",
+                    )
+                    insert_rows(
+                        conn,
+                        "INSERT INTO contact_addresses (contact_id, address) VALUES (?, ?) "
+                        "ON CONFLICT (address) DO UPDATE SET contact_id = excluded.contact_id",
+                        [(new_id[c], a) for c, a in addresses],
+                        "bigint,text",
+                    )
+        finally:
+            if unchecked is not None:
+                unchecked.dispose()
 
     def _contact_changes(self) -> None:
         """Names, moves to another customer, restores; addresses the file no longer lists."""
@@ -562,6 +581,20 @@ def _ids_by_name(conn: Connection, names: list[str]) -> Any:
         "SELECT name, id FROM customers WHERE name IN (SELECT value FROM json_each(?))",
         (json.dumps(names),),
     )
+
+
+def _check_customers(conn: Connection, ids: set[int]) -> None:
+    """What the foreign key of new contacts would check: their customers exist (one
+    deleted since the plan fails the page, as the key would)."""
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM customers WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(ids)),),
+    ).scalar()
+    if found != len(ids):
+        raise StoreError(
+            "a customer was deleted while the directory file was mirrored",
+            hint="the next check of the directory file mirrors it again",
+        )
 
 
 def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
