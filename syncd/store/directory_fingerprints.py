@@ -185,7 +185,7 @@ def remember(
     with begin() as conn:
         gone = [
             key
-            for key in conn.scalars(select(directory_fingerprints.c.customer_key))
+            for (key,) in _cursor_rows(conn, "SELECT customer_key FROM directory_fingerprints")
             if key not in digests
         ]
     for part in chunks(gone, batch):

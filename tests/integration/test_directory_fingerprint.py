@@ -183,17 +183,17 @@ def test_a_customer_deleted_during_a_mirror_gets_no_new_contact(
     from sqlalchemy.exc import IntegrityError
 
     from syncd.errors import StoreError
-    from syncd.store import directory_mirror
+    from syncd.store import directory_apply
 
     _mirror(engine, _export(customers_=2, people=1))
-    archive = directory_mirror._Applier._archive
+    archive = directory_apply.Applier._archive
 
     def delete_first(applier: Any, *args: Any) -> None:
         with engine.begin() as conn:
             conn.execute(delete(customers).where(customers.c.name == "Cust 0"))
         archive(applier, *args)
 
-    monkeypatch.setattr(directory_mirror._Applier, "_archive", delete_first)
+    monkeypatch.setattr(directory_apply.Applier, "_archive", delete_first)
     with pytest.raises((StoreError, IntegrityError)):
         _mirror(engine, _export(customers_=2, people=2))
     with engine.connect() as conn:
