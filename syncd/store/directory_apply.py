@@ -333,13 +333,15 @@ def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
     sequence, or on SQLite, whose one writer this transaction is once it has written,
     the ids after the largest."""
     if conn.dialect.name == "postgresql":
+        # One array, not a row an id: a thousand rows through the driver cost more.
         found = conn.execute(
             text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+                "SELECT array_agg(nextval(pg_get_serial_sequence(:table, 'id'))) "
+                "FROM generate_series(1, :n)"
             ),
             {"table": table.name, "n": count},
-        )
-        return [int(i) for i in found.scalars()]
+        ).scalar_one()
+        return [int(i) for i in found]
     # A write first (``lock``'s, straight to the driver: this runs a page of contacts):
     # no other writer can take the same ids.
     conn.exec_driver_sql(_SQLITE_LOCK, (STATE_ROW, STATE_ROW))

@@ -191,7 +191,9 @@ def insert_rows(conn: Connection, sql: str, rows: list[tuple[Any, ...]], types: 
         return
     head, tail = sql.split(" VALUES ", 1)
     tail = tail[tail.index(")") + 1 :]
-    arrays = ", ".join(f"%s::{t}[]" for t in types.split(","))
+    # Binary (%b): psycopg writes an array of a batch of values in text a value at a time
+    # in Python, quoting each; in binary at a third of the cost.
+    arrays = ", ".join(f"%b::{t}[]" for t in types.split(","))
     conn.exec_driver_sql(
         f"{head} SELECT * FROM unnest({arrays}){tail}",
         tuple(list(c) for c in zip(*rows, strict=True)),
