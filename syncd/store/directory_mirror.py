@@ -42,7 +42,7 @@ from syncd.store import directory_fingerprints as fingerprints
 from syncd.store.directory_apply import DIRECTORY_LOCK, STATE_ROW, Applier, Begin, lock
 from syncd.store.directory_stage import StagedPlan
 
-BATCH = 2000  # rows written per transaction ([directory] batch)
+BATCH = 5000  # rows written per transaction ([directory] batch); 2000 cost a fifth more CPU
 
 
 @dataclass(frozen=True, slots=True)
