@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from syncd.domain.directory_file import joined_digest, state_digest
+from syncd.domain.directory_file import joined_digest
 from syncd.schema.tables import contact_addresses, contacts, directory_fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.sql import chunks, insert_rows
@@ -70,38 +70,51 @@ def unchanged(conn: Connection, digests: dict[str, str]) -> Skipped:
         if id_ in names:
             domains_of.setdefault(id_, []).append(domain)
     found: Skipped = {}
-
-    def settle(id_: int, people: dict[int, tuple[str, list[str]]]) -> None:
-        key, state, contacts_, domains = candidates[id_]
-        if state_digest(names[id_], domains_of.get(id_, ()), people.values()) == state:
-            found[key] = (id_, contacts_, domains)
-
-    current: int | None = None
-    people: dict[int, tuple[str, list[str]]] = {}
-    done: set[int] = set()
-    for customer_id, contact_id, name, address in _cursor_rows(
+    sqlite = conn.dialect.name != "postgresql"
+    join, sep = ("group_concat", "char") if sqlite else ("string_agg", "chr")
+    settled: set[int] = set()
+    # Each customer's active contacts joined in SQL, a row a customer (as ``_expected``
+    # reads the plan's): a million contacts are not a million rows through Python.
+    for customer_id, people in _cursor_rows(
         conn,
-        "SELECT c.customer_id, c.id, c.name, a.address FROM contacts c "
-        "LEFT JOIN contact_addresses a ON a.contact_id = c.id "
-        "WHERE c.archived_at IS NULL AND c.customer_id IS NOT NULL ORDER BY c.customer_id",
+        f"SELECT customer_id, {join}(person, {sep}(30)) FROM (SELECT c.customer_id, "
+        f"c.name || {sep}(29) || coalesce({join}(a.address, {sep}(31)), '') AS person "
+        "FROM contacts c LEFT JOIN contact_addresses a ON a.contact_id = c.id "
+        "WHERE c.archived_at IS NULL AND c.customer_id IS NOT NULL GROUP BY c.id, c.customer_id, "
+        "c.name) AS p GROUP BY customer_id",
     ):
-        if customer_id != current:
-            if current is not None and current in names:
-                settle(current, people)
-                done.add(current)
-            current, people = customer_id, {}
-        if customer_id not in names:
-            continue
-        person = people.get(contact_id)
-        if person is None:
-            person = people[contact_id] = (name, [])
-        if address is not None:
-            person[1].append(address)
-    if current is not None and current in names:
-        settle(current, people)
-        done.add(current)
-    for id_ in names.keys() - done:  # no active contact
-        settle(id_, {})
+        if customer_id in names:
+            settled.add(customer_id)
+            _settle(found, candidates[customer_id], customer_id, names, domains_of, people)
+    for id_ in names.keys() - settled:  # no active contact
+        _settle(found, candidates[id_], id_, names, domains_of, None)
+    return found
+
+
+def _settle(
+    found: Skipped,
+    candidate: tuple[str, str, int, int],
+    id_: int,
+    names: dict[int, str],
+    domains_of: dict[int, list[str]],
+    people: str | None,
+) -> None:
+    key, state, contacts_, domains = candidate
+    joined = "\x1f".join(sorted(domains_of.get(id_, ())))
+    if joined_digest(names[id_], joined, _people(people)) == state:
+        found[key] = (id_, contacts_, domains)
+
+
+def _people(joined: str | None) -> list[str]:
+    """Contacts joined as ``name \x1d addresses`` (``\x1f`` between), ``\x1e`` between
+    them, as ``joined_digest`` takes them: each one's addresses sorted."""
+    if not joined:
+        return []
+    found = joined.split("\x1e")
+    if "\x1f" in joined:  # a contact with several addresses
+        for i, person in enumerate(found):
+            contact, _, addresses = person.partition("\x1d")
+            found[i] = f"{contact}\x1d{chr(31).join(sorted(addresses.split(chr(31))))}"
     return found
 
 
@@ -137,11 +150,7 @@ def _expected(staged: StagedPlan) -> Iterator[tuple[str, int, str, int, int]]:
         "WHERE c.ckey NOT IN (SELECT ckey FROM s_skip)"
     ):
         for key, name, id_, domains, people, count in part:
-            found = people.split("\x1e") if people else []
-            if people and "\x1f" in people:  # a contact with several addresses: sorted
-                for i, person in enumerate(found):
-                    contact, _, addresses = person.partition("\x1d")
-                    found[i] = f"{contact}\x1d{chr(31).join(sorted(addresses.split(chr(31))))}"
+            found = _people(people)
             if not domains:
                 domains, mine = "", 0
             elif "\x1f" in domains:
