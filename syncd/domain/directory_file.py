@@ -17,7 +17,7 @@ import hashlib
 import io
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple, TextIO
@@ -375,23 +375,12 @@ class RowReader:
         raise BadDirectoryFile(self.where, merged, total)
 
 
-def state_digest(
-    name: str, domains: Iterable[str], contacts: Iterable[tuple[str, Iterable[str]]]
-) -> str:
-    """A digest of what the directory holds for one customer: its name, its domains, and its
-    active contacts (name and addresses); the same from the file's rows as from the store."""
-    return joined_digest(
-        name,
-        "\x1f".join(sorted(domains)),
-        [f"{n}\x1d{chr(31).join(sorted(a))}" for n, a in contacts],
-    )
-
-
-def joined_digest(name: str, domains: str, people: list[str]) -> str:
-    """``state_digest`` of the domains joined already (sorted, by ``\x1f``: no value holds a
-    control character) and each contact as its name, ``\x1d`` and its sorted addresses
-    joined so.  ``\x1d`` sorts before any character of a name, so sorting these strings
-    sorts the contacts by name, then addresses; the text is hashed whole."""
+def state_digest(name: str, domains: str, people: list[str]) -> str:
+    """A digest of what the directory holds for one customer, the same from the file's rows
+    as from the store: its name, its domains (sorted, joined by ``\x1f``: no value holds a
+    control character), and its active contacts, each as its name, ``\x1d`` and its sorted
+    addresses joined so.  ``\x1d`` sorts before any character of a name, so sorting these
+    strings sorts the contacts by name, then addresses; the text is hashed whole."""
     people.sort()
     text = f"{name}\x1e{domains}\x1e" + "\x1e".join(people) if people else f"{name}\x1e{domains}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -3,7 +3,7 @@ a few changed rows works on those customers only.
 
 A customer of the file is *unchanged* when its rows are the text the last mirror applied
 (``rows_digest``, by ``RowReader.fingerprints``) and what the store holds for it is still
-what those rows say (``state_digest``, by ``state_digest``: its name, domains, active
+what those rows say (``state_digest``, by the function of that name: its name, domains, active
 contacts and their addresses, read from the store each time).  A customer edited by hand
 since, or left half-written by an interrupted mirror, is therefore planned again like any
 other.  What crosses customers is checked on the rows that are planned: an address they
@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from syncd.domain.directory_file import joined_digest
+from syncd.domain.directory_file import state_digest
 from syncd.schema.tables import contact_addresses, contacts, directory_fingerprints
 from syncd.store.directory_stage import StagedPlan
 from syncd.store.sql import chunks, insert_rows
@@ -101,13 +101,13 @@ def _settle(
 ) -> None:
     key, state, contacts_, domains = candidate
     joined = "\x1f".join(sorted(domains_of.get(id_, ())))
-    if joined_digest(names[id_], joined, _people(people)) == state:
+    if state_digest(names[id_], joined, _people(people)) == state:
         found[key] = (id_, contacts_, domains)
 
 
 def _people(joined: str | None) -> list[str]:
     """Contacts joined as ``name \x1d addresses`` (``\x1f`` between), ``\x1e`` between
-    them, as ``joined_digest`` takes them: each one's addresses sorted."""
+    them, as ``state_digest`` takes them: each one's addresses sorted."""
     if not joined:
         return []
     found = joined.split("\x1e")
@@ -139,7 +139,7 @@ def _expected(staged: StagedPlan) -> Iterator[tuple[str, int, str, int, int]]:
     the applied plan leaves it.  Joined in SQL, a row a customer: its domains, and its
     contacts each as name, ``\x1d``, addresses (``\x1f`` between them), ``\x1e`` between
     contacts; only their order is settled here (``\x1d`` sorts before any character of a
-    name, so sorting these strings sorts the contacts as ``state_digest`` does)."""
+    name, so sorting these strings sorts the contacts by name, then addresses)."""
     for part in staged.rows(
         "SELECT c.ckey, c.name, coalesce(c.picked, c.new_id), (SELECT group_concat(d.domain, "
         "char(31)) FROM f_domains d WHERE d.ckey = c.ckey), p.people, p.n "
@@ -158,7 +158,7 @@ def _expected(staged: StagedPlan) -> Iterator[tuple[str, int, str, int, int]]:
                 domains, mine = "\x1f".join(listed), len(listed)
             else:
                 mine = 1
-            yield key, int(id_), joined_digest(name, domains, found), int(count or 0), mine
+            yield key, int(id_), state_digest(name, domains, found), int(count or 0), mine
 
 
 def remember(
