@@ -17,7 +17,7 @@ import hashlib
 import io
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple, TextIO
@@ -73,6 +73,10 @@ class _Problems(list[str]):
         self.total += 1
         if len(self) < KEPT_PROBLEMS:
             super().append(problem)
+
+
+# A valid data row as a plain tuple: ``FileRow``'s fields.
+Row = tuple[int, str, str, tuple[str, ...], str, str | None]
 
 
 class FileRow(NamedTuple):
@@ -139,16 +143,25 @@ def _text(value: str, what: str) -> str:
     return value
 
 
+_PLAIN_DOMAIN = re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*")
+
+
 @lru_cache(maxsize=65536)  # a file repeats its customers' domains on every contact's row
 def clean_domain(domain: str) -> str:
     """A domain a customer can own, normalised; ValueError saying why not."""
     value = normalize_domain(domain.strip().lstrip("@"))
-    labels = value.split(".")
     if (
         not value
         or len(value) > DOMAIN_MAX
-        or not all(0 < len(label) <= 63 for label in labels)
-        or not all(c.isalnum() or c == "-" for label in labels for c in label)
+        or not (
+            # Lower-cased ASCII (most): the rule below in one match.
+            _PLAIN_DOMAIN.fullmatch(value) is not None
+            if value.isascii()
+            else all(
+                0 < len(label) <= 63 and all(c.isalnum() or c == "-" for c in label)
+                for label in value.split(".")
+            )
+        )
     ):
         raise BadValue(f"{domain.strip()[:100]!r} is not a domain", "domains: one is not a domain")
     if registrable_domain(value) is None:
@@ -161,17 +174,9 @@ def clean_domain(domain: str) -> str:
 
 
 # An address with nothing to normalise (plain ASCII, no IDNA label): most of a CRM export.
+# Stripped, no longer than ADDRESS_MAX, and with no "xn--" label, an address it matches is
+# one ``clean_address`` keeps as it is but for case (the row reader's test checks it).
 _PLAIN_ADDRESS = re.compile(r"[!#-'*+\-./-9=?A-Z^-~]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-
-def _is_plain_address(address: str) -> bool:
-    """Stripped ``address`` is one ``clean_address`` keeps as it is but for case (a test
-    checks it): nothing to normalise, nothing to refuse."""
-    return (
-        len(address) <= ADDRESS_MAX
-        and _PLAIN_ADDRESS.fullmatch(address) is not None
-        and ("--" not in address or "xn--" not in address.lower())
-    )
 
 
 def clean_address(address: str) -> str:
@@ -228,18 +233,26 @@ class RowReader:
         digests: dict[str, Any] = {}
         last: str | None = None
         digest: Any = None
+        # The current customer's run of rows, hashed as one text when it ends: the same
+        # digest as a row at a time, for a call a customer.
+        run: list[str] = []
         try:
             for fields in self._reader:
                 cell = fields[0] if fields else ""
                 if cell != last:
                     if not cell.strip() and not any(f.strip() for f in fields):
                         continue  # a blank line, which the rows skip too
+                    if run:
+                        digest.update("".join(run).encode())
+                        run.clear()
                     last = cell
                     key = customer_key(cell)
                     digest = digests.get(key)
                     if digest is None:
                         digest = digests[key] = hashlib.blake2b(digest_size=16)
-                digest.update(("\x1f".join(fields) + "\n").encode())
+                run.append("\x1f".join(fields) + "\n")
+            if run:
+                digest.update("".join(run).encode())
         except (csv.Error, UnicodeDecodeError):
             return None
         finally:
@@ -255,7 +268,13 @@ class RowReader:
         self.problems = _Problems()
 
     def __iter__(self) -> Iterator[FileRow]:
+        return map(FileRow._make, self.tuples())
+
+    def tuples(self) -> Iterator[Row]:
+        """The rows as ``__iter__`` gives them, as plain tuples (a million are made)."""
         reader, problems, skip = self._reader, self.problems, self.skip
+        plain_address = _PLAIN_ADDRESS.fullmatch
+        rows = 0  # counted here, kept in ``self.rows`` as the generator ends
         skip_cell: str | None = None
         skipping = False
         # The customer and domains cells of the last plain row and what they gave: an
@@ -264,81 +283,87 @@ class RowReader:
         same_given = ""
         name, key = "", ""
         found: tuple[str, ...] = ()
-        while True:
-            line = reader.line_num + 1  # a quoted field may take several lines: the first
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError:
-                raise _not_utf8(self.where) from None
-            except csv.Error as err:
-                problems.append(f"line {line}: {err}")
-                continue
-            if len(fields) != 4:
-                if not any(f.strip() for f in fields):
-                    continue  # a blank line
-                fields = [*fields, "", "", "", ""][:4]
-            customer, given, contact, address = fields
-            if skip:
-                if customer != skip_cell:
-                    skip_cell, skipping = customer, customer_key(customer) in skip
-                if skipping:
-                    self.rows += 1
-                    continue
-            contact_name, plain = contact.strip(), address.strip()
-            if (
-                customer == same_customer
-                and given == same_given
-                and contact_name.isascii()
-                and contact_name.isprintable()
-                and "  " not in contact_name
-                and len(contact_name) <= NAME_MAX
-                and (not plain or _is_plain_address(plain))
-            ):
-                self.rows += 1
-                yield FileRow(line, key, name, found, contact_name, plain.lower() or None)
-                continue
-            stripped = customer.strip()
-            if (
-                # Most rows of an export: printable ASCII, single spaces, one domain, a
-                # plain address; the same values the general path below gives them.
-                stripped
-                and stripped.isascii()
-                and stripped.isprintable()
-                and "  " not in stripped
-                and len(stripped) <= NAME_MAX
-                and contact_name.isascii()
-                and contact_name.isprintable()
-                and "  " not in contact_name
-                and len(contact_name) <= NAME_MAX
-                and ";" not in given
-                and (not plain or _is_plain_address(plain))
-            ):
-                self.rows += 1
+        try:
+            while True:
+                line = reader.line_num + 1  # a quoted field may take several lines: the first
                 try:
-                    found = (clean_domain(given),) if given.strip() else ()
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except UnicodeDecodeError:
+                    raise _not_utf8(self.where) from None
+                except csv.Error as err:
+                    problems.append(f"line {line}: {err}")
+                    continue
+                if len(fields) != 4:
+                    if not any(f.strip() for f in fields):
+                        continue  # a blank line
+                    fields = [*fields, "", "", "", ""][:4]
+                customer, given, contact, address = fields
+                if skip:
+                    if customer != skip_cell:
+                        skip_cell, skipping = customer, customer_key(customer) in skip
+                    if skipping:
+                        rows += 1
+                        continue
+                contact_name, plain = contact.strip(), address.strip()
+                # Most rows of an export: a printable ASCII name with single spaces and a
+                # plain address (``_PLAIN_ADDRESS``; inlined: this runs a million times).
+                simple = (
+                    contact_name.isascii()
+                    and contact_name.isprintable()
+                    and "  " not in contact_name
+                    and len(contact_name) <= NAME_MAX
+                    and (
+                        not plain
+                        or (
+                            len(plain) <= ADDRESS_MAX
+                            and plain_address(plain) is not None
+                            and ("--" not in plain or "xn--" not in plain.lower())
+                        )
+                    )
+                )
+                if simple and customer == same_customer and given == same_given:
+                    rows += 1
+                    yield (line, key, name, found, contact_name, plain.lower() or None)
+                    continue
+                stripped = customer.strip()
+                if (
+                    # The same values the general path below gives them.
+                    simple
+                    and stripped
+                    and stripped.isascii()
+                    and stripped.isprintable()
+                    and "  " not in stripped
+                    and len(stripped) <= NAME_MAX
+                    and ";" not in given
+                ):
+                    rows += 1
+                    try:
+                        found = (clean_domain(given),) if given.strip() else ()
+                    except ValueError as err:
+                        problems.append(f"line {line}: {_unquoted(err)}")
+                        continue
+                    same_customer, same_given = customer, given
+                    name, key = stripped, customer_key(stripped)
+                    yield (line, key, name, found, contact_name, plain.lower() or None)
+                    continue
+                if not (stripped or any(f.strip() for f in fields)):
+                    continue  # a blank line
+                rows += 1
+                try:
+                    tidied = _text(customer, "customer")
+                    if not tidied:
+                        raise ValueError("customer is empty")
+                    domains = tuple(clean_domain(d) for d in given.split(";") if d.strip())
+                    contact_name = _text(contact, "contact_name")
+                    found_address = clean_address(address) if plain else None
                 except ValueError as err:
                     problems.append(f"line {line}: {_unquoted(err)}")
                     continue
-                same_customer, same_given = customer, given
-                name, key = stripped, customer_key(stripped)
-                yield FileRow(line, key, name, found, contact_name, plain.lower() or None)
-                continue
-            if not (stripped or any(f.strip() for f in fields)):
-                continue  # a blank line
-            self.rows += 1
-            try:
-                tidied = _text(customer, "customer")
-                if not tidied:
-                    raise ValueError("customer is empty")
-                domains = tuple(clean_domain(d) for d in given.split(";") if d.strip())
-                contact_name = _text(contact, "contact_name")
-                found_address = clean_address(address) if plain else None
-            except ValueError as err:
-                problems.append(f"line {line}: {_unquoted(err)}")
-                continue
-            yield FileRow(line, customer_key(tidied), tidied, domains, contact_name, found_address)
+                yield (line, customer_key(tidied), tidied, domains, contact_name, found_address)
+        finally:
+            self.rows += rows
 
     def refuse(self, more: list[str] | None = None, more_total: int = 0) -> None:
         """BadDirectoryFile when any row was bad: those read here and ``more`` (found by
@@ -350,16 +375,15 @@ class RowReader:
         raise BadDirectoryFile(self.where, merged, total)
 
 
-def state_digest(
-    name: str, domains: Iterable[str], contacts: Iterable[tuple[str, Iterable[str]]]
-) -> str:
-    """A digest of what the directory holds for one customer: its name, its domains, and its
-    active contacts (name and addresses); the same from the file's rows as from the store."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(name.encode() + b"\x1e" + "\x1f".join(sorted(domains)).encode())
-    for contact, addresses in sorted((n, "\x1f".join(sorted(a))) for n, a in contacts):
-        digest.update(b"\x1e" + contact.encode() + b"\x1d" + addresses.encode())
-    return digest.hexdigest()
+def state_digest(name: str, domains: str, people: list[str]) -> str:
+    """A digest of what the directory holds for one customer, the same from the file's rows
+    as from the store: its name, its domains (sorted, joined by ``\x1f``: no value holds a
+    control character), and its active contacts, each as its name, ``\x1d`` and its sorted
+    addresses joined so.  ``\x1d`` sorts before any character of a name, so sorting these
+    strings sorts the contacts by name, then addresses; the text is hashed whole."""
+    people.sort()
+    text = f"{name}\x1e{domains}\x1e" + "\x1e".join(people) if people else f"{name}\x1e{domains}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _unquoted(err: ValueError) -> str:

@@ -3,7 +3,7 @@ a few changed rows works on those customers only.
 
 A customer of the file is *unchanged* when its rows are the text the last mirror applied
 (``rows_digest``, by ``RowReader.fingerprints``) and what the store holds for it is still
-what those rows say (``state_digest``, by ``state_digest``: its name, domains, active
+what those rows say (``state_digest``, by the function of that name: its name, domains, active
 contacts and their addresses, read from the store each time).  A customer edited by hand
 since, or left half-written by an interrupted mirror, is therefore planned again like any
 other.  What crosses customers is checked on the rows that are planned: an address they
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, select
 from syncd.domain.directory_file import state_digest
 from syncd.schema.tables import contact_addresses, contacts, directory_fingerprints
 from syncd.store.directory_stage import StagedPlan
-from syncd.store.sql import chunks, upsert
+from syncd.store.sql import chunks, insert_rows
 
 _FETCH = 10_000
 
@@ -70,38 +70,51 @@ def unchanged(conn: Connection, digests: dict[str, str]) -> Skipped:
         if id_ in names:
             domains_of.setdefault(id_, []).append(domain)
     found: Skipped = {}
-
-    def settle(id_: int, people: dict[int, tuple[str, list[str]]]) -> None:
-        key, state, contacts_, domains = candidates[id_]
-        if state_digest(names[id_], domains_of.get(id_, ()), people.values()) == state:
-            found[key] = (id_, contacts_, domains)
-
-    current: int | None = None
-    people: dict[int, tuple[str, list[str]]] = {}
-    done: set[int] = set()
-    for customer_id, contact_id, name, address in _cursor_rows(
+    sqlite = conn.dialect.name != "postgresql"
+    join, sep = ("group_concat", "char") if sqlite else ("string_agg", "chr")
+    settled: set[int] = set()
+    # Each customer's active contacts joined in SQL, a row a customer (as ``_expected``
+    # reads the plan's): a million contacts are not a million rows through Python.
+    for customer_id, people in _cursor_rows(
         conn,
-        "SELECT c.customer_id, c.id, c.name, a.address FROM contacts c "
-        "LEFT JOIN contact_addresses a ON a.contact_id = c.id "
-        "WHERE c.archived_at IS NULL AND c.customer_id IS NOT NULL ORDER BY c.customer_id",
+        f"SELECT customer_id, {join}(person, {sep}(30)) FROM (SELECT c.customer_id, "
+        f"c.name || {sep}(29) || coalesce({join}(a.address, {sep}(31)), '') AS person "
+        "FROM contacts c LEFT JOIN contact_addresses a ON a.contact_id = c.id "
+        "WHERE c.archived_at IS NULL AND c.customer_id IS NOT NULL GROUP BY c.id, c.customer_id, "
+        "c.name) AS p GROUP BY customer_id",
     ):
-        if customer_id != current:
-            if current is not None and current in names:
-                settle(current, people)
-                done.add(current)
-            current, people = customer_id, {}
-        if customer_id not in names:
-            continue
-        person = people.get(contact_id)
-        if person is None:
-            person = people[contact_id] = (name, [])
-        if address is not None:
-            person[1].append(address)
-    if current is not None and current in names:
-        settle(current, people)
-        done.add(current)
-    for id_ in names.keys() - done:  # no active contact
-        settle(id_, {})
+        if customer_id in names:
+            settled.add(customer_id)
+            _settle(found, candidates[customer_id], customer_id, names, domains_of, people)
+    for id_ in names.keys() - settled:  # no active contact
+        _settle(found, candidates[id_], id_, names, domains_of, None)
+    return found
+
+
+def _settle(
+    found: Skipped,
+    candidate: tuple[str, str, int, int],
+    id_: int,
+    names: dict[int, str],
+    domains_of: dict[int, list[str]],
+    people: str | None,
+) -> None:
+    key, state, contacts_, domains = candidate
+    joined = "\x1f".join(sorted(domains_of.get(id_, ())))
+    if state_digest(names[id_], joined, _people(people)) == state:
+        found[key] = (id_, contacts_, domains)
+
+
+def _people(joined: str | None) -> list[str]:
+    """Contacts joined as ``name \x1d addresses`` (``\x1f`` between), ``\x1e`` between
+    them, as ``state_digest`` takes them: each one's addresses sorted."""
+    if not joined:
+        return []
+    found = joined.split("\x1e")
+    if "\x1f" in joined:  # a contact with several addresses
+        for i, person in enumerate(found):
+            contact, _, addresses = person.partition("\x1d")
+            found[i] = f"{contact}\x1d{chr(31).join(sorted(addresses.split(chr(31))))}"
     return found
 
 
@@ -123,30 +136,29 @@ def shared_addresses(conn: Connection, staged: StagedPlan, skipped: Skipped) -> 
 
 def _expected(staged: StagedPlan) -> Iterator[tuple[str, int, str, int, int]]:
     """(key, customer id, state digest, contacts, domains) of every planned customer, as
-    the applied plan leaves it."""
-    db = staged.db
-    domains = db.execute("SELECT ckey, domain FROM f_domains ORDER BY ckey")
-    people = db.execute(
-        "SELECT f.ckey, f.id, f.name, a.address FROM f_contacts f "
-        "JOIN f_addresses a ON a.contact = f.id ORDER BY f.ckey"
-    )
-    next_domain = next(domains, None)
-    next_person = next(people, None)
-    for key, name, id_ in db.execute(
-        "SELECT ckey, name, coalesce(picked, new_id) FROM f_customers "
-        "WHERE ckey NOT IN (SELECT ckey FROM s_skip) ORDER BY ckey"
-    ).fetchall():
-        mine: list[str] = []
-        while next_domain is not None and next_domain[0] <= key:
-            if next_domain[0] == key:
-                mine.append(next_domain[1])
-            next_domain = next(domains, None)
-        found: dict[int, tuple[str, list[str]]] = {}
-        while next_person is not None and next_person[0] <= key:
-            if next_person[0] == key:
-                found.setdefault(next_person[1], (next_person[2], []))[1].append(next_person[3])
-            next_person = next(people, None)
-        yield key, int(id_), state_digest(name, mine, found.values()), len(found), len(mine)
+    the applied plan leaves it.  Joined in SQL, a row a customer: its domains, and its
+    contacts each as name, ``\x1d``, addresses (``\x1f`` between them), ``\x1e`` between
+    contacts; only their order is settled here (``\x1d`` sorts before any character of a
+    name, so sorting these strings sorts the contacts by name, then addresses)."""
+    for part in staged.rows(
+        "SELECT c.ckey, c.name, coalesce(c.picked, c.new_id), (SELECT group_concat(d.domain, "
+        "char(31)) FROM f_domains d WHERE d.ckey = c.ckey), p.people, p.n "
+        "FROM f_customers c LEFT JOIN (SELECT ckey, group_concat(person, char(30)) AS people, "
+        "count(*) AS n FROM (SELECT f.ckey, f.name || char(29) || group_concat(a.address, "
+        "char(31)) AS person FROM f_contacts f JOIN f_addresses a ON a.contact = f.id "
+        "GROUP BY f.id) GROUP BY ckey) p ON p.ckey = c.ckey "
+        "WHERE c.ckey NOT IN (SELECT ckey FROM s_skip)"
+    ):
+        for key, name, id_, domains, people, count in part:
+            found = _people(people)
+            if not domains:
+                domains, mine = "", 0
+            elif "\x1f" in domains:
+                listed = sorted(domains.split("\x1f"))
+                domains, mine = "\x1f".join(listed), len(listed)
+            else:
+                mine = 1
+            yield key, int(id_), state_digest(name, domains, found), int(count or 0), mine
 
 
 def remember(
@@ -157,42 +169,32 @@ def remember(
 ) -> None:
     """Store the fingerprint of every planned customer of an applied mirror, in transactions
     of ``batch`` rows, and forget those of customers the file no longer lists."""
-    rows: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        with begin() as conn:
-            upsert(
-                conn,
-                directory_fingerprints,
-                rows,
-                ["customer_key"],
-                ["customer_id", "rows_digest", "state_digest", "contacts", "domains"],
-            )
-        rows.clear()
-
+    rows: list[tuple[str, int, str, str, int, int]] = []
     expected = _expected(staged)
     while True:
         # Read a batch whole first: the scratch cursors must not straddle a write elsewhere.
         for key, id_, state, contacts_, domains in expected:
-            rows.append(
-                {
-                    "customer_key": key,
-                    "customer_id": id_,
-                    "rows_digest": digests[key],
-                    "state_digest": state,
-                    "contacts": contacts_,
-                    "domains": domains,
-                }
-            )
+            rows.append((key, id_, digests[key], state, contacts_, domains))
             if len(rows) >= batch:
                 break
         if not rows:
             break
-        flush()
+        with begin() as conn:
+            insert_rows(
+                conn,
+                "INSERT INTO directory_fingerprints (customer_key, customer_id, rows_digest, "
+                "state_digest, contacts, domains) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (customer_key) DO UPDATE SET customer_id = excluded.customer_id, "
+                "rows_digest = excluded.rows_digest, state_digest = excluded.state_digest, "
+                "contacts = excluded.contacts, domains = excluded.domains",
+                rows,
+                "text,bigint,text,text,bigint,bigint",
+            )
+        rows.clear()
     with begin() as conn:
         gone = [
             key
-            for key in conn.scalars(select(directory_fingerprints.c.customer_key))
+            for (key,) in _cursor_rows(conn, "SELECT customer_key FROM directory_fingerprints")
             if key not in digests
         ]
     for part in chunks(gone, batch):

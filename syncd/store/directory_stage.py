@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from syncd.domain.directory_file import FileRow, customer_key
+from syncd.domain.directory_file import Row, customer_key
 
 _BATCH = 10_000  # rows per executemany into the scratch database
 _CACHE_KIB = 32_768  # the scratch database's page cache: its share of the memory bound
@@ -100,7 +100,7 @@ class StagedPlan:
 
     # --- the file -------------------------------------------------------------------------
 
-    def stage_file(self, rows: Iterable[FileRow]) -> None:
+    def stage_file(self, rows: Iterable[Row]) -> None:
         """The file's valid rows: its customers (first spelling wins), their domains, and
         the rows that give an address."""
         db = self.db

@@ -177,3 +177,24 @@ def upsert(
     stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=update(stmt.excluded))
     conn.execute(stmt, rows)
+
+
+def insert_rows(conn: Connection, sql: str, rows: list[tuple[Any, ...]], types: str) -> None:
+    """``sql`` (an INSERT with ``VALUES (?, ...)``) for each of ``rows``, straight to the
+    driver: a million rows through SQLAlchemy's parameter handling cost seconds.  On
+    PostgreSQL one statement a call, its columns as arrays of ``types`` (comma-separated):
+    a statement per row is a round trip each."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.exec_driver_sql(sql, rows)
+        return
+    head, tail = sql.split(" VALUES ", 1)
+    tail = tail[tail.index(")") + 1 :]
+    # Binary (%b): psycopg writes an array of a batch of values in text a value at a time
+    # in Python, quoting each; in binary at a third of the cost.
+    arrays = ", ".join(f"%b::{t}[]" for t in types.split(","))
+    conn.exec_driver_sql(
+        f"{head} SELECT * FROM unnest({arrays}){tail}",
+        tuple(list(c) for c in zip(*rows, strict=True)),
+    )

@@ -173,3 +173,30 @@ def test_forgetting_an_address_drops_its_customers_digest(engine: Any) -> None:
         kept = set(conn.scalars(select(directory_fingerprints.c.customer_key)))
     assert kept == {f"cust {c}" for c in range(6)} - {"cust 2"}
     assert _skipped(engine, _export()) == kept
+
+
+def test_a_customer_deleted_during_a_mirror_gets_no_new_contact(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # New contacts go in without SQLite's per-row foreign key check: the page checks their
+    # customers instead, and one deleted since the plan fails it as the key would.
+    from sqlalchemy.exc import IntegrityError
+
+    from syncd.errors import StoreError
+    from syncd.store import directory_apply
+
+    _mirror(engine, _export(customers_=2, people=1))
+    archive = directory_apply.Applier._archive
+
+    def delete_first(applier: Any, *args: Any) -> None:
+        with engine.begin() as conn:
+            conn.execute(delete(customers).where(customers.c.name == "Cust 0"))
+        archive(applier, *args)
+
+    monkeypatch.setattr(directory_apply.Applier, "_archive", delete_first)
+    with pytest.raises((StoreError, IntegrityError)):
+        _mirror(engine, _export(customers_=2, people=2))
+    with engine.connect() as conn:
+        ids = set(conn.scalars(select(customers.c.id)))
+        owners = set(conn.scalars(select(contacts.c.customer_id)))
+    assert owners - {None} <= ids

@@ -534,6 +534,36 @@ def test_the_row_reader_reads_each_row_as_the_general_rules_say(
         assert (row.customer, row.domains, row.contact_name, row.address) == want
 
 
+@given(
+    st.one_of(
+        st.text(alphabet="abZ09-._@ é", max_size=20),
+        st.builds(lambda n: "a" * n + ".com", st.integers(60, 66)),
+        st.builds(lambda n: ("ab." * n) + "com", st.integers(80, 90)),
+    )
+)
+@settings(max_examples=500, deadline=None)
+def test_a_plain_domain_is_checked_as_every_domain_is(domain: str) -> None:
+    # ASCII domains take one match (a customer a row): it must refuse what the label rule
+    # refuses, and nothing else.
+    from syncd.domain.addresses import normalize_domain
+    from syncd.domain.directory_file import clean_domain
+
+    value = normalize_domain(domain.strip().lstrip("@"))
+    labels = value.split(".")
+    ruled = bool(
+        value
+        and len(value) <= 255
+        and all(0 < len(label) <= 63 for label in labels)
+        and all(c.isalnum() or c == "-" for label in labels for c in label)
+    )
+    try:
+        clean_domain(domain)
+    except ValueError as err:
+        assert not ruled or "not a domain a customer can own" in str(err)
+    else:
+        assert ruled
+
+
 def test_a_file_that_is_not_utf8_is_refused_whole() -> None:
     # Decoded as it is read: a bad byte anywhere, even far past the header, refuses it.
     from syncd.domain.directory_file import RowReader, text_stream
