@@ -87,6 +87,9 @@ Key = tuple[str, str]  # (kind, name)
 # sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
 HEARTBEAT_EVERY = 2.5
 HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
+# The due index is rebuilt at least this often (seconds), and verifies looked for: a net
+# under the incremental upkeep, cheap at once a minute.
+REINDEX_EVERY = 60.0
 # Seconds a stop waits for workers (from SIGTERM, the release of the leases included);
 # with the rest (watchers 1, LOGOUTs 1.5, the last write 1, threads 0.5), under 10 s.
 STOP_WITHIN = 5.0
@@ -163,12 +166,14 @@ class Daemon:
         self._reload = threading.Event()
         self._sources: dict[Key, Scheduled] = {}
         # When each source is next due, soonest first: (due, seq, key), one entry pushed
-        # each time a `due` is set (``_schedule``); an entry whose source's due moved since
-        # is stale and skipped.  Rebuilt each beat (``_reindex``), which bounds its size and
-        # catches a source whose lease came back with its due unchanged.  A wake of the
-        # loop then costs O(sources due), not O(sources).
+        # each time a `due` is set (``_schedule``), and for a lease gained (``_apply_fleet``:
+        # a source not held drops out of it); an entry whose source's due moved since is
+        # stale and skipped.  A wake of the loop costs O(sources due), not O(sources), and
+        # so does a beat: the index is rebuilt (``_reindex``) only once stale entries
+        # outnumber the sources, and every REINDEX_EVERY as a net.
         self._due: list[tuple[float, int, Key]] = []
         self._due_seq = itertools.count()
+        self._reindexed = time.monotonic()
         # Verifies are looked for when the soonest is due, after a beat or a reload, not at
         # every wake (each look reads every source).
         self._verify_at = 0.0
@@ -448,7 +453,12 @@ class Daemon:
         if self._stop.is_set():
             return
         with self._lock:  # no lease lost or source removed meanwhile (their watch stops)
-            self._watchers.revive({key: s.source for key, s in self._sources.items()})
+            self._watchers.revive(self._source_of)
+
+    def _source_of(self, key: Key) -> Source | None:
+        """The source of ``key`` now (None: removed from the config).  Lock held."""
+        scheduled = self._sources.get(key)
+        return None if scheduled is None else scheduled.source
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -485,7 +495,7 @@ class Daemon:
                     continue  # stale (due moved, or in a sync whose end sets it), or not ours
                 source.running = True
                 self._track(self._pool.submit(self._sync, source))
-            if now < self._verify_at:
+            if now < self._verify_at and not self._jobs.verify_ended():
                 return
             sources = {key: s.source for key, s in self._sources.items()}
             # A verify of a source whose sync fails would only say again what its error says.
@@ -501,10 +511,19 @@ class Daemon:
         """Index ``scheduled`` at its (new) due time.  Called with the lock held."""
         heapq.heappush(self._due, (scheduled.due, next(self._due_seq), scheduled.key))
 
+    def _reindex_if_due(self) -> None:
+        """Rebuild the index once its stale entries outnumber the sources (each quiet poll
+        leaves one), or REINDEX_EVERY since the last rebuild."""
+        with self._lock:
+            bloated = len(self._due) > 2 * len(self._sources) + 64
+        if bloated or time.monotonic() - self._reindexed >= REINDEX_EVERY:
+            self._reindex()
+
     def _reindex(self) -> None:
         """Every source again, at its due time, without stale entries; verifies looked for
-        at the next wake (a lease gained, a verify ended since)."""
+        at the next wake."""
         with self._lock:
+            self._reindexed = time.monotonic()
             self._due = [
                 (s.due, next(self._due_seq), key)
                 for key, s in self._sources.items()
@@ -697,7 +716,7 @@ class Daemon:
 
     def _beat(self) -> None:
         assert self._engine is not None
-        self._reindex()
+        self._reindex_if_due()
         self._revive_watchers()
         self._imap_sessions.expire()
         summary = self._summary()
