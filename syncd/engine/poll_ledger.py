@@ -19,6 +19,7 @@ from typing import Protocol
 import structlog
 from sqlalchemy import Connection, Engine
 
+from syncd.store.database import transaction
 from syncd.store.state import polls_succeeded
 
 log = structlog.get_logger("syncd.polls")
@@ -33,7 +34,7 @@ class Checkable(Protocol):
     @property
     def name(self) -> str: ...
 
-    def unchanged(self) -> list[str] | None: ...
+    def unchanged(self, *, ask: bool = True) -> list[str] | None: ...
 
 
 class PollLedger:
@@ -45,10 +46,12 @@ class PollLedger:
         self._lock = threading.Lock()
         self._waiting: dict[Key, tuple[list[str], datetime]] = {}
 
-    def quiet(self, source: Checkable) -> bool:
+    def quiet(self, source: Checkable, *, ask: bool = True) -> bool:
         """Poll ``source`` the cheap way: True when it found nothing new (noted here for
-        the next flush); False when the full pass must run."""
-        places = source.unchanged()
+        the next flush); False when the full pass must run, or (``ask`` False) when
+        telling would take a round trip to the server."""
+        # (Asked the usual way without the keyword: a Checkable may predate it.)
+        places = source.unchanged(ask=False) if not ask else source.unchanged()
         if places is None:
             return False
         with self._lock:
@@ -65,7 +68,7 @@ class PollLedger:
 
     def flush(
         self,
-        engine: Engine,
+        bind: Engine | Connection,
         held: Collection[Key],
         before: Callable[[Connection], None] | None = None,
     ) -> int:
@@ -82,7 +85,7 @@ class PollLedger:
         if not rows:
             return 0
         try:
-            with engine.begin() as conn:
+            with transaction(bind) as conn:
                 if before is not None:
                     before(conn)
                 polls_succeeded(conn, rows)
