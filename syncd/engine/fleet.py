@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, event, text
 
 from syncd.domain.assignment import share, source_key
 from syncd.store import leases
+from syncd.store.database import transaction
 
 log = structlog.get_logger("syncd.fleet")
 
@@ -126,11 +127,16 @@ class Leases:
         self._posted: FleetView | None = None
 
     def beat(
-        self, engine: Engine, keys: frozenset[Key], busy: frozenset[Key], *, claim: bool
+        self,
+        bind: Engine | Connection,
+        keys: frozenset[Key],
+        busy: frozenset[Key],
+        *,
+        claim: bool,
     ) -> bool:
         """Renew, release and claim (on the heartbeat thread); True when a view was posted."""
         try:
-            with engine.begin() as conn:
+            with transaction(bind) as conn:
                 view = self._fleet.step(conn, keys, busy, claim=claim)
         except Exception as err:  # the next beat tries again; held leases last LEASE
             self._fleet.forget()

@@ -7,10 +7,12 @@ daemons sharing one PostgreSQL never migrate at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -45,6 +47,19 @@ def _search_terms(packed: bytes) -> str:
     from syncd.store.search_index import unpack
 
     return unpack(packed)
+
+
+@contextmanager
+def transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction on ``bind``: a connection of the engine's pool for its length, or the
+    connection given (several transactions in a row, one checkout: each pings the server
+    first on PostgreSQL)."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:

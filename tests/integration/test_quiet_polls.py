@@ -188,6 +188,21 @@ def test_the_ledger_writes_the_polls_of_held_sources_at_once(db_url: str) -> Non
     engine.dispose()
 
 
+def test_the_ledger_writes_every_poll_in_one_statement(db_url: str) -> None:
+    engine = open_database(db_url)
+    at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    ledger = PollLedger(clock=lambda: at)
+    names = [f"rep{n}" for n in range(50)]
+    statements = Statements(engine)
+    for _ in range(2):  # the second flush updates what the first inserted
+        for name in names:
+            assert ledger.quiet(_Quiet(name, ["INBOX"]))
+        assert ledger.flush(engine, {("mailbox", n) for n in names}) == 50
+        assert [s for s in statements.take() if s in ("INSERT", "UPDATE")] == ["INSERT"]
+    assert len(_states(engine)) == 100
+    engine.dispose()
+
+
 def test_the_daemons_unchanged_polls_write_only_the_batched_success(world: World) -> None:
     world.rep("alice")
     world.deliver("alice", make_message(message_id="<before@acme.com>"))
