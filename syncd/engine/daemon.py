@@ -91,6 +91,7 @@ HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
 # under the incremental upkeep, cheap at once a minute.
 REINDEX_EVERY = 60.0
 GATHER = 0.5  # seconds: see ``gather``
+LEDGER_WAIT = 10.0  # seconds: see ``ledger_wait``
 # Seconds a stop waits for workers (from SIGTERM, the release of the leases included);
 # with the rest (watchers 1, LOGOUTs 1.5, the last write 1, threads 0.5), under 10 s.
 STOP_WITHIN = 5.0
@@ -148,6 +149,12 @@ def gather(interval: float, jitter: float) -> float:
     return min(GATHER, interval * jitter / 4)
 
 
+def ledger_wait(interval: float) -> float:
+    """Seconds a quiet poll waits for its write: a few beats, never a whole interval (so
+    that "last success" in `syncd status` is never a poll behind)."""
+    return min(LEDGER_WAIT, interval)
+
+
 def crash_kind(err: Exception) -> str:
     """What an exception that escaped a sync means for its schedule: a database that cannot
     be reached is transient (back off, it comes back); anything else is a bug of ours or a
@@ -203,7 +210,7 @@ class Daemon:
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)
         # Polls that found nothing new, written by the heartbeat for all sources at once.
-        self._polls = PollLedger()
+        self._polls = PollLedger(wait=ledger_wait(self._config.sync.interval))
         self._heartbeat = Heartbeat(
             self.id, self._leases, self._polls, self._metrics, self._notifier,
             alarm=self._wake, stopping=self._stop,
@@ -387,6 +394,7 @@ class Daemon:
         _warn_exposed_secrets(config, self._config_path)
         self._config = config
         self._gather = gather(config.sync.interval, config.sync.jitter)
+        self._polls.wait = ledger_wait(config.sync.interval)
         self._directory.drop()
         self._apply(config, first=False)
         self._follow_directory()

@@ -94,9 +94,13 @@ class Heartbeat:
         taken from the pool once."""
         try:
             with engine.connect() as conn:
-                with conn.begin():
-                    store_leases.heartbeat(conn, self._id, summary)
-                self._polls.flush(conn, self._leases.held)
+                # One statement, committed as it runs: no BEGIN and COMMIT round trips.
+                level = conn.default_isolation_level
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                store_leases.heartbeat(conn, self._id, summary)
+                conn.commit()
+                conn.execution_options(isolation_level=level)  # transactions from here
+                self._polls.flush(conn, self._leases.held, due=True)
                 if self._leases.beat(conn, keys, busy, claim=not self._stopping.is_set()):
                     self._alarm.set()
         except Exception as err:  # keep running; status shows us stale

@@ -12,6 +12,7 @@ that cannot tell, is the full pass, with its lease renewed and every write fence
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Protocol
@@ -41,10 +42,20 @@ class PollLedger:
     """Unchanged polls waiting to be written.  Thread-safe: workers note, the heartbeat
     thread flushes."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        wait: float = 0.0,
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._waiting: dict[Key, tuple[list[str], datetime]] = {}
+        # Seconds a noted poll may wait for a flush that asks only for what is ``due``: a
+        # write every few beats rather than every one (each is a transaction, a round trip
+        # or three), and "last success" that much behind at most.
+        self.wait = wait
+        self._oldest: float | None = None  # time.monotonic() of the oldest poll waiting
 
     def quiet(self, source: Checkable, *, ask: bool = True) -> bool:
         """Poll ``source`` the cheap way: True when it found nothing new (noted here for
@@ -56,6 +67,8 @@ class PollLedger:
             return False
         with self._lock:
             self._waiting[(source.kind, source.name)] = (places, self._clock())
+            if self._oldest is None:
+                self._oldest = time.monotonic()
         return True
 
     def forget(self, key: Key) -> None:
@@ -71,12 +84,18 @@ class PollLedger:
         bind: Engine | Connection,
         held: Collection[Key],
         before: Callable[[Connection], None] | None = None,
+        *,
+        due: bool = False,
     ) -> int:
         """Write the waiting polls of the sources in ``held`` (a source that passed to
-        another daemon since is its holder's to record); the number written.  A failed
+        another daemon since is its holder's to record); the number written.  With ``due``
+        (the heartbeat's), only once the oldest has waited ``wait`` seconds.  A failed
         write keeps them for the next flush, unless newer ones came meanwhile."""
         with self._lock:
-            waiting, self._waiting = self._waiting, {}
+            oldest = self._oldest
+            if due and (oldest is None or time.monotonic() - oldest < self.wait):
+                return 0
+            waiting, self._waiting, self._oldest = self._waiting, {}, None
         rows = [
             (kind, name, places, at)
             for (kind, name), (places, at) in waiting.items()
@@ -94,5 +113,7 @@ class PollLedger:
             with self._lock:
                 for key, value in waiting.items():
                     self._waiting.setdefault(key, value)
+                if oldest is not None:
+                    self._oldest = min(oldest, self._oldest or oldest)
             return 0
         return len(rows)
