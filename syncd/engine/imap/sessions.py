@@ -34,7 +34,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast, runtime_checkable
 
 import structlog
@@ -99,13 +98,6 @@ class Covering(Protocol):
     def inbox_covered_since(self) -> float | None: ...
 
 
-@lru_cache(maxsize=64)
-def _implements(kind: type, protocol: type) -> bool:
-    # isinstance() against a runtime Protocol looks at every attribute, about 15 us each
-    # time: more than the rest of an unchanged mailbox's poll.  By type, once.
-    return issubclass(kind, protocol)
-
-
 def _looks_alive(session: MailSession) -> bool:
     return not isinstance(session, Keepable) or session.looks_alive()
 
@@ -167,6 +159,7 @@ class SessionCache:
         # when the mailbox left the config or its lease moved) does not keep its session.
         self._discards: dict[str, int] = {}
         self._closed = False
+        self._kinds: dict[tuple[type, type], bool] = {}  # (type, protocol): implements it
         self.logins = 0
         self.reused = 0
 
@@ -181,7 +174,7 @@ class SessionCache:
             epoch = self._discards.get(box.name, 0)
             watcher: object = self._watchers.get(box.name) if self._watched(box.name) else None
         # keep_connections = 0 asks for a login every poll: the watcher's is not borrowed.
-        lender = cast(Lender, watcher) if _implements(type(watcher), Lender) else None
+        lender = cast(Lender, watcher) if self._is(watcher, Lender) else None
         if kept is None and self.capacity > 0 and lender is not None:
             lent = self._borrow_from(lender, box, max_bytes)
             if lent is not None:
@@ -286,7 +279,7 @@ class SessionCache:
             watcher: object = self._watchers.get(name) if self._watched(name) else None
             read = self._cursors_read.get(name)
             keeping = self.capacity > 0
-        covering = cast(Covering, watcher) if _implements(type(watcher), Covering) else None
+        covering = cast(Covering, watcher) if self._is(watcher, Covering) else None
         if not keeping or read is None or covering is None:
             return False
         since = covering.inbox_covered_since()
@@ -371,6 +364,15 @@ class SessionCache:
     def kept(self) -> list[str]:
         with self._lock:
             return list(self._idle)
+
+    def _is(self, watcher: object, protocol: type) -> bool:
+        # isinstance() against a runtime Protocol looks at every attribute, about 15 us each
+        # time: more than the rest of an unchanged mailbox's poll.  By type, once.
+        key = (type(watcher), protocol)
+        found = self._kinds.get(key)
+        if found is None:
+            found = self._kinds[key] = issubclass(key[0], protocol)
+        return found
 
     # --- for _Borrowed -------------------------------------------------------------------------
 
