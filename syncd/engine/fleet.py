@@ -2,7 +2,8 @@
 
 Each heartbeat (2.5 s), one daemon: writes its heartbeat; reads the live daemons (heartbeat
 within ``HEARTBEAT_STALE`` of the database's clock, not stopped); renews every lease it holds
-in one UPDATE (every ``RENEW_EVERY``); releases the sources whose rendezvous owner is now another live daemon (those
+in one UPDATE (every ``RENEW_EVERY``), else counts them (the rows read only when the count
+moved); releases the sources whose rendezvous owner is now another live daemon (those
 in the middle of a sync stay until their batch is committed: the sync is told to stop, the
 next beat releases them); and claims, in bulk, the sources it owns that are free, whose
 lease ran out, or whose holder stopped beating.  A few statements per beat whatever the

@@ -5,8 +5,10 @@ write of its own (issue #20).
 A poll asks the source first whether anything changed (``Source.unchanged``: no database,
 the cursors it remembers from its last clean pass against the server's STATUS).  Nothing:
 the poll is over, and its "last attempt" and "last success" wait here until the heartbeat
-thread writes every waiting one in two statements (``flush``).  Anything else, or a source
-that cannot tell, is the full pass, with its lease renewed and every write fenced.
+thread writes every waiting one in one statement (``flush``), once the oldest has waited a
+few beats.  Anything else, or a source that cannot tell, is the full pass, with its lease
+renewed and every write fenced.  Where the watch on INBOX answers alone (nothing else to
+ask the server), the daemon's loop polls on its own thread (``ask=False``).
 """
 
 from __future__ import annotations
