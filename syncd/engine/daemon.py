@@ -88,6 +88,11 @@ Key = tuple[str, str]  # (kind, name)
 # sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
 HEARTBEAT_EVERY = 2.5
 HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
+# The due index is rebuilt at least this often (seconds), and verifies looked for: a net
+# under the incremental upkeep, cheap at once a minute.
+REINDEX_EVERY = 60.0
+GATHER = 0.5  # seconds: see ``gather``
+LEDGER_WAIT = 10.0  # seconds: see ``ledger_wait``
 # Seconds a stop waits for workers (from SIGTERM, the release of the leases included);
 # with the rest (watchers 1, LOGOUTs 1.5, the last write 1, threads 0.5), under 10 s.
 STOP_WITHIN = 5.0
@@ -139,6 +144,18 @@ class _Counters:
     started: float = field(default_factory=time.monotonic)
 
 
+def gather(interval: float, jitter: float) -> float:
+    """Seconds early a poll may start, with others due about then: a small part of the
+    spread its jitter gives it anyway, and never more than GATHER."""
+    return min(GATHER, interval * jitter / 4)
+
+
+def ledger_wait(interval: float) -> float:
+    """Seconds a quiet poll waits for its write: a few beats, never a whole interval (so
+    that "last success" in `syncd status` is never a poll behind)."""
+    return min(LEDGER_WAIT, interval)
+
+
 def crash_kind(err: Exception) -> str:
     """What an exception that escaped a sync means for its schedule: a database that cannot
     be reached is transient (back off, it comes back); anything else is a bug of ours or a
@@ -164,12 +181,15 @@ class Daemon:
         self._reload = threading.Event()
         self._sources: dict[Key, Scheduled] = {}
         # When each source is next due, soonest first: (due, seq, key), one entry pushed
-        # each time a `due` is set (``_schedule``); an entry whose source's due moved since
-        # is stale and skipped.  Rebuilt each beat (``_reindex``), which bounds its size and
-        # catches a source whose lease came back with its due unchanged.  A wake of the
-        # loop then costs O(sources due), not O(sources).
+        # each time a `due` is set (``_schedule``), and for a lease gained (``_apply_fleet``:
+        # a source not held drops out of it); an entry whose source's due moved since is
+        # stale and skipped.  A wake of the loop costs O(sources due), not O(sources), and
+        # so does a beat: the index is rebuilt (``_reindex``) only once stale entries
+        # outnumber the sources, and every REINDEX_EVERY as a net.
         self._due: list[tuple[float, int, Key]] = []
         self._due_seq = itertools.count()
+        self._reindexed = time.monotonic()
+        self._gather = gather(self._config.sync.interval, self._config.sync.jitter)
         # Verifies are looked for when the soonest is due, after a beat or a reload, not at
         # every wake (each look reads every source).
         self._verify_at = 0.0
@@ -191,7 +211,7 @@ class Daemon:
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)
         # Polls that found nothing new, written by the heartbeat for all sources at once.
-        self._polls = PollLedger()
+        self._polls = PollLedger(wait=ledger_wait(self._config.sync.interval))
         self._heartbeat = Heartbeat(
             self.id, self._leases, self._polls, self._metrics, self._notifier,
             alarm=self._wake, stopping=self._stop,
@@ -374,6 +394,8 @@ class Daemon:
             log.warning("config.restart_needed", keys="metrics, sync.concurrency")
         _warn_exposed_secrets(config, self._config_path)
         self._config = config
+        self._gather = gather(config.sync.interval, config.sync.jitter)
+        self._polls.wait = ledger_wait(config.sync.interval)
         self._directory.drop()
         self._apply(config, first=False)
         self._follow_directory()
@@ -449,7 +471,12 @@ class Daemon:
         if self._stop.is_set():
             return
         with self._lock:  # no lease lost or source removed meanwhile (their watch stops)
-            self._watchers.revive({key: s.source for key, s in self._sources.items()})
+            self._watchers.revive(self._source_of)
+
+    def _source_of(self, key: Key) -> Source | None:
+        """The source of ``key`` now (None: removed from the config).  Lock held."""
+        scheduled = self._sources.get(key)
+        return None if scheduled is None else scheduled.source
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -478,15 +505,24 @@ class Daemon:
             self._track(self._pool.submit(rules))
         now = time.monotonic()
         held = self._leases.held
+        due: list[Scheduled] = []
+        # Those due within the gather too: a source polled every minute does not mind a
+        # fraction of a second early, and the loop wakes a few times a second, not once
+        # for every source.
+        until = now + self._gather
         with self._lock:
-            while self._due and self._due[0][0] <= now:  # soonest first
+            while self._due and self._due[0][0] <= until:  # soonest first
                 at, _seq, key = heapq.heappop(self._due)
                 source = self._sources.get(key)
                 if source is None or source.running or source.due != at or key not in held:
                     continue  # stale (due moved, or in a sync whose end sets it), or not ours
                 source.running = True
+                due.append(source)
+        for source in due:
+            if not self._poll_at_hand(source):
                 self._track(self._pool.submit(self._sync, source))
-            if now < self._verify_at:
+        with self._lock:
+            if now < self._verify_at and not self._jobs.verify_ended():
                 return
             sources = {key: s.source for key, s in self._sources.items()}
             # A verify of a source whose sync fails would only say again what its error says.
@@ -502,10 +538,19 @@ class Daemon:
         """Index ``scheduled`` at its (new) due time.  Called with the lock held."""
         heapq.heappush(self._due, (scheduled.due, next(self._due_seq), scheduled.key))
 
+    def _reindex_if_due(self) -> None:
+        """Rebuild the index once its stale entries outnumber the sources (each quiet poll
+        leaves one), or REINDEX_EVERY since the last rebuild."""
+        with self._lock:
+            bloated = len(self._due) > 2 * len(self._sources) + 64
+        if bloated or time.monotonic() - self._reindexed >= REINDEX_EVERY:
+            self._reindex()
+
     def _reindex(self) -> None:
         """Every source again, at its due time, without stale entries; verifies looked for
-        at the next wake (a lease gained, a verify ended since)."""
+        at the next wake."""
         with self._lock:
+            self._reindexed = time.monotonic()
             self._due = [
                 (s.due, next(self._due_seq), key)
                 for key, s in self._sources.items()
@@ -555,12 +600,7 @@ class Daemon:
                 and scheduled.reason is None
                 and self._polls.quiet(source)
             ):
-                self._metrics.synced(
-                    source.name, source.record_kind, 0, time.monotonic() - started, None
-                )
-                with self._lock:
-                    self._counters.syncs += 1
-                self._finish(scheduled, outcome, None, record=False, quiet=True)
+                self._quiet_done(scheduled, started)
                 return
             with self._engine.begin() as conn:
                 if not leases.renew(conn, source.kind, source.name, self.id, lease):
@@ -612,6 +652,30 @@ class Daemon:
         if created:  # new facts for the rules: this daemon evaluates them, turn or not
             self._jobs.captured()
         self._finish(scheduled, outcome, reason)
+
+    def _poll_at_hand(self, scheduled: Scheduled) -> bool:
+        """The cheap poll on the loop's own thread where it needs no round trip to the
+        server (INBOX covered by its watch, nothing else to ask): True when it found
+        nothing new and the poll is over.  A thread handoff would cost more than it."""
+        started = time.monotonic()
+        with self._lock:
+            if scheduled.news or scheduled.state != "ok" or scheduled.reason is not None:
+                return False  # news: the pass, which takes them, on a worker
+        try:
+            if not self._polls.quiet(scheduled.source, ask=False):
+                return False
+        except Exception:  # the loop must not die of a source: the worker's pass reports it
+            return False
+        self._quiet_done(scheduled, started)
+        return True
+
+    def _quiet_done(self, scheduled: Scheduled, started: float) -> None:
+        """A cheap poll found nothing new: counted, and the next one an interval away."""
+        source = scheduled.source
+        self._metrics.synced(source.name, source.record_kind, 0, time.monotonic() - started, None)
+        with self._lock:
+            self._counters.syncs += 1
+        self._finish(scheduled, Outcome(), None, record=False, quiet=True)
 
     def _finish(
         self,
@@ -698,7 +762,7 @@ class Daemon:
 
     def _beat(self) -> None:
         assert self._engine is not None
-        self._reindex()
+        self._reindex_if_due()
         self._revive_watchers()
         self._imap_sessions.expire()
         summary = self._summary()
@@ -743,7 +807,8 @@ class Daemon:
                     else:
                         scheduled.due = min(scheduled.due, time.monotonic())
                 self._schedule(scheduled)  # ours now, whether its due moved or not
-            self._verify_at = 0.0  # a source gained may have a verify due
+            if gained:  # (every beat posts a view: most gain nothing)
+                self._verify_at = 0.0  # a source gained may have a verify due
         if gained or lost:
             log.info("fleet.changed", daemons=len(view.live), held=len(view.held),
                      gained=len(gained), lost=len(lost))  # fmt: skip

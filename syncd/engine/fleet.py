@@ -2,7 +2,8 @@
 
 Each heartbeat (2.5 s), one daemon: writes its heartbeat; reads the live daemons (heartbeat
 within ``HEARTBEAT_STALE`` of the database's clock, not stopped); renews every lease it holds
-in one UPDATE (every ``RENEW_EVERY``); releases the sources whose rendezvous owner is now another live daemon (those
+in one UPDATE (every ``RENEW_EVERY``), else counts them (the rows read only when the count
+moved); releases the sources whose rendezvous owner is now another live daemon (those
 in the middle of a sync stay until their batch is committed: the sync is told to stop, the
 next beat releases them); and claims, in bulk, the sources it owns that are free, whose
 lease ran out, or whose holder stopped beating.  A few statements per beat whatever the
@@ -29,6 +30,7 @@ from sqlalchemy import Connection, Engine, event, text
 from syncd.domain.assignment import share, source_key
 from syncd.logs import get_logger
 from syncd.store import leases
+from syncd.store.database import transaction
 
 log = get_logger("syncd.fleet")
 
@@ -59,6 +61,11 @@ class Fleet:
         # The rendezvous share is recomputed only when the live daemons or the sources change.
         self._cached: tuple[frozenset[str], frozenset[Key], frozenset[Key]] | None = None
         self._renewed = -RENEW_EVERY  # time.monotonic() of the last renewal
+        # The leases held after the last step that committed (None: read them again).
+        # Only this daemon's claims give it a lease; others only ever take one away, so
+        # while the number it holds is the number it left, they are the same rows, and a
+        # beat reads a count instead of every row it holds.
+        self._held: frozenset[Key] | None = None
 
     def wanted(self, keys: frozenset[Key], live: frozenset[str]) -> frozenset[Key]:
         cached = self._cached
@@ -76,9 +83,14 @@ class Fleet:
         written before, in its own: a claim that waits on another daemon's batch must not
         make this daemon look dead)."""
         live = frozenset(d.id for d in leases.live_daemons(conn)) | {self.id}
+        known, self._held = self._held, None  # set again once this step is done
         if time.monotonic() - self._renewed >= RENEW_EVERY:
-            held = leases.renew_all(conn, self.id, LEASE)
+            count = leases.renew_held(conn, self.id, LEASE)
             self._renewed = time.monotonic()
+        else:
+            count = leases.count_held(conn, self.id)
+        if known is not None and count == len(known):
+            held = set(known)
         else:
             held = leases.held_by(conn, self.id)
         wanted = self.wanted(keys, live)
@@ -95,7 +107,12 @@ class Fleet:
                 # Their locks are gone once the server has ended the sessions: the next
                 # beat claims what they held.
                 log.warning("fleet.stale_holder_sessions_ended", daemons=ended)
-        return FleetView(tuple(sorted(live)), frozenset(held), frozenset(held - wanted))
+        self._held = frozenset(held)
+        return FleetView(tuple(sorted(live)), self._held, frozenset(held - wanted))
+
+    def forget(self) -> None:
+        """The last step's transaction did not commit: what it saw is not what is stored."""
+        self._held = None
 
 
 class Leases:
@@ -111,13 +128,19 @@ class Leases:
         self._posted: FleetView | None = None
 
     def beat(
-        self, engine: Engine, keys: frozenset[Key], busy: frozenset[Key], *, claim: bool
+        self,
+        bind: Engine | Connection,
+        keys: frozenset[Key],
+        busy: frozenset[Key],
+        *,
+        claim: bool,
     ) -> bool:
         """Renew, release and claim (on the heartbeat thread); True when a view was posted."""
         try:
-            with engine.begin() as conn:
+            with transaction(bind) as conn:
                 view = self._fleet.step(conn, keys, busy, claim=claim)
         except Exception as err:  # the next beat tries again; held leases last LEASE
+            self._fleet.forget()
             log.warning("fleet.step_failed", error=type(err).__name__)
             return False
         with self._lock:

@@ -90,16 +90,21 @@ class Heartbeat:
         busy: frozenset[Key] = frozenset(),
     ) -> None:
         """The heartbeat row, the quiet polls noted since the last beat, then the fleet step
-        (on the writer thread)."""
+        (on the writer thread): three transactions, each failing alone, on one connection
+        taken from the pool once."""
         try:
-            with engine.begin() as conn:
+            with engine.connect() as conn:
+                # One statement, committed as it runs: no BEGIN and COMMIT round trips.
+                level = conn.default_isolation_level
+                conn.execution_options(isolation_level="AUTOCOMMIT")
                 store_leases.heartbeat(conn, self._id, summary)
+                conn.commit()
+                conn.execution_options(isolation_level=level)  # transactions from here
+                self._polls.flush(conn, self._leases.held, due=True)
+                if self._leases.beat(conn, keys, busy, claim=not self._stopping.is_set()):
+                    self._alarm.set()
         except Exception as err:  # keep running; status shows us stale
             log.warning("heartbeat.failed", error=type(err).__name__)
-            return
-        self._polls.flush(engine, self._leases.held)
-        if self._leases.beat(engine, keys, busy, claim=not self._stopping.is_set()):
-            self._alarm.set()
 
     def join(self, timeout: float) -> None:
         """Wait for a write in flight: a claim must not land after the stop's release."""

@@ -151,11 +151,13 @@ class Source(Protocol):
         """Log in and list what would be synced; capture nothing."""
         ...
 
-    def unchanged(self) -> list[str] | None:
+    def unchanged(self, *, ask: bool = True) -> list[str] | None:
         """The daemon's cheap poll, before the pass: the places found unchanged since the
         last clean pass when nothing at all is new there (no database read or write; the
         kept connection's STATUS), else None and the pass runs.  None also where the source
-        cannot tell so cheaply, and on any error (the pass reports it)."""
+        cannot tell so cheaply, and on any error (the pass reports it).  With ``ask``
+        False, None where telling would take a round trip to the server: the daemon's
+        loop answers the rest itself, without a worker."""
         ...
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:
@@ -316,7 +318,7 @@ class MailboxSource(_Configured[MailboxConfig]):
             session.close()
         return out
 
-    def unchanged(self) -> list[str] | None:
+    def unchanged(self, *, ask: bool = True) -> list[str] | None:
         if self._sessions is None:
             return None
         cursors = self._sessions.cursors(self.name)
@@ -338,6 +340,8 @@ class MailboxSource(_Configured[MailboxConfig]):
                     return None
                 self._sessions.served_by_watch()
                 return folders
+        if not ask:
+            return None
         asking = time.monotonic()
         try:
             session = self._sessions.open(self.config, self._config.capture.max_message_bytes)
@@ -464,7 +468,7 @@ class CalendarSource(_Configured[CalendarConfig]):
             Finding("info", f"calendars: {', '.join(c.name for c in found) or 'none'}"),
         ]
 
-    def unchanged(self) -> list[str] | None:
+    def unchanged(self, *, ask: bool = True) -> list[str] | None:
         return None  # a calendar pass is one REPORT per collection: nothing cheaper to ask
 
     def verify(self, fence: Fence = _no_fence) -> SourceReport:

@@ -41,6 +41,9 @@ class TimedJobs:
         self._lock = threading.Lock()
         self._verify_due: dict[Key, float] = {}
         self._verifying: set[Key] = set()
+        # A verify ended since the loop last looked: its next one is due, at the earliest,
+        # ``every`` after it began, which the loop's next wake (``next_verify``) left out.
+        self._verify_ended = False
         self._rules_due = 0.0
         # A sync captured something since the last evaluation (or the daemon just started,
         # perhaps with new rules: it evaluates once at start, whoever's turn it is).
@@ -93,6 +96,12 @@ class TimedJobs:
                 jobs.append(partial(self._verify, engine, key, source))
         return jobs
 
+    def verify_ended(self) -> bool:
+        """A verify ended since the last call."""
+        with self._lock:
+            ended, self._verify_ended = self._verify_ended, False
+        return ended
+
     def next_verify(self, held: Collection[Key]) -> float:
         """When the soonest verify of a held source not running now is due
         (time.monotonic(); infinity when none is)."""
@@ -138,6 +147,7 @@ class TimedJobs:
         finally:
             with self._lock:
                 self._verifying.discard(key)
+                self._verify_ended = True
             self._alarm.set()
 
     def _evaluate_rules(self, engine: Engine, config: Config) -> None:

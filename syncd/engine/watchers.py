@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub, Watch
@@ -41,6 +41,7 @@ class Watchers:
         self._alarm = alarm
         self._lock = threading.Lock()
         self._watches: dict[Key, Watch] = {}
+        self._keys: dict[Watch, Key] = {}  # the other way round, for the hub's dead watches
         self._deaths: dict[Key, _Deaths] = {}
         self._news: set[Key] = set()
         self._opened: dict[Key, Opened] = {}
@@ -72,13 +73,19 @@ class Watchers:
         if watch is None:
             return False
         with self._lock:
+            replaced = self._watches.get(key)
+            if replaced is not None:
+                self._keys.pop(replaced, None)
             self._watches[key] = watch
+            self._keys[watch] = key
         self._sessions.watch_source(key, watch)
         return True
 
     def stop(self, key: Key) -> None:
         with self._lock:
             watch = self._watches.pop(key, None)
+            if watch is not None:
+                self._keys.pop(watch, None)
             self._deaths.pop(key, None)
             self._news.discard(key)
             self._opened.pop(key, None)
@@ -98,23 +105,31 @@ class Watchers:
             opened, self._opened = self._opened, {}
         return opened
 
-    def revive(self, sources: Mapping[Key, Source]) -> None:
+    def revive(self, source_of: Callable[[Key], Source | None]) -> None:
         """Start again, with backoff, watches that died instead of ending on purpose: a
         watch survives any exception by itself; this is for what it cannot catch (its step
-        raised past every handler, or the hub's selector thread died)."""
+        raised past every handler, or the hub's selector thread died).  ``source_of``: the
+        source a key stands for now (None: removed).
+
+        Called at every beat, it looks only at the watches the hub reported dead and at
+        those already in backoff, never at every watch: a thousand live watches cost it
+        nothing (the hub's thread itself dead: every watch, until one is started again)."""
         now = time.monotonic()
+        died = self._hub.take_dead()
         with self._lock:
-            watches = list(self._watches.items())
-        for key, watch in watches:
+            suspects = list(self._watches) if not self._hub.running else list(self._deaths)
+            suspects += [key for watch in died if (key := self._keys.get(watch)) is not None]
+        for key in dict.fromkeys(suspects):
             with self._lock:
-                if self._watches.get(key) is not watch:
+                watch = self._watches.get(key)
+                if watch is None:
                     continue  # stopped meanwhile
                 deaths = self._deaths.get(key)
                 if watch.alive:
                     if deaths is not None and now - deaths.restarted > RECONNECT_MAX:
                         del self._deaths[key]  # up for a while: backoff starts over
                     continue
-                source = sources.get(key)
+                source = source_of(key)
                 if watch.ended is not None or source is None:
                     continue
                 if deaths is None:

@@ -8,6 +8,8 @@ daemons sharing one PostgreSQL never migrate at once.
 from __future__ import annotations
 
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +95,19 @@ def _closed_by_server(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     poll.register(fd, select.POLLIN | select.POLLPRI)
     if poll.poll(0):
         raise DisconnectionError("the server closed the connection")
+
+
+@contextmanager
+def transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction on ``bind``: a connection of the engine's pool for its length, or the
+    connection given (several transactions in a row, one checkout: each pings the server
+    first on PostgreSQL)."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
 
 
 def make_engine(url: str, *, pool_size: int = 5, ping: bool = True) -> Engine:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    func,
     literal_column,
     or_,
     select,
@@ -309,12 +310,29 @@ def held_by(conn: Connection, daemon_id: str) -> set[tuple[str, str]]:
 
 def renew_all(conn: Connection, daemon_id: str, lease: timedelta) -> set[tuple[str, str]]:
     """Extend every lease ``daemon_id`` holds (one UPDATE); the sources it still holds."""
-    conn.execute(
-        update(source_health)
-        .where(source_health.c.daemon_id == daemon_id)
-        .values(lease_until=db_now(conn, lease))
-    )
+    renew_held(conn, daemon_id, lease)
     return held_by(conn, daemon_id)
+
+
+def renew_held(conn: Connection, daemon_id: str, lease: timedelta) -> int:
+    """Extend every lease ``daemon_id`` holds (one UPDATE); how many it holds."""
+    return int(
+        conn.execute(
+            update(source_health)
+            .where(source_health.c.daemon_id == daemon_id)
+            .values(lease_until=db_now(conn, lease))
+        ).rowcount
+    )
+
+
+def count_held(conn: Connection, daemon_id: str) -> int:
+    """How many leases ``daemon_id`` holds: one row read, however many they are."""
+    found = conn.scalar(
+        select(func.count())
+        .select_from(source_health)
+        .where(source_health.c.daemon_id == daemon_id)
+    )
+    return int(found or 0)
 
 
 def _by_kind(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -79,17 +79,21 @@ class _InsertPlan:
             conn.exec_driver_sql(self.sql, [dict(zip(self.names, v, strict=True)) for v in values])
 
 
+Update = Callable[[Any], dict[str, Any]]  # the excluded row -> the new column values
+
+
 @lru_cache(maxsize=256)
 def _insert_plan(
     dialect: Dialect,
     table: Table,
     keys: tuple[str, ...],
     conflict: tuple[str, ...],
-    update: tuple[str, ...] | None,
+    update: tuple[str, ...] | Update | None,
 ) -> _InsertPlan | None:
     """The compiled INSERT ... ON CONFLICT for rows with these keys (DO NOTHING, or DO UPDATE
-    of the ``update`` columns to the proposed values); None when a column default must be
-    computed per row, which SQLAlchemy's own path handles."""
+    of the ``update`` columns to the proposed values, or to the expressions ``update(excluded)``
+    gives); None when a column default must be computed per row, which SQLAlchemy's own
+    path handles."""
     defaults: dict[str, Any] = {}
     for column in table.columns:
         if column.key in keys or column.default is None:
@@ -103,6 +107,8 @@ def _insert_plan(
         pass  # a plain INSERT (insert_many)
     elif update is None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    elif callable(update):
+        stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=update(stmt.excluded))
     else:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update}
@@ -125,6 +131,26 @@ def _insert_plan(
         order=tuple(every.index(n) for n in names),
         convert=convert,
     )
+
+
+def upsert_planned(
+    conn: Connection,
+    table: Table,
+    rows: Iterable[dict[str, Any]],
+    conflict: Sequence[str],
+    update: Update,
+) -> None:
+    """``upsert`` with ``update(excluded)`` expressions, compiled once per dialect and row
+    shape rather than at each call: ``update`` must be a module-level function (it is the
+    cache's key), never a closure made per call."""
+    rows = list(rows)
+    if not rows:
+        return
+    plan = _insert_plan(conn.dialect, table, tuple(rows[0]), tuple(conflict), update)
+    if plan is not None:
+        plan.run(conn, rows)
+        return
+    upsert(conn, table, rows, conflict, update)
 
 
 def insert_ignore(

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, or_, select
 
 from syncd.schema.tables import folder_cursors, provenance, source_states
-from syncd.store.sql import chunks, upsert
+from syncd.store.sql import chunks, upsert, upsert_planned
 from syncd.store.status_read import ACCOUNT  # "": the account-level row
 
 
@@ -207,35 +207,33 @@ def polls_succeeded(
     conn: Connection, polls: Sequence[tuple[str, str, Sequence[str], datetime]]
 ) -> None:
     """Polls (kind, source, places, when) that found nothing new: each account's attempt and
-    success, and each place's success, in two statements for all of them.  Errors are left
-    as they are: such a poll only follows a clean pass (which cleared them), and an error
-    written since is another holder's, newer than what this daemon knows."""
-    accounts: dict[tuple[str, str], dict[str, object]] = {}
-    places: dict[tuple[str, str, str], dict[str, object]] = {}
+    success, and each place's success, in one statement for all of them, compiled once.
+    Errors are left as they are: such a poll only follows a clean pass (which cleared
+    them), and an error written since is another holder's, newer than what this daemon
+    knows."""
+    rows: dict[tuple[str, str, str], dict[str, object]] = {}
     for kind, source, where, at in polls:  # the latest of each wins
-        accounts[(kind, source)] = _row(
+        rows[(kind, source, ACCOUNT)] = _row(
             kind, source, ACCOUNT, last_attempt_at=at, last_success_at=at
         )
         for place in where:
-            places[(kind, source, place)] = _row(kind, source, place, last_success_at=at)
-    key = ["kind", "source", "place"]
+            # A place's attempt is the account's: NULL here leaves it as it is (``_later``).
+            rows[(kind, source, place)] = _row(
+                kind, source, place, last_attempt_at=None, last_success_at=at
+            )
+    upsert_planned(conn, source_states, rows.values(), ["kind", "source", "place"], _poll_times)
+
+
+def _poll_times(excluded: Any) -> dict[str, Any]:
+    return {c: _later(c, excluded) for c in ("last_attempt_at", "last_success_at")}
+
+
+def _later(column: str, excluded: Any) -> Any:
+    """The proposed time, unless the stored one is newer: a holder paused with polls in hand
+    must not overwrite what the source's new holder recorded since.  A NULL proposed
+    changes nothing (NULL compares as unknown)."""
     t = source_states.c
-
-    def later(column: str, excluded: Any) -> Any:
-        # Never back in time: a holder paused with polls in hand must not overwrite what
-        # the source's new holder recorded since.
-        return case(
-            (or_(t[column].is_(None), t[column] < excluded[column]), excluded[column]),
-            else_=t[column],
-        )
-
-    upsert(
-        conn,
-        source_states,
-        accounts.values(),
-        key,
-        lambda ex: {c: later(c, ex) for c in ("last_attempt_at", "last_success_at")},
+    return case(
+        (or_(t[column].is_(None), t[column] < excluded[column]), excluded[column]),
+        else_=t[column],
     )
-    upsert(conn, source_states, places.values(), key, lambda ex: {
-        "last_success_at": later("last_success_at", ex)
-    })  # fmt: skip

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, event, update
 
 from syncd.domain.assignment import assign, source_key
 from syncd.engine.fleet import (
@@ -17,7 +17,7 @@ from syncd.engine.fleet import (
     clear_predecessors,
     end_abandoned_transactions,
 )
-from syncd.schema.tables import daemons
+from syncd.schema.tables import daemons, source_health
 from syncd.store import leases
 from syncd.store.database import open_database
 from tests.servers.postgres import scratch_database
@@ -26,10 +26,16 @@ KEYS = frozenset(("mailbox", f"rep{n}") for n in range(60)) | {("calendar", "rep
 NONE: frozenset[tuple[str, str]] = frozenset()
 
 
-def _step(engine: Engine, fleet: Fleet, busy: frozenset[tuple[str, str]] = NONE) -> FleetView:
+def _step(
+    engine: Engine,
+    fleet: Fleet,
+    busy: frozenset[tuple[str, str]] = NONE,
+    *,
+    claim_nothing: bool = False,
+) -> FleetView:
     with engine.begin() as conn:
         leases.heartbeat(conn, fleet.id, "beat")
-        return fleet.step(conn, KEYS, busy)
+        return fleet.step(conn, KEYS, busy, claim=not claim_nothing)
 
 
 def _expected(live: list[str]) -> dict[str, set[tuple[str, str]]]:
@@ -186,3 +192,27 @@ def test_a_holder_paused_mid_pipeline_is_ended_once_its_heartbeat_is_stale(pg_ad
         raw.invalidate()
         held.dispose()
         engine.dispose()
+
+
+def test_a_beat_reads_the_leases_held_only_when_their_number_changed(db_url: str) -> None:
+    engine = open_database(db_url)
+    a, b = _register(engine, "a", "b")
+    _step(engine, a)
+    _step(engine, b)
+    share = _step(engine, a).held
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    assert _step(engine, a).held == share
+    # A count, not the rows: a thousand mailboxes held cost a beat one row read.
+    assert not [s for s in statements if "source_health.kind" in s and "count" not in s]
+    # b takes one of a's leases (a's lease ran out while it was paused, say): the number
+    # a holds moved, so it reads which.
+    taken = sorted(share)[0]
+    with engine.begin() as conn:
+        conn.execute(
+            update(source_health)
+            .where(source_health.c.kind == taken[0], source_health.c.name == taken[1])
+            .values(daemon_id="b", lease_until=datetime.now(UTC) + timedelta(minutes=5))
+        )
+    assert _step(engine, a, claim_nothing=True).held == share - {taken}
+    engine.dispose()

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
 
 from syncd.config_file import load_config
+from syncd.engine import poll_ledger
 from syncd.engine import sources as sources_module
 from syncd.engine.imap.idle_hub import IdleHub
 from syncd.engine.imap.mail_sync import open_imap
@@ -185,6 +187,41 @@ def test_the_ledger_writes_the_polls_of_held_sources_at_once(db_url: str) -> Non
     assert stale.flush(engine, {("mailbox", "alice")}) == 1
     assert _states(engine)[("alice", "")] == (at, at)
     assert _states(engine)[("alice", "INBOX")] == (None, at)
+    engine.dispose()
+
+
+def test_the_ledger_writes_every_poll_in_one_statement(db_url: str) -> None:
+    engine = open_database(db_url)
+    at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    ledger = PollLedger(clock=lambda: at)
+    names = [f"rep{n}" for n in range(50)]
+    statements = Statements(engine)
+    for _ in range(2):  # the second flush updates what the first inserted
+        for name in names:
+            assert ledger.quiet(_Quiet(name, ["INBOX"]))
+        assert ledger.flush(engine, {("mailbox", n) for n in names}) == 50
+        assert [s for s in statements.take() if s in ("INSERT", "UPDATE")] == ["INSERT"]
+    assert len(_states(engine)) == 100
+    engine.dispose()
+
+
+def test_the_heartbeat_writes_the_polls_once_the_oldest_waited_a_few_beats(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = open_database(db_url)
+    now = [100.0]
+    monkeypatch.setattr(poll_ledger, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    ledger = PollLedger(wait=10.0)
+    held = {("mailbox", "alice"), ("mailbox", "bob")}
+    assert ledger.flush(engine, held, due=True) == 0  # nothing noted
+    assert ledger.quiet(_Quiet("alice", ["INBOX"]))
+    now[0] += 6
+    assert ledger.quiet(_Quiet("bob", ["INBOX"]))
+    assert ledger.flush(engine, held, due=True) == 0 and len(ledger) == 2  # 6 s: not yet
+    now[0] += 4
+    assert ledger.flush(engine, held, due=True) == 2  # alice's waited 10 s: both written
+    assert ledger.quiet(_Quiet("alice", ["INBOX"]))
+    assert ledger.flush(engine, held) == 1  # a stop's flush writes whatever waits
     engine.dispose()
 
 

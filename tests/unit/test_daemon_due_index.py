@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from syncd.engine.daemon import HEARTBEAT_EVERY, Daemon, Scheduled
+from syncd.engine.fleet import FleetView
 from syncd.engine.schedule import Outcome
 
 
@@ -97,3 +98,83 @@ def test_a_wake_with_nothing_due_does_not_read_every_source(tmp_path: Path) -> N
     wakes = time.thread_time() - started
     assert pool.synced == []
     assert wakes < every_source  # 100 wakes cost less than reading every source once
+
+
+class _Covered:
+    """A mailbox whose INBOX its watch covers: the cheap poll needs no server."""
+
+    kind = "mailbox"
+    record_kind = "email"
+
+    def __init__(self, name: str, at_hand: bool) -> None:
+        self.name = name
+        self.at_hand = at_hand
+        self.asked: list[bool] = []
+
+    def unchanged(self, *, ask: bool = True) -> list[str] | None:
+        self.asked.append(ask)
+        return ["INBOX"] if ask or self.at_hand else None
+
+
+def test_a_quiet_poll_the_watch_answers_runs_on_the_loop_without_a_worker(tmp_path: Path) -> None:
+    daemon, pool = _daemon(tmp_path, {"a": -1.0, "b": -1.0, "c": -1.0}, held={"a", "b", "c"})
+    covered, asking = _Covered("a", at_hand=True), _Covered("b", at_hand=False)
+    daemon._sources[("mailbox", "a")].source = cast(Any, covered)
+    daemon._sources[("mailbox", "b")].source = cast(Any, asking)
+    daemon._sources[("mailbox", "c")].news = True  # the pass, which takes the news
+    daemon._dispatch()
+    # a: answered at once, noted for the heartbeat, next due an interval away.
+    a = daemon._sources[("mailbox", "a")]
+    assert covered.asked == [False] and not a.running and a.due > time.monotonic() + 30
+    assert len(daemon._polls) == 1 and daemon._counters.syncs == 1
+    # b needs a STATUS (a round trip) and c has news: both go to a worker.
+    assert sorted(pool.synced) == ["b", "c"] and asking.asked == [False]
+
+
+def test_sources_due_within_the_gather_go_in_the_same_wake(tmp_path: Path) -> None:
+    daemon, pool = _daemon(tmp_path, {"a": -0.1, "b": 0.3, "c": 5.0}, held={"a", "b", "c"})
+    assert daemon._gather == 0.5  # interval 60 s, jitter 10 %: a poll may start 0.5 s early
+    daemon._dispatch()
+    assert pool.synced == ["a", "b"]  # c is 5 s away: the next wake's
+
+
+def test_without_jitter_nothing_is_polled_early(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n[sync]\ninterval = 1\njitter = 0\n'
+    )
+    assert Daemon(config)._gather == 0.0
+
+
+def test_a_beat_keeps_the_index_and_rebuilds_it_once_stale_entries_outnumber_sources(
+    tmp_path: Path,
+) -> None:
+    daemon, _pool = _daemon(tmp_path, {f"m{i}": 60.0 for i in range(10)}, held=set())
+    index = daemon._due
+    daemon._reindex_if_due()
+    assert daemon._due is index  # nothing to rebuild: a beat costs no look at every source
+    a = daemon._sources[("mailbox", "m0")]
+    for _ in range(2 * 10 + 64):  # quiet polls, each leaving a stale entry behind
+        a.due += 1.0
+        daemon._schedule(a)
+    daemon._reindex_if_due()
+    assert daemon._due is not index and len(daemon._due) == 10
+
+
+def test_verifies_are_looked_for_after_one_ended_not_at_every_wake(tmp_path: Path) -> None:
+    daemon, _pool = _daemon(tmp_path, {}, held=set())
+    looked: list[int] = []
+    daemon._jobs.verifies_due = lambda *_a: looked.append(1) or []  # type: ignore[method-assign]
+    daemon._dispatch()
+    assert looked == [1]  # the first wake looks
+    daemon._verify_at = float("inf")
+    daemon._dispatch()
+    assert looked == [1]
+    daemon._jobs._verify_ended = True  # a verify ended: its next one is now to be placed
+    daemon._dispatch()
+    assert looked == [1, 1]
+    daemon._verify_at = float("inf")
+    daemon._leases._posted = FleetView(("me",), frozenset())  # a beat's view: nothing gained
+    daemon._apply_fleet()
+    daemon._dispatch()
+    assert looked == [1, 1]

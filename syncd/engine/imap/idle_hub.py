@@ -180,6 +180,9 @@ class IdleHub:
         self._to_register: list[Watch] = []  # handed back by workers, for the selector
         self._to_lend: list[Watch] = []  # asked for by polls, to leave the selector
         self._to_close: list[IdleConnection] = []
+        # Watches marked dead since the daemon last asked (``take_dead``): it revives those,
+        # rather than asking every watch whether it is alive at every beat.
+        self._died: list[Watch] = []
         self._logging_in = 0
         # TLS holds decrypted bytes the selector cannot see (the selector thread's own set).
         self._tls_ready: set[Watch] = set()
@@ -321,6 +324,14 @@ class IdleHub:
             self._drop(watch, err)
         self._poke()
 
+    def take_dead(self) -> list[Watch]:
+        """The watches marked dead since the last call (killed by what no handler catches,
+        or with the selector thread that held them).  While the thread itself is dead
+        (``running`` False) every watch of it is dead too, though not marked yet."""
+        with self._lock:
+            died, self._died = self._died, []
+        return died
+
     def watching(self) -> int:
         with self._lock:
             return len(self._watches)
@@ -360,6 +371,7 @@ class IdleHub:
         if self._thread is not None:
             for watch in self._watches:
                 watch.dead = True
+                self._died.append(watch)
                 if watch.connection is not None:
                     watch.connection.close()
                     watch.connection = None
@@ -558,6 +570,7 @@ class IdleHub:
                 if step == self._connect and not watch.dead:
                     self._logging_in -= 1
                 watch.dead = True
+                self._died.append(watch)
                 self._finish(watch)
             self._poke()
             raise
