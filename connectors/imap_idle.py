@@ -25,13 +25,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-import structlog
-
 from syncd.config import MailboxConfig
 from syncd.connectors import retry
 from syncd.connectors.imap import ImapSession, classify
 from syncd.connectors.imap_notify import Notified
 from syncd.errors import RemoteError, TransientError
+from syncd.logs import get_logger
 
 FOLDER = "INBOX"
 MAX_LINE = 64 * 1024  # bytes: the longest line kept while waiting for its end
@@ -44,7 +43,7 @@ _NEW_MAIL = re.compile(rb"^\* \d+ (?:EXISTS|RECENT)\b", re.IGNORECASE)
 _BYE = re.compile(rb"^\* BYE\b", re.IGNORECASE)
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _tags = itertools.count(1)
-log = structlog.get_logger("syncd.imap")
+log = get_logger("syncd.imap")
 
 
 class _Refused(Exception):
