@@ -9,9 +9,10 @@ folders are named one by one, not ``personal``: mail moved about in folders we d
 capture (Drafts, Trash) would wake the mailbox for nothing.
 
 Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS answer named
-it, until anything puts that in doubt.  Whatever cannot be read for sure (a name in a
+it, until anything puts that in doubt.  An event that cannot be read for sure (a name in a
 literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next poll
-is then a full pass.  NOTIFICATIONOVERFLOW (the server gave up notifying: news) or a LIST (a
+is then a full pass; in a NOTIFY SET's answer such a STATUS is ignored (that folder is
+simply not covered).  NOTIFICATIONOVERFLOW (the server gave up notifying: news) or a LIST (a
 folder created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Dovecot
 2.3 sends no LIST for a rename: a folder gone loses its cover at the next NOTIFY SET (the
 watch's renewal, every few minutes), which names no folder it could not find; until then
@@ -140,7 +141,11 @@ class Notified:
         found = _STATUS.match(line)
         folder = self._wire.get(_unquoted(found["name"])) if found else None
         if found is None or folder is None:
-            return True  # a name we cannot read for sure: assume the worst
+            # Answering a NOTIFY SET: a folder not asked for, or named so that it cannot be
+            # read for sure (a literal, another spelling), is simply not covered, and polls
+            # ask it; as news it would wake a pass at every give-back, endlessly.  An event:
+            # assume the worst.
+            return self._answers is None
         items = _items(found["items"])
         heard = (items.get(b"UIDVALIDITY"), items.get(b"UIDNEXT"))
         if self._answers is not None:

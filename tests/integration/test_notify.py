@@ -243,3 +243,27 @@ def test_a_server_without_notify_is_polled_as_before(
 ) -> None:
     world = World(plain_dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
     _polled_as_without_notify(world, monkeypatch)
+
+
+def test_a_notify_set_answer_for_a_folder_not_captured_wakes_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that answers a NOTIFY SET with a folder not asked for (here: asked, behind
+    the connection's back): that folder is not covered, and no give-back wakes a pass for it,
+    which would give back and wake the next, endlessly."""
+    rig.world.dovecot.maildir(rig.login, "Drafts")
+    real = Notified.set_command
+
+    def set_command(self: Notified) -> bytes:
+        return real(self).replace(b'("Sent")', b'("Sent" "Drafts")')
+
+    monkeypatch.setattr(Notified, "set_command", set_command)
+    watch = rig.start_watch()
+    assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
+    for _ in range(3):
+        assert rig.source.sync(rig.directory()).ok  # on the lent connection, given back
+        _idle_again(watch)
+    assert rig.news == []
+    assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
+    rig.append("Sent", "<still-announced@acme.com>")
+    wait_until(lambda: rig.news == ["alice"], 10, "the watch's report of Sent")

@@ -96,3 +96,22 @@ def test_a_folder_whose_status_has_no_uidnext_is_never_covered() -> None:
     notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4)\r\n")
     notified.drop()  # refused, or NOTIFY NONE for good: nothing covered
     assert notified.covered == {}
+
+
+def test_a_notify_set_answer_for_a_folder_not_asked_about_is_ignored() -> None:
+    # Asked for Sent only, a lenient server answers Drafts too, or a name in a literal or
+    # spelt otherwise: as news each would wake a pass at every give-back, endlessly.
+    notified = _covering(
+        ["INBOX", "Sent"],
+        b"* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 7)\r\n",
+        b"* STATUS Drafts (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\n",
+        b"* STATUS {4}\r\n",
+        b"* STATUS inbox.Sent (MESSAGES 0 UIDNEXT 1)\r\n",
+    )
+    assert notified.covered == {"Sent": 10.0}
+    notified.begin_set()
+    assert notified.line(b"* STATUS Drafts (MESSAGES 1 UIDNEXT 2)\r\n") is False
+    assert notified.line(b"* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 7)\r\n") is False
+    assert notified.end_set(20.0) is False and notified.covered == {"Sent": 10.0}
+    # Outside a NOTIFY SET's answer it is an event: news, as before.
+    assert notified.line(b"* STATUS Drafts (MESSAGES 1 UIDNEXT 2)\r\n") is True
