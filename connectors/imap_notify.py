@@ -12,8 +12,9 @@ Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS ans
 it, until anything puts that in doubt.  An event that cannot be read for sure (a name in a
 literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next poll
 is then a full pass; in a NOTIFY SET's answer such a STATUS is ignored (that folder is
-simply not covered).  NOTIFICATIONOVERFLOW (the server gave up notifying: news) or a LIST (a
-folder created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Dovecot
+simply not covered).  Lost events (NOTIFICATIONOVERFLOW, or any untagged NO or BAD: news) or
+a LIST (a folder created, renamed or deleted) end every folder's cover until the next NOTIFY
+SET.  Dovecot
 2.3 sends no LIST for a rename: a folder gone loses its cover at the next NOTIFY SET (the
 watch's renewal, every few minutes), which names no folder it could not find; until then
 no mail can come into it anyway.  Nothing here relies on the order of NOTIFY's responses
@@ -40,6 +41,9 @@ _STATUS = re.compile(
 _ANY_STATUS = re.compile(rb"^\* STATUS\b", re.IGNORECASE)
 _LIST = re.compile(rb"^\* (?:X?LIST|LSUB)\b", re.IGNORECASE)
 _OVERFLOW = re.compile(rb"^\* (?:OK|NO|BAD) \[NOTIFICATIONOVERFLOW\]", re.IGNORECASE)
+# Dovecot 2.3 says events were lost with a plain "* NO NOTIFY error, some events may have got
+# lost", no response code: any untagged NO or BAD while NOTIFY is on is taken as that.
+_TROUBLE = re.compile(rb"^\* (?:NO|BAD)\b", re.IGNORECASE)
 
 Seen = tuple[int | None, int | None]  # (UIDVALIDITY, UIDNEXT) as last heard
 
@@ -76,6 +80,7 @@ class Notified:
         self._answers: dict[str, Seen] | None = None  # STATUS answers of a NOTIFY SET
         # Folder: since when (time.monotonic()) every new message there is reported.
         self.covered: Mapping[str, float] = {}
+        self._doubt = False  # an untagged NO or BAD during a NOTIFY SET: it covers nothing
 
     @property
     def folders(self) -> list[str]:
@@ -94,6 +99,7 @@ class Notified:
 
     def begin_set(self) -> None:
         self._answers = {}
+        self._doubt = False
 
     def end_set(self, began: float, seen: Mapping[str, int | None] | None = None) -> bool:
         """The NOTIFY SET sent at ``began`` was accepted; True when a folder covered before it
@@ -115,7 +121,7 @@ class Notified:
                 news |= _moved(before, (validity, uidnext))
             covered[folder] = began if since is None else since
             self._heard[folder] = (validity or self._heard.get(folder, (None, None))[0], uidnext)
-        self.covered = covered
+        self.covered = covered if not self._doubt else {}
         return news
 
     def drop(self) -> None:
@@ -128,8 +134,15 @@ class Notified:
     def line(self, line: bytes) -> bool:
         """One untagged line while NOTIFY may be on; True when it is NOTIFY's and says a
         folder may have new mail."""
-        if _OVERFLOW.match(line):  # events were lost: whatever they said, ask
+        if _OVERFLOW.match(line) or _TROUBLE.match(line):  # events were lost: ask
             self.covered = {}
+            if self._answers is not None:
+                # During a NOTIFY SET: its STATUS answers are the new baseline, so what was
+                # lost before is found by comparing with them; but this SET covers nothing,
+                # and wakes nothing either (a server saying so at every SET would otherwise
+                # make every give-back wake a pass, whose give-back wakes the next).
+                self._doubt = True
+                return False
             return True
         if _LIST.match(line):
             # A folder made, renamed or deleted (Dovecot announces Sent made on first use):

@@ -115,3 +115,24 @@ def test_a_notify_set_answer_for_a_folder_not_asked_about_is_ignored() -> None:
     assert notified.end_set(20.0) is False and notified.covered == {"Sent": 10.0}
     # Outside a NOTIFY SET's answer it is an event: news, as before.
     assert notified.line(b"* STATUS Drafts (MESSAGES 1 UIDNEXT 2)\r\n") is True
+
+
+def test_any_untagged_no_or_bad_while_notifying_is_events_lost() -> None:
+    # Dovecot 2.3.19's way of saying it, without NOTIFICATIONOVERFLOW.
+    for line in (
+        b"* NO NOTIFY error, some events may have got lost\r\n",
+        b"* BAD something went wrong\r\n",
+    ):
+        notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+        assert notified.line(line) is True
+        assert notified.covered == {}
+    # During a NOTIFY SET: its answers are the new baseline, so nothing to wake for; but
+    # it covers nothing (a poll asks), and the next one covers again.
+    notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    notified.begin_set()
+    assert notified.line(b"* NO NOTIFY error, some events may have got lost\r\n") is False
+    notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(20.0) is False and notified.covered == {}
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(30.0) is False and notified.covered == {"Sent": 30.0}
