@@ -325,7 +325,6 @@ class IdleConnection:
         without NOTIFY, as on a server that never offered it: polls ask STATUS again."""
         notified = self._notified
         assert notified is not None
-        began = time.monotonic()
         notified.begin_set()
         self._notifying = True  # its lines may come before its answer, and are NOTIFY's
         try:
@@ -335,7 +334,10 @@ class IdleConnection:
             self._notified, self._notifying = None, False
             log.info("notify.refused", mailbox=self._name)  # polls ask STATUS, as before
             return False
-        return notified.end_set(began, seen) or news
+        # Covered from the answer on, not from the sending: a poll whose cursors were read
+        # before the server ran the SET may have missed mail its STATUS answers already count.
+        answered = time.monotonic()
+        return notified.end_set(answered, seen) or news
 
     def _command(
         self, tag: bytes, command: bytes, *, continuation: bool = False, may_refuse: bool = False

@@ -8,10 +8,10 @@ the command, what each untagged line means, and since when each folder is covere
 folders are named one by one, not ``personal``: mail moved about in folders we do not
 capture (Drafts, Trash) would wake the mailbox for nothing.
 
-Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS answer named
-it, until anything puts that in doubt.  An event that cannot be read for sure (a name in a
-literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next poll
-is then a full pass; in a NOTIFY SET's answer such a STATUS is ignored (that folder is
+Safety first: a folder counts as covered only from the answer of a NOTIFY SET whose STATUS
+named it, until anything puts that in doubt.  An event that cannot be read for sure (a name
+in a literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next
+poll is then a full pass; in a NOTIFY SET's answer such a STATUS is ignored (that folder is
 simply not covered).  Lost events (NOTIFICATIONOVERFLOW, or any untagged NO or BAD: news) or
 a LIST (a folder created, renamed or deleted) end every folder's cover until the next NOTIFY
 SET.  Dovecot
@@ -101,11 +101,13 @@ class Notified:
         self._answers = {}
         self._doubt = False
 
-    def end_set(self, began: float, seen: Mapping[str, int | None] | None = None) -> bool:
-        """The NOTIFY SET sent at ``began`` was accepted; True when a folder covered before it
-        has mail that neither its events nor the poll that just ended (``seen``: the UIDNEXT
-        a lent poll read per folder) can account for.  A folder without a STATUS answer (gone,
-        renamed) is no longer covered: a poll asks it again, and reports it if refused."""
+    def end_set(self, answered: float, seen: Mapping[str, int | None] | None = None) -> bool:
+        """The NOTIFY SET was accepted at ``answered`` (time.monotonic() once its tagged OK
+        came: its STATUS answers may count mail a poll begun before then did not see); True
+        when a folder has mail that neither its events nor the poll that just ended
+        (``seen``: the UIDNEXT a lent poll read per folder) can account for.  A folder
+        without a STATUS answer (gone, renamed) is no longer covered: a poll asks it again,
+        and reports it if refused."""
         answers, self._answers = self._answers or {}, None
         seen = seen or {}
         news = False
@@ -114,13 +116,18 @@ class Notified:
             if uidnext is None:
                 continue  # nothing to compare later events with: not covered
             since = self.covered.get(folder)
+            known = self._heard.get(folder, (None, None))
             if since is not None:
-                before = self._heard.get(folder, (None, None))
+                before = known
                 if seen.get(folder) is not None:
                     before = (before[0], seen[folder])
                 news |= _moved(before, (validity, uidnext))
-            covered[folder] = began if since is None else since
-            self._heard[folder] = (validity or self._heard.get(folder, (None, None))[0], uidnext)
+            elif seen.get(folder) is not None:
+                # A first cover after a poll that read the folder: mail filed between that
+                # read and this answer is in the baseline, and no event will ever tell.
+                news |= _moved((known[0], seen[folder]), (validity, uidnext))
+            covered[folder] = answered if since is None else since
+            self._heard[folder] = (validity or known[0], uidnext)
         self.covered = covered if not self._doubt else {}
         return news
 

@@ -11,12 +11,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import Engine
 
 from syncd.config_file import load_config
+from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.imap_notify import Notified
 from syncd.domain.matching import Directory
 from syncd.engine.imap.idle_hub import IdleHub, Watch
@@ -243,6 +245,46 @@ def test_a_server_without_notify_is_polled_as_before(
 ) -> None:
     world = World(plain_dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
     _polled_as_without_notify(world, monkeypatch)
+
+
+def test_a_poll_between_notify_set_sent_and_run_is_not_covered(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Covered from the NOTIFY SET's answer, not from its sending: a pass that reads Sent
+    just before the server runs the SET, and a message filed between the two, is in the
+    SET's own STATUS answer and no event ever tells; only asking finds it."""
+    real = IdleConnection._command
+    race: list[str] = []  # what to do at the next NOTIFY SET
+
+    def command(self: IdleConnection, tag: bytes, command: bytes, **kwargs: Any) -> bool:
+        if command.startswith(b"NOTIFY SET") and race:
+            what = race.pop()
+            if what == "pass":  # a whole pass in the gap (the watch is logging in)
+                assert rig.source.sync(rig.directory()).ok
+            rig.append("Sent", f"<in-the-gap-{what}@acme.com>")
+        return real(self, tag, command, **kwargs)
+
+    monkeypatch.setattr(IdleConnection, "_command", command)
+    race.append("pass")
+    watch = rig.start_watch()
+    assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
+    assert rig.news == []
+    assert rig.source.unchanged() is None  # asked, and found: the pass runs
+    assert rig.source.sync(rig.directory()).total("captured") == 1
+    _idle_again(watch)
+    assert rig.news == []
+    # A first cover at a give-back (this one's lost meanwhile, as after a LIST): the poll on
+    # the lent connection read Sent, a message filed before the NOTIFY SET ran is in its
+    # answer and no event will follow; compared with what the poll read, it is news now.
+    connection = watch.connection
+    assert connection is not None and connection._notified is not None
+    connection._notified.covered = {}
+    session = rig.sessions.open(rig.source.config, 1000)  # lent: NOTIFY off
+    session.status("Sent")
+    race.append("give-back")
+    session.close()
+    assert rig.news == ["alice"]
+    assert rig.source.sync(rig.directory()).total("captured") == 1
 
 
 def test_a_notify_set_answer_for_a_folder_not_captured_wakes_nothing(

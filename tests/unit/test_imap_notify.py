@@ -136,3 +136,17 @@ def test_any_untagged_no_or_bad_while_notifying_is_events_lost() -> None:
     notified.begin_set()
     notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
     assert notified.end_set(30.0) is False and notified.covered == {"Sent": 30.0}
+
+
+def test_a_first_cover_after_a_poll_compares_with_what_the_poll_read() -> None:
+    # The poll read Sent at UIDNEXT 4; a message filed before the NOTIFY SET ran is in its
+    # answer (UIDNEXT 5) and no event will follow: news now, or never.
+    notified = Notified(["INBOX", "Sent"])
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(10.0, {"Sent": 4}) is True
+    assert notified.covered == {"Sent": 10.0}
+    notified = Notified(["INBOX", "Sent"])
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(10.0, {"Sent": 5}) is False  # the poll has it
