@@ -14,7 +14,8 @@ in a literal, a folder we did not ask about) is news, and news wakes the mailbox
 poll is then a full pass; in a NOTIFY SET's answer such a STATUS is ignored (that folder is
 simply not covered).  Lost events (NOTIFICATIONOVERFLOW, or any untagged NO or BAD: news) or
 a LIST (a folder created, renamed or deleted) end every folder's cover until the next NOTIFY
-SET.  Dovecot
+SET.  Mail a renewal finds that no event announced ends the cover for good on that
+connection: something writes into the folder behind the server's back.  Dovecot
 2.3 sends no LIST for a rename: a folder gone loses its cover at the next NOTIFY SET (the
 watch's renewal, every few minutes), which names no folder it could not find; until then
 no mail can come into it anyway.  Nothing here relies on the order of NOTIFY's responses
@@ -80,6 +81,10 @@ class Notified:
         self._answers: dict[str, Seen] | None = None  # STATUS answers of a NOTIFY SET
         # Folder: since when (time.monotonic()) every new message there is reported.
         self.covered: Mapping[str, float] = {}
+        # False once a NOTIFY SET found mail that no event announced although NOTIFY was on
+        # all along (written behind the server's back): the server's events are not the whole
+        # story on this connection, so nothing is covered on it again (polls ask STATUS).
+        self.trusted = True
         self._doubt = False  # an untagged NO or BAD during a NOTIFY SET: it covers nothing
 
     @property
@@ -101,16 +106,25 @@ class Notified:
         self._answers = {}
         self._doubt = False
 
-    def end_set(self, answered: float, seen: Mapping[str, int | None] | None = None) -> bool:
+    def end_set(
+        self,
+        answered: float,
+        seen: Mapping[str, int | None] | None = None,
+        *,
+        announced: bool = False,
+    ) -> bool:
         """The NOTIFY SET was accepted at ``answered`` (time.monotonic() once its tagged OK
         came: its STATUS answers may count mail a poll begun before then did not see); True
         when a folder has mail that neither its events nor the poll that just ended
-        (``seen``: the UIDNEXT a lent poll read per folder) can account for.  A folder
-        without a STATUS answer (gone, renamed) is no longer covered: a poll asks it again,
-        and reports it if refused."""
+        (``seen``: the UIDNEXT a lent poll read per folder) can account for.  ``announced``:
+        NOTIFY was on since the last SET (a renewal), so any such mail was written behind
+        the server's back and the cover is not trusted again.  A folder without a STATUS
+        answer (gone, renamed) is no longer covered: a poll asks it again, and reports it
+        if refused."""
         answers, self._answers = self._answers or {}, None
         seen = seen or {}
         news = False
+        unannounced = False
         covered: dict[str, float] = {}
         for folder, (validity, uidnext) in answers.items():
             if uidnext is None:
@@ -121,14 +135,18 @@ class Notified:
                 before = known
                 if seen.get(folder) is not None:
                     before = (before[0], seen[folder])
-                news |= _moved(before, (validity, uidnext))
+                moved = _moved(before, (validity, uidnext))
+                news |= moved
+                unannounced |= moved and announced
             elif seen.get(folder) is not None:
                 # A first cover after a poll that read the folder: mail filed between that
                 # read and this answer is in the baseline, and no event will ever tell.
                 news |= _moved((known[0], seen[folder]), (validity, uidnext))
             covered[folder] = answered if since is None else since
             self._heard[folder] = (validity or known[0], uidnext)
-        self.covered = covered if not self._doubt else {}
+        if unannounced:
+            self.trusted = False
+        self.covered = covered if self.trusted and not self._doubt else {}
         return news
 
     def drop(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import Engine
+from structlog.testing import capture_logs
 
 from syncd.config_file import load_config
 from syncd.connectors.imap_idle import IdleConnection
@@ -309,3 +310,32 @@ def test_a_notify_set_answer_for_a_folder_not_captured_wakes_nothing(
     assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
     rig.append("Sent", "<still-announced@acme.com>")
     wait_until(lambda: rig.news == ["alice"], 10, "the watch's report of Sent")
+
+
+def test_a_renewal_that_finds_unannounced_mail_ends_the_cover(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Something writes into Sent past the server (a bcc copy delivered into the Maildir,
+    a sync tool): once a renewal finds such mail, the connection's polls ask STATUS again,
+    so the next such message is found within one poll, not one renewal."""
+    made = Rig(world, IdleHub(renew_every=0.5))
+    try:
+        watch = made.start_watch()
+        assert made.source.sync(made.directory()).ok
+        with capture_logs() as logs:
+            world.deliver("alice", make_message(message_id="<behind@acme.com>"), folder="Sent")
+            wait_until(lambda: made.news == ["alice"], 10, "the renewal's report")
+            assert made.source.sync(made.directory()).total("captured") == 1
+            assert made.sessions.covered_folders("alice") <= {"INBOX"}
+            then = watch.renewals
+            wait_until(lambda: watch.renewals >= then + 2, 10, "more renewals")  # said once
+        said = [e for e in logs if e["event"] == "notify.untrusted"]
+        assert said == [{"event": "notify.untrusted", "log_level": "info", "mailbox": "alice"}]
+        assert watch.alive and watch.connection is not None
+        commands = Commands(monkeypatch)
+        world.deliver("alice", make_message(message_id="<again@acme.com>"), folder="Sent")
+        assert made.source.unchanged() is None  # found by its STATUS, at once
+        assert "STATUS" in commands.take()
+        assert made.source.sync(made.directory()).total("captured") == 1
+    finally:
+        made.close()

@@ -150,3 +150,23 @@ def test_a_first_cover_after_a_poll_compares_with_what_the_poll_read() -> None:
     notified.begin_set()
     notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
     assert notified.end_set(10.0, {"Sent": 5}) is False  # the poll has it
+
+
+def test_mail_a_renewal_finds_unannounced_ends_the_cover_on_the_connection() -> None:
+    # Given back after a poll, NOTIFY was off meanwhile: mail found is news, cover kept.
+    notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(20.0) is True and notified.covered == {"Sent": 10.0}
+    # A renewal (NOTIFY on all along) finds mail no event announced: written past the
+    # server, as it may be again; news, and nothing is covered on this connection again.
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 6 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(30.0, announced=True) is True
+    assert notified.covered == {} and notified.trusted is False
+    for at in (40.0, 50.0):
+        notified.begin_set()
+        notified.line(b"* STATUS Sent (UIDNEXT 6 UIDVALIDITY 7)\r\n")
+        assert notified.end_set(at, announced=True) is False and notified.covered == {}
+    # Events still wake the mailbox.
+    assert notified.line(b"* STATUS Sent (UIDNEXT 7)\r\n") is True
