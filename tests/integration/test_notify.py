@@ -22,6 +22,7 @@ from syncd.config_file import load_config
 from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.imap_notify import Notified
 from syncd.domain.matching import Directory
+from syncd.engine.daemon import Daemon
 from syncd.engine.imap.idle_hub import IdleHub, Watch
 from syncd.engine.imap.mail_sync import open_imap
 from syncd.engine.imap.sessions import DaemonSessions
@@ -339,3 +340,22 @@ def test_a_renewal_that_finds_unannounced_mail_ends_the_cover(
         assert made.source.sync(made.directory()).total("captured") == 1
     finally:
         made.close()
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_the_daemon_asks_for_notify_as_configured(world: World, notify: bool) -> None:
+    """``[sync] notify = false``: the daemon's watches hold INBOX in IDLE and cover nothing
+    else, so every poll asks Sent's STATUS (mail written there past the server is found
+    within one interval)."""
+    world.rep("alice")
+    world.dovecot.maildir(world.logins["alice"], "Sent")
+    extra = "" if notify else "[sync]\nnotify = false\n"
+    path = world.write_config(mailbox={"alice": {"folders": FOLDERS}}, extra=extra)
+    daemon = Daemon(path)
+    hub = daemon._hub
+    try:
+        watch = hub.watch(load_config(path).mailbox[0], lambda _name: None)
+        wait_until(lambda: watch.state == "idle", 10, "IDLE")
+        assert set(watch.folders_covered_since()) == ({"INBOX", "Sent"} if notify else {"INBOX"})
+    finally:
+        hub.close()
