@@ -185,7 +185,7 @@ class IdleConnection:
         if self._notified is not None:
             # NOTIFY SET STATUS is the round trip, and each folder's STATUS with it also
             # finds mail the server did not announce (written into the folder behind its back).
-            new_mail |= self._set_notify()
+            new_mail |= self._set_notify(announced=True)
         else:
             new_mail |= self._command(_new_tag(), b"NOOP")
         return self.enter_idle() or new_mail
@@ -318,13 +318,15 @@ class IdleConnection:
             return True
         return _NEW_MAIL.match(line) is not None
 
-    def _set_notify(self, seen: Mapping[str, int | None] | None = None) -> bool:
+    def _set_notify(
+        self, seen: Mapping[str, int | None] | None = None, *, announced: bool = False
+    ) -> bool:
         """NOTIFY SET for the other folders (blocking); True when one of those it covered
-        has mail nobody reported (``Notified.end_set``).  Refused, the connection goes on
-        without NOTIFY, as on a server that never offered it: polls ask STATUS again."""
+        has mail nobody reported (``Notified.end_set``; ``announced``: NOTIFY was on since
+        the last SET).  Refused, the connection goes on without NOTIFY, as on a server that
+        never offered it: polls ask STATUS again."""
         notified = self._notified
         assert notified is not None
-        began = time.monotonic()
         notified.begin_set()
         self._notifying = True  # its lines may come before its answer, and are NOTIFY's
         try:
@@ -334,7 +336,16 @@ class IdleConnection:
             self._notified, self._notifying = None, False
             log.info("notify.refused", mailbox=self._name)  # polls ask STATUS, as before
             return False
-        return notified.end_set(began, seen) or news
+        # Covered from the answer on, not from the sending: a poll whose cursors were read
+        # before the server ran the SET may have missed mail its STATUS answers already count.
+        answered = time.monotonic()
+        trusted = notified.trusted
+        news |= notified.end_set(answered, seen, announced=announced)
+        if trusted and not notified.trusted:
+            # Mail came that no event announced (delivered straight into the folder, or by
+            # another program past the server): polls ask STATUS again on this connection.
+            log.info("notify.untrusted", mailbox=self._name)
+        return news
 
     def _command(
         self, tag: bytes, command: bytes, *, continuation: bool = False, may_refuse: bool = False

@@ -8,11 +8,14 @@ the command, what each untagged line means, and since when each folder is covere
 folders are named one by one, not ``personal``: mail moved about in folders we do not
 capture (Drafts, Trash) would wake the mailbox for nothing.
 
-Safety first: a folder counts as covered only from a NOTIFY SET whose STATUS answer named
-it, until anything puts that in doubt.  Whatever cannot be read for sure (a name in a
-literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next poll
-is then a full pass.  NOTIFICATIONOVERFLOW (the server gave up notifying: news) or a LIST (a
-folder created, renamed or deleted) ends every folder's cover until the next NOTIFY SET.  Dovecot
+Safety first: a folder counts as covered only from the answer of a NOTIFY SET whose STATUS
+named it, until anything puts that in doubt.  An event that cannot be read for sure (a name
+in a literal, a folder we did not ask about) is news, and news wakes the mailbox, whose next
+poll is then a full pass; in a NOTIFY SET's answer such a STATUS is ignored (that folder is
+simply not covered).  Lost events (NOTIFICATIONOVERFLOW, or any untagged NO or BAD: news) or
+a LIST (a folder created, renamed or deleted) end every folder's cover until the next NOTIFY
+SET.  Mail a renewal finds that no event announced ends the cover for good on that
+connection: something writes into the folder behind the server's back.  Dovecot
 2.3 sends no LIST for a rename: a folder gone loses its cover at the next NOTIFY SET (the
 watch's renewal, every few minutes), which names no folder it could not find; until then
 no mail can come into it anyway.  Nothing here relies on the order of NOTIFY's responses
@@ -39,6 +42,9 @@ _STATUS = re.compile(
 _ANY_STATUS = re.compile(rb"^\* STATUS\b", re.IGNORECASE)
 _LIST = re.compile(rb"^\* (?:X?LIST|LSUB)\b", re.IGNORECASE)
 _OVERFLOW = re.compile(rb"^\* (?:OK|NO|BAD) \[NOTIFICATIONOVERFLOW\]", re.IGNORECASE)
+# Dovecot 2.3 says events were lost with a plain "* NO NOTIFY error, some events may have got
+# lost", no response code: any untagged NO or BAD while NOTIFY is on is taken as that.
+_TROUBLE = re.compile(rb"^\* (?:NO|BAD)\b", re.IGNORECASE)
 
 Seen = tuple[int | None, int | None]  # (UIDVALIDITY, UIDNEXT) as last heard
 
@@ -75,6 +81,11 @@ class Notified:
         self._answers: dict[str, Seen] | None = None  # STATUS answers of a NOTIFY SET
         # Folder: since when (time.monotonic()) every new message there is reported.
         self.covered: Mapping[str, float] = {}
+        # False once a NOTIFY SET found mail that no event announced although NOTIFY was on
+        # all along (written behind the server's back): the server's events are not the whole
+        # story on this connection, so nothing is covered on it again (polls ask STATUS).
+        self.trusted = True
+        self._doubt = False  # an untagged NO or BAD during a NOTIFY SET: it covers nothing
 
     @property
     def folders(self) -> list[str]:
@@ -93,28 +104,49 @@ class Notified:
 
     def begin_set(self) -> None:
         self._answers = {}
+        self._doubt = False
 
-    def end_set(self, began: float, seen: Mapping[str, int | None] | None = None) -> bool:
-        """The NOTIFY SET sent at ``began`` was accepted; True when a folder covered before it
-        has mail that neither its events nor the poll that just ended (``seen``: the UIDNEXT
-        a lent poll read per folder) can account for.  A folder without a STATUS answer (gone,
-        renamed) is no longer covered: a poll asks it again, and reports it if refused."""
+    def end_set(
+        self,
+        answered: float,
+        seen: Mapping[str, int | None] | None = None,
+        *,
+        announced: bool = False,
+    ) -> bool:
+        """The NOTIFY SET was accepted at ``answered`` (time.monotonic() once its tagged OK
+        came: its STATUS answers may count mail a poll begun before then did not see); True
+        when a folder has mail that neither its events nor the poll that just ended
+        (``seen``: the UIDNEXT a lent poll read per folder) can account for.  ``announced``:
+        NOTIFY was on since the last SET (a renewal), so any such mail was written behind
+        the server's back and the cover is not trusted again.  A folder without a STATUS
+        answer (gone, renamed) is no longer covered: a poll asks it again, and reports it
+        if refused."""
         answers, self._answers = self._answers or {}, None
         seen = seen or {}
         news = False
+        unannounced = False
         covered: dict[str, float] = {}
         for folder, (validity, uidnext) in answers.items():
             if uidnext is None:
                 continue  # nothing to compare later events with: not covered
             since = self.covered.get(folder)
+            known = self._heard.get(folder, (None, None))
             if since is not None:
-                before = self._heard.get(folder, (None, None))
+                before = known
                 if seen.get(folder) is not None:
                     before = (before[0], seen[folder])
-                news |= _moved(before, (validity, uidnext))
-            covered[folder] = began if since is None else since
-            self._heard[folder] = (validity or self._heard.get(folder, (None, None))[0], uidnext)
-        self.covered = covered
+                moved = _moved(before, (validity, uidnext))
+                news |= moved
+                unannounced |= moved and announced
+            elif seen.get(folder) is not None:
+                # A first cover after a poll that read the folder: mail filed between that
+                # read and this answer is in the baseline, and no event will ever tell.
+                news |= _moved((known[0], seen[folder]), (validity, uidnext))
+            covered[folder] = answered if since is None else since
+            self._heard[folder] = (validity or known[0], uidnext)
+        if unannounced:
+            self.trusted = False
+        self.covered = covered if self.trusted and not self._doubt else {}
         return news
 
     def drop(self) -> None:
@@ -127,8 +159,15 @@ class Notified:
     def line(self, line: bytes) -> bool:
         """One untagged line while NOTIFY may be on; True when it is NOTIFY's and says a
         folder may have new mail."""
-        if _OVERFLOW.match(line):  # events were lost: whatever they said, ask
+        if _OVERFLOW.match(line) or _TROUBLE.match(line):  # events were lost: ask
             self.covered = {}
+            if self._answers is not None:
+                # During a NOTIFY SET: its STATUS answers are the new baseline, so what was
+                # lost before is found by comparing with them; but this SET covers nothing,
+                # and wakes nothing either (a server saying so at every SET would otherwise
+                # make every give-back wake a pass, whose give-back wakes the next).
+                self._doubt = True
+                return False
             return True
         if _LIST.match(line):
             # A folder made, renamed or deleted (Dovecot announces Sent made on first use):
@@ -140,7 +179,11 @@ class Notified:
         found = _STATUS.match(line)
         folder = self._wire.get(_unquoted(found["name"])) if found else None
         if found is None or folder is None:
-            return True  # a name we cannot read for sure: assume the worst
+            # Answering a NOTIFY SET: a folder not asked for, or named so that it cannot be
+            # read for sure (a literal, another spelling), is simply not covered, and polls
+            # ask it; as news it would wake a pass at every give-back, endlessly.  An event:
+            # assume the worst.
+            return self._answers is None
         items = _items(found["items"])
         heard = (items.get(b"UIDVALIDITY"), items.get(b"UIDNEXT"))
         if self._answers is not None:

@@ -238,6 +238,11 @@ class SyncConfig(_Strict):
     # Sources synced at the same time; the rest wait their turn.
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     idle: bool = True  # IMAP IDLE on INBOX where the server offers it
+    # IMAP NOTIFY on the IDLE connection for the other folders (Sent) where the server
+    # offers it.  Off: polls ask each folder's STATUS, so mail written into Sent past the
+    # server (direct Maildir delivery, a sync tool) is found within one interval, not at
+    # the watch's next renewal.
+    notify: bool = True
     # Backoff after transient failures: doubling from `interval`, capped here.
     max_backoff: Annotated[Seconds, Field(ge=1, le=86400)] = 1800.0
     # Between `syncd verify` runs of each source in the daemon (0: never).  Cheap on

@@ -206,7 +206,11 @@ class Daemon:
         )
         # Push (IMAP IDLE): one selector thread for every watch, whatever their number; its
         # logins count in syncd_imap_logins_total beside the polls'.
-        self._hub = IdleHub(on_login=self._imap_sessions.observe_login, tokens=self._tokens)
+        self._hub = IdleHub(
+            on_login=self._imap_sessions.observe_login,
+            tokens=self._tokens,
+            notify=self._config.sync.notify,
+        )
         self._watchers = Watchers(self._hub, self._imap_sessions, self._wake)
         # Leases (syncd/engine/fleet.py): only held sources are synced, verified and watched.
         self._leases = Leases(self.id)

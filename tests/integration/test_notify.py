@@ -11,14 +11,18 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import Engine
+from structlog.testing import capture_logs
 
 from syncd.config_file import load_config
+from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.imap_notify import Notified
 from syncd.domain.matching import Directory
+from syncd.engine.daemon import Daemon
 from syncd.engine.imap.idle_hub import IdleHub, Watch
 from syncd.engine.imap.mail_sync import open_imap
 from syncd.engine.imap.sessions import DaemonSessions
@@ -243,3 +247,115 @@ def test_a_server_without_notify_is_polled_as_before(
 ) -> None:
     world = World(plain_dovecot, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
     _polled_as_without_notify(world, monkeypatch)
+
+
+def test_a_poll_between_notify_set_sent_and_run_is_not_covered(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Covered from the NOTIFY SET's answer, not from its sending: a pass that reads Sent
+    just before the server runs the SET, and a message filed between the two, is in the
+    SET's own STATUS answer and no event ever tells; only asking finds it."""
+    real = IdleConnection._command
+    race: list[str] = []  # what to do at the next NOTIFY SET
+
+    def command(self: IdleConnection, tag: bytes, command: bytes, **kwargs: Any) -> bool:
+        if command.startswith(b"NOTIFY SET") and race:
+            what = race.pop()
+            if what == "pass":  # a whole pass in the gap (the watch is logging in)
+                assert rig.source.sync(rig.directory()).ok
+            rig.append("Sent", f"<in-the-gap-{what}@acme.com>")
+        return real(self, tag, command, **kwargs)
+
+    monkeypatch.setattr(IdleConnection, "_command", command)
+    race.append("pass")
+    watch = rig.start_watch()
+    assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
+    assert rig.news == []
+    assert rig.source.unchanged() is None  # asked, and found: the pass runs
+    assert rig.source.sync(rig.directory()).total("captured") == 1
+    _idle_again(watch)
+    assert rig.news == []
+    # A first cover at a give-back (this one's lost meanwhile, as after a LIST): the poll on
+    # the lent connection read Sent, a message filed before the NOTIFY SET ran is in its
+    # answer and no event will follow; compared with what the poll read, it is news now.
+    connection = watch.connection
+    assert connection is not None and connection._notified is not None
+    connection._notified.covered = {}
+    session = rig.sessions.open(rig.source.config, 1000)  # lent: NOTIFY off
+    session.status("Sent")
+    race.append("give-back")
+    session.close()
+    assert rig.news == ["alice"]
+    assert rig.source.sync(rig.directory()).total("captured") == 1
+
+
+def test_a_notify_set_answer_for_a_folder_not_captured_wakes_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that answers a NOTIFY SET with a folder not asked for (here: asked, behind
+    the connection's back): that folder is not covered, and no give-back wakes a pass for it,
+    which would give back and wake the next, endlessly."""
+    rig.world.dovecot.maildir(rig.login, "Drafts")
+    real = Notified.set_command
+
+    def set_command(self: Notified) -> bytes:
+        return real(self).replace(b'("Sent")', b'("Sent" "Drafts")')
+
+    monkeypatch.setattr(Notified, "set_command", set_command)
+    watch = rig.start_watch()
+    assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
+    for _ in range(3):
+        assert rig.source.sync(rig.directory()).ok  # on the lent connection, given back
+        _idle_again(watch)
+    assert rig.news == []
+    assert set(watch.folders_covered_since()) == {"INBOX", "Sent"}
+    rig.append("Sent", "<still-announced@acme.com>")
+    wait_until(lambda: rig.news == ["alice"], 10, "the watch's report of Sent")
+
+
+def test_a_renewal_that_finds_unannounced_mail_ends_the_cover(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Something writes into Sent past the server (a bcc copy delivered into the Maildir,
+    a sync tool): once a renewal finds such mail, the connection's polls ask STATUS again,
+    so the next such message is found within one poll, not one renewal."""
+    made = Rig(world, IdleHub(renew_every=0.5))
+    try:
+        watch = made.start_watch()
+        assert made.source.sync(made.directory()).ok
+        with capture_logs() as logs:
+            world.deliver("alice", make_message(message_id="<behind@acme.com>"), folder="Sent")
+            wait_until(lambda: made.news == ["alice"], 10, "the renewal's report")
+            assert made.source.sync(made.directory()).total("captured") == 1
+            assert made.sessions.covered_folders("alice") <= {"INBOX"}
+            then = watch.renewals
+            wait_until(lambda: watch.renewals >= then + 2, 10, "more renewals")  # said once
+        said = [e for e in logs if e["event"] == "notify.untrusted"]
+        assert said == [{"event": "notify.untrusted", "log_level": "info", "mailbox": "alice"}]
+        assert watch.alive and watch.connection is not None
+        commands = Commands(monkeypatch)
+        world.deliver("alice", make_message(message_id="<again@acme.com>"), folder="Sent")
+        assert made.source.unchanged() is None  # found by its STATUS, at once
+        assert "STATUS" in commands.take()
+        assert made.source.sync(made.directory()).total("captured") == 1
+    finally:
+        made.close()
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_the_daemon_asks_for_notify_as_configured(world: World, notify: bool) -> None:
+    """``[sync] notify = false``: the daemon's watches hold INBOX in IDLE and cover nothing
+    else, so every poll asks Sent's STATUS (mail written there past the server is found
+    within one interval)."""
+    world.rep("alice")
+    world.dovecot.maildir(world.logins["alice"], "Sent")
+    extra = "" if notify else "[sync]\nnotify = false\n"
+    path = world.write_config(mailbox={"alice": {"folders": FOLDERS}}, extra=extra)
+    daemon = Daemon(path)
+    hub = daemon._hub
+    try:
+        watch = hub.watch(load_config(path).mailbox[0], lambda _name: None)
+        wait_until(lambda: watch.state == "idle", 10, "IDLE")
+        assert set(watch.folders_covered_since()) == ({"INBOX", "Sent"} if notify else {"INBOX"})
+    finally:
+        hub.close()

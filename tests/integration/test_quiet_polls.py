@@ -78,12 +78,14 @@ def test_an_unchanged_mailbox_is_polled_without_the_database(polled: Any) -> Non
     assert source.unchanged() is None
 
 
+@pytest.mark.parametrize("notify", [False, True], ids=["idle-only", "notify"])
 def test_a_watched_inbox_costs_its_poll_no_command(
-    polled: Any, monkeypatch: pytest.MonkeyPatch
+    polled: Any, monkeypatch: pytest.MonkeyPatch, notify: bool
 ) -> None:
     """INBOX held in IDLE since before the pass read it: the watch reports any new mail
     (and the daemon then runs the pass), so the poll asks the server only about Sent, and
-    with INBOX alone, nothing: the IDLE is not even interrupted."""
+    with INBOX alone, nothing: the IDLE is not even interrupted.  With NOTIFY (the default)
+    Sent is covered too, once the watch has covered it since the pass (or a STATUS) read it."""
     world, engine, source, sessions = polled
     asked: list[list[str]] = []
     real = sources_module.unchanged_folders
@@ -93,7 +95,9 @@ def test_a_watched_inbox_costs_its_poll_no_command(
         return real(session, folders, cursors)
 
     monkeypatch.setattr(sources_module, "unchanged_folders", spy)
-    hub = IdleHub(notify=False)  # IDLE alone: NOTIFY's cover of Sent is test_notify.py's
+    if notify:  # Sent made before NOTIFY names it: Dovecot announces a folder made later
+        world.dovecot.maildir(world.logins["alice"], "Sent")
+    hub = IdleHub(notify=notify)
     news: list[str] = []
     watch = hub.watch(source.config, news.append)
     try:
@@ -103,13 +107,29 @@ def test_a_watched_inbox_costs_its_poll_no_command(
             directory = load_directory(conn, source._config.capture)
         assert source.sync(directory).ok  # begun after the watch's IDLE: INBOX covered
         assert source.unchanged() == ["INBOX", "Sent"]
-        assert asked == [["Sent"]]  # on the watch's connection, lent and given back
+        if not notify:
+            assert asked == [["Sent"]]  # on the watch's connection, lent and given back
+        else:
+            assert asked == []  # Sent under NOTIFY since before the pass: no command
+            assert watch.state == "idle" and news == []
+            # A watch logged in after the pass read the folders covers neither: both asked
+            # (STATUS for Sent), then covered from that confirmation on.
+            hub.unwatch(watch)
+            watch = hub.watch(source.config, news.append)
+            sessions.watch("alice", watch)
+            wait_until(lambda: watch.state == "idle", 10, "the new watch in IDLE")
+            assert source.unchanged() == ["INBOX", "Sent"]
+            assert asked == [["INBOX", "Sent"]]
+            wait_until(lambda: watch.state == "idle", 10, "the watch back in IDLE")
+            assert source.unchanged() == ["INBOX", "Sent"]
+            assert asked == [["INBOX", "Sent"]]
+        first = list(asked)
         wait_until(lambda: watch.state == "idle", 10, "the watch back in IDLE")
         source.config = source.config.model_copy(update={"folders": ["INBOX"]})
         connection, reused = watch.connection, sessions.reused
         for _ in range(3):
             assert source.unchanged() == ["INBOX"]
-        assert asked == [["Sent"]] and sessions.reused == reused + 3
+        assert asked == first and sessions.reused == reused + 3
         assert watch.state == "idle" and watch.connection is connection and news == []
         # New mail: the watch says so (the daemon's next sync is then the pass).
         world.deliver("alice", make_message(message_id="<pushed@acme.com>"))
@@ -123,7 +143,7 @@ def test_a_watched_inbox_costs_its_poll_no_command(
         assert source.unchanged() == ["INBOX"]
         assert asked[-1] == ["INBOX"]
         assert source.unchanged() == ["INBOX"]  # confirmed after it logged in: covered now
-        assert asked[-1] == ["INBOX"] and len(asked) == 2
+        assert asked[-1] == ["INBOX"] and len(asked) == len(first) + 1
         world.deliver("alice", make_message(message_id="<late@acme.com>"))
         wait_until(lambda: news[-1:] == ["alice"] and len(news) == 2, 10, "the report")
     finally:

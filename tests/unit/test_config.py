@@ -150,3 +150,11 @@ def test_every_length_of_time_is_written_one_way_and_the_old_numbers_still_read(
     text = str(caught.value)
     assert "sync.interval" in text and "sync.max_backoff" in text
     assert "is not a length of time" in text
+
+
+def test_notify_is_on_unless_switched_off(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n')
+    assert load_config(path).sync.notify is True
+    path.write_text(path.read_text() + "[sync]\nnotify = false\n")
+    assert load_config(path).sync.notify is False

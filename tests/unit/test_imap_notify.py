@@ -96,3 +96,77 @@ def test_a_folder_whose_status_has_no_uidnext_is_never_covered() -> None:
     notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4)\r\n")
     notified.drop()  # refused, or NOTIFY NONE for good: nothing covered
     assert notified.covered == {}
+
+
+def test_a_notify_set_answer_for_a_folder_not_asked_about_is_ignored() -> None:
+    # Asked for Sent only, a lenient server answers Drafts too, or a name in a literal or
+    # spelt otherwise: as news each would wake a pass at every give-back, endlessly.
+    notified = _covering(
+        ["INBOX", "Sent"],
+        b"* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 7)\r\n",
+        b"* STATUS Drafts (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\n",
+        b"* STATUS {4}\r\n",
+        b"* STATUS inbox.Sent (MESSAGES 0 UIDNEXT 1)\r\n",
+    )
+    assert notified.covered == {"Sent": 10.0}
+    notified.begin_set()
+    assert notified.line(b"* STATUS Drafts (MESSAGES 1 UIDNEXT 2)\r\n") is False
+    assert notified.line(b"* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 7)\r\n") is False
+    assert notified.end_set(20.0) is False and notified.covered == {"Sent": 10.0}
+    # Outside a NOTIFY SET's answer it is an event: news, as before.
+    assert notified.line(b"* STATUS Drafts (MESSAGES 1 UIDNEXT 2)\r\n") is True
+
+
+def test_any_untagged_no_or_bad_while_notifying_is_events_lost() -> None:
+    # Dovecot 2.3.19's way of saying it, without NOTIFICATIONOVERFLOW.
+    for line in (
+        b"* NO NOTIFY error, some events may have got lost\r\n",
+        b"* BAD something went wrong\r\n",
+    ):
+        notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+        assert notified.line(line) is True
+        assert notified.covered == {}
+    # During a NOTIFY SET: its answers are the new baseline, so nothing to wake for; but
+    # it covers nothing (a poll asks), and the next one covers again.
+    notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    notified.begin_set()
+    assert notified.line(b"* NO NOTIFY error, some events may have got lost\r\n") is False
+    notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(20.0) is False and notified.covered == {}
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(30.0) is False and notified.covered == {"Sent": 30.0}
+
+
+def test_a_first_cover_after_a_poll_compares_with_what_the_poll_read() -> None:
+    # The poll read Sent at UIDNEXT 4; a message filed before the NOTIFY SET ran is in its
+    # answer (UIDNEXT 5) and no event will follow: news now, or never.
+    notified = Notified(["INBOX", "Sent"])
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(10.0, {"Sent": 4}) is True
+    assert notified.covered == {"Sent": 10.0}
+    notified = Notified(["INBOX", "Sent"])
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(10.0, {"Sent": 5}) is False  # the poll has it
+
+
+def test_mail_a_renewal_finds_unannounced_ends_the_cover_on_the_connection() -> None:
+    # Given back after a poll, NOTIFY was off meanwhile: mail found is news, cover kept.
+    notified = _covering(["INBOX", "Sent"], b"* STATUS Sent (UIDNEXT 4 UIDVALIDITY 7)\r\n")
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 5 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(20.0) is True and notified.covered == {"Sent": 10.0}
+    # A renewal (NOTIFY on all along) finds mail no event announced: written past the
+    # server, as it may be again; news, and nothing is covered on this connection again.
+    notified.begin_set()
+    notified.line(b"* STATUS Sent (UIDNEXT 6 UIDVALIDITY 7)\r\n")
+    assert notified.end_set(30.0, announced=True) is True
+    assert notified.covered == {} and notified.trusted is False
+    for at in (40.0, 50.0):
+        notified.begin_set()
+        notified.line(b"* STATUS Sent (UIDNEXT 6 UIDVALIDITY 7)\r\n")
+        assert notified.end_set(at, announced=True) is False and notified.covered == {}
+    # Events still wake the mailbox.
+    assert notified.line(b"* STATUS Sent (UIDNEXT 7)\r\n") is True
