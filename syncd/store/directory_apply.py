@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, text, tuple_, update
+from sqlalchemy.engine import URL
 
 from syncd.errors import StoreError
 from syncd.schema.tables import (
@@ -49,7 +50,7 @@ class Applier:
     addresses, archives last."""
 
     def __init__(
-        self, staged: StagedPlan, begin: Begin, batch: int, unchecked: str | None = None
+        self, staged: StagedPlan, begin: Begin, batch: int, unchecked: URL | None = None
     ) -> None:
         self.staged = staged
         self.begin = begin
