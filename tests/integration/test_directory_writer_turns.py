@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from syncd.domain.directory_file import RowReader, text_stream
 from syncd.store.database import open_database
 from syncd.store.directory_apply import HOLD
@@ -47,12 +49,9 @@ def _export(suffix: str) -> bytes:
     return (HEADER + "".join(rows)).encode()
 
 
-def _mirror(engine: object, data: bytes) -> dict[str, dict[str, int]]:
+def _mirror(engine: Engine, data: bytes) -> dict[str, dict[str, int]]:
     done = mirror_directory(
-        engine,  # type: ignore[arg-type]
-        RowReader(text_stream(data), "crm.csv"),
-        mirror=True,
-        source="test",
+        engine, RowReader(text_stream(data), "crm.csv"), mirror=True, source="test"
     )
     assert done is not None
     return done.counts
