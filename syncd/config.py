@@ -593,7 +593,7 @@ class DirectoryConfig(_Strict):
     allow_empty: bool = False
     # Rows written per transaction when a file is applied: each holds the write lock that
     # briefly, so other writers (a sync, `syncd tasks add`) never wait on a large file.
-    batch: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    batch: Annotated[int, Field(ge=1, le=100_000)] = 2000
 
     @model_validator(mode="after")
     def _one_source(self) -> DirectoryConfig:

@@ -14,7 +14,7 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 
 from syncd.errors import StoreError
@@ -57,7 +57,7 @@ def reclaim_freed_pages(conn: Connection) -> bool:
     return True
 
 
-def unchecked_sqlite_engine(url: str) -> Engine:
+def unchecked_sqlite_engine(url: URL) -> Engine:
     """An engine of one connection to the SQLite database ``url`` that does not check
     foreign keys, for a bulk insert whose caller checks what they would, once a batch
     rather than once a row (a quarter of a million-row insert's time).  Dispose of it."""

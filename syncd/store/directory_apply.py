@@ -4,12 +4,14 @@ into the store ``batch`` rows a transaction, straight to the driver where rows a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy.engine import URL
 
 from syncd.errors import StoreError
 from syncd.schema.tables import (
@@ -30,7 +32,12 @@ Begin = Callable[[], AbstractContextManager[Connection]]
 
 # The key of the PostgreSQL advisory lock every directory import holds until it ends.
 DIRECTORY_LOCK = 0x5_9C_D0_14
-STATE_ROW = "directory_source"  # settings row: what the directory source last applied
+STATE_ROW = "directory_source"
+# How long a transaction of the per-row phases may hold the write lock, the rows it writes
+# a statement, and the pause after a long one that lets a waiting writer in.
+HOLD = 0.2
+_SLICE = 250
+_PAUSE = 0.1  # settings row: what the directory source last applied
 
 
 def lock(conn: Connection) -> None:
@@ -49,13 +56,35 @@ class Applier:
     addresses, archives last."""
 
     def __init__(
-        self, staged: StagedPlan, begin: Begin, batch: int, unchecked: str | None = None
+        self,
+        staged: StagedPlan,
+        begin: Begin,
+        batch: int,
+        unchecked: URL | None = None,
+        *,
+        turns: bool = False,
     ) -> None:
         self.staged = staged
         self.begin = begin
         self.batch = batch
         self.unchecked = unchecked  # a SQLite database's URL: see _new_contacts
+        self.turns = turns  # transactions of its own, which may leave other writers a turn
         self.now = datetime.now(UTC)
+
+    def in_turns(self, rows: list[Any], write: Callable[[Connection, list[Any]], None]) -> None:
+        """``write`` over ``rows`` a slice at a time, committed once a transaction has held
+        the write lock ``HOLD`` seconds; after such a long one, a pause: SQLite's busy
+        handler sleeps up to 100 ms between tries, so a writer waiting on transactions that
+        follow each other at once would never find the lock free."""
+        start = 0
+        while start < len(rows):
+            began = time.monotonic()
+            with self.begin() as conn:
+                while start < len(rows) and (time.monotonic() - began < HOLD or not self.turns):
+                    write(conn, rows[start : start + _SLICE])
+                    start += _SLICE
+            if self.turns and time.monotonic() - began >= HOLD / 2:
+                time.sleep(_PAUSE)
 
     def pages(self, sql: str) -> Iterator[list[Any]]:
         """``sql`` (its rows keyed by their first column, ``?`` the last key seen) a page at a
@@ -137,29 +166,7 @@ class Applier:
             "JOIN k_customers k ON k.id = c.picked WHERE k.archived OR k.name != c.name",
             size=self.batch,
         ):
-            trail: list[tuple[str, str, dict[str, Any]]] = []
-            restored: list[int] = []
-            renamed: list[int] = []
-            with self.begin() as conn:
-                for customer_id, had, name, archived in part:
-                    if archived:
-                        restored.append(customer_id)
-                        trail.append(("restore", f"customer {name}", {"customer_id": customer_id}))
-                    if had != name:
-                        # Same customer (its name differs but for case or spacing): the CRM's
-                        # spelling wins, and the change is on record like an archive.
-                        trail.append(
-                            ("rename", f"customer {had} -> {name}", {"customer_id": customer_id})
-                        )
-                        conn.execute(
-                            customers.update()
-                            .where(customers.c.id == customer_id)
-                            .values(name=name)
-                        )
-                        renamed.append(customer_id)
-                _set_archived(conn, customers, restored, None)
-                audit.record_many(conn, trail)
-                _announce_renames(conn, renamed)
+            self.in_turns(part, _customer_changes)
 
     def _archive(self, table: Any, kind: str, staged_table: str) -> None:
         if kind == "customer":
@@ -240,22 +247,7 @@ class Applier:
             "JOIN f_customers c ON c.ckey = f.ckey ORDER BY p.id",
             size=self.batch,
         ):
-            trail: list[tuple[str, str, dict[str, Any]]] = []
-            restored: list[int] = []
-            with self.begin() as conn:
-                for contact_id, customer_id, name, move, restore, first in part:
-                    values: dict[str, Any] = {"customer_id": customer_id} if move else {}
-                    if name is not None:
-                        values["name"] = name
-                    if values:
-                        conn.execute(
-                            contacts.update().where(contacts.c.id == contact_id).values(values)
-                        )
-                    if restore:
-                        restored.append(contact_id)
-                        trail.append(("restore", f"contact {first}", {"contact_id": contact_id}))
-                _set_archived(conn, contacts, restored, None)
-                audit.record_many(conn, trail)
+            self.in_turns(part, _contact_changes)
         if not self.staged.mirror:
             return
         for part in self.staged.rows(
@@ -292,6 +284,64 @@ class Applier:
                     [(c, a) for a, c in part],
                     "bigint,text",
                 )
+
+
+def _customer_changes(conn: Connection, part: list[Any]) -> None:
+    trail: list[tuple[str, str, dict[str, Any]]] = []
+    restored: list[int] = []
+    renamed: list[dict[str, Any]] = []
+    for customer_id, had, name, archived in part:
+        if archived:
+            restored.append(customer_id)
+            trail.append(("restore", f"customer {name}", {"customer_id": customer_id}))
+        if had != name:
+            # Same customer (its name differs but for case or spacing): the CRM's spelling
+            # wins, and the change is on record like an archive.
+            trail.append(("rename", f"customer {had} -> {name}", {"customer_id": customer_id}))
+            renamed.append({"b_id": customer_id, "b_name": name})
+    if renamed:
+        # One statement for the slice (executemany), not a round of SQLAlchemy a row.
+        conn.execute(
+            customers.update()
+            .where(customers.c.id == bindparam("b_id"))
+            .values(name=bindparam("b_name")),
+            renamed,
+        )
+    _set_archived(conn, customers, restored, None)
+    audit.record_many(conn, trail)
+    _announce_renames(conn, [r["b_id"] for r in renamed])
+
+
+def _contact_changes(conn: Connection, part: list[Any]) -> None:
+    trail: list[tuple[str, str, dict[str, Any]]] = []
+    restored: list[int] = []
+    changed: list[dict[str, Any]] = []
+    for contact_id, customer_id, name, move, restore, first in part:
+        if move or name is not None:
+            changed.append(
+                {"b_id": contact_id, "b_name": name, "b_customer": customer_id if move else None}
+            )
+        if restore:
+            restored.append(contact_id)
+            trail.append(("restore", f"contact {first}", {"contact_id": contact_id}))
+    if changed:
+        # NULL keeps the column: one statement for every kind of change, run as executemany.
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == bindparam("b_id"))
+            .values(
+                name=func.coalesce(
+                    bindparam("b_name", type_=contacts.c.name.type), contacts.c.name
+                ),
+                customer_id=func.coalesce(
+                    bindparam("b_customer", type_=contacts.c.customer_id.type),
+                    contacts.c.customer_id,
+                ),
+            ),
+            changed,
+        )
+    _set_archived(conn, contacts, restored, None)
+    audit.record_many(conn, trail)
 
 
 def _bound(conn: Connection, column: Any, value: Any) -> Any:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from syncd.domain.directory_file import KEPT_PROBLEMS, DirectoryFile, RowReader
 from syncd.domain.directory_plan import Known, KnownContact, KnownCustomer
@@ -42,7 +42,7 @@ from syncd.store import directory_fingerprints as fingerprints
 from syncd.store.directory_apply import DIRECTORY_LOCK, STATE_ROW, Applier, Begin, lock
 from syncd.store.directory_stage import StagedPlan
 
-BATCH = 5000  # rows written per transaction ([directory] batch); 2000 cost a fifth more CPU
+BATCH = 2000  # rows written per transaction ([directory] batch): a writer waits one out
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +226,9 @@ def mirror_directory(
                     batch=batch,
                     finish=finish,
                     applied=remember,
-                    unchecked=None if path is None else f"sqlite:///{path}",
+                    # The decoded path set on a URL object: a path with "?" or "%" is no
+                    # URL text, and the original's driver and query stay.
+                    unchecked=None if path is None else engine.url.set(database=path),
                 )
 
 
@@ -248,7 +250,7 @@ def _plan_and_apply(
     batch: int = BATCH,
     finish: Callable[[Connection, Imported], None] = lambda _conn, _done: None,
     applied: Callable[[StagedPlan], None] = lambda _staged: None,
-    unchecked: str | None = None,
+    unchecked: URL | None = None,
 ) -> Imported:
     if conn is not None:
         staged.stage_known(conn)
@@ -258,7 +260,7 @@ def _plan_and_apply(
     done = Imported(staged.counts(), staged.archived_names(), rows)
     if dry_run:
         return done
-    Applier(staged, begin, max(1, batch), unchecked).apply()
+    Applier(staged, begin, max(1, batch), unchecked, turns=conn is None).apply()
     applied(staged)
     with begin() as last:
         if not done.empty:
