@@ -149,15 +149,7 @@ class Applier:
             "(SELECT 1 FROM f_domains d WHERE d.ckey = c.ckey AND d.domain = kd.domain)",
             size=self.batch,
         ):
-            with self.begin() as conn:
-                for few in chunks(part):
-                    conn.execute(
-                        delete(customer_domains).where(
-                            tuple_(customer_domains.c.customer_id, customer_domains.c.domain).in_(
-                                [tuple(p) for p in few]
-                            )
-                        )
-                    )
+            self._drop_pairs(customer_domains.c.customer_id, customer_domains.c.domain, part)
 
     def _customer_changes(self) -> None:
         """Renames (on record, each linked record announced) and restores."""
@@ -256,15 +248,15 @@ class Applier:
             "WHERE NOT EXISTS (SELECT 1 FROM f_addresses a WHERE a.address = ka.address)",
             size=self.batch,
         ):
-            with self.begin() as conn:
-                for few in chunks(part):
-                    conn.execute(
-                        delete(contact_addresses).where(
-                            tuple_(contact_addresses.c.contact_id, contact_addresses.c.address).in_(
-                                [tuple(p) for p in few]
-                            )
-                        )
-                    )
+            self._drop_pairs(contact_addresses.c.contact_id, contact_addresses.c.address, part)
+
+    def _drop_pairs(self, owner: Any, value: Any, pairs: list[Any]) -> None:
+        """Delete the stored (owner, value) rows the file no longer lists, a transaction a page."""
+        with self.begin() as conn:
+            for few in chunks(pairs):
+                conn.execute(
+                    delete(owner.table).where(tuple_(owner, value).in_([tuple(p) for p in few]))
+                )
 
     def _contact_addresses(self) -> None:
         """Each address the file lists on a stored contact, on the contact it must belong
