@@ -437,7 +437,9 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
             )
             print(f"settled (every mailbox held and watched) {time.perf_counter() - started:.1f}s")
             # --- 2. idle -----------------------------------------------------------------
-            wait(lambda: server.connections() <= n + 5 * k, 120, "connections to settle")
+            # The daily verify of every mailbox starts once the first syncs are done, each on
+            # a connection of its own: at 10,000 mailboxes that wave lasts minutes.
+            wait(lambda: server.connections() <= n + 5 * k, settle_timeout, "connections to settle")
             # A watch covers Sent by NOTIFY only from a poll that read it after NOTIFY began:
             # the first poll or two of each mailbox after settling still ask (warm-up).
             time.sleep(args.warmup)
