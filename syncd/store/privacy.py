@@ -85,6 +85,10 @@ def forget(
     # name is whatever a sender wrote (``To: "Invoice" <jane@...>``): swept everywhere, it
     # would redact a common word from every record of the database.
     redactor = Redactor.build({address, key, *spellings}, names)
+    # Found before anything is redacted: on PostgreSQL a phrase is checked against the
+    # records' current text, which the sweep below rewrites (the address would no longer
+    # be found there, and the record would keep it in the index).
+    stale = _found_by(conn, touched, {address, key, *spellings})
     if names_out is not None:
         names_out.extend(sorted({n.strip() for n in names if len(n.strip()) >= MIN_NAME_LENGTH}))
 
@@ -122,7 +126,7 @@ def forget(
     counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
     counts["redacted"] += _redact_their_records(conn, redactor, touched)
     counts["redacted"] += _redact_receiver_answers(conn, redactor, touched, before.task_ids)
-    _reindex(conn, touched, {address, key, *spellings})
+    _reindex(conn, stale)
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(
@@ -139,14 +143,19 @@ def forget(
     return counts
 
 
-def _reindex(conn: Connection, touched: list[int], spellings: set[str]) -> None:
-    """The search index follows: their records as redacted (the erased ones leave it), and
-    every other record the index still finds by the address (the sweep redacted it)."""
+def _found_by(conn: Connection, touched: list[int], spellings: set[str]) -> set[int]:
+    """The records whose index entries change: theirs, and every other record the index
+    finds by the address (the sweep will redact it there)."""
     stale = set(touched)
     for spelling in sorted(spellings):
         found = tokens(spelling, MAX_TERMS * 4)
         if found:
             stale |= search_index.matching_ids(conn, Query((Term(tuple(found)),)))
+    return stale
+
+
+def _reindex(conn: Connection, stale: set[int]) -> None:
+    """The search index follows: the records as redacted (the erased ones leave it)."""
     search_index.reindex_records(conn, stale)
     # FTS5 keeps a deleted entry's words in older segments until they merge: merge now.
     search_index.merge(conn)

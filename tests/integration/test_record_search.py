@@ -145,6 +145,25 @@ def test_forget_leaves_no_search_finding_the_person(searched: World) -> None:
     assert _ids(searched, "renewal hello") == {"kept"}
 
 
+def test_forget_reindexes_a_record_that_only_mentioned_the_address(searched: World) -> None:
+    # Hank's mail names José's address in its body only: the sweep redacts it there, and
+    # the index must follow on both engines (PostgreSQL checked the phrase against the
+    # already redacted text, kept the record out of the reindex, and still found it).
+    searched.deliver(
+        "alice",
+        make_message(
+            sender="Hank Scorpio <hank@globex.co.uk>", subject="Intro",
+            message_id="<mention@t>", body="Please write to jose@acme.com today\r\n",
+        ),
+    )  # fmt: skip
+    searched.cli("sync")
+    assert "mention" in _ids(searched, "jose")
+    searched.cli("forget", "jose@acme.com", "--yes")
+    for query in ("jose", "jose@acme.com", '"jose acme"'):
+        assert _search(searched, query) == [], query
+    assert _ids(searched, "intro today") == {"mention"}
+
+
 def test_metadata_mode_indexes_no_body_and_reindex_rebuilds(world: World) -> None:
     world.rep("alice")
     world.deliver(
