@@ -24,13 +24,11 @@ loop's thread only, so that no watch outlives its lease or its source.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
@@ -51,8 +49,9 @@ from syncd.engine.sources import Source, configured_sources
 from syncd.engine.sync_worker import SyncWorker, crash_kind
 from syncd.engine.task_sync import TaskLists
 from syncd.engine.timed_jobs import TimedJobs
-from syncd.engine.timetable import Key, Scheduled, Timetable, gather
+from syncd.engine.timetable import Key, Scheduled, Timetable
 from syncd.engine.watchers import Watchers
+from syncd.engine.work_pool import WorkPool
 from syncd.errors import ConfigError
 from syncd.logs import get_logger
 from syncd.metrics import Metrics
@@ -89,8 +88,7 @@ class Daemon:
         self._alarm = threading.Event()  # the loop's, which any collaborator may ring
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._timetable = Timetable(rng)
-        self._gather = gather(config.sync.interval, config.sync.jitter)
+        self._timetable = Timetable(rng, config.sync)
         self._metrics = Metrics()
         # The capture's backlog, owned here and handed to the sources and the webhook
         # deliverer (which trickles while it is busy).
@@ -117,10 +115,9 @@ class Daemon:
             self.id, self._metrics, self._backlog,
             alone=self._instance is not None, on_directory_change=self._directory.drop,
         )  # fmt: skip
-        self._futures: set[Future[None]] = set()
         self._last_loop = time.monotonic()
         self._engine: Engine | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkPool | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -141,7 +138,7 @@ class Daemon:
         end_abandoned_transactions(engine, self.id)
         self._imap.tokens.keep_rotated_in(engine)  # a rotated refresh token outlives the process
         join(engine, self.id, alone=self._instance is not None)
-        self._pool = ThreadPoolExecutor(self._config.sync.concurrency, thread_name_prefix="sync")
+        self._pool = WorkPool(self._config.sync.concurrency)
         self._install_signals()
         self._services.listen(self._config, self._healthy)
         self._apply(self._config, first=True)
@@ -207,12 +204,9 @@ class Daemon:
         self._heartbeat.join(min(2.0, deadline - time.monotonic()))
         self._leases.stopping(self._engine, self._timetable.running(), within=STOP_WRITE_WITHIN)
         self._imap.hub.close(timeout=0.0)  # watchers only listen: nothing to commit
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self._services.stop_delivery(min(3.0, STOP_WITHIN / 2))
-        for future in list(self._futures):
-            # A worker reports its own failures; here we only wait for it, within the deadline.
-            with contextlib.suppress(Exception):
-                future.result(timeout=max(0.0, deadline - time.monotonic()))
+        self._pool.wait(deadline)
         # Watchers only listen (nothing to commit): give them a second in all, then leave.
         self._watchers.join(max(0.0, min(1.0, deadline - time.monotonic())))
         self._imap.sessions.close_all()
@@ -230,7 +224,7 @@ class Daemon:
         moment: a watch's login in flight (a daemon that just took over hundreds of
         mailboxes has a dozen), a LOGOUT queued behind a slow server.  Each is bounded by
         its own timeout, but not within SIGTERM's 10 s."""
-        if any(not f.done() for f in self._futures):
+        if self._pool is not None and self._pool.busy():
             return True
         deadline = time.monotonic() + EXIT_GRACE
         for thread in threading.enumerate():
@@ -263,7 +257,7 @@ class Daemon:
             log.warning("config.restart_needed", keys="metrics, sync.concurrency")
         _warn_exposed_secrets(config, self._config_path)
         self._config = self._worker.config = config
-        self._gather = gather(config.sync.interval, config.sync.jitter)
+        self._timetable.tune(config.sync)
         self._polls.wait = ledger_wait(config.sync.interval)
         self._directory.drop()
         self._apply(config, first=False)
@@ -365,30 +359,23 @@ class Daemon:
         assert self._pool is not None and self._engine is not None
         rules = self._jobs.rules_due(self._engine, self._config)
         if rules is not None:
-            self._track(self._pool.submit(rules))
+            self._pool.submit(rules)
         now = time.monotonic()
         held = self._leases.held
-        # Those due within the gather too: a source polled every minute does not mind a
-        # fraction of a second early, and the loop wakes a few times a second, not once
-        # for every source.
-        for scheduled in self._timetable.take_due(now + self._gather, held):
+        for scheduled in self._timetable.take_due(now, held):
             if not self._worker.poll_at_hand(scheduled):
-                self._track(self._pool.submit(self._sync, scheduled))
+                self._pool.submit(self._sync, scheduled)
         if now < self._timetable.verify_at and not self._jobs.verify_ended():
             return
         sources, healthy = self._timetable.for_verify()
         every = self._config.sync.verify_interval
         for job in self._jobs.verifies_due(self._engine, every, sources, healthy, held):
-            self._track(self._pool.submit(job))
+            self._pool.submit(job)
         self._timetable.verify_at = self._jobs.next_verify(held)
 
     def _sync(self, scheduled: Scheduled) -> None:
         assert self._engine is not None
         self._worker.sync(self._engine, scheduled)
-
-    def _track(self, future: Future[None]) -> None:
-        self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
 
     def _sleep_for(self, next_beat: float) -> float:
         waiting = self._timetable.soonest(self._leases.held)

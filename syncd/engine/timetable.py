@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from syncd.config import SyncConfig
 from syncd.engine.sources import Source
 
 Key = tuple[str, str]  # (kind, name)
@@ -79,13 +80,14 @@ class Counters:
 
 
 class Timetable:
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, sync: SyncConfig) -> None:
         self.lock = threading.Lock()
         self.sources: dict[Key, Scheduled] = {}
         self.due: list[tuple[float, int, Key]] = []  # (due, seq, key), soonest first
         self._seq = itertools.count()
         self._reindexed = time.monotonic()
         self._rng = rng
+        self.gather = gather(sync.interval, sync.jitter)
         # Verifies are looked for when the soonest is due, after a beat or a reload, not at
         # every wake (each look reads every source).
         self.verify_at = 0.0
@@ -99,9 +101,16 @@ class Timetable:
         """Index ``scheduled`` at its (new) due time.  Called with the lock held."""
         heapq.heappush(self.due, (scheduled.due, next(self._seq), scheduled.key))
 
-    def take_due(self, until: float, held: Collection[Key]) -> list[Scheduled]:
-        """The sources held and due by ``until``, soonest first, marked running."""
+    def tune(self, sync: SyncConfig) -> None:
+        """A reloaded [sync]: how early a poll may start."""
+        self.gather = gather(sync.interval, sync.jitter)
+
+    def take_due(self, now: float, held: Collection[Key]) -> list[Scheduled]:
+        """The sources held and due, soonest first, marked running.  Those due within the
+        gather too: a source polled every minute does not mind a fraction of a second
+        early, and the loop wakes a few times a second, not once for every source."""
         due: list[Scheduled] = []
+        until = now + self.gather
         with self.lock:
             while self.due and self.due[0][0] <= until:
                 at, _seq, key = heapq.heappop(self.due)

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub, Watch
+from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub
+from syncd.engine.imap.idle_watch import Watch
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.sources import Source
 from syncd.logs import get_logger

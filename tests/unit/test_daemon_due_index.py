@@ -135,7 +135,9 @@ def test_a_quiet_poll_the_watch_answers_runs_on_the_loop_without_a_worker(tmp_pa
 
 def test_sources_due_within_the_gather_go_in_the_same_wake(tmp_path: Path) -> None:
     daemon, pool = _daemon(tmp_path, {"a": -0.1, "b": 0.3, "c": 5.0}, held={"a", "b", "c"})
-    assert daemon._gather == 0.5  # interval 60 s, jitter 10 %: a poll may start 0.5 s early
+    assert (
+        daemon._timetable.gather == 0.5
+    )  # interval 60 s, jitter 10 %: a poll may start 0.5 s early
     daemon._dispatch()
     assert pool.synced == ["a", "b"]  # c is 5 s away: the next wake's
 
@@ -145,7 +147,7 @@ def test_without_jitter_nothing_is_polled_early(tmp_path: Path) -> None:
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n[sync]\ninterval = 1\njitter = 0\n'
     )
-    assert Daemon(config)._gather == 0.0
+    assert Daemon(config)._timetable.gather == 0.0
 
 
 def test_a_beat_keeps_the_index_and_rebuilds_it_once_stale_entries_outnumber_sources(
