@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+# The folder IMAP IDLE watches (imap_idle.py), named here so that what only compares a
+# folder with it does not load the IDLE connector.
+INBOX = "INBOX"
+
 
 @dataclass(frozen=True, slots=True)
 class FolderInfo:

@@ -27,12 +27,13 @@ from contextlib import contextmanager
 
 from syncd.config import MailboxConfig
 from syncd.connectors import retry
+from syncd.connectors.base import INBOX
 from syncd.connectors.imap import ImapSession, classify
 from syncd.connectors.imap_notify import Notified
 from syncd.errors import RemoteError, TransientError
 from syncd.logs import get_logger
 
-FOLDER = "INBOX"
+FOLDER = INBOX
 MAX_LINE = 64 * 1024  # bytes: the longest line kept while waiting for its end
 READ_CHUNK = 16 * 1024  # bytes per recv; a TLS record is at most 16 KiB
 READ_PER_WAKE = 64 * 1024  # bytes read from one connection before the others get a turn

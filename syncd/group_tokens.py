@@ -17,11 +17,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from syncd.config import Config, GroupMemberConfig, OAuth2ClientConfig
-from syncd.connectors.oauth2 import REREAD_COMMAND, Grant, RefreshTokenStore, TokenCache
 from syncd.secret_sources import read_from
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from syncd.connectors.oauth2 import Grant, RefreshTokenStore, TokenCache
 
 
 def uses_refresh_tokens(config: Config) -> bool:
@@ -57,6 +58,10 @@ class TokenCaches:
         with self._lock:
             cache = self._caches.get(key)
             if cache is None:
+                # The token endpoint's client, only for a group that logs in with XOAUTH2:
+                # every command makes a TokenCaches, most never ask it for a token.
+                from syncd.connectors.oauth2 import REREAD_COMMAND, TokenCache
+
                 where = f"mailbox group {settings.group}"
                 if per_member is not None:
                     where += f" (mailbox {member.name})"
@@ -92,4 +97,6 @@ def _grant(member: GroupMemberConfig) -> Grant:
             key="refresh_token",
             within=member.refresh_token_dir,
         )
+    from syncd.connectors.oauth2 import Grant
+
     return Grant(secret, refresh)

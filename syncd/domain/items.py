@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from syncd.domain.capture import Participant
 from syncd.domain.matching import Match
+
+if TYPE_CHECKING:
+    # The message parser behind it is the capture's, not the store's: saving a batch, or
+    # a pass that finds nothing new, needs none of it.
+    from syncd.domain.capture import Participant
 
 
 def email_key(message_id: str) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 from sqlalchemy import Connection, Engine
 
 from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfig
-from syncd.connectors.imap_idle import FOLDER as INBOX
+from syncd.connectors.base import INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
 from syncd.engine.imap.mail_sync import (

@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, case, func, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from syncd.domain.addresses import match_key
 from syncd.domain.bounds import bound_name, bound_reason
-from syncd.domain.capture import Participant
 
 # The types live in the domain; re-exported for the engine and tests that import them here.
 from syncd.domain.items import CapturedMessage as CapturedMessage
@@ -43,6 +42,12 @@ from syncd.store import events, outbox, search_index
 from syncd.store.events import RECORD_UPDATED
 from syncd.store.sql import chunks, insert_ignore, upsert
 from syncd.store.state import QUARANTINE_KEY, counted, quarantine_row
+
+if TYPE_CHECKING:
+    # Only named in annotations: the store writes participants, it never parses a message.
+    from syncd.domain.capture import Participant
+
+    Sighting = tuple[str, datetime, list[tuple[Participant, Match]]]  # record key, when, people
 
 _LINK_RANK: dict[LinkKind, int] = {"manual": 3, "contact": 2, "domain": 1}
 
@@ -275,9 +280,6 @@ def write_people(
     insert_ignore(conn, participants, people, ["record_id", "address", "role"])
     insert_ignore(conn, record_customers, links, ["record_id", "customer_id"])
     return people, links
-
-
-Sighting = tuple[str, datetime, list[tuple[Participant, Match]]]  # record key, when, people
 
 
 def queue_sightings(

@@ -36,3 +36,37 @@ def test_a_mail_only_sync_imports_only_what_it_uses(world: World) -> None:
         )
         assert "alice:" in done.stdout
         assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+# What a pass that finds nothing new never needs: the message parser and the capture
+# decisions (there is no message to read), the XOAUTH2 token client (the mailbox logs in
+# with a password) and the IDLE connector (`sync` watches nothing).
+NOT_FOR_AN_UNCHANGED_PASS = (
+    "syncd.engine.imap.pipeline", "syncd.domain.message", "syncd.domain.capture",
+    "syncd.domain.body", "syncd.domain.html_text", "syncd.connectors.oauth2",
+    "syncd.connectors.imap_idle",
+)  # fmt: skip
+
+
+def test_a_sync_of_an_unchanged_mailbox_loads_no_parser_token_client_or_idle(
+    world: World,
+) -> None:
+    world.rep("alice")
+    world.deliver("alice", make_message(subject="Quote", sender="wile@acme.com"))
+    config = world.write_config()
+    probe = (
+        "import json, sys\n"
+        "from syncd.cli.main import cli\n"
+        f"try:\n    cli.main(['--config', {str(config)!r}, 'sync'], prog_name='syncd')\n"
+        "except SystemExit as done:\n    assert not done.code, done.code\n"
+        f"print(json.dumps(sorted(m for m in {NOT_FOR_AN_UNCHANGED_PASS!r} if m in sys.modules)))\n"
+    )
+    backfill, unchanged = (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    )
+    assert "alice: 1 captured" in backfill.stdout
+    # The backfill parsed a message: the probe does see what it loads.
+    assert "syncd.domain.message" in json.loads(backfill.stdout.splitlines()[-1])
+    assert "alice: 0 captured" in unchanged.stdout
+    assert json.loads(unchanged.stdout.splitlines()[-1]) == []

@@ -66,6 +66,15 @@ def test_the_sync_command_imports_no_calendar_verify_daemon_or_api() -> None:
     assert _loaded_after("import syncd.cli.cmd_sync", NOT_FOR_SYNC) == []
 
 
+def test_the_sync_command_loads_no_message_parser_token_client_or_idle() -> None:
+    """Until a folder has mail to read, `sync` needs no parser; XOAUTH2 and IDLE, never."""
+    unused = (
+        "syncd.engine.imap.pipeline", "syncd.domain.message", "syncd.domain.capture",
+        "syncd.connectors.oauth2", "syncd.connectors.imap_idle",
+    )  # fmt: skip
+    assert _loaded_after("import syncd.cli.cmd_sync", unused) == []
+
+
 def test_the_status_command_imports_no_calendar_daemon_or_api() -> None:
     assert _loaded_after("import syncd.cli.cmd_status", NOT_FOR_SYNC) == []
 

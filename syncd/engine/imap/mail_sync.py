@@ -22,7 +22,6 @@ from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.backlog import Backlog
-from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
 from syncd.engine.imap.prefetch import Prefetched
 from syncd.errors import RemoteConfigError, RemoteError, describe
 from syncd.group_tokens import TokenCaches
@@ -366,6 +365,10 @@ class MailSync:
             last_uid=uids[-1],
             highestmodseq=None,  # set with the final cursor, once the whole folder is read
         )
+        # The message parser and the capture decisions, only once there is mail to read: a
+        # pass over unchanged folders (most polls, and `syncd sync` then) never loads them.
+        from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
+
         to_fetch = self._reidentify(session, uids, batch) if reidentify else uids
         capture = self._config.capture
         policy = Policy(
