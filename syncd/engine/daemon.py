@@ -298,6 +298,10 @@ class Daemon:
         if taken is None:
             return
         view, gained, lost = taken
+        # What workers found lost first, decided against this view: a key it lists again is
+        # gained (the note took it out of `held`) and its watch replaced; one it does not
+        # list has its watch stopped before anything below could start another.
+        self._apply_lost()
         for key in lost:
             self._watchers.stop(key)
             self._imap.sessions.discard_source(key)  # its next holder logs in itself

@@ -79,6 +79,10 @@ class Watchers:
                 self._keys.pop(replaced, None)
             self._watches[key] = watch
             self._keys[watch] = key
+        if replaced is not None and replaced is not watch:
+            # Forgotten here, a watch still running would hold its IDLE connection for
+            # good: nothing would ever stop it (a lease lost and gained back in one round).
+            replaced.stop()
         self._sessions.watch_source(key, watch)
         return True
 

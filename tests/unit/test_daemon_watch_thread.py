@@ -7,83 +7,126 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 from syncd.engine.daemon import Daemon, Scheduled
+from syncd.engine.fleet import FleetView
 from syncd.engine.schedule import Outcome
 
 KEY = ("mailbox", "alice")
 
 
-class FakeWatchers:
+class FakeWatch:
+    """A watch as the daemon's real Watchers sees it: stopped once, or never."""
+
     def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.live: set[tuple[str, str]] = set()
+        self.stops = 0
+        self.ended: str | None = None
 
-    def stop(self, key: tuple[str, str]) -> None:
-        self.calls.append("stop")
-        self.live.discard(key)
+    def stop(self) -> None:
+        self.stops += 1
+        self.ended = "stopped"
 
-    def start(self, key: tuple[str, str], _source: object, *, taken_over: bool = False) -> bool:
-        self.calls.append("start")
-        self.live.add(key)
-        return True
+    @property
+    def alive(self) -> bool:
+        return self.ended is None
 
-    def alive(self, key: tuple[str, str]) -> bool:
-        return key in self.live
+    def join(self, _timeout: float) -> None:
+        pass
 
 
-def _daemon(tmp_path: Path) -> tuple[Daemon, Scheduled, FakeWatchers]:
+class Src:
+    """A mailbox whose server can push: every watch it made, to find one left running."""
+
+    kind = "mailbox"
+    name = "alice"
+    news_at_login = False
+
+    def __init__(self) -> None:
+        self.made: list[FakeWatch] = []
+
+    def watcher(self, _hub: object, _news: object, _opened: object) -> FakeWatch:
+        watch = FakeWatch()
+        self.made.append(watch)
+        return watch
+
+    def running(self) -> list[int]:
+        return [i for i, watch in enumerate(self.made) if watch.alive]
+
+
+def _daemon(tmp_path: Path) -> tuple[Daemon, Scheduled, Src]:
     config = tmp_path / "syncd.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n')
     daemon = Daemon(config)
-    source = cast(Any, SimpleNamespace(kind="mailbox", name="alice"))
-    scheduled = Scheduled(source=source, due=time.monotonic(), running=True)
+    src = Src()
+    scheduled = Scheduled(source=cast(Any, src), due=time.monotonic(), running=True)
     daemon._timetable.sources[KEY] = scheduled
-    watchers = FakeWatchers()
-    watchers.live.add(KEY)
-    daemon._watchers = cast(Any, watchers)
     daemon._leases.held = frozenset({KEY})
-    return daemon, scheduled, watchers
+    assert daemon._start_watcher(scheduled)  # the real Watchers, a fake watch
+    return daemon, scheduled, src
 
 
 def test_a_lease_a_worker_found_lost_stops_its_watch_on_the_loop(tmp_path: Path) -> None:
-    daemon, scheduled, watchers = _daemon(tmp_path)
+    daemon, scheduled, src = _daemon(tmp_path)
     daemon._worker._lost(scheduled)  # on a worker: nothing stopped there
-    assert watchers.calls == [] and KEY not in daemon._leases.held
+    assert src.running() == [0] and KEY not in daemon._leases.held
     assert scheduled.reason == "held by another daemon" and not scheduled.running
     daemon._apply_lost()  # the loop's next round
-    assert watchers.calls == ["stop"]
+    assert src.running() == [] and src.made[0].stops == 1
     daemon._apply_lost()
-    assert watchers.calls == ["stop"]  # taken once
+    assert src.made[0].stops == 1 and len(src.made) == 1  # taken once
 
 
 def test_a_lease_back_before_the_loop_came_round_keeps_its_watch(tmp_path: Path) -> None:
-    daemon, scheduled, watchers = _daemon(tmp_path)
+    daemon, scheduled, src = _daemon(tmp_path)
     daemon._worker._lost(scheduled)
     daemon._leases.held = frozenset({KEY})  # a heartbeat gave it back meanwhile
     daemon._apply_lost()
-    assert watchers.calls == []
+    assert src.running() == [0] and len(src.made) == 1
 
 
 def test_a_source_back_from_attention_is_watched_again_by_the_loop(tmp_path: Path) -> None:
-    daemon, scheduled, watchers = _daemon(tmp_path)
-    watchers.live.clear()  # its watch ended with the refused login
+    daemon, scheduled, src = _daemon(tmp_path)
+    src.made[0].ended = "login refused"  # its watch ended with the refused login
     scheduled.state = "attention"
     daemon._worker.finish(scheduled, Outcome(), None)  # on a worker: a sync succeeded
-    assert watchers.calls == [] and scheduled.state == "ok"
+    assert len(src.made) == 1 and scheduled.state == "ok"
     daemon._apply_recovered()
-    assert watchers.calls == ["start"]
+    assert src.running() == [1]
     daemon._apply_recovered()
-    assert watchers.calls == ["start"]
+    assert src.running() == [1] and len(src.made) == 2
 
 
 def test_a_source_back_from_attention_but_not_held_is_not_watched(tmp_path: Path) -> None:
-    daemon, scheduled, watchers = _daemon(tmp_path)
-    watchers.live.clear()
+    daemon, scheduled, src = _daemon(tmp_path)
+    src.made[0].ended = "login refused"
     scheduled.state = "attention"
     daemon._worker.finish(scheduled, Outcome(), None)
     daemon._leases.held = frozenset()
     daemon._apply_recovered()
-    assert watchers.calls == []
+    assert len(src.made) == 1
+
+
+def test_a_second_start_stops_the_watch_it_replaces(tmp_path: Path) -> None:
+    daemon, scheduled, src = _daemon(tmp_path)
+    daemon._start_watcher(scheduled)
+    assert src.running() == [1] and src.made[0].stops == 1
+
+
+def test_a_lost_lease_noted_between_apply_lost_and_apply_fleet_leaves_no_orphan_watch(
+    tmp_path: Path,
+) -> None:
+    """The reviewer's sequence: a worker notes the loss after the round's _apply_lost, and
+    the heartbeat's view, posted before the loss, still lists the source (so it counts as
+    gained and a second watch starts).  The first one must not be left running."""
+    daemon, scheduled, src = _daemon(tmp_path)
+    daemon._apply_lost()
+    daemon._worker._lost(scheduled)
+    daemon._leases._posted = FleetView(("me",), frozenset({KEY}))
+    daemon._apply_fleet()
+    daemon._apply_lost()
+    assert len(src.running()) <= 1  # never two watches on one mailbox
+    daemon._leases._posted = FleetView(("me",), frozenset())
+    daemon._apply_fleet()
+    daemon._apply_lost()
+    assert src.running() == []
