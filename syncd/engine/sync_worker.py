@@ -88,6 +88,7 @@ class SyncWorker:
         key = scheduled.key
         outcome = Outcome()
         created = 0
+        was: str | None = None  # the state before the pass (None: it never began)
         reason: str | None = None
         try:
             # After a clean pass, first the cheap poll: nothing new costs a STATUS a folder
@@ -110,6 +111,9 @@ class SyncWorker:
                 # The lease this sync runs under: lost and taken back meanwhile, it is
                 # another one, and nothing read under this one may be written then.
                 epoch = leases.lease_epoch(conn, source.kind, source.name)
+            # Its state before the pass, for `finished`: back from "attention" when it is
+            # ok now (its watch, ended by the refused login, starts again).
+            was = scheduled.state
             scheduled.state = "syncing"
             directory = self._directory.current(engine, self.config.capture)
 
@@ -146,7 +150,7 @@ class SyncWorker:
         self._timetable.counted(created)
         if created:  # new facts for the rules: this daemon evaluates them, turn or not
             self._jobs.captured()
-        self.finish(scheduled, outcome, reason, engine=engine)
+        self.finish(scheduled, outcome, reason, engine=engine, was=was)
 
     def poll_at_hand(self, scheduled: Scheduled) -> bool:
         """The cheap poll on the loop's own thread where it needs no round trip to the
@@ -185,9 +189,11 @@ class SyncWorker:
         *,
         engine: Engine | None = None,
         quiet: bool = False,
+        was: str | None = None,
     ) -> None:
         """The turn is over: the next sync placed, and the source's health written in
-        ``engine`` (None: nothing to record, the poll was quiet or the lease gone)."""
+        ``engine`` (None: nothing to record, the poll was quiet or the lease gone).  ``was``:
+        the source's state before the pass (None: the one it has now)."""
         config = self.config.sync
         nxt = next_run(
             outcome,
@@ -209,7 +215,7 @@ class SyncWorker:
                     )  # fmt: skip
             except Exception as err:  # the database may be the thing that is down
                 log.warning("health.not_saved", error=type(err).__name__)
-        self._timetable.finished(scheduled, nxt.state, nxt.failures, reason, delay)
+        self._timetable.finished(scheduled, nxt.state, nxt.failures, reason, delay, was=was)
         if nxt.state != "ok":
             log.warning("source.deferred", state=nxt.state, retry_in=round(delay), reason=reason)
         # After a quiet poll the next one is an interval away: the main loop, awake at least

@@ -177,11 +177,20 @@ class Timetable:
             return not scheduled.news and scheduled.state == "ok" and scheduled.reason is None
 
     def finished(
-        self, scheduled: Scheduled, state: str, failures: int, reason: str | None, delay: float
+        self,
+        scheduled: Scheduled,
+        state: str,
+        failures: int,
+        reason: str | None,
+        delay: float,
+        *,
+        was: str | None = None,
     ) -> None:
         """A sync ended: its outcome, and the next one ``delay`` seconds away (at once when
-        mail came while it ran)."""
-        recovered = state == "ok" and scheduled.state == "attention"
+        mail came while it ran).  ``was``: its state before the pass (a pass sets "syncing"
+        meanwhile); None: the one it has now."""
+        before = scheduled.state if was is None else was
+        recovered = state == "ok" and before == "attention"
         with self.lock:
             scheduled.state, scheduled.failures, scheduled.reason = state, failures, reason
             scheduled.due = time.monotonic() + max(0.0, delay)

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from syncd.engine.daemon import Daemon, Scheduled
-from syncd.engine.fleet import FleetView
+from syncd.engine.fleet import LEASE, FleetView
 from syncd.engine.schedule import Outcome
+from syncd.engine.sources import SyncReport
+from syncd.store import leases
+from syncd.store.database import open_database
 
 KEY = ("mailbox", "alice")
 
@@ -49,6 +52,15 @@ class Src:
         watch = FakeWatch()
         self.made.append(watch)
         return watch
+
+    # A pass that finds the account fine (the only I/O of a sync, stubbed).
+    record_kind = "email"
+
+    def sync(self, _directory: object, **_how: object) -> SyncReport:
+        return SyncReport("mailbox", "alice")
+
+    def push_tasks(self, _fence: object) -> None:
+        return None
 
     def running(self) -> list[int]:
         return [i for i, watch in enumerate(self.made) if watch.alive]
@@ -130,3 +142,22 @@ def test_a_lost_lease_noted_between_apply_lost_and_apply_fleet_leaves_no_orphan_
     daemon._apply_fleet()
     daemon._apply_lost()
     assert src.running() == []
+
+
+def test_a_real_sync_back_from_attention_restarts_the_watch(tmp_path: Path) -> None:
+    """Through the worker's own sync (a real database, the lease held, only the server's
+    pass stubbed): the pass sets "syncing" while it runs, and a source that was in
+    "attention" before it is still noted as back, so the loop starts its watch again."""
+    daemon, scheduled, src = _daemon(tmp_path)
+    engine = open_database(daemon._config.database.url)
+    try:
+        with engine.begin() as conn:
+            assert leases.claim(conn, "mailbox", "alice", daemon.id, LEASE)
+        src.made[0].ended = "login refused"  # the watch ended with the refusal
+        scheduled.state, scheduled.reason = "attention", "login refused"
+        daemon._worker.sync(engine, scheduled)  # the login is accepted again
+        assert scheduled.state == "ok" and not scheduled.running
+        daemon._apply_recovered()
+        assert src.running() == [1]
+    finally:
+        engine.dispose()
