@@ -198,6 +198,7 @@ class Daemon:
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
         self._notifier.stopping()
+        self._services.stop_metrics()
         self._services.stop_directory()
         assert self._pool is not None and self._engine is not None
         # A claim in flight must not land after the release.

@@ -198,11 +198,13 @@ class WatchBook:
             watch.ended = reason
         self.finish(watch)
 
-    def finish(self, watch: Watch) -> None:
+    def finish(self, watch: Watch, *, quiet: bool = False) -> None:
+        """The watch is over; ``quiet``: the caller logs it (one line for a whole close)."""
         watch.state = "ended"  # the hub's TLS set is the selector thread's own: it skips it
         self.watches.discard(watch)
         watch._done.set()
-        log.info("idle.stopped", mailbox=watch.box.name, reason=watch.ended or "died")
+        if not quiet:
+            log.info("idle.stopped", mailbox=watch.box.name, reason=watch.ended or "died")
 
     def at(self, watch: Watch, due: float) -> None:
         """The watch's next renewal (in IDLE) or reconnect (waiting) at ``due``."""

@@ -134,16 +134,21 @@ class IdleHub:
     def unwatch(self, watch: Watch) -> None:
         """Stop a watch; its connection, if open, is closed within a moment."""
         with self._lock:
-            if watch.ended is not None:
-                return
-            watch.ended = "stopped"
-            if watch.state == "idle" and watch.connection is not None:
-                self._to_close.append(watch.connection)
-                watch.connection = None
-            if watch.state in ("queued", "waiting", "idle"):
-                self._book.finish(watch)
-            # connecting / renewing: the worker closes the connection when its step ends
+            self._end(watch, quiet=False)
         self._poke()
+
+    def _end(self, watch: Watch, *, quiet: bool) -> bool:
+        """Stop a watch (lock held); False when it had ended already."""
+        if watch.ended is not None:
+            return False
+        watch.ended = "stopped"
+        if watch.state == "idle" and watch.connection is not None:
+            self._to_close.append(watch.connection)
+            watch.connection = None
+        if watch.state in ("queued", "waiting", "idle"):
+            self._book.finish(watch, quiet=quiet)
+        # connecting / renewing: the worker closes the connection when its step ends
+        return True
 
     def open_count(self) -> int:
         """Watches with a connection open now (the syncd_watchers_open gauge)."""
@@ -259,13 +264,16 @@ class IdleHub:
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop every watch and close their connections; waits at most ``timeout``."""
+        # Every watch in one step under the lock, and one log line: stopped one at a time
+        # (the lock, a wake and a log line each), 2,500 watches took 13 s of a SIGTERM on a
+        # loaded daemon, each step waiting its turn for the GIL.
         with self._lock:
             watches = list(self._book.watches)
-        for watch in watches:
-            self.unwatch(watch)
-        with self._lock:
+            stopped = sum(self._end(watch, quiet=True) for watch in watches)
             self._closing = True
         self._poke()
+        if stopped:
+            log.info("idle.closed", stopped=stopped)
         deadline = time.monotonic() + timeout
         thread = self._thread
         if thread is not None:
