@@ -5,6 +5,7 @@ loop's start of the same watch left a source held and unwatched, or watched and 
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -13,8 +14,10 @@ from syncd.engine.daemon import Daemon, Scheduled
 from syncd.engine.fleet import LEASE, FleetView
 from syncd.engine.schedule import Outcome
 from syncd.engine.sources import SyncReport
+from syncd.engine.work_pool import WorkPool
 from syncd.store import leases
 from syncd.store.database import open_database
+from tests.servers.ports import free_port
 
 KEY = ("mailbox", "alice")
 
@@ -161,3 +164,37 @@ def test_a_real_sync_back_from_attention_restarts_the_watch(tmp_path: Path) -> N
         assert src.running() == [1]
     finally:
         engine.dispose()
+
+
+def test_a_stop_closes_the_metrics_listener_before_the_push_hub(tmp_path: Path) -> None:
+    """A scrape renders every mailbox's series holding the GIL: the listener goes first,
+    so that no new render slows the steps of the stop behind it (the hub's close)."""
+    port = free_port()
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n'
+        f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    daemon = Daemon(config)
+    daemon._engine = open_database(daemon._config.database.url)
+    daemon._pool = WorkPool(1)
+    daemon._services.listen(daemon._config, lambda: True)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # listening
+    refused: list[bool] = []
+    close = daemon._imap.hub.close
+
+    def closing(timeout: float = 1.0) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                refused.append(False)
+        except OSError:
+            refused.append(True)
+        close(timeout)
+
+    daemon._imap.hub.close = closing  # type: ignore[method-assign]
+    try:
+        daemon._shutdown()
+    finally:
+        daemon._engine.dispose()
+    assert refused == [True]
