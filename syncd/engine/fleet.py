@@ -20,6 +20,7 @@ With SQLite (one daemon, by the lock file) the same code gives that daemon every
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from syncd.store import leases
 from syncd.store.database import transaction
 
 log = get_logger("syncd.fleet")
+# A daemon's start and last write (``join``, ``leave``) log under the daemon's name.
+daemon_log = get_logger("syncd.daemon")
 
 Key = tuple[str, str]  # (kind, name)
 
@@ -230,3 +233,27 @@ def clear_predecessors(conn: Connection, daemon_id: str, host: str, *, alone: bo
     ]
     leases.mark_stopped(conn, gone)
     return gone
+
+
+def join(engine: Engine, daemon_id: str, *, alone: bool) -> None:
+    """A daemon starting: its heartbeat row, and the daemons that cannot be running any
+    more marked stopped (``clear_predecessors``).  ``alone``: SQLite's lock file says no
+    other daemon uses this database, so whatever a killed predecessor still holds is free."""
+    with engine.begin() as conn:
+        if alone:
+            leases.release_all(conn)
+        leases.register_daemon(conn, daemon_id, socket.gethostname(), os.getpid())
+        gone = clear_predecessors(conn, daemon_id, socket.gethostname(), alone=alone)
+        if gone:
+            daemon_log.info("daemon.predecessors_cleared", daemons=gone)
+
+
+def leave(engine: Engine, daemon_id: str, *, within: float) -> None:
+    """The last write of a stop: this daemon stopped, its remaining leases free.  Gives up
+    after ``within`` seconds: the database may be down, and the leases then simply expire."""
+    try:
+        with engine.begin() as conn:
+            bounded(conn, within)
+            leases.daemon_stopped(conn, daemon_id)
+    except Exception as err:
+        daemon_log.warning("daemon.stop_not_recorded", error=type(err).__name__)

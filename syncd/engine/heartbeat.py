@@ -27,6 +27,9 @@ log = get_logger("syncd.daemon")
 
 Key = tuple[str, str]  # (kind, name)
 STATES = ("ok", "syncing", "backoff", "attention")
+# seconds; each beat also reads which daemons are live, so that a stopped or dead one's
+# sources are taken over within a beat of it being seen gone (syncd/engine/fleet.py).
+HEARTBEAT_EVERY = 2.5
 
 
 class Heartbeat:

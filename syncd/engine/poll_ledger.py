@@ -28,6 +28,13 @@ from syncd.store.state import polls_succeeded
 log = get_logger("syncd.polls")
 
 Key = tuple[str, str]  # (kind, name)
+LEDGER_WAIT = 10.0  # seconds: see ``ledger_wait``
+
+
+def ledger_wait(interval: float) -> float:
+    """Seconds a quiet poll waits for its write: a few beats, never a whole interval (so
+    that "last success" in `syncd status` is never a poll behind)."""
+    return min(LEDGER_WAIT, interval)
 
 
 class Checkable(Protocol):

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     # niquests) is imported by a calendar source's first call, verify by a verify, the IDLE
     # hub by the daemon that passes one in.
     from syncd.engine.backlog import Backlog
-    from syncd.engine.imap.idle_hub import IdleHub, Watch
+    from syncd.engine.imap.idle_hub import IdleHub
+    from syncd.engine.imap.idle_watch import Watch
     from syncd.engine.imap.sessions import SessionCache
     from syncd.engine.task_sync import TaskLists
     from syncd.engine.verify import SourceReport

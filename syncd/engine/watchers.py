@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub, Watch
+from syncd.engine.imap.idle_hub import RECONNECT_MAX, IdleHub
+from syncd.engine.imap.idle_watch import Watch
 from syncd.engine.imap.sessions import DaemonSessions
 from syncd.engine.sources import Source
 from syncd.logs import get_logger
@@ -78,6 +79,10 @@ class Watchers:
                 self._keys.pop(replaced, None)
             self._watches[key] = watch
             self._keys[watch] = key
+        if replaced is not None and replaced is not watch:
+            # Forgotten here, a watch still running would hold its IDLE connection for
+            # good: nothing would ever stop it (a lease lost and gained back in one round).
+            replaced.stop()
         self._sessions.watch_source(key, watch)
         return True
 

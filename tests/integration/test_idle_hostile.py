@@ -174,7 +174,7 @@ def test_the_daemon_restarts_a_dead_watcher_with_backoff(
     box = daemon._config.mailbox[0]
     assert isinstance(box, MailboxConfig)
     scheduled = Scheduled(MailboxSource(None, daemon._config, box), due=0.0)
-    daemon._sources[("mailbox", "rep")] = scheduled
+    daemon._timetable.sources[("mailbox", "rep")] = scheduled
     daemon._start_watcher(scheduled)
     try:
         # First death: back after 1 s; second: after 2 s; never at once, never not at all.
@@ -194,7 +194,7 @@ def test_the_daemon_restarts_a_dead_watcher_with_backoff(
         # The hub logs in from its queue, a moment after the watch is made.
         wait_until(lambda: len(starts) == 3, 5, "the third login")
     finally:
-        daemon._hub.close()
+        daemon._imap.hub.close()
 
 
 class SilentAfterDone:

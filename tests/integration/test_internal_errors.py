@@ -305,7 +305,7 @@ def test_the_daemon_holds_an_internal_error_for_attention_and_counts_it(
     daemon._engine = database.open_database(daemon._config.database.url)
     box = daemon._config.mailbox[0]
     source = Scheduled(MailboxSource(daemon._engine, daemon._config, box), due=0.0)
-    daemon._sources[source.key] = source
+    daemon._timetable.sources[source.key] = source
     drifted = _Counted()
     monkeypatch.setattr(imapclient.IMAPClient, "search", drifted)
     try:

@@ -352,7 +352,7 @@ def test_the_daemon_asks_for_notify_as_configured(world: World, notify: bool) ->
     extra = "" if notify else "[sync]\nnotify = false\n"
     path = world.write_config(mailbox={"alice": {"folders": FOLDERS}}, extra=extra)
     daemon = Daemon(path)
-    hub = daemon._hub
+    hub = daemon._imap.hub
     try:
         watch = hub.watch(load_config(path).mailbox[0], lambda _name: None)
         wait_until(lambda: watch.state == "idle", 10, "IDLE")

@@ -157,7 +157,7 @@ def test_a_login_that_ends_after_its_thread_died_keeps_no_connection(
         # Only the live watch holds a connection: the dead one closed its login at once.
         assert _established(port) == 1
         assert first.connection is None and hub.open_count() == 1
-        assert hub._logging_in == 0
+        assert hub._book.logging_in == 0
     finally:
         release.set()
         hub.close(5)

@@ -31,16 +31,20 @@ def test_a_load_that_raced_a_change_serves_its_sync_but_is_not_kept(
         directory = real(conn, capture)
         loads.append("old" if not loads else "new")
         if len(loads) == 1:
-            daemon._drop_directory()  # the mirror commits while this load is in hand
+            daemon._directory.drop()  # the mirror commits while this load is in hand
         return directory
 
     monkeypatch.setattr(daemon_module, "load_directory", load_then_change)
     try:
-        daemon._current_directory()  # the racing load: used once, not cached
+        daemon._directory.current(
+            daemon._engine, daemon._config.capture
+        )  # the racing load: used once, not cached
         assert daemon._directory.cached is None
-        daemon._current_directory()  # the next sync reads anew, and that one is kept
+        daemon._directory.current(
+            daemon._engine, daemon._config.capture
+        )  # the next sync reads anew, and that one is kept
         assert loads == ["old", "new"] and daemon._directory.cached is not None
-        daemon._current_directory()
+        daemon._directory.current(daemon._engine, daemon._config.capture)
         assert loads == ["old", "new"]  # served from the cache now
     finally:
         daemon._engine.dispose()

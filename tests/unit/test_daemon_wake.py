@@ -19,21 +19,21 @@ def _daemon(tmp_path: Path) -> tuple[Daemon, Scheduled]:
     daemon = Daemon(config)
     source = cast(Any, SimpleNamespace(kind="mailbox", name="alice"))
     scheduled = Scheduled(source=source, due=time.monotonic(), running=True)
-    daemon._sources[("mailbox", "alice")] = scheduled
+    daemon._timetable.sources[("mailbox", "alice")] = scheduled
     return daemon, scheduled
 
 
 def test_new_mail_during_a_sync_is_synced_right_after_it(tmp_path: Path) -> None:
     daemon, scheduled = _daemon(tmp_path)
     daemon.wake(("mailbox", "alice"))  # EXISTS arrives while the sync runs
-    daemon._finish(scheduled, Outcome(), None, record=False)
+    daemon._worker.finish(scheduled, Outcome(), None)
     assert not scheduled.running and not scheduled.woken
     assert scheduled.due <= time.monotonic()  # due now, not in [sync] interval
 
 
 def test_without_new_mail_the_next_sync_waits_for_the_interval(tmp_path: Path) -> None:
     daemon, scheduled = _daemon(tmp_path)
-    daemon._finish(scheduled, Outcome(), None, record=False)
+    daemon._worker.finish(scheduled, Outcome(), None)
     assert scheduled.due > time.monotonic() + 30  # [sync] interval = 60 s, jitter 10 %
 
     scheduled.running = False  # a wake between syncs: due now, nothing held over

@@ -23,31 +23,46 @@ the mailbox's other captured folders (the Sent one), so that a poll asks the ser
 about a folder the watch has covered since the poll's cursors were read
 (``folders_covered_since``).  Every loss of that cover (a reconnect, NOTIFY refused,
 NOTIFICATIONOVERFLOW, a folder renamed or deleted) makes the polls ask STATUS again.
+
+This module owns the threads and the connections: the selector thread that alone reads
+the sockets in IDLE, the pool that runs the blocking steps, and the handing of a connection
+to a poll and back.  Beside it, under the same lock: ``WatchBook`` (idle_book.py), the
+rules of a watch's life (the login queue and pace, the renewal and reconnect timers, the
+backoff, what a failure ends); ``Watch`` (idle_watch.py), the handle the daemon holds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import selectors
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from syncd.config import MailboxConfig
 from syncd.connectors.imap import ImapSession
 from syncd.connectors.imap_idle import FOLDER as INBOX
 from syncd.connectors.imap_idle import IdleConnection
 from syncd.connectors.retry import RECONNECT
-from syncd.errors import CredentialsError, InternalError, RemoteError, TransientError
+from syncd.engine.imap.idle_book import WatchBook
+from syncd.engine.imap.idle_watch import OPEN, Watch, gone
+from syncd.errors import TransientError
 from syncd.group_tokens import TokenCaches
 from syncd.logs import get_logger
 from syncd.secrets import read_secret
+
+# ``Watch`` is imported from here too: the hub hands them out.
+__all__ = [
+    "CONNECTS_PER_SECOND",
+    "LOGINS",
+    "RECONNECT_MAX",
+    "RENEW_EVERY",
+    "WORKERS",
+    "IdleHub",
+    "Watch",
+]
 
 log = get_logger("syncd.push")
 
@@ -59,96 +74,7 @@ WORKERS = 16  # threads for the blocking steps, whatever the number of mailboxes
 # so that a takeover of a thousand mailboxes is bound by how many run at once.
 LOGINS = 12
 CONNECTS_PER_SECOND = 200.0  # logins started per second, all mailboxes together
-STABLE_AFTER = 60.0  # seconds up after which a connection's past failures are forgotten
 TICK = 5.0  # the selector thread looks at its timers at least this often
-
-
-@dataclass(eq=False)
-class Watch:
-    """One mailbox's IDLE, as the daemon holds it: ``stop()``, ``alive``, ``ended``."""
-
-    box: MailboxConfig
-    on_new_mail: Callable[[str], None]
-    _hub: IdleHub
-    # Called once, after the first login, with INBOX's (UIDVALIDITY, UIDNEXT) then.
-    on_open: Callable[[tuple[int | None, int | None]], None] | None = None
-    # queued (for a login) | connecting | idle | renewing | waiting (to reconnect) | ended,
-    # or lending (to leave the selector) | lent (to a poll, out of IDLE)
-    state: str = "queued"
-    ended: str | None = None  # why it ended on purpose: stopped, login refused, no IDLE
-    dead: bool = False  # killed by something no handler catches: the daemon starts it again
-    supported: bool | None = None  # the server has IDLE; unknown until the first login
-    renewals: int = 0  # IDLE left and entered again with a NOOP in between
-    crashes: int = 0  # connections dropped after an unexpected exception
-    failures: int = 0  # in a row, for the reconnect backoff
-    connected_at: float = 0.0
-    due: float = 0.0  # monotonic time of the next renewal (idle) or reconnect (waiting)
-    connection: IdleConnection | None = None
-    reconnecting: bool = False  # mail may have come while away: wake the source once back
-    _done: threading.Event = field(default_factory=threading.Event)
-    _handed: threading.Event = field(default_factory=threading.Event)  # out of the selector
-
-    def stop(self) -> None:
-        self._hub.unwatch(self)
-
-    def lend(self, wait: float) -> ImapSession | None:
-        """The watch's logged-in session, out of IDLE, for one poll; None when it has none
-        to lend now (connecting, reconnecting, renewing, lent already)."""
-        return self._hub.lend(self, wait)
-
-    def give_back(
-        self, usable: bool, inbox_uidnext: int | None, seen: Mapping[str, int | None] | None = None
-    ) -> None:
-        """The poll is over: IDLE again (or, when ``usable`` is False, log in anew).
-        ``seen``: the UIDNEXT the poll read of each folder, for the folders under NOTIFY."""
-        self._hub.give_back(self, usable, inbox_uidnext, seen)
-
-    def inbox_covered_since(self) -> float | None:
-        """Since when (time.monotonic()) this watch's connection has kept INBOX covered
-        without a break: in IDLE from then on, every new message there is reported
-        (``on_new_mail``), also one that came while the connection was lent, renewed or
-        lost (a reconnect reports once back).  None while it has no connection."""
-        return self._hub.covered_since(self)
-
-    def folders_covered_since(self) -> dict[str, float]:
-        """``inbox_covered_since`` for every folder the connection covers: INBOX in IDLE,
-        the others by NOTIFY (each since its NOTIFY SET answered for it).  Empty while it
-        has no connection."""
-        return self._hub.folders_covered(self)
-
-    def join(self, timeout: float) -> None:
-        self._done.wait(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self.ended is None and not self.dead and self._hub.running
-
-    @property
-    def name(self) -> str:
-        return self.box.name
-
-
-class _LoginPace:
-    """At most ``rate`` logins started per second, with a burst of ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def wait(self) -> float:
-        """Seconds until the next login may start."""
-        return max(0.0, (1.0 - self._tokens) / self._rate)
 
 
 class IdleHub:
@@ -171,19 +97,11 @@ class IdleHub:
         self._tokens = tokens  # a group member's XOAUTH2 token: the daemon's caches
         self._workers = workers
         self._logins = max(1, min(logins, workers))
-        self._pace = _LoginPace(connects_per_second, self._logins)
         self._lock = threading.Lock()
-        self._watches: set[Watch] = set()
-        self._queue: deque[Watch] = deque()  # waiting for a login slot, oldest first
-        self._timers: list[tuple[float, int, Watch]] = []  # (due, seq, watch) heap
-        self._seq = itertools.count()
+        self._book = WatchBook(logins=self._logins, connects_per_second=connects_per_second)
         self._to_register: list[Watch] = []  # handed back by workers, for the selector
         self._to_lend: list[Watch] = []  # asked for by polls, to leave the selector
         self._to_close: list[IdleConnection] = []
-        # Watches marked dead since the daemon last asked (``take_dead``): it revives those,
-        # rather than asking every watch whether it is alive at every beat.
-        self._died: list[Watch] = []
-        self._logging_in = 0
         # TLS holds decrypted bytes the selector cannot see (the selector thread's own set).
         self._tls_ready: set[Watch] = set()
         self._closing = False
@@ -209,40 +127,44 @@ class IdleHub:
         watch = Watch(box, on_new_mail, self, on_open)
         with self._lock:
             self._ensure_running()
-            self._watches.add(watch)
-            self._queue.append(watch)
+            self._book.add(watch)
         self._poke()
         return watch
 
     def unwatch(self, watch: Watch) -> None:
         """Stop a watch; its connection, if open, is closed within a moment."""
         with self._lock:
-            if watch.ended is not None:
-                return
-            watch.ended = "stopped"
-            if watch.state == "idle" and watch.connection is not None:
-                self._to_close.append(watch.connection)
-                watch.connection = None
-            if watch.state in ("queued", "waiting", "idle"):
-                self._finish(watch)
-            # connecting / renewing: the worker closes the connection when its step ends
+            self._end(watch, quiet=False)
         self._poke()
+
+    def _end(self, watch: Watch, *, quiet: bool) -> bool:
+        """Stop a watch (lock held); False when it had ended already."""
+        if watch.ended is not None:
+            return False
+        watch.ended = "stopped"
+        if watch.state == "idle" and watch.connection is not None:
+            self._to_close.append(watch.connection)
+            watch.connection = None
+        if watch.state in ("queued", "waiting", "idle"):
+            self._book.finish(watch, quiet=quiet)
+        # connecting / renewing: the worker closes the connection when its step ends
+        return True
 
     def open_count(self) -> int:
         """Watches with a connection open now (the syncd_watchers_open gauge)."""
         with self._lock:
-            return sum(1 for w in self._watches if w.state in _OPEN)
+            return self._book.open_count()
 
     def covered_since(self, watch: Watch) -> float | None:
         with self._lock:
-            if _gone(watch) or watch.state not in _OPEN or watch.connection is None:
+            if gone(watch) or watch.state not in OPEN or watch.connection is None:
                 return None
             return watch.connected_at or None
 
     def folders_covered(self, watch: Watch) -> dict[str, float]:
         with self._lock:
             connection = watch.connection
-            if _gone(watch) or watch.state not in _OPEN or not watch.connected_at:
+            if gone(watch) or watch.state not in OPEN or not watch.connected_at:
                 return {}
             if connection is None:
                 return {}
@@ -253,7 +175,7 @@ class IdleHub:
         that polling a watched mailbox costs no login and no second connection.  The
         selector thread lets go of the socket first (it alone reads it in IDLE)."""
         with self._lock:
-            if _gone(watch) or watch.state != "idle" or watch.connection is None:
+            if gone(watch) or watch.state != "idle" or watch.connection is None:
                 return None
             watch.state = "lending"
             watch._handed.clear()
@@ -265,13 +187,13 @@ class IdleHub:
                 # The selector thread was busy: the poll logs in on its own; the watch stays
                 # registered in IDLE (stopped meanwhile: closed now), its renewal re-armed.
                 watch.state = "idle"
-                if _gone(watch):
+                if gone(watch):
                     if watch.connection is not None:
                         self._to_close.append(watch.connection)
                         watch.connection = None
-                    self._finish(watch)
+                    self._book.finish(watch)
                 else:
-                    self._at(watch, time.monotonic() + self._renew_every)
+                    self._book.at(watch, time.monotonic() + self._renew_every)
                 self._poke()
                 return None
             connection = watch.connection
@@ -298,7 +220,7 @@ class IdleHub:
             if watch.state != "lent" or connection is None:
                 return
         try:
-            if _gone(watch) or not usable:
+            if gone(watch) or not usable:
                 raise TransientError(
                     f"mailbox {watch.box.name}: the poll failed on the watch's connection"
                 )
@@ -307,10 +229,10 @@ class IdleHub:
             self._broken(watch, connection, err)
             return
         with self._lock:
-            if _gone(watch):
+            if gone(watch):
                 connection.close()
                 watch.connection = None
-                self._finish(watch)
+                self._book.finish(watch)
                 return
             watch.state = "idle"
             self._to_register.append(watch)
@@ -321,7 +243,7 @@ class IdleHub:
     def _broken(self, watch: Watch, connection: IdleConnection, err: Exception) -> None:
         connection.close()
         with self._lock:
-            self._drop(watch, err)
+            self._book.drop(watch, err)
         self._poke()
 
     def take_dead(self) -> list[Watch]:
@@ -329,12 +251,11 @@ class IdleHub:
         or with the selector thread that held them).  While the thread itself is dead
         (``running`` False) every watch of it is dead too, though not marked yet."""
         with self._lock:
-            died, self._died = self._died, []
-        return died
+            return self._book.take_dead()
 
     def watching(self) -> int:
         with self._lock:
-            return len(self._watches)
+            return len(self._book.watches)
 
     @property
     def running(self) -> bool:
@@ -343,13 +264,16 @@ class IdleHub:
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop every watch and close their connections; waits at most ``timeout``."""
+        # Every watch in one step under the lock, and one log line: stopped one at a time
+        # (the lock, a wake and a log line each), 2,500 watches took 13 s of a SIGTERM on a
+        # loaded daemon, each step waiting its turn for the GIL.
         with self._lock:
-            watches = list(self._watches)
-        for watch in watches:
-            self.unwatch(watch)
-        with self._lock:
+            watches = list(self._book.watches)
+            stopped = sum(self._end(watch, quiet=True) for watch in watches)
             self._closing = True
         self._poke()
+        if stopped:
+            log.info("idle.closed", stopped=stopped)
         deadline = time.monotonic() + timeout
         thread = self._thread
         if thread is not None:
@@ -369,19 +293,9 @@ class IdleHub:
         if self.running:
             return
         if self._thread is not None:
-            for watch in self._watches:
-                watch.dead = True
-                self._died.append(watch)
-                if watch.connection is not None:
-                    watch.connection.close()
-                    watch.connection = None
-                watch._done.set()
-            self._watches.clear()
-            self._queue.clear()
-            self._timers.clear()
+            self._book.kill_all()
             self._to_register.clear()
             self._tls_ready.clear()
-            self._logging_in = 0
         self._closing = False
         if self._pool is None or self._pool_shut:  # none yet, or shut down by close()
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="push")
@@ -433,11 +347,7 @@ class IdleHub:
         with self._lock:
             if self._tls_ready or self._to_register or self._to_close or self._to_lend:
                 return 0.0
-            soonest = TICK
-            if self._timers:
-                soonest = min(soonest, self._timers[0][0] - time.monotonic())
-            if self._queue and self._logging_in < self._logins:
-                soonest = min(soonest, self._pace.wait())
+            soonest = self._book.wait(TICK)
         return max(0.0, soonest)
 
     def _apply_handovers(self, selector: selectors.BaseSelector) -> None:
@@ -461,11 +371,11 @@ class IdleHub:
                 except (OSError, ValueError, KeyError) as err:  # a socket gone bad meanwhile
                     watch.connection.close()
                     watch.connection = None
-                    self._failed(watch, err)
+                    self._book.failed(watch, err)
                     continue
                 if watch.connection.pending():
                     self._tls_ready.add(watch)
-                self._at(watch, time.monotonic() + self._renew_every)
+                self._book.at(watch, time.monotonic() + self._renew_every)
         self._to_register.clear()
 
     def _read(self, selector: selectors.BaseSelector, watch: Watch) -> None:
@@ -478,7 +388,7 @@ class IdleHub:
         except Exception as err:
             with self._lock:
                 self._unregister(selector, watch)
-                self._failed(watch, err)
+                self._book.failed(watch, err)
             return
         if connection.pending():
             self._tls_ready.add(watch)
@@ -486,20 +396,10 @@ class IdleHub:
             self._notify(watch)
 
     def _fire_timers(self, selector: selectors.BaseSelector) -> None:
-        now = time.monotonic()
-        renew: list[Watch] = []
         with self._lock:
-            while self._timers and self._timers[0][0] <= now:
-                due, _seq, watch = heapq.heappop(self._timers)
-                if watch.due != due or watch.ended is not None:
-                    continue  # superseded, or stopped since
-                if watch.state == "waiting":
-                    watch.state = "queued"
-                    self._queue.append(watch)
-                elif watch.state == "idle":
-                    self._unregister(selector, watch, keep=True)
-                    watch.state = "renewing"
-                    renew.append(watch)
+            renew = self._book.fire(time.monotonic())
+            for watch in renew:
+                self._unregister(selector, watch, keep=True)
         assert self._pool is not None
         for watch in renew:
             with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
@@ -507,19 +407,8 @@ class IdleHub:
 
     def _start_logins(self) -> None:
         assert self._pool is not None
-        starting: list[Watch] = []
         with self._lock:
-            while self._queue and self._logging_in < self._logins:
-                watch = self._queue[0]
-                if watch.ended is not None or watch.state != "queued":
-                    self._queue.popleft()
-                    continue
-                if not self._pace.take():
-                    break
-                self._queue.popleft()
-                watch.state = "connecting"
-                self._logging_in += 1
-                starting.append(watch)
+            starting = self._book.take_logins()
         for watch in starting:
             with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
                 self._pool.submit(self._step, watch, self._connect)
@@ -543,7 +432,7 @@ class IdleHub:
             for connection in self._to_close:
                 connection.close()
             self._to_close.clear()
-            for watch in self._watches:
+            for watch in self._book.watches:
                 # A lent connection is closed by its poll's give_back; one being lent is not
                 # lent yet: the selector thread still owns it.
                 if watch.state in ("idle", "lending") and watch.connection is not None:
@@ -560,18 +449,16 @@ class IdleHub:
             new_mail = step(watch)
         except Exception as err:
             with self._lock:
-                if step == self._connect and not watch.dead:
-                    self._logging_in -= 1
-                self._drop(watch, err)
+                if step == self._connect:
+                    self._book.login_ended(watch)
+                self._book.drop(watch, err)
             self._poke()
             return
         except BaseException:
             with self._lock:  # what no handler catches: the daemon starts the watch again
-                if step == self._connect and not watch.dead:
-                    self._logging_in -= 1
-                watch.dead = True
-                self._died.append(watch)
-                self._finish(watch)
+                if step == self._connect:
+                    self._book.login_ended(watch)
+                self._book.died(watch)
             self._poke()
             raise
         self._poke()
@@ -588,10 +475,9 @@ class IdleHub:
         )
         if connection is None:
             with self._lock:
-                if not watch.dead:  # a dead watch's slot went with its thread
-                    self._logging_in -= 1
+                self._book.login_ended(watch)
                 watch.supported = False
-                self._end(watch, "no IDLE")
+                self._book.end(watch, "no IDLE")
             return False
         try:
             new_mail = connection.enter_idle()
@@ -599,12 +485,11 @@ class IdleHub:
             connection.close()
             raise
         with self._lock:
-            if not watch.dead:  # a dead watch's slot went with its thread
-                self._logging_in -= 1
+            self._book.login_ended(watch)
             watch.supported = True
-            if _gone(watch):  # stopped, or its thread died: never registered again
+            if gone(watch):  # stopped, or its thread died: never registered again
                 connection.close()
-                self._finish(watch)
+                self._book.finish(watch)
                 return False
             log.debug("idle.started", mailbox=box.name, folder="INBOX")
             watch.connection, watch.state = connection, "idle"
@@ -625,79 +510,14 @@ class IdleHub:
         new_mail = connection.renew()
         with self._lock:
             watch.renewals += 1
-            if _gone(watch):
+            if gone(watch):
                 connection.close()
                 watch.connection = None
-                self._finish(watch)
+                self._book.finish(watch)
                 return False
             watch.state = "idle"
             self._to_register.append(watch)
         return new_mail
-
-    # --- outcomes (lock held) -----------------------------------------------------------------
-
-    def _drop(self, watch: Watch, err: Exception) -> None:
-        """A step failed on the watch's connection: closed, then log in again after the
-        backoff, unless the watch is gone meanwhile."""
-        if watch.connection is not None:
-            watch.connection.close()
-            watch.connection = None
-        if _gone(watch):
-            self._finish(watch)
-        else:
-            self._failed(watch, err)
-
-    def _failed(self, watch: Watch, err: Exception) -> None:
-        """A lost connection or a failed step: wait, then log in again."""
-        box = watch.box.name
-        if _gone(watch):  # stopped or dead meanwhile: whatever failed is moot, no reconnect
-            self._finish(watch)
-            return
-        if isinstance(err, CredentialsError):
-            # The scheduler owns retries of a refused login (at most hourly); the daemon
-            # starts the watch again once a sync succeeds.
-            self._end(watch, "login refused")
-            return
-        if watch.connected_at and time.monotonic() - watch.connected_at >= STABLE_AFTER:
-            watch.failures = 0  # it had been up a while: start the backoff over
-        watch.connected_at = 0.0
-        watch.failures += 1
-        if isinstance(err, InternalError):
-            # Its message names the type and the place only, never the data.
-            watch.crashes += 1
-            delay = RECONNECT.cap  # the same bug would come back at once: do not hammer
-            log.error("idle.crashed", mailbox=box, error=err.message, retry_in=round(delay, 1))
-        elif isinstance(err, RemoteError):
-            delay = RECONNECT.wait(watch.failures, err)
-            log.warning(
-                "idle.lost", mailbox=box, folder="INBOX", error=str(err), retry_in=round(delay, 1)
-            )
-        else:
-            # The type only: the message of an exception raised on the server's data may
-            # quote that data.
-            watch.crashes += 1
-            delay = RECONNECT.wait(watch.failures, err)
-            log.error(
-                "idle.crashed", mailbox=box, error=type(err).__name__, retry_in=round(delay, 1)
-            )
-        watch.state = "waiting"
-        watch.reconnecting = True
-        self._at(watch, time.monotonic() + delay)
-
-    def _end(self, watch: Watch, reason: str) -> None:
-        if watch.ended is None:
-            watch.ended = reason
-        self._finish(watch)
-
-    def _finish(self, watch: Watch) -> None:
-        watch.state = "ended"  # _tls_ready is the selector thread's own: _read skips it
-        self._watches.discard(watch)
-        watch._done.set()
-        log.info("idle.stopped", mailbox=watch.box.name, reason=watch.ended or "died")
-
-    def _at(self, watch: Watch, due: float) -> None:
-        watch.due = due
-        heapq.heappush(self._timers, (due, next(self._seq), watch))
 
     def _notify(self, watch: Watch) -> None:
         if watch.ended is not None:
@@ -706,12 +526,3 @@ class IdleHub:
             watch.on_new_mail(watch.box.name)
         except Exception as err:  # the daemon's wake must not take the hub down
             log.error("idle.callback_failed", mailbox=watch.box.name, error=type(err).__name__)
-
-
-_OPEN = ("idle", "renewing", "lending", "lent")  # states with a connection logged in
-
-
-def _gone(watch: Watch) -> bool:
-    """Stopped, or dead with the selector thread that held it (the daemon starts a new
-    watch for it): either way its connection must be closed, never registered or reopened."""
-    return watch.ended is not None or watch.dead
