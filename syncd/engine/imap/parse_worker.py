@@ -1,0 +1,193 @@
+"""A backlog's messages parsed and decided in a forked process of its own (issue #20).
+
+In one process a backfill's three stages take turns on one GIL: the read-ahead thread's
+FETCH (prefetch.py) turns imaplib's answer into bytes, the pass parses and decides each
+message (``pipeline.process``, the largest share), then saves the batch.  Here
+``process`` runs in a child forked for the folder's backlog, a batch at a time, while the
+parent saves the batch before it: the two run on two cores.  The child is forked, not
+spawned, so it starts in milliseconds with the policy and directory of this pass already
+in memory, and it only ever runs ``process``: the IMAP session, the database and the log
+context stay the parent's.  What crosses the pipe is the fetched messages out and the
+outcomes back (pickled: about 8 and 10 microseconds a message in the parent, against
+about 150 for the parse it saves).
+
+The outcomes are those ``process`` returns in the parent, message for message: the same
+function on the same bytes.  Should the child fail (an exception ``process`` does not turn
+into a quarantine entry, a crash, a kill), the parent runs the batch itself, so the error
+is raised where the loop would have raised it, and every later batch is parsed in the
+parent: a broken child never costs a message.
+
+Bounded: one batch in the child, at most one more waiting in the pipe.  Forking is only
+safe while the forking thread is the only one running Python that the child needs, so
+``syncd sync`` (one thread, the read-ahead started after the fork) uses it and the
+daemon, with its threads, does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import io
+import operator
+import pickle
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from syncd.connectors.base import FetchedMessage
+from syncd.domain.capture import Participant
+from syncd.domain.items import CapturedMessage
+from syncd.domain.matching import Directory, Match
+from syncd.engine.imap.pipeline import Outcome, Policy, Skipped, process
+from syncd.logs import get_logger
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+log = get_logger("syncd.sync")
+
+# A batch is at most batch_size messages of at most the fetch prefix each, parsed in linear
+# time: a child that has not left this long after being told to has hung.
+_EXIT_WAIT_S = 10.0
+
+
+# The pipe carries the messages as plain tuples and a CapturedMessage as its constructor's
+# arguments: a slotted dataclass's default pickling calls dataclasses.fields() for every
+# object, which tripled the parent's share of the cost.  Only this process's own child is
+# ever unpickled.
+_FETCHED_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(FetchedMessage)))
+_CAPTURED_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(CapturedMessage)))
+
+
+def _captured_args(msg: CapturedMessage) -> tuple[type[CapturedMessage], tuple[Any, ...]]:
+    return CapturedMessage, _CAPTURED_FIELDS(msg)
+
+
+_DISPATCH: dict[type, Callable[[Any], Any]] = {CapturedMessage: _captured_args}
+
+
+def _dump_outcomes(outcomes: list[Outcome]) -> bytes:
+    """``outcomes`` pickled, each distinct (participant, match) pair once: they are
+    immutable, and a batch names the same few people (its owner at least) again and again."""
+    same: dict[tuple[Participant, Match], tuple[Participant, Match]] = {}
+    for outcome in outcomes:
+        msg = outcome.queued if isinstance(outcome, Skipped) else outcome
+        if isinstance(msg, CapturedMessage):
+            msg.participants = [same.setdefault(pair, pair) for pair in msg.participants]
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(outcomes)
+    return out.getvalue()
+
+
+def _serve(conn: Connection, other: Connection, policy: Policy, directory: Directory) -> None:
+    """The child: outcomes for each batch received, until the parent closes the pipe."""
+    other.close()  # the parent's end: once the parent closes its copy, recv() sees the end
+    # Ctrl-C reaches the whole process group: the parent stops the pass and closes the
+    # pipe, which ends this loop; a KeyboardInterrupt here would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        # The parent's own bytes (this child is its fork), never anything from outside.
+        batch = [FetchedMessage(*item) for item in pickle.loads(data)]  # noqa: S301
+        try:
+            answer = _dump_outcomes([process(m, policy, directory) for m in batch])
+        except Exception:
+            answer = b""  # the parent runs this batch again and raises what it raises
+        try:
+            conn.send_bytes(answer)
+        except OSError:  # the parent left without waiting (a stop): nothing to answer
+            return
+
+
+class ParseWorker:
+    """``process`` over a batch at a time in a forked child; ``submit`` then ``outcomes``."""
+
+    def __init__(self, policy: Policy, directory: Directory) -> None:
+        self._policy = policy
+        self._directory = directory
+        self._pending: list[FetchedMessage] | None = None
+        # Imported here: a pass with no backlog (the usual poll) never pays for it.
+        from multiprocessing import get_context
+
+        context = get_context("fork")
+        self._conn, child_end = context.Pipe()
+        # The heap the child inherits stays out of its collector: otherwise the collector
+        # touches every inherited object and copies most pages the two could share.
+        gc.freeze()
+        try:
+            self._child = context.Process(
+                target=_serve,
+                args=(child_end, self._conn, policy, directory),
+                name="syncd-parse",
+                daemon=True,
+            )
+            self._child.start()
+        finally:
+            gc.unfreeze()
+        child_end.close()
+        self._alive = True
+
+    def submit(self, fetched: list[FetchedMessage]) -> None:
+        """Hand a batch to the child; its outcomes come from the next ``outcomes()``."""
+        assert self._pending is None, "one batch at a time"
+        self._pending = fetched
+        if self._alive:
+            try:
+                items = [_FETCHED_FIELDS(m) for m in fetched]
+                self._conn.send_bytes(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+            except (OSError, ValueError) as err:
+                self._lost(err)
+
+    def outcomes(self) -> list[Outcome]:
+        """The submitted batch's outcomes, in order: the child's, or the parent's own."""
+        batch, self._pending = self._pending, None
+        assert batch is not None, "nothing submitted"
+        if self._alive:
+            try:
+                answer = self._conn.recv_bytes()
+            except (EOFError, OSError) as err:
+                self._lost(err)
+            else:
+                if answer:
+                    # Bytes of this process's own child (a fork), never from outside.
+                    found: list[Outcome] = pickle.loads(answer)  # noqa: S301
+                    return found
+                self._lost(None)
+        return [process(m, self._policy, self._directory) for m in batch]
+
+    def _lost(self, err: BaseException | None) -> None:
+        self._alive = False
+        log.warning(
+            "parse_worker.lost",
+            error=f"{type(err).__name__}: {err}" if err else "the parse failed in the child",
+            exitcode=self._child.exitcode,
+        )
+
+    def close(self) -> None:
+        """Close the pipe (the child leaves at its next read or answer) and wait for it."""
+        self._alive = False
+        self._conn.close()
+        self._child.join(_EXIT_WAIT_S)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join()
+        with contextlib.suppress(ValueError):
+            self._child.close()
+
+    def __enter__(self) -> ParseWorker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
