@@ -42,6 +42,7 @@ from syncd.domain.items import CapturedMessage
 from syncd.domain.matching import Directory, Match
 from syncd.engine.imap.pipeline import Outcome, Policy, Skipped, process
 from syncd.logs import get_logger
+from syncd.store.capture import index_entry
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -76,6 +77,8 @@ def _dump_outcomes(outcomes: list[Outcome]) -> bytes:
         msg = outcome.queued if isinstance(outcome, Skipped) else outcome
         if isinstance(msg, CapturedMessage):
             msg.participants = [same.setdefault(pair, pair) for pair in msg.participants]
+            if msg is outcome:  # a record: its index entry is worked out here, not in the save
+                msg.indexed = index_entry(msg)
     out = io.BytesIO()
     pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = _DISPATCH
