@@ -136,6 +136,8 @@ class ParseWorker:
             gc.unfreeze()
         child_end.close()
         self._alive = True
+        self.lost = False  # the child failed or died: the batches since are parsed here
+        self.exitcode: int | None = None  # the child's, once closed (negative: a signal)
 
     def submit(self, fetched: list[FetchedMessage]) -> None:
         """Hand a batch to the child; its outcomes come from the next ``outcomes()``."""
@@ -167,6 +169,7 @@ class ParseWorker:
 
     def _lost(self, err: BaseException | None) -> None:
         self._alive = False
+        self.lost = True
         log.warning(
             "parse_worker.lost",
             error=f"{type(err).__name__}: {err}" if err else "the parse failed in the child",
@@ -175,12 +178,15 @@ class ParseWorker:
 
     def close(self) -> None:
         """Close the pipe (the child leaves at its next read or answer) and wait for it."""
+        if self._conn.closed:
+            return
         self._alive = False
         self._conn.close()
         self._child.join(_EXIT_WAIT_S)
         if self._child.is_alive():
             self._child.kill()
             self._child.join()
+        self.exitcode = self._child.exitcode
         with contextlib.suppress(ValueError):
             self._child.close()
 
