@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import syncd.cli.cmd_sync as cmd_sync
-import syncd.engine.imap.mail_sync as mail_sync
+import syncd.engine.imap.parse_worker as parse_worker
 from syncd.engine.imap.parse_worker import ParseWorker
 from syncd.engine.sources import Source, configured_sources
 from tests.conftest import World
@@ -75,7 +75,7 @@ def test_a_backlog_parsed_in_the_worker_is_stored_as_the_in_process_pass_stores_
         world.cli("forget", "road.runner@acme.com", "--yes")
         _Counted.made.clear()
         with monkeypatch.context() as patch:
-            patch.setattr(mail_sync, "ParseWorker", _Counted)
+            patch.setattr(parse_worker, "ParseWorker", _Counted)
             if how == "in-process":
                 patch.setattr(cmd_sync, "configured_sources", _in_process_sources)
             out = world.cli("sync").stdout
