@@ -6,10 +6,11 @@ message (``pipeline.process``, the largest share), then saves the batch.  Here
 ``process`` runs in a child forked for the folder's backlog, a batch at a time, while the
 parent saves the batch before it: the two run on two cores.  The child is forked, not
 spawned, so it starts in milliseconds with the policy and directory of this pass already
-in memory, and it only ever runs ``process``: the IMAP session, the database and the log
-context stay the parent's.  What crosses the pipe is the fetched messages out and the
-outcomes back (pickled: about 8 and 10 microseconds a message in the parent, against
-about 150 for the parse it saves).
+in memory, and it only ever runs ``process`` and works out each new record's search index
+entry (``store.capture.index_entry``): the IMAP session, the database and the log context
+stay the parent's.  What crosses the pipe is the fetched messages out and the outcomes
+back (pickled: about 4 and 4 microseconds a message in the parent, against about 150 of
+parsing, deciding and indexing it no longer does).
 
 The outcomes are those ``process`` returns in the parent, message for message: the same
 function on the same bytes.  Should the child fail (an exception ``process`` does not turn
