@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from syncd.domain.payloads import record_json
 from syncd.schema.tables import customers, records
@@ -183,6 +183,33 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _database_cpu(engine: Engine, since: dict[int, float] | None = None) -> Any:
+    """PostgreSQL: the CPU time of the server processes of the bench's database's clients
+    (the API's connections and the writer's: the writer costs both servers alike);
+    with ``since``, the seconds used since then.  None on SQLite (no process of its own)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        pids = conn.scalars(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"  # not autovacuum after the seeding
+            )
+        ).all()
+    now: dict[int, float] = {}
+    for pid in pids:
+        try:
+            now[int(pid)] = _cpu_seconds(int(pid))
+        except OSError:  # ended meanwhile
+            continue
+    if since is None:
+        return now
+    # Only the processes seen both times: the pool's connection that asked the first time
+    # (left out then) holds the seeding's CPU; the API's pool is warm by then.
+    return sum(used - since[pid] for pid, used in now.items() if pid in since)
+
+
 def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine = open_database(url)
     t = time.perf_counter()
@@ -197,24 +224,9 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
         customer_ids = [int(c) for c in conn.scalars(select(customers.c.id))]
         total = int(conn.scalar(select(func.count()).select_from(records)) or 0)
     config = work / f"{label}.toml"
-    port = free_port()
-    config.write_text(
-        f'[database]\nurl = "{url}"\n\n[api]\nlisten = "127.0.0.1:{port}"\nrate_limit = 100000\n'
-    )
-    log = (work / f"{label}.log").open("wb")
-    server = subprocess.Popen(
-        [args.syncd, "--config", str(config), "serve"], stdout=log, stderr=log
-    )
-    writer = Writer(engine)
     out: dict[str, Any] = {"records": total}
+    writer = Writer(engine)
     try:
-        wait_listening(port, timeout=60)
-        base = f"http://127.0.0.1:{port}"
-        # Idle: what serving costs when nobody calls (a share of one core).
-        time.sleep(2.0)
-        before, began = _cpu_seconds(server.pid), time.perf_counter()
-        time.sleep(args.idle)
-        out["idle_cpu"] = (_cpu_seconds(server.pid) - before) / (time.perf_counter() - began)
         # The reference: the same pages read in-process, no HTTP, one client.
         rng = random.Random(3)
         direct: list[float] = []
@@ -226,22 +238,97 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
                 direct.append(time.perf_counter() - started)
         out["direct_p50_ms"] = statistics.median(direct) * 1000
         out["direct_p95_ms"] = percentile(direct, 0.95) * 1000
-        asyncio.run(load(base, token, customer_ids, 2.0))  # warm up
         writer.start()
+        # Each server in turn, ``rounds`` times: servers compared (--syncd given more than
+        # once) see the same data, the same writer and, alternating, the same machine.
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.syncd}
+        for turn in range(args.rounds):
+            for syncd in args.syncd:
+                runs[syncd].append(
+                    _serve_and_load(syncd, url, config, work, token, customer_ids, writer, args,
+                                    last=turn == args.rounds - 1 and syncd == args.syncd[-1])
+                )  # fmt: skip
+        out["by_syncd"] = {name: _combined(found) for name, found in runs.items()}
+        out.update(out["by_syncd"][args.syncd[-1]])
+        out["captured_meanwhile"] = writer.written
+    finally:
+        writer.stop.set()
+        engine.dispose()
+    return out
+
+
+def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's rounds: latencies and requests pooled, CPU a request over them all."""
+    latencies = [t for run in runs for t in run["latencies"]]
+    requests = len(latencies)
+    out = {key: value for run in runs for key, value in run.items() if key != "latencies"}
+    out.update(
+        p50_ms=statistics.median(latencies) * 1000,
+        p95_ms=percentile(latencies, 0.95) * 1000,
+        rps=requests / sum(run["took"] for run in runs),
+        requests=requests,
+        errors=sum(run["errors"] for run in runs),
+        server_cpu_ms=sum(run["server_cpu"] for run in runs) / max(requests, 1) * 1000,
+        database_cpu_ms=(
+            sum(run["database_cpu"] for run in runs) / max(requests, 1) * 1000
+            if runs[0]["database_cpu"] is not None
+            else None
+        ),
+        client_cpu_ms=sum(run["client_cpu"] for run in runs) / max(requests, 1) * 1000,
+        rounds=[round(run["server_cpu"] / max(len(run["latencies"]), 1) * 1000, 2) for run in runs],
+        database_rounds=[
+            round(run["database_cpu"] / max(len(run["latencies"]), 1) * 1000, 2)
+            for run in runs
+            if run["database_cpu"] is not None
+        ],
+        load_average=os.getloadavg()[0],
+    )
+    return out
+
+
+def _serve_and_load(
+    syncd: str,
+    url: str,
+    config: Path,
+    work: Path,
+    token: str,
+    customer_ids: list[int],
+    writer: Writer,
+    args: argparse.Namespace,
+    *,
+    last: bool,
+) -> dict[str, Any]:
+    """One server: idle CPU, the 32 clients, and (``last``) search and long polls."""
+    port = free_port()
+    config.write_text(
+        f'[database]\nurl = "{url}"\n\n[api]\nlisten = "127.0.0.1:{port}"\nrate_limit = 100000\n'
+    )
+    log = (work / "serve.log").open("ab")
+    server = subprocess.Popen([syncd, "--config", str(config), "serve"], stdout=log, stderr=log)
+    out: dict[str, Any] = {}
+    try:
+        wait_listening(port, timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        # Idle: what serving costs when nobody calls (a share of one core).
+        time.sleep(2.0)
+        before, began = _cpu_seconds(server.pid), time.perf_counter()
+        time.sleep(args.idle)
+        out["idle_cpu"] = (_cpu_seconds(server.pid) - before) / (time.perf_counter() - began)
+        asyncio.run(load(base, token, customer_ids, 2.0))  # warm up
         served = _cpu_seconds(server.pid)
+        database = _database_cpu(writer.engine)
+        began = time.perf_counter()
         measured = asyncio.run(load(base, token, customer_ids, args.seconds))
-        served = _cpu_seconds(server.pid) - served
-        requests = len(measured.latencies)
         out.update(
-            p50_ms=statistics.median(measured.latencies) * 1000,
-            p95_ms=percentile(measured.latencies, 0.95) * 1000,
-            rps=measured.rate,
-            requests=requests,
+            took=time.perf_counter() - began,
+            server_cpu=_cpu_seconds(server.pid) - served,
+            database_cpu=_database_cpu(writer.engine, database),
+            latencies=measured.latencies,
             errors=measured.errors,
-            server_cpu_ms=served / max(requests, 1) * 1000,
-            client_cpu_ms=measured.client_cpu / max(requests, 1) * 1000,
-            load_average=os.getloadavg()[0],
+            client_cpu=measured.client_cpu,
         )
+        if not last:
+            return out
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
             words = {"q": f"customer {customer_ids[len(customer_ids) // 2]}", "limit": 20}
             searched = http.get("/api/v1/records", params=words)
@@ -257,9 +344,7 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
         delays = long_polls(base, token, writer, args.polls)
         out["poll_p50_s"] = statistics.median(delays)
         out["poll_p95_s"] = percentile(delays, 0.95)
-        out["captured_meanwhile"] = writer.written
     finally:
-        writer.stop.set()
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(15)
@@ -267,7 +352,6 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
             server.kill()
             server.wait()
         log.close()
-        engine.dispose()
     return out
 
 
@@ -281,10 +365,13 @@ def main() -> int:
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument(
         "--syncd",
-        default=SYNCD,
-        help="the syncd that serves (another checkout's, to compare before and after)",
+        action="append",
+        help="the syncd that serves (default: this checkout's); given more than once, each "
+        "serves in turn on the same data (another checkout's, to compare before and after)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="turns of each --syncd")
     args = parser.parse_args()
+    args.syncd = args.syncd or [SYNCD]
     results: dict[str, dict[str, Any]] = {}
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-api-"))
     try:
@@ -323,6 +410,23 @@ def main() -> int:
             f"p50 = {r['p50_ms'] / r['direct_p50_ms']:.1f}x, server CPU / store p50 = "
             f"{r['server_cpu_ms'] / r['direct_p50_ms']:.2f}x"
         )
+    if len(args.syncd) > 1:
+        print(f"\nEach server in turn ({args.rounds} rounds of {args.seconds:g} s, alternating; "
+              "server CPU a request in each round in brackets):")  # fmt: skip
+        for label, r in results.items():
+            for syncd, found in r["by_syncd"].items():
+                print(
+                    f"{label:<11} {syncd}: p50 {found['p50_ms']:.1f} ms, p95 {found['p95_ms']:.1f} ms, "
+                    f"{found['rps']:.0f} req/s, server {found['server_cpu_ms']:.2f} ms a request "
+                    f"{found['rounds']}, clients {found['client_cpu_ms']:.2f} ms, "
+                    + (
+                        f"PostgreSQL's processes {found['database_cpu_ms']:.2f} ms "
+                        f"{found['database_rounds']}, "
+                        if found["database_cpu_ms"] is not None
+                        else ""
+                    )
+                    + f"{found['errors']} errors"
+                )
     print(f"targets: p95 <= {TARGETS['p95_ms']:.0f} ms, >= {TARGETS['rps']:.0f} req/s, "
           f"search p95 <= {TARGETS['search_p95_ms']:.0f} ms, long-poll p95 <= {TARGETS['poll_p95_s']:.0f} s")  # fmt: skip
     return 0

@@ -149,8 +149,10 @@ class Metrics:
 
 
 # Scrapers send one short request and read one short answer.  Anything slower is a stuck
-# peer or an attack: it gets this long in all, then its socket is closed under it.
-CONNECTION_TIMEOUT = 5.0  # seconds, for the whole connection
+# peer or an attack: it gets this long to send its request and as long again to take the
+# answer, then its socket is closed under it.  The time the daemon takes to render the
+# answer is not the peer's: at thousands of sources on a loaded machine it is seconds.
+CONNECTION_TIMEOUT = 5.0  # seconds, for the request, then for the answer
 # Concurrent connections served; more are closed as soon as they are accepted, so idle
 # sockets can never take the daemon's file descriptors or threads (one thread each).
 MAX_CONNECTIONS = 16
@@ -223,6 +225,18 @@ class _BoundedServer(ThreadingHTTPServer):
         with self._live_lock:
             self._live.pop(request, None)
 
+    def answering(self, request: socket.socket) -> bool:
+        """The request is read: its deadline stops while the answer is made (a daemon of
+        thousands of sources takes seconds to render them on a loaded machine, and a cut
+        scrape is a lost one); False when the deadline had cut it already."""
+        with self._live_lock:
+            return self._live.pop(request, None) is not None
+
+    def sending(self, request: socket.socket) -> None:
+        """The answer is made: the connection gets a fresh deadline to take it."""
+        with self._live_lock:
+            self._live[request] = time.monotonic() + self._deadline
+
     def service_actions(self) -> None:
         # Runs between accepts (at least every poll interval): a peer that trickles bytes
         # resets the per-read timeout forever, so the whole connection has a deadline too.
@@ -269,7 +283,13 @@ class MetricsServer:
 
             def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
-                    self._answer(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                    server = self.server
+                    assert isinstance(server, _BoundedServer)
+                    if not server.answering(self.request):
+                        return  # cut at its deadline while the request came in
+                    body = generate_latest(registry)
+                    server.sending(self.request)
+                    self._answer(200, CONTENT_TYPE_LATEST, body)
                 elif self.path == "/healthz":
                     ok = healthy()
                     self._answer(200 if ok else 503, "text/plain", b"ok\n" if ok else b"stalled\n")

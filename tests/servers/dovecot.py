@@ -85,9 +85,10 @@ default_process_limit = {n}
 default_client_limit = {n}
 mail_max_userip_connections = 100
 service imap {{
-  client_limit = 50
+  client_limit = {per_process}
   service_count = 0
   process_limit = {processes}
+  vsz_limit = {vsz}
 }}
 service imap-login {{
   service_count = 0
@@ -163,6 +164,11 @@ class Dovecot:
     # The capabilities announced after login instead of Dovecot's own (imap_capability):
     # a server without NOTIFY, say.
     capabilities: str | None = None
+    # With ``max_connections``: connections one imap process serves.  Each process costs an
+    # inotify instance of the mail uid (128 per uid by default); 10,000 connections at 50 a
+    # process would be 200 processes, and those past the 128th notice new mail only by
+    # polling (mailbox_idle_check_interval).  bench/fleet.py raises it for its largest fleets.
+    clients_per_process: int = 50
     port: int = 0
     tls_port: int = 0
     cert_file: Path | None = None
@@ -258,7 +264,11 @@ class Dovecot:
                 extra=(f"imap_capability = {self.capabilities}\n" if self.capabilities else ""),
                 many=_MANY.format(
                     n=self.max_connections,
-                    processes=self.max_connections // 50 + 10,
+                    per_process=self.clients_per_process,
+                    processes=self.max_connections // self.clients_per_process + 10,
+                    # Dovecot's default (256M) up to 50 a process; above, 5 MB of address
+                    # space a connection, far above what an idle one maps.
+                    vsz=f"{max(256, self.clients_per_process * 5)}M",
                     anvil=2 * self.max_connections + 100,
                 )
                 if self.max_connections

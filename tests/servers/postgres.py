@@ -49,8 +49,11 @@ def _pg_bin(name: str) -> str:
 
 
 @contextmanager
-def private_cluster(root: Path) -> Iterator[str]:
-    """initdb + pg_ctl on a free port, trust auth on loopback only; yields an admin URL."""
+def private_cluster(root: Path, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """initdb + pg_ctl on a free port, trust auth on loopback only; yields an admin URL.
+
+    ``settings``: server parameters for this cluster alone (``max_connections``, say), so a
+    benchmark never has to change the machine's server."""
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     port = free_port()
@@ -66,6 +69,7 @@ def private_cluster(root: Path) -> Iterator[str]:
         capture_output=True,
     )
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
+    options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
     subprocess.run(
         [
             *as_user,
