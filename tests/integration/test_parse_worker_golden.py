@@ -12,8 +12,14 @@ import pytest
 
 import syncd.cli.cmd_sync as cmd_sync
 import syncd.engine.imap.parse_worker as parse_worker
+from syncd.config_file import parse_config
+from syncd.connectors.imap import ImapSession
+from syncd.engine.imap.mail_sync import MailSync
 from syncd.engine.imap.parse_worker import ParseWorker
 from syncd.engine.sources import Source, configured_sources
+from syncd.errors import TransientError
+from syncd.store import database
+from syncd.store.state import get_cursor
 from tests.conftest import World
 from tests.servers.dovecot import Dovecot
 from tests.servers.sample import CUSTOMERS_CSV, generate
@@ -103,3 +109,54 @@ def test_a_backlog_parsed_in_the_worker_is_stored_as_the_in_process_pass_stores_
     records = before["records"]
     assert len(records) > 50
     assert before["quarantine"] and before["record_search_terms"] and before["skipped_messages"]
+
+
+def test_a_fetch_that_fails_after_a_parsed_batch_leaves_that_batch_saved(
+    dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker path hands a parsed batch to the save before the next FETCH can fail: its
+    cursor ends where the in-process pass's does, not a batch behind."""
+    world = World(dovecot, tmp_path, "")
+    login = world.rep("alice")
+    dovecot.deliver_many(login, [m.raw for m in generate(60, seed=5)])
+    real_fetch = ImapSession.fetch
+    cursors: dict[str, int] = {}
+    calls = {"n": 0}
+
+    def failing_from_the_third(self: ImapSession, uids: list[int]) -> Any:
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise TransientError("the connection dropped mid-FETCH")
+        return real_fetch(self, uids)
+
+    for how in ("in-process", "worker"):
+        config = parse_config(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / f'{how}.db'}"},
+                "organization": {"internal_domains": ["example.com"]},
+                "capture": {"batch_size": 9},
+                "mailbox": [
+                    {
+                        "name": "alice", "owner": "alice@example.com", "host": "127.0.0.1",
+                        "port": dovecot.port, "security": "plain", "username": login,
+                        "password": dovecot.users[login], "folders": ["INBOX"],
+                    }
+                ],
+            }
+        )  # fmt: skip
+        calls["n"] = 0
+        engine = database.open_database(config.database.url)
+        _Counted.made.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(ImapSession, "fetch", failing_from_the_third)
+            patch.setattr(parse_worker, "ParseWorker", _Counted)
+            (result,) = MailSync(engine, config, parse_worker=how == "worker").run_once()
+        assert not result.ok
+        assert bool(_Counted.made) == (how == "worker")  # one a try: the pass retries
+        with engine.connect() as conn:
+            cursor = get_cursor(conn, "alice", "INBOX")
+        engine.dispose()
+        assert cursor is not None
+        cursors[how] = cursor.last_uid
+    assert cursors["in-process"] == 18  # two batches fetched, parsed and saved
+    assert cursors["worker"] == cursors["in-process"]

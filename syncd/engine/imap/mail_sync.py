@@ -7,6 +7,7 @@ nothing twice.  A failing mailbox or folder is recorded and the others carry on.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -259,7 +260,8 @@ class MailSync:
         if reidentify or expected <= self._config.capture.batch_size:
             stream = ((uids, None) for uids in batches)
         else:
-            if self._parse_worker:
+            # Only where fork is the ordinary way to start a process (not macOS, Windows).
+            if self._parse_worker and sys.platform == "linux":
                 from syncd.engine.imap.parse_worker import ParseWorker
 
                 worker = ParseWorker(self._policy(box), directory)
@@ -414,9 +416,22 @@ class MailSync:
         uidvalidity: int,
     ) -> Iterator[tuple[list[int], FolderBatch]]:
         """The batches of ``stream`` processed by ``worker``, each handed out once the next
-        one is in the worker's hands: the caller saves a batch while the next is parsed."""
+        one is in the worker's hands: the caller saves a batch while the next is parsed.
+        A batch parsed is a batch saved: should taking the next one from the stream fail
+        (its FETCH, a Ctrl-C while waiting for it), the batch in hand is handed out first,
+        so the cursor ends where the in-process pass would have left it."""
         ready: tuple[list[int], FolderBatch] | None = None
-        for uids, fetched in stream:
+        items = iter(stream)
+        while True:
+            try:
+                item = next(items, None)
+            except BaseException:
+                if ready is not None:
+                    yield ready
+                raise
+            if item is None:
+                break
+            uids, fetched = item
             assert fetched is not None  # a backlog's stream is always fetched ahead
             worker.submit(fetched)
             if ready is not None:
