@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,67 @@ def test_an_error_in_the_child_is_raised_here_where_the_loop_would_raise_it(
         worker.submit(_messages()[:3])
         with pytest.raises(RuntimeError, match="a bug in the capture decision"):
             worker.outcomes()
+
+
+def test_a_fork_that_fails_leaves_the_batches_to_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    messages = _messages()
+    directory = _directory()
+    expected = [process(m, POLICY, directory) for m in messages]
+    with ParseWorker(POLICY, directory) as worker:
+        assert worker.lost
+        worker.submit(messages[:10])
+        got = worker.outcomes()
+        worker.submit(messages[10:])
+        got += worker.outcomes()
+    assert got == expected
+
+
+def test_a_platform_without_fork_leaves_the_batches_to_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import multiprocessing
+
+    def no_such_method(method: str | None = None) -> object:
+        raise ValueError(f"cannot find context for {method!r}")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_such_method)
+    messages = _messages()
+    directory = _directory()
+    expected = [process(m, POLICY, directory) for m in messages]
+    with ParseWorker(POLICY, directory) as worker:
+        assert worker.lost
+        worker.submit(messages)
+        assert worker.outcomes() == expected
+
+
+def test_a_child_that_hangs_is_killed_and_its_batch_parsed_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parent = os.getpid()
+    real = worker_module.process
+
+    def hangs_in_the_child(*args: Any) -> Outcome:
+        if os.getpid() != parent:
+            time.sleep(3600)  # a child stopped or stuck on a lock held at the fork
+        return real(*args)
+
+    monkeypatch.setattr(worker_module, "process", hangs_in_the_child)
+    messages = _messages()
+    directory = _directory()
+    expected = [process(m, POLICY, directory) for m in messages]
+    with ParseWorker(POLICY, directory, min_wait_s=1.0, wait_per_message_s=0.0) as worker:
+        started = time.monotonic()
+        worker.submit(messages[:10])
+        got = worker.outcomes()
+        assert time.monotonic() - started < 30  # the deadline, not the child's hour
+        assert worker.lost
+        worker.submit(messages[10:])
+        got += worker.outcomes()
+    assert got == expected
+    assert worker.exitcode == -signal.SIGKILL

@@ -16,7 +16,10 @@ The outcomes are those ``process`` returns in the parent, message for message: t
 function on the same bytes.  Should the child fail (an exception ``process`` does not turn
 into a quarantine entry, a crash, a kill), the parent runs the batch itself, so the error
 is raised where the loop would have raised it, and every later batch is parsed in the
-parent: a broken child never costs a message.
+parent: a broken child never costs a message.  A child that does not answer within a
+generous deadline is taken as hung, killed, and treated the same; a fork that fails (no
+fork on this platform, EAGAIN at a process or memory limit) leaves the whole backlog to
+the parent.
 
 Bounded: one batch in the child, at most one more waiting in the pipe.  Forking is only
 safe while the forking thread is the only one running Python that the child needs, so
@@ -47,12 +50,18 @@ from syncd.store.capture import index_entry
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 log = get_logger("syncd.sync")
 
 # A batch is at most batch_size messages of at most the fetch prefix each, parsed in linear
 # time: a child that has not left this long after being told to has hung.
 _EXIT_WAIT_S = 10.0
+# How long the parent waits for a batch's outcomes before it takes the child for hung (a
+# SIGSTOP, a lock some other thread held at the fork) and parses the batch itself: far
+# above the worst batch (about 150 microseconds a message, a few ms for a hostile one).
+_MIN_WAIT_S = 60.0
+_WAIT_PER_MESSAGE_S = 0.5
 
 
 # The pipe carries the messages as plain tuples and a CapturedMessage as its constructor's
@@ -99,7 +108,10 @@ def _serve(conn: Connection, other: Connection, policy: Policy, directory: Direc
         except (EOFError, OSError):
             return
         # The parent's own bytes (this child is its fork), never anything from outside.
-        batch = [FetchedMessage(*item) for item in pickle.loads(data)]  # noqa: S301
+        items = pickle.loads(data)  # noqa: S301
+        del data  # a batch's bodies once, not twice, while it is parsed
+        batch = [FetchedMessage(*item) for item in items]
+        del items
         try:
             answer = _dump_outcomes([process(m, policy, directory) for m in batch])
         except Exception:
@@ -113,41 +125,65 @@ def _serve(conn: Connection, other: Connection, policy: Policy, directory: Direc
 class ParseWorker:
     """``process`` over a batch at a time in a forked child; ``submit`` then ``outcomes``."""
 
-    def __init__(self, policy: Policy, directory: Directory) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        directory: Directory,
+        *,
+        min_wait_s: float = _MIN_WAIT_S,
+        wait_per_message_s: float = _WAIT_PER_MESSAGE_S,
+    ) -> None:
         self._policy = policy
         self._directory = directory
+        self._min_wait_s = min_wait_s
+        self._wait_per_message_s = wait_per_message_s
         self._pending: list[FetchedMessage] | None = None
+        self._conn: Connection | None = None
+        self._child: BaseProcess | None = None
+        self._alive = False
+        self.lost = False  # the child failed, hung, died or never started: parsed here since
+        self.exitcode: int | None = None  # the child's, once closed (negative: a signal)
+        try:
+            self._start()
+        except (OSError, ValueError) as err:
+            # No fork here (ValueError), or none to be had now (EAGAIN: the process or
+            # memory limit): the backlog is parsed in this process, as without a worker.
+            self.lost = True
+            log.warning("parse_worker.unavailable", error=f"{type(err).__name__}: {err}")
+
+    def _start(self) -> None:
         # Imported here: a pass with no backlog (the usual poll) never pays for it.
         from multiprocessing import get_context
 
         context = get_context("fork")
-        self._conn, child_end = context.Pipe()
+        conn, child_end = context.Pipe()
         # The heap as it is now (imports, directory, config) stays out of both collectors
         # until the backlog is done: the child's would touch every inherited object and copy
         # most pages the two could share, and the parent's full collections would scan it
         # again and again (a tenth of the parent's CPU in a 20,000-message backfill).
         gc.freeze()
-        self._child = context.Process(
+        child = context.Process(
             target=_serve,
-            args=(child_end, self._conn, policy, directory),
+            args=(child_end, conn, self._policy, self._directory),
             name="syncd-parse",
             daemon=True,
         )
         try:
-            self._child.start()
+            child.start()
         except BaseException:
             gc.unfreeze()
+            conn.close()
             raise
-        child_end.close()
+        finally:
+            child_end.close()
+        self._conn, self._child = conn, child
         self._alive = True
-        self.lost = False  # the child failed or died: the batches since are parsed here
-        self.exitcode: int | None = None  # the child's, once closed (negative: a signal)
 
     def submit(self, fetched: list[FetchedMessage]) -> None:
         """Hand a batch to the child; its outcomes come from the next ``outcomes()``."""
         assert self._pending is None, "one batch at a time"
         self._pending = fetched
-        if self._alive:
+        if self._alive and self._conn is not None:
             try:
                 items = [_FETCHED_FIELDS(m) for m in fetched]
                 self._conn.send_bytes(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
@@ -158,10 +194,13 @@ class ParseWorker:
         """The submitted batch's outcomes, in order: the child's, or the parent's own."""
         batch, self._pending = self._pending, None
         assert batch is not None, "nothing submitted"
-        if self._alive:
+        if self._alive and self._conn is not None:
+            wait = max(self._min_wait_s, len(batch) * self._wait_per_message_s)
             try:
+                if not self._conn.poll(wait):
+                    raise TimeoutError(f"no outcomes in {wait:.0f} s: the child is taken as hung")
                 answer = self._conn.recv_bytes()
-            except (EOFError, OSError) as err:
+            except (EOFError, OSError) as err:  # TimeoutError included
                 self._lost(err)
             else:
                 if answer:
@@ -174,15 +213,18 @@ class ParseWorker:
     def _lost(self, err: BaseException | None) -> None:
         self._alive = False
         self.lost = True
+        if self._child is not None and isinstance(err, TimeoutError):
+            self._child.kill()  # hung: it would never read the pipe's end
+            self._child.join(_EXIT_WAIT_S)
         log.warning(
             "parse_worker.lost",
             error=f"{type(err).__name__}: {err}" if err else "the parse failed in the child",
-            exitcode=self._child.exitcode,
+            exitcode=self._child.exitcode if self._child is not None else None,
         )
 
     def close(self) -> None:
         """Close the pipe (the child leaves at its next read or answer) and wait for it."""
-        if self._conn.closed:
+        if self._conn is None or self._child is None or self._conn.closed:
             return
         self._alive = False
         self._conn.close()
