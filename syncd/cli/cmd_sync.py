@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: bool) -> None:
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     selected, selected_calendars = selected_sources(app, names, calendars)
+    # One thread runs this pass, so a backlog may be parsed in a forked child (issue #20).
     sources = configured_sources(
-        app.engine, app.config, selected, selected_calendars, tokens=app.tokens
+        app.engine, app.config, selected, selected_calendars, tokens=app.tokens, parse_worker=True
     )
     # The CRM's directory first ([directory]), so this pass matches against it.
     mirrored: Outcome | None = None
@@ -72,13 +73,16 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             transient=True,
+            # Drawn at each batch instead of by a thread of its own: a backlog's parse
+            # worker is forked while the pass's thread is the only one (parse_worker.py).
+            auto_refresh=False,
         ) as bar:
             tasks: dict[str, Any] = {}
 
             def progress(where: str, done: int, total: int) -> None:
                 if where not in tasks:
                     tasks[where] = bar.add_task(where, total=total)
-                bar.update(tasks[where], completed=done)
+                bar.update(tasks[where], completed=done, refresh=True)
 
             results = sync_pass(sources, directory, rules=rules, progress=progress)
     else:

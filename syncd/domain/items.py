@@ -34,6 +34,9 @@ class CapturedMessage:
     in_reply_to: str | None
     references: list[str]
     participants: list[tuple[Participant, Match]]
+    # Its record's search index entry (terms, and their SQLite packing) when worked out
+    # ahead in a backlog's parse worker (engine/imap/parse_worker.py); None: at the save.
+    indexed: tuple[str, bytes] | None = None
 
     @property
     def key(self) -> str:

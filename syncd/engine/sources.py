@@ -227,11 +227,13 @@ class MailboxSource(_Configured[MailboxConfig]):
         *,
         opener: SessionOpener = open_imap,
         backlog: Backlog | None = None,
+        parse_worker: bool = False,
     ) -> None:
         super().__init__(engine, config, box)
         self._sessions = sessions  # the daemon's kept connections; None: log in each pass
         self._open = opener  # a login of its own (with its owner's token caches)
         self._backlog = backlog  # the daemon's, which its webhook deliverer reads
+        self._parse_worker = parse_worker  # a backlog parsed in a forked child (MailSync)
 
     def heading(self) -> str:
         box = self.config
@@ -257,6 +259,7 @@ class MailboxSource(_Configured[MailboxConfig]):
             should_stop=should_stop,
             fence=fence,
             backlog=self._backlog,
+            parse_worker=self._parse_worker,
         ).sync_mailbox(self.config, directory)
         if self._sessions is not None:  # for the next poll's STATUS (``unchanged``)
             cursors = {f.folder: f.cursor for f in result.folders if f.cursor is not None}
@@ -527,16 +530,20 @@ def configured_sources(
     sessions: SessionCache | None = None,
     tokens: TokenCaches | None = None,
     backlog: Backlog | None = None,
+    parse_worker: bool = False,
 ) -> list[Source]:
     """Every configured source, mailboxes first, optionally only the named ones (None: all
     of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
     task-list URLs between passes (the daemon's); without it each push looks the list up.
     ``sessions`` keeps IMAP connections between passes (the daemon's); ``tokens`` are the
     caller's mailbox-group token caches (without them, these sources share new ones);
-    ``backlog`` is the daemon's (engine/backlog.py)."""
+    ``backlog`` is the daemon's (engine/backlog.py); ``parse_worker``: a mailbox's backlog
+    is parsed in a forked child (engine/imap/parse_worker.py), for a single-threaded caller."""
     opener = imap_opener(tokens if tokens is not None else TokenCaches())
     out: list[Source] = [
-        MailboxSource(engine, config, box, sessions, opener=opener, backlog=backlog)
+        MailboxSource(
+            engine, config, box, sessions, opener=opener, backlog=backlog, parse_worker=parse_worker
+        )
         for box in config.mailbox
         if mailboxes is None or box.name in mailboxes
     ]

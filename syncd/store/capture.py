@@ -258,16 +258,7 @@ def write_people(
         for person, match in matched:
             if match.reason == "suppressed":
                 continue  # a forgotten address is never written again
-            people.append(
-                {
-                    "record_id": record_id,
-                    "address": person.address,
-                    "name": bound_name(person.name),
-                    "role": person.role,
-                    "external": int(person.external),
-                    "contact_id": match.contact_id,
-                }
-            )
+            people.append(_person_row(record_id, person, match))
             if match.customer_id is not None and match.link is not None:
                 current = best.get(match.customer_id)
                 if current is None or _LINK_RANK[match.link] > _LINK_RANK[current]:
@@ -280,6 +271,28 @@ def write_people(
     insert_ignore(conn, participants, people, ["record_id", "address", "role"])
     insert_ignore(conn, record_customers, links, ["record_id", "customer_id"])
     return people, links
+
+
+def _person_row(record_id: int, person: Participant, match: Match) -> dict[str, Any]:
+    return {
+        "record_id": record_id,
+        "address": person.address,
+        "name": bound_name(person.name),
+        "role": person.role,
+        "external": int(person.external),
+        "contact_id": match.contact_id,
+    }
+
+
+def index_entry(msg: CapturedMessage) -> tuple[str, bytes]:
+    """The search index entry of the record ``msg`` creates: its terms and their SQLite
+    packing, from the values ``save_batch`` writes for it (the record's row and its
+    participant rows).  Worked out ahead by a backlog's parse worker, off the saving
+    process's critical path; the save works it out itself for a message without one."""
+    row = {"subject": msg.subject, "snippet": msg.snippet, "body": msg.body}
+    people = [_person_row(0, p, m) for p, m in msg.participants if m.reason != "suppressed"]
+    terms = index_terms(search_index.record_parts(row, people))
+    return terms, search_index.pack(terms)
 
 
 def queue_sightings(
@@ -429,7 +442,7 @@ def save_batch(conn: Connection, batch: FolderBatch) -> int:
         skipped=batch.skipped,
     )
     if created:
-        _index_created(conn, record_rows, people, ids, mine)
+        _index_created(conn, record_rows, people, ids, mine, fresh)
     if created:
         # Last: on PostgreSQL the outbox lock is held from here to the commit.  The records
         # are shaped from the rows this transaction just wrote, not read back: a backfill's
@@ -457,18 +470,27 @@ def _index_created(
     people: list[dict[str, Any]],
     ids: dict[str, int],
     mine: set[int],
+    fresh: list[CapturedMessage],
 ) -> None:
-    """Index the records this batch created, from the rows it just wrote (no read back)."""
+    """Index the records this batch created, from the rows it just wrote (no read back), or
+    from the entries worked out ahead from the same values (``index_entry``)."""
+    ahead = {m.key: m.indexed for m in fresh if m.indexed is not None}
     by_record: dict[int, list[dict[str, Any]]] = {}
-    for person in people:
-        by_record.setdefault(person["record_id"], []).append(person)
+    if len(ahead) < len(fresh):
+        for person in people:
+            by_record.setdefault(person["record_id"], []).append(person)
     terms: dict[int, str] = {}
+    packed: dict[int, bytes] = {}
     for row in record_rows:
         record_id = ids.get(row["key"])
         if record_id in mine:
-            parts = search_index.record_parts(row, by_record.get(record_id, ()))
-            terms[record_id] = index_terms(parts)
-    search_index.add(conn, terms)
+            entry = ahead.get(row["key"])
+            if entry is not None:
+                terms[record_id], packed[record_id] = entry
+            else:
+                parts = search_index.record_parts(row, by_record.get(record_id, ()))
+                terms[record_id] = index_terms(parts)
+    search_index.add(conn, terms, packed)
 
 
 def _new_places(conn: Connection, record_ids: set[int], batch: FolderBatch) -> set[int]:

@@ -145,16 +145,20 @@ def record_parts(record: Mapping[str, Any], people: Iterable[Mapping[str, Any]] 
     return parts
 
 
-def add(conn: Connection, terms: Mapping[int, str]) -> None:
-    """Index records not indexed yet: {record id: index_terms}."""
+def add(
+    conn: Connection, terms: Mapping[int, str], packed: Mapping[int, bytes] | None = None
+) -> None:
+    """Index records not indexed yet: {record id: index_terms}; ``packed`` has the
+    ``pack`` of some of them already (SQLite)."""
     if not terms:
         return
     if _sqlite(conn):
         rows = list(terms.items())
+        done = packed or {}
         conn.exec_driver_sql(f"INSERT INTO {INDEX} (rowid, terms) VALUES (?, ?)", rows)
         conn.exec_driver_sql(
             f"INSERT INTO {INDEX}_terms (record_id, terms) VALUES (?, ?)",
-            [(rid, pack(t)) for rid, t in rows],
+            [(rid, done.get(rid) or pack(t)) for rid, t in rows],
         )
         return
     for part in chunks(sorted(terms)):

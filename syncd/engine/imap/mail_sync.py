@@ -7,9 +7,11 @@ nothing twice.  A failing mailbox or folder is recorded and the others carry on.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
@@ -38,6 +40,10 @@ from syncd.store.capture import (
 )
 from syncd.store.directory import load_directory
 from syncd.store.sql import chunks
+
+if TYPE_CHECKING:
+    from syncd.engine.imap.parse_worker import ParseWorker
+    from syncd.engine.imap.pipeline import Outcome, Policy
 
 log = get_logger("syncd.sync")
 # UIDs searched at a time; a window of the UID space, not of messages (UIDs have gaps).
@@ -98,8 +104,12 @@ class MailSync:
         should_stop: Callable[[], bool] = lambda: False,
         fence: Callable[[Connection], None] = lambda _conn: None,
         backlog: Backlog | None = None,
+        parse_worker: bool = False,
     ) -> None:
         self._engine = engine
+        # A backlog is parsed in a forked child (parse_worker.py): only for a caller whose
+        # thread is the process's only one when the pass starts (`syncd sync`).
+        self._parse_worker = parse_worker
         # The daemon's, read by its webhook deliverer; a one-shot run's is its own.
         self._backlog = backlog if backlog is not None else Backlog()
         # Called inside each batch's transaction: the daemon renews its lease there and
@@ -242,20 +252,31 @@ class MailSync:
         # A backlog's FETCHes run a batch ahead on a thread of their own (prefetch.py): the
         # socket waits while this thread parses and saves.  After a UIDVALIDITY change a
         # batch is re-identified (database and server) before it is fetched: in turn.
+        # A backlog is parsed a batch ahead in a child of its own when the caller allows
+        # it (parse_worker.py), forked before the read-ahead thread starts.
         stream: Iterable[tuple[list[int], list[FetchedMessage] | None]]
         ahead: AbstractContextManager[object] = nullcontext()
+        worker: ParseWorker | None = None
         if reidentify or expected <= self._config.capture.batch_size:
             stream = ((uids, None) for uids in batches)
         else:
+            # Only where fork is the ordinary way to start a process (not macOS, Windows).
+            if self._parse_worker and sys.platform == "linux":
+                from syncd.engine.imap.parse_worker import ParseWorker
+
+                worker = ParseWorker(self._policy(box), directory)
             stream = ahead = Prefetched(
                 ((uids, session.fetch(uids)) for uids in batches), name="imap-fetch"
             )
-        with backlog, ahead:
-            for uid_batch, fetched in stream:
-                batch = self._read_batch(
-                    session, box, folder, status.uidvalidity, uid_batch, directory, reidentify,
-                    fetched,
-                )  # fmt: skip
+        read = (
+            self._read_in_turn(
+                session, box, folder, status.uidvalidity, directory, reidentify, stream
+            )
+            if worker is None
+            else self._parsed_ahead(worker, stream, box, folder, status.uidvalidity)
+        )
+        with backlog, ahead, worker or nullcontext():
+            for uid_batch, batch in read:
                 self._save(batch, outcome)
                 done += len(uid_batch)
                 last_seen = uid_batch[-1]
@@ -358,25 +379,92 @@ class MailSync:
     ) -> FolderBatch:
         """Fetch (unless ``fetched`` already) and process one batch of UIDs; nothing is
         written yet."""
-        batch = FolderBatch(
+        batch = self._new_batch(box, folder, uidvalidity, uids)
+        # The message parser and the capture decisions, only once there is mail to read: a
+        # pass over unchanged folders (most polls, and `syncd sync` then) never loads them.
+        from syncd.engine.imap.pipeline import process
+
+        to_fetch = self._reidentify(session, uids, batch) if reidentify else uids
+        policy = self._policy(box)
+        messages = session.fetch(to_fetch) if fetched is None else fetched
+        self._collect(batch, (process(message, policy, directory) for message in messages))
+        return batch
+
+    def _read_in_turn(
+        self,
+        session: MailSession,
+        box: MailboxConfig,
+        folder: str,
+        uidvalidity: int,
+        directory: Directory,
+        reidentify: bool,
+        stream: Iterable[tuple[list[int], list[FetchedMessage] | None]],
+    ) -> Iterator[tuple[list[int], FolderBatch]]:
+        """The batches of ``stream`` processed in this thread, each before it is saved."""
+        for uids, fetched in stream:
+            batch = self._read_batch(
+                session, box, folder, uidvalidity, uids, directory, reidentify, fetched
+            )
+            yield uids, batch
+
+    def _parsed_ahead(
+        self,
+        worker: ParseWorker,
+        stream: Iterable[tuple[list[int], list[FetchedMessage] | None]],
+        box: MailboxConfig,
+        folder: str,
+        uidvalidity: int,
+    ) -> Iterator[tuple[list[int], FolderBatch]]:
+        """The batches of ``stream`` processed by ``worker``, each handed out once the next
+        one is in the worker's hands: the caller saves a batch while the next is parsed.
+        A batch parsed is a batch saved: should taking the next one from the stream fail
+        (its FETCH, a Ctrl-C while waiting for it), the batch in hand is handed out first,
+        so the cursor ends where the in-process pass would have left it."""
+        ready: tuple[list[int], FolderBatch] | None = None
+        items = iter(stream)
+        while True:
+            try:
+                item = next(items, None)
+            except BaseException:
+                if ready is not None:
+                    yield ready
+                raise
+            if item is None:
+                break
+            uids, fetched = item
+            assert fetched is not None  # a backlog's stream is always fetched ahead
+            worker.submit(fetched)
+            if ready is not None:
+                yield ready
+            batch = self._new_batch(box, folder, uidvalidity, uids)
+            self._collect(batch, worker.outcomes())
+            ready = (uids, batch)
+        if ready is not None:
+            yield ready
+
+    def _new_batch(
+        self, box: MailboxConfig, folder: str, uidvalidity: int, uids: list[int]
+    ) -> FolderBatch:
+        return FolderBatch(
             mailbox=box.name,
             folder=folder,
             uidvalidity=uidvalidity,
             last_uid=uids[-1],
             highestmodseq=None,  # set with the final cursor, once the whole folder is read
+            plus_addressing=self._config.capture.plus_addressing,
         )
-        # The message parser and the capture decisions, only once there is mail to read: a
-        # pass over unchanged folders (most polls, and `syncd sync` then) never loads them.
-        from syncd.engine.imap.pipeline import Policy, Quarantined, Skipped, process
 
-        to_fetch = self._reidentify(session, uids, batch) if reidentify else uids
+    def _policy(self, box: MailboxConfig) -> Policy:
+        from syncd.engine.imap.pipeline import Policy
+
         capture = self._config.capture
-        policy = Policy(
-            box.owner, self._config.internal_domains, capture.store, capture.only_matched
-        )
-        batch.plus_addressing = capture.plus_addressing
-        for message in session.fetch(to_fetch) if fetched is None else fetched:
-            result = process(message, policy, directory)
+        return Policy(box.owner, self._config.internal_domains, capture.store, capture.only_matched)
+
+    def _collect(self, batch: FolderBatch, outcomes: Iterable[Outcome]) -> None:
+        """Each message's outcome into the batch that writes it."""
+        from syncd.engine.imap.pipeline import Quarantined, Skipped
+
+        for result in outcomes:
             if isinstance(result, Skipped):
                 batch.skipped += 1
                 batch.skipped_uids.append((result.uid, skip_rule(result.reason)))
@@ -386,14 +474,13 @@ class MailSync:
                 batch.quarantined.append((result.uid, result.reason))
                 log.warning(
                     "message.quarantined",
-                    mailbox=box.name,
-                    folder=folder,
+                    mailbox=batch.mailbox,
+                    folder=batch.folder,
                     uid=result.uid,
                     reason=result.reason,
                 )
             else:
                 batch.captured.append(result)
-        return batch
 
     def _reidentify(self, session: MailSession, uids: list[int], batch: FolderBatch) -> list[int]:
         """After a UIDVALIDITY change, attach known messages by Message-ID without refetching them."""
