@@ -19,7 +19,9 @@ UNUSED = (
 )  # fmt: skip
 
 
-def test_a_mail_only_sync_imports_only_what_it_uses(world: World) -> None:
+def _sync_twice(world: World, watched: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """`syncd sync` in a fresh process, twice (the backfill of one message, then a pass that
+    finds the mailbox unchanged): each run's output and which of ``watched`` it loaded."""
     world.rep("alice")
     world.deliver("alice", make_message(subject="Quote", sender="wile@acme.com"))
     config = world.write_config()
@@ -28,14 +30,21 @@ def test_a_mail_only_sync_imports_only_what_it_uses(world: World) -> None:
         "from syncd.cli.main import cli\n"
         f"try:\n    cli.main(['--config', {str(config)!r}, 'sync'], prog_name='syncd')\n"
         "except SystemExit as done:\n    assert not done.code, done.code\n"
-        f"print(json.dumps(sorted(m for m in {UNUSED!r} if m in sys.modules)))\n"
+        f"print(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))\n"
     )
-    for _ in range(2):  # the backfill, then a pass that finds the mailbox unchanged
+    runs: list[tuple[str, list[str]]] = []
+    for _ in range(2):
         done = subprocess.run(
             [sys.executable, "-c", probe], capture_output=True, text=True, check=True
         )
-        assert "alice:" in done.stdout
-        assert json.loads(done.stdout.splitlines()[-1]) == []
+        runs.append((done.stdout, json.loads(done.stdout.splitlines()[-1])))
+    return runs
+
+
+def test_a_mail_only_sync_imports_only_what_it_uses(world: World) -> None:
+    for output, loaded in _sync_twice(world, UNUSED):
+        assert "alice:" in output
+        assert loaded == []
 
 
 # What a pass that finds nothing new never needs: the message parser and the capture
@@ -51,22 +60,11 @@ NOT_FOR_AN_UNCHANGED_PASS = (
 def test_a_sync_of_an_unchanged_mailbox_loads_no_parser_token_client_or_idle(
     world: World,
 ) -> None:
-    world.rep("alice")
-    world.deliver("alice", make_message(subject="Quote", sender="wile@acme.com"))
-    config = world.write_config()
-    probe = (
-        "import json, sys\n"
-        "from syncd.cli.main import cli\n"
-        f"try:\n    cli.main(['--config', {str(config)!r}, 'sync'], prog_name='syncd')\n"
-        "except SystemExit as done:\n    assert not done.code, done.code\n"
-        f"print(json.dumps(sorted(m for m in {NOT_FOR_AN_UNCHANGED_PASS!r} if m in sys.modules)))\n"
+    (backfill, loaded_by_backfill), (unchanged, loaded) = _sync_twice(
+        world, NOT_FOR_AN_UNCHANGED_PASS
     )
-    backfill, unchanged = (
-        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-        for _ in range(2)
-    )
-    assert "alice: 1 captured" in backfill.stdout
+    assert "alice: 1 captured" in backfill
     # The backfill parsed a message: the probe does see what it loads.
-    assert "syncd.domain.message" in json.loads(backfill.stdout.splitlines()[-1])
-    assert "alice: 0 captured" in unchanged.stdout
-    assert json.loads(unchanged.stdout.splitlines()[-1]) == []
+    assert "syncd.domain.message" in loaded_by_backfill
+    assert "alice: 0 captured" in unchanged
+    assert loaded == []
