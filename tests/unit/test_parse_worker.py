@@ -4,6 +4,7 @@ and ordinary mail; a child that fails or dies costs no message and raises nothin
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -101,13 +102,27 @@ def test_an_error_in_the_child_is_raised_here_where_the_loop_would_raise_it(
             worker.outcomes()
 
 
-def test_a_fork_that_fails_leaves_the_batches_to_this_process(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def no_fork() -> int:
-        raise BlockingIOError(11, "Resource temporarily unavailable")
+def _no_fork() -> int:
+    raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(os, "fork", no_fork)
+
+def _no_fork_method(method: str | None = None) -> object:
+    raise ValueError(f"cannot find context for {method!r}")
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "failing"),
+    [
+        pytest.param(os, "fork", _no_fork, id="a fork that fails (EAGAIN)"),
+        pytest.param(
+            multiprocessing, "get_context", _no_fork_method, id="no fork on this platform"
+        ),
+    ],
+)
+def test_a_worker_that_cannot_start_leaves_the_batches_to_this_process(
+    monkeypatch: pytest.MonkeyPatch, module: object, name: str, failing: object
+) -> None:
+    monkeypatch.setattr(module, name, failing)
     messages = _messages()
     directory = _directory()
     expected = [process(m, POLICY, directory) for m in messages]
@@ -118,24 +133,6 @@ def test_a_fork_that_fails_leaves_the_batches_to_this_process(
         worker.submit(messages[10:])
         got += worker.outcomes()
     assert got == expected
-
-
-def test_a_platform_without_fork_leaves_the_batches_to_this_process(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import multiprocessing
-
-    def no_such_method(method: str | None = None) -> object:
-        raise ValueError(f"cannot find context for {method!r}")
-
-    monkeypatch.setattr(multiprocessing, "get_context", no_such_method)
-    messages = _messages()
-    directory = _directory()
-    expected = [process(m, POLICY, directory) for m in messages]
-    with ParseWorker(POLICY, directory) as worker:
-        assert worker.lost
-        worker.submit(messages)
-        assert worker.outcomes() == expected
 
 
 def test_a_child_that_hangs_is_killed_and_its_batch_parsed_here(
