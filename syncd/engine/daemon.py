@@ -48,7 +48,7 @@ from syncd.engine.services import Services
 from syncd.engine.sources import Source, configured_sources
 from syncd.engine.sync_worker import SyncWorker, crash_kind
 from syncd.engine.task_sync import TaskLists
-from syncd.engine.timed_jobs import TimedJobs
+from syncd.engine.timed_jobs import TimedJobs, verify_slots
 from syncd.engine.timetable import Key, Scheduled, Timetable
 from syncd.engine.watchers import Watchers
 from syncd.engine.work_pool import WorkPool
@@ -104,7 +104,10 @@ class Daemon:
             self.id, self._leases, self._polls, self._metrics, self._notifier,
             alarm=self._alarm, stopping=self._stop,
         )  # fmt: skip
-        self._jobs = TimedJobs(self.id, self._metrics, self._alarm)
+        self._jobs = TimedJobs(
+            self.id, self._metrics, self._alarm,
+            slots=verify_slots(config.sync.concurrency), stopping=self._stop,
+        )  # fmt: skip
         self._directory = DirectoryCache()
         self._worker = SyncWorker(
             self.id, config, self._timetable, self._leases, self._polls, self._directory,
@@ -197,16 +200,23 @@ class Daemon:
         # that a stop right after a takeover (a claim of hundreds of leases in flight, a
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
+        assert self._pool is not None and self._engine is not None
+        # First, before anything that waits: the work queued (a takeover's syncs, verifies)
+        # is dropped, not started on a worker freed during the steps below, and a sync
+        # dropped is not running: its lease is released with the others at once.
+        self._timetable.dropped(
+            [args[0] for args in self._pool.shutdown() if args and isinstance(args[0], Scheduled)]
+        )
         self._notifier.stopping()
         self._services.stop_metrics()
         self._services.stop_directory()
-        assert self._pool is not None and self._engine is not None
         # A claim in flight must not land after the release.
         self._heartbeat.join(min(2.0, deadline - time.monotonic()))
         self._leases.stopping(self._engine, self._timetable.running(), within=STOP_WRITE_WITHIN)
         self._imap.hub.close(timeout=0.0)  # watchers only listen: nothing to commit
-        self._pool.shutdown()
-        self._services.stop_delivery(min(3.0, STOP_WITHIN / 2))
+        # Deliverers within what is left of the deadline too (a request in flight goes
+        # again later): two of 2.5 s each after the steps above ran past 10 s in all.
+        self._services.stop_delivery(max(0.0, min(3.0, (deadline - time.monotonic()) / 2)))
         self._pool.wait(deadline)
         # Watchers only listen (nothing to commit): give them a second in all, then leave.
         self._watchers.join(max(0.0, min(1.0, deadline - time.monotonic())))
@@ -372,11 +382,12 @@ class Daemon:
                 self._pool.submit(self._sync, scheduled)
         if now < self._timetable.verify_at and not self._jobs.verify_ended():
             return
-        sources, healthy = self._timetable.for_verify()
         every = self._config.sync.verify_interval
-        for job in self._jobs.verifies_due(self._engine, every, sources, healthy, held):
+        if self._timetable.take_verify_plan():  # the sources changed: read them all once
+            self._jobs.plan_verifies(every, self._timetable.sources)
+        for job in self._jobs.verifies_due(self._engine, every, held, self._timetable.verifiable):
             self._pool.submit(job)
-        self._timetable.verify_at = self._jobs.next_verify(held)
+        self._timetable.verify_at = self._jobs.next_verify()
 
     def _sync(self, scheduled: Scheduled) -> None:
         assert self._engine is not None
