@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -295,6 +296,17 @@ def verifies(fleet: list[Daemon]) -> str:
     return f"verifies done so far {done}"
 
 
+def stop_steps(d: Daemon) -> str:
+    """What its last stop spent where (its log's daemon.stopped line, after the exit)."""
+    with contextlib.suppress(OSError), d.log.open("rb") as log:
+        for line in reversed(log.readlines()[-200:]):
+            if b"daemon.stopped" in line:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    return f"stop steps {event.get('took')}, dropped {event.get('dropped')} queued"
+    return "no daemon.stopped line"
+
+
 def load() -> str:
     return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -344,7 +356,8 @@ def term_in_takeover(
     took = time.perf_counter() - started
     print(
         f"SIGTERM in a takeover: {second.name} (holding {had}, had claimed {gained} of"
-        f" {first.name}'s) exited {second.exit_time()} after its SIGTERM (target <= 10 s);"
+        f" {first.name}'s) exited {second.exit_time()} after its SIGTERM (target <= 10 s;"
+        f" {stop_steps(second)});"
         f" {first.name} exited {first.exit_time()}; new mail in {len(boxes)} of their"
         f" mailboxes captured by the other {len(fleet) - 2} {took:.1f}s after the first"
         f" SIGTERM ({load()}; {verifies(fleet)})"
@@ -536,6 +549,7 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
                 )
                 print(f"SIGTERM handover: {boxes} mailboxes' new mail captured in {took:.1f}s"
                       f" (target <= 15 s); the daemon exited {victim.exit_time()} after SIGTERM"
+                      f" ({stop_steps(victim)})"
                       f" ({load()}; {verifies(fleet)})")  # fmt: skip
                 # --- 4. kill -9 (after a replacement took its share) --------------------------
                 fleet.append(Daemon(work, base, "joined"))
@@ -566,7 +580,7 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
                   + ("no duplicates" if total_records == distinct else "DUPLICATES"))  # fmt: skip
             for d in fleet:
                 d.stop()
-                print(f"SIGTERM of {d.name} at rest: exited {d.exit_time()}")
+                print(f"SIGTERM of {d.name} at rest: exited {d.exit_time()} ({stop_steps(d)})")
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             db.engine.dispose()

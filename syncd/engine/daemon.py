@@ -201,32 +201,50 @@ class Daemon:
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
         assert self._pool is not None and self._engine is not None
+        # How long each step took, in the last line: what held a stop past 10 s is there.
+        took: dict[str, float] = {}
+        mark = [time.monotonic()]
+
+        def step(name: str) -> None:
+            now = time.monotonic()
+            took[name] = round(now - mark[0], 2)
+            mark[0] = now
+
         # First, before anything that waits: the work queued (a takeover's syncs, verifies)
         # is dropped, not started on a worker freed during the steps below, and a sync
         # dropped is not running: its lease is released with the others at once.
-        self._timetable.dropped(
-            [args[0] for args in self._pool.shutdown() if args and isinstance(args[0], Scheduled)]
-        )
+        dropped = self._pool.shutdown()
+        self._timetable.dropped([a[0] for a in dropped if a and isinstance(a[0], Scheduled)])
         self._notifier.stopping()
         self._services.stop_metrics()
         self._services.stop_directory()
+        step("services")
         # A claim in flight must not land after the release.
         self._heartbeat.join(min(2.0, deadline - time.monotonic()))
+        step("heartbeat")
         self._leases.stopping(self._engine, self._timetable.running(), within=STOP_WRITE_WITHIN)
+        step("release")
         self._imap.hub.close(timeout=0.0)  # watchers only listen: nothing to commit
         # Deliverers within what is left of the deadline too (a request in flight goes
         # again later): two of 2.5 s each after the steps above ran past 10 s in all.
         self._services.stop_delivery(max(0.0, min(3.0, (deadline - time.monotonic()) / 2)))
+        step("hub, delivery")
         self._pool.wait(deadline)
+        step("workers")
         # Watchers only listen (nothing to commit): give them a second in all, then leave.
         self._watchers.join(max(0.0, min(1.0, deadline - time.monotonic())))
         self._imap.sessions.close_all()
         self._services.stop_listening()
+        step("watchers, logouts")
         self._polls.flush(
             self._engine, self._leases.held, before=lambda c: bounded(c, STOP_WRITE_WITHIN)
         )
         leave(self._engine, self.id, within=STOP_WRITE_WITHIN)
-        log.info("daemon.stopped", daemon=self.id, records=self._timetable.counters.records)
+        step("last writes")
+        log.info(
+            "daemon.stopped", daemon=self.id, records=self._timetable.counters.records,
+            dropped=len(dropped), took=took,
+        )  # fmt: skip
 
     @property
     def lingering(self) -> bool:
