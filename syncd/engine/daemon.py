@@ -121,6 +121,7 @@ class Daemon:
         self._last_loop = time.monotonic()
         self._engine: Engine | None = None
         self._pool: WorkPool | None = None
+        self._stopped_at: float | None = None  # time.monotonic() of the signal to stop
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -184,6 +185,7 @@ class Daemon:
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            self._stopped_at = time.monotonic()
             self._stop.set()
             self._alarm.set()
 
@@ -204,6 +206,8 @@ class Daemon:
         # How long each step took, in the last line: what held a stop past 10 s is there.
         took: dict[str, float] = {}
         mark = [time.monotonic()]
+        if self._stopped_at is not None:  # the loop's round in progress at the signal
+            took["loop"] = round(mark[0] - self._stopped_at, 2)
 
         def step(name: str) -> None:
             now = time.monotonic()
