@@ -24,6 +24,15 @@ def run(app: App) -> None:
     root.setLevel(min(root.level, logging.INFO))  # a daemon says what it does; -vv for debug
     app.config  # noqa: B018 - fail here, with the config's own message, before starting
     daemon = Daemon(app.config_path)
+
+    def leave_now() -> None:
+        # A stop past its hard limit (engine/daemon.py, STOP_HARD_AFTER): the leases are
+        # free by then; what the stop had left to do is not worth SIGTERM's 10 s.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    daemon.on_overrun = leave_now
     code = daemon.run()
     # The stop is complete (leases released, the stop recorded): the process leaves now.
     # A sync stuck on a dead connection or a login in flight (``lingering``) must not hold

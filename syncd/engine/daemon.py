@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -70,6 +71,11 @@ HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
 STOP_WITHIN = 5.0
 EXIT_GRACE = 0.5  # seconds the threads left at exit get before the process leaves them
 STOP_WRITE_WITHIN = 1.0  # seconds each of a stop's database writes may wait (locks included)
+# Seconds from the signal after which the process leaves whatever of the stop remains (with
+# ``on_overrun``): each step is bounded, but on a machine starved of CPU (load 33 on two
+# cores, 5,000 held) the bounded steps took 9.3 s in all; the leases are free by then and
+# a last write left undone only makes the others wait for the heartbeat's expiry.
+STOP_HARD_AFTER = 9.5
 
 
 def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
@@ -122,6 +128,9 @@ class Daemon:
         self._engine: Engine | None = None
         self._pool: WorkPool | None = None
         self._stopped_at: float | None = None  # time.monotonic() of the signal to stop
+        # Called on a thread of its own once a stop has run STOP_HARD_AFTER seconds from the
+        # signal (`syncd run`: the process leaves); None (tests): the stop runs to its end.
+        self.on_overrun: Callable[[], None] | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -203,6 +212,7 @@ class Daemon:
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
         assert self._pool is not None and self._engine is not None
+        self._arm_overrun()
         # How long each step took, in the last line: what held a stop past 10 s is there.
         took: dict[str, float] = {}
         mark = [time.monotonic()]
@@ -249,6 +259,22 @@ class Daemon:
             "daemon.stopped", daemon=self.id, records=self._timetable.counters.records,
             dropped=len(dropped), took=took,
         )  # fmt: skip
+
+    def _arm_overrun(self) -> None:
+        """From here on, a stop past STOP_HARD_AFTER (from the signal) calls ``on_overrun``.
+        Armed here, on the loop's thread, not in the signal handler: a thread started there
+        could wait forever on a lock the interrupted code holds (the loop starts threads)."""
+        overrun = self.on_overrun
+        if overrun is None:
+            return
+        hard = (self._stopped_at or time.monotonic()) + STOP_HARD_AFTER
+
+        def watch() -> None:
+            time.sleep(max(0.0, hard - time.monotonic()))
+            log.warning("daemon.stop_overran", after=STOP_HARD_AFTER)
+            overrun()
+
+        threading.Thread(target=watch, name="stop-overrun", daemon=True).start()
 
     @property
     def lingering(self) -> bool:

@@ -1,6 +1,7 @@
 """SIGTERM drops the work queued on the pool before anything else in the stop: no sync or
 verify queued (a takeover's hundreds, a verify wave) starts on a worker freed while the
-stop waits for the heartbeat, and a sync dropped keeps no lease until the very end."""
+stop waits for the heartbeat, and a sync dropped keeps no lease until the very end.  And a
+stop that runs past its hard limit leaves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
+
+from syncd.engine import daemon as daemon_module
 from syncd.engine.daemon import Daemon, Scheduled
 from syncd.engine.sources import Source
 from syncd.engine.work_pool import WorkPool
@@ -76,3 +80,30 @@ def test_a_stop_drops_the_queued_syncs_before_waiting_and_releases_their_leases(
     # and their leases go with the first release, not with the last write of the stop.
     assert kept == [[("mailbox", "busy")]]
     assert [n for n in names if daemon._timetable.sources[("mailbox", n)].running] == ["busy"]
+
+
+def test_a_stop_still_running_at_its_hard_limit_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each step of a stop is bounded, but not their sum on a machine starved of CPU (9.3 s
+    # at load 33): at the hard limit from the signal, `syncd run` leaves whatever remains.
+    monkeypatch.setattr(daemon_module, "STOP_HARD_AFTER", 0.5)
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n')
+    daemon = Daemon(config)
+    daemon._engine = open_database(f"sqlite:///{tmp_path / 'syncd.db'}")
+    daemon._pool = WorkPool(1)
+    overran, stuck = threading.Event(), threading.Event()
+    daemon.on_overrun = overran.set
+    daemon._leases.stopping = lambda *_a, **_kw: stuck.wait(10)  # type: ignore[method-assign]
+    daemon._stopped_at = time.monotonic()  # the signal
+    stop = threading.Thread(target=daemon._shutdown)
+    stop.start()
+    try:
+        assert overran.wait(5)
+        assert stop.is_alive()  # the stop was still in its steps
+        assert time.monotonic() - daemon._stopped_at < 2.0
+    finally:
+        stuck.set()
+        stop.join(20)
+        daemon._engine.dispose()
