@@ -300,6 +300,9 @@ def stop_steps(d: Daemon) -> str:
     """What its last stop spent where (its log's daemon.stopped line, after the exit)."""
     with contextlib.suppress(OSError), d.log.open("rb") as log:
         for line in reversed(log.readlines()[-200:]):
+            if b"daemon.stop_overran" in line:  # left at the hard limit: the steps done
+                with contextlib.suppress(ValueError):
+                    return f"overran; stop steps done {json.loads(line).get('took')}"
             if b"daemon.stopped" in line:
                 with contextlib.suppress(ValueError):
                     event = json.loads(line)

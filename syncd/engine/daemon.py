@@ -131,6 +131,7 @@ class Daemon:
         # Called on a thread of its own once a stop has run STOP_HARD_AFTER seconds from the
         # signal (`syncd run`: the process leaves); None (tests): the stop runs to its end.
         self.on_overrun: Callable[[], None] | None = None
+        self._stop_took: dict[str, float] = {}  # a stop's steps done, with their seconds
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -212,9 +213,10 @@ class Daemon:
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
         assert self._pool is not None and self._engine is not None
+        # How long each step took, in the last line: what held a stop past 10 s is there
+        # (and in ``daemon.stop_overran``: the steps done, the next one is the one that hung).
+        took: dict[str, float] = self._stop_took
         self._arm_overrun()
-        # How long each step took, in the last line: what held a stop past 10 s is there.
-        took: dict[str, float] = {}
         mark = [time.monotonic()]
         if self._stopped_at is not None:  # the loop's round in progress at the signal
             took["loop"] = round(mark[0] - self._stopped_at, 2)
@@ -271,7 +273,7 @@ class Daemon:
 
         def watch() -> None:
             time.sleep(max(0.0, hard - time.monotonic()))
-            log.warning("daemon.stop_overran", after=STOP_HARD_AFTER)
+            log.warning("daemon.stop_overran", after=STOP_HARD_AFTER, took=dict(self._stop_took))
             overrun()
 
         threading.Thread(target=watch, name="stop-overrun", daemon=True).start()
