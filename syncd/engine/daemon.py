@@ -249,9 +249,11 @@ class Daemon:
         step("workers")
         # Watchers only listen (nothing to commit): give them a second in all, then leave.
         self._watchers.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        step("watchers")
         self._imap.sessions.close_all()
+        step("logouts")
         self._services.stop_listening()
-        step("watchers, logouts")
+        step("listeners")
         self._polls.flush(
             self._engine, self._leases.held, before=lambda c: bounded(c, STOP_WRITE_WITHIN)
         )
