@@ -5,11 +5,24 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 
 import click
 
 from syncd.cli.app import App, pass_app
 from syncd.engine.daemon import Daemon
+from syncd.errors import SyncdError, describe, raised_at
+from syncd.logs import get_logger
+
+log = get_logger("syncd.daemon")
+
+
+def _leave(code: int) -> None:
+    """Exit now with ``code``, without waiting for the threads left behind."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @click.command()
@@ -33,14 +46,25 @@ def run(app: App) -> None:
         os._exit(0)
 
     daemon.on_overrun = leave_now
-    code = daemon.run()
+    try:
+        code = daemon.run()
+    except Exception as err:
+        # A crash of the loop (a bug, a database gone): the exit must be non-zero, for
+        # systemd's Restart=on-failure.  The stop after it has run; a sync stuck on a dead
+        # server (or a login in flight) would hold the interpreter's exit until its timeout,
+        # so with such threads the process leaves at once, with the code the CLI would give.
+        log.error("daemon.crashed", error=type(err).__name__, at=raised_at(err))
+        if not daemon.lingering:
+            raise  # the CLI's own handling: a message and its exit code, or a traceback
+        if isinstance(err, SyncdError):
+            click.echo(f"error: {describe(err)}", err=True)
+            _leave(err.exit_code)
+        traceback.print_exception(err)
+        _leave(1)
     # The stop is complete (leases released, the stop recorded): the process leaves now.
     # A sync stuck on a dead connection or a login in flight (``lingering``) must not hold
     # the exit past SIGTERM's 10 s (what a sync had not committed is rolled back; its batch
     # is fetched again), and neither must the interpreter's teardown of hundreds of
     # watches and sessions, which took seconds on a loaded host.
     daemon.lingering  # noqa: B018 - logs the threads it leaves behind
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _leave(code)

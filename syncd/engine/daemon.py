@@ -131,6 +131,10 @@ class Daemon:
         # Called on a thread of its own once a stop has run STOP_HARD_AFTER seconds from the
         # signal (`syncd run`: the process leaves); None (tests): the stop runs to its end.
         self.on_overrun: Callable[[], None] | None = None
+        # Set when ``_shutdown`` ends, however it ends: the hard limit's watcher stands down
+        # (a stop that completed must not leave from under the exit's grace for lingering
+        # threads, nor exit 0 from under the teardown after a crash of the loop).
+        self._stop_done = threading.Event()
         self._stop_took: dict[str, float] = {}  # a stop's steps done, with their seconds
 
     # --- life cycle -------------------------------------------------------------------------
@@ -212,11 +216,18 @@ class Daemon:
         # that a stop right after a takeover (a claim of hundreds of leases in flight, a
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
+        if self._stopped_at is not None:  # a signalled stop only: a crash exits as a crash
+            self._arm_overrun(self._stopped_at)
+        try:
+            self._stop_steps(deadline)
+        finally:
+            self._stop_done.set()
+
+    def _stop_steps(self, deadline: float) -> None:
         assert self._pool is not None and self._engine is not None
         # How long each step took, in the last line: what held a stop past 10 s is there
         # (and in ``daemon.stop_overran``: the steps done, the next one is the one that hung).
         took: dict[str, float] = self._stop_took
-        self._arm_overrun()
         mark = [time.monotonic()]
         if self._stopped_at is not None:  # the loop's round in progress at the signal
             took["loop"] = round(mark[0] - self._stopped_at, 2)
@@ -264,17 +275,20 @@ class Daemon:
             dropped=len(dropped), took=took,
         )  # fmt: skip
 
-    def _arm_overrun(self) -> None:
-        """From here on, a stop past STOP_HARD_AFTER (from the signal) calls ``on_overrun``.
-        Armed here, on the loop's thread, not in the signal handler: a thread started there
-        could wait forever on a lock the interrupted code holds (the loop starts threads)."""
+    def _arm_overrun(self, signalled_at: float) -> None:
+        """From here on, a stop past STOP_HARD_AFTER (from the signal) calls ``on_overrun``,
+        unless the stop ended first.  Armed here, on the loop's thread, not in the signal
+        handler: a thread started there could wait forever on a lock the interrupted code
+        holds (the loop starts threads).  Never for a stop after a crash of the loop: that
+        process must exit as a crash (non-zero: systemd's Restart=on-failure)."""
         overrun = self.on_overrun
         if overrun is None:
             return
-        hard = (self._stopped_at or time.monotonic()) + STOP_HARD_AFTER
+        hard = signalled_at + STOP_HARD_AFTER
 
         def watch() -> None:
-            time.sleep(max(0.0, hard - time.monotonic()))
+            if self._stop_done.wait(max(0.0, hard - time.monotonic())):
+                return  # the stop completed in time
             log.warning("daemon.stop_overran", after=STOP_HARD_AFTER, took=dict(self._stop_took))
             overrun()
 
