@@ -135,6 +135,11 @@ class Daemon:
         # (a stop that completed must not leave from under the exit's grace for lingering
         # threads, nor exit 0 from under the teardown after a crash of the loop).
         self._stop_done = threading.Event()
+        # Set once the stop has released the leases (or ended before): the hard limit counts
+        # from the signal, but a loop round that ran long must not make it leave before the
+        # others may take the sources over (the wait is bounded by the steps before it: the
+        # heartbeat's join, 2 s, and the release's own write limit).
+        self._released = threading.Event()
         self._stop_took: dict[str, float] = {}  # a stop's steps done, with their seconds
 
     # --- life cycle -------------------------------------------------------------------------
@@ -221,6 +226,7 @@ class Daemon:
         try:
             self._stop_steps(deadline)
         finally:
+            self._released.set()
             self._stop_done.set()
 
     def _stop_steps(self, deadline: float) -> None:
@@ -251,6 +257,7 @@ class Daemon:
         step("heartbeat")
         self._leases.stopping(self._engine, self._timetable.running(), within=STOP_WRITE_WITHIN)
         step("release")
+        self._released.set()
         self._imap.hub.close(timeout=0.0)  # watchers only listen: nothing to commit
         # Deliverers within what is left of the deadline too (a request in flight goes
         # again later): two of 2.5 s each after the steps above ran past 10 s in all.
@@ -287,6 +294,7 @@ class Daemon:
         hard = signalled_at + STOP_HARD_AFTER
 
         def watch() -> None:
+            self._released.wait()
             if self._stop_done.wait(max(0.0, hard - time.monotonic())):
                 return  # the stop completed in time
             log.warning("daemon.stop_overran", after=STOP_HARD_AFTER, took=dict(self._stop_took))

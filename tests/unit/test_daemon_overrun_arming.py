@@ -32,6 +32,32 @@ def _daemon(tmp_path: Path) -> Daemon:
     return daemon
 
 
+def test_the_hard_limit_never_leaves_before_the_leases_are_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon_module, "STOP_HARD_AFTER", 0.5)
+    daemon = _daemon(tmp_path)
+    events: list[str] = []
+    left = threading.Event()
+
+    def overrun() -> None:
+        events.append("exit")
+        left.set()
+
+    daemon.on_overrun = overrun
+    daemon._leases.stopping = lambda *_a, **_kw: events.append("released")  # type: ignore[method-assign]
+    # A claim in flight the stop waits for (bounded at 2 s by the stop itself).
+    daemon._heartbeat.join = lambda _timeout: time.sleep(0.3)  # type: ignore[method-assign]
+    # The loop's round at the signal (a takeover's claim at load 33) ran past the limit.
+    daemon._stopped_at = time.monotonic() - 0.6
+    try:
+        daemon._shutdown()
+        left.wait(1.0)
+    finally:
+        daemon._engine.dispose()  # type: ignore[union-attr]
+    assert events[:1] == ["released"], events
+
+
 def test_a_stop_that_completed_does_not_overrun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
