@@ -16,6 +16,15 @@ from syncd.logs import get_logger
 
 log = get_logger("syncd.daemon")
 
+# The exit code of a stop cut short at its hard limit (engine/daemon.py, STOP_HARD_AFTER):
+# not 0, because the stop did not complete (its last writes may be undone: the others wait
+# for this daemon's heartbeat to expire), and what an operator can tell from a clean stop
+# without the logs; systemd/syncd.service lists it in SuccessExitStatus, so `systemctl stop`
+# still ends clean (a SIGTERM'd service that exits non-zero is "failed" otherwise).  75 is
+# sysexits' EX_TEMPFAIL: what was left undone is done by the fleet later.  Only ever after
+# SIGTERM/SIGINT: a crash exits 1 (or its error's code), and systemd restarts it.
+STOP_OVERRAN_EXIT = 75
+
 
 def _leave(code: int) -> None:
     """Exit now with ``code``, without waiting for the threads left behind."""
@@ -43,7 +52,7 @@ def run(app: App) -> None:
         # free by then; what the stop had left to do is not worth SIGTERM's 10 s.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(STOP_OVERRAN_EXIT)
 
     daemon.on_overrun = leave_now
     try:
