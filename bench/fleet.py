@@ -25,6 +25,11 @@ daemons' pools: the bench then starts a private cluster with room for them (the 
 server is never reconfigured); ``--private-postgres`` asks for one at any size.  Dovecot
 serves ``--clients-per-process`` connections an imap process (see tests/servers/dovecot.py).
 
+``--verify-interval`` brings each daemon's verify waves into the failovers: a daemon's first
+verify of every mailbox it holds comes at once, ``min(verify_interval, 600)`` s after its
+start (at 10,000 mailboxes the capture alone takes that long, so the first wave falls in
+the failovers anyway).
+
 ``--sent`` captures INBOX and Sent (default: INBOX alone); ``--compare-notify`` runs it all
 twice, on a Dovecot that offers IMAP NOTIFY (Sent covered by the watch: no STATUS per poll)
 and then on one that does not (a STATUS of Sent per poll), for the same-run ratio.
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -76,6 +82,7 @@ def config_text(
     concurrency: int,
     interval: int = 600,
     folders: str = '["INBOX"]',
+    verify_interval: int | None = None,
 ) -> str:
     boxes = "".join(
         f'[[mailbox]]\nname = "{u}"\nowner = "{u}@example.com"\nhost = "127.0.0.1"\n'
@@ -86,7 +93,9 @@ def config_text(
     # Polls every 10 minutes by default: push and lease handovers are what is measured.
     return (
         f'[database]\nurl = "{db_url}"\n[organization]\ninternal_domains = ["example.com"]\n'
-        f"[sync]\ninterval = {interval}\nconcurrency = {concurrency}\n\n{boxes}"
+        f"[sync]\ninterval = {interval}\nconcurrency = {concurrency}\n"
+        + ("" if verify_interval is None else f"verify_interval = {verify_interval}\n")
+        + f"\n{boxes}"
     )
 
 
@@ -277,6 +286,30 @@ def settled(db: Database, fleet: list[Daemon], n: int) -> bool:
     return True
 
 
+def verifies(fleet: list[Daemon]) -> str:
+    """Verifies done so far by ``fleet`` (its logs' verify.done lines): whether a failover
+    fell in a verify wave."""
+    done = 0
+    for d in fleet:
+        with contextlib.suppress(OSError), d.log.open("rb") as log:
+            done += sum(line.count(b"verify.done") for line in log)
+    return f"verifies done so far {done}"
+
+
+def stop_steps(d: Daemon) -> str:
+    """What its last stop spent where (its log's daemon.stopped line, after the exit)."""
+    with contextlib.suppress(OSError), d.log.open("rb") as log:
+        for line in reversed(log.readlines()[-200:]):
+            if b"daemon.stop_overran" in line:  # left at the hard limit: the steps done
+                with contextlib.suppress(ValueError):
+                    return f"overran; stop steps done {json.loads(line).get('took')}"
+            if b"daemon.stopped" in line:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    return f"stop steps {event.get('took')}, dropped {event.get('dropped')} queued"
+    return "no daemon.stopped line"
+
+
 def load() -> str:
     return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -326,10 +359,11 @@ def term_in_takeover(
     took = time.perf_counter() - started
     print(
         f"SIGTERM in a takeover: {second.name} (holding {had}, had claimed {gained} of"
-        f" {first.name}'s) exited {second.exit_time()} after its SIGTERM (target <= 10 s);"
+        f" {first.name}'s) exited {second.exit_time()} after its SIGTERM (target <= 10 s;"
+        f" {stop_steps(second)});"
         f" {first.name} exited {first.exit_time()}; new mail in {len(boxes)} of their"
         f" mailboxes captured by the other {len(fleet) - 2} {took:.1f}s after the first"
-        f" SIGTERM ({load()})"
+        f" SIGTERM ({load()}; {verifies(fleet)})"
     )
     return first, second
 
@@ -343,6 +377,13 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0, help="idle seconds measured")
     parser.add_argument(
         "--interval", type=int, default=600, help="[sync] interval: polls in the idle window"
+    )
+    parser.add_argument(
+        "--verify-interval",
+        type=int,
+        default=None,
+        help="[sync] verify_interval (default: the daemon's, a day; the first verify of each"
+        " mailbox comes this long after start, at most 600 s): verifies due during the failovers",
     )
     parser.add_argument("--no-failover", action="store_true", help="skip SIGTERM/kill -9/4 daemons")
     parser.add_argument("--keep", action="store_true", help="keep the daemons' logs and configs")
@@ -416,7 +457,10 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
             db_url = stack.enter_context(scratch_database(admin))
             db = Database(db_url)
             folders = '["INBOX", "Sent"]' if args.sent else '["INBOX"]'
-            base = config_text(db_url, server.port, users, args.concurrency, args.interval, folders)
+            base = config_text(
+                db_url, server.port, users, args.concurrency, args.interval, folders,
+                args.verify_interval,
+            )  # fmt: skip
             # --- 1. capture --------------------------------------------------------------
             started = time.perf_counter()
             dove_before = dovecot_cpu_seconds(server)
@@ -508,7 +552,8 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
                 )
                 print(f"SIGTERM handover: {boxes} mailboxes' new mail captured in {took:.1f}s"
                       f" (target <= 15 s); the daemon exited {victim.exit_time()} after SIGTERM"
-                      f" ({load()})")  # fmt: skip
+                      f" ({stop_steps(victim)})"
+                      f" ({load()}; {verifies(fleet)})")  # fmt: skip
                 # --- 4. kill -9 (after a replacement took its share) --------------------------
                 fleet.append(Daemon(work, base, "joined"))
                 joined = wait(lambda: settled(db, fleet, n), settle_timeout, "the join", every)
@@ -519,7 +564,7 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
                     server, db, victim, signal.SIGKILL, "kill", 100, mail_timeout
                 )
                 print(f"kill -9 failover: {boxes} mailboxes' new mail captured in {took:.1f}s"
-                      f" (target <= 60 s) ({load()})")  # fmt: skip
+                      f" (target <= 60 s) ({load()}; {verifies(fleet)})")  # fmt: skip
                 # --- 5. four daemons ---------------------------------------------------------
                 while len(fleet) < 4:
                     fleet.append(Daemon(work, base, f"extra{len(fleet)}"))
@@ -538,7 +583,7 @@ def fleet(args: argparse.Namespace, capabilities: str | None) -> int:
                   + ("no duplicates" if total_records == distinct else "DUPLICATES"))  # fmt: skip
             for d in fleet:
                 d.stop()
-                print(f"SIGTERM of {d.name} at rest: exited {d.exit_time()}")
+                print(f"SIGTERM of {d.name} at rest: exited {d.exit_time()} ({stop_steps(d)})")
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             db.engine.dispose()

@@ -115,6 +115,11 @@ class StoreError(SyncdError):
     """The database could not do what was asked."""
 
 
+class VerifyStopped(Exception):
+    """A verify asked to stop (the daemon is stopping) ended at its next folder, calendar
+    or batch.  Not a SyncdError: nothing failed, and nothing catches it as a remote error."""
+
+
 def describe(err: SyncdError) -> str:
     """An error as status, logs and the CLI show it: what failed, and how to fix it."""
     return f"{err.message} (fix: {err.hint})" if err.hint else err.message

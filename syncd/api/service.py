@@ -26,8 +26,12 @@ class ApiService:
             log.error("api.not_started", listen=config.api.listen, error=str(err)[:200])
 
     def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            # Without [api] nothing to import: FastAPI and uvicorn took 1.3-5.1 s of a
+            # SIGTERM to load on a loaded machine (issue #20), only to find nothing to stop.
+            return
         from syncd.api.server import ApiServer
 
-        if isinstance(self._server, ApiServer):
-            self._server.stop()
-        self._server = None
+        if isinstance(server, ApiServer):
+            server.stop()

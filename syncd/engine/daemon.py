@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -48,7 +49,7 @@ from syncd.engine.services import Services
 from syncd.engine.sources import Source, configured_sources
 from syncd.engine.sync_worker import SyncWorker, crash_kind
 from syncd.engine.task_sync import TaskLists
-from syncd.engine.timed_jobs import TimedJobs
+from syncd.engine.timed_jobs import TimedJobs, verify_slots
 from syncd.engine.timetable import Key, Scheduled, Timetable
 from syncd.engine.watchers import Watchers
 from syncd.engine.work_pool import WorkPool
@@ -70,6 +71,11 @@ HEALTHY_WITHIN = 15.0  # /healthz: the main loop went round this recently
 STOP_WITHIN = 5.0
 EXIT_GRACE = 0.5  # seconds the threads left at exit get before the process leaves them
 STOP_WRITE_WITHIN = 1.0  # seconds each of a stop's database writes may wait (locks included)
+# Seconds from the signal after which the process leaves whatever of the stop remains (with
+# ``on_overrun``): each step is bounded, but on a machine starved of CPU (load 33 on two
+# cores, 5,000 held) the bounded steps took 9.3 s in all; the leases are free by then and
+# a last write left undone only makes the others wait for the heartbeat's expiry.
+STOP_HARD_AFTER = 9.5
 
 
 def _warn_exposed_secrets(config: Config, config_path: Path) -> None:
@@ -104,7 +110,10 @@ class Daemon:
             self.id, self._leases, self._polls, self._metrics, self._notifier,
             alarm=self._alarm, stopping=self._stop,
         )  # fmt: skip
-        self._jobs = TimedJobs(self.id, self._metrics, self._alarm)
+        self._jobs = TimedJobs(
+            self.id, self._metrics, self._alarm,
+            slots=verify_slots(config.sync.concurrency), stopping=self._stop,
+        )  # fmt: skip
         self._directory = DirectoryCache()
         self._worker = SyncWorker(
             self.id, config, self._timetable, self._leases, self._polls, self._directory,
@@ -118,6 +127,20 @@ class Daemon:
         self._last_loop = time.monotonic()
         self._engine: Engine | None = None
         self._pool: WorkPool | None = None
+        self._stopped_at: float | None = None  # time.monotonic() of the signal to stop
+        # Called on a thread of its own once a stop has run STOP_HARD_AFTER seconds from the
+        # signal (`syncd run`: the process leaves); None (tests): the stop runs to its end.
+        self.on_overrun: Callable[[], None] | None = None
+        # Set when ``_shutdown`` ends, however it ends: the hard limit's watcher stands down
+        # (a stop that completed must not leave from under the exit's grace for lingering
+        # threads, nor exit 0 from under the teardown after a crash of the loop).
+        self._stop_done = threading.Event()
+        # Set once the stop has released the leases (or ended before): the hard limit counts
+        # from the signal, but a loop round that ran long must not make it leave before the
+        # others may take the sources over (the wait is bounded by the steps before it: the
+        # heartbeat's join, 2 s, and the release's own write limit).
+        self._released = threading.Event()
+        self._stop_took: dict[str, float] = {}  # a stop's steps done, with their seconds
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -181,6 +204,7 @@ class Daemon:
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            self._stopped_at = time.monotonic()
             self._stop.set()
             self._alarm.set()
 
@@ -197,26 +221,86 @@ class Daemon:
         # that a stop right after a takeover (a claim of hundreds of leases in flight, a
         # database slow under it) still ends within SIGTERM's 10 s.
         deadline = time.monotonic() + STOP_WITHIN
+        if self._stopped_at is not None:  # a signalled stop only: a crash exits as a crash
+            self._arm_overrun(self._stopped_at)
+        try:
+            self._stop_steps(deadline)
+        finally:
+            self._released.set()
+            self._stop_done.set()
+
+    def _stop_steps(self, deadline: float) -> None:
+        assert self._pool is not None and self._engine is not None
+        # How long each step took, in the last line: what held a stop past 10 s is there
+        # (and in ``daemon.stop_overran``: the steps done, the next one is the one that hung).
+        took: dict[str, float] = self._stop_took
+        mark = [time.monotonic()]
+        if self._stopped_at is not None:  # the loop's round in progress at the signal
+            took["loop"] = round(mark[0] - self._stopped_at, 2)
+
+        def step(name: str) -> None:
+            now = time.monotonic()
+            took[name] = round(now - mark[0], 2)
+            mark[0] = now
+
+        # First, before anything that waits: the work queued (a takeover's syncs, verifies)
+        # is dropped, not started on a worker freed during the steps below, and a sync
+        # dropped is not running: its lease is released with the others at once.
+        dropped = self._pool.shutdown()
+        self._timetable.dropped([a[0] for a in dropped if a and isinstance(a[0], Scheduled)])
         self._notifier.stopping()
         self._services.stop_metrics()
         self._services.stop_directory()
-        assert self._pool is not None and self._engine is not None
+        step("services")
         # A claim in flight must not land after the release.
         self._heartbeat.join(min(2.0, deadline - time.monotonic()))
+        step("heartbeat")
         self._leases.stopping(self._engine, self._timetable.running(), within=STOP_WRITE_WITHIN)
+        step("release")
+        self._released.set()
         self._imap.hub.close(timeout=0.0)  # watchers only listen: nothing to commit
-        self._pool.shutdown()
-        self._services.stop_delivery(min(3.0, STOP_WITHIN / 2))
+        # Deliverers within what is left of the deadline too (a request in flight goes
+        # again later): two of 2.5 s each after the steps above ran past 10 s in all.
+        self._services.stop_delivery(max(0.0, min(3.0, (deadline - time.monotonic()) / 2)))
+        step("hub, delivery")
         self._pool.wait(deadline)
+        step("workers")
         # Watchers only listen (nothing to commit): give them a second in all, then leave.
         self._watchers.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        step("watchers")
         self._imap.sessions.close_all()
+        step("logouts")
         self._services.stop_listening()
+        step("listeners")
         self._polls.flush(
             self._engine, self._leases.held, before=lambda c: bounded(c, STOP_WRITE_WITHIN)
         )
         leave(self._engine, self.id, within=STOP_WRITE_WITHIN)
-        log.info("daemon.stopped", daemon=self.id, records=self._timetable.counters.records)
+        step("last writes")
+        log.info(
+            "daemon.stopped", daemon=self.id, records=self._timetable.counters.records,
+            dropped=len(dropped), took=took,
+        )  # fmt: skip
+
+    def _arm_overrun(self, signalled_at: float) -> None:
+        """From here on, a stop past STOP_HARD_AFTER (from the signal) calls ``on_overrun``,
+        unless the stop ended first.  Armed here, on the loop's thread, not in the signal
+        handler: a thread started there could wait forever on a lock the interrupted code
+        holds (the loop starts threads).  Never for a stop after a crash of the loop: that
+        process must exit as a crash (non-zero: systemd's Restart=on-failure)."""
+        overrun = self.on_overrun
+        if overrun is None:
+            return
+        hard = signalled_at + STOP_HARD_AFTER
+
+        def watch() -> None:
+            self._released.wait()
+            if self._stop_done.wait(max(0.0, hard - time.monotonic())):
+                return  # the stop completed in time
+            log.warning("daemon.stop_overran", after=STOP_HARD_AFTER, took=dict(self._stop_took))
+            overrun()
+
+        threading.Thread(target=watch, name="stop-overrun", daemon=True).start()
 
     @property
     def lingering(self) -> bool:
@@ -372,11 +456,12 @@ class Daemon:
                 self._pool.submit(self._sync, scheduled)
         if now < self._timetable.verify_at and not self._jobs.verify_ended():
             return
-        sources, healthy = self._timetable.for_verify()
         every = self._config.sync.verify_interval
-        for job in self._jobs.verifies_due(self._engine, every, sources, healthy, held):
+        if self._timetable.take_verify_plan():  # the sources changed: read them all once
+            self._jobs.plan_verifies(every, self._timetable.sources)
+        for job in self._jobs.verifies_due(self._engine, every, held, self._timetable.verifiable):
             self._pool.submit(job)
-        self._timetable.verify_at = self._jobs.next_verify(held)
+        self._timetable.verify_at = self._jobs.next_verify()
 
     def _sync(self, scheduled: Scheduled) -> None:
         assert self._engine is not None

@@ -161,9 +161,12 @@ class Source(Protocol):
         loop answers the rest itself, without a worker."""
         ...
 
-    def verify(self, fence: Fence = _no_fence) -> SourceReport:
+    def verify(
+        self, fence: Fence = _no_fence, *, should_stop: Callable[[], bool] = _never
+    ) -> SourceReport:
         """Account for every item the server lists (`syncd verify`); ``fence`` runs first
-        in each of its transactions, as in ``sync``."""
+        in each of its transactions, as in ``sync``; ``should_stop`` is asked between
+        places and batches (raises VerifyStopped)."""
         ...
 
     def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
@@ -365,12 +368,14 @@ class MailboxSource(_Configured[MailboxConfig]):
         finally:
             session.close()
 
-    def verify(self, fence: Fence = _no_fence) -> SourceReport:
+    def verify(
+        self, fence: Fence = _no_fence, *, should_stop: Callable[[], bool] = _never
+    ) -> SourceReport:
         from syncd.engine.verify import Verifier
 
-        return Verifier(self._engine, self._config, opener=self._open, fence=fence).verify_mailbox(
-            self.config
-        )
+        return Verifier(
+            self._engine, self._config, opener=self._open, fence=fence, should_stop=should_stop
+        ).verify_mailbox(self.config)
 
     def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
         """The missing UIDs read, decided and saved as a pass would (the cursor never moves
@@ -475,10 +480,14 @@ class CalendarSource(_Configured[CalendarConfig]):
     def unchanged(self, *, ask: bool = True) -> list[str] | None:
         return None  # a calendar pass is one REPORT per collection: nothing cheaper to ask
 
-    def verify(self, fence: Fence = _no_fence) -> SourceReport:
+    def verify(
+        self, fence: Fence = _no_fence, *, should_stop: Callable[[], bool] = _never
+    ) -> SourceReport:
         from syncd.engine.verify import Verifier
 
-        return Verifier(self._engine, self._config, fence=fence).verify_calendar(self.config)
+        return Verifier(
+            self._engine, self._config, fence=fence, should_stop=should_stop
+        ).verify_calendar(self.config)
 
     def repair(self, report: SourceReport, directory: Directory) -> list[Repaired]:
         """The calendar's sync token forgotten, so that a pass lists every ETag and reads

@@ -88,9 +88,11 @@ class Timetable:
         self._reindexed = time.monotonic()
         self._rng = rng
         self.gather = gather(sync.interval, sync.jitter)
-        # Verifies are looked for when the soonest is due, after a beat or a reload, not at
-        # every wake (each look reads every source).
+        # Verifies are looked for when the soonest is due or one ended (TimedJobs), not at
+        # every wake; the sources are read for them (``take_verify_plan``) only after a
+        # reload, a fleet change or a reindex, not at every look.
         self.verify_at = 0.0
+        self._verify_plan = True
         self.counters = Counters()
         self._lost: set[Key] = set()  # leases a worker found gone, for the loop
         self._recovered: set[Key] = set()  # out of "attention": their watch may start again
@@ -149,7 +151,19 @@ class Timetable:
                 (s.due, next(self._seq), key) for key, s in self.sources.items() if not s.running
             ]
             heapq.heapify(self.due)
-            self.verify_at = 0.0
+            self._replan_verifies()
+
+    def _replan_verifies(self) -> None:
+        """The sources changed (or a minute passed): verifies read them at the next wake.
+        Called with the lock held."""
+        self.verify_at = 0.0
+        self._verify_plan = True
+
+    def take_verify_plan(self) -> bool:
+        """Whether the sources are to be read for verifies (taken: the loop reads them)."""
+        with self.lock:
+            plan, self._verify_plan = self._verify_plan, False
+        return plan
 
     # --- what moves a source --------------------------------------------------------------
 
@@ -201,6 +215,13 @@ class Timetable:
             if recovered and not scheduled.retired:
                 self._recovered.add(scheduled.key)
 
+    def dropped(self, dropped: Iterable[Scheduled]) -> None:
+        """Syncs submitted but dropped from the pool's queue at a stop: not running (their
+        leases are released at once, not kept for a sync that will not come)."""
+        with self.lock:
+            for scheduled in dropped:
+                scheduled.running = scheduled.woken = False
+
     def counted(self, records: int) -> None:
         with self.lock:
             self.counters.records += records
@@ -248,7 +269,7 @@ class Timetable:
                 scheduled = self.sources[key] = Scheduled(source, due=due)
                 self.schedule(scheduled)
                 fresh.append((scheduled, current is None))
-            self.verify_at = 0.0  # sources added: their first verify is to be set
+            self._replan_verifies()  # sources added: their first verify is to be set
         return removed, fresh
 
     def take_over(
@@ -276,7 +297,7 @@ class Timetable:
                         scheduled.due = min(scheduled.due, time.monotonic())
                 self.schedule(scheduled)  # ours now, whether its due moved or not
             if gained:  # (every beat posts a view: most gain nothing)
-                self.verify_at = 0.0  # a source gained may have a verify due
+                self._replan_verifies()  # a source gained may have a verify due
 
     def opened(self, keys: Iterable[Key], news: Collection[Key], interval: float) -> None:
         """Watches of sources taken over that logged in: those with ``news`` are due now,
@@ -303,15 +324,14 @@ class Timetable:
         scheduled = self.sources.get(key)
         return None if scheduled is None else scheduled.source
 
-    def for_verify(self) -> tuple[dict[Key, Source], set[Key]]:
-        """Every source, and those whose sync is not failing: a verify of one that fails
-        would only say again what its error says."""
+    def verifiable(self, key: Key) -> Source | None:
+        """The source of ``key`` if its sync is not failing (a verify of one that fails
+        would only say again what its error says); None too when it was removed."""
         with self.lock:
-            sources = {key: s.source for key, s in self.sources.items()}
-            healthy = {
-                key for key, s in self.sources.items() if s.state not in ("backoff", "attention")
-            }
-        return sources, healthy
+            scheduled = self.sources.get(key)
+            if scheduled is None or scheduled.state in ("backoff", "attention"):
+                return None
+            return scheduled.source
 
     def running(self) -> list[Key]:
         with self.lock:

@@ -25,7 +25,7 @@ from syncd.domain.accounting import Tally, account_hrefs, account_uids, skip_rul
 from syncd.domain.matching import Directory
 from syncd.engine.imap.mail_sync import SessionOpener, open_imap
 from syncd.engine.imap.pipeline import Policy, Skipped, process
-from syncd.errors import RemoteConfigError, RemoteError, describe
+from syncd.errors import RemoteConfigError, RemoteError, VerifyStopped, describe
 from syncd.logs import get_logger
 from syncd.store import state
 from syncd.store import verify as store
@@ -106,9 +106,13 @@ class Verifier:
         dav_opener: Callable[[CalendarConfig], CalendarSession] | None = None,
         now: Callable[[], datetime] | None = None,
         fence: Callable[[Connection], None] = lambda _conn: None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._engine = engine
         self._config = config
+        # Asked before each folder or calendar and each batch re-read: a daemon's SIGTERM
+        # must not wait for the verify of a big mailbox (what it wrote so far is kept).
+        self._should_stop = should_stop
         # Runs first in each bookkeeping transaction: in the daemon, only the source's
         # lease holder writes (health.fence), as for a sync.
         self._fence = fence
@@ -134,6 +138,7 @@ class Verifier:
             return report
         try:
             for folder in box.folders or session.default_folders():
+                self._stop_if_asked()
                 place = PlaceReport(folder)
                 try:
                     self._verify_folder(session, box, place)
@@ -213,6 +218,12 @@ class Verifier:
         tally.unaccounted = []
         skips: list[tuple[int, str]] = []
         for part in chunks(pending, capture.batch_size):
+            if skips:  # the skips decided so far are kept whatever comes next
+                with self._engine.begin() as conn:
+                    self._fence(conn)
+                    record_skips(conn, box.name, place.place, uidvalidity, skips)
+                skips = []
+            self._stop_if_asked()
             fetched = {m.uid: m for m in session.fetch(list(part))}
             for uid in part:
                 message = fetched.get(uid)
@@ -231,6 +242,10 @@ class Verifier:
                 self._fence(conn)
                 record_skips(conn, box.name, place.place, uidvalidity, skips)
 
+    def _stop_if_asked(self) -> None:
+        if self._should_stop():
+            raise VerifyStopped
+
     # --- calendars ----------------------------------------------------------------------------
 
     def window(self) -> tuple[datetime, datetime]:
@@ -247,6 +262,7 @@ class Verifier:
             return report
         try:
             for calendar in session.discover():
+                self._stop_if_asked()
                 place = PlaceReport(calendar.name or calendar.url, url=calendar.url)
                 try:
                     self._verify_collection(session, source, place, calendar.url)

@@ -15,17 +15,24 @@ from typing import Any
 class WorkPool:
     def __init__(self, workers: int) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="sync")
-        self._futures: set[Future[None]] = set()
+        # The work in flight, with its arguments; each leaves when done.
+        self._futures: dict[Future[None], tuple[Any, ...]] = {}
 
     def submit(self, job: Callable[..., None], *args: Any) -> Future[None]:
         future = self._executor.submit(job, *args)
-        self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
+        self._futures[future] = args
+        future.add_done_callback(self._done)
         return future
 
-    def shutdown(self) -> None:
-        """Nothing new starts; what is queued is dropped."""
+    def _done(self, future: Future[None]) -> None:
+        self._futures.pop(future, None)
+
+    def shutdown(self) -> list[tuple[Any, ...]]:
+        """Nothing new starts; what is queued is dropped: the arguments of each job dropped
+        (a sync dropped is not running, and its lease need not wait for it)."""
+        submitted = dict(self._futures)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        return [args for future, args in submitted.items() if future.cancelled()]
 
     def wait(self, deadline: float) -> None:
         """Wait for the work in flight until ``deadline`` (time.monotonic())."""

@@ -135,3 +135,10 @@ def test_a_command_run_in_process_leaves_nothing_frozen(tmp_path: Path) -> None:
         assert result.exit_code == code, result.output
         assert gc.isenabled()
         assert gc.get_freeze_count() == 0
+
+
+def test_a_daemon_without_api_loads_no_web_stack_at_its_stop() -> None:
+    # A SIGTERM's step that stops the API imported FastAPI and uvicorn to find nothing to
+    # stop: 1.3-5.1 s of a stop on a loaded machine (issue #20).
+    code = "from syncd.api.service import ApiService\nApiService().stop()\n"
+    assert _loaded_after(code, ("fastapi", "uvicorn", "syncd.api.server")) == []
