@@ -12,10 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from syncd.config import (
     Config,
@@ -24,6 +22,7 @@ from syncd.config import (
     MailboxGroupConfig,
     OAuth2ClientConfig,
 )
+from syncd.config_check import Invalid
 from syncd.domain.addresses import normalize_address
 from syncd.errors import ConfigError
 from syncd.secret_sources import confined, credential_path
@@ -140,7 +139,7 @@ def expand_groups(config: Config, *, base: Path | None, source: str = "") -> Con
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
         raise ConfigError(shown, path=source or None)
-    return config.model_copy(update={"mailbox": [*config.mailbox, *members]})
+    return replace(config, mailbox=[*config.mailbox, *members])
 
 
 def _rows(
@@ -219,7 +218,7 @@ def _parse_csv(text: str, path: Path, label: str, problems: list[str]) -> list[_
             rows.append(
                 _Row(
                     where,
-                    GroupMemberEntry.model_construct(
+                    GroupMemberEntry(
                         owner=cells.get("owner") or "",
                         username=cells.get("username"),
                         refresh_token_file=cells.get("refresh_token_file"),
@@ -297,14 +296,14 @@ def _member(
             refresh_token_file=token_file,
             refresh_token_dir=token_dir,
         )
-    except ValidationError as err:
-        for item in err.errors(include_url=False, include_input=False):
-            field = ".".join(str(part) for part in item["loc"]) or "owner"
+    except Invalid as err:
+        for loc, message in err.problems:
+            field = ".".join(str(part) for part in loc) or "owner"
             if field == "name":
                 problems.append(
                     f"{where}: owner {owner!r} cannot name a mailbox (letters, digits and "
                     ". _ @ - only)"
                 )
             else:
-                problems.append(f"{where}: {field}: {item['msg'].removeprefix('Value error, ')}")
+                problems.append(f"{where}: {field}: {message}")
         return None
