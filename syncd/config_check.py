@@ -302,7 +302,22 @@ def _str(value: Any) -> str:
     raise _fail("Input should be a valid string")
 
 
-_INT_TEXT = re.compile(r"[+-]?\d+(_\d+)*(\.0*)?")
+_I64 = -(2.0**63)  # pydantic reads a float as a 64-bit integer
+# pydantic's readings of a number written as text.  Bounded before int() or float(): a
+# hostile file's 100,000-digit number is not converted.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+(_[0-9]+)*(\.0+)?")
+_MAX_TEXT = 4300
+
+
+def _float_text(value: str) -> str | None:
+    """Blanks around, or "_" anywhere but first, last or twice in a row (not both)."""
+    if len(value) > _MAX_TEXT:
+        return None
+    if "_" not in value:
+        return value.strip()
+    if value.startswith("_") or value.endswith("_") or "__" in value:
+        return None
+    return value.replace("_", "")
 
 
 def _int(value: Any) -> int:
@@ -313,19 +328,19 @@ def _int(value: Any) -> int:
             raise _fail("Input should be a finite number")
         if not value.is_integer():
             raise _fail("Input should be a valid integer, got a number with a fractional part")
+        if not _I64 < value < -_I64:
+            raise _fail("Unable to parse input string as an integer, exceeded maximum size")
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        # Bounded before int(): a hostile file's 100,000-digit number is not converted.
-        if len(text) <= 4300 and _INT_TEXT.fullmatch(text):
+        if len(text) <= _MAX_TEXT and _INT_TEXT.fullmatch(text):
             return int(text.split(".")[0])
         raise _fail("Input should be a valid integer, unable to parse string as an integer")
     raise _fail("Input should be a valid integer")
 
 
 _FLOAT_TEXT = re.compile(
-    r"[+-]?((\d+(_\d+)*)?\.?\d+(_\d+)*([eE][+-]?\d+)?|\d+(_\d+)*\.|inf(inity)?|nan)",
-    re.IGNORECASE,
+    r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE
 )
 
 
@@ -333,8 +348,8 @@ def _float(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) <= 4300 and _FLOAT_TEXT.fullmatch(text):
+        text = _float_text(value)
+        if text is not None and _FLOAT_TEXT.fullmatch(text):
             return float(text)
         raise _fail("Input should be a valid number, unable to parse string as a number")
     raise _fail("Input should be a valid number")
@@ -350,7 +365,7 @@ def _bool(value: Any) -> bool:
     if isinstance(value, int | float):
         if value in (0, 1):
             return bool(value)
-        if isinstance(value, int) or value.is_integer():
+        if isinstance(value, int) or (value.is_integer() and _I64 < value < -_I64):
             raise _fail("Input should be a valid boolean, unable to interpret input")
         raise _fail("Input should be a valid boolean")
     if isinstance(value, str):
@@ -366,7 +381,6 @@ _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME_TEXT = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
 )
-_TIMESTAMP_TEXT = re.compile(r"[+-]?\d{1,19}(\.\d{1,9})?")
 _INEXACT = "Datetimes provided to dates should have zero time - e.g. be exact dates"
 
 
@@ -389,8 +403,8 @@ def _date(value: Any) -> date:
             raise
         except ValueError:
             raise _fail("Input should be a valid date or datetime") from None
-        if _TIMESTAMP_TEXT.fullmatch(value):
-            return _date(float(value) if "." in value else int(value))
+        if len(value) <= _MAX_TEXT and _FLOAT_TEXT.fullmatch(value):  # as written, no blanks
+            return _date_of_timestamp(float(value))
         raise _fail("Input should be a valid date or datetime")
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _date_of_timestamp(value)
@@ -402,10 +416,13 @@ def _date_of_timestamp(value: float) -> date:
     if not math.isfinite(value):
         raise _fail("Input should be a finite number")
     whole = value / 1000 if abs(value) > 2e10 else value
-    if whole != int(whole) or int(whole) % 86400:
+    if not -62135596800 <= whole < 253402300800:  # 0001-01-01 to 9999-12-31
+        raise _fail("Input should be a valid date or datetime, out of range")
+    micro = round(whole * 1_000_000)  # a datetime's precision: 1e-97 s is midnight
+    if micro % 86_400_000_000:
         raise _fail(_INEXACT)
     try:
-        return date(1970, 1, 1) + timedelta(days=int(whole) // 86400)
+        return date(1970, 1, 1) + timedelta(days=micro // 86_400_000_000)
     except OverflowError:
         raise _fail("Input should be a valid date") from None
 
