@@ -10,7 +10,7 @@ Secrets stay in ``SecretStr`` and are never written back anywhere.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -47,7 +47,6 @@ def _empty() -> list[Any]:
     return []
 
 
-@dataclass(frozen=True, kw_only=True)
 class DatabaseConfig(Section):
     url: str = "sqlite:///syncd.db"
 
@@ -77,7 +76,6 @@ Workdays = Annotated[list[str], After(_days)]
 Hours = Annotated[str, After(_hours)]
 
 
-@dataclass(frozen=True, kw_only=True)
 class _WorkingWeekConfig(Section):
     """Working days and hours: for the organization, and overridable per mailbox (per rep)."""
 
@@ -90,7 +88,6 @@ def _domains(value: list[str]) -> list[str]:
     return [normalize_domain(d.lstrip("@")) for d in value]
 
 
-@dataclass(frozen=True, kw_only=True)
 class OrganizationConfig(_WorkingWeekConfig):
     internal_domains: Annotated[list[str], After(_domains)] = field(default_factory=_empty)
     # The zone of floating times and all-day events, and of working hours.
@@ -128,7 +125,6 @@ def _exclusions(value: list[str]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True, kw_only=True)
 class CaptureConfig(Section):
     max_message_bytes: Annotated[int, Range(gt=0)] = DEFAULT_MAX_MESSAGE_BYTES
     batch_size: Annotated[int, Range(gt=0, le=5000)] = 500
@@ -165,7 +161,6 @@ def _lookback(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, kw_only=True)
 class FollowupConfig(Section):
     """One [[followup]] entry: switches a rule off or tunes it; unlisted rules keep defaults."""
 
@@ -186,7 +181,6 @@ class FollowupConfig(Section):
         return Span.parse(self.after or DEFAULT_AFTER[self.rule])
 
 
-@dataclass(frozen=True, kw_only=True)
 class TasksConfig(Section):
     # Rules look at records of the last N days only: a first backfill of years of mail must
     # not bury reps under stale tasks.
@@ -203,7 +197,6 @@ def _duration(value: str) -> str:
 Duration = Annotated[str, After(_duration)]
 
 
-@dataclass(frozen=True, kw_only=True)
 class EventsConfig(Section):
     """The outbox's feed (README, Events): how long events stay for pull consumers."""
 
@@ -212,7 +205,6 @@ class EventsConfig(Section):
     keep_forgotten: Duration = "7d"
 
 
-@dataclass(frozen=True, kw_only=True)
 class SyncConfig(Section):
     """How `syncd run` schedules sources."""
 
@@ -250,7 +242,6 @@ def _metrics_listen(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, kw_only=True)
 class MetricsConfig(Section):
     # host:port of the Prometheus endpoint (/metrics, /healthz); off when unset.
     listen: Annotated[str, After(_metrics_listen)] | None = None
@@ -275,7 +266,6 @@ def _api_listen(value: str) -> str:
     return _host_port(value, "127.0.0.1:8780", any_port=True)
 
 
-@dataclass(frozen=True, kw_only=True)
 class ApiConfig(Section):
     """[api]: the HTTP API (syncd/api/), served by `syncd run` and by `syncd serve`."""
 
@@ -306,7 +296,6 @@ class ApiConfig(Section):
         return host.strip("[]"), int(port)
 
 
-@dataclass(frozen=True, kw_only=True)
 class SecretSourceConfig(Section):
     """Where a secret comes from; exactly one of the four must be set."""
 
@@ -365,7 +354,6 @@ def _owner_is_address(value: str) -> str:
     return normalized
 
 
-@dataclass(frozen=True, kw_only=True)
 class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     """What every mailbox and calendar has: a name, the rep who owns it, a way in."""
 
@@ -387,7 +375,6 @@ class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
             raise ValueError("ca_only = true needs ca_file (the only CA to trust)")
 
 
-@dataclass(frozen=True, kw_only=True)
 class MailboxConfig(_SourceConfig):
     host: str
     port: Annotated[int, Range(gt=0, lt=65536)] = 993
@@ -404,7 +391,6 @@ class MailboxConfig(_SourceConfig):
             )
 
 
-@dataclass(frozen=True, kw_only=True)
 class CalendarConfig(_SourceConfig):
     url: str
     calendars: list[str] | None = None  # display names; default: every event calendar
@@ -417,7 +403,6 @@ class CalendarConfig(_SourceConfig):
         check_http_url(self.url, self.allow_plaintext, sends="the password")
 
 
-@dataclass(frozen=True, kw_only=True)
 class GroupMemberEntry(Section):
     """One rep of a [[mailbox_group]]: an inline table, or a row of its members_file."""
 
@@ -426,7 +411,6 @@ class GroupMemberEntry(Section):
     refresh_token_file: str | None = None  # grant = "refresh_token": this rep's refresh token
 
 
-@dataclass(frozen=True, kw_only=True)
 class OAuth2ClientConfig(Section):
     """How a group's XOAUTH2 access tokens are obtained (connectors/oauth2.py): made from a
     [[mailbox_group]]'s keys, shared by its members."""
@@ -443,7 +427,6 @@ class OAuth2ClientConfig(Section):
     timeout: Annotated[Seconds, Range(gt=0, le=600)] = 30.0
 
 
-@dataclass(frozen=True, kw_only=True)
 class MailboxGroupConfig(_WorkingWeekConfig):
     """Many reps' mailboxes on one server with one service credential: a Dovecot-style
     master user, or XOAUTH2 tokens syncd obtains itself.  Each member becomes a mailbox
@@ -547,7 +530,6 @@ class MailboxGroupConfig(_WorkingWeekConfig):
         )
 
 
-@dataclass(frozen=True, kw_only=True)
 class GroupMemberConfig(MailboxConfig):
     """A mailbox made from a [[mailbox_group]] member: a [[mailbox]] in every respect, with
     its group's credential (a master-user login and password, or XOAUTH2 tokens)."""
@@ -563,7 +545,6 @@ class GroupMemberConfig(MailboxConfig):
             super()._one_secret()
 
 
-@dataclass(frozen=True, kw_only=True)
 class DirectoryConfig(Section):
     """Where the customer directory comes from: a CSV file the CRM exports, or a command
     printing it; the daemon and `syncd sync` mirror it (see engine/directory_sync.py)."""
@@ -590,7 +571,6 @@ def _retry_for(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, kw_only=True)
 class WebhookConfig(Section):
     """One [[webhook]]: an HTTP endpoint receiving signed events (syncd/webhooks/)."""
 
@@ -644,7 +624,6 @@ class WebhookConfig(Section):
 _BOTH: list[Literal["records", "tasks"]] = ["records", "tasks"]
 
 
-@dataclass(frozen=True, kw_only=True)
 class CrmConfig(Section):
     """One [[crm]]: a CRM syncd writes its records and tasks into through the CRM's REST API,
     and whose accounts and contacts may be syncd's customer directory (syncd/crm/)."""
@@ -687,7 +666,6 @@ def retry_seconds(value: str) -> float:
     return seconds
 
 
-@dataclass(frozen=True, kw_only=True)
 class Config(Section):
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     organization: OrganizationConfig = field(default_factory=OrganizationConfig)
