@@ -334,15 +334,16 @@ def _union(arms: tuple[Any, ...], value: Any) -> Any:
     arms = tuple(arm for arm in arms if arm is not type(None))
     if len(arms) == 1:
         return convert(arms[0], value)
-    # str | Entry: the arm whose kind the value is, as pydantic's smart union chose.
-    first: Invalid | None = None
+    # str | Entry: the first arm that takes the value; else the problems of the arm of its
+    # kind (a table's unknown key, not "should be a valid string").
+    problems: dict[bool, Invalid] = {}
     for arm in arms:
         try:
             return convert(arm, value)
         except Invalid as err:
-            first = first or err
-    assert first is not None
-    raise first
+            table = isinstance(arm, type) and issubclass(arm, Section)
+            problems.setdefault(table, err)
+    raise problems.get(isinstance(value, dict)) or next(iter(problems.values()))
 
 
 def _list(item: Any, value: Any) -> list[Any]:
