@@ -96,14 +96,23 @@ class Range:
 
 
 class Length:
-    """Bounds of a string's or a list's length, and a string's pattern."""
+    """Bounds of a string's or a list's length, and a string's pattern: anchored ``^...$``
+    and matched against the whole string (pydantic's Rust regex has ``$`` end the text;
+    Python's ``$`` also matches before a final newline, so ``"a\n"`` would pass)."""
 
-    __slots__ = ("max", "min", "pattern")
+    __slots__ = ("max", "min", "pattern", "regex")
 
     def __init__(
         self, *, min: int | None = None, max: int | None = None, pattern: str | None = None
     ) -> None:
         self.min, self.max, self.pattern = min, max, pattern
+        self.regex: re.Pattern[str] | None = None
+        if pattern is not None:
+            # Anchored both ends, a search is a full match: fullmatch is then the same rule
+            # without the final-newline exception.
+            if not (pattern.startswith("^") and pattern.endswith("$")):
+                raise ValueError(f"a Length pattern is anchored ^...$: {pattern!r}")
+            self.regex = re.compile(pattern)
 
     def __repr__(self) -> str:
         return f"Length(min={self.min}, max={self.max}, pattern={self.pattern!r})"
@@ -542,7 +551,7 @@ def _length(mark: Length, value: str | list[Any]) -> None:
         if mark.max is not None and size > mark.max:
             plural = "" if mark.max == 1 else "s"
             raise _fail(f"String should have at most {mark.max} character{plural}")
-        if mark.pattern is not None and not re.search(mark.pattern, value):
+        if mark.regex is not None and not mark.regex.fullmatch(value):
             raise _fail(f"String should match pattern '{mark.pattern}'")
         return
     if mark.min is not None and size < mark.min:

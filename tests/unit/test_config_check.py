@@ -215,3 +215,49 @@ def test_a_datetime_for_a_date_is_read_only_at_midnight() -> None:
     assert convert(date, datetime(2026, 12, 24)) == date(2026, 12, 24)
     with pytest.raises(Invalid, match="should have zero time"):
         convert(date, datetime(2026, 12, 24, 9))
+
+
+_CAL = {
+    "name": "c",
+    "owner": "a@example.com",
+    "url": "https://dav.example.com/",
+    "username": "a",
+    "password": "pw",
+}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"mailbox": [{**BOX, "password": "pw", "name": "a\n"}]},
+        {"calendar": [{**_CAL, "name": "c\n"}]},
+        {"webhook": [{"name": "w\n", "url": "https://x.example/", "secret_env": "X"}]},
+        {
+            "crm": [
+                {"name": "c\n", "kind": "bottlecrm", "url": "https://x.example/", "token_env": "X"}
+            ]
+        },
+        {
+            "mailbox_group": [
+                {
+                    "name": "g\n",
+                    "host": "h.example.com",
+                    "login_user": "%u*m",
+                    "password_env": "P",
+                    "members": ["b@example.com"],
+                }
+            ]
+        },
+    ],
+)
+def test_a_name_ending_in_a_newline_is_refused_as_pydantic_refused_it(
+    data: dict[str, Any],
+) -> None:
+    """Python's `$` matches before a final newline too; pydantic's regex did not."""
+    with pytest.raises(ConfigError, match="should match pattern"):
+        parse_config(data)
+
+
+def test_a_pattern_must_be_anchored_both_ends() -> None:
+    with pytest.raises(ValueError, match="anchored"):
+        Length(pattern="[a-z]+")
