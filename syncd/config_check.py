@@ -459,9 +459,13 @@ def _bool(value: Any) -> bool:
     raise _fail("Input should be a valid boolean")
 
 
-_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# pydantic's (speedate's) datetime as text: "T", "t", " " or "_" between date and time;
+# a fraction after "." or ",", of any length (truncated to microseconds); "Z", "z",
+# "+HH:MM" or "+HHMM".  ASCII digits only (\d would take any script's).
 _DATETIME_TEXT = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt _]([0-9]{2}:[0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?"
+    r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?"
 )
 _INEXACT = "Datetimes provided to dates should have zero time - e.g. be exact dates"
 
@@ -479,8 +483,9 @@ def _date(value: Any) -> date:
         try:
             if _DATE_TEXT.fullmatch(value):
                 return date.fromisoformat(value)
-            if _DATETIME_TEXT.fullmatch(value):
-                return _date(datetime.fromisoformat(value.replace("Z", "+00:00")))
+            written = _DATETIME_TEXT.fullmatch(value)
+            if written:
+                return _date(_datetime_of_text(written))
         except Invalid:
             raise
         except ValueError:
@@ -491,6 +496,22 @@ def _date(value: Any) -> date:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _date_of_timestamp(value)
     raise _fail("Input should be a valid date")
+
+
+def _datetime_of_text(written: re.Match[str]) -> datetime:
+    """The datetime _DATETIME_TEXT matched, in the form fromisoformat reads (which checks
+    the ranges: hour 24, second 60, an offset of a day are refused as pydantic did)."""
+    day, minutes, seconds, fraction, offset = written.groups()
+    text = f"{day}T{minutes}:{seconds or '00'}"
+    if fraction:
+        text += "." + fraction[:6].ljust(6, "0")  # truncated, as pydantic did
+    if offset and offset in "Zz":
+        text += "+00:00"
+    elif offset:
+        if offset[-2:] > "59":  # fromisoformat takes "+00:60" as an hour
+            raise ValueError("timezone minute value is outside expected range")
+        text += f"{offset[:3]}:{offset[-2:]}"
+    return datetime.fromisoformat(text)
 
 
 def _date_of_timestamp(value: float) -> date:

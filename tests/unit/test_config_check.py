@@ -261,3 +261,52 @@ def test_a_name_ending_in_a_newline_is_refused_as_pydantic_refused_it(
 def test_a_pattern_must_be_anchored_both_ends() -> None:
     with pytest.raises(ValueError, match="anchored"):
         Length(pattern="[a-z]+")
+
+
+DATE_TEXTS = [
+    "2024-01-01t00:00", "2024-01-01T00:00:00z", "2024-01-01T00:00:00+0000",
+    "2024-01-01T00:00:00-0000", "2024-01-01T00:00:00.0000000", "2024-01-01T00:00:00,000",
+    "2024-01-01T00:00:00." + "0" * 300, "2024-01-01T00:00:00.0000009",
+    "2024-01-01T00:00:00.9999999", "2024-01-01T00:00:00.1", "2024-01-01_00:00",
+    "2024-01-01 00:00", "2024-01-01T00:00:00,0z", "2024-01-01T00:00:00+2359",
+    "2024-01-01T00:00:00+2400", "2024-01-01T00:00:00+0060", "2024-01-01T00:00:00+00",
+    "2024-01-01T00:00:00+000", "2024-01-01T00:00:00+00000", "2024-01-01T00:00:00+00:0",
+    "2024-01-01T00:00:00.", "2024-01-01T00:00:00,", "2024-01-01T00:00.5",
+    "2024-01-01T00:00:00.0,0", "2024-01-01T00:00:00 Z", "2024-01-01T00:00:00+00:00Z",
+    "2024-01-01x00:00", "2024-01-01T24:00", "2024-01-01T00:00:60", "2024-01-01T0:00",
+    "2024-01-01T00:00:00.\u0660", "2024-01-01T00:00:0\u0660", "2024-01-01T00:00:00.0\n",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", DATE_TEXTS)
+def test_a_datetime_written_as_text_is_a_date_as_pydantic_read_it(text: str) -> None:
+    """speedate's forms: t/z in lower case, +HHMM, a comma or a fraction of any length."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        expected: object = TypeAdapter(date).validate_python(text)
+    except ValidationError:
+        expected = "error"
+    try:
+        got: object = convert(date, text)
+    except Invalid:
+        got = "error"
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-01t00:00", "2024-01-01T00:00:00z", "2024-01-01T00:00:00+0000",
+     "2024-01-01T00:00:00.0000000", "2024-01-01T00:00:00,000"],
+)  # fmt: skip
+def test_a_midnight_written_as_text_is_read_as_its_date_in_the_file(text: str) -> None:
+    config = parse_config(
+        {
+            "organization": {"holidays": [text]},
+            "webhook": [
+                {"name": "w", "url": "https://x.example/", "secret_env": "X", "since": text}
+            ],
+        }
+    )
+    assert config.organization.holidays == [date(2024, 1, 1)]
+    assert config.webhook[0].since == date(2024, 1, 1)
