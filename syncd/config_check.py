@@ -385,6 +385,12 @@ def _str(value: Any) -> str:
 
 
 _I64 = -(2.0**63)  # pydantic reads a float as a 64-bit integer
+# The blanks pydantic strips around a number (Rust's trim: Unicode White_Space); str.strip()
+# strips \x1c-\x1f too, which pydantic refused.
+_BLANKS = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 # pydantic's readings of a number written as text.  Bounded before int() or float(): a
 # hostile file's 100,000-digit number is not converted.
 _INT_TEXT = re.compile(r"[+-]?[0-9]+(_[0-9]+)*(\.0+)?")
@@ -396,7 +402,7 @@ def _float_text(value: str) -> str | None:
     if len(value) > _MAX_TEXT:
         return None
     if "_" not in value:
-        return value.strip()
+        return value.strip(_BLANKS)
     if value.startswith("_") or value.endswith("_") or "__" in value:
         return None
     return value.replace("_", "")
@@ -414,7 +420,7 @@ def _int(value: Any) -> int:
             raise _fail("Unable to parse input string as an integer, exceeded maximum size")
         return int(value)
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip(_BLANKS)
         if len(text) <= _MAX_TEXT and _INT_TEXT.fullmatch(text):
             return int(text.split(".")[0])
         raise _fail("Input should be a valid integer, unable to parse string as an integer")

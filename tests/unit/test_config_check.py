@@ -310,3 +310,22 @@ def test_a_midnight_written_as_text_is_read_as_its_date_in_the_file(text: str) -
     )
     assert config.organization.holidays == [date(2024, 1, 1)]
     assert config.webhook[0].since == date(2024, 1, 1)
+
+
+@pytest.mark.parametrize("text", ["\x1c4", "4\x1f", "\x1d4", "\x1e4.5"])
+def test_separator_characters_around_a_number_are_refused_as_pydantic_refused_them(
+    text: str,
+) -> None:
+    """str.strip() strips \\x1c-\\x1f as well; pydantic's trim did not."""
+    with pytest.raises(Invalid, match="unable to parse string"):
+        convert(int, text)
+    with pytest.raises(Invalid, match="unable to parse string"):
+        convert(float, text)
+    with pytest.raises(ConfigError, match="unable to parse string"):
+        parse_config({"sync": {"concurrency": text}, "capture": {"batch_size": text}})
+
+
+def test_the_blanks_pydantic_stripped_around_a_number_are_still_stripped() -> None:
+    for blank in "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000":
+        assert convert(int, f"{blank}4{blank}") == 4
+        assert convert(float, f"{blank}4.5{blank}") == 4.5
