@@ -175,12 +175,17 @@ class Section:
         self.__post_init__()
 
     def __post_init__(self) -> None:
-        cls = type(self)
+        self._convert_fields(_plan(type(self)))
+        _run_check(self)
+
+    def _convert_fields(self, names: typing.Iterable[str]) -> None:
+        """Check and convert the values of fields ``names`` in place; Invalid: every problem."""
+        plan = _plan(type(self))
         problems: list[tuple[Loc, str]] = []
-        for name, spec in _plan(cls).items():
+        for name in names:
             value = getattr(self, name)
             try:
-                converted = convert(spec.type, value)
+                converted = convert(plan[name].type, value)
             except Invalid as err:
                 problems += [((name, *loc), message) for loc, message in err.problems]
                 continue
@@ -188,7 +193,25 @@ class Section:
                 object.__setattr__(self, name, converted)
         if problems:
             raise Invalid(problems)
-        _run_check(self)
+
+    def derive(self, **changes: Any) -> typing.Self:
+        """``dataclasses.replace(self, **changes)`` checking only the changed values (and the
+        section's rules): the others were checked when ``self`` was built, and converting a
+        checked value gives it back.  For many sections made from one prototype (a mailbox
+        group's members), where checking every value again was most of reading the file."""
+        cls = type(self)
+        plan = _plan(cls)
+        for name in changes:
+            if name not in plan:
+                raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {name!r}")
+        section = object.__new__(cls)
+        for name in plan:
+            object.__setattr__(
+                section, name, changes[name] if name in changes else getattr(self, name)
+            )
+        section._convert_fields([name for name in plan if name in changes])  # the file's order
+        _run_check(section)
+        return section
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
