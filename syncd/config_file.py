@@ -83,4 +83,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError([f"not valid TOML: {err}"], path=str(file)) from None
+    except RecursionError:  # tomllib recurses per level: [[[[...]]]] 1,000 deep
+        raise ConfigError(
+            ["not valid TOML: arrays or tables nested too deeply"], path=str(file)
+        ) from None
     return parse_config(data, base=file.resolve().parent, source=str(file))
