@@ -496,6 +496,9 @@ _DATETIME_TEXT = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt _]([0-9]{2}:[0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?"
     r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?"
 )
+# Seconds as text, as speedate reads them: digits, or a number with a "." (only then an
+# exponent: "8.64e4" is a day, "0E0" and "inf" are not numbers to it).
+_DATE_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+|([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)")
 _INEXACT = "Datetimes provided to dates should have zero time - e.g. be exact dates"
 
 
@@ -519,7 +522,7 @@ def _date(value: Any) -> date:
             raise
         except ValueError:
             raise _fail("Input should be a valid date or datetime") from None
-        if len(value) <= _MAX_TEXT and _FLOAT_TEXT.fullmatch(value):  # as written, no blanks
+        if len(value) <= _MAX_TEXT and _DATE_NUMBER_TEXT.fullmatch(value):  # no blanks
             return _date_of_timestamp(float(value))
         raise _fail("Input should be a valid date or datetime")
     if isinstance(value, int | float) and not isinstance(value, bool):
