@@ -1,31 +1,23 @@
-"""The configuration's shape: one model per table of the TOML file, validated all at once.
+"""The configuration's shape: one dataclass per table of the TOML file, validated all at once.
 
-Reading the file (paths anchored to it, mailbox groups expanded) is syncd/config_file.py.
-Every problem is reported with its key path (``mailbox[1].port``) in one error,
-so an admin fixes the file in one go.  Secrets stay in ``SecretStr`` and are
-never written back anywhere.
+Reading the file (paths anchored to it, mailbox groups expanded) is syncd/config_file.py;
+how a field's type and markers are checked is syncd/config_check.py (no pydantic: it cost
+every command, ``syncd status`` included, 0.1 s to import).  Every problem is reported
+with its key path (``mailbox[1].port``) in one error, so an admin fixes the file in one go.
+Secrets stay in ``SecretStr`` and are never written back anywhere.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+from dataclasses import field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
-
+from syncd.config_check import After, Before, Length, Range, SecretStr, Section
 from syncd.domain.addresses import normalize_address, normalize_domain
 from syncd.domain.business_time import Span, WorkingWeek, parse_hours, parse_workdays
 from syncd.domain.durations import parse_duration, seconds
@@ -35,37 +27,31 @@ from syncd.errors import ConfigError
 if TYPE_CHECKING:
     from syncd.domain.quiet import QuietRule
 
-# pydantic looks for plugins (the "pydantic" entry point group) when it first validates a
-# model, reading the metadata of every installed package: 0.04 s of every command's start.
-# syncd uses none, and a plugin installed beside it has no business seeing its configuration.
-# An admin's own setting of the variable wins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+def _seconds(value: object) -> object:
+    """A length of time or a number of seconds; any other value is left to the float check
+    (which names what it should be)."""
+    if isinstance(value, str | int | float):
+        return seconds(value)
+    return value
 
 
 # Intervals and timeouts: a length of time ("60s", "5m", "1d"; domain/durations.py), or
 # the old form still read, a bare number of seconds (60).
-Seconds = Annotated[float, BeforeValidator(seconds)]
+Seconds = Annotated[float, Before(_seconds)]
 
 
 def _empty() -> list[Any]:
-    """``default_factory=list``: pydantic reads the signature of a default factory, and a
-    builtin's costs a tokenizer run (4 ms of every command's start); this one's does not."""
     return []
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class DatabaseConfig(_Strict):
+class DatabaseConfig(Section):
     url: str = "sqlite:///syncd.db"
 
 
-def _known_zone(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -75,37 +61,40 @@ def _known_zone(value: str | None) -> str | None:
     return value
 
 
-class _WorkingWeekConfig(_Strict):
+def _days(value: list[str]) -> list[str]:
+    parse_workdays(value)
+    return value
+
+
+def _hours(value: str) -> str:
+    parse_hours(value)
+    return value
+
+
+Zone = Annotated[str, After(_known_zone)]
+Workdays = Annotated[list[str], After(_days)]
+Hours = Annotated[str, After(_hours)]
+
+
+class _WorkingWeekConfig(Section):
     """Working days and hours: for the organization, and overridable per mailbox (per rep)."""
 
-    timezone: str | None = None
-    workdays: list[str] | None = None  # ["mon", "tue", "wed", "thu", "fri"]
-    hours: str | None = None  # "09:00-17:00"
+    timezone: Zone | None = None
+    workdays: Workdays | None = None  # ["mon", "tue", "wed", "thu", "fri"]
+    hours: Hours | None = None  # "09:00-17:00"
 
-    _zone = field_validator("timezone")(_known_zone)
 
-    @field_validator("workdays")
-    @classmethod
-    def _days(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            parse_workdays(value)
-        return value
-
-    @field_validator("hours")
-    @classmethod
-    def _hours(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_hours(value)
-        return value
+def _domains(value: list[str]) -> list[str]:
+    return [normalize_domain(d.lstrip("@")) for d in value]
 
 
 class OrganizationConfig(_WorkingWeekConfig):
-    internal_domains: list[str] = Field(default_factory=_empty)
+    internal_domains: Annotated[list[str], After(_domains)] = field(default_factory=_empty)
     # The zone of floating times and all-day events, and of working hours.
-    timezone: str = "UTC"
-    workdays: list[str] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
-    hours: str = "09:00-17:00"
-    holidays: list[date] = Field(default_factory=_empty)
+    timezone: Zone = "UTC"
+    workdays: Workdays = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    hours: Hours = "09:00-17:00"
+    holidays: list[date] = field(default_factory=_empty)
 
     def working_week(self, override: _WorkingWeekConfig | None = None) -> WorkingWeek:
         """The working week of a rep: the organization's, with the rep's own settings on top."""
@@ -119,15 +108,26 @@ class OrganizationConfig(_WorkingWeekConfig):
             holidays=frozenset(self.holidays),
         )
 
-    @field_validator("internal_domains")
-    @classmethod
-    def _normalize(cls, value: list[str]) -> list[str]:
-        return [normalize_domain(d.lstrip("@")) for d in value]
+
+def _exclusions(value: list[str]) -> list[str]:
+    out = []
+    for entry in value:
+        if entry.startswith("@"):
+            domain = normalize_domain(entry[1:])
+            if "." not in domain:
+                raise ValueError(f"{entry!r} is not an @domain")
+            out.append("@" + domain)
+        else:
+            address = normalize_address(entry)
+            if address is None:
+                raise ValueError(f"{entry!r} is neither an address nor an @domain")
+            out.append(address)
+    return out
 
 
-class CaptureConfig(_Strict):
-    max_message_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_MESSAGE_BYTES
-    batch_size: Annotated[int, Field(gt=0, le=5000)] = 500
+class CaptureConfig(Section):
+    max_message_bytes: Annotated[int, Range(gt=0)] = DEFAULT_MAX_MESSAGE_BYTES
+    batch_size: Annotated[int, Range(gt=0, le=5000)] = 500
     # What of a message body is kept: nothing, a snippet of the new text, or the text body.
     store: Literal["metadata", "snippet", "full"] = "snippet"
     # Keep no record of mail with no customer link; its unknown addresses are still queued.
@@ -135,27 +135,10 @@ class CaptureConfig(_Strict):
     # jo+crm@acme.com is jo@acme.com.
     plus_addressing: bool = True
     # Addresses and @domains (subdomains included) never linked, queued, or captured alone.
-    exclude: list[str] = Field(default_factory=_empty)
+    exclude: Annotated[list[str], After(_exclusions)] = field(default_factory=_empty)
     # The window of meeting occurrences kept, around now.
-    past_days: Annotated[int, Field(ge=0, le=3650)] = 90
-    future_days: Annotated[int, Field(ge=0, le=3650)] = 30
-
-    @field_validator("exclude")
-    @classmethod
-    def _valid_exclusions(cls, value: list[str]) -> list[str]:
-        out = []
-        for entry in value:
-            if entry.startswith("@"):
-                domain = normalize_domain(entry[1:])
-                if "." not in domain:
-                    raise ValueError(f"{entry!r} is not an @domain")
-                out.append("@" + domain)
-            else:
-                address = normalize_address(entry)
-                if address is None:
-                    raise ValueError(f"{entry!r} is neither an address nor an @domain")
-                out.append(address)
-        return out
+    past_days: Annotated[int, Range(ge=0, le=3650)] = 90
+    future_days: Annotated[int, Range(ge=0, le=3650)] = 30
 
 
 FollowupRule = Literal["unanswered_inbound", "no_response", "after_meeting", "gone_quiet"]
@@ -167,76 +150,71 @@ DEFAULT_AFTER: dict[str, str] = {
 }
 
 
-class FollowupConfig(_Strict):
+def _span(value: str) -> str:
+    Span.parse(value)
+    return value
+
+
+def _lookback(value: str) -> str:
+    if Span.parse(value).business:
+        raise ValueError(f"{value!r}: the lookback counts calendar days, e.g. '90 days'")
+    return value
+
+
+class FollowupConfig(Section):
     """One [[followup]] entry: switches a rule off or tunes it; unlisted rules keep defaults."""
 
     rule: FollowupRule
     enabled: bool = True
-    after: str | None = None  # default per rule, see DEFAULT_AFTER
+    after: Annotated[str, After(_span)] | None = None  # default per rule, see DEFAULT_AFTER
     # gone_quiet only: how busy the customer was before going quiet (see domain/quiet.py).
-    min_records: Annotated[int, Field(ge=1, le=10000)] | None = None
-    lookback: str | None = None  # "N days"
+    min_records: Annotated[int, Range(ge=1, le=10000)] | None = None
+    lookback: Annotated[str, After(_lookback)] | None = None  # "N days"
 
-    @field_validator("after")
-    @classmethod
-    def _span(cls, value: str | None) -> str | None:
-        if value is not None:
-            Span.parse(value)
-        return value
-
-    @field_validator("lookback")
-    @classmethod
-    def _lookback(cls, value: str | None) -> str | None:
-        if value is not None:
-            span = Span.parse(value)
-            if span.business:
-                raise ValueError(f"{value!r}: the lookback counts calendar days, e.g. '90 days'")
-        return value
-
-    @model_validator(mode="after")
-    def _quiet_keys(self) -> FollowupConfig:
+    def _check(self) -> None:
+        super()._check()
         if self.rule != "gone_quiet" and (self.min_records is not None or self.lookback):
             raise ValueError('min_records and lookback apply to rule = "gone_quiet" only')
-        return self
 
     @property
     def span(self) -> Span:
         return Span.parse(self.after or DEFAULT_AFTER[self.rule])
 
 
-class TasksConfig(_Strict):
+class TasksConfig(Section):
     # Rules look at records of the last N days only: a first backfill of years of mail must
     # not bury reps under stale tasks.
-    lookback_days: Annotated[int, Field(ge=1, le=365)] = 14
+    lookback_days: Annotated[int, Range(ge=1, le=365)] = 14
     # How often the daemon evaluates the rules between syncs.
-    interval: Annotated[Seconds, Field(ge=10, le=86400)] = 300.0
+    interval: Annotated[Seconds, Range(ge=10, le=86400)] = 300.0
 
 
-class EventsConfig(_Strict):
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, After(_duration)]
+
+
+class EventsConfig(Section):
     """The outbox's feed (README, Events): how long events stay for pull consumers."""
 
-    keep: str | None = None  # "90d": the daemon prunes older events; default: keep all
+    keep: Duration | None = None  # "90d": the daemon prunes older events; default: keep all
     # contact.forgotten names the address: kept this long when no [[webhook]] delivers it.
-    keep_forgotten: str = "7d"
-
-    @field_validator("keep", "keep_forgotten")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
+    keep_forgotten: Duration = "7d"
 
 
-class SyncConfig(_Strict):
+class SyncConfig(Section):
     """How `syncd run` schedules sources."""
 
     # Between polls of each mailbox and calendar; IDLE delivers INBOX mail sooner.
-    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 60.0
+    interval: Annotated[Seconds, Range(ge=1, le=86400)] = 60.0
     # Each poll is moved by up to this fraction of the interval, so 200 mailboxes configured
     # at once do not all hit the server in the same second.
-    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    jitter: Annotated[float, Range(ge=0, le=1)] = 0.1
     # Sources synced at the same time; the rest wait their turn.
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    concurrency: Annotated[int, Range(ge=1, le=64)] = 8
     idle: bool = True  # IMAP IDLE on INBOX where the server offers it
     # IMAP NOTIFY on the IDLE connection for the other folders (Sent) where the server
     # offers it.  Off: polls ask each folder's STATUS, so mail written into Sent past the
@@ -244,32 +222,29 @@ class SyncConfig(_Strict):
     # the watch's next renewal.
     notify: bool = True
     # Backoff after transient failures: doubling from `interval`, capped here.
-    max_backoff: Annotated[Seconds, Field(ge=1, le=86400)] = 1800.0
+    max_backoff: Annotated[Seconds, Range(ge=1, le=86400)] = 1800.0
     # Between `syncd verify` runs of each source in the daemon (0: never).  Cheap on
     # unchanged folders: one EXAMINE each; a listing only where something changed.
-    verify_interval: Annotated[Seconds, Field(ge=0, le=30 * 86400)] = 86400.0
+    verify_interval: Annotated[Seconds, Range(ge=0, le=30 * 86400)] = 86400.0
     # IMAP sessions kept open between polls (one per mailbox, least recently used closed
     # beyond this; 0: log in for every poll), and how long an unused one stays open: under
     # the servers' 30-minute autologout.
-    keep_connections: Annotated[int, Field(ge=0, le=100_000)] = 1000
-    connection_idle_timeout: Annotated[Seconds, Field(ge=1, le=1500)] = 600.0
+    keep_connections: Annotated[int, Range(ge=0, le=100_000)] = 1000
+    connection_idle_timeout: Annotated[Seconds, Range(ge=1, le=1500)] = 600.0
     # `syncd sync` waits this long for pending webhook deliveries before exiting.
-    deliver_timeout: Annotated[Seconds, Field(ge=0, le=3600)] = 30.0
+    deliver_timeout: Annotated[Seconds, Range(ge=0, le=3600)] = 30.0
 
 
-class MetricsConfig(_Strict):
+def _metrics_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{value!r} is not host:port (e.g. "127.0.0.1:9464")')
+    return value
+
+
+class MetricsConfig(Section):
     # host:port of the Prometheus endpoint (/metrics, /healthz); off when unset.
-    listen: str | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f'{value!r} is not host:port (e.g. "127.0.0.1:9464")')
-        return value
+    listen: Annotated[str, After(_metrics_listen)] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -287,24 +262,23 @@ def _host_port(value: str, example: str, *, any_port: bool = False) -> str:
     return value
 
 
-class ApiConfig(_Strict):
+def _api_listen(value: str) -> str:
+    return _host_port(value, "127.0.0.1:8780", any_port=True)
+
+
+class ApiConfig(Section):
     """[api]: the HTTP API (syncd/api/), served by `syncd run` and by `syncd serve`."""
 
-    listen: str = "127.0.0.1:8780"
+    listen: Annotated[str, After(_api_listen)] = "127.0.0.1:8780"
     tls_cert: str | None = None
     tls_key: str | None = None
     # Plain HTTP off loopback: only behind a proxy that terminates TLS.
     allow_plaintext: bool = False
     # Requests a second per token; beyond it, 429 with Retry-After.
-    rate_limit: Annotated[int, Field(ge=1, le=100_000)] = 50
+    rate_limit: Annotated[int, Range(ge=1, le=100_000)] = 50
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _host_port(value, "127.0.0.1:8780", any_port=True)
-
-    @model_validator(mode="after")
-    def _tls_off_loopback(self) -> ApiConfig:
+    def _check(self) -> None:
+        super()._check()
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("set both tls_cert and tls_key, or neither")
         if self.tls_cert is None and not self.allow_plaintext:
@@ -315,7 +289,6 @@ class ApiConfig(_Strict):
                     "clear; set tls_cert and tls_key, or allow_plaintext = true behind a "
                     "TLS-terminating proxy"
                 )
-        return self
 
     @property
     def address(self) -> tuple[str, int]:
@@ -323,7 +296,7 @@ class ApiConfig(_Strict):
         return host.strip("[]"), int(port)
 
 
-class SecretSourceConfig(_Strict):
+class SecretSourceConfig(Section):
     """Where a secret comes from; exactly one of the four must be set."""
 
     password: SecretStr | None = None
@@ -331,10 +304,9 @@ class SecretSourceConfig(_Strict):
     password_env: str | None = None
     password_command: str | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretSourceConfig:
+    def _check(self) -> None:
+        super()._check()
         self._one_secret()
-        return self
 
     def _one_secret(self) -> None:
         given = [
@@ -375,51 +347,48 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _owner_is_address(value: str) -> str:
+    normalized = normalize_address(value)
+    if normalized is None:
+        raise ValueError(f"{value!r} is not an email address")
+    return normalized
+
+
 class _SourceConfig(SecretSourceConfig, _WorkingWeekConfig):
     """What every mailbox and calendar has: a name, the rep who owns it, a way in."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
-    owner: str
+    name: Annotated[str, Length(min=1, pattern=r"^[A-Za-z0-9._@-]+$")]
+    owner: Annotated[str, After(_owner_is_address)]
     username: str
     allow_plaintext: bool = False
     # A private CA trusted in addition to the system's; ca_only = true trusts it alone
     # (a server whose certificate must come from that CA and no other).
     ca_file: str | None = None
     ca_only: bool = False
-    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Range(gt=0, le=600)] = 30.0
 
-    @field_validator("owner")
-    @classmethod
-    def _owner_is_address(cls, value: str) -> str:
-        normalized = normalize_address(value)
-        if normalized is None:
-            raise ValueError(f"{value!r} is not an email address")
-        return normalized
-
-    @model_validator(mode="after")
-    def _ca_file_exists(self) -> _SourceConfig:
+    def _check(self) -> None:
+        super()._check()
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise ValueError(f"ca_file {self.ca_file} does not exist")
         if self.ca_only and self.ca_file is None:
             raise ValueError("ca_only = true needs ca_file (the only CA to trust)")
-        return self
 
 
 class MailboxConfig(_SourceConfig):
     host: str
-    port: Annotated[int, Field(gt=0, lt=65536)] = 993
+    port: Annotated[int, Range(gt=0, lt=65536)] = 993
     security: Literal["tls", "starttls", "plain"] = "tls"
     auth: Literal["password", "xoauth2"] = "password"
     folders: list[str] | None = None
 
-    @model_validator(mode="after")
-    def _plaintext_only_on_loopback(self) -> MailboxConfig:
+    def _check(self) -> None:
+        super()._check()
         if self.security == "plain" and not (self.allow_plaintext or is_loopback_host(self.host)):
             raise ValueError(
                 f'security = "plain" sends the password in clear to {self.host}; use "tls" or '
                 '"starttls", or set allow_plaintext = true if you really mean it'
             )
-        return self
 
 
 class CalendarConfig(_SourceConfig):
@@ -429,13 +398,12 @@ class CalendarConfig(_SourceConfig):
     # as VTODOs; completing or deleting one there is read back as done or dismissed.
     tasks_calendar: str | None = None
 
-    @model_validator(mode="after")
-    def _url_is_safe(self) -> CalendarConfig:
+    def _check(self) -> None:
+        super()._check()
         check_http_url(self.url, self.allow_plaintext, sends="the password")
-        return self
 
 
-class GroupMemberEntry(_Strict):
+class GroupMemberEntry(Section):
     """One rep of a [[mailbox_group]]: an inline table, or a row of its members_file."""
 
     owner: str
@@ -443,7 +411,7 @@ class GroupMemberEntry(_Strict):
     refresh_token_file: str | None = None  # grant = "refresh_token": this rep's refresh token
 
 
-class OAuth2ClientConfig(_Strict):
+class OAuth2ClientConfig(Section):
     """How a group's XOAUTH2 access tokens are obtained (connectors/oauth2.py): made from a
     [[mailbox_group]]'s keys, shared by its members."""
 
@@ -456,7 +424,7 @@ class OAuth2ClientConfig(_Strict):
     scope: str | None = None
     grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
     ca_file: str | None = None  # trusted besides the system's CAs
-    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Range(gt=0, le=600)] = 30.0
 
 
 class MailboxGroupConfig(_WorkingWeekConfig):
@@ -464,14 +432,14 @@ class MailboxGroupConfig(_WorkingWeekConfig):
     master user, or XOAUTH2 tokens syncd obtains itself.  Each member becomes a mailbox
     named after its owner (syncd/groups.py)."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")]
+    name: Annotated[str, Length(min=1, pattern=r"^[A-Za-z0-9._@-]+$")]
     host: str
-    port: Annotated[int, Field(gt=0, lt=65536)] = 993
+    port: Annotated[int, Range(gt=0, lt=65536)] = 993
     security: Literal["tls", "starttls", "plain"] = "tls"
     allow_plaintext: bool = False
     ca_file: str | None = None
     ca_only: bool = False
-    timeout: Annotated[Seconds, Field(gt=0, le=600)] = 30.0
+    timeout: Annotated[Seconds, Range(gt=0, le=600)] = 30.0
     folders: list[str] | None = None
     members_file: str | None = None  # CSV: owner[,username][,refresh_token_file]
     members: list[str | GroupMemberEntry] | None = None
@@ -490,8 +458,8 @@ class MailboxGroupConfig(_WorkingWeekConfig):
     scope: str | None = None
     grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
 
-    @model_validator(mode="after")
-    def _one_way_in(self) -> MailboxGroupConfig:
+    def _check(self) -> None:
+        super()._check()
         if (self.members_file is None) == (self.members is None):
             raise ValueError("set exactly one of members_file (a CSV file) and members (a list)")
         passwords = [
@@ -543,7 +511,6 @@ class MailboxGroupConfig(_WorkingWeekConfig):
             raise ValueError(f"ca_file {self.ca_file} does not exist")
         if self.ca_only and self.ca_file is None:
             raise ValueError("ca_only = true needs ca_file (the only CA to trust)")
-        return self
 
     def oauth2(self) -> OAuth2ClientConfig | None:
         """The token endpoint settings, when the group logs in with XOAUTH2."""
@@ -573,39 +540,41 @@ class GroupMemberConfig(MailboxConfig):
     # Named in a members_file: the folder refresh_token_file must lie in (syncd/groups.py).
     refresh_token_dir: str | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> GroupMemberConfig:  # replaces the password rule: tokens need none
+    def _one_secret(self) -> None:  # replaces the password rule: tokens need none
         if self.oauth2 is None:
-            self._one_secret()
-        return self
+            super()._one_secret()
 
 
-class DirectoryConfig(_Strict):
+class DirectoryConfig(Section):
     """Where the customer directory comes from: a CSV file the CRM exports, or a command
     printing it; the daemon and `syncd sync` mirror it (see engine/directory_sync.py)."""
 
     file: str | None = None  # relative to the config file
-    command: Annotated[list[str], Field(min_length=1)] | None = None  # run without a shell
-    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 60.0  # between checks
-    timeout: Annotated[Seconds, Field(gt=0, le=3600)] = 60.0  # how long the command may take
+    command: Annotated[list[str], Length(min=1)] | None = None  # run without a shell
+    interval: Annotated[Seconds, Range(ge=1, le=86400)] = 60.0  # between checks
+    timeout: Annotated[Seconds, Range(gt=0, le=3600)] = 60.0  # how long the command may take
     # A file listing no customer, no contact or no domain (while the directory has some)
     # changes nothing unless this is set: that is far more often a failed export.
     allow_empty: bool = False
     # Rows written per transaction when a file is applied: each holds the write lock that
     # briefly, so other writers (a sync, `syncd tasks add`) never wait on a large file.
-    batch: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    batch: Annotated[int, Range(ge=1, le=100_000)] = 2000
 
-    @model_validator(mode="after")
-    def _one_source(self) -> DirectoryConfig:
+    def _check(self) -> None:
+        super()._check()
         if (self.file is None) == (self.command is None):
             raise ValueError("set exactly one of file and command")
-        return self
 
 
-class WebhookConfig(_Strict):
+def _retry_for(value: str) -> str:
+    retry_seconds(value)
+    return value
+
+
+class WebhookConfig(Section):
     """One [[webhook]]: an HTTP endpoint receiving signed events (syncd/webhooks/)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
+    name: Annotated[str, Length(min=1, max=100, pattern=r"^[A-Za-z0-9._@-]+$")]
     url: str
     # The Standard Webhooks secret "whsec_<base64>": exactly one source, as for passwords.
     secret: SecretStr | None = None
@@ -615,19 +584,13 @@ class WebhookConfig(_Strict):
     events: list[str] | None = None  # event types sent; default every type
     since: date | None = None  # skip events about records that occurred before this day
     ca_file: str | None = None  # a private CA trusted besides the system's
-    timeout: Annotated[Seconds, Field(gt=0, le=300)] = 10.0
+    timeout: Annotated[Seconds, Range(gt=0, le=300)] = 10.0
     allow_plaintext: bool = False
     # How long a delivery is retried before it is marked failed: "24h", "90m", "3600s", "2d".
-    retry_for: str = "24h"
+    retry_for: Annotated[str, After(_retry_for)] = "24h"
 
-    @field_validator("retry_for")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        retry_seconds(value)
-        return value
-
-    @model_validator(mode="after")
-    def _valid(self) -> WebhookConfig:
+    def _check(self) -> None:
+        super()._check()
         given = [
             k
             for k in ("secret", "secret_file", "secret_env", "secret_command")
@@ -643,7 +606,6 @@ class WebhookConfig(_Strict):
         check_http_url(self.url, self.allow_plaintext, sends="events")
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise ValueError(f"ca_file {self.ca_file} does not exist")
-        return self
 
     def secret_source(self) -> SecretSourceConfig:
         """The secret's source in the shape syncd/secrets.py reads."""
@@ -662,27 +624,27 @@ class WebhookConfig(_Strict):
 _BOTH: list[Literal["records", "tasks"]] = ["records", "tasks"]
 
 
-class CrmConfig(_Strict):
+class CrmConfig(Section):
     """One [[crm]]: a CRM syncd writes its records and tasks into through the CRM's REST API,
     and whose accounts and contacts may be syncd's customer directory (syncd/crm/)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
+    name: Annotated[str, Length(min=1, max=100, pattern=r"^[A-Za-z0-9._@-]+$")]
     kind: Literal["bottlecrm"]
     url: str
     # A personal access token: exactly one source, as for passwords.
     token_file: str | None = None
     token_env: str | None = None
     token_command: str | None = None
-    push: list[Literal["records", "tasks"]] = Field(default_factory=lambda: list(_BOTH))
+    push: list[Literal["records", "tasks"]] = field(default_factory=lambda: list(_BOTH))
     directory: bool = False  # the CRM's accounts and contacts are syncd's customer directory
     since: date | None = None  # records that occurred earlier are not pushed
-    interval: Annotated[Seconds, Field(ge=1, le=86400)] = 300.0  # between pulls
-    timeout: Annotated[Seconds, Field(gt=0, le=300)] = 10.0  # per socket operation
+    interval: Annotated[Seconds, Range(ge=1, le=86400)] = 300.0  # between pulls
+    timeout: Annotated[Seconds, Range(gt=0, le=300)] = 10.0  # per socket operation
     ca_file: str | None = None  # a private CA trusted besides the system's
     allow_plaintext: bool = False
 
-    @model_validator(mode="after")
-    def _valid(self) -> CrmConfig:
+    def _check(self) -> None:
+        super()._check()
         given = [
             k for k in ("token_file", "token_env", "token_command") if getattr(self, k) is not None
         ]
@@ -694,7 +656,6 @@ class CrmConfig(_Strict):
         check_http_url(self.url, self.allow_plaintext, sends="records and a token")
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise ValueError(f"ca_file {self.ca_file} does not exist")
-        return self
 
 
 def retry_seconds(value: str) -> float:
@@ -705,26 +666,26 @@ def retry_seconds(value: str) -> float:
     return seconds
 
 
-class Config(_Strict):
-    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    organization: OrganizationConfig = Field(default_factory=OrganizationConfig)
-    capture: CaptureConfig = Field(default_factory=CaptureConfig)
-    sync: SyncConfig = Field(default_factory=SyncConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+class Config(Section):
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    organization: OrganizationConfig = field(default_factory=OrganizationConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     api: ApiConfig | None = None  # the HTTP API: off unless the section is there
-    tasks: TasksConfig = Field(default_factory=TasksConfig)
-    events: EventsConfig = Field(default_factory=EventsConfig)
-    followup: list[FollowupConfig] = Field(default_factory=_empty)
-    mailbox: list[MailboxConfig] = Field(default_factory=_empty)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    followup: list[FollowupConfig] = field(default_factory=_empty)
+    mailbox: list[MailboxConfig] = field(default_factory=_empty)
     # Expanded into `mailbox` by config_file.parse_config: one GroupMemberConfig per member.
-    mailbox_group: list[MailboxGroupConfig] = Field(default_factory=_empty)
-    calendar: list[CalendarConfig] = Field(default_factory=_empty)
+    mailbox_group: list[MailboxGroupConfig] = field(default_factory=_empty)
+    calendar: list[CalendarConfig] = field(default_factory=_empty)
     directory: DirectoryConfig | None = None
-    webhook: list[WebhookConfig] = Field(default_factory=_empty)
-    crm: list[CrmConfig] = Field(default_factory=_empty)
+    webhook: list[WebhookConfig] = field(default_factory=_empty)
+    crm: list[CrmConfig] = field(default_factory=_empty)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Config:
+    def _check(self) -> None:
+        super()._check()
         items: (
             list[MailboxConfig]
             | list[CalendarConfig]
@@ -746,7 +707,6 @@ class Config(_Strict):
                         f"{kind} name {item.name!r} is used twice; names must be unique"
                     )
                 seen.add(item.name)
-        return self
 
     def followup_rules(self) -> dict[str, Span]:
         """The enabled rules and their delays: the three defaults, as [[followup]] tunes them."""

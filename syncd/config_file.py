@@ -10,38 +10,16 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from syncd.config import Config, DatabaseConfig, DirectoryConfig
+from syncd.config_check import Invalid
 from syncd.errors import ConfigError
 
 DEFAULT_PATH = "syncd.toml"
 ENV_VAR = "SYNCD_CONFIG"
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith("function-") or part in ("function-after", "function-before"):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out or "(top level)"
-
-
-def _problems(err: ValidationError) -> list[str]:
-    problems = []
-    for item in err.errors(include_url=False, include_input=False):
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (misspelt?)"
-        problems.append(f"{_key_path(tuple(item['loc']))}: {message}")
-    return problems
 
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
@@ -59,38 +37,32 @@ def _anchor_sqlite(url: str, base: Path) -> str:
 def _anchor_directory(directory: DirectoryConfig, base: Path) -> DirectoryConfig:
     """[directory] file, and a command given by a relative path, are relative to the config."""
     if directory.file is not None:
-        return directory.model_copy(update={"file": str(base / Path(directory.file).expanduser())})
+        return replace(directory, file=str(base / Path(directory.file).expanduser()))
     assert directory.command is not None
     program = directory.command[0]
     if "/" in program and not Path(program).is_absolute():
-        return directory.model_copy(
-            update={"command": [str(base / program), *directory.command[1:]]}
-        )
+        return replace(directory, command=[str(base / program), *directory.command[1:]])
     return directory
 
 
 def parse_config(data: dict[str, Any], *, base: Path | None = None, source: str = "") -> Config:
     try:
-        config = Config.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_problems(err), path=source or None) from None
+        config = Config.from_dict(data)
+    except Invalid as err:
+        raise ConfigError(err.lines(), path=source or None) from None
     if base is not None:
         url = _anchor_sqlite(config.database.url, base)
-        config = config.model_copy(update={"database": DatabaseConfig(url=url)})
+        config = replace(config, database=DatabaseConfig(url=url))
         if config.directory is not None:
-            config = config.model_copy(
-                update={"directory": _anchor_directory(config.directory, base)}
-            )
+            config = replace(config, directory=_anchor_directory(config.directory, base))
         if config.api is not None and config.api.tls_cert is not None:
             assert config.api.tls_key is not None  # both or neither (ApiConfig)
-            tls = {
-                key: str(base / Path(value).expanduser())
-                for key, value in (
-                    ("tls_cert", config.api.tls_cert),
-                    ("tls_key", config.api.tls_key),
-                )
-            }
-            config = config.model_copy(update={"api": config.api.model_copy(update=tls)})
+            api = replace(
+                config.api,
+                tls_cert=str(base / Path(config.api.tls_cert).expanduser()),
+                tls_key=str(base / Path(config.api.tls_key).expanduser()),
+            )
+            config = replace(config, api=api)
     if config.mailbox_group:
         # Only then: the groups bring the secret sources (subprocess, shlex) and csv.
         from syncd.groups import expand_groups
@@ -111,4 +83,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError([f"not valid TOML: {err}"], path=str(file)) from None
+    except RecursionError:  # tomllib recurses per level: [[[[...]]]] 1,000 deep
+        raise ConfigError(
+            ["not valid TOML: arrays or tables nested too deeply"], path=str(file)
+        ) from None
     return parse_config(data, base=file.resolve().parent, source=str(file))

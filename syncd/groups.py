@@ -12,10 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-from pydantic import ValidationError
+from typing import Any
 
 from syncd.config import (
     Config,
@@ -24,6 +23,7 @@ from syncd.config import (
     MailboxGroupConfig,
     OAuth2ClientConfig,
 )
+from syncd.config_check import Invalid
 from syncd.domain.addresses import normalize_address
 from syncd.errors import ConfigError
 from syncd.secret_sources import confined, credential_path
@@ -113,10 +113,16 @@ def expand_groups(config: Config, *, base: Path | None, source: str = "") -> Con
         label = f"mailbox_group[{index}] ({group.name})"
         rows = _rows(group, base, label, problems)
         oauth2 = group.oauth2()
+        # The group's first good member: the others are made from it, their own values
+        # checked (the group's were, once, in it).
+        prototype: GroupMemberConfig | None = None
         for row in rows:
-            member = _member(group, oauth2, row, f"{label} {row.where}", problems, token_files)
+            member = _member(
+                group, oauth2, row, f"{label} {row.where}", problems, token_files, prototype
+            )
             if member is None:
                 continue
+            prototype = prototype or member
             where = f"{label} {row.where}"
             if member.name in taken:
                 problems.append(
@@ -140,7 +146,7 @@ def expand_groups(config: Config, *, base: Path | None, source: str = "") -> Con
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
         raise ConfigError(shown, path=source or None)
-    return config.model_copy(update={"mailbox": [*config.mailbox, *members]})
+    return replace(config, mailbox=[*config.mailbox, *members])
 
 
 def _rows(
@@ -219,7 +225,7 @@ def _parse_csv(text: str, path: Path, label: str, problems: list[str]) -> list[_
             rows.append(
                 _Row(
                     where,
-                    GroupMemberEntry.model_construct(
+                    GroupMemberEntry(
                         owner=cells.get("owner") or "",
                         username=cells.get("username"),
                         refresh_token_file=cells.get("refresh_token_file"),
@@ -239,6 +245,7 @@ def _member(
     where: str,
     problems: list[str],
     token_files: _TokenFiles,
+    prototype: GroupMemberConfig | None = None,
 ) -> GroupMemberConfig | None:
     """The mailbox of one member, or None after adding why the row is bad to ``problems``."""
     entry = row.entry
@@ -270,10 +277,20 @@ def _member(
         token_file, token_dir = token_files.check(token_file, row.folder, where, problems)
         if len(problems) > count:
             return None
+    # A master user logs in as "alice*syncd"; XOAUTH2 names the rep's own mailbox.
+    login = username if oauth2 else (group.login_user or "%u").replace("%u", username)
+    own: dict[str, Any] = {
+        "name": owner,
+        "owner": owner,
+        "username": login,
+        "refresh_token_file": token_file,
+        "refresh_token_dir": token_dir,
+    }
     try:
+        if prototype is not None:
+            return prototype.derive(**own)
         return GroupMemberConfig(
-            name=owner,
-            owner=owner,
+            **own,
             group=group.name,
             host=group.host,
             port=group.port,
@@ -286,25 +303,21 @@ def _member(
             timezone=group.timezone,
             workdays=group.workdays,
             hours=group.hours,
-            # A master user logs in as "alice*syncd"; XOAUTH2 names the rep's own mailbox.
-            username=username if oauth2 else (group.login_user or "%u").replace("%u", username),
             auth="xoauth2" if oauth2 else "password",
             password=group.password,
             password_file=group.password_file,
             password_env=group.password_env,
             password_command=group.password_command,
             oauth2=oauth2,
-            refresh_token_file=token_file,
-            refresh_token_dir=token_dir,
         )
-    except ValidationError as err:
-        for item in err.errors(include_url=False, include_input=False):
-            field = ".".join(str(part) for part in item["loc"]) or "owner"
+    except Invalid as err:
+        for loc, message in err.problems:
+            field = ".".join(str(part) for part in loc) or "owner"
             if field == "name":
                 problems.append(
                     f"{where}: owner {owner!r} cannot name a mailbox (letters, digits and "
                     ". _ @ - only)"
                 )
             else:
-                problems.append(f"{where}: {field}: {item['msg'].removeprefix('Value error, ')}")
+                problems.append(f"{where}: {field}: {message}")
         return None

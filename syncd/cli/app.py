@@ -1,6 +1,6 @@
 """What every command shares: the config, the database, output helpers, error handling.
 
-Imported by ``syncd --help``, so it stays light: the config (pydantic), the database
+Imported by ``syncd --help``, so it stays light: the config, the database
 (SQLAlchemy) and rich are imported when a command first asks for them.
 """
 
@@ -38,7 +38,7 @@ def loading() -> Iterator[None]:
     """Pause the cyclic garbage collector while a command loads, then freeze what loaded
     out of its sight until the command ends (``unfreeze_when_done``).
 
-    A command's modules (SQLAlchemy, pydantic, the engine) and its validated configuration
+    A command's modules (SQLAlchemy, the engine) and its validated configuration
     are a hundred thousand objects that live as long as the command: the collector would
     traverse them some 150 times while they load (a tenth of the CPU of `syncd sync` of an
     unchanged mailbox), and the daemon's every full collection would traverse them again.

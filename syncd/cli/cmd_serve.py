@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import replace
 from types import FrameType
 
 import click
@@ -32,14 +33,13 @@ def serve(app: App, listen: str | None) -> None:
         raise UserError(
             "no [api] section in the config", hint='add [api] listen = "127.0.0.1:8780"'
         )
-    settings = (config.api or ApiConfig()).model_dump()
+    api_config = config.api or ApiConfig()
     if listen is not None:
-        settings["listen"] = listen
-    try:
-        api_config = ApiConfig.model_validate(settings)
-    except ValueError as err:
-        raise UserError(f"--listen: {err}") from None
-    config = config.model_copy(update={"api": api_config})
+        try:
+            api_config = replace(api_config, listen=listen)
+        except ValueError as err:
+            raise UserError(f"--listen: {err}") from None
+    config = replace(config, api=api_config)
     app.engine  # noqa: B018 - migrate (or fail with the database's message) before serving
     stopping = threading.Event()
 

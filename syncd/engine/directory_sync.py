@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, DirectoryConfig
+from syncd.config_check import as_dict
 from syncd.domain.bounds import loggable
 from syncd.domain.directory_file import MAX_FILE_BYTES, BadDirectoryFile, RowReader, text_stream
 from syncd.errors import SyncdError, UserError
@@ -89,7 +90,7 @@ def secret_env_names(config: Config) -> frozenset[str]:
             for item in value:
                 walk(item)
 
-    walk(config.model_dump())
+    walk(as_dict(config))
     return frozenset(found)
 
 

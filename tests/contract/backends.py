@@ -81,7 +81,7 @@ class DovecotMail:
         self._interrupts: list[int] = []  # good fetches left before each drop
 
     def _box(self) -> MailboxConfig:
-        return MailboxConfig.model_validate(
+        return MailboxConfig.from_dict(
             {
                 "name": "contract",
                 "owner": "alice@example.com",
@@ -242,7 +242,7 @@ class RadicaleCalendars:
         self.login = login
 
     def config(self) -> CalendarConfig:
-        return CalendarConfig.model_validate(
+        return CalendarConfig.from_dict(
             {
                 "name": "contract",
                 "owner": "alice@example.com",

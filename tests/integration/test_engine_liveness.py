@@ -67,7 +67,7 @@ def test_one_statement_reads_run_in_autocommit(pg_url: str) -> None:
     engine = make_engine(pg_url, pool_size=1, ping=False)
     try:
         api = Api(
-            Config.model_validate({"database": {"url": pg_url}}),
+            Config.from_dict({"database": {"url": pg_url}}),
             engine,
             Authenticator(engine, rate_limit=10),
         )

@@ -34,7 +34,7 @@ def _box(dovecot: Dovecot, **overrides: object) -> MailboxConfig:
         "timeout": 5,
     }
     values.update(overrides)
-    return MailboxConfig.model_validate(values)
+    return MailboxConfig.from_dict(values)
 
 
 def _open(box: MailboxConfig, max_bytes: int = 10_000_000) -> ImapSession:
@@ -88,7 +88,7 @@ def test_a_silent_server_times_out() -> None:
     accepted: list[socket.socket] = []
     thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
     thread.start()
-    box = MailboxConfig.model_validate(
+    box = MailboxConfig.from_dict(
         {
             "name": "x",
             "owner": "x@example.com",

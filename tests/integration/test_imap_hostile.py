@@ -87,7 +87,7 @@ def lying_server() -> Iterator[_LyingServer]:
 
 
 def test_an_absurd_literal_is_a_classified_error_at_once(lying_server: _LyingServer) -> None:
-    box = MailboxConfig.model_validate(
+    box = MailboxConfig.from_dict(
         {
             "name": "liar",
             "owner": "alice@example.com",

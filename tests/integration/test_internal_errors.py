@@ -56,7 +56,7 @@ def _box(port: int, **overrides: object) -> MailboxConfig:
         "timeout": 5,
     }  # fmt: skip
     values.update(overrides)
-    return MailboxConfig.model_validate(values)
+    return MailboxConfig.from_dict(values)
 
 
 def _open(box: MailboxConfig) -> ImapSession:
@@ -72,7 +72,7 @@ def _calendar(url: str, **overrides: object) -> CalendarConfig:
         "timeout": 5,
     }  # fmt: skip
     values.update(overrides)
-    return CalendarConfig.model_validate(values)
+    return CalendarConfig.from_dict(values)
 
 
 def _dav(config: CalendarConfig) -> CalDavSession:

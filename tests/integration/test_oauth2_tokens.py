@@ -90,11 +90,11 @@ def test_a_revoked_secret_is_asked_about_once_until_it_changes(
     member = GroupMemberConfig(
         name="dana@example.com", owner="dana@example.com", username="dana@example.com",
         host="127.0.0.1", group="sales", auth="xoauth2",
-        oauth2=_settings(server, tls_files[0]).model_copy(
-            update={"client_secret_env": None, "client_secret_file": str(secret_file)}
+        oauth2=replace(
+            _settings(server, tls_files[0]), client_secret_env=None, client_secret_file=str(secret_file)
         ),
     )  # fmt: skip
-    eve = member.model_copy(update={"name": "eve@example.com", "username": "eve@example.com"})
+    eve = replace(member, name="eve@example.com", username="eve@example.com")
     caches = TokenCaches()  # the process's, as the daemon or a command owns them
     first = caches.member_token(member)
     assert caches.member_token(eve) == first and server.requests_count() == 1  # one token, both
@@ -268,8 +268,8 @@ def test_a_refused_credential_opens_no_connection_to_the_mail_server(
         name="fay@example.com", owner="fay@example.com", username="fay@example.com",
         host="127.0.0.1", port=listener.getsockname()[1], security="plain", timeout=2,
         group="sales", auth="xoauth2",
-        oauth2=_settings(server, tls_files[0]).model_copy(
-            update={"client_secret_env": None, "client_secret_file": str(secret_file)}
+        oauth2=replace(
+            _settings(server, tls_files[0]), client_secret_env=None, client_secret_file=str(secret_file)
         ),
     )  # fmt: skip
     caches = TokenCaches()  # the process's, as the daemon or a command owns them
@@ -303,8 +303,8 @@ def test_a_refused_secret_command_is_not_run_at_every_login(
     member = GroupMemberConfig(
         name="gil@example.com", owner="gil@example.com", username="gil@example.com",
         host="127.0.0.1", group="sales", auth="xoauth2",
-        oauth2=_settings(server, tls_files[0]).model_copy(
-            update={"client_secret_env": None, "client_secret_command": command}
+        oauth2=replace(
+            _settings(server, tls_files[0]), client_secret_env=None, client_secret_command=command
         ),
     )  # fmt: skip
     caches = TokenCaches()  # the process's, as the daemon or a command owns them
@@ -327,8 +327,8 @@ def test_a_refresh_token_file_that_is_not_a_token_is_not_read_whole_nor_sent(
     member = GroupMemberConfig(
         name="hal@example.com", owner="hal@example.com", username="hal@example.com",
         host="127.0.0.1", group="sales", auth="xoauth2", refresh_token_file=str(huge),
-        oauth2=_settings(server, tls_files[0], grant="refresh_token").model_copy(
-            update={"client_secret_env": None, "client_secret_file": str(tmp_path / "secret")}
+        oauth2=replace(
+            _settings(server, tls_files[0], grant="refresh_token"), client_secret_env=None, client_secret_file=str(tmp_path / "secret")
         ),
     )  # fmt: skip
     caches = TokenCaches()  # the process's, as the daemon or a command owns them
@@ -370,8 +370,8 @@ def test_a_hung_endpoint_does_not_take_every_worker(
     member = GroupMemberConfig(
         name="ida@example.com", owner="ida@example.com", username="ida@example.com",
         host="127.0.0.1", port=9, security="plain", group="sales", auth="xoauth2",
-        oauth2=_settings(server, tls_files[0]).model_copy(
-            update={"client_secret_env": None, "client_secret_file": str(secret_file)}
+        oauth2=replace(
+            _settings(server, tls_files[0]), client_secret_env=None, client_secret_file=str(secret_file)
         ),
     )  # fmt: skip
     caches = TokenCaches()  # the process's, as the daemon or a command owns them
@@ -513,8 +513,8 @@ def test_a_refresh_token_file_linked_out_of_its_folder_after_loading_is_not_read
         name="jo@example.com", owner="jo@example.com", username="jo@example.com",
         host="127.0.0.1", group="sales", auth="xoauth2",
         refresh_token_file=str(tokens / "jo.rt"), refresh_token_dir=str(tokens),
-        oauth2=_settings(server, tls_files[0], grant="refresh_token").model_copy(
-            update={"client_secret_env": None, "client_secret_file": str(tmp_path / "secret")}
+        oauth2=replace(
+            _settings(server, tls_files[0], grant="refresh_token"), client_secret_env=None, client_secret_file=str(tmp_path / "secret")
         ),
     )  # fmt: skip
     caches = TokenCaches()  # the process's, as the daemon or a command owns them

@@ -5,6 +5,7 @@ polls is written for all sources at once, a few statements a heartbeat."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -125,7 +126,7 @@ def test_a_watched_inbox_costs_its_poll_no_command(
             assert asked == [["INBOX", "Sent"]]
         first = list(asked)
         wait_until(lambda: watch.state == "idle", 10, "the watch back in IDLE")
-        source.config = source.config.model_copy(update={"folders": ["INBOX"]})
+        source.config = replace(source.config, folders=["INBOX"])
         connection, reused = watch.connection, sessions.reused
         for _ in range(3):
             assert source.unchanged() == ["INBOX"]
@@ -159,7 +160,7 @@ def test_a_refused_folder_makes_the_pass_run_and_report_it(polled: Any) -> None:
         "alice",
         {**(sessions.cursors("alice") or {}), "Nowhere": sessions.cursors("alice")["INBOX"]},
     )
-    source.config = source.config.model_copy(update={"folders": ["INBOX", "Nowhere"]})
+    source.config = replace(source.config, folders=["INBOX", "Nowhere"])
     assert source.unchanged() is None
     report = source.sync(directory)
     assert not report.ok and "Nowhere" in (report.reason() or "")

@@ -212,6 +212,25 @@ def test_status_imports_no_logging_stack_rules_or_address_lists(tmp_path: Path) 
     assert _loaded(config, "status", "--json", heavy=unused) == ([], 3)
 
 
+def test_status_reads_its_configuration_without_pydantic(tmp_path: Path) -> None:
+    """Issue #20: importing pydantic cost more than the rest of `syncd status`; the
+    configuration, mailboxes, a calendar and a webhook included, is checked without it."""
+    url = f"sqlite:///{tmp_path / 'syncd.db'}"
+    database.open_database(url)
+    config = _config(tmp_path, url)
+    config.write_text(
+        config.read_text()
+        + '\n[[mailbox]]\nname = "alice"\nowner = "alice@example.com"\nhost = "127.0.0.1"\n'
+        + 'username = "alice"\npassword = "x"\ntimeout = "10s"\n'
+        + '\n[[calendar]]\nname = "cal"\nowner = "alice@example.com"\nusername = "alice"\n'
+        + 'url = "http://127.0.0.1:1/dav/"\npassword_env = "P"\n'
+        + '\n[[webhook]]\nname = "crm"\nurl = "https://crm.example.com/hook"\nsecret_env = "S"\n'
+    )
+    pydantic = ("pydantic", "pydantic_core", "annotated_types")
+    assert _loaded(config, "status", "--json", heavy=pydantic)[0] == []
+    assert _loaded(config, "status", heavy=pydantic)[0] == []
+
+
 def test_status_on_a_database_behind_the_code_migrates_it_as_before(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -79,6 +79,20 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
         load_config(bad)
 
 
+@pytest.mark.parametrize(
+    "toml", ["x = " + "[" * 3000 + "]" * 3000, "x = " + "{a = " * 3000 + "}" * 3000]
+)
+def test_a_value_nested_too_deeply_is_a_config_error_naming_the_file(
+    tmp_path: Path, toml: str
+) -> None:
+    """tomllib recurses once per level: its RecursionError was a traceback."""
+    path = tmp_path / "deep.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+
+
 def test_working_weeks_per_rep_and_follow_up_rules() -> None:
     from datetime import time
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -28,7 +29,7 @@ def _box(name: str, **changes: object) -> MailboxConfig:
         "password": "pw",
         **changes,
     }
-    return MailboxConfig.model_validate(keys)
+    return MailboxConfig.from_dict(keys)
 
 
 class Clock:
@@ -271,10 +272,10 @@ def test_a_reload_that_lowers_keep_connections_closes_the_excess_at_once() -> No
         session.status("INBOX")
         session.close()
     assert cache.kept() == ["a", "b", "c"]
-    cache.tune(sync.model_copy(update={"keep_connections": 1}))
+    cache.tune(replace(sync, keep_connections=1))
     assert cache.kept() == ["c"]
     _wait(lambda: opened[0].closed and opened[1].closed)  # logged out on their own thread
-    cache.tune(sync.model_copy(update={"keep_connections": 0}))
+    cache.tune(replace(sync, keep_connections=0))
     assert cache.kept() == []
     _wait(lambda: opened[2].closed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def test_task_lists_are_safe_to_share_between_worker_threads() -> None:
     from syncd.config import CalendarConfig
 
     sources = [
-        CalendarConfig.model_validate(
+        CalendarConfig.from_dict(
             {
                 "name": f"cal{n}",
                 "owner": f"rep{n}@example.com",
@@ -226,5 +227,5 @@ def test_task_lists_are_safe_to_share_between_worker_threads() -> None:
     assert len(lists) == len(sources)
     assert lists.get(sources[3]) == "http://127.0.0.1:1/cal3/tasks/"
     # Another list name on the same source is another key: looked up again.
-    renamed = sources[3].model_copy(update={"tasks_calendar": "Other"})
+    renamed = replace(sources[3], tasks_calendar="Other")
     assert lists.get(renamed) is None
