@@ -336,6 +336,8 @@ def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[s
         out["captured_meanwhile"] = writer.written
     finally:
         writer.stop.set()
+        if writer.is_alive():  # its last commit before the scratch database is dropped
+            writer.join(10)
         engine.dispose()
     return out
 
