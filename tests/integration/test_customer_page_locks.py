@@ -70,8 +70,23 @@ def test_linking_waits_behind_no_unrelated_update_of_the_record(engine: Engine) 
         a.rollback()
 
 
-def test_two_writers_each_updating_one_record_and_linking_the_other_do_not_deadlock(
-    engine: Engine,
+@pytest.mark.parametrize(
+    "change",
+    [
+        "subject = 'changed'",
+        # A rescheduled meeting, calendar sync moving changed ones and re-linking the others:
+        # the move rewrites its links (their copy of the time), and an insert of a link whose
+        # row another transaction is rewriting waits for it, whatever the triggers lock.
+        # Two daemons that each moved one meeting and re-link the other's still deadlock
+        # (one is rolled back and retries); only links without the copy would avoid it.
+        pytest.param(
+            "occurred_at = occurred_at + interval '1 day'",
+            marks=pytest.mark.xfail(strict=True, reason="a move rewrites its links' rows"),
+        ),
+    ],
+)
+def test_two_writers_each_updating_one_record_and_relinking_the_other_do_not_deadlock(
+    engine: Engine, change: str
 ) -> None:
     (r1, c1), (r2, c2) = _two_links(engine)
     errors: list[BaseException] = []
@@ -80,8 +95,8 @@ def test_two_writers_each_updating_one_record_and_linking_the_other_do_not_deadl
         b.begin()
         for conn in (a, b):
             conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-        a.execute(text("UPDATE records SET subject = 'a' WHERE id = :i"), {"i": r1})
-        b.execute(text("UPDATE records SET subject = 'b' WHERE id = :i"), {"i": r2})
+        a.execute(text(f"UPDATE records SET {change} WHERE id = :i"), {"i": r1})
+        b.execute(text(f"UPDATE records SET {change} WHERE id = :i"), {"i": r2})
 
         def link(conn: Connection, rid: int, cid: int) -> None:
             try:
