@@ -141,8 +141,20 @@ record_customers = Table(
         "customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     ),
     Column("link", String(16), nullable=False),  # contact | domain | manual
+    # A copy of records.occurred_at, kept by the database (triggers of migration 0031: set
+    # on insert, moved with the record's), so that a customer's page newest first is a
+    # range of the index below, not a sort of every record the customer has.  Null only
+    # between an SQLite insert and its trigger, within the statement.
+    Column("occurred_at", UtcDateTime, nullable=True),
     # A customer's records without a table lookup (customers list, reports, gone_quiet).
     Index("ix_record_customers_customer_id_record_id", "customer_id", "record_id"),
+    # A customer's page: (occurred_at, record_id) descending is this index read backwards.
+    Index(
+        "ix_record_customers_customer_id_occurred_at_record_id",
+        "customer_id",
+        "occurred_at",
+        "record_id",
+    ),
 )
 
 # A record's provenance: each mailbox, folder and UID it was read from (one row per copy).

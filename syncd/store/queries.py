@@ -38,14 +38,18 @@ def list_records(
     """Records newest first, each with customers, participants and sources, as plain dicts
     with datetimes; a meeting's ``status`` is the stored one (the CLI shows ``held`` once
     it has ended)."""
-    query = select(*_COLUMNS).order_by(records.c.occurred_at.desc(), records.c.id.desc())
+    when = records.c.occurred_at
+    query = select(*_COLUMNS).order_by(when.desc(), records.c.id.desc())
     if customer_id is not None:
-        query = query.where(
-            records.c.id.in_(
-                select(record_customers.c.record_id).where(
-                    record_customers.c.customer_id == customer_id
-                )
-            )
+        # The customer's links newest first, from their index (each carries its record's
+        # occurred_at), each record read as it comes: a limit reads that many, not every
+        # record of the customer sorted.  Ties in the same order (the id after the time).
+        when = record_customers.c.occurred_at
+        query = (
+            select(*_COLUMNS)
+            .join_from(records, record_customers, record_customers.c.record_id == records.c.id)
+            .where(record_customers.c.customer_id == customer_id)
+            .order_by(when.desc(), record_customers.c.record_id.desc())
         )
     if contact_address is not None:
         query = query.where(
@@ -54,7 +58,7 @@ def list_records(
             )
         )
     if since is not None:
-        query = query.where(records.c.occurred_at >= since)
+        query = query.where(when >= since)
     if kind is not None:
         query = query.where(records.c.kind == kind)
     if limit is not None:

@@ -115,20 +115,30 @@ def _cached_statement(dialect: str, filters: frozenset[str]) -> Select[Any]:
 
 
 def _statement(dialect: str, filters: frozenset[str], owners: Sequence[Owned]) -> Select[Any]:
-    """The page's statement with a parameter for each of ``filters``, ``limit`` too."""
-    when = records.c.occurred_at
-    query = select(records.c.id, when).order_by(when.desc(), records.c.id.desc())
-    if "customer_id" in filters:
-        query = query.where(
-            records.c.id.in_(
-                select(record_customers.c.record_id).where(
-                    record_customers.c.customer_id == bindparam("customer_id")
-                )
-            )
+    """The page's statement with a parameter for each of ``filters``, ``limit`` too.
+
+    A customer's page is one pass over the customer's links newest first, from their
+    index (``record_customers`` carries each record's occurred_at): no sort, and it stops
+    at ``limit``, so each record's own row and what it aggregates are read for the page
+    only, however many records the customer has."""
+    customer = "customer_id" in filters
+    if customer:
+        # Aliased: the correlated subquery of a record's customers reads the table too.
+        link = record_customers.alias("page_link")
+        when, rid = link.c.occurred_at, link.c.record_id
+        query = (
+            select(*_COLUMNS, *_nested(dialect))
+            .join_from(link, records, records.c.id == rid)
+            .where(link.c.customer_id == bindparam("customer_id"))
         )
+    else:
+        when, rid = records.c.occurred_at, records.c.id
+        query = select(rid, when)
+    # The same order for ties either way: the record's id after its time.
+    query = query.order_by(when.desc(), rid.desc())
     if "contact_address" in filters:
         query = query.where(
-            records.c.id.in_(
+            rid.in_(
                 select(participants.c.record_id).where(
                     participants.c.address == bindparam("contact_address")
                 )
@@ -143,12 +153,14 @@ def _statement(dialect: str, filters: frozenset[str], owners: Sequence[Owned]) -
     if "until" in filters:
         query = query.where(when < bindparam("until", type_=when.type))
     if "ids" in filters:
-        query = query.where(records.c.id.in_(bindparam("ids", expanding=True)))
+        query = query.where(rid.in_(bindparam("ids", expanding=True)))
     if "after_at" in filters:
         query = query.where(
-            tuple_(when, records.c.id)
+            tuple_(when, rid)
             < tuple_(bindparam("after_at", type_=when.type), bindparam("after_id", type_=Integer))
         )
+    if customer:
+        return query.limit(bindparam("limit", type_=Integer))
     # The page's ids first, then its rows and what each aggregates: the subqueries run
     # for the page only, not for every record the filters match before the sort.
     chosen = query.limit(bindparam("limit", type_=Integer)).subquery("page")

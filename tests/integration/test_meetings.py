@@ -436,3 +436,27 @@ def test_an_event_that_moves_to_the_other_reader_is_not_rewritten(alice: World) 
     assert "0 meetings new, 1 updated, 0 cancelled" in out
     (after,) = meetings(alice)
     assert after["id"] == before["id"] and after["subject"] == "Review"
+
+
+def test_a_rescheduled_meeting_moves_in_its_customer_s_page(alice: World) -> None:
+    """The customer's page reads the links' copy of each record's time: a meeting moved
+    by calendar sync moves in it (CLI and API alike read it)."""
+    alice.seed_events(
+        "alice",
+        {
+            "a.ics": ics(event("a", TODAY + timedelta(days=1), summary="First")),
+            "b.ics": ics(event("b", TODAY + timedelta(days=2), summary="Second")),
+        },
+    )
+    alice.cli("sync")
+    assert [m["subject"] for m in alice.records("--customer", "Acme Corp")] == ["Second", "First"]
+    alice.put_event(
+        "alice",
+        "a.ics",
+        ics(event("a", TODAY + timedelta(days=5), summary="First", extra="SEQUENCE:1")),
+    )
+    assert "1 updated" in alice.cli("sync").stdout
+    assert [m["subject"] for m in alice.records("--customer", "Acme Corp")] == ["First", "Second"]
+    assert [m["subject"] for m in alice.records("--customer", "Acme Corp", "--limit", "1")] == [
+        "First"
+    ]
