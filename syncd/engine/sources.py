@@ -20,9 +20,8 @@ from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfi
 from syncd.connectors.base import INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
-from syncd.engine.imap.mail_sync import (
-    MailSync,
-    Progress,
+from syncd.engine.imap.mail_sync import MailSync, Progress
+from syncd.engine.imap.unchanged import (
     SessionOpener,
     imap_opener,
     open_imap,

@@ -102,6 +102,25 @@ def quiet_customers(
     return out
 
 
+def next_quiet(conn: Connection, rule: QuietRule, now: datetime) -> datetime | None:
+    """The earliest time a customer that ``quiet_customers`` leaves out now, its last
+    record too recent, could be due: its last record plus the rule's shortest span."""
+    shortest, _longest = rule.quiet_bounds()
+    through = record_customers.join(records, records.c.id == record_customers.c.record_id)
+    last = (
+        select(func.max(records.c.occurred_at).label("last_at"))
+        .select_from(through)
+        .where(_contact(records))
+        .group_by(record_customers.c.customer_id)
+        .subquery()
+    )
+    newest = now - shortest
+    found = conn.scalar(
+        select(type_coerce(func.min(last.c.last_at), UtcDateTime)).where(last.c.last_at > newest)
+    )
+    return None if found is None else _aware(found) + shortest
+
+
 def _recent(
     conn: Connection, customer_ids: Sequence[int], floor: datetime, n: int
 ) -> dict[int, list[tuple[int, datetime]]]:
