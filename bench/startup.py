@@ -102,6 +102,8 @@ def _commands(python: str) -> dict[str, list[str]]:
         "syncd status --json": [syncd, "status", "--json"],
         "syncd records list --json": [syncd, "records", "list", "--json"],
         "syncd sync (unchanged)": [syncd, "sync"],
+        # What of the above is the configuration's loading (all of it pydantic's, today).
+        "config load alone": [python, "-c", "from syncd.config_file import load_config as l; l()"],
     }
 
 

@@ -15,10 +15,13 @@ from syncd.errors import describe
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sqlalchemy import Engine
+
     from syncd.domain.matching import Directory
     from syncd.engine.directory_sync import Outcome
     from syncd.engine.imap.unchanged import SessionOpener
     from syncd.engine.sources import Source, SyncReport
+    from syncd.store.status_read import Reader
 
 # Start-up (issue #20): what only some runs need is imported where they need it: the
 # [directory] source, the progress bar (a terminal), verify and repair (--repair), the
@@ -143,13 +146,17 @@ def _opener(app: App) -> SessionOpener:
     return imap_opener(app.tokens)
 
 
-def _stamp(engine: Any, reader: Any) -> str | None:
+def _stamp(engine: Engine, reader: type[Reader]) -> str | None:
     with engine.connect() as conn:
         return first_look.data_stamp(reader.of(conn))
 
 
 def _mark(
-    engine: Any, reader: Any, app: App, stamps: list[str | None], horizon: list[datetime]
+    engine: Engine,
+    reader: type[Reader],
+    app: App,
+    stamps: list[str | None],
+    horizon: list[datetime],
 ) -> None:
     """For the next run's first look: until when the rules and the upkeep that just ran
     have nothing more to do.  Only when nothing changed the data after they began to read
