@@ -45,6 +45,7 @@ HELD_SETTLE = timedelta(minutes=1)  # store/event_upkeep.py's SETTLE
 UNSTAMPED = frozenset(
     {"source_states", "settings", "alembic_version", "daemons", "source_health", "sqlite_stat1"}
 )
+UPDATED_STAMPED = frozenset({"tasks"})  # a few rows: their newest change read too
 # Tests set it to compare the full pass with the first look's (tests/integration/...).
 DISABLE_ENV = "SYNCD_NO_FIRST_LOOK"
 
@@ -81,10 +82,14 @@ def rules_digest(config: Config) -> str:
 
 
 def data_stamp(reader: Reader) -> str | None:
-    """A fingerprint of the data the rules read (SQLite): each table's row count, highest
-    rowid and newest ``updated_at``, and the ``settings`` rows other than the marks.  Any
-    row added or removed, and any row updated with its ``updated_at``, changes it.  None on
-    PostgreSQL (the first look is SQLite's)."""
+    """A fingerprint of the data the rules read (SQLite): each table's row count and
+    highest rowid, the tasks' newest ``updated_at``, and the ``settings`` rows other than
+    the marks.  Any row added or removed changes it; a row changed in place does through
+    what the change writes beside it: every change to a record or a task is an event in
+    the outbox (the feed's contract, store/outbox.py), a customer or contact archived,
+    restored or renamed a row of ``audit_log``.  A newest ``updated_at`` of every table
+    would read each whole (none is indexed): half a second for a million records.  None
+    on PostgreSQL (the first look is SQLite's)."""
     if reader.dialect != "sqlite":
         return None
     parts: list[str] = []
@@ -98,7 +103,7 @@ def data_stamp(reader: Reader) -> str | None:
             continue
         quoted = '"' + name.replace('"', '""') + '"'
         rowid = "NULL" if "without rowid" in sql else "MAX(rowid)"
-        newest = "MAX(updated_at)" if "updated_at" in sql else "NULL"
+        newest = "MAX(updated_at)" if name in UPDATED_STAMPED else "NULL"
         (row,) = reader.rows(
             f"SELECT COUNT(*) AS n, {rowid} AS top, {newest} AS newest FROM {quoted}"
         )
