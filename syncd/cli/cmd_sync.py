@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from syncd.engine.directory_sync import Outcome
     from syncd.engine.imap.unchanged import SessionOpener
     from syncd.engine.sources import Source, SyncReport
+    from syncd.errors import RemoteError
     from syncd.store.status_read import Reader
 
 # Start-up (issue #20): what only some runs need is imported where they need it: the
@@ -44,9 +45,10 @@ if TYPE_CHECKING:
 def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: bool) -> None:
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     selected, selected_calendars = selected_sources(app, names, calendars)
+    logins: dict[str, RemoteError] = {}  # logins the first look tried, for the pass
     if not repair:
         lines = first_look.unchanged_sync(
-            app.config, lambda: _opener(app), selected, selected_calendars
+            app.config, lambda: _opener(app), selected, selected_calendars, logins
         )
         if lines is not None:
             click.echo("\n".join(lines))
@@ -62,7 +64,13 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
         engine = app.engine
     # One thread runs this pass, so a backlog may be parsed in a forked child (issue #20).
     sources = configured_sources(
-        app.engine, app.config, selected, selected_calendars, tokens=app.tokens, parse_worker=True
+        app.engine,
+        app.config,
+        selected,
+        selected_calendars,
+        tokens=app.tokens,
+        parse_worker=True,
+        opener=first_look.replaying(_opener(app), logins) if logins else None,
     )
     # The CRM's directory first ([directory]), so this pass matches against it.
     mirrored: Outcome | None = None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from syncd.errors import RemoteError
 from syncd.store.status_read import ACCOUNT, Reader, code_head, driver_target, stored_revision
 
 if TYPE_CHECKING:
@@ -40,12 +41,24 @@ if TYPE_CHECKING:
 MARK = "first_look"  # settings row: {"due", "stamp", "config"} (see the module's docstring)
 HELD_MARK = "events_held_swept_at"  # store/event_upkeep.py's own mark, moved as it moves it
 HELD_SETTLE = timedelta(minutes=1)  # store/event_upkeep.py's SETTLE
-# Tables whose rows the rules and the upkeep never read, or that an unchanged pass writes
-# (``settings`` is fingerprinted row by row, without the two marks above).
+# The counter the database bumps on every change to the data the rules read (a
+# ``settings`` row, moved by triggers: schema/migrations/versions/0033_data_changes.py),
+# and the tables that have no such trigger: bookkeeping written on every poll (the first
+# look's own writes among them) and the search index's.  The migration keeps its own copy.
+COUNTER = "data_changes"
 UNSTAMPED = frozenset(
-    {"source_states", "settings", "alembic_version", "daemons", "source_health", "sqlite_stat1"}
+    {
+        "alembic_version",
+        "settings",
+        "source_states",
+        "source_health",
+        "daemons",
+        "folder_cursors",
+        "calendar_cursors",
+        "verify_states",
+    }
 )
-UPDATED_STAMPED = frozenset({"tasks"})  # a few rows: their newest change read too
+TRIGGERED = ("insert", "update", "delete")
 # Tests set it to compare the full pass with the first look's (tests/integration/...).
 DISABLE_ENV = "SYNCD_NO_FIRST_LOOK"
 
@@ -82,38 +95,42 @@ def rules_digest(config: Config) -> str:
 
 
 def data_stamp(reader: Reader) -> str | None:
-    """A fingerprint of the data the rules read (SQLite): each table's row count and
-    highest rowid, the tasks' newest ``updated_at``, and the ``settings`` rows other than
-    the marks.  Any row added or removed changes it; a row changed in place does through
-    what the change writes beside it: every change to a record or a task is an event in
-    the outbox (the feed's contract, store/outbox.py), a customer or contact archived,
-    restored or renamed a row of ``audit_log``.  A newest ``updated_at`` of every table
-    would read each whole (none is indexed): half a second for a million records.  None
-    on PostgreSQL (the first look is SQLite's)."""
+    """A fingerprint of the data the rules read (SQLite): the ``settings`` rows other than
+    the marks, among them the change counter every write to that data moves (its triggers:
+    migration 0033), in place or not.  One small table read, whatever the database's size.
+    None, so that every run takes the full pass: on PostgreSQL (the first look is
+    SQLite's), without the counter, or when a table the rules may read has not its three
+    triggers (a table added or rebuilt since without them)."""
     if reader.dialect != "sqlite":
         return None
+    stamped = {
+        row["name"]
+        for row in reader.rows("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if _stamped(row["name"])
+    }
+    triggers = {
+        (row["tbl_name"], row["name"])
+        for row in reader.rows("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'")
+    }
+    if any((t, f"{COUNTER}_{t}_{op}") not in triggers for t in stamped for op in TRIGGERED):
+        return None
     parts: list[str] = []
-    tables = reader.rows(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        " ORDER BY name"
-    )
-    for table in tables:
-        name, sql = table["name"], (table["sql"] or "").lower()
-        if name in UNSTAMPED:
-            continue
-        quoted = '"' + name.replace('"', '""') + '"'
-        rowid = "NULL" if "without rowid" in sql else "MAX(rowid)"
-        newest = "MAX(updated_at)" if name in UPDATED_STAMPED else "NULL"
-        (row,) = reader.rows(
-            f"SELECT COUNT(*) AS n, {rowid} AS top, {newest} AS newest FROM {quoted}"
-        )
-        parts.append(f"{name}:{row['n']}:{row['top']}:{row['newest']}")
     for row in reader.rows(
         "SELECT name, value FROM settings WHERE name NOT IN (?, ?) ORDER BY name",
         (MARK, HELD_MARK),
     ):
         parts.append(f"settings:{row['name']}={row['value']}")
+    if not any(part.startswith(f"settings:{COUNTER}=") for part in parts):
+        return None
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _stamped(table: str) -> bool:
+    return (
+        table not in UNSTAMPED
+        and not table.startswith("sqlite_")
+        and not table.startswith("record_search")  # FTS5's tables: written with a record
+    )
 
 
 def mark_value(horizon: Sequence[datetime], stamp: str, digest: str) -> str:
@@ -185,14 +202,26 @@ def _cursors(reader: Reader, names: list[str]) -> dict[str, dict[str, Cursor]]:
 
 
 def _unchanged_box(
-    opener: SessionOpener, box: MailboxConfig, max_bytes: int, cursors: dict[str, Cursor]
+    opener: SessionOpener,
+    box: MailboxConfig,
+    max_bytes: int,
+    cursors: dict[str, Cursor],
+    failed: dict[str, RemoteError],
 ) -> list[str] | None:
-    """The mailbox's folders when every one is unchanged since its cursor, else None."""
+    """The mailbox's folders when every one is unchanged since its cursor, else None.
+    A login that fails (refused, unreachable, timed out, after the opener's own retries)
+    is put in ``failed``, for the full pass to report as its own first attempt's failure
+    (``replaying``): a refused password is tried once per run, a mute server waited for
+    as often as without the first look."""
     from syncd.engine.imap.unchanged import unchanged_folders
 
     if not cursors:
         return None
-    session: MailSession = opener(box, max_bytes)
+    try:
+        session: MailSession = opener(box, max_bytes)
+    except RemoteError as err:
+        failed[box.name] = err
+        return None
     try:
         folders = box.folders or session.default_folders()
         if any(f not in cursors for f in folders):
@@ -203,11 +232,18 @@ def _unchanged_box(
 
 
 def unchanged_sync(
-    config: Config, opener_of: Any, names: list[str] | None, calendars: list[str] | None
+    config: Config,
+    opener_of: Any,
+    names: list[str] | None,
+    calendars: list[str] | None,
+    failed: dict[str, RemoteError] | None = None,
 ) -> list[str] | None:
     """The lines `syncd sync` prints, when the first look found every selected mailbox
     unchanged and nothing else to do, and wrote what the pass would have; None: run the
-    full pass (nothing was written).  ``opener_of()`` gives the IMAP opener."""
+    full pass (nothing was written).  ``opener_of()`` gives the IMAP opener; a mailbox
+    whose login failed is put in ``failed`` (see ``replaying``)."""
+    if failed is None:
+        failed = {}
     from syncd.group_tokens import uses_refresh_tokens
 
     if disabled() or config.directory is not None or config.webhook:
@@ -240,10 +276,10 @@ def unchanged_sync(
             attempt = datetime.now(UTC)
             try:
                 folders = _unchanged_box(
-                    opener, box, config.capture.max_message_bytes, cursors[box.name]
+                    opener, box, config.capture.max_message_bytes, cursors[box.name], failed
                 )
-            except Exception:  # a refused login or folder, a dropped connection: the pass
-                return None  # reports it
+            except Exception:  # a refused folder, a dropped connection: the pass
+                return None  # reports it (a failed login: ``failed``)
             if folders is None:
                 return None
             seen.append((box.name, attempt, folders, datetime.now(UTC)))
@@ -307,3 +343,18 @@ def _move_held_mark(connection: sqlite3.Connection, now: datetime) -> None:
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (HELD_MARK, upto.isoformat()),
         )
+
+
+def replaying(opener: SessionOpener, failed: dict[str, RemoteError]) -> SessionOpener:
+    """The full pass's opener after a first look: a mailbox whose login failed in the
+    look gets that failure at its first opening instead of a second login (its retry
+    policy, retryable or not, then goes on as without the look: one attempt already
+    made); later openings, and the other mailboxes, log in as usual."""
+
+    def open_session(box: MailboxConfig, max_bytes: int) -> MailSession:
+        err = failed.pop(box.name, None)
+        if err is not None:
+            raise err
+        return opener(box, max_bytes)
+
+    return open_session

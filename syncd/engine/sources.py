@@ -530,6 +530,7 @@ def configured_sources(
     tokens: TokenCaches | None = None,
     backlog: Backlog | None = None,
     parse_worker: bool = False,
+    opener: SessionOpener | None = None,
 ) -> list[Source]:
     """Every configured source, mailboxes first, optionally only the named ones (None: all
     of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
@@ -537,8 +538,10 @@ def configured_sources(
     ``sessions`` keeps IMAP connections between passes (the daemon's); ``tokens`` are the
     caller's mailbox-group token caches (without them, these sources share new ones);
     ``backlog`` is the daemon's (engine/backlog.py); ``parse_worker``: a mailbox's backlog
-    is parsed in a forked child (engine/imap/parse_worker.py), for a single-threaded caller."""
-    opener = imap_opener(tokens if tokens is not None else TokenCaches())
+    is parsed in a forked child (engine/imap/parse_worker.py), for a single-threaded caller;
+    ``opener`` replaces the mailboxes' login (`syncd sync`'s, after its first look)."""
+    if opener is None:
+        opener = imap_opener(tokens if tokens is not None else TokenCaches())
     out: list[Source] = [
         MailboxSource(
             engine, config, box, sessions, opener=opener, backlog=backlog, parse_worker=parse_worker

@@ -1,0 +1,86 @@
+"""data_changes: on SQLite, a counter of every change to the data the rules read
+
+`syncd sync`'s first look (engine/first_look.py, issue #20) skips the follow-up rules and
+the events upkeep when the data did not change since the last full pass.  Row counts and
+highest rowids miss a row changed in place (a contact moved to another customer), and
+reading every table grows with the database.  So the database counts its own changes:
+after every INSERT, UPDATE and DELETE on each table the rules, the upkeep or the pass may
+read, a trigger adds one to the ``settings`` row ``data_changes``; the first look reads
+that one row.  A table that is only bookkeeping written on every poll (the sources'
+state and health, the daemons' leases, the cursors) or the search index's (FTS5's own
+tables, written with each record) has none, so an unchanged pass does not move it.
+
+PostgreSQL has none of this: its `syncd sync` always takes the full pass.
+
+The excluded set is this migration's own copy (engine/first_look.py ``UNSTAMPED``
+checks, on every look, that each other table has its three triggers: a table added or
+rebuilt later without them makes every run take the full pass, never a wrong skip).
+
+Revision ID: 0033
+Revises: 0030
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0033"
+down_revision = "0030"
+branch_labels = None
+depends_on = None
+
+COUNTER = "data_changes"
+EXCLUDED = frozenset(
+    {
+        "alembic_version",
+        "settings",
+        "source_states",
+        "source_health",
+        "daemons",
+        "folder_cursors",
+        "calendar_cursors",
+        "verify_states",
+    }
+)
+OPERATIONS = ("insert", "update", "delete")
+
+
+def _tables() -> list[str]:
+    rows = op.get_bind().exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    )
+    return [
+        name
+        for (name,) in rows
+        if name not in EXCLUDED
+        and not name.startswith("sqlite_")
+        and not name.startswith("record_search")
+    ]
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    bind.exec_driver_sql(
+        "INSERT INTO settings (name, value) VALUES (?, '0') ON CONFLICT (name) DO NOTHING",
+        (COUNTER,),
+    )
+    for table in _tables():
+        for operation in OPERATIONS:
+            bind.exec_driver_sql(
+                f'CREATE TRIGGER IF NOT EXISTS "{COUNTER}_{table}_{operation}"'
+                f' AFTER {operation.upper()} ON "{table}" BEGIN'
+                f" UPDATE settings SET value = CAST(value AS INTEGER) + 1"
+                f" WHERE name = '{COUNTER}'; END"
+            )
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    for table in _tables():
+        for operation in OPERATIONS:
+            bind.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{COUNTER}_{table}_{operation}"')
+    bind.exec_driver_sql("DELETE FROM settings WHERE name = ?", (COUNTER,))
