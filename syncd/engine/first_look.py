@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,6 +184,9 @@ def _connect(path: str) -> sqlite3.Connection | None:
         )
         connection.execute("PRAGMA synchronous=NORMAL")  # as store/database.py sets it
         connection.execute("PRAGMA busy_timeout=30000")
+        # As store/database.py requires of every connection: a page this one frees (the
+        # source_states rows it rewrites) is zeroed, nothing forgotten left in the file.
+        connection.execute("PRAGMA secure_delete=ON")
     except sqlite3.Error:
         return None
     return connection
@@ -309,22 +312,30 @@ def unchanged_sync(
         now = datetime.now(UTC)
         if quiet_until <= now:  # the rules fell due while the server answered
             return None
-        _record(connection, seen, now)
-    except sqlite3.Error:
-        return None  # locked, damaged...: the full pass reports it
+        _record(connection, seen, now, lambda: _rules_quiet_until(reader, config) == quiet_until)
+    except (sqlite3.Error, Changed):
+        return None  # locked, damaged, changed meanwhile...: the full pass decides
     finally:
         reader.close()
     return [f"{name}: 0 captured, 0 skipped, 0 quarantined" for name, *_ in seen]
+
+
+class Changed(Exception):
+    """The data changed between the first look's reading and its writing."""
 
 
 def _record(
     connection: sqlite3.Connection,
     seen: list[tuple[str, datetime, list[str], datetime]],
     now: datetime,
+    unchanged: Callable[[], bool],
 ) -> None:
     """What an unchanged pass writes, in one transaction: per mailbox, the account's
     attempt (state.mailbox_attempt) then the account's and each folder's success
-    (state.mailbox_done), and the events upkeep's held-meetings mark (announce_held)."""
+    (state.mailbox_done), and the events upkeep's held-meetings mark (announce_held).
+    ``unchanged()`` asks again, inside the write lock, whether the mark still vouches for
+    the data: a write committed while the server answered (a concurrent pass, a command)
+    raises ``Changed`` and leaves the run to the full pass."""
     attempt_sql = (
         "INSERT INTO source_states (kind, source, place, captured, skipped, last_attempt_at)"
         " VALUES ('mailbox', ?, ?, 0, 0, ?) ON CONFLICT (kind, source, place)"
@@ -338,6 +349,8 @@ def _record(
     )
     connection.execute("BEGIN IMMEDIATE")
     try:
+        if not unchanged():
+            raise Changed
         for name, attempted, folders, done in seen:
             connection.execute(attempt_sql, (name, ACCOUNT, _sqlite_time(attempted)))
             for place in (ACCOUNT, *folders):

@@ -226,3 +226,40 @@ def test_a_schema_behind_the_code_takes_the_full_pass(
     monkeypatch.setattr(first_look, "code_head", lambda: "a-newer-revision")
     assert world.cli("sync").output == "alice: 0 captured, 0 skipped, 0 quarantined\n"
     assert len(looks) == counted
+
+
+def test_data_changed_while_the_server_answers_takes_the_full_pass(
+    world: World, looks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stamp is asked again inside the write lock: a change committed between the
+    look's reading and its writing (another command, here a contact renamed) leaves the
+    run to the full pass rather than recording the rules' mark over data they never saw."""
+    import sqlite3
+
+    if not world.db_url.startswith("sqlite"):
+        pytest.skip("the first look is SQLite's")
+    _setup(world)
+    world.cli("sync")
+    world.cli("sync")  # the mark
+    world.cli("sync")
+    assert looks, "an unchanged sync is the first look's"
+    before = len(looks)
+    real = first_look._unchanged_box
+    path = world.db_url.removeprefix("sqlite:///")
+
+    seen: list[Any] = []
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE contacts SET name = name || ' Jr'")
+            seen.append(
+                other.execute("SELECT value FROM settings WHERE name = 'data_changes'").fetchall()
+            )
+        other.close()
+        return found
+
+    monkeypatch.setattr(first_look, "_unchanged_box", meanwhile)
+    world.cli("sync")
+    assert seen, "the look asked the server"
+    assert len(looks) == before, seen  # the full pass ran
