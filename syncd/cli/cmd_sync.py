@@ -7,22 +7,28 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from syncd.cli.app import App, pass_app
+from syncd.cli.app import App, loading, pass_app
 from syncd.cli.selection import selected_sources
-from syncd.domain.matching import Directory
-from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
-from syncd.engine.followups import evaluate_followups
-from syncd.engine.passes import sync_pass
-from syncd.engine.sources import Source, SyncReport, configured_sources
+from syncd.engine import first_look
 from syncd.errors import describe
-from syncd.store.directory import load_directory
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy import Engine
+
+    from syncd.domain.matching import Directory
     from syncd.engine.directory_sync import Outcome
+    from syncd.engine.imap.unchanged import SessionOpener
+    from syncd.engine.sources import Source, SyncReport
+    from syncd.errors import RemoteError
+    from syncd.store.status_read import Reader
 
 # Start-up (issue #20): what only some runs need is imported where they need it: the
 # [directory] source, the progress bar (a terminal), verify and repair (--repair), the
-# token store and the secrets check (`check`).
+# token store and the secrets check (`check`).  An unchanged pass needs no SQLAlchemy:
+# the first look (engine/first_look.py) does it with the driver, and only when it cannot
+# is the full pass (and the engine, the store, SQLAlchemy) loaded.
 
 
 @click.command()
@@ -39,9 +45,32 @@ if TYPE_CHECKING:
 def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: bool) -> None:
     """Run one pass over every mailbox and calendar and exit (non-zero if any failed)."""
     selected, selected_calendars = selected_sources(app, names, calendars)
+    logins: dict[str, RemoteError] = {}  # logins the first look tried, for the pass
+    if not repair:
+        lines = first_look.unchanged_sync(
+            app.config, lambda: _opener(app), selected, selected_calendars, logins
+        )
+        if lines is not None:
+            click.echo("\n".join(lines))
+            return
+    with loading():  # as the command's own modules load (cli/app.py)
+        from syncd.engine.event_upkeep import drop_delivered_forgotten, events_upkeep
+        from syncd.engine.followups import evaluate_followups
+        from syncd.engine.passes import sync_pass
+        from syncd.engine.sources import configured_sources
+        from syncd.store.directory import load_directory
+        from syncd.store.status_read import Reader
+
+        engine = app.engine
     # One thread runs this pass, so a backlog may be parsed in a forked child (issue #20).
     sources = configured_sources(
-        app.engine, app.config, selected, selected_calendars, tokens=app.tokens, parse_worker=True
+        app.engine,
+        app.config,
+        selected,
+        selected_calendars,
+        tokens=app.tokens,
+        parse_worker=True,
+        opener=first_look.replaying(_opener(app), logins) if logins else None,
     )
     # The CRM's directory first ([directory]), so this pass matches against it.
     mirrored: Outcome | None = None
@@ -54,9 +83,13 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
     with app.engine.connect() as conn:
         directory = load_directory(conn, app.config.capture)
 
+    horizon: list[datetime] = []
+    stamps: list[str | None] = []
+
     def rules() -> None:  # the task lists pushed after them get what this pass made
-        evaluate_followups(app.engine, app.config)
-        events_upkeep(app.engine, app.config)  # meetings that ended are announced held
+        stamps.append(_stamp(engine, Reader))  # the data the rules are about to read
+        evaluate_followups(app.engine, app.config, horizon=horizon)
+        events_upkeep(app.engine, app.config, horizon=horizon)  # meetings that ended: held
 
     if sys.stderr.isatty():
         from rich.progress import (
@@ -110,8 +143,47 @@ def sync(app: App, names: tuple[str, ...], calendars: tuple[str, ...], repair: b
 
         failed += deliver_pending(app)
         drop_delivered_forgotten(app.engine, app.config)  # delivered now: the address goes
+    _mark(engine, Reader, app, stamps, horizon)
     if failed or task_errors:
         raise click.exceptions.Exit(1)
+
+
+def _opener(app: App) -> SessionOpener:
+    from syncd.engine.imap.unchanged import imap_opener
+
+    return imap_opener(app.tokens)
+
+
+def _stamp(engine: Engine, reader: type[Reader]) -> str | None:
+    with engine.connect() as conn:
+        return first_look.data_stamp(reader.of(conn))
+
+
+def _mark(
+    engine: Engine,
+    reader: type[Reader],
+    app: App,
+    stamps: list[str | None],
+    horizon: list[datetime],
+) -> None:
+    """For the next run's first look: until when the rules and the upkeep that just ran
+    have nothing more to do.  Only when nothing changed the data after they began to read
+    it but their own work (then the next full pass records it): what the mark vouches for
+    is data they saw."""
+    from sqlalchemy import delete
+
+    from syncd.schema.tables import settings
+    from syncd.store.sql import upsert
+
+    if not stamps or stamps[0] is None:
+        return
+    with engine.begin() as conn:
+        now = first_look.data_stamp(reader.of(conn))
+        if now == stamps[0]:
+            value = first_look.mark_value(horizon, now, first_look.rules_digest(app.config))
+            upsert(conn, settings, [{"name": first_look.MARK, "value": value}], ["name"], ["value"])
+        else:
+            conn.execute(delete(settings).where(settings.c.name == first_look.MARK))
 
 
 def _report_lines(report: SyncReport) -> list[str]:
@@ -162,6 +234,7 @@ def _repair(sources: list[Source], directory: Directory) -> int:
 @pass_app
 def check(app: App) -> None:
     """Connect to every mailbox and calendar, log in, list folders, calendars and capabilities; capture nothing."""
+    from syncd.engine.sources import configured_sources
     from syncd.group_tokens import uses_refresh_tokens
     from syncd.secrets import exposed_secrets
 

@@ -128,7 +128,13 @@ def evaluate(
     rules: Rules,
     now: datetime,
     logged: Iterable[Logged] = (),
+    horizon: list[datetime] | None = None,
 ) -> tuple[list[Wanted], list[Closing]]:
+    """The tasks the rules want now and the closings the records make.  ``horizon`` collects
+    each time after ``now`` at which, the records unchanged, the answer would change (a
+    task falling due, a meeting ending): `syncd sync`'s first look runs the rules again
+    only from the earliest of them (engine/first_look.py)."""
+    horizon = [] if horizon is None else horizon
     wanted: list[Wanted] = []
     talks = sorted(logged, key=lambda t: (t.occurred_at, t.id))
     closings: list[Closing] = []
@@ -138,15 +144,15 @@ def evaluate(
         threads[email.thread].append(email)
     for thread in threads.values():
         for index, email in enumerate(thread):
-            later = thread[index + 1 :]
+            rest = thread[index + 1 :]
             if email.direction == "inbound":
-                _unanswered(email, later, rules, now, wanted, closings)
+                _unanswered(email, rest, rules, now, wanted, closings, horizon)
             elif email.direction == "outbound":
-                _no_response(email, later, talks, rules, now, wanted, closings)
+                _no_response(email, rest, talks, rules, now, wanted, closings, horizon)
     outbound = [e for e in mail if e.direction == "outbound"]
     calls = [t for t in talks if t.kind == "call" and t.direction == "outbound"]
     for meeting in meetings:
-        _after_meeting(meeting, outbound, calls, rules, now, wanted, closings)
+        _after_meeting(meeting, outbound, calls, rules, now, wanted, closings, horizon)
     return wanted, closings
 
 
@@ -165,6 +171,7 @@ def _unanswered(
     now: datetime,
     wanted: list[Wanted],
     closings: list[Closing],
+    horizon: list[datetime],
 ) -> None:
     rule = "unanswered_inbound"
     contact = _customer_contact(email)
@@ -182,6 +189,8 @@ def _unanswered(
         wanted.append(
             Wanted(rule, email.id, owner, contact.customer_id, f"Reply to {contact.label}: {email.subject}", due)
         )  # fmt: skip
+    else:
+        horizon.append(due)
 
 
 def _no_response(
@@ -192,6 +201,7 @@ def _no_response(
     now: datetime,
     wanted: list[Wanted],
     closings: list[Closing],
+    horizon: list[datetime],
 ) -> None:
     rule = "no_response"
     customers = {p.customer_id for p in email.recipients if p.external and p.customer_id}
@@ -225,7 +235,9 @@ def _no_response(
     if rule not in rules.after or email.occurred_at < rules.lookback_start:
         return
     due = rules.week_of(sender.address).add(email.occurred_at, rules.after[rule])
-    if now >= due:
+    if now < due:
+        horizon.append(due)
+    else:
         contact = next(
             (p for p in email.recipients if p.external and p.customer_id in customers),
             email.recipients[0],
@@ -250,10 +262,14 @@ def _after_meeting(
     now: datetime,
     wanted: list[Wanted],
     closings: list[Closing],
+    horizon: list[datetime],
 ) -> None:
     rule = "after_meeting"
-    if meeting.status != "scheduled" or meeting.ends_at > now or not meeting.customer_ids:
-        return  # cancelled, declined or not held yet
+    if meeting.status != "scheduled" or not meeting.customer_ids:
+        return  # cancelled or declined
+    if meeting.ends_at > now:
+        horizon.append(meeting.ends_at)  # not held yet: it wants a task, or closes one, then
+        return
     attendees = {p.address for p in meeting.people if p.external}
     email = next(
         (

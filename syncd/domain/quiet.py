@@ -64,12 +64,14 @@ def gone_quiet(
     week_of: Callable[[str], WorkingWeek],
     now: datetime,
     lookback_start: datetime,
+    horizon: list[datetime] | None = None,
 ) -> Wanted | None:
     """The task this customer's silence calls for, if any.
 
     ``lookback_start`` is the ``[tasks] lookback_days`` guard of every rule: a spell whose
     task would have been due before it is left alone, so a first backfill of years of mail
-    does not bury reps under the customers that went quiet long ago.
+    does not bury reps under the customers that went quiet long ago.  ``horizon`` gets the
+    due time of a task not due yet (see ``followups.evaluate``).
     """
     if customer.rep is None or customer.nth_last_at is None:
         return None
@@ -77,6 +79,8 @@ def gone_quiet(
         return None  # too few records before the silence
     week = week_of(customer.rep)
     due = week.add(customer.last_at, rule.after)
+    if due > now and horizon is not None:
+        horizon.append(due)
     if due > now or due < lookback_start:
         return None
     since = customer.last_at.astimezone(week.zone).date().isoformat()

@@ -16,7 +16,14 @@ from syncd.store.database import reclaim_freed_pages
 log = get_logger("syncd.events")
 
 
-def events_upkeep(engine: Engine, config: Config, now: datetime | None = None) -> dict[str, int]:
+def events_upkeep(
+    engine: Engine,
+    config: Config,
+    now: datetime | None = None,
+    horizon: list[datetime] | None = None,
+) -> dict[str, int]:
+    """``horizon`` gets the earliest time after ``now`` at which, the database unchanged,
+    the upkeep would do more than move its mark (``store.next_upkeep``)."""
     now = now or datetime.now(UTC)
     counts = {"held": 0, "pruned": 0, "forgotten_pruned": 0}
     with engine.begin() as conn:
@@ -42,6 +49,14 @@ def events_upkeep(engine: Engine, config: Config, now: datetime | None = None) -
             counts["pruned"] += pruned
             if pruned < store.PRUNE_BATCH:
                 break
+    if horizon is not None:
+        keep_old = parse_duration(config.events.keep) if config.events.keep is not None else None
+        with engine.connect() as conn:
+            soonest = store.next_upkeep(
+                conn, now, parse_duration(config.events.keep_forgotten), keep_old
+            )
+        if soonest is not None:
+            horizon.append(soonest)
     if any(counts.values()):
         log.info("events.upkeep", **counts)
     return counts

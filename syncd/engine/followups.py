@@ -18,9 +18,15 @@ log = get_logger("syncd.tasks")
 
 
 def evaluate_followups(
-    engine: Engine, config: Config, now: datetime | None = None
+    engine: Engine,
+    config: Config,
+    now: datetime | None = None,
+    horizon: list[datetime] | None = None,
 ) -> dict[str, int]:
-    """Create the tasks the rules want and close the ones the mail has settled; idempotent."""
+    """Create the tasks the rules want and close the ones the mail has settled; idempotent.
+    ``horizon`` gets each time after ``now`` at which, the database unchanged, another
+    evaluation could do something (a task falling due, a meeting ending, a snooze ending):
+    `syncd sync`'s first look evaluates again from the earliest (engine/first_look.py)."""
     now = now or datetime.now(UTC)
     lookback = now - timedelta(days=config.tasks.lookback_days)
     owners = {box.name: box.owner for box in config.mailbox}
@@ -30,13 +36,17 @@ def evaluate_followups(
         emails, meetings = store.facts(conn, since, owners)
         logged = store.logged_facts(conn, since)
         rules = Rules(config.followup_rules(), lookback, working_weeks(config))
-        wanted, closings = evaluate(emails, meetings, rules, now, logged)
-        quiet_wanted, quiet_closings = quiet_followups(conn, config, now, lookback)
+        wanted, closings = evaluate(emails, meetings, rules, now, logged, horizon)
+        quiet_wanted, quiet_closings = quiet_followups(conn, config, now, lookback, horizon)
         # A customer the CRM dropped (archived by a mirrored directory) gets no new task;
         # its open tasks still close when the mail settles them.
         gone = store.archived_customers(conn)
         wanted = [w for w in wanted + quiet_wanted if w.customer_id not in gone]
         counts = store.apply(conn, wanted, closings + quiet_closings, now)
+        if horizon is not None:
+            woken = store.next_wake(conn, now)
+            if woken is not None:
+                horizon.append(woken)
     if counts["created"] or counts["closed"] or counts["woken"]:
         log.info("tasks.evaluated", **counts)
     return counts

@@ -20,9 +20,8 @@ from syncd.config import CalendarConfig, Config, GroupMemberConfig, MailboxConfi
 from syncd.connectors.base import INBOX
 from syncd.domain.matching import Directory
 from syncd.domain.urls import shown_url
-from syncd.engine.imap.mail_sync import (
-    MailSync,
-    Progress,
+from syncd.engine.imap.mail_sync import MailSync, Progress
+from syncd.engine.imap.unchanged import (
     SessionOpener,
     imap_opener,
     open_imap,
@@ -540,6 +539,7 @@ def configured_sources(
     tokens: TokenCaches | None = None,
     backlog: Backlog | None = None,
     parse_worker: bool = False,
+    opener: SessionOpener | None = None,
 ) -> list[Source]:
     """Every configured source, mailboxes first, optionally only the named ones (None: all
     of that kind).  Without an engine, sources can only be checked.  ``task_lists`` keeps
@@ -547,8 +547,10 @@ def configured_sources(
     ``sessions`` keeps IMAP connections between passes (the daemon's); ``tokens`` are the
     caller's mailbox-group token caches (without them, these sources share new ones);
     ``backlog`` is the daemon's (engine/backlog.py); ``parse_worker``: a mailbox's backlog
-    is parsed in a forked child (engine/imap/parse_worker.py), for a single-threaded caller."""
-    opener = imap_opener(tokens if tokens is not None else TokenCaches())
+    is parsed in a forked child (engine/imap/parse_worker.py), for a single-threaded caller;
+    ``opener`` replaces the mailboxes' login (`syncd sync`'s, after its first look)."""
+    if opener is None:
+        opener = imap_opener(tokens if tokens is not None else TokenCaches())
     out: list[Source] = [
         MailboxSource(
             engine, config, box, sessions, opener=opener, backlog=backlog, parse_worker=parse_worker

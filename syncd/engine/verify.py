@@ -23,8 +23,8 @@ from syncd.config import CalendarConfig, Config, MailboxConfig
 from syncd.connectors.base import CalendarSession, MailSession
 from syncd.domain.accounting import Tally, account_hrefs, account_uids, skip_rule
 from syncd.domain.matching import Directory
-from syncd.engine.imap.mail_sync import SessionOpener, open_imap
 from syncd.engine.imap.pipeline import Policy, Skipped, process
+from syncd.engine.imap.unchanged import SessionOpener, open_imap
 from syncd.errors import RemoteConfigError, RemoteError, VerifyStopped, describe
 from syncd.logs import get_logger
 from syncd.store import state

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, or_, select
 
@@ -208,3 +208,39 @@ def drop_delivered_forgotten(conn: Connection, delivered_ids: Iterable[int]) -> 
 
 def count(conn: Connection) -> int:
     return int(conn.scalar(select(func.count()).select_from(events)) or 0)
+
+
+def next_upkeep(
+    conn: Connection, now: datetime, keep_forgotten: timedelta, keep: timedelta | None
+) -> datetime | None:
+    """The earliest time after ``now`` at which the upkeep above, the database unchanged,
+    would do something: a scheduled meeting ends (``announce_held``), a ``contact.forgotten``
+    event reaches ``keep_forgotten`` (``prune_forgotten``: its suppression's age counts too),
+    the oldest event reaches ``keep`` (``prune_old``).  None: never."""
+    found: list[datetime] = []
+    ends = conn.scalar(
+        select(func.min(records.c.ends_at)).where(
+            records.c.kind == "meeting",
+            records.c.ends_at > now - SETTLE,
+            or_(records.c.status == "scheduled", records.c.status.is_(None)),
+        )
+    )
+    if ends is not None:
+        found.append(_aware(ends) + SETTLE)
+    suppressed = {f"contact:{d}": _aware(at) for d, at in conn.execute(
+        select(suppressions.c.digest, suppressions.c.created_at))}  # fmt: skip
+    if suppressed:
+        for subject, created_at in conn.execute(
+            select(events.c.subject, events.c.created_at).where(events.c.type == CONTACT_FORGOTTEN)
+        ):
+            if subject in suppressed:
+                found.append(max(_aware(created_at), suppressed[subject]) + keep_forgotten)
+    if keep is not None:
+        oldest = conn.scalar(select(events.c.created_at).order_by(events.c.id).limit(1))
+        if oldest is not None:
+            found.append(_aware(oldest) + keep)
+    return min(found) if found else None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

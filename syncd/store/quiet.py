@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, type_coerce
+from sqlalchemy import Connection, and_, exists, func, literal_column, or_, select, type_coerce
 
 from syncd.domain.followups import Closing
 from syncd.domain.quiet import RULE, QuietCustomer, QuietRule, RecordPeople, rep_of
@@ -100,6 +100,29 @@ def quiet_customers(
             nth = mine[rule.min_records - 1][1] if len(mine) >= rule.min_records else None
             out.append(QuietCustomer(cid, names[cid], mine[0][0], last_at, nth, reps.get(cid)))
     return out
+
+
+def next_quiet(conn: Connection, rule: QuietRule, now: datetime) -> datetime | None:
+    """The earliest time a customer that ``quiet_customers`` leaves out now, its last
+    record too recent, could be due: its last record plus the rule's shortest span."""
+    shortest, _longest = rule.quiet_bounds()
+    newest = now - shortest
+    # A customer's last record is after ``newest`` exactly when one of its records is: so
+    # only the records after it are read (through ix_records_occurred_at), not every record
+    # ever captured (3 s for a million, on every full pass).
+    through = record_customers.join(records, records.c.id == record_customers.c.record_id)
+    last = (
+        select(func.max(records.c.occurred_at).label("last_at"))
+        .select_from(through)
+        .where(records.c.occurred_at > newest, _contact(records))
+        # ``+ 0``: grouped by the bare column, SQLite walks record_customers' customer
+        # index (every link ever) to group in order; by an expression, it starts from the
+        # records in the window and groups those few in a temporary tree.
+        .group_by(record_customers.c.customer_id + literal_column("0"))
+        .subquery()
+    )
+    found = conn.scalar(select(type_coerce(func.min(last.c.last_at), UtcDateTime)))
+    return None if found is None else _aware(found) + shortest
 
 
 def _recent(

@@ -9,12 +9,12 @@ one per folder or calendar.  Cursors are each connector's checkpoint and stay pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, or_, select
 
+from syncd.engine.imap.unchanged import Cursor as Cursor  # where its callers long found it
 from syncd.schema.tables import folder_cursors, provenance, source_states
 from syncd.store.sql import chunks, upsert, upsert_planned
 from syncd.store.status_read import ACCOUNT  # "": the account-level row
@@ -96,13 +96,6 @@ def counted(
 
 
 # --- mail: the folder cursor ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    uidvalidity: int | None
-    last_uid: int
-    highestmodseq: int | None
 
 
 def get_cursor(conn: Connection, mailbox: str, folder: str) -> Cursor | None:

@@ -112,6 +112,16 @@ def apply(
     return counts
 
 
+def next_wake(conn: Connection, now: datetime) -> datetime | None:
+    """When the next snoozed task wakes (``apply`` opens it then), if one is to."""
+    found = conn.scalar(
+        select(func.min(tasks.c.snoozed_until)).where(
+            tasks.c.status == "snoozed", tasks.c.snoozed_until > now
+        )
+    )
+    return None if found is None else _aware(found)
+
+
 def _created_now(conn: Connection, record_ids: list[int], now: datetime) -> list[int]:
     """The rule tasks of these triggering records that this transaction made (stamped
     ``now``): a task another daemon made first is announced by that daemon."""

@@ -144,3 +144,34 @@ def test_an_email_to_the_attendees_after_the_meeting_settles_it() -> None:
         ("after_meeting", 50, 8)
     ]
     assert not [w for w in wanted if w.rule == "after_meeting"]
+
+
+def test_the_horizon_is_when_the_answer_would_change_with_the_records_unchanged() -> None:
+    """`syncd sync`'s first look evaluates again only from the earliest of these times
+    (engine/first_look.py): each one a task falls due or a meeting ends."""
+    now = TUE + timedelta(hours=2)
+    mail = [inbound(1, TUE), outbound(2, TUE + timedelta(hours=1), thread="t2")]
+    ends = TUE + timedelta(hours=5)
+    horizon: list[datetime] = []
+    assert evaluate(mail, [meeting(ends=ends)], rules(now), now, horizon=horizon) == ([], [])
+    assert sorted(horizon) == [
+        ends,  # the meeting ends: a task is wanted from then
+        TUE + timedelta(days=1),  # the question is due a business day later
+        TUE + timedelta(days=3, hours=1),  # the rep's email three business days later
+    ]
+    # At the earliest of them, the answer changes; a moment before it, it does not.
+    assert evaluate(mail, [meeting(ends=ends)], rules(ends), ends - timedelta(seconds=1)) == (
+        [],
+        [],
+    )
+    wanted, _ = evaluate(mail, [meeting(ends=ends)], rules(ends), ends)
+    assert [w.rule for w in wanted] == ["after_meeting"]
+    # Nothing pending, nothing to come: an answered question, a meeting that was cancelled.
+    horizon = []
+    answered = [inbound(1, TUE), outbound(2, TUE + timedelta(hours=1))]
+    evaluate(answered[:1], [meeting("cancelled", ends)], rules(now), now, horizon=horizon)
+    assert horizon == [TUE + timedelta(days=1)]
+    horizon = []
+    evaluate([answered[0]], [], rules(TUE + timedelta(days=2)), TUE + timedelta(days=2),
+             horizon=horizon)  # fmt: skip
+    assert horizon == []  # due already: wanted now, nothing later

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from syncd.config import SyncConfig
 from syncd.engine.imap.idle_hub import IdleHub
-from syncd.engine.imap.mail_sync import imap_opener
 from syncd.engine.imap.sessions import DaemonSessions
+from syncd.engine.imap.unchanged import imap_opener
 from syncd.group_tokens import TokenCaches
 from syncd.metrics import Metrics
 

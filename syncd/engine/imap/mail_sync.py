@@ -17,18 +17,17 @@ from sqlalchemy import Connection, Engine
 
 from syncd.config import Config, MailboxConfig
 from syncd.connectors import retry
-from syncd.connectors.base import FetchedMessage, FolderStatus, MailSession
-from syncd.connectors.imap import ImapSession
+from syncd.connectors.base import FetchedMessage, MailSession
 from syncd.domain.accounting import skip_rule
 from syncd.domain.bounds import bound_id
 from syncd.domain.headers import parse_message_ids, read_header_section
 from syncd.domain.matching import Directory
 from syncd.engine.backlog import Backlog
 from syncd.engine.imap.prefetch import Prefetched
+from syncd.engine.imap.unchanged import SessionOpener, unchanged
+from syncd.engine.imap.unchanged import open_imap as open_imap  # where callers long found it
 from syncd.errors import RemoteConfigError, RemoteError, describe
-from syncd.group_tokens import TokenCaches
 from syncd.logs import get_logger
-from syncd.secrets import read_secret
 from syncd.store import state
 from syncd.store.capture import (
     FolderBatch,
@@ -50,21 +49,6 @@ log = get_logger("syncd.sync")
 UID_WINDOW = 10_000
 
 Progress = Callable[[str, int, int], None]  # (mailbox/folder, done, total)
-SessionOpener = Callable[[MailboxConfig, int], MailSession]
-
-
-def open_imap(box: MailboxConfig, max_bytes: int, tokens: TokenCaches | None = None) -> MailSession:
-    """A logged-in session; a group member's token comes from ``tokens`` (its owner's)."""
-    return ImapSession.open(
-        box,
-        lambda: read_secret(box, what=f"mailbox {box.name}", tokens=tokens),
-        max_bytes=max_bytes,
-    )
-
-
-def imap_opener(tokens: TokenCaches) -> SessionOpener:
-    """``open_imap`` with the token caches of the daemon or the command that opens."""
-    return lambda box, max_bytes: open_imap(box, max_bytes, tokens)
 
 
 @dataclass(slots=True)
@@ -496,35 +480,6 @@ class MailSync:
         batch.known = [(uid, key) for uid, key in keys.items() if key in stored]
         known_uids = {uid for uid, _ in batch.known}
         return [uid for uid in uids if uid not in known_uids]
-
-
-def unchanged_folders(
-    session: MailSession, folders: list[str], cursors: dict[str, state.Cursor]
-) -> bool:
-    """Every folder unchanged since its cursor: one STATUS each (EXAMINE for the one the
-    session has open), no database.  False at the first one that changed or that has no
-    cursor; what the server refuses raises, as in a pass."""
-    for folder in folders:
-        cursor = cursors.get(folder)
-        if cursor is None or not unchanged(cursor, session.status(folder)):
-            return False
-    return True
-
-
-def unchanged(cursor: state.Cursor | None, status: FolderStatus) -> bool:
-    """Nothing in the folder to capture since the cursor: same UIDVALIDITY, and no UID
-    assigned past the cursor (every new message takes a UID at or above UIDNEXT).
-
-    HIGHESTMODSEQ is not part of it: equal, it confirms the folder is unchanged; moved while
-    UIDNEXT did not, only flags changed or messages were expunged, and the full pass would
-    capture nothing either (a message read by its owner moves it several times a day).
-    """
-    return (
-        cursor is not None
-        and cursor.uidvalidity == status.uidvalidity
-        and status.uidnext is not None
-        and status.uidnext <= cursor.last_uid + 1
-    )
 
 
 @dataclass(slots=True)
