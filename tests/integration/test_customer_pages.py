@@ -231,3 +231,42 @@ def test_an_edited_logged_record_moves_in_the_customer_s_records(world: World) -
     listed = [r["id"] for r in world.records("--customer", "Acme Corp")]
     assert listed == [made[0], made[2], made[1]]
     assert [r["id"] for r in world.records("--customer", "Acme Corp", "--limit", "1")] == [made[0]]
+
+
+def test_a_link_s_copied_time_moves_no_change_counter(tmp_path: Any) -> None:
+    # The first look's counter (migration 0032, SQLite) counts changes the rules read: the
+    # copy of a record's time that 0031 writes into each new link is not one, and a link
+    # capture adds must not cost the counter's UPDATE (issue #20's backfill speed).
+    engine = open_database(f"sqlite:///{tmp_path / 'syncd.db'}")
+    try:
+        seed(engine, n_records=40, n_customers=2, now=NOW)
+
+        def counter(conn: Connection) -> int:
+            return int(conn.scalar(text("SELECT value FROM settings WHERE name = 'data_changes'")))
+
+        with engine.begin() as conn:
+            rid, cid = conn.execute(
+                select(record_customers.c.record_id, record_customers.c.customer_id).limit(1)
+            ).one()
+            other = conn.scalar(select(customers.c.id).where(customers.c.id != cid).limit(1))
+            before = counter(conn)
+            conn.execute(
+                insert(record_customers).values(record_id=rid, customer_id=other, link="manual")
+            )
+            copied = conn.scalar(
+                select(record_customers.c.occurred_at).where(
+                    record_customers.c.record_id == rid, record_customers.c.customer_id == other
+                )
+            )
+            assert copied is not None  # 0031's trigger filled it
+            assert counter(conn) == before
+            conn.execute(
+                update(records)
+                .where(records.c.id == rid)
+                .values(occurred_at=NOW - timedelta(days=1))
+            )
+            assert (
+                counter(conn) == before + 1
+            )  # the record moved: one change, its links' copies none
+    finally:
+        engine.dispose()
