@@ -1,7 +1,7 @@
 """A short, bounded run of the coverage-guided fuzzer (bench/fuzz_mail.py, atheris).
 
 Seeded with the hostile corpus; libFuzzer stops at the first input that raises, breaks a
-cap or takes over half a second, and exits non-zero.  Long runs: see bench/fuzz_mail.py.
+cap or takes over half a second of CPU, and exits non-zero.  Long runs: see bench/fuzz_mail.py.
 """
 
 from __future__ import annotations
