@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from syncd.errors import RemoteError
+from syncd.store.change_counter import APPENDED, COUNTER, operations, stamped, trigger_name
 from syncd.store.status_read import ACCOUNT, Reader, code_head, driver_target, stored_revision
 
 if TYPE_CHECKING:
@@ -41,38 +42,6 @@ if TYPE_CHECKING:
 MARK = "first_look"  # settings row: {"due", "stamp", "config"} (see the module's docstring)
 HELD_MARK = "events_held_swept_at"  # store/event_upkeep.py's own mark, moved as it moves it
 HELD_SETTLE = timedelta(minutes=1)  # store/event_upkeep.py's SETTLE
-# The counter the database bumps on every change to the data the rules read (a
-# ``settings`` row, moved by triggers: schema/migrations/versions/0032_data_changes.py),
-# and the tables that have no such trigger: bookkeeping written on every poll (the first
-# look's own writes among them) and the search index's.  The migration keeps its own copy.
-COUNTER = "data_changes"
-UNSTAMPED = frozenset(
-    {
-        "alembic_version",
-        "settings",
-        "source_states",
-        "source_health",
-        "daemons",
-        "folder_cursors",
-        "calendar_cursors",
-        "verify_states",
-    }
-)
-TRIGGERED = ("insert", "update", "delete")
-# The tables capture appends to have no INSERT trigger (its cost: migration 0032): a row
-# added is seen through their highest rowid, one b-tree descent each.
-APPENDED = frozenset(
-    {
-        "records",
-        "participants",
-        "record_customers",
-        "provenance",
-        "events",
-        "unmatched_addresses",
-        "unmatched_sightings",
-        "skipped_messages",
-    }
-)
 # Tests set it to compare the full pass with the first look's (tests/integration/...).
 DISABLE_ENV = "SYNCD_NO_FIRST_LOOK"
 
@@ -118,22 +87,21 @@ def data_stamp(reader: Reader) -> str | None:
     triggers (a table added or rebuilt since without them)."""
     if reader.dialect != "sqlite":
         return None
-    stamped = {
+    counted = {
         row["name"]: (row["sql"] or "").lower()
         for row in reader.rows("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
-        if _stamped(row["name"])
+        if stamped(row["name"])
     }
     triggers = {
         (row["tbl_name"], row["name"])
         for row in reader.rows("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'")
     }
-    for table in stamped:
-        ops = TRIGGERED[1:] if table in APPENDED else TRIGGERED
-        if any((table, f"{COUNTER}_{table}_{op}") not in triggers for op in ops):
+    for table in counted:
+        if any((table, trigger_name(table, op)) not in triggers for op in operations(table)):
             return None
     parts: list[str] = []
-    for table in sorted(APPENDED & stamped.keys()):
-        if "without rowid" in stamped[table]:
+    for table in sorted(APPENDED & counted.keys()):
+        if "without rowid" in counted[table]:
             return None
         quoted = '"' + table.replace('"', '""') + '"'
         (row,) = reader.rows(f"SELECT MAX(rowid) AS top FROM {quoted}")
@@ -146,14 +114,6 @@ def data_stamp(reader: Reader) -> str | None:
     if not any(part.startswith(f"settings:{COUNTER}=") for part in parts):
         return None
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _stamped(table: str) -> bool:
-    return (
-        table not in UNSTAMPED
-        and not table.startswith("sqlite_")
-        and not table.startswith("record_search")  # FTS5's tables: written with a record
-    )
 
 
 def mark_value(horizon: Sequence[datetime], stamp: str, digest: str) -> str:

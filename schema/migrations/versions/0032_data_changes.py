@@ -12,9 +12,9 @@ tables, written with each record) has none, so an unchanged pass does not move i
 
 PostgreSQL has none of this: its `syncd sync` always takes the full pass.
 
-The excluded set is this migration's own copy (engine/first_look.py ``UNSTAMPED``
-checks, on every look, that each other table has its three triggers: a table added or
-rebuilt later without them makes every run take the full pass, never a wrong skip).
+The sets are store/change_counter.py's, which the first look checks on every look: a
+table added or rebuilt later without its triggers makes every run take the full pass,
+never a wrong skip.
 
 Revision ID: 0032
 Revises: 0031
@@ -24,58 +24,19 @@ from __future__ import annotations
 
 from alembic import op
 
+from syncd.store.change_counter import COUNTER, OPERATIONS, operations, stamped, trigger_name
+
 revision = "0032"
 down_revision = "0031"
 branch_labels = None
 depends_on = None
-
-COUNTER = "data_changes"
-EXCLUDED = frozenset(
-    {
-        "alembic_version",
-        "settings",
-        "source_states",
-        "source_health",
-        "daemons",
-        "folder_cursors",
-        "calendar_cursors",
-        "verify_states",
-    }
-)
-OPERATIONS = ("insert", "update", "delete")
-# Tables capture appends to (several rows a message): an INSERT trigger on them costs a
-# backfill a fifth of its CPU (measured: bench/capture.py's backfill, 2,000 messages), so
-# they have UPDATE and DELETE triggers only, and the first look sees a row added through
-# their highest rowid (a new row takes one above it: no syncd writer gives them a rowid).
-APPENDED = frozenset(
-    {
-        "records",
-        "participants",
-        "record_customers",
-        "provenance",
-        "events",
-        "unmatched_addresses",
-        "unmatched_sightings",
-        "skipped_messages",
-    }
-)
-
-
-def _operations(table: str) -> tuple[str, ...]:
-    return OPERATIONS[1:] if table in APPENDED else OPERATIONS
 
 
 def _tables() -> list[str]:
     rows = op.get_bind().exec_driver_sql(
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
     )
-    return [
-        name
-        for (name,) in rows
-        if name not in EXCLUDED
-        and not name.startswith("sqlite_")
-        and not name.startswith("record_search")
-    ]
+    return [name for (name,) in rows if stamped(name)]
 
 
 def upgrade() -> None:
@@ -87,14 +48,14 @@ def upgrade() -> None:
         (COUNTER,),
     )
     for table in _tables():
-        for operation in _operations(table):
+        for operation in operations(table):
             event = operation.upper()
             if table == "record_customers" and operation == "update":
                 # Not its occurred_at: migration 0031's trigger writes that copy of the
                 # record's time on every link capture adds, which is no change the rules see.
                 event = "UPDATE OF record_id, customer_id, link"
             bind.exec_driver_sql(
-                f'CREATE TRIGGER IF NOT EXISTS "{COUNTER}_{table}_{operation}"'
+                f'CREATE TRIGGER IF NOT EXISTS "{trigger_name(table, operation)}"'
                 f' AFTER {event} ON "{table}" BEGIN'
                 f" UPDATE settings SET value = CAST(value AS INTEGER) + 1"
                 f" WHERE name = '{COUNTER}'; END"
@@ -107,5 +68,5 @@ def downgrade() -> None:
         return
     for table in _tables():
         for operation in OPERATIONS:
-            bind.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{COUNTER}_{table}_{operation}"')
+            bind.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{trigger_name(table, operation)}"')
     bind.exec_driver_sql("DELETE FROM settings WHERE name = ?", (COUNTER,))
