@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import syncd.cli.cmd_sync as cmd_sync
 import syncd.engine.imap.parse_worker as parse_worker
+import syncd.engine.sources as engine_sources
 from syncd.config_file import parse_config
 from syncd.connectors.imap import ImapSession
 from syncd.engine.imap.mail_sync import MailSync
@@ -83,7 +83,8 @@ def test_a_backlog_parsed_in_the_worker_is_stored_as_the_in_process_pass_stores_
         with monkeypatch.context() as patch:
             patch.setattr(parse_worker, "ParseWorker", _Counted)
             if how == "in-process":
-                patch.setattr(cmd_sync, "configured_sources", _in_process_sources)
+                # cmd_sync imports it when its full pass runs (after the first look).
+                patch.setattr(engine_sources, "configured_sources", _in_process_sources)
             out = world.cli("sync").stdout
         assert "quarantined" in out
         if how == "worker":
