@@ -174,9 +174,7 @@ def test_the_daemon_delivers_what_it_captures_and_forget_leaves_no_trace(
         updated_before = len(_arrived(crm, "record.updated", ids["w1@acme.com"]))
         world.cli("forget", ADDRESS, "--yes")
         _one(crm, "record.deleted", zora_only, "the deletion")
-        kept = _one(
-            crm, "record.updated", ids["w1@acme.com"], "the rewrite", after=updated_before
-        )
+        kept = _one(crm, "record.updated", ids["w1@acme.com"], "the rewrite", after=updated_before)
         assert (
             ADDRESS not in json.dumps(kept["data"])
             and kept["data"] == _by_id(world)[ids["w1@acme.com"]]
