@@ -20,14 +20,17 @@ from syncd.store.database import open_database
 from syncd.store.sql import insert_ignore
 from tests.servers.insight_seed import seed
 
+# Row locks are PostgreSQL's (SQLite has one writer): these run there alone.
+pytestmark = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MOVED = NOW + timedelta(days=30)
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's locks")
     engine = open_database(db_url)
     seed(engine, n_records=20, n_customers=2, now=NOW)
     with engine.begin() as conn:

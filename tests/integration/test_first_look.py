@@ -28,6 +28,8 @@ pytestmark = pytest.mark.dovecot
 MON_9 = datetime(2026, 3, 2, 8, tzinfo=UTC)  # Monday 09:00 in Berlin (the tests' org zone)
 
 Rows = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
+# The first look is SQLite's (PostgreSQL always takes the full pass): these run there alone.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -228,6 +230,7 @@ def test_a_schema_behind_the_code_takes_the_full_pass(
     assert len(looks) == counted
 
 
+@SQLITE_ONLY
 def test_data_changed_while_the_server_answers_takes_the_full_pass(
     world: World, looks: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,8 +239,6 @@ def test_data_changed_while_the_server_answers_takes_the_full_pass(
     run to the full pass rather than recording the rules' mark over data they never saw."""
     import sqlite3
 
-    if not world.db_url.startswith("sqlite"):
-        pytest.skip("the first look is SQLite's")
     _setup(world)
     world.cli("sync")
     world.cli("sync")  # the mark
@@ -274,6 +275,7 @@ def _tasks_in(world: World, status: str = "open") -> list[dict[str, Any]]:
     return json.loads(out)  # type: ignore[no-any-return]
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("full", [False, True], ids=["first_look", "full_pass"])
 def test_a_contact_moved_to_another_customer_closes_no_response(
     world: World, looks: list[int], monkeypatch: pytest.MonkeyPatch, full: bool
@@ -281,8 +283,6 @@ def test_a_contact_moved_to_another_customer_closes_no_response(
     """`syncd contacts add ADDRESS --customer OTHER` moves a contact in place (no new row,
     no event, no audit row): the data stamp does not move, yet the rules' answer does (the
     reply now comes from the customer the rep wrote to, which settles no_response)."""
-    if not world.db_url.startswith("sqlite"):
-        pytest.skip("the first look is SQLite's")
     if full:
         monkeypatch.setenv(first_look.DISABLE_ENV, "1")
     world.rep("alice")
@@ -325,6 +325,7 @@ def test_a_contact_moved_to_another_customer_closes_no_response(
     assert (len(still_open), len(done)) == (0, 1), (still_open, looks)
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("full", [False, True], ids=["first_look", "full_pass"])
 def test_a_refused_login_is_tried_once_per_run(
     world: World, monkeypatch: pytest.MonkeyPatch, full: bool
@@ -332,8 +333,6 @@ def test_a_refused_login_is_tried_once_per_run(
     """A wrong password: the first look swallows the refusal and the full pass logs in
     again, so every cron run makes two failed logins per mailbox instead of one (an
     account lockout policy, fail2ban, Dovecot's auth_failure_delay: twice as soon)."""
-    if not world.db_url.startswith("sqlite"):
-        pytest.skip("the first look is SQLite's")
     from syncd.connectors.imap import ImapSession
 
     world.rep("alice")
@@ -357,6 +356,7 @@ def test_a_refused_login_is_tried_once_per_run(
     assert opened == ["alice"], result.output
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("full", [False, True], ids=["first_look", "full_pass"])
 def test_a_server_that_never_answers_is_waited_for_once(
     world: World, monkeypatch: pytest.MonkeyPatch, full: bool
@@ -368,8 +368,6 @@ def test_a_server_that_never_answers_is_waited_for_once(
     import threading
     import time
 
-    if not world.db_url.startswith("sqlite"):
-        pytest.skip("the first look is SQLite's")
     world.rep("alice")
     world.customers(CUSTOMERS_CSV)
     world.write_config(mailbox={"alice": {"folders": ["INBOX", "Sent"]}})
