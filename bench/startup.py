@@ -97,6 +97,10 @@ no zone.  9 runs each, round robin against main's checkout, min (median):
                                 status wall above pass  +0.119 (+0.211) -> +0.030 (+0.140) s
                                 sync (unchanged) CPU    0.171 (0.191) -> 0.140 (0.184) s
                                 sync (unchanged) wall   0.253 (0.383) -> 0.198 (0.314) s
+    load 5.4-4.4, all of it     status CPU above pass   +0.104 (+0.118) -> +0.070 (+0.089) s
+                                status wall above pass  +0.105 (+0.154) -> +0.082 (+0.108) s
+                                sync (unchanged) CPU    0.168 (0.219) -> 0.139 (0.191) s
+                                sync (unchanged) wall   0.236 (0.350) -> 0.212 (0.267) s
 
 Medians of wall time follow the load (a run at load 8-10 doubled them, before and after
 alike); CPU is the steadier figure.  What is left of ``status``: click 0.02 s (inspect and
