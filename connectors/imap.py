@@ -19,15 +19,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import imapclient
+from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+
 from syncd.config import MailboxConfig
 from syncd.connectors import retry
 from syncd.connectors.base import FetchedMessage, FolderInfo, FolderStatus
-from syncd.connectors.imap_package import (  # imapclient, without importlib.metadata
-    CapabilityError,
-    IMAPClientError,
-    LoginError,
-    imapclient,
-)
 from syncd.domain.limits import MAX_FIELD_BYTES, MAX_HEADER_BYTES
 from syncd.errors import (
     CredentialsError,
