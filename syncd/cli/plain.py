@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 # One cell wide in rich and in a terminal: printable ASCII and Latin up to U+02FF (before
 # the combining marks); a test checks each against rich's cell widths.
 _NARROW = re.compile(r"[\x20-\x7e\xa0-\u02ff]*")
-# rich's markup tag (rich/markup.py RE_TAGS) and emoji code (rich/_emoji_replace.py).
-_TAG = re.compile(r"\[[a-z#/@][^[]*?]")
+# rich's markup tag (rich/markup.py RE_TAGS), or an escaped bracket ("\\[" prints "[").
+_MARKUP = re.compile(r"\[[a-z#/@][^[]*?]|\\\[")
+# rich's emoji code (rich/_emoji_replace.py).
 _EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
 # The names of rich's emoji made of digits alone: a time's ":30:" is none (a test keeps
 # this equal to rich's list).  Any other name rich might know sends the text to rich.
@@ -71,7 +72,14 @@ class Screen:
         # rich draws in color (bold headers) on any terminal but a dumb one.
         self.bold = self.terminal and environ.get("TERM", "").lower() not in ("dumb", "unknown")
         encoding = (getattr(self.file, "encoding", "utf-8") or "utf-8").lower()
-        self.plain = encoding.startswith("utf") and sys.platform != "win32"
+        # No standard output at all (`syncd status >&-`: monitoring wanting the exit code
+        # only) and a terminal of no width: rich prints nothing, and is left to.
+        self.plain = (
+            self.file is not None
+            and self.width >= 1
+            and encoding.startswith("utf")
+            and sys.platform != "win32"
+        )
         self._rich: Console | None = None
 
     def print(self, what: str | Table, *, markup: bool = True) -> None:
@@ -82,7 +90,12 @@ class Screen:
                 self.rich().print(_rich_table(what))
                 return
         else:
-            if not (self.plain and all(_plain(line, markup) for line in what.split("\n"))):
+            # rich's tags may span lines: the whole text is looked at, then each line.
+            if not (
+                self.plain
+                and not (markup and _MARKUP.search(what))
+                and all(_plain(line, markup) for line in what.split("\n"))
+            ):
                 self.rich().print(what, markup=markup)
                 return
             text = what
@@ -133,7 +146,7 @@ class Screen:
 
 def _plain(text: str, markup: bool) -> bool:
     """Whether rich prints ``text`` as it is, one cell per character."""
-    if _NARROW.fullmatch(text) is None or (markup and _TAG.search(text)):
+    if _NARROW.fullmatch(text) is None or (markup and _MARKUP.search(text)):
         return False
     for code in _EMOJI_CODE.finditer(text):
         name = code.group(2).lower()

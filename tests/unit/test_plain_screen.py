@@ -4,6 +4,7 @@ terminal, whatever the text (rich's own text where it hands over to rich)."""
 from __future__ import annotations
 
 import io
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,17 @@ HEADERS = ["mailbox", "folder", "state", "last success", "captured", "last error
 # control characters, tabs, combining marks, wide characters.
 CHARACTERS = [*"abzAZ09 -.:/@#+_", "[", "]", "\\", "é", "ß", "\xa0", "\xad", "ʼ", "\u0301"]
 CHARACTERS += ["中", "😀", "\t", "\n", "\r", "\x07", "\x1b"]
-WORDS = [":100:", ":+1:", ":smile:", "09:30:15", "[bold]x", "[/x]", "[AUTH] no", "a\\[b]"]
+WORDS = [
+    ":100:",
+    ":+1:",
+    ":smile:",
+    "09:30:15",
+    "[bold]x",
+    "[/x]",
+    "[AUTH] no",
+    "a\\[b]",
+    "x\\[2024]",
+]
 TEXT = st.text(alphabet=st.sampled_from(CHARACTERS), max_size=14) | st.sampled_from(WORDS)
 
 
@@ -188,3 +199,36 @@ def test_terminal_width_and_bold_are_found_as_rich_finds_them(
     if console.is_terminal:  # off a terminal console() sets the unwrapped width
         assert screen.width == console.width
     assert screen.bold == (console.color_system is not None)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_backslash_before_a_bracket_prints_as_rich_prints_it(terminal: bool) -> None:
+    """rich's markup turns every escaped bracket into a bracket, a tag after it or not."""
+    error = r"NO [CANNOT] bad name Archive\[2024]"
+    ours, theirs = Table(*HEADERS), RichTable(*HEADERS)
+    for table in (ours, theirs):
+        table.add_row("alice", "", "failing", "-", "0", error)
+    assert _plain(200, terminal, ours) == _rich(200, terminal, theirs)
+    assert _plain(80, terminal, r"see \[1]") == _rich(80, terminal, r"see \[1]")
+
+
+def test_a_markup_tag_across_lines_prints_as_rich_prints_it() -> None:
+    line = "one [bold\nred]two"
+    assert _plain(80, False, line) == _rich(80, False, line)
+
+
+def test_no_standard_output_prints_nothing_and_raises_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`syncd status >&-` (monitoring that wants the exit code only): sys.stdout is None."""
+    monkeypatch.setattr(sys, "stdout", None)
+    screen = Screen()
+    screen.print("daemon: NOT RUNNING")
+    table = Table(*HEADERS)
+    table.add_row("alice", "INBOX", "ok", "-", "0", "")
+    screen.print(table)
+
+
+def test_a_terminal_of_no_width_prints_as_rich_prints_it() -> None:
+    line = "daemon: running, pid 1 on h, heartbeat 0s ago: ok"
+    assert _plain(0, True, line, markup=False) == _rich(0, True, line, markup=False)
