@@ -35,7 +35,9 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         print_json(doc)
     else:
-        view.show(app.out, doc)
+        from syncd.cli.plain import Screen  # rich's text, rich loaded only when needed
+
+        view.show(Screen(), doc)
     code = view.exit_code(doc)
     if code:
         raise click.exceptions.Exit(code)

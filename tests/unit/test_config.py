@@ -172,3 +172,18 @@ def test_notify_is_on_unless_switched_off(tmp_path: Path) -> None:
     assert load_config(path).sync.notify is True
     path.write_text(path.read_text() + "[sync]\nnotify = false\n")
     assert load_config(path).sync.notify is False
+
+
+def test_an_unknown_time_zone_is_refused_with_its_key_path() -> None:
+    """zoneinfo is imported when a zone is read (config.py): a bad one is still refused."""
+    data = {
+        "organization": {"internal_domains": ["x.com"], "timezone": "Mars/Olympus_Mons"},
+        "mailbox": [
+            {"name": "a", "owner": "a@x.com", "host": "imap.x.com", "username": "a",
+             "password": "x", "timezone": "Europe/Nowhere"},
+        ],
+    }  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert "organization.timezone" in str(err.value) and "mailbox[0].timezone" in str(err.value)
+    assert "unknown time zone 'Mars/Olympus_Mons'" in str(err.value)

@@ -6,8 +6,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rich.console import Console
-
+from syncd.cli.plain import Screen
 from syncd.cli.present import status as view
 from syncd.store.status_read import DaemonInfo
 
@@ -48,7 +47,7 @@ def test_each_daemon_shows_its_share_and_each_source_its_holder() -> None:
     ]
     assert [s["held_by"] for s in doc["sources"]] == ["aaaa1111", "aaaa1111", "bbbb2222", None]
     out = io.StringIO()
-    view.show(Console(file=out, width=200), doc)
+    view.show(Screen(out, width=200), doc)
     text = out.getvalue()
     assert "daemon aaaa1111 (pid 1 on host-1): 2 sources held (50%)" in text
     header = next(line for line in text.splitlines() if "mailbox" in line)
@@ -59,5 +58,5 @@ def test_one_daemon_keeps_the_usual_table() -> None:
     doc = view.document([_box("rep0")], [], [_daemon("aaaa1111", 1)], {}, NOW)
     assert doc["daemons"][0]["sources_held"] == 0 and doc["sources"][0]["held_by"] is None
     out = io.StringIO()
-    view.show(Console(file=out, width=200), doc)
+    view.show(Screen(out, width=200), doc)
     assert "sources held" not in out.getvalue()

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 from syncd.cli.present.dates import iso_any
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
-
+    from syncd.cli.plain import Screen, Table
     from syncd.config import Config
     from syncd.store.status_read import DaemonInfo, Reader
 
@@ -185,7 +183,7 @@ def exit_code(doc: dict[str, Any]) -> int:
     return 0
 
 
-def show(out: Console, doc: dict[str, Any]) -> None:
+def show(out: Screen, doc: dict[str, Any]) -> None:
     daemon = doc["daemon"]
     rows = [s for s in doc["sources"] if "mailbox" in s]
     calendars = [s for s in doc["sources"] if "calendar" in s]
@@ -269,7 +267,7 @@ def _table(
     ``columns`` names the source's key and its children's key, which are also the headers;
     ``holders`` adds the daemon holding each source (several daemons share the database).
     """
-    from rich.table import Table
+    from syncd.cli.plain import Table
 
     source_key, child_key = columns
     headers = [source_key, child_key, "state", "last success", "captured", "last error"]
