@@ -16,6 +16,8 @@ bash scripts/typecheck.sh
 # Three workers on two cores, a test file each at a time (its servers and fixtures stay in
 # one process): most tests wait on Dovecot, Radicale, PostgreSQL or a daemon, not on the CPU,
 # and a third worker fills those waits.  A test that runs past 15 s is named while it runs;
-# the slowest are listed at the end.
+# the slowest are listed at the end.  Files go to the workers in the order tests/conftest.py
+# collects them, the longest first (xdist's own order, files with the most tests first, left
+# two long files of one or two tests to start last and run alone at the end).
 echo "test: pytest, the whole suite against real servers (about 10 minutes on 2 cores)"
-exec .venv/bin/pytest -n 3 --dist loadfile --durations=10 "$@"
+exec .venv/bin/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=10 "$@"

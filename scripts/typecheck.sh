@@ -50,6 +50,12 @@ for line in "${plan[@]}"; do
 done
 # The test servers are typed like the package (the demo, the tests and the benchmark use them).
 mkdir -p "$tree/tests" && ln -s "$PWD/tests/__init__.py" "$PWD/tests/servers" "$tree/tests/"
+# mypy's cache is kept once per machine, outside the checkout (a clean clone checks in
+# seconds, not a minute): mypy trusts a cached module only if its file's content hash is the
+# same, and drops the whole cache when mypy's version or options change.
+# SYNCD_MYPY_CACHE moves it (a checkout's own .mypy_cache, say).
+cache="${SYNCD_MYPY_CACHE:-/var/cache/syncd-test/mypy}"
+mkdir -p "$cache"
 cd "$tree"
-../../.venv/bin/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache \
+../../.venv/bin/mypy --config-file ../../pyproject.toml --cache-dir "$cache" \
   -p syncd -p tests.servers | sed "${rules[@]}"

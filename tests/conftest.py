@@ -43,6 +43,55 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     config.add_cleanup(functools.partial(shutil.rmtree, base, ignore_errors=True))
 
 
+# The test files that run 18 s or more (seconds on 2 cores, most of it waiting on daemons and
+# servers), longest first.  scripts/test.sh hands xdist whole files (--dist loadfile) in collection
+# order (--no-loadscope-reorder): started first, they end before the many short files do,
+# instead of one of them starting last and running alone at the end.  A file missing here
+# only runs in its usual place; refresh the list from a run's --durations or junit times.
+LONGEST_FIRST = (
+    "tests/integration/test_fleet.py",  # 92
+    "tests/integration/test_webhooks.py",  # 91
+    "tests/integration/test_daemon.py",  # 71
+    "tests/unit/test_calendar_limits.py",  # 68
+    "tests/integration/test_api.py",  # 57
+    "tests/integration/test_hostile_calendars.py",  # 54
+    "tests/integration/test_crm_bottlecrm.py",  # 50
+    "tests/integration/test_webhooks_daemon.py",  # 45
+    "tests/integration/test_first_look.py",  # 45
+    "tests/integration/test_webhooks_e2e.py",  # 42
+    "tests/integration/test_leases.py",  # 39
+    "tests/integration/test_fleet_stop.py",  # 35
+    "tests/integration/test_capture.py",  # 34
+    "tests/integration/test_push_hub.py",  # 33
+    "tests/integration/test_kept_sessions.py",  # 32
+    "tests/integration/test_verify.py",  # 30
+    "tests/integration/test_sync_imports.py",  # 30
+    "tests/integration/test_directory_mirror.py",  # 30
+    "tests/integration/test_oauth2_tokens.py",  # 30
+    "tests/integration/test_api_lean.py",  # 30
+    "tests/integration/test_quiet_polls.py",  # 30
+    "tests/integration/test_meetings.py",  # 29
+    "tests/integration/test_mailbox_groups.py",  # 29
+    "tests/integration/test_notify.py",  # 28
+    "tests/integration/test_metrics_listener.py",  # 25
+    "tests/integration/test_migration_0011.py",  # 25
+    "tests/integration/test_privacy.py",  # 23
+    "tests/contract/test_engine_edges.py",  # 22
+    "tests/integration/test_logged_records.py",  # 19
+    "tests/integration/test_reconcile.py",  # 19
+    "tests/integration/test_directory_daemon.py",  # 19
+    "tests/integration/test_insight.py",  # 19
+    "tests/unit/test_first_look_scale.py",  # 19
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of LONGEST_FIRST first, in its order; the others after, as collected.
+    The same order in every xdist worker (xdist checks that their collections agree)."""
+    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.hookimpl(trylast=True)  # after the terminal reporter and xdist are set up
 def pytest_configure(config: pytest.Config) -> None:
     """Long tests are named while they run, by the process that prints: xdist's controller,
