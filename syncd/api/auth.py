@@ -24,16 +24,21 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="syncd"'}
 
 @dataclass
 class _Bucket:
-    """A token bucket: ``rate`` requests a second, bursts up to ``rate``."""
+    """A token bucket: ``rate`` requests a second, bursts up to ``rate`` (at least 1)."""
 
     tokens: float
     at: float
 
 
 class Authenticator:
-    def __init__(self, engine: Engine, *, rate_limit: int) -> None:
+    def __init__(self, engine: Engine, *, rate_limit: int, processes: int = 1) -> None:
+        """``rate_limit`` requests a second per token in all; when ``processes`` serve the
+        API (syncd/api/processes.py), each allows its share, ``rate_limit / processes``
+        (bursts up to it, at least one request)."""
         self._engine = engine
-        self._rate = float(rate_limit)
+        self._limit = rate_limit
+        self._rate = rate_limit / max(1, processes)
+        self._burst = max(1.0, self._rate)
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Token | None]] = {}  # secret hash -> (until, token)
         self._buckets: dict[int, _Bucket] = {}
@@ -90,8 +95,8 @@ class Authenticator:
         with self._lock:
             bucket = self._buckets.get(token.id)
             if bucket is None:
-                bucket = self._buckets[token.id] = _Bucket(self._rate, now)
-            bucket.tokens = min(self._rate, bucket.tokens + (now - bucket.at) * self._rate)
+                bucket = self._buckets[token.id] = _Bucket(self._burst, now)
+            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self._rate)
             bucket.at = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -99,7 +104,7 @@ class Authenticator:
             wait = (1.0 - bucket.tokens) / self._rate
         raise Problem(
             429,
-            f"more than {self._rate:g} requests a second with this token",
+            f"more than {self._limit} requests a second with this token",
             headers={"Retry-After": str(max(1, round(wait + 0.5)))},
         )
 

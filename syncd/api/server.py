@@ -229,14 +229,30 @@ class BoundedHttp(HttpToolsProtocol):
 class ApiServer:
     """The API served from a thread: ``start()`` returns once it listens."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        *,
+        port: int | None = None,
+        processes: int = 1,
+    ) -> None:
+        """``port`` and ``processes``: one of the processes of syncd/api/processes.py, on
+        the port their parent holds, listening with SO_REUSEPORT beside the others."""
         self._api = config.api or ApiConfig()
         self._engine = make_engine(config.database.url, pool_size=POOL_SIZE, ping=False)
         self._reads = Workers(LEAN_THREADS)
-        app = create_app(config, self._engine, metrics=metrics, lean_reads=self._reads)
-        host, port = self._api.address
+        app = create_app(
+            config, self._engine, metrics=metrics, lean_reads=self._reads, processes=processes
+        )
+        host, configured = self._api.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self._socket = socket.create_server(
+            (host, configured if port is None else port),
+            family=family,
+            backlog=1024,
+            reuse_port=port is not None,
+        )
         self.port = self._socket.getsockname()[1]
         tls: dict[str, Any] = {}
         if self._api.tls_cert is not None:

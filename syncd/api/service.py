@@ -18,10 +18,10 @@ class ApiService:
         if config.api is None:
             return
         # Imported here: a daemon without [api] never loads FastAPI or uvicorn.
-        from syncd.api.server import ApiServer
+        from syncd.api.processes import default_workers, serve
 
         try:
-            self._server = ApiServer(config, metrics).start()
+            self._server = serve(config, metrics, default_workers(config.api, alone=False))
         except (OSError, TimeoutError) as err:  # the port is taken, the certificate unreadable
             log.error("api.not_started", listen=config.api.listen, error=str(err)[:200])
 
@@ -31,7 +31,8 @@ class ApiService:
             # Without [api] nothing to import: FastAPI and uvicorn took 1.3-5.1 s of a
             # SIGTERM to load on a loaded machine (issue #20), only to find nothing to stop.
             return
+        from syncd.api.processes import ApiProcesses
         from syncd.api.server import ApiServer
 
-        if isinstance(server, ApiServer):
+        if isinstance(server, ApiServer | ApiProcesses):
             server.stop()

@@ -16,13 +16,20 @@ from syncd.errors import UserError
 
 @click.command()
 @click.option("--listen", metavar="HOST:PORT", help="Listen here instead of [api] listen.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Processes serving the API instead of [api] workers (default: the core count).",
+)
 @pass_app
-def serve(app: App, listen: str | None) -> None:
+def serve(app: App, listen: str | None, workers: int | None) -> None:
     """Serve the HTTP API alone ([api] listen), without capturing.
 
-    Stops on SIGTERM or SIGINT after the requests in flight (long polls end at once).
+    Several processes share the port ([api] workers, default one a core); stops on
+    SIGTERM or SIGINT after the requests in flight (long polls end at once).
     """
-    from syncd.api.server import ApiServer
+    from syncd.api.processes import default_workers
+    from syncd.api.processes import serve as start_api
     from syncd.config import ApiConfig
     from syncd.metrics import Metrics
 
@@ -52,7 +59,7 @@ def serve(app: App, listen: str | None) -> None:
         from syncd.metrics import MetricsServer
 
         scrape = MetricsServer(config.metrics.address, metrics, lambda: server.alive).start()
-    server = ApiServer(config, metrics).start()
+    server = start_api(config, metrics, workers or default_workers(api_config, alone=True))
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
     try:
