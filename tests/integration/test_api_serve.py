@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -48,6 +49,123 @@ def test_serve_runs_the_api_alone_and_stops_on_sigterm(world: World, tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no process, or a zombie left for its new parent to reap."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return stat[0] == "Z"
+
+
+def _serve_workers(
+    world: World, tmp_path: Path, extra: str = ""
+) -> tuple[subprocess.Popen[bytes], int, str, list[int]]:
+    port = free_port()
+    world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n{extra}')
+    token = json.loads(world.cli("tokens", "create", "crm", "--scope", "read", "--json").stdout)
+    with (tmp_path / "serve.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out
+        )
+    wait_listening(port, timeout=60)
+    deadline = time.monotonic() + 30
+    while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, port, token["token"], children
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_serve_workers_share_the_port_the_rate_limit_and_the_metrics(
+    world: World, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    proc, port, token, children = _serve_workers(
+        world, tmp_path, f'rate_limit = 2\n\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"'
+    )
+    try:
+        assert (
+            len(children) == 2
+            and "api.processes" in Path(f"/proc/{children[0]}/cmdline").read_text()
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        sent: dict[int, int] = {}
+        # One connection lands on one process: it gets that process's share, 2 / 2 a
+        # second (one process alone would take a burst of 2).
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers=headers) as http:
+            answers = [http.get("/records", params={"limit": 1}) for _ in range(2)]
+            assert [a.status_code for a in answers] == [200, 429]
+            assert "more than 2 requests a second" in answers[1].json()["detail"]
+        # A new connection each: the kernel spreads them over both processes.
+        for _ in range(10):
+            with httpx.Client(headers=headers) as http:
+                code = http.get(f"http://127.0.0.1:{port}/api/v1/records").status_code
+                sent[code] = sent.get(code, 0) + 1
+        sent[200] = sent.get(200, 0) + 1
+        sent[429] = sent.get(429, 0) + 1
+        # /metrics is the parent's: the children's counts, summed (reported every second).
+        deadline = time.monotonic() + 10
+        while True:
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            counts = {
+                int(line.split('status="')[1].split('"')[0]): float(line.rsplit(" ", 1)[1])
+                for line in scraped.splitlines()
+                if line.startswith("syncd_api_requests_total{")
+            }
+            if sum(counts.values()) == 12 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counts == sent
+        assert 'syncd_api_request_duration_seconds_count{route="/api/v1/records"} 12.0' in scraped
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert all(_gone(pid) for pid in children)
+        wait_listening(port, up=False, timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_serve_workers_end_with_their_parent_even_killed(world: World, tmp_path: Path) -> None:
+    proc, port, token, children = _serve_workers(world, tmp_path)
+    try:
+        assert len(children) == 2
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == 200
+        proc.kill()  # no SIGTERM passed on: the children see their stdin end
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in children)
+        wait_listening(port, up=False, timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children:  # had the test failed: nothing left running
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.dovecot

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,17 @@ def test_rate_limit_and_unknown_keys() -> None:
         parse_config(_api(rate_limit=0))
     with pytest.raises(ConfigError, match="porte"):
         parse_config(_api(porte=1))
+
+
+def test_workers_default_by_command_and_range() -> None:
+    from syncd.api.processes import default_workers
+
+    api = parse_config(_api()).api
+    assert api is not None and api.workers == 0
+    assert default_workers(api, alone=False) == 1  # `syncd run`: a thread of the daemon
+    assert default_workers(api, alone=True) == max(1, os.cpu_count() or 1)  # `syncd serve`
+    three = parse_config(_api(workers=3)).api
+    assert three is not None
+    assert default_workers(three, alone=False) == default_workers(three, alone=True) == 3
+    with pytest.raises(ConfigError, match="workers"):
+        parse_config(_api(workers=65))
