@@ -158,7 +158,7 @@ class ApiProcesses:
             )
             metrics.registry.unregister(metrics.api_requests)
             metrics.registry.unregister(metrics.api_latency)
-            metrics.registry.register(self._merged)  # type: ignore[arg-type]
+            metrics.registry.register(self._merged)
         self._children: list[_Child] = []
         self._stopped = False
 
