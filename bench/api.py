@@ -415,7 +415,11 @@ def _serve_and_load(
         f'[database]\nurl = "{url}"\n\n[api]\nlisten = "127.0.0.1:{port}"\nrate_limit = 100000\n'
     )
     log = (work / "serve.log").open("ab")
-    server = subprocess.Popen([syncd, "--config", str(config), "serve"], stdout=log, stderr=log)
+    program, _, workers = syncd.partition("@")
+    command = [program, "--config", str(config), "serve"]
+    if workers:
+        command += ["--workers", workers]
+    server = subprocess.Popen(command, stdout=log, stderr=log)
     out: dict[str, Any] = {}
     try:
         wait_listening(port, timeout=60)
@@ -487,7 +491,8 @@ def main() -> int:
         "--syncd",
         action="append",
         help="the syncd that serves (default: this checkout's); given more than once, each "
-        "serves in turn on the same data (another checkout's, to compare before and after)",
+        "serves in turn on the same data (another checkout's, to compare before and after); "
+        "PATH@N: `serve --workers N` (one that has [api] workers)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="turns of each --syncd")
     parser.add_argument(

@@ -277,7 +277,8 @@ class ApiConfig(Section):
     # Requests a second per token; beyond it, 429 with Retry-After.
     rate_limit: Annotated[int, Range(ge=1, le=100_000)] = 50
     # Processes serving the API on the one listener (syncd/api/processes.py): 0 is the
-    # default, the core count for `syncd serve`, 1 (a thread of the daemon) for `syncd run`.
+    # default, the core count (at most 4) for `syncd serve`, 1 (a thread of the daemon)
+    # for `syncd run`.
     workers: Annotated[int, Range(ge=0, le=64)] = 0
 
     def _check(self) -> None:

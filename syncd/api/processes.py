@@ -9,7 +9,8 @@ over them.  The parent serves nothing itself.  What is per process, and how it a
 - Rate limit: each child allows ``rate_limit / workers`` requests a second per token, so a
   token gets ``rate_limit`` over connections spread over the children (one connection
   lands on one child: it gets that child's share).
-- Connections and requests in progress: ``MAX_CONNECTIONS`` and ``MAX_REQUESTS`` per child.
+- Connections and requests in progress: ``MAX_CONNECTIONS`` and ``MAX_REQUESTS`` per child;
+  database connections: up to ``POOL_SIZE`` (twice that at a peak) per child.
 - Metrics: each child sends its API counters and histograms to the parent once a second
   (and at its end); the parent's /metrics shows their sums, as one process would.
 - Event long-poll: each child watches the events for its own waiters (one query every
@@ -53,12 +54,16 @@ REPORT_SECONDS = 1.0  # a child's metrics reach the parent's /metrics this late 
 API_FAMILIES = ("syncd_api_requests", "syncd_api_request_duration_seconds")
 
 
+DEFAULT_MAX = 4  # processes by default: each may hold POOL_SIZE database connections
+
+
 def default_workers(api: ApiConfig, *, alone: bool) -> int:
-    """[api] workers, or its default: the core count for `syncd serve` (``alone``), one
-    (a thread of the daemon) for `syncd run`."""
+    """[api] workers, or its default: the core count (at most ``DEFAULT_MAX``, so that the
+    API's database connections stay well under PostgreSQL's 100) for `syncd serve`
+    (``alone``), one (a thread of the daemon) for `syncd run`."""
     if api.workers:
         return api.workers
-    return max(1, os.cpu_count() or 1) if alone else 1
+    return min(DEFAULT_MAX, max(1, os.cpu_count() or 1)) if alone else 1
 
 
 def serve(config: Config, metrics: Metrics | None, workers: int) -> Any:

@@ -57,7 +57,7 @@ def test_workers_default_by_command_and_range() -> None:
     api = parse_config(_api()).api
     assert api is not None and api.workers == 0
     assert default_workers(api, alone=False) == 1  # `syncd run`: a thread of the daemon
-    assert default_workers(api, alone=True) == max(1, os.cpu_count() or 1)  # `syncd serve`
+    assert default_workers(api, alone=True) == min(4, max(1, os.cpu_count() or 1))  # serve
     three = parse_config(_api(workers=3)).api
     assert three is not None
     assert default_workers(three, alone=False) == default_workers(three, alone=True) == 3
