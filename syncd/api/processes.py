@@ -49,6 +49,7 @@ from syncd.metrics import Metrics
 
 log = get_logger("syncd.api")
 
+STOP_SECONDS = 8.0  # a child's own stop; its parent kills it after 10 s
 REPORT_SECONDS = 1.0  # a child's metrics reach the parent's /metrics this late at most
 # The API's metric families, as the children count them and the parent shows them.
 API_FAMILIES = ("syncd_api_requests", "syncd_api_request_duration_seconds")
@@ -204,14 +205,19 @@ class ApiProcesses:
                 stdin=subprocess.PIPE,
                 pass_fds=(write,),
             )
+        except BaseException:
+            os.close(read)
+            raise
         finally:
             os.close(write)
         reports = os.fdopen(read, "rb")
         child = _Child(index, proc, reports)
         assert proc.stdin is not None
-        # Kept open: its end is the child's sign that this process is gone.
-        proc.stdin.write(struct.pack(">I", len(payload)) + payload)
-        proc.stdin.flush()
+        # Kept open: its end is the child's sign that this process is gone.  A child that
+        # died at once (BrokenPipeError) is seen ended by ``start``.
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(struct.pack(">I", len(payload)) + payload)
+            proc.stdin.flush()
         threading.Thread(
             target=self._read, args=(child,), name=f"api-child-{index}", daemon=True
         ).start()
@@ -310,7 +316,7 @@ def _child(report_fd: int) -> int:
             if metrics is not None and not report({"metrics": _api_metrics(metrics)}):
                 break
     finally:
-        server.stop()
+        server.stop(STOP_SECONDS)
         if metrics is not None:
             report({"metrics": _api_metrics(metrics)})
         with contextlib.suppress(OSError):
