@@ -7,6 +7,7 @@ import signal
 import threading
 from dataclasses import replace
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -54,20 +55,26 @@ def serve(app: App, listen: str | None, workers: int | None) -> None:
         stopping.set()
 
     metrics = Metrics()
+    server: Any = None  # ApiServer or ApiProcesses
     scrape = None
-    if config.metrics.listen:  # the API's request counts and latencies, as `syncd run` shows them
-        from syncd.metrics import MetricsServer
-
-        scrape = MetricsServer(config.metrics.address, metrics, lambda: server.alive).start()
-    server = start_api(config, metrics, workers or default_workers(api_config, alone=True))
+    # Before the API listens: a SIGTERM as soon as it does (its first process may listen
+    # before the others are up) stops it as any other would.
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
     try:
+        if config.metrics.listen:  # the API's request counts and latencies, as `syncd run` shows
+            from syncd.metrics import MetricsServer
+
+            scrape = MetricsServer(
+                config.metrics.address, metrics, lambda: server is not None and server.alive
+            ).start()
+        server = start_api(config, metrics, workers or default_workers(api_config, alone=True))
+        click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
         while not stopping.wait(0.5):
             if not server.alive:
                 raise UserError("the API server stopped", hint="see the log above")
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         if scrape is not None:
             scrape.stop()
         for signum, handler in previous.items():
