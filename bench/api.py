@@ -19,7 +19,7 @@ writes them) measures, on each database:
   one of them common to every record) over the search index, rebuilt after seeding;
 - the event long-poll: from a record's commit to a waiting client holding its event.
 
-``syncd serve`` runs the API in ``[api] workers`` processes (default one a core, at most 4:
+``syncd serve`` runs the API in ``[api] workers`` processes (default 1, at most 16:
 syncd/api/processes.py); the server's CPU counted here is its whole process tree's.  To
 compare process counts in one run: ``--syncd PATH@1 --syncd PATH@2`` (``serve --workers N``).
 """

@@ -37,7 +37,8 @@ class Authenticator:
         (bursts up to it, at least one request)."""
         self._engine = engine
         self._limit = rate_limit
-        self._rate = rate_limit / max(1, processes)
+        self._processes = max(1, processes)
+        self._rate = rate_limit / self._processes
         self._burst = max(1.0, self._rate)
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Token | None]] = {}  # secret hash -> (until, token)
@@ -91,6 +92,15 @@ class Authenticator:
         self._touch(token, now)
         return token
 
+    def _too_many(self) -> str:
+        if self._processes == 1:
+            return f"more than {self._limit} requests a second with this token"
+        return (
+            f"more than {self._rate:g} requests a second with this token on this process: "
+            f"its share of rate_limit {self._limit}, divided among {self._processes} API "
+            "processes ([api] workers)"
+        )
+
     def _throttle(self, token: Token, now: float) -> None:
         with self._lock:
             bucket = self._buckets.get(token.id)
@@ -104,7 +114,7 @@ class Authenticator:
             wait = (1.0 - bucket.tokens) / self._rate
         raise Problem(
             429,
-            f"more than {self._limit} requests a second with this token",
+            self._too_many(),
             headers={"Retry-After": str(max(1, round(wait + 0.5)))},
         )
 

@@ -1,24 +1,29 @@
-"""The API served by several processes on one port ([api] workers), so that its Python is
-not held to one core by one GIL.
+"""The API served by several processes on one port ([api] workers, `syncd serve` only), so
+that its Python is not held to one core by one GIL.
 
-The parent binds the address (SO_REUSEPORT, never listening: it reserves the port, port 0
-included) and starts ``workers`` children (``python -m syncd.api.processes``), each an
-``ApiServer`` listening on that port with SO_REUSEPORT: the kernel spreads the connections
-over them.  The parent serves nothing itself.  What is per process, and how it adds up:
+The parent binds and listens once (no SO_REUSEPORT: the port is its own, as with one
+process, and a second `syncd serve` on it fails with "address in use"), then starts
+``workers`` children (``python -m syncd.api.processes``, each in a session of its own)
+that inherit that listening socket and each serve it (``ApiServer(sock=...)``): every
+child accepts from the one queue.  The parent serves nothing itself.  What is per
+process, and how it adds up:
 
-- Rate limit: each child allows ``rate_limit / workers`` requests a second per token, so a
-  token gets ``rate_limit`` over connections spread over the children (one connection
-  lands on one child: it gets that child's share).
+- Rate limit: each child allows ``rate_limit / workers`` requests a second per token (one
+  connection lands on one child: it gets that child's share), so a client may see 429
+  below ``rate_limit``; the 429 says the share applied.
 - Connections and requests in progress: ``MAX_CONNECTIONS`` and ``MAX_REQUESTS`` per child;
-  database connections: up to ``POOL_SIZE`` (twice that at a peak) per child.
+  database connections: ``POOL_SIZE // workers`` per child (at least ``MIN_POOL``), twice
+  that at a peak.
 - Metrics: each child sends its API counters and histograms to the parent once a second
   (and at its end); the parent's /metrics shows their sums, as one process would.
 - Event long-poll: each child watches the events for its own waiters (one query every
   ``POLL_SECONDS`` per child with a waiter, none while nobody waits).
-- Stopping: SIGTERM (or SIGINT) to the parent stops every child gracefully, then kills
-  any still there after the timeout.  A child never outlives its parent: it stops as
-  soon as its stdin (a pipe from the parent) ends, which the kernel does when the parent
-  dies, by SIGKILL too.  A child that ends on its own ends the service (``alive``).
+- Stopping: SIGTERM (or SIGINT) to the parent stops every child gracefully (the children,
+  in their own sessions, get no terminal's ^C: the parent passes the stop on), then kills
+  any still there after the timeout; ``stop`` says whether every child ended cleanly.  A
+  child never outlives its parent: it stops as soon as its stdin (a pipe from the parent)
+  ends, which the kernel does when the parent dies, by SIGKILL too.  A child that ends on
+  its own ends the service (``alive``).
 
 The config goes to a child over that pipe (pickled), and its reports come back over a pipe
 of their own (JSON lines), so nothing the child logs or prints can be taken for them.
@@ -43,6 +48,7 @@ from typing import IO, Any
 
 from prometheus_client.metrics_core import Metric
 
+from syncd.api.server import BACKLOG
 from syncd.config import ApiConfig, Config
 from syncd.logs import get_logger
 from syncd.metrics import Metrics
@@ -55,20 +61,9 @@ REPORT_SECONDS = 1.0  # a child's metrics reach the parent's /metrics this late 
 API_FAMILIES = ("syncd_api_requests", "syncd_api_request_duration_seconds")
 
 
-DEFAULT_MAX = 4  # processes by default: each may hold POOL_SIZE database connections
-
-
-def default_workers(api: ApiConfig, *, alone: bool) -> int:
-    """[api] workers, or its default: the core count (at most ``DEFAULT_MAX``, so that the
-    API's database connections stay well under PostgreSQL's 100) for `syncd serve`
-    (``alone``), one (a thread of the daemon) for `syncd run`."""
-    if api.workers:
-        return api.workers
-    return min(DEFAULT_MAX, max(1, os.cpu_count() or 1)) if alone else 1
-
-
 def serve(config: Config, metrics: Metrics | None, workers: int) -> Any:
-    """The API started: in this process when ``workers`` is 1, else in that many children."""
+    """The API started (`syncd serve`): in this process when ``workers`` is 1, else in that
+    many children."""
     if workers <= 1:
         from syncd.api.server import ApiServer
 
@@ -141,15 +136,9 @@ class ApiProcesses:
         api = config.api or ApiConfig()
         host, port = api.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # Bound, never listening: the port is ours (0 picks one) and no connection waits
-        # here; the children's listeners share it (SO_REUSEPORT needs it on every socket).
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError:
-            self._socket.close()
-            raise
+        # Listening here, once, exclusively (no SO_REUSEPORT): the children inherit this
+        # socket and accept from it; nobody else can bind the port beside it.
+        self._socket = socket.create_server((host, port), family=family, backlog=BACKLOG)
         self.port = self._socket.getsockname()[1]
         scheme = "https" if api.tls_cert is not None else "http"
         shown = f"[{host}]" if ":" in host else host
@@ -167,12 +156,13 @@ class ApiProcesses:
             metrics.registry.register(self._merged)
         self._children: list[_Child] = []
         self._stopped = False
+        self._clean = True
 
     def start(self, timeout: float = 60.0) -> ApiProcesses:
         payload = pickle.dumps(
             {
                 "config": self._config,
-                "port": self.port,
+                "fd": self._socket.fileno(),
                 "processes": self._workers,
                 "metrics": self._merged is not None,
                 "level": logging.getLogger().level,
@@ -203,7 +193,10 @@ class ApiProcesses:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "syncd.api.processes", str(write)],
                 stdin=subprocess.PIPE,
-                pass_fds=(write,),
+                pass_fds=(write, self._socket.fileno()),
+                # Out of the terminal's process group: a ^C reaches the parent alone, which
+                # stops its children itself (a child killed at start-up was an error).
+                start_new_session=True,
             )
         except BaseException:
             os.close(read)
@@ -247,11 +240,12 @@ class ApiProcesses:
     def pids(self) -> list[int]:
         return [c.proc.pid for c in self._children]
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
         """SIGTERM to every child, each stops gracefully (as ``ApiServer.stop``); any still
-        running after ``timeout`` is killed.  Returns once every child has ended."""
+        running after ``timeout`` is killed.  Returns once every child has ended: whether
+        each exited 0 (an error is logged for any that did not)."""
         if self._stopped:
-            return
+            return self._clean
         self._stopped = True
         deadline = time.monotonic() + timeout
         for child in self._children:
@@ -268,7 +262,12 @@ class ApiProcesses:
                 with contextlib.suppress(OSError):
                     child.proc.stdin.close()
             child.ended.wait(1.0)  # its last metrics read
+            code = child.proc.returncode
+            if code != 0:
+                self._clean = False
+                log.error("api.child_failed", child=child.index, pid=child.proc.pid, code=code)
         self._socket.close()
+        return self._clean
 
 
 def _child(report_fd: int) -> int:
@@ -277,19 +276,24 @@ def _child(report_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the parent stops us
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
-    stdin = sys.stdin.buffer
-    head = stdin.read(4)
+    # stdin read from its fd, never through sys.stdin: a daemon thread blocked in a
+    # buffered read holds the buffer's lock, and the interpreter's exit aborted on it
+    # ("_enter_buffered_busy", SIGABRT).
+    head = _read_exactly(0, 4)
     if len(head) < 4:
         return 1  # the parent died before sending the config
+    size = struct.unpack(">I", head)[0]
     # Trusted: our parent wrote it, on a pipe nobody else holds.
-    setup: dict[str, Any] = pickle.loads(stdin.read(struct.unpack(">I", head)[0]))  # noqa: S301
+    setup: dict[str, Any] = pickle.loads(_read_exactly(0, size))  # noqa: S301
 
     from syncd import logs
 
     logs.configure(logging.getLevelName(setup["level"]), lazy=True)
 
     def orphaned() -> None:
-        stdin.read()  # returns at the pipe's end: the parent closed it, or died
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):  # b"" at the pipe's end: the parent closed it, or died
+                pass
         stopping.set()
 
     threading.Thread(target=orphaned, name="api-parent", daemon=True).start()
@@ -305,8 +309,9 @@ def _child(report_fd: int) -> int:
             return False
         return True
 
+    listener = socket.socket(fileno=setup["fd"])  # the parent's, inherited, listening
     server = ApiServer(
-        setup["config"], metrics, port=setup["port"], processes=setup["processes"]
+        setup["config"], metrics, sock=listener, processes=setup["processes"]
     ).start()
     try:
         report({"ready": True, "pid": os.getpid()})
@@ -322,6 +327,19 @@ def _child(report_fd: int) -> int:
         with contextlib.suppress(OSError):
             reports.close()
     return 0
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``, fewer at its end."""
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _api_metrics(metrics: Metrics) -> list[Any]:

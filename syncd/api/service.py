@@ -18,10 +18,12 @@ class ApiService:
         if config.api is None:
             return
         # Imported here: a daemon without [api] never loads FastAPI or uvicorn.
-        from syncd.api.processes import default_workers, serve
+        from syncd.api.server import ApiServer
 
+        if config.api.workers > 1:  # refused by `syncd run` before it starts (cli/cmd_run.py)
+            log.warning("api.workers_ignored", workers=config.api.workers)
         try:
-            self._server = serve(config, metrics, default_workers(config.api, alone=False))
+            self._server = ApiServer(config, metrics).start()
         except (OSError, TimeoutError) as err:  # the port is taken, the certificate unreadable
             log.error("api.not_started", listen=config.api.listen, error=str(err)[:200])
 
@@ -31,8 +33,7 @@ class ApiService:
             # Without [api] nothing to import: FastAPI and uvicorn took 1.3-5.1 s of a
             # SIGTERM to load on a loaded machine (issue #20), only to find nothing to stop.
             return
-        from syncd.api.processes import ApiProcesses
         from syncd.api.server import ApiServer
 
-        if isinstance(server, ApiServer | ApiProcesses):
+        if isinstance(server, ApiServer):
             server.stop()

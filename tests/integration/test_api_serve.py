@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.api.processes import ApiProcesses
+from syncd.config_file import parse_config
 from tests.conftest import World
 from tests.daemon import DaemonProcess
 from tests.mail import make_message
@@ -111,7 +113,9 @@ def test_serve_workers_share_the_port_the_rate_limit_and_the_metrics(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers=headers) as http:
             answers = [http.get("/records", params={"limit": 1}) for _ in range(2)]
             assert [a.status_code for a in answers] == [200, 429]
-            assert "more than 2 requests a second" in answers[1].json()["detail"]
+            detail = answers[1].json()["detail"]
+            assert "more than 1 requests a second with this token on this process" in detail
+            assert "rate_limit 2, divided among 2 API processes" in detail
         # A new connection each: the kernel spreads them over both processes.
         for _ in range(10):
             with httpx.Client(headers=headers) as http:
@@ -166,6 +170,120 @@ def test_serve_workers_end_with_their_parent_even_killed(world: World, tmp_path:
         for pid in children:  # had the test failed: nothing left running
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_children_exit_cleanly_on_stop(tmp_path: Path) -> None:
+    """The review's proof: a child stopped gracefully exits 0 (it aborted, SIGABRT, with a
+    thread blocked in a buffered read of stdin), and ``stop`` says so."""
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path}/s.db"},
+            "api": {"listen": "127.0.0.1:0", "workers": 2},
+        }
+    )
+    procs = ApiProcesses(config, None, 2).start()
+    children = [c.proc for c in procs._children]
+    assert procs.stop() is True
+    assert [p.returncode for p in children] == [0, 0]
+
+
+def test_a_child_failing_is_reported_by_stop(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path}/s.db"},
+            "api": {"listen": "127.0.0.1:0", "workers": 2},
+        }
+    )
+    procs = ApiProcesses(config, None, 2).start()
+    children = [c.proc for c in procs._children]
+    children[1].kill()
+    children[1].wait()
+    assert not procs.alive
+    assert procs.stop() is False
+    assert [p.returncode for p in children] == [0, -signal.SIGKILL]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_second_serve_on_the_same_port_is_refused(world: World, tmp_path: Path) -> None:
+    """As with one process: the second `syncd serve` fails (address in use), with an error
+    and no traceback; the first goes on serving (the review's proof, ported)."""
+    port = free_port()
+    world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n')
+    with (tmp_path / "first.log").open("wb") as out:
+        first = subprocess.Popen(
+            [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out
+        )
+    kids: list[int] = []
+    second = None
+    try:
+        wait_listening(port, timeout=60)
+        deadline = time.monotonic() + 30
+        while len(kids := _children(first.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = subprocess.run(
+            [SYNCD, "--config", str(world.config_path), "serve"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert "error: the API cannot serve on" in second.stderr
+        assert "Address already in use" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None and len(_children(first.pid)) == 2
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=15) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        for pid in kids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_ctrl_c_during_start_up_stops_serve_cleanly(world: World, tmp_path: Path) -> None:
+    """^C at a terminal (SIGINT to the whole process group) while the children start: the
+    parent stops them, exit 0, no traceback (children in sessions of their own)."""
+    port = free_port()
+    world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n')
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [SYNCD, "--config", str(world.config_path), "serve"],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # its own group, as a shell's job
+        )
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(kids := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(kids) == 2
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+        assert "Traceback" not in log.read_text()
+        deadline = time.monotonic() + 15
+        while not all(_gone(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(k) for k in kids)
+        wait_listening(port, up=False, timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in kids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_run_refuses_api_workers(world: World) -> None:
+    world.write_config(extra='[api]\nlisten = "127.0.0.1:0"\nworkers = 2\n')
+    result = world.cli("run", expect=2)
+    assert "workers > 1 is for `syncd serve`" in result.output
 
 
 @pytest.mark.dovecot
