@@ -116,7 +116,7 @@ def test_serve_workers_share_the_port_the_rate_limit_and_the_metrics(
             detail = answers[1].json()["detail"]
             assert "more than 1 requests a second with this token on this process" in detail
             assert "rate_limit 2, divided among 2 API processes" in detail
-        # A new connection each: the kernel spreads them over both processes.
+        # A new connection each: whichever process accepts it first answers it.
         for _ in range(10):
             with httpx.Client(headers=headers) as http:
                 code = http.get(f"http://127.0.0.1:{port}/api/v1/records").status_code
