@@ -18,12 +18,17 @@ writes them) measures, on each database:
 - ``GET /api/v1/records?q=...``: a selective query (the words of one customer's subjects,
   one of them common to every record) over the search index, rebuilt after seeding;
 - the event long-poll: from a record's commit to a waiting client holding its event.
+
+``syncd serve`` runs the API in ``[api] workers`` processes (default 1, at most 16:
+syncd/api/processes.py); the server's CPU counted here is its whole process tree's.  To
+compare process counts in one run: ``--syncd PATH@1 --syncd PATH@2`` (``serve --workers N``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -261,9 +266,25 @@ def long_polls(url: str, token: str, writer: Writer, polls: int) -> list[float]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (Linux /proc)."""
+    """User and system CPU time of a process and its children so far (Linux /proc): the
+    API's processes when ``syncd serve`` has several (``[api] workers``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for child in _children(pid):
+        with contextlib.suppress(OSError):  # ended meanwhile
+            used += _cpu_seconds(child)
+    return used
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 def _database_cpu(engine: Engine, since: dict[int, float] | None = None) -> Any:
@@ -398,7 +419,11 @@ def _serve_and_load(
         f'[database]\nurl = "{url}"\n\n[api]\nlisten = "127.0.0.1:{port}"\nrate_limit = 100000\n'
     )
     log = (work / "serve.log").open("ab")
-    server = subprocess.Popen([syncd, "--config", str(config), "serve"], stdout=log, stderr=log)
+    program, _, workers = syncd.partition("@")
+    command = [program, "--config", str(config), "serve"]
+    if workers:
+        command += ["--workers", workers]
+    server = subprocess.Popen(command, stdout=log, stderr=log)
     out: dict[str, Any] = {}
     try:
         wait_listening(port, timeout=60)
@@ -470,7 +495,8 @@ def main() -> int:
         "--syncd",
         action="append",
         help="the syncd that serves (default: this checkout's); given more than once, each "
-        "serves in turn on the same data (another checkout's, to compare before and after)",
+        "serves in turn on the same data (another checkout's, to compare before and after); "
+        "PATH@N: `serve --workers N` (one that has [api] workers)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="turns of each --syncd")
     parser.add_argument(

@@ -271,6 +271,9 @@ def _api_listen(value: str) -> str:
     return _host_port(value, "127.0.0.1:8780", any_port=True)
 
 
+MAX_API_WORKERS = 16  # each holds POOL_SIZE // workers database connections, at least 4
+
+
 class ApiConfig(Section):
     """[api]: the HTTP API (syncd/api/), served by `syncd run` and by `syncd serve`."""
 
@@ -281,6 +284,9 @@ class ApiConfig(Section):
     allow_plaintext: bool = False
     # Requests a second per token; beyond it, 429 with Retry-After.
     rate_limit: Annotated[int, Range(ge=1, le=100_000)] = 50
+    # Processes serving the API on its one listener (syncd/api/processes.py), `syncd serve`
+    # only (`syncd run` refuses more than 1).  Each enforces rate_limit / workers per token.
+    workers: Annotated[int, Range(ge=1, le=MAX_API_WORKERS)] = 1
 
     def _check(self) -> None:
         super()._check()

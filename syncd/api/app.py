@@ -132,9 +132,11 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     lean_reads: Workers | None = None,
+    processes: int = 1,
 ) -> ASGIApp:
     """The API as uvicorn serves it: every request bounded and counted (``Bounded``), the
-    hottest read answered by its lean path (``Lane``), the rest by FastAPI."""
+    hottest read answered by its lean path (``Lane``), the rest by FastAPI.  ``processes``:
+    how many serve it in all (each takes its share of the rate limit)."""
     api_config = config.api or ApiConfig()
     event_feed = Feed(engine)
     if lean_reads is None:
@@ -169,7 +171,11 @@ def create_app(
         lifespan=lifespan,
         responses=_ERRORS,
     )
-    api = Api(config, engine, Authenticator(engine, rate_limit=api_config.rate_limit))
+    api = Api(
+        config,
+        engine,
+        Authenticator(engine, rate_limit=api_config.rate_limit, processes=processes),
+    )
     app.state.api = api
     app.state.feed = event_feed
     problems.install(app)

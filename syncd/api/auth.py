@@ -24,16 +24,22 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="syncd"'}
 
 @dataclass
 class _Bucket:
-    """A token bucket: ``rate`` requests a second, bursts up to ``rate``."""
+    """A token bucket: ``rate`` requests a second, bursts up to ``rate`` (at least 1)."""
 
     tokens: float
     at: float
 
 
 class Authenticator:
-    def __init__(self, engine: Engine, *, rate_limit: int) -> None:
+    def __init__(self, engine: Engine, *, rate_limit: int, processes: int = 1) -> None:
+        """``rate_limit`` requests a second per token in all; when ``processes`` serve the
+        API (syncd/api/processes.py), each allows its share, ``rate_limit / processes``
+        (bursts up to it, at least one request)."""
         self._engine = engine
-        self._rate = float(rate_limit)
+        self._limit = rate_limit
+        self._processes = max(1, processes)
+        self._rate = rate_limit / self._processes
+        self._burst = max(1.0, self._rate)
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Token | None]] = {}  # secret hash -> (until, token)
         self._buckets: dict[int, _Bucket] = {}
@@ -86,12 +92,21 @@ class Authenticator:
         self._touch(token, now)
         return token
 
+    def _too_many(self) -> str:
+        if self._processes == 1:
+            return f"more than {self._limit} requests a second with this token"
+        return (
+            f"more than {self._rate:g} requests a second with this token on this process: "
+            f"its share of rate_limit {self._limit}, divided among {self._processes} API "
+            "processes ([api] workers)"
+        )
+
     def _throttle(self, token: Token, now: float) -> None:
         with self._lock:
             bucket = self._buckets.get(token.id)
             if bucket is None:
-                bucket = self._buckets[token.id] = _Bucket(self._rate, now)
-            bucket.tokens = min(self._rate, bucket.tokens + (now - bucket.at) * self._rate)
+                bucket = self._buckets[token.id] = _Bucket(self._burst, now)
+            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self._rate)
             bucket.at = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -99,7 +114,7 @@ class Authenticator:
             wait = (1.0 - bucket.tokens) / self._rate
         raise Problem(
             429,
-            f"more than {self._rate:g} requests a second with this token",
+            self._too_many(),
             headers={"Retry-After": str(max(1, round(wait + 0.5)))},
         )
 

@@ -39,6 +39,8 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_CONNECTIONS = 512
 MAX_REQUESTS = 256  # in progress at once, long polls included
 POOL_SIZE = 16  # database connections of the API: its handler threads, the feed's watch, spare
+MIN_POOL = 4  # a process's share of POOL_SIZE when several serve the API, at least
+BACKLOG = 1024
 
 
 class _Coalescing:
@@ -229,14 +231,27 @@ class BoundedHttp(HttpToolsProtocol):
 class ApiServer:
     """The API served from a thread: ``start()`` returns once it listens."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        *,
+        sock: socket.socket | None = None,
+        processes: int = 1,
+    ) -> None:
+        """``sock`` and ``processes``: one of the ``processes`` of syncd/api/processes.py,
+        serving the listening socket their parent holds (and passed on); its share of the
+        database connections, ``POOL_SIZE // processes`` (at least ``MIN_POOL``)."""
         self._api = config.api or ApiConfig()
-        self._engine = make_engine(config.database.url, pool_size=POOL_SIZE, ping=False)
+        pool = POOL_SIZE if processes <= 1 else max(MIN_POOL, POOL_SIZE // processes)
+        self._engine = make_engine(config.database.url, pool_size=pool, ping=False)
         self._reads = Workers(LEAN_THREADS)
-        app = create_app(config, self._engine, metrics=metrics, lean_reads=self._reads)
+        app = create_app(
+            config, self._engine, metrics=metrics, lean_reads=self._reads, processes=processes
+        )
         host, port = self._api.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self._socket = sock or socket.create_server((host, port), family=family, backlog=BACKLOG)
         self.port = self._socket.getsockname()[1]
         tls: dict[str, Any] = {}
         if self._api.tls_cert is not None:
@@ -255,7 +270,7 @@ class ApiServer:
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 timeout_graceful_shutdown=2,
                 limit_concurrency=MAX_CONNECTIONS + MAX_REQUESTS,
-                backlog=1024,
+                backlog=BACKLOG,
                 **tls,
             )
         )

@@ -20,6 +20,8 @@ class ApiService:
         # Imported here: a daemon without [api] never loads FastAPI or uvicorn.
         from syncd.api.server import ApiServer
 
+        if config.api.workers > 1:  # refused by `syncd run` before it starts (cli/cmd_run.py)
+            log.warning("api.workers_ignored", workers=config.api.workers)
         try:
             self._server = ApiServer(config, metrics).start()
         except (OSError, TimeoutError) as err:  # the port is taken, the certificate unreadable

@@ -11,7 +11,7 @@ import click
 
 from syncd.cli.app import App, pass_app
 from syncd.engine.daemon import Daemon
-from syncd.errors import SyncdError, describe, raised_at
+from syncd.errors import ConfigError, SyncdError, describe, raised_at
 from syncd.logs import get_logger
 
 log = get_logger("syncd.daemon")
@@ -44,7 +44,15 @@ def run(app: App) -> None:
     """
     root = logging.getLogger()
     root.setLevel(min(root.level, logging.INFO))  # a daemon says what it does; -vv for debug
-    app.config  # noqa: B018 - fail here, with the config's own message, before starting
+    api = app.config.api  # fail here, with the config's own message, before starting
+    if api is not None and api.workers > 1:
+        raise ConfigError(
+            [
+                f"[api] workers = {api.workers}: workers > 1 is for `syncd serve`; run the API "
+                "beside the daemon with `syncd serve` (or set workers = 1)"
+            ],
+            path=str(app.config_path),
+        )
     daemon = Daemon(app.config_path)
 
     def leave_now() -> None:

@@ -7,6 +7,7 @@ import signal
 import threading
 from dataclasses import replace
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -16,13 +17,20 @@ from syncd.errors import UserError
 
 @click.command()
 @click.option("--listen", metavar="HOST:PORT", help="Listen here instead of [api] listen.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),  # syncd.config.MAX_API_WORKERS (not imported at start-up)
+    help="Processes serving the API instead of [api] workers (default 1).",
+)
 @pass_app
-def serve(app: App, listen: str | None) -> None:
+def serve(app: App, listen: str | None, workers: int | None) -> None:
     """Serve the HTTP API alone ([api] listen), without capturing.
 
-    Stops on SIGTERM or SIGINT after the requests in flight (long polls end at once).
+    With [api] workers = N, N processes serve the one listener (each enforces
+    rate_limit / N per token); stops on SIGTERM or SIGINT after the requests in flight
+    (long polls end at once).
     """
-    from syncd.api.server import ApiServer
+    from syncd.api.processes import serve as start_api
     from syncd.config import ApiConfig
     from syncd.metrics import Metrics
 
@@ -47,21 +55,36 @@ def serve(app: App, listen: str | None) -> None:
         stopping.set()
 
     metrics = Metrics()
+    server: Any = None  # ApiServer or ApiProcesses
+    clean: bool | None = None
     scrape = None
-    if config.metrics.listen:  # the API's request counts and latencies, as `syncd run` shows them
-        from syncd.metrics import MetricsServer
-
-        scrape = MetricsServer(config.metrics.address, metrics, lambda: server.alive).start()
-    server = ApiServer(config, metrics).start()
+    # Before the API listens: a SIGTERM as soon as it does (its first process may listen
+    # before the others are up) stops it as any other would.
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
     try:
+        if config.metrics.listen:  # the API's request counts and latencies, as `syncd run` shows
+            from syncd.metrics import MetricsServer
+
+            scrape = MetricsServer(
+                config.metrics.address, metrics, lambda: server is not None and server.alive
+            ).start()
+        try:
+            server = start_api(config, metrics, workers or api_config.workers)
+        except OSError as err:  # the port taken (EADDRINUSE), the certificate unreadable
+            raise UserError(
+                f"the API cannot serve on {api_config.listen}: {err}",
+                hint="another process listens there? see the log above",
+            ) from None
+        click.echo(f"serving the API on {server.url} (docs: {server.url}/api/docs)", err=True)
         while not stopping.wait(0.5):
             if not server.alive:
                 raise UserError("the API server stopped", hint="see the log above")
     finally:
-        server.stop()
+        if server is not None:
+            clean = server.stop()  # ApiProcesses: whether every process exited 0
         if scrape is not None:
             scrape.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if clean is False:
+        raise UserError("an API process ended with an error", hint="see the log above")

@@ -42,6 +42,8 @@ deliver_timeout = "30s"                 # how long `syncd sync` waits for pendin
 # tls_key = "/etc/syncd/api.key"
 # allow_plaintext = true               # behind a proxy that terminates TLS
 # rate_limit = 50                      # requests a second per token
+# workers = 1                          # `syncd serve` only (<= 16): each process enforces
+#                                      # rate_limit / workers per token, so 429 may come sooner
 
 # The customer directory, kept in step with the CRM: customers and contacts the export no
 # longer lists are archived (history kept), returning ones restored. Same CSV as

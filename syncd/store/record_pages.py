@@ -233,30 +233,43 @@ def _shaped(rows: Sequence[Any]) -> list[dict[str, Any]]:
         # Plain tuples: a named tuple's fields cost far less to read than a Row's.
         record = RecordRow._make(row[:width])
         linked, people, calendars, mailboxes = row[width:]
+        # A list of one or none (most are) is in order already: no sort to call.
+        links = orjson.loads(linked)
+        if len(links) > 1:
+            links.sort(key=_name)
+        persons = orjson.loads(people)
+        if len(persons) > 1:
+            persons.sort()
+        sources = [
+            {"calendar": calendar, "url": url, "href": href}
+            for _, calendar, url, href in (
+                sorted(orjson.loads(calendars)) if calendars != _EMPTY else ()
+            )
+        ]
+        if mailboxes != _EMPTY:
+            places = orjson.loads(mailboxes)
+            if len(places) > 1:
+                places.sort()
+                places.sort(key=_place)
+            sources += [
+                {"mailbox": mailbox, "folder": folder, "uid": uid}
+                for _, mailbox, folder, uid in places
+            ]
         out.append(
             record_dict(
                 record,
-                [
-                    {"id": cid, "name": name, "link": link}
-                    for cid, name, link in sorted(orjson.loads(linked), key=_name)
-                ],
+                [{"id": cid, "name": name, "link": link} for cid, name, link in links],
                 [
                     {"address": address, "name": name, "role": role, "contact_id": contact}
-                    for _, address, name, role, contact in sorted(orjson.loads(people))
+                    for _, address, name, role, contact in persons
                 ],
-                [
-                    {"calendar": calendar, "url": url, "href": href}
-                    for _, calendar, url, href in sorted(orjson.loads(calendars))
-                ]
-                + [
-                    {"mailbox": mailbox, "folder": folder, "uid": uid}
-                    for _, mailbox, folder, uid in sorted(
-                        sorted(orjson.loads(mailboxes)), key=_place
-                    )
-                ],
+                sources,
             )
         )
     return out
+
+
+_EMPTY = "[]"  # an empty aggregate, as both databases write it
 
 
 def _name(link: list[Any]) -> Any:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.api.processes import ApiProcesses
+from syncd.config_file import parse_config
 from tests.conftest import World
 from tests.daemon import DaemonProcess
 from tests.mail import make_message
@@ -48,6 +51,239 @@ def test_serve_runs_the_api_alone_and_stops_on_sigterm(world: World, tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no process, or a zombie left for its new parent to reap."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return stat[0] == "Z"
+
+
+def _serve_workers(
+    world: World, tmp_path: Path, extra: str = ""
+) -> tuple[subprocess.Popen[bytes], int, str, list[int]]:
+    port = free_port()
+    world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n{extra}')
+    token = json.loads(world.cli("tokens", "create", "crm", "--scope", "read", "--json").stdout)
+    with (tmp_path / "serve.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out
+        )
+    wait_listening(port, timeout=60)
+    deadline = time.monotonic() + 30
+    while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, port, token["token"], children
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_serve_workers_share_the_port_the_rate_limit_and_the_metrics(
+    world: World, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    proc, port, token, children = _serve_workers(
+        world, tmp_path, f'rate_limit = 2\n\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"'
+    )
+    try:
+        assert (
+            len(children) == 2
+            and "api.processes" in Path(f"/proc/{children[0]}/cmdline").read_text()
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        sent: dict[int, int] = {}
+        # One connection lands on one process: it gets that process's share, 2 / 2 a
+        # second (one process alone would take a burst of 2).
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers=headers) as http:
+            answers = [http.get("/records", params={"limit": 1}) for _ in range(2)]
+            assert [a.status_code for a in answers] == [200, 429]
+            detail = answers[1].json()["detail"]
+            assert "more than 1 requests a second with this token on this process" in detail
+            assert "rate_limit 2, divided among 2 API processes" in detail
+        # A new connection each: whichever process accepts it first answers it.
+        for _ in range(10):
+            with httpx.Client(headers=headers) as http:
+                code = http.get(f"http://127.0.0.1:{port}/api/v1/records").status_code
+                sent[code] = sent.get(code, 0) + 1
+        sent[200] = sent.get(200, 0) + 1
+        sent[429] = sent.get(429, 0) + 1
+        # /metrics is the parent's: the children's counts, summed (reported every second).
+        deadline = time.monotonic() + 10
+        while True:
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            counts = {
+                int(line.split('status="')[1].split('"')[0]): float(line.rsplit(" ", 1)[1])
+                for line in scraped.splitlines()
+                if line.startswith("syncd_api_requests_total{")
+            }
+            if sum(counts.values()) == 12 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counts == sent
+        assert 'syncd_api_request_duration_seconds_count{route="/api/v1/records"} 12.0' in scraped
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert all(_gone(pid) for pid in children)
+        wait_listening(port, up=False, timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_serve_workers_end_with_their_parent_even_killed(world: World, tmp_path: Path) -> None:
+    proc, port, token, children = _serve_workers(world, tmp_path)
+    try:
+        assert len(children) == 2
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == 200
+        proc.kill()  # no SIGTERM passed on: the children see their stdin end
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in children)
+        wait_listening(port, up=False, timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children:  # had the test failed: nothing left running
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_children_exit_cleanly_on_stop(tmp_path: Path) -> None:
+    """The review's proof: a child stopped gracefully exits 0 (it aborted, SIGABRT, with a
+    thread blocked in a buffered read of stdin), and ``stop`` says so."""
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path}/s.db"},
+            "api": {"listen": "127.0.0.1:0", "workers": 2},
+        }
+    )
+    procs = ApiProcesses(config, None, 2).start()
+    children = [c.proc for c in procs._children]
+    assert procs.stop() is True
+    assert [p.returncode for p in children] == [0, 0]
+
+
+def test_a_child_failing_is_reported_by_stop(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path}/s.db"},
+            "api": {"listen": "127.0.0.1:0", "workers": 2},
+        }
+    )
+    procs = ApiProcesses(config, None, 2).start()
+    children = [c.proc for c in procs._children]
+    children[1].kill()
+    children[1].wait()
+    assert not procs.alive
+    assert procs.stop() is False
+    assert [p.returncode for p in children] == [0, -signal.SIGKILL]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_second_serve_on_the_same_port_is_refused(world: World, tmp_path: Path) -> None:
+    """As with one process: the second `syncd serve` fails (address in use), with an error
+    and no traceback; the first goes on serving (the review's proof, ported)."""
+    port = free_port()
+    world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n')
+    with (tmp_path / "first.log").open("wb") as out:
+        first = subprocess.Popen(
+            [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out
+        )
+    kids: list[int] = []
+    second = None
+    try:
+        wait_listening(port, timeout=60)
+        deadline = time.monotonic() + 30
+        while len(kids := _children(first.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = subprocess.run(
+            [SYNCD, "--config", str(world.config_path), "serve"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert "error: the API cannot serve on" in second.stderr
+        assert "Address already in use" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None and len(_children(first.pid)) == 2
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=15) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        for pid in kids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_ctrl_c_during_start_up_stops_serve_cleanly(world: World, tmp_path: Path) -> None:
+    """^C at a terminal (SIGINT to the whole process group) while the children start: the
+    parent stops them, exit 0, no traceback (children in sessions of their own)."""
+    port = free_port()
+    world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n')
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [SYNCD, "--config", str(world.config_path), "serve"],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # its own group, as a shell's job
+        )
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(kids := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(kids) == 2
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+        assert "Traceback" not in log.read_text()
+        deadline = time.monotonic() + 15
+        while not all(_gone(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(k) for k in kids)
+        wait_listening(port, up=False, timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in kids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_run_refuses_api_workers(world: World) -> None:
+    world.write_config(extra='[api]\nlisten = "127.0.0.1:0"\nworkers = 2\n')
+    result = world.cli("run", expect=2)
+    assert "workers > 1 is for `syncd serve`" in result.output
 
 
 @pytest.mark.dovecot

@@ -48,3 +48,30 @@ def test_rate_limit_and_unknown_keys() -> None:
         parse_config(_api(rate_limit=0))
     with pytest.raises(ConfigError, match="porte"):
         parse_config(_api(porte=1))
+
+
+def test_workers_default_one_and_capped() -> None:
+    api = parse_config(_api()).api
+    assert api is not None and api.workers == 1  # unchanged unless an admin opts in
+    three = parse_config(_api(workers=3)).api
+    assert three is not None and three.workers == 3
+    assert parse_config(_api(workers=16)).api is not None
+    for wrong in (0, 17):
+        with pytest.raises(ConfigError, match="workers"):
+            parse_config(_api(workers=wrong))
+
+
+def test_each_process_takes_its_share_of_the_database_pool(tmp_path: Path) -> None:
+    from syncd.api.server import MIN_POOL, POOL_SIZE, ApiServer
+
+    config = parse_config(
+        {"database": {"url": f"sqlite:///{tmp_path}/s.db"}, "api": {"listen": "127.0.0.1:0"}}
+    )
+    for processes, pool in [(1, POOL_SIZE), (2, POOL_SIZE // 2), (16, MIN_POOL)]:
+        server = ApiServer(config, processes=processes)  # bound, not started
+        try:
+            assert server._engine.pool.size() == pool  # type: ignore[attr-defined]
+        finally:
+            server._socket.close()
+            server._reads.stop(1.0)
+            server._engine.dispose()
