@@ -294,24 +294,34 @@ def _database_cpu(engine: Engine, since: dict[int, float] | None = None) -> Any:
     if engine.dialect.name != "postgresql":
         return None
     with engine.connect() as conn:
-        pids = conn.scalars(
+        rows = conn.execute(
             text(
-                "SELECT pid FROM pg_stat_activity "
+                "SELECT pid, backend_start > :mark FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND backend_type = 'client backend'"  # not autovacuum after the seeding
-            )
+            ),
+            {"mark": datetime.fromtimestamp(since[0] if since else 0, UTC)},
         ).all()
-    now: dict[int, float] = {}
-    for pid in pids:
+    now: dict[int, float] = {0: time.time()}  # key 0: when (no process has pid 0)
+    new: set[int] = set()
+    for pid, started_since in rows:
         try:
             now[int(pid)] = _cpu_seconds(int(pid))
         except OSError:  # ended meanwhile
             continue
+        if started_since:
+            new.add(int(pid))
     if since is None:
         return now
-    # Only the processes seen both times: the pool's connection that asked the first time
-    # (left out then) holds the seeding's CPU; the API's pool is warm by then.
-    return sum(used - since[pid] for pid, used in now.items() if pid in since)
+    # The processes seen both times, and those that connected meanwhile (the pools of
+    # several API processes open as requests come): not one that was there before but
+    # unseen, the pool's connection that asked the first time (left out then), which holds
+    # the seeding's CPU.
+    return sum(
+        used - since.get(pid, 0.0)
+        for pid, used in now.items()
+        if pid and (pid in since or pid in new)
+    )
 
 
 def run_on(url: str, label: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
