@@ -76,6 +76,30 @@ def _gone(pid: int) -> bool:
     return stat[0] == "Z"
 
 
+def _wait_children(pid: int, count: int = 2, timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(children := _children(pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return children
+
+
+def _all_gone(pids: list[int], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return all(_gone(pid) for pid in pids)
+
+
+def _end(proc: subprocess.Popen[bytes], children: list[int]) -> None:
+    """Had the test failed: nothing left running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in children:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _serve_workers(
     world: World, tmp_path: Path, extra: str = ""
 ) -> tuple[subprocess.Popen[bytes], int, str, list[int]]:
@@ -87,10 +111,7 @@ def _serve_workers(
             [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out
         )
     wait_listening(port, timeout=60)
-    deadline = time.monotonic() + 30
-    while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return proc, port, token["token"], children
+    return proc, port, token["token"], _wait_children(proc.pid)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -142,9 +163,7 @@ def test_serve_workers_share_the_port_the_rate_limit_and_the_metrics(
         assert all(_gone(pid) for pid in children)
         wait_listening(port, up=False, timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _end(proc, children)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -158,18 +177,10 @@ def test_serve_workers_end_with_their_parent_even_killed(world: World, tmp_path:
         assert answer.status_code == 200
         proc.kill()  # no SIGTERM passed on: the children see their stdin end
         proc.wait()
-        deadline = time.monotonic() + 15
-        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(_gone(pid) for pid in children)
+        assert _all_gone(children)
         wait_listening(port, up=False, timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in children:  # had the test failed: nothing left running
-            if not _gone(pid):
-                os.kill(pid, signal.SIGKILL)
+        _end(proc, children)
 
 
 def test_children_exit_cleanly_on_stop(tmp_path: Path) -> None:
@@ -217,9 +228,7 @@ def test_a_second_serve_on_the_same_port_is_refused(world: World, tmp_path: Path
     second = None
     try:
         wait_listening(port, timeout=60)
-        deadline = time.monotonic() + 30
-        while len(kids := _children(first.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        kids = _wait_children(first.pid)
         second = subprocess.run(
             [SYNCD, "--config", str(world.config_path), "serve"],
             capture_output=True,
@@ -234,12 +243,7 @@ def test_a_second_serve_on_the_same_port_is_refused(world: World, tmp_path: Path
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=15) == 0
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        for pid in kids:
-            if not _gone(pid):
-                os.kill(pid, signal.SIGKILL)
+        _end(first, kids)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -258,25 +262,15 @@ def test_ctrl_c_during_start_up_stops_serve_cleanly(world: World, tmp_path: Path
         )
     kids: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while len(kids := _children(proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        kids = _wait_children(proc.pid)
         assert len(kids) == 2
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
         assert "Traceback" not in log.read_text()
-        deadline = time.monotonic() + 15
-        while not all(_gone(k) for k in kids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(_gone(k) for k in kids)
+        assert _all_gone(kids)
         wait_listening(port, up=False, timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in kids:
-            if not _gone(pid):
-                os.kill(pid, signal.SIGKILL)
+        _end(proc, kids)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
