@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, text
 
 from bench.capture import PASSWORD, USER, seed
-from syncd.domain.search_text import index_terms, parse_query, tsvector
+from syncd.domain.search_text import index_terms, parse_query
 from syncd.store import search_index
 from syncd.store.database import open_database
 from syncd.store.queries import records_by_id
@@ -156,9 +156,7 @@ def _load(engine: Engine, count: int) -> tuple[float, int]:
                 ) as copy:
                     for r, c, _ in batch:
                         copy.write_row((r["id"], c, "domain"))
-                with cur.copy("COPY record_search (record_id, terms) FROM STDIN") as copy:
-                    for r, _, terms in batch:
-                        copy.write_row((r["id"], tsvector(terms)))
+                search_index.add(conn, {r["id"]: terms for r, _, terms in batch})
     with engine.begin() as conn:
         if sqlite:
             search_index.merge(conn)
@@ -166,7 +164,8 @@ def _load(engine: Engine, count: int) -> tuple[float, int]:
         else:
             conn.exec_driver_sql("SELECT setval('records_id_seq', (SELECT max(id) FROM records))")
             conn.exec_driver_sql(
-                "CREATE INDEX ix_record_search_terms ON record_search USING gin (terms)"
+                "CREATE INDEX ix_record_search_terms ON record_search "
+                "USING gin (syncd_search_lexemes(terms))"
             )
     if not sqlite:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -179,9 +178,10 @@ def _parts(conn: Any) -> dict[str, float]:
     if conn.dialect.name == "sqlite":
         sql = "SELECT name, sum(pgsize) FROM dbstat WHERE name LIKE 'record_search%' GROUP BY name"
     else:
-        sql = (
-            "SELECT relname, pg_total_relation_size(oid) FROM pg_class "
-            "WHERE relname LIKE '%record_search%' AND relkind IN ('r', 'i')"
+        sql = (  # the table, its compressed rows (TOAST) and its indexes
+            "SELECT relname, pg_relation_size(oid) FROM pg_class WHERE relname LIKE "
+            "'%record_search%' OR oid = (SELECT reltoastrelid FROM pg_class "
+            "WHERE relname = 'record_search')"
         )
     return {name: round(size / 1e6, 1) for name, size in conn.execute(text(sql))}
 
