@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from syncd.domain.search_text import (
     MAX_TERMS,
+    MAX_TERMS_BYTES,
     MAX_TOKEN,
     MAX_TOKENS,
     Query,
@@ -101,6 +102,29 @@ def test_a_record_is_bounded() -> None:
     assert len(terms.split()) == MAX_TOKENS
     assert time.thread_time() - started < 2
     assert len(tokens("x" * 10_000)) == 1 and len(tokens("x" * 10_000)[0]) == MAX_TOKEN
+
+
+@given(
+    st.lists(
+        st.text(st.one_of(HAN, st.characters(min_codepoint=0x61, max_codepoint=0x7A),
+                          st.characters(min_codepoint=0x10400, max_codepoint=0x1044F)),
+                min_size=1, max_size=60),
+        min_size=1, max_size=3,
+    ),
+    st.integers(1, 3_000),
+)  # fmt: skip
+def test_a_records_tokens_are_cut_whole_at_the_byte_bound(words: list[str], times: int) -> None:
+    """At most MAX_TERMS_BYTES of UTF-8 (PostgreSQL keeps 32 records' tokens in a row whose
+    lexemes may take 1 MB); what is kept is the first tokens, whole."""
+    text = " ".join(words * times)
+    whole = tokens(text)
+    kept = index_terms([text]).split()
+    assert len(" ".join(kept).encode()) <= MAX_TERMS_BYTES
+    assert kept == whole[: len(kept)]
+    if len(" ".join(whole).encode()) <= MAX_TERMS_BYTES:
+        assert kept == whole
+    else:  # the next token would not have fitted
+        assert len(" ".join(whole[: len(kept) + 1]).encode()) > MAX_TERMS_BYTES
 
 
 def test_queries_words_phrases_prefixes_exclusions() -> None:
