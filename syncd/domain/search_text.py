@@ -11,9 +11,8 @@ then agree by construction (tests/integration/test_search_engines.py checks it).
 - Words: runs of letters and digits.  A run of CJK characters (Han, Hiragana, Katakana,
   Hangul) becomes its overlapping pairs, 关于报价 -> 关于 于报 报价, so that any word of two
   characters is found without a dictionary; a one-character run is kept as it is.
-- Bounded: the text is cut at ``MAX_TEXT`` characters, a record at ``MAX_TOKENS`` tokens (and
-  ``MAX_TERMS_BYTES`` bytes of them) and a token at ``MAX_TOKEN`` characters, all in linear
-  time.
+- Bounded: the text is cut at ``MAX_TEXT`` characters, a record at ``MAX_TOKENS`` tokens and
+  a token at ``MAX_TOKEN`` characters, all in linear time.
 """
 
 from __future__ import annotations
@@ -26,10 +25,6 @@ from functools import cache
 MAX_TEXT = 100_000  # characters of one record's text read; the rest is not indexed
 MAX_TOKENS = 4_000  # tokens of one record
 MAX_TOKEN = 40  # characters of one token (a longer "word" is a hash or a URL's tail)
-# Bytes of one record's tokens (UTF-8, spaces included).  PostgreSQL keeps 32 records'
-# tokens in one row whose lexemes may take at most 1 MB (store/search_pg.py); a record of
-# 4,000 ordinary words takes about 30 kB.
-MAX_TERMS_BYTES = 32_000
 MAX_QUERY = 1_000  # characters of a query
 MAX_TERMS = 16  # words and phrases of a query
 # A shorter prefix expands to a large share of the vocabulary, which FTS5 merges whole.
@@ -107,15 +102,7 @@ def index_terms(parts: list[str]) -> str:
     for part in parts:
         if part and len(found) < MAX_TOKENS:
             found.extend(tokens(part, MAX_TOKENS - len(found)))
-    joined = " ".join(found)
-    if len(joined) * 4 <= MAX_TERMS_BYTES:  # fewer characters than could reach the bound
-        return joined
-    encoded = joined.encode()
-    if len(encoded) <= MAX_TERMS_BYTES:
-        return joined
-    # The whole tokens that fit: cut at the bound, then back to the last space.
-    head = encoded[: MAX_TERMS_BYTES + 1].decode(errors="ignore")
-    return head.rsplit(" ", 1)[0]
+    return " ".join(found)
 
 
 class QueryError(ValueError):

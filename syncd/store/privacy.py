@@ -101,6 +101,8 @@ def forget(
             )
         ).rowcount
     doomed = _records_left_without_customer(conn, touched, directory)
+    # The search index's locks for the deletions and the reindex below, in one order.
+    search_index.hold(conn, [*doomed, *stale])
     before = event_privacy.Before(conn, touched, doomed, TASK_TITLE)
     counts["tasks"] = task_store.forget_tasks(conn, doomed, TASK_TITLE)
     for ids in chunks(doomed):

@@ -14,6 +14,7 @@ Searching first bounds the work: the newest ``CANDIDATES`` matching records that
 filters are taken (by id, from the index), a phrase checked on them, then ranked.  A word
 in every record thus costs a few thousand index entries, never a million scores.
 """
+
 from __future__ import annotations
 
 import math
@@ -209,15 +210,29 @@ def current_terms(conn: Connection, record_ids: list[int]) -> dict[int, str]:
     return {rid: index_terms(record_parts(row, people.get(rid, ()))) for rid, row in found.items()}
 
 
+def hold(conn: Connection, record_ids: Iterable[int]) -> None:
+    """Before a transaction writes the index of these records in several steps (forget:
+    deletions, then the records it redacted): take the locks it needs in one order, so
+    that two such transactions wait for each other instead of deadlocking (PostgreSQL;
+    SQLite has one writer)."""
+    if not _sqlite(conn):
+        search_pg.hold(conn, record_ids)
+
+
 def reindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
     """Index these records as they are stored now; an id with no record leaves the index."""
     for part in chunks(sorted(set(record_ids))):
+        # Locked before the records are read: a deletion meanwhile blanks what is written.
+        hold(conn, part)
         unindex_records(conn, part)
         add(conn, current_terms(conn, list(part)))
 
 
 def rebuild(conn: Connection, *, batch: int = 5_000) -> int:
-    """Index every record afresh (``syncd db reindex``, migration 0023); returns how many."""
+    """Index every record afresh (``syncd db reindex``, migrations 0023 and 0033); returns
+    how many."""
+    if not _sqlite(conn):
+        return search_pg.rebuild(conn, lambda ids: current_terms(conn, ids))
     clear(conn)
     done, last = 0, 0
     while True:
@@ -331,14 +346,13 @@ def _candidates(
 ) -> dict[int, float]:
     if _sqlite(conn):
         return _sqlite_candidates(conn, query, filters, cap, reader=reader)
-    narrow = _narrow(filters)
     ids: list[int] | None = None
-    if narrow is not None:
-        # A filter's records, newest first, if few: only their blocks are read.
-        source = narrow.subquery()
-        key = next(iter(source.c))
-        stmt = _filtered(select(key), key, filters).order_by(key.desc()).limit(NARROW + 1)
-        ids = list(conn.scalars(stmt))
+    if filters != Filters():
+        # The records passing the filters, newest first, if few: only their lines are
+        # read (old meetings behind a million newer mails are found, and fast).
+        key = select(records.c.id).subquery()
+        stmt = _filtered(select(key.c.id), key.c.id, filters)
+        ids = list(conn.scalars(stmt.order_by(key.c.id.desc()).limit(NARROW + 1)))
         ids = ids if len(ids) <= NARROW else None
     found = search_pg.candidates(
         conn,
@@ -349,7 +363,7 @@ def _candidates(
     )
     if cap is None:
         return dict.fromkeys(found, 0.0)
-    return search_pg.scores(query, found)
+    return search_pg.scores(found)
 
 
 def _sqlite_candidates(

@@ -1,26 +1,33 @@
-"""The search index on PostgreSQL: the records' tokens kept ``BLOCK`` to a row, compressed.
+"""The search index on PostgreSQL: records' tokens kept ``BLOCK`` to a row, compressed.
 
 One row per record (a ``tsvector`` under GIN, as FTS5 keeps one entry per record) cost 2.8x
 the text it indexes: a ``tsvector`` spends 4 bytes of header on each token, a row 36 bytes
-of its own, and PostgreSQL compresses only rows over 2 kB.  So the records are kept
-``BLOCK`` to a row: the row of block ``id // BLOCK`` holds, on its line ``id % BLOCK``, the
-record's ``index_terms`` (an empty line for a record with none, or gone).  A row is a few
-kB and PostgreSQL compresses it.  The GIN index is over an expression of the row (its
-lexemes, ``LEXEMES``), so they are not stored twice, and holds one entry per block: a word
-in every record costs one posting per 32 records.  1.2x the text on bench/search.py's
-million records (2.8x before).
+of its own, and PostgreSQL compresses only rows over 2 kB.  So a record's tokens
+(``index_terms``, its "line") are kept with its neighbours': the row of block ``id // BLOCK``
+holds on its line ``id % BLOCK`` the record's line (empty for a record with none, or gone).
+Such a row is a few kB, which PostgreSQL compresses.  A GIN index over an expression of the
+row (its lexemes, ``LEXEMES``: not stored twice) holds one entry per row, so a word in every
+record costs one posting per 32 records.  1.2x the text on bench/search.py's million records.
 
-Searching asks the GIN index for the blocks holding every token of the query, newest first,
-then has the database read those blocks' lines and keep the records' lines that hold them.
-A line is checked with ``strpos``: a token padded with spaces is found only as a whole token
-(tokens hold no space nor newline), a prefix with its leading space only.  Phrases are then
-checked on the lines' tokens (``search_text.matches``), as on SQLite.  Blocks are read in
-growing batches until enough records match, at most ``MAX_BLOCKS`` of them.
+A line over ``LINE_MAX`` bytes (a mail's whole body) has a row of its own instead
+(``OWN``, keyed by the record, under the same GIN expression): it is compressed alone, and
+reading a block's small lines never decompresses a long one.
+
+Searching asks the GIN indexes for the rows holding every token of the query, newest first,
+then has the database read those rows' lines and keep the ones that hold them: a token
+padded with spaces is found only as a whole token (tokens hold no space nor newline), a
+prefix with its leading space only.  Phrases are then checked on the lines' tokens
+(``search_text.matches``), as on SQLite.  Rows are read in growing batches until enough
+records match, at most ``MAX_BYTES`` of lines for a ranked search.
+
+Writers lock a block's row before reading the records they write into it, and a record's
+deletion blanks its line under the same lock (a trigger): a deletion waits for a writer
+that may have read the record, then blanks what it wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, String, column, select, text
@@ -29,26 +36,33 @@ from syncd.domain.search_text import Query, Term, matches, needs_check, occurren
 from syncd.store.sql import chunks
 
 INDEX = "record_search"
+OWN = f"{INDEX}_own"
 BLOCK = 32  # records a row: 16 compressed to 1.7x the text, 32 to 1.33x, 64 to 1.23x (200k)
-# Blocks a ranked search reads at most (131,072 records): a word in every record but that
-# a filter or an excluded word rules out must not have the whole table read.
-MAX_BLOCKS = 4_096
+LINE_MAX = 1_500  # bytes of a line kept in a block (a block's row: 48 kB at most)
+# Lines a ranked search reads at most (about 0.4 s here): a word in every record that a
+# filter or an excluded word rules out must not have the whole table read.
+MAX_BYTES = 64_000_000
 # Rows read a statement, doubling (a filter's records: 32 times as many).  A ranked search
 # wants CANDIDATES records: a word in most records fills them from the first batch.
 FIRST_BATCH, LAST_BATCH = 16, 512
+RANK_HEAD = 4_000  # characters of a long line ranking counts the wanted tokens in
 
 LEXEMES = "syncd_search_lexemes"
 _CREATE = (
     f"CREATE TABLE {INDEX} (block INTEGER PRIMARY KEY, terms TEXT NOT NULL)",
+    f"CREATE TABLE {OWN} (record_id INTEGER PRIMARY KEY "
+    "REFERENCES records (id) ON DELETE CASCADE, terms TEXT NOT NULL)",
     # pglz: 1.2x smaller than lz4 on the tokens (bench/search.py); the rows are written
     # once a capture batch, so its slower compression costs little.
     f"ALTER TABLE {INDEX} ALTER COLUMN terms SET COMPRESSION pglz",
-    # A block's lexemes: its lines' tokens, each once, verbatim (array_to_tsvector neither
+    f"ALTER TABLE {OWN} ALTER COLUMN terms SET COMPRESSION pglz",
+    # A row's lexemes: its lines' tokens, each once, verbatim (array_to_tsvector neither
     # parses nor folds: the domain did).
     f"CREATE FUNCTION {LEXEMES}(terms text) RETURNS tsvector LANGUAGE sql IMMUTABLE STRICT "
     "PARALLEL SAFE AS $$ SELECT array_to_tsvector(array_remove("
     "string_to_array(translate(terms, E'\\n', ' '), ' '), '')) $$",
     f"CREATE INDEX ix_{INDEX}_terms ON {INDEX} USING gin ({LEXEMES}(terms))",
+    f"CREATE INDEX ix_{OWN}_terms ON {OWN} USING gin ({LEXEMES}(terms))",
     # The block with the lines of ``new`` that are not empty put over those of ``old``.
     "CREATE FUNCTION syncd_search_put(old text, new text) RETURNS text LANGUAGE sql "
     "IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT coalesce(string_agg(CASE WHEN "
@@ -67,22 +81,24 @@ _CREATE = (
     f"FOR b, l IN SELECT u.id / {BLOCK}, array_agg(mod(u.id, {BLOCK})) FROM unnest(ids) AS u(id) "
     f"GROUP BY 1 ORDER BY 1 LOOP UPDATE {INDEX} SET terms = syncd_search_blank(terms, l) "
     "WHERE block = b; END LOOP; END $$",
-    # Every way a record leaves (forget, a logged record deleted) takes its line with it.
+    # Every way a record leaves (forget, a logged record deleted) takes its line with it
+    # (its own row goes by the cascading key).
     "CREATE FUNCTION syncd_search_records_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN PERFORM syncd_search_unindex(ARRAY(SELECT id FROM gone)); RETURN NULL; END $$",
     f"CREATE TRIGGER {INDEX}_records_deleted AFTER DELETE ON records "
     "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT "
     "EXECUTE FUNCTION syncd_search_records_deleted()",
-    # The blocks with every token of a query, newest first.  Only the GIN index may answer:
-    # for a word in most blocks the planner would rather compute every block's lexemes
-    # (seconds), as it cannot know that the index needs no recheck.
-    # The blocks with every token of a query, at most ``most`` (NULL: all), in no order.
-    # Only the GIN index may answer: for a word in most blocks the planner would rather
-    # compute every block's lexemes (350 us a block), as it cannot know that the index needs
-    # no recheck.
+    # The rows (blocks, or records with a row of their own) with every token of a query,
+    # at most ``most`` (NULL: all), in no order.  Only the GIN index may answer: for a word
+    # in most rows the planner would rather compute every row's lexemes (350 us a block),
+    # as it cannot know that the index needs no recheck.
     "CREATE FUNCTION syncd_search_blocks(query tsquery, most integer) RETURNS SETOF integer "
     "LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_indexscan = off AS $$ "
     f"BEGIN RETURN QUERY SELECT s.block FROM {INDEX} s WHERE {LEXEMES}(s.terms) @@ query "
+    "LIMIT most; END $$",
+    "CREATE FUNCTION syncd_search_owned(query tsquery, most integer) RETURNS SETOF integer "
+    "LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_indexscan = off AS $$ "
+    f"BEGIN RETURN QUERY SELECT s.record_id FROM {OWN} s WHERE {LEXEMES}(s.terms) @@ query "
     "LIMIT most; END $$",
 )
 # The layout of migrations 0023 to 0032 (one tsvector a record), made again by 0033's
@@ -95,6 +111,8 @@ ROW_PER_RECORD = (
 _DROP = (
     f"DROP TRIGGER IF EXISTS {INDEX}_records_deleted ON records",
     f"DROP TABLE IF EXISTS {INDEX}",
+    f"DROP TABLE IF EXISTS {OWN}",
+    "DROP FUNCTION IF EXISTS syncd_search_owned(tsquery, integer)",
     "DROP FUNCTION IF EXISTS syncd_search_blocks(tsquery, integer)",
     "DROP FUNCTION IF EXISTS syncd_search_records_deleted()",
     "DROP FUNCTION IF EXISTS syncd_search_unindex(integer[])",
@@ -114,37 +132,133 @@ def drop(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+# Writing --------------------------------------------------------------------------------
+
+
+def _long(line: str) -> bool:
+    return len(line) * 4 > LINE_MAX and len(line.encode()) > LINE_MAX
+
+
+def hold(conn: Connection, record_ids: Iterable[int]) -> None:
+    """Lock the rows of these records' blocks, in order, until the transaction ends: taken
+    before reading what to write there (a deletion then waits, and blanks the line after),
+    and before a transaction's first write when it writes several (no two transactions
+    then take them in opposite orders)."""
+    for part in chunks(sorted({i // BLOCK for i in record_ids})):
+        conn.execute(
+            text(
+                f"SELECT block FROM {INDEX} WHERE block = ANY(CAST(:bs AS integer[])) "
+                "ORDER BY block FOR UPDATE"
+            ),
+            {"bs": list(part)},
+        )
+
+
 def add(conn: Connection, terms: Mapping[int, str]) -> None:
-    """Put these records' tokens on their lines (over what a line held)."""
+    """Put these records' lines (over what a line held)."""
     blocks: dict[int, list[str]] = {}
+    own: dict[int, str] = {}
     for rid, line in terms.items():
+        if _long(line):
+            own[rid] = line
+            continue
         lines = blocks.setdefault(rid // BLOCK, [])
         slot = rid % BLOCK
         if len(lines) <= slot:
             lines.extend([""] * (slot + 1 - len(lines)))
         lines[slot] = line
+    _put_blocks(conn, {b: "\n".join(lines) for b, lines in blocks.items()}, merge=True)
+    for part in chunks(sorted(own)):
+        conn.execute(
+            text(
+                f"INSERT INTO {OWN} (record_id, terms) SELECT i, t "
+                "FROM unnest(CAST(:ids AS integer[]), CAST(:ts AS text[])) AS u(i, t) "
+                "ON CONFLICT (record_id) DO UPDATE SET terms = excluded.terms"
+            ),
+            {"ids": list(part), "ts": [own[i] for i in part]},
+        )
+
+
+def _put_blocks(conn: Connection, rows: Mapping[int, str], *, merge: bool) -> None:
+    """Write these blocks' rows: ``merge``: their lines that are not empty over the rows'
+    (a capture's new records); else in place of the rows (a rebuild)."""
+    kept = f"syncd_search_put({INDEX}.terms, excluded.terms)" if merge else "excluded.terms"
     # In block order: two capture transactions lock the blocks they share in one order.
-    for part in chunks(sorted(blocks)):
+    for part in chunks(sorted(rows)):
         conn.execute(
             text(
                 f"INSERT INTO {INDEX} (block, terms) SELECT b, t "
                 "FROM unnest(CAST(:bs AS integer[]), CAST(:ts AS text[])) AS u(b, t) "
-                f"ON CONFLICT (block) DO UPDATE SET terms = syncd_search_put({INDEX}.terms, "
-                "excluded.terms)"
+                f"ON CONFLICT (block) DO UPDATE SET terms = {kept}"
             ),
-            {"bs": list(part), "ts": ["\n".join(blocks[b]) for b in part]},
+            {"bs": list(part), "ts": [rows[b] for b in part]},
         )
 
 
 def unindex(conn: Connection, record_ids: Sequence[int]) -> None:
     for part in chunks(sorted(set(record_ids))):
-        conn.execute(
-            text("SELECT syncd_search_unindex(CAST(:ids AS integer[]))"), {"ids": list(part)}
+        ids = {"ids": list(part)}
+        conn.execute(text("SELECT syncd_search_unindex(CAST(:ids AS integer[]))"), ids)
+        conn.execute(text(f"DELETE FROM {OWN} WHERE record_id = ANY(CAST(:ids AS integer[]))"), ids)
+
+
+def rebuild(
+    conn: Connection, read: Callable[[list[int]], dict[int, str]], *, blocks_a_batch: int = 160
+) -> int:
+    """Index every record afresh from ``read`` ({id: line} of stored ids), block range by
+    block range, each row written in place (not deleted and made anew: a deletion waiting
+    on it must find it to blank its line).  Rows past the last record at the start are a
+    capture's since: left as they are.  Returns how many records."""
+    done, start = 0, 0
+    last = conn.scalar(text("SELECT max(id) FROM records"))
+    top = -1 if last is None else int(last) // BLOCK
+    while start <= top:
+        end = min(start + blocks_a_batch, top + 1)
+        lo, hi = start * BLOCK, end * BLOCK
+        locked = set(
+            conn.scalars(
+                text(
+                    f"SELECT block FROM {INDEX} WHERE block >= :s AND block < :e "
+                    "ORDER BY block FOR UPDATE"
+                ),
+                {"s": start, "e": end},
+            )
         )
+        ids = list(
+            conn.scalars(
+                text("SELECT id FROM records WHERE id >= :lo AND id < :hi ORDER BY id"),
+                {"lo": lo, "hi": hi},
+            )
+        )
+        lines = read(ids)
+        rows: dict[int, list[str]] = {}
+        own = {rid: line for rid, line in lines.items() if _long(line)}
+        for rid, line in lines.items():
+            if rid not in own:
+                slots = rows.setdefault(rid // BLOCK, [""] * BLOCK)
+                slots[rid % BLOCK] = line
+        _put_blocks(conn, {b: "\n".join(s).rstrip("\n") for b, s in rows.items()}, merge=False)
+        # Only rows locked above: one a capture made since is its records' (read or not).
+        if gone := sorted(locked - set(rows)):
+            conn.execute(
+                text(f"DELETE FROM {INDEX} WHERE block = ANY(CAST(:gone AS integer[]))"),
+                {"gone": gone},
+            )
+        short = [i for i in ids if i not in own]
+        for part in chunks(short):
+            conn.execute(
+                text(f"DELETE FROM {OWN} WHERE record_id = ANY(CAST(:ids AS integer[]))"),
+                {"ids": list(part)},
+            )
+        add(conn, own)
+        done += len(ids)
+        start = end
+    return done
 
 
 def clear(conn: Connection) -> None:
     conn.exec_driver_sql(f"DELETE FROM {INDEX}")
+    conn.exec_driver_sql(f"DELETE FROM {OWN}")
 
 
 # Searching ------------------------------------------------------------------------------
@@ -172,14 +286,38 @@ def _line_checks(query: Query) -> tuple[list[str], dict[str, str]]:
     return checks, params
 
 
-def blocks(conn: Connection, query: Query, most: int | None = None) -> list[int]:
-    """The blocks holding every token of the query's wanted terms, newest first; at most
-    ``most`` of them (any of them, then)."""
+def _rows(conn: Connection, function: str, query: Query, most: int | None) -> list[int]:
     found = conn.scalars(
-        text("SELECT syncd_search_blocks(CAST(:q AS tsquery), :most)"),
+        text(f"SELECT {function}(CAST(:q AS tsquery), :most)"),
         {"q": tsquery(Query(query.include)), "most": most},
     )
     return sorted(found, reverse=True)
+
+
+def blocks(conn: Connection, query: Query, most: int | None = None) -> list[int]:
+    """The blocks holding every token of the query's wanted terms, newest first; at most
+    ``most`` of them (any of them, then)."""
+    return _rows(conn, "syncd_search_blocks", query, most)
+
+
+def owned(conn: Connection, query: Query, most: int | None = None) -> list[int]:
+    """The same of the records with a row of their own: their ids."""
+    return _rows(conn, "syncd_search_owned", query, most)
+
+
+_BLOCK_LINES = (
+    f"SELECT s.block * {BLOCK} + u.n - 1 AS id, u.line "
+    f"FROM {INDEX} s CROSS JOIN LATERAL unnest(string_to_array(s.terms, E'\\n')) "
+    "WITH ORDINALITY AS u(line, n) WHERE s.block = ANY(CAST(:rows AS integer[]))"
+)
+_OWN_LINES = (
+    f"SELECT record_id AS id, terms AS line FROM {OWN} "
+    "WHERE record_id = ANY(CAST(:owned AS integer[]))"
+)
+
+
+Counted = tuple[tuple[int, ...], int]  # each wanted term's count in a line, its tokens
+_TOKENS = "octet_length(l.line) - octet_length(replace(l.line, ' ', '')) + 1"
 
 
 def _lines(
@@ -187,40 +325,83 @@ def _lines(
     query: Query,
     *,
     rows: Sequence[int] = (),
-    ids: Sequence[int] = (),
+    owned_ids: Sequence[int] = (),
+    ids: Sequence[int] | None = None,
     restrict: Restrict | None = None,
-) -> list[tuple[int, str]]:
-    """(id, line) of the matching records, newest first: those on these ``rows`` (that
-    ``restrict`` lets through), or those of these ``ids``."""
+) -> list[tuple[int, Counted]]:
+    """The matching records on these block ``rows`` and own rows, newest first (of ``ids``
+    only, if given, else those ``restrict`` lets through): what ranking needs of each."""
     checks, params = _line_checks(query)
-    if ids:  # each record's own line, not every line of its row
+    parts: list[str] = []
+    bound: dict[str, Any] = dict(params)
+    if rows:
+        parts.append(_BLOCK_LINES)
+        bound["rows"] = list(rows)
+    if owned_ids:
+        parts.append(_OWN_LINES)
+        bound["owned"] = list(owned_ids)
+    if not parts:
+        return []
+    source = " UNION ALL ".join(parts)
+    if ids is not None:
         source = (
-            f"SELECT u.id, split_part(s.terms, E'\\n', mod(u.id, {BLOCK}) + 1) AS line "
-            f"FROM unnest(CAST(:ids AS integer[])) AS u(id) JOIN {INDEX} s "
-            f"ON s.block = u.id / {BLOCK}"
+            f"SELECT l.id, l.line FROM ({source}) AS l "
+            "JOIN unnest(CAST(:ids AS integer[])) AS w(id) ON w.id = l.id"
         )
-        bound: dict[str, Any] = {"ids": list(ids), **params}
-    else:
-        source = (
-            f"SELECT s.block * {BLOCK} + u.n - 1 AS id, u.line FROM {INDEX} s "
-            "CROSS JOIN LATERAL unnest(string_to_array(s.terms, E'\\n')) "
-            "WITH ORDINALITY AS u(line, n) WHERE s.block = ANY(CAST(:rows AS integer[]))"
-        )
-        bound = {"rows": list(rows), **params}
+        bound["ids"] = list(ids)
+    phrases = needs_check(query)
+    # Ranking reads a line's head only, unless a phrase must be checked on all of it: the
+    # database has matched the tokens on the whole line, and a mail's body is 20 kB.
+    shown = "l.line" if phrases else f"left(l.line, {RANK_HEAD})"
     lines = (
         text(
-            f"SELECT id, line FROM ({source}) AS l "
+            f"SELECT l.id, {shown} AS line, {_TOKENS} AS size FROM ({source}) AS l "
             "CROSS JOIN LATERAL (SELECT ' ' || l.line || ' ' AS padded) AS p WHERE "
             + " AND ".join(checks)
         )
         .bindparams(**bound)
-        .columns(column("id", Integer), column("line", String))
+        .columns(column("id", Integer), column("line", String), column("size", Integer))
         .subquery()
     )
-    stmt = select(lines.c.id, lines.c.line)
-    if restrict is not None:
+    stmt = select(lines.c.id, lines.c.line, lines.c.size)
+    if restrict is not None and ids is None:
         stmt = restrict(stmt, lines.c.id)
-    return [(int(i), line) for i, line in conn.execute(stmt.order_by(lines.c.id.desc()))]
+    out: list[tuple[int, Counted]] = []
+    for rid, line, size in conn.execute(stmt.order_by(lines.c.id.desc())):
+        if phrases:
+            words = line.split()
+            if matches(words, query):
+                counts = tuple(occurrences(words, t) for t in query.include)
+                out.append((int(rid), (counts, int(size))))
+        else:
+            out.append((int(rid), (_counted(line, query), int(size))))
+    return out
+
+
+def _counted(line: str, query: Query) -> tuple[int, ...]:
+    """Each wanted one-token term's count in a line, without splitting it: found between
+    spaces (the spaces doubled: a token right after the same token is counted too)."""
+    doubled = " " + line.replace(" ", "  ") + " "
+    return tuple(
+        doubled.count(f" {term.tokens[0]}") if term.prefix else doubled.count(f" {term.tokens[0]} ")
+        for term in query.include
+    )
+
+
+def _sizes(conn: Connection, rows: Sequence[int], owned_ids: Sequence[int]) -> int:
+    """Bytes of these rows' lines (PostgreSQL knows them without decompressing)."""
+    return int(
+        conn.scalar(
+            text(
+                f"SELECT coalesce((SELECT sum(octet_length(terms)) FROM {INDEX} "
+                "WHERE block = ANY(CAST(:rows AS integer[]))), 0) + "
+                f"coalesce((SELECT sum(octet_length(terms)) FROM {OWN} "
+                "WHERE record_id = ANY(CAST(:owned AS integer[]))), 0)"
+            ),
+            {"rows": list(rows), "owned": list(owned_ids)},
+        )
+        or 0
+    )
 
 
 def _batches(items: Sequence[int], first: int, last: int) -> Iterator[Sequence[int]]:
@@ -231,6 +412,48 @@ def _batches(items: Sequence[int], first: int, last: int) -> Iterator[Sequence[i
         size = min(size * 2, last)
 
 
+def _narrow_work(conn: Connection, query: Query, narrow: Sequence[int]) -> Iterator[dict[str, Any]]:
+    """Batches of a filter's records (newest first): the rows to read for them.  The
+    indexes' rows if fewer than the filter's; else every one of its records' rows is read
+    (for a word in most records, listing its rows costs more)."""
+    ids = list(narrow)
+    count = len({i // BLOCK for i in ids})
+    held: set[int] | None = set(blocks(conn, query, count))
+    if held is not None and len(held) >= count:
+        held = None
+    mine: set[int] | None = set(owned(conn, query, len(ids)))
+    if mine is not None and len(mine) >= len(ids):
+        mine = None
+    if held is not None and mine is not None:
+        ids = [i for i in ids if i // BLOCK in held or i in mine]
+    for part in _batches(ids, FIRST_BATCH * BLOCK, LAST_BATCH * BLOCK):
+        rows = sorted({i // BLOCK for i in part if held is None or i // BLOCK in held})
+        own = [i for i in part if mine is None or i in mine]
+        yield {"rows": rows, "owned_ids": own, "ids": part}
+
+
+def _wide_work(
+    conn: Connection, query: Query, restrict: Restrict | None
+) -> Iterator[dict[str, Any]]:
+    """Batches of the rows the indexes give, newest first, blocks and own rows merged."""
+    rows, own = blocks(conn, query), owned(conn, query)
+    i = j = 0
+    size = FIRST_BATCH
+    while i < len(rows) or j < len(own):
+        # The next ``size`` rows by their newest record: blocks and own rows in id order.
+        take_rows: list[int] = []
+        take_own: list[int] = []
+        while len(take_rows) + len(take_own) < size and (i < len(rows) or j < len(own)):
+            if j >= len(own) or (i < len(rows) and rows[i] * BLOCK + BLOCK - 1 > own[j]):
+                take_rows.append(rows[i])
+                i += 1
+            else:
+                take_own.append(own[j])
+                j += 1
+        yield {"rows": take_rows, "owned_ids": take_own, "restrict": restrict}
+        size = min(size * 2, LAST_BATCH)
+
+
 def candidates(
     conn: Connection,
     query: Query,
@@ -238,43 +461,27 @@ def candidates(
     *,
     narrow: Sequence[int] | None = None,
     restrict: Restrict | None = None,
-) -> dict[int, list[str]]:
-    """{id: tokens} of the newest matching records, at most ``cap`` (None: all, and no
-    bound on the blocks read).  ``narrow``: the only records that may match (a filter's,
-    newest first, already filtered); else ``restrict`` applies the filters in SQL."""
-    found: dict[int, list[str]] = {}
-    check = needs_check(query)
-    if narrow is not None:
-        ids = list(narrow)
-        rows = len({i // BLOCK for i in ids})
-        # The index's blocks if there are fewer than the filter's; else its records' lines
-        # are read without it (for a word in most records, listing them costs more).
-        holding = blocks(conn, query, rows)
-        if len(holding) < rows:
-            held = set(holding)
-            ids = [i for i in ids if i // BLOCK in held]
-        if cap is not None:  # the ids of the newest MAX_BLOCKS rows they are in
-            newest = list(dict.fromkeys(i // BLOCK for i in ids))[:MAX_BLOCKS]
-            ids = [i for i in ids if i // BLOCK >= newest[-1]] if newest else []
-        work: Iterator[dict[str, Any]] = (
-            {"ids": part} for part in _batches(ids, FIRST_BATCH * BLOCK, LAST_BATCH * BLOCK)
-        )
-    else:
-        holding = blocks(conn, query)
-        if cap is not None:
-            del holding[MAX_BLOCKS:]
-        work = (
-            {"rows": part, "restrict": restrict}
-            for part in _batches(holding, FIRST_BATCH, LAST_BATCH)
-        )
+) -> dict[int, Counted]:
+    """The newest matching records, at most ``cap`` (None: all, and no bound on what is
+    read): {id: what ranking needs}.  ``narrow``: the only records that may match (a
+    filter's, newest first, already filtered); else ``restrict`` applies the filters in
+    SQL."""
+    found: dict[int, Counted] = {}
+    work = (
+        _narrow_work(conn, query, narrow)
+        if narrow is not None
+        else _wide_work(conn, query, restrict)
+    )
+    read = 0
     for batch in work:
-        for rid, line in _lines(conn, query, **batch):
-            words = line.split()
-            if check and not matches(words, query):
-                continue
-            found[rid] = words
+        for rid, counted in _lines(conn, query, **batch):
+            found[rid] = counted
             if cap is not None and len(found) >= cap:
                 return found
+        if cap is not None:
+            read += _sizes(conn, batch["rows"], batch["owned_ids"])
+            if read >= MAX_BYTES:
+                break
     return found
 
 
@@ -284,22 +491,23 @@ def candidates(
 _K1, _B = 1.2, 0.75
 
 
-def scores(query: Query, found: Mapping[int, list[str]]) -> dict[int, float]:
+def scores(found: Mapping[int, Counted]) -> dict[int, float]:
     """Each record's BM25 without idf (higher is better), lengths against the found ones'
     mean."""
     if not found:
         return {}
-    average = max(sum(len(words) for words in found.values()) / len(found), 1.0)
+    average = max(sum(length for _, length in found.values()) / len(found), 1.0)
     out: dict[int, float] = {}
-    for rid, words in found.items():
-        norm = _K1 * (1 - _B + _B * len(words) / average)
-        score = 0.0
-        for term in query.include:
-            tf = occurrences(words, term)
-            score += tf * (_K1 + 1) / (tf + norm)
-        out[rid] = score
+    for rid, (counts, length) in found.items():
+        norm = _K1 * (1 - _B + _B * length / average)
+        out[rid] = sum(tf * (_K1 + 1) / (tf + norm) for tf in counts)
     return out
 
 
 def size(conn: Connection) -> int:
-    return int(conn.scalar(text(f"SELECT pg_total_relation_size('{INDEX}')")) or 0)
+    return int(
+        conn.scalar(
+            text(f"SELECT pg_total_relation_size('{INDEX}') + pg_total_relation_size('{OWN}')")
+        )
+        or 0
+    )

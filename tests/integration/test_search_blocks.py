@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, delete, insert, text
 
-from syncd.domain.search_text import MAX_TERMS_BYTES, index_terms, parse_query
+from syncd.domain.search_text import index_terms, parse_query
 from syncd.schema.tables import records
 from syncd.store import database, search_index, search_pg
 from tests.servers.postgres import scratch_database
@@ -88,38 +88,158 @@ def test_deleting_records_takes_only_their_lines(pg: Engine) -> None:
     assert lines[0] == lines[1] == "" and lines[2] == "note 34 shared word34"
 
 
-def test_a_row_of_records_at_the_bound_is_indexed(pg: Engine) -> None:
-    """32 records of distinct 40-character words, each cut at MAX_TERMS_BYTES: the row's
-    lexemes stay under PostgreSQL's 1 MB for a tsvector."""
-    bodies = {rid: " ".join(f"r{rid:02d}w{i:036d}" for i in range(2_000)) for rid in range(32, 64)}
+def test_long_lines_have_rows_of_their_own(pg: Engine) -> None:
+    """A record's tokens over LINE_MAX bytes (a mail's whole body) are kept in a row of its
+    own: reading its neighbours' short lines never decompresses it, and the longest a
+    record may have (its text cut at 100,000 characters, each token at 40: here 2,400
+    distinct tokens of 36 four-byte letters, 350 kB) fits PostgreSQL's 1 MB for a row's
+    words."""
+    widest = " ".join(chr(0x10400 + i % 40) * 36 + f"{i:04d}" for i in range(2_400))
+    bodies = {33: widest, 34: "short note", 35: "long " * 400 + "tail"}
     _store(pg, bodies)
     with pg.begin() as conn:
         search_index.reindex_records(conn, list(bodies))
-        size = conn.scalar(text("SELECT octet_length(terms) FROM record_search WHERE block = 1"))
-    assert size is not None and 32 * (MAX_TERMS_BYTES - 100) < size <= 32 * MAX_TERMS_BYTES + 31
-    assert _found(pg, f"r47w{0:036d}") == {47}
-    assert _found(pg, f"r47w{1_999:036d}") == set()  # beyond the record's bound
+        own = conn.execute(text("SELECT record_id FROM record_search_own ORDER BY 1")).scalars()
+        assert list(own) == [33, 35]
+        line = conn.scalar(text("SELECT terms FROM record_search WHERE block = 1"))
+    assert line == "\n".join(["", "", "note 34 short note"])
+    assert _found(pg, "tail") == {35} and _found(pg, "short") == {34}
+    assert _found(pg, (chr(0x10400 + 2_399 % 40) * 36 + "2399").lower()) == {33}
+    with pg.begin() as conn:  # shorter now: back to its block
+        conn.execute(records.update().where(records.c.id == 35).values(body="brief"))
+        search_index.reindex_records(conn, [35])
+        assert list(conn.execute(text("SELECT record_id FROM record_search_own")).scalars()) == [33]
+    assert _found(pg, "tail") == set() and _found(pg, "brief") == {35}
+    with pg.begin() as conn:
+        conn.execute(delete(records).where(records.c.id == 33))
+    assert _found(pg, "note") == {34, 35}
 
 
-def test_a_ranked_search_reads_a_bounded_number_of_rows(
+def test_a_ranked_search_reads_a_bounded_share_of_the_index(
     pg: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A word in every record that an excluded word rules out in the newest ones: the
-    ranked search stops after MAX_BLOCKS rows; the unbounded one (forget's) reads them all."""
+    ranked search stops after MAX_BYTES of lines; the unbounded one (forget's) reads all."""
     _store(pg, {rid: "common newer" if rid >= 96 else "common" for rid in range(1, 200)})
     with pg.begin() as conn:
         search_index.reindex_records(conn, list(range(1, 200)))
-    monkeypatch.setattr(search_pg, "MAX_BLOCKS", 3)
     monkeypatch.setattr(search_pg, "FIRST_BATCH", 1)
+    monkeypatch.setattr(search_pg, "MAX_BYTES", 1)  # the first batch: row 6, ids 192-199
     query = parse_query("common -newer")
     with pg.connect() as conn:
-        assert search_index.search(conn, query, limit=20) == []  # rows 6, 5, 4: ids 128-199
-        assert search_index.matching_ids(conn, query) == set(range(1, 96))
-    monkeypatch.setattr(search_pg, "MAX_BLOCKS", 4)  # row 3: ids 96-127, all "newer"
-    with pg.connect() as conn:
         assert search_index.search(conn, query, limit=20) == []
-    monkeypatch.setattr(search_pg, "MAX_BLOCKS", 5)  # row 2: ids 64-95
+        assert search_index.matching_ids(conn, query) == set(range(1, 96))
+    monkeypatch.setattr(search_pg, "MAX_BYTES", 10_000)
     with pg.connect() as conn:
         assert [rid for rid, _ in search_index.search(conn, query, limit=20)] == list(
             range(95, 75, -1)
         )
+        # A filter's few records are read whatever the bound: the old ones are found.
+        old = search_index.Filters(before=T0 + timedelta(minutes=10))
+        monkeypatch.setattr(search_pg, "MAX_BYTES", 1)
+        assert {rid for rid, _ in search_index.search(conn, query, old, limit=20)} == set(
+            range(1, 10)
+        )
+
+
+def test_a_rebuild_and_a_deletion_at_once_leave_no_trace(pg: Engine) -> None:
+    """`syncd db reindex` (one transaction) while `syncd forget` deletes a record: the
+    deletion waits for the rebuilt row and blanks its line there (the record is gone from
+    the index once both commit)."""
+    _store(pg, {rid: f"shared word{rid}" for rid in range(1, 8)})
+    with pg.begin() as conn:
+        conn.execute(records.update().where(records.c.id == 5).values(body="alice secretcase"))
+        search_index.rebuild(conn)
+    assert _found(pg, "secretcase") == {5}
+    rebuilding = pg.connect()
+    rebuilding.begin()
+    search_index.rebuild(rebuilding)
+    errors: list[BaseException] = []
+
+    def forget() -> None:
+        try:
+            with pg.begin() as conn:
+                conn.execute(delete(records).where(records.c.id == 5))
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=forget)
+    thread.start()
+    thread.join(1.0)
+    rebuilding.commit()
+    rebuilding.close()
+    thread.join(30)
+    assert not thread.is_alive() and errors == []
+    assert _found(pg, "secretcase") == set() and _found(pg, "alice") == set()
+    assert _found(pg, "shared") == {1, 2, 3, 4, 6, 7}
+
+
+def test_forget_and_a_calendar_sync_sharing_rows_do_not_deadlock(pg: Engine) -> None:
+    """forget deletes a record (row 10) then reindexes one it redacted (row 2); a calendar
+    sync reindexes two others (rows 2 and 10).  forget holds its rows first, in order:
+    one waits for the other and both commit."""
+    _store(pg, {rid: f"shared word{rid}" for rid in (70, 71, 330, 331)})
+    with pg.begin() as conn:
+        search_index.rebuild(conn)
+    forget = pg.connect()
+    forget.begin()
+    search_index.hold(forget, [330, 70])
+    forget.execute(delete(records).where(records.c.id == 330))
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            with pg.begin() as conn:
+                search_index.reindex_records(conn, [71, 331])
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=sync)
+    thread.start()
+    thread.join(1.0)
+    search_index.reindex_records(forget, [70])
+    forget.commit()
+    forget.close()
+    thread.join(30)
+    assert not thread.is_alive() and errors == []
+    assert _found(pg, "shared") == {70, 71, 331}
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = database.open_database(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_a_long_mail_in_another_script_is_found_by_its_last_words(engine: Engine) -> None:
+    words = ["переговоры", "контракт", "поставка", "оборудование", "стоимость"]
+    body = " ".join(words[i % 5] + str(i % 7) for i in range(2_500)) + " финальнаяцена"
+    _store(engine, {1: body})
+    with engine.begin() as conn:
+        search_index.rebuild(conn)
+    assert _found(engine, "финальнаяцена") == {1}
+    with engine.connect() as conn:
+        assert search_index.search(conn, parse_query("Финальнаяцена"))[0][0] == 1
+
+
+def test_old_meetings_behind_many_newer_mails_are_found(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 meetings about the budget, then 5,000 mails that say it too: a search among
+    meetings reads the meetings' lines, however little a ranked search may read."""
+    _store(
+        engine, {rid: "budget review" if rid <= 50 else "budget overdue" for rid in range(1, 5_051)}
+    )
+    with engine.begin() as conn:
+        conn.execute(records.update().where(records.c.id <= 50).values(kind="meeting"))
+        search_index.rebuild(conn)
+    monkeypatch.setattr(search_pg, "MAX_BYTES", 2_000)
+    meetings = search_index.Filters(kinds=("meeting",))
+    with engine.connect() as conn:
+        ranked = search_index.search(conn, parse_query("budget"), meetings, limit=100)
+    assert {rid for rid, _ in ranked} == set(range(1, 51))
+    monkeypatch.undo()
+    with engine.connect() as conn:
+        ranked = search_index.search(conn, parse_query("budget -overdue"), limit=100)
+    assert {rid for rid, _ in ranked} == set(range(1, 51))

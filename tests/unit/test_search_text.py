@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from syncd.domain.search_text import (
     MAX_TERMS,
-    MAX_TERMS_BYTES,
     MAX_TOKEN,
     MAX_TOKENS,
     Query,
@@ -28,6 +27,7 @@ from syncd.domain.search_text import (
     tsquery,
     tsvector,
 )
+from syncd.store.search_pg import _counted
 
 HAN = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
 HANGUL = st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3)
@@ -102,29 +102,6 @@ def test_a_record_is_bounded() -> None:
     assert len(terms.split()) == MAX_TOKENS
     assert time.thread_time() - started < 2
     assert len(tokens("x" * 10_000)) == 1 and len(tokens("x" * 10_000)[0]) == MAX_TOKEN
-
-
-@given(
-    st.lists(
-        st.text(st.one_of(HAN, st.characters(min_codepoint=0x61, max_codepoint=0x7A),
-                          st.characters(min_codepoint=0x10400, max_codepoint=0x1044F)),
-                min_size=1, max_size=60),
-        min_size=1, max_size=3,
-    ),
-    st.integers(1, 3_000),
-)  # fmt: skip
-def test_a_records_tokens_are_cut_whole_at_the_byte_bound(words: list[str], times: int) -> None:
-    """At most MAX_TERMS_BYTES of UTF-8 (PostgreSQL keeps 32 records' tokens in a row whose
-    lexemes may take 1 MB); what is kept is the first tokens, whole."""
-    text = " ".join(words * times)
-    whole = tokens(text)
-    kept = index_terms([text]).split()
-    assert len(" ".join(kept).encode()) <= MAX_TERMS_BYTES
-    assert kept == whole[: len(kept)]
-    if len(" ".join(whole).encode()) <= MAX_TERMS_BYTES:
-        assert kept == whole
-    else:  # the next token would not have fitted
-        assert len(" ".join(whole[: len(kept) + 1]).encode()) > MAX_TERMS_BYTES
 
 
 def test_queries_words_phrases_prefixes_exclusions() -> None:
@@ -244,3 +221,15 @@ def test_ascii_highlights_are_those_of_the_general_path(
     both = parse_query("customer 1000 custo*")
     assert search_text._ascii_spans(sample, both) == search_text._spans(sample, both)
     assert len(search_text._ascii_spans(sample, both)) == 5
+
+
+@given(
+    st.lists(st.sampled_from(["ab", "abc", "abcd", "b", "报价", "价"]), min_size=1, max_size=12),
+    st.lists(st.sampled_from(["ab", "abc*", "b", "报价", "价*", "abc"]), min_size=1, max_size=3),
+)
+def test_a_lines_counts_are_its_tokens_counts(line: list[str], words: list[str]) -> None:
+    """PostgreSQL's search ranks a line by counting its tokens in the text (no split): the
+    same counts as ``occurrences`` on the split tokens."""
+    query = parse_query(" ".join(words))
+    expected = tuple(occurrences(line, term) for term in query.include)
+    assert _counted(" ".join(line), query) == expected
