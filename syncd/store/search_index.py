@@ -99,9 +99,8 @@ def drop(conn: Connection) -> None:
     if not _sqlite(conn):
         search_pg.drop(conn)
         return
-    if _sqlite(conn):
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {INDEX}_record_deleted")
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}_terms")
+    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {INDEX}_record_deleted")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}_terms")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}")
 
 

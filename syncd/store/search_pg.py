@@ -48,6 +48,9 @@ FIRST_BATCH, LAST_BATCH = 16, 512
 RANK_HEAD = 4_000  # characters of a long line ranking counts the wanted tokens in
 
 LEXEMES = "syncd_search_lexemes"
+# The functions that name tables find them where they were made, whatever the search_path of
+# the session that deletes a record (an admin's tool, say).
+_HERE = "SET search_path FROM CURRENT"
 _CREATE = (
     f"CREATE TABLE {INDEX} (block INTEGER PRIMARY KEY, terms TEXT NOT NULL)",
     f"CREATE TABLE {OWN} (record_id INTEGER PRIMARY KEY "
@@ -76,14 +79,16 @@ _CREATE = (
     "FROM unnest(string_to_array(terms, E'\\n')) WITH ORDINALITY AS u(line, i) $$",
     # These records' lines emptied, block by block in order: two transactions doing it
     # wait for each other instead of deadlocking.
-    "CREATE FUNCTION syncd_search_unindex(ids integer[]) RETURNS void LANGUAGE plpgsql AS $$ "
+    "CREATE FUNCTION syncd_search_unindex(ids integer[]) RETURNS void LANGUAGE plpgsql "
+    f"{_HERE} AS $$ "
     "DECLARE b integer; l integer[]; BEGIN "
     f"FOR b, l IN SELECT u.id / {BLOCK}, array_agg(mod(u.id, {BLOCK})) FROM unnest(ids) AS u(id) "
     f"GROUP BY 1 ORDER BY 1 LOOP UPDATE {INDEX} SET terms = syncd_search_blank(terms, l) "
     "WHERE block = b; END LOOP; END $$",
     # Every way a record leaves (forget, a logged record deleted) takes its line with it
     # (its own row goes by the cascading key).
-    "CREATE FUNCTION syncd_search_records_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "CREATE FUNCTION syncd_search_records_deleted() RETURNS trigger LANGUAGE plpgsql "
+    f"{_HERE} AS $$ "
     "BEGIN PERFORM syncd_search_unindex(ARRAY(SELECT id FROM gone)); RETURN NULL; END $$",
     f"CREATE TRIGGER {INDEX}_records_deleted AFTER DELETE ON records "
     "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT "
@@ -93,11 +98,11 @@ _CREATE = (
     # in most rows the planner would rather compute every row's lexemes (350 us a block),
     # as it cannot know that the index needs no recheck.
     "CREATE FUNCTION syncd_search_blocks(query tsquery, most integer) RETURNS SETOF integer "
-    "LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_indexscan = off AS $$ "
+    f"LANGUAGE plpgsql STABLE {_HERE} SET enable_seqscan = off SET enable_indexscan = off AS $$ "
     f"BEGIN RETURN QUERY SELECT s.block FROM {INDEX} s WHERE {LEXEMES}(s.terms) @@ query "
     "LIMIT most; END $$",
     "CREATE FUNCTION syncd_search_owned(query tsquery, most integer) RETURNS SETOF integer "
-    "LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_indexscan = off AS $$ "
+    f"LANGUAGE plpgsql STABLE {_HERE} SET enable_seqscan = off SET enable_indexscan = off AS $$ "
     f"BEGIN RETURN QUERY SELECT s.record_id FROM {OWN} s WHERE {LEXEMES}(s.terms) @@ query "
     "LIMIT most; END $$",
 )

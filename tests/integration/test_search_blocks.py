@@ -243,3 +243,15 @@ def test_old_meetings_behind_many_newer_mails_are_found(
     with engine.connect() as conn:
         ranked = search_index.search(conn, parse_query("budget -overdue"), limit=100)
     assert {rid for rid, _ in ranked} == set(range(1, 51))
+
+
+def test_a_deletion_under_another_search_path_keeps_the_index(pg: Engine) -> None:
+    """An admin's session with its own search_path deletes a record: the trigger's
+    functions still find the index (they keep the path they were made with)."""
+    _store(pg, {1: "keep me", 2: "drop me"})
+    with pg.begin() as conn:
+        search_index.reindex_records(conn, [1, 2])
+    with pg.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL search_path = pg_catalog")
+        conn.exec_driver_sql("DELETE FROM public.records WHERE id = 2")
+    assert _found(pg, "me") == {1}

@@ -4,7 +4,8 @@ Revision ID: 0033
 Revises: 0032
 
 One ``tsvector`` row per record was 2.8x the text it indexes; the records' tokens kept 32 to
-a row, compressed, under a GIN index of each row's lexemes are 1.2x (store/search_pg.py).
+a row, compressed, under a GIN index of each row's lexemes are 1.2x (store/search_pg.py; a
+record with long tokens, a whole mail body, gets a row of its own).
 The new index is built from the records as stored, in the migration's transaction.
 Downgrading builds the row-per-record index again.
 """
