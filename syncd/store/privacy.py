@@ -99,8 +99,6 @@ def forget(
             )
         ).rowcount
     doomed = _records_left_without_customer(conn, touched, directory)
-    # The search index's locks for the deletions and the reindex below, in one order.
-    search_index.hold(conn, [*doomed, *stale])
     before = event_privacy.Before(conn, touched, doomed, TASK_TITLE)
     counts["tasks"] = task_store.forget_tasks(conn, doomed, TASK_TITLE)
     for ids in chunks(doomed):
@@ -126,7 +124,8 @@ def forget(
     counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
     counts["redacted"] += _redact_their_records(conn, redactor, touched)
     counts["redacted"] += _redact_receiver_answers(conn, redactor, touched, before.task_ids)
-    _reindex(conn, stale)
+    # The erased records' lines go too (on PostgreSQL a deletion leaves the index to this).
+    _reindex(conn, stale | set(doomed))
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(

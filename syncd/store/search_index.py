@@ -209,22 +209,13 @@ def current_terms(conn: Connection, record_ids: list[int]) -> dict[int, str]:
     return {rid: index_terms(record_parts(row, people.get(rid, ()))) for rid, row in found.items()}
 
 
-def hold(conn: Connection, record_ids: Iterable[int]) -> None:
-    """Before a transaction writes the index of these records in several steps (forget:
-    deletions, then the records it redacted): take the locks it needs in one order, so
-    that two such transactions wait for each other instead of deadlocking (PostgreSQL;
-    SQLite has one writer)."""
-    if not _sqlite(conn):
-        search_pg.hold(conn, record_ids)
-
-
 def reindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
     """Index these records as they are stored now; an id with no record leaves the index."""
     for part in chunks(sorted(set(record_ids))):
-        # Locked before the records are read: a deletion meanwhile blanks what is written.
-        hold(conn, part)
         unindex_records(conn, part)
         add(conn, current_terms(conn, list(part)))
+        if not _sqlite(conn):  # a record deleted since it was read leaves again
+            search_pg.gone(conn, part)
 
 
 def rebuild(conn: Connection, *, batch: int = 5_000) -> int:

@@ -20,14 +20,15 @@ prefix with its leading space only.  Phrases are then checked on the lines' toke
 (``search_text.matches``), as on SQLite.  Rows are read in growing batches until enough
 records match, at most ``MAX_BYTES`` of lines for a ranked search.
 
-Writers lock a block's row before reading the records they write into it, and a record's
-deletion blanks its line under the same lock (a trigger): a deletion waits for a writer
-that may have read the record, then blanks what it wrote.
+A record's deletion does not touch a block (no two transactions then wait for each other
+across a record and a block): the deleter empties the record's line after (forget, a logged
+record deleted: ``reindex_records``), searches show no record that is gone, and a writer of
+lines it read from records empties those of records deleted meanwhile (``gone``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, String, column, select, text
@@ -45,12 +46,8 @@ MAX_BYTES = 64_000_000
 # Rows read a statement, doubling (a filter's records: 32 times as many).  A ranked search
 # wants CANDIDATES records: a word in most records fills them from the first batch.
 FIRST_BATCH, LAST_BATCH = 16, 512
-RANK_HEAD = 4_000  # characters of a long line ranking counts the wanted tokens in
 
 LEXEMES = "syncd_search_lexemes"
-# The functions that name tables find them where they were made, whatever the search_path of
-# the session that deletes a record (an admin's tool, say).
-_HERE = "SET search_path FROM CURRENT"
 _CREATE = (
     f"CREATE TABLE {INDEX} (block INTEGER PRIMARY KEY, terms TEXT NOT NULL)",
     f"CREATE TABLE {OWN} (record_id INTEGER PRIMARY KEY "
@@ -79,30 +76,21 @@ _CREATE = (
     "FROM unnest(string_to_array(terms, E'\\n')) WITH ORDINALITY AS u(line, i) $$",
     # These records' lines emptied, block by block in order: two transactions doing it
     # wait for each other instead of deadlocking.
-    "CREATE FUNCTION syncd_search_unindex(ids integer[]) RETURNS void LANGUAGE plpgsql "
-    f"{_HERE} AS $$ "
+    "CREATE FUNCTION syncd_search_unindex(ids integer[]) RETURNS void LANGUAGE plpgsql AS $$ "
     "DECLARE b integer; l integer[]; BEGIN "
     f"FOR b, l IN SELECT u.id / {BLOCK}, array_agg(mod(u.id, {BLOCK})) FROM unnest(ids) AS u(id) "
     f"GROUP BY 1 ORDER BY 1 LOOP UPDATE {INDEX} SET terms = syncd_search_blank(terms, l) "
     "WHERE block = b; END LOOP; END $$",
-    # Every way a record leaves (forget, a logged record deleted) takes its line with it
-    # (its own row goes by the cascading key).
-    "CREATE FUNCTION syncd_search_records_deleted() RETURNS trigger LANGUAGE plpgsql "
-    f"{_HERE} AS $$ "
-    "BEGIN PERFORM syncd_search_unindex(ARRAY(SELECT id FROM gone)); RETURN NULL; END $$",
-    f"CREATE TRIGGER {INDEX}_records_deleted AFTER DELETE ON records "
-    "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT "
-    "EXECUTE FUNCTION syncd_search_records_deleted()",
     # The rows (blocks, or records with a row of their own) with every token of a query,
     # at most ``most`` (NULL: all), in no order.  Only the GIN index may answer: for a word
     # in most rows the planner would rather compute every row's lexemes (350 us a block),
     # as it cannot know that the index needs no recheck.
     "CREATE FUNCTION syncd_search_blocks(query tsquery, most integer) RETURNS SETOF integer "
-    f"LANGUAGE plpgsql STABLE {_HERE} SET enable_seqscan = off SET enable_indexscan = off AS $$ "
+    "LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_indexscan = off AS $$ "
     f"BEGIN RETURN QUERY SELECT s.block FROM {INDEX} s WHERE {LEXEMES}(s.terms) @@ query "
     "LIMIT most; END $$",
     "CREATE FUNCTION syncd_search_owned(query tsquery, most integer) RETURNS SETOF integer "
-    f"LANGUAGE plpgsql STABLE {_HERE} SET enable_seqscan = off SET enable_indexscan = off AS $$ "
+    "LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_indexscan = off AS $$ "
     f"BEGIN RETURN QUERY SELECT s.record_id FROM {OWN} s WHERE {LEXEMES}(s.terms) @@ query "
     "LIMIT most; END $$",
 )
@@ -114,12 +102,10 @@ ROW_PER_RECORD = (
     f"CREATE INDEX ix_{INDEX}_terms ON {INDEX} USING gin (terms)",
 )
 _DROP = (
-    f"DROP TRIGGER IF EXISTS {INDEX}_records_deleted ON records",
     f"DROP TABLE IF EXISTS {INDEX}",
     f"DROP TABLE IF EXISTS {OWN}",
     "DROP FUNCTION IF EXISTS syncd_search_owned(tsquery, integer)",
     "DROP FUNCTION IF EXISTS syncd_search_blocks(tsquery, integer)",
-    "DROP FUNCTION IF EXISTS syncd_search_records_deleted()",
     "DROP FUNCTION IF EXISTS syncd_search_unindex(integer[])",
     "DROP FUNCTION IF EXISTS syncd_search_blank(text, integer[])",
     "DROP FUNCTION IF EXISTS syncd_search_put(text, text)",
@@ -144,23 +130,10 @@ def _long(line: str) -> bool:
     return len(line) * 4 > LINE_MAX and len(line.encode()) > LINE_MAX
 
 
-def hold(conn: Connection, record_ids: Iterable[int]) -> None:
-    """Lock the rows of these records' blocks, in order, until the transaction ends: taken
-    before reading what to write there (a deletion then waits, and blanks the line after),
-    and before a transaction's first write when it writes several (no two transactions
-    then take them in opposite orders)."""
-    for part in chunks(sorted({i // BLOCK for i in record_ids})):
-        conn.execute(
-            text(
-                f"SELECT block FROM {INDEX} WHERE block = ANY(CAST(:bs AS integer[])) "
-                "ORDER BY block FOR UPDATE"
-            ),
-            {"bs": list(part)},
-        )
-
-
 def add(conn: Connection, terms: Mapping[int, str]) -> None:
-    """Put these records' lines (over what a line held)."""
+    """Put these records' lines (over what a line held).  Rows of their own first, then
+    blocks: a deletion takes a record's lock, then its own row's (the cascading key), and
+    never a block's, so no writer waits for it while holding a block another wants."""
     blocks: dict[int, list[str]] = {}
     own: dict[int, str] = {}
     for rid, line in terms.items():
@@ -172,16 +145,19 @@ def add(conn: Connection, terms: Mapping[int, str]) -> None:
         if len(lines) <= slot:
             lines.extend([""] * (slot + 1 - len(lines)))
         lines[slot] = line
-    _put_blocks(conn, {b: "\n".join(lines) for b, lines in blocks.items()}, merge=True)
     for part in chunks(sorted(own)):
         conn.execute(
             text(
                 f"INSERT INTO {OWN} (record_id, terms) SELECT i, t "
                 "FROM unnest(CAST(:ids AS integer[]), CAST(:ts AS text[])) AS u(i, t) "
+                # A record deleted since it was read is not indexed (instead of the key's
+                # violation failing the batch).
+                "WHERE EXISTS (SELECT 1 FROM records r WHERE r.id = u.i FOR KEY SHARE) "
                 "ON CONFLICT (record_id) DO UPDATE SET terms = excluded.terms"
             ),
             {"ids": list(part), "ts": [own[i] for i in part]},
         )
+    _put_blocks(conn, {b: "\n".join(lines) for b, lines in blocks.items()}, merge=True)
 
 
 def _put_blocks(conn: Connection, rows: Mapping[int, str], *, merge: bool) -> None:
@@ -201,10 +177,26 @@ def _put_blocks(conn: Connection, rows: Mapping[int, str], *, merge: bool) -> No
 
 
 def unindex(conn: Connection, record_ids: Sequence[int]) -> None:
+    """Empty these records' lines (their rows of their own go)."""
     for part in chunks(sorted(set(record_ids))):
         ids = {"ids": list(part)}
-        conn.execute(text("SELECT syncd_search_unindex(CAST(:ids AS integer[]))"), ids)
         conn.execute(text(f"DELETE FROM {OWN} WHERE record_id = ANY(CAST(:ids AS integer[]))"), ids)
+        conn.execute(text("SELECT syncd_search_unindex(CAST(:ids AS integer[]))"), ids)
+
+
+def gone(conn: Connection, record_ids: Sequence[int]) -> None:
+    """After writing lines read from these records: empty those of the records deleted
+    since (a deletion does not touch the index: the deleter's transaction would hold a
+    record while waiting for a block, the writer's a block while waiting for a record)."""
+    for part in chunks(sorted(set(record_ids))):
+        kept = set(
+            conn.scalars(
+                text("SELECT id FROM records WHERE id = ANY(CAST(:ids AS integer[]))"),
+                {"ids": list(part)},
+            )
+        )
+        if missing := [i for i in part if i not in kept]:
+            unindex(conn, missing)
 
 
 def rebuild(
@@ -244,10 +236,10 @@ def rebuild(
                 slots[rid % BLOCK] = line
         _put_blocks(conn, {b: "\n".join(s).rstrip("\n") for b, s in rows.items()}, merge=False)
         # Only rows locked above: one a capture made since is its records' (read or not).
-        if gone := sorted(locked - set(rows)):
+        if empty := sorted(locked - set(rows)):
             conn.execute(
-                text(f"DELETE FROM {INDEX} WHERE block = ANY(CAST(:gone AS integer[]))"),
-                {"gone": gone},
+                text(f"DELETE FROM {INDEX} WHERE block = ANY(CAST(:empty AS integer[]))"),
+                {"empty": empty},
             )
         short = [i for i in ids if i not in own]
         for part in chunks(short):
@@ -256,6 +248,7 @@ def rebuild(
                 {"ids": list(part)},
             )
         add(conn, own)
+        gone(conn, ids)
         done += len(ids)
         start = end
     return done
@@ -322,7 +315,6 @@ _OWN_LINES = (
 
 
 Counted = tuple[tuple[int, ...], int]  # each wanted term's count in a line, its tokens
-_TOKENS = "octet_length(l.line) - octet_length(replace(l.line, ' ', '')) + 1"
 
 
 def _lines(
@@ -355,31 +347,31 @@ def _lines(
         )
         bound["ids"] = list(ids)
     phrases = needs_check(query)
-    # Ranking reads a line's head only, unless a phrase must be checked on all of it: the
-    # database has matched the tokens on the whole line, and a mail's body is 20 kB.
-    shown = "l.line" if phrases else f"left(l.line, {RANK_HEAD})"
     lines = (
         text(
-            f"SELECT l.id, {shown} AS line, {_TOKENS} AS size FROM ({source}) AS l "
+            f"SELECT l.id, l.line FROM ({source}) AS l "
             "CROSS JOIN LATERAL (SELECT ' ' || l.line || ' ' AS padded) AS p WHERE "
             + " AND ".join(checks)
+            # A deleted record's line is emptied by its deleter's reindex (forget, a logged
+            # record deleted), not by the deletion: until then it is not shown.
+            + " AND EXISTS (SELECT 1 FROM records r WHERE r.id = l.id)"
         )
         .bindparams(**bound)
-        .columns(column("id", Integer), column("line", String), column("size", Integer))
+        .columns(column("id", Integer), column("line", String))
         .subquery()
     )
-    stmt = select(lines.c.id, lines.c.line, lines.c.size)
+    stmt = select(lines.c.id, lines.c.line)
     if restrict is not None and ids is None:
         stmt = restrict(stmt, lines.c.id)
     out: list[tuple[int, Counted]] = []
-    for rid, line, size in conn.execute(stmt.order_by(lines.c.id.desc())):
+    for rid, line in conn.execute(stmt.order_by(lines.c.id.desc())):
         if phrases:
             words = line.split()
             if matches(words, query):
                 counts = tuple(occurrences(words, t) for t in query.include)
-                out.append((int(rid), (counts, int(size))))
-        else:
-            out.append((int(rid), (_counted(line, query), int(size))))
+                out.append((int(rid), (counts, len(words))))
+        else:  # no split: a mail's body is 3,000 tokens
+            out.append((int(rid), (_counted(line, query), line.count(" ") + 1)))
     return out
 
 
@@ -483,7 +475,7 @@ def candidates(
             found[rid] = counted
             if cap is not None and len(found) >= cap:
                 return found
-        if cap is not None:
+        if cap is not None and narrow is None:  # a filter's few records are all read
             read += _sizes(conn, batch["rows"], batch["owned_ids"])
             if read >= MAX_BYTES:
                 break

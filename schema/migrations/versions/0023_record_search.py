@@ -20,7 +20,6 @@ branch_labels = None
 depends_on = None
 
 
-
 def upgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "sqlite":
