@@ -220,17 +220,6 @@ def tsquery(query: Query) -> str:
     return " & ".join(parts)
 
 
-def rank_tsquery(query: Query) -> str:
-    """The ``tsquery`` ``ts_rank`` weighs records with: any token of the wanted terms (on a
-    ``tsvector`` without positions, ``ts_rank`` of an ``&`` query is zero)."""
-    single = [
-        Term((token,), term.prefix and i == len(term.tokens) - 1)
-        for term in query.include
-        for i, token in enumerate(term.tokens)
-    ]
-    return " | ".join(_all(t, "pg") for t in single)
-
-
 def tsvector(terms: str) -> str:
     """Stored tokens as a PostgreSQL ``tsvector`` literal: each token once, no positions."""
     return " ".join(f"'{t}'" for t in dict.fromkeys(terms.split()))

@@ -85,9 +85,7 @@ def forget(
     # name is whatever a sender wrote (``To: "Invoice" <jane@...>``): swept everywhere, it
     # would redact a common word from every record of the database.
     redactor = Redactor.build({address, key, *spellings}, names)
-    # Found before anything is redacted: on PostgreSQL a phrase is checked against the
-    # records' current text, which the sweep below rewrites (the address would no longer
-    # be found there, and the record would keep it in the index).
+    # Found before anything is redacted (and while the index still holds the address).
     stale = _found_by(conn, touched, {address, key, *spellings})
     if names_out is not None:
         names_out.extend(sorted({n.strip() for n in names if len(n.strip()) >= MIN_NAME_LENGTH}))
@@ -126,7 +124,8 @@ def forget(
     counts["redacted"] = sweep(conn, Redactor.build({address, key, *spellings}, ()))
     counts["redacted"] += _redact_their_records(conn, redactor, touched)
     counts["redacted"] += _redact_receiver_answers(conn, redactor, touched, before.task_ids)
-    _reindex(conn, stale)
+    # The erased records' lines go too (on PostgreSQL a deletion leaves the index to this).
+    _reindex(conn, stale | set(doomed))
     exists = conn.scalar(select(suppressions.c.digest).where(suppressions.c.digest == digest))
     if exists is None:
         insert_ignore(

@@ -1,18 +1,18 @@
 """The search index of records, kept in the records' own transactions.
 
-One row per record holds its tokens (``domain/search_text.index_terms``): on SQLite an
-FTS5 table (``tokenize='ascii'`` splits the stored tokens on spaces and leaves non-ASCII
-letters alone), on PostgreSQL a ``tsvector`` built from the same tokens as a literal (no
-parser, no dictionary) under a GIN index.  Neither keeps the tokens' positions (FTS5
-``detail=none``, a ``tsvector`` without positions): they were most of the index's size and
-only phrases need them, so a phrase is checked on its candidates' tokens instead
-(``search_text.matches``).  The objects differ per engine, so they are
-made here (``create``) and by migration 0023, not by ``schema/tables.py``; a record's
-deletion drops its row (a trigger on SQLite, a cascading key on PostgreSQL).
+Each record's tokens (``domain/search_text.index_terms``) are stored as they are: on SQLite
+in an FTS5 table (``tokenize='ascii'`` splits the stored tokens on spaces and leaves
+non-ASCII letters alone), one entry per record; on PostgreSQL 32 records to a compressed
+row under a GIN index of their lexemes (``store/search_pg.py``, where the layout is told).
+Neither keeps the tokens' positions (FTS5 ``detail=none``): they were most of the index's
+size and only phrases need them, so a phrase is checked on its candidates' tokens instead
+(``search_text.matches``).  The objects differ per engine, so they are made here
+(``create``) and by migrations 0023 and 0033, not by ``schema/tables.py``; a record's
+deletion takes its tokens with it (a trigger on each engine).
 
 Searching first bounds the work: the newest ``CANDIDATES`` matching records that pass the
-filters are taken (by id, from the index), a phrase checked on them, then ranked.  A word in every record thus
-costs a few thousand index entries, never a million scores.
+filters are taken (by id, from the index), a phrase checked on them, then ranked.  A word
+in every record thus costs a few thousand index entries, never a million scores.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
-    cast,
     column,
     func,
-    literal,
     literal_column,
     select,
     table,
@@ -48,11 +46,9 @@ from syncd.domain.search_text import (
     matches,
     needs_check,
     occurrences,
-    rank_tsquery,
-    tsquery,
-    tsvector,
 )
 from syncd.schema.tables import participants, record_customers, records
+from syncd.store import search_pg
 from syncd.store.sql import chunks
 
 INDEX = "record_search"
@@ -82,11 +78,6 @@ _SQLITE_CREATE = (
     f"{INFLATE}(terms) FROM {INDEX}_terms WHERE record_id = old.id; "
     f"DELETE FROM {INDEX}_terms WHERE record_id = old.id; END",
 )
-_POSTGRES_CREATE = (
-    f"CREATE TABLE {INDEX} (record_id INTEGER PRIMARY KEY "
-    "REFERENCES records (id) ON DELETE CASCADE, terms TSVECTOR NOT NULL)",
-    f"CREATE INDEX ix_{INDEX}_terms ON {INDEX} USING gin (terms)",
-)
 
 
 def is_index_object(name: str | None) -> bool:
@@ -97,14 +88,19 @@ def is_index_object(name: str | None) -> bool:
 
 def create(conn: Connection) -> None:
     """Make the index's tables (empty)."""
-    for statement in _SQLITE_CREATE if _sqlite(conn) else _POSTGRES_CREATE:
+    if not _sqlite(conn):
+        search_pg.create(conn)
+        return
+    for statement in _SQLITE_CREATE:
         conn.exec_driver_sql(statement)
 
 
 def drop(conn: Connection) -> None:
-    if _sqlite(conn):
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {INDEX}_record_deleted")
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}_terms")
+    if not _sqlite(conn):
+        search_pg.drop(conn)
+        return
+    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {INDEX}_record_deleted")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}_terms")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {INDEX}")
 
 
@@ -123,7 +119,7 @@ def clear(conn: Connection) -> None:
         conn.exec_driver_sql(f"INSERT INTO {INDEX} ({INDEX}) VALUES ('delete-all')")
         conn.exec_driver_sql(f"DELETE FROM {INDEX}_terms")
     else:
-        conn.exec_driver_sql(f"DELETE FROM {INDEX}")
+        search_pg.clear(conn)
 
 
 def _sqlite(conn: Connection) -> bool:
@@ -161,22 +157,15 @@ def add(
             [(rid, done.get(rid) or pack(t)) for rid, t in rows],
         )
         return
-    for part in chunks(sorted(terms)):
-        conn.execute(
-            text(
-                f"INSERT INTO {INDEX} (record_id, terms) SELECT i, CAST(t AS tsvector) "
-                "FROM unnest(CAST(:ids AS integer[]), CAST(:ts AS text[])) AS u(i, t) "
-                # Two daemons re-indexing one meeting (each rep's calendar shows it): the
-                # later one's tokens stand, instead of a key violation failing its batch.
-                "ON CONFLICT (record_id) DO UPDATE SET terms = excluded.terms"
-            ),
-            {"ids": list(part), "ts": [tsvector(terms[i]) for i in part]},
-        )
+    search_pg.add(conn, terms)
 
 
 def unindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
     """Drop these records from the index."""
-    table_ = f"{INDEX}_terms" if _sqlite(conn) else INDEX
+    if not _sqlite(conn):
+        search_pg.unindex(conn, list(record_ids))
+        return
+    table_ = f"{INDEX}_terms"
     for part in chunks(sorted(set(record_ids))):
         ids = {"ids": list(part)}
         if _sqlite(conn):
@@ -225,10 +214,15 @@ def reindex_records(conn: Connection, record_ids: Iterable[int]) -> None:
     for part in chunks(sorted(set(record_ids))):
         unindex_records(conn, part)
         add(conn, current_terms(conn, list(part)))
+        if not _sqlite(conn):  # a record deleted since it was read leaves again
+            search_pg.gone(conn, part)
 
 
 def rebuild(conn: Connection, *, batch: int = 5_000) -> int:
-    """Index every record afresh (``syncd db reindex``, migration 0023); returns how many."""
+    """Index every record afresh (``syncd db reindex``, migrations 0023 and 0033); returns
+    how many."""
+    if not _sqlite(conn):
+        return search_pg.rebuild(conn, lambda ids: current_terms(conn, ids))
     clear(conn)
     done, last = 0, 0
     while True:
@@ -266,7 +260,6 @@ class Filters:
 
 
 _FTS = table(INDEX, column("rowid", Integer), column("terms"))
-_PG = table(INDEX, column("record_id", Integer), column("terms"))
 
 
 def _narrow(filters: Filters) -> Select[Any] | None:
@@ -343,15 +336,24 @@ def _candidates(
 ) -> dict[int, float]:
     if _sqlite(conn):
         return _sqlite_candidates(conn, query, filters, cap, reader=reader)
-    found = _postgres_candidates(conn, query, filters, cap)
-    if not found or not needs_check(query):
-        return found
-    # The index found every token of each phrase; keep the records where they are in a row
-    # (and no excluded phrase is), from the records' tokens as the index has them.
-    terms = current_terms(conn, list(found))
-    return {
-        i: score for i, score in found.items() if i in terms and matches(terms[i].split(), query)
-    }
+    ids: list[int] | None = None
+    if filters != Filters():
+        # The records passing the filters, newest first, if few: only their lines are
+        # read (old meetings behind a million newer mails are found, and fast).
+        key = select(records.c.id).subquery()
+        stmt = _filtered(select(key.c.id), key.c.id, filters)
+        ids = list(conn.scalars(stmt.order_by(key.c.id.desc()).limit(NARROW + 1)))
+        ids = ids if len(ids) <= NARROW else None
+    found = search_pg.candidates(
+        conn,
+        query,
+        cap,
+        narrow=ids,
+        restrict=lambda stmt, key: _filtered(stmt, key, filters),
+    )
+    if cap is None:
+        return dict.fromkeys(found, 0.0)
+    return search_pg.scores(found)
 
 
 def _sqlite_candidates(
@@ -508,27 +510,6 @@ def _small(conn: Connection, narrow: Select[Any]) -> bool:
     return (conn.scalar(counted) or 0) <= NARROW
 
 
-def _postgres_candidates(
-    conn: Connection, query: Query, filters: Filters, cap: int | None
-) -> dict[int, float]:
-    # Imported here: the PostgreSQL dialect costs a command on SQLite part of its start-up.
-    from sqlalchemy.dialects.postgresql import TSQUERY
-
-    wanted = cast(literal(tsquery(query)), TSQUERY)
-    stmt = select(_PG.c.record_id).where(_PG.c.terms.op("@@")(wanted))
-    stmt = _filtered(stmt, _PG.c.record_id, filters).order_by(_PG.c.record_id.desc())
-    if cap is not None:
-        stmt = stmt.limit(cap)
-    ids = list(conn.scalars(stmt))
-    scores: dict[int, float] = {}
-    for part in chunks(ids):
-        rank = func.ts_rank(_PG.c.terms, cast(literal(rank_tsquery(query)), TSQUERY))
-        scores.update(
-            conn.execute(select(_PG.c.record_id, rank).where(_PG.c.record_id.in_(part))).all()
-        )
-    return scores
-
-
 def index_size(conn: Connection) -> int:
     """Bytes the index takes on disk (its tables and indexes)."""
     if _sqlite(conn):
@@ -538,4 +519,4 @@ def index_size(conn: Connection) -> int:
             )
             or 0
         )
-    return int(conn.scalar(text(f"SELECT pg_total_relation_size('{INDEX}')")) or 0)
+    return search_pg.size(conn)

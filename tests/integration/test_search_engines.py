@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 
 from syncd.domain.search_text import Query, QueryError, Term, parse_query, tokens
 from syncd.schema.tables import customers, record_customers, records
-from syncd.store import database, search_index
+from syncd.store import database, search_index, search_pg
 from tests.servers.postgres import scratch_database
 
 pytestmark = pytest.mark.postgres
@@ -30,6 +30,15 @@ WORDS = [
 ]  # fmt: skip
 SEPARATORS = [" ", ", ", "-", "。", "\n", "的", ":"]
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+# Record ids are spread so that PostgreSQL's rows of 32 records (store/search_pg.py) hold
+# several records each and a search reads several of them, in batches of one row.
+SPREAD = 11
+MANY, FEW = search_index.NARROW, search_index.SCAN  # before any test changes them
+
+
+@pytest.fixture(autouse=True)
+def _one_row_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_pg, "FIRST_BATCH", 1)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +99,7 @@ def _expected(stored: dict[int, tuple[str, str]], query: Query) -> set[int]:
 def test_both_engines_find_the_same_records(
     engines: list[Engine], texts: list[tuple[str, str]], asked: list[str]
 ) -> None:
-    stored = {i + 1: pair for i, pair in enumerate(texts)}
+    stored = {(i + 1) * SPREAD: pair for i, pair in enumerate(texts)}
     for engine in engines:
         with engine.begin() as conn:
             conn.execute(delete(records))
@@ -160,9 +169,10 @@ def test_a_customers_records_are_found_alike_by_either_way(
     asked: list[str],
 ) -> None:
     """With --customer, SQLite matches a few records' stored tokens (or, with many, probes
-    the index): both ways, and PostgreSQL, find what the tokens say."""
-    stored = {i + 1: (s, b) for i, (s, b, _) in enumerate(texts)}
-    customer = {i + 1: c for i, (_, _, c) in enumerate(texts)}
+    the index), PostgreSQL reads the customer's records' rows (or, with many, filters the
+    index's rows): every way finds what the tokens say."""
+    stored = {(i + 1) * SPREAD: (s, b) for i, (s, b, _) in enumerate(texts)}
+    customer = {(i + 1) * SPREAD: c for i, (_, _, c) in enumerate(texts)}
     for engine in engines:
         _load(engine, stored, customer)
     mine = {rid: pair for rid, pair in stored.items() if customer[rid] == 1}
@@ -173,8 +183,17 @@ def test_a_customers_records_are_found_alike_by_either_way(
         except QueryError:
             continue
         expected = _expected(mine, query)
-        for engine, scan in [(engines[0], search_index.SCAN), (engines[0], 0), (engines[1], 0)]:
+        # SQLite: the few records' stored tokens, or the index; PostgreSQL: the customer's
+        # records' rows, or the rows the index gives, filtered in SQL.
+        lite, pg = engines
+        for engine, scan, narrow in [
+            (lite, FEW, MANY),
+            (lite, 0, MANY),
+            (pg, 0, MANY),
+            (pg, 0, 0),
+        ]:
             monkeypatch.setattr(search_index, "SCAN", scan)
+            monkeypatch.setattr(search_index, "NARROW", narrow)
             with engine.connect() as conn:
                 assert search_index.matching_ids(conn, query, filters) == expected, text
                 ranked = search_index.search(conn, query, filters, limit=100)

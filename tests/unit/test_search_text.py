@@ -27,6 +27,7 @@ from syncd.domain.search_text import (
     tsquery,
     tsvector,
 )
+from syncd.store.search_pg import _counted
 
 HAN = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
 HANGUL = st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3)
@@ -220,3 +221,15 @@ def test_ascii_highlights_are_those_of_the_general_path(
     both = parse_query("customer 1000 custo*")
     assert search_text._ascii_spans(sample, both) == search_text._spans(sample, both)
     assert len(search_text._ascii_spans(sample, both)) == 5
+
+
+@given(
+    st.lists(st.sampled_from(["ab", "abc", "abcd", "b", "报价", "价"]), min_size=1, max_size=12),
+    st.lists(st.sampled_from(["ab", "abc*", "b", "报价", "价*", "abc"]), min_size=1, max_size=3),
+)
+def test_a_lines_counts_are_its_tokens_counts(line: list[str], words: list[str]) -> None:
+    """PostgreSQL's search ranks a line by counting its tokens in the text (no split): the
+    same counts as ``occurrences`` on the split tokens."""
+    query = parse_query(" ".join(words))
+    expected = tuple(occurrences(line, term) for term in query.include)
+    assert _counted(" ".join(line), query) == expected

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from syncd.store import search_index
+from syncd.store import search_index, search_pg
 
 revision = "0023"
 down_revision = "0020"
@@ -22,9 +22,18 @@ depends_on = None
 
 def upgrade() -> None:
     conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        # PostgreSQL's layout of 0023 to 0032: 0033 replaces it and indexes the records.
+        for statement in search_pg.ROW_PER_RECORD:
+            conn.exec_driver_sql(statement)
+        return
     search_index.create(conn)
     search_index.rebuild(conn)
 
 
 def downgrade() -> None:
-    search_index.drop(op.get_bind())
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("DROP TABLE IF EXISTS record_search")
+        return
+    search_index.drop(conn)
