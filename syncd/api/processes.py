@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client.metrics_core import Metric
@@ -191,7 +192,11 @@ class ApiProcesses:
         read, write = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "syncd.api.processes", str(write)],
+                # -P: not the working directory first on sys.path (-m puts it there), which
+                # ran a syncd/ found there (another checkout's) in the children; the
+                # parent's own package root instead, so that both run the same code.
+                [sys.executable, "-P", "-m", "syncd.api.processes", str(write)],
+                env=_same_code(),
                 stdin=subprocess.PIPE,
                 pass_fds=(write, self._socket.fileno()),
                 # Out of the terminal's process group: a ^C reaches the parent alone, which
@@ -327,6 +332,21 @@ def _child(report_fd: int) -> int:
         with contextlib.suppress(OSError):
             reports.close()
     return 0
+
+
+def _same_code() -> dict[str, str]:
+    """The environment of a child: this process's, with the folder this process's syncd
+    package was imported from first on PYTHONPATH, unless it is a site-packages folder
+    (installed: the child finds it there too; on PYTHONPATH it would come before the
+    standard library)."""
+    import site
+
+    root = str(Path(__file__).resolve().parents[2])  # <root>/syncd/api/processes.py
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    installed = {str(Path(p).resolve()) for p in site.getsitepackages()}
+    if root not in installed:
+        paths.insert(0, root)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)} if paths else dict(os.environ)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

@@ -101,17 +101,40 @@ def _end(proc: subprocess.Popen[bytes], children: list[int]) -> None:
 
 
 def _serve_workers(
-    world: World, tmp_path: Path, extra: str = ""
+    world: World, tmp_path: Path, extra: str = "", cwd: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int, str, list[int]]:
     port = free_port()
     world.write_config(extra=f'[api]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n{extra}')
     token = json.loads(world.cli("tokens", "create", "crm", "--scope", "read", "--json").stdout)
     with (tmp_path / "serve.log").open("wb") as out:
         proc = subprocess.Popen(
-            [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out
+            [SYNCD, "--config", str(world.config_path), "serve"], stdout=out, stderr=out, cwd=cwd
         )
     wait_listening(port, timeout=60)
     return proc, port, token["token"], _wait_children(proc.pid)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_serve_workers_run_the_parent_s_code_whatever_the_working_directory(
+    world: World, tmp_path: Path
+) -> None:
+    # Started from a folder holding a syncd/ of its own (another checkout): the children
+    # (python -m) imported that one.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "syncd").mkdir(parents=True)
+    (elsewhere / "syncd" / "__init__.py").write_text(
+        'raise SystemExit("syncd imported from the working directory")\n'
+    )
+    proc, port, token, children = _serve_workers(world, tmp_path, cwd=elsewhere)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(4):  # a new connection each: either process may answer
+            answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/records", headers=headers)
+            assert answer.status_code == 200
+        assert len(children) == 2 and all(not _gone(pid) for pid in children)
+        assert "working directory" not in (tmp_path / "serve.log").read_text()
+    finally:
+        _end(proc, children)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
