@@ -8,7 +8,7 @@ Neither keeps the tokens' positions (FTS5 ``detail=none``): they were most of th
 size and only phrases need them, so a phrase is checked on its candidates' tokens instead
 (``search_text.matches``).  The objects differ per engine, so they are made here
 (``create``) and by migrations 0023 and 0033, not by ``schema/tables.py``; a record's
-deletion takes its tokens with it (a trigger on each engine).
+deletion takes its tokens with it (a trigger on SQLite; on PostgreSQL the deleter reindexes).
 
 Searching first bounds the work: the newest ``CANDIDATES`` matching records that pass the
 filters are taken (by id, from the index), a phrase checked on them, then ranked.  A word

@@ -203,9 +203,10 @@ def rebuild(
     conn: Connection, read: Callable[[list[int]], dict[int, str]], *, blocks_a_batch: int = 160
 ) -> int:
     """Index every record afresh from ``read`` ({id: line} of stored ids), block range by
-    block range, each row written in place (not deleted and made anew: a deletion waiting
-    on it must find it to blank its line).  Rows past the last record at the start are a
-    capture's since: left as they are.  Returns how many records."""
+    block range, each range's rows locked before its records are read (a capture adding a
+    record there meanwhile waits, then puts its line over the rewritten row).  Rows past
+    the last record at the start are a capture's since: left as they are.  Returns how
+    many records."""
     done, start = 0, 0
     last = conn.scalar(text("SELECT max(id) FROM records"))
     top = -1 if last is None else int(last) // BLOCK
