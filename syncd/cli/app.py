@@ -87,6 +87,13 @@ class App:
                 self.tokens.keep_rotated_in(engine)
         return engine
 
+    def close(self) -> None:
+        """At the command's end: its database connections closed, not left to the collector
+        (a process that runs many commands, the tests', would hold one pool per command)."""
+        engine = self.__dict__.get("engine")
+        if engine is not None:
+            engine.dispose()
+
     @cached_property
     def tokens(self) -> TokenCaches:
         """The mailbox groups' token caches of this command, handed to what logs in."""

@@ -174,6 +174,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     logs.configure(["WARNING", "INFO", "DEBUG"][min(verbose, 2)], lazy=True)
     unfreeze_when_done(ctx)
     ctx.obj = App(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main() -> None:
