@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from hypothesis import settings
+from sqlalchemy import Engine
 
 from syncd.cli.main import cli
 from tests.progress import LongTestNotices
@@ -197,6 +198,17 @@ def bottlecrm() -> Iterator[BottleCrm]:
 def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with admin_url(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+@pytest.fixture
+def pg_engine(pg_admin: str) -> Iterator[Engine]:
+    """An engine on a scratch PostgreSQL database, migrated."""
+    from syncd.store.database import open_database
+
+    with scratch_database(pg_admin) as url:
+        engine = open_database(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from syncd.store import database, event_upkeep
 from syncd.store import events as outbox
 from syncd.store.events import Event
 from tests.conftest import World
-from tests.servers.postgres import scratch_database
 from tests.servers.sample import CUSTOMERS_CSV
 
 SYNCD = Path(sys.executable).with_name("syncd")
@@ -83,14 +81,6 @@ def test_follow_streams_new_events_and_exits_cleanly_on_sigint(world: World) -> 
     assert [json.loads(x)["data"]["title"] for x in again.splitlines()] == ["Before", "Streamed"]
     refused = world.cli("events", "list", "--follow", "--json", expect=2)
     assert "--nl" in refused.output
-
-
-@pytest.fixture
-def pg_engine(pg_admin: str) -> Iterator[Engine]:
-    with scratch_database(pg_admin) as url:
-        engine = database.open_database(url)
-        yield engine
-        engine.dispose()
 
 
 @pytest.mark.postgres

@@ -4,7 +4,6 @@ ranked search reads is for searches without one)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,23 +11,14 @@ from sqlalchemy import Engine, insert
 
 from syncd.domain.search_text import index_terms, parse_query
 from syncd.schema.tables import records
-from syncd.store import database, search_index
+from syncd.store import search_index
 from syncd.store.search_index import Filters
-from tests.servers.postgres import scratch_database
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def pg(pg_admin: str) -> Iterator[Engine]:
-    with scratch_database(pg_admin) as url:
-        eng = database.open_database(url)
-        yield eng
-        eng.dispose()
-
-
 @pytest.mark.postgres
-def test_a_reps_oldest_mails_are_found_under_the_owner_filter(pg: Engine) -> None:
+def test_a_reps_oldest_mails_are_found_under_the_owner_filter(pg_engine: Engine) -> None:
     """One rep's 4,000 mails of ~20 kB (store = "full"), all about an invoice; the newest
     3,960 say "overdue".  The owner filter has 4,000 records (<= NARROW): "invoice -overdue"
     must find the 40 oldest, ranked and counted alike."""
@@ -47,12 +37,12 @@ def test_a_reps_oldest_mails_are_found_under_the_owner_filter(pg: Engine) -> Non
                  "owner": "rep@example.com", "occurred_at": T0 + timedelta(minutes=rid),
                  "created_at": T0}
             )  # fmt: skip
-        with pg.begin() as conn:
+        with pg_engine.begin() as conn:
             conn.execute(insert(records), rows)
             search_index.add(conn, {r["id"]: index_terms([r["subject"], r["body"]]) for r in rows})
     rep = Filters(owner="rep@example.com")
     query = parse_query("invoice -overdue")
-    with pg.connect() as conn:
+    with pg_engine.connect() as conn:
         ranked = search_index.search(conn, query, rep, limit=100)
         counted = search_index.matching_ids(conn, query, rep)
     assert counted == set(range(1, 41))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,21 +18,12 @@ from sqlalchemy import Engine, delete, insert
 
 from syncd.domain.search_text import parse_query
 from syncd.schema.tables import records
-from syncd.store import database, event_privacy, logged_records, privacy, search_index
+from syncd.store import event_privacy, logged_records, privacy, search_index
 from syncd.store.directory import load_directory
-from tests.servers.postgres import scratch_database
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 LONG = " ".join(f"paragraph{i} quarterly figures" for i in range(200))  # ~6 kB: a row of its own
-
-
-@pytest.fixture
-def pg(pg_admin: str) -> Iterator[Engine]:
-    with scratch_database(pg_admin) as url:
-        eng = database.open_database(url)
-        yield eng
-        eng.dispose()
 
 
 def _store(eng: Engine, bodies: dict[int, tuple[str, str]]) -> None:
@@ -76,43 +67,47 @@ def _first(eng: Engine, work: Callable[[Any], object], errors: list[str]) -> Non
 
 
 def test_forget_and_deleting_a_logged_note_that_names_the_person(
-    pg: Engine, monkeypatch: pytest.MonkeyPatch
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`syncd forget jane@...` while a rep deletes a logged note (id 40) whose text names
     jane@...: forget holds the note's block from before its sweep (the whole database) to its
     commit, the deletion locks the note then waits for the block in its trigger, and the
     sweep then waits for the note.  A row-per-record index let the deletion commit first."""
-    _store(pg, {40: ("note", "called jane@example.com about renewal"), 41: ("note", "other")})
-    assert _found(pg, "jane@example.com") == {40}
+    _store(
+        pg_engine, {40: ("note", "called jane@example.com about renewal"), 41: ("note", "other")}
+    )
+    assert _found(pg_engine, "jane@example.com") == {40}
     errors: list[str] = []
     threads: list[threading.Thread] = []
     real_before = event_privacy.Before
 
     def before(*args: Any, **kwargs: Any) -> Any:  # right after forget's hold()
         threads.append(
-            _in_thread(pg, lambda c: logged_records.delete_record(c, 40, actor="rep"), errors)
+            _in_thread(
+                pg_engine, lambda c: logged_records.delete_record(c, 40, actor="rep"), errors
+            )
         )
         time.sleep(1.0)  # forget's sweep of every table: a rep's click lands in it
         return real_before(*args, **kwargs)
 
     monkeypatch.setattr(event_privacy, "Before", before)
-    _first(pg, lambda c: privacy.forget(c, "jane@example.com", load_directory(c)), errors)
+    _first(pg_engine, lambda c: privacy.forget(c, "jane@example.com", load_directory(c)), errors)
     threads[0].join(30)
     assert errors == []
 
 
 def test_a_rebuild_and_a_deletion_of_a_long_record(
-    pg: Engine, monkeypatch: pytest.MonkeyPatch
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`syncd db reindex` while `syncd forget` (or a rep) deletes a record whose line is long
     (a row of its own, id 5): the rebuild has locked block 0 and is reading the records;
     the deletion's cascade takes the own row (or its key check the record), then its
     trigger waits for block 0; the rebuild then writes the own row and waits for it."""
-    _store(pg, {rid: ("note", f"shared word{rid}") for rid in range(1, 8)})
-    with pg.begin() as conn:
+    _store(pg_engine, {rid: ("note", f"shared word{rid}") for rid in range(1, 8)})
+    with pg_engine.begin() as conn:
         conn.execute(records.update().where(records.c.id == 5).values(body="secretcase " + LONG))
         search_index.reindex_records(conn, [5])
-    assert _found(pg, "secretcase") == {5}
+    assert _found(pg_engine, "secretcase") == {5}
     errors: list[str] = []
     threads: list[threading.Thread] = []
     real_terms = search_index.current_terms
@@ -122,28 +117,35 @@ def test_a_rebuild_and_a_deletion_of_a_long_record(
         if not threads:
             threads.append(
                 _in_thread(
-                    pg, lambda c: c.execute(delete(records).where(records.c.id == 5)), errors
+                    pg_engine, lambda c: c.execute(delete(records).where(records.c.id == 5)), errors
                 )
             )
             time.sleep(1.0)  # reading 5,120 records' text: the deletion lands in it
         return found
 
     monkeypatch.setattr(search_index, "current_terms", terms)
-    _first(pg, search_index.rebuild, errors)
+    _first(pg_engine, search_index.rebuild, errors)
     threads[0].join(30)
     assert errors == []
-    assert _found(pg, "secretcase") == set() and _found(pg, "shared") == {1, 2, 3, 4, 6, 7}
+    assert _found(pg_engine, "secretcase") == set() and _found(pg_engine, "shared") == {
+        1,
+        2,
+        3,
+        4,
+        6,
+        7,
+    }
 
 
 def test_a_meeting_reindex_and_a_deletion_of_a_long_record(
-    pg: Engine, monkeypatch: pytest.MonkeyPatch
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """reindex_records (a calendar sync, a logged edit, forget's last step) of a long record
     while another transaction deletes it: the same two orders (block then own row; own row
     then block).  With a row per record, a deletion in this window (before reindex_records' first write)
     commits first and the reindex finds nothing to index."""
-    _store(pg, {rid: ("note", f"shared word{rid}") for rid in range(1, 8)})
-    with pg.begin() as conn:
+    _store(pg_engine, {rid: ("note", f"shared word{rid}") for rid in range(1, 8)})
+    with pg_engine.begin() as conn:
         conn.execute(records.update().where(records.c.id == 5).values(body="secretcase " + LONG))
         search_index.reindex_records(conn, [5])
     errors: list[str] = []
@@ -154,17 +156,17 @@ def test_a_meeting_reindex_and_a_deletion_of_a_long_record(
         if not threads:
             threads.append(
                 _in_thread(
-                    pg, lambda c: c.execute(delete(records).where(records.c.id == 5)), errors
+                    pg_engine, lambda c: c.execute(delete(records).where(records.c.id == 5)), errors
                 )
             )
             time.sleep(1.0)
         real_unindex(conn, ids)
 
     monkeypatch.setattr(search_index, "unindex_records", unindex)
-    _first(pg, lambda c: search_index.reindex_records(c, [5, 6]), errors)
+    _first(pg_engine, lambda c: search_index.reindex_records(c, [5, 6]), errors)
     threads[0].join(30)
     assert errors == []
-    assert _found(pg, "secretcase") == set()
+    assert _found(pg_engine, "secretcase") == set()
 
 
 def _mail(uid: int) -> Any:
@@ -192,7 +194,7 @@ def _folder(uids: range) -> Any:
 
 
 def test_forget_and_a_capture_of_the_persons_new_mail(
-    pg: Engine, monkeypatch: pytest.MonkeyPatch
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """jane@outside.example (not a contact: in the unmatched queue) mailed alice three times;
     `syncd forget jane@...` runs while alice's daemon captures jane's next mail.  The
@@ -200,19 +202,21 @@ def test_forget_and_a_capture_of_the_persons_new_mail(
     forget then drops jane's queue row and waits for the capture."""
     from syncd.store.capture import save_batch
 
-    with pg.begin() as conn:
+    with pg_engine.begin() as conn:
         save_batch(conn, _folder(range(1, 4)))
-    assert _found(pg, "jane") != set()
+    assert _found(pg_engine, "jane") != set()
     errors: list[str] = []
     threads: list[threading.Thread] = []
     real_before = event_privacy.Before
 
     def before(*args: Any, **kwargs: Any) -> Any:  # right after forget's hold()
-        threads.append(_in_thread(pg, lambda c: save_batch(c, _folder(range(4, 5))), errors))
+        threads.append(_in_thread(pg_engine, lambda c: save_batch(c, _folder(range(4, 5))), errors))
         time.sleep(1.0)
         return real_before(*args, **kwargs)
 
     monkeypatch.setattr(event_privacy, "Before", before)
-    _first(pg, lambda c: privacy.forget(c, "jane@outside.example", load_directory(c)), errors)
+    _first(
+        pg_engine, lambda c: privacy.forget(c, "jane@outside.example", load_directory(c)), errors
+    )
     threads[0].join(30)
     assert errors == []
