@@ -201,6 +201,16 @@ def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on ``db_url`` (each engine in turn), migrated."""
+    from syncd.store.database import open_database
+
+    engine = open_database(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def pg_engine(pg_admin: str) -> Iterator[Engine]:
     """An engine on a scratch PostgreSQL database, migrated."""
     from syncd.store.database import open_database

@@ -4,7 +4,6 @@ share a row, deletions, the largest rows and the bound on what a search reads.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import Engine, delete, insert, text
 
 from syncd.domain.search_text import index_terms, parse_query
 from syncd.schema.tables import records
-from syncd.store import database, search_index, search_pg
+from syncd.store import search_index, search_pg
 
 pytestmark = pytest.mark.postgres
 
@@ -201,41 +200,35 @@ def test_forget_and_a_calendar_sync_sharing_rows_do_not_deadlock(pg_engine: Engi
     assert _found(pg_engine, "shared") == {70, 71, 331}
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = database.open_database(db_url)
-    yield engine
-    engine.dispose()
-
-
-def test_a_long_mail_in_another_script_is_found_by_its_last_words(engine: Engine) -> None:
+def test_a_long_mail_in_another_script_is_found_by_its_last_words(db_engine: Engine) -> None:
     words = ["переговоры", "контракт", "поставка", "оборудование", "стоимость"]
     body = " ".join(words[i % 5] + str(i % 7) for i in range(2_500)) + " финальнаяцена"
-    _store(engine, {1: body})
-    with engine.begin() as conn:
+    _store(db_engine, {1: body})
+    with db_engine.begin() as conn:
         search_index.rebuild(conn)
-    assert _found(engine, "финальнаяцена") == {1}
-    with engine.connect() as conn:
+    assert _found(db_engine, "финальнаяцена") == {1}
+    with db_engine.connect() as conn:
         assert search_index.search(conn, parse_query("Финальнаяцена"))[0][0] == 1
 
 
 def test_old_meetings_behind_many_newer_mails_are_found(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """50 meetings about the budget, then 5,000 mails that say it too: a search among
     meetings reads the meetings' lines, however little a ranked search may read."""
     _store(
-        engine, {rid: "budget review" if rid <= 50 else "budget overdue" for rid in range(1, 5_051)}
+        db_engine,
+        {rid: "budget review" if rid <= 50 else "budget overdue" for rid in range(1, 5_051)},
     )
-    with engine.begin() as conn:
+    with db_engine.begin() as conn:
         conn.execute(records.update().where(records.c.id <= 50).values(kind="meeting"))
         search_index.rebuild(conn)
     monkeypatch.setattr(search_pg, "MAX_BYTES", 2_000)
     meetings = search_index.Filters(kinds=("meeting",))
-    with engine.connect() as conn:
+    with db_engine.connect() as conn:
         ranked = search_index.search(conn, parse_query("budget"), meetings, limit=100)
     assert {rid for rid, _ in ranked} == set(range(1, 51))
     monkeypatch.undo()
-    with engine.connect() as conn:
+    with db_engine.connect() as conn:
         ranked = search_index.search(conn, parse_query("budget -overdue"), limit=100)
     assert {rid for rid, _ in ranked} == set(range(1, 51))

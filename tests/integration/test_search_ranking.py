@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,14 +17,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 FILLER = " ".join(f"filler{i % 97} text{i % 13}" for i in range(1_000))  # ~13 kB
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = database.open_database(db_url)
-    yield eng
-    eng.dispose()
-
-
-def test_a_mail_about_the_word_ranks_above_one_that_mentions_it_once(engine: Engine) -> None:
+def test_a_mail_about_the_word_ranks_above_one_that_mentions_it_once(db_engine: Engine) -> None:
     """Two mails of the same length: one says "budget" once in its first line, the other
     discusses the budget 40 times after its quoted history's first 4,000 characters (id 1,
     older).  BM25 ranks the second first (SQLite does); it must not score 0."""
@@ -37,10 +29,10 @@ def test_a_mail_about_the_word_ranks_above_one_that_mentions_it_once(engine: Eng
          "created_at": T0}
         for rid, body in ((1, about), (2, once))
     ]  # fmt: skip
-    with engine.begin() as conn:
+    with db_engine.begin() as conn:
         conn.execute(insert(records), rows)
         search_index.rebuild(conn)
-    with engine.connect() as conn:
+    with db_engine.connect() as conn:
         ranked = search_index.search(conn, parse_query("budget"))
     assert [rid for rid, _ in ranked] == [1, 2]
     assert all(score > 0 for _, score in ranked)
