@@ -134,6 +134,15 @@ def test_a_ranked_search_reads_a_bounded_share_of_the_index(
         assert {rid for rid, _ in search_index.search(conn, query, old, limit=20)} == set(
             range(1, 10)
         )
+        # A filter's records are read up to their own bound: newest first, ids 149-118 (all
+        # "newer") fill the first batch of 32.
+        recent = search_index.Filters(before=T0 + timedelta(minutes=150))
+        monkeypatch.setattr(search_pg, "NARROW_MAX_BYTES", 1)
+        assert search_index.search(conn, query, recent, limit=20) == []
+        monkeypatch.setattr(search_pg, "NARROW_MAX_BYTES", 10_000)
+        assert [rid for rid, _ in search_index.search(conn, query, recent, limit=20)] == list(
+            range(95, 75, -1)
+        )
 
 
 def test_a_rebuild_and_a_deletion_at_once_leave_no_trace(pg_engine: Engine) -> None:
